@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian packages grpo needs for its tests, examples, benchmarks and tools. Idempotent:
+# quiet and fast when everything is already there. Usage: scripts/install-deps.sh
+set -euo pipefail
+pkgs=(
+  cmake g++ make pkg-config
+  libeigen3-dev xtensor-dev libxsimd-dev libdlpack-dev libtorch-dev
+  doctest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  libgmp-dev libginac-dev libutf8proc-dev libboost-dev
+  libopenmpi-dev openmpi-bin
+  python3 gnuplot-nox
+  clang libclang-rt-14-dev
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
