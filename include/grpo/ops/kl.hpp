@@ -15,31 +15,10 @@
 #pragma once
 
 #include <grpo/core/config.hpp>
-
-#include <cmath>
+#include <grpo/core/math.hpp>  // grpo::math::exp / log host+device shims
 
 namespace grpo::ops {
 
-namespace detail {
-/// exp shim: std::exp on the host, the CUDA math library on the device.
-template <class T>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE T exp_(T x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-/// log shim, same split as exp_.
-template <class T>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE T log_(T x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return ::log(x);
-#else
-  return std::log(x);
-#endif
-}
-}  // namespace detail
 
 /// Which estimator of KL(pi_theta || pi_ref) a token uses.
 enum class kl_estimator : unsigned char {
@@ -106,7 +85,7 @@ template <class T>
 GRPO_HOST_DEVICE constexpr T kl_k3(T lp, T lr, T inner = T(0)) noexcept {
   T d = lr - lp;
   if (inner > T(0)) d = d > inner ? inner : (d < -inner ? -inner : d);
-  return detail::exp_(d) - d - T(1);
+  return math::exp(d) - d - T(1);
 }
 /// d k3 / d lp = 1 - e^(lr - lp); zero where the inner clamp binds (torch.clamp passes the gradient
 /// only for -inner <= d <= inner).
@@ -114,7 +93,7 @@ template <class T>
 GRPO_HOST_DEVICE constexpr T kl_k3_grad(T lp, T lr, T inner = T(0)) noexcept {
   const T d = lr - lp;
   if (inner > T(0) && (d > inner || d < -inner)) return T(0);
-  return T(1) - detail::exp_(d);
+  return T(1) - math::exp(d);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 #pragma once
 
 #include <grpo/core/config.hpp>
-#include <grpo/ops/kl.hpp>  // detail::exp_, detail::log_
+#include <grpo/core/math.hpp>  // grpo::math::exp host+device shim
 
 namespace grpo::ops {
 
@@ -134,8 +134,8 @@ GRPO_HOST_DEVICE constexpr T cispo_weight_clip(T r, T eps_low, T eps_high) noexc
 /// Logistic function 1/(1+e^-x), evaluated without overflow for large |x|.
 template <class T>
 GRPO_HOST_DEVICE constexpr T sigmoid(T x) noexcept {
-  if (x >= T(0)) return T(1) / (T(1) + detail::exp_(-x));
-  const T e = detail::exp_(x);
+  if (x >= T(0)) return T(1) / (T(1) + math::exp(-x));
+  const T e = math::exp(x);
   return e / (T(1) + e);
 }
 
@@ -201,7 +201,7 @@ GRPO_HOST_DEVICE constexpr T vespo_phi(T log_w, T A, T k_pos, T lambda_pos, T k_
   const T k = pos ? k_pos : k_neg;
   T lam = pos ? lambda_pos : lambda_neg;
   lam = lam < T(1e-4) ? T(1e-4) : lam;
-  const T phi = detail::exp_(lam + k * log_w - lam * detail::exp_(log_w));
+  const T phi = math::exp(lam + k * log_w - lam * math::exp(log_w));
   // nan_to_num(nan=0, posinf=0, neginf=0)
   if (!(phi - phi == T(0))) return T(0);  // NaN or +-Inf
   return phi;
@@ -246,12 +246,12 @@ GRPO_HOST_DEVICE constexpr bool opsm_keep(T A, T mean_gap, T delta) noexcept {
 /// 10). Pass lo = -inf / hi = +inf for no clamp (TRL).
 template <class T>
 GRPO_HOST_DEVICE constexpr T ratio_from_log(T x, T lo, T hi) noexcept {
-  return detail::exp_(clamp_scalar(x, lo, hi));
+  return math::exp(clamp_scalar(x, lo, hi));
 }
 /// d r / d x = r inside [lo, hi], 0 where the clamp binds.
 template <class T>
 GRPO_HOST_DEVICE constexpr T ratio_from_log_grad(T x, T lo, T hi) noexcept {
-  return clamp_scalar_grad(x, lo, hi) * detail::exp_(clamp_scalar(x, lo, hi));
+  return clamp_scalar_grad(x, lo, hi) * math::exp(clamp_scalar(x, lo, hi));
 }
 
 }  // namespace grpo::ops
