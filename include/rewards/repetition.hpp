@@ -72,7 +72,7 @@ inline double ngram_penalty(std::span<const Id> ids, const repetition_options& o
   std::unordered_set<std::size_t, decltype(hash), decltype(eq)> seen(total, hash, eq);
   for (std::size_t i = 0; i < total; ++i) seen.insert(i);
   const double scaling = 1.0 - static_cast<double>(seen.size()) / static_cast<double>(total);
-  return scaling * opt.max_penalty;
+  return scaling * opt.max_penalty + 0.0;  // + 0.0 turns -0.0 (no repetition) into 0.0
 }
 
 inline void check(const repetition_options& opt) {
