@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file loss.hpp
+/// @brief grpo::compute_loss: the full GRPO-family objective over [B, T] log-prob views (policy
+///        term, rollout IS correction, OPSM, top-entropy and truncation masks, in-loss KL, entropy
+///        bonus, aggregation) returning the loss, per-token loss, d loss / d logp, d loss / d H and
+///        one metric schema.
+///
+/// Order of operations (TRL GRPOTrainer._compute_loss, b.1 step 7, generalised):
+///   1. final mask m = mask * (1 - truncated_row) [* OPSM keep] [* top-entropy mask]
+///      (OPSM / entropy masks join the mask, i.e. the denominators, unless *_in_denominator is
+///      false, in which case they only multiply the policy term as in TRL);
+///   2. ratio r per is_level, with the optional log-ratio clamp;
+///   3. policy term l_pol(r, A, lp); multiplied by OPSM / entropy multipliers and by the detached
+///      rollout IS weight rho (policy term only; VESPO folds rho into phi instead);
+///   4. + kl_coef * KL (x r when bias-corrected), NOT multiplied by rho, OPSM or entropy masks;
+///   5. aggregation with denominators from the final mask (agg_options; KL may use its own);
+///   6. - entropy_coef * agg(H) over m * entropy mask.
+/// The gradient is exact, including the stop-gradient structure of GSPO(-token), the sequence
+/// ratio's spread over tokens, clamp flat regions, and the product rule of bias-corrected KL.
+#pragma once
+
+#include <grpo/aggregate.hpp>
+#include <grpo/core/config.hpp>
+#include <grpo/core/error.hpp>
+#include <grpo/core/strided_view.hpp>
+#include <grpo/kl.hpp>
+#include <grpo/metrics.hpp>
+#include <grpo/ops/kl.hpp>
+#include <grpo/ops/policy_loss.hpp>
+#include <grpo/policy_loss.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace grpo {
+
+/// Rollout / training mismatch correction (detached IS weights on the policy term).
+struct tis_options {
+  bool enabled = false;
+  bool sequence = false;  ///< sequence weight exp(sum_t m (lo - ls)) instead of per token
+  ops::tis_mode mode = ops::tis_mode::truncate;
+  double c_min = 0.0;  ///< lower threshold (<= 0: none)
+  double c_max = 0.0;  ///< upper threshold (<= 0: none)
+  /// Safety clamp of the log weight before exp (verl 20); 0 = none (TRL).
+  double log_clamp = 0.0;
+};
+
+/// Every option of the objective. Presets (<grpo/presets.hpp>) fill it for TRL, verl, OpenRLHF.
+struct loss_options {
+  policy_options policy{};
+  agg_options agg{};  ///< aggregation of the policy term (and of KL unless kl_agg is set)
+  // In-loss KL.
+  double kl_coef = 0.0;  ///< TRL beta, verl kl_loss_coef; 0 = no KL term (ref_logp not needed)
+  kl_params kl{};
+  bool kl_bias_correction = false;     ///< TRL use_bias_correction_kl: KL * r, r not detached
+  std::optional<agg_options> kl_agg;   ///< verl aggregates KL with loss_agg_mode separately
+  // Entropy bonus: loss -= entropy_coef * agg(H).
+  double entropy_coef = 0.0;
+  agg_options entropy_agg{};  ///< TRL: token mean over m * entropy mask (default)
+  // Top-entropy token mask (TRL top_entropy_quantile rho; 1 = off).
+  double top_entropy_quantile = 1.0;
+  std::optional<double> entropy_threshold;  ///< global threshold (gathered by the caller)
+  bool entropy_mask_in_denominator = true;  ///< our contract; TRL: false
+  // Off-policy sequence mask (DeepSeek-V3.2), threshold delta on the mean sampler/current gap.
+  std::optional<double> opsm_threshold;
+  bool opsm_in_denominator = true;  ///< our contract; TRL: false
+  tis_options tis{};
+};
+
+/// The inputs of one (micro-)batch. Optional views are left default-constructed (null data).
+template <class T, class M = T>
+struct loss_batch {
+  strided_view<const T, 2> logp;          ///< [B, T] current log-probs (differentiable)
+  strided_view<const T, 2> old_logp;      ///< [B, T] behaviour log-probs; null: on-policy (= sg[logp])
+  strided_view<const T, 2> ref_logp;      ///< [B, T] reference log-probs; needed iff kl_coef != 0
+  strided_view<const T, 2> advantages;    ///< [B, T]; per-sequence [B] via broadcast_rows()
+  strided_view<const M, 2> mask;          ///< [B, T] loss mask (completion * tool mask)
+  strided_view<const T, 2> sampler_logp;  ///< [B, T] rollout-engine log-probs (TIS, OPSM)
+  strided_view<const T, 2> is_weights;    ///< [B, T] precomputed detached IS weights rho
+  strided_view<const T, 2> entropy;       ///< [B, T] per-token entropy (bonus, top-entropy mask)
+  std::span<const unsigned char> truncated{};  ///< [B] 1 = truncated completion (row dropped)
+};
+
+/// A per-sequence [B] vector seen as [B, T] with a zero stride along T (advantages per sequence).
+template <class T>
+constexpr strided_view<const T, 2> broadcast_rows(const T* data, index_t rows, index_t cols,
+                                                  index_t row_stride = 1) noexcept {
+  return strided_view<const T, 2>(data, {rows, cols}, {row_stride, 0});
+}
+
+/// Caller-owned outputs. grad_logp is required; the others are optional (null = not written).
+template <class G>
+struct loss_outputs {
+  strided_view<G, 2> grad_logp;       ///< [B, T] d loss / d logp (0 on masked tokens)
+  strided_view<G, 2> per_token_loss;  ///< [B, T] policy integrand (x multipliers) + kl_coef * KL
+  strided_view<G, 2> grad_entropy;    ///< [B, T] d loss / d H (for the fused path to chain)
+  std::span<G> per_seq_loss{};        ///< [B] GMPO sequence losses
+};
+
+/// Scalars of a compute_loss call.
+struct loss_scalars {
+  double loss = 0.0;          ///< policy_loss + kl_coef * kl_loss - entropy_coef * entropy_loss
+  double policy_loss = 0.0;   ///< aggregated policy term
+  double kl_loss = 0.0;       ///< aggregated KL (before the coefficient)
+  double entropy_loss = 0.0;  ///< aggregated entropy (before the coefficient)
+  loss_metrics metrics{};
+};
+
+namespace detail {
+
+/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear').
+inline double quantile_linear(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  const double frac = pos - static_cast<double>(lo);
+  return v[lo] + frac * (v[hi] - v[lo]);
+}
+
+template <class V>
+bool has(const V& v) noexcept {
+  return v.data_handle() != nullptr;
+}
+
+}  // namespace detail
+
+/// Validates loss_options (batch-independent). Throws [grpo.bad_option] / [grpo.bad_value].
+inline void validate(const loss_options& o) {
+  validate(o.policy);
+  validate(o.agg);
+  if (o.kl_agg) validate(*o.kl_agg);
+  validate(o.entropy_agg);
+  GRPO_EXPECTS(std::isfinite(o.kl_coef), bad_value, "loss_options.kl_coef must be finite");
+  GRPO_EXPECTS(std::isfinite(o.entropy_coef), bad_value, "loss_options.entropy_coef must be finite");
+  GRPO_EXPECTS(o.kl.inner_clamp >= 0 && o.kl.outer_clamp >= 0 && std::isfinite(o.kl.inner_clamp) &&
+                   std::isfinite(o.kl.outer_clamp),
+               bad_value, "loss_options.kl clamps must be finite and >= 0");
+  GRPO_EXPECTS(o.top_entropy_quantile >= 0 && o.top_entropy_quantile <= 1, bad_value,
+               "loss_options.top_entropy_quantile must be in [0, 1]");
+  GRPO_EXPECTS(!o.opsm_threshold || std::isfinite(*o.opsm_threshold), bad_value,
+               "loss_options.opsm_threshold must be finite");
+  GRPO_EXPECTS(!o.tis.enabled || o.tis.c_min > 0 || o.tis.c_max > 0, bad_option,
+               "loss_options.tis: at least one of c_min / c_max is required");
+  GRPO_EXPECTS(!o.tis.enabled || o.tis.c_min <= 0 || o.tis.c_max <= 0 || o.tis.c_min <= o.tis.c_max,
+               bad_option, "loss_options.tis: c_min must be <= c_max");
+}
+
+/// Computes the objective of one batch into caller-owned outputs (see the file comment).
+/// @pre all given views are host-resident with the extents of batch.logp; advantages [B, T]
+///      (stride 0 along T allowed); truncated empty or size B. Valid tokens need finite logp,
+///      old_logp, advantages (and ref_logp when KL is on): otherwise [grpo.bad_value].
+/// @post out.grad_logp(i, t) = d loss / d logp(i, t); exactly 0 where the mask (after truncation)
+///       is 0. (A token removed only by OPSM / the entropy mask still moves a sequence-level ratio.)
+template <class T, class M, class G>
+loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
+                               const loss_outputs<G>& out) {
+  using detail::has;
+  validate(o);
+  const auto& lpv = in.logp;
+  GRPO_EXPECTS(has(lpv), shape_mismatch, "logp: required");
+  expect_host(lpv, "logp");
+  const index_t B = lpv.extent(0), Tn = lpv.extent(1);
+  const std::array<index_t, 2> ext{B, Tn};
+  GRPO_EXPECTS(has(in.advantages), shape_mismatch, "advantages: required");
+  GRPO_EXPECTS(has(in.mask), shape_mismatch, "mask: required");
+  expect_extents(in.advantages, ext, "advantages");
+  expect_extents(in.mask, ext, "mask");
+  expect_host(in.advantages, "advantages");
+  expect_host(in.mask, "mask");
+  const bool has_old = has(in.old_logp), has_ref = has(in.ref_logp);
+  const bool has_smp = has(in.sampler_logp), has_isw = has(in.is_weights), has_ent = has(in.entropy);
+  if (has_old) expect_extents(in.old_logp, ext, "old_logp");
+  if (has_ref) expect_extents(in.ref_logp, ext, "ref_logp");
+  if (has_smp) expect_extents(in.sampler_logp, ext, "sampler_logp");
+  if (has_isw) expect_extents(in.is_weights, ext, "is_weights");
+  if (has_ent) expect_extents(in.entropy, ext, "entropy");
+  GRPO_EXPECTS(in.truncated.empty() || static_cast<index_t>(in.truncated.size()) == B,
+               shape_mismatch,
+               "truncated: size " + std::to_string(in.truncated.size()) + ", expected " +
+                   std::to_string(B));
+  GRPO_EXPECTS(o.kl_coef == 0.0 || has_ref, shape_mismatch,
+               "ref_logp: required when kl_coef != 0");
+  const bool use_emask = o.top_entropy_quantile < 1.0;
+  GRPO_EXPECTS(!(use_emask || o.entropy_coef != 0.0) || has_ent, shape_mismatch,
+               "entropy: required for the entropy bonus or the top-entropy mask");
+  GRPO_EXPECTS(!o.tis.enabled || has_smp || has_isw, shape_mismatch,
+               "sampler_logp or is_weights: required when tis is enabled");
+  GRPO_EXPECTS(!(o.tis.enabled && has_isw), bad_option,
+               "is_weights and tis.enabled are exclusive (weights would be applied twice)");
+  expect_extents(out.grad_logp, ext, "grad_logp");
+  if (has(out.per_token_loss)) expect_extents(out.per_token_loss, ext, "per_token_loss");
+  if (has(out.grad_entropy)) expect_extents(out.grad_entropy, ext, "grad_entropy");
+  const auto& P = o.policy;
+  const bool gmpo = P.kind == policy_loss_kind::gmpo;
+  GRPO_EXPECTS(out.per_seq_loss.empty() || static_cast<index_t>(out.per_seq_loss.size()) == B,
+               shape_mismatch, "per_seq_loss: size must equal the row count");
+
+  auto lp_at = [&](index_t i, index_t t) { return static_cast<double>(lpv(i, t)); };
+  auto lo_at = [&](index_t i, index_t t) {
+    return has_old ? static_cast<double>(in.old_logp(i, t)) : lp_at(i, t);
+  };
+  auto A_at = [&](index_t i, index_t t) { return static_cast<double>(in.advantages(i, t)); };
+  const bool adv_per_row = in.advantages.stride(1) == 0;
+
+  // ---- pass 1: base mask, row statistics, validation -----------------------------------------
+  std::vector<double> n_base(static_cast<std::size_t>(B), 0.0);
+  std::vector<double> xbar(static_cast<std::size_t>(B), 0.0);      // mean log ratio (seq levels)
+  std::vector<double> gap(static_cast<std::size_t>(B), 0.0);       // OPSM mean gap
+  std::vector<double> rho_seq(static_cast<std::size_t>(B), 1.0);   // sequence TIS weight
+  std::vector<double> vespo_lw(static_cast<std::size_t>(B), 0.0);  // VESPO seq log weight
+  std::vector<double> entropies;
+  loss_metrics met;
+  auto base_m = [&](index_t i, index_t t) {
+    if (!in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)]) return 0.0;
+    return static_cast<double>(in.mask(i, t));
+  };
+  const double log_1e8 = std::log(1e-8);
+  for (index_t i = 0; i < B; ++i) {
+    const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+    if (trunc) met.truncated_seqs += 1;
+    double n = 0, sx = 0, sg = 0, sq = 0, sv = 0, svr = 0;
+    for (index_t t = 0; t < Tn; ++t) {
+      const double mraw = static_cast<double>(in.mask(i, t));
+      GRPO_EXPECTS(std::isfinite(mraw) && mraw >= 0, bad_value,
+                   "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
+      const double m = trunc ? 0.0 : mraw;
+      if (m == 0.0) continue;
+      const double lp = lp_at(i, t), lo = lo_at(i, t), A = A_at(i, t);
+      GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+      GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
+      GRPO_EXPECTS(std::isfinite(A), bad_value, "advantages: non-finite value on a valid token");
+      if (o.kl_coef != 0.0)
+        GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
+                     "ref_logp: non-finite value on a valid token");
+      n += m;
+      sx += m * (lp - lo);
+      const double x20 = ops::clamp_scalar(lp - lo, -20.0, 20.0);
+      sv += x20 * m;
+      const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo;
+      sg += m * (ls - lp);
+      sq += m * (lo - ls);
+      if (P.kind == policy_loss_kind::vespo) {
+        double rho = 1.0;
+        if (has_isw) rho = static_cast<double>(in.is_weights(i, t));
+        if (o.tis.enabled && !o.tis.sequence) rho = std::exp(lo - ls);  // raw rho before bounds
+        if (has_isw || o.tis.enabled) {
+          if (o.tis.enabled) rho = ops::tis_weight(rho, o.tis.c_min, o.tis.c_max, o.tis.mode);
+          svr += ops::clamp_scalar(std::log(rho), log_1e8, 20.0);
+        }
+      }
+      if (use_emask) {
+        const double h = static_cast<double>(in.entropy(i, t));
+        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+        entropies.push_back(h);
+      }
+    }
+    const double nc = n < 1.0 ? 1.0 : n;  // TRL clamp(min=1)
+    n_base[i] = n;
+    xbar[i] = sx / nc;
+    gap[i] = sg / nc;
+    if (o.tis.enabled && o.tis.sequence) {
+      double q = sq;
+      if (o.tis.log_clamp > 0) q = ops::clamp_scalar(q, -o.tis.log_clamp, o.tis.log_clamp);
+      rho_seq[i] = ops::tis_weight(std::exp(q), o.tis.c_min, o.tis.c_max, o.tis.mode);
+    }
+    vespo_lw[i] = ops::clamp_scalar(sv + svr, log_1e8, 20.0);
+  }
+
+  // Top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear interpolation).
+  double h_thr = -std::numeric_limits<double>::infinity();
+  if (use_emask) {
+    if (o.entropy_threshold) h_thr = *o.entropy_threshold;
+    else if (!entropies.empty())
+      h_thr = detail::quantile_linear(std::move(entropies), 1.0 - o.top_entropy_quantile);
+  }
+
+  // Token multipliers: OPSM keep and entropy keep (both either in the mask or on the policy term).
+  auto opsm_keep = [&](index_t i, index_t t) {
+    if (!o.opsm_threshold) return true;
+    return ops::opsm_keep(A_at(i, t), gap[i], *o.opsm_threshold);
+  };
+  auto ent_keep = [&](index_t i, index_t t) {
+    if (!use_emask) return true;
+    return static_cast<double>(in.entropy(i, t)) >= h_thr;
+  };
+  const bool opsm_mask = o.opsm_in_denominator || gmpo;
+  const bool ent_mask = o.entropy_mask_in_denominator || gmpo;
+  // Final mask value (denominators), entropy-term mask, policy multiplier.
+  auto final_m = [&](index_t i, index_t t) {
+    double m = base_m(i, t);
+    if (m == 0.0) return 0.0;
+    if (opsm_mask && !opsm_keep(i, t)) return 0.0;
+    if (ent_mask && !ent_keep(i, t)) return 0.0;
+    return m;
+  };
+
+  std::vector<double> n_fin(static_cast<std::size_t>(B), 0.0), n_ent(static_cast<std::size_t>(B), 0.0);
+  for (index_t i = 0; i < B; ++i) {
+    double nf = 0, ne = 0;
+    bool dropped = false;
+    for (index_t t = 0; t < Tn; ++t) {
+      const double mb = base_m(i, t);
+      if (mb == 0.0) continue;
+      if (!opsm_keep(i, t)) dropped = true;
+      const bool ek = ent_keep(i, t);
+      if (!ek) met.entropy_masked_tokens += mb;
+      const double mf = final_m(i, t);
+      nf += mf;
+      if (ek) ne += mf;
+    }
+    if (dropped) met.opsm_dropped_seqs += 1;
+    n_fin[i] = nf;
+    n_ent[i] = ne;
+    met.tokens += nf;
+    met.sequences += nf > 0 ? 1 : 0;
+  }
+  const auto s_pol = aggregation_row_scales(n_fin, Tn, o.agg);
+  const auto s_kl = o.kl_agg ? aggregation_row_scales(n_fin, Tn, *o.kl_agg) : s_pol;
+  const auto s_ent = aggregation_row_scales(n_ent, Tn, o.entropy_agg);
+
+  // Ratio of a token: value and direct derivative d r / d lp_t (sequence level adds a spread term).
+  const bool seq_level = P.level != is_level::token;
+  const bool has_clip = P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
+                        P.kind == policy_loss_kind::gmpo;
+  auto ratio_of = [&](index_t i, index_t t, double& r, double& dr_direct, double& dr_spread) {
+    if (!seq_level) {
+      const double x = lp_at(i, t) - lo_at(i, t);
+      r = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
+      dr_direct = ops::ratio_from_log_grad(x, P.log_ratio_min, P.log_ratio_max);
+      dr_spread = 0.0;
+      return;
+    }
+    const double xb = xbar[i];
+    r = ops::ratio_from_log(xb, P.log_ratio_min, P.log_ratio_max);
+    const double d = ops::ratio_from_log_grad(xb, P.log_ratio_min, P.log_ratio_max);
+    if (P.level == is_level::sequence_token) {
+      dr_direct = d;  // d/dlp_t of sg[mean] + lp_t - sg[lp_t]
+      dr_spread = 0.0;
+    } else {
+      dr_direct = 0.0;
+      dr_spread = d;  // times m_t / max(n_i, 1), summed over the row's loss terms
+    }
+  };
+
+  loss_scalars res;
+  const double eps_lo = P.eps_low, eps_hi = P.eps_high;
+  const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
+  std::vector<double> row_g(static_cast<std::size_t>(B), 0.0);  // spread gradient per row
+
+  for (index_t i = 0; i < B; ++i) {
+    const double nc = n_base[i] < 1.0 ? 1.0 : n_base[i];
+    double ls_low = 0, ls_high = 0;  // per-row clip counts for per-sequence stats
+    // GMPO: per-sequence ratio of sign-clipped log ratios.
+    double g_w = 0.0, g_Abar = 0.0, g_den = 0.0, g_loss = 0.0, g_isw = 1.0;
+    if (gmpo) {
+      double sxc = 0, sA = 0, slw = 0;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double m = final_m(i, t);
+        if (m == 0.0) continue;
+        const double x = lp_at(i, t) - lo_at(i, t), A = A_at(i, t);
+        sxc += m * ops::gmpo_clip_log_ratio(x, A, eps_lo, eps_hi, P.gmpo);
+        sA += m * A;
+        double rho = has_isw ? static_cast<double>(in.is_weights(i, t)) : 1.0;
+        if (o.tis.enabled) {
+          const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo_at(i, t);
+          rho = o.tis.sequence ? rho_seq[i]
+                               : ops::tis_weight(std::exp(lo_at(i, t) - ls), o.tis.c_min,
+                                                 o.tis.c_max, o.tis.mode);
+        }
+        slw += m * std::log(rho + 1e-10);  // verl: per-sequence geometric mean of IS weights
+      }
+      double den = n_fin[i] + o.agg.row_count_eps;
+      den = den < o.agg.row_count_floor ? o.agg.row_count_floor : den;
+      g_den = den;
+      if (den > 0) {
+        g_w = std::exp(sxc / den);
+        g_Abar = sA / den;
+        if (has_isw || o.tis.enabled) g_isw = std::exp(slw / den);
+      }
+      g_loss = -g_Abar * g_w * g_isw;
+      if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
+    }
+    const double Ggm = o.agg.global_seqs ? *o.agg.global_seqs : static_cast<double>(B);
+    const double s_g = gmpo ? o.agg.scale / Ggm : 0.0;
+    if (gmpo) pol_sum += s_g * g_loss;
+
+    // VESPO phi of the row (sign of the row's advantage taken per token, as TRL's (B,1) tensor).
+    if (P.kind == policy_loss_kind::vespo)  // TRL logs the (B,1) phi over all rows
+      met.vespo_phi.add(ops::vespo_phi(vespo_lw[i], A_at(i, 0), P.vespo_k_pos, P.vespo_lambda_pos,
+                                       P.vespo_k_neg, P.vespo_lambda_neg));
+    for (index_t t = 0; t < Tn; ++t) {
+      const double mf = final_m(i, t);
+      const double lp = lp_at(i, t), A = A_at(i, t);
+      double r, drd, drs;
+      ratio_of(i, t, r, drd, drs);
+      // Detached IS weight rho of this token.
+      double rho = 1.0;
+      if (has_isw) rho = static_cast<double>(in.is_weights(i, t));
+      else if (o.tis.enabled) {
+        const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo_at(i, t);
+        double q = lo_at(i, t) - ls;
+        if (o.tis.log_clamp > 0) q = ops::clamp_scalar(q, -o.tis.log_clamp, o.tis.log_clamp);
+        rho = o.tis.sequence ? rho_seq[i]
+                             : ops::tis_weight(std::exp(q), o.tis.c_min, o.tis.c_max, o.tis.mode);
+      }
+      // Policy multiplier c = [opsm] [entropy] rho (VESPO folds rho into phi instead).
+      double c = P.kind == policy_loss_kind::vespo ? 1.0 : rho;
+      if (!opsm_mask && !opsm_keep(i, t)) c = 0.0;
+      if (!ent_mask && !ent_keep(i, t)) c = 0.0;
+
+      double ptl = 0.0, g = 0.0;
+      if (gmpo) {
+        ptl = g_loss;
+        if (mf != 0.0 && g_den > 0) {
+          const double x = lp - lo_at(i, t);
+          const double dx = ops::gmpo_clip_log_ratio_grad(x, A, eps_lo, eps_hi, P.gmpo);
+          g += s_g * (-g_Abar * g_w * g_isw) * dx * mf / g_den;
+        }
+      } else {
+        const double phi = P.kind == policy_loss_kind::vespo
+                               ? ops::vespo_phi(vespo_lw[i], A, P.vespo_k_pos, P.vespo_lambda_pos,
+                                                P.vespo_k_neg, P.vespo_lambda_neg)
+                               : 1.0;
+        const auto term = policy_token(P, r, A, lp, phi);
+        ptl = c * term.value;
+        if (mf != 0.0) {
+          const double W = s_pol[i] * mf * c;
+          pol_sum += W * term.value;
+          g += W * (term.d_ratio * drd + term.d_logp);
+          row_g[i] += W * term.d_ratio * drs;
+        }
+        if (mf != 0.0 && P.kind == policy_loss_kind::cispo) {
+          met.weight_clip.add(term.weight != r ? 1.0 : 0.0, mf);
+        }
+      }
+      // In-loss KL (not multiplied by rho / OPSM / entropy multipliers).
+      if (o.kl_coef != 0.0) {
+        const double lr = static_cast<double>(in.ref_logp(i, t));
+        double k = ops::kl_value(o.kl, lp, lr);
+        double kg = ops::kl_grad(o.kl, lp, lr);
+        double kd = 0.0, ks = 0.0;  // product-rule terms
+        if (o.kl_bias_correction) {
+          kd = k * drd;
+          ks = k * drs;
+          kg *= r;
+          k = ops::kl_bias_corrected(k, r);
+        }
+        ptl += o.kl_coef * k;
+        if (mf != 0.0) {
+          const double W = s_kl[i] * mf;
+          kl_sum += W * k;
+          g += W * o.kl_coef * (kg + kd);
+          row_g[i] += W * o.kl_coef * ks;
+          met.kl.add(k, mf);
+        }
+      }
+      // Entropy bonus.
+      if (o.entropy_coef != 0.0 || has_ent) {
+        const double me = (mf != 0.0 && ent_keep(i, t)) ? mf : 0.0;
+        if (has_ent && me != 0.0) {
+          const double h = static_cast<double>(in.entropy(i, t));
+          ent_sum += s_ent[i] * me * h;
+          met.entropy.add(h, me);
+        }
+        if (has(out.grad_entropy))
+          out.grad_entropy(i, t) = static_cast<G>(-o.entropy_coef * s_ent[i] * me);
+      } else if (has(out.grad_entropy)) {
+        out.grad_entropy(i, t) = G(0);
+      }
+      if (has(out.per_token_loss)) out.per_token_loss(i, t) = static_cast<G>(ptl);
+      out.grad_logp(i, t) = static_cast<G>(g);  // spread term added in the second sweep
+
+      // Metrics over valid tokens of the final mask.
+      if (mf != 0.0) {
+        const double x = lp - lo_at(i, t);
+        const double xc = seq_level ? x : ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max);
+        met.approx_kl.add(-xc, mf);
+        met.advantage.add(A, mf);
+        met.is_weight.add(rho, mf);
+        met.ratio.add(gmpo ? std::exp(x) : r, mf);
+        bool lo_c = false, hi_c = false, du_c = false;
+        if (!has_clip) {
+          // SAPO, REINFORCE, VESPO have no clipping: fractions are 0 (verl/TRL report none).
+        } else if (gmpo) {  // verl geo_mean: log ratio outside the band, split by sign of A
+          const bool out_band = x < -eps_lo || x > eps_hi;
+          lo_c = out_band && A < 0;
+          hi_c = out_band && A > 0;
+        } else if (P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap) {
+          hi_c = r > eps_hi && A > 0;
+        } else {
+          lo_c = ops::ppo_clipped_low(r, A, cp);
+          hi_c = ops::ppo_clipped_high(r, A, cp);
+          du_c = ops::ppo_dual_clipped(r, A, cp);
+        }
+        if (!(P.level == is_level::sequence && adv_per_row)) {
+          met.clip_low.add(lo_c ? 1.0 : 0.0, mf);
+          met.clip_high.add(hi_c ? 1.0 : 0.0, mf);
+          met.clip_region.add((lo_c || hi_c) ? 1.0 : 0.0, mf);
+          met.clip_dual.add(du_c ? 1.0 : 0.0, mf);
+          ls_low += lo_c ? mf : 0.0;
+          ls_high += hi_c ? mf : 0.0;
+        }
+      }
+    }
+    // Per-sequence clip statistics.
+    if (P.level == is_level::sequence && adv_per_row) {
+      // TRL: one value per sequence over ALL rows (empty rows included).
+      double r, drd, drs;
+      ratio_of(i, 0, r, drd, drs);
+      const double A = A_at(i, 0);
+      bool lo_c = false, hi_c = false, du_c = false;
+      if (P.kind == policy_loss_kind::ppo_clip) {
+        lo_c = ops::ppo_clipped_low(r, A, cp);
+        hi_c = ops::ppo_clipped_high(r, A, cp);
+        du_c = ops::ppo_dual_clipped(r, A, cp);
+      } else if (P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap) {
+        hi_c = r > eps_hi && A > 0;
+      }
+      met.clip_low.add(lo_c ? 1.0 : 0.0);
+      met.clip_high.add(hi_c ? 1.0 : 0.0);
+      met.clip_region.add((lo_c || hi_c) ? 1.0 : 0.0);
+      met.clip_dual.add(du_c ? 1.0 : 0.0);
+      met.clip_low_seq.add(lo_c ? 1.0 : 0.0);
+      met.clip_high_seq.add(hi_c ? 1.0 : 0.0);
+    } else if (n_fin[i] > 0) {
+      met.clip_low_seq.add(ls_low / n_fin[i]);
+      met.clip_high_seq.add(ls_high / n_fin[i]);
+    }
+    // Sequence-level (TRL GSPO) spread: d s_i / d lp_t = s_i m_t / max(n_i, 1).
+    if (P.level == is_level::sequence && row_g[i] != 0.0) {
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mb = base_m(i, t);
+        if (mb == 0.0) continue;
+        out.grad_logp(i, t) =
+            static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + row_g[i] * mb / nc);
+      }
+    }
+  }
+  res.policy_loss = pol_sum;
+  res.kl_loss = kl_sum;
+  res.entropy_loss = ent_sum;
+  res.loss = pol_sum + o.kl_coef * kl_sum - o.entropy_coef * ent_sum;
+  res.metrics = met;
+  return res;
+}
+
+/// Owning result of compute_loss(): scalars plus row-major [B, T] vectors.
+struct loss_result : loss_scalars {
+  index_t rows = 0, cols = 0;
+  std::vector<double> per_token_loss;  ///< [B*T] row-major
+  std::vector<double> grad_logp;       ///< [B*T] d loss / d logp
+  std::vector<double> grad_entropy;    ///< [B*T] d loss / d H
+  std::vector<double> per_seq_loss;    ///< [B] (GMPO)
+  /// Element (i, t) of a [B*T] vector.
+  [[nodiscard]] double at(const std::vector<double>& v, index_t i, index_t t) const {
+    return v[static_cast<std::size_t>(i * cols + t)];
+  }
+};
+
+/// Allocating convenience front end of compute_loss_into (double outputs).
+/// @pre see compute_loss_into.
+template <class T, class M>
+loss_result compute_loss(const loss_options& o, const loss_batch<T, M>& in) {
+  GRPO_EXPECTS(in.logp.data_handle() != nullptr, shape_mismatch, "logp: required");
+  loss_result r;
+  r.rows = in.logp.extent(0);
+  r.cols = in.logp.extent(1);
+  const auto n = static_cast<std::size_t>(r.rows * r.cols);
+  r.per_token_loss.assign(n, 0.0);
+  r.grad_logp.assign(n, 0.0);
+  r.grad_entropy.assign(n, 0.0);
+  r.per_seq_loss.assign(static_cast<std::size_t>(r.rows), 0.0);
+  loss_outputs<double> out;
+  out.grad_logp = make_view(r.grad_logp.data(), {r.rows, r.cols});
+  out.per_token_loss = make_view(r.per_token_loss.data(), {r.rows, r.cols});
+  out.grad_entropy = make_view(r.grad_entropy.data(), {r.rows, r.cols});
+  out.per_seq_loss = std::span<double>(r.per_seq_loss);
+  static_cast<loss_scalars&>(r) = compute_loss_into(o, in, out);
+  return r;
+}
+
+/// Positional convenience: compute_loss(options, logp, old_logp, ref_logp, advantages, mask).
+template <class T, class M>
+loss_result compute_loss(const loss_options& o, strided_view<const T, 2> logp,
+                         strided_view<const T, 2> old_logp, strided_view<const T, 2> ref_logp,
+                         strided_view<const T, 2> advantages, strided_view<const M, 2> mask) {
+  loss_batch<T, M> b;
+  b.logp = logp;
+  b.old_logp = old_logp;
+  b.ref_logp = ref_logp;
+  b.advantages = advantages;
+  b.mask = mask;
+  return compute_loss(o, b);
+}
+
+}  // namespace grpo
