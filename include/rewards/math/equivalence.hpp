@@ -1,0 +1,866 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file equivalence.hpp
+/// @brief Equivalence of two answer trees: exact rationals first (GMP), then GiNaC symbolic
+///        simplification plus high-precision evaluation at fixed pseudo-random points; relations
+///        up to a non-zero factor, unordered sets, ordered tuples, intervals with openness,
+///        matrices, and the asymmetric gold/prediction rules that stop reward hacking.
+#pragma once
+
+#include <rewards/math/expr.hpp>
+#include <rewards/math/options.hpp>
+#include <rewards/math/text.hpp>
+
+#include <ginac/ginac.h>
+#include <gmpxx.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace grpo::rewards::math {
+namespace detail {
+
+/// Internal: a construct the CAS path does not handle (infinity, sets, huge exponents).
+struct cas_unsupported {};
+
+/// GiNaC is not thread-safe (non-atomic reference counts on shared flyweights, a global `Digits`),
+/// so every CAS section of every thread runs under this one mutex. Exact-rational fast paths never
+/// take it.
+inline std::mutex& ginac_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+/// Precision of a decimal literal answer: its last digit sits at 10^ulp_exp.
+struct literal_precision {
+  int ulp_exp;
+  int sig;
+};
+
+/// Precision carried by `e` when it is a written decimal (`0.333`, `-2.5`, `1.5e3`,
+/// `1.5 \times 10^{3}`, `12.5\%`); nullopt for exact forms.
+inline std::optional<literal_precision> precision_of(const expr& e) {
+  switch (e.k) {
+    case kind::number:
+      if (e.sig_digits >= 0) return literal_precision{e.ulp_exp, e.sig_digits};
+      return std::nullopt;
+    case kind::neg: return precision_of(e.args[0]);
+    case kind::percent: {
+      auto p = precision_of(e.args[0]);
+      if (p) p->ulp_exp -= 2;
+      return p;
+    }
+    case kind::mul:
+      if (e.args.size() == 2 && e.args[1].k == kind::pow && e.args[1].args[0].k == kind::number &&
+          e.args[1].args[0].value == 10 && e.args[1].args[1].k == kind::number &&
+          e.args[1].args[1].value.get_den() == 1 && abs(e.args[1].args[1].value) < 1000) {
+        auto p = precision_of(e.args[0]);
+        if (p) p->ulp_exp += static_cast<int>(e.args[1].args[1].value.get_num().get_si());
+        return p;
+      }
+      return std::nullopt;
+    default: return std::nullopt;
+  }
+}
+
+/// Exact integer q-th root of a non-negative integer, if it exists.
+inline std::optional<mpz_class> exact_root(const mpz_class& x, unsigned long q) {
+  if (x < 0) return std::nullopt;
+  mpz_class r;
+  if (mpz_root(r.get_mpz_t(), x.get_mpz_t(), q) == 0) return std::nullopt;
+  return r;
+}
+
+/// Exact rational q-th root (sign-aware for odd q), if it exists.
+inline std::optional<mpq_class> rational_root(const mpq_class& x, long q) {
+  if (q <= 0 || q > 64) return std::nullopt;
+  const bool negative = x < 0;
+  if (negative && q % 2 == 0) return std::nullopt;
+  const mpz_class num = negative ? mpz_class(-x.get_num()) : mpz_class(x.get_num());
+  auto rn = exact_root(num, static_cast<unsigned long>(q));
+  auto rd = exact_root(x.get_den(), static_cast<unsigned long>(q));
+  if (!rn || !rd) return std::nullopt;
+  mpq_class r(negative ? mpz_class(-*rn) : *rn, *rd);
+  r.canonicalize();
+  return r;
+}
+
+inline std::size_t bits_of(const mpq_class& v) {
+  return mpz_sizeinbase(v.get_num_mpz_t(), 2) + mpz_sizeinbase(v.get_den_mpz_t(), 2);
+}
+
+/// Exact value of a numeric tree as a rational, or nullopt when it is irrational, symbolic, or
+/// too large (results are capped at 2^20 bits; factorial at 3000!, powers at |n| <= 100000).
+inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
+  b.spend();
+  auto integer = [](const mpq_class& v) { return v.get_den() == 1; };
+  switch (e.k) {
+    case kind::number: return e.value;
+    case kind::neg: {
+      auto a = eval_rational(e.args[0], b);
+      if (!a) return std::nullopt;
+      return mpq_class(-*a);
+    }
+    case kind::percent: {
+      auto a = eval_rational(e.args[0], b);
+      if (!a) return std::nullopt;
+      return mpq_class(*a / 100);
+    }
+    case kind::add:
+    case kind::mul: {
+      mpq_class acc = e.k == kind::add ? 0 : 1;
+      for (const expr& a : e.args) {
+        auto v = eval_rational(a, b);
+        if (!v) return std::nullopt;
+        if (e.k == kind::add) acc += *v;
+        else acc *= *v;
+        if (bits_of(acc) > (1u << 20)) return std::nullopt;
+        b.spend(bits_of(acc) / 4096);
+      }
+      return acc;
+    }
+    case kind::pow: {
+      auto base = eval_rational(e.args[0], b);
+      if (!base) return std::nullopt;
+      auto ex = eval_rational(e.args[1], b);
+      if (!ex) return std::nullopt;
+      mpq_class x = *base;
+      const mpz_class q = ex->get_den();
+      if (q != 1) {
+        if (q > 64) return std::nullopt;
+        auto r = rational_root(x, q.get_si());
+        if (!r) return std::nullopt;
+        x = *r;
+      }
+      const mpz_class p = ex->get_num();
+      if (abs(p) > 100000) return std::nullopt;
+      const long n = p.get_si();
+      if (x == 0 && n < 0) return std::nullopt;
+      const std::size_t cost = bits_of(x) * static_cast<std::size_t>(n < 0 ? -n : n);
+      if (cost > (1u << 20)) return std::nullopt;
+      b.spend(cost / 4096);
+      const unsigned long un = static_cast<unsigned long>(n < 0 ? -n : n);
+      mpz_class num, den;
+      mpz_pow_ui(num.get_mpz_t(), x.get_num_mpz_t(), un);
+      mpz_pow_ui(den.get_mpz_t(), x.get_den_mpz_t(), un);
+      mpq_class r = n < 0 ? mpq_class(den, num) : mpq_class(num, den);
+      r.canonicalize();
+      return r;
+    }
+    case kind::factorial: {
+      auto a = eval_rational(e.args[0], b);
+      if (!a || !integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
+      b.spend(a->get_num().get_ui());
+      mpz_class r;
+      mpz_fac_ui(r.get_mpz_t(), a->get_num().get_ui());
+      return mpq_class(r);
+    }
+    case kind::func: {
+      std::vector<mpq_class> v;
+      for (const expr& a : e.args) {
+        auto x = eval_rational(a, b);
+        if (!x) return std::nullopt;
+        v.push_back(*x);
+      }
+      const std::string& f = e.name;
+      if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
+      if (f == "root" && v.size() == 2 && integer(v[1]) && v[1] > 0 && v[1] <= 64)
+        return rational_root(v[0], v[1].get_num().get_si());
+      if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
+      if ((f == "floor" || f == "ceil") && v.size() == 1) {
+        mpz_class r;
+        if (f == "floor") mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+        else mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+        return mpq_class(r);
+      }
+      if (f == "binom" && v.size() == 2 && integer(v[0]) && integer(v[1]) && v[0] >= 0 &&
+          v[0] <= 100000) {
+        if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
+        b.spend(v[1].get_num().get_ui() / 8 + 1);
+        mpz_class r;
+        mpz_bin_uiui(r.get_mpz_t(), v[0].get_num().get_ui(), v[1].get_num().get_ui());
+        return mpq_class(r);
+      }
+      if ((f == "gcd" || f == "lcm") && v.size() >= 2) {
+        mpz_class r = v[0].get_num();
+        for (const auto& x : v) {
+          if (!integer(x)) return std::nullopt;
+          if (f == "gcd") mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+          else mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+        }
+        return mpq_class(r);
+      }
+      if ((f == "max" || f == "min") && !v.empty()) {
+        mpq_class r = v[0];
+        for (const auto& x : v) r = (f == "max") ? (x > r ? x : r) : (x < r ? x : r);
+        return r;
+      }
+      if (f == "exp" && v.size() == 1 && v[0] == 0) return mpq_class(1);
+      if ((f == "ln" || f == "log") && v.size() == 1 && v[0] == 1) return mpq_class(0);
+      if ((f == "sin" || f == "tan" || f == "arcsin" || f == "arctan") && v.size() == 1 &&
+          v[0] == 0)
+        return mpq_class(0);
+      if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
+      return std::nullopt;
+    }
+    default: return std::nullopt;
+  }
+}
+
+/// +1 for `\infty`, -1 for `-\infty`, 0 otherwise.
+inline int infinity_sign(const expr& e) {
+  if (e.k == kind::constant && e.name == "inf") return 1;
+  if (e.k == kind::add && e.args.size() == 1) return infinity_sign(e.args[0]);
+  if (e.k == kind::neg) return -infinity_sign(e.args[0]);
+  return 0;
+}
+
+/// State of one comparison: options, budget, and the GiNaC session (lock, symbols, Digits).
+struct compare_ctx {
+  const verify_options& opt;
+  budget& b;
+  int depth = 0;
+
+  /// GiNaC session: taken on first use, released when the comparison ends. Members are destroyed
+  /// in reverse order, so symbols die while the lock is still held.
+  struct cas_session {
+    std::unique_lock<std::mutex> lock;
+    long saved_digits;
+    std::map<std::string, GiNaC::symbol> syms;
+    cas_session() : lock(ginac_mutex()), saved_digits(GiNaC::Digits) { GiNaC::Digits = 40; }
+    ~cas_session() {
+      syms.clear();
+      GiNaC::Digits = saved_digits;
+    }
+    cas_session(const cas_session&) = delete;
+    cas_session& operator=(const cas_session&) = delete;
+  };
+  std::optional<cas_session> cas;
+
+  cas_session& session() {
+    if (!cas) cas.emplace();
+    return *cas;
+  }
+};
+
+/// Converts a tree to a GiNaC expression. @post throws cas_unsupported for non-scalar nodes,
+/// infinity, or exponents that would blow up (|n| > 10000).
+inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
+  c.b.spend(4);
+  auto num = [](const mpq_class& v) {
+    if (v.get_num().fits_slong_p() && v.get_den().fits_slong_p())
+      return GiNaC::numeric(v.get_num().get_si(), v.get_den().get_si());
+    return GiNaC::numeric(v.get_num().get_str().c_str()) /
+           GiNaC::numeric(v.get_den().get_str().c_str());
+  };
+  auto sym = [&](const std::string& name) -> GiNaC::ex {
+    auto& s = c.session().syms;
+    auto it = s.find(name);
+    if (it == s.end()) it = s.emplace(name, GiNaC::symbol(name)).first;
+    return it->second;
+  };
+  switch (e.k) {
+    case kind::number: {
+      if (bits_of(e.value) > 200000) throw cas_unsupported{};
+      return num(e.value);
+    }
+    case kind::symbol: return sym(e.name);
+    case kind::text: return sym("text:" + e.name);
+    case kind::constant:
+      if (e.name == "pi") return GiNaC::Pi;
+      if (e.name == "e") return GiNaC::exp(GiNaC::ex(1));
+      if (e.name == "i") return GiNaC::I;
+      throw cas_unsupported{};
+    case kind::add: {
+      GiNaC::ex s = 0;
+      for (const expr& a : e.args) s += to_ginac(a, c);
+      return s;
+    }
+    case kind::mul: {
+      GiNaC::ex s = 1;
+      for (const expr& a : e.args) s *= to_ginac(a, c);
+      return s;
+    }
+    case kind::neg: return -to_ginac(e.args[0], c);
+    case kind::percent: return to_ginac(e.args[0], c) / 100;
+    case kind::pow: {
+      const GiNaC::ex base = to_ginac(e.args[0], c);
+      const GiNaC::ex ex = to_ginac(e.args[1], c);
+      if (GiNaC::is_a<GiNaC::numeric>(ex)) {
+        const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(ex);
+        if (!n.is_real() || GiNaC::abs(n) > 10000) throw cas_unsupported{};
+      }
+      return GiNaC::pow(base, ex);
+    }
+    case kind::factorial: {
+      const GiNaC::ex x = to_ginac(e.args[0], c);
+      if (GiNaC::is_a<GiNaC::numeric>(x)) {
+        const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(x);
+        if (!n.is_nonneg_integer() || n > 3000) throw cas_unsupported{};
+        return GiNaC::factorial(x);
+      }
+      return GiNaC::tgamma(x + 1);
+    }
+    case kind::func: {
+      const std::string& f = e.name;
+      std::vector<GiNaC::ex> a;
+      for (const expr& x : e.args) a.push_back(to_ginac(x, c));
+      if (a.size() == 1) {
+        const GiNaC::ex& x = a[0];
+        if (f == "sqrt") return GiNaC::sqrt(x);
+        if (f == "sin") return GiNaC::sin(x);
+        if (f == "cos") return GiNaC::cos(x);
+        if (f == "tan") return GiNaC::tan(x);
+        if (f == "cot") return 1 / GiNaC::tan(x);
+        if (f == "sec") return 1 / GiNaC::cos(x);
+        if (f == "csc") return 1 / GiNaC::sin(x);
+        if (f == "arcsin") return GiNaC::asin(x);
+        if (f == "arccos") return GiNaC::acos(x);
+        if (f == "arctan") return GiNaC::atan(x);
+        if (f == "arccot") return GiNaC::atan(1 / x);
+        if (f == "sinh") return GiNaC::sinh(x);
+        if (f == "cosh") return GiNaC::cosh(x);
+        if (f == "tanh") return GiNaC::tanh(x);
+        if (f == "log" || f == "ln") return GiNaC::log(x);
+        if (f == "exp") return GiNaC::exp(x);
+        if (f == "abs") return GiNaC::abs(x);
+      }
+      if (a.size() == 2) {
+        if (f == "root") {
+          if (!GiNaC::is_a<GiNaC::numeric>(a[1])) throw cas_unsupported{};
+          return GiNaC::pow(a[0], 1 / a[1]);
+        }
+        if (f == "log") return GiNaC::log(a[0]) / GiNaC::log(a[1]);
+        if (f == "binom" && GiNaC::is_a<GiNaC::numeric>(a[0]) &&
+            GiNaC::is_a<GiNaC::numeric>(a[1]))
+          return GiNaC::binomial(GiNaC::ex_to<GiNaC::numeric>(a[0]),
+                                 GiNaC::ex_to<GiNaC::numeric>(a[1]));
+      }
+      throw cas_unsupported{};
+    }
+    default: throw cas_unsupported{};
+  }
+}
+
+/// Value of `x` at a substitution, evaluated to Digits (40) decimal digits; nullopt on poles,
+/// non-numeric results or CAS exceptions.
+inline std::optional<GiNaC::numeric> numeric_value(const GiNaC::ex& x, const GiNaC::exmap& at) {
+  try {
+    const GiNaC::ex v = (at.empty() ? x : x.subs(at)).evalf();
+    if (!GiNaC::is_a<GiNaC::numeric>(v)) return std::nullopt;
+    return GiNaC::ex_to<GiNaC::numeric>(v);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+/// Fixed pseudo-random evaluation points: symbol j at point k gets a rational in about [0.8, 2.4]
+/// (positive, so principal branches of sqrt/log agree with real identities). Deterministic.
+inline GiNaC::exmap point(const compare_ctx::cas_session& s, int k) {
+  GiNaC::exmap m;
+  long j = 0;
+  for (const auto& [name, sym] : s.syms) {
+    const long num = 1000 + (j * 7919 + k * 104729 + 31337 + j * k * 613) % 1999;
+    m[sym] = GiNaC::numeric(num, 1237 + 2 * k);
+    ++j;
+  }
+  return m;
+}
+
+/// 10^k as an exact GiNaC rational.
+inline GiNaC::numeric pow10(int k) { return GiNaC::numeric(10).power(k); }
+
+/// True when |a - b| is within the float policy: half a unit in the last place of a decimal side
+/// with enough significant digits, or the relative tolerance when a side is a decimal.
+inline bool within_float_policy(const GiNaC::numeric& diff, const GiNaC::numeric& scale,
+                                const std::optional<literal_precision>& pg,
+                                const std::optional<literal_precision>& pp,
+                                const verify_options& opt) {
+  for (const auto& p : {pg, pp}) {
+    if (p && p->sig >= opt.float_min_significant && diff <= pow10(p->ulp_exp) / 2) return true;
+  }
+  if ((pg || pp) && opt.float_rel_tol > 0) {
+    const GiNaC::numeric tol(opt.float_rel_tol);
+    if (diff <= tol * scale) return true;
+  }
+  return false;
+}
+
+inline bool rational_equal(const mpq_class& a, const mpq_class& b,
+                           const std::optional<literal_precision>& pg,
+                           const std::optional<literal_precision>& pp,
+                           const verify_options& opt) {
+  if (a == b) return true;
+  if (!pg && !pp) return false;
+  const mpq_class diff = abs(a - b);
+  for (const auto& p : {pg, pp}) {
+    if (!p || p->sig < opt.float_min_significant) continue;
+    mpz_class ten;
+    mpz_ui_pow_ui(ten.get_mpz_t(), 10, static_cast<unsigned long>(p->ulp_exp < 0 ? -p->ulp_exp
+                                                                                  : p->ulp_exp));
+    const mpq_class half = p->ulp_exp < 0 ? mpq_class(1, ten * 2) : mpq_class(ten, 2);
+    if (diff <= half) return true;
+  }
+  if (opt.float_rel_tol > 0) {
+    const mpq_class scale = abs(a) > abs(b) ? mpq_class(abs(a)) : mpq_class(abs(b));
+    if (diff <= mpq_class(opt.float_rel_tol) * scale) return true;
+  }
+  return false;
+}
+
+/// True when the tree has a free variable (symbol or text word).
+inline bool has_free(const expr& e) { return contains(e, kind::symbol) || contains(e, kind::text); }
+
+/// Scalar equality: exact rationals, else GiNaC (expand == 0, then evaluation at 3 points with
+/// 40 digits, relative agreement 1e-25), with the float policy on closed forms.
+inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
+  const auto pg = precision_of(g);
+  const auto pp = precision_of(p);
+  {
+    auto rg = eval_rational(g, c.b);
+    auto rp = rg ? eval_rational(p, c.b) : std::nullopt;
+    if (rg && rp) return rational_equal(*rg, *rp, pg, pp, c.opt);
+  }
+  const int ig = infinity_sign(g), ip = infinity_sign(p);
+  if (ig != 0 || ip != 0) return ig == ip;
+  if (contains(g, kind::constant, "inf") || contains(p, kind::constant, "inf")) return false;
+  if (tree_size(g) > 400 || tree_size(p) > 400) return false;
+  try {
+    auto& s = c.session();
+    const GiNaC::ex G = to_ginac(g, c);
+    const GiNaC::ex P = to_ginac(p, c);
+    const GiNaC::ex D = G - P;
+    c.b.spend(50 * (tree_size(g) + tree_size(p)));
+    const bool closed = !has_free(g) && !has_free(p);
+    if (closed) {
+      const auto a = numeric_value(G, {});
+      const auto v = numeric_value(P, {});
+      if (a && v) {
+        const GiNaC::numeric diff = GiNaC::abs(*a - *v);
+        GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);
+        if (scale < 1) scale = 1;
+        if (diff <= scale * pow10(-30)) return true;
+        return within_float_policy(diff, scale, pg, pp, c.opt);
+      }
+      return false;
+    }
+    // Symbolic: a cheap expand first (bounded by the tree-size guard), then sampling.
+    if (tree_size(g) + tree_size(p) < 120) {
+      c.b.spend(200);
+      if (GiNaC::expand(D).is_zero()) return true;
+    }
+    int usable = 0;
+    for (int k = 0; k < 3; ++k) {
+      c.b.spend(100);
+      const GiNaC::exmap at = point(s, k);
+      const auto a = numeric_value(G, at);
+      const auto v = numeric_value(P, at);
+      if (!a || !v) continue;
+      const GiNaC::numeric diff = GiNaC::abs(*a - *v);
+      GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);
+      if (scale < 1) scale = 1;
+      if (diff > scale * pow10(-25)) return false;
+      ++usable;
+    }
+    return usable >= 2;
+  } catch (const budget_exhausted&) {
+    throw;
+  } catch (...) {
+    return false;  // cas_unsupported, GiNaC's pole_error, domain errors, ...
+  }
+}
+
+/// f ≡ k·g for a constant k != 0 (k > 0 when `positive`): `2x+4y-3=0` vs `y=-x/2+3/4`.
+inline bool proportional(const expr& f, const expr& g, bool positive, compare_ctx& c) {
+  if (tree_size(f) > 400 || tree_size(g) > 400) return false;
+  try {
+    auto& s = c.session();
+    const GiNaC::ex F = to_ginac(f, c);
+    const GiNaC::ex G = to_ginac(g, c);
+    c.b.spend(50 * (tree_size(f) + tree_size(g)));
+    std::optional<GiNaC::numeric> r0;
+    int usable = 0;
+    for (int k = 0; k < 4; ++k) {
+      c.b.spend(100);
+      const GiNaC::exmap at = point(s, k);
+      const auto a = numeric_value(F, at);
+      const auto v = numeric_value(G, at);
+      if (!a || !v) continue;
+      const bool za = GiNaC::abs(*a) < pow10(-30), zv = GiNaC::abs(*v) < pow10(-30);
+      if (za && zv) continue;
+      if (za != zv) return false;
+      const GiNaC::numeric r = *a / *v;
+      if (!r0) {
+        if (!r.is_real() || (positive && r < 0)) return false;
+        r0 = r;
+      } else if (GiNaC::abs(r - *r0) > GiNaC::abs(*r0) * pow10(-25)) {
+        return false;
+      }
+      ++usable;
+    }
+    return usable >= 2;
+  } catch (const budget_exhausted&) {
+    throw;
+  } catch (...) {
+    return false;
+  }
+}
+
+inline bool symbol_like(const expr& e) {
+  if (e.k == kind::symbol || e.k == kind::text) return true;
+  if (e.k == kind::mul) {
+    for (const expr& a : e.args)
+      if (!symbol_like(a)) return false;
+    return true;
+  }
+  return false;
+}
+
+inline bool is_closed(const expr& e) {
+  if (e.k == kind::symbol || e.k == kind::text || e.k == kind::set || e.k == kind::interval ||
+      e.k == kind::tuple || e.k == kind::matrix || e.k == kind::set_op || e.k == kind::relation)
+    return false;
+  for (const expr& a : e.args)
+    if (!is_closed(a)) return false;
+  return true;
+}
+
+/// `x = v`, `x = a = v`, `x \approx v`, `x \in S`, `2+3 = 5`: the stated value (last right side).
+/// nullopt for real equations such as `2x+z = 1` (their right side is not "the answer").
+inline const expr* assignment_value(const expr& r) {
+  if (r.k != kind::relation) return nullptr;
+  bool eqs = true;
+  for (rel o : r.ops) eqs = eqs && (o == rel::eq || o == rel::approx);
+  const bool member = r.ops.size() == 1 && r.ops[0] == rel::in;
+  if (!eqs && !member) return nullptr;
+  const expr& lhs = r.args[0];
+  if (symbol_like(lhs) || (eqs && is_closed(lhs))) return &r.args.back();
+  return nullptr;
+}
+
+inline bool same_name(const expr& a, const expr& b) {
+  if (a.k != b.k) return false;
+  if (a.k == kind::symbol || a.k == kind::text) return a.name == b.name;
+  if (a.k == kind::mul && a.args.size() == b.args.size()) {
+    for (std::size_t i = 0; i < a.args.size(); ++i)
+      if (!same_name(a.args[i], b.args[i])) return false;
+    return true;
+  }
+  return false;
+}
+
+inline bool equiv(const expr& g, const expr& p, compare_ctx& c);
+
+/// Expands `\pm` into its variants (`\frac{1 \pm \sqrt5}{2}` -> two values); at most 16.
+inline std::vector<expr> pm_variants(const expr& e) {
+  if (e.k == kind::pm) {
+    std::vector<expr> out;
+    for (const expr& a : pm_variants(e.args[0]))
+      for (const expr& b : pm_variants(e.args[1])) {
+        out.push_back(make_node(kind::add, {a, b}));
+        out.push_back(make_node(kind::add, {a, make_node(kind::neg, {b})}));
+      }
+    if (out.size() > 16) throw cas_unsupported{};
+    return out;
+  }
+  if (!contains(e, kind::pm)) return {e};
+  std::vector<expr> acc{e};
+  for (std::size_t i = 0; i < e.args.size(); ++i) {
+    std::vector<expr> next;
+    for (const expr& partial : acc)
+      for (const expr& v : pm_variants(e.args[i])) {
+        expr n = partial;
+        n.args[i] = v;
+        next.push_back(std::move(n));
+      }
+    if (next.size() > 16) throw cas_unsupported{};
+    acc = std::move(next);
+  }
+  return acc;
+}
+
+/// Elements of a set-like answer (bare list, braced set, `\pm`); anything else is a singleton.
+inline std::vector<expr> elements(const expr& e) {
+  std::vector<expr> out;
+  if (e.k == kind::set) {
+    for (const expr& a : e.args) {
+      if (a.k != kind::relation && contains(a, kind::pm)) {
+        for (expr& v : pm_variants(a)) out.push_back(std::move(v));
+      } else {
+        out.push_back(a);
+      }
+    }
+    return out;
+  }
+  if (e.k != kind::relation && contains(e, kind::pm)) return pm_variants(e);
+  return {e};
+}
+
+/// Unordered match of two element lists (greedy; equal sizes required, at most 64 elements).
+inline bool multiset_equal(const std::vector<expr>& g, const std::vector<expr>& p,
+                           compare_ctx& c) {
+  if (g.size() != p.size() || g.size() > 64) return false;
+  std::vector<bool> used(p.size(), false);
+  for (const expr& a : g) {
+    bool found = false;
+    for (std::size_t j = 0; j < p.size() && !found; ++j) {
+      if (used[j]) continue;
+      if (equiv(a, p[j], c)) used[j] = found = true;
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+/// Flips `a > b > c` into `c < b < a` so that both chains read left to right ascending.
+inline expr ascending(const expr& r) {
+  bool all_greater = true;
+  for (rel o : r.ops) all_greater = all_greater && (o == rel::gt || o == rel::ge);
+  if (!all_greater) return r;
+  expr out = r;
+  std::reverse(out.args.begin(), out.args.end());
+  std::reverse(out.ops.begin(), out.ops.end());
+  for (rel& o : out.ops) o = (o == rel::gt) ? rel::lt : rel::le;
+  return out;
+}
+
+inline expr infinity(int sign) {
+  expr inf = make_named(kind::constant, "inf");
+  return sign > 0 ? inf : make_node(kind::neg, {inf});
+}
+
+/// Interval form of a one-variable inequality (`x < 3`, `1 \le x < 2`, `x \in S`), or of a list of
+/// them (a union); nullopt otherwise.
+inline std::optional<expr> relation_to_set(const expr& r) {
+  if (r.k == kind::set) {
+    std::vector<expr> parts;
+    for (const expr& a : r.args) {
+      auto s = relation_to_set(a);
+      if (!s) return std::nullopt;
+      parts.push_back(std::move(*s));
+    }
+    return make_node(kind::set_op, std::move(parts), "cup");
+  }
+  if (r.k != kind::relation) return std::nullopt;
+  if (r.ops.size() == 1 && r.ops[0] == rel::in && r.args[0].k == kind::symbol) return r.args[1];
+  const expr a = ascending(r);
+  auto strict = [](rel o) { return o == rel::lt; };
+  for (rel o : a.ops)
+    if (o != rel::lt && o != rel::le) return std::nullopt;
+  expr iv;
+  iv.k = kind::interval;
+  if (a.ops.size() == 1) {
+    if (a.args[0].k == kind::symbol && is_closed(a.args[1])) {
+      iv.args = {infinity(-1), a.args[1]};
+      iv.hi_closed = !strict(a.ops[0]);
+      return iv;
+    }
+    if (a.args[1].k == kind::symbol && is_closed(a.args[0])) {
+      iv.args = {a.args[0], infinity(1)};
+      iv.lo_closed = !strict(a.ops[0]);
+      return iv;
+    }
+    return std::nullopt;
+  }
+  if (a.ops.size() == 2 && a.args[1].k == kind::symbol && is_closed(a.args[0]) &&
+      is_closed(a.args[2])) {
+    iv.args = {a.args[0], a.args[2]};
+    iv.lo_closed = !strict(a.ops[0]);
+    iv.hi_closed = !strict(a.ops[1]);
+    return iv;
+  }
+  return std::nullopt;
+}
+
+inline bool is_set_like(const expr& e) {
+  return e.k == kind::set || e.k == kind::interval || e.k == kind::set_op ||
+         e.k == kind::empty_set || e.k == kind::named_set;
+}
+
+inline expr difference(const expr& l, const expr& r) {
+  return make_node(kind::add, {l, make_node(kind::neg, {r})});
+}
+
+/// Two relations (chains): same operators after orienting them ascending; one-operator relations
+/// compare `lhs - rhs` up to a constant factor (positive for inequalities), `x = v` vs `x = w`
+/// compares the values; longer chains compare operand-wise.
+inline bool relation_equal(const expr& g0, const expr& p0, compare_ctx& c) {
+  const expr g = ascending(g0), p = ascending(p0);
+  if (g.ops.size() != p.ops.size()) return false;
+  auto canon = [](rel o) { return o == rel::approx ? rel::eq : o; };
+  for (std::size_t i = 0; i < g.ops.size(); ++i)
+    if (canon(g.ops[i]) != canon(p.ops[i])) return false;
+  if (g.ops.size() > 1) {
+    for (std::size_t i = 0; i < g.args.size(); ++i)
+      if (!equiv(g.args[i], p.args[i], c)) return false;
+    return true;
+  }
+  const rel op = canon(g.ops[0]);
+  const expr &gl = g.args[0], &gr = g.args[1], &pl = p.args[0], &pr = p.args[1];
+  if (same_name(gl, pl) && (op == rel::eq || op == rel::in)) return equiv(gr, pr, c);
+  if (op == rel::in) return equiv(gl, pl, c) && equiv(gr, pr, c);
+  if (is_set_like(gr) || is_set_like(pr) || is_set_like(gl) || is_set_like(pl) ||
+      gl.k == kind::tuple || gr.k == kind::tuple || pl.k == kind::tuple ||
+      gr.k == kind::matrix || pr.k == kind::matrix)
+    return equiv(gl, pl, c) && equiv(gr, pr, c);
+  if (proportional(difference(gl, gr), difference(pl, pr), op != rel::eq && op != rel::ne, c))
+    return true;
+  // `k = 3` vs `x = 3`: two plain assignments of a closed value (lenient on the variable name).
+  if (op == rel::eq && gl.k == kind::symbol && pl.k == kind::symbol && is_closed(gr) &&
+      is_closed(pr))
+    return equiv(gr, pr, c);
+  return false;
+}
+
+inline std::vector<expr> union_parts(const expr& e) {
+  if (e.k == kind::set_op && e.name == "cup") {
+    std::vector<expr> out;
+    for (const expr& a : e.args)
+      for (expr& x : union_parts(a)) out.push_back(std::move(x));
+    return out;
+  }
+  return {e};
+}
+
+inline bool text_equal(const expr& g, const expr& p) {
+  auto norm = [](const expr& e) {
+    std::string s;
+    for (char ch : e.name)
+      if (!is_space(ch)) s += to_lower(ch);
+    return s;
+  };
+  return norm(g) == norm(p);
+}
+
+inline bool interval_equal(const expr& g, const expr& p, compare_ctx& c) {
+  return g.lo_closed == p.lo_closed && g.hi_closed == p.hi_closed &&
+         equiv(g.args[0], p.args[0], c) && equiv(g.args[1], p.args[1], c);
+}
+
+/// Structural equivalence of gold `g` and prediction `p` (asymmetric where documented).
+inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
+  c.b.spend();
+  if (++c.depth > 64) {
+    --c.depth;
+    return false;
+  }
+  struct restore {
+    int& d;
+    ~restore() { --d; }
+  } r{c.depth};
+
+  const bool gr = g.k == kind::relation, pr = p.k == kind::relation;
+  if (gr && pr) return relation_equal(g, p, c);
+  if (gr) {
+    // gold `x = 3` vs pred `3`; gold inequality vs pred interval (Math-Verify converts the gold).
+    if (const expr* v = assignment_value(g); v && equiv(*v, p, c)) return true;
+    if (is_set_like(p) || p.k == kind::tuple) {
+      auto s = relation_to_set(g);
+      if (s && equiv(*s, p, c)) return true;
+    }
+    return false;
+  }
+  if (pr) {
+    // pred `x = 3` vs gold `3`; a predicted equation such as `2x+z = 1` does not answer `1`.
+    if (const expr* v = assignment_value(p)) return equiv(g, *v, c);
+    if (c.opt.allow_pred_relation_vs_gold_set && is_set_like(g)) {
+      auto s = relation_to_set(p);
+      if (s) return equiv(g, *s, c);
+    }
+    return false;
+  }
+  // Lists of relations from "x < 1 or x > 2" against a union (gold side only, see above).
+  if (g.k == kind::set && !g.args.empty() && g.args[0].k == kind::relation &&
+      (p.k == kind::set_op || p.k == kind::interval)) {
+    auto s = relation_to_set(g);
+    if (s && equiv(*s, p, c)) return true;
+  }
+  if (c.opt.allow_pred_relation_vs_gold_set && p.k == kind::set && !p.args.empty() &&
+      p.args[0].k == kind::relation && (g.k == kind::set_op || g.k == kind::interval)) {
+    auto s = relation_to_set(p);
+    if (s && equiv(g, *s, c)) return true;
+  }
+  const bool gset = g.k == kind::set || (g.k != kind::relation && contains(g, kind::pm));
+  const bool pset = p.k == kind::set || (p.k != kind::relation && contains(p, kind::pm));
+  if (gset || pset) {
+    const auto ge = elements(g), pe = elements(p);
+    if (ge.size() == 1 && pe.size() == 1 && !(g.k == kind::set && p.k == kind::set) &&
+        !contains(g, kind::pm) && !contains(p, kind::pm))
+      return equiv(ge[0], pe[0], c);
+    return multiset_equal(ge, pe, c);
+  }
+  if (g.k == kind::set_op || p.k == kind::set_op) {
+    if (g.k == kind::set_op && p.k == kind::set_op && g.name != p.name) return false;
+    if ((g.k == kind::set_op && g.name != "cup") || (p.k == kind::set_op && p.name != "cup")) {
+      if (g.k != p.k || g.args.size() != p.args.size()) return false;
+      for (std::size_t i = 0; i < g.args.size(); ++i)
+        if (!equiv(g.args[i], p.args[i], c)) return false;
+      return true;
+    }
+    const auto gp = union_parts(g), pp = union_parts(p);
+    if (gp.size() == 1 && pp.size() == 1) return equiv(gp[0], pp[0], c);
+    return multiset_equal(gp, pp, c);
+  }
+  if (g.k == kind::interval || p.k == kind::interval) {
+    if (g.k == kind::interval && p.k == kind::interval) return interval_equal(g, p, c);
+    // `(a, b)` written as a pair is also an open interval.
+    const expr& iv = g.k == kind::interval ? g : p;
+    const expr& other = g.k == kind::interval ? p : g;
+    if (other.k == kind::tuple && other.paren_pair && !iv.lo_closed && !iv.hi_closed)
+      return equiv(g.args[0], p.args[0], c) && equiv(g.args[1], p.args[1], c);
+    if (other.k == kind::named_set && other.name == "R")
+      return infinity_sign(iv.args[0]) == -1 && infinity_sign(iv.args[1]) == 1;
+    return false;
+  }
+  auto vector_entries = [](const expr& m) -> const std::vector<expr>* {
+    if (m.k == kind::tuple) return &m.args;
+    if (m.k == kind::matrix && (m.rows == 1 || m.cols == 1)) return &m.args;
+    return nullptr;
+  };
+  if (g.k == kind::tuple || p.k == kind::tuple || g.k == kind::matrix || p.k == kind::matrix) {
+    if (g.k == kind::matrix && p.k == kind::matrix && (g.rows != p.rows || g.cols != p.cols))
+      return false;
+    const auto* ga = vector_entries(g);
+    const auto* pa = vector_entries(p);
+    if (g.k == kind::matrix && p.k == kind::matrix) ga = &g.args, pa = &p.args;
+    if (!ga || !pa || ga->size() != pa->size()) return false;
+    for (std::size_t i = 0; i < ga->size(); ++i)
+      if (!equiv((*ga)[i], (*pa)[i], c)) return false;
+    return true;
+  }
+  if (g.k == kind::empty_set || p.k == kind::empty_set) return g.k == p.k;
+  if (g.k == kind::named_set || p.k == kind::named_set) {
+    if (g.k == p.k) return g.name == p.name;
+    return false;
+  }
+  if (g.k == kind::text || p.k == kind::text) {
+    if ((g.k == kind::text || g.k == kind::symbol) && (p.k == kind::text || p.k == kind::symbol))
+      return text_equal(g, p);
+    return false;
+  }
+  if (g.k == kind::percent || p.k == kind::percent) {
+    if (g.k == kind::percent && p.k == kind::percent) return equiv(g.args[0], p.args[0], c);
+    if (scalar_equal(g, p, c)) return true;
+    if (!c.opt.percent_lenient) return false;
+    const expr& gi = g.k == kind::percent ? g.args[0] : g;
+    const expr& pi = p.k == kind::percent ? p.args[0] : p;
+    return scalar_equal(gi, pi, c);
+  }
+  return scalar_equal(g, p, c);
+}
+
+}  // namespace detail
+
+/// Equivalence of two parsed answers, gold first (the relation is not symmetric on purpose: see
+/// docs/rewards-math.md, "Guards").
+/// @pre trees from parse(). @post spends from `b`; throws budget_exhausted when it runs out.
+inline bool equivalent(const expr& gold, const expr& pred, const verify_options& opt, budget& b) {
+  detail::compare_ctx c{opt, b, 0, std::nullopt};
+  return detail::equiv(gold, pred, c);
+}
+
+}  // namespace grpo::rewards::math

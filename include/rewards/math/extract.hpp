@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file extract.hpp
+/// @brief Final-answer extraction from a model completion: boxes, answer phrases, bold, LaTeX
+///        environments, whole string; linear time on arbitrary (huge, malformed) text.
+#pragma once
+
+#include <rewards/math/options.hpp>
+#include <rewards/math/text.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace grpo::rewards::math {
+namespace detail {
+
+/// Text after the last `</think>` (R1 template), or all of it when there is none.
+inline std::string_view after_think(std::string_view s) noexcept {
+  const std::size_t p = s.rfind("</think>");
+  return p == npos ? s : s.substr(p + 8);
+}
+
+/// True when `gap` (text between two boxes) holds only separators: spaces, `, ; . $ &`, `\quad`,
+/// math delimiters, `\\`, and the words "and"/"or" (bare or in `\text{}`). Such boxes state one
+/// answer together ("\boxed{1} and \boxed{2}"). Bounded by the caller to short gaps.
+inline bool gap_is_separator(std::string_view gap) noexcept {
+  std::size_t i = 0;
+  while (i < gap.size()) {
+    const char c = gap[i];
+    if (is_space(c) || c == ',' || c == ';' || c == '.' || c == '$' || c == '&' || c == '{' ||
+        c == '}') {
+      ++i;
+    } else if (c == '\\') {
+      if (i + 1 < gap.size() && (gap[i + 1] == '(' || gap[i + 1] == ')' || gap[i + 1] == '[' ||
+                                 gap[i + 1] == ']' || gap[i + 1] == '\\' || gap[i + 1] == ',' ||
+                                 gap[i + 1] == ';' || gap[i + 1] == ' ')) {
+        i += 2;
+      } else if (command_at(gap, i, "qquad")) {
+        i += 6;
+      } else if (command_at(gap, i, "quad")) {
+        i += 5;
+      } else if (command_at(gap, i, "text")) {
+        i += 5;
+      } else {
+        return false;
+      }
+    } else if (iequal_at(gap, i, "and") && (i + 3 == gap.size() || !is_alpha(gap[i + 3]))) {
+      i += 3;
+    } else if (iequal_at(gap, i, "or") && (i + 2 == gap.size() || !is_alpha(gap[i + 2]))) {
+      i += 2;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// One `\boxed{..}` occurrence: [begin, end) of the whole command and its content.
+struct box_span {
+  std::size_t begin, end;
+  std::string_view content;
+};
+
+/// Last boxed answer, joined with the boxes immediately before it when only separators lie
+/// between them ("\boxed{1}, \boxed{2}" -> "1, 2"); consecutive duplicates are dropped. Nested
+/// boxes count once (the outer one). Linear: braces are matched in one pass beforehand.
+inline std::optional<std::string> extract_boxed(std::string_view s) {
+  if (s.find("\\boxed") == npos && s.find("\\fbox") == npos) return std::nullopt;
+  const std::vector<std::size_t> match = match_braces(s);
+  std::vector<box_span> boxes;
+  std::size_t covered = 0;  // end of the last accepted (outer) box
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') continue;
+    std::size_t name_len = 0;
+    if (command_at(s, i, "boxed")) name_len = 6;
+    else if (command_at(s, i, "fbox")) name_len = 5;
+    if (name_len == 0) {
+      ++i;  // skip the escaped character
+      continue;
+    }
+    if (i < covered) continue;  // nested inside the previous box
+    std::size_t j = i + name_len;
+    while (j < s.size() && is_space(s[j])) ++j;
+    if (j < s.size() && s[j] == '{') {
+      if (match[j] == npos) continue;  // unclosed: not an answer
+      boxes.push_back({i, match[j] + 1, s.substr(j + 1, match[j] - j - 1)});
+      covered = match[j] + 1;
+    } else if (j > i + name_len && j < s.size()) {
+      // `\boxed 5$` form (Hendrycks/verl): up to the next `$` or whitespace.
+      std::size_t k = j;
+      while (k < s.size() && s[k] != '$' && !is_space(s[k])) ++k;
+      boxes.push_back({i, k, s.substr(j, k - j)});
+      covered = k;
+    }
+  }
+  // Last non-empty box.
+  std::size_t last = boxes.size();
+  while (last > 0 && trim(boxes[last - 1].content).empty()) --last;
+  if (last == 0) return std::nullopt;
+  std::vector<std::string_view> parts{trim(boxes[last - 1].content)};
+  for (std::size_t k = last - 1; k > 0; --k) {
+    const box_span& prev = boxes[k - 1];
+    const box_span& next = boxes[k];
+    const std::string_view gap = s.substr(prev.end, next.begin - prev.end);
+    if (gap.size() > 80 || !gap_is_separator(gap)) break;
+    const std::string_view c = trim(prev.content);
+    if (c.empty()) continue;
+    if (c != parts.back()) parts.push_back(c);
+  }
+  std::string out;
+  for (std::size_t k = parts.size(); k-- > 0;) {
+    out += parts[k];
+    if (k) out += ", ";
+  }
+  return out;
+}
+
+/// Percent suffix right after a math environment (`$28$\%`, `$28$ percent`) is part of the answer.
+inline std::string_view percent_suffix(std::string_view rest) noexcept {
+  std::size_t i = 0;
+  while (i < rest.size() && rest[i] == ' ') ++i;
+  if (iequal_at(rest, i, "\\%") || iequal_at(rest, i, "%")) return "\\%";
+  if (iequal_at(rest, i, "percent") || iequal_at(rest, i, "pct")) return "\\%";
+  return {};
+}
+
+/// Last LaTeX math environment of `s` (`$$..$$`, `\[..\]`, `\(..\)`, `$..$`), rightmost by end.
+/// Every search resumes after the previous one and an unclosed opener disables its kind for the
+/// rest of the text, so the scan is linear even for 100k unclosed openers.
+inline std::optional<std::string> extract_last_env(std::string_view s) {
+  std::optional<std::string> last;
+  bool no_dollar = false, no_paren = false, no_bracket = false;
+  std::size_t i = 0;
+  auto find_unescaped = [&](std::string_view what, std::size_t from) {
+    for (std::size_t k = from; k + what.size() <= s.size(); ++k) {
+      if (s[k] == '\\' && what[0] != '\\') {
+        ++k;
+        continue;
+      }
+      if (s.compare(k, what.size(), what) == 0) return k;
+    }
+    return npos;
+  };
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == '\\' && i + 1 < s.size()) {
+      const char d = s[i + 1];
+      if ((d == '(' && !no_paren) || (d == '[' && !no_bracket)) {
+        const std::size_t close = s.find(d == '(' ? "\\)" : "\\]", i + 2);
+        if (close == npos) {
+          (d == '(' ? no_paren : no_bracket) = true;
+          i += 2;
+          continue;
+        }
+        last = std::string(s.substr(i + 2, close - i - 2));
+        *last += percent_suffix(s.substr(close + 2));
+        i = close + 2;
+        continue;
+      }
+      i += 2;  // escaped character such as \$ or a command
+      continue;
+    }
+    if (c == '$' && !no_dollar) {
+      const bool display = i + 1 < s.size() && s[i + 1] == '$';
+      const std::size_t open_len = display ? 2 : 1;
+      const std::size_t close = find_unescaped(display ? "$$" : "$", i + open_len);
+      if (close == npos) {
+        no_dollar = true;
+        i += open_len;
+        continue;
+      }
+      last = std::string(s.substr(i + open_len, close - i - open_len));
+      *last += percent_suffix(s.substr(close + open_len));
+      i = close + open_len;
+      continue;
+    }
+    ++i;
+  }
+  if (last && trim(*last).empty()) return std::nullopt;
+  return last;
+}
+
+/// Text following the rightmost answer phrase: the first math environment right after it, else
+/// the rest of the line up to the end of the sentence. Markdown bold markers are dropped.
+inline std::optional<std::string> extract_after_phrase(std::string_view s) {
+  static constexpr std::string_view strong[] = {"final answer is", "final answer:",
+                                                "final answer =", "final answer"};
+  static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
+  std::size_t best = npos, best_len = 0;
+  for (auto group : {std::string_view{"strong"}, std::string_view{"weak"}}) {
+    const auto* first = group == "strong" ? std::begin(strong) : std::begin(weak);
+    const auto* last = group == "strong" ? std::end(strong) : std::end(weak);
+    for (const auto* p = first; p != last; ++p) {
+      const std::size_t at = rfind_ci(s, *p);
+      if (at != npos && (best == npos || at > best)) {
+        best = at;
+        best_len = p->size();
+      }
+    }
+    if (best != npos) break;
+  }
+  if (best == npos) return std::nullopt;
+  std::string_view rest = s.substr(best + best_len);
+  // Skip ": ", "is:", "**" decorations.
+  std::size_t i = 0;
+  while (i < rest.size() && (is_space(rest[i]) || rest[i] == ':' || rest[i] == '*')) ++i;
+  if (iequal_at(rest, i, "is") && (i + 2 == rest.size() || !is_alpha(rest[i + 2]))) {
+    i += 2;
+    while (i < rest.size() && (is_space(rest[i]) || rest[i] == ':' || rest[i] == '*')) ++i;
+  }
+  rest = rest.substr(i);
+  if (rest.empty()) return std::nullopt;
+  if (rest[0] == '$' || iequal_at(rest, 0, "\\(") || iequal_at(rest, 0, "\\[")) {
+    // First environment after the anchor only (bounded to the next 4 KiB).
+    const std::string_view head = rest.substr(0, 4096);
+    const bool display = head.size() > 1 && head[0] == '$' && head[1] == '$';
+    std::string_view close = head[0] == '$' ? (display ? "$$" : "$")
+                                            : (head[1] == '(' ? "\\)" : "\\]");
+    const std::size_t open_len = (head[0] == '$' && !display) ? 1 : 2;
+    const std::size_t end = head.find(close, open_len);
+    if (end != npos) {
+      std::string out(head.substr(open_len, end - open_len));
+      out += percent_suffix(head.substr(end + close.size()));
+      return out;
+    }
+  }
+  // Up to the end of the line, then to the end of the sentence (". " not inside a number).
+  std::size_t end = 0;
+  while (end < rest.size() && rest[end] != '\n') ++end;
+  std::string_view line = rest.substr(0, end);
+  for (std::size_t k = 0; k < line.size(); ++k) {
+    if (line[k] == '.' && (k + 1 == line.size() || is_space(line[k + 1]))) {
+      line = line.substr(0, k);
+      break;
+    }
+  }
+  std::string out;
+  for (std::size_t k = 0; k < line.size(); ++k) {
+    if (line[k] == '*' && k + 1 < line.size() && line[k + 1] == '*') {
+      ++k;
+      continue;
+    }
+    out += line[k];
+  }
+  if (trim(out).empty()) return std::nullopt;
+  return std::string(trim(out));
+}
+
+/// Content of the last `**..**` pair that looks like maths (contains a digit or a backslash).
+inline std::optional<std::string> extract_bold(std::string_view s) {
+  std::optional<std::string> last;
+  std::size_t i = s.find("**");
+  while (i != npos) {
+    const std::size_t close = s.find("**", i + 2);
+    if (close == npos) break;
+    const std::string_view c = trim(s.substr(i + 2, close - i - 2));
+    bool mathy = false;
+    for (char ch : c) mathy = mathy || is_digit(ch) || ch == '\\';
+    if (mathy && c.size() <= 512 && c.find('\n') == npos) {
+      std::string_view v = c;
+      while (!v.empty() && (v.back() == '.' || v.back() == ':')) v.remove_suffix(1);
+      last = std::string(v);
+    }
+    i = s.find("**", close + 2);
+  }
+  return last;
+}
+
+}  // namespace detail
+
+/// Extracts the final answer of `completion`.
+///
+/// Priority (first mode that finds something wins, rightmost match within a mode):
+/// last `\boxed{}`/`\fbox{}` (joined with directly preceding boxes) > "final answer is" / "the
+/// answer is" / "answer:" > markdown bold > last `$..$`/`\(..\)`/`\[..\]`/`$$..$$` > the whole
+/// text. With `strip_think`, text before the last `</think>` is ignored.
+/// @pre none: any bytes are accepted (invalid UTF-8 is passed through here and replaced later).
+/// @post returns nullopt when nothing is found or the answer is longer than max_answer_chars.
+///       Never throws; O(n) time in the completion length.
+inline std::optional<std::string> extract_answer(std::string_view completion,
+                                                 const extract_options& opt = {}) noexcept {
+  try {
+    std::string_view s = opt.strip_think ? detail::after_think(completion) : completion;
+    std::optional<std::string> r;
+    if (opt.boxed) r = detail::extract_boxed(s);
+    if (!r && opt.answer_phrase) r = detail::extract_after_phrase(s);
+    if (!r && opt.markdown_bold) r = detail::extract_bold(s);
+    if (!r && opt.latex_delimiters) r = detail::extract_last_env(s);
+    if (!r && opt.whole_string) {
+      const std::string_view t = detail::trim(s);
+      if (!t.empty() && t.size() <= opt.max_answer_chars) r = std::string(t);
+    }
+    if (!r) return std::nullopt;
+    const std::string_view t = detail::trim(*r);
+    if (t.empty() || t.size() > opt.max_answer_chars) return std::nullopt;
+    return std::string(t);
+  } catch (...) {
+    return std::nullopt;  // only std::bad_alloc can reach here
+  }
+}
+
+}  // namespace grpo::rewards::math

@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file normalize.hpp
+/// @brief String-level normalisation of an extracted answer before parsing: Unicode maths symbols,
+///        spacing and sizing commands, font commands, units, currency, degrees, percent words,
+///        thousands separators and decimal commas. Every pass is linear.
+#pragma once
+
+#include <rewards/math/options.hpp>
+#include <rewards/math/text.hpp>
+
+#include <array>
+#include <string>
+#include <string_view>
+
+namespace grpo::rewards::math {
+namespace detail {
+
+/// Unicode symbols models emit instead of LaTeX, with their LaTeX spelling.
+struct unicode_map_entry {
+  std::string_view utf8, latex;
+};
+inline constexpr std::array<unicode_map_entry, 30> unicode_map{{
+    {"\u2212", "-"},          {"\u2013", "-"},         {"\u2014", "-"},
+    {"\u00d7", "\\times "},   {"\u00f7", "\\div "},    {"\u00b7", "\\cdot "},
+    {"\u22c5", "\\cdot "},    {"\u03c0", "\\pi "},     {"\u221a", "\\sqrt"},
+    {"\u221e", "\\infty "},   {"\u2264", "\\le "},     {"\u2265", "\\ge "},
+    {"\u2260", "\\ne "},      {"\u00b0", "^\\circ "},  {"\u00b1", "\\pm "},
+    {"\u222a", "\\cup "},     {"\u2229", "\\cap "},    {"\u2208", "\\in "},
+    {"\u2205", "\\emptyset "}, {"\u00a0", " "},        {"\u2009", " "},
+    {"\u202f", " "},          {"\u00b2", "^2"},        {"\u00b3", "^3"},
+    {"\u00bd", "\\frac{1}{2}"}, {"\u2248", "\\approx "}, {"\u20ac", ""},
+    {"\u00a3", ""},           {"\u00a5", ""},          {"\u20b9", ""},
+}};
+
+/// Commands dropped outright: sizing, style, `\left`/`\right` (their delimiter stays).
+inline constexpr std::array<std::string_view, 22> dropped_commands{
+    "left",   "right",  "mleft", "mright", "bigl",  "bigr",        "Bigl",  "Bigr",
+    "biggl",  "biggr",  "Biggl", "Biggr",  "big",   "Big",         "bigg",  "Bigg",
+    "displaystyle", "textstyle", "limits", "nolimits", "middle", "scriptstyle"};
+
+/// Font and box commands whose argument is read as text (`\mathrm{cm}`, `\textbf{5}`).
+inline constexpr std::array<std::string_view, 16> text_commands{
+    "mathrm", "mathbf", "mathit", "mathsf", "mathtt", "textbf", "textit", "textrm",
+    "textsf", "texttt", "textnormal", "mbox", "hbox", "textup", "emph", "textmd"};
+
+/// Curated unit words removed after a number ("5 cm", "12 inches", "3\text{ hours}"). No single
+/// letters (an answer `m` or `d` must survive, the lesson of Qwen's and Math-Verify's unit lists).
+inline constexpr std::array<std::string_view, 96> unit_words{
+    "mm", "cm", "km", "dm", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
+    "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "ft", "feet", "foot",
+    "yard", "yards", "yd", "mile", "miles", "mi", "kg", "mg", "gram", "grams", "kilogram",
+    "kilograms", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne",
+    "tonnes", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour",
+    "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years",
+    "yr", "yrs", "dollar", "dollars", "cent", "cents", "euro", "euros", "yuan", "rupee", "rupees",
+    "rs", "usd", "unit", "units", "degree", "degrees", "deg", "radian", "radians", "liter",
+    "liters", "litre", "litres", "ml", "gallon", "gallons", "mph", "kmh", "sq", "square"};
+
+inline bool is_unit_word(std::string_view w) noexcept {
+  for (std::string_view u : unit_words)
+    if (w.size() == u.size() && iequal_at(w, 0, u)) return true;
+  return false;
+}
+
+/// Pass 1: Unicode symbols -> LaTeX, drop style commands, map font commands to `\text`,
+/// `\dfrac`->`\frac`, spacing to a blank, `\!` away, `\$` away, `\%`->`%`, degrees away,
+/// `{,}` -> thousands (3 digits follow) or decimal comma, "percent" -> `%`.
+inline std::string normalize_commands(std::string_view s, budget& b) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    b.spend();
+    const char c = s[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      bool mapped = false;
+      for (const auto& e : unicode_map) {
+        if (s.compare(i, e.utf8.size(), e.utf8) == 0) {
+          out += e.latex;
+          i += e.utf8.size();
+          mapped = true;
+          break;
+        }
+      }
+      if (!mapped) out += s[i++];
+      continue;
+    }
+    if (c == '{' && i + 2 < s.size() && s[i + 1] == ',' && s[i + 2] == '}') {
+      // 14{,}916 is a thousands group; 3{,}5 a decimal comma (German LaTeX).
+      std::size_t d = i + 3, nd = 0;
+      while (d < s.size() && is_digit(s[d])) ++d, ++nd;
+      out += (nd == 3) ? "" : ".";
+      i += 3;
+      continue;
+    }
+    if (c == '{' && i + 1 < s.size() && s[i + 1] == '}') {  // empty group `{}^\circ`
+      i += 2;
+      continue;
+    }
+    if (c == '~') {
+      out += ' ';
+      ++i;
+      continue;
+    }
+    if (c == '^' && (command_at(s, i + 1, "circ") || command_at(s, i + 1, "degree"))) {
+      i += command_at(s, i + 1, "circ") ? 6 : 8;
+      continue;
+    }
+    if (c == '^' && s.compare(i, 8, "^{\\circ}") == 0) {
+      i += 8;
+      continue;
+    }
+    if (c == '\\' && i + 1 < s.size()) {
+      const char d = s[i + 1];
+      if (d == '!') {  // negative thin space: also eats following blanks ("11,\! 111")
+        i += 2;
+        while (i < s.size() && s[i] == ' ') ++i;
+        continue;
+      }
+      if (d == ',' || d == ';' || d == ':' || d == ' ' || d == '>') {
+        out += ' ';
+        i += 2;
+        continue;
+      }
+      if (d == '$') {
+        i += 2;
+        continue;
+      }
+      if (d == '%') {
+        out += '%';
+        i += 2;
+        continue;
+      }
+      if (is_alpha(d)) {
+        std::size_t e = i + 1;
+        while (e < s.size() && is_alpha(s[e])) ++e;
+        const std::string_view name = s.substr(i + 1, e - i - 1);
+        bool done = false;
+        for (std::string_view dc : dropped_commands) {
+          if (name == dc) {
+            i = e;
+            // `\left.` / `\right.` are invisible delimiters.
+            if (i < s.size() && s[i] == '.') ++i;
+            done = true;
+            break;
+          }
+        }
+        if (done) continue;
+        for (std::string_view tc : text_commands) {
+          if (name == tc) {
+            out += "\\text";
+            i = e;
+            done = true;
+            break;
+          }
+        }
+        if (done) continue;
+        if (name == "dfrac" || name == "tfrac" || name == "cfrac") {
+          out += "\\frac";
+        } else if (name == "dbinom" || name == "tbinom") {
+          out += "\\binom";
+        } else if (name == "quad" || name == "qquad" || name == "enspace" || name == "thinspace") {
+          out += ' ';
+        } else if (name == "circ" || name == "degree") {
+          // stray degree sign
+        } else if (name == "leqslant" || name == "leq") {
+          out += "\\le";
+        } else if (name == "geqslant" || name == "geq") {
+          out += "\\ge";
+        } else if (name == "neq") {
+          out += "\\ne";
+        } else if (name == "lt") {
+          out += '<';
+        } else if (name == "gt") {
+          out += '>';
+        } else if (name == "varnothing") {
+          out += "\\emptyset";
+        } else if (name == "ldots" || name == "cdots" || name == "dots") {
+          out += "\\ldots";
+        } else {
+          out.append(s.substr(i, e - i));
+        }
+        i = e;
+        continue;
+      }
+      out += c;
+      out += d;
+      i += 2;
+      continue;
+    }
+    if (is_alpha(c) && (i == 0 || !is_alpha(s[i - 1]))) {
+      std::size_t e = i;
+      while (e < s.size() && is_alpha(s[e])) ++e;
+      const std::string_view w = s.substr(i, e - i);
+      const std::string lw = ascii_lower(w);
+      if ((i == 0 || s[i - 1] != '\\') &&
+          (lw == "percent" || lw == "percentage" || lw == "pct")) {
+        out += '%';
+        i = e;
+        continue;
+      }
+      out.append(w);
+      i = e;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  return out;
+}
+
+/// Removes one trailing unit: `\text{ cm}` (+ `^2`), or a curated unit word after a number.
+/// @return true when something was removed.
+inline bool strip_trailing_unit(std::string& s) {
+  std::string_view t = trim(s);
+  // optional exponent after the unit: ^2, ^3, ^{2}
+  std::size_t end = t.size();
+  if (end >= 2 && t[end - 2] == '^' && is_digit(t[end - 1])) end -= 2;
+  else if (end >= 4 && t.compare(end - 4, 2, "^{") == 0 && is_digit(t[end - 2]) && t[end - 1] == '}')
+    end -= 4;
+  const std::string_view body = trim(t.substr(0, end));
+  if (!body.empty() && body.back() == '}') {
+    // find the matching '{' of the final group and check it is \text{...}
+    int depth = 0;
+    std::size_t k = body.size();
+    while (k-- > 0) {
+      if (body[k] == '}') ++depth;
+      if (body[k] == '{' && --depth == 0) break;
+    }
+    if (k == npos || k < 5 || body.compare(k - 5, 5, "\\text") != 0) return false;
+    const std::string_view content = trim(body.substr(k + 1, body.size() - k - 2));
+    bool wordy = !content.empty();
+    for (char ch : content)
+      wordy = wordy && (is_alpha(ch) || ch == ' ' || ch == '.' || ch == '/' || ch == '-');
+    const std::string_view before = trim(body.substr(0, k - 5));
+    if (!wordy || before.empty()) return false;
+    s = std::string(before);
+    return true;
+  }
+  // trailing bare unit word after a digit, '}' or a blank
+  std::size_t k = body.size();
+  while (k > 0 && is_alpha(body[k - 1])) --k;
+  if (k == body.size() || k == 0) return false;
+  if (!is_unit_word(body.substr(k))) return false;
+  if (body[k - 1] == '\\') return false;
+  const std::string_view before = trim(body.substr(0, k));
+  if (before.empty()) return false;
+  const char last = before.back();
+  if (!(is_digit(last) || last == '}' || last == ')' || body[k - 1] == ' ')) return false;
+  s = std::string(before);
+  return true;
+}
+
+/// True when `t` is `-?\d{1,3}(sep\d{3})+(\.\d+)?` for the separator `sep` (thousands groups).
+inline bool is_grouped_number(std::string_view t, char sep) noexcept {
+  std::size_t i = 0;
+  if (i < t.size() && t[i] == '-') ++i;
+  std::size_t lead = 0;
+  while (i < t.size() && is_digit(t[i])) ++i, ++lead;
+  if (lead < 1 || lead > 3) return false;
+  std::size_t groups = 0;
+  while (i < t.size() && t[i] == sep) {
+    ++i;
+    std::size_t n = 0;
+    while (i < t.size() && is_digit(t[i])) ++i, ++n;
+    if (n != 3) return false;
+    ++groups;
+  }
+  if (groups == 0) return false;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    std::size_t n = 0;
+    while (i < t.size() && is_digit(t[i])) ++i, ++n;
+    if (n == 0) return false;
+  }
+  return i == t.size();
+}
+
+/// Thousands separators and decimal commas on the whole answer or on the right side of its last
+/// `=`: `7,425,000` / `7 425 000` -> 7425000 (Math-Verify's rule: only a whole number, so that
+/// `1, 2` stays a list), `0,5` and `1000,99` -> decimal point (a lead that cannot be a thousands
+/// group). Ambiguous `3,5` stays a list.
+inline std::string fix_number_separators(std::string s) {
+  std::size_t start = 0;
+  const std::size_t eq = s.rfind('=');
+  if (eq != npos) start = eq + 1;
+  const std::string_view whole = s;
+  const std::string_view part = trim(whole.substr(start));
+  const std::size_t off = static_cast<std::size_t>(part.data() - s.data());
+  std::string fixed;
+  if (is_grouped_number(part, ',') || is_grouped_number(part, ' ')) {
+    for (char c : part)
+      if (c != ',' && c != ' ') fixed += c;
+  } else {
+    // decimal comma: d+,d+ with lead "0" or >= 4 digits
+    std::size_t i = 0;
+    if (i < part.size() && part[i] == '-') ++i;
+    std::size_t lead = 0;
+    while (i < part.size() && is_digit(part[i])) ++i, ++lead;
+    if (lead > 0 && i < part.size() && part[i] == ',') {
+      std::size_t j = i + 1, n = 0;
+      while (j < part.size() && is_digit(part[j])) ++j, ++n;
+      const bool zero_lead = lead == 1 && part[i - 1] == '0';
+      if (n > 0 && j == part.size() && (zero_lead || lead >= 4)) {
+        fixed = std::string(part);
+        fixed[i] = '.';
+      }
+    }
+  }
+  if (fixed.empty()) return s;
+  return s.substr(0, off) + fixed;
+}
+
+/// Strips outer decorations repeatedly: `$..$`, `\(..\)`, `\[..\]`, trailing `.`/`,`, a leading
+/// currency word.
+inline std::string_view strip_decorations(std::string_view t) noexcept {
+  for (int round = 0; round < 8; ++round) {
+    const std::string_view before = t;
+    t = trim(t);
+    while (!t.empty() && (t.back() == '.' || t.back() == ';' || t.back() == ',')) {
+      // keep a decimal point? "5." -> "5"
+      t.remove_suffix(1);
+      t = trim(t);
+    }
+    if (t.size() >= 2 && t.front() == '$' && t.back() == '$') t = t.substr(1, t.size() - 2);
+    if (t.size() >= 4 && (t.substr(0, 2) == "\\(" || t.substr(0, 2) == "\\[") &&
+        (t.substr(t.size() - 2) == "\\)" || t.substr(t.size() - 2) == "\\]"))
+      t = t.substr(2, t.size() - 4);
+    if (!t.empty() && t.front() == '$') t.remove_prefix(1);  // currency "$5"
+    if (!t.empty() && t.back() == '$') t.remove_suffix(1);
+    if (iequal_at(t, 0, "usd ")) t.remove_prefix(4);
+    if (iequal_at(t, 0, "rs.")) t.remove_prefix(3);
+    if (t == before) break;
+  }
+  return trim(t);
+}
+
+/// Replaces the words "and" / "or" (bare or `\text{ and }`) by a comma: "x=3 or x=4" is a list.
+inline std::string words_to_commas(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (command_at(s, i, "text")) {
+      std::size_t j = i + 5;
+      while (j < s.size() && s[j] == ' ') ++j;
+      if (j < s.size() && s[j] == '{') {
+        const std::size_t close = find_closing_brace(s, j, 64);
+        if (close != npos) {
+          const std::string_view w = trim(s.substr(j + 1, close - j - 1));
+          if (w == "and" || w == "or" || w == "," || w == "and/or") {
+            out += ',';
+            i = close + 1;
+            continue;
+          }
+        }
+      }
+    }
+    if (is_alpha(s[i]) && (i == 0 || !is_alnum(s[i - 1])) && (i == 0 || s[i - 1] != '\\')) {
+      std::size_t e = i;
+      while (e < s.size() && is_alpha(s[e])) ++e;
+      const std::string_view w = s.substr(i, e - i);
+      if (w == "and" || w == "or") {
+        // only between two non-empty parts
+        out += ',';
+      } else {
+        out.append(w);
+      }
+      i = e;
+      continue;
+    }
+    out += s[i++];
+  }
+  return out;
+}
+
+}  // namespace detail
+
+/// Normalises an extracted answer for the parser.
+///
+/// Order: UTF-8 repair -> Unicode symbols to LaTeX -> command rewrites (`\left`, fonts, `\dfrac`,
+/// spacing, `\$`, `\%`, degrees, `{,}`) -> outer `$`/`\(`/trailing `.` -> "and"/"or" to commas ->
+/// trailing units (twice) -> thousands separators / decimal comma.
+/// @pre none. @post linear in |s|; spends one budget step per byte. Throws budget_exhausted.
+inline std::string normalize_answer(std::string_view s, budget& b) {
+  const std::string clean = detail::sanitize_utf8(s);
+  std::string t = detail::normalize_commands(clean, b);
+  t = std::string(detail::strip_decorations(t));
+  t = detail::words_to_commas(t);
+  for (int k = 0; k < 3 && detail::strip_trailing_unit(t); ++k) {
+  }
+  t = std::string(detail::strip_decorations(t));
+  t = detail::fix_number_separators(std::move(t));
+  return t;
+}
+
+}  // namespace grpo::rewards::math
