@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file options.hpp
+/// @brief Options, per-token inputs and the result type shared by every grpo::distill loss.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/strided_view.hpp>
+
+#include <cstdint>
+
+namespace grpo::distill {
+
+/// The divergence between the teacher distribution p and the student distribution q (both at the
+/// shared temperature T). See docs/distillation.md for the anchors each one reproduces.
+enum class divergence : unsigned char {
+  forward_kl,       ///< KL(p || q) = sum p log(p / q)             (Hinton; TRL GKD beta = 0)
+  reverse_kl,       ///< KL(q || p) = sum q log(q / p)             (MiniLLM step term; GKD beta = 1)
+  jsd,              ///< beta KL(p || M) + (1 - beta) KL(q || M),  M = beta p + (1 - beta) q
+  skew_forward_kl,  ///< KL(p || a p + (1 - a) q)                  (DistiLLM SKL, a = alpha)
+  skew_reverse_kl,  ///< KL(q || (1 - a) p + a q)                  (DistiLLM SRKL, a = alpha)
+};
+
+/// What the generalised JSD does at beta = 0 and beta = 1, where its formula is identically 0.
+enum class jsd_endpoints : unsigned char {
+  /// TRL GKDTrainer.generalized_jsd_loss and Liger: beta = 0 computes KL(p || q) and beta = 1
+  /// computes KL(q || p) (so the loss scale jumps at the endpoints). The default.
+  kl_limits,
+  /// The formula as written: 0 at both endpoints (JSD/beta -> KL(p||q) only in the limit).
+  formula,
+};
+
+/// How per-token losses l_bt are reduced to one scalar (the GRPO aggregation modes). m_bt is the
+/// final token mask, w_bt the per-token weight (1 when absent), n_b = sum_t m_bt.
+enum class aggregation : unsigned char {
+  token_mean,           ///< sum w m l / D_tok; D_tok = sum m, or the caller's global token count
+  seq_mean_token_mean,  ///< (1/D_seq) sum_b (sum_t w m l / n_b); D_seq = #{b: n_b > 0} or global
+  seq_mean_token_sum,   ///< (1/D_seq) sum_b sum_t w m l
+  sum,                  ///< sum w m l
+};
+
+/// Aggregation options. Global denominators make micro-batch splitting exact: summing the losses
+/// (and gradients) of the micro-batches of one optimizer step, each called with the step's total
+/// token count (or sequence count) over every micro-batch and data-parallel rank, reproduces the
+/// loss of the unsplit batch.
+struct aggregate_options {
+  aggregation mode = aggregation::token_mean;
+  double token_denominator = 0.0;     ///< > 0: global active-token count; 0: this call's sum of m
+  double sequence_denominator = 0.0;  ///< > 0: global sequence count; 0: this call's #{b: n_b > 0}
+};
+
+/// Options of the dense and top-k distillation losses.
+struct distill_options {
+  divergence kind = divergence::forward_kl;
+  double beta = 0.5;    ///< JSD mixture weight in [0, 1] (TRL GKD default 0.5)
+  double alpha = 0.1;   ///< skew weight in [0, 1) for the skew KLs (DistiLLM default 0.1)
+  jsd_endpoints endpoints = jsd_endpoints::kl_limits;
+  double temperature = 1.0;  ///< T > 0: teacher and student logits are divided by T
+  /// Multiply the loss by T^2 (Hinton et al. 2015; DistillKit) so gradient magnitudes stay
+  /// comparable across temperatures. TRL GKD and Liger do not (false).
+  bool scale_by_t2 = false;
+  aggregate_options aggregate{};
+  double grad_output = 1.0;  ///< upstream dL_total/dL: the written gradient is grad_output * dL/ds
+};
+
+/// Per-token inputs and outputs, all [B, L] (for [N, V] logits: [1, N]). Empty views (the
+/// default) mean "all active", "weight 1" and "not requested".
+struct token_args {
+  strided_view<const std::uint8_t, 2> mask{};  ///< nonzero = token takes part (bool-compatible)
+  strided_view<const float, 2> weights{};      ///< per-token weight w_bt (finite)
+  strided_view<float, 2> per_token_loss{};     ///< out: unweighted l_bt (T^2 included), 0 if masked
+};
+
+/// The aggregated loss and the counts its denominators came from.
+struct loss_result {
+  double loss = 0.0;              ///< aggregated loss (T^2 included when requested)
+  index_t active_tokens = 0;      ///< tokens with m_bt != 0 in this call
+  index_t active_sequences = 0;   ///< sequences with at least one active token in this call
+  double denominator = 0.0;       ///< the denominator actually used (1 for aggregation::sum)
+};
+
+}  // namespace grpo::distill

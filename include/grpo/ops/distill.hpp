@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file distill.hpp
+/// @brief Element maths of the distillation losses (forward/reverse KL, generalised JSD, skew KL,
+///        skew reverse KL, label-smoothed NLL, top-k tail bucket): value and derivative with respect
+///        to the student log-probability, for host loops (grpo::distill) and CUDA kernels alike.
+///
+/// Notation (one vocabulary row): lp = log p_i (teacher), lq = log q_i (student), both at the shared
+/// temperature T, p = e^lp, q = e^lq. Every divergence is a sum over i of an element term
+/// f(lp_i, lq_i); its "_grad" twin is g_i = d f / d lq_i with lq treated as a free variable. The
+/// log-softmax Jacobian d lq_i / d z'_j = delta_ij - q_j then gives the gradient with respect to the
+/// scaled student logits z' = s / T for every loss by one rule (softmax_chain below):
+///     dL/dz'_j = g_j - q_j G,   G = sum_i g_i.
+/// For the forward KL G = -sum p = -1, so its gradient q_j - p_j needs no extra pass.
+///
+/// These are the ONLY copies of the formulas: grpo::distill loops and any CUDA kernel call them.
+/// Every term is written branch-free over the vocabulary (selects, no early return) so a compiler
+/// vectorises the loops, and with the convention 0 * log 0 = 0: a -inf log-probability (masked or
+/// underflowed vocabulary entry) contributes exactly 0 and never 0 * inf = NaN.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/math.hpp>  // grpo::math::exp / log / log1p host+device shims
+
+#include <bit>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace grpo::ops {
+
+// ---------------------------------------------------------------------------------------------
+// Vectorisable exp / log for the hot vocabulary loops.
+//
+// grpo::math::exp is std::exp on the host, which g++ never vectorises without -ffast-math (glibc
+// declares its SIMD variants only under __FAST_MATH__). The loops over 32k-152k vocabulary entries
+// do 2-6 exponentials per element, so a scalar libm call would make them compute-bound by an order
+// of magnitude. distill_exp / distill_log are branch-free Cody-Waite + minimax polynomials (the
+// classic Cephes expf / logf, < 2 ulp on their range) made only of arithmetic, selects and bit
+// casts, which every compiler vectorises. Double precision (references, finite-difference runs)
+// and device code use grpo::math:: unchanged.
+
+/// e^x for the vocabulary loops. float on the host: polynomial, exact 0 for x < -87.3 (e^x is then
+/// below 1.2e-38, negligible next to the unit mass of a probability row) and for x = -inf; +inf for
+/// x > 88.3 (callers only exponentiate log-probabilities and log-ratios <= 0). Other types and
+/// device code: grpo::math::exp.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_exp(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return math::exp(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return math::exp(x);
+  } else {
+    constexpr float log2e = 1.44269504088896341f;
+    constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    const float t = xc * log2e + shifter;
+    const float n = t - shifter;  // n = round(x log2 e) in [-126, 127], exact
+    // r = x - n ln 2 in two pieces (Cody-Waite): the first product is exact.
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    // 2^n through the exponent field (a normal float for n in [-126, 127]).
+    const std::int32_t ni = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(shifter);
+    const float v = y * std::bit_cast<float>((ni + 127) << 23);
+    return x < -87.3f ? 0.0f : (x > 88.3f ? math::infinity<float>() : v);
+  }
+#endif
+}
+
+/// log x for the vocabulary loops (x a normal float, 0 -> -inf, < 0 or NaN -> NaN). float on the host:
+/// polynomial; other types and device code: grpo::math::log.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return math::log(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return math::log(x);
+  } else {
+    const std::int32_t bits = std::bit_cast<std::int32_t>(x);
+    float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
+    float m = std::bit_cast<float>((bits & 0x007fffff) | 0x3f000000);  // mantissa in [0.5, 1)
+    const bool small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    m = small ? m + m - 1.0f : m - 1.0f;  // m in [sqrt(1/2) - 1, sqrt(2) - 1)
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += e * -2.12194440e-4f;
+    y += -0.5f * z;
+    const float v = m + y + e * 0.693359375f;
+    constexpr float nan = std::numeric_limits<float>::quiet_NaN();
+    return x > 0.0f ? (x < math::infinity<float>() ? v : x)
+                    : (x == 0.0f ? -math::infinity<float>() : nan);
+  }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks.
+
+/// x (a - b) with 0 (anything) = 0: the p log(p / m) pieces of every divergence, where x = 0 means
+/// an entry with no probability (a = -inf would otherwise give 0 * inf = NaN).
+template <class A>
+GRPO_HOST_DEVICE constexpr A weighted_log_ratio(A x, A a, A b) noexcept {
+  return x > A(0) ? x * (a - b) : A(0);
+}
+
+/// log(w_a e^a + w_b e^b) from la = log w_a + a and lb = log w_b + b, computed as
+/// max + log(1 + e^(min - max)) so that it never underflows: the log of a mixture of two
+/// probabilities both below 1e-38 stays finite (the Liger JSD kernel forms e^a and e^b first and gets
+/// log 0 = -inf, then 0 * inf = NaN). Both -inf (no mass in either) gives -inf.
+template <class A>
+GRPO_HOST_DEVICE constexpr A log_add_exp(A la, A lb) noexcept {
+  const A hi = la > lb ? la : lb;
+  const A lo = la > lb ? lb : la;
+  const A d = lo - hi;  // <= 0; NaN only when both are -inf (handled by the select)
+  const A r = hi + distill_log(A(1) + distill_exp(d > -math::infinity<A>() ? d : -math::infinity<A>()));
+  return hi > -math::infinity<A>() ? r : -math::infinity<A>();
+}
+
+/// log M for M = w p + (1 - w) q given log w and log(1 - w) (either may be -inf at w = 0 or 1).
+template <class A>
+GRPO_HOST_DEVICE constexpr A log_mixture(A log_w, A lp, A log_1mw, A lq) noexcept {
+  return log_add_exp(log_w + lp, log_1mw + lq);
+}
+
+/// The log-softmax chain rule shared by every loss: dL/dz'_j = g_j - q_j G with G = sum_i g_i.
+template <class A>
+GRPO_HOST_DEVICE constexpr A softmax_chain(A g, A q, A big_g) noexcept {
+  return g - q * big_g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward KL(p || q) = sum p (log p - log q)   (Hinton et al. 2015; TRL GKD beta = 0; DistillKit)
+
+/// Element term p (lp - lq); 0 where p = 0; +inf where p > 0 and q = 0.
+template <class A>
+GRPO_HOST_DEVICE constexpr A forward_kl(A lp, A lq) noexcept {
+  return weighted_log_ratio(distill_exp(lp), lp, lq);
+}
+/// d/dlq of p (lp - lq) = -p. (G = -1, so dL/dz'_j = q_j - p_j.)
+template <class A>
+GRPO_HOST_DEVICE constexpr A forward_kl_grad(A lp, A /*lq*/) noexcept {
+  return -distill_exp(lp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reverse KL(q || p) = sum q (log q - log p)   (MiniLLM per-step term; TRL GKD beta = 1)
+
+/// Element term q (lq - lp); 0 where q = 0; +inf where q > 0 and p = 0.
+template <class A>
+GRPO_HOST_DEVICE constexpr A reverse_kl(A lp, A lq) noexcept {
+  return weighted_log_ratio(distill_exp(lq), lq, lp);
+}
+/// d/dlq of q (lq - lp) = q (lq - lp + 1). (Gives dL/dz'_j = q_j (lq_j - lp_j - KL).)
+template <class A>
+GRPO_HOST_DEVICE constexpr A reverse_kl_grad(A lp, A lq) noexcept {
+  const A q = distill_exp(lq);
+  return q > A(0) ? q * (lq - lp + A(1)) : A(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generalised JSD(beta) (GKD, Agarwal et al. 2024; TRL / Liger convention):
+//   M = beta p + (1 - beta) q,   JSD = beta KL(p || M) + (1 - beta) KL(q || M).
+// The formula is 0 at beta = 0 and beta = 1 (M = q or p); TRL and Liger special-case those
+// endpoints to the forward and reverse KL, which grpo::distill does by option (not here).
+// log_b = log beta, log_1mb = log(1 - beta), precomputed once per call (-inf at the endpoints).
+
+/// Element term beta p (lp - lM) + (1 - beta) q (lq - lM).
+template <class A>
+GRPO_HOST_DEVICE constexpr A jsd(A lp, A lq, A beta, A log_b, A log_1mb) noexcept {
+  const A lm = log_mixture(log_b, lp, log_1mb, lq);
+  return beta * weighted_log_ratio(distill_exp(lp), lp, lm) +
+         (A(1) - beta) * weighted_log_ratio(distill_exp(lq), lq, lm);
+}
+/// d/dlq = (1 - beta) q (lq - lM): the p-part and the d lM terms cancel exactly
+/// (d lM / d lq = (1 - beta) q / M and beta p + (1 - beta) q = M).
+template <class A>
+GRPO_HOST_DEVICE constexpr A jsd_grad(A lp, A lq, A beta, A log_b, A log_1mb) noexcept {
+  const A lm = log_mixture(log_b, lp, log_1mb, lq);
+  return (A(1) - beta) * weighted_log_ratio(distill_exp(lq), lq, lm);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Skew KL (DistiLLM, Ko et al. 2024): SKL_a = KL(p || a p + (1 - a) q), default a = 0.1.
+// log_a = log a, log_1ma = log(1 - a).
+
+/// Element term p (lp - lM), M = a p + (1 - a) q.
+template <class A>
+GRPO_HOST_DEVICE constexpr A skew_forward_kl(A lp, A lq, A log_a, A log_1ma) noexcept {
+  const A lm = log_mixture(log_a, lp, log_1ma, lq);
+  return weighted_log_ratio(distill_exp(lp), lp, lm);
+}
+/// d/dlq = -p (1 - a) q / M = -(1 - a) p e^(lq - lM)   (a = 0 gives -p, the forward KL).
+template <class A>
+GRPO_HOST_DEVICE constexpr A skew_forward_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
+  const A lm = log_mixture(log_a, lp, log_1ma, lq);
+  const A p = distill_exp(lp);
+  const A r = p > A(0) ? -p * distill_exp(log_1ma + lq - lm) : A(0);
+  return r;
+}
+
+// Skew reverse KL (DistiLLM): SRKL_a = KL(q || (1 - a) p + a q).
+
+/// Element term q (lq - lM), M = (1 - a) p + a q.
+template <class A>
+GRPO_HOST_DEVICE constexpr A skew_reverse_kl(A lp, A lq, A log_a, A log_1ma) noexcept {
+  const A lm = log_mixture(log_1ma, lp, log_a, lq);
+  return weighted_log_ratio(distill_exp(lq), lq, lm);
+}
+/// d/dlq = q (lq - lM + 1 - a q / M)   (a = 0 gives q (lq - lp + 1), the reverse KL).
+template <class A>
+GRPO_HOST_DEVICE constexpr A skew_reverse_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
+  const A lm = log_mixture(log_1ma, lp, log_a, lq);
+  const A q = distill_exp(lq);
+  return q > A(0) ? q * (lq - lm + A(1) - distill_exp(log_a + lq - lm)) : A(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SFT negative log-likelihood with label smoothing eps (torch CrossEntropyLoss convention):
+//   L = (1 - eps) (-lq_y) + eps (-(1/V) sum_j lq_j) = (1 - eps)(lse - z'_y) + eps (lse - mean z').
+// The target part of the gradient is grpo::ops::log_softmax_grad (softmax.hpp) with
+// g_logp = -(1 - eps); the smoothing part adds d/dz'_j [-(eps/V) sum_i lq_i] = eps (q_j - 1/V).
+
+/// Row value from the log-sum-exp of z', the target's z'_y and the mean of z' over the vocabulary.
+template <class A>
+GRPO_HOST_DEVICE constexpr A smoothed_nll(A lse, A z_y, A z_mean, A eps) noexcept {
+  const A smooth = eps > A(0) ? eps * (lse - z_mean) : A(0);  // eps = 0: never inf * 0
+  return (A(1) - eps) * (lse - z_y) + smooth;
+}
+/// d/dz'_j of the smoothing part: eps (q_j - 1/V).
+template <class A>
+GRPO_HOST_DEVICE constexpr A label_smoothing_grad(A q, A eps, A inv_vocab) noexcept {
+  return eps * (q - inv_vocab);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Top-k teacher, tail bucket (DistillKit SYMMETRIC_UNIFORM / TRL _add_tail_bucket). The tail
+// category holds the mass outside the teacher's id set S: p_0 = 1 - sum_S p, q_0 = 1 - sum_S q.
+// Treating it as one more category of the divergence, with g_0 = d f(lp_0, lq_0) / d lq_0, gives for
+// the raw vocabulary entries j outside S (q_0 = sum_{j not in S} q_j):
+//   dL/dz'_j = g_0 q_j / q_0 - q_j G,   G = sum_S g_i + g_0,
+// and inside S the usual g_j - q_j G. For the forward KL this is q_j (1 - p_0 / q_0) outside S.
+
+/// Gradient for a vocabulary entry outside S: q_j (g_0 / q_0 - G), with q_0 > 0. A student that
+/// puts no mass outside S (q_0 = 0) has q_j = 0 there, hence 0.
+template <class A>
+GRPO_HOST_DEVICE constexpr A tail_spread_grad(A q, A g_tail, A inv_q_tail, A big_g) noexcept {
+  return q > A(0) ? q * (g_tail * inv_q_tail - big_g) : A(0);
+}
+
+/// log(1 - e^l) for l = log of a probability (l <= 0), the complement's log mass, without
+/// cancellation: log(-expm1(l)). l is clamped to <= -1e-7 (TRL's tail clamp) so the result stays
+/// finite when the listed mass rounds to 1.
+template <class A>
+GRPO_HOST_DEVICE inline A log1m_exp(A l) noexcept {
+  const A c = l < A(-1e-7) ? l : A(-1e-7);
+  return math::log(-math::expm1(c));
+}
+
+}  // namespace grpo::ops
