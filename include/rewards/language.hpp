@@ -75,7 +75,8 @@ struct word_counts {
 };
 
 namespace detail {
-/// Calls `f(cp)` for every code point of `text` outside math, LaTeX and code spans; a removed span
+/// Calls `f(cp)` for every code point of `text` outside math, LaTeX and code spans and R1 tags
+/// (<think>, </think>, <answer>, </answer>); a removed span
 /// is reported as one space so that it separates words. Each delimiter's closing search runs at
 /// most once per opening kind after a miss (the miss is cached), so the scan is linear.
 template <class F>
@@ -104,6 +105,21 @@ inline void for_each_prose(std::string_view text, const language_options& opt, F
       const std::size_t e = text.find_first_of("`\n", i + 1);
       if (e != npos && text[e] == '`' && text.compare(i, 3, "```") != 0) {
         i = e + 1;
+        f(U' ');
+        continue;
+      }
+    }
+    if (c == '<') {
+      // The R1 tags are markup, not words of any language.
+      bool tag = false;
+      for (std::string_view t : {think_open, think_close, answer_open, answer_close}) {
+        if (text.compare(i, t.size(), t) == 0) {
+          i += t.size();
+          tag = true;
+          break;
+        }
+      }
+      if (tag) {
         f(U' ');
         continue;
       }
