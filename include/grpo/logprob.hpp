@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file logprob.hpp
+/// @brief Selective log-softmax on the CPU: per-token log p(y), logsumexp and entropy from [tokens,
+///        vocab] logits (fp32 / bf16 / fp16 storage, fp32 accumulation, temperature inside), and its
+///        backward into the logits, in one streaming read of each row, threaded over rows.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/error.hpp>
+#include <grpo/core/half.hpp>
+#include <grpo/core/math.hpp>
+#include <grpo/core/strided_view.hpp>
+#include <grpo/ops/softmax.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+// Vectorisation. The row loops below call five bulk primitives (max, shift, exp, sum, dot) on a
+// block of at most 2048 floats held in L1. When Eigen is on the include path (link grpo::eigen) they
+// are Eigen array expressions, which use Eigen's vectorised exp (SSE2/AVX2/AVX-512 as compiled);
+// otherwise plain loops with std::exp. grpo::grpo therefore never requires Eigen. The two builds
+// live in different inline namespaces so that TUs compiled with and without Eigen link together
+// without an ODR clash. Define GRPO_LOGPROB_USE_EIGEN=0/1 to force a choice.
+#ifndef GRPO_LOGPROB_USE_EIGEN
+#if __has_include(<Eigen/Core>)
+#define GRPO_LOGPROB_USE_EIGEN 1
+#else
+#define GRPO_LOGPROB_USE_EIGEN 0
+#endif
+#endif
+#if GRPO_LOGPROB_USE_EIGEN
+#include <Eigen/Core>
+#define GRPO_LOGPROB_ABI lp_eigen
+#else
+#define GRPO_LOGPROB_ABI lp_scalar
+#endif
+
+namespace grpo {
+
+/// Options of the selective log-softmax (forward and backward).
+struct logprob_options {
+  /// Sampling temperature T > 0: log p = log_softmax(logits / T). The gradient carries the 1/T
+  /// factor (d(x/T)/dx). Use the sampler's T so the training ratio matches the rollout.
+  float temperature = 1.0f;
+  /// Rows whose id equals this value are skipped: log p, lse and entropy are written as 0 and their
+  /// gradient row is 0 (torch / TRL convention -100). Any other id must lie in [0, vocab).
+  std::int64_t ignore_index = -100;
+  /// Threads for the row loop when compiled with OpenMP; 0 uses the OpenMP default.
+  int num_threads = 0;
+};
+
+// Kernels live in grpo::detail::lp_eigen or grpo::detail::lp_scalar (GRPO_LOGPROB_ABI); `lp` names
+// the one this translation unit uses.
+namespace detail::GRPO_LOGPROB_ABI {
+
+/// Block length of the inner loops: 2048 floats (8 KiB) per buffer, two buffers per thread, so a
+/// block lives in L1 while the row streams from memory once. Extra memory is O(threads x block).
+inline constexpr index_t block = 2048;
+/// Scaled logits below max - 200 are clamped before exp: exp(-200) underflows to 0 in float anyway,
+/// and the clamp keeps q * d finite for masked (-inf) entries in the entropy sum.
+inline constexpr float d_floor = -200.0f;
+
+// ----- bulk primitives on contiguous float blocks ------------------------------------------------
+#if GRPO_LOGPROB_USE_EIGEN
+using map_c = Eigen::Map<const Eigen::ArrayXf>;
+using map_m = Eigen::Map<Eigen::ArrayXf>;
+/// max with NaN propagation (a NaN anywhere makes the result NaN, so the caller detects it).
+inline float vmax(const float* p, index_t n) { return map_c(p, n).maxCoeff<Eigen::PropagateNaN>(); }
+/// out = exp(in).
+inline void vexp(const float* in, float* out, index_t n) { map_m(out, n) = map_c(in, n).exp(); }
+/// sum of a block.
+inline float vsum(const float* p, index_t n) { return map_c(p, n).sum(); }
+/// sum a_i b_i.
+inline float vdot(const float* a, const float* b, index_t n) {
+  return (map_c(a, n) * map_c(b, n)).sum();
+}
+#else
+inline float vmax(const float* p, index_t n) {
+  float m = -math::infinity<float>();
+  bool nan = false;
+  for (index_t j = 0; j < n; ++j) {
+    m = p[j] > m ? p[j] : m;
+    nan |= !(p[j] == p[j]);
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+inline void vexp(const float* in, float* out, index_t n) {
+  for (index_t j = 0; j < n; ++j) out[j] = math::exp(in[j]);
+}
+inline float vsum(const float* p, index_t n) {
+  float s = 0;
+  for (index_t j = 0; j < n; ++j) s += p[j];
+  return s;
+}
+inline float vdot(const float* a, const float* b, index_t n) {
+  float s = 0;
+  for (index_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+#endif
+
+/// Widen n strided elements of type T into a float buffer (a contiguous copy when stride == 1).
+template <class T>
+GRPO_FORCEINLINE void load(const T* GRPO_RESTRICT src, index_t stride, index_t n,
+                           float* GRPO_RESTRICT dst) noexcept {
+  if (stride == 1) {
+    for (index_t j = 0; j < n; ++j) dst[j] = static_cast<float>(widen(src[j]));
+  } else {
+    for (index_t j = 0; j < n; ++j) dst[j] = static_cast<float>(widen(src[j * stride]));
+  }
+}
+
+/// Narrow n floats into a strided destination of type G.
+template <class G>
+GRPO_FORCEINLINE void store(const float* GRPO_RESTRICT src, index_t n, G* dst,
+                            index_t stride) noexcept {
+  if (stride == 1) {
+    for (index_t j = 0; j < n; ++j) dst[j] = narrow<G>(src[j]);
+  } else {
+    for (index_t j = 0; j < n; ++j) dst[j * stride] = narrow<G>(src[j]);
+  }
+}
+
+/// Per-thread scratch: two L1 blocks.
+struct scratch {
+  alignas(64) float a[block];
+  alignas(64) float b[block];
+};
+
+/// Row status after the statistics pass.
+enum class row_status : unsigned char { ok, non_finite, all_masked };
+
+/// One streaming pass over a row of V logits: the online_lse state (max m in raw units, e = s - 1,
+/// t = sum q d) at inverse temperature beta. Each block is reduced on its own maximum and merged into
+/// the row state (online softmax, Milakov & Gimelshein 2018), so the row is read from memory once.
+template <class T>
+online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratch& w,
+                     row_status& status) noexcept {
+  online_lse st(beta);
+  status = row_status::ok;
+  for (index_t j0 = 0; j0 < V; j0 += block) {
+    const index_t n = std::min(block, V - j0);
+    load(row + j0 * stride, stride, n, w.a);
+    const float mb = vmax(w.a, n);
+    if (!(mb <= std::numeric_limits<float>::max())) {  // NaN, +inf, or a block of -inf only
+      if (mb == -math::infinity<float>()) continue;     // masked block: no mass
+      status = row_status::non_finite;
+      return st;
+    }
+    // d_j = beta (x_j - mb) <= 0, exact for x_j near mb. The maximal elements (d = 0, at least one)
+    // are counted instead of summed: e_blk = (count - 1) + sum_{d < 0} exp(d) is then exact even when
+    // the other terms are 1e-30 (one dominant logit), where 1 + 1e-30 would round to 1 in any
+    // precision. They, and entries below d_floor, enter exp() as d_floor, contributing 0 (<= 3e-39
+    // with Eigen's exp, which does not flush to 0) to both sums.
+    index_t count = 0;
+    for (index_t j = 0; j < n; ++j) {
+      const float d = beta * (w.a[j] - mb);
+      count += d == 0.0f ? 1 : 0;
+      w.a[j] = (d > d_floor && d < 0.0f) ? d : d_floor;
+    }
+    vexp(w.a, w.b, n);
+    const float rest = vsum(w.b, n);
+    const float t = vdot(w.b, w.a, n);
+    const float e_blk = static_cast<float>(count - 1) + rest;
+    st.merge(online_lse::from_partial(beta, mb, e_blk, t));
+  }
+  if (st.empty()) status = row_status::all_masked;
+  return st;
+}
+
+/// The statistics of a row that the gradient and log p need: m (raw max), log s, entropy H.
+struct row_summary {
+  float m = 0.0f;
+  float log_s = 0.0f;
+  float entropy = 0.0f;
+};
+
+inline row_summary summarise(const online_lse& st) noexcept {
+  return {st.m, st.log_sum(), st.entropy()};
+}
+
+/// Writes the gradient of  g_logp * log q_y + g_entropy * H  w.r.t. the raw logits of one row into
+/// `out` (dtype G, stride ostride). `x_y` is the target's raw logit read before any in-place write;
+/// y < 0 means no target term (g_logp is then ignored). May alias `row` exactly (in place): every
+/// block is loaded before it is stored.
+template <class T, class G>
+void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
+              float x_y, float g_logp, float g_entropy, G* out, index_t ostride,
+              scratch& w) noexcept {
+  const float gl = y >= 0 ? g_logp : 0.0f;
+  for (index_t j0 = 0; j0 < V; j0 += block) {
+    const index_t n = std::min(block, V - j0);
+    load(row + j0 * stride, stride, n, w.a);
+    for (index_t j = 0; j < n; ++j) w.a[j] = ops::log_softmax(w.a[j], rs.m, rs.log_s, beta);
+    vexp(w.a, w.b, n);
+    for (index_t j = 0; j < n; ++j)
+      w.b[j] = ops::log_softmax_grad_nontarget(w.a[j], w.b[j], gl, g_entropy, rs.entropy, beta);
+    store(w.b, n, out + j0 * ostride, ostride);
+  }
+  if (y >= 0) {  // the target element, with the exact 1 - q_y
+    const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
+    out[y * ostride] = narrow<G>(
+        ops::log_softmax_grad(lq, math::exp(lq), true, gl, g_entropy, rs.entropy, beta));
+  }
+}
+
+/// Validates the temperature and returns beta = 1/T.
+inline float inverse_temperature(float T) {
+  GRPO_EXPECTS(T > 0.0f && T <= std::numeric_limits<float>::max(), bad_option,
+               "logprob_options::temperature must be finite and > 0, got " + std::to_string(T));
+  return 1.0f / T;
+}
+
+/// Checks every id against [0, V) (or ignore_index) before any row is touched.
+template <class I>
+void check_ids(strided_view<I, 1> ids, index_t V, std::int64_t ignore_index, const char* what) {
+  for (index_t i = 0; i < ids.extent(0); ++i) {
+    const auto y = static_cast<std::int64_t>(ids(i));
+    GRPO_EXPECTS(y == ignore_index || (y >= 0 && y < V), out_of_range,
+                 std::string(what) + ": id " + std::to_string(y) + " at row " + std::to_string(i) +
+                     " is outside [0, " + std::to_string(V) + ") and is not ignore_index");
+  }
+}
+
+/// Records the first failing row of a parallel loop (exceptions must not cross an OpenMP region).
+struct first_error {
+  std::atomic<index_t> row{std::numeric_limits<index_t>::max()};
+  std::atomic<int> kind{0};
+  void set(index_t r, row_status s) noexcept {
+    index_t cur = row.load(std::memory_order_relaxed);
+    while (r < cur && !row.compare_exchange_weak(cur, r)) {
+    }
+    if (row.load() == r) kind.store(static_cast<int>(s));
+  }
+  void raise(const char* what) const {
+    const index_t r = row.load();
+    if (r == std::numeric_limits<index_t>::max()) return;
+    if (kind.load() == static_cast<int>(row_status::all_masked))
+      GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
+                                " is entirely -inf (no token has probability mass)");
+    GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
+                              " contains NaN or +inf");
+  }
+};
+
+/// Runs body(i) for i in [0, n), threaded with OpenMP when available.
+template <class F>
+void parallel_rows(index_t n, int num_threads, F&& body) {
+#if defined(_OPENMP)
+  const int nt = num_threads > 0 ? num_threads : omp_get_max_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > 1 && nt > 1)
+  for (index_t i = 0; i < n; ++i) body(i);
+#else
+  (void)num_threads;
+  for (index_t i = 0; i < n; ++i) body(i);
+#endif
+}
+
+template <class V>
+bool requested(const V& v) noexcept {
+  return v.data_handle() != nullptr;
+}
+
+}  // namespace detail::GRPO_LOGPROB_ABI
+namespace detail {
+namespace lp = GRPO_LOGPROB_ABI;
+}
+
+// The public entry points are declared in an ABI-tagged inline namespace, like the kernels.
+inline namespace GRPO_LOGPROB_ABI {
+
+/// Selective log-softmax forward: for each row i of `logits` [N, V] and its sampled id y_i,
+///   logp[i] = log softmax(logits[i] / T)[y_i],   lse[i] = logsumexp(logits[i] / T),
+///   entropy[i] = -sum_j q_ij log q_ij,
+/// accumulated in fp32 from fp32 / bf16 / fp16 storage, in one streaming read of each row (online
+/// softmax over L1 blocks), any row and vocabulary stride, 64-bit indexing. Masked vocabulary entries
+/// (-inf) have probability 0 exactly; all-negative rows are exact (the running max starts at -inf).
+/// A target with logit -inf gets logp = -inf (probability zero, consistent).
+///
+/// @param logits  [N, V] logits, element type float, bfloat16 or float16 (const or not).
+/// @param ids     [N] sampled token ids (any integer type); ids equal to opt.ignore_index mark rows
+///                whose outputs are written as 0.
+/// @param logp    [N] float output (required).
+/// @param lse     [N] float output, or a default-constructed view to skip.
+/// @param entropy [N] float output, or a default-constructed view to skip.
+/// @pre host memory; ids in [0, V) or ignore_index; no NaN / +inf in non-ignored rows and at least
+///      one finite logit per non-ignored row; T finite and > 0.
+/// @post outputs of every non-ignored row written; throws grpo::error ([grpo.out_of_range] for ids,
+///       [grpo.bad_value] for NaN/inf rows, [grpo.shape_mismatch], [grpo.bad_option]) before writing
+///       anything on a bad id or option; on a bad row, after the other rows are written.
+template <class LT, class IT>
+void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
+                           strided_view<float, 1> logp, strided_view<float, 1> lse = {},
+                           strided_view<float, 1> entropy = {}, const logprob_options& opt = {}) {
+  using T = std::remove_const_t<LT>;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
+                    std::is_same_v<T, float16>,
+                "selective_log_softmax: logits must be float, grpo::bfloat16 or grpo::float16");
+  static_assert(std::is_integral_v<std::remove_const_t<IT>>, "ids must be integers");
+  namespace lp = detail::lp;
+  const index_t N = logits.extent(0), V = logits.extent(1);
+  expect_host(logits, "logits");
+  GRPO_EXPECTS(V > 0 || N == 0, shape_mismatch, "logits: vocabulary extent must be > 0");
+  expect_extents(ids, {N}, "ids");
+  GRPO_EXPECTS(lp::requested(logp) || N == 0, shape_mismatch, "logp: output view is required");
+  expect_extents(logp, {N}, "logp");
+  if (lp::requested(lse)) expect_extents(lse, {N}, "lse");
+  if (lp::requested(entropy)) expect_extents(entropy, {N}, "entropy");
+  const float beta = lp::inverse_temperature(opt.temperature);
+  lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax: ids");
+  const bool want_lse = lp::requested(lse), want_h = lp::requested(entropy);
+
+  lp::first_error err;
+  lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
+    const auto y = static_cast<std::int64_t>(ids(i));
+    if (y == opt.ignore_index) {
+      logp(i) = 0.0f;
+      if (want_lse) lse(i) = 0.0f;
+      if (want_h) entropy(i) = 0.0f;
+      return;
+    }
+    lp::scratch w;
+    lp::row_status status;
+    const T* row = &logits(i, 0);
+    const online_lse st = lp::row_stats(row, logits.stride(1), V, beta, w, status);
+    if (status != lp::row_status::ok) {
+      err.set(i, status);
+      return;
+    }
+    const float x_y = static_cast<float>(widen(row[y * logits.stride(1)]));
+    logp(i) = ops::log_softmax(x_y, st.m, st.log_sum(), beta);
+    if (want_lse) lse(i) = st.lse();
+    if (want_h) entropy(i) = st.entropy();
+  });
+  err.raise("selective_log_softmax");
+}
+
+/// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
+///   dL/dx_ij = (1/T) [ g_logp_i (delta_{j y_i} - q_ij) - g_entropy_i q_ij (log q_ij + H_i) ]
+/// for L = sum_i g_logp_i logp_i + g_entropy_i H_i. The row statistics are recomputed from the
+/// logits (one streaming pass, then the gradient pass reads the row again, from cache for rows up to
+/// ~1 MiB), so no saved state is needed and the result is exact at any logit offset.
+///
+/// @param grad_logp    [N] dL/dlogp (required).
+/// @param grad_entropy [N] dL/dH, or a default-constructed view for none.
+/// @param grad_logits  [N, V] output of type float, bfloat16 or float16. It may be the logits buffer
+///                     itself (same pointer and strides, same dtype): the gradient then overwrites
+///                     the logits in place. Any other overlap is not allowed.
+/// @pre as selective_log_softmax; ignored rows get a zero gradient row.
+/// @post every row of grad_logits written (zero for ignored rows).
+template <class LT, class IT, class GL, class GH, class G>
+void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
+                                    strided_view<GL, 1> grad_logp, strided_view<GH, 1> grad_entropy,
+                                    strided_view<G, 2> grad_logits,
+                                    const logprob_options& opt = {}) {
+  using T = std::remove_const_t<LT>;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
+                    std::is_same_v<T, float16>,
+                "selective_log_softmax_backward: logits must be float, bfloat16 or float16");
+  static_assert(!std::is_const_v<G>, "grad_logits must be writable");
+  static_assert(std::is_same_v<G, float> || std::is_same_v<G, bfloat16> ||
+                    std::is_same_v<G, float16>,
+                "grad_logits must be float, bfloat16 or float16");
+  namespace lp = detail::lp;
+  const index_t N = logits.extent(0), V = logits.extent(1);
+  expect_host(logits, "logits");
+  expect_host(grad_logits, "grad_logits");
+  expect_extents(ids, {N}, "ids");
+  expect_extents(grad_logp, {N}, "grad_logp");
+  const bool has_gh = lp::requested(grad_entropy);
+  if (has_gh) expect_extents(grad_entropy, {N}, "grad_entropy");
+  expect_extents(grad_logits, {N, V}, "grad_logits");
+  const void* gp = static_cast<const void*>(grad_logits.data_handle());
+  const void* xp = static_cast<const void*>(logits.data_handle());
+  if (gp == xp && N > 0 && V > 0)
+    GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
+                 "grad_logits: in-place gradient needs the logits' dtype and strides");
+  const float beta = lp::inverse_temperature(opt.temperature);
+  lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
+
+  lp::first_error err;
+  lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
+    const auto y = static_cast<std::int64_t>(ids(i));
+    G* out = &grad_logits(i, 0);
+    const index_t os = grad_logits.stride(1);
+    if (y == opt.ignore_index) {
+      for (index_t j = 0; j < V; ++j) out[j * os] = G{};
+      return;
+    }
+    lp::scratch w;
+    lp::row_status status;
+    const T* row = &logits(i, 0);
+    const index_t xs = logits.stride(1);
+    const online_lse st = lp::row_stats(row, xs, V, beta, w, status);
+    if (status != lp::row_status::ok) {
+      err.set(i, status);
+      return;
+    }
+    const float x_y = static_cast<float>(widen(row[y * xs]));
+    const float gh = has_gh ? static_cast<float>(grad_entropy(i)) : 0.0f;
+    lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
+                 static_cast<float>(grad_logp(i)), gh, out, os, w);
+  });
+  err.raise("selective_log_softmax_backward");
+}
+
+}  // namespace GRPO_LOGPROB_ABI
+}  // namespace grpo
