@@ -7,7 +7,7 @@
 /// For one token with student logits s, teacher logits u and temperature T: z' = s / T,
 /// q = softmax(z'), p = softmax(u / T), l = (T^2 or 1) * D(p, q), and the gradient written is
 ///     grad_j = grad_output * c_bt * (T^2 or 1) * (1/T) * (g_j - q_j G),   g_i = dD/dlog q_i,
-/// with c_bt the aggregation coefficient (aggregation modes in options.hpp). The teacher is a
+/// with c_bt the aggregation coefficient (grpo/aggregate.hpp modes). The teacher is a
 /// constant: no gradient flows to it.
 #pragma once
 
@@ -117,7 +117,6 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;
   res.active_sequences = P.active_sequences;
-  res.denominator = P.denominator;
   return res;
 }
 

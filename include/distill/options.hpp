@@ -3,6 +3,7 @@
 /// @brief Options, per-token inputs and the result type shared by every grpo::distill loss.
 #pragma once
 
+#include <grpo/aggregate.hpp>  // grpo::agg_options, the aggregation contract of every loss
 #include <grpo/core/config.hpp>
 #include <grpo/core/strided_view.hpp>
 
@@ -29,25 +30,6 @@ enum class jsd_endpoints : unsigned char {
   formula,
 };
 
-/// How per-token losses l_bt are reduced to one scalar (the GRPO aggregation modes). m_bt is the
-/// final token mask, w_bt the per-token weight (1 when absent), n_b = sum_t m_bt.
-enum class aggregation : unsigned char {
-  token_mean,           ///< sum w m l / D_tok; D_tok = sum m, or the caller's global token count
-  seq_mean_token_mean,  ///< (1/D_seq) sum_b (sum_t w m l / n_b); D_seq = #{b: n_b > 0} or global
-  seq_mean_token_sum,   ///< (1/D_seq) sum_b sum_t w m l
-  sum,                  ///< sum w m l
-};
-
-/// Aggregation options. Global denominators make micro-batch splitting exact: summing the losses
-/// (and gradients) of the micro-batches of one optimizer step, each called with the step's total
-/// token count (or sequence count) over every micro-batch and data-parallel rank, reproduces the
-/// loss of the unsplit batch.
-struct aggregate_options {
-  aggregation mode = aggregation::token_mean;
-  double token_denominator = 0.0;     ///< > 0: global active-token count; 0: this call's sum of m
-  double sequence_denominator = 0.0;  ///< > 0: global sequence count; 0: this call's #{b: n_b > 0}
-};
-
 /// Options of the dense and top-k distillation losses.
 struct distill_options {
   divergence kind = divergence::forward_kl;
@@ -58,7 +40,9 @@ struct distill_options {
   /// Multiply the loss by T^2 (Hinton et al. 2015; DistillKit) so gradient magnitudes stay
   /// comparable across temperatures. TRL GKD and Liger do not (false).
   bool scale_by_t2 = false;
-  aggregate_options aggregate{};
+  /// Reduction of the per-token losses (grpo/aggregate.hpp: token_mean, seq_mean_token_mean, ...,
+  /// with optional global token / sequence counts for exact micro-batch and data-parallel splits).
+  agg_options aggregate{};
   double grad_output = 1.0;  ///< upstream dL_total/dL: the written gradient is grad_output * dL/ds
 };
 
@@ -75,7 +59,6 @@ struct loss_result {
   double loss = 0.0;              ///< aggregated loss (T^2 included when requested)
   index_t active_tokens = 0;      ///< tokens with m_bt != 0 in this call
   index_t active_sequences = 0;   ///< sequences with at least one active token in this call
-  double denominator = 0.0;       ///< the denominator actually used (1 for aggregation::sum)
 };
 
 }  // namespace grpo::distill

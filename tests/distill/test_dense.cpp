@@ -163,8 +163,8 @@ TEST_CASE("divergence_loss: gradient equals central finite differences (double r
   std::vector<float> wts = {0.5f, 2.0f, 1.0f, 0.25f};
   std::vector<std::uint8_t> mask = {1, 1, 0, 1};
   for (kind k : all_kinds)
-    for (auto mode : {gd::aggregation::token_mean, gd::aggregation::seq_mean_token_mean,
-                      gd::aggregation::seq_mean_token_sum, gd::aggregation::sum})
+    for (auto mode : {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_mean,
+                      grpo::agg_mode::seq_mean_token_sum, grpo::agg_mode::token_sum})
       for (bool t2 : {false, true}) {
         auto o = opts_for(k, 0.8, k == kind::jsd ? 0.4 : 0.2);
         o.scale_by_t2 = t2;
@@ -426,8 +426,8 @@ TEST_CASE("divergence_loss: micro-batch split with global denominators reproduce
   const auto s = distill_ref::randn(B * L * V, 1.0, 71);
   const auto u = distill_ref::randn(B * L * V, 1.0, 72);
   std::vector<std::uint8_t> mask = {1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 1};  // sequence 1 fully masked
-  for (auto mode : {gd::aggregation::token_mean, gd::aggregation::seq_mean_token_mean,
-                    gd::aggregation::seq_mean_token_sum}) {
+  for (auto mode : {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_mean,
+                    grpo::agg_mode::seq_mean_token_sum}) {
     gd::distill_options o;
     o.kind = gd::divergence::jsd;
     o.aggregate.mode = mode;
@@ -440,8 +440,8 @@ TEST_CASE("divergence_loss: micro-batch split with global denominators reproduce
     CHECK(full.active_tokens == 6);
     CHECK(full.active_sequences == 3);
     // Two micro-batches of two sequences, each told the global counts.
-    o.aggregate.token_denominator = static_cast<double>(full.active_tokens);
-    o.aggregate.sequence_denominator = static_cast<double>(full.active_sequences);
+    o.aggregate.global_tokens = static_cast<double>(full.active_tokens);
+    o.aggregate.global_seqs = static_cast<double>(full.active_sequences);
     std::vector<double> gs(s.size());
     double total = 0;
     for (index_t part = 0; part < 2; ++part) {
@@ -465,7 +465,7 @@ TEST_CASE("divergence_loss: micro-batch split with global denominators reproduce
     gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}), grpo::make_view(u.data(), {B, L, V}),
                         o, ao);
     double hand = 0;
-    if (mode == gd::aggregation::token_mean) {
+    if (mode == grpo::agg_mode::token_mean) {
       for (index_t i = 0; i < B * L; ++i) hand += mask[i] ? pt[i] : 0.0;
       hand /= 6.0;
     } else {
@@ -474,7 +474,7 @@ TEST_CASE("divergence_loss: micro-batch split with global denominators reproduce
         int nb = 0;
         for (index_t t = 0; t < L; ++t)
           if (mask[b * L + t]) sb += pt[b * L + t], ++nb;
-        if (nb > 0) hand += mode == gd::aggregation::seq_mean_token_mean ? sb / nb : sb;
+        if (nb > 0) hand += mode == grpo::agg_mode::seq_mean_token_mean ? sb / nb : sb;
       }
       hand /= 3.0;
     }
@@ -500,7 +500,7 @@ TEST_CASE("divergence_loss: fully masked batch gives loss 0 and a zero gradient"
                                      grpo::make_view(g.data(), {B, L, V}), o, a);
   CHECK(r.loss == 0.0);
   CHECK(r.active_tokens == 0);
-  CHECK(r.denominator == 0.0);
+  CHECK(r.active_sequences == 0);
   for (float v : g) CHECK(v == 0.0f);
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <distill/options.hpp>
+#include <grpo/aggregate.hpp>
 #include <grpo/core/error.hpp>
 #include <grpo/core/half.hpp>
 #include <grpo/core/math.hpp>
@@ -177,21 +178,21 @@ inline constexpr bool is_logit_type_v = is_grad_type_v<std::remove_cv_t<T>>;
 // -----------------------------------------------------------------------------------------------
 // Aggregation plan.
 
-/// Per-token coefficient c_bt of d(aggregated loss)/d l_bt (weights and denominators included, 0 for
-/// masked tokens) and the active flags, computed once from mask and weights before the vocabulary
-/// passes, so that the gradient can be written inside the same row kernel as the loss.
+/// Per-token coefficient c_bt of d(aggregated loss)/d l_bt (weights and the aggregation row factor
+/// of grpo::aggregation_row_scales included, 0 for masked tokens) and the active flags, computed
+/// once from mask and weights before the vocabulary passes, so that the gradient can be written
+/// inside the same row kernel as the loss.
 struct token_plan {
   index_t B = 0, L = 0;
-  std::vector<double> coef;         ///< [B * L]
+  std::vector<double> coef;           ///< [B * L]
   std::vector<unsigned char> active;  ///< [B * L]
   index_t active_tokens = 0, active_sequences = 0;
-  double denominator = 0.0;
 };
 
 /// @pre extents of args' views (when non-empty) are [B, L]; extra_active(b, t) is the loss's own
 /// mask (ignore_index of SFT labels), AND-ed with args.mask.
 template <class Extra>
-token_plan make_plan(index_t B, index_t L, const token_args& args, const aggregate_options& agg,
+token_plan make_plan(index_t B, index_t L, const token_args& args, const agg_options& agg,
                      Extra&& extra_active) {
   if (args.mask.data_handle() != nullptr) {
     expect_extents(args.mask, {B, L}, "mask");
@@ -205,43 +206,28 @@ token_plan make_plan(index_t B, index_t L, const token_args& args, const aggrega
     expect_extents(args.per_token_loss, {B, L}, "per_token_loss");
     expect_host(args.per_token_loss, "per_token_loss");
   }
-  GRPO_EXPECTS(agg.token_denominator >= 0.0 && math::is_finite(agg.token_denominator), bad_option,
-               "aggregate.token_denominator must be finite and >= 0 (0 = local count)");
-  GRPO_EXPECTS(agg.sequence_denominator >= 0.0 && math::is_finite(agg.sequence_denominator),
-               bad_option, "aggregate.sequence_denominator must be finite and >= 0 (0 = local count)");
   token_plan P;
   P.B = B;
   P.L = L;
   P.coef.assign(static_cast<std::size_t>(B * L), 0.0);
   P.active.assign(static_cast<std::size_t>(B * L), 0);
-  std::vector<index_t> per_seq(static_cast<std::size_t>(B), 0);
+  std::vector<double> per_seq(static_cast<std::size_t>(B), 0.0);
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < L; ++t) {
       bool on = args.mask.data_handle() == nullptr || args.mask(b, t) != 0;
       on = on && extra_active(b, t);
       if (!on) continue;
       P.active[static_cast<std::size_t>(b * L + t)] = 1;
-      ++per_seq[static_cast<std::size_t>(b)];
+      per_seq[static_cast<std::size_t>(b)] += 1.0;
       ++P.active_tokens;
     }
   for (index_t b = 0; b < B; ++b) P.active_sequences += per_seq[static_cast<std::size_t>(b)] > 0;
-  switch (agg.mode) {
-    case aggregation::token_mean:
-      P.denominator = agg.token_denominator > 0 ? agg.token_denominator
-                                                : static_cast<double>(P.active_tokens);
-      break;
-    case aggregation::seq_mean_token_mean:
-    case aggregation::seq_mean_token_sum:
-      P.denominator = agg.sequence_denominator > 0 ? agg.sequence_denominator
-                                                   : static_cast<double>(P.active_sequences);
-      break;
-    case aggregation::sum: P.denominator = 1.0; break;
-    default: GRPO_THROW(bad_option, "aggregate.mode: unknown aggregation");
-  }
+  // The same final mask gives numerator and denominators (design.md section 4).
+  const std::vector<double> row_scale = aggregation_row_scales(per_seq, L, agg);
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < L; ++t) {
       const std::size_t k = static_cast<std::size_t>(b * L + t);
-      if (!P.active[k] || !(P.denominator > 0)) continue;
+      if (!P.active[k]) continue;
       double w = 1.0;
       if (args.weights.data_handle() != nullptr) {
         w = static_cast<double>(args.weights(b, t));
@@ -249,10 +235,7 @@ token_plan make_plan(index_t B, index_t L, const token_args& args, const aggrega
                      "weights: non-finite weight at token (" + std::to_string(b) + ", " +
                          std::to_string(t) + ")");
       }
-      double c = w / P.denominator;
-      if (agg.mode == aggregation::seq_mean_token_mean)
-        c /= static_cast<double>(per_seq[static_cast<std::size_t>(b)]);
-      P.coef[k] = c;
+      P.coef[k] = w * row_scale[static_cast<std::size_t>(b)];
     }
   return P;
 }
