@@ -20,10 +20,14 @@ using grpo::index_t;
 
 template <class T>
 DLDataType dl_type_of() {
-  if constexpr (std::is_same_v<T, float>) return {kDLFloat, 32, 1};
-  else if constexpr (std::is_same_v<T, double>) return {kDLFloat, 64, 1};
-  else if constexpr (std::is_same_v<T, grpo::bfloat16>) return {kDLBfloat, 16, 1};
-  else return {kDLFloat, 16, 1};  // grpo::float16
+  if constexpr (std::is_same_v<T, float>)
+    return {kDLFloat, 32, 1};
+  else if constexpr (std::is_same_v<T, double>)
+    return {kDLFloat, 64, 1};
+  else if constexpr (std::is_same_v<T, grpo::bfloat16>)
+    return {kDLBfloat, 16, 1};
+  else
+    return {kDLFloat, 16, 1};  // grpo::float16
 }
 
 /// A DLTensor over `buf` with the given shape/strides (strides empty -> NULL).
@@ -68,8 +72,10 @@ void check_dl2(const DLTensor& t, F&& value_at) {
 
 template <class T>
 T make_value(double x) {
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) return static_cast<T>(x);
-  else return T(static_cast<float>(x));
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+    return static_cast<T>(x);
+  else
+    return T(static_cast<float>(x));
 }
 
 }  // namespace
@@ -84,7 +90,8 @@ TEST_CASE_TEMPLATE("dlpack: compact, strided, transposed and offset tensors" *
 
   SUBCASE("compact row-major, strides NULL") {
     for (index_t i = 0; i < 3; ++i)
-      for (index_t j = 0; j < 5; ++j) buf[static_cast<std::size_t>(5 * i + j)] = make_value<T>(m(i, j));
+      for (index_t j = 0; j < 5; ++j)
+        buf[static_cast<std::size_t>(5 * i + j)] = make_value<T>(m(i, j));
     dl_holder h(buf, {3, 5}, {});
     check_dl2<T>(h.t, m);
     auto v = grpo::as_view_as<T, 2>(h.t);
@@ -94,7 +101,8 @@ TEST_CASE_TEMPLATE("dlpack: compact, strided, transposed and offset tensors" *
   }
   SUBCASE("column-major (a transposed tensor) with explicit strides") {
     for (index_t i = 0; i < 3; ++i)
-      for (index_t j = 0; j < 5; ++j) buf[static_cast<std::size_t>(i + 3 * j)] = make_value<T>(m(i, j));
+      for (index_t j = 0; j < 5; ++j)
+        buf[static_cast<std::size_t>(i + 3 * j)] = make_value<T>(m(i, j));
     dl_holder h(buf, {3, 5}, {1, 3});
     check_dl2<T>(h.t, m);
     CHECK_FALSE(grpo::as_view_as<T, 2>(h.t).is_contiguous());
@@ -182,8 +190,8 @@ TEST_CASE("dlpack: wrong dtype, rank, device, offset and structure are rejected"
 
   CHECK_THROWS_WITH_AS((grpo::as_view_as<double, 2>(h.t)), doctest::Contains("[grpo.bad_dtype]"),
                        grpo::error);
-  CHECK_THROWS_WITH_AS((grpo::as_view_as<grpo::bfloat16, 2>(h.t)),
-                       doctest::Contains("float32"), grpo::error);
+  CHECK_THROWS_WITH_AS((grpo::as_view_as<grpo::bfloat16, 2>(h.t)), doctest::Contains("float32"),
+                       grpo::error);
   CHECK_THROWS_WITH_AS((grpo::as_view_as<float, 1>(h.t)),
                        doctest::Contains("[grpo.shape_mismatch]"), grpo::error);
   CHECK_THROWS_WITH_AS((grpo::as_view_as<float, 3>(h.t)),

@@ -5,8 +5,8 @@
 
 #include <support/compare.hpp>
 
-#include <Eigen/Core>
 #include <doctest/doctest.h>
+#include <Eigen/Core>
 
 #include <type_traits>
 #include <vector>
@@ -90,7 +90,8 @@ TEST_CASE_TEMPLATE("eigen: plain matrices and arrays, both storage orders" *
   check_matrix(grpo::as_view(one), one);
 }
 
-TEST_CASE_TEMPLATE("eigen: vectors are rank 1" * doctest::test_suite("backends"), T, float, double) {
+TEST_CASE_TEMPLATE("eigen: vectors are rank 1" * doctest::test_suite("backends"), T, float,
+                   double) {
   Eigen::Matrix<T, Eigen::Dynamic, 1> v(6);
   Eigen::Matrix<T, 1, Eigen::Dynamic> rv(5);
   Eigen::Array<T, 3, 1> av;

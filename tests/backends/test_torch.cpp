@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// libtorch backend (one TU: libtorch headers compile slowly). Contiguous, transposed, sliced (storage
-// offset), stepped and expanded tensors give views whose every element is torch's own element
-// (t.select(0, i).select(0, j).data_ptr()), for float, double, bf16 and fp16; wrong dtype / rank /
-// device / layout are refused.
+// libtorch backend (one TU: libtorch headers compile slowly). Contiguous, transposed, sliced
+// (storage offset), stepped and expanded tensors give views whose every element is torch's own
+// element (t.select(0, i).select(0, j).data_ptr()), for float, double, bf16 and fp16; wrong dtype /
+// rank / device / layout are refused.
 #include <grpo/backends/torch.hpp>
 
 #include <support/compare.hpp>
@@ -21,10 +21,14 @@ using grpo::index_t;
 
 template <class T>
 c10::ScalarType torch_type_of() {
-  if constexpr (std::is_same_v<T, float>) return at::kFloat;
-  else if constexpr (std::is_same_v<T, double>) return at::kDouble;
-  else if constexpr (std::is_same_v<T, grpo::bfloat16>) return at::kBFloat16;
-  else return at::kHalf;
+  if constexpr (std::is_same_v<T, float>)
+    return at::kFloat;
+  else if constexpr (std::is_same_v<T, double>)
+    return at::kDouble;
+  else if constexpr (std::is_same_v<T, grpo::bfloat16>)
+    return at::kBFloat16;
+  else
+    return at::kHalf;
 }
 
 /// Every element of the rank-2 view is torch's element (i, j): same address, same value (compared
@@ -48,7 +52,8 @@ TEST_CASE_TEMPLATE("torch: contiguous, transposed, sliced, stepped and expanded 
                        doctest::test_suite("backends"),
                    T, float, double, grpo::bfloat16, grpo::float16) {
   // Values 0..47 are exact in bf16 and fp16.
-  const at::Tensor base = at::arange(48, at::TensorOptions().dtype(torch_type_of<T>())).reshape({6, 8});
+  const at::Tensor base =
+      at::arange(48, at::TensorOptions().dtype(torch_type_of<T>())).reshape({6, 8});
 
   auto vb = grpo::as_view_as<T, 2>(base);
   CHECK(vb.stride(0) == 8);
@@ -86,7 +91,8 @@ TEST_CASE_TEMPLATE("torch: contiguous, transposed, sliced, stepped and expanded 
   const at::Tensor row = base.select(1, 5);
   auto vr = grpo::as_view_as<const T, 1>(row);
   CHECK(vr.stride(0) == 8);
-  for (index_t i = 0; i < 6; ++i) CHECK(static_cast<double>(vr(i)) == static_cast<double>(8 * i + 5));
+  for (index_t i = 0; i < 6; ++i)
+    CHECK(static_cast<double>(vr(i)) == static_cast<double>(8 * i + 5));
   const at::Tensor cube = base.reshape({2, 3, 8}).permute({2, 0, 1});
   auto v3 = grpo::as_view_as<T, 3>(cube);
   for (index_t i = 0; i < 8; ++i)
@@ -96,7 +102,8 @@ TEST_CASE_TEMPLATE("torch: contiguous, transposed, sliced, stepped and expanded 
               cube.select(0, i).select(0, j).select(0, k).data_ptr());
 }
 
-TEST_CASE("torch: bf16 and fp16 views read torch's bits unchanged" * doctest::test_suite("backends")) {
+TEST_CASE("torch: bf16 and fp16 views read torch's bits unchanged" *
+          doctest::test_suite("backends")) {
   const at::Tensor x = at::linspace(-3.0, 3.0, 17, at::kFloat).mul(1.37);
   const at::Tensor xb = x.to(at::kBFloat16);
   const at::Tensor xh = x.to(at::kHalf);
@@ -173,7 +180,8 @@ TEST_CASE("torch: wrong dtype, rank, device and layout are refused" *
 
   // No CUDA memory can be allocated here; a meta tensor is a real torch tensor off the host, so it
   // goes through the same path a CUDA tensor would: recognised, then refused by host code.
-  const at::Tensor meta = at::empty({2, 3}, at::TensorOptions().dtype(at::kFloat).device(c10::kMeta));
+  const at::Tensor meta =
+      at::empty({2, 3}, at::TensorOptions().dtype(at::kFloat).device(c10::kMeta));
   auto vm = grpo::as_view_as<float, 2>(meta);
   CHECK(vm.space() == grpo::memory_space::other);
   CHECK(vm.extent(1) == 3);

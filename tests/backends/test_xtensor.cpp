@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // xtensor backend: containers (both layouts), xarray (run-time rank), adaptors, xt::view and
-// xt::strided_view (including negative steps and offsets) address exactly the elements xtensor's own
-// operator() addresses.
+// xt::strided_view (including negative steps and offsets) address exactly the elements xtensor's
+// own operator() addresses.
 #include <grpo/backends/xtensor.hpp>
 
 #include <support/compare.hpp>
@@ -134,8 +134,8 @@ TEST_CASE_TEMPLATE("xtensor: adaptors over caller memory" * doctest::test_suite(
 
   // Column-major adaptor with explicit strides, as a foreign library would describe its buffer.
   // xtensor requires the adapted size to equal the product of the shape (6), strides aside.
-  auto s = xt::adapt(buf.data(), std::size_t{6}, xt::no_ownership(), std::array<std::size_t, 2>{2, 3},
-                     std::array<std::ptrdiff_t, 2>{1, 4});
+  auto s = xt::adapt(buf.data(), std::size_t{6}, xt::no_ownership(),
+                     std::array<std::size_t, 2>{2, 3}, std::array<std::ptrdiff_t, 2>{1, 4});
   auto vs = grpo::as_view(s);
   CHECK(vs.stride(0) == 1);
   CHECK(vs.stride(1) == 4);

@@ -91,8 +91,8 @@ struct error_report {
   [[nodiscard]] std::string describe() const {
     std::ostringstream os;
     os.precision(17);
-    os << count << " elements, max_abs=" << max_abs << " (at " << worst_abs_at << "), max_rel="
-       << max_rel << " (at " << worst_rel_at << "), failures=" << failures;
+    os << count << " elements, max_abs=" << max_abs << " (at " << worst_abs_at
+       << "), max_rel=" << max_rel << " (at " << worst_rel_at << "), failures=" << failures;
     if (failures != 0)
       os << ", first at " << first_failure << ": got " << first_failure_got << " want "
          << first_failure_want;
@@ -144,8 +144,9 @@ error_report compare(const grpo::strided_view<T, Rank>& got, const std::vector<d
 
 /// View vs. view; extents must agree (else [grpo.shape_mismatch]).
 template <class T, class U, std::size_t Rank>
-error_report compare(const grpo::strided_view<T, Rank>& got, const grpo::strided_view<U, Rank>& want,
-                     double rtol = 0.0, double atol = 0.0) {
+error_report compare(const grpo::strided_view<T, Rank>& got,
+                     const grpo::strided_view<U, Rank>& want, double rtol = 0.0,
+                     double atol = 0.0) {
   grpo::expect_extents(got, want.extents(), "compare(got, want)");
   return compare(to_vector(got), to_vector(want), rtol, atol);
 }

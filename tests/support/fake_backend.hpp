@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file fake_backend.hpp
 /// @brief A deliberately odd tensor backend for tests: owning storage laid out with a permutation
-///        of the dimensions, padding after every dimension and optionally reversed (negative-stride)
-///        dimensions, plus a run-time-typed twin (dtype and rank known only at run time).
+///        of the dimensions, padding after every dimension and optionally reversed
+///        (negative-stride) dimensions, plus a run-time-typed twin (dtype and rank known only at
+///        run time).
 ///
 /// Algorithms that assume row-major, contiguous or positive strides produce wrong numbers on these
 /// tensors, which is the point: every algorithm test can run the same data through

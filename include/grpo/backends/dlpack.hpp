@@ -16,7 +16,8 @@
 ///   - dtype: (code, bits, lanes) -> grpo::dtype: kDLFloat 32/64/16 -> f32/f64/f16, kDLBfloat 16 ->
 ///     bf16, kDLInt 32/64/8 -> i32/i64/i8, kDLUInt 8 -> u8, bool as kDLUInt 1 (the pre-0.8
 ///     convention, one byte per element) or kDLBool (code 6, DLPack >= 0.8) -> boolean; anything
-///     else, including lanes != 1, is dtype::unknown and as_view_as rejects it with [grpo.bad_dtype].
+///     else, including lanes != 1, is dtype::unknown and as_view_as rejects it with
+///     [grpo.bad_dtype].
 ///   - device: kDLCPU -> host, kDLCUDA -> cuda, kDLCUDAHost -> cuda_host (pinned, host readable),
 ///     kDLCUDAManaged -> cuda_managed, everything else (ROCm, OpenCL, Metal, ...) -> other.
 ///   - layout: `strides == NULL` means compact row-major (DLPack's rule), strides are in elements;
@@ -43,15 +44,23 @@ constexpr dtype dtype_from_dlpack(DLDataType t) noexcept {
   if (t.lanes != 1) return dtype::unknown;
   switch (t.code) {
     case kDLFloat:
-      return t.bits == 32 ? dtype::f32 : t.bits == 64 ? dtype::f64 : t.bits == 16 ? dtype::f16
-                                                                                   : dtype::unknown;
-    case kDLBfloat: return t.bits == 16 ? dtype::bf16 : dtype::unknown;
+      return t.bits == 32   ? dtype::f32
+             : t.bits == 64 ? dtype::f64
+             : t.bits == 16 ? dtype::f16
+                            : dtype::unknown;
+    case kDLBfloat:
+      return t.bits == 16 ? dtype::bf16 : dtype::unknown;
     case kDLInt:
-      return t.bits == 32 ? dtype::i32 : t.bits == 64 ? dtype::i64 : t.bits == 8 ? dtype::i8
-                                                                                 : dtype::unknown;
-    case kDLUInt: return t.bits == 8 ? dtype::u8 : t.bits == 1 ? dtype::boolean : dtype::unknown;
-    case dlpack_bool_code: return t.bits == 8 ? dtype::boolean : dtype::unknown;
-    default: return dtype::unknown;
+      return t.bits == 32   ? dtype::i32
+             : t.bits == 64 ? dtype::i64
+             : t.bits == 8  ? dtype::i8
+                            : dtype::unknown;
+    case kDLUInt:
+      return t.bits == 8 ? dtype::u8 : t.bits == 1 ? dtype::boolean : dtype::unknown;
+    case dlpack_bool_code:
+      return t.bits == 8 ? dtype::boolean : dtype::unknown;
+    default:
+      return dtype::unknown;
   }
 }
 
@@ -66,11 +75,16 @@ constexpr std::size_t dlpack_element_bytes(DLDataType t) noexcept {
 /// The memory_space of a DLPack device (the device id is not part of it).
 constexpr memory_space memory_space_from_dlpack(DLDevice dev) noexcept {
   switch (dev.device_type) {
-    case kDLCPU: return memory_space::host;
-    case kDLCUDA: return memory_space::cuda;
-    case kDLCUDAHost: return memory_space::cuda_host;
-    case kDLCUDAManaged: return memory_space::cuda_managed;
-    default: return memory_space::other;
+    case kDLCPU:
+      return memory_space::host;
+    case kDLCUDA:
+      return memory_space::cuda;
+    case kDLCUDAHost:
+      return memory_space::cuda_host;
+    case kDLCUDAManaged:
+      return memory_space::cuda_managed;
+    default:
+      return memory_space::other;
   }
 }
 
@@ -86,22 +100,24 @@ struct tensor_traits<DLTensor> {
   static std::size_t rank_of(const DLTensor& t) noexcept {
     return t.ndim < 0 ? 0 : static_cast<std::size_t>(t.ndim);
   }
-  static memory_space space(const DLTensor& t) noexcept { return memory_space_from_dlpack(t.device); }
+  static memory_space space(const DLTensor& t) noexcept {
+    return memory_space_from_dlpack(t.device);
+  }
 
   /// Structural checks run by as_view before the dtype/rank checks:
   /// ndim >= 0 and shape present ([grpo.shape_mismatch] / [grpo.bad_value]), extents >= 0, scalar
   /// lanes ([grpo.bad_dtype]), byte_offset a multiple of the element size ([grpo.bad_value]) and a
   /// data pointer whenever there are elements ([grpo.bad_value]).
   static void validate(const DLTensor& t) {
-    GRPO_EXPECTS(t.ndim >= 0, shape_mismatch,
-                 "DLTensor: negative ndim " + std::to_string(t.ndim));
+    GRPO_EXPECTS(t.ndim >= 0, shape_mismatch, "DLTensor: negative ndim " + std::to_string(t.ndim));
     GRPO_EXPECTS(t.ndim == 0 || t.shape != nullptr, bad_value, "DLTensor: shape is NULL");
-    GRPO_EXPECTS(t.dtype.lanes == 1, bad_dtype,
-                 "DLTensor: vector dtype with " + std::to_string(t.dtype.lanes) +
-                     " lanes is not supported");
+    GRPO_EXPECTS(
+        t.dtype.lanes == 1, bad_dtype,
+        "DLTensor: vector dtype with " + std::to_string(t.dtype.lanes) + " lanes is not supported");
     const std::size_t bytes = dlpack_element_bytes(t.dtype);
-    GRPO_EXPECTS(bytes != 0, bad_dtype,
-                 "DLTensor: element of " + std::to_string(t.dtype.bits) + " bits is not byte sized");
+    GRPO_EXPECTS(
+        bytes != 0, bad_dtype,
+        "DLTensor: element of " + std::to_string(t.dtype.bits) + " bits is not byte sized");
     GRPO_EXPECTS(t.byte_offset % bytes == 0, bad_value,
                  "DLTensor: byte_offset " + std::to_string(t.byte_offset) +
                      " is not a multiple of the element size " + std::to_string(bytes));
@@ -146,7 +162,9 @@ struct tensor_traits<DLManagedTensor> {
   static constexpr std::size_t rank = dynamic_rank;
 
   static grpo::dtype dtype(const DLManagedTensor& t) noexcept { return base::dtype(t.dl_tensor); }
-  static std::size_t rank_of(const DLManagedTensor& t) noexcept { return base::rank_of(t.dl_tensor); }
+  static std::size_t rank_of(const DLManagedTensor& t) noexcept {
+    return base::rank_of(t.dl_tensor);
+  }
   static memory_space space(const DLManagedTensor& t) noexcept { return base::space(t.dl_tensor); }
   static void validate(const DLManagedTensor& t) { base::validate(t.dl_tensor); }
   static void* data(const DLManagedTensor& t) noexcept { return base::data(t.dl_tensor); }

@@ -7,8 +7,10 @@
 ///
 /// One constrained partial specialisation covers every Eigen type X that
 ///   - derives from `Eigen::DenseBase<D>` for some D (Matrix, Array and all their expressions), and
-///   - carries `Eigen::DirectAccessBit` (its coefficients live in memory at data() with an inner and
-///     an outer stride: Matrix, Array, Map<.., Stride>, Ref, direct-access Block, Transpose of those).
+///   - carries `Eigen::DirectAccessBit` (its coefficients live in memory at data() with an inner
+///   and
+///     an outer stride: Matrix, Array, Map<.., Stride>, Ref, direct-access Block, Transpose of
+///     those).
 /// Lazy expressions (`a + b`, `a.reverse()`, `a.cast<float>()`) have no memory of their own and do
 /// not satisfy grpo::tensor: evaluate them first (`.eval()`).
 #pragma once
@@ -34,14 +36,14 @@ std::false_type eigen_dense_probe(...);
 
 /// An Eigen dense object whose coefficients are addressable through data() + strides.
 template <class X>
-concept eigen_direct_access =
-    decltype(eigen_dense_probe(static_cast<const X*>(nullptr)))::value &&
-    (static_cast<unsigned>(X::Flags) & static_cast<unsigned>(Eigen::DirectAccessBit)) != 0u &&
-    requires(X& x) {
-      x.data();
-      x.rowStride();
-      x.colStride();
-    };
+concept eigen_direct_access = decltype(eigen_dense_probe(static_cast<const X*>(nullptr)))::value &&
+                              (static_cast<unsigned>(X::Flags) &
+                               static_cast<unsigned>(Eigen::DirectAccessBit)) != 0u &&
+                              requires(X& x) {
+  x.data();
+  x.rowStride();
+  x.colStride();
+};
 
 }  // namespace detail
 
@@ -54,14 +56,15 @@ concept eigen_direct_access =
 /// stride(1).
 ///
 /// Rank: 1 for types that are vectors at compile time (VectorXd, RowVector3f, m.col(j), m.row(i)),
-/// whose single stride is the distance between consecutive coefficients (colStride for a row vector,
-/// rowStride for a column vector); 2 otherwise, even when a dynamic matrix happens to have one column.
+/// whose single stride is the distance between consecutive coefficients (colStride for a row
+/// vector, rowStride for a column vector); 2 otherwise, even when a dynamic matrix happens to have
+/// one column.
 ///
-/// value_type: the pointee of data() on a non-const object, so Map<const M>, Ref<const M> and blocks
-/// of const matrices give `const Scalar` (read-only views); a const Matrix gives read-only views
-/// through the const overload of data().
+/// value_type: the pointee of data() on a non-const object, so Map<const M>, Ref<const M> and
+/// blocks of const matrices give `const Scalar` (read-only views); a const Matrix gives read-only
+/// views through the const overload of data().
 template <class X>
-  requires detail::eigen_direct_access<X>
+requires detail::eigen_direct_access<X>
 struct tensor_traits<X> {
   using value_type = std::remove_pointer_t<decltype(std::declval<X&>().data())>;
   static constexpr bool is_vector = X::IsVectorAtCompileTime != 0;
@@ -73,8 +76,10 @@ struct tensor_traits<X> {
 
   /// @pre d < rank.
   static index_t extent(const X& x, std::size_t d) noexcept {
-    if constexpr (is_vector) return static_cast<index_t>(x.size());
-    else return static_cast<index_t>(d == 0 ? x.rows() : x.cols());
+    if constexpr (is_vector)
+      return static_cast<index_t>(x.size());
+    else
+      return static_cast<index_t>(d == 0 ? x.rows() : x.cols());
   }
 
   /// Strides in elements. @pre d < rank.

@@ -13,12 +13,14 @@
 ///
 /// Mapping:
 ///   - dtype: kFloat -> f32, kDouble -> f64, kBFloat16 -> bf16, kHalf -> f16, kInt -> i32,
-///     kLong -> i64, kByte -> u8, kChar -> i8, kBool -> boolean; others (complex, quantized, kShort)
-///     are dtype::unknown and rejected with [grpo.bad_dtype]. c10::BFloat16 / c10::Half storage has
-///     the bit layout of grpo::bfloat16 / grpo::float16 (a 16-bit pattern), so views of those types
-///     read torch's bf16/fp16 tensors in place.
-///   - device: kCPU -> host (pinned memory included), kCUDA -> cuda, everything else (meta, MPS, XPU,
-///     HIP, ...) -> other. CPU algorithms reject anything but host memory through grpo::expect_host.
+///     kLong -> i64, kByte -> u8, kChar -> i8, kBool -> boolean; others (complex, quantized,
+///     kShort) are dtype::unknown and rejected with [grpo.bad_dtype]. c10::BFloat16 / c10::Half
+///     storage has the bit layout of grpo::bfloat16 / grpo::float16 (a 16-bit pattern), so views of
+///     those types read torch's bf16/fp16 tensors in place.
+///   - device: kCPU -> host (pinned memory included), kCUDA -> cuda, everything else (meta, MPS,
+///   XPU,
+///     HIP, ...) -> other. CPU algorithms reject anything but host memory through
+///     grpo::expect_host.
 ///   - layout: data_ptr() already includes the storage offset and points at element (0, ..., 0);
 ///     sizes() and strides() are in elements. torch strides are never negative; expand() gives
 ///     stride 0, which strided_view supports.
@@ -39,25 +41,38 @@ namespace grpo {
 /// The grpo::dtype of a torch scalar type; dtype::unknown for types grpo does not read.
 constexpr dtype dtype_from_torch(c10::ScalarType t) noexcept {
   switch (t) {
-    case c10::ScalarType::Float: return dtype::f32;
-    case c10::ScalarType::Double: return dtype::f64;
-    case c10::ScalarType::BFloat16: return dtype::bf16;
-    case c10::ScalarType::Half: return dtype::f16;
-    case c10::ScalarType::Int: return dtype::i32;
-    case c10::ScalarType::Long: return dtype::i64;
-    case c10::ScalarType::Byte: return dtype::u8;
-    case c10::ScalarType::Char: return dtype::i8;
-    case c10::ScalarType::Bool: return dtype::boolean;
-    default: return dtype::unknown;
+    case c10::ScalarType::Float:
+      return dtype::f32;
+    case c10::ScalarType::Double:
+      return dtype::f64;
+    case c10::ScalarType::BFloat16:
+      return dtype::bf16;
+    case c10::ScalarType::Half:
+      return dtype::f16;
+    case c10::ScalarType::Int:
+      return dtype::i32;
+    case c10::ScalarType::Long:
+      return dtype::i64;
+    case c10::ScalarType::Byte:
+      return dtype::u8;
+    case c10::ScalarType::Char:
+      return dtype::i8;
+    case c10::ScalarType::Bool:
+      return dtype::boolean;
+    default:
+      return dtype::unknown;
   }
 }
 
 /// The memory_space of a torch device (the device index is not part of it).
 inline memory_space memory_space_from_torch(const c10::Device& dev) noexcept {
   switch (dev.type()) {
-    case c10::DeviceType::CPU: return memory_space::host;
-    case c10::DeviceType::CUDA: return memory_space::cuda;
-    default: return memory_space::other;
+    case c10::DeviceType::CPU:
+      return memory_space::host;
+    case c10::DeviceType::CUDA:
+      return memory_space::cuda;
+    default:
+      return memory_space::other;
   }
 }
 
@@ -82,8 +97,9 @@ struct torch_traits_impl {
     GRPO_EXPECTS(t.defined(), bad_value, "torch::Tensor: undefined tensor");
     GRPO_EXPECTS(t.layout() == c10::kStrided, bad_value,
                  "torch::Tensor: layout is not strided (sparse or opaque); call to_dense() first");
-    GRPO_EXPECTS(!t.is_neg() && !t.is_conj(), bad_value,
-                 "torch::Tensor: lazy negation/conjugation bit set; call resolve_neg()/resolve_conj()");
+    GRPO_EXPECTS(
+        !t.is_neg() && !t.is_conj(), bad_value,
+        "torch::Tensor: lazy negation/conjugation bit set; call resolve_neg()/resolve_conj()");
   }
 
   /// @post points at element (0, ..., 0) (data_ptr() includes storage_offset()); null for meta

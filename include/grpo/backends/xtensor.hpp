@@ -12,13 +12,13 @@
 /// (`a + b`, `xt::exp(a)`, broadcasts) have no storage and do not satisfy grpo::tensor: evaluate
 /// them first (`xt::eval`).
 ///
-/// Layout: element (i0, ..., iR-1) lives at data() + data_offset() + sum_d i_d * strides()[d], strides
-/// in elements, signed (negative for reversed ranges such as xt::range(_, _, -1)). xtensor sets the
-/// stride of an extent-1 dimension to 0: harmless, that index is always 0.
+/// Layout: element (i0, ..., iR-1) lives at data() + data_offset() + sum_d i_d * strides()[d],
+/// strides in elements, signed (negative for reversed ranges such as xt::range(_, _, -1)). xtensor
+/// sets the stride of an extent-1 dimension to 0: harmless, that index is always 0.
 ///
 /// Rank: static (`rank = N`) when the shape type has a compile-time size (xtensor<T, N>,
-/// xtensor_fixed, views of those), `grpo::dynamic_rank` for xarray and its views; then as_view_as<E, R>
-/// checks the rank at run time ([grpo.shape_mismatch]).
+/// xtensor_fixed, views of those), `grpo::dynamic_rank` for xarray and its views; then
+/// as_view_as<E, R> checks the rank at run time ([grpo.shape_mismatch]).
 #pragma once
 
 #include <grpo/core/tensor_traits.hpp>
@@ -48,7 +48,7 @@ concept xtensor_strided = xt::is_xexpression<X>::value && requires(X& x, const X
 
 /// tensor_traits for xtensor expressions with a data interface (see the file comment).
 template <class X>
-  requires detail::xtensor_strided<X>
+requires detail::xtensor_strided<X>
 struct tensor_traits<X> {
   /// The pointee of data() on a non-const object: const for views and adaptors of const storage.
   using value_type = std::remove_pointer_t<decltype(std::declval<X&>().data())>;
@@ -57,7 +57,9 @@ struct tensor_traits<X> {
       static_dim < 0 ? dynamic_rank : static_cast<std::size_t>(static_dim);
 
   /// Run-time rank (xarray): the number of dimensions of the shape.
-  static std::size_t rank_of(const X& x) noexcept { return static_cast<std::size_t>(x.dimension()); }
+  static std::size_t rank_of(const X& x) noexcept {
+    return static_cast<std::size_t>(x.dimension());
+  }
 
   /// @post points at element (0, ..., 0): the storage start plus the view's offset.
   static value_type* data(X& x) noexcept { return x.data() + x.data_offset(); }
