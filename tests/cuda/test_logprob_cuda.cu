@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+// GPU tests of grpo::cuda::selective_log_softmax (+ backward) against a naive double-precision
+// reference on the same inputs. Label "gpu": CPU-only CI compiles and links this file only.
+#include <grpo/cuda/logprob.cuh>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace {
+
+template <class T>
+struct device_buffer {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit device_buffer(std::size_t count) : n(count) {
+    grpo::cuda::throw_on_error(cudaMalloc(&p, sizeof(T) * (count ? count : 1)), "cudaMalloc");
+  }
+  device_buffer(const device_buffer&) = delete;
+  ~device_buffer() { cudaFree(p); }
+  void upload(const std::vector<T>& h) {
+    grpo::cuda::throw_on_error(cudaMemcpy(p, h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n);
+    grpo::cuda::throw_on_error(cudaMemcpy(h.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+struct ref_row {
+  double logp, lse, entropy;
+  std::vector<double> grad;  // of g_logp * logp + g_ent * H
+};
+
+// Naive double-precision reference: two passes, explicit softmax.
+ref_row reference(const std::vector<float>& x, std::int64_t y, double T, double g_logp, double g_ent) {
+  const std::size_t V = x.size();
+  double m = -std::numeric_limits<double>::infinity();
+  for (float v : x) m = std::max(m, static_cast<double>(v) / T);
+  double s = 0;
+  for (float v : x) s += std::exp(v / T - m);
+  const double lse = m + std::log(s);
+  double H = 0;
+  std::vector<double> q(V), lq(V);
+  for (std::size_t j = 0; j < V; ++j) {
+    lq[j] = x[j] / T - lse;
+    q[j] = std::exp(lq[j]);
+    if (q[j] > 0) H -= q[j] * lq[j];
+  }
+  ref_row r{lq[y], lse, H, std::vector<double>(V)};
+  for (std::size_t j = 0; j < V; ++j) {
+    const double dlogp = (j == static_cast<std::size_t>(y) ? 1.0 : 0.0) - q[j];
+    const double dH = q[j] > 0 ? -q[j] * (lq[j] + H) : 0.0;
+    r.grad[j] = (g_logp * dlogp + g_ent * dH) / T;
+  }
+  return r;
+}
+
+template <class T>
+void run_case(std::int64_t N, std::int64_t V, float temperature, std::uint32_t seed, float offset) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<T> h(static_cast<std::size_t>(N * V));
+  std::vector<std::int64_t> ids(N);
+  std::vector<float> glogp(N), gent(N);
+  for (auto& v : h) v = grpo::narrow<T>(nd(rng) + offset);
+  for (std::int64_t i = 0; i < N; ++i) {
+    ids[i] = static_cast<std::int64_t>(rng() % V);
+    glogp[i] = nd(rng);
+    gent[i] = nd(rng);
+  }
+  if (N > 1) ids[1] = -100;  // ignored row
+  device_buffer<T> d_logits(h.size());
+  device_buffer<std::int64_t> d_ids(N);
+  device_buffer<float> d_logp(N), d_lse(N), d_ent(N), d_gl(N), d_ge(N), d_grad(h.size());
+  d_logits.upload(h);
+  d_ids.upload(ids);
+  d_gl.upload(glogp);
+  d_ge.upload(gent);
+  auto L = grpo::make_view(static_cast<const T*>(d_logits.p), {N, V});
+  auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
+  std::size_t ws_bytes = 0;
+  REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(L, I, {}, {}, {}, temperature, -100,
+                                                              nullptr, ws_bytes) == cudaSuccess);
+  device_buffer<unsigned char> ws(ws_bytes);
+  REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(
+              L, I, grpo::make_view(d_logp.p, {N}), grpo::make_view(d_lse.p, {N}),
+              grpo::make_view(d_ent.p, {N}), temperature, -100, ws.p, ws_bytes) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  REQUIRE(grpo::cuda::selective_log_softmax_backward<T, std::int64_t, float>(
+              L, I, grpo::make_view(static_cast<const float*>(d_gl.p), {N}),
+              grpo::make_view(static_cast<const float*>(d_ge.p), {N}), grpo::make_view(d_grad.p, {N, V}),
+              temperature, -100, ws.p, ws_bytes) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  const auto logp = d_logp.download(), lse = d_lse.download(), ent = d_ent.download();
+  const auto grad = d_grad.download();
+  for (std::int64_t i = 0; i < N; ++i) {
+    if (ids[i] == -100) {
+      CHECK(logp[i] == 0.0f);
+      for (std::int64_t j = 0; j < V; ++j) CHECK(grad[i * V + j] == 0.0f);
+      continue;
+    }
+    std::vector<float> row(V);
+    for (std::int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(grpo::widen(h[i * V + j]));
+    const auto r = reference(row, ids[i], temperature, glogp[i], gent[i]);
+    CHECK(std::abs(logp[i] - r.logp) <= 1e-5 * std::max(1.0, std::abs(r.logp)) + 1e-5);
+    CHECK(std::abs(lse[i] - r.lse) <= 1e-5 * std::max(1.0, std::abs(r.lse)));
+    CHECK(std::abs(ent[i] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
+    double max_err = 0, max_ref = 0;
+    for (std::int64_t j = 0; j < V; ++j) {
+      max_err = std::max(max_err, std::abs(grad[i * V + j] - r.grad[j]));
+      max_ref = std::max(max_ref, std::abs(r.grad[j]));
+    }
+    CHECK(max_err <= 1e-5 * std::max(1.0, max_ref));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda selective_log_softmax: matches the double reference (fp32, bf16, fp16)" *
+          doctest::test_suite("cuda")) {
+  run_case<float>(33, 1000, 1.0f, 1, 0.0f);
+  run_case<float>(17, 32771, 0.7f, 2, 0.0f);        // odd vocab: vector head and tail paths
+  run_case<float>(5, 70001, 1.0f, 3, -1.0e4f);      // large negative offset, looped backward
+  run_case<grpo::bfloat16>(9, 4099, 1.3f, 4, 0.0f);
+  run_case<grpo::float16>(9, 4099, 1.0f, 5, 0.0f);
+}
+
+TEST_CASE("cuda selective_log_softmax: more than 65,536 rows (no grid limit)" * doctest::test_suite("cuda")) {
+  run_case<float>(70000, 8, 1.0f, 6, 0.0f);
+}
+
+TEST_CASE("cuda selective_log_softmax: out-of-range ids and NaN rows set the status word" *
+          doctest::test_suite("cuda")) {
+  const std::int64_t N = 2, V = 16;
+  std::vector<float> h(N * V, 0.5f);
+  h[V + 3] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::int64_t> ids{V, 0};  // row 0: id == V (out of range); row 1: NaN logit
+  device_buffer<float> d_logits(h.size()), d_logp(N);
+  device_buffer<std::int64_t> d_ids(N);
+  d_logits.upload(h);
+  d_ids.upload(ids);
+  std::size_t ws_bytes = 0;
+  auto L = grpo::make_view(static_cast<const float*>(d_logits.p), {N, V});
+  auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
+  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(L, I, {}, {}, {}, 1.0f, -100, nullptr,
+                                                                  ws_bytes) == cudaSuccess);
+  device_buffer<unsigned char> ws(ws_bytes);
+  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(L, I, grpo::make_view(d_logp.p, {N}), {},
+                                                                  {}, 1.0f, -100, ws.p, ws_bytes) ==
+          cudaSuccess);
+  CHECK_THROWS_AS(grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p)), grpo::error);
+}
