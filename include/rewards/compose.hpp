@@ -122,10 +122,25 @@ struct rule_options {
   code_exec_options code{};
   std::string code_language = "python";  ///< when the sample does not say
   length_unit unit = length_unit::code_points;  ///< length of text for cosine / overlong
+  /// accuracy / cosine: when the completion has an `<answer>...</answer>` block (R1-Zero
+  /// template), grade only its content (the last block); otherwise the whole completion.
+  bool grade_answer_block = true;
 #if GRPO_REWARDS_HAS_MATH
   math::verify_options math{};
 #endif
 };
+
+/// The text the accuracy rule grades: the content of the last `<answer>..</answer>` block when
+/// `use_block` and one exists (an unclosed last `<answer>` gives everything after it), else all.
+inline std::string_view graded_text(std::string_view completion, bool use_block) noexcept {
+  if (!use_block) return completion;
+  const std::size_t open = completion.rfind(answer_open);
+  if (open == std::string_view::npos) return completion;
+  const std::size_t begin = open + answer_open.size();
+  const std::size_t close = completion.find(answer_close, begin);
+  return close == std::string_view::npos ? completion.substr(begin)
+                                         : completion.substr(begin, close - begin);
+}
 
 /// Names accepted by make_rule, in documentation order.
 inline constexpr std::string_view builtin_rule_names[] = {
@@ -134,8 +149,8 @@ inline constexpr std::string_view builtin_rule_names[] = {
     "binary_code"};
 
 /// A built-in rule by name:
-/// - `accuracy`: math::verify(answer, completion): 1 correct, 0 incorrect, skipped when the gold
-///   is unparseable (needs <rewards/math.hpp>);
+/// - `accuracy`: math::verify(answer, graded_text(completion)): 1 correct, 0 incorrect, skipped
+///   when the gold is unparseable (needs <rewards/math.hpp>);
 /// - `format` (strict R1 layout), `format_lenient` (open-r1 regex), `tag_count`, `reasoning_steps`;
 /// - `language`: language consistency towards `target_language`;
 /// - `cosine`: cosine-scaled length reward with correctness from math::verify (skipped on
@@ -196,8 +211,8 @@ inline rule_fn make_rule(std::string_view name, const rule_options& o) {
   }
 #if GRPO_REWARDS_HAS_MATH
   if (name == "accuracy")
-    return [opt = o.math](const sample& s) -> std::optional<double> {
-      switch (math::verify(s.answer, s.completion, opt)) {
+    return [opt = o.math, block = o.grade_answer_block](const sample& s) -> std::optional<double> {
+      switch (math::verify(s.answer, graded_text(s.completion, block), opt)) {
         case math::verdict::correct: return 1.0;
         case math::verdict::incorrect: return 0.0;
         case math::verdict::unparseable_gold: return std::nullopt;
@@ -206,8 +221,9 @@ inline rule_fn make_rule(std::string_view name, const rule_options& o) {
     };
   if (name == "cosine") {
     cosine_scaled_reward(true, 0, o.cosine);  // validates the options
-    return [opt = o.math, cos = o.cosine, length_of](const sample& s) -> std::optional<double> {
-      const math::verdict v = math::verify(s.answer, s.completion, opt);
+    return [opt = o.math, cos = o.cosine, length_of,
+            block = o.grade_answer_block](const sample& s) -> std::optional<double> {
+      const math::verdict v = math::verify(s.answer, graded_text(s.completion, block), opt);
       if (v == math::verdict::unparseable_gold) return std::nullopt;
       return cosine_scaled_reward(v == math::verdict::correct, length_of(s), cos);
     };

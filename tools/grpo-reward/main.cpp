@@ -226,14 +226,22 @@ int run_score(const settings& s, rw::rule_options opt) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!s.quiet) {
     const std::size_t ok = n - errors;
-    std::fprintf(stderr, "grpo-reward: %zu samples (%zu invalid), mean total %.6g, %.1f samples/s (%.3f s, %zu threads)\n",
-                 n, errors, ok ? sum_total / static_cast<double>(ok) : 0.0,
+    std::string acc = "accuracy n/a (no accuracy rule)";
+    for (std::size_t r = 0; r < set.size(); ++r) {
+      if (set.rules()[r].name != "accuracy") continue;
+      char b[128];
+      std::snprintf(b, sizeof b, "accuracy %.6g (%zu graded, %zu skipped)",
+                    rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0, rule_n[r], ok - rule_n[r]);
+      acc = b;
+    }
+    std::fprintf(stderr, "grpo-reward: %zu samples (%zu invalid), %s, mean total %.6g, %.1f samples/s (%.3f s, %zu threads)\n",
+                 n, errors, acc.c_str(), ok ? sum_total / static_cast<double>(ok) : 0.0,
                  secs > 0 ? static_cast<double>(n) / secs : 0.0, secs, pool.size());
     for (std::size_t r = 0; r < set.size(); ++r) {
       const auto& name = set.rules()[r].name;
-      std::fprintf(stderr, "grpo-reward:   %-16s mean %.6g over %zu scored (%zu skipped)%s\n", name.c_str(),
-                   rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0, rule_n[r], ok - rule_n[r],
-                   name == "accuracy" ? "  <- accuracy" : "");
+      std::fprintf(stderr, "grpo-reward:   %-16s weight %-6g mean %.6g over %zu scored (%zu skipped)\n", name.c_str(),
+                   set.rules()[r].weight, rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0,
+                   rule_n[r], ok - rule_n[r]);
     }
   }
   return errors ? 1 : 0;
