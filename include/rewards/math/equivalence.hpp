@@ -335,10 +335,15 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
           return GiNaC::pow(a[0], 1 / a[1]);
         }
         if (f == "log") return GiNaC::log(a[0]) / GiNaC::log(a[1]);
-        if (f == "binom" && GiNaC::is_a<GiNaC::numeric>(a[0]) &&
-            GiNaC::is_a<GiNaC::numeric>(a[1]))
-          return GiNaC::binomial(GiNaC::ex_to<GiNaC::numeric>(a[0]),
-                                 GiNaC::ex_to<GiNaC::numeric>(a[1]));
+        if (f == "binom" && GiNaC::is_a<GiNaC::numeric>(a[1]) &&
+            GiNaC::ex_to<GiNaC::numeric>(a[1]).is_nonneg_integer() &&
+            GiNaC::ex_to<GiNaC::numeric>(a[1]) <= 64) {
+          // C(n, k) = n (n-1) ... (n-k+1) / k!, valid for symbolic n.
+          const long k = GiNaC::ex_to<GiNaC::numeric>(a[1]).to_long();
+          GiNaC::ex r = 1;
+          for (long j = 0; j < k; ++j) r *= (a[0] - j);
+          return r / GiNaC::factorial(k);
+        }
       }
       throw cas_unsupported{};
     }
@@ -616,6 +621,37 @@ inline bool multiset_equal(const std::vector<expr>& g, const std::vector<expr>& 
   return true;
 }
 
+/// Value of `\cup` / `\cap` / `\setminus` over finite sets (`\{1,3\} \cup \{2,4\}`) as
+/// a list of distinct elements; nullopt when an operand is not a finite set.
+inline std::optional<std::vector<expr>> finite_set_value(const expr& e, compare_ctx& c) {
+  if (e.k == kind::set && e.braced) return elements(e);
+  if (e.k == kind::empty_set) return std::vector<expr>{};
+  if (e.k != kind::set_op || e.args.size() > 16) return std::nullopt;
+  auto acc = finite_set_value(e.args[0], c);
+  if (!acc || acc->size() > 64) return std::nullopt;
+  auto member = [&](const expr& x, const std::vector<expr>& in) {
+    for (const expr& y : in)
+      if (equiv(y, x, c)) return true;
+    return false;
+  };
+  for (std::size_t i = 1; i < e.args.size(); ++i) {
+    auto next = finite_set_value(e.args[i], c);
+    if (!next || next->size() > 64) return std::nullopt;
+    std::vector<expr> out;
+    if (e.name == "cup") {
+      out = *acc;
+      for (const expr& x : *next)
+        if (!member(x, out)) out.push_back(x);
+    } else {
+      const bool keep_common = e.name == "cap";
+      for (const expr& x : *acc)
+        if (member(x, *next) == keep_common) out.push_back(x);
+    }
+    acc = std::move(out);
+  }
+  return acc;
+}
+
 /// Flips `a > b > c` into `c < b < a` so that both chains read left to right ascending.
 inline expr ascending(const expr& r) {
   bool all_greater = true;
@@ -767,7 +803,8 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   if (pr) {
     // pred `x = 3` vs gold `3`; a predicted equation such as `2x+z = 1` does not answer `1`.
     if (const expr* v = assignment_value(p)) return equiv(g, *v, c);
-    if (c.opt.allow_pred_relation_vs_gold_set && is_set_like(g)) {
+    if (c.opt.allow_pred_relation_vs_gold_set &&
+        (is_set_like(g) || (g.k == kind::tuple && g.paren_pair))) {
       auto s = relation_to_set(p);
       if (s) return equiv(g, *s, c);
     }
@@ -783,6 +820,12 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
       p.args[0].k == kind::relation && (g.k == kind::set_op || g.k == kind::interval)) {
     auto s = relation_to_set(p);
     if (s && equiv(g, *s, c)) return true;
+  }
+  // Finite sets combined by \cup, \cap, \setminus: compare the resulting sets.
+  if (g.k == kind::set_op || p.k == kind::set_op) {
+    if (auto gv = finite_set_value(g, c)) {
+      if (auto pv = finite_set_value(p, c)) return multiset_equal(*gv, *pv, c);
+    }
   }
   const bool gset = g.k == kind::set || (g.k != kind::relation && contains(g, kind::pm));
   const bool pset = p.k == kind::set || (p.k != kind::relation && contains(p, kind::pm));
@@ -804,6 +847,14 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     const auto gp = union_parts(g), pp = union_parts(p);
     if (gp.size() == 1 && pp.size() == 1) return equiv(gp[0], pp[0], c);
     return multiset_equal(gp, pp, c);
+  }
+  if (g.k == kind::named_set || p.k == kind::named_set) {
+    // (-\infty, \infty) is the real line.
+    const expr& other = g.k == kind::named_set ? p : g;
+    const expr& named = g.k == kind::named_set ? g : p;
+    if (named.name == "R" && (other.k == kind::interval || (other.k == kind::tuple &&
+                                                            other.paren_pair)))
+      return infinity_sign(other.args[0]) == -1 && infinity_sign(other.args[1]) == 1;
   }
   if (g.k == kind::interval || p.k == kind::interval) {
     if (g.k == kind::interval && p.k == kind::interval) return interval_equal(g, p, c);

@@ -24,7 +24,7 @@ inline constexpr std::array<unicode_map_entry, 30> unicode_map{{
     {"\u00d7", "\\times "},   {"\u00f7", "\\div "},    {"\u00b7", "\\cdot "},
     {"\u22c5", "\\cdot "},    {"\u03c0", "\\pi "},     {"\u221a", "\\sqrt"},
     {"\u221e", "\\infty "},   {"\u2264", "\\le "},     {"\u2265", "\\ge "},
-    {"\u2260", "\\ne "},      {"\u00b0", "^\\circ "},  {"\u00b1", "\\pm "},
+    {"\u2260", "\\ne "},      {"\u00b0", ""},  {"\u00b1", "\\pm "},
     {"\u222a", "\\cup "},     {"\u2229", "\\cap "},    {"\u2208", "\\in "},
     {"\u2205", "\\emptyset "}, {"\u00a0", " "},        {"\u2009", " "},
     {"\u202f", " "},          {"\u00b2", "^2"},        {"\u00b3", "^3"},
@@ -256,6 +256,7 @@ inline bool is_grouped_number(std::string_view t, char sep) noexcept {
   std::size_t i = 0;
   if (i < t.size() && t[i] == '-') ++i;
   std::size_t lead = 0;
+  if (i < t.size() && t[i] == '0') return false;  // "0,111" is a decimal comma
   while (i < t.size() && is_digit(t[i])) ++i, ++lead;
   if (lead < 1 || lead > 3) return false;
   std::size_t groups = 0;
