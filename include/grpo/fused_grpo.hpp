@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file fused_grpo.hpp
+/// @brief One call from [B, T, V] logits to the GRPO-family loss, its metrics and the gradient
+///        into the logits (optionally in place), with no tokens x vocab temporary. The loss maths is
+///        grpo::compute_loss_into (loss.hpp) and the softmax maths ops/softmax.hpp: this file only
+///        schedules them around the logits stream.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/error.hpp>
+#include <grpo/core/strided_view.hpp>
+#include <grpo/logprob.hpp>
+#include <grpo/loss.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <mutex>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace grpo {
+
+/// How the fused step walks the logits.
+enum class fused_schedule : unsigned char {
+  /// single_pass when the options allow it, else two_phase.
+  automatic,
+  /// Every token's loss coefficient depends only on that token (token-level ratio, no OPSM, no
+  /// top-entropy quantile, no GMPO / VESPO / sequence TIS): rows are processed in chunks of
+  /// `chunk_tokens` positions of one sequence; the chunk's statistics pass is followed at once by its
+  /// gradient pass while the rows are still in cache (one read from memory + one write).
+  single_pass,
+  /// Statistics of every row first (one read), then the loss on [B, T], then the gradient pass
+  /// (second read + write). Needed when a coefficient depends on the whole sequence or batch
+  /// (GSPO sequence ratio, OPSM, GMPO, VESPO, top-entropy quantile, sequence TIS).
+  two_phase,
+};
+
+/// Options of the fused step besides the loss options.
+struct fused_grpo_options {
+  /// Temperature (applied inside, gradient includes 1/T) and thread count. ignore_index is not used:
+  /// rows whose mask is 0 (or whose sequence is truncated) are skipped and get a zero gradient row.
+  logprob_options logprob{};
+  fused_schedule schedule = fused_schedule::automatic;
+  /// Token positions per chunk of the single-pass schedule (the chunk's rows should fit in cache:
+  /// chunk_tokens x V x sizeof(logit) per thread).
+  index_t chunk_tokens = 4;
+};
+
+/// Result of the fused step: the loss scalars and metrics of compute_loss_into plus the per-token
+/// log-probabilities and entropies it computed ([B, T] row-major, 0 on skipped tokens).
+struct fused_grpo_result : loss_scalars {
+  index_t rows = 0, cols = 0;
+  std::vector<float> logp;     ///< log pi(y_t) at temperature T
+  std::vector<float> entropy;  ///< entropy of the token distribution at temperature T
+  fused_schedule schedule_used = fused_schedule::two_phase;
+};
+
+/// True when every token's dL/dlogp and dL/dH can be computed from that token alone plus
+/// mask-only row factors (the single-pass schedule is exact).
+inline bool fused_single_pass_ok(const loss_options& o) noexcept {
+  const auto& P = o.policy;
+  return P.level == is_level::token && P.kind != policy_loss_kind::gmpo &&
+         P.kind != policy_loss_kind::vespo && !o.opsm_threshold &&
+         o.top_entropy_quantile >= 1.0 && !(o.tis.enabled && o.tis.sequence);
+}
+
+namespace detail {
+
+/// Captures the first exception thrown inside a parallel region and rethrows it afterwards.
+struct exception_slot {
+  std::exception_ptr ptr;
+  std::mutex mu;
+  template <class F>
+  void run(F&& f) noexcept {
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!ptr) ptr = std::current_exception();
+    }
+  }
+  void rethrow() const {
+    if (ptr) std::rethrow_exception(ptr);
+  }
+};
+
+}  // namespace detail
+
+inline namespace GRPO_LOGPROB_ABI {
+
+/// Fused GRPO step: logits -> log pi(y) (and H) -> compute_loss_into(loss, ...) -> dL/dlogits.
+///
+///   dL/dx_{itj} = (1/T) [ g_it (delta_{j y_it} - q_itj) - h_it q_itj (log q_itj + H_it) ]
+/// with g_it = dL/dlogp_it and h_it = dL/dH_it from compute_loss_into (every option of the GRPO
+/// loss family: PPO clip / dual clip / delta, CISPO, SAPO, GSPO, GMPO, VESPO, REINFORCE, KL
+/// estimators, entropy bonus, top-entropy mask, OPSM, TIS, all aggregation modes with global
+/// denominators). Extra memory: O(B T) per-token values + O(threads x 2048) floats.
+///
+/// @param loss        loss options (see presets.hpp).
+/// @param logits      [B, T, V] logits (float, bfloat16 or float16), any strides.
+/// @param ids         [B, T] sampled token ids; only rows with mask != 0 are read and checked.
+/// @param inputs      old_logp, ref_logp, advantages, mask, sampler_logp, is_weights, truncated as
+///                    for compute_loss_into; its `logp` and `entropy` fields are ignored (computed).
+/// @param grad_logits [B, T, V] output (float, bfloat16 or float16); may be `logits` itself (same
+///                    dtype and strides) to overwrite the logits in place.
+/// @pre host memory; extents agree; valid ids in [0, V); no NaN / +inf logits on valid rows.
+/// @post grad_logits fully written (zero rows on masked tokens); result.loss etc. equal
+///       compute_loss on the returned logp / entropy.
+template <class LT, class IT, class P, class M, class G>
+fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> logits,
+                                  strided_view<IT, 2> ids, loss_batch<P, M> inputs,
+                                  strided_view<G, 3> grad_logits,
+                                  const fused_grpo_options& fopt = {}) {
+  using T = std::remove_const_t<LT>;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
+                    std::is_same_v<T, float16>,
+                "fused_grpo_step: logits must be float, bfloat16 or float16");
+  static_assert(std::is_same_v<G, float> || std::is_same_v<G, bfloat16> ||
+                    std::is_same_v<G, float16>,
+                "fused_grpo_step: grad_logits must be float, bfloat16 or float16");
+  static_assert(std::is_floating_point_v<P>, "loss_batch value type must be float or double");
+  namespace lp = detail::lp;
+  validate(loss);
+  const index_t B = logits.extent(0), Tn = logits.extent(1), V = logits.extent(2);
+  expect_host(logits, "logits");
+  expect_host(grad_logits, "grad_logits");
+  GRPO_EXPECTS(V > 0, shape_mismatch, "logits: vocabulary extent must be > 0");
+  expect_extents(ids, {B, Tn}, "ids");
+  expect_extents(grad_logits, {B, Tn, V}, "grad_logits");
+  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr, shape_mismatch, "mask: required");
+  expect_extents(inputs.mask, {B, Tn}, "mask");
+  GRPO_EXPECTS(inputs.truncated.empty() || static_cast<index_t>(inputs.truncated.size()) == B,
+               shape_mismatch, "truncated: size must equal B");
+  if (static_cast<const void*>(grad_logits.data_handle()) ==
+      static_cast<const void*>(logits.data_handle()))
+    GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
+                 "grad_logits: in-place gradient needs the logits' dtype and strides");
+  const float beta = lp::inverse_temperature(fopt.logprob.temperature);
+  GRPO_EXPECTS(fopt.chunk_tokens > 0, bad_option, "fused_grpo_options::chunk_tokens must be > 0");
+
+  // Active rows: mask != 0 and sequence not truncated. Only they are read, validated, differentiated.
+  auto active = [&](index_t i, index_t t) {
+    if (!inputs.truncated.empty() && inputs.truncated[static_cast<std::size_t>(i)]) return false;
+    return static_cast<double>(inputs.mask(i, t)) != 0.0;
+  };
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < Tn; ++t) {
+      if (!active(i, t)) continue;
+      const auto y = static_cast<std::int64_t>(ids(i, t));
+      GRPO_EXPECTS(y >= 0 && y < V, out_of_range,
+                   "fused_grpo_step: ids(" + std::to_string(i) + ", " + std::to_string(t) + ") = " +
+                       std::to_string(y) + " is outside [0, " + std::to_string(V) + ")");
+    }
+
+  fused_grpo_result res;
+  res.rows = B;
+  res.cols = Tn;
+  const auto NT = static_cast<std::size_t>(B * Tn);
+  res.logp.assign(NT, 0.0f);
+  res.entropy.assign(NT, 0.0f);
+  std::vector<P> logp_p(NT, P(0)), ent_p(NT, P(0)), g_lp(NT, P(0)), g_h(NT, P(0));
+  // Row summaries (raw max, log s, H) of the two-phase schedule: 12 bytes per token.
+  std::vector<lp::row_summary> sums;
+
+  const index_t xs = logits.stride(2), gs = grad_logits.stride(2);
+  lp::first_error err;
+  // Statistics of row (i, t): writes logp / entropy, returns the summary (status via err).
+  auto stats_row = [&](index_t i, index_t t, lp::scratch& w, lp::row_summary& rs) -> bool {
+    lp::row_status status;
+    const T* row = &logits(i, t, 0);
+    const online_lse st = lp::row_stats(row, xs, V, beta, w, status);
+    if (status != lp::row_status::ok) {
+      err.set(i * Tn + t, status);
+      return false;
+    }
+    rs = lp::summarise(st);
+    const auto y = static_cast<index_t>(ids(i, t));
+    const float x_y = static_cast<float>(widen(row[y * xs]));
+    const auto k = static_cast<std::size_t>(i * Tn + t);
+    res.logp[k] = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
+    res.entropy[k] = rs.entropy;
+    logp_p[k] = static_cast<P>(res.logp[k]);
+    ent_p[k] = static_cast<P>(rs.entropy);
+    return true;
+  };
+  auto zero_row = [&](index_t i, index_t t) {
+    G* out = &grad_logits(i, t, 0);
+    for (index_t j = 0; j < V; ++j) out[j * gs] = G{};
+  };
+  auto grad_row = [&](index_t i, index_t t, const lp::row_summary& rs, lp::scratch& w) {
+    const T* row = &logits(i, t, 0);
+    const auto y = static_cast<index_t>(ids(i, t));
+    const float x_y = static_cast<float>(widen(row[y * xs]));  // before an in-place overwrite
+    const auto k = static_cast<std::size_t>(i * Tn + t);
+    lp::row_grad(row, xs, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
+                 static_cast<float>(g_h[k]), &grad_logits(i, t, 0), gs, w);
+  };
+  auto batch_with = [&](strided_view<const P, 2> lpv, strided_view<const P, 2> hv) {
+    loss_batch<P, M> b = inputs;
+    b.logp = lpv;
+    b.entropy = hv;
+    return b;
+  };
+  const bool need_entropy = loss.entropy_coef != 0.0 || loss.top_entropy_quantile < 1.0;
+
+  const bool single = fopt.schedule == fused_schedule::single_pass ||
+                      (fopt.schedule == fused_schedule::automatic && fused_single_pass_ok(loss));
+  GRPO_EXPECTS(!single || fused_single_pass_ok(loss), bad_option,
+               "fused_grpo_options::schedule = single_pass needs token-local loss options "
+               "(token-level ratio, no OPSM / top-entropy quantile / GMPO / VESPO / sequence TIS)");
+  res.schedule_used = single ? fused_schedule::single_pass : fused_schedule::two_phase;
+
+  if (single) {
+    // Row factors of the aggregation from the mask alone (final mask = base mask here), so that a
+    // chunk [1, C] of sequence i evaluated with token_sum aggregation scaled by s_i gives exactly
+    // the coefficients of the full-batch objective (aggregate.hpp: loss is linear in l_it).
+    std::vector<double> n_row(static_cast<std::size_t>(B), 0.0);
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < Tn; ++t)
+        if (active(i, t)) n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
+    const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
+    const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
+    const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);
+    const index_t C = fopt.chunk_tokens;
+    const index_t chunks_per_row = (Tn + C - 1) / C;
+    detail::exception_slot ex;
+    lp::parallel_rows(B * chunks_per_row, fopt.logprob.num_threads, [&](index_t c) {
+      ex.run([&] {
+        const index_t i = c / chunks_per_row, t0 = (c % chunks_per_row) * C;
+        const index_t n = std::min(C, Tn - t0);
+        lp::scratch w;
+        lp::row_summary rs_chunk[64];
+        std::vector<lp::row_summary> rs_heap;
+        lp::row_summary* rs = rs_chunk;
+        if (n > 64) {
+          rs_heap.resize(static_cast<std::size_t>(n));
+          rs = rs_heap.data();
+        }
+        bool any = false;
+        for (index_t t = t0; t < t0 + n; ++t)
+          if (active(i, t) && stats_row(i, t, w, rs[t - t0])) any = true;
+        if (any) {
+          // Coefficients of this chunk from the loss code itself ([1, n] micro-batch).
+          loss_options lo = loss;
+          lo.agg = agg_options{};
+          lo.agg.mode = agg_mode::token_sum;
+          lo.agg.scale = s_pol[static_cast<std::size_t>(i)];
+          agg_options ka{};
+          ka.mode = agg_mode::token_sum;
+          ka.scale = s_kl[static_cast<std::size_t>(i)];
+          lo.kl_agg = ka;
+          lo.entropy_agg = agg_options{};
+          lo.entropy_agg.mode = agg_mode::token_sum;
+          lo.entropy_agg.scale = s_ent[static_cast<std::size_t>(i)];
+          auto sub = [&](auto v) {  // [B, T] view -> [1, n] view of row i, columns t0..
+            using E = typename decltype(v)::element_type;
+            if (v.data_handle() == nullptr) return v;
+            return strided_view<E, 2>(&v(i, t0), {1, n}, {v.stride(0), v.stride(1)}, v.space());
+          };
+          const auto k0 = static_cast<std::size_t>(i * Tn + t0);
+          loss_batch<P, M> b = inputs;
+          b.logp = strided_view<const P, 2>(logp_p.data() + k0, {1, n}, {Tn, 1});
+          b.entropy = need_entropy ? strided_view<const P, 2>(ent_p.data() + k0, {1, n}, {Tn, 1})
+                                   : strided_view<const P, 2>{};
+          b.old_logp = sub(inputs.old_logp);
+          b.ref_logp = sub(inputs.ref_logp);
+          b.advantages = sub(inputs.advantages);
+          b.mask = sub(inputs.mask);
+          b.sampler_logp = sub(inputs.sampler_logp);
+          b.is_weights = sub(inputs.is_weights);
+          b.truncated = inputs.truncated.empty()
+                            ? std::span<const unsigned char>{}
+                            : inputs.truncated.subspan(static_cast<std::size_t>(i), 1);
+          loss_outputs<P> out;
+          out.grad_logp = strided_view<P, 2>(g_lp.data() + k0, {1, n}, {Tn, 1});
+          out.grad_entropy = strided_view<P, 2>(g_h.data() + k0, {1, n}, {Tn, 1});
+          compute_loss_into(lo, b, out);
+        }
+        for (index_t t = t0; t < t0 + n; ++t) {
+          if (active(i, t) && err.row.load() != i * Tn + t) grad_row(i, t, rs[t - t0], w);
+          else zero_row(i, t);
+        }
+      });
+    });
+    err.raise("fused_grpo_step");
+    ex.rethrow();
+  } else {
+    sums.resize(NT);
+    lp::parallel_rows(B * Tn, fopt.logprob.num_threads, [&](index_t k) {
+      const index_t i = k / Tn, t = k % Tn;
+      if (!active(i, t)) return;
+      lp::scratch w;
+      stats_row(i, t, w, sums[static_cast<std::size_t>(k)]);
+    });
+    err.raise("fused_grpo_step");
+    loss_outputs<P> out;
+    out.grad_logp = make_view(g_lp.data(), {B, Tn});
+    out.grad_entropy = make_view(g_h.data(), {B, Tn});
+    static_cast<loss_scalars&>(res) = compute_loss_into(
+        loss,
+        batch_with(make_view(static_cast<const P*>(logp_p.data()), {B, Tn}),
+                   need_entropy ? make_view(static_cast<const P*>(ent_p.data()), {B, Tn})
+                                : strided_view<const P, 2>{}),
+        out);
+    lp::parallel_rows(B * Tn, fopt.logprob.num_threads, [&](index_t k) {
+      const index_t i = k / Tn, t = k % Tn;
+      if (!active(i, t)) {
+        zero_row(i, t);
+        return;
+      }
+      lp::scratch w;
+      grad_row(i, t, sums[static_cast<std::size_t>(k)], w);
+    });
+    return res;
+  }
+  // Single pass: the scalars and metrics of the whole batch from the loss code on [B, T] (O(B T)).
+  std::vector<P> scratch_g(NT);
+  loss_outputs<P> out;
+  out.grad_logp = make_view(scratch_g.data(), {B, Tn});
+  static_cast<loss_scalars&>(res) = compute_loss_into(
+      loss,
+      batch_with(make_view(static_cast<const P*>(logp_p.data()), {B, Tn}),
+                 need_entropy ? make_view(static_cast<const P*>(ent_p.data()), {B, Tn})
+                              : strided_view<const P, 2>{}),
+      out);
+  return res;
+}
+
+}  // namespace GRPO_LOGPROB_ABI
+}  // namespace grpo

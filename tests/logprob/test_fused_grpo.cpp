@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tests of grpo/fused_grpo.hpp: the fused step equals the unfused composition
+// (selective_log_softmax -> compute_loss -> selective_log_softmax_backward) for every preset, the
+// single-pass and two-phase schedules agree, the gradient matches central finite differences of
+// the returned loss, in-place works, and a hand-computed on-policy case.
+#include <grpo/fused_grpo.hpp>
+#include <grpo/presets.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using grpo::index_t;
+
+struct problem {
+  index_t B = 3, T = 5, V = 11;
+  std::vector<float> logits, old_lp, ref_lp, adv, mask, smp;
+  std::vector<std::int32_t> ids;
+  std::vector<unsigned char> trunc;
+  explicit problem(index_t b, index_t t, index_t v, std::uint32_t seed) : B(b), T(t), V(v) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(V - 1));
+    logits.resize(static_cast<std::size_t>(B * T * V));
+    for (auto& x : logits) x = 1.5f * n01(rng);
+    for (index_t k = 0; k < B * T; ++k) {
+      ids.push_back(pick(rng));
+      adv.push_back(n01(rng));
+      ref_lp.push_back(-2.0f + 0.5f * n01(rng));
+      mask.push_back((k % 7 == 6) ? 0.0f : 1.0f);
+      smp.push_back(0.0f);
+    }
+    // old_logp near the current logp so that ratios straddle the clip range.
+    std::vector<float> lp(static_cast<std::size_t>(B * T));
+    grpo::selective_log_softmax(grpo::make_view(logits.data(), {B * T, V}),
+                                grpo::make_view(ids.data(), {B * T}), grpo::make_view(lp.data(), {B * T}));
+    for (index_t k = 0; k < B * T; ++k) {
+      old_lp.push_back(lp[k] + 0.25f * n01(rng));
+      smp[k] = old_lp[k] + 0.1f * n01(rng);
+    }
+    trunc.assign(static_cast<std::size_t>(B), 0);
+  }
+  grpo::loss_batch<float, float> batch() const {
+    grpo::loss_batch<float, float> b;
+    b.old_logp = grpo::make_view(old_lp.data(), {B, T});
+    b.ref_logp = grpo::make_view(ref_lp.data(), {B, T});
+    b.advantages = grpo::make_view(adv.data(), {B, T});
+    b.mask = grpo::make_view(mask.data(), {B, T});
+    b.sampler_logp = grpo::make_view(smp.data(), {B, T});
+    b.truncated = std::span<const unsigned char>(trunc);
+    return b;
+  }
+};
+
+grpo::loss_options options_for(const std::string& name) {
+  auto o = grpo::preset(name);
+  o.kl_coef = 0.05;  // exercise the KL term everywhere
+  o.entropy_coef = 0.01;
+  return o;
+}
+
+/// Unfused reference: forward, compute_loss, backward, all separately (double-checked library parts).
+std::vector<float> unfused_grad(const problem& p, const grpo::loss_options& o, float temperature,
+                                double* loss_out) {
+  const index_t N = p.B * p.T;
+  std::vector<float> lp(N), h(N);
+  // Masked rows use ignore_index so that their ids are not read.
+  std::vector<std::int64_t> ids(N);
+  for (index_t k = 0; k < N; ++k)
+    ids[k] = (p.mask[k] != 0 && !p.trunc[k / p.T]) ? p.ids[k] : -100;
+  grpo::logprob_options lo;
+  lo.temperature = temperature;
+  grpo::selective_log_softmax(grpo::make_view(p.logits.data(), {N, p.V}), grpo::make_view(ids.data(), {N}),
+                              grpo::make_view(lp.data(), {N}), {}, grpo::make_view(h.data(), {N}), lo);
+  auto b = p.batch();
+  b.logp = grpo::make_view(static_cast<const float*>(lp.data()), {p.B, p.T});
+  b.entropy = grpo::make_view(static_cast<const float*>(h.data()), {p.B, p.T});
+  auto r = grpo::compute_loss(o, b);
+  if (loss_out) *loss_out = r.loss;
+  std::vector<float> glp(r.grad_logp.begin(), r.grad_logp.end()), gh(r.grad_entropy.begin(), r.grad_entropy.end());
+  std::vector<float> g(p.logits.size());
+  grpo::selective_log_softmax_backward(grpo::make_view(p.logits.data(), {N, p.V}),
+                                       grpo::make_view(ids.data(), {N}), grpo::make_view(glp.data(), {N}),
+                                       grpo::make_view(gh.data(), {N}), grpo::make_view(g.data(), {N, p.V}), lo);
+  return g;
+}
+
+grpo::fused_grpo_result fused(const problem& p, const grpo::loss_options& o, float temperature,
+                              grpo::fused_schedule s, std::vector<float>& g, bool entropy_needed = true) {
+  (void)entropy_needed;
+  grpo::fused_grpo_options fo;
+  fo.logprob.temperature = temperature;
+  fo.schedule = s;
+  fo.chunk_tokens = 2;
+  g.assign(p.logits.size(), -7.0f);
+  return grpo::fused_grpo_step(o, grpo::make_view(p.logits.data(), {p.B, p.T, p.V}),
+                               grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+                               grpo::make_view(g.data(), {p.B, p.T, p.V}), fo);
+}
+
+const char* presets[] = {"trl_grpo",     "trl_bnpo",  "trl_dr_grpo", "trl_dapo",    "trl_cispo",
+                         "trl_sapo",     "trl_luspo", "trl_vespo",   "trl_gspo",    "verl_vanilla",
+                         "verl_gspo",    "verl_sapo", "verl_cispo",  "verl_geo_mean", "openrlhf"};
+
+}  // namespace
+
+TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every preset" *
+          doctest::test_suite("logprob")) {
+  problem p(3, 6, 300, 1);
+  p.trunc[1] = 1;  // a truncated sequence: zero gradient rows
+  for (const char* name : presets) {
+    for (float T : {1.0f, 0.7f}) {
+      INFO(name << " T " << T);
+      const auto o = options_for(name);
+      double loss_ref = 0;
+      const auto g_ref = unfused_grad(p, o, T, &loss_ref);
+      std::vector<float> g;
+      const auto r = fused(p, o, T, grpo::fused_schedule::automatic, g);
+      CHECK(r.loss == doctest::Approx(loss_ref).epsilon(1e-12));
+      double gmax = 0, err = 0;
+      for (std::size_t k = 0; k < g.size(); ++k) {
+        gmax = std::max(gmax, static_cast<double>(std::abs(g_ref[k])));
+        err = std::max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
+      }
+      CHECK(gmax > 0);
+      CHECK(err <= 1e-6 * gmax);
+      if (grpo::fused_single_pass_ok(o)) {
+        CHECK(r.schedule_used == grpo::fused_schedule::single_pass);
+        std::vector<float> g2;
+        const auto r2 = fused(p, o, T, grpo::fused_schedule::two_phase, g2);
+        CHECK(r2.loss == doctest::Approx(r.loss).epsilon(1e-12));
+        CHECK(r2.metrics.clip_region.sum == doctest::Approx(r.metrics.clip_region.sum));
+        double e2 = 0;
+        for (std::size_t k = 0; k < g.size(); ++k) e2 = std::max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
+        CHECK(e2 <= 1e-6 * gmax);
+      } else {
+        CHECK(r.schedule_used == grpo::fused_schedule::two_phase);
+      }
+    }
+  }
+}
+
+TEST_CASE("fused_grpo_step: gradient matches central finite differences of the loss" *
+          doctest::test_suite("logprob")) {
+  // Small problem in float; the loss is re-evaluated by the fused step itself at x +- h.
+  problem p(2, 3, 5, 3);
+  // (CISPO / VESPO / REINFORCE weights are stop-gradient by definition: their analytic gradient is
+  // not the derivative of the loss value, so they are covered by the composition test only.)
+  for (const char* name : {"trl_dapo", "trl_gspo", "verl_geo_mean", "verl_vanilla", "trl_sapo"}) {
+    for (float T : {1.0f, 0.8f}) {
+      auto o = options_for(name);
+      o.policy.eps_low = o.policy.eps_high = 10.0;  // away from clip kinks for FD
+      std::vector<float> g, gtmp;
+      fused(p, o, T, grpo::fused_schedule::automatic, g);
+      double gmax = 0;
+      for (float v : g) gmax = std::max(gmax, static_cast<double>(std::abs(v)));
+      for (std::size_t k = 0; k < p.logits.size(); ++k) {
+        problem q = p;
+        const float h = 3e-3f;
+        q.logits[k] = p.logits[k] + h;
+        const double lp = fused(q, o, T, grpo::fused_schedule::automatic, gtmp).loss;
+        q.logits[k] = p.logits[k] - h;
+        const double lm = fused(q, o, T, grpo::fused_schedule::automatic, gtmp).loss;
+        const double fd = (lp - lm) / (2.0 * h);
+        INFO(std::string(name) << " T " << T << " k " << k << " fd " << fd << " g " << g[k]);
+        CHECK(std::abs(fd - g[k]) <= 2e-3 * gmax + 1e-3 * std::abs(fd));
+      }
+    }
+  }
+}
+
+TEST_CASE("fused_grpo_step: hand-computed on-policy PPO with token mean" * doctest::test_suite("logprob")) {
+  // On policy (old = current), r = 1 inside the clip range: loss = -(1/N) sum A_t, and
+  // dL/dx_tj = -(A_t / N) (delta_{j y_t} - q_tj).
+  const index_t V = 4;
+  std::vector<float> x = {0.0f, 1.0f, 2.0f, 3.0f, /* row 2 */ -1.0f, -1.0f, 0.5f, 0.0f};
+  std::vector<std::int32_t> ids = {2, 0};
+  std::vector<float> A = {0.5f, -2.0f}, m = {1.0f, 1.0f}, old(2);
+  std::vector<float> lp(2);
+  grpo::selective_log_softmax(grpo::make_view(x.data(), {2, V}), grpo::make_view(ids.data(), {2}),
+                              grpo::make_view(lp.data(), {2}));
+  old = lp;
+  grpo::loss_options o;  // ppo_clip, token_mean
+  grpo::loss_batch<float, float> b;
+  b.old_logp = grpo::make_view(old.data(), {1, 2});
+  b.advantages = grpo::make_view(A.data(), {1, 2});
+  b.mask = grpo::make_view(m.data(), {1, 2});
+  std::vector<float> g(8);
+  const auto r = grpo::fused_grpo_step(o, grpo::make_view(x.data(), {1, 2, V}), grpo::make_view(ids.data(), {1, 2}), b,
+                                       grpo::make_view(g.data(), {1, 2, V}));
+  CHECK(r.loss == doctest::Approx(-(0.5 - 2.0) / 2.0).epsilon(1e-6));
+  for (int t = 0; t < 2; ++t) {
+    double s = 0;
+    for (int j = 0; j < V; ++j) s += std::exp(static_cast<double>(x[t * V + j]));
+    for (int j = 0; j < V; ++j) {
+      const double q = std::exp(static_cast<double>(x[t * V + j])) / s;
+      const double want = -(A[t] / 2.0) * ((j == ids[t] ? 1.0 : 0.0) - q);
+      CHECK(g[t * V + j] == doctest::Approx(want).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" * doctest::test_suite("logprob")) {
+  problem p(2, 4, 257, 9);
+  const auto o = options_for("trl_dapo");
+  std::vector<float> g;
+  const auto r = fused(p, o, 1.0f, grpo::fused_schedule::automatic, g);
+  // In place over a copy of the logits.
+  std::vector<float> buf = p.logits;
+  grpo::fused_grpo_options fo;
+  auto view = grpo::make_view(buf.data(), {p.B, p.T, p.V});
+  const auto r2 = grpo::fused_grpo_step(o, view, grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(), view, fo);
+  CHECK(r2.loss == r.loss);
+  CHECK(buf == g);
+  // Masked token rows are exactly zero; their ids are never read (set one out of range).
+  for (index_t k = 0; k < p.B * p.T; ++k)
+    if (p.mask[k] == 0.0f) {
+      p.ids[k] = 1 << 30;
+      for (index_t j = 0; j < p.V; ++j) CHECK(g[k * p.V + j] == 0.0f);
+    }
+  CHECK_NOTHROW(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g));
+  // bf16 logits: gradient close to the fp32 gradient of the same (rounded) logits.
+  std::vector<grpo::bfloat16> xb(p.logits.size());
+  std::vector<float> xr(p.logits.size());
+  for (std::size_t k = 0; k < xb.size(); ++k) {
+    xb[k] = grpo::bfloat16(p.logits[k]);
+    xr[k] = static_cast<float>(xb[k]);
+  }
+  std::vector<grpo::bfloat16> gb(xb.size());
+  grpo::fused_grpo_step(o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
+                        grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+                        grpo::make_view(gb.data(), {p.B, p.T, p.V}));
+  problem pr = p;
+  pr.logits = xr;
+  std::vector<float> gr;
+  fused(pr, o, 1.0f, grpo::fused_schedule::automatic, gr);
+  int bad = 0;
+  for (std::size_t k = 0; k < gb.size(); ++k) {
+    const float want = static_cast<float>(grpo::bfloat16(gr[k]));
+    bad += std::abs(static_cast<float>(gb[k]) - want) > std::abs(want) * (1.0f / 128.0f) + 1e-12f;
+  }
+  CHECK(bad == 0);
+  // Errors: an out-of-range id on a valid token, NaN logit on a valid row, single_pass refused.
+  p.ids[0] = static_cast<std::int32_t>(p.V);
+  CHECK_THROWS_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), grpo::error);
+  p.ids[0] = 0;
+  p.logits[3] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), doctest::Contains("NaN"), grpo::error);
+  p.logits[3] = 0.0f;
+  CHECK_THROWS_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g), grpo::error);
+}
