@@ -3,16 +3,8 @@
 /// @brief Opt-in tensor_traits for Eigen dense objects with direct memory access (Matrix, Array,
 ///        Map, Ref, Block, Transpose): vectors are rank 1, matrices rank 2, strides explicit.
 ///
-/// Link `grpo::eigen`. Never included by grpo/grpo.hpp.
-///
-/// One constrained partial specialisation covers every Eigen type X that
-///   - derives from `Eigen::DenseBase<D>` for some D (Matrix, Array and all their expressions), and
-///   - carries `Eigen::DirectAccessBit` (its coefficients live in memory at data() with an inner
-///   and
-///     an outer stride: Matrix, Array, Map<.., Stride>, Ref, direct-access Block, Transpose of
-///     those).
-/// Lazy expressions (`a + b`, `a.reverse()`, `a.cast<float>()`) have no memory of their own and do
-/// not satisfy grpo::tensor: evaluate them first (`.eval()`).
+/// Link `grpo::eigen`; never included by grpo/grpo.hpp. Lazy expressions (`a + b`, `a.reverse()`)
+/// have no memory and are not grpo::tensor types: `.eval()` them first.
 #pragma once
 
 #include <grpo/core/tensor_traits.hpp>
@@ -49,20 +41,11 @@ concept eigen_direct_access = decltype(eigen_dense_probe(static_cast<const X*>(n
 
 /// tensor_traits for Eigen dense objects with direct access.
 ///
-/// Layout: coefficient (i, j) lives at data()[i * rowStride() + j * colStride()]; Eigen defines
-/// rowStride()/colStride() from innerStride()/outerStride() and the storage order, so column-major
-/// (Eigen's default), row-major, Map with InnerStride/OuterStride/Stride, Ref and blocks are all
-/// described exactly by the pair (rowStride, colStride). Those become the view's stride(0) and
-/// stride(1).
-///
-/// Rank: 1 for types that are vectors at compile time (VectorXd, RowVector3f, m.col(j), m.row(i)),
-/// whose single stride is the distance between consecutive coefficients (colStride for a row
-/// vector, rowStride for a column vector); 2 otherwise, even when a dynamic matrix happens to have
-/// one column.
-///
-/// value_type: the pointee of data() on a non-const object, so Map<const M>, Ref<const M> and
-/// blocks of const matrices give `const Scalar` (read-only views); a const Matrix gives read-only
-/// views through the const overload of data().
+/// Coefficient (i, j) lives at data()[i * rowStride() + j * colStride()]: Eigen derives both from
+/// inner/outer stride and storage order, so every layout (column-major default, row-major, Map
+/// strides, Ref, blocks, transposes) is described exactly. Vectors at compile time are rank 1 with
+/// the stride between consecutive coefficients; everything else is rank 2. value_type is the
+/// pointee of data(): `const Scalar` for Map<const M>, Ref<const M> and blocks of const matrices.
 template <class X>
 requires detail::eigen_direct_access<X>
 struct tensor_traits<X> {

@@ -17,10 +17,8 @@
 ///     kShort) are dtype::unknown and rejected with [grpo.bad_dtype]. c10::BFloat16 / c10::Half
 ///     storage has the bit layout of grpo::bfloat16 / grpo::float16 (a 16-bit pattern), so views of
 ///     those types read torch's bf16/fp16 tensors in place.
-///   - device: kCPU -> host (pinned memory included), kCUDA -> cuda, everything else (meta, MPS,
-///   XPU,
-///     HIP, ...) -> other. CPU algorithms reject anything but host memory through
-///     grpo::expect_host.
+///   - device: kCPU -> host (pinned included), kCUDA -> cuda, anything else (meta, MPS, HIP) ->
+///     other; CPU algorithms refuse non-host memory through grpo::expect_host.
 ///   - layout: data_ptr() already includes the storage offset and points at element (0, ..., 0);
 ///     sizes() and strides() are in elements. torch strides are never negative; expand() gives
 ///     stride 0, which strided_view supports.

@@ -3,22 +3,14 @@
 /// @brief Opt-in tensor_traits for xtensor containers, adaptors and strided views
 ///        (xt::xtensor, xt::xarray, xt::xtensor_fixed, xt::adapt, xt::view, xt::strided_view).
 ///
-/// Link `grpo::xtensor`. Never included by grpo/grpo.hpp.
+/// Link `grpo::xtensor`; never included by grpo/grpo.hpp. Covered: every expression with
+/// data()/data_offset()/strides()/shape(), i.e. containers, adaptors, strided_view, and xt::view
+/// when all its slices are strided. Lazy expressions (`a + b`, broadcasts) are not tensors.
 ///
-/// One constrained partial specialisation covers every xtensor expression X with a data interface:
-/// `data()`, `data_offset()`, `strides()` and `shape()`. Containers and adaptors always have it;
-/// `xt::view` has it when every slice is a strided slice (integers, ranges with steps, `xt::all()`,
-/// `xt::newaxis()`) of an expression with storage, and `xt::strided_view` always. Lazy expressions
-/// (`a + b`, `xt::exp(a)`, broadcasts) have no storage and do not satisfy grpo::tensor: evaluate
-/// them first (`xt::eval`).
-///
-/// Layout: element (i0, ..., iR-1) lives at data() + data_offset() + sum_d i_d * strides()[d],
-/// strides in elements, signed (negative for reversed ranges such as xt::range(_, _, -1)). xtensor
-/// sets the stride of an extent-1 dimension to 0: harmless, that index is always 0.
-///
-/// Rank: static (`rank = N`) when the shape type has a compile-time size (xtensor<T, N>,
-/// xtensor_fixed, views of those), `grpo::dynamic_rank` for xarray and its views; then
-/// as_view_as<E, R> checks the rank at run time ([grpo.shape_mismatch]).
+/// Element (i0, ..., iR-1) is at data() + data_offset() + sum_d i_d * strides()[d], strides in
+/// elements and signed (xt::range(_, _, -1) gives a negative one; extent-1 dimensions get 0).
+/// Rank is static when the shape type has a compile-time size, else dynamic (xarray): then
+/// as_view_as<E, R> checks it at run time ([grpo.shape_mismatch]).
 #pragma once
 
 #include <grpo/core/tensor_traits.hpp>
