@@ -7,8 +7,9 @@
 ///
 /// Entry points (all CPU loops over strided_view; formulas live in <grpo/ops/advantage.hpp>):
 ///
-///   compute_advantages(rewards[B], groups, out[B], opts = {}, comm = {})          -> advantage_stats
-///   compute_advantages(rewards[B], groups, mask[B,T], out[B], opts = {}, comm = {}) (needs the mask:
+///   compute_advantages(rewards[B], groups, out[B], opts = {}, comm = {})          ->
+///   advantage_stats compute_advantages(rewards[B], groups, mask[B,T], out[B], opts = {}, comm =
+///   {}) (needs the mask:
 ///                                                     reinforce_pp_baseline, opo)
 ///   compute_multi_reward_advantages(rewards[B,K], weights[K], groups, out[B], opts, comm)
 ///   combine_rewards(rewards[B,K], weights[K], out[B])          TRL nansum, all-NaN row -> NaN
@@ -91,19 +92,19 @@ enum class trl_scale : unsigned char { group, batch, none };
 /// x' = (x - mu) / scale, mu = sum m x / (N + mean_eps), var = sum m (x - mu)^2 / (N + mean_eps)
 /// (times N / (N - 1) with bessel), scale = z_scale(var, eps, place).
 struct whiten_options {
-  double eps = 1e-8;                                ///< verl rsqrt(var + 1e-8)
+  double eps = 1e-8;                                 ///< verl rsqrt(var + 1e-8)
   eps_placement place = eps_placement::inside_sqrt;  ///< OpenRLHF: floor_var (max(var, 1e-8))
-  bool bessel = true;                               ///< verl true, OpenRLHF false
+  bool bessel = true;                                ///< verl true, OpenRLHF false
   double mean_eps = 1e-8;  ///< verl masked_mean divides by mask.sum() + 1e-8; OpenRLHF 0
 };
 
 /// Every option of the estimators. Start from a named constructor to reproduce a peer exactly.
 struct advantage_options {
   adv_estimator estimator = adv_estimator::grpo;
-  double eps = 1e-6;                               ///< z-score epsilon
+  double eps = 1e-6;  ///< z-score epsilon
   eps_placement eps_place = eps_placement::add_to_std;
-  bool bessel = true;                              ///< std with n - 1 (all peers) or n
-  bool scale_by_std = true;                        ///< grpo / passk: divide by the group scale
+  bool bessel = true;        ///< std with n - 1 (all peers) or n
+  bool scale_by_std = true;  ///< grpo / passk: divide by the group scale
   singleton_policy singleton = singleton_policy::zero;
   zero_variance_policy zero_variance = zero_variance_policy::zero;
   double zero_var_tol = 0.0;  ///< group is zero-variance iff max - min <= tol (n >= 2)
@@ -113,9 +114,9 @@ struct advantage_options {
   double var_floor = 0.0;  ///< float32 emulation: std = sqrt(max(var, var_floor)) (verl: 0.0)
   double gpg_alpha = 0.0;  ///< <= 0: automatic alpha = B / max(#nonzero R, 1) over the batch
   double gpg_f_norm = 1.0;
-  whiten_options whiten{};               ///< reinforce_pp_baseline
+  whiten_options whiten{};  ///< reinforce_pp_baseline
   multi_reward_mode multi = multi_reward_mode::sum_then_normalize;
-  double keep_lo = 0.0, keep_hi = 1.0;   ///< OpenRLHF dynamic filtering: keep iff lo < mean < hi
+  double keep_lo = 0.0, keep_hi = 1.0;  ///< OpenRLHF dynamic filtering: keep iff lo < mean < hi
 
   /// TRL GRPOTrainer (scale_rewards group: eps 1e-4 on std, NaN-aware Bessel std; batch: group
   /// mean, batch std; none: R - mean). Singletons -> 0. `multi` selects
@@ -239,26 +240,26 @@ struct whiten_stats {
 /// over ranks) and indexed by the dense group id.
 struct advantage_stats {
   index_t num_groups = 0;
-  std::vector<std::int64_t> group_label;  ///< caller's id of dense group g (fixed: g)
-  std::vector<index_t> seq_group;         ///< dense group of each local row
-  std::vector<double> count;              ///< scorable (non-NaN) members
-  std::vector<double> nan_count;          ///< unscorable (NaN) members
-  std::vector<double> mean;               ///< mean of scorable rewards (NaN when count = 0)
-  std::vector<double> std;   ///< std (Bessel per options; NaN when undefined)
-  std::vector<double> min, max;           ///< extremes of scorable rewards (+-inf when count = 0)
-  std::vector<std::uint8_t> zero_var;     ///< n >= 2 and max - min <= zero_var_tol
+  std::vector<std::int64_t> group_label;    ///< caller's id of dense group g (fixed: g)
+  std::vector<index_t> seq_group;           ///< dense group of each local row
+  std::vector<double> count;                ///< scorable (non-NaN) members
+  std::vector<double> nan_count;            ///< unscorable (NaN) members
+  std::vector<double> mean;                 ///< mean of scorable rewards (NaN when count = 0)
+  std::vector<double> std;                  ///< std (Bessel per options; NaN when undefined)
+  std::vector<double> min, max;             ///< extremes of scorable rewards (+-inf when count = 0)
+  std::vector<std::uint8_t> zero_var;       ///< n >= 2 and max - min <= zero_var_tol
   std::vector<std::uint8_t> keep_verl;      ///< verl filter_groups: !(members > 1 && pop std == 0)
   std::vector<std::uint8_t> keep_openrlhf;  ///< OpenRLHF: keep_lo < mean < keep_hi
-  std::vector<std::uint8_t> keep_tol;  ///< policy report: !zero_var; otherwise all 1 (n >= 1)
-  index_t num_zero_var = 0;     ///< groups flagged zero_var
-  index_t num_singleton = 0;    ///< groups with exactly one scorable member
-  index_t num_empty = 0;        ///< groups with no scorable member
-  double frac_zero_std = 0.0;   ///< num_zero_var / groups with >= 1 scorable member
-  double batch_count = 0.0;     ///< scorable rows of the whole batch
-  double batch_nan = 0.0;       ///< unscorable rows of the whole batch
-  double batch_mean = 0.0;      ///< mean of scorable rewards over the batch
-  double batch_std = 0.0;       ///< std over the batch (Bessel per options; NaN when undefined)
-  whiten_stats whiten{};        ///< reinforce_pp_baseline's token whitening
+  std::vector<std::uint8_t> keep_tol;       ///< policy report: !zero_var; otherwise all 1 (n >= 1)
+  index_t num_zero_var = 0;                 ///< groups flagged zero_var
+  index_t num_singleton = 0;                ///< groups with exactly one scorable member
+  index_t num_empty = 0;                    ///< groups with no scorable member
+  double frac_zero_std = 0.0;               ///< num_zero_var / groups with >= 1 scorable member
+  double batch_count = 0.0;                 ///< scorable rows of the whole batch
+  double batch_nan = 0.0;                   ///< unscorable rows of the whole batch
+  double batch_mean = 0.0;                  ///< mean of scorable rewards over the batch
+  double batch_std = 0.0;  ///< std over the batch (Bessel per options; NaN when undefined)
+  whiten_stats whiten{};   ///< reinforce_pp_baseline's token whitening
 };
 
 /// How rows are grouped: fixed-size contiguous groups or explicit integer ids.
@@ -294,8 +295,13 @@ class group_spec {
     s.num_ = num_groups;
     return s;
   }
-  group_spec(const group_spec& o) : kind_(o.kind_), size_(o.size_), first_(o.first_), num_(o.num_),
-                                    ids_(o.ids_), owned_(o.owned_) {
+  group_spec(const group_spec& o)
+      : kind_(o.kind_),
+        size_(o.size_),
+        first_(o.first_),
+        num_(o.num_),
+        ids_(o.ids_),
+        owned_(o.owned_) {
     if (!owned_.empty()) ids_ = std::span<const std::int64_t>(owned_);
   }
   group_spec& operator=(const group_spec& o) {
@@ -409,9 +415,17 @@ double row_length(const M& m, index_t i) {
 /// Group moments of one column of per-row values (NaN = unscorable), global over ranks.
 /// Pass 1: count, nan count, sum, length sums (one sum all-reduce) and min/max (one max
 /// all-reduce). Pass 2: centred sums of squares about the now-known means (one sum all-reduce).
+/// Why two passes: the one-pass form var = (sum x^2 - (sum x)^2 / n) / (n - 1) cancels
+/// catastrophically when |mean| >> std (rewards near a constant), and a tied group would show a
+/// spurious variance. Centring about the global mean costs one more all-reduce and is exact for
+/// exact ties whose sum is exact.
 struct group_moments {
   index_t G = 0;
+  /// Per group: scorable count, NaN count, sum R, sum |o| R and sum |o| (OPO), max, min, and
+  /// the centred sum of squares sum (R - mean_g)^2.
   std::vector<double> count, nan_count, sum, len_r, len, mx, mn, ss;
+  /// Whole batch: scorable rows, NaN rows, sum R, centred sum of squares about the batch mean,
+  /// number of nonzero rewards (GPG alpha) and all rows (scorable or not).
   double batch_count = 0, batch_nan = 0, batch_sum = 0, batch_ss = 0, nonzero = 0, rows = 0;
   double mean(index_t g) const {
     const auto k = static_cast<std::size_t>(g);
@@ -428,7 +442,10 @@ group_moments compute_moments(const std::vector<double>& r, const std::vector<in
   group_moments m;
   m.G = G;
   const auto g_n = static_cast<std::size_t>(G);
-  // Pass 1 (sum): 5 per group + 4 batch scalars in one buffer.
+  // Pass 1 (sum): 5 per group + 4 batch scalars in one buffer, laid out as
+  // [count | nan_count | sum | sum len*R | sum len] (G each) then [batch sum, batch NaN, nonzero,
+  // rows]. Extremes travel in a second buffer reduced with max: [max | -min] (G each), so one
+  // max-reduce gives both; empty groups stay at -inf / +inf.
   std::vector<double> s1(5 * g_n + 4, 0.0);
   std::vector<double> ext(2 * g_n, -std::numeric_limits<double>::infinity());  // max, -min
   for (std::size_t i = 0; i < r.size(); ++i) {
@@ -481,7 +498,8 @@ group_moments compute_moments(const std::vector<double>& r, const std::vector<in
   return m;
 }
 
-/// Standard deviation from a centred sum of squares; NaN when undefined (n <= 1 Bessel, n = 0).
+/// Standard deviation from a centred sum of squares; NaN when undefined (n <= 1 Bessel, n = 0),
+/// which is what TRL's nanstd reports and what stats.std shows for singleton / empty groups.
 inline double std_of(double ss, double n, bool bessel) {
   if (n < (bessel ? 2.0 : 1.0)) return std::numeric_limits<double>::quiet_NaN();
   return std::sqrt(ops::variance_from_centered(ss, n, bessel));
@@ -571,12 +589,16 @@ inline double row_advantage(double r, std::size_t g, const group_moments& m,
       case adv_estimator::grpo:
         return o.scale_by_std ? ops::zscore(r, 0.0, ops::z_scale(1.0, o.eps, o.eps_place)) : r;
       case adv_estimator::batch_std: {
+        if (m.batch_count < (o.bessel ? 2.0 : 1.0)) return 0.0;  // TRL: NaN std -> 0
         const double var = ops::variance_from_centered(m.batch_ss, m.batch_count, o.bessel);
         return ops::zscore(r, 0.0, ops::z_scale(var, o.eps, o.eps_place));
       }
-      case adv_estimator::gpg: return ops::gpg(r, 0.0, alpha, o.gpg_f_norm);
-      case adv_estimator::passk: return 0.0;
-      default: return r;  // dr_grpo, rloo (verl keeps raw R), opo, reinforce_pp_baseline
+      case adv_estimator::gpg:
+        return ops::gpg(r, 0.0, alpha, o.gpg_f_norm);
+      case adv_estimator::passk:
+        return 0.0;
+      default:
+        return r;  // dr_grpo, rloo (verl keeps raw R), opo, reinforce_pp_baseline
     }
   }
   if (m.mx[g] - m.mn[g] <= o.zero_var_tol && o.zero_variance == zero_variance_policy::zero)
@@ -587,17 +609,22 @@ inline double row_advantage(double r, std::size_t g, const group_moments& m,
       const double var = ops::variance_from_centered(m.ss[g], n, o.bessel);
       return ops::zscore(r, mean, ops::z_scale(var, o.eps, o.eps_place));
     }
-    case adv_estimator::dr_grpo: return r - mean;
+    case adv_estimator::dr_grpo:
+      return r - mean;
     case adv_estimator::batch_std: {
+      // n_g >= 2 here, so the batch has >= 2 scorable rows and its variance is defined.
       const double var = ops::variance_from_centered(m.batch_ss, m.batch_count, o.bessel);
       return ops::zscore(r, mean, ops::z_scale(var, o.eps, o.eps_place));
     }
-    case adv_estimator::rloo: return ops::rloo(r, mean, n);
-    case adv_estimator::reinforce_pp_baseline: return r - mean;
+    case adv_estimator::rloo:
+      return ops::rloo(r, mean, n);
+    case adv_estimator::reinforce_pp_baseline:
+      return r - mean;
     case adv_estimator::opo:
       // All members empty (sum |o| = 0): verl would divide 0/0; we fall back to the plain mean.
       return m.len[g] > 0 ? r - ops::opo_baseline(m.len_r[g], m.len[g]) : r - mean;
-    case adv_estimator::gpg: return ops::gpg(r, mean, alpha, o.gpg_f_norm);
+    case adv_estimator::gpg:
+      return ops::gpg(r, mean, alpha, o.gpg_f_norm);
     case adv_estimator::passk: {
       // Only a unique arg-max gets a non-zero value; with a tie R_max - R_2nd = 0 anyway, so the
       // result does not depend on how a tie would be broken.
@@ -623,9 +650,9 @@ std::vector<double> advantages_core(const std::vector<double>& r, const std::vec
   GRPO_EXPECTS(o.zero_var_tol >= 0, bad_option, "advantage_options.zero_var_tol must be >= 0");
   GRPO_EXPECTS(o.gpg_f_norm != 0 && !std::isnan(o.gpg_f_norm), bad_option,
                "advantage_options.gpg_f_norm must be nonzero");
-  GRPO_EXPECTS(!(o.estimator == adv_estimator::passk &&
-                 o.singleton == singleton_policy::unit_baseline),
-               bad_option, "passk: singleton_policy::unit_baseline is undefined; use zero or error");
+  GRPO_EXPECTS(
+      !(o.estimator == adv_estimator::passk && o.singleton == singleton_policy::unit_baseline),
+      bad_option, "passk: singleton_policy::unit_baseline is undefined; use zero or error");
   const group_moments m = compute_moments(r, gid, G, len, comm);
   fill_stats(st, m, o);
   const auto g_n = static_cast<std::size_t>(G);
@@ -642,8 +669,10 @@ std::vector<double> advantages_core(const std::vector<double>& r, const std::vec
     for (std::size_t i = 0; i < r.size(); ++i) {
       if (std::isnan(r[i])) continue;
       const auto g = static_cast<std::size_t>(gid[i]);
-      if (r[i] == m.mx[g]) nmax[g] += 1.0;
-      else second[g] = std::max(second[g], r[i]);
+      if (r[i] == m.mx[g])
+        nmax[g] += 1.0;
+      else
+        second[g] = std::max(second[g], r[i]);
     }
     all_reduce_sum(comm, std::span<double>(nmax));
     all_reduce_max(comm, std::span<double>(second));
@@ -727,14 +756,13 @@ template <class V>
 void store(const V& out, const std::vector<double>& a) {
   using E = typename V::value_type;
   static_assert(!std::is_const_v<typename V::element_type>, "advantages: output must be writable");
-  for (index_t i = 0; i < out.extent(0); ++i)
-    out(i) = narrow<E>(a[static_cast<std::size_t>(i)]);
+  for (index_t i = 0; i < out.extent(0); ++i) out(i) = narrow<E>(a[static_cast<std::size_t>(i)]);
 }
 
 template <class Rewards, class Out, class C>
 advantage_stats compute_impl(Rewards&& rewards, const group_spec& groups,
-                             const std::vector<double>* len, Out&& out,
-                             const advantage_options& o, const C& comm) {
+                             const std::vector<double>* len, Out&& out, const advantage_options& o,
+                             const C& comm) {
   auto rv = host_view<1>(rewards, "rewards");
   auto ov = host_view<1>(out, "advantages (out)");
   const index_t B = rv.extent(0);
@@ -770,9 +798,9 @@ advantage_stats compute_impl(Rewards&& rewards, const group_spec& groups,
 /// @post out holds the advantages; the returned statistics are global over ranks.
 /// Errors: [grpo.shape_mismatch], [grpo.bad_option], [grpo.out_of_range], [grpo.bad_value].
 template <class Rewards, class Out, collective C = single_process>
-  requires detail::viewable<Rewards> && detail::viewable<Out>
-advantage_stats compute_advantages(const Rewards& rewards, const group_spec& groups, Out&& out,
-                                   const advantage_options& opts = {}, const C& comm = {}) {
+requires detail::viewable<Rewards> && detail::viewable<Out> advantage_stats
+compute_advantages(const Rewards& rewards, const group_spec& groups, Out&& out,
+                   const advantage_options& opts = {}, const C& comm = {}) {
   GRPO_EXPECTS(opts.estimator != adv_estimator::reinforce_pp_baseline &&
                    opts.estimator != adv_estimator::opo,
                bad_option,
@@ -788,10 +816,10 @@ advantage_stats compute_advantages(const Rewards& rewards, const group_spec& gro
 /// @pre mask.extent(0) == B.
 /// @post as the overload without mask; stats.whiten holds the whitening statistics.
 template <class Rewards, class Mask, class Out, collective C = single_process>
-  requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable<Out>
-advantage_stats compute_advantages(const Rewards& rewards, const group_spec& groups,
-                                   const Mask& mask, Out&& out, const advantage_options& opts = {},
-                                   const C& comm = {}) {
+requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable<Out>
+    advantage_stats compute_advantages(const Rewards& rewards, const group_spec& groups,
+                                       const Mask& mask, Out&& out,
+                                       const advantage_options& opts = {}, const C& comm = {}) {
   auto mv = detail::host_view<2>(mask, "mask");
   auto rv = detail::host_view<1>(rewards, "rewards");
   GRPO_EXPECTS(mv.extent(0) == rv.extent(0), shape_mismatch,
@@ -807,7 +835,7 @@ advantage_stats compute_advantages(const Rewards& rewards, const group_spec& gro
 /// @param rewards [B, K]; @param weights [K]; @param out [B].
 /// @pre weights.size() == K; out has B rows.
 template <class Rewards, class Out>
-  requires detail::viewable<Rewards> && detail::viewable<Out>
+requires detail::viewable<Rewards> && detail::viewable<Out>
 void combine_rewards(const Rewards& rewards, std::span<const double> weights, Out&& out) {
   auto rv = detail::host_view<2>(rewards, "rewards_per_func");
   auto ov = detail::host_view<1>(out, "combined rewards (out)");
@@ -842,12 +870,10 @@ void combine_rewards(const Rewards& rewards, std::span<const double> weights, Ou
 /// @post stats describe the combined reward (sum_then_normalize) or S (normalize_then_sum; TRL's
 ///       std_rewards is stats.batch_std).
 template <class Rewards, class Out, collective C = single_process>
-  requires detail::viewable<Rewards> && detail::viewable<Out>
-advantage_stats compute_multi_reward_advantages(const Rewards& rewards,
-                                                std::span<const double> weights,
-                                                const group_spec& groups, Out&& out,
-                                                const advantage_options& opts = {},
-                                                const C& comm = {}) {
+requires detail::viewable<Rewards> && detail::viewable<Out> advantage_stats
+compute_multi_reward_advantages(const Rewards& rewards, std::span<const double> weights,
+                                const group_spec& groups, Out&& out,
+                                const advantage_options& opts = {}, const C& comm = {}) {
   auto rv = detail::host_view<2>(rewards, "rewards_per_func");
   const index_t B = rv.extent(0), K = rv.extent(1);
   if (opts.multi == multi_reward_mode::sum_then_normalize) {
@@ -902,7 +928,7 @@ advantage_stats compute_multi_reward_advantages(const Rewards& rewards,
 /// Token-level broadcast (verl returns advantages = scalar * mask): out(i, t) = a(i) * m(i, t).
 /// @pre seq_adv [B], mask [B, T], out [B, T].
 template <class Adv, class Mask, class Out>
-  requires detail::viewable<Adv> && detail::viewable<Mask> && detail::viewable<Out>
+requires detail::viewable<Adv> && detail::viewable<Mask> && detail::viewable<Out>
 void broadcast_to_tokens(const Adv& seq_adv, const Mask& mask, Out&& out) {
   auto av = detail::host_view<1>(seq_adv, "sequence advantages");
   auto mv = detail::host_view<2>(mask, "mask");
@@ -923,9 +949,9 @@ void broadcast_to_tokens(const Adv& seq_adv, const Mask& mask, Out&& out) {
 /// @pre values, mask, out are [B, T]; at least 2 unmasked tokens over all ranks (1 without
 ///      Bessel), else [grpo.bad_value] (verl raises ValueError).
 template <class Values, class Mask, class Out, collective C = single_process>
-  requires detail::viewable<Values> && detail::viewable<Mask> && detail::viewable<Out>
-whiten_stats masked_whiten(const Values& values, const Mask& mask, Out&& out,
-                           const whiten_options& wo = {}, const C& comm = {}) {
+requires detail::viewable<Values> && detail::viewable<Mask> && detail::viewable<Out> whiten_stats
+masked_whiten(const Values& values, const Mask& mask, Out&& out, const whiten_options& wo = {},
+              const C& comm = {}) {
   auto vv = detail::host_view<2>(values, "values");
   auto mv = detail::host_view<2>(mask, "mask");
   auto ov = detail::host_view<2>(out, "whitened (out)");
@@ -948,8 +974,7 @@ whiten_stats masked_whiten(const Values& values, const Mask& mask, Out&& out,
   using E = typename decltype(ov)::value_type;
   std::size_t k = 0;
   for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < T; ++t)
-      ov(i, t) = mv(i, t) != 0 ? narrow<E>(a[k++]) : narrow<E>(0.0);
+    for (index_t t = 0; t < T; ++t) ov(i, t) = mv(i, t) != 0 ? narrow<E>(a[k++]) : narrow<E>(0.0);
   return ws;
 }
 
@@ -960,11 +985,12 @@ whiten_stats masked_whiten(const Values& values, const Mask& mask, Out&& out,
 ///        [B, T] (the un-whitened G, 0 at masked tokens).
 /// @pre 0 <= gamma <= 1 (not enforced beyond finiteness); finite rewards.
 template <class Rewards, class Mask, class Adv, class Ret, collective C = single_process>
-  requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable<Adv> &&
-           detail::viewable<Ret>
-whiten_stats compute_reinforce_pp_advantages(const Rewards& token_rewards, const Mask& mask,
-                                             double gamma, Adv&& adv_out, Ret&& returns_out,
-                                             const whiten_options& wo = {}, const C& comm = {}) {
+requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable<Adv> &&
+    detail::viewable<Ret>
+        whiten_stats compute_reinforce_pp_advantages(const Rewards& token_rewards, const Mask& mask,
+                                                     double gamma, Adv&& adv_out, Ret&& returns_out,
+                                                     const whiten_options& wo = {},
+                                                     const C& comm = {}) {
   GRPO_EXPECTS(std::isfinite(gamma), bad_option, "reinforce_pp: gamma must be finite");
   auto rv = detail::host_view<2>(token_rewards, "token_rewards");
   auto mv = detail::host_view<2>(mask, "mask");

@@ -5,15 +5,16 @@
 ///
 /// Why: group statistics of GRPO (per-prompt mean/std), batch whitening (REINFORCE++) and global
 /// token counts for loss aggregation must be identical whether the batch lives on one process or is
-/// sharded over data-parallel ranks. Algorithms therefore compute local partial sums and hand them to
-/// a `collective`, which adds (or max/min-reduces) them over all ranks in place.
+/// sharded over data-parallel ranks. Algorithms therefore compute local partial sums and hand them
+/// to a `collective`, which adds (or max/min-reduces) them over all ranks in place.
 ///
 /// API (stable; other modules depend on it):
 ///
 ///   enum class reduce_op { sum, max, min };
 ///
 ///   concept grpo::collective<C>: for `const C& c`, `std::span<double> buf`, `reduce_op op`:
-///     c.all_reduce(buf, op)  -> void   element-wise reduction of buf over all ranks, result in buf on
+///     c.all_reduce(buf, op)  -> void   element-wise reduction of buf over all ranks, result in buf
+///     on
 ///                                      every rank (MPI_Allreduce semantics, in place)
 ///     c.rank()               -> int    this process' rank in [0, size())
 ///     c.size()               -> int    number of ranks (>= 1)
@@ -56,9 +57,12 @@ enum class reduce_op {
 /// The textual name of a reduction ("sum", "max", "min").
 constexpr std::string_view to_string(reduce_op op) noexcept {
   switch (op) {
-    case reduce_op::sum: return "sum";
-    case reduce_op::max: return "max";
-    case reduce_op::min: return "min";
+    case reduce_op::sum:
+      return "sum";
+    case reduce_op::max:
+      return "max";
+    case reduce_op::min:
+      return "min";
   }
   return "unknown";
 }

@@ -30,8 +30,8 @@ std::vector<double> run(const std::vector<double>& r, const group_spec& g,
 }
 
 std::vector<double> run_mask(const std::vector<double>& r, const group_spec& g,
-                             const std::vector<double>& mask, index_t T,
-                             const advantage_options& o, grpo::advantage_stats* st = nullptr) {
+                             const std::vector<double>& mask, index_t T, const advantage_options& o,
+                             grpo::advantage_stats* st = nullptr) {
   std::vector<double> a(r.size(), -777.0);
   const auto s = grpo::compute_advantages(
       r, g, grpo::make_view(mask.data(), {static_cast<index_t>(r.size()), T}), a, o);
@@ -154,9 +154,12 @@ TEST_CASE("compute_advantages: OPO and REINFORCE++-baseline need the mask, by ha
   CHECK(std::abs(st.whiten.var - 17.0 / 120) < 1e-15);
   // Without the mask these estimators are rejected.
   std::vector<double> out(2);
-  expect_error([&] { grpo::compute_advantages(std::vector<double>{1, 0}, group_spec::fixed(2),
-                                              out, plain(adv_estimator::opo)); },
-               grpo::errc::bad_option);
+  expect_error(
+      [&] {
+        grpo::compute_advantages(std::vector<double>{1, 0}, group_spec::fixed(2), out,
+                                 plain(adv_estimator::opo));
+      },
+      grpo::errc::bad_option);
 }
 
 TEST_CASE("compute_advantages: pass@k rewards only the unique arg-max" *
@@ -175,9 +178,11 @@ TEST_CASE("compute_advantages: pass@k rewards only the unique arg-max" *
   // verl raises for a group with fewer than 2 members.
   std::vector<double> a(3);
   const std::vector<std::int64_t> ids{7, 7, 9};
-  expect_error([&] { grpo::compute_advantages(std::vector<double>{1, 0, 1}, group_spec::ids(ids),
-                                              a, o); },
-               grpo::errc::bad_value);
+  expect_error(
+      [&] {
+        grpo::compute_advantages(std::vector<double>{1, 0, 1}, group_spec::ids(ids), a, o);
+      },
+      grpo::errc::bad_value);
 }
 
 TEST_CASE("compute_advantages: naive double reference on random variable-size groups" *
@@ -269,9 +274,9 @@ TEST_CASE("compute_advantages: NaN rewards are excluded, counted and get 0" *
   // +-Inf is not "unscorable": it is rejected.
   std::vector<double> two(2);
   const std::vector<double> inf{1, std::numeric_limits<double>::infinity()};
-  expect_error([&] { grpo::compute_advantages(inf, group_spec::fixed(2), two,
-                                              plain(adv_estimator::grpo)); },
-               grpo::errc::bad_value);
+  expect_error(
+      [&] { grpo::compute_advantages(inf, group_spec::fixed(2), two, plain(adv_estimator::grpo)); },
+      grpo::errc::bad_value);
 }
 
 TEST_CASE("compute_advantages: singleton policies" * doctest::test_suite("advantage")) {
@@ -356,6 +361,13 @@ TEST_CASE("compute_advantages: float output, strided input and 32-bit ids" *
   grpo::compute_advantages(col, group_spec::ids(std::span<const std::int32_t>(ids)), af,
                            plain(adv_estimator::grpo));
   CHECK(af == std::vector<float>{0.5f, -1.5f, 0.5f, 0.5f});
+  // batch_std with a single scorable row in the whole batch: the batch std is undefined (TRL:
+  // NaN -> nan_to_num -> 0), never NaN.
+  std::vector<double> one(2);
+  auto bo = plain(adv_estimator::batch_std);
+  bo.singleton = grpo::singleton_policy::unit_baseline;  // divides by the batch scale
+  grpo::compute_advantages(std::vector<double>{2.0, nan_v}, group_spec::fixed(2), one, bo);
+  CHECK(one == std::vector<double>{0.0, 0.0});
   // float rewards in, double out
   const std::vector<float> rf{1, 0, 1, 1};
   std::vector<double> ad(4);
@@ -417,13 +429,16 @@ TEST_CASE("masked_whiten and compute_reinforce_pp_advantages by hand" *
   const double sd = std::sqrt(1.1875 / 3);
   CHECK(ws.count == 4);
   CHECK(ws.mean == 1.125);
-  check_close(adv, {(0.5 - 1.125) / sd, 0, (1 - 1.125) / sd, (1 - 1.125) / sd, (2 - 1.125) / sd, 0});
+  check_close(adv,
+              {(0.5 - 1.125) / sd, 0, (1 - 1.125) / sd, (1 - 1.125) / sd, (2 - 1.125) / sd, 0});
   // Fewer than 2 valid tokens: verl raises; we throw bad_value.
   const std::vector<double> one{1, 0, 0, 0, 0, 0};
-  expect_error([&] { grpo::masked_whiten(grpo::make_view(rw.data(), {2, 3}),
-                                         grpo::make_view(one.data(), {2, 3}),
-                                         grpo::make_view(adv.data(), {2, 3})); },
-               grpo::errc::bad_value);
+  expect_error(
+      [&] {
+        grpo::masked_whiten(grpo::make_view(rw.data(), {2, 3}), grpo::make_view(one.data(), {2, 3}),
+                            grpo::make_view(adv.data(), {2, 3}));
+      },
+      grpo::errc::bad_value);
 }
 
 TEST_CASE("compute_advantages: bad shapes and options are documented errors" *
@@ -458,14 +473,20 @@ TEST_CASE("compute_advantages: bad shapes and options are documented errors" *
   expect_error([&] { grpo::compute_advantages(r, group_spec::fixed(4), a4, f32); },
                grpo::errc::bad_option);
   const std::vector<double> mask(12, 1.0);
-  expect_error([&] { grpo::compute_advantages(r, group_spec::fixed(4),
-                                              grpo::make_view(mask.data(), {3, 4}), a4, o); },
-               grpo::errc::shape_mismatch);
+  expect_error(
+      [&] {
+        grpo::compute_advantages(r, group_spec::fixed(4), grpo::make_view(mask.data(), {3, 4}), a4,
+                                 o);
+      },
+      grpo::errc::shape_mismatch);
   const std::vector<double> rpf{1, 0, 1, 1};
   const std::vector<double> w3{1, 1, 1};
-  expect_error([&] { grpo::compute_multi_reward_advantages(grpo::make_view(rpf.data(), {2, 2}),
-                                                           w3, group_spec::fixed(2), a3, o); },
-               grpo::errc::shape_mismatch);
+  expect_error(
+      [&] {
+        grpo::compute_multi_reward_advantages(grpo::make_view(rpf.data(), {2, 2}), w3,
+                                              group_spec::fixed(2), a3, o);
+      },
+      grpo::errc::shape_mismatch);
   // Error messages name the argument.
   try {
     grpo::compute_advantages(r, group_spec::fixed(4), a3, o);

@@ -75,17 +75,22 @@ bool is_trl_advantages(const std::string& fn) {
 grpo::advantage_options verl_options(const std::string& fn, const json& opt) {
   const bool norm = opt.value("norm_adv_by_std_in_grpo", true);
   grpo::advantage_options o;
-  if (fn == "compute_grpo_outcome_advantage") o = grpo::advantage_options::verl_grpo(norm);
+  if (fn == "compute_grpo_outcome_advantage")
+    o = grpo::advantage_options::verl_grpo(norm);
   else if (fn == "compute_grpo_vectorized_outcome_advantage")
     o = grpo::advantage_options::verl_grpo_vectorized(norm);
-  else if (fn == "compute_rloo_outcome_advantage") o = grpo::advantage_options::verl_rloo();
+  else if (fn == "compute_rloo_outcome_advantage")
+    o = grpo::advantage_options::verl_rloo();
   else if (fn == "compute_rloo_vectorized_outcome_advantage")
     o = grpo::advantage_options::verl_rloo_vectorized();
   else if (fn == "compute_reinforce_plus_plus_baseline_outcome_advantage")
     o = grpo::advantage_options::verl_reinforce_pp_baseline();
-  else if (fn == "compute_opo_outcome_advantage") o = grpo::advantage_options::verl_opo();
-  else if (fn == "compute_gpg_outcome_advantage") o = grpo::advantage_options::verl_gpg();
-  else FAIL("no mapping for verl estimator " << fn);
+  else if (fn == "compute_opo_outcome_advantage")
+    o = grpo::advantage_options::verl_opo();
+  else if (fn == "compute_gpg_outcome_advantage")
+    o = grpo::advantage_options::verl_gpg();
+  else
+    FAIL("no mapping for verl estimator " << fn);
   if (opt.contains("epsilon")) o.eps = opt["epsilon"].get<double>();
   return o;
 }
@@ -191,9 +196,9 @@ TEST_CASE("advantage conformance: every TRL advantages case to 1e-10" *
                               : scale == "batch" ? grpo::trl_scale::batch
                                                  : grpo::trl_scale::none;
     const bool nts = o["multi_objective_aggregation"].get<std::string>() == "normalize_then_sum";
-    const auto opts = grpo::advantage_options::trl(
-        s, nts ? grpo::multi_reward_mode::normalize_then_sum
-               : grpo::multi_reward_mode::sum_then_normalize);
+    const auto opts =
+        grpo::advantage_options::trl(s, nts ? grpo::multi_reward_mode::normalize_then_sum
+                                            : grpo::multi_reward_mode::sum_then_normalize);
     std::vector<double> adv(static_cast<std::size_t>(B));
     const auto st = grpo::compute_multi_reward_advantages(
         grpo::make_view(rflat.data(), {B, K}), w,
@@ -203,9 +208,10 @@ TEST_CASE("advantage conformance: every TRL advantages case to 1e-10" *
     const auto want_std = c["outputs"]["std_rewards"].get<std::vector<double>>();
     const auto want_zero = c["outputs"]["is_std_zero"].get<std::vector<bool>>();
     for (grpo::index_t i = 0; i < B; ++i) {
-      const double sd = (nts || s == grpo::trl_scale::batch)
-                            ? st.batch_std
-                            : st.std[static_cast<std::size_t>(st.seq_group[static_cast<std::size_t>(i)])];
+      const double sd =
+          (nts || s == grpo::trl_scale::batch)
+              ? st.batch_std
+              : st.std[static_cast<std::size_t>(st.seq_group[static_cast<std::size_t>(i)])];
       CHECK(std::abs(sd - want_std[static_cast<std::size_t>(i)]) <= tol);
       // torch.isclose(std, 0): |std| <= 1e-8.
       CHECK((std::abs(sd) <= 1e-8) == want_zero[static_cast<std::size_t>(i)]);

@@ -48,7 +48,7 @@ class thread_collective {
           w_->size_mismatch = true;
           continue;
         }
-        v = op == grpo::reduce_op::sum ? v + s[i]
+        v = op == grpo::reduce_op::sum   ? v + s[i]
             : op == grpo::reduce_op::max ? std::max(v, s[i])
                                          : std::min(v, s[i]);
       }

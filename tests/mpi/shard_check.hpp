@@ -46,8 +46,8 @@ inline global_batch make_batch(unsigned seed) {
   for (index_t i = 0; i < b.B; ++i) {
     const auto g = ids[static_cast<std::size_t>(i)];
     double x = ud(rng);
-    if (g == 3) x = 0.7;                         // tied group (zero variance)
-    if (g == 6) x = (rng() % 2) ? 1.0 : 0.0;     // binary
+    if (g == 3) x = 0.7;                      // tied group (zero variance)
+    if (g == 6) x = (rng() % 2) ? 1.0 : 0.0;  // binary
     if (g == 4 && rng() % 3 == 0) x = std::numeric_limits<double>::quiet_NaN();
     b.r.push_back(x);
     for (index_t t = 0; t < b.T; ++t) b.mask.push_back(rng() % 5 != 0 ? 1.0 : 0.0);
@@ -85,8 +85,8 @@ std::vector<T> slice(const std::vector<T>& v, index_t lo, index_t hi, index_t wi
   return std::vector<T>(v.begin() + lo * width, v.begin() + hi * width);
 }
 
-inline void expect_near(const std::vector<double>& got, const std::vector<double>& want,
-                        index_t lo, const char* what) {
+inline void expect_near(const std::vector<double>& got, const std::vector<double>& want, index_t lo,
+                        const char* what) {
   for (std::size_t i = 0; i < got.size(); ++i) {
     const double w = want[static_cast<std::size_t>(lo) + i];
     const bool ok = std::abs(got[i] - w) <= 1e-12 * std::max(1.0, std::abs(w));
@@ -105,10 +105,14 @@ inline void expect_stats(const grpo::advantage_stats& a, const grpo::advantage_s
   CHECK(a.min == b.min);
   CHECK(a.max == b.max);
   for (std::size_t g = 0; g < a.mean.size(); ++g) {
-    if (std::isnan(b.mean[g])) CHECK(std::isnan(a.mean[g]));
-    else CHECK(std::abs(a.mean[g] - b.mean[g]) <= 1e-12 * std::max(1.0, std::abs(b.mean[g])));
-    if (std::isnan(b.std[g])) CHECK(std::isnan(a.std[g]));
-    else CHECK(std::abs(a.std[g] - b.std[g]) <= 1e-12 * std::max(1.0, b.std[g]));
+    if (std::isnan(b.mean[g]))
+      CHECK(std::isnan(a.mean[g]));
+    else
+      CHECK(std::abs(a.mean[g] - b.mean[g]) <= 1e-12 * std::max(1.0, std::abs(b.mean[g])));
+    if (std::isnan(b.std[g]))
+      CHECK(std::isnan(a.std[g]));
+    else
+      CHECK(std::abs(a.std[g] - b.std[g]) <= 1e-12 * std::max(1.0, b.std[g]));
   }
   CHECK(std::abs(a.batch_std - b.batch_std) <= 1e-12);
   CHECK(std::abs(a.whiten.mean - b.whiten.mean) <= 1e-12);
@@ -157,10 +161,10 @@ int check_sharded(const C& comm, unsigned seed = 2026) {
       CAPTURE(static_cast<int>(o.estimator));
       CAPTURE(layout);
       std::vector<double> ref(b.r.size()), got(r.size());
-      const auto st_ref = grpo::compute_advantages(b.r, grpo::group_spec::ids(b.ids), full_mask,
-                                                   ref, o);
-      const auto st = grpo::compute_advantages(r, grpo::group_spec::ids(ids, b.G), mview, got, o,
-                                               comm);
+      const auto st_ref =
+          grpo::compute_advantages(b.r, grpo::group_spec::ids(b.ids), full_mask, ref, o);
+      const auto st =
+          grpo::compute_advantages(r, grpo::group_spec::ids(ids, b.G), mview, got, o, comm);
       expect_near(got, ref, lo, "ids layout");
       expect_stats(st, st_ref);
       ++configs;
@@ -173,8 +177,7 @@ int check_sharded(const C& comm, unsigned seed = 2026) {
       std::vector<double> ref(static_cast<std::size_t>(B4)), got(static_cast<std::size_t>(h4 - l4));
       const auto o = grpo::advantage_options::trl();
       grpo::compute_advantages(r4, grpo::group_spec::fixed(k), ref, o);
-      grpo::compute_advantages(slice(r4, l4, h4), grpo::group_spec::fixed(k, l4, G4), got, o,
-                               comm);
+      grpo::compute_advantages(slice(r4, l4, h4), grpo::group_spec::fixed(k, l4, G4), got, o, comm);
       expect_near(got, ref, l4, "fixed layout");
       ++configs;
     }

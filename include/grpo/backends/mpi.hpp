@@ -76,8 +76,8 @@ class mpi_collective {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    GRPO_THROW(collective, std::string("mpi_collective: ") + what + " failed: " +
-                               std::string(msg, static_cast<std::size_t>(len)));
+    GRPO_THROW(collective, std::string("mpi_collective: ") + what +
+                               " failed: " + std::string(msg, static_cast<std::size_t>(len)));
   }
 
   MPI_Comm comm_;

@@ -6,8 +6,8 @@
 /// Notation (per sequence i of group g): R_i reward, n_g scorable members, mu_g = sum R / n_g,
 /// var_g = sum (R - mu_g)^2 / (n_g - 1) (Bessel) or / n_g (population).
 ///
-/// Advantages are constants with respect to the policy parameters (every trainer computes them under
-/// no_grad), so these functions have no `_grad` twins: nothing differentiates through them.
+/// Advantages are constants with respect to the policy parameters (every trainer computes them
+/// under no_grad), so these functions have no `_grad` twins: nothing differentiates through them.
 /// The CPU loops of <grpo/advantage.hpp> call these; a CUDA kernel would call the same.
 #pragma once
 
@@ -21,12 +21,13 @@ namespace grpo::ops {
 enum class eps_placement : unsigned char {
   add_to_std,   ///< scale = sqrt(var) + eps          (TRL 1e-4, verl 1e-6, OpenRLHF 1e-9)
   inside_sqrt,  ///< scale = sqrt(var + eps)          (verl masked_whiten, 1e-8)
-  floor_var,    ///< scale = sqrt(max(var, eps))      (OpenRLHF whitening, verl group_mean_std floor)
+  floor_var,  ///< scale = sqrt(max(var, eps))      (OpenRLHF whitening, verl group_mean_std floor)
 };
 
 /// Variance from a centred sum of squares: ss / (n - 1) (Bessel) or ss / n (population).
 /// @pre n > 1 for Bessel, n > 0 for population (callers handle the degenerate counts).
-GRPO_HOST_DEVICE constexpr double variance_from_centered(double ss, double n, bool bessel) noexcept {
+GRPO_HOST_DEVICE constexpr double variance_from_centered(double ss, double n,
+                                                         bool bessel) noexcept {
   return ss / (bessel ? n - 1.0 : n);
 }
 
@@ -35,9 +36,12 @@ GRPO_HOST_DEVICE constexpr double variance_from_centered(double ss, double n, bo
 GRPO_HOST_DEVICE inline double z_scale(double var, double eps, eps_placement where) noexcept {
   using std::sqrt;
   switch (where) {
-    case eps_placement::add_to_std: return sqrt(var) + eps;
-    case eps_placement::inside_sqrt: return sqrt(var + eps);
-    case eps_placement::floor_var: return sqrt(var > eps ? var : eps);
+    case eps_placement::add_to_std:
+      return sqrt(var) + eps;
+    case eps_placement::inside_sqrt:
+      return sqrt(var + eps);
+    case eps_placement::floor_var:
+      return sqrt(var > eps ? var : eps);
   }
   return sqrt(var) + eps;
 }
