@@ -6,3 +6,4 @@
 
 #include <distill/dense.hpp>
 #include <distill/options.hpp>
+#include <distill/sft.hpp>

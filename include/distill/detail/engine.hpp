@@ -325,6 +325,11 @@ struct div_op;
 template <>
 struct div_op<divergence::forward_kl> {
   static constexpr bool unit_g = true;  // G = -sum p = -1: gradient q - p in the loss pass
+  /// The whole dl/dz'_j in one step (q - p without cancellation near 1).
+  template <class A>
+  static GRPO_FORCEINLINE A dz(A lp, A lq) noexcept {
+    return ops::forward_kl_dz(lp, lq);
+  }
   template <class A>
   static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>&) noexcept {
     return ops::forward_kl(lp, lq);
@@ -482,7 +487,7 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   const A mu = lu.m, logu = lu.log_sum(), bu = R.beta_u;
   const div_params<A> P = R.div;
   double total = 0.0;
-  A big_g = A(-1);
+  [[maybe_unused]] A big_g = A(-1);
   if constexpr (!op::unit_g) {
     // Pass 2: the loss and G = sum_i dl/dlq_i (both need the final lse of both rows).
     double gsum = 0.0;
@@ -520,7 +525,7 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
           const A lq = ops::log_softmax(xs[i + k], ms, logs, bs);
           const A lp = ops::log_softmax(xu[i + k], mu, logu, bu);
           va[k] += op::value(lp, lq, P);
-          gb[i + k] = gscale * ops::softmax_chain(op::grad(lp, lq, P), ops::distill_exp(lq), big_g);
+          gb[i + k] = gscale * op::dz(lp, lq);
         }
       total += static_cast<double>(lane_sum(va));
     } else {

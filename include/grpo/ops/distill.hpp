@@ -160,6 +160,20 @@ GRPO_HOST_DEVICE constexpr A forward_kl_grad(A lp, A /*lq*/) noexcept {
   return -distill_exp(lp);
 }
 
+/// dKL(p || q)/dz'_j = q_j - p_j, i.e. softmax_chain(forward_kl_grad, q, -1), written so that it
+/// keeps its digits where q_j and p_j both approach 1 (a dominant token: q - p in float would
+/// cancel to a multiple of 6e-8): for |lq - lp| < 1/64 it is p (e^(lq - lp) - 1) with a 5-term
+/// expm1 series (relative error < 1e-14), otherwise the plain difference.
+template <class A>
+GRPO_HOST_DEVICE constexpr A forward_kl_dz(A lp, A lq) noexcept {
+  const A p = distill_exp(lp);
+  const A q = distill_exp(lq);
+  const A d = lq - lp;  // NaN when both are -inf: then p = q = 0 and the plain branch gives 0
+  const A em1 = d * (A(1) + d * (A(0.5) + d * (A(1) / A(6) + d * (A(1) / A(24) + d / A(120)))));
+  const bool near = d < A(0.015625) && d > A(-0.015625);
+  return near ? p * em1 : q - p;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reverse KL(q || p) = sum q (log q - log p)   (MiniLLM per-step term; TRL GKD beta = 1)
 
