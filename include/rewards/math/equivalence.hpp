@@ -417,6 +417,23 @@ inline bool rational_equal(const mpq_class& a, const mpq_class& b,
   return false;
 }
 
+/// Decimal digits of the largest exact rational sub-value of `e` (numerator or denominator):
+/// the working precision a numeric evaluation needs on top of its target accuracy.
+inline long magnitude_digits(const expr& e, budget& b) {
+  long best = 0;
+  if (e.k != kind::number) {
+    if (auto v = eval_rational(e, b)) {
+      best = static_cast<long>(std::max(mpz_sizeinbase(v->get_num_mpz_t(), 10),
+                                        mpz_sizeinbase(v->get_den_mpz_t(), 10)));
+    }
+  } else {
+    best = static_cast<long>(std::max(mpz_sizeinbase(e.value.get_num_mpz_t(), 10),
+                                      mpz_sizeinbase(e.value.get_den_mpz_t(), 10)));
+  }
+  for (const expr& a : e.args) best = std::max(best, magnitude_digits(a, b));
+  return best;
+}
+
 /// True when the tree has a free variable (symbol or text word).
 inline bool has_free(const expr& e) { return contains(e, kind::symbol) || contains(e, kind::text); }
 
@@ -442,8 +459,15 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
     c.b.spend(50 * (tree_size(g) + tree_size(p)));
     const bool closed = !has_free(g) && !has_free(p);
     if (closed) {
+      // Enough working digits for the largest exact intermediate (sin(10^100) vs
+      // sin(10^100 + 1) needs ~100 digits more than the default 40).
+      const long extra = std::max(magnitude_digits(g, c.b), magnitude_digits(p, c.b));
+      const long digits = 40 + std::min<long>(extra, 4000);
+      c.b.spend(static_cast<std::size_t>(digits) * 4);
+      GiNaC::Digits = digits;
       const auto a = numeric_value(G, {});
       const auto v = numeric_value(P, {});
+      GiNaC::Digits = 40;
       if (a && v) {
         const GiNaC::numeric diff = GiNaC::abs(*a - *v);
         GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);

@@ -151,7 +151,6 @@ class parser {
 
   // list := relation ((',' | ';') relation)*
   expr parse_list() {
-    depth_guard g(*this);
     std::vector<expr> items;
     items.push_back(parse_relation());
     while (peek() == ',' || peek() == ';') {
@@ -198,7 +197,6 @@ class parser {
 
   // relation := setexpr (relop setexpr)*
   expr parse_relation() {
-    depth_guard g(*this);
     std::vector<expr> args;
     std::vector<rel> ops;
     args.push_back(parse_setexpr());
@@ -233,7 +231,6 @@ class parser {
 
   // additive := term (('+' | '-' | \pm | \mp) term)*, with a leading \pm allowed
   expr parse_additive() {
-    depth_guard g(*this);
     std::vector<expr> terms;
     auto sum = [](std::vector<expr>& t) {
       if (t.empty()) return make_number(0);
@@ -274,7 +271,6 @@ class parser {
 
   // term := unary (('*' | \cdot | \times | '/' | \div) unary | implicit power)*
   expr parse_term() {
-    depth_guard g(*this);
     std::vector<expr> f;
     f.push_back(parse_unary());
     for (;;) {
@@ -294,12 +290,15 @@ class parser {
   }
 
   expr parse_unary() {
-    depth_guard g(*this);
     if (peek() == '-' && peek_raw(1) != '>') {
+      depth_guard g(*this);  // "----5" recurses once per sign
       ++p_;
       return make_node(kind::neg, {parse_unary()});
     }
-    if (eat('+')) return parse_unary();
+    if (eat('+')) {
+      depth_guard g(*this);
+      return parse_unary();
+    }
     return parse_power();
   }
 
@@ -548,7 +547,6 @@ class parser {
   /// Function application after its name: optional `_base` (log), optional `^power`
   /// (`\sin^2 x`, `\sin^{-1}`), then `(args)`, `{arg}` or an implicit product operand.
   expr parse_application(std::string name) {
-    depth_guard g(*this);
     std::optional<expr> base, power;
     if (name == "lg") {
       name = "log";
@@ -614,7 +612,6 @@ class parser {
 
   /// `(..)` / `[..]`: grouping, tuple, or interval with its ends' openness.
   expr parse_bracket() {
-    depth_guard g(*this);
     const char open = s_[p_++];
     std::vector<expr> items;
     items.push_back(parse_relation());
@@ -644,7 +641,7 @@ class parser {
   }
 
   expr parse_command() {
-    depth_guard g(*this);
+    depth_guard g(*this);  // \frac\frac\frac... recurses through read_arg, not parse_primary
     skip_ws();
     if (peek_raw(1) == '{') {  // \{ ... \}
       p_ += 2;
