@@ -7,3 +7,4 @@
 #include <distill/dense.hpp>
 #include <distill/options.hpp>
 #include <distill/sft.hpp>
+#include <distill/topk.hpp>

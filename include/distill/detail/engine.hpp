@@ -464,27 +464,40 @@ struct dense_row_args {
   A vscale = A(1);  ///< T^2 or 1
 };
 
-/// One row of a dense divergence: value (returned through `value`, T^2 included) and, when g is
-/// non-null, the gradient g_j = gscale (dl/dlq_j - q_j G) written with stride gs. Student row s
-/// (stride ss), teacher row u (stride us), both raw values. g may alias s exactly (in place): every
-/// chunk is read into a buffer before its gradient is written.
-template <divergence K, class A, class S, class U, class G>
-int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
-              const dense_row_args<A>& R, double& value) noexcept {
+/// The row-level state of one distribution after pass 1: log q_j = beta (x_j - m) - log_s.
+template <class A>
+struct row_state {
+  A m = A(0), log_s = A(0), beta = A(1);
+};
+
+/// A teacher chunk loader over a strided row of raw values (dense teacher).
+template <class U>
+struct strided_loader {
+  const U* u;
+  index_t us;
+  template <class A>
+  GRPO_FORCEINLINE index_t operator()(index_t j0, index_t n, A* buf) const noexcept {
+    return load_chunk(u + j0 * us, us, n, buf);
+  }
+};
+
+/// Core of every divergence row: pass 2 (loss and G, when G is not known in advance) and the
+/// gradient pass, over a student row s (stride ss, length R.V) in state st and a teacher whose
+/// chunks come from `tload(j0, n, buf)` (padded length returned) in state tt. Returns the row
+/// value (T^2 included) through `value`; writes g_j = gscale (dl/dlq_j - q_j G) when g is non-null.
+/// g may alias s exactly (in place): every chunk is read into a buffer before its gradient is
+/// written.
+template <divergence K, class A, class S, class TL, class G>
+void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL& tload,
+                       const row_state<A>& tt, G* g, index_t gs, const dense_row_args<A>& R,
+                       double& value) noexcept {
   using op = div_op<K>;
   alignas(64) A xs[chunk];
   alignas(64) A xu[chunk];
   alignas(64) A gb[chunk];
   const index_t V = R.V;
-  bool bad_s = false, bad_u = false;
-  const basic_online_lse<A> ls = row_lse(s, ss, V, R.beta_s, xs, bad_s);
-  const basic_online_lse<A> lu = row_lse(u, us, V, R.beta_u, xu, bad_u);
-  if (bad_s) return student_not_finite;
-  if (bad_u) return teacher_not_finite;
-  if (ls.empty()) return student_empty;
-  if (lu.empty()) return teacher_empty;
-  const A ms = ls.m, logs = ls.log_sum(), bs = R.beta_s;
-  const A mu = lu.m, logu = lu.log_sum(), bu = R.beta_u;
+  const A ms = st.m, logs = st.log_s, bs = st.beta;
+  const A mu = tt.m, logu = tt.log_s, bu = tt.beta;
   const div_params<A> P = R.div;
   double total = 0.0;
   [[maybe_unused]] A big_g = A(-1);
@@ -494,7 +507,7 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
     for (index_t j0 = 0; j0 < V; j0 += chunk) {
       const index_t n = std::min(chunk, V - j0);
       const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-      load_chunk(u + j0 * us, us, n, xu);
+      tload(j0, n, xu);
       A va[lanes] = {}, ga[lanes] = {};
       for (index_t i = 0; i < np; i += lanes)
         for (index_t k = 0; k < lanes; ++k) {
@@ -509,7 +522,7 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
     big_g = static_cast<A>(gsum);
     if (g == nullptr) {
       value = total * static_cast<double>(R.vscale);
-      return row_ok;
+      return;
     }
   }
   // Last pass: the gradient (and, for unit-G losses, the loss in the same pass).
@@ -517,7 +530,7 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   for (index_t j0 = 0; j0 < V; j0 += chunk) {
     const index_t n = std::min(chunk, V - j0);
     const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-    load_chunk(u + j0 * us, us, n, xu);
+    tload(j0, n, xu);
     if constexpr (op::unit_g) {
       A va[lanes] = {};
       for (index_t i = 0; i < np; i += lanes)
@@ -538,6 +551,24 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
     if (g != nullptr) store_chunk(g + j0 * gs, gs, n, gb);
   }
   value = total * static_cast<double>(R.vscale);
+}
+
+/// One row of a dense divergence (teacher logits at the student's temperature): pass 1 over both
+/// rows, then divergence_passes.
+template <divergence K, class A, class S, class U, class G>
+int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
+              const dense_row_args<A>& R, double& value) noexcept {
+  alignas(64) A buf[chunk];
+  bool bad_s = false, bad_u = false;
+  const basic_online_lse<A> ls = row_lse(s, ss, R.V, R.beta_s, buf, bad_s);
+  const basic_online_lse<A> lu = row_lse(u, us, R.V, R.beta_u, buf, bad_u);
+  if (bad_s) return student_not_finite;
+  if (bad_u) return teacher_not_finite;
+  if (ls.empty()) return student_empty;
+  if (lu.empty()) return teacher_empty;
+  divergence_passes<K>(s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s},
+                       strided_loader<U>{u, us}, row_state<A>{lu.m, lu.log_sum(), R.beta_u}, g, gs,
+                       R, value);
   return row_ok;
 }
 
