@@ -192,3 +192,33 @@ TEST_CASE("fake_backend: empty tensors give empty views" * doctest::test_suite("
   CHECK(v.empty());
   CHECK(grpo_test::to_vector(v).empty());
 }
+
+TEST_CASE("fake_backend: make_fake stores row-major values in any layout" *
+          doctest::test_suite("backends")) {
+  // An "algorithm" written against strided_view (row sums weighted by column index) must give the
+  // same numbers through the odd layout as through a plain row-major vector.
+  const std::vector<double> vals{0.5, -1.0, 2.0, 3.25, 4.0, -0.75};
+  auto weighted_row_sums = [](const auto& v) {
+    std::vector<double> out;
+    for (index_t i = 0; i < v.extent(0); ++i) {
+      double s = 0.0;
+      for (index_t j = 0; j < v.extent(1); ++j) s += static_cast<double>(j + 1) * v(i, j);
+      out.push_back(s);
+    }
+    return out;
+  };
+  // By hand: row 0 = 0.5 - 2 + 6 = 4.5; row 1 = 3.25 + 8 - 2.25 = 9.
+  const std::vector<double> expect{4.5, 9.0};
+  std::vector<double> plain = vals;
+  CHECK(weighted_row_sums(grpo::make_view(plain.data(), {2, 3})) == expect);
+  auto odd = grpo_test::make_fake<double, 2>({2, 3}, vals);
+  CHECK(weighted_row_sums(grpo::as_view(odd)) == expect);
+  CHECK(grpo_test::to_vector(grpo::as_view(odd)) == vals);
+  auto rm = grpo_test::make_fake<float, 2>({2, 3}, vals, fake_layout<2>::row_major());
+  CHECK(grpo_test::to_vector(grpo::as_view(rm)) == vals);
+  auto v3 = grpo_test::make_fake<double, 3>({1, 2, 3}, vals);
+  CHECK(grpo_test::to_vector(grpo::as_view(v3)) == vals);
+  CHECK(v3.at({0, 1, 2}) == -0.75);
+  CHECK_THROWS_WITH_AS((grpo_test::make_fake<double, 2>({2, 2}, vals)),
+                       doctest::Contains("[grpo.shape_mismatch]"), grpo::error);
+}

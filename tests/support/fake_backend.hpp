@@ -147,6 +147,31 @@ class fake_tensor {
   std::vector<T> storage_;
 };
 
+/// A fake_tensor with the given layout holding `values` (row-major order of the logical tensor,
+/// converted with static_cast<T>): the one-liner algorithm tests use to run the same inputs through
+/// an awkward layout. @pre values.size() == prod(extents) (else [grpo.shape_mismatch]).
+template <class T, std::size_t Rank>
+fake_tensor<T, Rank> make_fake(const std::array<index_t, Rank>& extents,
+                               const std::vector<double>& values,
+                               const fake_layout<Rank>& layout = fake_layout<Rank>::odd(),
+                               T sentinel = T{}) {
+  fake_tensor<T, Rank> x(extents, layout, sentinel);
+  index_t n = 1;
+  for (std::size_t d = 0; d < Rank; ++d) n *= extents[d];
+  GRPO_EXPECTS(static_cast<index_t>(values.size()) == n, shape_mismatch,
+               "make_fake: " + std::to_string(values.size()) + " values for " + std::to_string(n) +
+                   " elements");
+  std::array<index_t, Rank> idx{};
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    x.at(idx) = static_cast<T>(values[k]);
+    for (std::size_t d = Rank; d-- > 0;) {  // next row-major multi-index
+      if (++idx[d] < extents[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return x;
+}
+
 /// Non-owning, run-time-typed handle in the style of DLTensor: element type, rank, extents and
 /// strides are data members, so its tensor_traits has value_type = void and dynamic rank. Built
 /// from any fake_tensor; `claimed` lets a test lie about the dtype to exercise [grpo.bad_dtype].
