@@ -3,18 +3,20 @@
 /// @brief Loss aggregation (token-mean, token-sum, seq-mean-*, per-group token mean) with explicit,
 ///        optionally global denominators, so micro-batches and shards sum to the full-batch loss.
 ///
-/// Every mode is LINEAR in the per-token loss l_it: loss = scale * sum_i s_i sum_t m_it l_it, with a
-/// per-row factor s_i that depends on the mask only. Hence d loss / d l_it = scale * s_i * m_it, and
-/// the denominators inside s_i are constants of the step (never differentiated).
+/// Every mode is LINEAR in the per-token loss l_it: loss = scale * sum_i s_i sum_t m_it l_it, with
+/// a per-row factor s_i that depends on the mask only. Hence d loss / d l_it = scale * s_i * m_it,
+/// and the denominators inside s_i are constants of the step (never differentiated).
 ///
-/// | mode                     | s_i                                    | anchor                    |
+/// | mode                     | s_i                                    | anchor |
 /// |--------------------------|----------------------------------------|---------------------------|
-/// | token_mean               | 1 / N                                  | verl token-mean, TRL bnpo/dapo |
-/// | token_sum                | 1                                      | verl token-sum            |
-/// | seq_mean_token_sum       | 1[n_i>0] / G                           | verl, TRL luspo (G = B)   |
-/// | seq_mean_token_mean      | 1[n_i>0] / ((n_i + eps) G)             | verl (eps 1e-8), TRL grpo (max(n_i,1), G = B) |
-/// | seq_mean_token_sum_norm  | 1[n_i>0] / (L G)                       | verl (L = loss_scale_factor or T), TRL dr_grpo (L = max_completion_length, G = B) |
-/// | group_token_mean         | 1 / (N_g(i) * G_groups)                | DAPO paper / ScaleRL prompt-level mean |
+/// | token_mean               | 1 / N                                  | verl token-mean, TRL
+/// bnpo/dapo | | token_sum                | 1                                      | verl token-sum
+/// | | seq_mean_token_sum       | 1[n_i>0] / G                           | verl, TRL luspo (G = B)
+/// | | seq_mean_token_mean      | 1[n_i>0] / ((n_i + eps) G)             | verl (eps 1e-8), TRL
+/// grpo (max(n_i,1), G = B) | | seq_mean_token_sum_norm  | 1[n_i>0] / (L G)                       |
+/// verl (L = loss_scale_factor or T), TRL dr_grpo (L = max_completion_length, G = B) | |
+/// group_token_mean         | 1 / (N_g(i) * G_groups)                | DAPO paper / ScaleRL
+/// prompt-level mean |
 ///
 /// N = token count, n_i = sum_t m_it, G = sequence count, N_g = tokens of the row's group. Each is
 /// taken from the caller (global over micro-batches, GA window and data-parallel ranks) when given,
@@ -60,10 +62,11 @@ inline agg_mode agg_mode_from_string(std::string_view s) {
 struct agg_options {
   agg_mode mode = agg_mode::token_mean;
   /// N: valid tokens of the whole optimizer step (verl batch_num_tokens; TRL num_items_in_batch
-  /// divided by the process count). Required for exact micro-batch / shard invariance of token_mean.
+  /// divided by the process count). Required for exact micro-batch / shard invariance of
+  /// token_mean.
   std::optional<double> global_tokens;
-  /// G: sequences of the whole step (verl global_batch_size). Local fallback: non-empty rows, or all
-  /// rows when count_empty_rows is set.
+  /// G: sequences of the whole step (verl global_batch_size). Local fallback: non-empty rows, or
+  /// all rows when count_empty_rows is set.
   std::optional<double> global_seqs;
   /// Number of groups of the whole step (group_token_mean). Local fallback: groups in this batch.
   std::optional<double> global_groups;
@@ -89,10 +92,14 @@ struct agg_options {
 
 /// Validates options that do not depend on the batch. Throws [grpo.bad_option] / [grpo.bad_value].
 inline void validate(const agg_options& o) {
-  auto positive = [](const std::optional<double>& v) { return !v || (std::isfinite(*v) && *v > 0); };
-  GRPO_EXPECTS(positive(o.global_tokens), bad_value, "agg_options.global_tokens must be finite > 0");
+  auto positive = [](const std::optional<double>& v) {
+    return !v || (std::isfinite(*v) && *v > 0);
+  };
+  GRPO_EXPECTS(positive(o.global_tokens), bad_value,
+               "agg_options.global_tokens must be finite > 0");
   GRPO_EXPECTS(positive(o.global_seqs), bad_value, "agg_options.global_seqs must be finite > 0");
-  GRPO_EXPECTS(positive(o.global_groups), bad_value, "agg_options.global_groups must be finite > 0");
+  GRPO_EXPECTS(positive(o.global_groups), bad_value,
+               "agg_options.global_groups must be finite > 0");
   GRPO_EXPECTS(positive(o.norm_length), bad_value, "agg_options.norm_length must be finite > 0");
   GRPO_EXPECTS(std::isfinite(o.scale), bad_value, "agg_options.scale must be finite");
   GRPO_EXPECTS(std::isfinite(o.row_count_eps) && o.row_count_eps >= 0, bad_value,
@@ -122,8 +129,8 @@ inline std::vector<double> aggregation_row_scales(std::span<const double> row_to
     n_total += n;
     non_empty += n > 0 ? 1 : 0;
   }
-  const double G = o.global_seqs ? *o.global_seqs
-                                 : static_cast<double>(o.count_empty_rows ? B : non_empty);
+  const double G =
+      o.global_seqs ? *o.global_seqs : static_cast<double>(o.count_empty_rows ? B : non_empty);
   switch (o.mode) {
     case agg_mode::token_mean: {
       double N = o.global_tokens ? *o.global_tokens : n_total;
@@ -202,8 +209,8 @@ std::vector<double> mask_row_sums(strided_view<const M, 2> mask) {
 /// @pre loss and mask have the same extents; grad (if non-null) too.
 /// @post return value = sum_it grad_it * l_it over valid entries; grad_it = 0 where m_it = 0.
 template <class T, class M, class G = double>
-double aggregate(strided_view<const T, 2> loss, strided_view<const M, 2> mask,
-                 const agg_options& o, strided_view<G, 2> grad = {}) {
+double aggregate(strided_view<const T, 2> loss, strided_view<const M, 2> mask, const agg_options& o,
+                 strided_view<G, 2> grad = {}) {
   expect_host(loss, "loss");
   expect_extents(mask, loss.extents(), "mask");
   const bool want_grad = grad.data_handle() != nullptr;

@@ -34,10 +34,14 @@ inline kl_params kl_params_from_string(std::string_view name, bool verl_clamps =
     p.straight_through = true;
     base.remove_suffix(1);
   }
-  if (base == "kl" || base == "k1") p.estimator = kl_estimator::k1;
-  else if (base == "abs") p.estimator = kl_estimator::abs;
-  else if (base == "mse" || base == "k2") p.estimator = kl_estimator::k2;
-  else if (base == "low_var_kl" || base == "k3") p.estimator = kl_estimator::k3;
+  if (base == "kl" || base == "k1")
+    p.estimator = kl_estimator::k1;
+  else if (base == "abs")
+    p.estimator = kl_estimator::abs;
+  else if (base == "mse" || base == "k2")
+    p.estimator = kl_estimator::k2;
+  else if (base == "low_var_kl" || base == "k3")
+    p.estimator = kl_estimator::k3;
   else
     GRPO_THROW(bad_option, "kl_penalty: unknown estimator '" + std::string(name) + "'");
   if (p.estimator == kl_estimator::k2) p.straight_through = false;  // already the k2 gradient
@@ -60,8 +64,9 @@ inline kl_params openrlhf_kl_params(kl_estimator e) {
 /// @pre logp, ref_logp, kl_out (and grad_out when non-null) have equal extents; host memory.
 /// @post kl_out(i,t) = ops::kl_value(p, lp, lr); grad_out(i,t) = ops::kl_grad(p, lp, lr).
 template <class T, class U, class O, class G = O>
-void kl_penalty(const kl_params& p, strided_view<const T, 2> logp, strided_view<const U, 2> ref_logp,
-                strided_view<O, 2> kl_out, strided_view<G, 2> grad_out = {}) {
+void kl_penalty(const kl_params& p, strided_view<const T, 2> logp,
+                strided_view<const U, 2> ref_logp, strided_view<O, 2> kl_out,
+                strided_view<G, 2> grad_out = {}) {
   expect_host(logp, "logp");
   expect_extents(ref_logp, logp.extents(), "ref_logp");
   expect_extents(kl_out, logp.extents(), "kl_out");
@@ -73,8 +78,9 @@ void kl_penalty(const kl_params& p, strided_view<const T, 2> logp, strided_view<
   for (index_t i = 0; i < logp.extent(0); ++i)
     for (index_t t = 0; t < logp.extent(1); ++t) {
       const double lp = static_cast<double>(logp(i, t)), lr = static_cast<double>(ref_logp(i, t));
-      kl_out(i, t) = static_cast<O>(ops::kl_value(p, lp, lr));
-      if (want_grad) grad_out(i, t) = static_cast<G>(ops::kl_grad(p, lp, lr));
+      const auto v = ops::kl_value_grad(p, lp, lr);
+      kl_out(i, t) = static_cast<O>(v.value);
+      if (want_grad) grad_out(i, t) = static_cast<G>(v.grad);
     }
 }
 

@@ -57,8 +57,8 @@ struct loss_options {
   // In-loss KL.
   double kl_coef = 0.0;  ///< TRL beta, verl kl_loss_coef; 0 = no KL term (ref_logp not needed)
   kl_params kl{};
-  bool kl_bias_correction = false;     ///< TRL use_bias_correction_kl: KL * r, r not detached
-  std::optional<agg_options> kl_agg;   ///< verl aggregates KL with loss_agg_mode separately
+  bool kl_bias_correction = false;    ///< TRL use_bias_correction_kl: KL * r, r not detached
+  std::optional<agg_options> kl_agg;  ///< verl aggregates KL with loss_agg_mode separately
   // Entropy bonus: loss -= entropy_coef * agg(H).
   double entropy_coef = 0.0;
   agg_options entropy_agg{};  ///< TRL: token mean over m * entropy mask (default)
@@ -75,9 +75,9 @@ struct loss_options {
 /// The inputs of one (micro-)batch. Optional views are left default-constructed (null data).
 template <class T, class M = T>
 struct loss_batch {
-  strided_view<const T, 2> logp;          ///< [B, T] current log-probs (differentiable)
-  strided_view<const T, 2> old_logp;      ///< [B, T] behaviour log-probs; null: on-policy (= sg[logp])
-  strided_view<const T, 2> ref_logp;      ///< [B, T] reference log-probs; needed iff kl_coef != 0
+  strided_view<const T, 2> logp;      ///< [B, T] current log-probs (differentiable)
+  strided_view<const T, 2> old_logp;  ///< [B, T] behaviour log-probs; null: on-policy (= sg[logp])
+  strided_view<const T, 2> ref_logp;  ///< [B, T] reference log-probs; needed iff kl_coef != 0
   strided_view<const T, 2> advantages;    ///< [B, T]; per-sequence [B] via broadcast_rows()
   strided_view<const M, 2> mask;          ///< [B, T] loss mask (completion * tool mask)
   strided_view<const T, 2> sampler_logp;  ///< [B, T] rollout-engine log-probs (TIS, OPSM)
@@ -137,7 +137,8 @@ inline void validate(const loss_options& o) {
   if (o.kl_agg) validate(*o.kl_agg);
   validate(o.entropy_agg);
   GRPO_EXPECTS(std::isfinite(o.kl_coef), bad_value, "loss_options.kl_coef must be finite");
-  GRPO_EXPECTS(std::isfinite(o.entropy_coef), bad_value, "loss_options.entropy_coef must be finite");
+  GRPO_EXPECTS(std::isfinite(o.entropy_coef), bad_value,
+               "loss_options.entropy_coef must be finite");
   GRPO_EXPECTS(o.kl.inner_clamp >= 0 && o.kl.outer_clamp >= 0 && std::isfinite(o.kl.inner_clamp) &&
                    std::isfinite(o.kl.outer_clamp),
                bad_value, "loss_options.kl clamps must be finite and >= 0");
@@ -156,7 +157,8 @@ inline void validate(const loss_options& o) {
 ///      (stride 0 along T allowed); truncated empty or size B. Valid tokens need finite logp,
 ///      old_logp, advantages (and ref_logp when KL is on): otherwise [grpo.bad_value].
 /// @post out.grad_logp(i, t) = d loss / d logp(i, t); exactly 0 where the mask (after truncation)
-///       is 0. (A token removed only by OPSM / the entropy mask still moves a sequence-level ratio.)
+///       is 0. (A token removed only by OPSM / the entropy mask still moves a sequence-level
+///       ratio.) On an exception the contents of `out` are unspecified.
 template <class T, class M, class G>
 loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
                                const loss_outputs<G>& out) {
@@ -174,18 +176,17 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   expect_host(in.advantages, "advantages");
   expect_host(in.mask, "mask");
   const bool has_old = has(in.old_logp), has_ref = has(in.ref_logp);
-  const bool has_smp = has(in.sampler_logp), has_isw = has(in.is_weights), has_ent = has(in.entropy);
+  const bool has_smp = has(in.sampler_logp), has_isw = has(in.is_weights),
+             has_ent = has(in.entropy);
   if (has_old) expect_extents(in.old_logp, ext, "old_logp");
   if (has_ref) expect_extents(in.ref_logp, ext, "ref_logp");
   if (has_smp) expect_extents(in.sampler_logp, ext, "sampler_logp");
   if (has_isw) expect_extents(in.is_weights, ext, "is_weights");
   if (has_ent) expect_extents(in.entropy, ext, "entropy");
-  GRPO_EXPECTS(in.truncated.empty() || static_cast<index_t>(in.truncated.size()) == B,
-               shape_mismatch,
-               "truncated: size " + std::to_string(in.truncated.size()) + ", expected " +
-                   std::to_string(B));
-  GRPO_EXPECTS(o.kl_coef == 0.0 || has_ref, shape_mismatch,
-               "ref_logp: required when kl_coef != 0");
+  GRPO_EXPECTS(
+      in.truncated.empty() || static_cast<index_t>(in.truncated.size()) == B, shape_mismatch,
+      "truncated: size " + std::to_string(in.truncated.size()) + ", expected " + std::to_string(B));
+  GRPO_EXPECTS(o.kl_coef == 0.0 || has_ref, shape_mismatch, "ref_logp: required when kl_coef != 0");
   const bool use_emask = o.top_entropy_quantile < 1.0;
   GRPO_EXPECTS(!(use_emask || o.entropy_coef != 0.0) || has_ent, shape_mismatch,
                "entropy: required for the entropy bonus or the top-entropy mask");
@@ -221,6 +222,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     return static_cast<double>(in.mask(i, t));
   };
   const double log_1e8 = std::log(1e-8);
+  const bool row_stats = P.level != is_level::token || o.opsm_threshold.has_value() ||
+                         (o.tis.enabled && o.tis.sequence) || P.kind == policy_loss_kind::vespo;
   for (index_t i = 0; i < B; ++i) {
     const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
     if (trunc) met.truncated_seqs += 1;
@@ -231,14 +234,15 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
                    "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
       const double m = trunc ? 0.0 : mraw;
       if (m == 0.0) continue;
-      const double lp = lp_at(i, t), lo = lo_at(i, t), A = A_at(i, t);
-      GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
-      GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
-      GRPO_EXPECTS(std::isfinite(A), bad_value, "advantages: non-finite value on a valid token");
-      if (o.kl_coef != 0.0)
-        GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
-                     "ref_logp: non-finite value on a valid token");
       n += m;
+      if (use_emask) {
+        const double h = static_cast<double>(in.entropy(i, t));
+        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+        entropies.push_back(h);
+      }
+      if (!row_stats) continue;  // plain token-level losses need only the counts here
+      // (finiteness of lp / old / A / ref is checked in the main pass; NaN here cannot escape)
+      const double lp = lp_at(i, t), lo = lo_at(i, t);
       sx += m * (lp - lo);
       const double x20 = ops::clamp_scalar(lp - lo, -20.0, 20.0);
       sv += x20 * m;
@@ -254,11 +258,6 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           svr += ops::clamp_scalar(std::log(rho), log_1e8, 20.0);
         }
       }
-      if (use_emask) {
-        const double h = static_cast<double>(in.entropy(i, t));
-        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
-        entropies.push_back(h);
-      }
     }
     const double nc = n < 1.0 ? 1.0 : n;  // TRL clamp(min=1)
     n_base[i] = n;
@@ -269,13 +268,16 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       if (o.tis.log_clamp > 0) q = ops::clamp_scalar(q, -o.tis.log_clamp, o.tis.log_clamp);
       rho_seq[i] = ops::tis_weight(std::exp(q), o.tis.c_min, o.tis.c_max, o.tis.mode);
     }
+    if (P.kind == policy_loss_kind::vespo && o.tis.enabled && o.tis.sequence)
+      svr = ops::clamp_scalar(std::log(rho_seq[i]), log_1e8, 20.0);  // (B,1) rho folded once
     vespo_lw[i] = ops::clamp_scalar(sv + svr, log_1e8, 20.0);
   }
 
   // Top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear interpolation).
   double h_thr = -std::numeric_limits<double>::infinity();
   if (use_emask) {
-    if (o.entropy_threshold) h_thr = *o.entropy_threshold;
+    if (o.entropy_threshold)
+      h_thr = *o.entropy_threshold;
     else if (!entropies.empty())
       h_thr = detail::quantile_linear(std::move(entropies), 1.0 - o.top_entropy_quantile);
   }
@@ -300,8 +302,16 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     return m;
   };
 
-  std::vector<double> n_fin(static_cast<std::size_t>(B), 0.0), n_ent(static_cast<std::size_t>(B), 0.0);
+  std::vector<double> n_fin(static_cast<std::size_t>(B), 0.0),
+      n_ent(static_cast<std::size_t>(B), 0.0);
+  const bool extra_masks = o.opsm_threshold.has_value() || use_emask;
   for (index_t i = 0; i < B; ++i) {
+    if (!extra_masks) {  // final mask == base mask
+      n_fin[i] = n_ent[i] = n_base[i];
+      met.tokens += n_base[i];
+      met.sequences += n_base[i] > 0 ? 1 : 0;
+      continue;
+    }
     double nf = 0, ne = 0;
     bool dropped = false;
     for (index_t t = 0; t < Tn; ++t) {
@@ -329,16 +339,17 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   const bool has_clip = P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
                         P.kind == policy_loss_kind::gmpo;
   auto ratio_of = [&](index_t i, index_t t, double& r, double& dr_direct, double& dr_spread) {
+    // d r / d x = 1[x inside the clamp] * r: one exp per token.
     if (!seq_level) {
       const double x = lp_at(i, t) - lo_at(i, t);
       r = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
-      dr_direct = ops::ratio_from_log_grad(x, P.log_ratio_min, P.log_ratio_max);
+      dr_direct = ops::clamp_scalar_grad(x, P.log_ratio_min, P.log_ratio_max) * r;
       dr_spread = 0.0;
       return;
     }
     const double xb = xbar[i];
     r = ops::ratio_from_log(xb, P.log_ratio_min, P.log_ratio_max);
-    const double d = ops::ratio_from_log_grad(xb, P.log_ratio_min, P.log_ratio_max);
+    const double d = ops::clamp_scalar_grad(xb, P.log_ratio_min, P.log_ratio_max) * r;
     if (P.level == is_level::sequence_token) {
       dr_direct = d;  // d/dlp_t of sg[mean] + lp_t - sg[lp_t]
       dr_spread = 0.0;
@@ -356,7 +367,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
 
   for (index_t i = 0; i < B; ++i) {
     const double nc = n_base[i] < 1.0 ? 1.0 : n_base[i];
-    double ls_low = 0, ls_high = 0;  // per-row clip counts for per-sequence stats
+    double ls_low = 0, ls_high = 0, ls_reg = 0, ls_dual = 0;  // per-row clip counts (token weight)
     // GMPO: per-sequence ratio of sign-clipped log ratios.
     double g_w = 0.0, g_Abar = 0.0, g_den = 0.0, g_loss = 0.0, g_isw = 1.0;
     if (gmpo) {
@@ -385,7 +396,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         if (has_isw || o.tis.enabled) g_isw = std::exp(slw / den);
       }
       g_loss = -g_Abar * g_w * g_isw;
-      if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
+      if (!out.per_seq_loss.empty())
+        out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
     }
     const double Ggm = o.agg.global_seqs ? *o.agg.global_seqs : static_cast<double>(B);
     const double s_g = gmpo ? o.agg.scale / Ggm : 0.0;
@@ -396,13 +408,23 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       met.vespo_phi.add(ops::vespo_phi(vespo_lw[i], A_at(i, 0), P.vespo_k_pos, P.vespo_lambda_pos,
                                        P.vespo_k_neg, P.vespo_lambda_neg));
     for (index_t t = 0; t < Tn; ++t) {
-      const double mf = final_m(i, t);
+      const double mf = extra_masks ? final_m(i, t) : base_m(i, t);
       const double lp = lp_at(i, t), A = A_at(i, t);
+      if (mf != 0.0 || (extra_masks && base_m(i, t) != 0.0)) {
+        GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+        GRPO_EXPECTS(std::isfinite(lo_at(i, t)), bad_value,
+                     "old_logp: non-finite value on a valid token");
+        GRPO_EXPECTS(std::isfinite(A), bad_value, "advantages: non-finite value on a valid token");
+        if (o.kl_coef != 0.0)
+          GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
+                       "ref_logp: non-finite value on a valid token");
+      }
       double r, drd, drs;
       ratio_of(i, t, r, drd, drs);
       // Detached IS weight rho of this token.
       double rho = 1.0;
-      if (has_isw) rho = static_cast<double>(in.is_weights(i, t));
+      if (has_isw)
+        rho = static_cast<double>(in.is_weights(i, t));
       else if (o.tis.enabled) {
         const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo_at(i, t);
         double q = lo_at(i, t) - ls;
@@ -443,8 +465,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       // In-loss KL (not multiplied by rho / OPSM / entropy multipliers).
       if (o.kl_coef != 0.0) {
         const double lr = static_cast<double>(in.ref_logp(i, t));
-        double k = ops::kl_value(o.kl, lp, lr);
-        double kg = ops::kl_grad(o.kl, lp, lr);
+        const auto kv = ops::kl_value_grad(o.kl, lp, lr);
+        double k = kv.value, kg = kv.grad;
         double kd = 0.0, ks = 0.0;  // product-rule terms
         if (o.kl_bias_correction) {
           kd = k * drd;
@@ -500,12 +522,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           du_c = ops::ppo_dual_clipped(r, A, cp);
         }
         if (!(P.level == is_level::sequence && adv_per_row)) {
-          met.clip_low.add(lo_c ? 1.0 : 0.0, mf);
-          met.clip_high.add(hi_c ? 1.0 : 0.0, mf);
-          met.clip_region.add((lo_c || hi_c) ? 1.0 : 0.0, mf);
-          met.clip_dual.add(du_c ? 1.0 : 0.0, mf);
           ls_low += lo_c ? mf : 0.0;
           ls_high += hi_c ? mf : 0.0;
+          ls_reg += (lo_c || hi_c) ? mf : 0.0;
+          ls_dual += du_c ? mf : 0.0;
         }
       }
     }
@@ -530,6 +550,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       met.clip_low_seq.add(lo_c ? 1.0 : 0.0);
       met.clip_high_seq.add(hi_c ? 1.0 : 0.0);
     } else if (n_fin[i] > 0) {
+      met.clip_low.add_indicator(ls_low, n_fin[i]);
+      met.clip_high.add_indicator(ls_high, n_fin[i]);
+      met.clip_region.add_indicator(ls_reg, n_fin[i]);
+      met.clip_dual.add_indicator(ls_dual, n_fin[i]);
       met.clip_low_seq.add(ls_low / n_fin[i]);
       met.clip_high_seq.add(ls_high / n_fin[i]);
     }

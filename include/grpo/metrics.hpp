@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file metrics.hpp
-/// @brief One metric schema for every loss preset: clip fractions, approximate KL, ratio, IS-weight,
+/// @brief One metric schema for every loss preset: clip fractions, approximate KL, ratio,
+/// IS-weight,
 ///        advantage, KL and entropy statistics, kept as mergeable sums so shards combine exactly.
 ///
 /// Definitions (all token-weighted over the valid tokens of the final mask unless stated; for
@@ -40,6 +41,15 @@ struct stat_accumulator {
     min = x < min ? x : min;
     max = x > max ? x : max;
   }
+  /// Adds `count` ones and `weight - count` zeros of a 0/1 indicator in one step (exact).
+  void add_indicator(double count, double w) noexcept {
+    if (!(w > 0)) return;
+    sum += count;
+    sum_sq += count;
+    weight += w;
+    min = count < w ? std::min(min, 0.0) : std::min(min, 1.0);
+    max = count > 0 ? std::max(max, 1.0) : std::max(max, 0.0);
+  }
   /// Combines another shard's statistics.
   void merge(const stat_accumulator& o) noexcept {
     sum += o.sum;
@@ -64,25 +74,25 @@ struct stat_accumulator {
 /// The metric schema shared by every preset. Fractions are exposed as accumulators so that
 /// micro-batches and ranks can be merged token-weighted (TRL PR #6380 semantics) before reading.
 struct loss_metrics {
-  stat_accumulator clip_low;      ///< indicator of low clipping (see file comment)
-  stat_accumulator clip_high;     ///< indicator of high clipping
-  stat_accumulator clip_region;   ///< indicator of low or high
-  stat_accumulator clip_dual;     ///< indicator of the dual clip binding (verl pg_clipfrac_lower)
-  stat_accumulator weight_clip;   ///< indicator of a CISPO weight differing from the ratio
-  stat_accumulator clip_low_seq;  ///< per-sequence low fraction (min = TRL clip_ratio/low_min)
-  stat_accumulator clip_high_seq; ///< per-sequence high fraction (max = TRL clip_ratio/high_max)
-  stat_accumulator approx_kl;     ///< lo - lp per valid token (k1 of old || new)
-  stat_accumulator ratio;         ///< importance ratio r per valid token (seq ratio for GSPO)
-  stat_accumulator is_weight;     ///< rollout-correction weight per valid token
-  stat_accumulator advantage;     ///< advantage per valid token
-  stat_accumulator kl;            ///< per-token KL estimator value (before the coefficient)
-  stat_accumulator entropy;       ///< per-token entropy (when supplied)
-  stat_accumulator vespo_phi;     ///< VESPO per-sequence phi (one entry per row, TRL global mean)
-  double opsm_dropped_seqs = 0;   ///< sequences masked by OPSM
+  stat_accumulator clip_low;       ///< indicator of low clipping (see file comment)
+  stat_accumulator clip_high;      ///< indicator of high clipping
+  stat_accumulator clip_region;    ///< indicator of low or high
+  stat_accumulator clip_dual;      ///< indicator of the dual clip binding (verl pg_clipfrac_lower)
+  stat_accumulator weight_clip;    ///< indicator of a CISPO weight differing from the ratio
+  stat_accumulator clip_low_seq;   ///< per-sequence low fraction (min = TRL clip_ratio/low_min)
+  stat_accumulator clip_high_seq;  ///< per-sequence high fraction (max = TRL clip_ratio/high_max)
+  stat_accumulator approx_kl;      ///< lo - lp per valid token (k1 of old || new)
+  stat_accumulator ratio;          ///< importance ratio r per valid token (seq ratio for GSPO)
+  stat_accumulator is_weight;      ///< rollout-correction weight per valid token
+  stat_accumulator advantage;      ///< advantage per valid token
+  stat_accumulator kl;             ///< per-token KL estimator value (before the coefficient)
+  stat_accumulator entropy;        ///< per-token entropy (when supplied)
+  stat_accumulator vespo_phi;      ///< VESPO per-sequence phi (one entry per row, TRL global mean)
+  double opsm_dropped_seqs = 0;    ///< sequences masked by OPSM
   double entropy_masked_tokens = 0;  ///< valid tokens removed by the top-entropy mask
-  double truncated_seqs = 0;      ///< rows removed by truncation masking
-  double tokens = 0;              ///< valid tokens of the final mask
-  double sequences = 0;           ///< rows with at least one valid token
+  double truncated_seqs = 0;         ///< rows removed by truncation masking
+  double tokens = 0;                 ///< valid tokens of the final mask
+  double sequences = 0;              ///< rows with at least one valid token
 
   /// Combines another shard's metrics.
   void merge(const loss_metrics& o) noexcept {

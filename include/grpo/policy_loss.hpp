@@ -31,8 +31,8 @@ enum class policy_loss_kind : unsigned char {
 
 /// Which ratio a token sees.
 enum class is_level : unsigned char {
-  token,           ///< r_t = exp(lp_t - lo_t)
-  sequence,        ///< TRL GSPO: s_i = exp(sum_t m (lp-lo) / max(n_i,1)), d s_i/d lp_t = s_i m_t/n_i
+  token,     ///< r_t = exp(lp_t - lo_t)
+  sequence,  ///< TRL GSPO: s_i = exp(sum_t m (lp-lo) / max(n_i,1)), d s_i/d lp_t = s_i m_t/n_i
   sequence_token,  ///< verl gspo / TRL GSPO-token: value s_i, d/d lp_t of sg[mean] + lp - sg[lp]
 };
 
@@ -46,8 +46,8 @@ enum class cispo_clip : unsigned char {
 struct policy_options {
   policy_loss_kind kind = policy_loss_kind::ppo_clip;
   is_level level = is_level::token;
-  double eps_low = 0.2;   ///< clip_ratio_low / epsilon
-  double eps_high = 0.2;  ///< clip_ratio_high / epsilon_high (TRL cispo: absolute cap)
+  double eps_low = 0.2;      ///< clip_ratio_low / epsilon
+  double eps_high = 0.2;     ///< clip_ratio_high / epsilon_high (TRL cispo: absolute cap)
   double dual_clip_c = 0.0;  ///< verl clip_ratio_c for A < 0; 0 = off (must be > 1 when on)
   double delta = 0.0;        ///< TRL delta (INTELLECT-2) upper cap of the first surrogate; 0 = off
   /// Clamp of the log ratio before exp (token log ratio, or the sequence mean for sequence levels):
@@ -83,7 +83,8 @@ inline void validate(const policy_options& p) {
                "policy_options.eps_low must be finite and >= 0");
   GRPO_EXPECTS(std::isfinite(p.eps_high) && p.eps_high >= 0, bad_value,
                "policy_options.eps_high must be finite and >= 0");
-  GRPO_EXPECTS(std::isfinite(p.dual_clip_c) && (p.dual_clip_c == 0 || p.dual_clip_c > 1), bad_option,
+  GRPO_EXPECTS(std::isfinite(p.dual_clip_c) && (p.dual_clip_c == 0 || p.dual_clip_c > 1),
+               bad_option,
                "policy_options.dual_clip_c must be 0 (off) or > 1 (verl asserts clip_ratio_c > 1)");
   GRPO_EXPECTS(std::isfinite(p.delta) && (p.delta == 0 || p.delta > 1), bad_option,
                "policy_options.delta must be 0 (off) or > 1");
@@ -93,8 +94,9 @@ inline void validate(const policy_options& p) {
   GRPO_EXPECTS(p.sapo_tau_pos > 0 && p.sapo_tau_neg > 0 && std::isfinite(p.sapo_tau_pos) &&
                    std::isfinite(p.sapo_tau_neg),
                bad_value, "policy_options.sapo_tau_pos/neg must be finite and > 0");
-  GRPO_EXPECTS(p.kind != policy_loss_kind::cispo || p.cispo != cispo_clip::trl_cap || p.eps_high > 0,
-               bad_value, "policy_options.eps_high (CISPO cap) must be > 0");
+  GRPO_EXPECTS(
+      p.kind != policy_loss_kind::cispo || p.cispo != cispo_clip::trl_cap || p.eps_high > 0,
+      bad_value, "policy_options.eps_high (CISPO cap) must be > 0");
   GRPO_EXPECTS(!(p.kind == policy_loss_kind::gmpo && p.level != is_level::token), bad_option,
                "policy_options: GMPO builds its own sequence ratio; level must be token");
   GRPO_EXPECTS(!(p.kind == policy_loss_kind::vespo && p.level != is_level::token), bad_option,
@@ -125,9 +127,9 @@ inline policy_token_terms policy_token(const policy_options& p, double r, double
       break;
     }
     case policy_loss_kind::cispo: {
-      const double w = p.cispo == cispo_clip::trl_cap ? ops::cispo_weight_cap(r, p.eps_high)
-                                                      : ops::cispo_weight_clip(r, p.eps_low,
-                                                                               p.eps_high);
+      const double w = p.cispo == cispo_clip::trl_cap
+                           ? ops::cispo_weight_cap(r, p.eps_high)
+                           : ops::cispo_weight_clip(r, p.eps_low, p.eps_high);
       o.weight = w;
       o.value = ops::weighted_pg_loss(w, A, lp);
       o.d_logp = ops::weighted_pg_loss_grad(w, A, lp);

@@ -27,8 +27,8 @@ struct trl_args {
   std::string loss_type = "dapo";  ///< grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo
   double beta = 0.0;
   double epsilon = 0.2;
-  std::optional<double> epsilon_high;  ///< None -> epsilon (cispo: absolute cap)
-  std::optional<double> delta;         ///< two-sided clip (INTELLECT-2)
+  std::optional<double> epsilon_high;               ///< None -> epsilon (cispo: absolute cap)
+  std::optional<double> delta;                      ///< two-sided clip (INTELLECT-2)
   std::string importance_sampling_level = "token";  ///< token, sequence, sequence_token
   double max_completion_length = 512;
   double sapo_temperature_pos = 1.0, sapo_temperature_neg = 1.05;
@@ -54,9 +54,12 @@ inline loss_options from_trl(const trl_args& a) {
                    a.loss_type != "geo_mean" && a.loss_type != "gmpo" && a.loss_type != "gpg" &&
                    a.loss_type != "reinforce",
                bad_option, "trl_args.loss_type: '" + a.loss_type + "' is not a TRL loss_type");
-  if (a.importance_sampling_level == "token") p.level = is_level::token;
-  else if (a.importance_sampling_level == "sequence") p.level = is_level::sequence;
-  else if (a.importance_sampling_level == "sequence_token") p.level = is_level::sequence_token;
+  if (a.importance_sampling_level == "token")
+    p.level = is_level::token;
+  else if (a.importance_sampling_level == "sequence")
+    p.level = is_level::sequence;
+  else if (a.importance_sampling_level == "sequence_token")
+    p.level = is_level::sequence_token;
   else
     GRPO_THROW(bad_option,
                "trl_args.importance_sampling_level: unknown '" + a.importance_sampling_level + "'");

@@ -18,10 +18,12 @@ const std::vector<double> L = {1, 2, 3, 4, 10, 20, 99, 99, 7, 7, 7, 7};
 const std::vector<double> M = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
 
 double agg(const grpo::agg_options& o, std::vector<double>* grad = nullptr,
-           const std::vector<double>& l = L, const std::vector<double>& m = M, long B = 3, long T = 4) {
+           const std::vector<double>& l = L, const std::vector<double>& m = M, long B = 3,
+           long T = 4) {
   std::vector<double> g(l.size());
-  const double v = grpo::aggregate(grpo::make_view(l.data(), {B, T}), grpo::make_view(m.data(), {B, T}),
-                                   o, grpo::make_view(g.data(), {B, T}));
+  const double v =
+      grpo::aggregate(grpo::make_view(l.data(), {B, T}), grpo::make_view(m.data(), {B, T}), o,
+                      grpo::make_view(g.data(), {B, T}));
   if (grad) *grad = g;
   return v;
 }
@@ -115,8 +117,10 @@ TEST_CASE("aggregate: micro-batch split invariance with global denominators" *
   for (double x : m) N += x;
   std::vector<double> group_tokens(B, 0.0);
   for (long i = 0; i < B; ++i)
-    for (long t = 0; t < T; ++t) group_tokens[static_cast<std::size_t>((i / 4) * 4)] += m[static_cast<std::size_t>(i * T + t)];
-  for (long i = 0; i < B; ++i) group_tokens[static_cast<std::size_t>(i)] = group_tokens[static_cast<std::size_t>((i / 4) * 4)];
+    for (long t = 0; t < T; ++t)
+      group_tokens[static_cast<std::size_t>((i / 4) * 4)] += m[static_cast<std::size_t>(i * T + t)];
+  for (long i = 0; i < B; ++i)
+    group_tokens[static_cast<std::size_t>(i)] = group_tokens[static_cast<std::size_t>((i / 4) * 4)];
   for (auto md : {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_sum,
                   grpo::agg_mode::seq_mean_token_mean, grpo::agg_mode::seq_mean_token_sum_norm,
                   grpo::agg_mode::group_token_mean, grpo::agg_mode::token_sum}) {
@@ -138,7 +142,8 @@ TEST_CASE("aggregate: micro-batch split invariance with global denominators" *
       o1.group_size = 1;  // per-row group token counts are supplied, so any row split works
       o2.group_size = 1;
       o1.group_tokens = std::span<const double>(group_tokens).first(static_cast<std::size_t>(cut));
-      o2.group_tokens = std::span<const double>(group_tokens).subspan(static_cast<std::size_t>(cut));
+      o2.group_tokens =
+          std::span<const double>(group_tokens).subspan(static_cast<std::size_t>(cut));
       if (md == grpo::agg_mode::group_token_mean) {
         o1.global_groups = o2.global_groups = 2;
       }
@@ -146,13 +151,15 @@ TEST_CASE("aggregate: micro-batch split invariance with global denominators" *
       const double a = agg(o1, &g1, l1, m1, cut, T), b = agg(o2, &g2, l2, m2, B - cut, T);
       CHECK(a + b == doctest::Approx(full).epsilon(1e-14));
       g1.insert(g1.end(), g2.begin(), g2.end());
-      for (std::size_t k = 0; k < g1.size(); ++k) CHECK(g1[k] == doctest::Approx(g_full[k]).epsilon(1e-14));
+      for (std::size_t k = 0; k < g1.size(); ++k)
+        CHECK(g1[k] == doctest::Approx(g_full[k]).epsilon(1e-14));
     }
   }
 }
 
-TEST_CASE("compute_loss: micro-batches with global denominators sum to the full-batch loss and gradient" *
-          doctest::test_suite("aggregate")) {
+TEST_CASE(
+    "compute_loss: micro-batches with global denominators sum to the full-batch loss and gradient" *
+    doctest::test_suite("aggregate")) {
   std::mt19937_64 gen(17);
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   const long B = 8, T = 5;
@@ -186,8 +193,9 @@ TEST_CASE("compute_loss: micro-batches with global denominators sum to the full-
     in.advantages = grpo::broadcast_rows(adv.data() + r0, r1 - r0, T);
     return grpo::compute_loss(o, in);
   };
-  const char* presets[] = {"trl_dapo", "trl_bnpo", "trl_grpo", "trl_dr_grpo", "trl_gspo",
-                           "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean"};
+  const char* presets[] = {"trl_dapo",   "trl_bnpo",     "trl_grpo",  "trl_dr_grpo",
+                           "trl_gspo",   "verl_vanilla", "verl_gspo", "verl_sapo",
+                           "verl_cispo", "verl_geo_mean"};
   for (const char* name : presets) {
     SUBCASE(name) {
       auto o = grpo::preset(name);
@@ -207,7 +215,8 @@ TEST_CASE("compute_loss: micro-batches with global denominators sum to the full-
         g.insert(g.end(), part.grad_logp.begin(), part.grad_logp.end());
       }
       CHECK(sum == doctest::Approx(full.loss).epsilon(1e-13));
-      for (std::size_t k = 0; k < g.size(); ++k) CHECK(g[k] == doctest::Approx(full.grad_logp[k]).epsilon(1e-13));
+      for (std::size_t k = 0; k < g.size(); ++k)
+        CHECK(g[k] == doctest::Approx(full.grad_logp[k]).epsilon(1e-13));
     }
   }
 }
@@ -227,14 +236,15 @@ TEST_CASE("aggregate: bad input throws documented errors" * doctest::test_suite(
   CHECK(code_of([&] { (void)agg(o); }) == grpo::errc::bad_value);
   o = mode(grpo::agg_mode::group_token_mean);
   CHECK(code_of([&] { (void)agg(o); }) == grpo::errc::bad_option);  // group_size missing
-  o.group_size = 2;  // 3 rows
+  o.group_size = 2;                                                 // 3 rows
   CHECK(code_of([&] { (void)agg(o); }) == grpo::errc::shape_mismatch);
   std::vector<double> bad = M;
   bad[1] = -1;
-  CHECK(code_of([&] { (void)agg(mode(grpo::agg_mode::token_sum), nullptr, L, bad); }) == grpo::errc::bad_value);
+  CHECK(code_of([&] { (void)agg(mode(grpo::agg_mode::token_sum), nullptr, L, bad); }) ==
+        grpo::errc::bad_value);
   CHECK(code_of([&] {
-          (void)grpo::aggregate(grpo::make_view(L.data(), {3, 4}), grpo::make_view(M.data(), {4, 3}),
-                                mode(grpo::agg_mode::token_sum));
+          (void)grpo::aggregate(grpo::make_view(L.data(), {3, 4}),
+                                grpo::make_view(M.data(), {4, 3}), mode(grpo::agg_mode::token_sum));
         }) == grpo::errc::shape_mismatch);
   CHECK(code_of([] { (void)grpo::agg_mode_from_string("token_mean"); }) == grpo::errc::bad_option);
 }

@@ -37,7 +37,8 @@ TEST_CASE("kl: hand-computed values at lp = -1, lr = -2" * doctest::test_suite("
   CHECK(grpo::ops::kl_grad(est(kl_estimator::abs), -2.0, -1.0) == -1.0);
   CHECK(grpo::ops::kl_grad(est(kl_estimator::abs), -1.0, -1.0) == 0.0);
   CHECK(grpo::ops::kl_grad(est(kl_estimator::k2), -1.0, -2.0) == doctest::Approx(1.0));
-  CHECK(grpo::ops::kl_grad(est(kl_estimator::k3), -1.0, -2.0) == doctest::Approx(1.0 - std::exp(-1.0)));
+  CHECK(grpo::ops::kl_grad(est(kl_estimator::k3), -1.0, -2.0) ==
+        doctest::Approx(1.0 - std::exp(-1.0)));
   // k3 >= 0 and 0 at lp == lr
   CHECK(grpo::ops::kl_value(est(kl_estimator::k3), -1.5, -1.5) == 0.0);
 }
@@ -69,7 +70,8 @@ TEST_CASE("kl: every estimator and clamp matches central differences away from k
   CHECK(flat > 20);  // clamp flat regions were visited and give exactly zero gradient
 }
 
-TEST_CASE("kl: verl clamps bind (inner 20, outer 10) with zero gradient" * doctest::test_suite("kl")) {
+TEST_CASE("kl: verl clamps bind (inner 20, outer 10) with zero gradient" *
+          doctest::test_suite("kl")) {
   const auto p = grpo::kl_params_from_string("low_var_kl");
   CHECK(p.inner_clamp == 20.0);
   CHECK(p.outer_clamp == 10.0);
@@ -89,7 +91,8 @@ TEST_CASE("kl: verl clamps bind (inner 20, outer 10) with zero gradient" * docte
   CHECK(grpo::ops::kl_grad(o, 0.0, -12.0) == 0.0);
 }
 
-TEST_CASE("kl: straight-through '+' keeps the value, takes the k2 gradient" * doctest::test_suite("kl")) {
+TEST_CASE("kl: straight-through '+' keeps the value, takes the k2 gradient" *
+          doctest::test_suite("kl")) {
   for (const char* n : {"kl+", "k1+", "abs+", "low_var_kl+", "k3+"}) {
     auto plus = grpo::kl_params_from_string(n);
     auto base = grpo::kl_params_from_string(std::string(n).substr(0, std::string(n).size() - 1));
@@ -161,10 +164,10 @@ TEST_CASE("kl_for_reward: token and sequence-summed placement" * doctest::test_s
                       grpo::strided_view<double, 2>{}, std::span<double>(rows));
   CHECK(rows[0] == doctest::Approx(-0.05));
   CHECK(rows[1] == 0.0);
-  CHECK_THROWS_AS(grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m),
-                                      grpo::kl_reward_placement::sequence_sum,
-                                      grpo::strided_view<double, 2>{}, std::span<double>(rows).first(1)),
-                  grpo::error);
+  CHECK_THROWS_AS(
+      grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m), grpo::kl_reward_placement::sequence_sum,
+                          grpo::strided_view<double, 2>{}, std::span<double>(rows).first(1)),
+      grpo::error);
 }
 
 TEST_CASE("kl: names and bad input" * doctest::test_suite("kl")) {

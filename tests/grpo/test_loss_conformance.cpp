@@ -112,8 +112,9 @@ TEST_CASE("kl_penalty: verl estimators, values and gradients" * doctest::test_su
       std::vector<double> w(lp.v.size());
       grpo::agg_options ao;
       ao.mode = grpo::agg_mode::token_mean;
-      const double loss = grpo::aggregate(grpo::make_view<const double>(kl.data(), {lp.rows, lp.cols}),
-                                          m.view(), ao, grpo::make_view(w.data(), {lp.rows, lp.cols}));
+      const double loss =
+          grpo::aggregate(grpo::make_view<const double>(kl.data(), {lp.rows, lp.cols}), m.view(),
+                          ao, grpo::make_view(w.data(), {lp.rows, lp.cols}));
       check_close(loss, c["outputs"]["token_mean_loss"].get<double>(), kTol, "token_mean_loss");
       for (std::size_t k = 0; k < w.size(); ++k) w[k] *= g[k];
       check_mat(w, to_mat(c["outputs"]["grad_logprob_token_mean_loss"]), "grad token_mean_loss");
@@ -136,7 +137,8 @@ TEST_CASE("agg_loss: verl modes with global batch info" * doctest::test_suite("l
       const auto ao = grpo::verl_agg(o["loss_agg_mode"].get<std::string>(), a);
       const mat L = to_mat(c["inputs"]["loss_mat"]), M = to_mat(c["inputs"]["loss_mask"]);
       std::vector<double> g(L.v.size());
-      const double loss = grpo::aggregate(L.view(), M.view(), ao, grpo::make_view(g.data(), {L.rows, L.cols}));
+      const double loss =
+          grpo::aggregate(L.view(), M.view(), ao, grpo::make_view(g.data(), {L.rows, L.cols}));
       check_close(loss, c["outputs"]["loss"].get<double>(), kTol, "loss");
       check_mat(g, to_mat(c["outputs"]["grad_loss_mat"]), "grad_loss_mat");
     }

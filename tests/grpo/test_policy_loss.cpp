@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Policy losses through grpo::compute_loss: hand-computed tokens for every surrogate, then for every
-// loss / level / option combination the value against the independent naive reference
+// Policy losses through grpo::compute_loss: hand-computed tokens for every surrogate, then for
+// every loss / level / option combination the value against the independent naive reference
 // (tests/support/reference.hpp) and the analytic gradient (d/dlogp and d/dH) against central finite
 // differences of that reference with stop-gradients held fixed.
 #include <grpo/loss.hpp>
@@ -72,7 +72,8 @@ void check_against_reference(const grpo::loss_options& o, const grpo_ref::batch&
   long worst_k = -1;
   for (long k = 0; k < b.B * b.T; ++k) {
     const double fd = grpo_ref::fd(o, b, k);
-    const double e = std::fabs(r.grad_logp[static_cast<std::size_t>(k)] - fd) / std::max(1.0, std::fabs(fd));
+    const double e =
+        std::fabs(r.grad_logp[static_cast<std::size_t>(k)] - fd) / std::max(1.0, std::fabs(fd));
     if (e > worst) {
       worst = e;
       worst_k = k;
@@ -88,15 +89,15 @@ void check_against_reference(const grpo::loss_options& o, const grpo_ref::batch&
       grpo_ref::batch p = b, m = b;
       p.entropy[static_cast<std::size_t>(k)] += 1e-6;
       m.entropy[static_cast<std::size_t>(k)] -= 1e-6;
-      const double fd = (grpo_ref::objective(o, p, p.lp, p.lp) -
-                         grpo_ref::objective(o, m, m.lp, m.lp)) / 2e-6;
-      CHECK(r.grad_entropy[static_cast<std::size_t>(k)] == doctest::Approx(fd).epsilon(1e-6).scale(1.0));
+      const double fd =
+          (grpo_ref::objective(o, p, p.lp, p.lp) - grpo_ref::objective(o, m, m.lp, m.lp)) / 2e-6;
+      CHECK(r.grad_entropy[static_cast<std::size_t>(k)] ==
+            doctest::Approx(fd).epsilon(1e-6).scale(1.0));
     }
   }
 }
 
-grpo::loss_options trl(const std::string& type, const std::string& level, double beta,
-                       bool bias) {
+grpo::loss_options trl(const std::string& type, const std::string& level, double beta, bool bias) {
   grpo::trl_args a;
   a.loss_type = type;
   a.importance_sampling_level = level;
@@ -138,7 +139,8 @@ TEST_CASE("ppo_clip: hand-computed tokens (clip, clip-higher, dual clip, delta)"
   CHECK(grpo::ops::ppo_clip_loss_grad(4.0, 0.0, p) == 0.0);
 }
 
-TEST_CASE("cispo/sapo/gmpo/vespo/tis/opsm: hand-computed scalars" * doctest::test_suite("policy_loss")) {
+TEST_CASE("cispo/sapo/gmpo/vespo/tis/opsm: hand-computed scalars" *
+          doctest::test_suite("policy_loss")) {
   using namespace grpo::ops;
   CHECK(cispo_weight_cap(7.0, 5.0) == 5.0);
   CHECK(cispo_weight_cap(0.1, 5.0) == 0.1);  // one-sided: no lower bound (TRL)
@@ -188,7 +190,8 @@ TEST_CASE("compute_loss: TRL loss types x IS levels x KL vs reference and finite
       for (int variant = 0; variant < 3; ++variant) {
         const double beta = variant == 0 ? 0.0 : 0.07;
         const bool bias = variant == 2;
-        const std::string name = t + "/" + l + "/beta=" + std::to_string(beta) + (bias ? "/bias" : "");
+        const std::string name =
+            t + "/" + l + "/beta=" + std::to_string(beta) + (bias ? "/bias" : "");
         SUBCASE(name.c_str()) {
           const auto b = make_batch(seed, 6, 5, 0.6, false);
           check_against_reference(trl(t, l, beta, bias), b);
@@ -198,8 +201,9 @@ TEST_CASE("compute_loss: TRL loss types x IS levels x KL vs reference and finite
     }
 }
 
-TEST_CASE("compute_loss: verl losses x KL estimators (incl. straight-through) vs finite differences" *
-          doctest::test_suite("policy_loss")) {
+TEST_CASE(
+    "compute_loss: verl losses x KL estimators (incl. straight-through) vs finite differences" *
+    doctest::test_suite("policy_loss")) {
   const char* modes[] = {"vanilla", "gspo", "sapo", "cispo", "geo_mean", "gpg"};
   const char* kls[] = {"k1", "abs", "mse", "low_var_kl", "k1+", "abs+", "low_var_kl+"};
   const char* aggs[] = {"token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
@@ -256,7 +260,8 @@ TEST_CASE("compute_loss: rollout correction, OPSM, entropy mask, truncation, gro
   for (int v = 0; v < 12; ++v) {
     SUBCASE(("variant " + std::to_string(v)).c_str()) {
       auto b = make_batch(300 + static_cast<unsigned>(v), 6, 5, 0.5, v % 3 == 0);
-      grpo::loss_options o = trl(v % 2 ? "grpo" : "dapo", v % 4 == 1 ? "sequence" : "token", 0.03, false);
+      grpo::loss_options o =
+          trl(v % 2 ? "grpo" : "dapo", v % 4 == 1 ? "sequence" : "token", 0.03, false);
       o.tis.enabled = true;
       o.tis.sequence = v % 3 == 2;
       o.tis.mode = v % 2 ? grpo::ops::tis_mode::mask : grpo::ops::tis_mode::truncate;
@@ -285,7 +290,8 @@ TEST_CASE("compute_loss: rollout correction, OPSM, entropy mask, truncation, gro
   }
 }
 
-TEST_CASE("compute_loss: on-policy (no old_logp) equals old_logp = logp" * doctest::test_suite("policy_loss")) {
+TEST_CASE("compute_loss: on-policy (no old_logp) equals old_logp = logp" *
+          doctest::test_suite("policy_loss")) {
   auto b = make_batch(5, 5, 4, 0.5, false);
   b.old = b.lp;
   const auto o = trl("grpo", "token", 0.0, false);
@@ -320,15 +326,18 @@ TEST_CASE("compute_loss: per-sequence [B] advantages equal broadcast [B, T]; str
   const auto o = trl("dapo", "token", 0.05, true);
   const auto full = run(o, b);
   std::vector<double> rowA(static_cast<std::size_t>(b.B));
-  for (long i = 0; i < b.B; ++i) rowA[static_cast<std::size_t>(i)] = b.adv[static_cast<std::size_t>(i * b.T)];
+  for (long i = 0; i < b.B; ++i)
+    rowA[static_cast<std::size_t>(i)] = b.adv[static_cast<std::size_t>(i * b.T)];
   // Column-major copies of every input: same numbers through a transposed layout.
   auto colmajor = [&](const std::vector<double>& v) {
     std::vector<double> c(v.size());
     for (long i = 0; i < b.B; ++i)
-      for (long t = 0; t < b.T; ++t) c[static_cast<std::size_t>(t * b.B + i)] = v[static_cast<std::size_t>(i * b.T + t)];
+      for (long t = 0; t < b.T; ++t)
+        c[static_cast<std::size_t>(t * b.B + i)] = v[static_cast<std::size_t>(i * b.T + t)];
     return c;
   };
-  const auto lp = colmajor(b.lp), old = colmajor(b.old), ref = colmajor(b.ref), m = colmajor(b.mask);
+  const auto lp = colmajor(b.lp), old = colmajor(b.old), ref = colmajor(b.ref),
+             m = colmajor(b.mask);
   grpo::loss_batch<double, double> in;
   in.logp = grpo::make_view(lp.data(), {b.B, b.T}, {1, b.B});
   in.old_logp = grpo::make_view(old.data(), {b.B, b.T}, {1, b.B});
@@ -340,7 +349,8 @@ TEST_CASE("compute_loss: per-sequence [B] advantages equal broadcast [B, T]; str
   for (std::size_t k = 0; k < r.grad_logp.size(); ++k) CHECK(r.grad_logp[k] == full.grad_logp[k]);
 }
 
-TEST_CASE("compute_loss: fully masked batch and rows give 0, never NaN" * doctest::test_suite("policy_loss")) {
+TEST_CASE("compute_loss: fully masked batch and rows give 0, never NaN" *
+          doctest::test_suite("policy_loss")) {
   auto b = make_batch(3, 4, 3, 0.5, false);
   for (long k = 0; k < b.B * b.T; ++k) {
     b.mask[static_cast<std::size_t>(k)] = 0.0;
@@ -360,7 +370,8 @@ TEST_CASE("compute_loss: fully masked batch and rows give 0, never NaN" * doctes
   }
 }
 
-TEST_CASE("compute_loss: bad shapes and options throw documented errors" * doctest::test_suite("policy_loss")) {
+TEST_CASE("compute_loss: bad shapes and options throw documented errors" *
+          doctest::test_suite("policy_loss")) {
   const auto b = make_batch(3, 4, 3, 0.5, false);
   grpo::loss_options o;
   grpo::loss_batch<double, double> in;

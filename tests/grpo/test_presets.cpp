@@ -86,7 +86,8 @@ TEST_CASE("presets: OpenRLHF defaults" * doctest::test_suite("presets")) {
   CHECK(p.kl_coef == 0.0);
 }
 
-TEST_CASE("presets: same loss through preset and through explicit options" * doctest::test_suite("presets")) {
+TEST_CASE("presets: same loss through preset and through explicit options" *
+          doctest::test_suite("presets")) {
   // verl vanilla with c = 3 equals a hand-built ppo_clip with the same fields
   const std::vector<double> lp = {-1.0, -2.0, -0.3, -1.1, -0.7, -3.0};
   const std::vector<double> old = {-1.5, -1.0, -0.35, -1.0, -2.5, -1.0};

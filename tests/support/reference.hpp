@@ -26,15 +26,23 @@ struct batch {
   double at(const std::vector<double>& v, long i, long t) const { return v[i * T + t]; }
 };
 
-inline double clampd(double x, double lo, double hi) { return std::min(std::max(x, lo), hi); }
+inline double clampd(double x, double lo, double hi) {
+  return std::min(std::max(x, lo), hi);
+}
 
 /// KL estimator value as written by the peers.
 inline double kl_value(const grpo::kl_params& p, double lp, double lr) {
   double v = 0;
   switch (p.estimator) {
-    case grpo::kl_estimator::k1: v = lp - lr; break;
-    case grpo::kl_estimator::abs: v = std::fabs(lp - lr); break;
-    case grpo::kl_estimator::k2: v = 0.5 * (lp - lr) * (lp - lr); break;
+    case grpo::kl_estimator::k1:
+      v = lp - lr;
+      break;
+    case grpo::kl_estimator::abs:
+      v = std::fabs(lp - lr);
+      break;
+    case grpo::kl_estimator::k2:
+      v = 0.5 * (lp - lr) * (lp - lr);
+      break;
     case grpo::kl_estimator::k3: {
       double d = lr - lp;
       if (p.inner_clamp > 0) d = clampd(d, -p.inner_clamp, p.inner_clamp);
@@ -54,7 +62,8 @@ inline double kl_surrogate(const grpo::kl_params& p, double lp, double lp_sg, do
 }
 
 /// Row factors of the aggregation, from the row token counts.
-inline std::vector<double> row_scales(const std::vector<double>& n, long T, const grpo::agg_options& o) {
+inline std::vector<double> row_scales(const std::vector<double>& n, long T,
+                                      const grpo::agg_options& o) {
   const long B = static_cast<long>(n.size());
   std::vector<double> s(B, 0.0);
   double N = 0;
@@ -72,8 +81,12 @@ inline std::vector<double> row_scales(const std::vector<double>& n, long T, cons
         s[i] = d > 0 ? 1.0 / d : 0.0;
         break;
       }
-      case grpo::agg_mode::token_sum: s[i] = 1.0; break;
-      case grpo::agg_mode::seq_mean_token_sum: s[i] = n[i] > 0 ? 1.0 / G : 0.0; break;
+      case grpo::agg_mode::token_sum:
+        s[i] = 1.0;
+        break;
+      case grpo::agg_mode::seq_mean_token_sum:
+        s[i] = n[i] > 0 ? 1.0 / G : 0.0;
+        break;
       case grpo::agg_mode::seq_mean_token_sum_norm: {
         const double L = o.norm_length ? *o.norm_length : double(T);
         s[i] = n[i] > 0 ? 1.0 / (L * G) : 0.0;
@@ -149,7 +162,8 @@ inline double objective(const grpo::loss_options& o, const batch& b, const std::
       for (long t = 0; t < T; ++t)
         if (base_m(i, t) != 0) hs.push_back(b.at(b.entropy, i, t));
     std::sort(hs.begin(), hs.end());
-    if (o.entropy_threshold) thr = *o.entropy_threshold;
+    if (o.entropy_threshold)
+      thr = *o.entropy_threshold;
     else if (!hs.empty()) {
       const double pos = (1.0 - o.top_entropy_quantile) * double(hs.size() - 1);
       const long k = static_cast<long>(std::floor(pos));
@@ -183,13 +197,15 @@ inline double objective(const grpo::loss_options& o, const batch& b, const std::
     const double lo = old_at(lp, i, t);
     const double ls = b.sampler.empty() ? lo : b.at(b.sampler, i, t);
     double w;
-    if (o.tis.sequence) w = seq_is[i];
+    if (o.tis.sequence)
+      w = seq_is[i];
     else {
       double q = lo - ls;
       if (o.tis.log_clamp > 0) q = clampd(q, -o.tis.log_clamp, o.tis.log_clamp);
       w = std::exp(q);
     }
-    const bool lo_ok = !(o.tis.c_min > 0 && w < o.tis.c_min), hi_ok = !(o.tis.c_max > 0 && w > o.tis.c_max);
+    const bool lo_ok = !(o.tis.c_min > 0 && w < o.tis.c_min),
+               hi_ok = !(o.tis.c_max > 0 && w > o.tis.c_max);
     if (o.tis.mode == grpo::ops::tis_mode::truncate) {
       if (!lo_ok) return o.tis.c_min;
       if (!hi_ok) return o.tis.c_max;
@@ -208,9 +224,12 @@ inline double objective(const grpo::loss_options& o, const batch& b, const std::
         const double x = lp[i * T + t] - old_at(lp, i, t), A = b.at(b.adv, i, t);
         const double c = clampd(x, -P.eps_low, P.eps_high);
         double xt;
-        if (A > 0) xt = std::min(x, c);
-        else if (A < 0 || P.gmpo == grpo::ops::gmpo_sign::trl) xt = std::max(x, c);
-        else xt = 0;
+        if (A > 0)
+          xt = std::min(x, c);
+        else if (A < 0 || P.gmpo == grpo::ops::gmpo_sign::trl)
+          xt = std::max(x, c);
+        else
+          xt = 0;
         sx += m * xt;
         sA += m * A;
         slw += m * std::log(rho_at(i, t) + 1e-10);
@@ -263,7 +282,9 @@ inline double objective(const grpo::loss_options& o, const batch& b, const std::
             l = -(4.0 / tau) / (1.0 + std::exp(-tau * (r - 1.0))) * A;
             break;
           }
-          case grpo::policy_loss_kind::reinforce: l = -A * lpv; break;
+          case grpo::policy_loss_kind::reinforce:
+            l = -A * lpv;
+            break;
           case grpo::policy_loss_kind::vespo: {
             const bool pos = A >= 0;
             const double k = pos ? P.vespo_k_pos : P.vespo_k_neg;
@@ -273,7 +294,8 @@ inline double objective(const grpo::loss_options& o, const batch& b, const std::
             l = -phi * A * lpv;
             break;
           }
-          default: break;
+          default:
+            break;
         }
         double c = P.kind == grpo::policy_loss_kind::vespo ? 1.0 : rho_at(i, t);
         if (!o.opsm_in_denominator && !keep_opsm(i, t)) c = 0;

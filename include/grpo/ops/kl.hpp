@@ -19,7 +19,6 @@
 
 namespace grpo::ops {
 
-
 /// Which estimator of KL(pi_theta || pi_ref) a token uses.
 enum class kl_estimator : unsigned char {
   k1,   ///< lp - lr (verl "kl"/"k1", OpenRLHF k1)
@@ -79,71 +78,92 @@ GRPO_HOST_DEVICE constexpr T kl_k2_grad(T lp, T lr) noexcept {
   return lp - lr;
 }
 
-/// k3 = e^d - d - 1 with d = lr - lp, optionally with d clamped to [-inner, inner] first
-/// (verl clamps at 20 so e^d cannot overflow). `inner <= 0` disables the clamp.
+/// A value and its derivative w.r.t. lp, computed together (one exp for k3).
+template <class T>
+struct kl_value_grad_t {
+  T value;
+  T grad;
+};
+
+/// k3 = e^d - d - 1 with d = lr - lp, optionally with d clamped to [-inner, inner] first (verl
+/// clamps at 20 so e^d cannot overflow; `inner <= 0` disables it), and d k3 / d lp = 1 - e^d,
+/// zero where the inner clamp binds (torch.clamp passes the gradient only for -inner <= d <=
+/// inner).
+template <class T>
+GRPO_HOST_DEVICE constexpr kl_value_grad_t<T> kl_k3_value_grad(T lp, T lr,
+                                                               T inner = T(0)) noexcept {
+  T d = lr - lp;
+  bool flat = false;
+  if (inner > T(0) && (d > inner || d < -inner)) {
+    flat = true;
+    d = d > inner ? inner : -inner;
+  }
+  const T e = math::exp(d);
+  return {e - d - T(1), flat ? T(0) : T(1) - e};
+}
+/// k3 value (see kl_k3_value_grad).
 template <class T>
 GRPO_HOST_DEVICE constexpr T kl_k3(T lp, T lr, T inner = T(0)) noexcept {
-  T d = lr - lp;
-  if (inner > T(0)) d = d > inner ? inner : (d < -inner ? -inner : d);
-  return math::exp(d) - d - T(1);
+  return kl_k3_value_grad(lp, lr, inner).value;
 }
-/// d k3 / d lp = 1 - e^(lr - lp); zero where the inner clamp binds (torch.clamp passes the gradient
-/// only for -inner <= d <= inner).
+/// d k3 / d lp (see kl_k3_value_grad).
 template <class T>
 GRPO_HOST_DEVICE constexpr T kl_k3_grad(T lp, T lr, T inner = T(0)) noexcept {
-  const T d = lr - lp;
-  if (inner > T(0) && (d > inner || d < -inner)) return T(0);
-  return T(1) - math::exp(d);
+  return kl_k3_value_grad(lp, lr, inner).grad;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Configured estimator: dispatch + outer clamp + straight-through.
 
-/// Unclamped value of estimator `e` (inner clamp applies to k3 only).
+/// Unclamped value and d/dlp of estimator `e` (inner clamp applies to k3 only).
+template <class T>
+GRPO_HOST_DEVICE constexpr kl_value_grad_t<T> kl_raw_value_grad(kl_estimator e, T lp, T lr,
+                                                                T inner) noexcept {
+  switch (e) {
+    case kl_estimator::k1:
+      return {kl_k1(lp, lr), kl_k1_grad(lp, lr)};
+    case kl_estimator::abs:
+      return {kl_abs(lp, lr), kl_abs_grad(lp, lr)};
+    case kl_estimator::k2:
+      return {kl_k2(lp, lr), kl_k2_grad(lp, lr)};
+    case kl_estimator::k3:
+      return kl_k3_value_grad(lp, lr, inner);
+  }
+  return {T(0), T(0)};
+}
+/// Unclamped value of estimator `e`.
 template <class T>
 GRPO_HOST_DEVICE constexpr T kl_raw(kl_estimator e, T lp, T lr, T inner) noexcept {
-  switch (e) {
-    case kl_estimator::k1: return kl_k1(lp, lr);
-    case kl_estimator::abs: return kl_abs(lp, lr);
-    case kl_estimator::k2: return kl_k2(lp, lr);
-    case kl_estimator::k3: return kl_k3(lp, lr, inner);
-  }
-  return T(0);
-}
-/// d/dlp of kl_raw.
-template <class T>
-GRPO_HOST_DEVICE constexpr T kl_raw_grad(kl_estimator e, T lp, T lr, T inner) noexcept {
-  switch (e) {
-    case kl_estimator::k1: return kl_k1_grad(lp, lr);
-    case kl_estimator::abs: return kl_abs_grad(lp, lr);
-    case kl_estimator::k2: return kl_k2_grad(lp, lr);
-    case kl_estimator::k3: return kl_k3_grad(lp, lr, inner);
-  }
-  return T(0);
+  return kl_raw_value_grad(e, lp, lr, inner).value;
 }
 
-/// Per-token KL value under `p`: clamp(kl_raw, -outer, outer) when outer > 0.
-/// @pre p.inner_clamp, p.outer_clamp finite.
+/// Per-token KL under `p` and its derivative w.r.t. lp:
+///   value = clamp(kl_raw, -outer, outer) when outer > 0;
+///   grad  = (lp - lr) for straight-through ("+") variants whatever the clamps (verl: the value is
+///           a detached term, the gradient comes from 0.5 (lp-lr)^2); otherwise d kl_raw / d lp,
+///           zeroed where the outer clamp binds (strictly outside [-c, c]).
+/// @pre p.inner_clamp, p.outer_clamp finite and >= 0.
+template <class T>
+GRPO_HOST_DEVICE constexpr kl_value_grad_t<T> kl_value_grad(const kl_params& p, T lp,
+                                                            T lr) noexcept {
+  auto r = kl_raw_value_grad(p.estimator, lp, lr, T(p.inner_clamp));
+  const T c = T(p.outer_clamp);
+  if (c > T(0) && (r.value > c || r.value < -c)) {
+    r.value = r.value > c ? c : -c;
+    r.grad = T(0);
+  }
+  if (p.straight_through) r.grad = kl_k2_grad(lp, lr);
+  return r;
+}
+/// Per-token KL value under `p` (see kl_value_grad).
 template <class T>
 GRPO_HOST_DEVICE constexpr T kl_value(const kl_params& p, T lp, T lr) noexcept {
-  T v = kl_raw(p.estimator, lp, lr, T(p.inner_clamp));
-  const T c = T(p.outer_clamp);
-  if (c > T(0)) v = v > c ? c : (v < -c ? -c : v);
-  return v;
+  return kl_value_grad(p, lp, lr).value;
 }
-
-/// d kl_value / d lp. Straight-through ("+") variants return the k2 gradient (lp - lr) whatever
-/// the clamps: in verl the value comes from a detached term, the gradient from 0.5 (lp-lr)^2.
-/// Otherwise the outer clamp zeroes the gradient where it binds (strictly outside [-c, c]).
+/// d kl_value / d lp (see kl_value_grad).
 template <class T>
 GRPO_HOST_DEVICE constexpr T kl_grad(const kl_params& p, T lp, T lr) noexcept {
-  if (p.straight_through) return kl_k2_grad(lp, lr);
-  const T c = T(p.outer_clamp);
-  if (c > T(0)) {
-    const T v = kl_raw(p.estimator, lp, lr, T(p.inner_clamp));
-    if (v > c || v < -c) return T(0);
-  }
-  return kl_raw_grad(p.estimator, lp, lr, T(p.inner_clamp));
+  return kl_value_grad(p, lp, lr).grad;
 }
 
 /// TRL `use_bias_correction_kl` (DeepSeek-V3.2): kl * r, where r = pi_theta/pi_old is NOT detached.

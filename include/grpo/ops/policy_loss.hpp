@@ -78,8 +78,10 @@ GRPO_HOST_DEVICE constexpr T ppo_clip_loss_grad(T r, T A, const ppo_clip_params<
   }
   if (p.dual_c > T(0) && A < T(0)) {
     const T l3 = -A * p.dual_c;
-    if (l3 < l) g = T(0);
-    else if (l3 == l) g = T(0.5) * g;  // torch.minimum tie rule
+    if (l3 < l)
+      g = T(0);
+    else if (l3 == l)
+      g = T(0.5) * g;  // torch.minimum tie rule
   }
   return g;
 }
