@@ -163,6 +163,8 @@ template <class T, class M, class G>
 loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
                                const loss_outputs<G>& out) {
   using detail::has;
+  // Validation first: every shape and option error is reported before any output is written, and
+  // names the argument (TRL/verl fail deep inside torch with broadcasting errors instead).
   validate(o);
   const auto& lpv = in.logp;
   GRPO_EXPECTS(has(lpv), shape_mismatch, "logp: required");
@@ -202,14 +204,26 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   GRPO_EXPECTS(out.per_seq_loss.empty() || static_cast<index_t>(out.per_seq_loss.size()) == B,
                shape_mismatch, "per_seq_loss: size must equal the row count");
 
+  // Element accessors widen to double: all arithmetic and every accumulation runs in double
+  // whatever the storage type (float / double views), so float inputs lose nothing in reductions.
+  // With no old_logp the batch is on-policy: old = sg[logp], r = 1 with d r / d lp = 1 (TRL skips
+  // computing old log-probs when num_iterations == 1).
   auto lp_at = [&](index_t i, index_t t) { return static_cast<double>(lpv(i, t)); };
   auto lo_at = [&](index_t i, index_t t) {
     return has_old ? static_cast<double>(in.old_logp(i, t)) : lp_at(i, t);
   };
   auto A_at = [&](index_t i, index_t t) { return static_cast<double>(in.advantages(i, t)); };
+  // A zero stride along T marks per-sequence advantages: TRL then reports sequence-level clip
+  // metrics per row (its (B, 1) tensors) instead of per token.
   const bool adv_per_row = in.advantages.stride(1) == 0;
 
   // ---- pass 1: base mask, row statistics, validation -----------------------------------------
+  // Row quantities that every token of the row needs before its loss can be formed:
+  //   n_i    = sum_t m_it (base mask: loss mask x truncation)
+  //   xbar_i = sum_t m (lp - lo) / max(n_i, 1)          sequence log ratio (GSPO, TRL clamp(min=1))
+  //   gap_i  = sum_t m (ls - lp) / max(n_i, 1)          OPSM off-policy gap (ls = sampler or old)
+  //   rho_i  = exp(sum_t m (lo - ls))                   sequence TIS weight (a product, not a mean)
+  //   lw_i   = clamp(sum_t m clamp(lp-lo, +-20) + sum_t clamp(log rho_t), log 1e-8, 20)  VESPO
   std::vector<double> n_base(static_cast<std::size_t>(B), 0.0);
   std::vector<double> xbar(static_cast<std::size_t>(B), 0.0);      // mean log ratio (seq levels)
   std::vector<double> gap(static_cast<std::size_t>(B), 0.0);       // OPSM mean gap
@@ -274,6 +288,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   }
 
   // Top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear interpolation).
+  // TRL gathers the valid entropies of all ranks first; callers that shard pass the global value
+  // in entropy_threshold so every shard masks the same tokens.
   double h_thr = -std::numeric_limits<double>::infinity();
   if (use_emask) {
     if (o.entropy_threshold)
@@ -283,6 +299,9 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   }
 
   // Token multipliers: OPSM keep and entropy keep (both either in the mask or on the policy term).
+  // OPSM is evaluated per token so token-level advantages work: keep iff A_t >= 0 or gap_i <= delta
+  // (for per-sequence A this is TRL's (B, 1) sequence mask). GMPO always folds both into the mask
+  // because its per-sequence ratio has no per-token multiplier to carry them.
   auto opsm_keep = [&](index_t i, index_t t) {
     if (!o.opsm_threshold) return true;
     return ops::opsm_keep(A_at(i, t), gap[i], *o.opsm_threshold);
@@ -330,11 +349,17 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     met.tokens += nf;
     met.sequences += nf > 0 ? 1 : 0;
   }
+  // Row factors of the three terms, all from the FINAL mask (the contract of aggregate.hpp): the
+  // policy and KL terms share n_fin (TRL adds beta KL to the per-token loss), the entropy bonus
+  // uses m x entropy mask (TRL's effective_mask).
   const auto s_pol = aggregation_row_scales(n_fin, Tn, o.agg);
   const auto s_kl = o.kl_agg ? aggregation_row_scales(n_fin, Tn, *o.kl_agg) : s_pol;
   const auto s_ent = aggregation_row_scales(n_ent, Tn, o.entropy_agg);
 
   // Ratio of a token: value and direct derivative d r / d lp_t (sequence level adds a spread term).
+  //   token:          r_t = exp(clamp(lp_t - lo_t)),   d r_t / d lp_t = r_t [inside the clamp]
+  //   sequence:       r_i = exp(clamp(xbar_i)),        d r_i / d lp_t = r_i m_t / max(n_i, 1)
+  //   sequence_token: value r_i, but d/d lp_t of sg[xbar] + lp_t - sg[lp_t] = r_i (direct only)
   const bool seq_level = P.level != is_level::token;
   const bool has_clip = P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
                         P.kind == policy_loss_kind::gmpo;
@@ -359,6 +384,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     }
   };
 
+  // ---- pass 2: per-token loss, gradient, metrics --------------------------------------------
+  // Each valid token contributes W_it * l_it with W_it = s_i m_it (aggregation weight) times its
+  // policy multiplier c_it; the gradient is therefore W_it c_it (dl/dr dr/dlp + dl/dlp) plus, for
+  // sequence-level ratios, a row-wide term accumulated in row_g and spread in a second sweep.
   loss_scalars res;
   const double eps_lo = P.eps_low, eps_hi = P.eps_high;
   const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
@@ -369,6 +398,9 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     const double nc = n_base[i] < 1.0 ? 1.0 : n_base[i];
     double ls_low = 0, ls_high = 0, ls_reg = 0, ls_dual = 0;  // per-row clip counts (token weight)
     // GMPO: per-sequence ratio of sign-clipped log ratios.
+    //   w_i = exp(sum_t m x~_t / den_i),  Abar_i = sum_t m A_t / den_i,  l_i = -Abar_i w_i
+    //   den_i = n_i + 1e-8 (verl) or max(n_i, 1) (TRL); loss = scale * sum_i l_i / G (G = B in
+    //   verl) d l_i / d lp_t = -Abar_i w_i x~'_t m_t / den_i
     double g_w = 0.0, g_Abar = 0.0, g_den = 0.0, g_loss = 0.0, g_isw = 1.0;
     if (gmpo) {
       double sxc = 0, sA = 0, slw = 0;
@@ -463,6 +495,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         }
       }
       // In-loss KL (not multiplied by rho / OPSM / entropy multipliers).
+      // Bias-corrected (DeepSeek-V3.2): value k r, gradient k' r + k r' where r' is the ratio's
+      // direct derivative (token / sequence_token) or its row spread (sequence level).
       if (o.kl_coef != 0.0) {
         const double lr = static_cast<double>(in.ref_logp(i, t));
         const auto kv = ops::kl_value_grad(o.kl, lp, lr);
@@ -483,7 +517,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           met.kl.add(k, mf);
         }
       }
-      // Entropy bonus.
+      // Entropy bonus: loss -= coef * sum s^H_i m^H_it H_it, so d loss / d H_it = -coef s^H_i
+      // m^H_it; the fused logits path chains this with d H / d logits (not computed here).
       if (o.entropy_coef != 0.0 || has_ent) {
         const double me = (mf != 0.0 && ent_keep(i, t)) ? mf : 0.0;
         if (has_ent && me != 0.0) {
@@ -529,7 +564,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         }
       }
     }
-    // Per-sequence clip statistics.
+    // Per-sequence clip statistics (TRL clip_ratio/low_min and high_max are min / max over rows of
+    // the per-row token fractions; at sequence level each row is one 0/1 value).
     if (P.level == is_level::sequence && adv_per_row) {
       // TRL: one value per sequence over ALL rows (empty rows included).
       double r, drd, drs;
@@ -575,7 +611,9 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   return res;
 }
 
-/// Owning result of compute_loss(): scalars plus row-major [B, T] vectors.
+/// Owning result of compute_loss(): scalars plus row-major [B, T] vectors. The per-token loss is
+/// evaluated at every position (padding included, like the peers' pg_losses) but only masked-in
+/// positions enter the scalar loss; hand grad_logp to any autograd engine (logp.backward(grad)).
 struct loss_result : loss_scalars {
   index_t rows = 0, cols = 0;
   std::vector<double> per_token_loss;  ///< [B*T] row-major
@@ -611,6 +649,8 @@ loss_result compute_loss(const loss_options& o, const loss_batch<T, M>& in) {
 }
 
 /// Positional convenience: compute_loss(options, logp, old_logp, ref_logp, advantages, mask).
+/// Pass a default-constructed view for old_logp (on-policy) or ref_logp (no KL term).
+/// @pre see compute_loss_into; @post see loss_result.
 template <class T, class M>
 loss_result compute_loss(const loss_options& o, strided_view<const T, 2> logp,
                          strided_view<const T, 2> old_logp, strided_view<const T, 2> ref_logp,

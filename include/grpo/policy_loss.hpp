@@ -78,6 +78,9 @@ inline policy_loss_kind policy_loss_kind_from_string(std::string_view s) {
 }
 
 /// Validates a policy_options value. Throws [grpo.bad_option] / [grpo.bad_value] naming the field.
+/// Combinations the peers reject (or that silently change meaning) are refused here rather than
+/// producing a different objective: e.g. verl asserts clip_ratio_c > 1, and GMPO / VESPO /
+/// REINFORCE define their own sequence weighting so a sequence IS level would be ignored.
 inline void validate(const policy_options& p) {
   GRPO_EXPECTS(std::isfinite(p.eps_low) && p.eps_low >= 0, bad_value,
                "policy_options.eps_low must be finite and >= 0");
@@ -118,6 +121,9 @@ struct policy_token_terms {
 /// value r, advantage A, log-prob lp; `phi` is the VESPO sequence weight (ignored otherwise).
 inline policy_token_terms policy_token(const policy_options& p, double r, double A, double lp,
                                        double phi = 1.0) noexcept {
+  // Ratio-based surrogates report d l / d r (the caller chains the level-dependent d r / d lp);
+  // detached-weight surrogates (-sg[w] A lp) report d l / d lp with w held constant, exactly what
+  // autograd gives for TRL's clamp(...).detach() and verl's clipped_ratio.detach().
   policy_token_terms o;
   switch (p.kind) {
     case policy_loss_kind::ppo_clip: {

@@ -77,6 +77,10 @@ inline loss_options from_trl(const trl_args& a) {
   p.vespo_k_neg = a.vespo_k_neg;
   p.vespo_lambda_neg = a.vespo_lambda_neg;
   // TRL: no log-ratio clamp (VESPO's own +-20 lives in its weight).
+  // TRL divides micro-batch-local losses by the accumulation steps itself (HF's own GA scaling is
+  // off); dapo/cispo/vespo instead divide by the generation-batch token count per process, which
+  // already spans the accumulation window. Snapshot semantics: no GA/steps_per_generation rescale
+  // (TRL PR #6024 landed after f2cd577), so set num_items_in_batch accordingly when they differ.
   const double inv_ga = 1.0 / a.gradient_accumulation_steps;
   auto& g = o.agg;
   const std::string& lt = a.loss_type;
@@ -108,10 +112,14 @@ inline loss_options from_trl(const trl_args& a) {
   } else {
     GRPO_THROW(bad_option, "trl_args.loss_type: unknown '" + lt + "'");
   }
+  // KL: TRL only has k3 (exp(lr - lp) - (lr - lp) - 1), unclamped, added per token AFTER the
+  // policy multipliers, so it shares the policy denominator but not rho / OPSM / entropy mask.
   o.kl_coef = a.beta;
   o.kl = kl_params{};  // k3, no clamps
   o.kl.estimator = kl_estimator::k3;
   o.kl_bias_correction = a.use_bias_correction_kl;
+  // TRL's OPSM and top-entropy masks multiply the per-token loss only: denominators keep those
+  // tokens (documented difference from our contract, which drops them).
   o.opsm_threshold = a.off_policy_mask_threshold;
   o.opsm_in_denominator = false;
   o.top_entropy_quantile = a.top_entropy_quantile;
@@ -170,6 +178,8 @@ inline loss_options from_verl(const verl_args& a) {
   p.sapo_tau_neg = a.tau_neg;
   p.cispo = cispo_clip::verl_clip;
   p.gmpo = ops::gmpo_sign::verl;
+  // verl passes every loss through agg_loss(loss_agg_mode, **global_batch_info) except gspo and
+  // sapo (hard-coded seq-mean-token-mean) and geo_mean (torch.mean over rows).
   std::string agg_mode_name = a.loss_agg_mode;
   const std::string& m = a.loss_mode;
   if (m == "vanilla") {
@@ -205,6 +215,8 @@ inline loss_options from_verl(const verl_args& a) {
     o.agg.row_count_eps = 1e-8;
     o.agg.count_empty_rows = true;
   }
+  // verl's KL loss: kl_penalty(kl_loss_type) with the low_var_kl clamps (inner 20, outer 10),
+  // aggregated separately with loss_agg_mode (even when the policy mode is forced), times coef.
   if (a.use_kl_loss) {
     o.kl_coef = a.kl_loss_coef;
     o.kl = kl_params_from_string(a.kl_loss_type, true);
@@ -234,6 +246,8 @@ inline loss_options openrlhf_defaults() {
 /// TRL presets use each loss_type's documented defaults (ScaleRL's cap 5.0 for cispo, luspo at
 /// sequence level); throws [grpo.bad_option] for an unknown name.
 inline loss_options preset(std::string_view name) {
+  // TRL presets keep GRPOConfig defaults except where a loss_type documents its own: luspo needs
+  // importance_sampling_level="sequence"; ScaleRL recommends epsilon_high = 5 for cispo.
   if (name.substr(0, 4) == "trl_") {
     trl_args a;
     a.loss_type = std::string(name.substr(4));
