@@ -136,8 +136,10 @@ struct as_view_typed_fn {
       static_assert(tensor<X>, "grpo::as_view: no tensor_traits specialisation for this type");
       if constexpr (has_static_rank<X>)
         static_assert(traits_of<X>::rank == R, "grpo::as_view<E, R>: the tensor's rank is not R");
-      if constexpr (std::is_const_v<std::remove_reference_t<X>> &&
-                    has_static_dtype<X>)
+      if constexpr (has_static_dtype<X>)
+        static_assert(dtype_v<E> == dtype_v<typename traits_of<X>::value_type>,
+                      "grpo::as_view_as<E, R>: the tensor's element type is not E");
+      if constexpr (std::is_const_v<std::remove_reference_t<X>> && has_static_dtype<X>)
         static_assert(std::is_const_v<E>, "grpo::as_view<E, R>: a const tensor needs a const E");
       return as_view_fn::make<E, R>(x);
     }
