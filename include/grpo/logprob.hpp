@@ -64,18 +64,23 @@ namespace detail::GRPO_LOGPROB_ABI {
 /// Block length of the inner loops: 2048 floats (8 KiB) per buffer, two buffers per thread, so a
 /// block lives in L1 while the row streams from memory once. Extra memory is O(threads x block).
 inline constexpr index_t block = 2048;
-/// Scaled logits below max - 200 are clamped before exp: exp(-200) underflows to 0 in float anyway,
-/// and the clamp keeps q * d finite for masked (-inf) entries in the entropy sum.
-inline constexpr float d_floor = -200.0f;
+/// Scaled logits below max - 87 are clamped before exp: exp(-87) = 1.6e-38 is the smallest normal
+/// float, so the bulk exp never produces denormals (a 10-100x slow path on x86) and q d stays finite
+/// for masked (-inf) entries. Each clamped entry adds at most 1.6e-38 to a sum that is >= 1.
+inline constexpr float d_floor = -87.0f;
 
 // ----- bulk primitives on contiguous float blocks ------------------------------------------------
 #if GRPO_LOGPROB_USE_EIGEN
 using map_c = Eigen::Map<const Eigen::ArrayXf>;
 using map_m = Eigen::Map<Eigen::ArrayXf>;
-/// max with NaN propagation (a NaN anywhere makes the result NaN, so the caller detects it).
-inline float vmax(const float* p, index_t n) { return map_c(p, n).maxCoeff<Eigen::PropagateNaN>(); }
+/// max of a block (NaN propagation unspecified: row_stats detects NaN through the sum of exp).
+inline float vmax(const float* p, index_t n) { return map_c(p, n).maxCoeff(); }
 /// out = exp(in).
 inline void vexp(const float* in, float* out, index_t n) { map_m(out, n) = map_c(in, n).exp(); }
+/// out = exp(max(in, lo)) (a floor that keeps exp out of the denormal range).
+inline void vexp_floor(const float* in, float* out, index_t n, float lo) {
+  map_m(out, n) = map_c(in, n).max(lo).exp();
+}
 /// sum of a block.
 inline float vsum(const float* p, index_t n) { return map_c(p, n).sum(); }
 /// sum a_i b_i.
@@ -94,6 +99,9 @@ inline float vmax(const float* p, index_t n) {
 }
 inline void vexp(const float* in, float* out, index_t n) {
   for (index_t j = 0; j < n; ++j) out[j] = math::exp(in[j]);
+}
+inline void vexp_floor(const float* in, float* out, index_t n, float lo) {
+  for (index_t j = 0; j < n; ++j) out[j] = math::exp(in[j] < lo ? lo : in[j]);
 }
 inline float vsum(const float* p, index_t n) {
   float s = 0;
@@ -149,27 +157,42 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     load(row + j0 * stride, stride, n, w.a);
-    const float mb = vmax(w.a, n);
-    if (!(mb <= std::numeric_limits<float>::max())) {  // NaN, +inf, or a block of -inf only
-      if (mb == -math::infinity<float>()) continue;     // masked block: no mass
+    const float mb = vmax(w.a, n);  // a NaN may or may not propagate here; the sum below catches it
+    if (!(mb > -math::infinity<float>())) {
+      // Masked block (all -inf): no mass. A NaN hidden by the max is caught by the scan.
+      for (index_t j = 0; j < n; ++j)
+        if (!(w.a[j] == -math::infinity<float>())) {
+          status = row_status::non_finite;
+          return st;
+        }
+      continue;
+    }
+    // d_j = beta (x_j - mb) <= 0, exact for x_j near mb; clamped at d_floor so that exp stays a
+    // normal float (no denormal slow path, q d finite for -inf). NaN stays NaN (comparison false).
+    for (index_t j = 0; j < n; ++j) {
+      const float d = beta * (w.a[j] - mb);
+      w.a[j] = d < d_floor ? d_floor : d;
+    }
+    vexp(w.a, w.b, n);
+    const float s = vsum(w.b, n);
+    if (!(s <= std::numeric_limits<float>::max())) {  // NaN or +inf logit (inf - inf = NaN)
       status = row_status::non_finite;
       return st;
     }
-    // d_j = beta (x_j - mb) <= 0, exact for x_j near mb. The maximal elements (d = 0, at least one)
-    // are counted instead of summed: e_blk = (count - 1) + sum_{d < 0} exp(d) is then exact even when
-    // the other terms are 1e-30 (one dominant logit), where 1 + 1e-30 would round to 1 in any
-    // precision. They, and entries below d_floor, enter exp() as d_floor, contributing 0 (<= 3e-39
-    // with Eigen's exp, which does not flush to 0) to both sums.
-    index_t count = 0;
-    for (index_t j = 0; j < n; ++j) {
-      const float d = beta * (w.a[j] - mb);
-      count += d == 0.0f ? 1 : 0;
-      w.a[j] = (d > d_floor && d < 0.0f) ? d : d_floor;
-    }
-    vexp(w.a, w.b, n);
-    const float rest = vsum(w.b, n);
     const float t = vdot(w.b, w.a, n);
-    const float e_blk = static_cast<float>(count - 1) + rest;
+    // The block maximum contributes exactly exp(0) = 1, so e_blk = s - 1. When the other terms are
+    // small (one dominant logit, s - 1 < 2^-6) s - 1 has lost their digits: recompute it as
+    // (count of maxima - 1) + sum over the others, exact whatever their size (rare, L1-resident).
+    float e_blk = s - 1.0f;
+    if (e_blk < 0.015625f) {
+      float rest = 0.0f, count = 0.0f;
+      for (index_t j = 0; j < n; ++j) {
+        const bool top = w.a[j] == 0.0f;
+        count += top ? 1.0f : 0.0f;
+        rest += top ? 0.0f : w.b[j];
+      }
+      e_blk = (count - 1.0f) + rest;
+    }
     st.merge(online_lse::from_partial(beta, mb, e_blk, t));
   }
   if (st.empty()) status = row_status::all_masked;
@@ -200,7 +223,9 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
     const index_t n = std::min(block, V - j0);
     load(row + j0 * stride, stride, n, w.a);
     for (index_t j = 0; j < n; ++j) w.a[j] = ops::log_softmax(w.a[j], rs.m, rs.log_s, beta);
-    vexp(w.a, w.b, n);
+    // q_j = exp(log q_j); below d_floor q_j < 1.6e-38 is written as 1.6e-38 (absolute error < 2e-38)
+    // instead of a denormal; masked entries (log q = -inf) get exactly 0 from ops::masked_prob.
+    vexp_floor(w.a, w.b, n, d_floor);
     for (index_t j = 0; j < n; ++j)
       w.b[j] = ops::log_softmax_grad_nontarget(w.a[j], w.b[j], gl, g_entropy, rs.entropy, beta);
     store(w.b, n, out + j0 * ostride, ostride);
