@@ -399,8 +399,20 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   std::vector<char*> cenv;
   for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
-  const auto rl = [](std::size_t v) { return static_cast<rlim_t>(v); };
-  const rlim_t cpu = static_cast<rlim_t>(std::max(1.0, std::ceil(lim.cpu_seconds)));
+  // A limit above the current hard limit cannot be set without CAP_SYS_RESOURCE (which even root
+  // may lack in a container): such requests are clamped to the inherited hard limit.
+  const auto clamp = [](int what, rlim_t want) {
+    struct rlimit cur {};
+    if (::getrlimit(what, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && want > cur.rlim_max)
+      return cur.rlim_max;
+    return want;
+  };
+  const rlim_t cpu_hard = clamp(RLIMIT_CPU, static_cast<rlim_t>(std::max(1.0, std::ceil(lim.cpu_seconds))) + 1);
+  const rlim_t cpu = cpu_hard > 1 ? cpu_hard - 1 : cpu_hard;
+  const rlim_t as_lim = clamp(RLIMIT_AS, static_cast<rlim_t>(lim.memory_bytes));
+  const rlim_t fsize_lim = clamp(RLIMIT_FSIZE, static_cast<rlim_t>(lim.file_bytes));
+  const rlim_t nofile_lim = clamp(RLIMIT_NOFILE, static_cast<rlim_t>(lim.max_open_files));
+  const rlim_t nproc_lim = clamp(RLIMIT_NPROC, static_cast<rlim_t>(std::max<index_t>(lim.max_processes, 0)));
   const bool drop = opt.drop_privileges && ::geteuid() == 0;
   const bool is_root = ::geteuid() == 0;
 
@@ -439,14 +451,11 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
       struct rlimit r {soft, hard};
       return ::setrlimit(what, &r) == 0;
     };
-    if (!set(RLIMIT_CPU, cpu, cpu + 1) || !set(RLIMIT_AS, rl(lim.memory_bytes), rl(lim.memory_bytes)) ||
-        !set(RLIMIT_FSIZE, rl(lim.file_bytes), rl(lim.file_bytes)) || !set(RLIMIT_CORE, 0, 0) ||
-        !set(RLIMIT_NOFILE, static_cast<rlim_t>(lim.max_open_files),
-             static_cast<rlim_t>(lim.max_open_files)))
+    if (!set(RLIMIT_CPU, cpu, cpu_hard) || !set(RLIMIT_AS, as_lim, as_lim) ||
+        !set(RLIMIT_FSIZE, fsize_lim, fsize_lim) || !set(RLIMIT_CORE, 0, 0) ||
+        !set(RLIMIT_NOFILE, nofile_lim, nofile_lim))
       detail::child_fail(3, 'l');
-    if (lim.max_processes > 0 && !set(RLIMIT_NPROC, static_cast<rlim_t>(lim.max_processes),
-                                      static_cast<rlim_t>(lim.max_processes)))
-      detail::child_fail(3, 'l');
+    if (lim.max_processes > 0 && !set(RLIMIT_NPROC, nproc_lim, nproc_lim)) detail::child_fail(3, 'l');
     if (::chdir(cwd.c_str()) != 0) detail::child_fail(3, 'd');
     if (drop) {
       if (::setgroups(0, nullptr) != 0 || ::setgid(opt.sandbox_gid) != 0 ||
