@@ -66,7 +66,7 @@ namespace detail::GRPO_LOGPROB_ABI {
 inline constexpr index_t block = 2048;
 /// Scaled logits below max - 87 are clamped before exp: exp(-87) = 1.6e-38 is the smallest normal
 /// float, so the bulk exp never produces denormals (a 10-100x slow path on x86) and q d stays finite
-/// for masked (-inf) entries. Each clamped entry adds at most 1.6e-38 to a sum that is >= 1.
+/// for masked (-inf) entries; clamped entries are then given exactly 0 mass.
 inline constexpr float d_floor = -87.0f;
 
 // ----- bulk primitives on contiguous float blocks ------------------------------------------------
@@ -169,11 +169,17 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
     }
     // d_j = beta (x_j - mb) <= 0, exact for x_j near mb; clamped at d_floor so that exp stays a
     // normal float (no denormal slow path, q d finite for -inf). NaN stays NaN (comparison false).
+    int clamped = 0;
     for (index_t j = 0; j < n; ++j) {
       const float d = beta * (w.a[j] - mb);
+      clamped |= d < d_floor ? 1 : 0;
       w.a[j] = d < d_floor ? d_floor : d;
     }
     vexp(w.a, w.b, n);
+    // Entries at or below the floor (masked -inf ones included) contribute exactly 0: a fully
+    // masked vocabulary tail changes nothing, and true values < 1.6e-38 flush to 0.
+    if (clamped)
+      for (index_t j = 0; j < n; ++j) w.b[j] = w.a[j] == d_floor ? 0.0f : w.b[j];
     const float s = vsum(w.b, n);
     if (!(s <= std::numeric_limits<float>::max())) {  // NaN or +inf logit (inf - inf = NaN)
       status = row_status::non_finite;
