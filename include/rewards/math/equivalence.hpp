@@ -550,7 +550,7 @@ inline bool proportional(const expr& f, const expr& g, bool positive, compare_ct
 
 inline bool symbol_like(const expr& e) {
   if (e.k == kind::symbol || e.k == kind::text) return true;
-  if (e.k == kind::mul) {
+  if (e.k == kind::mul || e.k == kind::tuple) {  // `AB = 5`, `f(x) = ..`, `(x, y) = (2, 3)`
     for (const expr& a : e.args)
       if (!symbol_like(a)) return false;
     return true;
@@ -859,6 +859,23 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     if (auto gv = finite_set_value(g, c)) {
       if (auto pv = finite_set_value(p, c)) return multiset_equal(*gv, *pv, c);
     }
+  }
+  // Gold `(2, 3)` vs pred `x = 2, y = 3` (or `y = 3, x = 2`): single-variable assignments read in
+  // alphabetical order of their variables.
+  if (g.k == kind::tuple && p.k == kind::set && !p.braced && p.args.size() == g.args.size()) {
+    std::vector<std::pair<std::string, const expr*>> named;
+    for (const expr& a : p.args) {
+      const expr* v = assignment_value(a);
+      if (!v || a.ops.size() != 1 || a.args[0].k != kind::symbol) return false;
+      named.emplace_back(a.args[0].name, v);
+    }
+    std::sort(named.begin(), named.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (std::size_t i = 0; i < g.args.size(); ++i) {
+      if (i > 0 && named[i].first == named[i - 1].first) return false;  // "x = 2, x = 3"
+      if (!equiv(g.args[i], *named[i].second, c)) return false;
+    }
+    return true;
   }
   const bool gset = g.k == kind::set || (g.k != kind::relation && contains(g, kind::pm));
   const bool pset = p.k == kind::set || (p.k != kind::relation && contains(p, kind::pm));

@@ -251,6 +251,33 @@ inline bool strip_trailing_unit(std::string& s) {
   return true;
 }
 
+/// "17 students", "12 ways": a plain number followed by up to three lower-case words (3+ letters,
+/// not function names) is the number. Only when nothing but the number precedes the words.
+inline void strip_counted_noun(std::string& s) {
+  const std::string_view t = trim(s);
+  std::size_t i = 0;
+  if (i < t.size() && t[i] == '-') ++i;
+  const std::size_t digits_begin = i;
+  while (i < t.size() && (is_digit(t[i]) || t[i] == '.' || t[i] == ',')) ++i;
+  if (i == digits_begin || i >= t.size() || t[i] != ' ') return;
+  const std::size_t number_end = i;
+  int words = 0;
+  while (i < t.size()) {
+    while (i < t.size() && t[i] == ' ') ++i;
+    const std::size_t b = i;
+    while (i < t.size() && t[i] >= 'a' && t[i] <= 'z') ++i;
+    const std::string_view w = t.substr(b, i - b);
+    if (w.size() < 3 || (i < t.size() && t[i] != ' ')) return;
+    static constexpr std::string_view reserved[] = {
+        "and", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "inf", "infty",
+        "infinity", "sqrt", "pi", "mod", "percent", "pct", "percentage"};
+    for (std::string_view r : reserved)
+      if (w == r) return;
+    if (++words > 3) return;
+  }
+  s = std::string(t.substr(0, number_end));
+}
+
 /// True when `t` is `-?\d{1,3}(sep\d{3})+(\.\d+)?` for the separator `sep` (thousands groups).
 inline bool is_grouped_number(std::string_view t, char sep) noexcept {
   std::size_t i = 0;
@@ -391,6 +418,7 @@ inline std::string normalize_answer(std::string_view s, budget& b) {
   for (int k = 0; k < 3 && detail::strip_trailing_unit(t); ++k) {
   }
   t = std::string(detail::strip_decorations(t));
+  detail::strip_counted_noun(t);
   t = detail::fix_number_separators(std::move(t));
   return t;
 }

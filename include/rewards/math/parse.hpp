@@ -720,6 +720,15 @@ class parser {
       return make_node(kind::tuple, std::move(items));
     }
     if (name == "begin") return parse_environment();
+    if (name == "angle" || name == "triangle") {
+      // \angle ABC is one quantity, named after its vertices.
+      skip_ws();
+      std::string sym(name);
+      sym += '_';
+      while (p_ < s_.size() && is_alpha(s_[p_])) sym += s_[p_++];
+      if (sym.size() == name.size() + 1) throw syntax_error{};
+      return make_named(kind::symbol, std::move(sym));
+    }
     if (name == "boxed" || name == "overline" || name == "hat" || name == "vec" ||
         name == "bar" || name == "tilde" || name == "underline" || name == "widehat")
       return read_arg();
