@@ -209,11 +209,28 @@ TEST_CASE(
       const auto full = run(o, 0, B);
       double sum = 0;
       std::vector<double> g;
+      grpo::loss_metrics merged;
       for (auto [a, b] : {std::pair<long, long>{0, 3}, {3, 4}, {4, 8}}) {
         const auto part = run(o, a, b);
         sum += part.loss;
         g.insert(g.end(), part.grad_logp.begin(), part.grad_logp.end());
+        merged.merge(part.metrics);
       }
+      // Metrics merge token-weighted: shards reproduce the full-batch schema exactly.
+      const auto& fm = full.metrics;
+      CHECK(merged.tokens == fm.tokens);
+      CHECK(merged.sequences == fm.sequences);
+      CHECK(merged.clip_low.mean() == doctest::Approx(fm.clip_low.mean()).epsilon(1e-14));
+      CHECK(merged.clip_high.mean() == doctest::Approx(fm.clip_high.mean()).epsilon(1e-14));
+      CHECK(merged.clip_region.mean() == doctest::Approx(fm.clip_region.mean()).epsilon(1e-14));
+      CHECK(merged.clip_dual.mean() == doctest::Approx(fm.clip_dual.mean()).epsilon(1e-14));
+      CHECK(merged.approx_kl.mean() == doctest::Approx(fm.approx_kl.mean()).epsilon(1e-14));
+      CHECK(merged.kl.mean() == doctest::Approx(fm.kl.mean()).epsilon(1e-14));
+      CHECK(merged.entropy.mean() == doctest::Approx(fm.entropy.mean()).epsilon(1e-14));
+      CHECK(merged.ratio.min == fm.ratio.min);
+      CHECK(merged.ratio.max == fm.ratio.max);
+      CHECK(merged.clip_high_seq.max == fm.clip_high_seq.max);
+      CHECK(merged.clip_low_seq.min == fm.clip_low_seq.min);
       CHECK(sum == doctest::Approx(full.loss).epsilon(1e-13));
       for (std::size_t k = 0; k < g.size(); ++k)
         CHECK(g[k] == doctest::Approx(full.grad_logp[k]).epsilon(1e-13));
