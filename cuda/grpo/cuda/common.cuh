@@ -41,10 +41,11 @@ enum status_bits : unsigned int {
   status_ok = 0,
   status_id_out_of_range = 1u << 0,  ///< a token id outside [0, V) that is not the ignore index
   status_non_finite_row = 1u << 1,   ///< a row with NaN / +inf logits or no finite logit
+  status_bad_input = 1u << 2,        ///< a non-finite / negative loss input on a valid token
 };
 
 /// Reads a status word written by a kernel (blocking copy on `stream`) and converts it to grpo::error:
-/// [grpo.out_of_range] for ids, [grpo.bad_value] for non-finite rows.
+/// [grpo.out_of_range] for ids, [grpo.bad_value] for non-finite rows and bad loss inputs.
 inline void read_status(const unsigned int* device_status, cudaStream_t stream = nullptr) {
   unsigned int h = 0;
   throw_on_error(cudaMemcpyAsync(&h, device_status, sizeof h, cudaMemcpyDeviceToHost, stream),
@@ -54,6 +55,9 @@ inline void read_status(const unsigned int* device_status, cudaStream_t stream =
                "CUDA kernel: a token id is outside [0, vocab) and is not the ignore index");
   GRPO_EXPECTS(!(h & status_non_finite_row), bad_value,
                "CUDA kernel: a row of logits holds NaN / +inf or no finite value");
+  GRPO_EXPECTS(!(h & status_bad_input), bad_value,
+               "CUDA kernel: a loss input (mask, logp, old_logp, ref_logp, advantages, sampler_logp, "
+               "is_weights or rewards) is non-finite or negative on a valid token");
 }
 
 /// Rounds n up to a multiple of 256 bytes (the alignment of every workspace slice).

@@ -88,19 +88,26 @@ __device__ void block_row_stats(const T* row, index_t stride, index_t V, float b
   __syncthreads();
 }
 
-/// Forward kernel: one block per row, grid-stride over rows.
-template <int BlockThreads, class T, class I>
+/// Row filter of the forward kernel that keeps every row.
+struct all_rows {
+  __device__ GRPO_FORCEINLINE bool operator()(index_t) const noexcept { return true; }
+};
+
+/// Forward kernel: one block per row, grid-stride over rows. Rows rejected by `active` (e.g. mask 0
+/// in the fused GRPO step) are treated like ignore_index rows: zeros, id not read.
+template <int BlockThreads, class T, class I, class Active = all_rows>
 __global__ void __launch_bounds__(BlockThreads)
     selective_log_softmax_kernel(strided_view<const T, 2> logits, strided_view<const I, 1> ids,
                                  float beta, long long ignore_index, strided_view<float, 1> logp,
                                  strided_view<float, 1> lse, strided_view<float, 1> entropy,
-                                 unsigned int* status) {
+                                 unsigned int* status, Active active = {}) {
   using reduce_t = cub::BlockReduce<online_lse, BlockThreads>;
   __shared__ typename reduce_t::TempStorage tmp;
   __shared__ row_stats_shared sh;
   const index_t N = logits.extent(0), V = logits.extent(1);
   for (index_t i = blockIdx.x; i < N; i += gridDim.x) {
-    const long long y = static_cast<long long>(ids(i));
+    const bool on = active(i);
+    const long long y = on ? static_cast<long long>(ids(i)) : ignore_index;
     if (y == ignore_index) {  // block-uniform branch
       if (threadIdx.x == 0) {
         logp(i) = 0.0f;
@@ -156,6 +163,14 @@ __global__ void __launch_bounds__(BlockThreads)
   for (index_t i = blockIdx.x; i < N; i += gridDim.x) {
     G* out = grad.data_handle() + i * grad.stride(0);
     const index_t os = grad.stride(1);
+    // Rows the coefficient functor declares inactive (e.g. mask 0 in the fused GRPO step) are
+    // neither read nor checked: their gradient row is zero.
+    bool row_on = true;
+    if constexpr (requires { coeffs.active(i); }) row_on = coeffs.active(i);
+    if (!row_on) {
+      for (index_t j = threadIdx.x; j < V; j += BlockThreads) out[j * os] = narrow<G>(0.0f);
+      continue;
+    }
     const long long y = static_cast<long long>(ids(i));
     const bool id_ok = y >= 0 && y < V;
     if (y == ignore_index || !id_ok) {
@@ -199,6 +214,26 @@ cudaError_t dispatch_block(index_t V, F&& f) {
 
 }  // namespace detail
 
+/// Launches the forward kernel with a row filter (rows where active(i) is false get zeros and their
+/// id is not read). Used by selective_log_softmax and by the two-phase fused GRPO step.
+/// @pre status points to a zeroed device word; views device-resident; beta = 1/T > 0.
+template <class T, class I, class Active>
+[[nodiscard]] cudaError_t launch_row_forward(strided_view<const T, 2> logits,
+                                             strided_view<const I, 1> ids, float beta,
+                                             long long ignore_index, strided_view<float, 1> logp,
+                                             strided_view<float, 1> lse,
+                                             strided_view<float, 1> entropy, unsigned int* status,
+                                             Active active, cudaStream_t stream) noexcept {
+  if (logits.extent(0) == 0) return cudaSuccess;
+  return detail::dispatch_block(logits.extent(1), [&]<int B>() -> cudaError_t {
+    auto kernel = detail::selective_log_softmax_kernel<B, T, I, Active>;
+    const int grid = rows_grid(logits.extent(0), device_blocks(kernel, B, 0));
+    kernel<<<grid, B, 0, stream>>>(logits, ids, beta, ignore_index, logp, lse, entropy, status,
+                                   active);
+    return cudaGetLastError();
+  });
+}
+
 /// Selective log-softmax forward on the device: for every row i of logits [N, V] with sampled id y_i
 ///   logp[i] = log softmax(logits[i] / T)[y_i],  lse[i] = logsumexp(logits[i] / T),  entropy[i] = H_i.
 /// One read of each row (online softmax), fp32 accumulation, 64-bit indexing, no limit on N.
@@ -227,13 +262,8 @@ template <class T, class I>
   auto* status = static_cast<unsigned int*>(workspace);
   GRPO_CUDA_TRY(cudaMemsetAsync(status, 0, sizeof(unsigned int), stream));
   if (logits.extent(0) == 0) return cudaSuccess;
-  const float beta = 1.0f / temperature;
-  return detail::dispatch_block(logits.extent(1), [&]<int B>() -> cudaError_t {
-    auto kernel = detail::selective_log_softmax_kernel<B, T, I>;
-    const int grid = rows_grid(logits.extent(0), device_blocks(kernel, B, 0));
-    kernel<<<grid, B, 0, stream>>>(logits, ids, beta, ignore_index, logp, lse, entropy, status);
-    return cudaGetLastError();
-  });
+  return launch_row_forward(logits, ids, 1.0f / temperature, ignore_index, logp, lse, entropy,
+                            status, detail::all_rows{}, stream);
 }
 
 /// Launches the backward kernel with any per-row coefficient functor (also used by the fused GRPO
