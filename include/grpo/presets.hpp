@@ -242,10 +242,26 @@ inline loss_options openrlhf_defaults() {
 
 /// Named presets: "trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo",
 /// "trl_luspo", "trl_vespo", "trl_gspo" (loss_type grpo + importance_sampling_level sequence),
+/// "trl_gmpo" (TRL experimental GMPO trainer; not covered by the peer conformance file),
 /// "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean", "openrlhf".
 /// TRL presets use each loss_type's documented defaults (ScaleRL's cap 5.0 for cispo, luspo at
 /// sequence level); throws [grpo.bad_option] for an unknown name.
 inline loss_options preset(std::string_view name) {
+  // TRL experimental GMPO trainer (trl.experimental.gmpo): log-space clip e^(+-0.4) (paper), sign
+  // branch A > 0 ? min : max, w_i = exp(sum m x~ / max(n_i, 1)), loss = mean over B rows / GA; its
+  // KL (beta) is the per-sequence mean of k3 added to the sequence loss, i.e. seq-mean-token-mean.
+  if (name == "trl_gmpo") {
+    loss_options o = from_trl(trl_args{});
+    o.policy.kind = policy_loss_kind::gmpo;
+    o.policy.gmpo = ops::gmpo_sign::trl;
+    o.policy.eps_low = o.policy.eps_high = 0.4;
+    o.agg = agg_options{};
+    o.agg.mode = agg_mode::seq_mean_token_mean;
+    o.agg.row_count_floor = 1.0;
+    o.agg.count_empty_rows = true;
+    o.kl_agg = o.agg;
+    return o;
+  }
   // TRL presets keep GRPOConfig defaults except where a loss_type documents its own: luspo needs
   // importance_sampling_level="sequence"; ScaleRL recommends epsilon_high = 5 for cispo.
   if (name.substr(0, 4) == "trl_") {

@@ -228,6 +228,17 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("compute_loss: TRL experimental GMPO (max branch for A = 0) vs finite differences" *
+          doctest::test_suite("policy_loss")) {
+  for (bool token_adv : {false, true}) {
+    auto b = make_batch(token_adv ? 77 : 78, 6, 5, 0.8, token_adv);
+    if (token_adv) b.adv[1] = 0.0;  // exercise the A = 0 branch
+    auto o = grpo::preset("trl_gmpo");
+    o.kl_coef = 0.05;
+    check_against_reference(o, b);
+  }
+}
+
 TEST_CASE("compute_loss: flat regions of log-ratio and KL clamps give zero gradient" *
           doctest::test_suite("policy_loss")) {
   auto b = make_batch(7, 4, 6, 1.5, true);

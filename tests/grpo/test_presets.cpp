@@ -40,6 +40,27 @@ TEST_CASE("presets: TRL loss types map to their aggregation" * doctest::test_sui
   CHECK(p.agg.mode == agg_mode::seq_mean_token_mean);
 }
 
+TEST_CASE("presets: TRL experimental GMPO" * doctest::test_suite("presets")) {
+  const auto p = grpo::preset("trl_gmpo");
+  CHECK(p.policy.kind == grpo::policy_loss_kind::gmpo);
+  CHECK(p.policy.gmpo == grpo::ops::gmpo_sign::trl);
+  CHECK(p.policy.eps_low == 0.4);
+  CHECK(p.agg.row_count_floor == 1.0);
+  CHECK(p.agg.count_empty_rows);
+  // Hand value: one row, A = 1, x = (0.1, 0.6) -> x~ = (0.1, 0.4), w = exp(0.25), loss = -w / B
+  const std::vector<double> lp = {-1.0, -0.4, -1.0, -1.0}, old = {-1.1, -1.0, -1.0, -1.0};
+  const std::vector<double> adv = {1.0, 0.0}, m = {1, 1, 0, 0};
+  grpo::loss_batch<double, double> in;
+  in.logp = grpo::make_view(lp.data(), {2, 2});
+  in.old_logp = grpo::make_view(old.data(), {2, 2});
+  in.advantages = grpo::broadcast_rows(adv.data(), 2, 2);
+  in.mask = grpo::make_view(m.data(), {2, 2});
+  const auto r = grpo::compute_loss(p, in);
+  CHECK(r.loss == doctest::Approx(-std::exp(0.25) / 2));
+  CHECK(r.grad_logp[0] == doctest::Approx(-std::exp(0.25) / 2 * 0.5));  // d/dx0 of the mean
+  CHECK(r.grad_logp[1] == 0.0);                                         // clipped at 0.4
+}
+
 TEST_CASE("presets: verl defaults (dual clip 3, +-20 clamp, forced aggregations)" *
           doctest::test_suite("presets")) {
   auto p = grpo::preset("verl_vanilla");
