@@ -99,6 +99,10 @@ TEST_CASE("code: output comparison policies" * doctest::test_suite("rewards")) {
   CHECK(outputs_match("1\n2", "1\n2\n3", output_match::open_r1));
   CHECK(outputs_match("1\n2\n3", "1", output_match::open_r1));
   CHECK_FALSE(outputs_match("1\n3", "1\n2", output_match::open_r1));
+  // open-r1 strips the actual output only: an expected output with a leading blank line never
+  // matches, not even itself (found by fuzz/fuzz_rules_code_extract.cpp)
+  CHECK_FALSE(outputs_match("\n1", "\n1", output_match::open_r1));
+  CHECK(outputs_match("\n1", "\n1", output_match::trim_lines));
   CHECK_FALSE(outputs_match("1\n2", "1\n2\n3", output_match::trim_lines));
 }
 
