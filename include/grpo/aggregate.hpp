@@ -48,6 +48,7 @@ enum class agg_mode : unsigned char {
 
 /// verl's spelling of the mode ("token-mean", "seq-mean-token-sum-norm", ...) plus
 /// "group-token-mean". Throws [grpo.bad_option] on an unknown name.
+/// @pre none. @post the returned mode round-trips the verl name.
 inline agg_mode agg_mode_from_string(std::string_view s) {
   if (s == "token-mean") return agg_mode::token_mean;
   if (s == "token-sum") return agg_mode::token_sum;
@@ -187,6 +188,7 @@ inline std::vector<double> aggregation_row_scales(std::span<const double> row_to
 }
 
 /// Row sums n_i of a [B, T] mask view. Throws [grpo.bad_value] on a negative or non-finite entry.
+/// @pre mask is host-resident. @post result.size() == B, every entry finite and >= 0.
 template <class M>
 std::vector<double> mask_row_sums(strided_view<const M, 2> mask) {
   expect_host(mask, "mask");

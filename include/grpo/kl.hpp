@@ -27,6 +27,7 @@ using ops::kl_params;
 /// "low_var_kl"/"k3", each optionally suffixed "+" (straight-through k2 gradient; "k2+"/"mse+" are
 /// plain k2). verl clamps: low_var_kl gets inner 20 / outer 10 when `verl_clamps` is set.
 /// "full" (exact full-vocabulary KL) is not a per-token estimator: [grpo.bad_option].
+/// @pre none. @post straight_through is false for k2 (already the k2 gradient).
 inline kl_params kl_params_from_string(std::string_view name, bool verl_clamps = true) {
   kl_params p;
   std::string_view base = name;

@@ -150,6 +150,8 @@ struct verl_args {
 
 /// agg_options of verl's agg_loss(loss_agg_mode, dp_size, batch_num_tokens, global_batch_size,
 /// loss_scale_factor). Without global info verl falls back to local counts (and raises for dp>1).
+/// @pre mode is a verl loss_agg_mode; dp_size > 1 comes with the matching global count, else
+///      [grpo.bad_option]. @post scale == dp_size, row_count_eps == 1e-8.
 inline agg_options verl_agg(std::string_view mode, const verl_args& a) {
   agg_options g;
   g.mode = agg_mode_from_string(mode);
@@ -169,6 +171,8 @@ inline agg_options verl_agg(std::string_view mode, const verl_args& a) {
 
 /// loss_options reproducing verl compute_policy_loss_<loss_mode> followed by agg_loss, plus the
 /// optional KL loss (use_kl_loss) and entropy bonus.
+/// @pre a.loss_mode in {vanilla, gspo, sapo, cispo, geo_mean, gpg}, else [grpo.bad_option].
+/// @post compute_loss(from_verl(a), ...) reproduces verl's (loss, pg_losses, grad) to 1e-10.
 inline loss_options from_verl(const verl_args& a) {
   loss_options o;
   auto& p = o.policy;
@@ -246,6 +250,7 @@ inline loss_options openrlhf_defaults() {
 /// "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean", "openrlhf".
 /// TRL presets use each loss_type's documented defaults (ScaleRL's cap 5.0 for cispo, luspo at
 /// sequence level); throws [grpo.bad_option] for an unknown name.
+/// @pre none. @post the result passes validate(loss_options).
 inline loss_options preset(std::string_view name) {
   // TRL experimental GMPO trainer (trl.experimental.gmpo): log-space clip e^(+-0.4) (paper), sign
   // branch A > 0 ? min : max, w_i = exp(sum m x~ / max(n_i, 1)), loss = mean over B rows / GA; its
