@@ -116,17 +116,20 @@ GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t
   A mx[lanes];
   for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
   for (index_t i = 0; i < np; i += lanes)
-    for (index_t k = 0; k < lanes; ++k) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];
+    for (index_t k = 0; k < lanes; ++k) mx[k] = ops::select(x[i + k] > mx[k], x[i + k], mx[k]);
   A m = neg_inf<A>;
   for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
   if (!(m > neg_inf<A>)) return basic_online_lse<A>(beta);
+  // Two separate loops: g++ 12 does not if-convert two conditional reductions in one loop body.
   A acc[lanes] = {}, ties[lanes] = {};
   for (index_t i = 0; i < np; i += lanes)
     for (index_t k = 0; k < lanes; ++k) {
       const A v = x[i + k];
-      acc[k] += v < m ? ops::distill_exp(beta * (v - m)) : A(0);
-      ties[k] += v == m ? A(1) : A(0);
+      const A ev = ops::distill_exp(beta * (v - m));  // unconditional, then selected (vectorises)
+      acc[k] += ops::select(v < m, ev, A(0));
     }
+  for (index_t i = 0; i < np; i += lanes)
+    for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(x[i + k] == m, A(1), A(0));
   return basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0));
 }
 

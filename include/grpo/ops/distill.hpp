@@ -39,6 +39,53 @@ namespace grpo::ops {
 // casts, which every compiler vectorises. Double precision (references, finite-difference runs)
 // and device code use grpo::math:: unchanged.
 
+/// c ? a : b as data (a bit mask), not as control flow. g++ 12 jump-threads a ?: whose condition
+/// makes the rest of an inlined polynomial constant-foldable (e.g. a clamp) into branches that its
+/// if-conversion then refuses to undo under the default -ftrapping-math, and the vocabulary loop
+/// stays scalar; a mask select leaves nothing to thread. Double precision and device code use ?:.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A select(bool c, A a, A b) noexcept {
+#if defined(__CUDA_ARCH__)
+  return c ? a : b;
+#else
+  if constexpr (std::is_same_v<A, float>) {
+    const std::int32_t m = -static_cast<std::int32_t>(c);
+    return std::bit_cast<float>((std::bit_cast<std::int32_t>(a) & m) |
+                                (std::bit_cast<std::int32_t>(b) & ~m));
+  } else {
+    return c ? a : b;
+  }
+#endif
+}
+
+/// e^max(x, -87.3) for float x <= 88.3 with no output select (pure arithmetic): the core of
+/// distill_exp. Cody-Waite reduction + the Cephes expf polynomial, < 2 ulp. Used directly where the
+/// flush of e^x to 0 below -87.3 does not matter (the log-add-exp correction term); composed with
+/// other selects it still vectorises, which a select on the result does not always (g++ 12).
+GRPO_HOST_DEVICE GRPO_FORCEINLINE float distill_exp_core(float x) noexcept {
+  constexpr float log2e = 1.44269504088896341f;
+  constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  // Flat (non-nested) selects only: g++ turns a nested ?: into branches it then cannot
+  // if-convert back when the result feeds further arithmetic.
+  const float xlo = select(x < -87.3f, -87.3f, x);
+  const float xc = select(xlo > 88.3f, 88.3f, xlo);
+  const float t = xc * log2e + shifter;
+  const float n = t - shifter;  // n = round(x log2 e) in [-126, 127], exact
+  // r = x - n ln 2 in two pieces (Cody-Waite): the first product is exact.
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  // 2^n through the exponent field (a normal float for n in [-126, 127]).
+  const std::int32_t ni = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(shifter);
+  return y * std::bit_cast<float>((ni + 127) << 23);
+}
+
 /// e^x for the vocabulary loops. float on the host: polynomial, exact 0 for x < -87.3 (e^x is then
 /// below 1.2e-38, negligible next to the unit mass of a probability row) and for x = -inf; +inf for
 /// x > 88.3 (callers only exponentiate log-probabilities and log-ratios <= 0). Other types and
@@ -51,31 +98,42 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_exp(A x) noexcept {
   if constexpr (!std::is_same_v<A, float>) {
     return math::exp(x);
   } else {
-    constexpr float log2e = 1.44269504088896341f;
-    constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-    const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    const float t = xc * log2e + shifter;
-    const float n = t - shifter;  // n = round(x log2 e) in [-126, 127], exact
-    // r = x - n ln 2 in two pieces (Cody-Waite): the first product is exact.
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    // 2^n through the exponent field (a normal float for n in [-126, 127]).
-    const std::int32_t ni = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(shifter);
-    const float v = y * std::bit_cast<float>((ni + 127) << 23);
-    return x < -87.3f ? 0.0f : (x > 88.3f ? math::infinity<float>() : v);
+    const float v = distill_exp_core(x);
+    const float v_lo = select(x < -87.3f, 0.0f, v);
+    return select(x > 88.3f, math::infinity<float>(), v_lo);
   }
 #endif
 }
 
-/// log x for the vocabulary loops (x a normal float, 0 -> -inf, < 0 or NaN -> NaN). float on the host:
-/// polynomial; other types and device code: grpo::math::log.
+/// log x for a positive, finite, normal float x, with no guard at all (pure arithmetic, so it
+/// vectorises when composed with other selects): the Cephes logf polynomial, < 2 ulp.
+GRPO_HOST_DEVICE GRPO_FORCEINLINE float distill_log_normal(float x) noexcept {
+  // x = 2^e (1 + m) with 1 + m in [sqrt(1/2), sqrt(2)), found with integer arithmetic only (no
+  // select, so it vectorises in any composition): subtracting the bits of sqrt(1/2) makes the
+  // exponent field of the difference the wanted e (arithmetic shift), and adding them back to the
+  // mantissa bits rebuilds 1 + m.
+  constexpr std::int32_t sqrt_half = 0x3f3504f3;
+  const std::int32_t adj = std::bit_cast<std::int32_t>(x) - sqrt_half;
+  const float e = static_cast<float>(adj >> 23);
+  const float m = std::bit_cast<float>((adj & 0x007fffff) + sqrt_half) - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += e * -2.12194440e-4f;
+  y += -0.5f * z;
+  return m + y + e * 0.693359375f;
+}
+
+/// log x for the vocabulary loops (x a normal float, 0 -> -inf, < 0 or NaN -> NaN, +inf -> +inf).
+/// float on the host: polynomial; other types and device code: grpo::math::log.
 template <class A>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log(A x) noexcept {
 #if defined(__CUDA_ARCH__)
@@ -84,29 +142,40 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log(A x) noexcept {
   if constexpr (!std::is_same_v<A, float>) {
     return math::log(x);
   } else {
-    const std::int32_t bits = std::bit_cast<std::int32_t>(x);
-    float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
-    float m = std::bit_cast<float>((bits & 0x007fffff) | 0x3f000000);  // mantissa in [0.5, 1)
-    const bool small = m < 0.707106781186547524f;
-    e = small ? e - 1.0f : e;
-    m = small ? m + m - 1.0f : m - 1.0f;  // m in [sqrt(1/2) - 1, sqrt(2) - 1)
-    const float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    y += e * -2.12194440e-4f;
-    y += -0.5f * z;
-    const float v = m + y + e * 0.693359375f;
+    const float v = distill_log_normal(x);
     constexpr float nan = std::numeric_limits<float>::quiet_NaN();
     return x > 0.0f ? (x < math::infinity<float>() ? v : x)
                     : (x == 0.0f ? -math::infinity<float>() : nan);
+  }
+#endif
+}
+
+/// e^x for x <= 0 where a flush to 0 below -87.3 is not needed (float host: distill_exp_core).
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_exp_unit(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return math::exp(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return math::exp(x);
+  } else {
+    return distill_exp_core(x);
+  }
+#endif
+}
+
+/// log(1 + y) for y in [0, 1] (the log-add-exp correction term), branch-free; double and device
+/// code use grpo::math::log1p. Absolute error < 1.2e-7 (y below 6e-8 rounds 1 + y to 1; the
+/// resulting error is below y itself).
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log1p_unit(A y) noexcept {
+#if defined(__CUDA_ARCH__)
+  return math::log1p(y);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return math::log1p(y);
+  } else {
+    return distill_log_normal(1.0f + y);
   }
 #endif
 }
@@ -118,7 +187,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log(A x) noexcept {
 /// an entry with no probability (a = -inf would otherwise give 0 * inf = NaN).
 template <class A>
 GRPO_HOST_DEVICE constexpr A weighted_log_ratio(A x, A a, A b) noexcept {
-  return x > A(0) ? x * (a - b) : A(0);
+  const A r = x * (a - b);  // computed unconditionally and then selected: a value select is what
+  return select(x > A(0), r, A(0));  // lets g++ vectorise under the default -ftrapping-math
 }
 
 /// log(w_a e^a + w_b e^b) from la = log w_a + a and lb = log w_b + b, computed as
@@ -127,11 +197,14 @@ GRPO_HOST_DEVICE constexpr A weighted_log_ratio(A x, A a, A b) noexcept {
 /// log 0 = -inf, then 0 * inf = NaN). Both -inf (no mass in either) gives -inf.
 template <class A>
 GRPO_HOST_DEVICE constexpr A log_add_exp(A la, A lb) noexcept {
-  const A hi = la > lb ? la : lb;
-  const A lo = la > lb ? lb : la;
-  const A d = lo - hi;  // <= 0; NaN only when both are -inf (handled by the select)
-  const A r = hi + distill_log(A(1) + distill_exp(d > -math::infinity<A>() ? d : -math::infinity<A>()));
-  return hi > -math::infinity<A>() ? r : -math::infinity<A>();
+  const A hi = select(la > lb, la, lb);
+  const A lo = select(la > lb, lb, la);
+  const A d = lo - hi;  // <= 0; NaN only when both are -inf (handled by the selects)
+  const A dc = select(d > -math::infinity<A>(), d, -math::infinity<A>());
+  // e^dc in (0, 1]; for float the unselected core (e^-87.3 instead of 0 below -87.3 changes
+  // log(1 + y) by less than 1e-37).
+  const A r = hi + distill_log1p_unit(distill_exp_unit(dc));
+  return select(hi > -math::infinity<A>(), r, -math::infinity<A>());
 }
 
 /// log M for M = w p + (1 - w) q given log w and log(1 - w) (either may be -inf at w = 0 or 1).
@@ -170,8 +243,9 @@ GRPO_HOST_DEVICE constexpr A forward_kl_dz(A lp, A lq) noexcept {
   const A q = distill_exp(lq);
   const A d = lq - lp;  // NaN when both are -inf: then p = q = 0 and the plain branch gives 0
   const A em1 = d * (A(1) + d * (A(0.5) + d * (A(1) / A(6) + d * (A(1) / A(24) + d / A(120)))));
-  const bool near = d < A(0.015625) && d > A(-0.015625);
-  return near ? p * em1 : q - p;
+  const bool near = (d < A(0.015625)) & (d > A(-0.015625));  // & : no short-circuit branch
+  const A close = p * em1, far = q - p;
+  return select(near, close, far);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +260,8 @@ GRPO_HOST_DEVICE constexpr A reverse_kl(A lp, A lq) noexcept {
 template <class A>
 GRPO_HOST_DEVICE constexpr A reverse_kl_grad(A lp, A lq) noexcept {
   const A q = distill_exp(lq);
-  return q > A(0) ? q * (lq - lp + A(1)) : A(0);
+  const A r = q * (lq - lp + A(1));
+  return select(q > A(0), r, A(0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,8 +301,8 @@ template <class A>
 GRPO_HOST_DEVICE constexpr A skew_forward_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
   const A lm = log_mixture(log_a, lp, log_1ma, lq);
   const A p = distill_exp(lp);
-  const A r = p > A(0) ? -p * distill_exp(log_1ma + lq - lm) : A(0);
-  return r;
+  const A r = -p * distill_exp(log_1ma + lq - lm);
+  return select(p > A(0), r, A(0));
 }
 
 // Skew reverse KL (DistiLLM): SRKL_a = KL(q || (1 - a) p + a q).
@@ -243,7 +318,8 @@ template <class A>
 GRPO_HOST_DEVICE constexpr A skew_reverse_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
   const A lm = log_mixture(log_1ma, lp, log_a, lq);
   const A q = distill_exp(lq);
-  return q > A(0) ? q * (lq - lm + A(1) - distill_exp(log_a + lq - lm)) : A(0);
+  const A r = q * (lq - lm + A(1) - distill_exp(log_a + lq - lm));
+  return select(q > A(0), r, A(0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,7 +352,8 @@ GRPO_HOST_DEVICE constexpr A label_smoothing_grad(A q, A eps, A inv_vocab) noexc
 /// puts no mass outside S (q_0 = 0) has q_j = 0 there, hence 0.
 template <class A>
 GRPO_HOST_DEVICE constexpr A tail_spread_grad(A q, A g_tail, A inv_q_tail, A big_g) noexcept {
-  return q > A(0) ? q * (g_tail * inv_q_tail - big_g) : A(0);
+  const A r = q * (g_tail * inv_q_tail - big_g);
+  return select(q > A(0), r, A(0));
 }
 
 /// log(1 - e^l) for l = log of a probability (l <= 0), the complement's log mass, without
