@@ -218,13 +218,14 @@ inline row_summary summarise(const online_lse& st) noexcept {
 
 /// Writes the gradient of  g_logp * log q_y + g_entropy * H  w.r.t. the raw logits of one row into
 /// `out` (dtype G, stride ostride). `x_y` is the target's raw logit read before any in-place write;
-/// y < 0 means no target term (g_logp is then ignored). May alias `row` exactly (in place): every
-/// block is loaded before it is stored.
+/// y < 0 means the target lies outside this row segment (a vocabulary block of the fused linear
+/// path): only the -g_logp q_j terms are written. May alias `row` exactly (in place): every block is
+/// loaded before it is stored.
 template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
               float x_y, float g_logp, float g_entropy, G* out, index_t ostride,
               scratch& w) noexcept {
-  const float gl = y >= 0 ? g_logp : 0.0f;
+  const float gl = g_logp;
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     load(row + j0 * stride, stride, n, w.a);
