@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   namespace rm = grpo::rewards::math;
   const char* p = reinterpret_cast<const char*>(data);
   const void* nul = std::memchr(p, 0, size);
-  const std::size_t cut = nul ? static_cast<std::size_t>(static_cast<const char*>(nul) - p) : size / 2;
+  const std::size_t cut =
+      nul ? static_cast<std::size_t>(static_cast<const char*>(nul) - p) : size / 2;
   const std::string_view gold(p, cut);
   const std::string_view pred(p + (nul ? cut + 1 : cut), size - cut - (nul ? 1 : 0));
   rm::verify_options opt;

@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view s(reinterpret_cast<const char*>(data), size);
   for (code_language lang : {code_language::python, code_language::cpp}) {
     const std::string_view b = extract_code_block(s, lang);
-    if (!b.empty() && (b.data() < s.data() || b.data() + b.size() > s.data() + s.size())) __builtin_trap();
+    if (!b.empty() && (b.data() < s.data() || b.data() + b.size() > s.data() + s.size()))
+      __builtin_trap();
   }
   const std::size_t half = size / 2;
   const std::string_view a = s.substr(0, half), c = s.substr(half);
@@ -25,6 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // ("\n1" does not match itself); only check that it runs.
   (void)outputs_match(a, c, output_match::open_r1);
   // exact equality implies every other policy
-  if (outputs_match(a, c, output_match::exact) && !outputs_match(a, c, output_match::tokens)) __builtin_trap();
+  if (outputs_match(a, c, output_match::exact) && !outputs_match(a, c, output_match::tokens))
+    __builtin_trap();
   return 0;
 }

@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   loose.allow_empty_answer = loose.allow_empty_think = loose.allow_trailing_whitespace = true;
   if (strict == 1.0 && strict_format_reward(s, loose) != 1.0) __builtin_trap();
   if (const auto p = parse_strict_r1(s, loose)) {
-    if (p->think.data() < s.data() || p->answer.data() + p->answer.size() > s.data() + s.size()) __builtin_trap();
+    if (p->think.data() < s.data() || p->answer.data() + p->answer.size() > s.data() + s.size())
+      __builtin_trap();
   }
   reasoning_steps_options ml;
   ml.numbered_items_at_line_start = true;

@@ -16,32 +16,38 @@ namespace {
 using pairs = std::vector<std::pair<std::string, std::string>>;
 
 const pairs& bare_numbers() {
-  static const pairs p = {{"42", "42"},       {"7", "8"},          {"-3", "-3"},
-                          {"1000", "1,000"},  {"0.5", "0.50"},     {"12", "12"},
-                          {"256", "255"},     {"3.14", "3.14"}};
+  static const pairs p = {{"42", "42"},    {"7", "8"},   {"-3", "-3"},   {"1000", "1,000"},
+                          {"0.5", "0.50"}, {"12", "12"}, {"256", "255"}, {"3.14", "3.14"}};
   return p;
 }
 const pairs& fractions() {
-  static const pairs p = {{"\\frac{1}{2}", "0.5"},      {"\\frac{3}{4}", "\\dfrac{3}{4}"},
-                          {"\\frac{2}{3}", "0.667"},    {"10/9", "\\frac{10}{9}"},
+  static const pairs p = {{"\\frac{1}{2}", "0.5"},       {"\\frac{3}{4}", "\\dfrac{3}{4}"},
+                          {"\\frac{2}{3}", "0.667"},     {"10/9", "\\frac{10}{9}"},
                           {"2\\frac{1}{2}", "\\frac52"}, {"\\frac{5}{7}", "\\frac{7}{5}"},
                           {"\\frac{1}{3}", "0.33"},      {"\\frac{9}{12}", "\\frac{3}{4}"}};
   return p;
 }
 const pairs& symbolic() {
-  static const pairs p = {{"2\\sqrt{2}", "\\sqrt{8}"},       {"(x+1)^2", "x^2+2x+1"},
-                          {"\\frac{\\sqrt{3}}{2}", "0.866"}, {"\\pi r^2", "r^2\\pi"},
-                          {"\\tan^2 y+1", "\\sec^2 y"},      {"x^2-1", "(x-1)(x+1)"},
-                          {"2x+4y-3=0", "y=-\\frac12x+\\frac34"}, {"\\sqrt{2}", "\\sqrt{3}"}};
+  static const pairs p = {{"2\\sqrt{2}", "\\sqrt{8}"},
+                          {"(x+1)^2", "x^2+2x+1"},
+                          {"\\frac{\\sqrt{3}}{2}", "0.866"},
+                          {"\\pi r^2", "r^2\\pi"},
+                          {"\\tan^2 y+1", "\\sec^2 y"},
+                          {"x^2-1", "(x-1)(x+1)"},
+                          {"2x+4y-3=0", "y=-\\frac12x+\\frac34"},
+                          {"\\sqrt{2}", "\\sqrt{3}"}};
   return p;
 }
 const pairs& structured() {
-  static const pairs p = {{"(1,2)", "(1, 2)"},          {"[0,1)", "(0,1)"},
-                          {"\\{1,2,3\\}", "3, 2, 1"},   {"\\pm 2", "2, -2"},
-                          {"x=3", "3"},                 {"1<x<2", "(1,2)"},
-                          {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
-                           "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"},
-                          {"C", "The answer is (C)."}};
+  static const pairs p = {
+      {"(1,2)", "(1, 2)"},
+      {"[0,1)", "(0,1)"},
+      {"\\{1,2,3\\}", "3, 2, 1"},
+      {"\\pm 2", "2, -2"},
+      {"x=3", "3"},
+      {"1<x<2", "(1,2)"},
+      {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"},
+      {"C", "The answer is (C)."}};
   return p;
 }
 const pairs& full_responses() {
@@ -49,8 +55,8 @@ const pairs& full_responses() {
   if (p.empty()) {
     std::string reasoning = "<think>";
     for (int i = 0; i < 40; ++i)
-      reasoning += "We consider step " + std::to_string(i) +
-                   " where $x_" + std::to_string(i) + " = \\frac{" + std::to_string(i) +
+      reasoning += "We consider step " + std::to_string(i) + " where $x_" + std::to_string(i) +
+                   " = \\frac{" + std::to_string(i) +
                    "}{2}$ and check that it satisfies the constraint. ";
     reasoning += "</think>\n";
     p = {{"\\frac{1}{2}", reasoning + "The final answer is $\\boxed{\\frac{1}{2}}$."},
@@ -92,15 +98,27 @@ void run_string_peer(benchmark::State& state, const pairs& p) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-void bm_verify_bare_numbers(benchmark::State& s) { run_verify(s, bare_numbers()); }
-void bm_verify_fractions(benchmark::State& s) { run_verify(s, fractions()); }
-void bm_verify_symbolic(benchmark::State& s) { run_verify(s, symbolic()); }
-void bm_verify_structured(benchmark::State& s) { run_verify(s, structured()); }
-void bm_verify_full_responses(benchmark::State& s) { run_verify(s, full_responses()); }
+void bm_verify_bare_numbers(benchmark::State& s) {
+  run_verify(s, bare_numbers());
+}
+void bm_verify_fractions(benchmark::State& s) {
+  run_verify(s, fractions());
+}
+void bm_verify_symbolic(benchmark::State& s) {
+  run_verify(s, symbolic());
+}
+void bm_verify_structured(benchmark::State& s) {
+  run_verify(s, structured());
+}
+void bm_verify_full_responses(benchmark::State& s) {
+  run_verify(s, full_responses());
+}
 void bm_peer_string_match_full_responses(benchmark::State& s) {
   run_string_peer(s, full_responses());
 }
-void bm_peer_string_match_bare_numbers(benchmark::State& s) { run_string_peer(s, bare_numbers()); }
+void bm_peer_string_match_bare_numbers(benchmark::State& s) {
+  run_string_peer(s, bare_numbers());
+}
 
 }  // namespace
 

@@ -29,11 +29,13 @@ TEST_CASE("batch: parallel_for runs every index exactly once" * doctest::test_su
 TEST_CASE("batch: a pool survives many consecutive loops" * doctest::test_suite("rewards")) {
   thread_pool pool(4);
   std::atomic<long> sum{0};
-  for (int rep = 0; rep < 2000; ++rep) pool.parallel_for(5, [&](std::size_t i) { sum += static_cast<long>(i); });
+  for (int rep = 0; rep < 2000; ++rep)
+    pool.parallel_for(5, [&](std::size_t i) { sum += static_cast<long>(i); });
   CHECK(sum.load() == 2000L * 10L);
 }
 
-TEST_CASE("batch: the exception of the smallest index is rethrown, after all indices ran" * doctest::test_suite("rewards")) {
+TEST_CASE("batch: the exception of the smallest index is rethrown, after all indices ran" *
+          doctest::test_suite("rewards")) {
   thread_pool pool(4);
   std::atomic<int> ran{0};
   try {
@@ -52,7 +54,8 @@ TEST_CASE("batch: the exception of the smallest index is rethrown, after all ind
   CHECK(again.load() == 10);
 }
 
-TEST_CASE("batch: nested parallel_for on the same pool runs serially" * doctest::test_suite("rewards")) {
+TEST_CASE("batch: nested parallel_for on the same pool runs serially" *
+          doctest::test_suite("rewards")) {
   thread_pool pool(3);
   std::vector<std::atomic<int>> hits(10 * 10);
   pool.parallel_for(10, [&](std::size_t i) {
@@ -61,16 +64,20 @@ TEST_CASE("batch: nested parallel_for on the same pool runs serially" * doctest:
   for (auto& h : hits) CHECK(h.load() == 1);
 }
 
-TEST_CASE("batch: output order is input order for any thread count" * doctest::test_suite("rewards")) {
+TEST_CASE("batch: output order is input order for any thread count" *
+          doctest::test_suite("rewards")) {
   reward_set set;
-  set.add("len", 1.0, [](const sample& s) -> std::optional<double> {
-       // uneven work so that completion order differs from index order
-       if (s.completion.size() % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-       return static_cast<double>(s.completion.size());
-     })
+  set.add("len", 1.0,
+          [](const sample& s) -> std::optional<double> {
+            // uneven work so that completion order differs from index order
+            if (s.completion.size() % 3 == 0)
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            return static_cast<double>(s.completion.size());
+          })
       .add("format", 0.5, make_rule("tag_count", rule_options{}));
   std::vector<std::string> texts;
-  for (int i = 0; i < 200; ++i) texts.push_back(std::string(static_cast<std::size_t>(i), 'x') + (i % 2 ? "<think>\n" : ""));
+  for (int i = 0; i < 200; ++i)
+    texts.push_back(std::string(static_cast<std::size_t>(i), 'x') + (i % 2 ? "<think>\n" : ""));
   std::vector<sample> samples(texts.size());
   for (std::size_t i = 0; i < texts.size(); ++i) samples[i].completion = texts[i];
   const auto serial = score_batch(set, samples, 1);

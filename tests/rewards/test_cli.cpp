@@ -19,7 +19,9 @@ TEST_CASE("cli: the default rule spec of grpo-reward is valid" * doctest::test_s
 #if GRPO_REWARDS_HAS_MATH
   CHECK(make_reward_set("accuracy:1,format:0.5").size() == 2);
 #endif
-  CHECK(make_reward_set("format:0.5,tag_count,reasoning_steps,language,repetition,soft_overlong,code").size() == 7);
+  CHECK(
+      make_reward_set("format:0.5,tag_count,reasoning_steps,language,repetition,soft_overlong,code")
+          .size() == 7);
 }
 
 #ifdef GRPO_REWARD_CLI
@@ -42,7 +44,8 @@ cli_result run_cli(std::vector<std::string> args, const std::string& stdin_data)
   args.insert(args.begin(), GRPO_REWARD_CLI);
   run_result r = run_sandboxed(args, stdin_data, "/tmp", o.run, o);
   REQUIRE_MESSAGE(r.status != run_status::spawn_error, r.err);
-  REQUIRE_MESSAGE((r.status == run_status::exited_ok || r.status == run_status::exited_error), r.err);
+  REQUIRE_MESSAGE((r.status == run_status::exited_ok || r.status == run_status::exited_error),
+                  r.err);
   return {r.exit_code, r.out, r.err};
 }
 
@@ -59,19 +62,24 @@ std::vector<json> lines(const std::string& out) {
 }
 }  // namespace
 
-TEST_CASE("cli: JSON Lines scoring matches the library, in input order" * doctest::test_suite("rewards")) {
+TEST_CASE("cli: JSON Lines scoring matches the library, in input order" *
+          doctest::test_suite("rewards")) {
   const std::vector<std::string> completions = {
-      "<think>\nStep 1: x\n</think>\n<answer>\n7\n</answer>",
-      "<think>\nno answer block",
+      "<think>\nStep 1: x\n</think>\n<answer>\n7\n</answer>", "<think>\nno answer block",
       "plain text plain text plain text",
       "<think>\n\xe6\x88\x91\xe4\xbb\xac think\n</think>\n<answer>\n1\n</answer>\n"};
   std::string in;
   for (std::size_t i = 0; i < completions.size(); ++i)
-    in += json{{"completion", completions[i]}, {"answer", "7"}, {"id", "s" + std::to_string(i)}}.dump() + "\n";
+    in += json{{"completion", completions[i]}, {"answer", "7"}, {"id", "s" + std::to_string(i)}}
+              .dump() +
+          "\n";
   // a chat-format completion (list of messages): the last message's content is scored
-  in += json{{"completion", json::array({json{{"role", "assistant"}, {"content", completions[0]}}})}}.dump() + "\n";
-  const auto r = run_cli({"--rules", "format:2,tag_count:0.5,repetition:1,language:1", "--ngram", "2", "--threads", "3",
-                          "--batch-size", "2"},
+  in +=
+      json{{"completion", json::array({json{{"role", "assistant"}, {"content", completions[0]}}})}}
+          .dump() +
+      "\n";
+  const auto r = run_cli({"--rules", "format:2,tag_count:0.5,repetition:1,language:1", "--ngram",
+                          "2", "--threads", "3", "--batch-size", "2"},
                          in);
   CHECK(r.exit_code == 0);
   const auto out = lines(r.out);
@@ -96,8 +104,10 @@ TEST_CASE("cli: JSON Lines scoring matches the library, in input order" * doctes
   CHECK(r.err.find("samples/s") != std::string::npos);
 }
 
-TEST_CASE("cli: invalid lines are reported in place and set exit status 1" * doctest::test_suite("rewards")) {
-  const std::string in = "{\"completion\": \"<think>\\n\"}\nnot json\n{\"answer\": \"1\"}\n\n{\"completion\": 5}\n";
+TEST_CASE("cli: invalid lines are reported in place and set exit status 1" *
+          doctest::test_suite("rewards")) {
+  const std::string in =
+      "{\"completion\": \"<think>\\n\"}\nnot json\n{\"answer\": \"1\"}\n\n{\"completion\": 5}\n";
   const auto r = run_cli({"-q", "--rules", "tag_count"}, in);
   CHECK(r.exit_code == 1);
   const auto out = lines(r.out);
@@ -106,7 +116,7 @@ TEST_CASE("cli: invalid lines are reported in place and set exit status 1" * doc
   CHECK(out[1].contains("error"));
   CHECK(out[2]["error"].get<std::string>().find("completion") != std::string::npos);
   CHECK(out[3]["rewards"]["tag_count"] == 0.0);  // a number is scored as its text
-  CHECK(r.err.empty());  // -q
+  CHECK(r.err.empty());                          // -q
 }
 
 TEST_CASE("cli: usage errors exit 2" * doctest::test_suite("rewards")) {
@@ -117,13 +127,20 @@ TEST_CASE("cli: usage errors exit 2" * doctest::test_suite("rewards")) {
   CHECK(run_cli({"--overlong-variant", "x", "--rules", "soft_overlong"}, "").exit_code == 2);
 }
 
-TEST_CASE("cli: code tests from the JSON line and open-r1 verification_info" * doctest::test_suite("rewards")) {
+TEST_CASE("cli: code tests from the JSON line and open-r1 verification_info" *
+          doctest::test_suite("rewards")) {
   const json a = {{"completion", "```python\nprint(int(input())+1)\n```"},
-                  {"tests", json::array({json{{"input", "1\n"}, {"output", "2\n"}}, json{{"input", "5\n"}, {"output", "7\n"}}})}};
-  const json b = {{"completion", "```cpp\n#include <cstdio>\nint main(){int x;std::scanf(\"%d\",&x);std::printf(\"%d\\n\",x*3);}\n```"},
-                  {"verification_info", {{"language", "cpp"}, {"test_cases", json::array({json{{"input", "2"}, {"output", "6"}}})}}}};
+                  {"tests", json::array({json{{"input", "1\n"}, {"output", "2\n"}},
+                                         json{{"input", "5\n"}, {"output", "7\n"}}})}};
+  const json b = {{"completion",
+                   "```cpp\n#include <cstdio>\nint main(){int "
+                   "x;std::scanf(\"%d\",&x);std::printf(\"%d\\n\",x*3);}\n```"},
+                  {"verification_info",
+                   {{"language", "cpp"},
+                    {"test_cases", json::array({json{{"input", "2"}, {"output", "6"}}})}}}};
   const json c = {{"completion", "no tests here"}};
-  const auto r = run_cli({"-q", "--rules", "code"}, a.dump() + "\n" + b.dump() + "\n" + c.dump() + "\n");
+  const auto r =
+      run_cli({"-q", "--rules", "code"}, a.dump() + "\n" + b.dump() + "\n" + c.dump() + "\n");
   CHECK(r.exit_code == 0);
   const auto out = lines(r.out);
   REQUIRE(out.size() == 3);
@@ -149,7 +166,9 @@ TEST_CASE("cli: equal prints one word and exits 0" * doctest::test_suite("reward
   CHECK(r.out == "true\n");
   CHECK(run_cli({"equal", "1"}, "").exit_code == 2);
   // the accuracy rule and equal agree, and the summary reports accuracy
-  const std::string in = json{{"completion", "<think>\nhalf\n</think>\n<answer>\n0.5\n</answer>"}, {"answer", "\\frac{1}{2}"}}.dump() +
+  const std::string in = json{{"completion", "<think>\nhalf\n</think>\n<answer>\n0.5\n</answer>"},
+                              {"answer", "\\frac{1}{2}"}}
+                             .dump() +
                          "\n" + json{{"completion", "\\boxed{3}"}, {"answer", "2"}}.dump() + "\n" +
                          json{{"completion", "x"}, {"answer", ""}}.dump() + "\n";
   r = run_cli({"--rules", "accuracy"}, in);

@@ -91,8 +91,9 @@ TEST_CASE("code: output comparison policies" * doctest::test_suite("rewards")) {
   CHECK_FALSE(outputs_match("7", "7\n", output_match::exact));
   CHECK(outputs_match("7  \r\n\n\n", "7", output_match::trim_lines));
   CHECK(outputs_match("  a b \nc", "a b\n c \n", output_match::trim_lines));
-  CHECK_FALSE(outputs_match("a\nb", "a\n\nb", output_match::trim_lines));  // inner blank lines count
-  CHECK_FALSE(outputs_match("a b", "a  b", output_match::trim_lines));      // inner spaces count
+  CHECK_FALSE(
+      outputs_match("a\nb", "a\n\nb", output_match::trim_lines));       // inner blank lines count
+  CHECK_FALSE(outputs_match("a b", "a  b", output_match::trim_lines));  // inner spaces count
   CHECK(outputs_match("a  b\n\n c", "a b c", output_match::tokens));
   CHECK_FALSE(outputs_match("a b", "a b c", output_match::tokens));
   // open-r1's zip: missing or extra trailing lines are not detected
@@ -108,13 +109,14 @@ TEST_CASE("code: output comparison policies" * doctest::test_suite("rewards")) {
 
 TEST_CASE("code: Python programs that pass, fail and crash" * doctest::test_suite("rewards")) {
   const auto o = fast();
-  const auto pass = run_tests("a, b = map(int, input().split())\nprint(a + b)\n", code_language::python, sum_tests, o);
+  const auto pass = run_tests("a, b = map(int, input().split())\nprint(a + b)\n",
+                              code_language::python, sum_tests, o);
   CHECK(pass.pass_fraction == 1.0);
   CHECK(pass.passed == 3);
   for (auto v : pass.verdicts) CHECK(v == test_verdict::passed);
   // wrong on one test of three: prints a+b except for zeros
-  const auto part = run_tests("a, b = map(int, input().split())\nprint(a + b if a else 1)\n", code_language::python,
-                              sum_tests, o);
+  const auto part = run_tests("a, b = map(int, input().split())\nprint(a + b if a else 1)\n",
+                              code_language::python, sum_tests, o);
   CHECK(part.pass_fraction == doctest::Approx(2.0 / 3.0));
   CHECK(part.verdicts[2] == test_verdict::wrong_answer);
   const auto raise = run_tests("raise ValueError('boom')\n", code_language::python, sum_tests, o);
@@ -123,35 +125,42 @@ TEST_CASE("code: Python programs that pass, fail and crash" * doctest::test_suit
   const auto abort = run_tests("import os\nos.abort()\n", code_language::python, sum_tests, o);
   CHECK(abort.verdicts[0] == test_verdict::crashed);
   // right output but non-zero exit status fails (open-r1 requires returncode 0)
-  const auto exit1 = run_tests("print(7)\nimport sys\nsys.exit(3)\n", code_language::python, {sum_tests.data(), 1}, o);
+  const auto exit1 = run_tests("print(7)\nimport sys\nsys.exit(3)\n", code_language::python,
+                               {sum_tests.data(), 1}, o);
   CHECK(exit1.verdicts[0] == test_verdict::runtime_error);
   const auto syntax = run_tests("def f(:\n", code_language::python, sum_tests, o);
   CHECK(syntax.pass_fraction == 0.0);
 }
 
-TEST_CASE("code: Python limits: infinite loop, sleep, memory hog, output flood" * doctest::test_suite("rewards")) {
+TEST_CASE("code: Python limits: infinite loop, sleep, memory hog, output flood" *
+          doctest::test_suite("rewards")) {
   const auto o = fast();
   const std::vector<test_case> one = {{"", "x\n"}};
   const auto spin = run_tests("while True:\n    pass\n", code_language::python, one, o);
   CHECK(spin.verdicts[0] == test_verdict::time_limit);
   const auto sleep = run_tests("import time\ntime.sleep(1000)\n", code_language::python, one, o);
   CHECK(sleep.verdicts[0] == test_verdict::time_limit);  // wall clock: no CPU used
-  const auto hog = run_tests("x = bytearray(4 * 1024 ** 3)\nprint('x')\n", code_language::python, one, o);
+  const auto hog =
+      run_tests("x = bytearray(4 * 1024 ** 3)\nprint('x')\n", code_language::python, one, o);
   CHECK(hog.verdicts[0] == test_verdict::runtime_error);  // MemoryError under RLIMIT_AS
-  const auto flood = run_tests("while True:\n    print('y' * 1000)\n", code_language::python, one, o);
+  const auto flood =
+      run_tests("while True:\n    print('y' * 1000)\n", code_language::python, one, o);
   CHECK(flood.verdicts[0] == test_verdict::output_limit);
-  const auto file = run_tests("f = open('big', 'w')\nwhile True:\n    f.write('z' * 65536)\n", code_language::python, one, o);
+  const auto file = run_tests("f = open('big', 'w')\nwhile True:\n    f.write('z' * 65536)\n",
+                              code_language::python, one, o);
   // RLIMIT_FSIZE: CPython ignores SIGXFSZ, so the write raises OSError(EFBIG) and exits 1
   CHECK(file.verdicts[0] == test_verdict::runtime_error);
 }
 
-TEST_CASE("code: fork bomb is bounded and its processes are gone afterwards" * doctest::test_suite("rewards")) {
+TEST_CASE("code: fork bomb is bounded and its processes are gone afterwards" *
+          doctest::test_suite("rewards")) {
   auto o = fast();
   o.run.max_processes = 8;
   // Tries to create 200 sleeping children; prints how many it got.
   const std::string bomb =
       "import os, time\nn = 0\nfor _ in range(200):\n    try:\n        pid = os.fork()\n"
-      "    except OSError:\n        continue\n    if pid == 0:\n        time.sleep(100)\n        os._exit(0)\n"
+      "    except OSError:\n        continue\n    if pid == 0:\n        time.sleep(100)\n        "
+      "os._exit(0)\n"
       "    n += 1\nprint(n)\n";
   const std::vector<test_case> want200 = {{"", "200\n"}};
   const auto r = run_tests(bomb, code_language::python, want200, o);
@@ -160,24 +169,27 @@ TEST_CASE("code: fork bomb is bounded and its processes are gone afterwards" * d
     CHECK(processes_of(o.sandbox_uid) == 0);  // the group kill reaped every child
   }
   // The sandbox still works right after.
-  const auto ok = run_tests("print(int(input().split()[0]) + int(input().split()[0]) if False else 7)\n",
-                            code_language::python, {sum_tests.data(), 1}, o);
+  const auto ok =
+      run_tests("print(int(input().split()[0]) + int(input().split()[0]) if False else 7)\n",
+                code_language::python, {sum_tests.data(), 1}, o);
   CHECK(ok.pass_fraction == 1.0);
 }
 
-TEST_CASE("code: no network and a private, removed temp directory" * doctest::test_suite("rewards")) {
+TEST_CASE("code: no network and a private, removed temp directory" *
+          doctest::test_suite("rewards")) {
   const auto o = fast();
   const auto before = temp_dirs();
   const std::string net =
-      "import socket\ntry:\n    s = socket.create_connection(('1.1.1.1', 53), timeout=1)\n    print('net')\n"
+      "import socket\ntry:\n    s = socket.create_connection(('1.1.1.1', 53), timeout=1)\n    "
+      "print('net')\n"
       "except OSError:\n    print('nonet')\n";
   const std::vector<test_case> t = {{"", "nonet\n"}};
   const auto r = run_tests(net, code_language::python, t, o);
   CHECK(r.network_isolated);
   CHECK(r.verdicts[0] == test_verdict::passed);
   // cwd is a private directory the program can write to
-  const auto w = run_tests("open('f.txt','w').write('hi')\nprint(open('f.txt').read())\n", code_language::python,
-                           {{{"", "hi\n"}}}, o);
+  const auto w = run_tests("open('f.txt','w').write('hi')\nprint(open('f.txt').read())\n",
+                           code_language::python, {{{"", "hi\n"}}}, o);
   CHECK(w.pass_fraction == 1.0);
   CHECK(temp_dirs() == before);
   // stdin larger than a pipe buffer is delivered whole
@@ -187,14 +199,17 @@ TEST_CASE("code: no network and a private, removed temp directory" * doctest::te
   CHECK(in.pass_fraction == 1.0);
 }
 
-TEST_CASE("code: C++ programs compile once and run against the tests" * doctest::test_suite("rewards")) {
+TEST_CASE("code: C++ programs compile once and run against the tests" *
+          doctest::test_suite("rewards")) {
   const auto o = fast();
   const auto before = temp_dirs();
-  const auto pass = run_tests("#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}\n",
-                              code_language::cpp, sum_tests, o);
+  const auto pass =
+      run_tests("#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}\n",
+                code_language::cpp, sum_tests, o);
   CHECK(pass.pass_fraction == 1.0);
-  const auto wrong = run_tests("#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a-b<<'\\n';}\n",
-                               code_language::cpp, sum_tests, o);
+  const auto wrong =
+      run_tests("#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a-b<<'\\n';}\n",
+                code_language::cpp, sum_tests, o);
   CHECK(wrong.pass_fraction == doctest::Approx(1.0 / 3.0));  // only 0 0 -> 0
   const auto bad = run_tests("int main( {", code_language::cpp, sum_tests, o);
   CHECK(bad.pass_fraction == 0.0);
@@ -203,7 +218,8 @@ TEST_CASE("code: C++ programs compile once and run against the tests" * doctest:
   CHECK(temp_dirs() == before);
 }
 
-TEST_CASE("code: C++ crash, infinite loop, memory hog, output flood, fork bomb" * doctest::test_suite("rewards")) {
+TEST_CASE("code: C++ crash, infinite loop, memory hog, output flood, fork bomb" *
+          doctest::test_suite("rewards")) {
   auto o = fast();
   o.run.max_processes = 8;
   const std::vector<test_case> one = {{"", "x\n"}};
@@ -214,21 +230,50 @@ TEST_CASE("code: C++ crash, infinite loop, memory hog, output flood, fork bomb" 
 #include <cstring>
 #include <vector>
 #include <unistd.h>
-int main() {
-  char m[16] = {0};
-  if (std::scanf("%15s", m) != 1) return 2;
-  if (!std::strcmp(m, "segv")) { volatile int* p = nullptr; *p = 1; }
-  if (!std::strcmp(m, "spin")) { volatile unsigned long x = 0; for (;;) ++x; }
-  if (!std::strcmp(m, "hog")) { std::vector<char> v(std::size_t(8) << 30, 1); std::printf("%d\n", v[5]); }
-  if (!std::strcmp(m, "flood")) { for (;;) std::fputs("yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n", stdout); }
-  if (!std::strcmp(m, "fork")) { int n = 0; for (int i = 0; i < 200; ++i) { pid_t p = fork(); if (p == 0) { sleep(100); _exit(0); } if (p > 0) ++n; } std::printf("%d\n", n); return 0; }
-  if (!std::strcmp(m, "file")) { FILE* f = std::fopen("big", "w"); for (;;) std::fputs("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n", f); }
-  if (!std::strcmp(m, "ok")) { std::puts("x"); return 0; }
-  return 1;
-}
-)CPP";
-  const std::vector<test_case> tests = {{"ok", "x\n"},   {"segv", "x\n"},  {"spin", "x\n"},
-                                        {"hog", "x\n"},  {"flood", "x\n"}, {"fork", "200\n"},
+    int main() {
+      char m[16] = {0};
+      if (std::scanf("%15s", m) != 1) return 2;
+      if (!std::strcmp(m, "segv")) {
+        volatile int* p = nullptr;
+        *p = 1;
+      }
+      if (!std::strcmp(m, "spin")) {
+        volatile unsigned long x = 0;
+        for (;;) ++x;
+      }
+      if (!std::strcmp(m, "hog")) {
+        std::vector<char> v(std::size_t(8) << 30, 1);
+        std::printf("%d\n", v[5]);
+      }
+      if (!std::strcmp(m, "flood")) {
+        for (;;) std::fputs("yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n", stdout);
+      }
+      if (!std::strcmp(m, "fork")) {
+        int n = 0;
+        for (int i = 0; i < 200; ++i) {
+          pid_t p = fork();
+          if (p == 0) {
+            sleep(100);
+            _exit(0);
+          }
+          if (p > 0) ++n;
+        }
+        std::printf("%d\n", n);
+        return 0;
+      }
+      if (!std::strcmp(m, "file")) {
+        FILE* f = std::fopen("big", "w");
+        for (;;) std::fputs("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n", f);
+      }
+      if (!std::strcmp(m, "ok")) {
+        std::puts("x");
+        return 0;
+      }
+      return 1;
+    }
+  )CPP";
+  const std::vector<test_case> tests = {{"ok", "x\n"},  {"segv", "x\n"},  {"spin", "x\n"},
+                                        {"hog", "x\n"}, {"flood", "x\n"}, {"fork", "200\n"},
                                         {"file", "x\n"}};
   const auto r = run_tests(prog, code_language::cpp, tests, o);
   REQUIRE(r.verdicts.size() == tests.size());
@@ -245,10 +290,12 @@ int main() {
   }
 }
 
-TEST_CASE("code: reward from a completion, stop at first failure, errors" * doctest::test_suite("rewards")) {
+TEST_CASE("code: reward from a completion, stop at first failure, errors" *
+          doctest::test_suite("rewards")) {
   const auto o = fast();
   const std::string completion =
-      "<think>\nsum two ints\n</think>\n<answer>\n```python\nprint(sum(map(int, input().split())))\n```\n</answer>";
+      "<think>\nsum two ints\n</think>\n<answer>\n```python\nprint(sum(map(int, "
+      "input().split())))\n```\n</answer>";
   CHECK(code_reward(completion, code_language::python, sum_tests, o) == 1.0);
   CHECK(binary_code_reward(completion, code_language::python, sum_tests, o) == 1.0);
   CHECK(code_reward("no code here", code_language::python, sum_tests, o) == 0.0);
@@ -259,7 +306,8 @@ TEST_CASE("code: reward from a completion, stop at first failure, errors" * doct
   CHECK(r.verdicts[0] == test_verdict::wrong_answer);
   CHECK(r.verdicts[1] == test_verdict::skipped);
   CHECK(r.verdicts[2] == test_verdict::skipped);
-  CHECK_THROWS_WITH_AS(run_tests("x", code_language::python, {}, o), doctest::Contains("[grpo.bad_value]"), grpo::error);
+  CHECK_THROWS_WITH_AS(run_tests("x", code_language::python, {}, o),
+                       doctest::Contains("[grpo.bad_value]"), grpo::error);
   auto missing = o;
   missing.python = "no-such-python-interpreter";
   const auto m = run_tests("print(1)", code_language::python, sum_tests, missing);

@@ -34,7 +34,10 @@ TEST_CASE("compose: rule spec parsing" * doctest::test_suite("rewards")) {
 TEST_CASE("compose: weighted total, breakdown and skipped rules" * doctest::test_suite("rewards")) {
   reward_set set;
   set.add("one", 2.0, [](const sample&) -> std::optional<double> { return 1.0; })
-      .add("len", 0.5, [](const sample& s) -> std::optional<double> { return static_cast<double>(s.completion.size()); })
+      .add("len", 0.5,
+           [](const sample& s) -> std::optional<double> {
+             return static_cast<double>(s.completion.size());
+           })
       .add("skip", 10.0, [](const sample&) -> std::optional<double> { return std::nullopt; });
   sample s;
   s.completion = "abcd";
@@ -51,13 +54,15 @@ TEST_CASE("compose: weighted total, breakdown and skipped rules" * doctest::test
   const auto none = [](const sample&) -> std::optional<double> { return 0.0; };
   CHECK_THROWS_WITH_AS(set.add("one", 1.0, none), doctest::Contains("duplicate"), grpo::error);
   CHECK_THROWS_WITH_AS(set.add("", 1.0, none), doctest::Contains("[grpo.bad_option]"), grpo::error);
-  CHECK_THROWS_WITH_AS(set.add("w", std::nan(""), none), doctest::Contains("not finite"), grpo::error);
+  CHECK_THROWS_WITH_AS(set.add("w", std::nan(""), none), doctest::Contains("not finite"),
+                       grpo::error);
   CHECK_THROWS_WITH_AS(set.add("f", 1.0, rule_fn{}), doctest::Contains("no function"), grpo::error);
   // empty set: total 0
   CHECK(reward_set{}.score(s).total == 0.0);
 }
 
-TEST_CASE("compose: built-in rules agree with the direct functions" * doctest::test_suite("rewards")) {
+TEST_CASE("compose: built-in rules agree with the direct functions" *
+          doctest::test_suite("rewards")) {
   rule_options o;
   o.cosine.max_len = 50;
   o.overlong.max_len = 40;
@@ -67,8 +72,7 @@ TEST_CASE("compose: built-in rules agree with the direct functions" * doctest::t
   const std::vector<std::string> texts = {
       "<think>\nStep 1: a\nStep 2: b\n</think>\n<answer>\n42\n</answer>",
       "<think>\n我们 think 这个 this this this\n</think>\n<answer>\n42\n</answer>\ntrailing",
-      "no tags at all, First, one. Next, two.",
-      ""};
+      "no tags at all, First, one. Next, two.", ""};
   for (const auto& t : texts) {
     INFO(t);
     sample s;
@@ -79,14 +83,17 @@ TEST_CASE("compose: built-in rules agree with the direct functions" * doctest::t
     CHECK(make_rule("reasoning_steps", o)(s).value() == reasoning_steps_reward(t));
     CHECK(make_rule("language", o)(s).value() == language_consistency_reward(t, "zh"));
     CHECK(make_rule("repetition", o)(s).value() == repetition_penalty_reward(t, o.repetition));
-    CHECK(make_rule("soft_overlong", o)(s).value() == soft_overlong_reward(text_length(t), o.overlong));
+    CHECK(make_rule("soft_overlong", o)(s).value() ==
+          soft_overlong_reward(text_length(t), o.overlong));
     s.num_tokens = 35;  // token count wins over the text length
     CHECK(make_rule("soft_overlong", o)(s).value() == doctest::Approx(-0.5));
   }
-  CHECK_THROWS_WITH_AS(make_rule("nope", o), doctest::Contains("unknown reward rule 'nope'"), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("nope", o), doctest::Contains("unknown reward rule 'nope'"),
+                       grpo::error);
   rule_options bad = o;
   bad.target_language = "klingon";
-  CHECK_THROWS_WITH_AS(make_rule("language", bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("language", bad), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
   bad = o;
   bad.repetition.max_penalty = 1.0;
   CHECK_THROWS_AS(make_rule("repetition", bad), grpo::error);
@@ -98,7 +105,8 @@ TEST_CASE("compose: built-in rules agree with the direct functions" * doctest::t
   CHECK_THROWS_AS(make_rule("code", bad), grpo::error);
 }
 
-TEST_CASE("compose: code rule skips samples without tests and honours their language" * doctest::test_suite("rewards")) {
+TEST_CASE("compose: code rule skips samples without tests and honours their language" *
+          doctest::test_suite("rewards")) {
   rule_options o;
   o.code.run.cpu_seconds = 2;
   o.code.run.wall_seconds = 10;
@@ -126,7 +134,8 @@ TEST_CASE("compose: graded text is the last answer block" * doctest::test_suite(
 }
 
 #if GRPO_REWARDS_HAS_MATH
-TEST_CASE("compose: accuracy and cosine rules use the math verifier" * doctest::test_suite("rewards")) {
+TEST_CASE("compose: accuracy and cosine rules use the math verifier" *
+          doctest::test_suite("rewards")) {
   rule_options o;
   o.cosine.max_len = 100;
   const auto acc = make_rule("accuracy", o);
@@ -135,10 +144,12 @@ TEST_CASE("compose: accuracy and cosine rules use the math verifier" * doctest::
   s.answer = "42";
   s.completion = "<think>\nsix times seven\n</think>\n<answer>\n42\n</answer>";
   CHECK(acc(s).value() == 1.0);
-  CHECK(cos(s).value() == doctest::Approx(cosine_scaled_reward(true, text_length(s.completion), o.cosine)));
+  CHECK(cos(s).value() ==
+        doctest::Approx(cosine_scaled_reward(true, text_length(s.completion), o.cosine)));
   s.completion = "The answer is \\boxed{41}.";
   CHECK(acc(s).value() == 0.0);
-  CHECK(cos(s).value() == doctest::Approx(cosine_scaled_reward(false, text_length(s.completion), o.cosine)));
+  CHECK(cos(s).value() ==
+        doctest::Approx(cosine_scaled_reward(false, text_length(s.completion), o.cosine)));
   s.completion = "So \\boxed{\\frac{84}{2}}";
   CHECK(acc(s).value() == 1.0);
   // unparseable gold: skipped (never rewarded 1.0, open-r1 issues #86/#215/#293)
@@ -152,6 +163,7 @@ TEST_CASE("compose: accuracy and cosine rules use the math verifier" * doctest::
 }
 #else
 TEST_CASE("compose: math rules report the missing verifier" * doctest::test_suite("rewards")) {
-  CHECK_THROWS_WITH_AS(make_rule("accuracy", rule_options{}), doctest::Contains("math verifier"), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("accuracy", rule_options{}), doctest::Contains("math verifier"),
+                       grpo::error);
 }
 #endif

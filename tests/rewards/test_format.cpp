@@ -39,9 +39,11 @@ std::string random_soup(std::mt19937& g, const std::vector<std::string>& tokens,
 }
 }  // namespace
 
-TEST_CASE("format: strict R1 layout accepts exactly one think and one answer block" * doctest::test_suite("rewards")) {
+TEST_CASE("format: strict R1 layout accepts exactly one think and one answer block" *
+          doctest::test_suite("rewards")) {
   CHECK(strict_format_reward("<think>\nI reason.\n</think>\n<answer>\n42\n</answer>") == 1.0);
-  CHECK(strict_format_reward("<think>\nline 1\nline 2\n</think>\n<answer>\na\nb\n</answer>") == 1.0);
+  CHECK(strict_format_reward("<think>\nline 1\nline 2\n</think>\n<answer>\na\nb\n</answer>") ==
+        1.0);
   const auto parts = parse_strict_r1("<think>\nwhy\n</think>\n<answer>\n7\n</answer>");
   REQUIRE(parts.has_value());
   CHECK(parts->think == "why");
@@ -61,7 +63,8 @@ TEST_CASE("format: strict R1 layout rejects every deviation" * doctest::test_sui
   CHECK(strict_format_reward("<think>\na\n</think>\n<answer>b\n</answer>") == 0.0);
   CHECK(strict_format_reward("<think>\na\n</think>\n<answer>\nb</answer>") == 0.0);
   // two blocks (open-r1 issue #359 accepted these)
-  CHECK(strict_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\n<think>\nc\n</think>\n<answer>\nd\n</answer>") == 0.0);
+  CHECK(strict_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\n<think>\nc\n</"
+                             "think>\n<answer>\nd\n</answer>") == 0.0);
   CHECK(strict_format_reward("<think>\na <think> b\n</think>\n<answer>\nb\n</answer>") == 0.0);
   CHECK(strict_format_reward("<think>\na\n</think>\n<answer>\nb </answer> c\n</answer>") == 0.0);
   // DeepSeek-R1's own style (think, then a plain answer) is not the R1-Zero layout
@@ -71,7 +74,8 @@ TEST_CASE("format: strict R1 layout rejects every deviation" * doctest::test_sui
   CHECK(strict_format_reward("") == 0.0);
 }
 
-TEST_CASE("format: strict options relax trailing whitespace and empty blocks" * doctest::test_suite("rewards")) {
+TEST_CASE("format: strict options relax trailing whitespace and empty blocks" *
+          doctest::test_suite("rewards")) {
   const std::string empty_think = "<think>\n\n</think>\n<answer>\n1\n</answer>";
   CHECK(strict_format_reward(empty_think) == 0.0);
   strict_format_options o;
@@ -88,12 +92,15 @@ TEST_CASE("format: strict options relax trailing whitespace and empty blocks" * 
   CHECK(strict_format_reward(trailing + "z", o) == 0.0);
 }
 
-TEST_CASE("format: lenient rule reproduces open-r1's regex quirks" * doctest::test_suite("rewards")) {
+TEST_CASE("format: lenient rule reproduces open-r1's regex quirks" *
+          doctest::test_suite("rewards")) {
   CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>") == 1.0);
   // MULTILINE: $ before a newline, so trailing lines still score
-  CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\ntrailing text") == 1.0);
+  CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\ntrailing text") ==
+        1.0);
   // lazy .*? spans inner tags: two blocks score (open-r1 issue #359)
-  CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\n<think>\nc\n</think>\n<answer>\nd\n</answer>") == 1.0);
+  CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>\n<think>\nc\n</"
+                              "think>\n<answer>\nd\n</answer>") == 1.0);
   // empty bodies are fine for the regex
   CHECK(lenient_format_reward("<think>\n\n</think>\n<answer>\n\n</answer>") == 1.0);
   CHECK(lenient_format_reward("<think>\n</think>\n<answer>\nb\n</answer>") == 0.0);
@@ -103,7 +110,8 @@ TEST_CASE("format: lenient rule reproduces open-r1's regex quirks" * doctest::te
   CHECK(lenient_format_reward("<think>\na\n</think>\n<answer>\nb\n</answer>x\n</answer>") == 1.0);
 }
 
-TEST_CASE("format: tag count gives 0.25 per tag present exactly once" * doctest::test_suite("rewards")) {
+TEST_CASE("format: tag count gives 0.25 per tag present exactly once" *
+          doctest::test_suite("rewards")) {
   CHECK(tag_count_reward("<think>\na\n</think>\n<answer>\nb\n</answer>") == 1.0);
   CHECK(tag_count_reward("") == 0.0);
   CHECK(tag_count_reward("<think>\n") == 0.25);
@@ -115,9 +123,11 @@ TEST_CASE("format: tag count gives 0.25 per tag present exactly once" * doctest:
   CHECK(tag_count_reward("\n</think>\nx\n</think>\n") == 0.0);
 }
 
-TEST_CASE("format: reasoning steps follow open-r1's pattern and tests" * doctest::test_suite("rewards")) {
+TEST_CASE("format: reasoning steps follow open-r1's pattern and tests" *
+          doctest::test_suite("rewards")) {
   // open-r1 tests/test_rewards.py: three steps -> 1, one step -> 1/3
-  CHECK(reasoning_steps_reward("Step 1: Add 2 and 3\nStep 2: Multiply by 4\nStep 3: Get final answer") == 1.0);
+  CHECK(reasoning_steps_reward(
+            "Step 1: Add 2 and 3\nStep 2: Multiply by 4\nStep 3: Get final answer") == 1.0);
   CHECK(reasoning_steps_reward("Step 1: Only step") == doctest::Approx(1.0 / 3.0));
   CHECK(count_reasoning_steps("First, x. Second, y. Next, z. Finally, w.") == 4);
   CHECK(count_reasoning_steps("list:\n- a\n- b\n* c") == 3);
@@ -134,7 +144,8 @@ TEST_CASE("format: reasoning steps follow open-r1's pattern and tests" * doctest
   CHECK(reasoning_steps_reward("no steps here") == 0.0);
   reasoning_steps_options bad;
   bad.target_steps = 0;
-  CHECK_THROWS_WITH_AS(reasoning_steps_reward("x", bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(reasoning_steps_reward("x", bad), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
 }
 
 TEST_CASE("format: reasoning text and answer region" * doctest::test_suite("rewards")) {
@@ -147,11 +158,34 @@ TEST_CASE("format: reasoning text and answer region" * doctest::test_suite("rewa
   CHECK_FALSE(after_reasoning("no think").has_value());
 }
 
-TEST_CASE("format: differential test against open-r1's regexes in Python" * doctest::test_suite("rewards")) {
-  const std::vector<std::string> tokens = {
-      "<think>", "</think>", "<answer>", "</answer>", "\n", "\n", "a", " ", "Step ", "1", "23", ":",
-      ".",       "-",        "*",        "First,",    "Next,", "Finally,", "\xc3\xa9", "\xe4\xb8\xad",
-      "<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>", "\r", "\xd9\xa3"};
+TEST_CASE("format: differential test against open-r1's regexes in Python" *
+          doctest::test_suite("rewards")) {
+  const std::vector<std::string> tokens = {"<think>",
+                                           "</think>",
+                                           "<answer>",
+                                           "</answer>",
+                                           "\n",
+                                           "\n",
+                                           "a",
+                                           " ",
+                                           "Step ",
+                                           "1",
+                                           "23",
+                                           ":",
+                                           ".",
+                                           "-",
+                                           "*",
+                                           "First,",
+                                           "Next,",
+                                           "Finally,",
+                                           "\xc3\xa9",
+                                           "\xe4\xb8\xad",
+                                           "<think>\n",
+                                           "\n</think>\n",
+                                           "\n<answer>\n",
+                                           "\n</answer>",
+                                           "\r",
+                                           "\xd9\xa3"};
   std::mt19937 g(12345);
   std::vector<std::string> cases;
   for (int i = 0; i < 3000; ++i) cases.push_back(random_soup(g, tokens, 24));
@@ -189,7 +223,8 @@ print(json.dumps([[1.0 if fmt.match(c) else 0.0, tags(c), len(steps.findall(c)),
   CHECK(accepted > 0);
 }
 
-TEST_CASE("format: adversarial inputs (1 MB, 10k nested tags, invalid UTF-8)" * doctest::test_suite("rewards")) {
+TEST_CASE("format: adversarial inputs (1 MB, 10k nested tags, invalid UTF-8)" *
+          doctest::test_suite("rewards")) {
   std::string nested;
   for (int i = 0; i < 10000; ++i) nested += "<think>\n";
   for (int i = 0; i < 10000; ++i) nested += "\n</think>\n";
@@ -198,8 +233,10 @@ TEST_CASE("format: adversarial inputs (1 MB, 10k nested tags, invalid UTF-8)" * 
   CHECK(tag_count_reward(nested) == 0.0);
   std::string big(1 << 20, 'a');
   CHECK(lenient_format_reward("<think>\n" + big) == 0.0);
-  CHECK(lenient_format_reward("<think>\n" + big + "\n</think>\n<answer>\n" + big + "\n</answer>") == 1.0);
-  CHECK(strict_format_reward("<think>\n" + big + "\n</think>\n<answer>\n" + big + "\n</answer>") == 1.0);
+  CHECK(lenient_format_reward("<think>\n" + big + "\n</think>\n<answer>\n" + big + "\n</answer>") ==
+        1.0);
+  CHECK(strict_format_reward("<think>\n" + big + "\n</think>\n<answer>\n" + big + "\n</answer>") ==
+        1.0);
   std::string steps;
   for (int i = 0; i < 100000; ++i) steps += "Step 1:";
   CHECK(count_reasoning_steps(steps) == 100000);

@@ -10,22 +10,23 @@
 using namespace grpo::rewards;
 using grpo::rewards::utf8::script;
 
-TEST_CASE("language: script classification of representative code points" * doctest::test_suite("rewards")) {
+TEST_CASE("language: script classification of representative code points" *
+          doctest::test_suite("rewards")) {
   using utf8::script_of;
   CHECK(script_of(U'a') == script::latin);
   CHECK(script_of(U'Z') == script::latin);
-  CHECK(script_of(U'\u00e9') == script::latin);   // é
-  CHECK(script_of(U'\u03b1') == script::greek);   // α
+  CHECK(script_of(U'\u00e9') == script::latin);     // é
+  CHECK(script_of(U'\u03b1') == script::greek);     // α
   CHECK(script_of(U'\u0436') == script::cyrillic);  // ж
   CHECK(script_of(U'\u05d0') == script::hebrew);
   CHECK(script_of(U'\u0628') == script::arabic);
   CHECK(script_of(U'\u0915') == script::devanagari);
   CHECK(script_of(U'\u0e01') == script::thai);
-  CHECK(script_of(U'\uac00') == script::hangul);  // 가
+  CHECK(script_of(U'\uac00') == script::hangul);    // 가
   CHECK(script_of(U'\u3042') == script::hiragana);  // あ
   CHECK(script_of(U'\u30a2') == script::katakana);  // ア
-  CHECK(script_of(U'\u4e2d') == script::han);     // 中
-  CHECK(script_of(U'\U00020000') == script::han);  // CJK extension B
+  CHECK(script_of(U'\u4e2d') == script::han);       // 中
+  CHECK(script_of(U'\U00020000') == script::han);   // CJK extension B
   CHECK(script_of(U'7') == script::common);
   CHECK(script_of(U'\u0663') == script::common);  // Arabic-Indic digit: not a letter
   CHECK(script_of(U'\u3002') == script::common);  // 。
@@ -35,7 +36,8 @@ TEST_CASE("language: script classification of representative code points" * doct
   CHECK(script_of(U'\u1200') == script::other);   // Ethiopic: a letter of an unlisted script
 }
 
-TEST_CASE("language: word counting by script, CJK characters are words" * doctest::test_suite("rewards")) {
+TEST_CASE("language: word counting by script, CJK characters are words" *
+          doctest::test_suite("rewards")) {
   const script_set en = target_scripts("en");
   const script_set zh = target_scripts("zh");
   // 3 Latin words
@@ -55,11 +57,14 @@ TEST_CASE("language: word counting by script, CJK characters are words" * doctes
   CHECK(wc.total == 1);
   CHECK(wc.target == 1);
   // Japanese: kana and kanji all count for "ja"
-  wc = count_words("\xe3\x81\x93\xe3\x82\x8c\xe3\x81\xaf\xe6\xbc\xa2\xe5\xad\x97\xe3\x82\xab\xe3\x83\x8a", target_scripts("ja"));
+  wc = count_words(
+      "\xe3\x81\x93\xe3\x82\x8c\xe3\x81\xaf\xe6\xbc\xa2\xe5\xad\x97\xe3\x82\xab\xe3\x83\x8a",
+      target_scripts("ja"));
   CHECK(wc.total == 7);
   CHECK(wc.target == 7);
   // Korean is spaced: two Hangul words
-  wc = count_words("\xec\x95\x88\xeb\x85\x95 \xed\x95\x98\xec\x84\xb8\xec\x9a\x94", target_scripts("ko"));
+  wc = count_words("\xec\x95\x88\xeb\x85\x95 \xed\x95\x98\xec\x84\xb8\xec\x9a\x94",
+                   target_scripts("ko"));
   CHECK(wc.total == 2);
   CHECK(wc.target == 2);
   // digits and punctuation are not words
@@ -91,9 +96,11 @@ TEST_CASE("language: math, LaTeX and code spans are removed" * doctest::test_sui
   CHECK(wc.total == 2);
 }
 
-TEST_CASE("language: reward is the target fraction of the reasoning" * doctest::test_suite("rewards")) {
+TEST_CASE("language: reward is the target fraction of the reasoning" *
+          doctest::test_suite("rewards")) {
   // reasoning = "我们 think about 这个" -> words 我 们 think about 这 个 = 6, 4 Han
-  const std::string c = "<think>我们 think about $x^2$ 这个</think><answer>English answer here</answer>";
+  const std::string c =
+      "<think>我们 think about $x^2$ 这个</think><answer>English answer here</answer>";
   CHECK(language_consistency_reward(c, "zh") == doctest::Approx(4.0 / 6.0));
   CHECK(language_consistency_reward(c, "en") == doctest::Approx(2.0 / 6.0));
   language_options all;
@@ -107,13 +114,17 @@ TEST_CASE("language: reward is the target fraction of the reasoning" * doctest::
   language_options ev;
   ev.empty_value = 1.0;
   CHECK(language_consistency_reward("<think>$x=1$</think>", "en", ev) == 1.0);
-  CHECK_THROWS_WITH_AS(language_consistency_reward("x", "xx"), doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(language_consistency_reward("x", "xx"),
+                       doctest::Contains("[grpo.bad_option]"), grpo::error);
 }
 
 TEST_CASE("language: adversarial inputs return a bounded result" * doctest::test_suite("rewards")) {
   const script_set en = target_scripts("en");
   // invalid UTF-8 bytes are U+FFFD (a symbol), never a crash
-  auto wc = count_words("ab\xff\xfe" "cd\xc3", en);
+  auto wc = count_words(
+      "ab\xff\xfe"
+      "cd\xc3",
+      en);
   CHECK(wc.total == 2);
   // 1 MB of unclosed delimiters of every kind: linear scan, everything literal
   std::string s = "$$ \\[ \\( ``` ";

@@ -43,17 +43,20 @@ TEST_CASE("length: cosine reward hand values (max_len 100)" * doctest::test_suit
   CHECK(cosine_scaled_reward(false, 0, o) == doctest::Approx(-1.0));
   CHECK(cosine_scaled_reward(false, 100, o) == doctest::Approx(-0.5));
   // len 20: cos(0.2 pi) = 0.809017 -> 0.5 + 0.25 * 1.809017 = 0.952254
-  CHECK(cosine_scaled_reward(true, 20, o) == doctest::Approx(0.5 + 0.25 * (1 + std::cos(0.2 * std::numbers::pi))));
+  CHECK(cosine_scaled_reward(true, 20, o) ==
+        doctest::Approx(0.5 + 0.25 * (1 + std::cos(0.2 * std::numbers::pi))));
   // open-r1's test values: 22 characters -> 0.943 / -0.943, 80 characters -> 0.547 / -0.547
   CHECK(cosine_scaled_reward(true, 22, o) == doctest::Approx(0.943).epsilon(1e-3));
   CHECK(cosine_scaled_reward(true, 80, o) == doctest::Approx(0.547).epsilon(2e-3));
   CHECK(cosine_scaled_reward(false, 80, o) == doctest::Approx(-0.547).epsilon(2e-3));
 }
 
-TEST_CASE("length: cosine clamping past max_len (TRL) versus open-r1" * doctest::test_suite("rewards")) {
+TEST_CASE("length: cosine clamping past max_len (TRL) versus open-r1" *
+          doctest::test_suite("rewards")) {
   cosine_options o;
   o.max_len = 100;
-  CHECK(cosine_scaled_reward(true, 150, o) == doctest::Approx(0.5));  // clamped: stays at the end point
+  CHECK(cosine_scaled_reward(true, 150, o) ==
+        doctest::Approx(0.5));  // clamped: stays at the end point
   CHECK(cosine_scaled_reward(false, 1000, o) == doctest::Approx(-0.5));
   o.clamp_progress = false;
   // open-r1: progress 1.5 -> cos(1.5 pi) = 0 -> back to the midpoint
@@ -61,17 +64,19 @@ TEST_CASE("length: cosine clamping past max_len (TRL) versus open-r1" * doctest:
   CHECK(cosine_scaled_reward(true, 200, o) == doctest::Approx(1.0));
   cosine_options bad;
   bad.max_len = 0;
-  CHECK_THROWS_WITH_AS(cosine_scaled_reward(true, 1, bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
-  CHECK_THROWS_WITH_AS(cosine_scaled_reward(true, -1, o), doctest::Contains("[grpo.bad_value]"), grpo::error);
+  CHECK_THROWS_WITH_AS(cosine_scaled_reward(true, 1, bad), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
+  CHECK_THROWS_WITH_AS(cosine_scaled_reward(true, -1, o), doctest::Contains("[grpo.bad_value]"),
+                       grpo::error);
 }
 
-TEST_CASE("length: cosine matches open-r1's Python code on random inputs" * doctest::test_suite("rewards")) {
+TEST_CASE("length: cosine matches open-r1's Python code on random inputs" *
+          doctest::test_suite("rewards")) {
   std::mt19937 g(7);
   std::uniform_int_distribution<int> len(0, 3000), ml(1, 2000), c(0, 1);
   std::uniform_real_distribution<double> v(-2, 2);
   nlohmann::json cases = nlohmann::json::array();
-  for (int i = 0; i < 500; ++i)
-    cases.push_back({c(g), len(g), ml(g), v(g), v(g), v(g), v(g)});
+  for (int i = 0; i < 500; ++i) cases.push_back({c(g), len(g), ml(g), v(g), v(g), v(g), v(g)});
   const std::string script = R"PY(
 import json, math, sys
 out = []
@@ -103,7 +108,8 @@ print(json.dumps(out))
   }
 }
 
-TEST_CASE("length: DAPO soft overlong punishment (open-r1 tests and Eq. 13)" * doctest::test_suite("rewards")) {
+TEST_CASE("length: DAPO soft overlong punishment (open-r1 tests and Eq. 13)" *
+          doctest::test_suite("rewards")) {
   overlong_options o;
   o.max_len = 100;
   o.cache_len = 20;
@@ -147,22 +153,26 @@ TEST_CASE("length: verl and OpenRLHF overlong variants" * doctest::test_suite("r
   }
   overlong_options bad;
   bad.cache_len = 0;
-  CHECK_THROWS_WITH_AS(soft_overlong_reward(1, bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(soft_overlong_reward(1, bad), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
   bad.cache_len = 200;
   bad.max_len = 100;
   CHECK_THROWS_AS(soft_overlong_reward(1, bad), grpo::error);
-  CHECK_THROWS_WITH_AS(soft_overlong_reward(-3, o), doctest::Contains("[grpo.bad_value]"), grpo::error);
+  CHECK_THROWS_WITH_AS(soft_overlong_reward(-3, o), doctest::Contains("[grpo.bad_value]"),
+                       grpo::error);
 }
 
 TEST_CASE("length: text length in code points or bytes" * doctest::test_suite("rewards")) {
   CHECK(text_length("abc") == 3);
   CHECK(text_length("\xe4\xb8\xad\xe6\x96\x87") == 2);  // 中文: Python len 2
   CHECK(text_length("\xe4\xb8\xad\xe6\x96\x87", length_unit::bytes) == 6);
-  CHECK(text_length("a\xff" "b") == 3);  // invalid byte counts once
+  CHECK(text_length("a\xff"
+                    "b") == 3);  // invalid byte counts once
   CHECK(text_length("") == 0);
 }
 
-TEST_CASE("length: Kimi k1.5 group length reward (open-r1 len_reward)" * doctest::test_suite("rewards")) {
+TEST_CASE("length: Kimi k1.5 group length reward (open-r1 len_reward)" *
+          doctest::test_suite("rewards")) {
   const std::vector<index_t> lens = {10, 20, 30};
   const bool correct[] = {true, false, true};
   const auto r = kimi_length_rewards(lens, correct);
@@ -181,5 +191,6 @@ TEST_CASE("length: Kimi k1.5 group length reward (open-r1 len_reward)" * doctest
   CHECK(z[0] == 0.0);
   CHECK(z[1] == 0.0);
   const bool one[] = {true};
-  CHECK_THROWS_WITH_AS(kimi_length_rewards(lens, one), doctest::Contains("[grpo.shape_mismatch]"), grpo::error);
+  CHECK_THROWS_WITH_AS(kimi_length_rewards(lens, one), doctest::Contains("[grpo.shape_mismatch]"),
+                       grpo::error);
 }

@@ -40,21 +40,21 @@ TEST_CASE("extract: boxed answers with balanced braces" * doctest::test_suite("r
       {"\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"},
       {"\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"},
       {"\\boxed{x^{2}+{y}}", "x^{2}+{y}"},
-      {"roots \\boxed{1}, \\boxed{2}", "1, 2"},                   // separators only: joined
-      {"first \\boxed{1}, finally \\boxed{2}", "2"},               // words between: last only
+      {"roots \\boxed{1}, \\boxed{2}", "1, 2"},       // separators only: joined
+      {"first \\boxed{1}, finally \\boxed{2}", "2"},  // words between: last only
       {"first \\boxed{1}. After checking the other case we get \\boxed{2}", "2"},
       {"\\boxed{3} and \\boxed{4}", "3, 4"},
       {"\\boxed{3} \\text{ or } \\boxed{4}", "3, 4"},
       {"$\\boxed{3}$, $\\boxed{4}$", "3, 4"},
-      {"\\boxed{5} \\boxed{5}", "5"},                               // duplicates dropped
-      {"\\boxed{\\boxed{7}}", "\\boxed{7}"},                        // outer box kept whole
+      {"\\boxed{5} \\boxed{5}", "5"},         // duplicates dropped
+      {"\\boxed{\\boxed{7}}", "\\boxed{7}"},  // outer box kept whole
       {"\\fbox{8}", "8"},
       {"\\boxed {9}", "9"},
       {"$\\boxed 10$", "10"},
-      {"\\boxed{1} then \\boxed{", "1"},                           // unclosed box ignored
-      {"\\boxed{} and then", "\\boxed{} and then"},               // empty box: whole string
+      {"\\boxed{1} then \\boxed{", "1"},             // unclosed box ignored
+      {"\\boxed{} and then", "\\boxed{} and then"},  // empty box: whole string
       {"\\boxed{\\text{(C)}}", "\\text{(C)}"},
-      {"\\boxed{a \\} b}", "a \\} b"},                              // escaped brace
+      {"\\boxed{a \\} b}", "a \\} b"},  // escaped brace
   });
 }
 
@@ -152,7 +152,9 @@ TEST_CASE("normalize: rewrites before parsing" * doctest::test_suite("rewards.ma
       {"5.", "5"},
       {"\\leq", "\\le"},
       {"\\varnothing", "\\emptyset"},
-      {"\u2212" "3", "-3"},
+      {"\u2212"
+       "3",
+       "-3"},
       {"\\text{Sandra}", "\\text{Sandra}"},
       {"d", "d"},
   };

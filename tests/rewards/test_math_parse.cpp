@@ -235,13 +235,25 @@ TEST_CASE("parse: structured answers" * doctest::test_suite("rewards.math")) {
 
 TEST_CASE("parse: malformed input is rejected" * doctest::test_suite("rewards.math")) {
   const char* bad[] = {
-      "\\frac{1}{",          "(1, 2",          "1 +",           "\\sqrt{}",
-      "x^",                  "\\unknowncmd{2}", "((1)",         "[1, 2, 3)",
+      "\\frac{1}{",
+      "(1, 2",
+      "1 +",
+      "\\sqrt{}",
+      "x^",
+      "\\unknowncmd{2}",
+      "((1)",
+      "[1, 2, 3)",
       "\\begin{pmatrix} 1 & 2 \\\\ 3 \\end{pmatrix}",  // ragged rows
-      "\\begin{pmatrix} 1 \\end{bmatrix}",            // mismatched environment
+      "\\begin{pmatrix} 1 \\end{bmatrix}",             // mismatched environment
       "\\begin{cases} 1 \\end{cases}",
-      "1 2 )",               "\\{1, 2",        "|x",            "\\lfloor 3",
-      "=",                   ",",              "\\frac",        "a_",
+      "1 2 )",
+      "\\{1, 2",
+      "|x",
+      "\\lfloor 3",
+      "=",
+      ",",
+      "\\frac",
+      "a_",
       "12:00",
   };
   for (const char* s : bad) {

@@ -35,7 +35,8 @@ struct splitmix {
 
 }  // namespace
 
-TEST_CASE("robustness: 1 MB completions are scanned linearly" * doctest::test_suite("rewards.math")) {
+TEST_CASE("robustness: 1 MB completions are scanned linearly" *
+          doctest::test_suite("rewards.math")) {
   const std::string filler = repeat("a", 1u << 20);
   CHECK(rm::verify("5", filler + " \\boxed{5}") == verdict::correct);
   CHECK(rm::verify("5", filler + " \\boxed{6}") == verdict::incorrect);
@@ -87,7 +88,8 @@ TEST_CASE("robustness: invalid UTF-8" * doctest::test_suite("rewards.math")) {
   CHECK(rm::verify(bytes, bytes) == verdict::correct);  // identical text, whatever it is
 }
 
-TEST_CASE("robustness: huge numbers are refused, not computed" * doctest::test_suite("rewards.math")) {
+TEST_CASE("robustness: huge numbers are refused, not computed" *
+          doctest::test_suite("rewards.math")) {
   CHECK(rm::verify("2^{10^{10}}", "2^{10^{10}}+1") == verdict::incorrect);
   CHECK(rm::verify("2^{2^{2^{2^{2}}}}", "2^{65536}") == verdict::correct);  // 65537 bits: exact
   CHECK(rm::verify("2^{2^{2^{2^{2^{2}}}}}", "2^{2^{2^{2^{2^{2}}}}}+1") == verdict::incorrect);
@@ -118,12 +120,56 @@ TEST_CASE("robustness: a tiny budget gives a verdict, never an exception" *
 
 TEST_CASE("robustness: random token soup never breaks the invariants" *
           doctest::test_suite("rewards.math")) {
-  static const char* tokens[] = {"\\boxed{", "}", "{", "\\frac", "\\sqrt", "[", "]", "(", ")",
-                                 "1", "2", "x", "y", "+", "-", "^", "_", "=", "<", "\\le",
-                                 ",", "\\pm", "\\{", "\\}", "$", "\\(", "\\)", "\\text{", "cm",
-                                 "\\%", "!", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}",
-                                 "\\cup", "\\infty", "e", "i", "\\pi", ".", " ", "\xff",
-                                 "</think>", "**", "answer:", "\\in", "|", "0.5", "1,000"};
+  static const char* tokens[] = {"\\boxed{",
+                                 "}",
+                                 "{",
+                                 "\\frac",
+                                 "\\sqrt",
+                                 "[",
+                                 "]",
+                                 "(",
+                                 ")",
+                                 "1",
+                                 "2",
+                                 "x",
+                                 "y",
+                                 "+",
+                                 "-",
+                                 "^",
+                                 "_",
+                                 "=",
+                                 "<",
+                                 "\\le",
+                                 ",",
+                                 "\\pm",
+                                 "\\{",
+                                 "\\}",
+                                 "$",
+                                 "\\(",
+                                 "\\)",
+                                 "\\text{",
+                                 "cm",
+                                 "\\%",
+                                 "!",
+                                 "\\begin{pmatrix}",
+                                 "&",
+                                 "\\\\",
+                                 "\\end{pmatrix}",
+                                 "\\cup",
+                                 "\\infty",
+                                 "e",
+                                 "i",
+                                 "\\pi",
+                                 ".",
+                                 " ",
+                                 "\xff",
+                                 "</think>",
+                                 "**",
+                                 "answer:",
+                                 "\\in",
+                                 "|",
+                                 "0.5",
+                                 "1,000"};
   splitmix rng{42};
   for (int n = 0; n < 3000; ++n) {
     std::string a, b;
@@ -145,10 +191,15 @@ TEST_CASE("robustness: concurrent verification gives the single-threaded verdict
     const char* gold;
     const char* pred;
   };
-  static const pair_case cases[] = {
-      {"(x+1)^2", "x^2+2x+1"}, {"\\sqrt{8}", "2\\sqrt{2}"},   {"\\frac{1}{2}", "0.5"},
-      {"(x+1)^2", "x^2+1"},    {"\\tan^2 y + 1", "\\sec^2 y"}, {"2x+4y-3=0", "y=-x/2+3/4"},
-      {"\\pi", "3.14"},        {"[0,1)", "(0,1)"},           {"\\{1,2\\}", "2, 1"}};
+  static const pair_case cases[] = {{"(x+1)^2", "x^2+2x+1"},
+                                    {"\\sqrt{8}", "2\\sqrt{2}"},
+                                    {"\\frac{1}{2}", "0.5"},
+                                    {"(x+1)^2", "x^2+1"},
+                                    {"\\tan^2 y + 1", "\\sec^2 y"},
+                                    {"2x+4y-3=0", "y=-x/2+3/4"},
+                                    {"\\pi", "3.14"},
+                                    {"[0,1)", "(0,1)"},
+                                    {"\\{1,2\\}", "2, 1"}};
   std::vector<verdict> expected;
   for (const auto& c : cases) expected.push_back(rm::verify(c.gold, c.pred));
   std::vector<int> mismatches(4, 0);

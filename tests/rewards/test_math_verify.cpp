@@ -26,9 +26,12 @@ struct vcase {
 
 const char* verdict_name(verdict v) {
   switch (v) {
-    case verdict::correct: return "correct";
-    case verdict::incorrect: return "incorrect";
-    case verdict::unparseable_gold: return "unparseable_gold";
+    case verdict::correct:
+      return "correct";
+    case verdict::incorrect:
+      return "incorrect";
+    case verdict::unparseable_gold:
+      return "unparseable_gold";
   }
   return "?";
 }
@@ -116,7 +119,7 @@ TEST_CASE("verify: thousands separators and decimal commas" * doctest::test_suit
       {"3.5", "3{,}5", C},
       {"1234", "1,234", C},
       {"1234.5", "1,234.5", C},
-      {"32349", "32, 349", I},     // a space after the comma makes a list (Math-Verify)
+      {"32349", "32, 349", I},  // a space after the comma makes a list (Math-Verify)
       {"1, 2", "1,2", C},
       {"333333", "333,333", C},
       {"1000", "x = 1,000", C},
@@ -129,13 +132,13 @@ TEST_CASE("verify: float policy (rounding of the written precision)" *
   run_table({
       {"1/3", "0.333", C},
       {"1/3", "0.3333333", C},
-      {"1/3", "0.33", I},        // only 2 significant digits
-      {"1/3", "0.334", I},       // wrong rounding
+      {"1/3", "0.33", I},   // only 2 significant digits
+      {"1/3", "0.334", I},  // wrong rounding
       {"2/3", "0.667", C},
-      {"2/3", "0.666", I},       // truncation is not rounding
+      {"2/3", "0.666", I},  // truncation is not rounding
       {"8/3", "2.667", C},
-      {"3.14", "\\pi", C},       // gold 3.14 is a rounding of pi
-      {"3.1", "\\pi", I},        // 2 significant digits: exact comparison only
+      {"3.14", "\\pi", C},  // gold 3.14 is a rounding of pi
+      {"3.1", "\\pi", I},   // 2 significant digits: exact comparison only
       {"\\pi", "3.14", C},
       {"\\pi", "3.1", I},
       {"\\sqrt{2}", "1.414", C},
@@ -171,7 +174,7 @@ TEST_CASE("verify: percent" * doctest::test_suite("rewards.math")) {
   run_table({
       {"10\\%", "0.1", C},
       {"0.1", "10\\%", C},
-      {"10", "10\\%", C},        // MATH golds drop the % sign (percent_lenient)
+      {"10", "10\\%", C},  // MATH golds drop the % sign (percent_lenient)
       {"10\\%", "10", C},
       {"28\\%", "28 percent", C},
       {"28\\%", "28 pct", C},
@@ -208,8 +211,8 @@ TEST_CASE("verify: units, currency, degrees" * doctest::test_suite("rewards.math
       {"20", "20\\text{ km}", C},
       {"20", "20 \\mathrm{km}", C},
       {"20", "21 km", I},
-      {"\\frac{\\pi}{2}", "90^\\circ", I},   // degrees are not converted
-      {"5", "5m", I},                        // single letters are not units
+      {"\\frac{\\pi}{2}", "90^\\circ", I},  // degrees are not converted
+      {"5", "5m", I},                       // single letters are not units
       {"d", "d", C},
       {"m", "m", C},
   });
@@ -261,20 +264,20 @@ TEST_CASE("verify: radicals and symbolic expressions" * doctest::test_suite("rew
       {"\\pi r^2", "r^2\\pi", C},
       {"2\\pi", "\\pi", I},
       {"xy", "yx", C},
-      {"\\sqrt{1/n}", "\\frac{1}{\\sqrt n}", C},   // Math-Verify issue #64 (false negative)
+      {"\\sqrt{1/n}", "\\frac{1}{\\sqrt n}", C},  // Math-Verify issue #64 (false negative)
       {"\\frac{a+b}{2}", "\\frac{a-b}{2}", I},
       {"1-\\frac{1}{e}", "1+\\frac1{\\mathrm e}", I},  // Math-Verify false positive
       {"5!", "120", C},
       {"\\binom{5}{2}", "10", C},
       {"\\dbinom{6}{3}", "20", C},
       {"\\binom{n}{2}", "\\frac{n(n-1)}{2}", C},
-      {"\\frac{1}{2004!}", "\\frac{1}{2006!}", I},   // Math-Verify precision false positive
+      {"\\frac{1}{2004!}", "\\frac{1}{2006!}", I},  // Math-Verify precision false positive
       {"\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", I},
       {"\\frac{2^{2005}+1}{3\\cdot 2^{2006}}", "\\frac{1}{3\\cdot 2^{2006}}", I},
-      {"4", "4\\sqrt{2}", I},                        // Math-Verify issue #41
+      {"4", "4\\sqrt{2}", I},  // Math-Verify issue #41
       {"\\cos(\\pi/3)", "1/2", C},
       {"\\sin(\\pi/6)", "0.5", C},
-      {"\\sin 30", "\\frac{1}{2}", I},               // radians
+      {"\\sin 30", "\\frac{1}{2}", I},  // radians
       {"\\arctan(1)", "\\frac{\\pi}{4}", C},
       {"e^{x}e^{y}", "e^{x+y}", C},
       {"\\exp(2)", "e^2", C},
@@ -330,7 +333,7 @@ TEST_CASE("verify: tuples are ordered" * doctest::test_suite("rewards.math")) {
       {"(1,2)", "1, 2", I},
       {"(1,2,3)", "(1,2,3)", C},
       {"(1,2,3)", "(1,3,2)", I},
-      {"\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)", C},   // Math-Verify issue #56
+      {"\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)", C},  // Math-Verify issue #56
       {"(0.5, 1)", "(\\frac12, 1)", C},
       {"\\langle 1, 2\\rangle", "(1,2)", C},
       {"(1, 2, 3)", "(1, 2)", I},
@@ -375,9 +378,9 @@ TEST_CASE("verify: relations, chains and assignments" * doctest::test_suite("rew
       {"1 < x < 2", "1 < x \\le 2", I},
       {"2x+4y-3=0", "y=-\\frac12x+\\frac34", C},
       {"x^2/4+y^2/3=1", "x^2/16+y^2/12=1/4", C},
-      {"5x-7y+11z+4=0", "x+y-z+2=0", I},           // Hendrycks test
-      {"x-2y+z-1=0", "x-3y+z-1=0", I},             // lm-eval "last =" failure
-      {"3*x-1*y+13=0", "3x + 4y + 14=0", I},       // Math-Verify issue #60
+      {"5x-7y+11z+4=0", "x+y-z+2=0", I},      // Hendrycks test
+      {"x-2y+z-1=0", "x-3y+z-1=0", I},        // lm-eval "last =" failure
+      {"3*x-1*y+13=0", "3x + 4y + 14=0", I},  // Math-Verify issue #60
       {"y=2x+1", "y=2x+1", C},
       {"y=2x+1", "2x+1", C},
       {"2x+1", "y=2x+1", C},
@@ -387,8 +390,8 @@ TEST_CASE("verify: relations, chains and assignments" * doctest::test_suite("rew
       {"x = 3", "x=4", I},
       {"11", "x=11", C},
       {"x=11", "11", C},
-      {"1", "2x+z=1", I},                           // an equation is not its right side
-      {"a+2z=2z+a=101", "101", I},                  // Math-Verify README asymmetry
+      {"1", "2x+z=1", I},           // an equation is not its right side
+      {"a+2z=2z+a=101", "101", I},  // Math-Verify README asymmetry
       {"x = 2", "x \\approx 2", C},
       {"3.14", "x \\approx 3.14", C},
       {"5", "2+3=5", C},
@@ -414,7 +417,8 @@ TEST_CASE("verify: matrices and vectors" * doctest::test_suite("rewards.math")) 
       {"\\begin{pmatrix}\\frac12 & 0\\end{pmatrix}", "\\begin{pmatrix}0.5 & 0\\end{pmatrix}", C},
       {"\\begin{pmatrix}x & 1\\\\0 & x\\end{pmatrix}",
        "\\begin{pmatrix}x & 1\\\\0 & x\\end{pmatrix}", C},
-      {"\\begin{pmatrix} 2x \\\\ 3 \\end{pmatrix}", "\\begin{pmatrix} x+x \\\\ 3 \\end{pmatrix}", C},
+      {"\\begin{pmatrix} 2x \\\\ 3 \\end{pmatrix}", "\\begin{pmatrix} x+x \\\\ 3 \\end{pmatrix}",
+       C},
   });
 }
 
@@ -426,7 +430,7 @@ TEST_CASE("verify: full responses go through extraction" * doctest::test_suite("
       {"42", "Final Answer: The final answer is $42$. I hope it is correct.", C},
       {"42", "Answer: 42", C},
       {"42", "The answer is **42**.", C},
-      {"73", "Thus **73**", C},                    // Math-Verify issue #76
+      {"73", "Thus **73**", C},  // Math-Verify issue #76
       {"42", "We get $x = 42$.", C},
       {"42", "\\boxed{\\boxed{42}}", C},
       {"1, 2", "\\boxed{1} and \\boxed{2}", C},
@@ -436,11 +440,11 @@ TEST_CASE("verify: full responses go through extraction" * doctest::test_suite("
       {"\\{1,2\\}", "\\boxed{\\{1,2\\}}", C},
       {"5", "\\fbox{5}", C},
       {"5", "so it is $\\boxed 5$", C},
-      {"3", "The value is 3 apples after we add", I},   // no last-number fallback
+      {"3", "The value is 3 apples after we add", I},  // no last-number fallback
       {"\\boxed{7}", "7", C},
       {"The answer is $\\frac{3}{4}$.", "\\boxed{0.75}", C},
       {"5", "", I},
-      {"5", "<think>\\boxed{5}</think>", I},           // nothing after </think>
+      {"5", "<think>\\boxed{5}</think>", I},  // nothing after </think>
       {"(3, \\frac{\\pi}{2})", "The point is \\(\\left( 3, \\frac{\\pi}{2} \\right)\\).", C},
       {"18", "Answer: $18$", C},
       {"18", "**Final Answer**\n\n\\[\n\\boxed{18}\n\\]", C},
@@ -476,8 +480,8 @@ TEST_CASE("verify: unparseable gold is reported, never rewarded" *
       {"", "5", U},
       {"   ", "5", U},
       {"\\frac{", "5", U},
-      {"\\frac{", "\\frac{", C},        // identical text still counts
-      {"12:00", "1:00", U},             // Math-Verify false positive; we skip it
+      {"\\frac{", "\\frac{", C},  // identical text still counts
+      {"12:00", "1:00", U},       // Math-Verify false positive; we skip it
       {"\\boxed{}", "5", U},
   });
 }
@@ -485,14 +489,14 @@ TEST_CASE("verify: unparseable gold is reported, never rewarded" *
 TEST_CASE("verify: reward-hacking guards (asymmetric gold/prediction)" *
           doctest::test_suite("rewards.math")) {
   run_table({
-      {"3", "\\boxed{3, 4}", I},                   // several candidates
+      {"3", "\\boxed{3, 4}", I},  // several candidates
       {"3", "\\boxed{3} or \\boxed{4}", I},
       {"3", "x = 3 or x = 4", I},
       {"3", "3 \\pm 1", I},
       {"2", "\\pm 2", I},
       {"\\frac{1}{2}", "\\frac{1}{2} or \\frac{1}{3}", I},
       {"3", "x \\in \\{3,4\\}", I},
-      {"(1,2)", "1<x<2", I},                       // pred inequality vs gold interval
+      {"(1,2)", "1<x<2", I},  // pred inequality vs gold interval
       {"[1,2]", "1 \\le x \\le 2", I},
       {"5", "x \\le 5", I},
       {"3", "\\boxed{}", I},

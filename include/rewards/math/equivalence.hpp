@@ -48,7 +48,8 @@ inline std::optional<literal_precision> precision_of(const expr& e) {
     case kind::number:
       if (e.sig_digits >= 0) return literal_precision{e.ulp_exp, e.sig_digits};
       return std::nullopt;
-    case kind::neg: return precision_of(e.args[0]);
+    case kind::neg:
+      return precision_of(e.args[0]);
     case kind::percent: {
       auto p = precision_of(e.args[0]);
       if (p) p->ulp_exp -= 2;
@@ -63,10 +64,13 @@ inline std::optional<literal_precision> precision_of(const expr& e) {
         return p;
       }
       return std::nullopt;
-    default: return std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 
+/// r = x^(1/q) exactly, via mpz_root (which reports whether the root is exact). Used so that
+/// `\sqrt{16}`, `\sqrt[3]{-8}` and `8^{2/3}` stay on the exact-rational fast path.
 /// Exact integer q-th root of a non-negative integer, if it exists.
 inline std::optional<mpz_class> exact_root(const mpz_class& x, unsigned long q) {
   if (x < 0) return std::nullopt;
@@ -89,17 +93,22 @@ inline std::optional<mpq_class> rational_root(const mpq_class& x, long q) {
   return r;
 }
 
+/// Size of a rational in bits (numerator + denominator): the unit of the big-number caps below.
 inline std::size_t bits_of(const mpq_class& v) {
   return mpz_sizeinbase(v.get_num_mpz_t(), 2) + mpz_sizeinbase(v.get_den_mpz_t(), 2);
 }
 
+/// Why a separate exact evaluator before GiNaC: most answers are numbers, fractions or small
+/// expressions of them; GMP rationals decide those exactly in microseconds, without the CAS lock,
+/// and without the 15-digit evalf collisions of Math-Verify (`1/2004!` vs `1/2006!`).
 /// Exact value of a numeric tree as a rational, or nullopt when it is irrational, symbolic, or
 /// too large (results are capped at 2^20 bits; factorial at 3000!, powers at |n| <= 100000).
 inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
   b.spend();
   auto integer = [](const mpq_class& v) { return v.get_den() == 1; };
   switch (e.k) {
-    case kind::number: return e.value;
+    case kind::number:
+      return e.value;
     case kind::neg: {
       auto a = eval_rational(e.args[0], b);
       if (!a) return std::nullopt;
@@ -116,8 +125,12 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
       for (const expr& a : e.args) {
         auto v = eval_rational(a, b);
         if (!v) return std::nullopt;
-        if (e.k == kind::add) acc += *v;
-        else acc *= *v;
+        if (e.k == kind::add)
+          acc += *v;
+        else
+          acc *= *v;
+        // Cap every intermediate at 2^20 bits (~315k decimal digits): beyond it the CAS path
+        // decides (or refuses); the budget is charged proportionally to the operand size.
         if (bits_of(acc) > (1u << 20)) return std::nullopt;
         b.spend(bits_of(acc) / 4096);
       }
@@ -130,6 +143,8 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
       if (!ex) return std::nullopt;
       mpq_class x = *base;
       const mpz_class q = ex->get_den();
+      // x^(p/q): exact only when x is a perfect q-th power (8^(2/3) = 4); otherwise irrational, and
+      // the CAS path takes over. Then x^p with |p| <= 1e5 and a size estimate bits(x)*|p|.
       if (q != 1) {
         if (q > 64) return std::nullopt;
         auto r = rational_root(x, q.get_si());
@@ -153,6 +168,7 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
     }
     case kind::factorial: {
       auto a = eval_rational(e.args[0], b);
+      // 3000! has ~9100 digits: enough for contest answers (2006!), bounded for hostile ones.
       if (!a || !integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
       b.spend(a->get_num().get_ui());
       mpz_class r;
@@ -167,16 +183,21 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
         v.push_back(*x);
       }
       const std::string& f = e.name;
+      // Elementary functions are exact only at the rational points where their value is rational;
+      // everything else (sqrt 2, sin 1, log 3) goes to the CAS.
       if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
       if (f == "root" && v.size() == 2 && integer(v[1]) && v[1] > 0 && v[1] <= 64)
         return rational_root(v[0], v[1].get_num().get_si());
       if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
       if ((f == "floor" || f == "ceil") && v.size() == 1) {
         mpz_class r;
-        if (f == "floor") mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        else mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+        if (f == "floor")
+          mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+        else
+          mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
         return mpq_class(r);
       }
+      // C(n, k) = 0 outside 0 <= k <= n (the combinatorial convention).
       if (f == "binom" && v.size() == 2 && integer(v[0]) && integer(v[1]) && v[0] >= 0 &&
           v[0] <= 100000) {
         if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
@@ -189,8 +210,10 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
         mpz_class r = v[0].get_num();
         for (const auto& x : v) {
           if (!integer(x)) return std::nullopt;
-          if (f == "gcd") mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-          else mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+          if (f == "gcd")
+            mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+          else
+            mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
         }
         return mpq_class(r);
       }
@@ -207,10 +230,13 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
       if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
       return std::nullopt;
     }
-    default: return std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 
+// Infinity is compared structurally (sign only): GiNaC's evalf has no infinity, and
+// `\infty` vs `10^{100}` must not be "numerically close".
 /// +1 for `\infty`, -1 for `-\infty`, 0 otherwise.
 inline int infinity_sign(const expr& e) {
   if (e.k == kind::constant && e.name == "inf") return 1;
@@ -247,11 +273,16 @@ struct compare_ctx {
   }
 };
 
+/// Mapping: number -> exact numeric; symbol -> one GiNaC::symbol per name shared by both sides (so
+/// that `x` in the gold and `x` in the prediction are the same object); text -> symbol "text:<w>";
+/// pi, e, i -> Pi, exp(1), I; division -> pow(d, -1); `\log_b x` -> log(x)/log(b); `\sqrt[n]{x}` ->
+/// x^(1/n); `n!` -> factorial for literals, tgamma(n+1) when symbolic.
 /// Converts a tree to a GiNaC expression. @post throws cas_unsupported for non-scalar nodes,
 /// infinity, or exponents that would blow up (|n| > 10000).
 inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
   c.b.spend(4);
   auto num = [](const mpq_class& v) {
+    // Machine-size rationals directly; larger ones through their decimal strings (CLN parses them).
     if (v.get_num().fits_slong_p() && v.get_den().fits_slong_p())
       return GiNaC::numeric(v.get_num().get_si(), v.get_den().get_si());
     return GiNaC::numeric(v.get_num().get_str().c_str()) /
@@ -268,8 +299,12 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
       if (bits_of(e.value) > 200000) throw cas_unsupported{};
       return num(e.value);
     }
-    case kind::symbol: return sym(e.name);
-    case kind::text: return sym("text:" + e.name);
+    case kind::symbol:
+      return sym(e.name);
+    case kind::text:
+      return sym("text:" + e.name);
+      // Constants: e is exp(1) so that ln(e^2) = 2 and e^{i pi} = -1 simplify; infinity has no
+      // numeric value and is handled before conversion.
     case kind::constant:
       if (e.name == "pi") return GiNaC::Pi;
       if (e.name == "e") return GiNaC::exp(GiNaC::ex(1));
@@ -285,11 +320,15 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
       for (const expr& a : e.args) s *= to_ginac(a, c);
       return s;
     }
-    case kind::neg: return -to_ginac(e.args[0], c);
-    case kind::percent: return to_ginac(e.args[0], c) / 100;
+    case kind::neg:
+      return -to_ginac(e.args[0], c);
+    case kind::percent:
+      return to_ginac(e.args[0], c) / 100;
     case kind::pow: {
       const GiNaC::ex base = to_ginac(e.args[0], c);
       const GiNaC::ex ex = to_ginac(e.args[1], c);
+      // Bound exponents before GiNaC expands or evaluates anything: (x+1)^(10^6) would otherwise
+      // allocate millions of terms inside a single call that no budget can interrupt.
       if (GiNaC::is_a<GiNaC::numeric>(ex)) {
         const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(ex);
         if (!n.is_real() || GiNaC::abs(n) > 10000) throw cas_unsupported{};
@@ -300,6 +339,7 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
     }
     case kind::factorial: {
       const GiNaC::ex x = to_ginac(e.args[0], c);
+      // Literal factorials are exact; a symbolic n! is Gamma(n+1), valid at the evaluation points.
       if (GiNaC::is_a<GiNaC::numeric>(x)) {
         const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(x);
         if (!n.is_nonneg_integer() || n > 3000) throw cas_unsupported{};
@@ -339,6 +379,8 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
         if (f == "abs") return GiNaC::abs(x);
       }
       if (a.size() == 2) {
+        // sqrt[n]{x} = x^(1/n) with a literal index; odd roots of negative numbers were already
+        // decided exactly by eval_rational (principal complex roots would disagree with -2).
         if (f == "root") {
           if (!GiNaC::is_a<GiNaC::numeric>(a[1])) throw cas_unsupported{};
           return GiNaC::pow(a[0], inv(a[1]));
@@ -356,7 +398,8 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
       }
       throw cas_unsupported{};
     }
-    default: throw cas_unsupported{};
+    default:
+      throw cas_unsupported{};
   }
 }
 
@@ -372,6 +415,9 @@ inline std::optional<GiNaC::numeric> numeric_value(const GiNaC::ex& x, const GiN
   }
 }
 
+// Schwartz-Zippel: two different expressions agree at a random point with probability ~0 when
+// evaluated exactly enough; 3 points at 40 digits make a false "equal" practically impossible,
+// while staying deterministic (fixed points) so that rewards are reproducible.
 /// Fixed pseudo-random evaluation points: symbol j at point k gets a rational in about [0.8, 2.4]
 /// (positive, so principal branches of sqrt/log agree with real identities). Deterministic.
 inline GiNaC::exmap point(const compare_ctx::cas_session& s, int k) {
@@ -386,8 +432,14 @@ inline GiNaC::exmap point(const compare_ctx::cas_session& s, int k) {
 }
 
 /// 10^k as an exact GiNaC rational.
-inline GiNaC::numeric pow10(int k) { return GiNaC::numeric(10).power(k); }
+inline GiNaC::numeric pow10(int k) {
+  return GiNaC::numeric(10).power(k);
+}
 
+// Float policy (docs/rewards-math.md): a decimal literal with >= float_min_significant digits
+// stands for every value it is a correct rounding of, |a - b| <= 10^ulp / 2. Applied to the side
+// that carries the precision, gold or prediction. float_rel_tol is a last, tiny tolerance for
+// decimals only: integers and fractions are never compared approximately.
 /// True when |a - b| is within the float policy: half a unit in the last place of a decimal side
 /// with enough significant digits, or the relative tolerance when a side is a decimal.
 inline bool within_float_policy(const GiNaC::numeric& diff, const GiNaC::numeric& scale,
@@ -404,18 +456,18 @@ inline bool within_float_policy(const GiNaC::numeric& diff, const GiNaC::numeric
   return false;
 }
 
+/// Same policy on exact rationals (no CAS): used whenever both sides evaluate to rationals.
 inline bool rational_equal(const mpq_class& a, const mpq_class& b,
                            const std::optional<literal_precision>& pg,
-                           const std::optional<literal_precision>& pp,
-                           const verify_options& opt) {
+                           const std::optional<literal_precision>& pp, const verify_options& opt) {
   if (a == b) return true;
   if (!pg && !pp) return false;
   const mpq_class diff = abs(a - b);
   for (const auto& p : {pg, pp}) {
     if (!p || p->sig < opt.float_min_significant) continue;
     mpz_class ten;
-    mpz_ui_pow_ui(ten.get_mpz_t(), 10, static_cast<unsigned long>(p->ulp_exp < 0 ? -p->ulp_exp
-                                                                                  : p->ulp_exp));
+    mpz_ui_pow_ui(ten.get_mpz_t(), 10,
+                  static_cast<unsigned long>(p->ulp_exp < 0 ? -p->ulp_exp : p->ulp_exp));
     const mpq_class half = p->ulp_exp < 0 ? mpq_class(1, ten * 2) : mpq_class(ten, 2);
     if (diff <= half) return true;
   }
@@ -432,8 +484,8 @@ inline long magnitude_digits(const expr& e, budget& b) {
   long best = 0;
   if (e.k != kind::number) {
     if (auto v = eval_rational(e, b)) {
-      best = static_cast<long>(std::max(mpz_sizeinbase(v->get_num_mpz_t(), 10),
-                                        mpz_sizeinbase(v->get_den_mpz_t(), 10)));
+      best = static_cast<long>(
+          std::max(mpz_sizeinbase(v->get_num_mpz_t(), 10), mpz_sizeinbase(v->get_den_mpz_t(), 10)));
     }
   } else {
     best = static_cast<long>(std::max(mpz_sizeinbase(e.value.get_num_mpz_t(), 10),
@@ -444,11 +496,15 @@ inline long magnitude_digits(const expr& e, budget& b) {
 }
 
 /// True when the tree has a free variable (symbol or text word).
-inline bool has_free(const expr& e) { return contains(e, kind::symbol) || contains(e, kind::text); }
+inline bool has_free(const expr& e) {
+  return contains(e, kind::symbol) || contains(e, kind::text);
+}
 
 /// Scalar equality: exact rationals, else GiNaC (expand == 0, then evaluation at 3 points with
 /// 40 digits, relative agreement 1e-25), with the float policy on closed forms.
 inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
+  // 1. Exact rationals (fast path, lock-free). 2. Infinity by sign. 3. Size guard. 4. CAS:
+  //    closed forms by high-precision evaluation, symbolic forms by expand() then sampling.
   const auto pg = precision_of(g);
   const auto pp = precision_of(p);
   {
@@ -487,11 +543,15 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
       return false;
     }
     // Symbolic: a cheap expand first (bounded by the tree-size guard), then sampling.
+    // expand() proves polynomial identities exactly ((x+1)^2 = x^2+2x+1); it cannot prove
+    // radical or trigonometric ones (sqrt(8) - 2 sqrt(2)), which is what sampling is for.
     if (tree_size(g) + tree_size(p) < 120) {
       c.b.spend(200);
       if (GiNaC::expand(D).is_zero()) return true;
     }
     int usable = 0;
+    // Sampling: all usable points must agree to 25 significant digits; a point where either side
+    // is undefined (pole, log of 0) is skipped, but at least 2 must remain.
     for (int k = 0; k < 3; ++k) {
       c.b.spend(100);
       const GiNaC::exmap at = point(s, k);
@@ -512,6 +572,9 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
   }
 }
 
+// Relations: `lhs - rhs` of the gold and of the prediction must be proportional, f = k g with k a
+// non-zero constant. Checked as a constant ratio f/g at 4 evaluation points (points where both
+// vanish are skipped; one vanishing alone refutes). For inequalities k > 0 keeps the direction.
 /// f ≡ k·g for a constant k != 0 (k > 0 when `positive`): `2x+4y-3=0` vs `y=-x/2+3/4`.
 inline bool proportional(const expr& f, const expr& g, bool positive, compare_ctx& c) {
   if (tree_size(f) > 400 || tree_size(g) > 400) return false;
@@ -548,6 +611,8 @@ inline bool proportional(const expr& f, const expr& g, bool positive, compare_ct
   }
 }
 
+/// Left sides that name the answer rather than constrain it: `x`, `a_3`, `AB`, `f(x)`, `(x, y)`,
+/// `\text{speed}`.
 inline bool symbol_like(const expr& e) {
   if (e.k == kind::symbol || e.k == kind::text) return true;
   if (e.k == kind::mul || e.k == kind::tuple) {  // `AB = 5`, `f(x) = ..`, `(x, y) = (2, 3)`
@@ -558,6 +623,7 @@ inline bool symbol_like(const expr& e) {
   return false;
 }
 
+/// True when the tree is a closed scalar (no variables, no sets, no relations): `2+3` in `2+3=5`.
 inline bool is_closed(const expr& e) {
   if (e.k == kind::symbol || e.k == kind::text || e.k == kind::set || e.k == kind::interval ||
       e.k == kind::tuple || e.k == kind::matrix || e.k == kind::set_op || e.k == kind::relation)
@@ -576,10 +642,12 @@ inline const expr* assignment_value(const expr& r) {
   const bool member = r.ops.size() == 1 && r.ops[0] == rel::in;
   if (!eqs && !member) return nullptr;
   const expr& lhs = r.args[0];
+  // Chains collapse to the last right side (`x = 2 + 3 = 5` states 5), as in Math-Verify.
   if (symbol_like(lhs) || (eqs && is_closed(lhs))) return &r.args.back();
   return nullptr;
 }
 
+/// Structural identity of two symbol-like left sides (`x` vs `x`, `AB` vs `AB`).
 inline bool same_name(const expr& a, const expr& b) {
   if (a.k != b.k) return false;
   if (a.k == kind::symbol || a.k == kind::text) return a.name == b.name;
@@ -595,6 +663,8 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c);
 
 /// Expands `\pm` into its variants (`\frac{1 \pm \sqrt5}{2}` -> two values); at most 16.
 inline std::vector<expr> pm_variants(const expr& e) {
+  // a \pm b -> {a + b, a - b}, recursively and through enclosing operators (every occurrence
+  // doubles the variants; more than 16 is refused rather than enumerated).
   if (e.k == kind::pm) {
     std::vector<expr> out;
     for (const expr& a : pm_variants(e.args[0]))
@@ -638,9 +708,12 @@ inline std::vector<expr> elements(const expr& e) {
   return {e};
 }
 
+// Greedy matching: each gold element takes the first unused equivalent prediction element. For an
+// equivalence relation this finds a perfect matching whenever one exists; with roundings (not
+// transitive) it may miss one, which can only cost a false "incorrect", never a false "correct".
 /// Unordered match of two element lists (greedy; equal sizes required, at most 64 elements).
-inline bool multiset_equal(const std::vector<expr>& g, const std::vector<expr>& p,
-                           compare_ctx& c) {
+inline bool multiset_equal(const std::vector<expr>& g, const std::vector<expr>& p, compare_ctx& c) {
+  // Sizes must agree first: this is the guard that rejects "3, 4" against the single answer 3.
   if (g.size() != p.size() || g.size() > 64) return false;
   std::vector<bool> used(p.size(), false);
   for (const expr& a : g) {
@@ -671,6 +744,8 @@ inline std::optional<std::vector<expr>> finite_set_value(const expr& e, compare_
     auto next = finite_set_value(e.args[i], c);
     if (!next || next->size() > 64) return std::nullopt;
     std::vector<expr> out;
+    // Set algebra with the answer equivalence as membership test (so {0.5} u {1/2} has one
+    // element).
     if (e.name == "cup") {
       out = *acc;
       for (const expr& x : *next)
@@ -745,11 +820,13 @@ inline std::optional<expr> relation_to_set(const expr& r) {
   return std::nullopt;
 }
 
+/// Answers that denote a set of reals (used by the inequality/interval rules).
 inline bool is_set_like(const expr& e) {
   return e.k == kind::set || e.k == kind::interval || e.k == kind::set_op ||
          e.k == kind::empty_set || e.k == kind::named_set;
 }
 
+/// l - r as a tree (for relation comparison).
 inline expr difference(const expr& l, const expr& r) {
   return make_node(kind::add, {l, make_node(kind::neg, {r})});
 }
@@ -773,8 +850,8 @@ inline bool relation_equal(const expr& g0, const expr& p0, compare_ctx& c) {
   if (same_name(gl, pl) && (op == rel::eq || op == rel::in)) return equiv(gr, pr, c);
   if (op == rel::in) return equiv(gl, pl, c) && equiv(gr, pr, c);
   if (is_set_like(gr) || is_set_like(pr) || is_set_like(gl) || is_set_like(pl) ||
-      gl.k == kind::tuple || gr.k == kind::tuple || pl.k == kind::tuple ||
-      gr.k == kind::matrix || pr.k == kind::matrix)
+      gl.k == kind::tuple || gr.k == kind::tuple || pl.k == kind::tuple || gr.k == kind::matrix ||
+      pr.k == kind::matrix)
     return equiv(gl, pl, c) && equiv(gr, pr, c);
   if (proportional(difference(gl, gr), difference(pl, pr), op != rel::eq && op != rel::ne, c))
     return true;
@@ -785,6 +862,7 @@ inline bool relation_equal(const expr& g0, const expr& p0, compare_ctx& c) {
   return false;
 }
 
+/// Parts of a (nested) union, flattened: (A u B) u C -> [A, B, C].
 inline std::vector<expr> union_parts(const expr& e) {
   if (e.k == kind::set_op && e.name == "cup") {
     std::vector<expr> out;
@@ -795,6 +873,7 @@ inline std::vector<expr> union_parts(const expr& e) {
   return {e};
 }
 
+/// Words compare case- and blank-insensitively; a one-letter variable may match a word.
 inline bool text_equal(const expr& g, const expr& p) {
   auto norm = [](const expr& e) {
     std::string s;
@@ -805,6 +884,7 @@ inline bool text_equal(const expr& g, const expr& p) {
   return norm(g) == norm(p);
 }
 
+/// Intervals: same openness at both ends and equivalent ends (`[0.5, 3)` = `[\frac12, 3)`).
 inline bool interval_equal(const expr& g, const expr& p, compare_ctx& c) {
   return g.lo_closed == p.lo_closed && g.hi_closed == p.hi_closed &&
          equiv(g.args[0], p.args[0], c) && equiv(g.args[1], p.args[1], c);
@@ -813,6 +893,8 @@ inline bool interval_equal(const expr& g, const expr& p, compare_ctx& c) {
 /// Structural equivalence of gold `g` and prediction `p` (asymmetric where documented).
 inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   c.b.spend();
+  // Comparison recursion is bounded too (trees are already depth-bounded by the parser, but pm
+  // expansion and relation conversion build new nodes).
   if (++c.depth > 64) {
     --c.depth;
     return false;
@@ -822,6 +904,9 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     ~restore() { --d; }
   } r{c.depth};
 
+  // Order of the rules matters: relations and their asymmetric unwrapping first, then collections
+  // (sets before set operations before intervals before tuples/matrices), then words, percent,
+  // and finally scalars. Each rule either decides or falls through to a more general one.
   const bool gr = g.k == kind::relation, pr = p.k == kind::relation;
   if (gr && pr) return relation_equal(g, p, c);
   if (gr) {
@@ -877,6 +962,8 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     }
     return true;
   }
+  // Sets, bare lists and \pm answers: compare as multisets. A non-set side is a singleton, so
+  // `3` vs `3, 4` fails on size, and `\{3\}` vs `3` compares the single elements.
   const bool gset = g.k == kind::set || (g.k != kind::relation && contains(g, kind::pm));
   const bool pset = p.k == kind::set || (p.k != kind::relation && contains(p, kind::pm));
   if (gset || pset) {
@@ -888,6 +975,7 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   }
   if (g.k == kind::set_op || p.k == kind::set_op) {
     if (g.k == kind::set_op && p.k == kind::set_op && g.name != p.name) return false;
+    // Intersections and differences of intervals are compared as written (no interval algebra).
     if ((g.k == kind::set_op && g.name != "cup") || (p.k == kind::set_op && p.name != "cup")) {
       if (g.k != p.k || g.args.size() != p.args.size()) return false;
       for (std::size_t i = 0; i < g.args.size(); ++i)
@@ -902,8 +990,8 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     // (-\infty, \infty) is the real line.
     const expr& other = g.k == kind::named_set ? p : g;
     const expr& named = g.k == kind::named_set ? g : p;
-    if (named.name == "R" && (other.k == kind::interval || (other.k == kind::tuple &&
-                                                            other.paren_pair)))
+    if (named.name == "R" &&
+        (other.k == kind::interval || (other.k == kind::tuple && other.paren_pair)))
       return infinity_sign(other.args[0]) == -1 && infinity_sign(other.args[1]) == 1;
   }
   if (g.k == kind::interval || p.k == kind::interval) {
@@ -922,6 +1010,8 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     if (m.k == kind::matrix && (m.rows == 1 || m.cols == 1)) return &m.args;
     return nullptr;
   };
+  // Ordered collections: tuples element-wise in order; matrices need the same shape; a row or
+  // column vector also matches a tuple of the same entries (`pmatrix 1 \\ 2` = `(1, 2)`).
   if (g.k == kind::tuple || p.k == kind::tuple || g.k == kind::matrix || p.k == kind::matrix) {
     if (g.k == kind::matrix && p.k == kind::matrix && (g.rows != p.rows || g.cols != p.cols))
       return false;
@@ -933,16 +1023,20 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
       if (!equiv((*ga)[i], (*pa)[i], c)) return false;
     return true;
   }
+  // Named sets and the empty set only equal themselves (intervals of the reals handled above).
   if (g.k == kind::empty_set || p.k == kind::empty_set) return g.k == p.k;
   if (g.k == kind::named_set || p.k == kind::named_set) {
     if (g.k == p.k) return g.name == p.name;
     return false;
   }
+  // Words never equal numbers or expressions: `\text{five}` vs 5 is not attempted.
   if (g.k == kind::text || p.k == kind::text) {
     if ((g.k == kind::text || g.k == kind::symbol) && (p.k == kind::text || p.k == kind::symbol))
       return text_equal(g, p);
     return false;
   }
+  // Percent: `10\%` is 1/10; with percent_lenient a percent on one side may also match the bare
+  // number on the other (MATH golds drop the sign), never a factor of 100 in between.
   if (g.k == kind::percent || p.k == kind::percent) {
     if (g.k == kind::percent && p.k == kind::percent) return equiv(g.args[0], p.args[0], c);
     if (scalar_equal(g, p, c)) return true;

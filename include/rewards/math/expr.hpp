@@ -39,20 +39,24 @@ enum class kind : std::uint8_t {
 /// Relation operators of a chain.
 enum class rel : std::uint8_t { eq, ne, lt, le, gt, ge, in, approx };
 
+// Design: one tagged struct instead of a class hierarchy keeps trees copyable values (pm
+// expansion and relation flipping copy sub-trees) and makes the comparator a switch on `k`.
+// Numbers are exact rationals even when written as decimals; `sig_digits`/`ulp_exp` carry the
+// written precision for the float policy (0.333 is 333/1000 that "means" 1/3 to 3 digits).
 /// One tree node. Plain value type: trees are small (the parser bounds their size and depth).
 struct expr {
   kind k = kind::number;
-  std::string name;          ///< symbol, text, constant, function or set operation name
-  mpq_class value;           ///< number value (exact)
-  int ulp_exp = 0;           ///< decimal literal: its last written digit is at 10^ulp_exp
-  int sig_digits = -1;       ///< decimal literal: significant digits written; -1 when exact
-  bool lo_closed = false;    ///< interval: left end included
-  bool hi_closed = false;    ///< interval: right end included
-  bool paren_pair = false;   ///< tuple written with parentheses and two entries
-  bool braced = false;       ///< set written with braces (vs a bare list `1, 2`)
-  int rows = 0, cols = 0;    ///< matrix shape
-  std::vector<rel> ops;      ///< relation operators (size = args.size() - 1)
-  std::vector<expr> args;    ///< children
+  std::string name;         ///< symbol, text, constant, function or set operation name
+  mpq_class value;          ///< number value (exact)
+  int ulp_exp = 0;          ///< decimal literal: its last written digit is at 10^ulp_exp
+  int sig_digits = -1;      ///< decimal literal: significant digits written; -1 when exact
+  bool lo_closed = false;   ///< interval: left end included
+  bool hi_closed = false;   ///< interval: right end included
+  bool paren_pair = false;  ///< tuple written with parentheses and two entries
+  bool braced = false;      ///< set written with braces (vs a bare list `1, 2`)
+  int rows = 0, cols = 0;   ///< matrix shape
+  std::vector<rel> ops;     ///< relation operators (size = args.size() - 1)
+  std::vector<expr> args;   ///< children
 };
 
 /// Factory helpers (keep the parser and the comparator short).
@@ -100,28 +104,43 @@ inline std::string to_string(const expr& e) {
     return s + ")";
   };
   switch (e.k) {
-    case kind::number: return e.value.get_str();
-    case kind::symbol: return e.name;
-    case kind::text: return "\"" + e.name + "\"";
-    case kind::constant: return e.name;
-    case kind::add: return list("add");
-    case kind::mul: return list("mul");
-    case kind::pow: return list("pow");
-    case kind::neg: return list("neg");
-    case kind::func: return list(e.name.c_str());
-    case kind::factorial: return list("fact");
-    case kind::percent: return list("percent");
-    case kind::pm: return list("pm");
-    case kind::set: return list(e.braced ? "set" : "list");
-    case kind::tuple: return list("tuple");
+    case kind::number:
+      return e.value.get_str();
+    case kind::symbol:
+      return e.name;
+    case kind::text:
+      return "\"" + e.name + "\"";
+    case kind::constant:
+      return e.name;
+    case kind::add:
+      return list("add");
+    case kind::mul:
+      return list("mul");
+    case kind::pow:
+      return list("pow");
+    case kind::neg:
+      return list("neg");
+    case kind::func:
+      return list(e.name.c_str());
+    case kind::factorial:
+      return list("fact");
+    case kind::percent:
+      return list("percent");
+    case kind::pm:
+      return list("pm");
+    case kind::set:
+      return list(e.braced ? "set" : "list");
+    case kind::tuple:
+      return list("tuple");
     case kind::interval: {
       std::string s = e.lo_closed ? "[" : "(";
       s += to_string(e.args[0]) + ", " + to_string(e.args[1]);
       return s + (e.hi_closed ? "]" : ")");
     }
-    case kind::matrix: return list(("matrix" + std::to_string(e.rows) + "x" +
-                                    std::to_string(e.cols)).c_str());
-    case kind::set_op: return list(e.name.c_str());
+    case kind::matrix:
+      return list(("matrix" + std::to_string(e.rows) + "x" + std::to_string(e.cols)).c_str());
+    case kind::set_op:
+      return list(e.name.c_str());
     case kind::relation: {
       static constexpr const char* names[] = {"=", "!=", "<", "<=", ">", ">=", "in", "~"};
       std::string s = "(rel " + to_string(e.args[0]);
@@ -129,8 +148,10 @@ inline std::string to_string(const expr& e) {
         s += std::string(" ") + names[static_cast<int>(e.ops[i])] + " " + to_string(e.args[i + 1]);
       return s + ")";
     }
-    case kind::empty_set: return "emptyset";
-    case kind::named_set: return "set:" + e.name;
+    case kind::empty_set:
+      return "emptyset";
+    case kind::named_set:
+      return "set:" + e.name;
   }
   return "?";
 }

@@ -15,6 +15,8 @@
 namespace grpo::rewards::math {
 namespace detail {
 
+// R1 template: reasoning inside <think>..</think>, answer after it. Boxes written while thinking
+// are drafts; grading them would reward unfinished reasoning (TRL's reasoning_accuracy_reward).
 /// Text after the last `</think>` (R1 template), or all of it when there is none.
 inline std::string_view after_think(std::string_view s) noexcept {
   const std::size_t p = s.rfind("</think>");
@@ -32,9 +34,9 @@ inline bool gap_is_separator(std::string_view gap) noexcept {
         c == '}') {
       ++i;
     } else if (c == '\\') {
-      if (i + 1 < gap.size() && (gap[i + 1] == '(' || gap[i + 1] == ')' || gap[i + 1] == '[' ||
-                                 gap[i + 1] == ']' || gap[i + 1] == '\\' || gap[i + 1] == ',' ||
-                                 gap[i + 1] == ';' || gap[i + 1] == ' ')) {
+      if (i + 1 < gap.size() &&
+          (gap[i + 1] == '(' || gap[i + 1] == ')' || gap[i + 1] == '[' || gap[i + 1] == ']' ||
+           gap[i + 1] == '\\' || gap[i + 1] == ',' || gap[i + 1] == ';' || gap[i + 1] == ' ')) {
         i += 2;
       } else if (command_at(gap, i, "qquad")) {
         i += 6;
@@ -62,6 +64,8 @@ struct box_span {
   std::string_view content;
 };
 
+// Why join boxes: "the roots are \boxed{1} and \boxed{2}" states one answer {1, 2}. Why only
+// across separators: "first \boxed{1} ... finally \boxed{2}" is a correction, the last box wins.
 /// Last boxed answer, joined with the boxes immediately before it when only separators lie
 /// between them ("\boxed{1}, \boxed{2}" -> "1, 2"); consecutive duplicates are dropped. Nested
 /// boxes count once (the outer one). Linear: braces are matched in one pass beforehand.
@@ -69,12 +73,15 @@ inline std::optional<std::string> extract_boxed(std::string_view s) {
   if (s.find("\\boxed") == npos && s.find("\\fbox") == npos) return std::nullopt;
   const std::vector<std::size_t> match = match_braces(s);
   std::vector<box_span> boxes;
+  // Left-to-right over `\boxed`/`\fbox` commands; O(1) per box thanks to `match`.
   std::size_t covered = 0;  // end of the last accepted (outer) box
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '\\') continue;
     std::size_t name_len = 0;
-    if (command_at(s, i, "boxed")) name_len = 6;
-    else if (command_at(s, i, "fbox")) name_len = 5;
+    if (command_at(s, i, "boxed"))
+      name_len = 6;
+    else if (command_at(s, i, "fbox"))
+      name_len = 5;
     if (name_len == 0) {
       ++i;  // skip the escaped character
       continue;
@@ -94,6 +101,7 @@ inline std::optional<std::string> extract_boxed(std::string_view s) {
       covered = k;
     }
   }
+  // Walk back from the last non-empty box while the gaps are pure separators (at most 80 bytes).
   // Last non-empty box.
   std::size_t last = boxes.size();
   while (last > 0 && trim(boxes[last - 1].content).empty()) --last;
@@ -132,6 +140,7 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
   std::optional<std::string> last;
   bool no_dollar = false, no_paren = false, no_bracket = false;
   std::size_t i = 0;
+  // `\$` is an escaped dollar (currency), never a delimiter.
   auto find_unescaped = [&](std::string_view what, std::size_t from) {
     for (std::size_t k = from; k + what.size() <= s.size(); ++k) {
       if (s[k] == '\\' && what[0] != '\\') {
@@ -181,11 +190,13 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
   return last;
 }
 
+// Anchors in two strength groups: "final answer ..." beats "answer is" / "answer:" wherever they
+// are (Math-Verify priorities 0/50 vs 100/200); within a group the rightmost occurrence wins.
 /// Text following the rightmost answer phrase: the first math environment right after it, else
 /// the rest of the line up to the end of the sentence. Markdown bold markers are dropped.
 inline std::optional<std::string> extract_after_phrase(std::string_view s) {
-  static constexpr std::string_view strong[] = {"final answer is", "final answer:",
-                                                "final answer =", "final answer"};
+  static constexpr std::string_view strong[] = {"final answer is",
+                                                "final answer:", "final answer =", "final answer"};
   static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
   std::size_t best = npos, best_len = 0;
   for (auto group : {std::string_view{"strong"}, std::string_view{"weak"}}) {
@@ -215,8 +226,8 @@ inline std::optional<std::string> extract_after_phrase(std::string_view s) {
     // First environment after the anchor only (bounded to the next 4 KiB).
     const std::string_view head = rest.substr(0, 4096);
     const bool display = head.size() > 1 && head[0] == '$' && head[1] == '$';
-    std::string_view close = head[0] == '$' ? (display ? "$$" : "$")
-                                            : (head[1] == '(' ? "\\)" : "\\]");
+    std::string_view close =
+        head[0] == '$' ? (display ? "$$" : "$") : (head[1] == '(' ? "\\)" : "\\]");
     const std::size_t open_len = (head[0] == '$' && !display) ? 1 : 2;
     const std::size_t end = head.find(close, open_len);
     if (end != npos) {
@@ -247,6 +258,8 @@ inline std::optional<std::string> extract_after_phrase(std::string_view s) {
   return std::string(trim(out));
 }
 
+// Bold is a weak anchor ("**Step 1:**" is bold too), hence the maths-looking filter and its rank
+// below answer phrases; "**73**" must give 73, not "73**" (Math-Verify issue #76).
 /// Content of the last `**..**` pair that looks like maths (contains a digit or a backslash).
 inline std::optional<std::string> extract_bold(std::string_view s) {
   std::optional<std::string> last;

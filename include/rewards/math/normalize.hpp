@@ -20,48 +20,77 @@ struct unicode_map_entry {
   std::string_view utf8, latex;
 };
 inline constexpr std::array<unicode_map_entry, 30> unicode_map{{
-    {"\u2212", "-"},          {"\u2013", "-"},         {"\u2014", "-"},
-    {"\u00d7", "\\times "},   {"\u00f7", "\\div "},    {"\u00b7", "\\cdot "},
-    {"\u22c5", "\\cdot "},    {"\u03c0", "\\pi "},     {"\u221a", "\\sqrt"},
-    {"\u221e", "\\infty "},   {"\u2264", "\\le "},     {"\u2265", "\\ge "},
-    {"\u2260", "\\ne "},      {"\u00b0", ""},  {"\u00b1", "\\pm "},
-    {"\u222a", "\\cup "},     {"\u2229", "\\cap "},    {"\u2208", "\\in "},
-    {"\u2205", "\\emptyset "}, {"\u00a0", " "},        {"\u2009", " "},
-    {"\u202f", " "},          {"\u00b2", "^2"},        {"\u00b3", "^3"},
-    {"\u00bd", "\\frac{1}{2}"}, {"\u2248", "\\approx "}, {"\u20ac", ""},
-    {"\u00a3", ""},           {"\u00a5", ""},          {"\u20b9", ""},
+    {"\u2212", "-"},
+    {"\u2013", "-"},
+    {"\u2014", "-"},
+    {"\u00d7", "\\times "},
+    {"\u00f7", "\\div "},
+    {"\u00b7", "\\cdot "},
+    {"\u22c5", "\\cdot "},
+    {"\u03c0", "\\pi "},
+    {"\u221a", "\\sqrt"},
+    {"\u221e", "\\infty "},
+    {"\u2264", "\\le "},
+    {"\u2265", "\\ge "},
+    {"\u2260", "\\ne "},
+    {"\u00b0", ""},
+    {"\u00b1", "\\pm "},
+    {"\u222a", "\\cup "},
+    {"\u2229", "\\cap "},
+    {"\u2208", "\\in "},
+    {"\u2205", "\\emptyset "},
+    {"\u00a0", " "},
+    {"\u2009", " "},
+    {"\u202f", " "},
+    {"\u00b2", "^2"},
+    {"\u00b3", "^3"},
+    {"\u00bd", "\\frac{1}{2}"},
+    {"\u2248", "\\approx "},
+    {"\u20ac", ""},
+    {"\u00a3", ""},
+    {"\u00a5", ""},
+    {"\u20b9", ""},
 }};
 
 /// Commands dropped outright: sizing, style, `\left`/`\right` (their delimiter stays).
 inline constexpr std::array<std::string_view, 22> dropped_commands{
-    "left",   "right",  "mleft", "mright", "bigl",  "bigr",        "Bigl",  "Bigr",
-    "biggl",  "biggr",  "Biggl", "Biggr",  "big",   "Big",         "bigg",  "Bigg",
+    "left",         "right",     "mleft",  "mright",   "bigl",   "bigr",       "Bigl", "Bigr",
+    "biggl",        "biggr",     "Biggl",  "Biggr",    "big",    "Big",        "bigg", "Bigg",
     "displaystyle", "textstyle", "limits", "nolimits", "middle", "scriptstyle"};
 
 /// Font and box commands whose argument is read as text (`\mathrm{cm}`, `\textbf{5}`).
 inline constexpr std::array<std::string_view, 16> text_commands{
-    "mathrm", "mathbf", "mathit", "mathsf", "mathtt", "textbf", "textit", "textrm",
-    "textsf", "texttt", "textnormal", "mbox", "hbox", "textup", "emph", "textmd"};
+    "mathrm", "mathbf", "mathit",     "mathsf", "mathtt", "textbf", "textit", "textrm",
+    "textsf", "texttt", "textnormal", "mbox",   "hbox",   "textup", "emph",   "textmd"};
 
 /// Curated unit words removed after a number ("5 cm", "12 inches", "3\text{ hours}"). No single
 /// letters (an answer `m` or `d` must survive, the lesson of Qwen's and Math-Verify's unit lists).
 inline constexpr std::array<std::string_view, 96> unit_words{
-    "mm", "cm", "km", "dm", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
-    "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "ft", "feet", "foot",
-    "yard", "yards", "yd", "mile", "miles", "mi", "kg", "mg", "gram", "grams", "kilogram",
-    "kilograms", "pound", "pounds", "lb", "lbs", "ounce", "ounces", "oz", "ton", "tons", "tonne",
-    "tonnes", "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour",
-    "hours", "hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years",
-    "yr", "yrs", "dollar", "dollars", "cent", "cents", "euro", "euros", "yuan", "rupee", "rupees",
-    "rs", "usd", "unit", "units", "degree", "degrees", "deg", "radian", "radians", "liter",
-    "liters", "litre", "litres", "ml", "gallon", "gallons", "mph", "kmh", "sq", "square"};
+    "mm",     "cm",         "km",          "dm",         "meter",       "meters",    "metre",
+    "metres", "centimeter", "centimeters", "millimeter", "millimeters", "kilometer", "kilometers",
+    "inch",   "inches",     "ft",          "feet",       "foot",        "yard",      "yards",
+    "yd",     "mile",       "miles",       "mi",         "kg",          "mg",        "gram",
+    "grams",  "kilogram",   "kilograms",   "pound",      "pounds",      "lb",        "lbs",
+    "ounce",  "ounces",     "oz",          "ton",        "tons",        "tonne",     "tonnes",
+    "second", "seconds",    "sec",         "secs",       "minute",      "minutes",   "min",
+    "mins",   "hour",       "hours",       "hr",         "hrs",         "day",       "days",
+    "week",   "weeks",      "month",       "months",     "year",        "years",     "yr",
+    "yrs",    "dollar",     "dollars",     "cent",       "cents",       "euro",      "euros",
+    "yuan",   "rupee",      "rupees",      "rs",         "usd",         "unit",      "units",
+    "degree", "degrees",    "deg",         "radian",     "radians",     "liter",     "liters",
+    "litre",  "litres",     "ml",          "gallon",     "gallons",     "mph",       "kmh",
+    "sq",     "square"};
 
+/// Case-insensitive membership in unit_words (linear over ~100 short words; called at most a few
+/// times per answer, on its trailing word only).
 inline bool is_unit_word(std::string_view w) noexcept {
   for (std::string_view u : unit_words)
     if (w.size() == u.size() && iequal_at(w, 0, u)) return true;
   return false;
 }
 
+// Single left-to-right pass over the bytes: each position is consumed exactly once (commands are
+// read as a whole name), so the cost is linear and the budget is charged one step per byte.
 /// Pass 1: Unicode symbols -> LaTeX, drop style commands, map font commands to `\text`,
 /// `\dfrac`->`\frac`, spacing to a blank, `\!` away, `\$` away, `\%`->`%`, degrees away,
 /// `{,}` -> thousands (3 digits follow) or decimal comma, "percent" -> `%`.
@@ -85,6 +114,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       if (!mapped) out += s[i++];
       continue;
     }
+    // `{,}` is how LaTeX writes a comma without math spacing: thousands separator or decimal comma.
     if (c == '{' && i + 2 < s.size() && s[i + 1] == ',' && s[i + 2] == '}') {
       // 14{,}916 is a thousands group; 3{,}5 a decimal comma (German LaTeX).
       std::size_t d = i + 3, nd = 0;
@@ -102,6 +132,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       ++i;
       continue;
     }
+    // Degrees are dropped, not converted (Math-Verify convert_degrees=False): `90^\circ` is 90.
     if (c == '^' && (command_at(s, i + 1, "circ") || command_at(s, i + 1, "degree"))) {
       i += command_at(s, i + 1, "circ") ? 6 : 8;
       continue;
@@ -136,6 +167,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
         while (e < s.size() && is_alpha(s[e])) ++e;
         const std::string_view name = s.substr(i + 1, e - i - 1);
         bool done = false;
+        // Command names are compared whole, so `\left` never matches inside `\leftarrow`.
         for (std::string_view dc : dropped_commands) {
           if (name == dc) {
             i = e;
@@ -193,8 +225,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       while (e < s.size() && is_alpha(s[e])) ++e;
       const std::string_view w = s.substr(i, e - i);
       const std::string lw = ascii_lower(w);
-      if ((i == 0 || s[i - 1] != '\\') &&
-          (lw == "percent" || lw == "percentage" || lw == "pct")) {
+      if ((i == 0 || s[i - 1] != '\\') && (lw == "percent" || lw == "percentage" || lw == "pct")) {
         out += '%';
         i = e;
         continue;
@@ -215,8 +246,10 @@ inline bool strip_trailing_unit(std::string& s) {
   std::string_view t = trim(s);
   // optional exponent after the unit: ^2, ^3, ^{2}
   std::size_t end = t.size();
-  if (end >= 2 && t[end - 2] == '^' && is_digit(t[end - 1])) end -= 2;
-  else if (end >= 4 && t.compare(end - 4, 2, "^{") == 0 && is_digit(t[end - 2]) && t[end - 1] == '}')
+  if (end >= 2 && t[end - 2] == '^' && is_digit(t[end - 1]))
+    end -= 2;
+  else if (end >= 4 && t.compare(end - 4, 2, "^{") == 0 && is_digit(t[end - 2]) &&
+           t[end - 1] == '}')
     end -= 4;
   const std::string_view body = trim(t.substr(0, end));
   if (!body.empty() && body.back() == '}') {
@@ -269,8 +302,8 @@ inline void strip_counted_noun(std::string& s) {
     const std::string_view w = t.substr(b, i - b);
     if (w.size() < 3 || (i < t.size() && t[i] != ' ')) return;
     static constexpr std::string_view reserved[] = {
-        "and", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "inf", "infty",
-        "infinity", "sqrt", "pi", "mod", "percent", "pct", "percentage"};
+        "and", "sin",   "cos",      "tan",  "cot", "sec", "csc",     "log", "exp",
+        "inf", "infty", "infinity", "sqrt", "pi",  "mod", "percent", "pct", "percentage"};
     for (std::string_view r : reserved)
       if (w == r) return;
     if (++words > 3) return;
@@ -316,6 +349,7 @@ inline std::string fix_number_separators(std::string s) {
   const std::string_view part = trim(whole.substr(start));
   const std::size_t off = static_cast<std::size_t>(part.data() - s.data());
   std::string fixed;
+  // Whole number with separators: drop them. Otherwise try a decimal comma.
   if (is_grouped_number(part, ',') || is_grouped_number(part, ' ')) {
     for (char c : part)
       if (c != ',' && c != ' ') fixed += c;
@@ -339,6 +373,8 @@ inline std::string fix_number_separators(std::string s) {
   return s.substr(0, off) + fixed;
 }
 
+// Decorations come in any nesting order ("$\$5$.", "\(5\)."), so the strip loops until nothing
+// changes (at most 8 rounds: each round removes at least one character or stops).
 /// Strips outer decorations repeatedly: `$..$`, `\(..\)`, `\[..\]`, trailing `.`/`,`, a leading
 /// currency word.
 inline std::string_view strip_decorations(std::string_view t) noexcept {
@@ -363,6 +399,8 @@ inline std::string_view strip_decorations(std::string_view t) noexcept {
   return trim(t);
 }
 
+// Math-Verify's basic_latex step: "and"/"or" separate answers. Only whole words outside commands
+// are replaced (so "Sandra" and "\operatorname{ord}" survive).
 /// Replaces the words "and" / "or" (bare or `\text{ and }`) by a comma: "x=3 or x=4" is a list.
 inline std::string words_to_commas(std::string_view s) {
   std::string out;

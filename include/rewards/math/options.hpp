@@ -14,7 +14,8 @@ namespace grpo::rewards::math {
 enum class verdict : std::uint8_t { correct, incorrect, unparseable_gold };
 
 /// Which places of a completion are searched for the final answer, in priority order. The first
-/// mode that finds something wins; within a mode the rightmost match wins (the answer is stated last).
+/// mode that finds something wins; within a mode the rightmost match wins (the answer is stated
+/// last).
 struct extract_options {
   /// Grade only the text after the last `</think>` when one is present (TRL's reasoning reward).
   bool strip_think = true;
@@ -45,7 +46,8 @@ struct verify_options {
   /// `10\%` vs `10`: accept (MATH golds drop the percent sign). `10\%` always equals `0.1`.
   bool percent_lenient = true;
   /// A predicted inequality (`1<x<2`) may match a gold interval `(1,2)`. Off by default, as in
-  /// Math-Verify (allow_set_relation_comp=False): it stops a model echoing the question's condition.
+  /// Math-Verify (allow_set_relation_comp=False): it stops a model echoing the question's
+  /// condition.
   bool allow_pred_relation_vs_gold_set = false;
   /// Gold of the form `A`..`J` / `(C)` / `\text{(C)}`: compare the predicted option letter.
   bool multiple_choice = true;

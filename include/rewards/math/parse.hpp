@@ -18,13 +18,18 @@
 namespace grpo::rewards::math {
 namespace detail {
 
+// Failure is signalled by throwing this empty type rather than by optional<> at every level: the
+// grammar has ~20 mutually recursive productions and the happy path must stay cheap. parse()
+// converts it to nullopt; it never crosses the public API.
 /// Internal: the input is not a well-formed answer. Never escapes parse().
 struct syntax_error {};
 
+/// Function names recognised with or without a backslash (`\sin x`, `sin(x)`). "deg" and "det" are
+/// listed only so that they are not mistaken for products of letters; they are not applied.
 inline constexpr std::array<std::string_view, 27> function_names{
-    "sin",   "cos",   "tan",   "cot",  "sec",  "csc", "arcsin", "arccos", "arctan",
-    "sinh",  "cosh",  "tanh",  "log",  "ln",   "lg",  "exp",    "gcd",    "lcm",
-    "max",   "min",   "sqrt",  "abs",  "floor", "ceil", "arccot", "deg",  "det"};
+    "sin",  "cos",  "tan",  "cot", "sec",   "csc",  "arcsin", "arccos", "arctan",
+    "sinh", "cosh", "tanh", "log", "ln",    "lg",   "exp",    "gcd",    "lcm",
+    "max",  "min",  "sqrt", "abs", "floor", "ceil", "arccot", "deg",    "det"};
 
 inline bool is_function_name(std::string_view w) noexcept {
   for (std::string_view f : function_names)
@@ -32,12 +37,13 @@ inline bool is_function_name(std::string_view w) noexcept {
   return false;
 }
 
+/// Greek letters and a few letter-like symbols: each is one variable named after the command.
 inline constexpr std::array<std::string_view, 40> greek_letters{
-    "alpha", "beta",    "gamma", "delta", "epsilon", "varepsilon", "zeta",   "eta",
-    "theta", "vartheta", "iota", "kappa", "lambda",  "mu",         "nu",     "xi",
-    "rho",   "varrho",  "sigma", "tau",   "upsilon", "phi",        "varphi", "chi",
-    "psi",   "omega",   "Gamma", "Delta", "Theta",   "Lambda",     "Xi",     "Sigma",
-    "Upsilon", "Phi",   "Psi",   "Omega", "ell",     "aleph",      "nabla",  "hbar"};
+    "alpha",   "beta",     "gamma", "delta", "epsilon", "varepsilon", "zeta",   "eta",
+    "theta",   "vartheta", "iota",  "kappa", "lambda",  "mu",         "nu",     "xi",
+    "rho",     "varrho",   "sigma", "tau",   "upsilon", "phi",        "varphi", "chi",
+    "psi",     "omega",    "Gamma", "Delta", "Theta",   "Lambda",     "Xi",     "Sigma",
+    "Upsilon", "Phi",      "Psi",   "Omega", "ell",     "aleph",      "nabla",  "hbar"};
 
 inline bool is_greek(std::string_view w) noexcept {
   for (std::string_view g : greek_letters)
@@ -48,15 +54,32 @@ inline bool is_greek(std::string_view w) noexcept {
 /// Commands that can start an operand (so that juxtaposition means multiplication).
 inline bool command_starts_operand(std::string_view name) noexcept {
   static constexpr std::array<std::string_view, 25> starters{
-      "frac",  "sqrt",   "binom", "text",    "operatorname", "mathbb", "pi",     "infty",
-      "lfloor", "lceil", "lvert", "vert",    "begin",        "boxed",  "overline", "hat",
-      "vec",   "bar",    "tilde", "emptyset", "ldots",       "langle", "underline", "widehat",
-      "choose"};
+      "frac",     "sqrt",      "binom",   "text",  "operatorname", "mathbb",   "pi",
+      "infty",    "lfloor",    "lceil",   "lvert", "vert",         "begin",    "boxed",
+      "overline", "hat",       "vec",     "bar",   "tilde",        "emptyset", "ldots",
+      "langle",   "underline", "widehat", "choose"};
   for (std::string_view s : starters)
     if (name == s) return name != "choose";
   return is_function_name(name) || is_greek(name);
 }
 
+/// Grammar (lowest to highest precedence; every production skips blanks first):
+///
+///   list      := relation ((',' | ';') relation)*            -> set (bare list) when > 1 item
+///   relation  := setexpr (relop setexpr)*                     -> relation chain when any relop
+///   setexpr   := additive ((\cup | \cap | \setminus) additive)*
+///   additive  := [\pm] term (('+' | '-' | \pm | \mp) term)*
+///   term      := unary (('*' | \cdot | \times | '/' | \div) unary | <implicit> power)*
+///   unary     := ('-' | '+') unary | power
+///   power     := postfix ('^' exponent postfix-ops)*
+///   postfix   := primary ('!' | '%')*
+///   primary   := number | word | letter | '(' .. ')' | '[' .. ']' | '{' list '}' | '|' additive
+///   '|'
+///              | command
+///
+/// Juxtaposition multiplies (`2x`, `3(4+5)`, `\frac12 x`) when the next token can start an operand.
+/// Recursion depth is counted per nesting level (primary, signs, exponents, commands), so
+/// `max_depth` bounds the C++ stack whatever the input.
 /// The parser. Each call of parse_primary spends one budget step; depth is capped.
 class parser {
  public:
@@ -79,6 +102,7 @@ class parser {
   int max_depth_;
   int abs_depth_ = 0;
 
+  /// RAII depth counter: construction fails (syntax_error) beyond max_depth_.
   struct depth_guard {
     parser& P;
     explicit depth_guard(parser& p) : P(p) {
@@ -92,6 +116,8 @@ class parser {
     depth_guard& operator=(const depth_guard&) = delete;
   };
 
+  // Cursor helpers. All of them are O(1) apart from blank skipping; the cursor only moves forward,
+  // so a parse is linear in the input apart from raw_group's bounded look-ahead.
   void skip_ws() noexcept {
     while (p_ < s_.size() && is_space(s_[p_])) ++p_;
   }
@@ -150,6 +176,8 @@ class parser {
   }
 
   // list := relation ((',' | ';') relation)*
+  /// list := relation ((',' | ';') relation)*. A top-level comma list is a set (Math-Verify reads
+  /// `1, 2` as FiniteSet); `braced` stays false so that thousands groups were handled earlier.
   expr parse_list() {
     std::vector<expr> items;
     items.push_back(parse_relation());
@@ -163,6 +191,8 @@ class parser {
     return e;
   }
 
+  /// Relation operator at the cursor: ASCII (`<=`, `>=`, `!=`, `:=`, `==`) or LaTeX (`\le`, `\ge`,
+  /// `\ne`, `\in`, `\approx`; `\leq`/`\geq`/`\neq` were mapped by normalisation).
   std::optional<rel> eat_relop() {
     const char c = peek();
     const char d = peek_raw(1);
@@ -196,6 +226,7 @@ class parser {
   }
 
   // relation := setexpr (relop setexpr)*
+  /// relation := setexpr (relop setexpr)*: `1 < x \le 2` is one chain node with two operators.
   expr parse_relation() {
     std::vector<expr> args;
     std::vector<rel> ops;
@@ -211,14 +242,19 @@ class parser {
   }
 
   // setexpr := additive ((\cup | \cap | \setminus) additive)*
+  /// setexpr := additive ((\cup | \cap | \setminus) additive)*; same operators are flattened.
   expr parse_setexpr() {
     expr a = parse_additive();
     for (;;) {
       std::string op;
-      if (eat_cmd("cup")) op = "cup";
-      else if (eat_cmd("cap")) op = "cap";
-      else if (eat_cmd("setminus") || eat_cmd("backslash")) op = "setminus";
-      else break;
+      if (eat_cmd("cup"))
+        op = "cup";
+      else if (eat_cmd("cap"))
+        op = "cap";
+      else if (eat_cmd("setminus") || eat_cmd("backslash"))
+        op = "setminus";
+      else
+        break;
       expr b = parse_additive();
       if (a.k == kind::set_op && a.name == op) {
         a.args.push_back(std::move(b));
@@ -230,6 +266,8 @@ class parser {
   }
 
   // additive := term (('+' | '-' | \pm | \mp) term)*, with a leading \pm allowed
+  /// additive := [\pm] term (('+' | '-' | \pm | \mp) term)*. `a \pm b` becomes pm(a, b) with a =
+  /// the sum so far, so `\frac{1 \pm \sqrt5}{2}` keeps both roots; a leading `\pm 2` is pm(0, 2).
   expr parse_additive() {
     std::vector<expr> terms;
     auto sum = [](std::vector<expr>& t) {
@@ -256,6 +294,9 @@ class parser {
     return sum(terms);
   }
 
+  /// True when the next token can start an operand of an implicit product: a digit, a letter, `(`,
+  /// `{`, an opening `|` (not while inside |..|), or an operand command (`\frac`, `\pi`,
+  /// `\sin`...). Relation, set and separator tokens end the term.
   bool starts_implicit_operand() noexcept {
     const char c = peek();
     if (c == '\0') return false;
@@ -270,6 +311,8 @@ class parser {
   }
 
   // term := unary (('*' | \cdot | \times | '/' | \div) unary | implicit power)*
+  /// term := unary (('*' | \cdot | \times) unary | ('/' | \div) unary | implicit power)*.
+  /// Division is multiplication by pow(d, -1), so the comparator sees one n-ary product.
   expr parse_term() {
     std::vector<expr> f;
     f.push_back(parse_unary());
@@ -289,6 +332,7 @@ class parser {
     return make_node(kind::mul, std::move(f));
   }
 
+  /// unary := ('-' | '+') unary | power. `-3^2` is -(3^2) = -9 as in mathematics.
   expr parse_unary() {
     if (peek() == '-' && peek_raw(1) != '>') {
       depth_guard g(*this);  // "----5" recurses once per sign
@@ -302,6 +346,8 @@ class parser {
     return parse_power();
   }
 
+  /// power := postfix ('^' exponent)*, read left to right (`2^3^2` = 64: a double superscript is an
+  /// error in LaTeX, so either reading is a guess; this one is documented and tested).
   expr parse_power() {
     expr base = parse_postfix();
     while (peek() == '^') {
@@ -338,6 +384,7 @@ class parser {
     throw syntax_error{};
   }
 
+  /// Postfix `!` (factorial; not `!=`) and `%` (percent) after an operand, repeatedly.
   expr parse_postfix_ops(expr e) {
     for (;;) {
       if (peek() == '!' && peek_raw(1) != '=') {
@@ -354,6 +401,7 @@ class parser {
 
   expr parse_postfix() { return parse_postfix_ops(parse_primary()); }
 
+  /// primary: the only production every nesting passes through, hence the depth and budget charge.
   expr parse_primary() {
     depth_guard g(*this);
     b_.spend();
@@ -388,6 +436,8 @@ class parser {
     std::size_t frac_len = 0;
     bool decimal = false;
     while (p_ < s_.size() && is_digit(s_[p_])) digits += s_[p_++];
+    // Digits and an optional fractional part are collected into one digit string: the value is
+    // digits / 10^frac_len, exact, whatever the length (capped at 4000 digits).
     if (p_ + 1 < s_.size() && s_[p_] == '.' && is_digit(s_[p_ + 1])) {
       decimal = true;
       ++p_;
@@ -413,6 +463,7 @@ class parser {
         p_ = q;
       }
     }
+    // value = digits * 10^(exp10 - frac_len), canonicalised.
     mpz_class num(digits, 10);
     mpz_class ten_f, ten_e;
     mpz_ui_pow_ui(ten_f.get_mpz_t(), 10, static_cast<unsigned long>(frac_len));
@@ -423,6 +474,8 @@ class parser {
     }
     v.canonicalize();
     expr e = make_number(v);
+    // Written precision of a decimal: significant digits exclude leading zeros (0.0015 has 2); the
+    // last written digit sits at 10^(exp10 - frac_len). Integers carry no precision: exact.
     if (decimal) {
       std::size_t lead = 0;
       while (lead < digits.size() && digits[lead] == '0') ++lead;
@@ -443,6 +496,8 @@ class parser {
       out = mpz_class(d, 10);
       return true;
     };
+    // Only proper fractions of integer literals make a mixed number (2\frac{1}{2} = 5/2);
+    // 2\frac{x}{2} and 2\frac{3}{2} stay products, as do "7 3/4x" and "7 3/4^2".
     if (command_at(s_, p_, "frac")) {
       std::size_t q = p_ + 5;
       mpz_class a, bden;
@@ -498,6 +553,7 @@ class parser {
     return make_named(kind::symbol, std::move(name));
   }
 
+  /// Subscript text folded into a variable name: `a_{1 0}` -> "10", `x_n` -> "n", `x_\alpha`.
   std::string subscript_text() {
     skip_ws();
     std::string out;
@@ -537,6 +593,8 @@ class parser {
       p_ = e;
       return make_named(kind::constant, "inf");
     }
+    // Three or more letters that are not a function: a word (`odd`, `Monday`, `students`), one
+    // case-insensitive text symbol. Shorter runs are products of single-letter variables (`xy`).
     if (w.size() >= 3) {
       p_ = e;
       return make_named(kind::text, ascii_lower(w));
@@ -552,6 +610,7 @@ class parser {
       name = "log";
       base = make_number(10);
     }
+    // \log_b x: the base is stored as a second argument (log(x)/log(b) in the CAS).
     if ((name == "log") && peek() == '_') {
       ++p_;
       base = parse_exponent();
@@ -559,20 +618,24 @@ class parser {
     if (peek() == '^') {
       ++p_;
       power = parse_exponent();
-      if (power->k == kind::neg && power->args[0].k == kind::number &&
-          power->args[0].value == 1 && (name == "sin" || name == "cos" || name == "tan")) {
+      if (power->k == kind::neg && power->args[0].k == kind::number && power->args[0].value == 1 &&
+          (name == "sin" || name == "cos" || name == "tan")) {
         name = "arc" + name;
         power.reset();
       }
     }
     std::vector<expr> args;
     const char c = peek();
+    // Argument: a parenthesised or braced list (several arguments for gcd/max), or an implicit
+    // operand (`\sin 2x` = sin(2x), but `\sin x \cos x` = sin(x)·cos(x): commands end it).
     if (c == '(' || c == '{') {
       ++p_;
       expr a = parse_list();
       expect(c == '(' ? ')' : '}');
-      if (a.k == kind::set && !a.braced) args = std::move(a.args);
-      else args.push_back(std::move(a));
+      if (a.k == kind::set && !a.braced)
+        args = std::move(a.args);
+      else
+        args.push_back(std::move(a));
     } else {
       expr a = parse_power();
       // \sin 2x: absorb directly following numbers and letters (not functions, not groups).
@@ -587,6 +650,7 @@ class parser {
     return f;
   }
 
+  /// The run of letters at the cursor (without consuming it).
   std::string_view word_at() noexcept {
     skip_ws();
     std::size_t e = p_;
@@ -622,6 +686,9 @@ class parser {
     const char close = peek();
     if (close != ')' && close != ']') throw syntax_error{};
     ++p_;
+    // One item: grouping. Two items with a square bracket on either side: an interval with that
+    // openness. `(a, b)`: a pair that may also denote an open interval (paren_pair), decided by
+    // the comparator against the other side. More items: a tuple.
     const bool round = open == '(' && close == ')';
     if (items.size() == 1) {
       if (open == '(' && close == ')') return std::move(items[0]);
@@ -665,17 +732,19 @@ class parser {
     const std::string_view name = command_name();
     if (name.empty()) throw syntax_error{};
     p_ += 1 + name.size();
+    // \frac{a}{b} = a · b^-1; arguments may be single tokens (`\frac12`, `\frac\pi2`).
     if (name == "frac") {
       expr a = read_arg();
       expr b = read_arg();
-      return make_node(kind::mul, {std::move(a), make_node(kind::pow, {std::move(b),
-                                                                      make_number(-1)})});
+      return make_node(kind::mul,
+                       {std::move(a), make_node(kind::pow, {std::move(b), make_number(-1)})});
     }
     if (name == "binom") {
       expr n = read_arg();
       expr k = read_arg();
       return make_node(kind::func, {std::move(n), std::move(k)}, "binom");
     }
+    // \sqrt[n]{x} -> root(x, n); \sqrt{x} -> sqrt(x) (kept apart for exact rational roots).
     if (name == "sqrt") {
       std::optional<expr> idx;
       if (peek() == '[') {
@@ -699,6 +768,7 @@ class parser {
     if (name == "emptyset") return make_named(kind::empty_set, "");
     if (name == "ldots") return make_named(kind::text, "...");
     if (is_function_name(name)) return parse_application(std::string(name));
+    // Delimited functions: floor, ceiling, absolute value, angle-bracket vectors.
     if (name == "lfloor" || name == "lceil") {
       expr e = parse_list();
       expect_cmd(name == "lfloor" ? "rfloor" : "rceil");
@@ -729,8 +799,9 @@ class parser {
       if (sym.size() == name.size() + 1) throw syntax_error{};
       return make_named(kind::symbol, std::move(sym));
     }
-    if (name == "boxed" || name == "overline" || name == "hat" || name == "vec" ||
-        name == "bar" || name == "tilde" || name == "underline" || name == "widehat")
+    // Decorations that do not change the value: the argument itself.
+    if (name == "boxed" || name == "overline" || name == "hat" || name == "vec" || name == "bar" ||
+        name == "tilde" || name == "underline" || name == "widehat")
       return read_arg();
     if (is_greek(name)) {
       std::string sym(name);
@@ -751,6 +822,8 @@ class parser {
     if (operator_name && is_function_name(raw)) return parse_application(std::string(raw));
     bool numeric = true;
     for (char ch : raw) numeric = numeric && (is_digit(ch) || ch == '.' || ch == '-' || ch == ' ');
+    // `\text{13}` is the number 13 (Math-Verify issue #37) and `\text{x}` the variable x: both are
+    // re-parsed as maths with the same budget and depth.
     if (numeric || (raw.size() == 1 && is_alpha(raw[0]))) {
       parser sub(raw, b_, max_depth_, depth_);
       return sub.parse_all();
@@ -769,6 +842,8 @@ class parser {
 
   /// `\begin{pmatrix|bmatrix|matrix|array|smallmatrix|Bmatrix} rows \end{..}`.
   expr parse_environment() {
+    // Rows separated by `\\`, cells by `&`; every row must have the same number of cells. The
+    // `array` column specification ({cc}, {c|c}) is skipped.
     const std::string env(trim(raw_group()));
     if (env != "pmatrix" && env != "bmatrix" && env != "matrix" && env != "array" &&
         env != "smallmatrix" && env != "Bmatrix")

@@ -16,11 +16,21 @@ inline constexpr std::size_t npos = std::string_view::npos;
 inline bool is_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
-inline bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-inline bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-inline bool is_alnum(char c) noexcept { return is_alpha(c) || is_digit(c); }
-inline char to_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
-inline char to_upper(char c) noexcept { return (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c; }
+inline bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+inline bool is_alpha(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+inline bool is_alnum(char c) noexcept {
+  return is_alpha(c) || is_digit(c);
+}
+inline char to_lower(char c) noexcept {
+  return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+}
+inline char to_upper(char c) noexcept {
+  return (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c;
+}
 
 /// @return `s` without leading and trailing ASCII whitespace.
 inline std::string_view trim(std::string_view s) noexcept {
@@ -54,6 +64,9 @@ inline std::string ascii_lower(std::string_view s) {
   return out;
 }
 
+// UTF-8 decoding per RFC 3629: lead byte C2..DF (2 bytes), E0..EF (3), F0..F4 (4); continuation
+// bytes 10xxxxxx. Rejecting overlong forms and surrogates keeps later byte-wise matching (the
+// Unicode symbol table) unambiguous.
 /// Replaces every invalid UTF-8 sequence (overlong, surrogate, truncated, > U+10FFFF) by '?', so
 /// later stages only ever see well-formed text. One pass, O(n).
 inline std::string sanitize_utf8(std::string_view s) {
@@ -79,6 +92,7 @@ inline std::string sanitize_utf8(std::string_view s) {
       len = 4;
       cp = c & 0x07u;
     }
+    // Accumulate the code point from the continuation bytes; any non-continuation byte fails.
     bool ok = len != 0 && i + len <= s.size();
     for (std::size_t k = 1; ok && k < len; ++k) {
       const auto d = static_cast<unsigned char>(s[i + k]);
@@ -99,6 +113,8 @@ inline std::string sanitize_utf8(std::string_view s) {
   return out;
 }
 
+// Used by box extraction: matching every brace once up front is what keeps "100k unclosed
+// \boxed{" linear; a per-box forward scan would be quadratic.
 /// For every unescaped '{' of `s`, the index of its matching '}' (or npos when unclosed); other
 /// entries are npos. One stack pass, O(n) time and memory, so 100k unclosed `\boxed{` stay linear.
 /// `\{` and `\}` are LaTeX literal braces and are not counted.
