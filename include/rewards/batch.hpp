@@ -54,6 +54,8 @@ class thread_pool {
       return;
     }
     std::lock_guard serial(submit_);  // one loop at a time
+    // The job lives on this stack frame; workers reach it through job_ and the wait below keeps it
+    // alive until every worker has left work() (active == 0) and every index was handed out.
     job j;
     j.n = n;
     j.body = [&f](std::size_t i) { f(i); };
@@ -126,6 +128,8 @@ class thread_pool {
     done_cv_.notify_all();
   }
 
+  // Worker loop: sleep until a new generation is posted (or stop is requested by ~jthread), join
+  // the job, go back to sleep. A worker that wakes after the job finished sees job_ == nullptr.
   void worker(std::stop_token st) {
     std::size_t seen = 0;
     for (;;) {
@@ -141,6 +145,8 @@ class thread_pool {
     }
   }
 
+  // Synchronisation: m_ guards job_, generation_ and job::active; cv_ wakes workers for a new job
+  // (condition_variable_any, to wait with a stop_token); done_cv_ wakes the submitting thread.
   std::vector<std::jthread> workers_;
   std::mutex submit_;
   std::mutex m_;
@@ -154,7 +160,8 @@ class thread_pool {
 /// @post result.size() == samples.size()
 /// @throws whatever a rule throws (the exception of the smallest sample index)
 inline std::vector<reward_breakdown> score_batch(const reward_set& rules,
-                                                 std::span<const sample> samples, thread_pool& pool) {
+                                                 std::span<const sample> samples,
+                                                 thread_pool& pool) {
   std::vector<reward_breakdown> out(samples.size());
   pool.parallel_for(samples.size(), [&](std::size_t i) { out[i] = rules.score(samples[i]); });
   return out;

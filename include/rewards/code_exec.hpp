@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file code_exec.hpp
-/// @brief Code-execution reward (R1 "compiler + predefined test cases"): extract a completion's last
-///        fenced code block, run it against stdin/stdout test cases in a resource-limited child
-///        process (Python via python3, C++ via g++), return the pass fraction. POSIX/Linux only.
+/// @brief Code-execution reward (R1 "compiler + predefined test cases"): extract a completion's
+///        last fenced code block, run it against stdin/stdout test cases in a resource-limited
+///        child process (Python via python3, C++ via g++), return the pass fraction. POSIX/Linux.
 ///
 /// Sandbox, per child (fork + execve; only async-signal-safe calls between them, so it is safe from
 /// the threads of the batch pool):
@@ -20,8 +20,9 @@
 ///  - a private temporary directory as cwd/HOME/TMPDIR, removed afterwards; a fixed PATH and a
 ///    minimal environment; interpreters and compilers resolved on `search_path`, never on $PATH.
 /// Limits of this sandbox (documented in docs/rewards.md): a process that calls setsid() escapes
-/// the group kill (RLIMIT_NPROC still bounds how many exist, and they stay CPU- and memory-limited);
-/// the filesystem is not hidden (only Unix permissions protect it when privileges are dropped).
+/// the group kill (RLIMIT_NPROC still bounds how many exist, and they stay CPU- and
+/// memory-limited); the filesystem is not hidden (only Unix permissions protect it when privileges
+/// are dropped).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -29,6 +30,7 @@
 #include <rewards/utf8.hpp>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -38,16 +40,15 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -72,9 +73,9 @@ inline std::optional<code_language> parse_code_language(std::string_view name) {
   return std::nullopt;
 }
 
-/// The body of the LAST fenced block of `lang` in `completion`, as open-r1's `extract_code` finds it
-/// with `re.findall(r"```{lang}\n(.*?)```", re.DOTALL)[-1]`: an opening fence "```" + a tag of the
-/// language (any alias of parse_code_language, case-insensitive) + optional spaces/tabs + "\n"
+/// The body of the LAST fenced block of `lang` in `completion`, as open-r1's `extract_code` finds
+/// it with `re.findall(r"```{lang}\n(.*?)```", re.DOTALL)[-1]`: an opening fence "```" + a tag of
+/// the language (any alias of parse_code_language, case-insensitive) + optional spaces/tabs + "\n"
 /// (or "\r\n"), then everything up to the next "```". Matches do not overlap and the scan resumes
 /// after each closing fence. @return an empty view when there is no such block.
 /// @post linear time in completion.size()
@@ -90,7 +91,8 @@ inline std::string_view extract_code_block(std::string_view completion, code_lan
            (std::isalnum(static_cast<unsigned char>(completion[e])) || completion[e] == '+'))
       ++e;
     std::size_t body = e;
-    while (body < completion.size() && (completion[body] == ' ' || completion[body] == '\t')) ++body;
+    while (body < completion.size() && (completion[body] == ' ' || completion[body] == '\t'))
+      ++body;
     if (body < completion.size() && completion[body] == '\r') ++body;
     const bool tag_ok = e > t && parse_code_language(completion.substr(t, e - t)) == lang;
     if (tag_ok && body < completion.size() && completion[body] == '\n') {
@@ -173,8 +175,10 @@ inline std::vector<std::string_view> split_tokens(std::string_view s) {
 inline bool outputs_match(std::string_view actual, std::string_view expected,
                           output_match policy = output_match::trim_lines) {
   switch (policy) {
-    case output_match::exact: return actual == expected;
-    case output_match::tokens: return detail::split_tokens(actual) == detail::split_tokens(expected);
+    case output_match::exact:
+      return actual == expected;
+    case output_match::tokens:
+      return detail::split_tokens(actual) == detail::split_tokens(expected);
     case output_match::open_r1: {
       const auto a = detail::split_lines(detail::strip(actual));
       const auto b = detail::split_lines(expected);
@@ -197,12 +201,12 @@ inline bool outputs_match(std::string_view actual, std::string_view expected,
 
 /// Resource limits of one child process.
 struct sandbox_limits {
-  double cpu_seconds = 2.0;                      ///< RLIMIT_CPU soft limit (rounded up to whole s)
-  double wall_seconds = 5.0;                     ///< the process group is killed after this
+  double cpu_seconds = 2.0;   ///< RLIMIT_CPU soft limit (rounded up to whole s)
+  double wall_seconds = 5.0;  ///< the process group is killed after this
   std::size_t memory_bytes = std::size_t{512} << 20;  ///< RLIMIT_AS (address space)
   std::size_t output_bytes = std::size_t{1} << 20;    ///< stdout cap; more -> output_limit
   std::size_t file_bytes = std::size_t{1} << 20;      ///< RLIMIT_FSIZE (files the program writes)
-  index_t max_processes = 32;  ///< RLIMIT_NPROC (per uid); 0 = leave unchanged
+  index_t max_processes = 32;   ///< RLIMIT_NPROC (per uid); 0 = leave unchanged
   index_t max_open_files = 64;  ///< RLIMIT_NOFILE
 };
 
@@ -221,11 +225,12 @@ inline sandbox_limits default_compile_limits() {
 
 /// Options of the code-execution rule.
 struct code_exec_options {
-  sandbox_limits run{};                            ///< limits of each test run
+  sandbox_limits run{};                               ///< limits of each test run
   sandbox_limits compile = default_compile_limits();  ///< limits of the C++ compilation
-  std::string python = "python3";                  ///< interpreter (a name looked up on search_path, or a path)
-  std::vector<std::string> python_args = {"-I"};  ///< -I: isolated mode (no user site, no PYTHON* env)
-  std::string cxx = "g++";                         ///< compiler (name or path)
+  std::string python = "python3";  ///< interpreter (a name looked up on search_path, or a path)
+  std::vector<std::string> python_args = {
+      "-I"};                ///< -I: isolated mode (no user site, no PYTHON* env)
+  std::string cxx = "g++";  ///< compiler (name or path)
   std::vector<std::string> cxx_flags = {"-std=c++17", "-O2", "-pipe"};
   std::string search_path = "/usr/local/bin:/usr/bin:/bin";  ///< where programs are looked up
   std::string temp_root;  ///< parent of the per-completion temp dir; empty = $TMPDIR or /tmp
@@ -240,42 +245,42 @@ struct code_exec_options {
 
 /// How one child process ended.
 enum class run_status {
-  exited_ok,      ///< exit status 0
-  exited_error,   ///< non-zero exit status
-  signaled,       ///< killed by a signal (crash, abort, bad_alloc -> abort)
-  time_limit,     ///< CPU limit (SIGXCPU) or wall-clock deadline
-  output_limit,   ///< stdout cap exceeded, or RLIMIT_FSIZE hit (SIGXFSZ)
-  spawn_error,    ///< could not start (program missing, exec failed, isolation required but refused)
+  exited_ok,     ///< exit status 0
+  exited_error,  ///< non-zero exit status
+  signaled,      ///< killed by a signal (crash, abort, bad_alloc -> abort)
+  time_limit,    ///< CPU limit (SIGXCPU) or wall-clock deadline
+  output_limit,  ///< stdout cap exceeded, or RLIMIT_FSIZE hit (SIGXFSZ)
+  spawn_error,   ///< could not start (program missing, exec failed, isolation required but refused)
 };
 
 /// Result of one child process.
 struct run_result {
   run_status status = run_status::spawn_error;
-  int exit_code = -1;            ///< exit status when it exited, else -1
-  int signal = 0;                ///< terminating signal when signaled, else 0
-  std::string out;               ///< stdout (at most limits.output_bytes)
-  std::string err;               ///< first 4 KiB of stderr (or the spawn error)
+  int exit_code = -1;  ///< exit status when it exited, else -1
+  int signal = 0;      ///< terminating signal when signaled, else 0
+  std::string out;     ///< stdout (at most limits.output_bytes)
+  std::string err;     ///< first 4 KiB of stderr (or the spawn error)
   double wall_seconds = 0.0;
-  double cpu_seconds = 0.0;      ///< user + system time of the child
-  bool network_isolated = false; ///< the child ran in its own (empty) network namespace
+  double cpu_seconds = 0.0;       ///< user + system time of the child
+  bool network_isolated = false;  ///< the child ran in its own (empty) network namespace
 };
 
 /// Verdict of one test case.
 enum class test_verdict {
   passed,
   wrong_answer,
-  runtime_error,   ///< non-zero exit status
-  crashed,         ///< killed by a signal other than the limits'
+  runtime_error,  ///< non-zero exit status
+  crashed,        ///< killed by a signal other than the limits'
   time_limit,
   output_limit,
-  compile_error,   ///< C++ did not compile (every test gets this verdict)
-  sandbox_error,   ///< the sandbox could not run the program
-  skipped,         ///< not run (stop_at_first_failure)
+  compile_error,  ///< C++ did not compile (every test gets this verdict)
+  sandbox_error,  ///< the sandbox could not run the program
+  skipped,        ///< not run (stop_at_first_failure)
 };
 
 /// Result of running a program against its tests.
 struct code_result {
-  double pass_fraction = 0.0;          ///< passed / tests.size()
+  double pass_fraction = 0.0;  ///< passed / tests.size()
   std::size_t passed = 0;
   std::vector<test_verdict> verdicts;  ///< one per test, in order
   std::string compile_log;             ///< compiler stderr (first 4 KiB) for C++
@@ -329,13 +334,20 @@ inline void close_fd(int& fd) {
 
 inline const char* stage_name(char s) {
   switch (s) {
-    case 'n': return "unshare(CLONE_NEWNET)";
-    case 'l': return "setrlimit";
-    case 'd': return "chdir";
-    case 'u': return "dropping privileges";
-    case 'x': return "execve";
-    case 'f': return "dup2";
-    default: return "child setup";
+    case 'n':
+      return "unshare(CLONE_NEWNET)";
+    case 'l':
+      return "setrlimit";
+    case 'd':
+      return "chdir";
+    case 'u':
+      return "dropping privileges";
+    case 'x':
+      return "execve";
+    case 'f':
+      return "dup2";
+    default:
+      return "child setup";
   }
 }
 }  // namespace detail
@@ -352,6 +364,9 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
                "sandbox_limits: cpu_seconds and wall_seconds must be > 0");
   run_result res;
   const auto t0 = std::chrono::steady_clock::now();
+  // Descriptors: stdin memfd, stdout pipe, stderr pipe, and a status pipe through which the child
+  // reports (before exec) whether it got a network namespace, or which setup step failed. All are
+  // O_CLOEXEC, so a successful exec closes the status pipe and the parent reads EOF.
   int in_fd = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1, st_r = -1, st_w = -1;
   const auto cleanup = [&] {
     for (int* f : {&in_fd, &out_r, &out_w, &err_r, &err_w, &st_r, &st_w}) detail::close_fd(*f);
@@ -381,8 +396,10 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   for (std::size_t off = 0; ok && off < stdin_data.size();) {
     const ssize_t w = ::write(in_fd, stdin_data.data() + off, stdin_data.size() - off);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) ok = false;
-    else off += static_cast<std::size_t>(w);
+    if (w <= 0)
+      ok = false;
+    else
+      off += static_cast<std::size_t>(w);
   }
   if (ok) ok = ::lseek(in_fd, 0, SEEK_SET) == 0;
   if (!ok || out_r < 0 || out_w < 0 || err_r < 0 || err_w < 0 || st_r < 0 || st_w < 0) {
@@ -390,12 +407,15 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
     cleanup();
     return res;
   }
+  // argv / envp as char* arrays, built now: the child may not allocate (another thread of this
+  // process could hold the malloc lock at the moment of fork).
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
-  const std::vector<std::string> env = {"PATH=" + opt.search_path, "HOME=" + cwd, "TMPDIR=" + cwd,
-                                        "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
-                                        "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  const std::vector<std::string> env = {"PATH=" + opt.search_path, "HOME=" + cwd,
+                                        "TMPDIR=" + cwd,           "LANG=C.UTF-8",
+                                        "LC_ALL=C.UTF-8",          "PYTHONDONTWRITEBYTECODE=1",
+                                        "PYTHONIOENCODING=utf-8"};
   std::vector<char*> cenv;
   for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
@@ -407,12 +427,14 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
       return cur.rlim_max;
     return want;
   };
-  const rlim_t cpu_hard = clamp(RLIMIT_CPU, static_cast<rlim_t>(std::max(1.0, std::ceil(lim.cpu_seconds))) + 1);
+  const rlim_t cpu_hard =
+      clamp(RLIMIT_CPU, static_cast<rlim_t>(std::max(1.0, std::ceil(lim.cpu_seconds))) + 1);
   const rlim_t cpu = cpu_hard > 1 ? cpu_hard - 1 : cpu_hard;
   const rlim_t as_lim = clamp(RLIMIT_AS, static_cast<rlim_t>(lim.memory_bytes));
   const rlim_t fsize_lim = clamp(RLIMIT_FSIZE, static_cast<rlim_t>(lim.file_bytes));
   const rlim_t nofile_lim = clamp(RLIMIT_NOFILE, static_cast<rlim_t>(lim.max_open_files));
-  const rlim_t nproc_lim = clamp(RLIMIT_NPROC, static_cast<rlim_t>(std::max<index_t>(lim.max_processes, 0)));
+  const rlim_t nproc_lim =
+      clamp(RLIMIT_NPROC, static_cast<rlim_t>(std::max<index_t>(lim.max_processes, 0)));
   const bool drop = opt.drop_privileges && ::geteuid() == 0;
   const bool is_root = ::geteuid() == 0;
 
@@ -430,13 +452,20 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    for (int s : {SIGPIPE, SIGXCPU, SIGXFSZ, SIGINT, SIGTERM, SIGCHLD}) ::sigaction(s, &dfl, nullptr);
+    for (int s : {SIGPIPE, SIGXCPU, SIGXFSZ, SIGINT, SIGTERM, SIGCHLD})
+      ::sigaction(s, &dfl, nullptr);
+    // fd 3 = status pipe; 0/1/2 = stdin memfd / stdout / stderr; everything else is closed so the
+    // program inherits no descriptor of the host process (other threads may have opened some).
     if (::dup2(st_w, 3) < 0) ::_exit(127);
     ::fcntl(3, F_SETFD, FD_CLOEXEC);  // closes on successful exec: the parent then reads EOF
-    if (::dup2(in_fd, 0) < 0 || ::dup2(out_w, 1) < 0 || ::dup2(err_w, 2) < 0) detail::child_fail(3, 'f');
+    if (::dup2(in_fd, 0) < 0 || ::dup2(out_w, 1) < 0 || ::dup2(err_w, 2) < 0)
+      detail::child_fail(3, 'f');
     if (::syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
       for (int fd = 4; fd < 1024; ++fd) ::close(fd);
     }
+    // Network: a fresh, empty namespace (only a downed loopback). As root CLONE_NEWNET suffices;
+    // unprivileged users need a user namespace first. Failure is reported, not fatal, unless the
+    // caller demands isolation.
     char net = 'n';
     if (opt.isolate_network) {
       if (::unshare(CLONE_NEWNET) == 0) {
@@ -448,15 +477,20 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
       }
     }
     const auto set = [](int what, rlim_t soft, rlim_t hard) {
-      struct rlimit r {soft, hard};
+      struct rlimit r {
+        soft, hard
+      };
       return ::setrlimit(what, &r) == 0;
     };
     if (!set(RLIMIT_CPU, cpu, cpu_hard) || !set(RLIMIT_AS, as_lim, as_lim) ||
         !set(RLIMIT_FSIZE, fsize_lim, fsize_lim) || !set(RLIMIT_CORE, 0, 0) ||
         !set(RLIMIT_NOFILE, nofile_lim, nofile_lim))
       detail::child_fail(3, 'l');
-    if (lim.max_processes > 0 && !set(RLIMIT_NPROC, nproc_lim, nproc_lim)) detail::child_fail(3, 'l');
+    if (lim.max_processes > 0 && !set(RLIMIT_NPROC, nproc_lim, nproc_lim))
+      detail::child_fail(3, 'l');
     if (::chdir(cwd.c_str()) != 0) detail::child_fail(3, 'd');
+    // Limits first, identity last: after setuid the child can no longer change either. Order of
+    // setgroups / setgid / setuid matters (each needs the privilege the next one drops).
     if (drop) {
       if (::setgroups(0, nullptr) != 0 || ::setgid(opt.sandbox_gid) != 0 ||
           ::setuid(opt.sandbox_uid) != 0)
@@ -495,7 +529,8 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   if (err_at < got) {
     int e = 0;
     if (got >= err_at + 2 + sizeof(int)) std::memcpy(&e, st + err_at + 2, sizeof(int));
-    res.err = std::string("sandbox: ") + detail::stage_name(got > err_at + 1 ? st[err_at + 1] : '?') +
+    res.err = std::string("sandbox: ") +
+              detail::stage_name(got > err_at + 1 ? st[err_at + 1] : '?') +
               " failed: " + std::strerror(e);
     reap(0, status, ru);
     cleanup();
@@ -503,6 +538,9 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   }
   res.network_isolated = got >= 1 && st[0] == 'N';
 
+  // Event loop: poll stdout, stderr and a pidfd (process exit) until the child exits, the
+  // deadline passes or stdout exceeds its cap. Reads are non-blocking so that a pipe kept open by
+  // a grandchild never blocks us. Without pidfd_open (old kernels) we poll waitpid every 10 ms.
   ::fcntl(out_r, F_SETFL, ::fcntl(out_r, F_GETFL) | O_NONBLOCK);
   ::fcntl(err_r, F_SETFL, ::fcntl(err_r, F_GETFL) | O_NONBLOCK);
 #ifdef SYS_pidfd_open
@@ -546,12 +584,22 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
     pollfd fds[3];
     nfds_t n = 0;
     int out_i = -1, err_i = -1, pid_i = -1;
-    if (out_r >= 0) { out_i = static_cast<int>(n); fds[n++] = {out_r, POLLIN, 0}; }
-    if (err_r >= 0) { err_i = static_cast<int>(n); fds[n++] = {err_r, POLLIN, 0}; }
-    if (pidfd >= 0) { pid_i = static_cast<int>(n); fds[n++] = {pidfd, POLLIN, 0}; }
+    if (out_r >= 0) {
+      out_i = static_cast<int>(n);
+      fds[n++] = {out_r, POLLIN, 0};
+    }
+    if (err_r >= 0) {
+      err_i = static_cast<int>(n);
+      fds[n++] = {err_r, POLLIN, 0};
+    }
+    if (pidfd >= 0) {
+      pid_i = static_cast<int>(n);
+      fds[n++] = {pidfd, POLLIN, 0};
+    }
     // Without a pidfd, wake up every 10 ms to poll waitpid.
-    const int timeout = static_cast<int>(pidfd >= 0 ? std::max<long long>(1, left)
-                                                    : std::min<long long>(10, std::max<long long>(1, left)));
+    const int timeout =
+        static_cast<int>(pidfd >= 0 ? std::max<long long>(1, left)
+                                    : std::min<long long>(10, std::max<long long>(1, left)));
     const int pr = ::poll(fds, n, timeout);
     if (pr < 0 && errno != EINTR) break;
     if (out_i >= 0 && fds[out_i].revents) drain(out_r, res.out, lim.output_bytes, true);
@@ -569,6 +617,9 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   detail::close_fd(pidfd);
   cleanup();
 
+  // Classification: output cap / SIGXFSZ first (the kill that caused the signal was ours), then
+  // time (our deadline kill, SIGXCPU at the soft CPU limit, or SIGKILL at the hard one), then
+  // other signals (crashes, aborts), then the exit status.
   res.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                     1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
@@ -628,12 +679,18 @@ inline bool write_file(const std::string& path, std::string_view data) {
 
 inline test_verdict verdict_of(const run_result& r) {
   switch (r.status) {
-    case run_status::exited_ok: return test_verdict::passed;  // caller compares the output
-    case run_status::exited_error: return test_verdict::runtime_error;
-    case run_status::signaled: return test_verdict::crashed;
-    case run_status::time_limit: return test_verdict::time_limit;
-    case run_status::output_limit: return test_verdict::output_limit;
-    case run_status::spawn_error: return test_verdict::sandbox_error;
+    case run_status::exited_ok:
+      return test_verdict::passed;  // caller compares the output
+    case run_status::exited_error:
+      return test_verdict::runtime_error;
+    case run_status::signaled:
+      return test_verdict::crashed;
+    case run_status::time_limit:
+      return test_verdict::time_limit;
+    case run_status::output_limit:
+      return test_verdict::output_limit;
+    case run_status::spawn_error:
+      return test_verdict::sandbox_error;
   }
   return test_verdict::sandbox_error;
 }
@@ -652,6 +709,8 @@ inline code_result run_tests(std::string_view source, code_language lang,
   res.verdicts.assign(tests.size(), test_verdict::sandbox_error);
   detail::temp_dir dir(opt);
   if (dir.path().empty()) return res;
+  // Python runs the source file directly; C++ is compiled once (under the compile limits) and the
+  // binary runs once per test. Every run shares the private directory, removed by ~temp_dir.
   std::vector<std::string> argv;
   if (lang == code_language::python) {
     const std::string py = detail::resolve_program(opt.python, opt.search_path);
@@ -687,8 +746,10 @@ inline code_result run_tests(std::string_view source, code_language lang,
     if (v == test_verdict::passed && !outputs_match(r.out, tests[i].output, opt.match))
       v = test_verdict::wrong_answer;
     res.verdicts[i] = v;
-    if (v == test_verdict::passed) ++res.passed;
-    else failed = true;
+    if (v == test_verdict::passed)
+      ++res.passed;
+    else
+      failed = true;
   }
   res.network_isolated = all_isolated;
   res.pass_fraction = static_cast<double>(res.passed) / static_cast<double>(tests.size());
@@ -709,7 +770,8 @@ inline double code_reward(std::string_view completion, code_language lang,
 
 /// open-r1 `binary_code_reward`: 1 when the pass fraction exceeds 0.99, else 0.
 inline double binary_code_reward(std::string_view completion, code_language lang,
-                                 std::span<const test_case> tests, const code_exec_options& opt = {}) {
+                                 std::span<const test_case> tests,
+                                 const code_exec_options& opt = {}) {
   return code_reward(completion, lang, tests, opt) > 0.99 ? 1.0 : 0.0;
 }
 

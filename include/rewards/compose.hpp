@@ -35,12 +35,12 @@ namespace grpo::rewards {
 /// One completion to score, with everything a rule may need. All members are views: the caller
 /// keeps the data alive while scoring.
 struct sample {
-  std::string_view prompt;                ///< the prompt (unused by the built-in rules)
-  std::string_view completion;            ///< the model's output
-  std::string_view answer;                ///< the reference answer (accuracy, cosine)
-  std::span<const test_case> tests;       ///< test cases (code rules); empty -> rule skipped
-  std::string_view code_language;         ///< "python" / "cpp"; empty -> rule_options default
-  index_t num_tokens = -1;                ///< completion length in tokens when known (overlong)
+  std::string_view prompt;           ///< the prompt (unused by the built-in rules)
+  std::string_view completion;       ///< the model's output
+  std::string_view answer;           ///< the reference answer (accuracy, cosine)
+  std::span<const test_case> tests;  ///< test cases (code rules); empty -> rule skipped
+  std::string_view code_language;    ///< "python" / "cpp"; empty -> rule_options default
+  index_t num_tokens = -1;           ///< completion length in tokens when known (overlong)
 };
 
 /// A rule maps a sample to a reward, or to nullopt when the sample cannot be scored by it
@@ -81,8 +81,10 @@ class reward_set {
   /// @throws grpo::error [grpo.bad_option]
   reward_set& add(std::string name, double weight, rule_fn fn) {
     GRPO_EXPECTS(!name.empty(), bad_option, "reward_set::add: empty rule name");
-    GRPO_EXPECTS(std::isfinite(weight), bad_option, "reward_set::add: weight of '" + name + "' is not finite");
-    GRPO_EXPECTS(static_cast<bool>(fn), bad_option, "reward_set::add: rule '" + name + "' has no function");
+    GRPO_EXPECTS(std::isfinite(weight), bad_option,
+                 "reward_set::add: weight of '" + name + "' is not finite");
+    GRPO_EXPECTS(static_cast<bool>(fn), bad_option,
+                 "reward_set::add: rule '" + name + "' has no function");
     for (const auto& r : rules_)
       GRPO_EXPECTS(r.name != name, bad_option, "reward_set::add: duplicate rule '" + name + "'");
     rules_.push_back({std::move(name), weight, std::move(fn)});
@@ -120,7 +122,7 @@ struct rule_options {
   overlong_options overlong{};
   repetition_options repetition{};
   code_exec_options code{};
-  std::string code_language = "python";  ///< when the sample does not say
+  std::string code_language = "python";         ///< when the sample does not say
   length_unit unit = length_unit::code_points;  ///< length of text for cosine / overlong
   /// accuracy / cosine: when the completion has an `<answer>...</answer>` block (R1-Zero
   /// template), grade only its content (the last block); otherwise the whole completion.
@@ -144,9 +146,8 @@ inline std::string_view graded_text(std::string_view completion, bool use_block)
 
 /// Names accepted by make_rule, in documentation order.
 inline constexpr std::string_view builtin_rule_names[] = {
-    "accuracy",        "format",     "format_lenient", "tag_count",   "reasoning_steps",
-    "language",        "cosine",     "repetition",     "soft_overlong", "code",
-    "binary_code"};
+    "accuracy", "format",     "format_lenient", "tag_count", "reasoning_steps", "language",
+    "cosine",   "repetition", "soft_overlong",  "code",      "binary_code"};
 
 /// A built-in rule by name:
 /// - `accuracy`: math::verify(answer, graded_text(completion)): 1 correct, 0 incorrect, skipped
@@ -163,24 +164,31 @@ inline constexpr std::string_view builtin_rule_names[] = {
 /// @throws grpo::error [grpo.bad_option] for an unknown name, invalid options, or a math rule
 ///         when the math verifier is not available
 inline rule_fn make_rule(std::string_view name, const rule_options& o) {
-  const auto length_of = [unit = o.unit](const sample& s) { return text_length(s.completion, unit); };
+  const auto length_of = [unit = o.unit](const sample& s) {
+    return text_length(s.completion, unit);
+  };
   if (name == "format")
     return [opt = o.strict_format](const sample& s) -> std::optional<double> {
       return strict_format_reward(s.completion, opt);
     };
   if (name == "format_lenient")
-    return [](const sample& s) -> std::optional<double> { return lenient_format_reward(s.completion); };
+    return [](const sample& s) -> std::optional<double> {
+      return lenient_format_reward(s.completion);
+    };
   if (name == "tag_count")
     return [](const sample& s) -> std::optional<double> { return tag_count_reward(s.completion); };
   if (name == "reasoning_steps") {
-    GRPO_EXPECTS(o.reasoning_steps.target_steps > 0, bad_option, "reasoning_steps: target_steps must be > 0");
+    GRPO_EXPECTS(o.reasoning_steps.target_steps > 0, bad_option,
+                 "reasoning_steps: target_steps must be > 0");
     return [opt = o.reasoning_steps](const sample& s) -> std::optional<double> {
       return reasoning_steps_reward(s.completion, opt);
     };
   }
   if (name == "language")
-    return [target = target_scripts(o.target_language), opt = o.language](const sample& s)
-               -> std::optional<double> { return language_consistency_reward(s.completion, target, opt); };
+    return [target = target_scripts(o.target_language),
+            opt = o.language](const sample& s) -> std::optional<double> {
+      return language_consistency_reward(s.completion, target, opt);
+    };
   if (name == "repetition") {
     detail::check(o.repetition);
     return [opt = o.repetition](const sample& s) -> std::optional<double> {
@@ -195,9 +203,10 @@ inline rule_fn make_rule(std::string_view name, const rule_options& o) {
   }
   if (name == "code" || name == "binary_code") {
     const auto def = parse_code_language(o.code_language);
-    GRPO_EXPECTS(def.has_value(), bad_option, "code: unknown code_language '" + o.code_language + "'");
-    return [opt = o.code, def = *def, binary = name == "binary_code"](const sample& s)
-               -> std::optional<double> {
+    GRPO_EXPECTS(def.has_value(), bad_option,
+                 "code: unknown code_language '" + o.code_language + "'");
+    return [opt = o.code, def = *def,
+            binary = name == "binary_code"](const sample& s) -> std::optional<double> {
       if (s.tests.empty()) return std::nullopt;
       code_language lang = def;
       if (!s.code_language.empty()) {
@@ -213,9 +222,12 @@ inline rule_fn make_rule(std::string_view name, const rule_options& o) {
   if (name == "accuracy")
     return [opt = o.math, block = o.grade_answer_block](const sample& s) -> std::optional<double> {
       switch (math::verify(s.answer, graded_text(s.completion, block), opt)) {
-        case math::verdict::correct: return 1.0;
-        case math::verdict::incorrect: return 0.0;
-        case math::verdict::unparseable_gold: return std::nullopt;
+        case math::verdict::correct:
+          return 1.0;
+        case math::verdict::incorrect:
+          return 0.0;
+        case math::verdict::unparseable_gold:
+          return std::nullopt;
       }
       return std::nullopt;
     };
@@ -253,13 +265,16 @@ inline std::vector<std::pair<std::string, double>> parse_rule_spec(std::string_v
     const std::string_view item = trim(spec.substr(b, e - b));
     const std::size_t colon = item.find(':');
     const std::string_view name = trim(item.substr(0, colon));
-    GRPO_EXPECTS(!name.empty(), bad_option, "rules: empty rule name in '" + std::string(spec) + "'");
+    GRPO_EXPECTS(!name.empty(), bad_option,
+                 "rules: empty rule name in '" + std::string(spec) + "'");
     double w = 1.0;
     if (colon != std::string_view::npos) {
       const std::string_view ws = trim(item.substr(colon + 1));
       const auto [ptr, ec] = std::from_chars(ws.data(), ws.data() + ws.size(), w);
-      GRPO_EXPECTS(!ws.empty() && ec == std::errc() && ptr == ws.data() + ws.size() && std::isfinite(w),
-                   bad_option, "rules: bad weight '" + std::string(ws) + "' for rule '" + std::string(name) + "'");
+      GRPO_EXPECTS(
+          !ws.empty() && ec == std::errc() && ptr == ws.data() + ws.size() && std::isfinite(w),
+          bad_option,
+          "rules: bad weight '" + std::string(ws) + "' for rule '" + std::string(name) + "'");
     }
     out.emplace_back(std::string(name), w);
     b = e + 1;

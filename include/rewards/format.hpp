@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file format.hpp
-/// @brief Format rewards of the R1 recipe: strict and open-r1 (lenient) think/answer layout, open-r1
-///        tag count and reasoning-steps rewards. Linear-time scanners, no std::regex.
+/// @brief Format rewards of the R1 recipe: strict and open-r1 (lenient) think/answer layout,
+///        open-r1 tag count and reasoning-steps rewards. Linear-time scanners, no std::regex.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -31,14 +31,15 @@ inline std::size_t count_nonoverlapping(std::string_view s, std::string_view nee
 /// True when s[from..] is empty or only whitespace (Python isspace).
 inline bool only_space_from(std::string_view s, std::size_t from) noexcept {
   bool ok = true;
-  utf8::for_each(s.substr(std::min(from, s.size())), [&](char32_t c, std::size_t, std::size_t) {
-    ok = ok && utf8::is_space(c);
-  });
+  utf8::for_each(s.substr(std::min(from, s.size())),
+                 [&](char32_t c, std::size_t, std::size_t) { ok = ok && utf8::is_space(c); });
   return ok;
 }
 
 /// True when s contains at least one non-whitespace code point.
-inline bool has_non_space(std::string_view s) noexcept { return !only_space_from(s, 0); }
+inline bool has_non_space(std::string_view s) noexcept {
+  return !only_space_from(s, 0);
+}
 }  // namespace detail
 
 /// The four R1 tags.
@@ -192,15 +193,18 @@ inline std::size_t count_reasoning_steps(std::string_view text,
 /// open-r1 `reasoning_steps_reward`: min(1, steps / target_steps).
 /// @pre opt.target_steps > 0
 /// @post 0 <= result <= 1
-inline double reasoning_steps_reward(std::string_view text, const reasoning_steps_options& opt = {}) {
-  GRPO_EXPECTS(opt.target_steps > 0, bad_option, "reasoning_steps_options.target_steps must be > 0");
+inline double reasoning_steps_reward(std::string_view text,
+                                     const reasoning_steps_options& opt = {}) {
+  GRPO_EXPECTS(opt.target_steps > 0, bad_option,
+               "reasoning_steps_options.target_steps must be > 0");
   return std::min(1.0, static_cast<double>(count_reasoning_steps(text, opt)) / opt.target_steps);
 }
 
 /// The reasoning of a completion: the text between the first "<think>" and the first "</think>"
 /// after it. Without a think block, `whole_if_missing` returns the whole text, otherwise an empty
 /// view; an unclosed "<think>" yields everything after it.
-inline std::string_view reasoning_text(std::string_view text, bool whole_if_missing = true) noexcept {
+inline std::string_view reasoning_text(std::string_view text,
+                                       bool whole_if_missing = true) noexcept {
   const std::size_t open = text.find(think_open);
   if (open == std::string_view::npos) {
     // R1's chat template often puts "<think>" in the prompt: the completion starts inside it.

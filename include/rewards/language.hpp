@@ -41,8 +41,8 @@ inline script_set target_scripts(std::string_view code) {
     return false;
   };
   script_set s;
-  if (is({"en", "fr", "de", "es", "it", "pt", "nl", "vi", "id", "ms", "tr", "pl", "cs", "sv", "da",
-          "no", "fi", "ro", "hu", "sw", "tl", "ca", "hr", "sk", "sl", "et", "lv", "lt"}))
+  if (is({"en", "fr", "de", "es", "it", "pt", "nl", "vi", "id", "ms", "tr", "pl", "cs", "sv",
+          "da", "no", "fi", "ro", "hu", "sw", "tl", "ca", "hr", "sk", "sl", "et", "lv", "lt"}))
     return s.with(script::latin);
   if (is({"zh", "zh-cn", "zh-tw", "zh-hans", "zh-hant"})) return s.with(script::han);
   if (is({"ja"})) return s.with(script::han).with(script::hiragana).with(script::katakana);
@@ -65,7 +65,7 @@ struct language_options {
   bool reasoning_only = true;  ///< score the <think> block (R1: "the CoT"); false scores everything
   bool strip_math = true;      ///< drop $..$, $$..$$, \(..\), \[..\] spans and \commands
   bool strip_code = true;      ///< drop ``` fenced blocks and `inline code`
-  double empty_value = 0.0;    ///< reward when no word is left (all math, empty): 0 so it is not free
+  double empty_value = 0.0;  ///< reward when no word is left (all math, empty): 0 so it is not free
 };
 
 /// Word counts behind the reward.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file length.hpp
-/// @brief Length-shaping rewards: open-r1 cosine-scaled reward (Yeo et al. 2025), DAPO soft overlong
-///        punishment with verl's and OpenRLHF's variants, Kimi k1.5 group length reward.
+/// @brief Length-shaping rewards: open-r1 cosine-scaled reward (Yeo et al. 2025), DAPO soft
+///        overlong punishment with verl's and OpenRLHF's variants, Kimi k1.5 group length reward.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -31,11 +31,11 @@ inline index_t text_length(std::string_view text, length_unit unit = length_unit
 
 /// Parameters of open-r1's `get_cosine_scaled_reward` (defaults are open-r1's).
 struct cosine_options {
-  double min_value_wrong = -1.0;    ///< reward of an empty wrong answer (the harshest)
-  double max_value_wrong = -0.5;    ///< reward of a wrong answer at max_len
-  double min_value_correct = 0.5;   ///< reward of a correct answer at max_len
-  double max_value_correct = 1.0;   ///< reward of an empty correct answer
-  index_t max_len = 1000;           ///< length at which the cosine reaches its end point
+  double min_value_wrong = -1.0;   ///< reward of an empty wrong answer (the harshest)
+  double max_value_wrong = -0.5;   ///< reward of a wrong answer at max_len
+  double min_value_correct = 0.5;  ///< reward of a correct answer at max_len
+  double max_value_correct = 1.0;  ///< reward of an empty correct answer
+  index_t max_len = 1000;          ///< length at which the cosine reaches its end point
   /// Clamp progress = len / max_len to 1 (TRL's port). open-r1 does not clamp, so past max_len its
   /// cosine climbs back; set false to reproduce open-r1 bit for bit.
   bool clamp_progress = true;
@@ -68,9 +68,9 @@ enum class overlong_variant {
 
 /// Parameters of the soft overlong punishment (DAPO paper setting: 20480 = 16384 + 4096 tokens).
 struct overlong_options {
-  index_t max_len = 20480;       ///< L_max, maximum generation length (tokens)
-  index_t cache_len = 4096;      ///< L_cache, soft punishment interval before L_max
-  double penalty_factor = 1.0;   ///< verl's / OpenRLHF's scale; multiplies the DAPO value too
+  index_t max_len = 20480;      ///< L_max, maximum generation length (tokens)
+  index_t cache_len = 4096;     ///< L_cache, soft punishment interval before L_max
+  double penalty_factor = 1.0;  ///< verl's / OpenRLHF's scale; multiplies the DAPO value too
   overlong_variant variant = overlong_variant::dapo;
 };
 
@@ -92,7 +92,8 @@ inline double soft_overlong_reward(index_t length, const overlong_options& opt =
       if (length <= expected) return 0.0;
       if (length <= opt.max_len) return -excess / cache * opt.penalty_factor;
       return -1.0 * opt.penalty_factor;
-    case overlong_variant::verl: return std::min(-excess / cache * opt.penalty_factor, 0.0);
+    case overlong_variant::verl:
+      return std::min(-excess / cache * opt.penalty_factor, 0.0);
     case overlong_variant::openrlhf:
       return excess > 0 ? -std::min(excess, cache) / cache * opt.penalty_factor : 0.0;
   }

@@ -29,8 +29,8 @@ enum class repetition_words {
 
 /// Parameters of the repetition penalty (open-r1 defaults in its config: n = 3, max_penalty = -1).
 struct repetition_options {
-  index_t ngram_size = 3;      ///< n of the n-grams, >= 1
-  double max_penalty = -1.0;   ///< reward of a text that is one n-gram repeated; must be <= 0
+  index_t ngram_size = 3;     ///< n of the n-grams, >= 1
+  double max_penalty = -1.0;  ///< reward of a text that is one n-gram repeated; must be <= 0
   repetition_words words = repetition_words::whitespace;
 };
 
@@ -89,8 +89,8 @@ inline std::vector<std::uint32_t> word_ids(std::string_view text, repetition_wor
   std::unordered_map<std::string_view, std::uint32_t> dict;
   std::vector<std::uint32_t> ids;
   const auto emit = [&](std::size_t b, std::size_t e) {
-    const auto [it, fresh] =
-        dict.try_emplace(std::string_view(lower).substr(b, e - b), static_cast<std::uint32_t>(dict.size()));
+    const auto [it, fresh] = dict.try_emplace(std::string_view(lower).substr(b, e - b),
+                                              static_cast<std::uint32_t>(dict.size()));
     ids.push_back(it->second);
   };
   std::size_t start = std::string::npos;  // start of the current word, npos = between words

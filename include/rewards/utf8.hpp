@@ -90,8 +90,10 @@ inline bool is_letter_or_mark(char32_t c) noexcept {
     case UTF8PROC_CATEGORY_LO:
     case UTF8PROC_CATEGORY_MN:
     case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME: return true;
-    default: return false;
+    case UTF8PROC_CATEGORY_ME:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -5,10 +5,10 @@
 ///
 /// Input, one JSON object per line: {"completion": str | [{"role","content"}...], "answer": str,
 /// "prompt": ..., "tests": [{"input","output"}...] (or open-r1's "verification_info":
-/// {"test_cases": [...], "language": ...}), "language": "python"|"cpp", "num_tokens": int, "id": any}.
-/// Output, one line per input in input order: {"index", ["id"], "total", "rewards": {rule: value|null}}
-/// or {"index", "error"} for a line that could not be read. Summary on stderr.
-/// Exit status: 0 on success, 1 when some input lines were invalid, 2 on a usage or I/O error.
+/// {"test_cases": [...], "language": ...}), "language": "python"|"cpp", "num_tokens": int, "id":
+/// any}. Output, one line per input in input order: {"index", ["id"], "total", "rewards": {rule:
+/// value|null}} or {"index", "error"} for a line that could not be read. Summary on stderr. Exit
+/// status: 0 on success, 1 when some input lines were invalid, 2 on a usage or I/O error.
 
 #include <rewards/rewards.hpp>
 
@@ -36,8 +36,8 @@ struct record {
   std::string completion, answer, prompt, language;
   std::vector<rw::test_case> tests;
   grpo::index_t num_tokens = -1;
-  json id;              ///< echoed when present
-  std::string error;    ///< non-empty when the line is invalid
+  json id;            ///< echoed when present
+  std::string error;  ///< non-empty when the line is invalid
 };
 
 /// Text of a string field, of a chat message list (content of the last message, open-r1 passes
@@ -70,8 +70,10 @@ record parse_line(const std::string& line, std::size_t index) {
     if (!j.is_object()) throw std::runtime_error("a line must be a JSON object");
     if (!j.contains("completion")) throw std::runtime_error("missing field 'completion'");
     r.completion = text_of(j["completion"], "completion");
-    if (j.contains("answer") && !j["answer"].is_null()) r.answer = text_of(j["answer"], "answer");
-    else if (j.contains("solution") && !j["solution"].is_null()) r.answer = text_of(j["solution"], "solution");
+    if (j.contains("answer") && !j["answer"].is_null())
+      r.answer = text_of(j["answer"], "answer");
+    else if (j.contains("solution") && !j["solution"].is_null())
+      r.answer = text_of(j["solution"], "solution");
     if (j.contains("prompt") && !j["prompt"].is_null()) r.prompt = text_of(j["prompt"], "prompt");
     if (j.contains("tests")) r.tests = tests_of(j["tests"]);
     if (j.contains("verification_info") && j["verification_info"].is_object()) {
@@ -101,9 +103,15 @@ json value_json(const std::optional<double>& v) {
 int run_equal(const std::string& gold, const std::string& pred) {
 #if GRPO_REWARDS_HAS_MATH
   switch (rw::math::verify(gold, pred, rw::math::verify_options{})) {
-    case rw::math::verdict::correct: std::cout << "true\n"; break;
-    case rw::math::verdict::incorrect: std::cout << "false\n"; break;
-    case rw::math::verdict::unparseable_gold: std::cout << "unparseable\n"; break;
+    case rw::math::verdict::correct:
+      std::cout << "true\n";
+      break;
+    case rw::math::verdict::incorrect:
+      std::cout << "false\n";
+      break;
+    case rw::math::verdict::unparseable_gold:
+      std::cout << "unparseable\n";
+      break;
   }
   return 0;
 #else
@@ -125,9 +133,12 @@ struct settings {
 };
 
 int run_score(const settings& s, rw::rule_options opt) {
-  if (s.overlong_variant == "dapo") opt.overlong.variant = rw::overlong_variant::dapo;
-  else if (s.overlong_variant == "verl") opt.overlong.variant = rw::overlong_variant::verl;
-  else if (s.overlong_variant == "openrlhf") opt.overlong.variant = rw::overlong_variant::openrlhf;
+  if (s.overlong_variant == "dapo")
+    opt.overlong.variant = rw::overlong_variant::dapo;
+  else if (s.overlong_variant == "verl")
+    opt.overlong.variant = rw::overlong_variant::verl;
+  else if (s.overlong_variant == "openrlhf")
+    opt.overlong.variant = rw::overlong_variant::openrlhf;
   else {
     std::cerr << "grpo-reward: --overlong-variant must be dapo, verl or openrlhf\n";
     return 2;
@@ -231,17 +242,22 @@ int run_score(const settings& s, rw::rule_options opt) {
       if (set.rules()[r].name != "accuracy") continue;
       char b[128];
       std::snprintf(b, sizeof b, "accuracy %.6g (%zu graded, %zu skipped)",
-                    rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0, rule_n[r], ok - rule_n[r]);
+                    rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0, rule_n[r],
+                    ok - rule_n[r]);
       acc = b;
     }
-    std::fprintf(stderr, "grpo-reward: %zu samples (%zu invalid), %s, mean total %.6g, %.1f samples/s (%.3f s, %zu threads)\n",
+    std::fprintf(stderr,
+                 "grpo-reward: %zu samples (%zu invalid), %s, mean total %.6g, %.1f samples/s "
+                 "(%.3f s, %zu threads)\n",
                  n, errors, acc.c_str(), ok ? sum_total / static_cast<double>(ok) : 0.0,
                  secs > 0 ? static_cast<double>(n) / secs : 0.0, secs, pool.size());
     for (std::size_t r = 0; r < set.size(); ++r) {
       const auto& name = set.rules()[r].name;
-      std::fprintf(stderr, "grpo-reward:   %-16s weight %-6g mean %.6g over %zu scored (%zu skipped)\n", name.c_str(),
-                   set.rules()[r].weight, rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0,
-                   rule_n[r], ok - rule_n[r]);
+      std::fprintf(stderr,
+                   "grpo-reward:   %-16s weight %-6g mean %.6g over %zu scored (%zu skipped)\n",
+                   name.c_str(), set.rules()[r].weight,
+                   rule_n[r] ? rule_sum[r] / static_cast<double>(rule_n[r]) : 0.0, rule_n[r],
+                   ok - rule_n[r]);
     }
   }
   return errors ? 1 : 0;
@@ -250,38 +266,56 @@ int run_score(const settings& s, rw::rule_options opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"grpo-reward: rule-based rewards for GRPO / DeepSeek-R1 training (JSON Lines in, JSON Lines out)"};
+  CLI::App app{
+      "grpo-reward: rule-based rewards for GRPO / DeepSeek-R1 training (JSON Lines in, JSON Lines "
+      "out)"};
   settings s;
   rw::rule_options opt;
   app.add_option("-i,--input", s.input, "JSON Lines input file ('-' = stdin)");
   app.add_option("-o,--output", s.output, "JSON Lines output file ('-' = stdout)");
-  app.add_option("-r,--rules", s.rules,
-                 "weighted rules, e.g. accuracy:1,format:0.5 (accuracy, format, format_lenient, tag_count, "
-                 "reasoning_steps, language, cosine, repetition, soft_overlong, code, binary_code)")
+  app.add_option(
+         "-r,--rules", s.rules,
+         "weighted rules, e.g. accuracy:1,format:0.5 (accuracy, format, format_lenient, tag_count, "
+         "reasoning_steps, language, cosine, repetition, soft_overlong, code, binary_code)")
       ->capture_default_str();
   app.add_option("-j,--threads", s.threads, "threads (0 = all cores)")->capture_default_str();
-  app.add_option("--batch-size", s.batch, "lines scored together (output order is input order)")->capture_default_str();
-  app.add_flag("-q,--quiet", s.quiet, "no summary on stderr");
-  app.add_option("--language", opt.target_language, "language rule: target language code (en, zh, ja, ...)")
+  app.add_option("--batch-size", s.batch, "lines scored together (output order is input order)")
       ->capture_default_str();
-  app.add_option("--steps-target", opt.reasoning_steps.target_steps, "reasoning_steps: steps for full reward")
+  app.add_flag("-q,--quiet", s.quiet, "no summary on stderr");
+  app.add_option("--language", opt.target_language,
+                 "language rule: target language code (en, zh, ja, ...)")
+      ->capture_default_str();
+  app.add_option("--steps-target", opt.reasoning_steps.target_steps,
+                 "reasoning_steps: steps for full reward")
       ->capture_default_str();
   app.add_flag("--allow-trailing-whitespace", opt.strict_format.allow_trailing_whitespace,
                "format: accept whitespace after </answer>");
-  app.add_option("--cosine-max-len", opt.cosine.max_len, "cosine: max_len (characters)")->capture_default_str();
-  app.add_option("--ngram", opt.repetition.ngram_size, "repetition: n-gram size")->capture_default_str();
-  app.add_option("--max-penalty", opt.repetition.max_penalty, "repetition: max penalty (<= 0)")->capture_default_str();
-  app.add_option("--max-completion-len", opt.overlong.max_len, "soft_overlong: L_max (tokens)")->capture_default_str();
-  app.add_option("--cache-len", opt.overlong.cache_len, "soft_overlong: L_cache (tokens)")->capture_default_str();
-  app.add_option("--overlong-variant", s.overlong_variant, "soft_overlong: dapo, verl or openrlhf")->capture_default_str();
-  app.add_option("--penalty-factor", opt.overlong.penalty_factor, "soft_overlong: penalty factor")->capture_default_str();
-  app.add_option("--code-language", opt.code_language, "code: default language (python, cpp)")->capture_default_str();
-  app.add_option("--code-timeout", opt.code.run.wall_seconds, "code: wall-clock seconds per test")->capture_default_str();
-  app.add_option("--code-cpu", opt.code.run.cpu_seconds, "code: CPU seconds per test")->capture_default_str();
-  app.add_option("--code-memory-mb", s.code_memory_mb, "code: address-space limit per test (MiB)")->capture_default_str();
+  app.add_option("--cosine-max-len", opt.cosine.max_len, "cosine: max_len (characters)")
+      ->capture_default_str();
+  app.add_option("--ngram", opt.repetition.ngram_size, "repetition: n-gram size")
+      ->capture_default_str();
+  app.add_option("--max-penalty", opt.repetition.max_penalty, "repetition: max penalty (<= 0)")
+      ->capture_default_str();
+  app.add_option("--max-completion-len", opt.overlong.max_len, "soft_overlong: L_max (tokens)")
+      ->capture_default_str();
+  app.add_option("--cache-len", opt.overlong.cache_len, "soft_overlong: L_cache (tokens)")
+      ->capture_default_str();
+  app.add_option("--overlong-variant", s.overlong_variant, "soft_overlong: dapo, verl or openrlhf")
+      ->capture_default_str();
+  app.add_option("--penalty-factor", opt.overlong.penalty_factor, "soft_overlong: penalty factor")
+      ->capture_default_str();
+  app.add_option("--code-language", opt.code_language, "code: default language (python, cpp)")
+      ->capture_default_str();
+  app.add_option("--code-timeout", opt.code.run.wall_seconds, "code: wall-clock seconds per test")
+      ->capture_default_str();
+  app.add_option("--code-cpu", opt.code.run.cpu_seconds, "code: CPU seconds per test")
+      ->capture_default_str();
+  app.add_option("--code-memory-mb", s.code_memory_mb, "code: address-space limit per test (MiB)")
+      ->capture_default_str();
 
   std::string gold, pred;
-  CLI::App* equal = app.add_subcommand("equal", "grade one pair: prints true, false or unparseable");
+  CLI::App* equal =
+      app.add_subcommand("equal", "grade one pair: prints true, false or unparseable");
   equal->add_option("GOLD", gold, "reference answer")->required();
   equal->add_option("PRED", pred, "predicted answer or completion")->required();
   app.require_subcommand(0, 1);
