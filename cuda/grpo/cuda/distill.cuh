@@ -86,28 +86,33 @@ inline bool make_distill_params(const distill::distill_options& o, distill_param
 
 namespace detail {
 
-/// Element value f(lp, lq) and derivative df/dlq of divergence K (thin adapters over grpo::ops).
+/// Element value f(lp, lq) and derivative df/dlq of divergence K (thin adapters over grpo::ops:
+/// p = e^lp, q = e^lq and the mixture log lM are formed once and shared by value and gradient).
 template <distill::divergence K>
-struct div_elem {
-  __device__ static GRPO_FORCEINLINE float value(float lp, float lq, const distill_params& P) {
-    using distill::divergence;
-    if constexpr (K == divergence::forward_kl) return ops::forward_kl(lp, lq);
-    else if constexpr (K == divergence::reverse_kl) return ops::reverse_kl(lp, lq);
-    else if constexpr (K == divergence::jsd) return ops::jsd(lp, lq, P.w, P.log_w, P.log_1mw);
-    else if constexpr (K == divergence::skew_forward_kl)
-      return ops::skew_forward_kl(lp, lq, P.log_w, P.log_1mw);
-    else return ops::skew_reverse_kl(lp, lq, P.log_w, P.log_1mw);
+__device__ GRPO_FORCEINLINE void div_terms(float lp, float lq, const distill_params& P, float& v,
+                                           float& g) {
+  using distill::divergence;
+  const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
+  if constexpr (K == divergence::forward_kl) {
+    v = ops::forward_kl(lp, lq, p);
+    g = ops::forward_kl_grad(p);
+  } else if constexpr (K == divergence::reverse_kl) {
+    v = ops::reverse_kl(lp, lq, q);
+    g = ops::reverse_kl_grad(lp, lq, q);
+  } else if constexpr (K == divergence::jsd) {
+    const float lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
+    v = ops::jsd(lp, lq, p, q, lm, P.w);
+    g = ops::jsd_grad(lq, q, lm, P.w);
+  } else if constexpr (K == divergence::skew_forward_kl) {
+    const float lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
+    v = ops::skew_forward_kl(lp, p, lm);
+    g = ops::skew_forward_kl_grad(lq, p, lm, P.log_1mw);
+  } else {
+    const float lm = ops::log_mixture(P.log_1mw, lp, P.log_w, lq);
+    v = ops::skew_reverse_kl(lq, q, lm);
+    g = ops::skew_reverse_kl_grad(lq, q, lm, P.log_w);
   }
-  __device__ static GRPO_FORCEINLINE float grad(float lp, float lq, const distill_params& P) {
-    using distill::divergence;
-    if constexpr (K == divergence::forward_kl) return ops::forward_kl_grad(lp, lq);
-    else if constexpr (K == divergence::reverse_kl) return ops::reverse_kl_grad(lp, lq);
-    else if constexpr (K == divergence::jsd) return ops::jsd_grad(lp, lq, P.w, P.log_w, P.log_1mw);
-    else if constexpr (K == divergence::skew_forward_kl)
-      return ops::skew_forward_kl_grad(lp, lq, P.log_w, P.log_1mw);
-    else return ops::skew_reverse_kl_grad(lp, lq, P.log_w, P.log_1mw);
-  }
-};
+}
 
 struct pair_sum {
   double a, b;
@@ -184,8 +189,10 @@ __global__ void __launch_bounds__(BT)
       for (index_t j = threadIdx.x; j < V; j += BT) {
         const float lq = ops::log_softmax(load_float(sr + j * ss), ms, lgs, b);
         const float lp = ops::log_softmax(load_float(ur + j * us), mu, lgu, b);
-        va += div_elem<K>::value(lp, lq, P);
-        ga += div_elem<K>::grad(lp, lq, P);
+        float v, gi;
+        div_terms<K>(lp, lq, P, v, gi);
+        va += v;
+        ga += gi;
       }
       const pair_sum t = sum_red(tmp.s).Reduce(pair_sum{va, ga}, pair_add{});
       if (threadIdx.x == 0) {
@@ -198,7 +205,9 @@ __global__ void __launch_bounds__(BT)
         for (index_t j = threadIdx.x; j < V; j += BT) {
           const float lq = ops::log_softmax(load_float(sr + j * ss), ms, lgs, b);
           const float lp = ops::log_softmax(load_float(ur + j * us), mu, lgu, b);
-          const float d = ops::softmax_chain(div_elem<K>::grad(lp, lq, P), ops::distill_exp(lq), big_g);
+          float v, gi;
+          div_terms<K>(lp, lq, P, v, gi);
+          const float d = ops::softmax_chain(gi, ops::distill_exp(lq), big_g);
           gr[j * g.stride(1)] = narrow<G>(row_bad ? nan : gscale * d);
         }
       }
@@ -208,8 +217,11 @@ __global__ void __launch_bounds__(BT)
       for (index_t j = threadIdx.x; j < V; j += BT) {
         const float lq = ops::log_softmax(load_float(sr + j * ss), ms, lgs, b);
         const float lp = ops::log_softmax(load_float(ur + j * us), mu, lgu, b);
-        va += ops::forward_kl(lp, lq);
-        if (gr) gr[j * g.stride(1)] = narrow<G>(row_bad ? nan : gscale * ops::forward_kl_dz(lp, lq));
+        const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
+        va += ops::forward_kl(lp, lq, p);
+        if (gr)
+          gr[j * g.stride(1)] =
+              narrow<G>(row_bad ? nan : gscale * ops::forward_kl_dz(lp, lq, p, q));
       }
       const pair_sum t = sum_red(tmp.s).Reduce(pair_sum{va, 0.0}, pair_add{});
       if (threadIdx.x == 0) total = t.a;
