@@ -384,12 +384,132 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     }
   };
 
+  const double eps_lo = P.eps_low, eps_hi = P.eps_high;
+
+  // ---- fast path: token-level ratio surrogates without extra masks or IS weights -------------
+  // The common training configuration (GRPO / DAPO / Dr. GRPO / CISPO / SAPO / GPG at token level,
+  // optional in-loss KL) needs no row-wide terms: one tight loop per row, metric statistics reduced
+  // per row. Same ops calls and the same token order for the loss sums as the general pass.
+  const bool fast = P.level == is_level::token && !gmpo && P.kind != policy_loss_kind::vespo &&
+                    !extra_masks && !o.tis.enabled && !has_isw && !has_ent && o.entropy_coef == 0.0;
+  if (fast) {
+    const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
+    const bool kl_on = o.kl_coef != 0.0;
+    const ops::ppo_clip_params<double> cpf{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+    const bool ppo = P.kind == policy_loss_kind::ppo_clip;
+    const bool cispo_cap = P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap;
+    const bool cispo_any = P.kind == policy_loss_kind::cispo;
+    const bool clip_rules = ppo || (cispo_any && !cispo_cap);
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    double pol = 0.0, kls = 0.0;
+    for (index_t i = 0; i < B; ++i) {
+      const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+      const double sp = s_pol[i], sk = s_kl[i];
+      // per-row metric blocks: {sum w x, sum w x^2, min, max}
+      double ak[4] = {0, 0, inf, -inf}, av[4] = {0, 0, inf, -inf}, ra[4] = {0, 0, inf, -inf};
+      double kb[4] = {0, 0, inf, -inf};
+      double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
+      auto blk = [](double* b, double x, double w) {
+        b[0] += w * x;
+        b[1] += w * x * x;
+        b[2] = x < b[2] ? x : b[2];
+        b[3] = x > b[3] ? x : b[3];
+      };
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mf = trunc ? 0.0 : static_cast<double>(in.mask(i, t));
+        if (mf == 0.0 && !want_ptl) {  // padding: nothing to evaluate, gradient exactly 0
+          out.grad_logp(i, t) = G(0);
+          if (want_ge) out.grad_entropy(i, t) = G(0);
+          continue;
+        }
+        const double lp = lp_at(i, t), lo = lo_at(i, t), A = A_at(i, t);
+        if (mf != 0.0) {
+          GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+          GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
+          GRPO_EXPECTS(std::isfinite(A), bad_value,
+                       "advantages: non-finite value on a valid token");
+        }
+        const double x = lp - lo;
+        const double r = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
+        const double drd = ops::clamp_scalar_grad(x, P.log_ratio_min, P.log_ratio_max) * r;
+        const auto term = policy_token(P, r, A, lp);
+        double ptl = term.value, g = 0.0;
+        if (mf != 0.0) {
+          const double W = sp * mf;
+          pol += W * term.value;
+          g = W * (term.d_ratio * drd + term.d_logp);
+        }
+        if (kl_on) {
+          const double lr = static_cast<double>(in.ref_logp(i, t));
+          if (mf != 0.0)
+            GRPO_EXPECTS(std::isfinite(lr), bad_value,
+                         "ref_logp: non-finite value on a valid token");
+          const auto kv = ops::kl_value_grad(o.kl, lp, lr);
+          double k = kv.value, kg = kv.grad, kd = 0.0;
+          if (o.kl_bias_correction) {  // d(k r) = k' r + k r'
+            kd = k * drd;
+            kg *= r;
+            k = ops::kl_bias_corrected(k, r);
+          }
+          ptl += o.kl_coef * k;
+          if (mf != 0.0) {
+            const double W = sk * mf;
+            kls += W * k;
+            g += W * o.kl_coef * (kg + kd);
+            blk(kb, k, mf);
+          }
+        }
+        if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
+        if (want_ge) out.grad_entropy(i, t) = G(0);
+        out.grad_logp(i, t) = static_cast<G>(g);
+        if (mf == 0.0) continue;
+        wsum += mf;
+        blk(ak, -ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max), mf);
+        blk(av, A, mf);
+        blk(ra, r, mf);
+        if (cispo_any) c_w += term.weight != r ? mf : 0.0;
+        bool lo_c = false, hi_c = false, du_c = false;
+        if (cispo_cap) {
+          hi_c = r > eps_hi && A > 0;
+        } else if (clip_rules) {
+          lo_c = ops::ppo_clipped_low(r, A, cpf);
+          hi_c = ops::ppo_clipped_high(r, A, cpf);
+          du_c = ops::ppo_dual_clipped(r, A, cpf);
+        }
+        c_lo += lo_c ? mf : 0.0;
+        c_hi += hi_c ? mf : 0.0;
+        c_re += (lo_c || hi_c) ? mf : 0.0;
+        c_du += du_c ? mf : 0.0;
+      }
+      if (wsum > 0) {
+        met.approx_kl.add_block(ak[0], ak[1], wsum, ak[2], ak[3]);
+        met.advantage.add_block(av[0], av[1], wsum, av[2], av[3]);
+        met.ratio.add_block(ra[0], ra[1], wsum, ra[2], ra[3]);
+        met.is_weight.add_block(wsum, wsum, wsum, 1.0, 1.0);
+        if (kl_on) met.kl.add_block(kb[0], kb[1], wsum, kb[2], kb[3]);
+        if (cispo_any) met.weight_clip.add_indicator(c_w, wsum);
+        met.clip_low.add_indicator(c_lo, wsum);
+        met.clip_high.add_indicator(c_hi, wsum);
+        met.clip_region.add_indicator(c_re, wsum);
+        met.clip_dual.add_indicator(c_du, wsum);
+        met.clip_low_seq.add(c_lo / wsum);
+        met.clip_high_seq.add(c_hi / wsum);
+      }
+      if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
+    }
+    loss_scalars fres;
+    fres.policy_loss = pol;
+    fres.kl_loss = kls;
+    fres.loss = pol + o.kl_coef * kls;
+    fres.metrics = met;
+    return fres;
+  }
+
   // ---- pass 2: per-token loss, gradient, metrics --------------------------------------------
   // Each valid token contributes W_it * l_it with W_it = s_i m_it (aggregation weight) times its
   // policy multiplier c_it; the gradient is therefore W_it c_it (dl/dr dr/dlp + dl/dlp) plus, for
   // sequence-level ratios, a row-wide term accumulated in row_g and spread in a second sweep.
   loss_scalars res;
-  const double eps_lo = P.eps_low, eps_hi = P.eps_high;
   const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
   double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
   std::vector<double> row_g(static_cast<std::size_t>(B), 0.0);  // spread gradient per row

@@ -50,6 +50,17 @@ struct stat_accumulator {
     min = count < w ? std::min(min, 0.0) : std::min(min, 1.0);
     max = count > 0 ? std::max(max, 1.0) : std::max(max, 0.0);
   }
+  /// Adds a pre-reduced block: sum_w_x = sum w x, sum_w_x2 = sum w x^2, w = sum w, and the block's
+  /// min / max of x (ignored when w == 0).
+  void add_block(double sum_w_x, double sum_w_x2, double w, double block_min,
+                 double block_max) noexcept {
+    if (!(w > 0)) return;
+    sum += sum_w_x;
+    sum_sq += sum_w_x2;
+    weight += w;
+    min = block_min < min ? block_min : min;
+    max = block_max > max ? block_max : max;
+  }
   /// Combines another shard's statistics.
   void merge(const stat_accumulator& o) noexcept {
     sum += o.sum;

@@ -58,7 +58,9 @@ grpo::loss_result run(const grpo::loss_options& o, const grpo_ref::batch& b) {
   in.advantages = grpo::make_view(b.adv.data(), {b.B, b.T});
   in.mask = grpo::make_view(b.mask.data(), {b.B, b.T});
   if (!b.sampler.empty()) in.sampler_logp = grpo::make_view(b.sampler.data(), {b.B, b.T});
-  if (!b.entropy.empty()) in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});
+  // Entropy only when used, so that token-level cases also run (and FD-check) the fast path.
+  if (!b.entropy.empty() && (o.entropy_coef != 0.0 || o.top_entropy_quantile < 1.0))
+    in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});
   if (!b.truncated.empty()) in.truncated = std::span<const unsigned char>(b.truncated);
   return grpo::compute_loss(o, in);
 }
@@ -329,6 +331,63 @@ TEST_CASE("compute_loss: on-policy (no old_logp) equals old_logp = logp" *
   CHECK(seq.loss == doctest::Approx(tok.loss).epsilon(1e-14));
   for (std::size_t k = 0; k < seq.grad_logp.size(); ++k)
     CHECK(seq.grad_logp[k] == doctest::Approx(tok.grad_logp[k]).epsilon(1e-12).scale(1e-12));
+}
+
+TEST_CASE(
+    "compute_loss_into: gradient-only outputs and the token-level fast path agree with the "
+    "general pass" *
+    doctest::test_suite("policy_loss")) {
+  const char* names[] = {"trl_grpo",     "trl_dapo",   "trl_cispo", "trl_sapo",
+                         "verl_vanilla", "verl_cispo", "openrlhf"};
+  unsigned seed = 900;
+  for (const char* name : names) {
+    for (bool bias : {false, true}) {
+      SUBCASE((std::string(name) + (bias ? "/bias-kl" : "/kl")).c_str()) {
+        auto b = make_batch(seed, 6, 5, 0.7, bias);
+        auto o = grpo::preset(name);
+        o.kl_coef = 0.05;
+        o.kl_bias_correction = bias;
+        // (1) all outputs (fast path, per-token loss requested)
+        const auto full = run(o, b);
+        // (2) gradient only: padding is skipped entirely
+        grpo::loss_batch<double, double> in;
+        in.logp = grpo::make_view(b.lp.data(), {b.B, b.T});
+        in.old_logp = grpo::make_view(b.old.data(), {b.B, b.T});
+        in.ref_logp = grpo::make_view(b.ref.data(), {b.B, b.T});
+        in.advantages = grpo::make_view(b.adv.data(), {b.B, b.T});
+        in.mask = grpo::make_view(b.mask.data(), {b.B, b.T});
+        std::vector<double> g(b.lp.size(), -1.0);
+        grpo::loss_outputs<double> out;
+        out.grad_logp = grpo::make_view(g.data(), {b.B, b.T});
+        const auto s1 = grpo::compute_loss_into(o, in, out);
+        CHECK(s1.loss == full.loss);
+        CHECK(g == full.grad_logp);
+        // (3) the general pass (an entropy input disables the fast path; coefficient 0)
+        in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});
+        std::vector<double> g3(b.lp.size(), -1.0);
+        out.grad_logp = grpo::make_view(g3.data(), {b.B, b.T});
+        const auto s3 = grpo::compute_loss_into(o, in, out);
+        CHECK(s3.loss == doctest::Approx(full.loss).epsilon(1e-14));
+        for (std::size_t k = 0; k < g3.size(); ++k)
+          CHECK(g3[k] == doctest::Approx(full.grad_logp[k]).epsilon(1e-14));
+        const auto &m1 = full.metrics, &m3 = s3.metrics;
+        CHECK(m1.clip_region.mean() == doctest::Approx(m3.clip_region.mean()).epsilon(1e-14));
+        CHECK(m1.clip_dual.mean() == doctest::Approx(m3.clip_dual.mean()).epsilon(1e-14));
+        if (o.policy.kind == grpo::policy_loss_kind::cispo)
+          CHECK(m1.weight_clip.mean() == doctest::Approx(m3.weight_clip.mean()).epsilon(1e-14));
+        else
+          CHECK(m1.weight_clip.weight == 0.0);  // not a CISPO loss: metric absent
+        CHECK(m1.approx_kl.mean() == doctest::Approx(m3.approx_kl.mean()).epsilon(1e-14));
+        CHECK(m1.kl.mean() == doctest::Approx(m3.kl.mean()).epsilon(1e-14));
+        CHECK(m1.ratio.min == m3.ratio.min);
+        CHECK(m1.ratio.max == m3.ratio.max);
+        CHECK(m1.advantage.stddev() == doctest::Approx(m3.advantage.stddev()).epsilon(1e-12));
+        CHECK(m1.clip_high_seq.max == m3.clip_high_seq.max);
+        CHECK(m1.is_weight.mean() == 1.0);
+      }
+      ++seed;
+    }
+  }
 }
 
 TEST_CASE("compute_loss: per-sequence [B] advantages equal broadcast [B, T]; strided layout" *
