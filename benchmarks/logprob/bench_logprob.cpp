@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Selective log-softmax and fused GRPO step on the CPU against (a) a memory-bandwidth probe
-// (streaming read; read + write), (b) a naive per-row loop and (c) libtorch eager as a user writes it
-// (log_softmax / logsumexp + gather + autograd backward), all with the same thread count.
-// Every benchmark reports bytes processed (logits read, gradient written) so the fraction of the
-// probe's bandwidth can be read off. Shapes whose working set exceeds GRPO_BENCH_MAX_GB (default 6)
-// are skipped with a message (the machine is shared).
+// (streaming read; read + write), (b) a naive per-row loop and (c) libtorch eager as a user writes
+// it (log_softmax / logsumexp + gather + autograd backward), all with the same thread count. Every
+// benchmark reports bytes processed (logits read, gradient written) so the fraction of the probe's
+// bandwidth can be read off. Shapes whose working set exceeds GRPO_BENCH_MAX_GB (default 6) are
+// skipped with a message (the machine is shared).
 #include <grpo/fused_grpo.hpp>
 #include <grpo/logprob.hpp>
 
@@ -48,13 +48,15 @@ double max_gb() {
 
 bool skip_if_too_big(benchmark::State& st, double bytes) {
   if (bytes / 1e9 > max_gb()) {
-    st.SkipWithError(("working set " + std::to_string(bytes / 1e9) + " GB > GRPO_BENCH_MAX_GB").c_str());
+    st.SkipWithError(
+        ("working set " + std::to_string(bytes / 1e9) + " GB > GRPO_BENCH_MAX_GB").c_str());
     return true;
   }
   return false;
 }
 
-/// Logits of a given dtype, filled once (in parallel) with N(0, 2) values, plus ids and loss inputs.
+/// Logits of a given dtype, filled once (in parallel) with N(0, 2) values, plus ids and loss
+/// inputs.
 template <class T>
 struct data {
   index_t N, V;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file fused_grpo.hpp
 /// @brief One call from [B, T, V] logits to the GRPO-family loss, its metrics and the gradient
-///        into the logits (optionally in place), with no tokens x vocab temporary. The loss maths is
-///        grpo::compute_loss_into (loss.hpp) and the softmax maths ops/softmax.hpp: this file only
-///        schedules them around the logits stream.
+///        into the logits (optionally in place), with no tokens x vocab temporary. The loss maths
+///        is grpo::compute_loss_into (loss.hpp) and the softmax maths ops/softmax.hpp: this file
+///        only schedules them around the logits stream.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -28,7 +28,8 @@ enum class fused_schedule : unsigned char {
   automatic,
   /// Every token's loss coefficient depends only on that token (token-level ratio, no OPSM, no
   /// top-entropy quantile, no GMPO / VESPO / sequence TIS): rows are processed in chunks of
-  /// `chunk_tokens` positions of one sequence; the chunk's statistics pass is followed at once by its
+  /// `chunk_tokens` positions of one sequence; the chunk's statistics pass is followed at once by
+  /// its
   /// gradient pass while the rows are still in cache (one read from memory + one write).
   single_pass,
   /// Statistics of every row first (one read), then the loss on [B, T], then the gradient pass
@@ -39,8 +40,9 @@ enum class fused_schedule : unsigned char {
 
 /// Options of the fused step besides the loss options.
 struct fused_grpo_options {
-  /// Temperature (applied inside, gradient includes 1/T) and thread count. ignore_index is not used:
-  /// rows whose mask is 0 (or whose sequence is truncated) are skipped and get a zero gradient row.
+  /// Temperature (applied inside, gradient includes 1/T) and thread count. ignore_index is not
+  /// used: rows whose mask is 0 (or whose sequence is truncated) are skipped and get a zero
+  /// gradient row.
   logprob_options logprob{};
   fused_schedule schedule = fused_schedule::automatic;
   /// Token positions per chunk of the single-pass schedule (the chunk's rows should fit in cache:
@@ -62,8 +64,8 @@ struct fused_grpo_result : loss_scalars {
 inline bool fused_single_pass_ok(const loss_options& o) noexcept {
   const auto& P = o.policy;
   return P.level == is_level::token && P.kind != policy_loss_kind::gmpo &&
-         P.kind != policy_loss_kind::vespo && !o.opsm_threshold &&
-         o.top_entropy_quantile >= 1.0 && !(o.tis.enabled && o.tis.sequence);
+         P.kind != policy_loss_kind::vespo && !o.opsm_threshold && o.top_entropy_quantile >= 1.0 &&
+         !(o.tis.enabled && o.tis.sequence);
 }
 
 namespace detail {
@@ -102,7 +104,8 @@ inline namespace GRPO_LOGPROB_ABI {
 /// @param logits      [B, T, V] logits (float, bfloat16 or float16), any strides.
 /// @param ids         [B, T] sampled token ids; only rows with mask != 0 are read and checked.
 /// @param inputs      old_logp, ref_logp, advantages, mask, sampler_logp, is_weights, truncated as
-///                    for compute_loss_into; its `logp` and `entropy` fields are ignored (computed).
+///                    for compute_loss_into; its `logp` and `entropy` fields are ignored
+///                    (computed).
 /// @param grad_logits [B, T, V] output (float, bfloat16 or float16); may be `logits` itself (same
 ///                    dtype and strides) to overwrite the logits in place.
 /// @pre host memory; extents agree; valid ids in [0, V); no NaN / +inf logits on valid rows.
@@ -114,12 +117,12 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
                                   strided_view<G, 3> grad_logits,
                                   const fused_grpo_options& fopt = {}) {
   using T = std::remove_const_t<LT>;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "fused_grpo_step: logits must be float, bfloat16 or float16");
-  static_assert(std::is_same_v<G, float> || std::is_same_v<G, bfloat16> ||
-                    std::is_same_v<G, float16>,
-                "fused_grpo_step: grad_logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "fused_grpo_step: logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<G, float> || std::is_same_v<G, bfloat16> || std::is_same_v<G, float16>,
+      "fused_grpo_step: grad_logits must be float, bfloat16 or float16");
   static_assert(std::is_floating_point_v<P>, "loss_batch value type must be float or double");
   namespace lp = detail::lp;
   validate(loss);
@@ -140,7 +143,8 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
   const float beta = lp::inverse_temperature(fopt.logprob.temperature);
   GRPO_EXPECTS(fopt.chunk_tokens > 0, bad_option, "fused_grpo_options::chunk_tokens must be > 0");
 
-  // Active rows: mask != 0 and sequence not truncated. Only they are read, validated, differentiated.
+  // Active rows: mask != 0 and sequence not truncated. Only they are read, validated,
+  // differentiated.
   auto active = [&](index_t i, index_t t) {
     if (!inputs.truncated.empty() && inputs.truncated[static_cast<std::size_t>(i)]) return false;
     return static_cast<double>(inputs.mask(i, t)) != 0.0;
@@ -150,8 +154,8 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
       if (!active(i, t)) continue;
       const auto y = static_cast<std::int64_t>(ids(i, t));
       GRPO_EXPECTS(y >= 0 && y < V, out_of_range,
-                   "fused_grpo_step: ids(" + std::to_string(i) + ", " + std::to_string(t) + ") = " +
-                       std::to_string(y) + " is outside [0, " + std::to_string(V) + ")");
+                   "fused_grpo_step: ids(" + std::to_string(i) + ", " + std::to_string(t) +
+                       ") = " + std::to_string(y) + " is outside [0, " + std::to_string(V) + ")");
     }
 
   fused_grpo_result res;
@@ -219,7 +223,8 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     std::vector<double> n_row(static_cast<std::size_t>(B), 0.0);
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < Tn; ++t)
-        if (active(i, t)) n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
+        if (active(i, t))
+          n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
     const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
     const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
     const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);
@@ -279,8 +284,10 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
           compute_loss_into(lo, b, out);
         }
         for (index_t t = t0; t < t0 + n; ++t) {
-          if (active(i, t) && err.row.load() != i * Tn + t) grad_row(i, t, rs[t - t0], w);
-          else zero_row(i, t);
+          if (active(i, t) && err.row.load() != i * Tn + t)
+            grad_row(i, t, rs[t - t0], w);
+          else
+            zero_row(i, t);
         }
       });
     });

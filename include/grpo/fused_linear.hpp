@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file fused_linear.hpp
-/// @brief Fused output projection + selective log-softmax + GRPO loss on the CPU: from hidden states
-///        [tokens, H] and the projection W [V, H], the per-token log-probabilities, the loss and the
-///        gradients into the hidden states and W, chunked over tokens and vocabulary with Eigen GEMM,
-///        never materialising the [tokens, V] logits (workspace independent of the token count).
-///        Needs Eigen (link grpo::eigen).
+/// @brief Fused output projection + selective log-softmax + GRPO loss on the CPU: from hidden
+/// states
+///        [tokens, H] and the projection W [V, H], the per-token log-probabilities, the loss and
+///        the gradients into the hidden states and W, chunked over tokens and vocabulary with Eigen
+///        GEMM, never materialising the [tokens, V] logits (workspace independent of the token
+///        count). Needs Eigen (link grpo::eigen).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -49,8 +50,9 @@ using lin_map = Eigen::Map<lin_rmat, 0, lin_stride>;
 
 inline void expect_rows_contiguous(index_t inner_stride, index_t rows, const char* what) {
   GRPO_EXPECTS(inner_stride == 1 || rows <= 1, bad_option,
-               std::string(what) + ": the hidden dimension must have stride 1 (row-major [V, H]); "
-                                   "copy or transpose column-major storage first");
+               std::string(what) +
+                   ": the hidden dimension must have stride 1 (row-major [V, H]); "
+                   "copy or transpose column-major storage first");
 }
 
 /// Per-token state of the vocabulary-blocked forward.
@@ -72,11 +74,11 @@ struct linear_engine {
   float beta = 1.0f;
   index_t C = 256, Vc = 0, H = 0, V = 0;
   int threads = 0;
-  std::vector<lin_token_state> state;   // per active token
-  std::vector<float> logp, entropy;     // per token (N), 0 on inactive tokens
-  std::vector<float> g_lp, g_h;         // per token coefficients
+  std::vector<lin_token_state> state;  // per active token
+  std::vector<float> logp, entropy;    // per token (N), 0 on inactive tokens
+  std::vector<float> g_lp, g_h;        // per token coefficients
   lp::first_error err;
-  lin_rmat hc, L, dh;                   // workspaces [C, H], [C, Vc], [C, H]
+  lin_rmat hc, L, dh;  // workspaces [C, H], [C, Vc], [C, H]
 
   void gather(index_t c0, index_t n) {
     hc.resize(n, H);
@@ -150,7 +152,7 @@ struct linear_engine {
                      ts.x_y, g_lp[static_cast<std::size_t>(k)], g_h[static_cast<std::size_t>(k)],
                      &L(r, 0), 1, w);
       });
-      dh.noalias() += L * wblock(v0, nv);                        // [n, nv] x [nv, H]
+      dh.noalias() += L * wblock(v0, nv);                              // [n, nv] x [nv, H]
       grad_weight.middleRows(v0, nv).noalias() += L.transpose() * hc;  // [nv, n] x [n, H]
     }
     for (index_t r = 0; r < n; ++r) {
@@ -165,7 +167,8 @@ struct linear_engine {
 inline namespace GRPO_LOGPROB_ABI {
 
 /// Forward only: per-token log p(y) (and entropy, lse) of softmax(hidden W^T / T) without the
-/// logits (e.g. old / reference log-probs). Tokens with ids == ignore_index are skipped (outputs 0).
+/// logits (e.g. old / reference log-probs). Tokens with ids == ignore_index are skipped (outputs
+/// 0).
 /// @param hidden [N, H] float; weight [V, H] float; ids [N]; logp [N]; entropy / lse optional.
 /// @pre host memory, ids in [0, V) or ignore_index, finite hidden and weight.
 template <class IT>
@@ -264,12 +267,14 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
     hid_copy.resize(static_cast<std::size_t>(N * H));
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < Tn; ++t)
-        for (index_t h = 0; h < H; ++h) hid_copy[static_cast<std::size_t>((i * Tn + t) * H + h)] = hidden(i, t, h);
+        for (index_t h = 0; h < H; ++h)
+          hid_copy[static_cast<std::size_t>((i * Tn + t) * H + h)] = hidden(i, t, h);
     hflat = make_view(static_cast<const float*>(hid_copy.data()), {N, H});
   }
   std::vector<std::int64_t> idflat(static_cast<std::size_t>(N));
   for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t) idflat[static_cast<std::size_t>(i * Tn + t)] = static_cast<std::int64_t>(ids(i, t));
+    for (index_t t = 0; t < Tn; ++t)
+      idflat[static_cast<std::size_t>(i * Tn + t)] = static_cast<std::int64_t>(ids(i, t));
 
   detail::linear_engine<std::int64_t> eng;
   eng.hidden = hflat;
@@ -314,7 +319,8 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
   } ghf{grad_hidden, Tn};
 
   const bool need_entropy = loss.entropy_coef != 0.0 || loss.top_entropy_quantile < 1.0;
-  std::vector<P> logp_p(static_cast<std::size_t>(N), P(0)), ent_p(static_cast<std::size_t>(N), P(0));
+  std::vector<P> logp_p(static_cast<std::size_t>(N), P(0)),
+      ent_p(static_cast<std::size_t>(N), P(0));
   auto to_p = [&](index_t c0, index_t n) {
     for (index_t r = 0; r < n; ++r) {
       const auto k = static_cast<std::size_t>(eng.active[static_cast<std::size_t>(c0 + r)]);
@@ -343,7 +349,8 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
     std::vector<double> n_row(static_cast<std::size_t>(B), 0.0);
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < Tn; ++t)
-        if (is_active(i, t)) n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
+        if (is_active(i, t))
+          n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
     const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
     const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
     const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);

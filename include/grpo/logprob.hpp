@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file logprob.hpp
 /// @brief Selective log-softmax on the CPU: per-token log p(y), logsumexp and entropy from [tokens,
-///        vocab] logits (fp32 / bf16 / fp16 storage, fp32 accumulation, temperature inside), and its
-///        backward into the logits, in one streaming read of each row, threaded over rows.
+///        vocab] logits (fp32 / bf16 / fp16 storage, fp32 accumulation, temperature inside), and
+///        its backward into the logits, in one streaming read of each row, threaded over rows.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -24,11 +24,11 @@
 #endif
 
 // Vectorisation. The row loops below call five bulk primitives (max, shift, exp, sum, dot) on a
-// block of at most 2048 floats held in L1. When Eigen is on the include path (link grpo::eigen) they
-// are Eigen array expressions, which use Eigen's vectorised exp (SSE2/AVX2/AVX-512 as compiled);
-// otherwise plain loops with std::exp. grpo::grpo therefore never requires Eigen. The two builds
-// live in different inline namespaces so that TUs compiled with and without Eigen link together
-// without an ODR clash. Define GRPO_LOGPROB_USE_EIGEN=0/1 to force a choice.
+// block of at most 2048 floats held in L1. When Eigen is on the include path (link grpo::eigen)
+// they are Eigen array expressions, which use Eigen's vectorised exp (SSE2/AVX2/AVX-512 as
+// compiled); otherwise plain loops with std::exp. grpo::grpo therefore never requires Eigen. The
+// two builds live in different inline namespaces so that TUs compiled with and without Eigen link
+// together without an ODR clash. Define GRPO_LOGPROB_USE_EIGEN=0/1 to force a choice.
 #ifndef GRPO_LOGPROB_USE_EIGEN
 #if __has_include(<Eigen/Core>)
 #define GRPO_LOGPROB_USE_EIGEN 1
@@ -65,8 +65,8 @@ namespace detail::GRPO_LOGPROB_ABI {
 /// block lives in L1 while the row streams from memory once. Extra memory is O(threads x block).
 inline constexpr index_t block = 2048;
 /// Scaled logits below max - 87 are clamped before exp: exp(-87) = 1.6e-38 is the smallest normal
-/// float, so the bulk exp never produces denormals (a 10-100x slow path on x86) and q d stays finite
-/// for masked (-inf) entries; clamped entries are then given exactly 0 mass.
+/// float, so the bulk exp never produces denormals (a 10-100x slow path on x86) and q d stays
+/// finite for masked (-inf) entries; clamped entries are then given exactly 0 mass.
 inline constexpr float d_floor = -87.0f;
 
 // ----- bulk primitives on contiguous float blocks ------------------------------------------------
@@ -74,15 +74,21 @@ inline constexpr float d_floor = -87.0f;
 using map_c = Eigen::Map<const Eigen::ArrayXf>;
 using map_m = Eigen::Map<Eigen::ArrayXf>;
 /// max of a block (NaN propagation unspecified: row_stats detects NaN through the sum of exp).
-inline float vmax(const float* p, index_t n) { return map_c(p, n).maxCoeff(); }
+inline float vmax(const float* p, index_t n) {
+  return map_c(p, n).maxCoeff();
+}
 /// out = exp(in).
-inline void vexp(const float* in, float* out, index_t n) { map_m(out, n) = map_c(in, n).exp(); }
+inline void vexp(const float* in, float* out, index_t n) {
+  map_m(out, n) = map_c(in, n).exp();
+}
 /// out = exp(max(in, lo)) (a floor that keeps exp out of the denormal range).
 inline void vexp_floor(const float* in, float* out, index_t n, float lo) {
   map_m(out, n) = map_c(in, n).max(lo).exp();
 }
 /// sum of a block.
-inline float vsum(const float* p, index_t n) { return map_c(p, n).sum(); }
+inline float vsum(const float* p, index_t n) {
+  return map_c(p, n).sum();
+}
 /// sum a_i b_i.
 inline float vdot(const float* a, const float* b, index_t n) {
   return (map_c(a, n) * map_c(b, n)).sum();
@@ -147,8 +153,9 @@ struct scratch {
 enum class row_status : unsigned char { ok, non_finite, all_masked };
 
 /// One streaming pass over a row of V logits: the online_lse state (max m in raw units, e = s - 1,
-/// t = sum q d) at inverse temperature beta. Each block is reduced on its own maximum and merged into
-/// the row state (online softmax, Milakov & Gimelshein 2018), so the row is read from memory once.
+/// t = sum q d) at inverse temperature beta. Each block is reduced on its own maximum and merged
+/// into the row state (online softmax, Milakov & Gimelshein 2018), so the row is read from memory
+/// once.
 template <class T>
 online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratch& w,
                      row_status& status) noexcept {
@@ -219,8 +226,8 @@ inline row_summary summarise(const online_lse& st) noexcept {
 /// Writes the gradient of  g_logp * log q_y + g_entropy * H  w.r.t. the raw logits of one row into
 /// `out` (dtype G, stride ostride). `x_y` is the target's raw logit read before any in-place write;
 /// y < 0 means the target lies outside this row segment (a vocabulary block of the fused linear
-/// path): only the -g_logp q_j terms are written. May alias `row` exactly (in place): every block is
-/// loaded before it is stored.
+/// path): only the -g_logp q_j terms are written. May alias `row` exactly (in place): every block
+/// is loaded before it is stored.
 template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
               float x_y, float g_logp, float g_entropy, G* out, index_t ostride,
@@ -230,8 +237,9 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
     const index_t n = std::min(block, V - j0);
     load(row + j0 * stride, stride, n, w.a);
     for (index_t j = 0; j < n; ++j) w.a[j] = ops::log_softmax(w.a[j], rs.m, rs.log_s, beta);
-    // q_j = exp(log q_j); below d_floor q_j < 1.6e-38 is written as 1.6e-38 (absolute error < 2e-38)
-    // instead of a denormal; masked entries (log q = -inf) get exactly 0 from ops::masked_prob.
+    // q_j = exp(log q_j); below d_floor q_j < 1.6e-38 is written as 1.6e-38 (absolute error <
+    // 2e-38) instead of a denormal; masked entries (log q = -inf) get exactly 0 from
+    // ops::masked_prob.
     vexp_floor(w.a, w.b, n, d_floor);
     for (index_t j = 0; j < n; ++j)
       w.b[j] = ops::log_softmax_grad_nontarget(w.a[j], w.b[j], gl, g_entropy, rs.entropy, beta);
@@ -239,8 +247,8 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
   }
   if (y >= 0) {  // the target element, with the exact 1 - q_y
     const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
-    out[y * ostride] = narrow<G>(
-        ops::log_softmax_grad(lq, math::exp(lq), true, gl, g_entropy, rs.entropy, beta));
+    out[y * ostride] =
+        narrow<G>(ops::log_softmax_grad(lq, math::exp(lq), true, gl, g_entropy, rs.entropy, beta));
   }
 }
 
@@ -278,8 +286,8 @@ struct first_error {
     if (kind.load() == static_cast<int>(row_status::all_masked))
       GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
                                 " is entirely -inf (no token has probability mass)");
-    GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
-                              " contains NaN or +inf");
+    GRPO_THROW(bad_value,
+               std::string(what) + ": logits row " + std::to_string(r) + " contains NaN or +inf");
   }
 };
 
@@ -313,7 +321,8 @@ inline namespace GRPO_LOGPROB_ABI {
 ///   logp[i] = log softmax(logits[i] / T)[y_i],   lse[i] = logsumexp(logits[i] / T),
 ///   entropy[i] = -sum_j q_ij log q_ij,
 /// accumulated in fp32 from fp32 / bf16 / fp16 storage, in one streaming read of each row (online
-/// softmax over L1 blocks), any row and vocabulary stride, 64-bit indexing. Masked vocabulary entries
+/// softmax over L1 blocks), any row and vocabulary stride, 64-bit indexing. Masked vocabulary
+/// entries
 /// (-inf) have probability 0 exactly; all-negative rows are exact (the running max starts at -inf).
 /// A target with logit -inf gets logp = -inf (probability zero, consistent).
 ///
@@ -326,16 +335,16 @@ inline namespace GRPO_LOGPROB_ABI {
 /// @pre host memory; ids in [0, V) or ignore_index; no NaN / +inf in non-ignored rows and at least
 ///      one finite logit per non-ignored row; T finite and > 0.
 /// @post outputs of every non-ignored row written; throws grpo::error ([grpo.out_of_range] for ids,
-///       [grpo.bad_value] for NaN/inf rows, [grpo.shape_mismatch], [grpo.bad_option]) before writing
-///       anything on a bad id or option; on a bad row, after the other rows are written.
+///       [grpo.bad_value] for NaN/inf rows, [grpo.shape_mismatch], [grpo.bad_option]) before
+///       writing anything on a bad id or option; on a bad row, after the other rows are written.
 template <class LT, class IT>
 void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
                            strided_view<float, 1> logp, strided_view<float, 1> lse = {},
                            strided_view<float, 1> entropy = {}, const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "selective_log_softmax: logits must be float, grpo::bfloat16 or grpo::float16");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "selective_log_softmax: logits must be float, grpo::bfloat16 or grpo::float16");
   static_assert(std::is_integral_v<std::remove_const_t<IT>>, "ids must be integers");
   namespace lp = detail::lp;
   const index_t N = logits.extent(0), V = logits.extent(1);
@@ -378,12 +387,13 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
 /// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
 ///   dL/dx_ij = (1/T) [ g_logp_i (delta_{j y_i} - q_ij) - g_entropy_i q_ij (log q_ij + H_i) ]
 /// for L = sum_i g_logp_i logp_i + g_entropy_i H_i. The row statistics are recomputed from the
-/// logits (one streaming pass, then the gradient pass reads the row again, from cache for rows up to
-/// ~1 MiB), so no saved state is needed and the result is exact at any logit offset.
+/// logits (one streaming pass, then the gradient pass reads the row again, from cache for rows up
+/// to ~1 MiB), so no saved state is needed and the result is exact at any logit offset.
 ///
 /// @param grad_logp    [N] dL/dlogp (required).
 /// @param grad_entropy [N] dL/dH, or a default-constructed view for none.
-/// @param grad_logits  [N, V] output of type float, bfloat16 or float16. It may be the logits buffer
+/// @param grad_logits  [N, V] output of type float, bfloat16 or float16. It may be the logits
+/// buffer
 ///                     itself (same pointer and strides, same dtype): the gradient then overwrites
 ///                     the logits in place. Any other overlap is not allowed.
 /// @pre as selective_log_softmax; ignored rows get a zero gradient row.
@@ -394,13 +404,13 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
                                     strided_view<G, 2> grad_logits,
                                     const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "selective_log_softmax_backward: logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "selective_log_softmax_backward: logits must be float, bfloat16 or float16");
   static_assert(!std::is_const_v<G>, "grad_logits must be writable");
-  static_assert(std::is_same_v<G, float> || std::is_same_v<G, bfloat16> ||
-                    std::is_same_v<G, float16>,
-                "grad_logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<G, float> || std::is_same_v<G, bfloat16> || std::is_same_v<G, float16>,
+      "grad_logits must be float, bfloat16 or float16");
   namespace lp = detail::lp;
   const index_t N = logits.extent(0), V = logits.extent(1);
   expect_host(logits, "logits");

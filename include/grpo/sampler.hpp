@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file sampler.hpp
-/// @brief Sampler-matched log-probabilities: log p(y) renormalised over the top-k / top-p support the
+/// @brief Sampler-matched log-probabilities: log p(y) renormalised over the top-k / top-p support
+/// the
 ///        sampler used (vLLM semantics: temperature, then top-k, then top-p), with entropy of the
 ///        truncated distribution and the gradient into the logits, so that the training ratio
 ///        pi_theta / pi_old is taken between the same distributions vLLM sampled from.
@@ -28,13 +29,14 @@ namespace grpo {
 ///   1. z = logits / T;
 ///   2. top-k: tau = k-th largest z; every token with z < tau is removed. Tokens EQUAL to tau are
 ///      all kept, so ties at the boundary can keep more than k tokens (vLLM's `logits_sort < tau`);
-///   3. top-p: on the top-k-renormalised probabilities sorted ascending, the tokens whose cumulative
-///      sum (from the smallest) is <= 1 - p are removed, the largest token always kept. Equivalently,
-///      in descending order a token is kept iff the mass strictly before it is < p (the token that
-///      crosses p is kept). Ties: torch's sort order among equal values is unspecified; we order
-///      equal logits by token id (the lower id counts as larger, i.e. is kept first). The cumulative
-///      mass is accumulated in double, so a token within ~1e-7 of the boundary may be decided
-///      differently from vLLM's float cumsum;
+///   3. top-p: on the top-k-renormalised probabilities sorted ascending, the tokens whose
+///   cumulative
+///      sum (from the smallest) is <= 1 - p are removed, the largest token always kept.
+///      Equivalently, in descending order a token is kept iff the mass strictly before it is < p
+///      (the token that crosses p is kept). Ties: torch's sort order among equal values is
+///      unspecified; we order equal logits by token id (the lower id counts as larger, i.e. is kept
+///      first). The cumulative mass is accumulated in double, so a token within ~1e-7 of the
+///      boundary may be decided differently from vLLM's float cumsum;
 ///   4. p~ = softmax over the kept support S.
 /// log p~(y) = z_y - logsumexp_{S} z, and -inf when y is not in S (the current policy puts no
 /// sampler mass on it; the ratio is then 0 and the row's gradient is 0).
@@ -54,9 +56,9 @@ inline void validate(const sampler_options& o) {
                "sampler_options::top_p must be in (0, 1], got " + std::to_string(o.top_p));
 }
 
-/// Builds in `buf` (V floats) the row of raw logits with every token outside the sampler support set
-/// to -inf; returns the row statistics over the support. `tmp` is scratch of V floats.
-/// Rows with NaN / +inf are reported through `status`.
+/// Builds in `buf` (V floats) the row of raw logits with every token outside the sampler support
+/// set to -inf; returns the row statistics over the support. `tmp` is scratch of V floats. Rows
+/// with NaN / +inf are reported through `status`.
 template <class T>
 online_lse sampler_support_row(const T* row, index_t stride, index_t V, float beta,
                                const sampler_options& o, std::vector<float>& buf,
@@ -147,9 +149,9 @@ void sampler_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
                          strided_view<std::int64_t, 1> support_size = {},
                          const sampler_options& opt = {}) {
   using T = std::remove_const_t<LT>;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "sampler_log_softmax: logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "sampler_log_softmax: logits must be float, bfloat16 or float16");
   namespace lp = detail::lp;
   detail::validate(opt);
   const index_t N = logits.extent(0), V = logits.extent(1);
@@ -201,9 +203,9 @@ void sampler_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1
                                   strided_view<GL, 1> grad_logp, strided_view<GH, 1> grad_entropy,
                                   strided_view<G, 2> grad_logits, const sampler_options& opt = {}) {
   using T = std::remove_const_t<LT>;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "sampler_log_softmax_backward: logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "sampler_log_softmax_backward: logits must be float, bfloat16 or float16");
   namespace lp = detail::lp;
   detail::validate(opt);
   const index_t N = logits.extent(0), V = logits.extent(1);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file reference.hpp
-/// @brief Naive double-precision references of the selective log-softmax family (two passes per row,
+/// @brief Naive double-precision references of the selective log-softmax family (two passes per
+/// row,
 ///        textbook formulas, no shared code with the library) for tests/logprob.
 #pragma once
 
@@ -29,8 +30,9 @@ inline row_ref row(const std::vector<double>& x, double T, std::int64_t y) {
   std::size_t jmax = 0;
   for (std::size_t j = 0; j < x.size(); ++j)
     if (x[j] / T > m) m = x[j] / T, jmax = j;
-  // s = 1 + rest with the maximal element's exp(0) = 1 kept out of the sum, and lse = m + log1p(rest):
-  // even double loses 1 - q_y when q_y > 1 - 1e-16 otherwise (the adversarial "dominant" rows).
+  // s = 1 + rest with the maximal element's exp(0) = 1 kept out of the sum, and lse = m +
+  // log1p(rest): even double loses 1 - q_y when q_y > 1 - 1e-16 otherwise (the adversarial
+  // "dominant" rows).
   double rest = 0;
   for (std::size_t j = 0; j < x.size(); ++j)
     if (j != jmax) rest += std::exp(x[j] / T - m);
@@ -61,7 +63,8 @@ inline std::vector<double> row_grad(const std::vector<double>& x, double T, std:
 /// Round a double to storage type T and back (the value the library actually reads).
 template <class T>
 double as_stored(double v) {
-  return static_cast<double>(static_cast<float>(grpo::widen(grpo::narrow<T>(static_cast<float>(v)))));
+  return static_cast<double>(
+      static_cast<float>(grpo::widen(grpo::narrow<T>(static_cast<float>(v)))));
 }
 
 /// Spacing of bf16 values around |v| (one ulp).

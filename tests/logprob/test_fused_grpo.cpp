@@ -39,7 +39,8 @@ struct problem {
     // old_logp near the current logp so that ratios straddle the clip range.
     std::vector<float> lp(static_cast<std::size_t>(B * T));
     grpo::selective_log_softmax(grpo::make_view(logits.data(), {B * T, V}),
-                                grpo::make_view(ids.data(), {B * T}), grpo::make_view(lp.data(), {B * T}));
+                                grpo::make_view(ids.data(), {B * T}),
+                                grpo::make_view(lp.data(), {B * T}));
     for (index_t k = 0; k < B * T; ++k) {
       old_lp.push_back(lp[k] + 0.25f * n01(rng));
       smp[k] = old_lp[k] + 0.1f * n01(rng);
@@ -65,34 +66,38 @@ grpo::loss_options options_for(const std::string& name) {
   return o;
 }
 
-/// Unfused reference: forward, compute_loss, backward, all separately (double-checked library parts).
+/// Unfused reference: forward, compute_loss, backward, all separately (double-checked library
+/// parts).
 std::vector<float> unfused_grad(const problem& p, const grpo::loss_options& o, float temperature,
                                 double* loss_out) {
   const index_t N = p.B * p.T;
   std::vector<float> lp(N), h(N);
   // Masked rows use ignore_index so that their ids are not read.
   std::vector<std::int64_t> ids(N);
-  for (index_t k = 0; k < N; ++k)
-    ids[k] = (p.mask[k] != 0 && !p.trunc[k / p.T]) ? p.ids[k] : -100;
+  for (index_t k = 0; k < N; ++k) ids[k] = (p.mask[k] != 0 && !p.trunc[k / p.T]) ? p.ids[k] : -100;
   grpo::logprob_options lo;
   lo.temperature = temperature;
-  grpo::selective_log_softmax(grpo::make_view(p.logits.data(), {N, p.V}), grpo::make_view(ids.data(), {N}),
-                              grpo::make_view(lp.data(), {N}), {}, grpo::make_view(h.data(), {N}), lo);
+  grpo::selective_log_softmax(grpo::make_view(p.logits.data(), {N, p.V}),
+                              grpo::make_view(ids.data(), {N}), grpo::make_view(lp.data(), {N}), {},
+                              grpo::make_view(h.data(), {N}), lo);
   auto b = p.batch();
   b.logp = grpo::make_view(static_cast<const float*>(lp.data()), {p.B, p.T});
   b.entropy = grpo::make_view(static_cast<const float*>(h.data()), {p.B, p.T});
   auto r = grpo::compute_loss(o, b);
   if (loss_out) *loss_out = r.loss;
-  std::vector<float> glp(r.grad_logp.begin(), r.grad_logp.end()), gh(r.grad_entropy.begin(), r.grad_entropy.end());
+  std::vector<float> glp(r.grad_logp.begin(), r.grad_logp.end()),
+      gh(r.grad_entropy.begin(), r.grad_entropy.end());
   std::vector<float> g(p.logits.size());
-  grpo::selective_log_softmax_backward(grpo::make_view(p.logits.data(), {N, p.V}),
-                                       grpo::make_view(ids.data(), {N}), grpo::make_view(glp.data(), {N}),
-                                       grpo::make_view(gh.data(), {N}), grpo::make_view(g.data(), {N, p.V}), lo);
+  grpo::selective_log_softmax_backward(
+      grpo::make_view(p.logits.data(), {N, p.V}), grpo::make_view(ids.data(), {N}),
+      grpo::make_view(glp.data(), {N}), grpo::make_view(gh.data(), {N}),
+      grpo::make_view(g.data(), {N, p.V}), lo);
   return g;
 }
 
 grpo::fused_grpo_result fused(const problem& p, const grpo::loss_options& o, float temperature,
-                              grpo::fused_schedule s, std::vector<float>& g, bool entropy_needed = true) {
+                              grpo::fused_schedule s, std::vector<float>& g,
+                              bool entropy_needed = true) {
   (void)entropy_needed;
   grpo::fused_grpo_options fo;
   fo.logprob.temperature = temperature;
@@ -104,9 +109,9 @@ grpo::fused_grpo_result fused(const problem& p, const grpo::loss_options& o, flo
                                grpo::make_view(g.data(), {p.B, p.T, p.V}), fo);
 }
 
-const char* presets[] = {"trl_grpo",     "trl_bnpo",  "trl_dr_grpo", "trl_dapo",    "trl_cispo",
-                         "trl_sapo",     "trl_luspo", "trl_vespo",   "trl_gspo",    "verl_vanilla",
-                         "verl_gspo",    "verl_sapo", "verl_cispo",  "verl_geo_mean", "openrlhf"};
+const char* presets[] = {"trl_grpo",  "trl_bnpo",  "trl_dr_grpo", "trl_dapo",      "trl_cispo",
+                         "trl_sapo",  "trl_luspo", "trl_vespo",   "trl_gspo",      "verl_vanilla",
+                         "verl_gspo", "verl_sapo", "verl_cispo",  "verl_geo_mean", "openrlhf"};
 
 }  // namespace
 
@@ -137,7 +142,8 @@ TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every p
         CHECK(r2.loss == doctest::Approx(r.loss).epsilon(1e-12));
         CHECK(r2.metrics.clip_region.sum == doctest::Approx(r.metrics.clip_region.sum));
         double e2 = 0;
-        for (std::size_t k = 0; k < g.size(); ++k) e2 = std::max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
+        for (std::size_t k = 0; k < g.size(); ++k)
+          e2 = std::max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
         CHECK(e2 <= 1e-6 * gmax);
       } else {
         CHECK(r.schedule_used == grpo::fused_schedule::two_phase);
@@ -175,7 +181,8 @@ TEST_CASE("fused_grpo_step: gradient matches central finite differences of the l
   }
 }
 
-TEST_CASE("fused_grpo_step: hand-computed on-policy PPO with token mean" * doctest::test_suite("logprob")) {
+TEST_CASE("fused_grpo_step: hand-computed on-policy PPO with token mean" *
+          doctest::test_suite("logprob")) {
   // On policy (old = current), r = 1 inside the clip range: loss = -(1/N) sum A_t, and
   // dL/dx_tj = -(A_t / N) (delta_{j y_t} - q_tj).
   const index_t V = 4;
@@ -192,7 +199,8 @@ TEST_CASE("fused_grpo_step: hand-computed on-policy PPO with token mean" * docte
   b.advantages = grpo::make_view(A.data(), {1, 2});
   b.mask = grpo::make_view(m.data(), {1, 2});
   std::vector<float> g(8);
-  const auto r = grpo::fused_grpo_step(o, grpo::make_view(x.data(), {1, 2, V}), grpo::make_view(ids.data(), {1, 2}), b,
+  const auto r = grpo::fused_grpo_step(o, grpo::make_view(x.data(), {1, 2, V}),
+                                       grpo::make_view(ids.data(), {1, 2}), b,
                                        grpo::make_view(g.data(), {1, 2, V}));
   CHECK(r.loss == doctest::Approx(-(0.5 - 2.0) / 2.0).epsilon(1e-6));
   for (int t = 0; t < 2; ++t) {
@@ -206,7 +214,8 @@ TEST_CASE("fused_grpo_step: hand-computed on-policy PPO with token mean" * docte
   }
 }
 
-TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" * doctest::test_suite("logprob")) {
+TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" *
+          doctest::test_suite("logprob")) {
   problem p(2, 4, 257, 9);
   const auto o = options_for("trl_dapo");
   std::vector<float> g;
@@ -215,7 +224,8 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" * doc
   std::vector<float> buf = p.logits;
   grpo::fused_grpo_options fo;
   auto view = grpo::make_view(buf.data(), {p.B, p.T, p.V});
-  const auto r2 = grpo::fused_grpo_step(o, view, grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(), view, fo);
+  const auto r2 = grpo::fused_grpo_step(o, view, grpo::make_view(p.ids.data(), {p.B, p.T}),
+                                        p.batch(), view, fo);
   CHECK(r2.loss == r.loss);
   CHECK(buf == g);
   // Masked token rows are exactly zero; their ids are never read (set one out of range).
@@ -233,9 +243,10 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" * doc
     xr[k] = static_cast<float>(xb[k]);
   }
   std::vector<grpo::bfloat16> gb(xb.size());
-  grpo::fused_grpo_step(o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
-                        grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
-                        grpo::make_view(gb.data(), {p.B, p.T, p.V}));
+  grpo::fused_grpo_step(
+      o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
+      grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+      grpo::make_view(gb.data(), {p.B, p.T, p.V}));
   problem pr = p;
   pr.logits = xr;
   std::vector<float> gr;
@@ -251,7 +262,9 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" * doc
   CHECK_THROWS_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), grpo::error);
   p.ids[0] = 0;
   p.logits[3] = std::numeric_limits<float>::quiet_NaN();
-  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), doctest::Contains("NaN"), grpo::error);
+  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g),
+                       doctest::Contains("NaN"), grpo::error);
   p.logits[3] = 0.0f;
-  CHECK_THROWS_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g), grpo::error);
+  CHECK_THROWS_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
+                  grpo::error);
 }

@@ -21,7 +21,8 @@ struct lin_problem {
   index_t B, T, H, V;
   std::vector<float> h, w, old_lp, adv, mask;
   std::vector<std::int32_t> ids;
-  lin_problem(index_t b, index_t t, index_t hd, index_t v, std::uint32_t seed) : B(b), T(t), H(hd), V(v) {
+  lin_problem(index_t b, index_t t, index_t hd, index_t v, std::uint32_t seed)
+      : B(b), T(t), H(hd), V(v) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> n01(0.0f, 1.0f);
     std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(V - 1));
@@ -36,7 +37,8 @@ struct lin_problem {
     }
     const auto lg = logits();
     std::vector<float> lp(B * T);
-    grpo::selective_log_softmax(grpo::make_view(lg.data(), {B * T, V}), grpo::make_view(ids.data(), {B * T}),
+    grpo::selective_log_softmax(grpo::make_view(lg.data(), {B * T, V}),
+                                grpo::make_view(ids.data(), {B * T}),
                                 grpo::make_view(lp.data(), {B * T}));
     for (index_t k = 0; k < B * T; ++k) old_lp.push_back(lp[k] + 0.2f * n01(rng));
   }
@@ -63,24 +65,26 @@ struct lin_problem {
   mutable std::vector<double> old_d, adv_d;
 };
 
-grpo::fused_grpo_result run_linear(const lin_problem& p, const grpo::loss_options& o, float T, index_t chunk,
-                                   index_t vchunk, std::vector<float>& gh, std::vector<float>& gw) {
+grpo::fused_grpo_result run_linear(const lin_problem& p, const grpo::loss_options& o, float T,
+                                   index_t chunk, index_t vchunk, std::vector<float>& gh,
+                                   std::vector<float>& gw) {
   gh.assign(p.h.size(), -3.0f);
   gw.assign(p.w.size(), -3.0f);
   grpo::fused_linear_options fo;
   fo.logprob.temperature = T;
   fo.chunk_tokens = chunk;
   fo.vocab_chunk = vchunk;
-  return grpo::fused_linear_grpo_step(o, grpo::make_view(static_cast<const float*>(p.h.data()), {p.B, p.T, p.H}),
-                                      grpo::make_view(static_cast<const float*>(p.w.data()), {p.V, p.H}),
-                                      grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
-                                      grpo::make_view(gh.data(), {p.B, p.T, p.H}),
-                                      grpo::make_view(gw.data(), {p.V, p.H}), fo);
+  return grpo::fused_linear_grpo_step(
+      o, grpo::make_view(static_cast<const float*>(p.h.data()), {p.B, p.T, p.H}),
+      grpo::make_view(static_cast<const float*>(p.w.data()), {p.V, p.H}),
+      grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+      grpo::make_view(gh.data(), {p.B, p.T, p.H}), grpo::make_view(gw.data(), {p.V, p.H}), fo);
 }
 
 }  // namespace
 
-TEST_CASE("fused_linear_grpo_step: equals the materialised-logits path" * doctest::test_suite("logprob")) {
+TEST_CASE("fused_linear_grpo_step: equals the materialised-logits path" *
+          doctest::test_suite("logprob")) {
   lin_problem p(2, 7, 24, 300, 1);
   const auto lg = p.logits();
   for (const char* name : {"trl_dapo", "trl_grpo", "trl_gspo", "verl_geo_mean"}) {
@@ -88,7 +92,8 @@ TEST_CASE("fused_linear_grpo_step: equals the materialised-logits path" * doctes
       auto o = grpo::preset(name);
       o.kl_coef = 0.0;
       o.entropy_coef = 0.02;
-      // Materialised reference: fused_grpo_step on the float logits, then the two products in double.
+      // Materialised reference: fused_grpo_step on the float logits, then the two products in
+      // double.
       std::vector<float> gl(lg.size());
       grpo::fused_grpo_options fo;
       fo.logprob.temperature = T;
@@ -114,7 +119,8 @@ TEST_CASE("fused_linear_grpo_step: equals the materialised-logits path" * doctes
           std::vector<float> gh, gw;
           const auto r = run_linear(p, o, T, chunk, vchunk, gh, gw);
           CHECK(r.loss == doctest::Approx(ref.loss).epsilon(1e-5));
-          for (std::size_t k = 0; k < r.logp.size(); ++k) CHECK(std::abs(r.logp[k] - ref.logp[k]) <= 2e-5);
+          for (std::size_t k = 0; k < r.logp.size(); ++k)
+            CHECK(std::abs(r.logp[k] - ref.logp[k]) <= 2e-5);
           double eh = 0, ew = 0;
           for (std::size_t k = 0; k < gh.size(); ++k) eh = std::max(eh, std::abs(gh[k] - dh[k]));
           for (std::size_t k = 0; k < gw.size(); ++k) ew = std::max(ew, std::abs(gw[k] - dw[k]));
@@ -147,9 +153,10 @@ TEST_CASE("linear_log_softmax: equals selective_log_softmax on the materialised 
                            grpo::make_view(static_cast<const float*>(p.w.data()), {p.V, p.H}),
                            grpo::make_view(ids.data(), {N}), grpo::make_view(a.data(), {N}),
                            grpo::make_view(ha.data(), {N}), grpo::make_view(la.data(), {N}), fo);
-  grpo::selective_log_softmax(grpo::make_view(lg.data(), {N, p.V}), grpo::make_view(ids.data(), {N}),
-                              grpo::make_view(b.data(), {N}), grpo::make_view(lb.data(), {N}),
-                              grpo::make_view(hb.data(), {N}), fo.logprob);
+  grpo::selective_log_softmax(grpo::make_view(lg.data(), {N, p.V}),
+                              grpo::make_view(ids.data(), {N}), grpo::make_view(b.data(), {N}),
+                              grpo::make_view(lb.data(), {N}), grpo::make_view(hb.data(), {N}),
+                              fo.logprob);
   for (index_t k = 0; k < N; ++k) {
     CHECK(std::abs(a[k] - b[k]) <= 2e-5);
     CHECK(std::abs(ha[k] - hb[k]) <= 2e-5);
@@ -190,7 +197,8 @@ TEST_CASE("fused_linear_grpo_step: central finite differences in hidden and weig
   }
 }
 
-TEST_CASE("fused_linear_grpo_step: invalid input gives grpo::error" * doctest::test_suite("logprob")) {
+TEST_CASE("fused_linear_grpo_step: invalid input gives grpo::error" *
+          doctest::test_suite("logprob")) {
   lin_problem p(1, 2, 4, 5, 6);
   std::vector<float> gh, gw;
   auto o = grpo::preset("trl_dapo");

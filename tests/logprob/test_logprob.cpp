@@ -31,9 +31,10 @@ struct logits_case {
     return grpo::make_view(data.data(), {N, V}, {row_stride, col_stride});
   }
   void set(index_t i, index_t j, double v) {
-    data[static_cast<std::size_t>(i * row_stride + j * col_stride)] = grpo::narrow<T>(static_cast<float>(v));
-    rows[i][j] = static_cast<double>(static_cast<float>(grpo::widen(
-        data[static_cast<std::size_t>(i * row_stride + j * col_stride)])));
+    data[static_cast<std::size_t>(i * row_stride + j * col_stride)] =
+        grpo::narrow<T>(static_cast<float>(v));
+    rows[i][j] = static_cast<double>(static_cast<float>(
+        grpo::widen(data[static_cast<std::size_t>(i * row_stride + j * col_stride)])));
   }
 };
 
@@ -74,10 +75,9 @@ logits_case<T> make_case(index_t V, const std::vector<row_kind>& kinds, std::uin
   return c;
 }
 
-const std::vector<row_kind> all_kinds = {row_kind::normal,   row_kind::plus_1e4,
-                                         row_kind::minus_1e4, row_kind::masked_blocks,
-                                         row_kind::dominant,  row_kind::below_100,
-                                         row_kind::ignored,   row_kind::normal};
+const std::vector<row_kind> all_kinds = {
+    row_kind::normal,   row_kind::plus_1e4,  row_kind::minus_1e4, row_kind::masked_blocks,
+    row_kind::dominant, row_kind::below_100, row_kind::ignored,   row_kind::normal};
 
 template <class T>
 void check_forward(logits_case<T>& c, float temperature) {
@@ -85,10 +85,9 @@ void check_forward(logits_case<T>& c, float temperature) {
   grpo::logprob_options opt;
   opt.temperature = temperature;
   auto lv = grpo::make_view(logp.data(), {c.N});
-  grpo::selective_log_softmax(grpo::strided_view<const T, 2>(c.view()),
-                              grpo::make_view(c.ids.data(), {c.N}), lv,
-                              grpo::make_view(lse.data(), {c.N}), grpo::make_view(ent.data(), {c.N}),
-                              opt);
+  grpo::selective_log_softmax(
+      grpo::strided_view<const T, 2>(c.view()), grpo::make_view(c.ids.data(), {c.N}), lv,
+      grpo::make_view(lse.data(), {c.N}), grpo::make_view(ent.data(), {c.N}), opt);
   for (index_t i = 0; i < c.N; ++i) {
     if (c.ids[i] == -100) {
       CHECK(logp[i] == 0.0f);
@@ -140,8 +139,10 @@ TEST_CASE("selective_log_softmax: non-contiguous rows and strided vocabulary" *
 
 TEST_CASE("selective_log_softmax: hand-computed values and the verl all-negative bug" *
           doctest::test_suite("logprob")) {
-  // Row [0, log 3] -> q = [1/4, 3/4]; logp(1) = log 0.75; lse = log 4; H = -(.25 log .25 + .75 log .75).
-  std::vector<float> x = {0.0f, static_cast<float>(std::log(3.0)), -finf, -200.0f, -150.0f, -149.0f};
+  // Row [0, log 3] -> q = [1/4, 3/4]; logp(1) = log 0.75; lse = log 4; H = -(.25 log .25 + .75 log
+  // .75).
+  std::vector<float> x = {0.0f,   static_cast<float>(std::log(3.0)), -finf, -200.0f, -150.0f,
+                          -149.0f};
   std::vector<std::int32_t> ids = {1, 0};
   std::vector<float> logp(2), lse(2), ent(2);
   grpo::selective_log_softmax(grpo::make_view(x.data(), {2, 3}), grpo::make_view(ids.data(), {2}),
@@ -165,15 +166,16 @@ TEST_CASE("selective_log_softmax: temperature is the chain rule of scaled logits
   std::vector<float> a(2), b(2);
   grpo::logprob_options o;
   o.temperature = 0.5f;
-  grpo::selective_log_softmax(c.view(), grpo::make_view(c.ids.data(), {2}), grpo::make_view(a.data(), {2}),
-                              {}, {}, o);
+  grpo::selective_log_softmax(c.view(), grpo::make_view(c.ids.data(), {2}),
+                              grpo::make_view(a.data(), {2}), {}, {}, o);
   grpo::selective_log_softmax(grpo::make_view(scaled.data(), {2, 4000}),
                               grpo::make_view(c.ids.data(), {2}), grpo::make_view(b.data(), {2}));
   CHECK(a[0] == doctest::Approx(b[0]).epsilon(1e-6));
   CHECK(a[1] == doctest::Approx(b[1]).epsilon(1e-6));
 }
 
-TEST_CASE("selective_log_softmax: invalid input gives grpo::error" * doctest::test_suite("logprob")) {
+TEST_CASE("selective_log_softmax: invalid input gives grpo::error" *
+          doctest::test_suite("logprob")) {
   std::vector<float> x(2 * 5, 0.5f);
   std::vector<std::int64_t> ids = {1, 2};
   std::vector<float> out(2);
@@ -267,7 +269,8 @@ void check_backward(logits_case<T>& c, float temperature, bool with_entropy) {
     INFO("row " << i << " V " << c.V << " T " << temperature);
     if (c.ids[i] == -100) {
       bool all_zero = true;
-      for (index_t j = 0; j < c.V; ++j) all_zero &= (static_cast<float>(grpo::widen(grad[i * c.V + j])) == 0.0f);
+      for (index_t j = 0; j < c.V; ++j)
+        all_zero &= (static_cast<float>(grpo::widen(grad[i * c.V + j])) == 0.0f);
       CHECK(all_zero);
       continue;
     }
@@ -285,11 +288,15 @@ void check_backward(logits_case<T>& c, float temperature, bool with_entropy) {
         ok = std::abs(got - want) <= 1e-5 * std::abs(want) + 1e-7 * gmax + 1e-36;
       } else {
         // Within one ulp of the reference rounded to the output type.
-        const double rounded = static_cast<float>(grpo::widen(grpo::narrow<G>(static_cast<float>(want))));
-        ok = std::abs(got - rounded) <= lp_ref::bf16_ulp(want) * (std::is_same_v<G, grpo::bfloat16> ? 1.0 : 1.0 / 8.0) + 1e-7 * gmax + 1e-36;
+        const double rounded =
+            static_cast<float>(grpo::widen(grpo::narrow<G>(static_cast<float>(want))));
+        ok = std::abs(got - rounded) <=
+             lp_ref::bf16_ulp(want) * (std::is_same_v<G, grpo::bfloat16> ? 1.0 : 1.0 / 8.0) +
+                 1e-7 * gmax + 1e-36;
       }
       if (!ok && bad++ < 3) {
-        INFO("j " << j << " got " << got << " want " << want << " x " << c.rows[i][j] << " y " << c.ids[i] << " xy " << c.rows[i][c.ids[i]] << " glp " << glp[i]);
+        INFO("j " << j << " got " << got << " want " << want << " x " << c.rows[i][j] << " y "
+                  << c.ids[i] << " xy " << c.rows[i][c.ids[i]] << " glp " << glp[i]);
         CHECK(ok);
       }
     }
@@ -318,7 +325,8 @@ TEST_CASE("selective_log_softmax_backward: bf16 and fp16 gradients within one ul
   auto c = make_case<grpo::bfloat16>(3000, all_kinds, 99);
   check_backward<grpo::bfloat16, grpo::bfloat16>(c, 1.0f, true);
   check_backward<grpo::bfloat16, grpo::bfloat16>(c, 0.8f, false);
-  auto h = make_case<grpo::float16>(3000, {row_kind::normal, row_kind::dominant, row_kind::ignored}, 98);
+  auto h =
+      make_case<grpo::float16>(3000, {row_kind::normal, row_kind::dominant, row_kind::ignored}, 98);
   check_backward<grpo::float16, grpo::float16>(h, 1.0f, true);
 }
 
@@ -347,7 +355,8 @@ TEST_CASE("selective_log_softmax_backward: in place over the logits equals out o
 TEST_CASE("selective_log_softmax_backward: central finite differences of logp and entropy" *
           doctest::test_suite("logprob")) {
   // L(x) = sum_i a_i logp_i + b_i H_i evaluated by the library's forward in float, differentiated
-  // numerically with h = 1e-2 (fp32 forward noise ~1e-7 / h) and compared with the analytic gradient.
+  // numerically with h = 1e-2 (fp32 forward noise ~1e-7 / h) and compared with the analytic
+  // gradient.
   auto c = make_case<float>(37, {row_kind::normal, row_kind::dominant, row_kind::normal}, 4);
   for (auto& v : c.data) v *= 0.1f;  // moderate logits so that FD curvature error is small
   const std::vector<float> a = {0.7f, -1.3f, 0.4f}, b = {0.3f, 0.9f, -0.6f};
@@ -356,18 +365,18 @@ TEST_CASE("selective_log_softmax_backward: central finite differences of logp an
     o.temperature = T;
     auto L = [&](const std::vector<float>& x) {
       std::vector<float> lp(3), h(3);
-      grpo::selective_log_softmax(grpo::make_view(x.data(), {3, 37}),
-                                  grpo::make_view(c.ids.data(), {3}), grpo::make_view(lp.data(), {3}),
-                                  {}, grpo::make_view(h.data(), {3}), o);
+      grpo::selective_log_softmax(
+          grpo::make_view(x.data(), {3, 37}), grpo::make_view(c.ids.data(), {3}),
+          grpo::make_view(lp.data(), {3}), {}, grpo::make_view(h.data(), {3}), o);
       double s = 0;
       for (int i = 0; i < 3; ++i) s += a[i] * lp[i] + b[i] * h[i];
       return s;
     };
     std::vector<float> g(c.data.size());
-    grpo::selective_log_softmax_backward(grpo::make_view(c.data.data(), {3, 37}),
-                                         grpo::make_view(c.ids.data(), {3}),
-                                         grpo::make_view(a.data(), {3}), grpo::make_view(b.data(), {3}),
-                                         grpo::make_view(g.data(), {3, 37}), o);
+    grpo::selective_log_softmax_backward(
+        grpo::make_view(c.data.data(), {3, 37}), grpo::make_view(c.ids.data(), {3}),
+        grpo::make_view(a.data(), {3}), grpo::make_view(b.data(), {3}),
+        grpo::make_view(g.data(), {3, 37}), o);
     for (std::size_t k = 0; k < c.data.size(); ++k) {
       auto xp = c.data, xm = c.data;
       const float h = 1e-2f;
@@ -380,7 +389,8 @@ TEST_CASE("selective_log_softmax_backward: central finite differences of logp an
   }
 }
 
-TEST_CASE("selective_log_softmax: thread count does not change results" * doctest::test_suite("logprob")) {
+TEST_CASE("selective_log_softmax: thread count does not change results" *
+          doctest::test_suite("logprob")) {
   auto c = make_case<grpo::bfloat16>(3000, all_kinds, 8);
   std::vector<float> l1(c.N), l2(c.N);
   grpo::logprob_options o1, o2;

@@ -97,7 +97,8 @@ TEST_CASE("online_lse: -inf entries, all -inf inputs and empty merges" *
   CHECK(s.entropy() == doctest::Approx(std::log(2.0)).epsilon(1e-7));
 }
 
-TEST_CASE("online_lse: all-negative rows (max must not start at 0)" * doctest::test_suite("logprob")) {
+TEST_CASE("online_lse: all-negative rows (max must not start at 0)" *
+          doctest::test_suite("logprob")) {
   // verl initialised the running max to 0: on logits all below -100 exp underflows and log p > 0.
   grpo::online_lse s;
   for (float x : {-150.0f, -151.0f, -149.5f}) s.push(x);

@@ -28,7 +28,8 @@ std::vector<bool> vllm_support(const std::vector<double>& x, double T, index_t k
   std::vector<index_t> idx(x.size());
   std::iota(idx.begin(), idx.end(), 0);
   // Ascending sort; among equal values the higher id first (our documented tie rule).
-  std::sort(idx.begin(), idx.end(), [&](index_t a, index_t b) { return z[a] < z[b] || (z[a] == z[b] && a > b); });
+  std::sort(idx.begin(), idx.end(),
+            [&](index_t a, index_t b) { return z[a] < z[b] || (z[a] == z[b] && a > b); });
   std::vector<double> zs(x.size());
   for (index_t r = 0; r < V; ++r) zs[r] = z[idx[r]];
   if (k > 0 && k < V) {
@@ -57,8 +58,8 @@ std::vector<bool> vllm_support(const std::vector<double>& x, double T, index_t k
 }
 
 /// log p~ over the support, entropy of p~ (double).
-void ref_row(const std::vector<double>& x, double T, const std::vector<bool>& keep, index_t y, double& lp,
-             double& h) {
+void ref_row(const std::vector<double>& x, double T, const std::vector<bool>& keep, index_t y,
+             double& lp, double& h) {
   std::vector<double> xs(x.size());
   for (std::size_t j = 0; j < x.size(); ++j) xs[j] = keep[j] ? x[j] : -dinf;
   const auto r = lp_ref::row(xs, T, y);
@@ -76,8 +77,9 @@ TEST_CASE("sampler_log_softmax: matches vLLM's top-k / top-p support and renorma
     index_t k;
     float p, T;
   };
-  for (const cfg c : {cfg{0, 1.0f, 1.0f}, cfg{50, 1.0f, 1.0f}, cfg{0, 0.9f, 1.0f}, cfg{20, 0.8f, 0.7f},
-                      cfg{0, 0.95f, 0.6f}, cfg{1, 1.0f, 1.0f}, cfg{0, 0.3f, 1.3f}, cfg{5000, 0.99f, 1.0f}}) {
+  for (const cfg c :
+       {cfg{0, 1.0f, 1.0f}, cfg{50, 1.0f, 1.0f}, cfg{0, 0.9f, 1.0f}, cfg{20, 0.8f, 0.7f},
+        cfg{0, 0.95f, 0.6f}, cfg{1, 1.0f, 1.0f}, cfg{0, 0.3f, 1.3f}, cfg{5000, 0.99f, 1.0f}}) {
     const index_t N = 6, V = 3000;
     std::vector<float> x(N * V);
     for (auto& v : x) v = 2.5f * n01(rng);
@@ -85,7 +87,8 @@ TEST_CASE("sampler_log_softmax: matches vLLM's top-k / top-p support and renorma
     std::vector<std::vector<double>> rows(N);
     for (index_t i = 0; i < N; ++i) {
       rows[i].assign(x.begin() + i * V, x.begin() + (i + 1) * V);
-      // Sample a token inside the reference support (as vLLM would), except row 5: argmin (outside).
+      // Sample a token inside the reference support (as vLLM would), except row 5: argmin
+      // (outside).
       const auto keep = vllm_support(rows[i], c.T, c.k, c.p);
       index_t y = 0;
       double best = -dinf;
@@ -105,7 +108,8 @@ TEST_CASE("sampler_log_softmax: matches vLLM's top-k / top-p support and renorma
                               grpo::make_view(sz.data(), {N}), o);
     for (index_t i = 0; i < N; ++i) {
       INFO("k " << c.k << " p " << c.p << " T " << c.T << " row " << i);
-      const auto keep = vllm_support(rows[i], static_cast<double>(c.T), c.k, static_cast<double>(c.p));
+      const auto keep =
+          vllm_support(rows[i], static_cast<double>(c.T), c.k, static_cast<double>(c.p));
       CHECK(sz[i] == std::count(keep.begin(), keep.end(), true));
       double rl, rh;
       ref_row(rows[i], static_cast<double>(c.T), keep, ids[i], rl, rh);
@@ -143,7 +147,8 @@ TEST_CASE("sampler_log_softmax: hand-computed top-p and top-k, ties at the top-k
   grpo::sampler_options ok;
   ok.top_k = 2;
   grpo::sampler_log_softmax(grpo::make_view(t.data(), {1, 4}), grpo::make_view(id1.data(), {1}),
-                            grpo::make_view(lp.data(), {1}), {}, grpo::make_view(sz.data(), {1}), ok);
+                            grpo::make_view(lp.data(), {1}), {}, grpo::make_view(sz.data(), {1}),
+                            ok);
   CHECK(sz[0] == 3);
   CHECK(lp[0] == doctest::Approx(-std::log(3.0)).epsilon(1e-6));
   // No truncation: identical to selective_log_softmax.
@@ -171,9 +176,10 @@ TEST_CASE("sampler_log_softmax_backward: matches the double gradient on the supp
   o.top_p = 0.9f;
   o.temperature = 0.8f;
   std::vector<float> g(N * V);
-  grpo::sampler_log_softmax_backward(grpo::make_view(x.data(), {N, V}), grpo::make_view(ids.data(), {N}),
-                                     grpo::make_view(gl.data(), {N}), grpo::make_view(gh.data(), {N}),
-                                     grpo::make_view(g.data(), {N, V}), o);
+  grpo::sampler_log_softmax_backward(
+      grpo::make_view(x.data(), {N, V}), grpo::make_view(ids.data(), {N}),
+      grpo::make_view(gl.data(), {N}), grpo::make_view(gh.data(), {N}),
+      grpo::make_view(g.data(), {N, V}), o);
   for (index_t i = 0; i < N; ++i) {
     std::vector<double> row(x.begin() + i * V, x.begin() + (i + 1) * V);
     const auto keep = vllm_support(row, 0.8, 12, 0.9);
@@ -213,7 +219,8 @@ TEST_CASE("sampler_log_softmax_backward: matches the double gradient on the supp
   CHECK(checked > 100);
 }
 
-TEST_CASE("sampler_log_softmax: invalid options and inputs give grpo::error" * doctest::test_suite("logprob")) {
+TEST_CASE("sampler_log_softmax: invalid options and inputs give grpo::error" *
+          doctest::test_suite("logprob")) {
   std::vector<float> x = {0, 1, 2, 3};
   std::vector<std::int32_t> ids = {1};
   std::vector<float> lp(1);

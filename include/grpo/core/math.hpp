@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file math.hpp
 /// @brief Scalar math shims (exp/log/log1p/expm1 for host and device) and grpo::online_lse, the
-///        associative streaming log-sum-exp / entropy state (Milakov & Gimelshein, arXiv 1805.02867).
+///        associative streaming log-sum-exp / entropy state (Milakov & Gimelshein, arXiv
+///        1805.02867).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -13,8 +14,8 @@
 namespace grpo::math {
 
 // The shims pick std:: on the host and the CUDA libdevice functions in device code, so the element
-// maths of include/grpo/ops/ compiles unchanged under nvcc (one source of maths, design.md section 3).
-// They are accurate versions (expf, not __expf): the fast intrinsics lose ~2 ulp more and the
+// maths of include/grpo/ops/ compiles unchanged under nvcc (one source of maths, design.md section
+// 3). They are accurate versions (expf, not __expf): the fast intrinsics lose ~2 ulp more and the
 // selective log-softmax targets 1e-5 absolute error on log p.
 
 /// e^x.
@@ -96,10 +97,10 @@ GRPO_HOST_DEVICE constexpr bool is_finite(T x) noexcept {
 namespace grpo {
 
 /// Streaming state of a Gibbs distribution q_i = exp(beta * x_i) / Z over a sequence of values x_i
-/// pushed one at a time or merged from partial states: log Z (the log-sum-exp), the entropy of q and
-/// the expectation E_q[v] of a per-element value v. `beta` is the inverse temperature (1/T); values are
-/// pushed in raw (unscaled) units so that the differences x - m that enter exp() are exact for nearby
-/// logits and temperature never rounds a large offset (|x| ~ 1e4) into the result.
+/// pushed one at a time or merged from partial states: log Z (the log-sum-exp), the entropy of q
+/// and the expectation E_q[v] of a per-element value v. `beta` is the inverse temperature (1/T);
+/// values are pushed in raw (unscaled) units so that the differences x - m that enter exp() are
+/// exact for nearby logits and temperature never rounds a large offset (|x| ~ 1e4) into the result.
 ///
 /// State (all relative to the running maximum m, so it is invariant to a common offset of the x):
 ///   - m : max x pushed (-inf while empty);
@@ -112,19 +113,19 @@ namespace grpo {
 ///
 /// Rescaling when the maximum grows from m to m' (c = exp(beta (m - m'))):
 ///   s' = c s + (new terms),  t' = c (t + beta (m - m') s),  w' = c w.
-/// The state is associative and commutative (up to rounding): merge() combines vocab splits, threads,
-/// tensor-parallel ranks and CUDA thread blocks. -inf entries contribute nothing; a state that saw
-/// only -inf stays empty: lse() = -inf, entropy() = 0, mean() = 0.
+/// The state is associative and commutative (up to rounding): merge() combines vocab splits,
+/// threads, tensor-parallel ranks and CUDA thread blocks. -inf entries contribute nothing; a state
+/// that saw only -inf stays empty: lse() = -inf, entropy() = 0, mean() = 0.
 ///
 /// `Acc` is the accumulation type (float in kernels, double in references).
 template <class Acc>
 struct basic_online_lse {
   static_assert(std::is_floating_point_v<Acc>, "online_lse accumulates in a floating-point type");
-  Acc beta = Acc(1);                          ///< inverse temperature, > 0
-  Acc m = -math::infinity<Acc>();             ///< running maximum of the raw x (-inf when empty)
-  Acc e = Acc(-1);                            ///< sum exp(beta (x - m)) - 1
-  Acc t = Acc(0);                             ///< sum exp(beta (x - m)) * beta (x - m)
-  Acc w = Acc(0);                             ///< sum exp(beta (x - m)) * v
+  Acc beta = Acc(1);               ///< inverse temperature, > 0
+  Acc m = -math::infinity<Acc>();  ///< running maximum of the raw x (-inf when empty)
+  Acc e = Acc(-1);                 ///< sum exp(beta (x - m)) - 1
+  Acc t = Acc(0);                  ///< sum exp(beta (x - m)) * beta (x - m)
+  Acc w = Acc(0);                  ///< sum exp(beta (x - m)) * v
 
   GRPO_HOST_DEVICE constexpr basic_online_lse() noexcept = default;
   /// @pre beta > 0 and finite.
@@ -149,9 +150,9 @@ struct basic_online_lse {
   /// Push one value x (raw units) whose carried value v is 0.
   GRPO_HOST_DEVICE void push(Acc x) noexcept { push(x, Acc(0)); }
 
-  /// Push one value x with a carried value v: afterwards mean() = sum q_i v_i. With v = beta x, mean()
-  /// is the expected scaled logit sum q z and lse() - mean() the entropy; entropy() gives the same
-  /// without cancellation.
+  /// Push one value x with a carried value v: afterwards mean() = sum q_i v_i. With v = beta x,
+  /// mean() is the expected scaled logit sum q z and lse() - mean() the entropy; entropy() gives
+  /// the same without cancellation.
   /// @pre x is not NaN and not +inf (a NaN propagates into every output; callers validate).
   GRPO_HOST_DEVICE void push(Acc x, Acc v) noexcept {
     if (!(x > -math::infinity<Acc>())) return;  // exp(-inf) = 0: no mass, nothing changes
@@ -216,9 +217,7 @@ struct basic_online_lse {
     return empty() ? -math::infinity<Acc>() : beta * m + math::log1p(e);
   }
   /// log q(x) = beta (x - m) - log1p(e) for a value x that was pushed (exact for x near m).
-  GRPO_HOST_DEVICE Acc log_prob(Acc x) const noexcept {
-    return beta * (x - m) - math::log1p(e);
-  }
+  GRPO_HOST_DEVICE Acc log_prob(Acc x) const noexcept { return beta * (x - m) - math::log1p(e); }
   /// Shannon entropy of q in nats: H = log s - t / s (>= 0). 0 for the empty state.
   GRPO_HOST_DEVICE Acc entropy() const noexcept {
     if (empty()) return Acc(0);

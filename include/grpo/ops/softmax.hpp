@@ -2,7 +2,8 @@
 /// @file softmax.hpp
 /// @brief Element maths of the selective log-softmax at temperature T and of its gradient with
 ///        respect to the raw logits (log p, entropy term). The only copy of these formulas: the CPU
-///        loops of logprob.hpp / fused_grpo.hpp / fused_linear.hpp / sampler.hpp and CUDA call them.
+///        loops of logprob.hpp / fused_grpo.hpp / fused_linear.hpp / sampler.hpp and CUDA call
+///        them.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -48,12 +49,13 @@ GRPO_HOST_DEVICE constexpr A entropy_grad_term(A log_q, A q, A entropy) noexcept
 template <class A>
 GRPO_HOST_DEVICE constexpr A log_softmax_grad_nontarget(A log_q, A q, A g_logp, A g_entropy,
                                                         A entropy, A beta) noexcept {
-  return beta * (-g_logp * masked_prob(log_q, q) - g_entropy * entropy_grad_term(log_q, q, entropy));
+  return beta *
+         (-g_logp * masked_prob(log_q, q) - g_entropy * entropy_grad_term(log_q, q, entropy));
 }
 
-/// The same gradient for any j: dL/dx_j = beta [ g_logp (delta_jy - q_j) - g_entropy q_j (log q_j + H) ].
-/// For the target (is_target) 1 - q_y is formed as -expm1(log q_y), exact when q_y > 1 - 1e-6 where
-/// 1 - q_y in float would keep no correct digit.
+/// The same gradient for any j: dL/dx_j = beta [ g_logp (delta_jy - q_j) - g_entropy q_j (log q_j +
+/// H) ]. For the target (is_target) 1 - q_y is formed as -expm1(log q_y), exact when q_y > 1 - 1e-6
+/// where 1 - q_y in float would keep no correct digit.
 /// @pre q = exp(log_q).
 template <class A>
 GRPO_HOST_DEVICE constexpr A log_softmax_grad(A log_q, A q, bool is_target, A g_logp, A g_entropy,
