@@ -642,9 +642,31 @@ inline const expr* assignment_value(const expr& r) {
   const bool member = r.ops.size() == 1 && r.ops[0] == rel::in;
   if (!eqs && !member) return nullptr;
   const expr& lhs = r.args[0];
-  // Chains collapse to the last right side (`x = 2 + 3 = 5` states 5), as in Math-Verify.
-  if (symbol_like(lhs) || (eqs && is_closed(lhs))) return &r.args.back();
+  if (member) return symbol_like(lhs) ? &r.args.back() : nullptr;
+  // Chains collapse to the last right side (`x = 2 + 3 = 5` states 5), as in Math-Verify, except
+  // that an approximation does not replace an exact value: `x = 1/3 \approx 0.33` states 1/3.
+  const expr* value = &r.args.back();
+  for (std::size_t i = 0; i < r.ops.size(); ++i) {
+    if (r.ops[i] == rel::approx && i > 0 && is_closed(r.args[i])) {
+      value = &r.args[i];
+      break;
+    }
+  }
+  if (symbol_like(lhs)) return value;
+  // A closed left side states a closed value (`2 + 3 = 5`), but `7 = 11a + c` is an equation.
+  if (is_closed(lhs) && is_closed(*value)) return value;
   return nullptr;
+}
+
+/// `x = a = b = v` as the single relation `x = v` (first left side, stated value), so that
+/// intermediate steps do not have to match: `x = 5+5+1 = 11` vs `x = 11`.
+inline std::optional<expr> collapsed_assignment(const expr& r) {
+  if (r.k != kind::relation || r.ops.size() < 2 || !symbol_like(r.args[0])) return std::nullopt;
+  const expr* v = assignment_value(r);
+  if (!v) return std::nullopt;
+  expr out = make_node(kind::relation, {r.args[0], *v});
+  out.ops = {rel::eq};
+  return out;
 }
 
 /// Structural identity of two symbol-like left sides (`x` vs `x`, `AB` vs `AB`).
@@ -835,6 +857,8 @@ inline expr difference(const expr& l, const expr& r) {
 /// compare `lhs - rhs` up to a constant factor (positive for inequalities), `x = v` vs `x = w`
 /// compares the values; longer chains compare operand-wise.
 inline bool relation_equal(const expr& g0, const expr& p0, compare_ctx& c) {
+  const auto gc = collapsed_assignment(g0), pc = collapsed_assignment(p0);
+  if (gc || pc) return relation_equal(gc ? *gc : g0, pc ? *pc : p0, c);
   const expr g = ascending(g0), p = ascending(p0);
   if (g.ops.size() != p.ops.size()) return false;
   auto canon = [](rel o) { return o == rel::approx ? rel::eq : o; };
@@ -888,6 +912,77 @@ inline bool text_equal(const expr& g, const expr& p) {
 inline bool interval_equal(const expr& g, const expr& p, compare_ctx& c) {
   return g.lo_closed == p.lo_closed && g.hi_closed == p.hi_closed &&
          equiv(g.args[0], p.args[0], c) && equiv(g.args[1], p.args[1], c);
+}
+
+/// Value of a matrix expression written as sums, products and scalar multiples of matrix
+/// literals (`A + B`, `A B`, `2A`, `-A`), as one matrix whose entries are unevaluated trees;
+/// nullopt when shapes do not conform or there is no matrix. At most 400 entries.
+inline std::optional<expr> matrix_value(const expr& e) {
+  if (e.k == kind::matrix) return e;
+  if (!contains(e, kind::matrix)) return std::nullopt;
+  if (e.k == kind::neg) {
+    auto m = matrix_value(e.args[0]);
+    if (!m) return std::nullopt;
+    for (expr& x : m->args) x = make_node(kind::neg, {x});
+    return m;
+  }
+  if (e.k == kind::add) {
+    std::optional<expr> acc;
+    for (const expr& a : e.args) {
+      auto m = matrix_value(a);
+      if (!m) return std::nullopt;
+      if (!acc) {
+        acc = std::move(m);
+        continue;
+      }
+      if (m->rows != acc->rows || m->cols != acc->cols) return std::nullopt;
+      for (std::size_t i = 0; i < acc->args.size(); ++i)
+        acc->args[i] = make_node(kind::add, {acc->args[i], m->args[i]});
+    }
+    return acc;
+  }
+  if (e.k == kind::mul) {
+    // (scalar factors) x (matrix product in order): C_ij = sum_k A_ik B_kj.
+    std::vector<expr> scalars;
+    std::optional<expr> acc;
+    for (const expr& a : e.args) {
+      if (!contains(a, kind::matrix)) {
+        scalars.push_back(a);
+        continue;
+      }
+      auto m = matrix_value(a);
+      if (!m) return std::nullopt;
+      if (!acc) {
+        acc = std::move(m);
+        continue;
+      }
+      if (acc->cols != m->rows) return std::nullopt;
+      const int n = acc->rows, k = acc->cols, q = m->cols;
+      if (static_cast<long>(n) * q > 400 || static_cast<long>(n) * q * k > 8000) return std::nullopt;
+      expr prod = make_node(kind::matrix, {});
+      prod.rows = n;
+      prod.cols = q;
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < q; ++j) {
+          std::vector<expr> terms;
+          for (int t = 0; t < k; ++t)
+            terms.push_back(make_node(kind::mul, {acc->args[static_cast<std::size_t>(i * k + t)],
+                                                  m->args[static_cast<std::size_t>(t * q + j)]}));
+          prod.args.push_back(make_node(kind::add, std::move(terms)));
+        }
+      acc = std::move(prod);
+    }
+    if (!acc) return std::nullopt;
+    if (!scalars.empty()) {
+      for (expr& x : acc->args) {
+        std::vector<expr> f = scalars;
+        f.push_back(x);
+        x = make_node(kind::mul, std::move(f));
+      }
+    }
+    return acc;
+  }
+  return std::nullopt;
 }
 
 /// Structural equivalence of gold `g` and prediction `p` (asymmetric where documented).
@@ -1012,6 +1107,12 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   };
   // Ordered collections: tuples element-wise in order; matrices need the same shape; a row or
   // column vector also matches a tuple of the same entries (`pmatrix 1 \\ 2` = `(1, 2)`).
+  // Matrix arithmetic written out (`A + B` against its sum): reduce to one matrix first.
+  if ((g.k == kind::matrix) != (p.k == kind::matrix) &&
+      (contains(g, kind::matrix) && contains(p, kind::matrix))) {
+    auto gm = matrix_value(g), pm = matrix_value(p);
+    if (gm && pm && (gm->k != g.k || pm->k != p.k)) return equiv(*gm, *pm, c);
+  }
   if (g.k == kind::tuple || p.k == kind::tuple || g.k == kind::matrix || p.k == kind::matrix) {
     if (g.k == kind::matrix && p.k == kind::matrix && (g.rows != p.rows || g.cols != p.cols))
       return false;

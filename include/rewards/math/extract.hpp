@@ -69,7 +69,8 @@ struct box_span {
 /// Last boxed answer, joined with the boxes immediately before it when only separators lie
 /// between them ("\boxed{1}, \boxed{2}" -> "1, 2"); consecutive duplicates are dropped. Nested
 /// boxes count once (the outer one). Linear: braces are matched in one pass beforehand.
-inline std::optional<std::string> extract_boxed(std::string_view s) {
+inline std::optional<std::string> extract_boxed(std::string_view s,
+                                                std::size_t* end_pos = nullptr) {
   if (s.find("\\boxed") == npos && s.find("\\fbox") == npos) return std::nullopt;
   const std::vector<std::size_t> match = match_braces(s);
   std::vector<box_span> boxes;
@@ -106,6 +107,7 @@ inline std::optional<std::string> extract_boxed(std::string_view s) {
   std::size_t last = boxes.size();
   while (last > 0 && trim(boxes[last - 1].content).empty()) --last;
   if (last == 0) return std::nullopt;
+  if (end_pos) *end_pos = boxes[last - 1].end;
   std::vector<std::string_view> parts{trim(boxes[last - 1].content)};
   for (std::size_t k = last - 1; k > 0; --k) {
     const box_span& prev = boxes[k - 1];
@@ -192,27 +194,34 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
 
 // Anchors in two strength groups: "final answer ..." beats "answer is" / "answer:" wherever they
 // are (Math-Verify priorities 0/50 vs 100/200); within a group the rightmost occurrence wins.
-/// Text following the rightmost answer phrase: the first math environment right after it, else
-/// the rest of the line up to the end of the sentence. Markdown bold markers are dropped.
-inline std::optional<std::string> extract_after_phrase(std::string_view s) {
-  static constexpr std::string_view strong[] = {"final answer is",
-                                                "final answer:", "final answer =", "final answer"};
+struct phrase_hit {
+  std::size_t pos;   ///< where the anchor starts
+  std::size_t len;   ///< anchor length
+  bool strong;       ///< a "final answer" anchor
+};
+
+inline std::optional<phrase_hit> find_answer_phrase(std::string_view s) noexcept {
+  static constexpr std::string_view strong[] = {"final answer is", "final answer:",
+                                                "final answer =", "final answer"};
   static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
-  std::size_t best = npos, best_len = 0;
-  for (auto group : {std::string_view{"strong"}, std::string_view{"weak"}}) {
-    const auto* first = group == "strong" ? std::begin(strong) : std::begin(weak);
-    const auto* last = group == "strong" ? std::end(strong) : std::end(weak);
-    for (const auto* p = first; p != last; ++p) {
-      const std::size_t at = rfind_ci(s, *p);
-      if (at != npos && (best == npos || at > best)) {
-        best = at;
-        best_len = p->size();
-      }
-    }
-    if (best != npos) break;
+  std::optional<phrase_hit> best;
+  for (std::string_view p : strong) {
+    const std::size_t at = rfind_ci(s, p);
+    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), true};
   }
-  if (best == npos) return std::nullopt;
-  std::string_view rest = s.substr(best + best_len);
+  if (best) return best;
+  for (std::string_view p : weak) {
+    const std::size_t at = rfind_ci(s, p);
+    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), false};
+  }
+  return best;
+}
+
+/// The answer stated after an anchor: the first math environment right after it; otherwise the
+/// sentence (to the end of the line, cut at ". "), and inside a prose sentence what follows its
+/// last " is " ("The largest $n$ is 34" -> 34), else its last math environment. Bold markers are
+/// dropped.
+inline std::optional<std::string> answer_after(std::string_view rest) {
   // Skip ": ", "is:", "**" decorations.
   std::size_t i = 0;
   while (i < rest.size() && (is_space(rest[i]) || rest[i] == ':' || rest[i] == '*')) ++i;
@@ -236,14 +245,24 @@ inline std::optional<std::string> extract_after_phrase(std::string_view s) {
       return out;
     }
   }
-  // Up to the end of the line, then to the end of the sentence (". " not inside a number).
+  // Up to the end of the line (at most 1 KiB), then to the end of the sentence (". " not inside a
+  // number such as 3.5).
   std::size_t end = 0;
-  while (end < rest.size() && rest[end] != '\n') ++end;
+  while (end < rest.size() && end < 1024 && rest[end] != '\n') ++end;
   std::string_view line = rest.substr(0, end);
   for (std::size_t k = 0; k < line.size(); ++k) {
     if (line[k] == '.' && (k + 1 == line.size() || is_space(line[k + 1]))) {
       line = line.substr(0, k);
       break;
+    }
+  }
+  // Prose ("The largest $n$ is 34"): the part after the last " is ".
+  if (!line.empty() && is_alpha(line[0])) {
+    const std::size_t is_at = rfind_ci(line, " is ");
+    if (is_at != npos) {
+      line = line.substr(is_at + 4);
+    } else if (auto env = extract_last_env(line)) {
+      return env;
     }
   }
   std::string out;
@@ -258,8 +277,6 @@ inline std::optional<std::string> extract_after_phrase(std::string_view s) {
   return std::string(trim(out));
 }
 
-// Bold is a weak anchor ("**Step 1:**" is bold too), hence the maths-looking filter and its rank
-// below answer phrases; "**73**" must give 73, not "73**" (Math-Verify issue #76).
 /// Content of the last `**..**` pair that looks like maths (contains a digit or a backslash).
 inline std::optional<std::string> extract_bold(std::string_view s) {
   std::optional<std::string> last;
@@ -296,8 +313,18 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
   try {
     std::string_view s = opt.strip_think ? detail::after_think(completion) : completion;
     std::optional<std::string> r;
-    if (opt.boxed) r = detail::extract_boxed(s);
-    if (!r && opt.answer_phrase) r = detail::extract_after_phrase(s);
+    std::size_t box_end = 0;
+    if (opt.boxed) r = detail::extract_boxed(s, &box_end);
+    if (opt.answer_phrase) {
+      // A "final answer ..." statement after the last box overrides it (intermediate results
+      // boxed along the way, Math-Verify gives both priority 0 and takes the rightmost);
+      // weaker phrases only apply when there is no box.
+      const auto hit = detail::find_answer_phrase(s);
+      if (hit && (!r || (hit->strong && hit->pos >= box_end))) {
+        auto a = detail::answer_after(s.substr(hit->pos + hit->len));
+        if (a) r = std::move(a);
+      }
+    }
     if (!r && opt.markdown_bold) r = detail::extract_bold(s);
     if (!r && opt.latex_delimiters) r = detail::extract_last_env(s);
     if (!r && opt.whole_string) {

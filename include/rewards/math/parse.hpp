@@ -812,6 +812,18 @@ class parser {
       }
       return make_named(kind::symbol, std::move(sym));
     }
+    // Any other command without arguments is an opaque constant named after it (`\zzz`, `\hbar`):
+    // both sides spell it the same way or it does not match. With a braced argument it is an
+    // unknown construct and the answer is rejected.
+    static constexpr std::string_view operators[] = {
+        "le", "ge", "ne", "in", "approx", "cdot", "times", "div", "pm", "mp", "cup", "cap",
+        "setminus", "end", "rfloor", "rceil", "rvert", "rangle", "to", "mapsto", "implies",
+        "iff", "land", "lor", "neg", "forall", "exists", "sum", "prod", "int", "lim", "notin",
+        "subset", "subseteq", "equiv", "sim", "cong", "perp", "parallel", "mid", "colon"};
+    for (std::string_view op : operators)
+      if (name == op) throw syntax_error{};
+    if (peek_raw() != '{' && !(peek_raw() == ' ' && peek() == '{'))
+      return make_named(kind::symbol, "\\" + std::string(name));
     throw syntax_error{};
   }
 
