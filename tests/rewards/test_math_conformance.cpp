@@ -180,6 +180,33 @@ TEST_CASE("conformance: Math-Verify regression cases" * doctest::test_suite("rew
   });
 }
 
+TEST_CASE("conformance: Math-Verify extraction and set/relation cases" *
+          doctest::test_suite("rewards.math")) {
+  run_table({
+      {"\\(\\boxed{\\text{C}}\\).", "$\\boxed{\\text{(C)}}.$", C},
+      {" So the answer is: \\[ \\boxed{11111111100} \\]",
+       "is $\\boxed{11,\\! 111,\\! 111,\\! 100}$", C},
+      {" So the answer is: \\[ \\boxed{32349} \\]", "is $\\boxed{32,\\! 349}$", C},
+      {" So the answer is: \\[ \\boxed{32349} \\]", "is $\\boxed{32, 349}$", I},
+      {"Thus, the domain of the function \\( f(x) \\) is: \\[ \\boxed{(2, 12) \\cup (12, 102)} \\]",
+       "Thus, the answer is $x \\in \\boxed{(2,12) \\cup (12,102)}$", C},
+      {"$\\text{E}$", "$E$", C},
+      {"$\\boxed{1}\\boxed{2}$", "$\\boxed{1,2}$", C},
+      {"so the solutions are $n = \\boxed{1,-2}.$",
+       "<think> lots of work </think> Thus, the integers \\( n \\) such that \\( f(n) = n \\) are: "
+       "\\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]",
+       C},
+      {"4.123105625617661", "$\\sqrt{17}$", C},
+      {"$\\frac{1}{3}$", "$\\frac{1}{3}.$", C},
+      {"$\\frac{1}{3}$", "The answer is $\\frac{1}{3}.$", C},
+      {"$\\frac{1}{3}$", "$$\\frac{1}{3}.$$", C},
+      {"$\\frac{1}{3}$", "\\[\\frac{1}{3}.\\]", C},
+      {"$\\frac{1}{3}$", "$\\frac{1}{3},$", C},
+      {"$-2 \\le x \\le 7$", "$x \\in [-2,7]$", C},
+      {"$x \\in [-2,7]$", "$-2 \\le x \\le 7$", I},
+  });
+}
+
 TEST_CASE("conformance: deliberate divergences from Math-Verify" *
           doctest::test_suite("rewards.math")) {
   run_table({

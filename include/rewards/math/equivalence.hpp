@@ -1003,7 +1003,23 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   // (sets before set operations before intervals before tuples/matrices), then words, percent,
   // and finally scalars. Each rule either decides or falls through to a more general one.
   const bool gr = g.k == kind::relation, pr = p.k == kind::relation;
-  if (gr && pr) return relation_equal(g, p, c);
+  if (gr && pr) {
+    if (relation_equal(g, p, c)) return true;
+    // Gold inequality vs predicted membership `x \in [-2, 7]` (the prediction states a set);
+    // the reverse only with allow_pred_relation_vs_gold_set, as in Math-Verify.
+    auto membership = [](const expr& r) {
+      return r.ops.size() == 1 && r.ops[0] == rel::in && r.args[0].k == kind::symbol;
+    };
+    if (membership(p) && !membership(g)) {
+      auto s = relation_to_set(g);
+      return s && equiv(*s, p.args[1], c);
+    }
+    if (c.opt.allow_pred_relation_vs_gold_set && membership(g) && !membership(p)) {
+      auto s = relation_to_set(p);
+      return s && equiv(g.args[1], *s, c);
+    }
+    return false;
+  }
   if (gr) {
     // gold `x = 3` vs pred `3`; gold inequality vs pred interval (Math-Verify converts the gold).
     if (const expr* v = assignment_value(g); v && equiv(*v, p, c)) return true;
