@@ -207,6 +207,31 @@ TEST_CASE("conformance: Math-Verify extraction and set/relation cases" *
   });
 }
 
+TEST_CASE("conformance: Hendrycks MATH is_equiv tests" * doctest::test_suite("rewards.math")) {
+  // hendrycks/math modeling/math_equivalence_test.py (MIT). Agreeing cases:
+  run_table({
+      {"\\tfrac{1}{2} + \\frac1{72}", "\\\\frac{1}{2} + 2/3", I},
+      {"10, 4, 2", "4, 12, 2", I},
+      {"\\tfrac{1}{2} +\\! \\frac1{72}", "\\\\dfrac{1}{2} +\\frac{1}{72}", C},
+      {"10\\text{ units}", "10 ", C},
+      {"10\\text{ units}", "100 ", I},
+      {"10", "\\$10", C},
+      {"\\left(x-2\\right)\\left(x+2\\right)", "(x-2)(x+2)", C},
+      {"0.1", ".1", C},
+      {"10\\%", "10", C},
+      {"10\\sqrt{3} + \\sqrt4", "10\\sqrt3 + \\sqrt{4}", C},
+      {"\\frac34i", "\\frac{3}{4}i", C},
+      {"\\tfrac83", "\\frac{8}{3}", C},
+      {"5x - 7y + 11z + 4 = 0", "x + y - z + 2 = 0", I},
+      {"1/2", "\\frac{1}{2}", C},
+  });
+  // Divergence: Hendrycks compares lists as ordered strings; lists are sets here (Math-Verify).
+  run_table({
+      {"10, 4, -2", "4, 10, -2", C},
+      {"0.1, 4, 2", "4, .1, 2", C},
+  });
+}
+
 TEST_CASE("conformance: deliberate divergences from Math-Verify" *
           doctest::test_suite("rewards.math")) {
   run_table({

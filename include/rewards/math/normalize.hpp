@@ -97,6 +97,9 @@ inline bool is_unit_word(std::string_view w) noexcept {
 inline std::string normalize_commands(std::string_view s, budget& b) {
   std::string out;
   out.reserve(s.size() + 8);
+  // `\\frac` (an over-escaped command, common in JSON-sourced golds) is `\frac` unless the answer
+  // is a matrix, where `\\` ends a row.
+  const bool has_env = s.find("\\begin") != npos;
   std::size_t i = 0;
   while (i < s.size()) {
     b.spend();
@@ -139,6 +142,10 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
     }
     if (c == '^' && s.compare(i, 8, "^{\\circ}") == 0) {
       i += 8;
+      continue;
+    }
+    if (c == '\\' && i + 2 < s.size() && s[i + 1] == '\\' && is_alpha(s[i + 2]) && !has_env) {
+      ++i;  // drop one backslash, the command is read next round
       continue;
     }
     if (c == '\\' && i + 1 < s.size()) {
