@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <limits>
 #include <random>
 #include <vector>
@@ -155,4 +156,169 @@ TEST_CASE("cuda selective_log_softmax: out-of-range ids and NaN rows set the sta
                                                                   {}, 1.0f, -100, ws.p, ws_bytes) ==
           cudaSuccess);
   CHECK_THROWS_AS(grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p)), grpo::error);
+}
+
+namespace {
+
+// |a - e| within one ulp (of dtype G) of the reference rounded to G, plus 1e-5 of the row scale
+// (fp32: rtol 1e-5 of the scale only).
+template <class G>
+bool within_one_ulp(double a, double e, double scale) {
+  if constexpr (std::is_same_v<G, float>) {
+    return std::abs(a - e) <= 1e-5 * std::max(1e-30, scale);
+  } else {
+    const G r = grpo::narrow<G>(static_cast<float>(e));
+    G up = r;
+    up.bits = static_cast<decltype(up.bits)>(up.bits + 1);  // sign-magnitude: next magnitude
+    const double ulp = std::abs(static_cast<double>(grpo::widen(up)) - grpo::widen(r));
+    return std::abs(a - grpo::widen(r)) <= ulp + 1e-5 * scale;
+  }
+}
+
+// Device run of forward + backward on given host rows; checks every non-ignored row against the
+// double reference. G is the gradient dtype: fp32 rtol 1e-5 of the row scale; 16-bit outputs
+// within one ulp of the reference (2^-8 relative for bf16, 2^-11 for fp16) plus 1e-5 of the scale.
+template <class T, class G>
+void check_rows(const std::vector<T>& h, const std::vector<std::int64_t>& ids, std::int64_t N,
+                std::int64_t V, float temperature, const std::vector<float>& glogp,
+                const std::vector<float>& gent) {
+  device_buffer<T> d_logits(h.size());
+  device_buffer<std::int64_t> d_ids(N);
+  device_buffer<float> d_logp(N), d_lse(N), d_ent(N), d_gl(N), d_ge(N);
+  device_buffer<G> d_grad(h.size());
+  d_logits.upload(h);
+  d_ids.upload(ids);
+  d_gl.upload(glogp);
+  d_ge.upload(gent);
+  auto L = grpo::make_view(static_cast<const T*>(d_logits.p), {N, V});
+  auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
+  std::size_t ws_bytes = 0;
+  REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(L, I, {}, {}, {}, temperature, -100,
+                                                              nullptr, ws_bytes) == cudaSuccess);
+  device_buffer<unsigned char> ws(ws_bytes);
+  REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(
+              L, I, grpo::make_view(d_logp.p, {N}), grpo::make_view(d_lse.p, {N}),
+              grpo::make_view(d_ent.p, {N}), temperature, -100, ws.p, ws_bytes) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  REQUIRE(grpo::cuda::selective_log_softmax_backward<T, std::int64_t, G>(
+              L, I, grpo::make_view(static_cast<const float*>(d_gl.p), {N}),
+              grpo::make_view(static_cast<const float*>(d_ge.p), {N}),
+              grpo::make_view(d_grad.p, {N, V}), temperature, -100, ws.p,
+              ws_bytes) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  const auto logp = d_logp.download(), lse = d_lse.download(), ent = d_ent.download();
+  const auto grad = d_grad.download();
+  for (std::int64_t i = 0; i < N; ++i) {
+    if (ids[i] == -100) continue;
+    std::vector<float> row(V);
+    for (std::int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(grpo::widen(h[i * V + j]));
+    const auto r = reference(row, ids[i], temperature, glogp[i], gent[i]);
+    INFO("row " << i);
+    CHECK(std::abs(logp[i] - r.logp) <= 1e-5 * std::max(1.0, std::abs(r.logp)) + 1e-5);
+    CHECK(std::abs(lse[i] - r.lse) <= 1e-5 * std::max(1.0, std::abs(r.lse)));
+    CHECK(std::abs(ent[i] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
+    double scale = 0;
+    for (std::int64_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(r.grad[j]));
+    int bad = 0;
+    for (std::int64_t j = 0; j < V; ++j) {
+      const double a = static_cast<double>(grpo::widen(grad[i * V + j]));
+      if (!within_one_ulp<G>(a, r.grad[j], scale)) ++bad;
+    }
+    CHECK(bad == 0);
+  }
+}
+
+// Deterministic device fill (hash -> roughly N(0, 2)) for tensors too large to build on the host.
+template <class T>
+__global__ void fill_hash(T* x, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ static_cast<unsigned>(i >> 29);
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    x[i] = grpo::narrow<T>((static_cast<float>(h & 0xffff) / 65536.0f - 0.5f) * 8.0f);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda selective_log_softmax: adversarial rows (offsets, -inf blocks, < -100, q_y ~ 1)" *
+          doctest::test_suite("cuda")) {
+  const std::int64_t N = 5, V = 4099;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> h(static_cast<std::size_t>(N * V));
+  for (auto& v : h) v = nd(rng);
+  std::vector<std::int64_t> ids{5, 3000, 7, 11, 4098};
+  for (std::int64_t j = 0; j < V; ++j) h[j] += ((j / 1024) % 2 ? 20.0f : -20.0f);  // +-20 blocks
+  for (std::int64_t j = 0; j < 2048; ++j) h[V + j] = -INFINITY;  // masked vocabulary block
+  for (std::int64_t j = 0; j < V; ++j) h[2 * V + j] -= 150.0f;   // all below -100 (verl bug)
+  h[3 * V + 11] = 30.0f;                                           // q_y > 1 - 1e-6
+  h[4 * V + 4098] = 3.0f;                                          // target in the partial tail
+  const std::vector<float> gl{1.0f, -0.5f, 2.0f, -1.0f, 0.25f}, ge{0.1f, 0.2f, -0.3f, 0.5f, 0.0f};
+  check_rows<float, float>(h, ids, N, V, 1.0f, gl, ge);
+  check_rows<float, float>(h, ids, N, V, 0.7f, gl, ge);
+  std::vector<grpo::bfloat16> hb(h.size());
+  for (std::size_t k = 0; k < h.size(); ++k) hb[k] = grpo::narrow<grpo::bfloat16>(h[k]);
+  check_rows<grpo::bfloat16, grpo::bfloat16>(hb, ids, N, V, 1.0f, gl, ge);
+  check_rows<grpo::bfloat16, float>(hb, ids, N, V, 1.0f, gl, ge);
+}
+
+TEST_CASE("cuda selective_log_softmax: tokens x vocab > 2^31 (64-bit indexing), in-place bf16" *
+          doctest::test_suite("cuda")) {
+  const std::int64_t N = 16385, V = 131072;  // N V = 2,147,614,720 > 2^31
+  const auto NV = static_cast<std::size_t>(N * V);
+  device_buffer<grpo::bfloat16> d_x(NV);
+  fill_hash<<<4096, 256>>>(d_x.p, NV);
+  grpo::cuda::throw_on_error(cudaDeviceSynchronize(), "fill");
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(N));
+  for (std::int64_t i = 0; i < N; ++i) ids[i] = (i * 7919) % V;
+  std::vector<float> gl(static_cast<std::size_t>(N), 1.0f), ge(static_cast<std::size_t>(N), 0.5f);
+  device_buffer<std::int64_t> d_ids(ids.size());
+  device_buffer<float> d_lp(ids.size()), d_gl(gl.size()), d_ge(ge.size());
+  d_ids.upload(ids);
+  d_gl.upload(gl);
+  d_ge.upload(ge);
+  // Rows checked against the reference: the first and the last two (offsets beyond 2^31).
+  const std::int64_t rows[3] = {0, N - 2, N - 1};
+  std::vector<std::vector<grpo::bfloat16>> keep;
+  for (std::int64_t r : rows) {
+    std::vector<grpo::bfloat16> row(static_cast<std::size_t>(V));
+    grpo::cuda::throw_on_error(cudaMemcpy(row.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16),
+                                          cudaMemcpyDeviceToHost));
+    keep.push_back(std::move(row));
+  }
+  const auto L = grpo::make_view(static_cast<const grpo::bfloat16*>(d_x.p), {N, V});
+  const auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
+  std::size_t wsb = 0;
+  REQUIRE(grpo::cuda::selective_log_softmax(L, I, {}, {}, {}, 1.0f, -100, nullptr, wsb) ==
+          cudaSuccess);
+  device_buffer<unsigned char> ws(wsb);
+  REQUIRE(grpo::cuda::selective_log_softmax(L, I, grpo::make_view(d_lp.p, {N}), {}, {}, 1.0f, -100,
+                                            ws.p, wsb) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  REQUIRE(grpo::cuda::selective_log_softmax_backward(
+              L, I, grpo::make_view(static_cast<const float*>(d_gl.p), {N}),
+              grpo::make_view(static_cast<const float*>(d_ge.p), {N}),
+              grpo::make_view(d_x.p, {N, V}), 1.0f, -100, ws.p, wsb) == cudaSuccess);
+  grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+  const auto lp = d_lp.download();
+  for (int k = 0; k < 3; ++k) {
+    const std::int64_t r = rows[k];
+    std::vector<float> row(static_cast<std::size_t>(V));
+    for (std::int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(grpo::widen(keep[k][j]));
+    const auto ref = reference(row, ids[r], 1.0, 1.0, 0.5);
+    CHECK(std::abs(lp[r] - ref.logp) <= 1e-5 * std::max(1.0, std::abs(ref.logp)));
+    std::vector<grpo::bfloat16> g(static_cast<std::size_t>(V));
+    grpo::cuda::throw_on_error(cudaMemcpy(g.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16),
+                                          cudaMemcpyDeviceToHost));
+    double scale = 0;
+    for (std::int64_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(ref.grad[j]));
+    int bad = 0;
+    for (std::int64_t j = 0; j < V; ++j) {
+      if (!within_one_ulp<grpo::bfloat16>(grpo::widen(g[j]), ref.grad[j], scale)) ++bad;
+    }
+    CHECK(bad == 0);
+  }
 }
