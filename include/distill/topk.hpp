@@ -81,7 +81,7 @@ struct scatter_loader {
 template <divergence K, class A, class S, class TV, class TI, class G>
 int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, index_t tis,
              index_t kk, topk_convention conv, A power, G* g, index_t gs,
-             const dense_row_args<A>& R, double& value) noexcept {
+             const dense_row_args<A>& R, double& value) {
   const index_t V = R.V;
   // 1. Gather, validate and sort the teacher entries.
   topk_entry<A> e[max_topk];
@@ -138,9 +138,10 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
     if (st.empty()) return student_empty;
     dense_row_args<A> Rk = R;
     Rk.V = k;
-    divergence_passes<K>(zs, 1, row_state<A>{st.m, st.log_sum(), R.beta_s},
+    divergence_passes<K, false, false>(zs, 1, row_state<A>{st.m, st.log_sum(), R.beta_s},
                          strided_loader<A>{lp, 1}, row_state<A>{A(0), A(0), A(1)},
-                         g ? gk : static_cast<A*>(nullptr), 1, Rk, value);
+                         prob_source<A>{}, prob_source<A>{}, g ? gk : static_cast<A*>(nullptr), 1,
+                         Rk, value);
     if (g != nullptr) {
       for (index_t j = 0; j < V; ++j) g[j * gs] = narrow<G>(A(0));
       for (index_t i = 0; i < k; ++i) g[e[i].id * gs] = narrow<G>(gk[i]);
@@ -151,7 +152,9 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   // Student pass 1 over the full vocabulary ((a) and (b)).
   alignas(64) A xs[chunk];
   bool bad = false;
-  const basic_online_lse<A> ls = row_lse(s, ss, V, R.beta_s, xs, bad);
+  row_exp_cache<A>& cache = local_caches<A>().student;
+  cache.reserve(V);
+  const basic_online_lse<A> ls = row_lse_store(s, ss, V, R.beta_s, xs, cache, bad);
   if (bad) return student_not_finite;
   if (ls.empty()) return student_empty;
   const row_state<A> st{ls.m, ls.log_sum(), R.beta_s};
@@ -159,39 +162,48 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   // 4. (a) teacher renormalised over S, student over V: a dense divergence against a teacher row
   // that is -inf outside S (scattered chunk by chunk, never materialised).
   if (conv == topk_convention::renormalized_teacher) {
-    divergence_passes<K>(s, ss, st, scatter_loader<A>{e, lp, k}, row_state<A>{A(0), A(0), A(1)}, g,
-                         gs, R, value);
+    divergence_passes<K, true, false>(s, ss, st, scatter_loader<A>{e, lp, k},
+                                      row_state<A>{A(0), A(0), A(1)},
+                         prob_source<A>{&cache}, prob_source<A>{}, g, gs, R, value);
     return row_ok;
   }
 
   // 5. (b) tail bucket. Student log-probabilities on S, and the complement mass q_0 summed over the
-  // entries outside S (members are masked to -inf in the chunk copy: no 1 - Q_S cancellation).
+  // entries outside S (members zeroed in a chunk copy of q: no 1 - Q_S cancellation); q comes from
+  // the exponentials cached by pass 1.
   using op = div_op<K>;
   alignas(64) A lq[max_topk + lanes];
   for (index_t i = 0; i < k; ++i)
     lq[i] = ops::log_softmax(static_cast<A>(widen(s[e[i].id * ss])), st.m, st.log_s, st.beta);
   double q_tail_d = 0.0;
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
+  const prob_source<A> qsrc{&cache};
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
+    const index_t np = (n + lanes - 1) / lanes * lanes;
+    chunk_probs(qsrc, j0, c, np, static_cast<const A*>(nullptr), xs);  // the chunk's q (cached)
     const topk_entry<A>* lo = std::lower_bound(
         e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
-    for (; lo != e + k && lo->id < j0 + n; ++lo) xs[lo->id - j0] = neg_inf<A>;
+    for (; lo != e + k && lo->id < j0 + n; ++lo) xs[lo->id - j0] = A(0);
     A acc[lanes] = {};
     for (index_t i = 0; i < np; i += lanes)
-      for (index_t c = 0; c < lanes; ++c)
-        acc[c] += ops::distill_exp(ops::log_softmax(xs[i + c], st.m, st.log_s, st.beta));
+      for (index_t l = 0; l < lanes; ++l) acc[l] += xs[i + l];
     q_tail_d += static_cast<double>(lane_sum(acc));
   }
   const A q_tail = static_cast<A>(q_tail_d);
   const A lq_tail = q_tail > A(0) ? static_cast<A>(math::log(q_tail_d)) : neg_inf<A>;
   const div_params<A> P = R.div;
-  double total = static_cast<double>(op::value(lp_tail, lq_tail, P));
-  const A g_tail = op::grad(lp_tail, lq_tail, P);
+  const value_grad<A> vt =
+      op::eval(lp_tail, lq_tail, ops::distill_exp(lp_tail), ops::distill_exp(lq_tail), P);
+  double total = static_cast<double>(vt.value);
+  const A g_tail = vt.grad;
   double gsum = static_cast<double>(g_tail);
+  alignas(64) A gcat[max_topk + lanes];
   for (index_t i = 0; i < k; ++i) {
-    total += static_cast<double>(op::value(lp[i], lq[i], P));
-    gsum += static_cast<double>(op::grad(lp[i], lq[i], P));
+    const value_grad<A> vg =
+        op::eval(lp[i], lq[i], ops::distill_exp(lp[i]), ops::distill_exp(lq[i]), P);
+    total += static_cast<double>(vg.value);
+    gcat[i] = vg.grad;
+    gsum += static_cast<double>(vg.grad);
   }
   value = total * static_cast<double>(R.vscale);
   if (g == nullptr) return row_ok;
@@ -201,20 +213,20 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   alignas(64) A gm[max_topk + lanes];
   for (index_t i = 0; i < k; ++i) {
     if constexpr (K == divergence::forward_kl) {
-      gm[i] = R.gscale * ops::forward_kl_dz(lp[i], lq[i]);  // q - p without cancellation near 1
+      // q - p without cancellation near 1
+      gm[i] = R.gscale *
+              op::eval_dz(lp[i], lq[i], ops::distill_exp(lp[i]), ops::distill_exp(lq[i]), P).grad;
     } else {
-      gm[i] = R.gscale * ops::softmax_chain(op::grad(lp[i], lq[i], P), ops::distill_exp(lq[i]),
-                                            big_g);
+      gm[i] = R.gscale * ops::softmax_chain(gcat[i], ops::distill_exp(lq[i]), big_g);
     }
   }
   alignas(64) A gb[chunk];
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-    for (index_t i = 0; i < np; ++i) {
-      const A q = ops::distill_exp(ops::log_softmax(xs[i], st.m, st.log_s, st.beta));
-      gb[i] = R.gscale * ops::tail_spread_grad(q, g_tail, inv_q_tail, big_g);
-    }
+    const index_t np = (n + lanes - 1) / lanes * lanes;
+    chunk_probs(qsrc, j0, c, np, static_cast<const A*>(nullptr), xs);
+    for (index_t i = 0; i < np; ++i)
+      gb[i] = R.gscale * ops::tail_spread_grad(xs[i], g_tail, inv_q_tail, big_g);
     const topk_entry<A>* lo = std::lower_bound(
         e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
     for (; lo != e + k && lo->id < j0 + n; ++lo) gb[lo->id - j0] = gm[lo - e];

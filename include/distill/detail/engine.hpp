@@ -28,6 +28,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -62,6 +63,7 @@ enum row_status : int {
   id_out_of_range,      ///< top-k id >= V, or label outside [0, V)
   id_duplicate,         ///< the same id twice in one top-k row
   teacher_mass_above_one,  ///< top-k probabilities sum to more than 1 (tail bucket)
+  row_alloc_failed,        ///< the per-thread row cache could not be allocated
 };
 
 /// Widen n elements at p (stride st, elements) into buf and pad to a multiple of `lanes` with -inf
@@ -116,7 +118,7 @@ GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t
   A mx[lanes];
   for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
   for (index_t i = 0; i < np; i += lanes)
-    for (index_t k = 0; k < lanes; ++k) mx[k] = ops::select(x[i + k] > mx[k], x[i + k], mx[k]);
+    for (index_t k = 0; k < lanes; ++k) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];  // vmaxps
   A m = neg_inf<A>;
   for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
   if (!(m > neg_inf<A>)) return basic_online_lse<A>(beta);
@@ -145,6 +147,82 @@ GRPO_FORCEINLINE basic_online_lse<A> row_lse(const T* p, index_t st, index_t V, 
     s.merge(chunk_lse(buf, np, beta));
   }
   return s;
+}
+
+/// Exponentials kept from pass 1: e_j = exp(beta (x_j - m_c)) relative to the maximum m_c of
+/// chunk c, and per chunk the factor scale_c = exp(beta (m_c - m) - log s) that turns them into
+/// probabilities, q_j = e_j scale_c. Later passes then need no exponential for q (or p): the
+/// vocabulary loops are compute-bound on this kind of CPU (a polynomial exp per element and pass
+/// costs more than streaming the element from L2). Per thread: one float per vocabulary entry
+/// (rounded up to whole chunks) and one per chunk, reused across rows: O(threads x vocab) memory,
+/// never tokens x vocab.
+template <class A>
+struct row_exp_cache {
+  std::vector<A> e;      ///< [ceil(V / chunk) * chunk]; 0 on padding
+  std::vector<A> m;      ///< per-chunk maximum (raw units)
+  std::vector<A> scale;  ///< per-chunk factor (0 for a chunk without mass)
+  void reserve(index_t V) {
+    const index_t nc = (V + chunk - 1) / chunk;
+    if (static_cast<index_t>(e.size()) < nc * chunk) e.resize(static_cast<std::size_t>(nc * chunk));
+    if (static_cast<index_t>(m.size()) < nc) {
+      m.resize(static_cast<std::size_t>(nc));
+      scale.resize(static_cast<std::size_t>(nc));
+    }
+  }
+};
+
+/// Pass 1 that also fills a row_exp_cache: the same online state as row_lse (the partial of each
+/// chunk computed from the stored exponentials), then the per-chunk probability factors.
+template <class A, class T>
+basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* buf,
+                                  row_exp_cache<A>& cache, bool& bad) noexcept {
+  basic_online_lse<A> s(beta);
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+    const index_t n = std::min(chunk, V - j0);
+    const index_t np = load_chunk(p + j0 * st, st, n, buf);
+    bad = bad || has_nan_or_posinf(buf, np);
+    A mx[lanes];
+    for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
+    for (index_t i = 0; i < np; i += lanes)
+      for (index_t k = 0; k < lanes; ++k) mx[k] = buf[i + k] > mx[k] ? buf[i + k] : mx[k];
+    A m = neg_inf<A>;
+    for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
+    cache.m[static_cast<std::size_t>(c)] = m;
+    A* e = cache.e.data() + j0;
+    if (!(m > neg_inf<A>)) {
+      for (index_t i = 0; i < np; ++i) e[i] = A(0);
+      continue;
+    }
+    // e = exp(beta (x - m_c)) stored (exactly 1 at the chunk maximum, 0 for -inf and padding);
+    // the online_lse partial counts ties separately so its dominant-logit precision is kept.
+    A acc[lanes] = {}, ties[lanes] = {};
+    for (index_t i = 0; i < np; ++i) e[i] = ops::distill_exp(beta * (buf[i] - m));
+    for (index_t i = 0; i < np; i += lanes)
+      for (index_t k = 0; k < lanes; ++k) acc[k] += ops::select(buf[i + k] < m, e[i + k], A(0));
+    for (index_t i = 0; i < np; i += lanes)
+      for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(buf[i + k] == m, A(1), A(0));
+    s.merge(basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0)));
+  }
+  if (!s.empty()) {
+    const A log_s = s.log_sum();
+    for (index_t c = 0; c * chunk < V; ++c) {
+      const A mc = cache.m[static_cast<std::size_t>(c)];
+      cache.scale[static_cast<std::size_t>(c)] =
+          mc > neg_inf<A> ? ops::distill_exp(beta * (mc - s.m) - log_s) : A(0);
+    }
+  }
+  return s;
+}
+
+/// The per-thread caches of the student and teacher rows.
+template <class A>
+struct thread_caches {
+  row_exp_cache<A> student, teacher;
+};
+template <class A>
+thread_caches<A>& local_caches() {
+  static thread_local thread_caches<A> c;
+  return c;
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -256,7 +334,18 @@ std::pair<index_t, int> for_each_row(index_t n, F&& f) {
 #pragma omp parallel for schedule(dynamic, 2)
 #endif
   for (index_t r = 0; r < n; ++r) {
-    const int s = f(r);
+    int s = row_ok;
+#if GRPO_USE_EXCEPTIONS
+    // No exception may leave an OpenMP region: a failed per-thread cache allocation is reported
+    // as a status and rethrown as std::bad_alloc after the loop.
+    try {
+      s = f(r);
+    } catch (...) {
+      s = row_alloc_failed;
+    }
+#else
+    s = f(r);
+#endif
     if (s != row_ok) {
 #if defined(_OPENMP)
 #pragma omp critical(grpo_distill_row_error)
@@ -276,6 +365,9 @@ std::pair<index_t, int> for_each_row(index_t n, F&& f) {
 inline void throw_row_error(std::pair<index_t, int> bad, index_t L, const char* student,
                             const char* teacher) {
   if (bad.first < 0) return;
+#if GRPO_USE_EXCEPTIONS
+  if (bad.second == row_alloc_failed) throw std::bad_alloc();
+#endif
   const std::string where = " at token (" + std::to_string(bad.first / L) + ", " +
                             std::to_string(bad.first % L) + ")";
   switch (bad.second) {
@@ -322,72 +414,65 @@ struct div_params {
   A w = A(0), log_w = A(0), log_1mw = A(0);
 };
 
+/// Value and d/dlq of one element term.
+template <class A>
+struct value_grad {
+  A value, grad;
+};
+
 template <divergence K>
 struct div_op;
 
 template <>
 struct div_op<divergence::forward_kl> {
   static constexpr bool unit_g = true;  // G = -sum p = -1: gradient q - p in the loss pass
-  /// The whole dl/dz'_j in one step (q - p without cancellation near 1).
   template <class A>
-  static GRPO_FORCEINLINE A dz(A lp, A lq) noexcept {
-    return ops::forward_kl_dz(lp, lq);
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A, const div_params<A>&) noexcept {
+    return {ops::forward_kl(lp, lq, p), ops::forward_kl_grad(p)};
   }
+  /// The loss term and the whole dl/dz'_j in one step (q - p without cancellation near 1).
   template <class A>
-  static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>&) noexcept {
-    return ops::forward_kl(lp, lq);
-  }
-  template <class A>
-  static GRPO_FORCEINLINE A grad(A lp, A lq, const div_params<A>&) noexcept {
-    return ops::forward_kl_grad(lp, lq);
+  static GRPO_FORCEINLINE value_grad<A> eval_dz(A lp, A lq, A p, A q,
+                                                const div_params<A>&) noexcept {
+    return {ops::forward_kl(lp, lq, p), ops::forward_kl_dz(lp, lq, p, q)};
   }
 };
 template <>
 struct div_op<divergence::reverse_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>&) noexcept {
-    return ops::reverse_kl(lp, lq);
-  }
-  template <class A>
-  static GRPO_FORCEINLINE A grad(A lp, A lq, const div_params<A>&) noexcept {
-    return ops::reverse_kl_grad(lp, lq);
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q, const div_params<A>&) noexcept {
+    return {ops::reverse_kl(lp, lq, q), ops::reverse_kl_grad(lp, lq, q)};
   }
 };
 template <>
 struct div_op<divergence::jsd> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::jsd(lp, lq, P.w, P.log_w, P.log_1mw);
-  }
-  template <class A>
-  static GRPO_FORCEINLINE A grad(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::jsd_grad(lp, lq, P.w, P.log_w, P.log_1mw);
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A q,
+                                             const div_params<A>& P) noexcept {
+    const A lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
+    return {ops::jsd(lp, lq, p, q, lm, P.w), ops::jsd_grad(lq, q, lm, P.w)};
   }
 };
 template <>
 struct div_op<divergence::skew_forward_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::skew_forward_kl(lp, lq, P.log_w, P.log_1mw);
-  }
-  template <class A>
-  static GRPO_FORCEINLINE A grad(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::skew_forward_kl_grad(lp, lq, P.log_w, P.log_1mw);
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A,
+                                             const div_params<A>& P) noexcept {
+    const A lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
+    return {ops::skew_forward_kl(lp, p, lm), ops::skew_forward_kl_grad(lq, p, lm, P.log_1mw)};
   }
 };
 template <>
 struct div_op<divergence::skew_reverse_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE A value(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::skew_reverse_kl(lp, lq, P.log_w, P.log_1mw);
-  }
-  template <class A>
-  static GRPO_FORCEINLINE A grad(A lp, A lq, const div_params<A>& P) noexcept {
-    return ops::skew_reverse_kl_grad(lp, lq, P.log_w, P.log_1mw);
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q,
+                                             const div_params<A>& P) noexcept {
+    const A lm = ops::log_mixture(P.log_1mw, lp, P.log_w, lq);
+    return {ops::skew_reverse_kl(lq, q, lm), ops::skew_reverse_kl_grad(lq, q, lm, P.log_w)};
   }
 };
 
@@ -484,20 +569,57 @@ struct strided_loader {
   }
 };
 
+/// Where a pass gets the probabilities of a row: from a row_exp_cache filled by pass 1 (no
+/// exponential), or, when null, as exp(log-probability).
+template <class A>
+struct prob_source {
+  const row_exp_cache<A>* cache = nullptr;
+};
+
+/// q (or p) of one padded chunk c into out[0, np).
+template <class A>
+GRPO_FORCEINLINE void chunk_probs(const prob_source<A>& src, index_t j0, index_t c, index_t np,
+                                  const A* GRPO_RESTRICT logp, A* GRPO_RESTRICT out) noexcept {
+  if (src.cache != nullptr) {
+    const A* e = src.cache->e.data() + j0;
+    const A sc = src.cache->scale[static_cast<std::size_t>(c)];
+    for (index_t i = 0; i < np; ++i) out[i] = e[i] * sc;
+  } else {
+    for (index_t i = 0; i < np; ++i) out[i] = ops::distill_exp(logp[i]);
+  }
+}
+
+/// Probability of element i of chunk c from a source: e_i * scale_c from a cache (no exponential)
+/// or exp(log-probability) when the source has no cache.
+template <bool Cached, class A>
+GRPO_FORCEINLINE A prob_of(const A* e, A scale, A logp) noexcept {
+  if constexpr (Cached) {
+    (void)logp;
+    return *e * scale;
+  } else {
+    (void)e;
+    (void)scale;
+    return ops::distill_exp(logp);
+  }
+}
+
 /// Core of every divergence row: pass 2 (loss and G, when G is not known in advance) and the
 /// gradient pass, over a student row s (stride ss, length R.V) in state st and a teacher whose
-/// chunks come from `tload(j0, n, buf)` (padded length returned) in state tt. Returns the row
-/// value (T^2 included) through `value`; writes g_j = gscale (dl/dlq_j - q_j G) when g is non-null.
-/// g may alias s exactly (in place): every chunk is read into a buffer before its gradient is
-/// written.
-template <divergence K, class A, class S, class TL, class G>
+/// chunks come from `tload(j0, n, buf)` (padded length returned) in state tt. QC / PC: whether the
+/// student / teacher probabilities come from the row_exp_cache of pass 1 (qs.cache / ps.cache,
+/// then non-null) instead of an exponential. Returns the row value (T^2 included) through
+/// `value`; writes g_j = gscale (dl/dlq_j - q_j G) when g is non-null. g may alias s exactly (in
+/// place): every chunk is read into a buffer before its gradient is written.
+template <divergence K, bool QC, bool PC, class A, class S, class TL, class G>
 void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL& tload,
-                       const row_state<A>& tt, G* g, index_t gs, const dense_row_args<A>& R,
+                       const row_state<A>& tt, const prob_source<A>& qs,
+                       const prob_source<A>& ps, G* g, index_t gs, const dense_row_args<A>& R,
                        double& value) noexcept {
   using op = div_op<K>;
   alignas(64) A xs[chunk];
   alignas(64) A xu[chunk];
   alignas(64) A gb[chunk];
+  alignas(64) static constexpr A no_cache[lanes] = {};
   const index_t V = R.V;
   const A ms = st.m, logs = st.log_s, bs = st.beta;
   const A mu = tt.m, logu = tt.log_s, bu = tt.beta;
@@ -507,17 +629,24 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
   if constexpr (!op::unit_g) {
     // Pass 2: the loss and G = sum_i dl/dlq_i (both need the final lse of both rows).
     double gsum = 0.0;
-    for (index_t j0 = 0; j0 < V; j0 += chunk) {
+    for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
       const index_t n = std::min(chunk, V - j0);
       const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
       tload(j0, n, xu);
+      const A* eq = QC ? qs.cache->e.data() + j0 : no_cache;
+      const A* ep = PC ? ps.cache->e.data() + j0 : no_cache;
+      const A cq = QC ? qs.cache->scale[static_cast<std::size_t>(c)] : A(0);
+      const A cp = PC ? ps.cache->scale[static_cast<std::size_t>(c)] : A(0);
       A va[lanes] = {}, ga[lanes] = {};
       for (index_t i = 0; i < np; i += lanes)
         for (index_t k = 0; k < lanes; ++k) {
           const A lq = ops::log_softmax(xs[i + k], ms, logs, bs);
           const A lp = ops::log_softmax(xu[i + k], mu, logu, bu);
-          va[k] += op::value(lp, lq, P);
-          ga[k] += op::grad(lp, lq, P);
+          const A q = prob_of<QC>(QC ? eq + i + k : eq, cq, lq);
+          const A p = prob_of<PC>(PC ? ep + i + k : ep, cp, lp);
+          const value_grad<A> vg = op::eval(lp, lq, p, q, P);
+          va[k] += vg.value;
+          ga[k] += vg.grad;
         }
       total += static_cast<double>(lane_sum(va));
       gsum += static_cast<double>(lane_sum(ga));
@@ -530,25 +659,34 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
   }
   // Last pass: the gradient (and, for unit-G losses, the loss in the same pass).
   const A gscale = R.gscale;
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
     const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
     tload(j0, n, xu);
+    const A* eq = QC ? qs.cache->e.data() + j0 : no_cache;
+    const A* ep = PC ? ps.cache->e.data() + j0 : no_cache;
+    const A cq = QC ? qs.cache->scale[static_cast<std::size_t>(c)] : A(0);
+    const A cp = PC ? ps.cache->scale[static_cast<std::size_t>(c)] : A(0);
     if constexpr (op::unit_g) {
       A va[lanes] = {};
       for (index_t i = 0; i < np; i += lanes)
         for (index_t k = 0; k < lanes; ++k) {
           const A lq = ops::log_softmax(xs[i + k], ms, logs, bs);
           const A lp = ops::log_softmax(xu[i + k], mu, logu, bu);
-          va[k] += op::value(lp, lq, P);
-          gb[i + k] = gscale * op::dz(lp, lq);
+          const A q = prob_of<QC>(QC ? eq + i + k : eq, cq, lq);
+          const A p = prob_of<PC>(PC ? ep + i + k : ep, cp, lp);
+          const value_grad<A> vg = op::eval_dz(lp, lq, p, q, P);
+          va[k] += vg.value;
+          gb[i + k] = gscale * vg.grad;
         }
       total += static_cast<double>(lane_sum(va));
     } else {
       for (index_t i = 0; i < np; ++i) {
         const A lq = ops::log_softmax(xs[i], ms, logs, bs);
         const A lp = ops::log_softmax(xu[i], mu, logu, bu);
-        gb[i] = gscale * ops::softmax_chain(op::grad(lp, lq, P), ops::distill_exp(lq), big_g);
+        const A q = prob_of<QC>(QC ? eq + i : eq, cq, lq);
+        const A p = prob_of<PC>(PC ? ep + i : ep, cp, lp);
+        gb[i] = gscale * ops::softmax_chain(op::eval(lp, lq, p, q, P).grad, q, big_g);
       }
     }
     if (g != nullptr) store_chunk(g + j0 * gs, gs, n, gb);
@@ -560,18 +698,21 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
 /// rows, then divergence_passes.
 template <divergence K, class A, class S, class U, class G>
 int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
-              const dense_row_args<A>& R, double& value) noexcept {
+              const dense_row_args<A>& R, double& value) {
   alignas(64) A buf[chunk];
+  thread_caches<A>& tc = local_caches<A>();
+  tc.student.reserve(R.V);
+  tc.teacher.reserve(R.V);
   bool bad_s = false, bad_u = false;
-  const basic_online_lse<A> ls = row_lse(s, ss, R.V, R.beta_s, buf, bad_s);
-  const basic_online_lse<A> lu = row_lse(u, us, R.V, R.beta_u, buf, bad_u);
+  const basic_online_lse<A> ls = row_lse_store(s, ss, R.V, R.beta_s, buf, tc.student, bad_s);
+  const basic_online_lse<A> lu = row_lse_store(u, us, R.V, R.beta_u, buf, tc.teacher, bad_u);
   if (bad_s) return student_not_finite;
   if (bad_u) return teacher_not_finite;
   if (ls.empty()) return student_empty;
   if (lu.empty()) return teacher_empty;
-  divergence_passes<K>(s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s},
-                       strided_loader<U>{u, us}, row_state<A>{lu.m, lu.log_sum(), R.beta_u}, g, gs,
-                       R, value);
+  divergence_passes<K, true, true>(s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s},
+                       strided_loader<U>{u, us}, row_state<A>{lu.m, lu.log_sum(), R.beta_u},
+                       prob_source<A>{&tc.student}, prob_source<A>{&tc.teacher}, g, gs, R, value);
   return row_ok;
 }
 

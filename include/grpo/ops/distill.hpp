@@ -219,28 +219,29 @@ GRPO_HOST_DEVICE constexpr A softmax_chain(A g, A q, A big_g) noexcept {
   return g - q * big_g;
 }
 
+// The divergence terms take the probabilities p = e^lp and q = e^lq (and, for the mixtures, lM)
+// precomputed by the caller, so a vectorised loop computes each exponential once per element and
+// shares it between the value and the gradient.
+
 // ---------------------------------------------------------------------------------------------
 // Forward KL(p || q) = sum p (log p - log q)   (Hinton et al. 2015; TRL GKD beta = 0; DistillKit)
 
 /// Element term p (lp - lq); 0 where p = 0; +inf where p > 0 and q = 0.
 template <class A>
-GRPO_HOST_DEVICE constexpr A forward_kl(A lp, A lq) noexcept {
-  return weighted_log_ratio(distill_exp(lp), lp, lq);
+GRPO_HOST_DEVICE constexpr A forward_kl(A lp, A lq, A p) noexcept {
+  return weighted_log_ratio(p, lp, lq);
 }
-/// d/dlq of p (lp - lq) = -p. (G = -1, so dL/dz'_j = q_j - p_j.)
+/// d/dlq of p (lp - lq) = -p. (G = -1, so dL/dz'_j = q_j - p_j: forward_kl_dz.)
 template <class A>
-GRPO_HOST_DEVICE constexpr A forward_kl_grad(A lp, A /*lq*/) noexcept {
-  return -distill_exp(lp);
+GRPO_HOST_DEVICE constexpr A forward_kl_grad(A p) noexcept {
+  return -p;
 }
-
 /// dKL(p || q)/dz'_j = q_j - p_j, i.e. softmax_chain(forward_kl_grad, q, -1), written so that it
 /// keeps its digits where q_j and p_j both approach 1 (a dominant token: q - p in float would
 /// cancel to a multiple of 6e-8): for |lq - lp| < 1/64 it is p (e^(lq - lp) - 1) with a 5-term
 /// expm1 series (relative error < 1e-14), otherwise the plain difference.
 template <class A>
-GRPO_HOST_DEVICE constexpr A forward_kl_dz(A lp, A lq) noexcept {
-  const A p = distill_exp(lp);
-  const A q = distill_exp(lq);
+GRPO_HOST_DEVICE constexpr A forward_kl_dz(A lp, A lq, A p, A q) noexcept {
   const A d = lq - lp;  // NaN when both are -inf: then p = q = 0 and the plain branch gives 0
   const A em1 = d * (A(1) + d * (A(0.5) + d * (A(1) / A(6) + d * (A(1) / A(24) + d / A(120)))));
   const bool near = (d < A(0.015625)) & (d > A(-0.015625));  // & : no short-circuit branch
@@ -253,71 +254,62 @@ GRPO_HOST_DEVICE constexpr A forward_kl_dz(A lp, A lq) noexcept {
 
 /// Element term q (lq - lp); 0 where q = 0; +inf where q > 0 and p = 0.
 template <class A>
-GRPO_HOST_DEVICE constexpr A reverse_kl(A lp, A lq) noexcept {
-  return weighted_log_ratio(distill_exp(lq), lq, lp);
+GRPO_HOST_DEVICE constexpr A reverse_kl(A lp, A lq, A q) noexcept {
+  return weighted_log_ratio(q, lq, lp);
 }
 /// d/dlq of q (lq - lp) = q (lq - lp + 1). (Gives dL/dz'_j = q_j (lq_j - lp_j - KL).)
 template <class A>
-GRPO_HOST_DEVICE constexpr A reverse_kl_grad(A lp, A lq) noexcept {
-  const A q = distill_exp(lq);
+GRPO_HOST_DEVICE constexpr A reverse_kl_grad(A lp, A lq, A q) noexcept {
   const A r = q * (lq - lp + A(1));
   return select(q > A(0), r, A(0));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Generalised JSD(beta) (GKD, Agarwal et al. 2024; TRL / Liger convention):
-//   M = beta p + (1 - beta) q,   JSD = beta KL(p || M) + (1 - beta) KL(q || M).
+//   M = beta p + (1 - beta) q,   JSD = beta KL(p || M) + (1 - beta) KL(q || M),
+//   lM = log_mixture(log beta, lp, log(1 - beta), lq).
 // The formula is 0 at beta = 0 and beta = 1 (M = q or p); TRL and Liger special-case those
 // endpoints to the forward and reverse KL, which grpo::distill does by option (not here).
-// log_b = log beta, log_1mb = log(1 - beta), precomputed once per call (-inf at the endpoints).
 
 /// Element term beta p (lp - lM) + (1 - beta) q (lq - lM).
 template <class A>
-GRPO_HOST_DEVICE constexpr A jsd(A lp, A lq, A beta, A log_b, A log_1mb) noexcept {
-  const A lm = log_mixture(log_b, lp, log_1mb, lq);
-  return beta * weighted_log_ratio(distill_exp(lp), lp, lm) +
-         (A(1) - beta) * weighted_log_ratio(distill_exp(lq), lq, lm);
+GRPO_HOST_DEVICE constexpr A jsd(A lp, A lq, A p, A q, A lm, A beta) noexcept {
+  return beta * weighted_log_ratio(p, lp, lm) + (A(1) - beta) * weighted_log_ratio(q, lq, lm);
 }
 /// d/dlq = (1 - beta) q (lq - lM): the p-part and the d lM terms cancel exactly
 /// (d lM / d lq = (1 - beta) q / M and beta p + (1 - beta) q = M).
 template <class A>
-GRPO_HOST_DEVICE constexpr A jsd_grad(A lp, A lq, A beta, A log_b, A log_1mb) noexcept {
-  const A lm = log_mixture(log_b, lp, log_1mb, lq);
-  return (A(1) - beta) * weighted_log_ratio(distill_exp(lq), lq, lm);
+GRPO_HOST_DEVICE constexpr A jsd_grad(A lq, A q, A lm, A beta) noexcept {
+  return (A(1) - beta) * weighted_log_ratio(q, lq, lm);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Skew KL (DistiLLM, Ko et al. 2024): SKL_a = KL(p || a p + (1 - a) q), default a = 0.1.
-// log_a = log a, log_1ma = log(1 - a).
+// Skew KL (DistiLLM, Ko et al. 2024): SKL_a = KL(p || a p + (1 - a) q), default a = 0.1;
+//   lM = log_mixture(log a, lp, log(1 - a), lq).
 
-/// Element term p (lp - lM), M = a p + (1 - a) q.
+/// Element term p (lp - lM).
 template <class A>
-GRPO_HOST_DEVICE constexpr A skew_forward_kl(A lp, A lq, A log_a, A log_1ma) noexcept {
-  const A lm = log_mixture(log_a, lp, log_1ma, lq);
-  return weighted_log_ratio(distill_exp(lp), lp, lm);
+GRPO_HOST_DEVICE constexpr A skew_forward_kl(A lp, A p, A lm) noexcept {
+  return weighted_log_ratio(p, lp, lm);
 }
 /// d/dlq = -p (1 - a) q / M = -(1 - a) p e^(lq - lM)   (a = 0 gives -p, the forward KL).
 template <class A>
-GRPO_HOST_DEVICE constexpr A skew_forward_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
-  const A lm = log_mixture(log_a, lp, log_1ma, lq);
-  const A p = distill_exp(lp);
+GRPO_HOST_DEVICE constexpr A skew_forward_kl_grad(A lq, A p, A lm, A log_1ma) noexcept {
   const A r = -p * distill_exp(log_1ma + lq - lm);
   return select(p > A(0), r, A(0));
 }
 
-// Skew reverse KL (DistiLLM): SRKL_a = KL(q || (1 - a) p + a q).
+// Skew reverse KL (DistiLLM): SRKL_a = KL(q || (1 - a) p + a q);
+//   lM = log_mixture(log(1 - a), lp, log a, lq).
 
-/// Element term q (lq - lM), M = (1 - a) p + a q.
+/// Element term q (lq - lM).
 template <class A>
-GRPO_HOST_DEVICE constexpr A skew_reverse_kl(A lp, A lq, A log_a, A log_1ma) noexcept {
-  const A lm = log_mixture(log_1ma, lp, log_a, lq);
-  return weighted_log_ratio(distill_exp(lq), lq, lm);
+GRPO_HOST_DEVICE constexpr A skew_reverse_kl(A lq, A q, A lm) noexcept {
+  return weighted_log_ratio(q, lq, lm);
 }
 /// d/dlq = q (lq - lM + 1 - a q / M)   (a = 0 gives q (lq - lp + 1), the reverse KL).
 template <class A>
-GRPO_HOST_DEVICE constexpr A skew_reverse_kl_grad(A lp, A lq, A log_a, A log_1ma) noexcept {
-  const A lm = log_mixture(log_1ma, lp, log_a, lq);
-  const A q = distill_exp(lq);
+GRPO_HOST_DEVICE constexpr A skew_reverse_kl_grad(A lq, A q, A lm, A log_a) noexcept {
   const A r = q * (lq - lm + A(1) - distill_exp(log_a + lq - lm));
   return select(q > A(0), r, A(0));
 }
