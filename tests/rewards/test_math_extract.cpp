@@ -164,3 +164,15 @@ TEST_CASE("normalize: rewrites before parsing" * doctest::test_suite("rewards.ma
     CHECK(rm::normalize_answer(c.in, b) == std::string(c.want));
   }
 }
+
+TEST_CASE("extract: a final-answer statement after the last box wins" *
+          doctest::test_suite("rewards.math")) {
+  run({
+      {"so \\boxed{200} and \\boxed{255} ... Final Answer: The final answer is $10,455$.",
+       "10,455"},
+      {"Final answer: 7. Check: \\boxed{7}", "7"},
+      {"The answer is 5. Indeed \\boxed{6}", "6"},  // weak phrases do not override boxes
+      {"Final Answer: The largest $n$ is 34.", "34"},
+      {"Final Answer: we get $x = 2$ here", "x = 2"},
+  });
+}

@@ -598,3 +598,50 @@ TEST_CASE("verify: common answer spellings" * doctest::test_suite("rewards.math"
       {"\\mathbb{R}", "\\mathbb{Z}", I},
   });
 }
+
+TEST_CASE("verify: equation chains and approximations" * doctest::test_suite("rewards.math")) {
+  run_table({
+      {"x = 11", "x = 5+5+1 = 11", C},      // intermediate steps need not match
+      {"x = 11", "x = 5+5+1 = 7 = 11", C},  // the stated value is the last one
+      {"x = 11", "x = 5+5 = 10", I},
+      {"x = 1/3", "x = 1/3 \\approx 0.33", C},  // an approximation keeps the exact value
+      {"1/3", "x = 1/3 \\approx 0.33", C},
+      {"1/3", "x = 0.5 \\approx 0.33", I},
+      {"7 = 11a+c", "11a+c", I},  // an equation is not its right side
+      {"2+3=5", "5", C},
+      {"1 = \\zzz = x = 0", "0", C},  // unknown commands are opaque symbols
+      {"\\zzz", "\\zzz", C},
+      {"\\zzz", "\\yyy", I},
+      {"z = 1 + 1 = 2", "z = 3 + 3 = 2", C},
+  });
+}
+
+TEST_CASE("verify: matrix arithmetic written out" * doctest::test_suite("rewards.math")) {
+  run_table({
+      {"\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
+       "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & "
+       "8\\end{pmatrix}",
+       C},
+      {"\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+       "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & "
+       "8\\end{pmatrix}",
+       C},
+      {"\\begin{pmatrix}23 & 34 \\\\ 31 & 46\\end{pmatrix}",  // B A, not A B
+       "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & "
+       "8\\end{pmatrix}",
+       I},
+      {"\\begin{pmatrix}2 & 4 \\\\ 6 & 8\\end{pmatrix}",
+       "2\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", C},
+      {"\\begin{pmatrix}-1 & -2\\end{pmatrix}", "-\\begin{pmatrix}1 & 2\\end{pmatrix}", C},
+      {"\\begin{pmatrix}1 & 2\\end{pmatrix}",
+       "\\begin{pmatrix}1 & 2\\end{pmatrix} + \\begin{pmatrix}1 \\\\ 2\\end{pmatrix}", I},
+  });
+}
+
+TEST_CASE("verify: over-escaped LaTeX from JSON sources" * doctest::test_suite("rewards.math")) {
+  run_table({
+      {"\\\\frac{1}{2}", "0.5", C},
+      {"\\\\sqrt{2}", "\\sqrt2", C},
+      {"\\begin{pmatrix}1\\\\x\\end{pmatrix}", "\\begin{pmatrix}1\\\\x\\end{pmatrix}", C},
+  });
+}
