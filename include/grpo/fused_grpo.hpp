@@ -45,9 +45,11 @@ struct fused_grpo_options {
   /// gradient row.
   logprob_options logprob{};
   fused_schedule schedule = fused_schedule::automatic;
-  /// Token positions per chunk of the single-pass schedule (the chunk's rows should fit in cache:
-  /// chunk_tokens x V x sizeof(logit) per thread).
-  index_t chunk_tokens = 4;
+  /// Token positions per chunk of the single-pass schedule: the chunk's rows are read a second time
+  /// by the gradient pass and should still be in the per-core cache. 0 (default) picks
+  /// max(1, 512 KiB / (V x sizeof(logit))), at most 64: one row at V = 152k fp32, eight at 32k
+  /// bf16.
+  index_t chunk_tokens = 0;
 };
 
 /// Result of the fused step: the loss scalars and metrics of compute_loss_into plus the per-token
@@ -141,7 +143,7 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
                  "grad_logits: in-place gradient needs the logits' dtype and strides");
   const float beta = lp::inverse_temperature(fopt.logprob.temperature);
-  GRPO_EXPECTS(fopt.chunk_tokens > 0, bad_option, "fused_grpo_options::chunk_tokens must be > 0");
+  GRPO_EXPECTS(fopt.chunk_tokens >= 0, bad_option, "fused_grpo_options::chunk_tokens must be >= 0");
 
   // Active rows: mask != 0 and sequence not truncated. Only they are read, validated,
   // differentiated.
@@ -228,7 +230,10 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
     const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
     const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);
-    const index_t C = fopt.chunk_tokens;
+    const index_t C =
+        fopt.chunk_tokens > 0
+            ? fopt.chunk_tokens
+            : std::clamp<index_t>(index_t(512 * 1024) / (V * index_t(sizeof(T))), 1, 64);
     const index_t chunks_per_row = (Tn + C - 1) / C;
     detail::exception_slot ex;
     lp::parallel_rows(B * chunks_per_row, fopt.logprob.num_threads, [&](index_t c) {
