@@ -958,7 +958,8 @@ inline std::optional<expr> matrix_value(const expr& e) {
       }
       if (acc->cols != m->rows) return std::nullopt;
       const int n = acc->rows, k = acc->cols, q = m->cols;
-      if (static_cast<long>(n) * q > 400 || static_cast<long>(n) * q * k > 8000) return std::nullopt;
+      if (static_cast<long>(n) * q > 400 || static_cast<long>(n) * q * k > 8000)
+        return std::nullopt;
       expr prod = make_node(kind::matrix, {});
       prod.rows = n;
       prod.cols = q;

@@ -195,14 +195,14 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
 // Anchors in two strength groups: "final answer ..." beats "answer is" / "answer:" wherever they
 // are (Math-Verify priorities 0/50 vs 100/200); within a group the rightmost occurrence wins.
 struct phrase_hit {
-  std::size_t pos;   ///< where the anchor starts
-  std::size_t len;   ///< anchor length
-  bool strong;       ///< a "final answer" anchor
+  std::size_t pos;  ///< where the anchor starts
+  std::size_t len;  ///< anchor length
+  bool strong;      ///< a "final answer" anchor
 };
 
 inline std::optional<phrase_hit> find_answer_phrase(std::string_view s) noexcept {
-  static constexpr std::string_view strong[] = {"final answer is", "final answer:",
-                                                "final answer =", "final answer"};
+  static constexpr std::string_view strong[] = {"final answer is",
+                                                "final answer:", "final answer =", "final answer"};
   static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
   std::optional<phrase_hit> best;
   for (std::string_view p : strong) {

@@ -104,6 +104,8 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
   while (i < s.size()) {
     b.spend();
     const char c = s[i];
+    // Non-ASCII: map known maths symbols, keep the rest (they make the parse fail, which is the
+    // right outcome for text in other scripts).
     if (static_cast<unsigned char>(c) >= 0x80) {
       bool mapped = false;
       for (const auto& e : unicode_map) {
@@ -150,6 +152,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
     }
     if (c == '\\' && i + 1 < s.size()) {
       const char d = s[i + 1];
+      // Spacing commands: `\!` joins ("11,\! 111" is one number), the others separate.
       if (d == '!') {  // negative thin space: also eats following blanks ("11,\! 111")
         i += 2;
         while (i < s.size() && s[i] == ' ') ++i;
@@ -194,6 +197,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
           }
         }
         if (done) continue;
+        // Synonyms mapped to one spelling so that the parser knows a single name for each.
         if (name == "dfrac" || name == "tfrac" || name == "cfrac") {
           out += "\\frac";
         } else if (name == "dbinom" || name == "tbinom") {
@@ -231,6 +235,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       std::size_t e = i;
       while (e < s.size() && is_alpha(s[e])) ++e;
       const std::string_view w = s.substr(i, e - i);
+      // Percent words become the `%` postfix operator (`28 percent` = `28%`).
       const std::string lw = ascii_lower(w);
       if ((i == 0 || s[i - 1] != '\\') && (lw == "percent" || lw == "percentage" || lw == "pct")) {
         out += '%';
@@ -251,6 +256,7 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
 /// @return true when something was removed.
 inline bool strip_trailing_unit(std::string& s) {
   std::string_view t = trim(s);
+  // `15\text{ cm}^2`: the exponent belongs to the unit and goes with it.
   // optional exponent after the unit: ^2, ^3, ^{2}
   std::size_t end = t.size();
   if (end >= 2 && t[end - 2] == '^' && is_digit(t[end - 1]))
@@ -259,6 +265,8 @@ inline bool strip_trailing_unit(std::string& s) {
            t[end - 1] == '}')
     end -= 4;
   const std::string_view body = trim(t.substr(0, end));
+  // A final `\text{...}` of words after something else is a unit or a label (Math-Verify's
+  // units step); `\text{(A)}` or a lone `\text{Evelyn}` is the answer itself and stays.
   if (!body.empty() && body.back() == '}') {
     // find the matching '{' of the final group and check it is \text{...}
     int depth = 0;

@@ -160,10 +160,13 @@ class parser {
     while (e < s_.size() && is_alpha(s_[e])) ++e;
     return s_.substr(p_ + 1, e - p_ - 1);
   }
+  /// `\\` (row separator of matrix environments) at the cursor.
   bool at_double_backslash() noexcept {
     skip_ws();
     return peek_raw() == '\\' && peek_raw(1) == '\\';
   }
+  /// Raw text of a `{...}` group at the cursor (at most 4 KiB), cursor moved past it. Used where
+  /// the content is a name, not maths (`\text`, `\begin`, `\mathbb`, subscripts).
   /// Raw text of a `{...}` group at the cursor (at most 4 KiB), cursor moved past it.
   std::string_view raw_group() {
     if (peek() != '{') throw syntax_error{};
@@ -196,6 +199,7 @@ class parser {
   std::optional<rel> eat_relop() {
     const char c = peek();
     const char d = peek_raw(1);
+    // Two-character operators first so that `<=` is not read as `<` followed by `=`.
     if (c == '<') {
       p_ += (d == '=') ? 2 : 1;
       return d == '=' ? rel::le : rel::lt;
@@ -275,10 +279,12 @@ class parser {
       if (t.size() == 1) return std::move(t[0]);
       return make_node(kind::add, std::move(t));
     };
+    // A leading \pm has no left operand: the sum so far is 0.
     if (!(at_cmd("pm") || at_cmd("mp"))) terms.push_back(parse_term());
     for (;;) {
       if (eat('+')) {
         terms.push_back(parse_term());
+        // `->` is an arrow, not a minus sign.
       } else if (peek() == '-' && peek_raw(1) != '>') {
         ++p_;
         terms.push_back(make_node(kind::neg, {parse_term()}));
@@ -417,6 +423,7 @@ class parser {
       if (e.k == kind::set && !e.braced) e.braced = true;  // {1,2} is a set
       return e;
     }
+    // |x|: absolute value; abs_depth_ stops `|a|b|c|` from reading the closing bar as a new one.
     if (c == '|') {
       ++p_;
       ++abs_depth_;
@@ -449,6 +456,7 @@ class parser {
     if (digits.size() > 4000) throw syntax_error{};
     b_.spend(digits.size());
     long exp10 = 0;
+    // (Only directly attached: `2e` alone is 2 times Euler's number.)
     // Scientific notation written without spaces: 1.5e3, 2E-4.
     if (p_ + 1 < s_.size() && (s_[p_] == 'e' || s_[p_] == 'E')) {
       std::size_t q = p_ + 1;
@@ -548,6 +556,8 @@ class parser {
       name += subscript_text();
       return make_named(kind::symbol, std::move(name));
     }
+    // `e` and `i` are constants everywhere (both sides are read the same way, so a variable named
+    // e still compares consistently with itself).
     if (name == "e") return make_named(kind::constant, "e");
     if (name == "i") return make_named(kind::constant, "i");
     return make_named(kind::symbol, std::move(name));
@@ -585,6 +595,7 @@ class parser {
       p_ = e;
       return parse_application(std::string(w));
     }
+    // Plain-text spellings of constants.
     if (w == "pi") {
       p_ = e;
       return make_named(kind::constant, "pi");
@@ -606,6 +617,7 @@ class parser {
   /// (`\sin^2 x`, `\sin^{-1}`), then `(args)`, `{arg}` or an implicit product operand.
   expr parse_application(std::string name) {
     std::optional<expr> base, power;
+    // lg is log base 10; \log without a base is the natural logarithm (SymPy's reading).
     if (name == "lg") {
       name = "log";
       base = make_number(10);
@@ -757,6 +769,7 @@ class parser {
       return make_node(kind::func, {std::move(x)}, "sqrt");
     }
     if (name == "text" || name == "operatorname") return parse_text(name == "operatorname");
+    // Number sets: only the five standard ones are recognised.
     if (name == "mathbb") {
       std::string_view a = (peek() == '{') ? trim(raw_group()) : s_.substr(p_++, 1);
       if (a == "R" || a == "N" || a == "Z" || a == "Q" || a == "C")
@@ -789,6 +802,7 @@ class parser {
       if (items.size() == 1) return std::move(items[0]);
       return make_node(kind::tuple, std::move(items));
     }
+    // Environments: matrices only (cases/align are not answers).
     if (name == "begin") return parse_environment();
     if (name == "angle" || name == "triangle") {
       // \angle ABC is one quantity, named after its vertices.
@@ -803,6 +817,7 @@ class parser {
     if (name == "boxed" || name == "overline" || name == "hat" || name == "vec" || name == "bar" ||
         name == "tilde" || name == "underline" || name == "widehat")
       return read_arg();
+    // Greek letters are variables, subscripts allowed (`\alpha_1`).
     if (is_greek(name)) {
       std::string sym(name);
       if (peek_raw() == '_') {
@@ -816,10 +831,12 @@ class parser {
     // both sides spell it the same way or it does not match. With a braced argument it is an
     // unknown construct and the answer is rejected.
     static constexpr std::string_view operators[] = {
-        "le", "ge", "ne", "in", "approx", "cdot", "times", "div", "pm", "mp", "cup", "cap",
-        "setminus", "end", "rfloor", "rceil", "rvert", "rangle", "to", "mapsto", "implies",
-        "iff", "land", "lor", "neg", "forall", "exists", "sum", "prod", "int", "lim", "notin",
-        "subset", "subseteq", "equiv", "sim", "cong", "perp", "parallel", "mid", "colon"};
+        "le",     "ge",    "ne",    "in",       "approx", "cdot",     "times",
+        "div",    "pm",    "mp",    "cup",      "cap",    "setminus", "end",
+        "rfloor", "rceil", "rvert", "rangle",   "to",     "mapsto",   "implies",
+        "iff",    "land",  "lor",   "neg",      "forall", "exists",   "sum",
+        "prod",   "int",   "lim",   "notin",    "subset", "subseteq", "equiv",
+        "sim",    "cong",  "perp",  "parallel", "mid",    "colon"};
     for (std::string_view op : operators)
       if (name == op) throw syntax_error{};
     if (peek_raw() != '{' && !(peek_raw() == ' ' && peek() == '{'))

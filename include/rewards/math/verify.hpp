@@ -73,7 +73,8 @@ inline bool same_text(std::string_view a, std::string_view b) {
     if (!is_space(ch)) y += ch, words = words && is_alpha(ch);
   if (x.empty()) return false;
   if (x == y) return true;
-  return words && ascii_lower(x) == ascii_lower(y);
+  // Single letters keep their case (variables `a` and `A` differ); words do not.
+  return words && x.size() >= 2 && ascii_lower(x) == ascii_lower(y);
 }
 
 }  // namespace detail
