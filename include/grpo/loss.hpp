@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>  // std::exception_ptr (OpenMP error transport)
 #include <limits>
 #include <optional>
 #include <span>
@@ -127,6 +128,17 @@ template <class V>
 bool has(const V& v) noexcept {
   return v.data_handle() != nullptr;
 }
+
+/// Per-row partial results of the token-level fast path, merged serially in row order so that the
+/// loss, gradient and metrics are bitwise identical whatever the number of threads.
+struct fast_row_part {
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+  double pol = 0, kls = 0;
+  // metric blocks: {sum w x, sum w x^2, min, max}
+  double ak[4] = {0, 0, kInf, -kInf}, av[4] = {0, 0, kInf, -kInf}, ra[4] = {0, 0, kInf, -kInf};
+  double kb[4] = {0, 0, kInf, -kInf};
+  double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
+};
 
 }  // namespace detail
 
@@ -400,21 +412,18 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     const bool cispo_cap = P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap;
     const bool cispo_any = P.kind == policy_loss_kind::cispo;
     const bool clip_rules = ppo || (cispo_any && !cispo_cap);
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    double pol = 0.0, kls = 0.0;
-    for (index_t i = 0; i < B; ++i) {
+    // Per-row partial results (detail::fast_row_part), merged serially in row order below.
+    std::vector<detail::fast_row_part> parts(static_cast<std::size_t>(B));
+    auto blk = [](double* b, double x, double w) {
+      b[0] += w * x;
+      b[1] += w * x * x;
+      b[2] = x < b[2] ? x : b[2];
+      b[3] = x > b[3] ? x : b[3];
+    };
+    auto do_row = [&](index_t i) {
+      detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
       const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
       const double sp = s_pol[i], sk = s_kl[i];
-      // per-row metric blocks: {sum w x, sum w x^2, min, max}
-      double ak[4] = {0, 0, inf, -inf}, av[4] = {0, 0, inf, -inf}, ra[4] = {0, 0, inf, -inf};
-      double kb[4] = {0, 0, inf, -inf};
-      double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
-      auto blk = [](double* b, double x, double w) {
-        b[0] += w * x;
-        b[1] += w * x * x;
-        b[2] = x < b[2] ? x : b[2];
-        b[3] = x > b[3] ? x : b[3];
-      };
       for (index_t t = 0; t < Tn; ++t) {
         const double mf = trunc ? 0.0 : static_cast<double>(in.mask(i, t));
         if (mf == 0.0 && !want_ptl) {  // padding: nothing to evaluate, gradient exactly 0
@@ -436,7 +445,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         double ptl = term.value, g = 0.0;
         if (mf != 0.0) {
           const double W = sp * mf;
-          pol += W * term.value;
+          rp.pol += W * term.value;
           g = W * (term.d_ratio * drd + term.d_logp);
         }
         if (kl_on) {
@@ -454,20 +463,20 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           ptl += o.kl_coef * k;
           if (mf != 0.0) {
             const double W = sk * mf;
-            kls += W * k;
+            rp.kls += W * k;
             g += W * o.kl_coef * (kg + kd);
-            blk(kb, k, mf);
+            blk(rp.kb, k, mf);
           }
         }
         if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
         if (want_ge) out.grad_entropy(i, t) = G(0);
         out.grad_logp(i, t) = static_cast<G>(g);
         if (mf == 0.0) continue;
-        wsum += mf;
-        blk(ak, -ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max), mf);
-        blk(av, A, mf);
-        blk(ra, r, mf);
-        if (cispo_any) c_w += term.weight != r ? mf : 0.0;
+        rp.wsum += mf;
+        blk(rp.ak, -ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max), mf);
+        blk(rp.av, A, mf);
+        blk(rp.ra, r, mf);
+        if (cispo_any) rp.c_w += term.weight != r ? mf : 0.0;
         bool lo_c = false, hi_c = false, du_c = false;
         if (cispo_cap) {
           hi_c = r > eps_hi && A > 0;
@@ -476,26 +485,52 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           hi_c = ops::ppo_clipped_high(r, A, cpf);
           du_c = ops::ppo_dual_clipped(r, A, cpf);
         }
-        c_lo += lo_c ? mf : 0.0;
-        c_hi += hi_c ? mf : 0.0;
-        c_re += (lo_c || hi_c) ? mf : 0.0;
-        c_du += du_c ? mf : 0.0;
-      }
-      if (wsum > 0) {
-        met.approx_kl.add_block(ak[0], ak[1], wsum, ak[2], ak[3]);
-        met.advantage.add_block(av[0], av[1], wsum, av[2], av[3]);
-        met.ratio.add_block(ra[0], ra[1], wsum, ra[2], ra[3]);
-        met.is_weight.add_block(wsum, wsum, wsum, 1.0, 1.0);
-        if (kl_on) met.kl.add_block(kb[0], kb[1], wsum, kb[2], kb[3]);
-        if (cispo_any) met.weight_clip.add_indicator(c_w, wsum);
-        met.clip_low.add_indicator(c_lo, wsum);
-        met.clip_high.add_indicator(c_hi, wsum);
-        met.clip_region.add_indicator(c_re, wsum);
-        met.clip_dual.add_indicator(c_du, wsum);
-        met.clip_low_seq.add(c_lo / wsum);
-        met.clip_high_seq.add(c_hi / wsum);
+        rp.c_lo += lo_c ? mf : 0.0;
+        rp.c_hi += hi_c ? mf : 0.0;
+        rp.c_re += (lo_c || hi_c) ? mf : 0.0;
+        rp.c_du += du_c ? mf : 0.0;
       }
       if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
+    };
+#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
+    // Rows are independent: thread them when the batch is large enough to pay for it. An error
+    // thrown by a row is captured and rethrown after the region (exceptions must not escape it).
+    if (B > 1 && B * Tn >= (index_t{1} << 15)) {
+      std::exception_ptr err;
+#pragma omp parallel for schedule(static)
+      for (index_t i = 0; i < B; ++i) {
+        try {
+          do_row(i);
+        } catch (...) {
+#pragma omp critical(grpo_compute_loss_error)
+          if (!err) err = std::current_exception();
+        }
+      }
+      if (err) std::rethrow_exception(err);
+    } else {
+      for (index_t i = 0; i < B; ++i) do_row(i);
+    }
+#else
+    for (index_t i = 0; i < B; ++i) do_row(i);
+#endif
+    double pol = 0.0, kls = 0.0;
+    for (const detail::fast_row_part& rp : parts) {
+      pol += rp.pol;
+      kls += rp.kls;
+      const double wsum = rp.wsum;
+      if (!(wsum > 0)) continue;
+      met.approx_kl.add_block(rp.ak[0], rp.ak[1], wsum, rp.ak[2], rp.ak[3]);
+      met.advantage.add_block(rp.av[0], rp.av[1], wsum, rp.av[2], rp.av[3]);
+      met.ratio.add_block(rp.ra[0], rp.ra[1], wsum, rp.ra[2], rp.ra[3]);
+      met.is_weight.add_block(wsum, wsum, wsum, 1.0, 1.0);
+      if (kl_on) met.kl.add_block(rp.kb[0], rp.kb[1], wsum, rp.kb[2], rp.kb[3]);
+      if (cispo_any) met.weight_clip.add_indicator(rp.c_w, wsum);
+      met.clip_low.add_indicator(rp.c_lo, wsum);
+      met.clip_high.add_indicator(rp.c_hi, wsum);
+      met.clip_region.add_indicator(rp.c_re, wsum);
+      met.clip_dual.add_indicator(rp.c_du, wsum);
+      met.clip_low_seq.add(rp.c_lo / wsum);
+      met.clip_high_seq.add(rp.c_hi / wsum);
     }
     loss_scalars fres;
     fres.policy_loss = pol;

@@ -390,6 +390,43 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "compute_loss_into: large batch (row-threaded under OpenMP) matches the general pass; "
+    "errors from a row propagate" *
+    doctest::test_suite("policy_loss")) {
+  auto b = make_batch(4242, 96, 512, 0.6, false);  // 49k tokens: above the threading threshold
+  auto o = grpo::preset("verl_vanilla");
+  o.kl_coef = 0.02;
+  o.kl = grpo::kl_params_from_string("low_var_kl");
+  grpo::loss_batch<double, double> in;
+  in.logp = grpo::make_view(b.lp.data(), {b.B, b.T});
+  in.old_logp = grpo::make_view(b.old.data(), {b.B, b.T});
+  in.ref_logp = grpo::make_view(b.ref.data(), {b.B, b.T});
+  in.advantages = grpo::make_view(b.adv.data(), {b.B, b.T});
+  in.mask = grpo::make_view(b.mask.data(), {b.B, b.T});
+  std::vector<double> g1(b.lp.size()), g2(b.lp.size());
+  grpo::loss_outputs<double> out;
+  out.grad_logp = grpo::make_view(g1.data(), {b.B, b.T});
+  const auto fast = grpo::compute_loss_into(o, in, out);
+  in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});  // forces the general pass
+  out.grad_logp = grpo::make_view(g2.data(), {b.B, b.T});
+  const auto gen = grpo::compute_loss_into(o, in, out);
+  CHECK(fast.loss == doctest::Approx(gen.loss).epsilon(1e-13));
+  double worst = 0;
+  for (std::size_t k = 0; k < g1.size(); ++k) worst = std::max(worst, std::fabs(g1[k] - g2[k]));
+  CHECK(worst < 1e-18);
+  CHECK(fast.metrics.tokens == gen.metrics.tokens);
+  CHECK(fast.metrics.clip_region.mean() == doctest::Approx(gen.metrics.clip_region.mean()));
+  // A NaN on a valid token deep in the batch is reported, not swallowed by a worker thread.
+  in.entropy = {};
+  auto lp = b.lp;
+  lp[static_cast<std::size_t>(70 * b.T)] = std::nan("");  // row 70, token 0 (valid)
+  in.logp = grpo::make_view(lp.data(), {b.B, b.T});
+  out.grad_logp = grpo::make_view(g1.data(), {b.B, b.T});
+  CHECK_THROWS_WITH_AS(grpo::compute_loss_into(o, in, out),
+                       doctest::Contains("[grpo.bad_value] logp"), grpo::error);
+}
+
 TEST_CASE("compute_loss: per-sequence [B] advantages equal broadcast [B, T]; strided layout" *
           doctest::test_suite("policy_loss")) {
   const auto b = make_batch(9, 4, 6, 0.5, false);
