@@ -609,7 +609,10 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
       if (reap(WNOHANG, status, ru) == pid) exited = true;
     }
   }
-  if (!exited) reap(0, status, ru);
+  if (!exited) {
+    ::kill(-pid, SIGKILL);  // deadline, output cap, or a poll failure: never wait on a live child
+    reap(0, status, ru);
+  }
   // The main child is gone: kill whatever it left in its group, then take what is in the pipes.
   ::kill(-pid, SIGKILL);
   if (!killed_output && out_r >= 0) drain(out_r, res.out, lim.output_bytes, true);
