@@ -319,9 +319,13 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
       // A "final answer ..." statement after the last box overrides it (intermediate results
       // boxed along the way, Math-Verify gives both priority 0 and takes the rightmost);
       // weaker phrases only apply when there is no box.
-      const auto hit = detail::find_answer_phrase(s);
-      if (hit && (!r || (hit->strong && hit->pos >= box_end))) {
-        auto a = detail::answer_after(s.substr(hit->pos + hit->len));
+      // With a box, only the text after it can override it: search there only (keeps long
+      // reasoning traces cheap).
+      const std::size_t from = r ? box_end : 0;
+      const std::string_view tail = s.substr(from);
+      const auto hit = detail::find_answer_phrase(tail);
+      if (hit && (!r || hit->strong)) {
+        auto a = detail::answer_after(tail.substr(hit->pos + hit->len));
         if (a) r = std::move(a);
       }
     }
