@@ -183,6 +183,21 @@ TEST_CASE("cuda fused_grpo_step: two-phase options (GSPO, OPSM, sequence TIS)" *
   o.tis.sequence = true;
   o.tis.c_max = 2.0;
   run_case<float, float>(o, h, 1.0f, grpo::cuda::fused_schedule::automatic, false, "opsm+tis");
+  // GMPO, VESPO and the top-entropy mask (device quantile; given threshold on the policy term).
+  run_case<float, float>(grpo::preset("verl_geo_mean"), h, 1.0f,
+                         grpo::cuda::fused_schedule::automatic, false, "verl_geo_mean");
+  run_case<float, float>(grpo::preset("trl_vespo"), h, 1.0f,
+                         grpo::cuda::fused_schedule::automatic, false, "trl_vespo");
+  grpo::loss_options te = grpo::preset("trl_dapo");
+  te.top_entropy_quantile = 0.3;
+  te.entropy_mask_in_denominator = true;
+  run_case<float, float>(te, h, 1.0f, grpo::cuda::fused_schedule::automatic, false,
+                         "top-entropy quantile");
+  te.entropy_threshold = 5.0;
+  te.entropy_mask_in_denominator = false;
+  te.entropy_coef = 0.01;
+  run_case<float, float>(te, h, 1.0f, grpo::cuda::fused_schedule::automatic, false,
+                         "top-entropy threshold");
   // A token-local loss run through the two-phase schedule gives the same numbers.
   run_case<float, float>(grpo::preset("trl_dapo"), h, 1.0f,
                          grpo::cuda::fused_schedule::two_phase, false, "forced two-phase");

@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -69,7 +70,17 @@ struct emu_result {
   std::vector<double> g_lp, g_h;
 };
 
-// Replays the kernels' order of operations (loss_rows -> loss_scales -> loss_tokens -> loss_sum).
+// Linear-interpolation quantile (torch.quantile), the test's own copy for the threshold.
+double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+// Replays the kernels' order of operations (entropy threshold -> loss_rows -> loss_scales ->
+// loss_tokens -> loss_sum) with the host+device steps of loss_terms.cuh.
 emu_result emulate(const loss_params& p, const batch_data& d, bool has_old, bool has_smp,
                    bool has_ent) {
   const index_t B = d.B, T = d.T;
@@ -87,40 +98,57 @@ emu_result emulate(const loss_params& p, const batch_data& d, bool has_old, bool
     x.h = d.h[k];
     return x;
   };
+  double thr = -INFINITY;
+  if (p.emask) {
+    if (p.has_entropy_threshold) {
+      thr = p.entropy_threshold;
+    } else {
+      std::vector<double> hs;
+      for (index_t i = 0; i < B; ++i)
+        for (index_t t = 0; t < T; ++t)
+          if (tok(i, t).m != 0.0) hs.push_back(tok(i, t).h);
+      if (!hs.empty()) thr = quantile(hs, 1.0 - p.top_entropy_quantile);
+    }
+  }
   std::vector<row_ctx> ctx(static_cast<std::size_t>(B));
-  std::vector<double> nfin(static_cast<std::size_t>(B));
   for (index_t i = 0; i < B; ++i) {
     row_sums s;
-    for (index_t t = 0; t < T; ++t) s += token_row_sums(tok(i, t));
+    for (index_t t = 0; t < T; ++t) s += token_row_sums(p, tok(i, t));
     ctx[i] = finish_row(p, s);
-    double nf = 0;
-    for (index_t t = 0; t < T; ++t) nf += final_mask(p, ctx[i], tok(i, t));
-    nfin[i] = nf;
+    ctx[i].h_thr = thr;
+    row_sums2 s2;
+    for (index_t t = 0; t < T; ++t) s2 += token_row_sums2(p, ctx[i], tok(i, t));
+    finish_row2(p, s2, d.use_isw, ctx[i]);
   }
-  agg_totals tot;
-  tot.rows = static_cast<double>(B);
-  tot.width = static_cast<double>(T);
-  for (double n : nfin) {
-    tot.n_total += n;
-    tot.non_empty += n > 0 ? 1 : 0;
+  agg_totals fin, ent;
+  fin.rows = ent.rows = static_cast<double>(B);
+  fin.width = ent.width = static_cast<double>(T);
+  for (const auto& c : ctx) {
+    fin.n_total += c.n_fin;
+    fin.non_empty += c.n_fin > 0 ? 1 : 0;
+    ent.n_total += c.n_ent;
+    ent.non_empty += c.n_ent > 0 ? 1 : 0;
   }
-  auto group_n = [&](const agg_params& a, index_t i) {
+  auto group_n = [&](const agg_params& a, index_t i, bool e) {
     if (a.mode != grpo::agg_mode::group_token_mean) return 0.0;
     const index_t g0 = (i / a.group_size) * a.group_size;
     double s = 0;
-    for (index_t k = g0; k < g0 + a.group_size; ++k) s += nfin[k];
+    for (index_t k = g0; k < g0 + a.group_size; ++k) s += e ? ctx[k].n_ent : ctx[k].n_fin;
     return s;
   };
   for (index_t i = 0; i < B; ++i) {
-    ctx[i].s_pol = agg_row_scale(p.agg, nfin[i], tot, group_n(p.agg, i));
-    ctx[i].s_kl = agg_row_scale(p.kl_agg, nfin[i], tot, group_n(p.kl_agg, i));
-    ctx[i].s_ent = agg_row_scale(p.ent_agg, nfin[i], tot, group_n(p.ent_agg, i));
+    auto& c = ctx[i];
+    c.s_pol = agg_row_scale(p.agg, c.n_fin, fin, group_n(p.agg, i, false));
+    c.s_kl = agg_row_scale(p.kl_agg, c.n_fin, fin, group_n(p.kl_agg, i, false));
+    c.s_ent = agg_row_scale(p.ent_agg, c.n_ent, ent, group_n(p.ent_agg, i, true));
+    c.s_gmpo = gmpo_scale(p, static_cast<double>(B));
   }
   emu_result r;
   r.g_lp.assign(static_cast<std::size_t>(B * T), 0.0);
   r.g_h.assign(static_cast<std::size_t>(B * T), 0.0);
   for (index_t i = 0; i < B; ++i) {
     double row_g = 0;
+    r.pol += gmpo_row_loss(p, ctx[i]);
     for (index_t t = 0; t < T; ++t) {
       const auto o = token_terms(p, ctx[i], tok(i, t), has_ent);
       CHECK_FALSE(o.bad);
@@ -143,7 +171,7 @@ void compare(const grpo::loss_options& o, const batch_data& d, bool has_old, boo
   INFO(what);
   loss_params p;
   REQUIRE(make_loss_params(o, p));
-  const bool has_ent = o.entropy_coef != 0.0;
+  const bool has_ent = p.uses_entropy;
   const index_t B = d.B, T = d.T;
   grpo::loss_batch<double, double> b;
   b.logp = grpo::make_view(d.lp.data(), {B, T});
@@ -180,7 +208,8 @@ TEST_CASE("loss_terms: device glue reproduces compute_loss for every supported p
   const auto d = make_batch(8, 9, 11u);
   for (const char* name :
        {"trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo", "trl_luspo",
-        "trl_gspo", "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "openrlhf"}) {
+        "trl_gspo", "trl_vespo", "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo",
+        "verl_geo_mean", "openrlhf"}) {
     const auto o = grpo::preset(name);
     compare(o, d, true, false, name);
   }
@@ -278,25 +307,88 @@ TEST_CASE("loss_terms: clip variants, levels, OPSM and TIS" * doctest::test_suit
   compare(o, d, false, false, "on-policy sequence level");
 }
 
-TEST_CASE("loss_terms: unsupported options are reported, not mis-computed" *
+TEST_CASE("loss_terms: GMPO, VESPO and the top-entropy mask" * doctest::test_suite("cuda")) {
+  auto d = make_batch(8, 10, 41u);
+  using grpo::policy_loss_kind;
+  for (auto kind : {policy_loss_kind::gmpo, policy_loss_kind::vespo, policy_loss_kind::ppo_clip}) {
+    for (int variant = 0; variant < 6; ++variant) {
+      grpo::loss_options o;
+      o.policy.kind = kind;
+      o.policy.gmpo = variant % 2 ? grpo::ops::gmpo_sign::trl : grpo::ops::gmpo_sign::verl;
+      o.policy.eps_low = 0.3;
+      o.policy.eps_high = 0.25;
+      o.kl_coef = 0.01;
+      o.entropy_coef = variant == 0 ? 0.02 : 0.0;
+      o.agg.row_count_eps = 1e-8;
+      bool smp = false;
+      if (variant == 1) {  // top-entropy quantile, in the denominator
+        o.top_entropy_quantile = 0.4;
+        o.entropy_coef = 0.01;
+      }
+      if (variant == 2) {  // given threshold, only on the policy term (TRL)
+        o.top_entropy_quantile = 0.5;
+        o.entropy_threshold = 1.5;
+        o.entropy_mask_in_denominator = false;
+        o.entropy_coef = 0.01;
+        o.agg.global_seqs = 11.0;
+      }
+      if (variant == 3) {  // token TIS
+        o.tis.enabled = true;
+        o.tis.c_max = 1.3;
+        o.tis.c_min = 0.7;
+        smp = true;
+      }
+      if (variant == 4) {  // sequence TIS + OPSM out of the denominator
+        o.tis.enabled = true;
+        o.tis.sequence = true;
+        o.tis.c_max = 3.0;
+        o.opsm_threshold = 0.02;
+        o.opsm_in_denominator = false;
+        smp = true;
+      }
+      if (variant == 5) {
+        d.use_isw = true;  // precomputed IS weights
+        o.agg.mode = grpo::agg_mode::seq_mean_token_mean;
+        o.agg.row_count_floor = 1.0;
+      }
+      compare(o, d, true, smp,
+              "kind " + std::to_string(int(kind)) + " variant " + std::to_string(variant));
+      d.use_isw = false;
+    }
+  }
+}
+
+TEST_CASE("loss_terms: invalid options are reported, schedules are classified" *
           doctest::test_suite("cuda")) {
   loss_params p;
   grpo::loss_options o;
-  o.policy.kind = grpo::policy_loss_kind::gmpo;
-  CHECK_FALSE(make_loss_params(o, p));
-  o.policy.kind = grpo::policy_loss_kind::vespo;
-  CHECK_FALSE(make_loss_params(o, p));
-  o = grpo::loss_options{};
-  o.top_entropy_quantile = 0.2;
-  CHECK_FALSE(make_loss_params(o, p));
-  o = grpo::loss_options{};
   o.policy.eps_low = -1.0;  // invalid: validate() throws inside, reported as false
   o.kl_coef = std::nan("");
   CHECK_FALSE(make_loss_params(o, p));
   o = grpo::loss_options{};
+  o.top_entropy_quantile = 1.5;
+  CHECK_FALSE(make_loss_params(o, p));
+  o = grpo::loss_options{};
   REQUIRE(make_loss_params(o, p));
   CHECK_FALSE(p.needs_row_logp);
+  CHECK_FALSE(p.uses_entropy);
+  o.entropy_coef = 0.1;
+  REQUIRE(make_loss_params(o, p));
+  CHECK_FALSE(p.needs_row_logp);
+  CHECK(p.uses_entropy);
+  for (auto k : {grpo::policy_loss_kind::gmpo, grpo::policy_loss_kind::vespo}) {
+    o = grpo::loss_options{};
+    o.policy.kind = k;
+    REQUIRE(make_loss_params(o, p));
+    CHECK(p.needs_row_logp);
+  }
+  o = grpo::loss_options{};
   o.policy.level = grpo::is_level::sequence;
   REQUIRE(make_loss_params(o, p));
   CHECK(p.needs_row_logp);
+  o = grpo::loss_options{};
+  o.top_entropy_quantile = 0.2;
+  REQUIRE(make_loss_params(o, p));
+  CHECK(p.needs_row_logp);
+  CHECK(p.uses_entropy);
 }

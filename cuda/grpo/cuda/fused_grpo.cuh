@@ -10,8 +10,10 @@
 ///    factors s_i from the mask alone; then one block per token reads its logits row (statistics),
 ///    thread 0 evaluates the token's dL/dlogp and dL/dH with loss_terms.cuh, and the block writes
 ///    the gradient row (second read of the row, mostly from L2). One HBM read + one write.
-///  - two phase, otherwise (GSPO sequence ratio, OPSM, sequence TIS): forward log-softmax of every
-///    valid row, the loss kernels on [B, T], then the gradient pass (launch_row_backward).
+///  - two phase, otherwise (GSPO sequence ratio, OPSM, sequence TIS, GMPO, VESPO, top-entropy
+///    mask): forward log-softmax of every valid row, the loss kernels on [B, T] (with the
+///    top-entropy quantile by a device radix sort when no threshold is given), then the gradient
+///    pass (launch_row_backward).
 /// The loss scalars (loss, policy_loss, kl_loss, entropy_loss) are summed in a fixed order by one
 /// block (deterministic, bit-identical between runs).
 ///
@@ -27,7 +29,8 @@
 #include <grpo/cuda/logprob.cuh>
 #include <grpo/cuda/loss_terms.cuh>
 
-#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
+#include <cub/block/block_reduce.cuh>      // cub::BlockReduce
+#include <cub/device/device_radix_sort.cuh>  // cub::DeviceRadixSort (top-entropy quantile)
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -72,10 +75,13 @@ GRPO_HOST_DEVICE constexpr bool has(const V& v) noexcept {
 /// The [B, T] loss state shared by the kernels (all pointers into the workspace).
 struct loss_state {
   row_ctx* ctx = nullptr;     ///< [B] row statistics and aggregation factors
-  double* n_fin = nullptr;    ///< [B] final-mask counts
+  double* h_thr = nullptr;    ///< top-entropy threshold (device scalar), when computed
   double* part = nullptr;     ///< [parts x 3] weighted (policy, KL, entropy) partial sums
   float* g_logp = nullptr;    ///< [B T] dL/dlogp (two-phase)
   float* g_h = nullptr;       ///< [B T] dL/dH (two-phase)
+  float* keys = nullptr;      ///< [2 B T] entropy sort keys in / out (quantile)
+  void* sort_tmp = nullptr;   ///< cub::DeviceRadixSort temporary storage
+  std::size_t sort_bytes = 0;
   unsigned int* status = nullptr;
 };
 
@@ -97,90 +103,137 @@ __device__ GRPO_FORCEINLINE token_in load_token(const device_loss_batch<P, M>& i
   return x;
 }
 
-/// Kernel 1, one block per row: row sums -> row_ctx (pass 1 of compute_loss_into) and the
-/// final-mask count. `logp` may be null when no row statistic needs it (single pass).
+/// Kernel 1, one block per row: pass 1 of compute_loss_into (row sums -> row_ctx), then the
+/// second row pass over the final mask (final-mask counts, GMPO's sums). `logp` / `entropy` may
+/// be null when nothing needs them (single pass); `h_thr` null: the threshold of `p` (or none).
 template <int BT, class P, class M>
 __global__ void __launch_bounds__(BT)
     loss_rows_kernel(loss_params p, device_loss_batch<P, M> in, index_t B, index_t Tn,
-                     const float* logp, loss_state st) {
+                     const float* logp, const float* entropy, const double* h_thr,
+                     loss_state st) {
   using red_t = cub::BlockReduce<row_sums, BT>;
-  using dred_t = cub::BlockReduce<double, BT>;
+  using red2_t = cub::BlockReduce<row_sums2, BT>;
   __shared__ union {
     typename red_t::TempStorage r;
-    typename dred_t::TempStorage d;
+    typename red2_t::TempStorage r2;
   } tmp;
   __shared__ cub::Uninitialized<row_ctx> sh_ctx_raw;  // no constructor runs in shared memory
   row_ctx& sh_ctx = sh_ctx_raw.Alias();
+  const bool has_isw = has(in.is_weights);
+  double thr = -math::infinity<double>();
+  if (p.emask) thr = h_thr ? *h_thr : (p.has_entropy_threshold ? p.entropy_threshold : thr);
+  auto token = [&](index_t i, index_t t) {
+    const index_t k = i * Tn + t;
+    return load_token(in, i, t, logp ? static_cast<double>(logp[k]) : 0.0,
+                      entropy ? static_cast<double>(entropy[k]) : 0.0);
+  };
   for (index_t i = blockIdx.x; i < B; i += gridDim.x) {
     row_sums s;
     bool bad = false;
     for (index_t t = threadIdx.x; t < Tn; t += BT) {
-      const double lp = logp ? static_cast<double>(logp[i * Tn + t]) : 0.0;
-      const token_in x = load_token(in, i, t, lp, 0.0);
+      const token_in x = token(i, t);
       if (!(x.m >= 0.0) || x.m - x.m != 0.0) bad = true;  // negative, NaN or inf mask
-      s += token_row_sums(x);
+      s += token_row_sums(p, x);
     }
     if (bad) atomicOr(st.status, status_bad_input);
     const row_sums tot = red_t(tmp.r).Reduce(s, row_sums_add{});
-    if (threadIdx.x == 0) sh_ctx = finish_row(p, tot);
-    __syncthreads();
-    double nf = sh_ctx.n_base;
-    if (p.opsm && p.opsm_in_denominator) {  // the OPSM keep joins the denominators
-      double part = 0.0;
-      for (index_t t = threadIdx.x; t < Tn; t += BT) {
-        const double lp = logp ? static_cast<double>(logp[i * Tn + t]) : 0.0;
-        part += final_mask(p, sh_ctx, load_token(in, i, t, lp, 0.0));
-      }
-      nf = dred_t(tmp.d).Sum(part);
-    }
     if (threadIdx.x == 0) {
-      st.ctx[i] = sh_ctx;
-      st.n_fin[i] = nf;
+      sh_ctx = finish_row(p, tot);
+      sh_ctx.h_thr = thr;
+    }
+    __syncthreads();
+    const row_ctx c = sh_ctx;
+    row_sums2 s2;
+    for (index_t t = threadIdx.x; t < Tn; t += BT) s2 += token_row_sums2(p, c, token(i, t));
+    const row_sums2 tot2 = red2_t(tmp.r2).Reduce(s2, row_sums2_add{});
+    if (threadIdx.x == 0) {
+      row_ctx out = c;
+      finish_row2(p, tot2, has_isw, out);
+      st.ctx[i] = out;
     }
     __syncthreads();
   }
 }
 
-/// Kernel 2, one block: batch totals, then every row's aggregation factors (policy, KL, entropy).
+/// Kernel 2, one block: batch totals (final mask for policy / KL, entropy-kept mask for the
+/// entropy term), then every row's aggregation factors.
 template <int BT>
 __global__ void __launch_bounds__(BT)
     loss_scales_kernel(loss_params p, index_t B, index_t Tn, const double* group_tokens,
                        loss_state st) {
   using dred_t = cub::BlockReduce<double, BT>;
   __shared__ typename dred_t::TempStorage tmp;
-  __shared__ cub::Uninitialized<agg_totals> tot_raw;
-  agg_totals& tot = tot_raw.Alias();
-  double n = 0.0, ne = 0.0;
+  __shared__ double tot_raw[4];
+  double v[4] = {0.0, 0.0, 0.0, 0.0};  // n_fin, non-empty (fin), n_ent, non-empty (ent)
   for (index_t i = threadIdx.x; i < B; i += BT) {
-    n += st.n_fin[i];
-    ne += st.n_fin[i] > 0 ? 1.0 : 0.0;
+    const row_ctx& c = st.ctx[i];
+    v[0] += c.n_fin;
+    v[1] += c.n_fin > 0 ? 1.0 : 0.0;
+    v[2] += c.n_ent;
+    v[3] += c.n_ent > 0 ? 1.0 : 0.0;
   }
-  const double n_sum = dred_t(tmp).Sum(n);
-  __syncthreads();
-  const double ne_sum = dred_t(tmp).Sum(ne);
-  if (threadIdx.x == 0) {
-    tot.n_total = n_sum;
-    tot.non_empty = ne_sum;
-    tot.rows = static_cast<double>(B);
-    tot.width = static_cast<double>(Tn);
+  for (int k = 0; k < 4; ++k) {
+    const double t = dred_t(tmp).Sum(v[k]);
+    if (threadIdx.x == 0) tot_raw[k] = t;
+    __syncthreads();
   }
-  __syncthreads();
+  agg_totals fin, ent;
+  fin.n_total = tot_raw[0];
+  fin.non_empty = tot_raw[1];
+  ent.n_total = tot_raw[2];
+  ent.non_empty = tot_raw[3];
+  fin.rows = ent.rows = static_cast<double>(B);
+  fin.width = ent.width = static_cast<double>(Tn);
   for (index_t i = threadIdx.x; i < B; i += BT) {
-    const double ni = st.n_fin[i];
-    auto group_n = [&](const agg_params& a) {
+    auto group_n = [&](const agg_params& a, bool entropy_counts) {
       if (a.mode != agg_mode::group_token_mean || a.group_size <= 0) return 0.0;
       if (group_tokens) return group_tokens[i];
       const index_t g0 = (i / a.group_size) * a.group_size;
       double s = 0.0;
-      for (index_t k = g0; k < g0 + a.group_size && k < B; ++k) s += st.n_fin[k];
+      for (index_t k = g0; k < g0 + a.group_size && k < B; ++k)
+        s += entropy_counts ? st.ctx[k].n_ent : st.ctx[k].n_fin;
       return s;
     };
     row_ctx c = st.ctx[i];
-    c.s_pol = agg_row_scale(p.agg, ni, tot, group_n(p.agg));
-    c.s_kl = agg_row_scale(p.kl_agg, ni, tot, group_n(p.kl_agg));
-    c.s_ent = agg_row_scale(p.ent_agg, ni, tot, group_n(p.ent_agg));
+    c.s_pol = agg_row_scale(p.agg, c.n_fin, fin, group_n(p.agg, false));
+    c.s_kl = agg_row_scale(p.kl_agg, c.n_fin, fin, group_n(p.kl_agg, false));
+    c.s_ent = agg_row_scale(p.ent_agg, c.n_ent, ent, group_n(p.ent_agg, true));
+    c.s_gmpo = gmpo_scale(p, static_cast<double>(B));
     st.ctx[i] = c;
   }
+}
+
+/// Top-entropy quantile, step 1: sort keys = entropies of base-valid tokens, +inf elsewhere (they
+/// sort last), and the count of valid tokens.
+template <class P, class M>
+__global__ void entropy_keys_kernel(device_loss_batch<P, M> in, index_t B, index_t Tn,
+                                    const float* entropy, float* keys, double* count) {
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < B * Tn;
+       k += index_t(gridDim.x) * blockDim.x) {
+    const index_t i = k / Tn, t = k % Tn;
+    const bool valid = !(in.truncated != nullptr && in.truncated[i] != 0) &&
+                       static_cast<double>(in.mask(i, t)) != 0.0;
+    keys[k] = valid ? entropy[k] : math::infinity<float>();
+    if (valid) atomicAdd(count, 1.0);
+  }
+}
+
+/// Top-entropy quantile, step 2: linear-interpolation quantile at q of the n sorted valid values
+/// (torch.quantile, as grpo::detail::quantile_linear); -inf when there is none.
+__global__ void entropy_quantile_kernel(const float* sorted, const double* count, double q,
+                                        double* h_thr) {
+  const double n = *count;
+  if (n < 1.0) {
+    *h_thr = -math::infinity<double>();
+    return;
+  }
+  const double pos = q * (n - 1.0);
+  const auto lo = static_cast<index_t>(floor(pos));
+  const index_t last = static_cast<index_t>(n) - 1;
+  const index_t hi = lo + 1 < last ? lo + 1 : last;
+  const double frac = pos - static_cast<double>(lo);
+  const double a = sorted[lo], b = sorted[hi];
+  *h_thr = a + frac * (b - a);
 }
 
 /// Sum functor over (policy, KL, entropy, spread) quadruples.
@@ -227,7 +280,7 @@ __global__ void __launch_bounds__(BT)
     const quad tot = red_t(tmp).Reduce(q, quad_add{});
     if (threadIdx.x == 0) {
       row_g = tot.d;
-      st.part[3 * i + 0] = tot.a;
+      st.part[3 * i + 0] = tot.a + gmpo_row_loss(p, c);  // GMPO: once per sequence
       st.part[3 * i + 1] = tot.b;
       st.part[3 * i + 2] = tot.c;
     }
@@ -324,32 +377,75 @@ struct array_token_coeffs {
   }
 };
 
-/// Workspace layout of the loss kernels for B rows, N = B T tokens.
+/// Workspace bytes cub::DeviceRadixSort needs to sort n float keys (0 when the query fails).
+inline std::size_t sort_temp_bytes(index_t n) noexcept {
+  std::size_t bytes = 0;
+  if (cub::DeviceRadixSort::SortKeys(nullptr, bytes, static_cast<const float*>(nullptr),
+                                     static_cast<float*>(nullptr), static_cast<int>(n)) !=
+      cudaSuccess)
+    return 0;
+  return bytes;
+}
+
+/// Workspace layout of the loss kernels for B rows, N = B T tokens: status word, row contexts,
+/// the entropy threshold and valid count, the partial sums, the two-phase coefficients and the
+/// quantile's sort buffers.
 struct loss_layout {
-  std::size_t status = 0, ctx = 0, n_fin = 0, part = 0, g_logp = 0, g_h = 0, total = 0;
-  loss_layout(index_t B, index_t N, bool two_phase) noexcept {
+  std::size_t status = 0, ctx = 0, thr = 0, part = 0, g_logp = 0, g_h = 0, keys = 0, sort = 0;
+  std::size_t sort_bytes = 0, total = 0;
+  loss_layout(index_t B, index_t N, bool two_phase, bool quantile) noexcept {
     const auto b = static_cast<std::size_t>(B), n = static_cast<std::size_t>(N);
     status = 0;
     ctx = align_up(sizeof(unsigned int));
-    n_fin = ctx + align_up(b * sizeof(row_ctx));
-    part = n_fin + align_up(b * sizeof(double));
+    thr = ctx + align_up(b * sizeof(row_ctx));
+    part = thr + align_up(2 * sizeof(double));
     const std::size_t parts = two_phase ? b : n;
     g_logp = part + align_up(parts * 3 * sizeof(double));
     g_h = g_logp + (two_phase ? align_up(n * sizeof(float)) : 0);
-    total = g_h + (two_phase ? align_up(n * sizeof(float)) : 0);
+    keys = g_h + (two_phase ? align_up(n * sizeof(float)) : 0);
+    sort_bytes = quantile ? sort_temp_bytes(N) : 0;
+    sort = keys + (quantile ? align_up(2 * n * sizeof(float)) : 0);
+    total = sort + align_up(sort_bytes);
   }
   loss_state bind(void* ws) const noexcept {
     auto* base = static_cast<unsigned char*>(ws);
     loss_state s;
     s.status = reinterpret_cast<unsigned int*>(base + status);
     s.ctx = reinterpret_cast<row_ctx*>(base + ctx);
-    s.n_fin = reinterpret_cast<double*>(base + n_fin);
+    s.h_thr = reinterpret_cast<double*>(base + thr);
     s.part = reinterpret_cast<double*>(base + part);
     s.g_logp = reinterpret_cast<float*>(base + g_logp);
     s.g_h = reinterpret_cast<float*>(base + g_h);
+    s.keys = reinterpret_cast<float*>(base + keys);
+    s.sort_tmp = base + sort;
+    s.sort_bytes = sort_bytes;
     return s;
   }
 };
+
+/// The top-entropy threshold of the batch on the device (into st.h_thr[0]) when the options ask
+/// for a quantile; returns the device pointer the row kernel should read (null: none or given).
+template <class P, class M>
+cudaError_t entropy_threshold(const loss_params& p, const device_loss_batch<P, M>& in, index_t B,
+                              index_t Tn, const float* entropy, const loss_state& st,
+                              const double*& thr, cudaStream_t stream) noexcept {
+  thr = nullptr;
+  if (!p.emask || p.has_entropy_threshold) return cudaSuccess;
+  const index_t N = B * Tn;
+  double* count = st.h_thr + 1;
+  GRPO_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof(double), stream));
+  entropy_keys_kernel<<<rows_grid((N + 255) / 256), 256, 0, stream>>>(in, B, Tn, entropy, st.keys,
+                                                                       count);
+  GRPO_CUDA_TRY(cudaGetLastError());
+  std::size_t bytes = st.sort_bytes;
+  GRPO_CUDA_TRY(cub::DeviceRadixSort::SortKeys(st.sort_tmp, bytes, st.keys, st.keys + N,
+                                               static_cast<int>(N), 0, 32, stream));
+  entropy_quantile_kernel<<<1, 1, 0, stream>>>(st.keys + N, count, 1.0 - p.top_entropy_quantile,
+                                               st.h_thr);
+  GRPO_CUDA_TRY(cudaGetLastError());
+  thr = st.h_thr;
+  return cudaSuccess;
+}
 
 /// Shape checks shared by the launchers (device views, [B, T] extents).
 template <class P, class M>
@@ -380,14 +476,14 @@ inline bool row_major(const strided_view<float, 2>& v, index_t B, index_t Tn) no
 
 /// Workspace bytes of fused_grpo_step / compute_loss for B rows of T tokens.
 inline std::size_t loss_workspace_bytes(index_t B, index_t Tn) noexcept {
-  return detail::loss_layout(B, B * Tn, true).total;
+  return detail::loss_layout(B, B * Tn, true, true).total;
 }
 
 /// The GRPO-family loss on the device from [B, T] log-probabilities (and entropies): the scalars
 /// into `scalars` (device, 4 doubles: loss, policy_loss, kl_loss, entropy_loss), dL/dlogp and
 /// dL/dH into the workspace-free outputs `grad_logp` / `grad_entropy` ([B, T] row-major floats).
 /// Same maths as grpo::compute_loss_into for the options loss_params supports.
-/// @param entropy  required when p.entropy_coef != 0, else may be empty.
+/// @param entropy  required when p.uses_entropy (bonus or top-entropy mask), else may be empty.
 /// @pre device-resident views; p from make_loss_params.
 /// @return cudaErrorInvalidValue on a shape mismatch or missing input (nothing launched).
 template <class P, class M>
@@ -399,12 +495,12 @@ template <class P, class M>
                                        void* workspace, std::size_t& workspace_bytes,
                                        cudaStream_t stream = nullptr) noexcept {
   const index_t B = logp.extent(0), Tn = logp.extent(1);
-  const detail::loss_layout L(B, B * Tn, true);
+  const detail::loss_layout L(B, B * Tn, true, p.emask && !p.has_entropy_threshold);
   if (workspace == nullptr) {
     workspace_bytes = L.total;
     return cudaSuccess;
   }
-  const bool has_ent = p.entropy_coef != 0.0;
+  const bool has_ent = p.uses_entropy;
   auto rm = [&](strided_view<const float, 2> v) {
     return v.extent(0) == B && v.extent(1) == Tn && (Tn <= 1 || v.stride(1) == 1) &&
            (B <= 1 || v.stride(0) == Tn);
@@ -421,12 +517,16 @@ template <class P, class M>
   st.g_h = grad_entropy.data_handle();
   constexpr int BT = 256;
   const int grid = rows_grid(B);
-  detail::loss_rows_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(), st);
+  const float* hp = has_ent ? entropy.data_handle() : nullptr;
+  const double* thr = nullptr;
+  GRPO_CUDA_TRY(detail::entropy_threshold(p, in, B, Tn, hp, st, thr, stream));
+  detail::loss_rows_kernel<BT>
+      <<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(), hp, thr, st);
   GRPO_CUDA_TRY(cudaGetLastError());
   detail::loss_scales_kernel<BT><<<1, BT, 0, stream>>>(p, B, Tn, in.group_tokens, st);
   GRPO_CUDA_TRY(cudaGetLastError());
-  detail::loss_tokens_kernel<BT><<<grid, BT, 0, stream>>>(
-      p, in, B, Tn, logp.data_handle(), has_ent ? entropy.data_handle() : nullptr, has_ent, st);
+  detail::loss_tokens_kernel<BT>
+      <<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(), hp, has_ent, st);
   GRPO_CUDA_TRY(cudaGetLastError());
   detail::loss_sum_kernel<BT><<<1, BT, 0, stream>>>(st.part, B, p.kl_coef, p.entropy_coef, scalars);
   return cudaGetLastError();
@@ -467,9 +567,10 @@ template <class T, class I, class P, class M, class G>
   const index_t N = B * Tn;
   const bool single = opt.schedule == fused_schedule::single_pass ||
                       (opt.schedule == fused_schedule::automatic && !p.needs_row_logp);
-  const detail::loss_layout L(B, N, !single);
+  const bool quantile = p.emask && !p.has_entropy_threshold;
+  const detail::loss_layout L(B, N, !single, quantile);
   if (workspace == nullptr) {
-    workspace_bytes = detail::loss_layout(B, N, true).total;  // enough for either schedule
+    workspace_bytes = detail::loss_layout(B, N, true, quantile).total;  // either schedule
     return cudaSuccess;
   }
   if (single && p.needs_row_logp) return cudaErrorInvalidValue;
@@ -505,7 +606,7 @@ template <class T, class I, class P, class M, class G>
                               {grad_logits.stride(1), grad_logits.stride(2)}, grad_logits.space());
   const strided_view<const I, 1> y1(ids.data_handle(), {N}, {ids.stride(1)}, ids.space());
   const float beta = 1.0f / opt.temperature;
-  const bool has_ent = p.entropy_coef != 0.0;
+  const bool has_ent = p.uses_entropy;
   const detail::active_tokens<P, M> act{in, Tn};
   // No id equals this sentinel, so only the active filter skips rows.
   constexpr long long no_ignore = (-9223372036854775807LL - 1);
@@ -513,7 +614,8 @@ template <class T, class I, class P, class M, class G>
   const int grid = rows_grid(B);
 
   if (single) {
-    detail::loss_rows_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, nullptr, st);
+    detail::loss_rows_kernel<BT>
+        <<<grid, BT, 0, stream>>>(p, in, B, Tn, nullptr, nullptr, nullptr, st);
     GRPO_CUDA_TRY(cudaGetLastError());
     detail::loss_scales_kernel<BT><<<1, BT, 0, stream>>>(p, B, Tn, in.group_tokens, st);
     GRPO_CUDA_TRY(cudaGetLastError());
@@ -530,7 +632,11 @@ template <class T, class I, class P, class M, class G>
   const strided_view<float, 1> h1(entropy.data_handle(), {N}, {1});
   GRPO_CUDA_TRY(launch_row_forward(x2, y1, beta, no_ignore, lp1, strided_view<float, 1>{}, h1,
                                    st.status, act, stream));
-  detail::loss_rows_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(), st);
+  const double* thr = nullptr;
+  GRPO_CUDA_TRY(
+      detail::entropy_threshold(p, in, B, Tn, entropy.data_handle(), st, thr, stream));
+  detail::loss_rows_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(),
+                                                        entropy.data_handle(), thr, st);
   GRPO_CUDA_TRY(cudaGetLastError());
   detail::loss_scales_kernel<BT><<<1, BT, 0, stream>>>(p, B, Tn, in.group_tokens, st);
   GRPO_CUDA_TRY(cudaGetLastError());

@@ -12,13 +12,15 @@
 /// Because the steps are host-callable, tests/cuda/test_loss_terms_host.cu checks them against
 /// compute_loss_into on the CPU, without a GPU.
 ///
-/// Supported on the device: policy kinds ppo_clip (clip-higher, dual clip, delta), cispo (both
-/// conventions), sapo, reinforce; levels token, sequence (TRL GSPO) and sequence_token (verl GSPO);
-/// log-ratio clamps; every KL estimator with clamps, straight-through and bias correction; entropy
-/// bonus; OPSM (in or out of the denominator); TIS per token or per sequence; precomputed IS
-/// weights; truncated rows; every aggregation mode with global denominators, separate KL and
-/// entropy aggregation. Not supported (make_loss_params reports false): GMPO, VESPO and the
-/// top-entropy token mask (a global quantile).
+/// Every option of loss_options is supported: policy kinds ppo_clip (clip-higher, dual clip,
+/// delta), cispo (both conventions), sapo, reinforce, gmpo (per-sequence geometric mean of
+/// sign-clipped ratios) and vespo (gamma weight of the sequence log weight); levels token, sequence
+/// (TRL GSPO) and sequence_token (verl GSPO); log-ratio clamps; every KL estimator with clamps,
+/// straight-through and bias correction; entropy bonus; top-entropy token mask (explicit threshold
+/// or the linear quantile, computed on the device by the caller); OPSM and the entropy mask in or
+/// out of the denominator; TIS per token or per sequence; precomputed IS weights; truncated rows;
+/// every aggregation mode with global denominators, separate KL and entropy aggregation. The
+/// loss_metrics schema (clip fractions, ratio statistics) is not computed on the device.
 #pragma once
 
 #include <grpo/aggregate.hpp>
@@ -51,11 +53,19 @@ struct loss_params {
   double lr_min = -math::infinity<double>(), lr_max = math::infinity<double>();
   cispo_clip cispo = cispo_clip::trl_cap;
   double tau_pos = 1.0, tau_neg = 1.05;
+  ops::gmpo_sign gmpo = ops::gmpo_sign::verl;
+  double vespo_k_pos = 2.0, vespo_lambda_pos = 3.0, vespo_k_neg = 3.0, vespo_lambda_neg = 2.0;
   // KL and entropy terms.
   double kl_coef = 0;
   ops::kl_params kl{};
   bool kl_bias = false;
   double entropy_coef = 0;
+  // Top-entropy token mask: keep iff H >= threshold (given, or the quantile at 1 - q).
+  bool emask = false;
+  double top_entropy_quantile = 1.0;
+  bool has_entropy_threshold = false;
+  double entropy_threshold = 0;
+  bool entropy_mask_in_denominator = true;
   // OPSM.
   bool opsm = false;
   double opsm_threshold = 0;
@@ -67,8 +77,26 @@ struct loss_params {
   // Aggregations: policy, KL (a copy of the policy's unless kl_agg is set), entropy.
   agg_params agg{}, kl_agg{}, ent_agg{};
   /// True when a coefficient depends on more than its own token and the row's mask (sequence
-  /// ratio, OPSM, sequence TIS): the fused step then runs in two phases.
+  /// ratio, OPSM, sequence TIS, GMPO, VESPO, top-entropy mask): the fused step then runs in two
+  /// phases.
   bool needs_row_logp = false;
+  /// The loss reads the entropy (bonus or top-entropy mask).
+  bool uses_entropy = false;
+
+  [[nodiscard]] GRPO_HOST_DEVICE constexpr bool is_gmpo() const noexcept {
+    return kind == policy_loss_kind::gmpo;
+  }
+  [[nodiscard]] GRPO_HOST_DEVICE constexpr bool is_vespo() const noexcept {
+    return kind == policy_loss_kind::vespo;
+  }
+  /// OPSM / the entropy mask join the denominators (always for GMPO, which has no per-token
+  /// multiplier to carry them).
+  [[nodiscard]] GRPO_HOST_DEVICE constexpr bool opsm_masks() const noexcept {
+    return opsm_in_denominator || is_gmpo();
+  }
+  [[nodiscard]] GRPO_HOST_DEVICE constexpr bool ent_masks() const noexcept {
+    return entropy_mask_in_denominator || is_gmpo();
+  }
 };
 
 /// Copies an agg_options (the group_tokens span is passed separately as a device pointer).
@@ -89,8 +117,7 @@ inline agg_params make_agg_params(const agg_options& o) noexcept {
 }
 
 /// Builds the device parameter block. Validates with grpo::validate (never throws out of here).
-/// @return false when the options are invalid or use a feature the device path lacks (GMPO, VESPO,
-///         top-entropy mask); `out` is then unspecified.
+/// @return false when the options are invalid (grpo::validate throws); `out` is then unspecified.
 inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
   try {
     validate(o);
@@ -98,8 +125,6 @@ inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
     return false;
   }
   const auto& P = o.policy;
-  if (P.kind == policy_loss_kind::gmpo || P.kind == policy_loss_kind::vespo) return false;
-  if (o.top_entropy_quantile < 1.0) return false;
   out = loss_params{};
   out.kind = P.kind;
   out.level = P.level;
@@ -112,10 +137,20 @@ inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
   out.cispo = P.cispo;
   out.tau_pos = P.sapo_tau_pos;
   out.tau_neg = P.sapo_tau_neg;
+  out.gmpo = P.gmpo;
+  out.vespo_k_pos = P.vespo_k_pos;
+  out.vespo_lambda_pos = P.vespo_lambda_pos;
+  out.vespo_k_neg = P.vespo_k_neg;
+  out.vespo_lambda_neg = P.vespo_lambda_neg;
   out.kl_coef = o.kl_coef;
   out.kl = o.kl;
   out.kl_bias = o.kl_bias_correction;
   out.entropy_coef = o.entropy_coef;
+  out.emask = o.top_entropy_quantile < 1.0;
+  out.top_entropy_quantile = o.top_entropy_quantile;
+  out.has_entropy_threshold = o.entropy_threshold.has_value();
+  out.entropy_threshold = o.entropy_threshold ? *o.entropy_threshold : 0.0;
+  out.entropy_mask_in_denominator = o.entropy_mask_in_denominator;
   out.opsm = o.opsm_threshold.has_value();
   out.opsm_threshold = o.opsm_threshold ? *o.opsm_threshold : 0.0;
   out.opsm_in_denominator = o.opsm_in_denominator;
@@ -128,7 +163,9 @@ inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
   out.agg = make_agg_params(o.agg);
   out.kl_agg = o.kl_agg ? make_agg_params(*o.kl_agg) : out.agg;
   out.ent_agg = make_agg_params(o.entropy_agg);
-  out.needs_row_logp = P.level != is_level::token || out.opsm || (out.tis && out.tis_sequence);
+  out.needs_row_logp = P.level != is_level::token || out.opsm || (out.tis && out.tis_sequence) ||
+                       out.is_gmpo() || out.is_vespo() || out.emask;
+  out.uses_entropy = o.entropy_coef != 0.0 || out.emask;
   return true;
 }
 
@@ -146,17 +183,21 @@ struct token_in {
   bool has_isw = false;
 };
 
-/// Sums over one row's valid tokens (pass 1 of compute_loss_into).
+/// Sums over one row's valid tokens (pass 1 of compute_loss_into, base mask).
 struct row_sums {
-  double n = 0;   ///< sum m
-  double sx = 0;  ///< sum m (lp - lo)        (sequence ratio)
-  double sg = 0;  ///< sum m (ls - lp)        (OPSM gap)
-  double sq = 0;  ///< sum m (lo - ls)        (sequence TIS)
+  double n = 0;    ///< sum m
+  double sx = 0;   ///< sum m (lp - lo)                  (sequence ratio)
+  double sg = 0;   ///< sum m (ls - lp)                  (OPSM gap)
+  double sq = 0;   ///< sum m (lo - ls)                  (sequence TIS)
+  double sv = 0;   ///< sum m clamp(lp - lo, -20, 20)    (VESPO log weight)
+  double svr = 0;  ///< sum clamp(log rho_t, log 1e-8, 20) (VESPO, token IS weights)
   GRPO_HOST_DEVICE constexpr row_sums& operator+=(const row_sums& o) noexcept {
     n += o.n;
     sx += o.sx;
     sg += o.sg;
     sq += o.sq;
+    sv += o.sv;
+    svr += o.svr;
     return *this;
   }
 };
@@ -168,22 +209,39 @@ struct row_sums_add {
   }
 };
 
+/// log(1e-8), the lower clamp of VESPO's log weights (TRL).
+GRPO_HOST_DEVICE inline double vespo_log_floor() noexcept { return math::log(1e-8); }
+
 /// Contribution of one token to its row's sums.
-GRPO_HOST_DEVICE constexpr row_sums token_row_sums(const token_in& x) noexcept {
+GRPO_HOST_DEVICE inline row_sums token_row_sums(const loss_params& p, const token_in& x) noexcept {
   row_sums s;
   if (x.m == 0.0) return s;
   s.n = x.m;
   s.sx = x.m * (x.lp - x.lo);
   s.sg = x.m * (x.ls - x.lp);
   s.sq = x.m * (x.lo - x.ls);
+  if (p.is_vespo()) {
+    s.sv = x.m * ops::clamp_scalar(x.lp - x.lo, -20.0, 20.0);
+    double rho = x.has_isw ? x.isw : 1.0;
+    if (p.tis && !p.tis_sequence) rho = math::exp(x.lo - x.ls);  // raw rho before bounds
+    if (x.has_isw || p.tis) {
+      if (p.tis) rho = ops::tis_weight(rho, p.tis_c_min, p.tis_c_max, p.tis_mode);
+      s.svr = ops::clamp_scalar(math::log(rho), vespo_log_floor(), 20.0);
+    }
+  }
   return s;
 }
 
-/// Row quantities derived from the sums: n_i, mean log ratio, OPSM gap, sequence TIS weight, and
+/// Row quantities derived from the sums: n_i, mean log ratio, OPSM gap, sequence TIS weight,
+/// VESPO log weight, the entropy threshold, the final-mask counts and GMPO's sequence terms, and
 /// the aggregation factors (filled later by agg_row_scale).
 struct row_ctx {
-  double n_base = 0, nc = 1, xbar = 0, gap = 0, rho_seq = 1;
+  double n_base = 0, nc = 1, xbar = 0, gap = 0, rho_seq = 1, vespo_lw = 0;
+  double h_thr = -math::infinity<double>();  ///< top-entropy threshold (global)
+  double n_fin = 0, n_ent = 0;               ///< final-mask counts (policy/KL; entropy term)
+  double g_w = 0, g_abar = 0, g_isw = 1, g_den = 0;  ///< GMPO: w_i, mean A, IS mean, denominator
   double s_pol = 0, s_kl = 0, s_ent = 0;
+  double s_gmpo = 0;  ///< GMPO's per-sequence factor scale / G
 };
 
 /// Finishes a row's statistics (nc = max(n, 1) as TRL's clamp(min=1)).
@@ -198,6 +256,10 @@ GRPO_HOST_DEVICE inline row_ctx finish_row(const loss_params& p, const row_sums&
     if (p.tis_log_clamp > 0) q = ops::clamp_scalar(q, -p.tis_log_clamp, p.tis_log_clamp);
     r.rho_seq = ops::tis_weight(math::exp(q), p.tis_c_min, p.tis_c_max, p.tis_mode);
   }
+  double svr = s.svr;
+  if (p.is_vespo() && p.tis && p.tis_sequence)  // the (B, 1) sequence weight folded once
+    svr = ops::clamp_scalar(math::log(r.rho_seq), vespo_log_floor(), 20.0);
+  r.vespo_lw = ops::clamp_scalar(s.sv + svr, vespo_log_floor(), 20.0);
   return r;
 }
 
@@ -207,13 +269,97 @@ GRPO_HOST_DEVICE inline bool opsm_keep(const loss_params& p, const row_ctx& r,
   return !p.opsm || ops::opsm_keep(x.A, r.gap, p.opsm_threshold);
 }
 
-/// Final mask of a token (the denominators' mask): base mask, times the OPSM keep when OPSM joins
-/// the denominator.
+/// Top-entropy keep decision of a token (true when the mask is off).
+GRPO_HOST_DEVICE inline bool ent_keep(const loss_params& p, const row_ctx& r,
+                                      const token_in& x) noexcept {
+  return !p.emask || x.h >= r.h_thr;
+}
+
+/// Final mask of a token (the denominators' mask): base mask, times the OPSM and entropy keeps
+/// when they join the denominators.
 GRPO_HOST_DEVICE inline double final_mask(const loss_params& p, const row_ctx& r,
                                           const token_in& x) noexcept {
   if (x.m == 0.0) return 0.0;
-  if (p.opsm && p.opsm_in_denominator && !opsm_keep(p, r, x)) return 0.0;
+  if (p.opsm_masks() && !opsm_keep(p, r, x)) return 0.0;
+  if (p.ent_masks() && !ent_keep(p, r, x)) return 0.0;
   return x.m;
+}
+
+/// Second row pass (over the final mask): counts and GMPO's sums.
+struct row_sums2 {
+  double nf = 0;   ///< sum of the final mask
+  double ne = 0;   ///< ... restricted to entropy-kept tokens (entropy term's denominators)
+  double sxc = 0;  ///< GMPO: sum m clip(x)
+  double sa = 0;   ///< GMPO: sum m A
+  double slw = 0;  ///< GMPO: sum m log(rho + 1e-10)
+  GRPO_HOST_DEVICE constexpr row_sums2& operator+=(const row_sums2& o) noexcept {
+    nf += o.nf;
+    ne += o.ne;
+    sxc += o.sxc;
+    sa += o.sa;
+    slw += o.slw;
+    return *this;
+  }
+};
+struct row_sums2_add {
+  GRPO_HOST_DEVICE constexpr row_sums2 operator()(row_sums2 a, const row_sums2& b) const noexcept {
+    a += b;
+    return a;
+  }
+};
+
+/// Contribution of one token to the second row pass (needs the finished row_ctx).
+GRPO_HOST_DEVICE inline row_sums2 token_row_sums2(const loss_params& p, const row_ctx& r,
+                                                  const token_in& x) noexcept {
+  row_sums2 s;
+  const double mf = final_mask(p, r, x);
+  if (mf == 0.0) return s;
+  s.nf = mf;
+  s.ne = ent_keep(p, r, x) ? mf : 0.0;
+  if (p.is_gmpo()) {
+    s.sxc = mf * ops::gmpo_clip_log_ratio(x.lp - x.lo, x.A, p.eps_low, p.eps_high, p.gmpo);
+    s.sa = mf * x.A;
+    double rho = x.has_isw ? x.isw : 1.0;
+    if (p.tis)
+      rho = p.tis_sequence ? r.rho_seq
+                           : ops::tis_weight(math::exp(x.lo - x.ls), p.tis_c_min, p.tis_c_max,
+                                             p.tis_mode);
+    s.slw = mf * math::log(rho + 1e-10);  // verl: per-sequence geometric mean of IS weights
+  }
+  return s;
+}
+
+/// Finishes the second pass: final-mask counts and GMPO's w_i = exp(sum m clip(x) / den),
+/// mean advantage and IS geometric mean (den = max(n_fin + row_count_eps, row_count_floor)).
+GRPO_HOST_DEVICE inline void finish_row2(const loss_params& p, const row_sums2& s, bool has_isw,
+                                         row_ctx& r) noexcept {
+  r.n_fin = s.nf;
+  r.n_ent = s.ne;
+  if (!p.is_gmpo()) return;
+  double den = s.nf + p.agg.row_count_eps;
+  den = den < p.agg.row_count_floor ? p.agg.row_count_floor : den;
+  r.g_den = den;
+  r.g_w = 0.0;
+  r.g_abar = 0.0;
+  r.g_isw = 1.0;
+  if (den > 0) {
+    r.g_w = math::exp(s.sxc / den);
+    r.g_abar = s.sa / den;
+    if (has_isw || p.tis) r.g_isw = math::exp(s.slw / den);
+  }
+}
+
+/// GMPO's per-sequence factor s_g = scale / G (G = global_seqs, else the row count B: verl's
+/// geo_mean averages the sequence losses over all rows of the batch).
+GRPO_HOST_DEVICE constexpr double gmpo_scale(const loss_params& p, double rows) noexcept {
+  if (!p.is_gmpo()) return 0.0;
+  const double G = p.agg.global_seqs > 0 ? p.agg.global_seqs : rows;
+  return p.agg.scale / G;
+}
+
+/// GMPO's weighted sequence loss s_g (-A_i w_i isw_i), added once per row to the policy sum.
+GRPO_HOST_DEVICE constexpr double gmpo_row_loss(const loss_params& p, const row_ctx& r) noexcept {
+  return p.is_gmpo() ? r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) : 0.0;
 }
 
 /// Batch totals the aggregation factors need.
@@ -262,7 +408,7 @@ struct surrogate_terms {
   double value = 0, d_ratio = 0, d_logp = 0;
 };
 GRPO_HOST_DEVICE inline surrogate_terms surrogate(const loss_params& p, double r, double A,
-                                                  double lp) noexcept {
+                                                  double lp, double phi = 1.0) noexcept {
   surrogate_terms o;
   switch (p.kind) {
     case policy_loss_kind::ppo_clip: {
@@ -287,7 +433,11 @@ GRPO_HOST_DEVICE inline surrogate_terms surrogate(const loss_params& p, double r
       o.value = ops::weighted_pg_loss(1.0, A, lp);
       o.d_logp = ops::weighted_pg_loss_grad(1.0, A, lp);
       break;
-    default:  // gmpo / vespo are rejected by make_loss_params
+    case policy_loss_kind::vespo:
+      o.value = ops::weighted_pg_loss(phi, A, lp);
+      o.d_logp = ops::weighted_pg_loss_grad(phi, A, lp);
+      break;
+    case policy_loss_kind::gmpo:  // per sequence: gmpo_row_loss / token_terms
       break;
   }
   return o;
@@ -305,15 +455,15 @@ struct token_out {
   bool bad = false;   ///< a non-finite input on a valid token
 };
 
-/// Per-token composition of compute_loss_into (loss.hpp steps 2-6) for the supported options.
-/// @param has_ent  entropy is an input of the loss (entropy_coef != 0).
+/// Per-token composition of compute_loss_into (loss.hpp steps 2-6).
+/// @param has_ent  entropy is an input of the loss (p.uses_entropy).
 GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ctx& r,
                                               const token_in& x, bool has_ent) noexcept {
   token_out o;
   const double mf = final_mask(p, r, x);
   if (x.m != 0.0) {
     const bool fin = (x.lp - x.lp == 0.0) && (x.lo - x.lo == 0.0) && (x.A - x.A == 0.0) &&
-                     (p.kl_coef == 0.0 || x.lr - x.lr == 0.0);
+                     (p.kl_coef == 0.0 || x.lr - x.lr == 0.0) && (!p.emask || x.h - x.h == 0.0);
     o.bad = !fin;
   }
   // Step 2: ratio and its derivative with respect to lp (direct, or spread over the row).
@@ -339,11 +489,23 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
     rho = p.tis_sequence ? r.rho_seq
                          : ops::tis_weight(math::exp(q), p.tis_c_min, p.tis_c_max, p.tis_mode);
   }
-  double c = rho;
-  if (p.opsm && !p.opsm_in_denominator && !opsm_keep(p, r, x)) c = 0.0;
+  double c = p.is_vespo() ? 1.0 : rho;  // VESPO folds rho into phi
+  if (!p.opsm_masks() && !opsm_keep(p, r, x)) c = 0.0;
+  if (!p.ent_masks() && !ent_keep(p, r, x)) c = 0.0;
   double g = 0.0;
-  if (mf != 0.0) {
-    const surrogate_terms t = surrogate(p, r_val, x.A, x.lp);
+  if (p.is_gmpo()) {
+    // d/dlp_t of s_g (-A_i exp(sum m clip(x) / den) isw_i) = s_g (-A_i w_i isw_i) clip'(x) m / den.
+    if (mf != 0.0 && r.g_den > 0) {
+      const double dx =
+          ops::gmpo_clip_log_ratio_grad(x.lp - x.lo, x.A, p.eps_low, p.eps_high, p.gmpo);
+      g += r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) * dx * mf / r.g_den;
+    }
+  } else if (mf != 0.0) {
+    const double phi = p.is_vespo() ? ops::vespo_phi(r.vespo_lw, x.A, p.vespo_k_pos,
+                                                     p.vespo_lambda_pos, p.vespo_k_neg,
+                                                     p.vespo_lambda_neg)
+                                    : 1.0;
+    const surrogate_terms t = surrogate(p, r_val, x.A, x.lp, phi);
     const double W = r.s_pol * mf * c;
     o.pol = W * t.value;
     g += W * (t.d_ratio * drd + t.d_logp);
@@ -364,9 +526,10 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
     g += W * p.kl_coef * (kg + kd);
     o.spread += W * p.kl_coef * ks;
   }
-  // Step 6: entropy bonus, loss -= entropy_coef * agg(H).
-  if (has_ent && mf != 0.0) o.ent = r.s_ent * mf * x.h;
-  o.g_h = mf != 0.0 ? -p.entropy_coef * r.s_ent * mf : 0.0;
+  // Step 6: entropy bonus, loss -= entropy_coef * agg(H) over m x entropy mask.
+  const double me = (mf != 0.0 && ent_keep(p, r, x)) ? mf : 0.0;
+  if (has_ent && me != 0.0) o.ent = r.s_ent * me * x.h;
+  o.g_h = -p.entropy_coef * r.s_ent * me;
   o.g_logp = g;
   return o;
 }
