@@ -167,31 +167,43 @@ TEST_CASE("verl compute_policy_loss_*: loss, per-token loss, gradient, metrics" 
       const auto opts = grpo::from_verl(a);
       const mat lo = to_mat(c["inputs"]["old_log_prob"]), lp = to_mat(c["inputs"]["log_prob"]);
       const mat A = to_mat(c["inputs"]["advantages"]), M = to_mat(c["inputs"]["response_mask"]);
-      const auto r = grpo::compute_loss(opts, lp.view(), lo.view(), {}, A.view(), M.view());
-      const json& out = c["outputs"];
-      check_close(r.loss, out["loss"].get<double>(), kTol, "loss");
-      if (mode == "geo_mean") {
-        check_mat(r.per_seq_loss, to_mat(out["per_seq_loss"]), "per_seq_loss");
-      } else {
-        check_mat(r.per_token_loss, to_mat(out["per_token_loss"]), "per_token_loss");
+      // Run twice: plain inputs (token-level fast path where it applies) and with an all-zero
+      // entropy input (coefficient 0), which forces the general two-pass engine.
+      const std::vector<double> zeros(lp.v.size(), 0.0);
+      for (int pass = 0; pass < 2; ++pass) {
+        CAPTURE(pass);
+        grpo::loss_batch<double, double> bt;
+        bt.logp = lp.view();
+        bt.old_logp = lo.view();
+        bt.advantages = A.view();
+        bt.mask = M.view();
+        if (pass == 1) bt.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        const auto r = grpo::compute_loss(opts, bt);
+        const json& out = c["outputs"];
+        check_close(r.loss, out["loss"].get<double>(), kTol, "loss");
+        if (mode == "geo_mean") {
+          check_mat(r.per_seq_loss, to_mat(out["per_seq_loss"]), "per_seq_loss");
+        } else {
+          check_mat(r.per_token_loss, to_mat(out["per_token_loss"]), "per_token_loss");
+        }
+        check_mat(r.grad_logp, to_mat(out["grad_log_prob"]), "grad_log_prob");
+        const json& mt = out["metrics"];
+        const auto& m = r.metrics;
+        double clipfrac = m.clip_region.mean(), lower = m.clip_dual.mean();
+        if (mode == "cispo") {
+          clipfrac = m.weight_clip.mean();
+          lower = 0.0;
+        } else if (mode == "geo_mean") {
+          clipfrac = m.clip_high.mean();
+          lower = m.clip_low.mean();
+        } else if (mode == "gspo" || mode == "sapo") {
+          lower = 0.0;
+        }
+        check_close(clipfrac, mt["actor/pg_clipfrac"].get<double>(), kMetricTol, "pg_clipfrac");
+        check_close(lower, mt["actor/pg_clipfrac_lower"].get<double>(), kMetricTol,
+                    "pg_clipfrac_lower");
+        check_close(m.approx_kl.mean(), mt["actor/ppo_kl"].get<double>(), kMetricTol, "ppo_kl");
       }
-      check_mat(r.grad_logp, to_mat(out["grad_log_prob"]), "grad_log_prob");
-      const json& mt = out["metrics"];
-      const auto& m = r.metrics;
-      double clipfrac = m.clip_region.mean(), lower = m.clip_dual.mean();
-      if (mode == "cispo") {
-        clipfrac = m.weight_clip.mean();
-        lower = 0.0;
-      } else if (mode == "geo_mean") {
-        clipfrac = m.clip_high.mean();
-        lower = m.clip_low.mean();
-      } else if (mode == "gspo" || mode == "sapo") {
-        lower = 0.0;
-      }
-      check_close(clipfrac, mt["actor/pg_clipfrac"].get<double>(), kMetricTol, "pg_clipfrac");
-      check_close(lower, mt["actor/pg_clipfrac_lower"].get<double>(), kMetricTol,
-                  "pg_clipfrac_lower");
-      check_close(m.approx_kl.mean(), mt["actor/ppo_kl"].get<double>(), kMetricTol, "ppo_kl");
     }
   }
 }
@@ -236,31 +248,39 @@ TEST_CASE("TRL GRPOTrainer._compute_loss: every loss_type" * doctest::test_suite
       if (!ref.v.empty()) b.ref_logp = ref.view();
       b.advantages = grpo::broadcast_rows(adv.v.data(), lp.rows, lp.cols);
       b.mask = M.view();
-      const auto r = grpo::compute_loss(opts, b);
-      const json& out = c["outputs"];
-      check_close(r.loss, out["loss"].get<double>(), kTol, "loss");
-      mat ptl = to_mat(out["per_token_loss"]);
-      if (ptl.cols == 1 && lp.cols != 1) {  // (B, 1) sequence-level loss: broadcast
-        mat full{lp.rows, lp.cols, {}};
-        for (grpo::index_t i = 0; i < lp.rows; ++i)
-          for (grpo::index_t t = 0; t < lp.cols; ++t) full.v.push_back(ptl(i, 0));
-        ptl = full;
+      // Run twice: plain (fast path where it applies) and with TRL's fake all-zero entropies
+      // (general engine; TRL's logged entropy metric is then checkable too).
+      const std::vector<double> zeros(lp.v.size(), 0.0);
+      for (int pass = 0; pass < 2; ++pass) {
+        CAPTURE(pass);
+        if (pass == 1) b.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        const auto r = grpo::compute_loss(opts, b);
+        const json& out = c["outputs"];
+        check_close(r.loss, out["loss"].get<double>(), kTol, "loss");
+        mat ptl = to_mat(out["per_token_loss"]);
+        if (ptl.cols == 1 && lp.cols != 1) {  // (B, 1) sequence-level loss: broadcast
+          mat full{lp.rows, lp.cols, {}};
+          for (grpo::index_t i = 0; i < lp.rows; ++i)
+            for (grpo::index_t t = 0; t < lp.cols; ++t) full.v.push_back(ptl(i, 0));
+          ptl = full;
+        }
+        check_mat(r.per_token_loss, ptl, "per_token_loss");
+        check_mat(r.grad_logp, to_mat(out["grad_per_token_logps"]), "grad_per_token_logps");
+        const json& mt = out["metrics"];
+        const auto& m = r.metrics;
+        auto metric = [&](const char* key, double got) {
+          if (mt.contains(key)) check_close(got, mt[key][0].get<double>(), kTol, key);
+        };
+        metric("clip_ratio/low_mean", m.clip_low.mean());
+        metric("clip_ratio/high_mean", m.clip_high.mean());
+        metric("clip_ratio/region_mean", m.clip_region.mean());
+        metric("clip_ratio/low_min", m.clip_low_seq.min);
+        metric("clip_ratio/high_max", m.clip_high_seq.max);
+        metric("cispo_clip_ratio", m.clip_high.mean());
+        metric("vespo/phi_seq_mean", m.vespo_phi.mean());
+        metric("kl", m.kl.mean());
+        if (pass == 1) metric("entropy", m.entropy.mean());
       }
-      check_mat(r.per_token_loss, ptl, "per_token_loss");
-      check_mat(r.grad_logp, to_mat(out["grad_per_token_logps"]), "grad_per_token_logps");
-      const json& mt = out["metrics"];
-      const auto& m = r.metrics;
-      auto metric = [&](const char* key, double got) {
-        if (mt.contains(key)) check_close(got, mt[key][0].get<double>(), kTol, key);
-      };
-      metric("clip_ratio/low_mean", m.clip_low.mean());
-      metric("clip_ratio/high_mean", m.clip_high.mean());
-      metric("clip_ratio/region_mean", m.clip_region.mean());
-      metric("clip_ratio/low_min", m.clip_low_seq.min);
-      metric("clip_ratio/high_max", m.clip_high_seq.max);
-      metric("cispo_clip_ratio", m.clip_high.mean());
-      metric("vespo/phi_seq_mean", m.vespo_phi.mean());
-      metric("kl", m.kl.mean());
     }
   }
 }
