@@ -39,6 +39,10 @@ struct trl_args {
   std::optional<double> num_items_in_batch;
   double num_processes = 1;
   double gradient_accumulation_steps = 1;
+  /// Post-snapshot TRL (PR #6024): dapo/cispo/vespo normaliser x GA / steps_per_generation, exact
+  /// when the generation batch spans more or fewer micro-steps than one accumulation window. Unset:
+  /// the f2cd577 snapshot behaviour (no rescale).
+  std::optional<double> steps_per_generation;
   double vespo_k_pos = 2.0, vespo_lambda_pos = 3.0, vespo_k_neg = 3.0, vespo_lambda_neg = 2.0;
   double top_entropy_quantile = 1.0;
   double entropy_coef = 0.0;
@@ -104,6 +108,11 @@ inline loss_options from_trl(const trl_args& a) {
     if (a.num_items_in_batch) {
       const double n = *a.num_items_in_batch < 1.0 ? 1.0 : *a.num_items_in_batch;
       g.global_tokens = n / a.num_processes;
+      if (a.steps_per_generation) {
+        GRPO_EXPECTS(*a.steps_per_generation > 0, bad_value,
+                     "trl_args.steps_per_generation must be > 0");
+        *g.global_tokens *= a.gradient_accumulation_steps / *a.steps_per_generation;
+      }
     }
   } else if (lt == "luspo") {  // mean_i(l_i n_i) / GA
     g.mode = agg_mode::seq_mean_token_sum;

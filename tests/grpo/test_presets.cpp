@@ -40,6 +40,21 @@ TEST_CASE("presets: TRL loss types map to their aggregation" * doctest::test_sui
   CHECK(p.agg.mode == agg_mode::seq_mean_token_mean);
 }
 
+TEST_CASE("presets: TRL dapo normaliser, snapshot vs steps_per_generation rescale" *
+          doctest::test_suite("presets")) {
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.num_items_in_batch = 1200;
+  a.num_processes = 4;
+  a.gradient_accumulation_steps = 2;
+  CHECK(*grpo::from_trl(a).agg.global_tokens == 300.0);  // N_gen / P (snapshot)
+  a.steps_per_generation = 4;                            // PR #6024: x GA / steps_per_generation
+  CHECK(*grpo::from_trl(a).agg.global_tokens == 150.0);
+  a.num_items_in_batch = 0;  // all-masked generation batch: clamp(min=1)
+  a.steps_per_generation.reset();
+  CHECK(*grpo::from_trl(a).agg.global_tokens == 0.25);
+}
+
 TEST_CASE("presets: TRL experimental GMPO" * doctest::test_suite("presets")) {
   const auto p = grpo::preset("trl_gmpo");
   CHECK(p.policy.kind == grpo::policy_loss_kind::gmpo);
