@@ -61,8 +61,8 @@ void check_student_and_grad(const strided_view<const S, 3>& s, const strided_vie
     expect_extents(*g, s.extents(), "grad");
     expect_host(*g, "grad");
     // In place is allowed only as an exact alias (same start and strides, same type).
-    const bool same_start = static_cast<const void*>(g->data_handle()) ==
-                            static_cast<const void*>(s.data_handle());
+    const bool same_start =
+        static_cast<const void*>(g->data_handle()) == static_cast<const void*>(s.data_handle());
     if (same_start)
       GRPO_EXPECTS((std::is_same_v<std::remove_cv_t<G>, S> && g->strides() == s.strides()),
                    bad_option,
@@ -79,14 +79,14 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   expect_host(u, "teacher_logits");
   expect_extents(u, s.extents(), "teacher_logits");
   if (g != nullptr)
-    GRPO_EXPECTS(static_cast<const void*>(g->data_handle()) !=
-                     static_cast<const void*>(u.data_handle()),
-                 bad_option, "grad: must not alias the teacher logits");
+    GRPO_EXPECTS(
+        static_cast<const void*>(g->data_handle()) != static_cast<const void*>(u.data_handle()),
+        bad_option, "grad: must not alias the teacher logits");
   const resolved_divergence rd = resolve(o);
   const index_t B = s.extent(0), L = s.extent(1), V = s.extent(2);
   const token_plan P = make_plan(B, L, args, o.aggregate, [](index_t, index_t) { return true; });
-  using A = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<U, double>, double,
-                               float>;
+  using A =
+      std::conditional_t<std::is_same_v<S, double> || std::is_same_v<U, double>, double, float>;
   const double t2 = o.scale_by_t2 ? o.temperature * o.temperature : 1.0;
   dense_row_args<A> R0;
   R0.V = V;
@@ -146,9 +146,9 @@ loss_result divergence_loss(const S& student_logits, const U& teacher_logits,
 /// @pre as the value-only overload; grad does not alias the teacher.
 /// @post grad = grad_output * d(loss)/d(student_logits); masked rows are written as 0.
 template <class S, class U, class Gt>
-  requires(!detail::is_options_v<Gt>)
-loss_result divergence_loss(const S& student_logits, const U& teacher_logits, Gt&& grad,
-                            const distill_options& options, const token_args& args = {}) {
+requires(!detail::is_options_v<Gt>) loss_result
+    divergence_loss(const S& student_logits, const U& teacher_logits, Gt&& grad,
+                    const distill_options& options, const token_args& args = {}) {
   const auto s = detail::input_view(student_logits);
   const auto u = detail::input_view(teacher_logits);
   const auto g = detail::output_view(std::forward<Gt>(grad));

@@ -33,8 +33,8 @@ enum class jsd_endpoints : unsigned char {
 /// Options of the dense and top-k distillation losses.
 struct distill_options {
   divergence kind = divergence::forward_kl;
-  double beta = 0.5;    ///< JSD mixture weight in [0, 1] (TRL GKD default 0.5)
-  double alpha = 0.1;   ///< skew weight in [0, 1) for the skew KLs (DistiLLM default 0.1)
+  double beta = 0.5;   ///< JSD mixture weight in [0, 1] (TRL GKD default 0.5)
+  double alpha = 0.1;  ///< skew weight in [0, 1) for the skew KLs (DistiLLM default 0.1)
   jsd_endpoints endpoints = jsd_endpoints::kl_limits;
   double temperature = 1.0;  ///< T > 0: teacher and student logits are divided by T
   /// Multiply the loss by T^2 (Hinton et al. 2015; DistillKit) so gradient magnitudes stay
@@ -56,9 +56,9 @@ struct token_args {
 
 /// The aggregated loss and the counts its denominators came from.
 struct loss_result {
-  double loss = 0.0;              ///< aggregated loss (T^2 included when requested)
-  index_t active_tokens = 0;      ///< tokens with m_bt != 0 in this call
-  index_t active_sequences = 0;   ///< sequences with at least one active token in this call
+  double loss = 0.0;             ///< aggregated loss (T^2 included when requested)
+  index_t active_tokens = 0;     ///< tokens with m_bt != 0 in this call
+  index_t active_sequences = 0;  ///< sequences with at least one active token in this call
 };
 
 }  // namespace grpo::distill

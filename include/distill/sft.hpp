@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file sft.hpp
-/// @brief SFT negative log-likelihood on teacher tokens (DeepSeek-R1 "distillation" is exactly this:
+/// @brief SFT negative log-likelihood on teacher tokens (DeepSeek-R1 "distillation" is exactly
+/// this:
 ///        cross-entropy on ~800k curated samples, arXiv 2501.12948), with ignore_index, masks,
 ///        per-token weights, label smoothing, temperature and the GRPO aggregation modes; value and
 ///        gradient with respect to the logits in one fused pass family over the vocabulary.
 ///
 /// Per token with logits s, label y, z' = s / T, q = softmax(z'):
-///     l = (1 - eps) (-log q_y) + eps (-(1/V) sum_j log q_j)       (torch CrossEntropyLoss smoothing)
-///     dl/ds_j = (1/T) [ q_j - (1 - eps) delta_jy - eps / V ]
+///     l = (1 - eps) (-log q_y) + eps (-(1/V) sum_j log q_j)       (torch CrossEntropyLoss
+///     smoothing) dl/ds_j = (1/T) [ q_j - (1 - eps) delta_jy - eps / V ]
 /// The target element is written from -(1 - eps) expm1(log q_y) in fp32 before rounding, so a
 /// confident token (q_y > 1 - 1e-6) keeps its gradient digits (Liger CE's cancellation note).
 #pragma once
@@ -40,8 +41,8 @@ namespace detail {
 /// One SFT row: value (returned through `value`) and, when g is non-null, the gradient
 /// g_j = gscale * dl/ds_j with gscale = c_bt * grad_output.
 template <class A, class S, class G>
-int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, index_t gs,
-            A gscale, double& value) noexcept {
+int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, index_t gs, A gscale,
+            double& value) noexcept {
   alignas(64) A xs[chunk];
   alignas(64) A gb[chunk];
   // Pass 1: the online state, the sum of the finite logits (for the smoothing mean) and whether a
@@ -78,8 +79,8 @@ int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, i
                                      : static_cast<double>(beta) *
                                            (xsum / static_cast<double>(V) - static_cast<double>(m));
   value = static_cast<double>(ops::smoothed_nll<double>(
-      static_cast<double>(logs), static_cast<double>(beta) * (static_cast<double>(xy) - m), mean_rel,
-      static_cast<double>(eps)));
+      static_cast<double>(logs), static_cast<double>(beta) * (static_cast<double>(xy) - m),
+      mean_rel, static_cast<double>(eps)));
   if (g == nullptr) return row_ok;
   // Pass 2: the gradient, every entry as a non-target, then the target overwritten in fp32.
   const A g_logp = -(A(1) - eps);  // dl / dlog q_y
@@ -188,9 +189,9 @@ loss_result sft_loss(const S& logits, const Y& labels, const sft_options& option
 /// @pre as the value-only overload; grad has the logits' extents.
 /// @post grad = grad_output * dL/dlogits; ignored and masked rows are written as 0.
 template <class S, class Y, class Gt>
-  requires(!detail::is_sft_options_v<Gt>)
-loss_result sft_loss(const S& logits, const Y& labels, Gt&& grad, const sft_options& options,
-                     const token_args& args = {}) {
+requires(!detail::is_sft_options_v<Gt>) loss_result
+    sft_loss(const S& logits, const Y& labels, Gt&& grad, const sft_options& options,
+             const token_args& args = {}) {
   const auto s = detail::input_view(logits);
   const auto y = detail::label_view(labels);
   const auto g = detail::output_view(std::forward<Gt>(grad));

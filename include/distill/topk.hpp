@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file topk.hpp
-/// @brief Sparse (top-k) teacher distillation: the teacher supplies, per token, K <= 128 token ids S
+/// @brief Sparse (top-k) teacher distillation: the teacher supplies, per token, K <= 128 token ids
+/// S
 ///        and their log-probabilities l_S (possibly at a generation temperature); the student
 ///        supplies full logits. Three conventions that are NOT the same loss (kernels note 4.6):
 ///
 ///   renormalized_teacher (a, DistillKit missing=ZERO): p~ = softmax(a l_S) on S, 0 elsewhere;
-///       q = softmax(s / T) over the full vocabulary. Gradient dense (q_j - p~_j for the forward KL).
-///   tail_bucket (b, DistillKit SYMMETRIC_UNIFORM / TRL _add_tail_bucket): the mass outside S is one
-///       more category on both sides, p_0 = 1 - sum_S p, q_0 = 1 - sum_S q (computed as the sum over
-///       the complement, never as a difference); the category gradient g_0 is spread over the
+///       q = softmax(s / T) over the full vocabulary. Gradient dense (q_j - p~_j for the forward
+///       KL).
+///   tail_bucket (b, DistillKit SYMMETRIC_UNIFORM / TRL _add_tail_bucket): the mass outside S is
+///   one
+///       more category on both sides, p_0 = 1 - sum_S p, q_0 = 1 - sum_S q (computed as the sum
+///       over the complement, never as a difference); the category gradient g_0 is spread over the
 ///       complement in proportion q_j / q_0.
 ///   renormalized_both (c, TRL server path without tail): both renormalised over S; the gradient is
 ///       0 outside S (a sparse write of K values) and mass the student puts outside S is ignored.
 ///
-/// Re-tempering a stored teacher (DistillKit): p_i ∝ p_i^a with a = teacher_power = T_gen / T_distill
-/// (the tail bucket re-tempers p_0 too, then renormalises). The student is divided by T.
+/// Re-tempering a stored teacher (DistillKit): p_i ∝ p_i^a with a = teacher_power = T_gen /
+/// T_distill (the tail bucket re-tempers p_0 too, then renormalises). The student is divided by T.
 ///
 /// Memory per token of the sparse teacher: K * (sizeof(id) + sizeof(log-prob)), i.e. 1 KiB at
 /// K = 128 with int32 ids and fp32 values, 768 B with bf16 values, against 2 V bytes (297 KiB at
@@ -139,9 +142,9 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
     dense_row_args<A> Rk = R;
     Rk.V = k;
     divergence_passes<K, false, false>(zs, 1, row_state<A>{st.m, st.log_sum(), R.beta_s},
-                         strided_loader<A>{lp, 1}, row_state<A>{A(0), A(0), A(1)},
-                         prob_source<A>{}, prob_source<A>{}, g ? gk : static_cast<A*>(nullptr), 1,
-                         Rk, value);
+                                       strided_loader<A>{lp, 1}, row_state<A>{A(0), A(0), A(1)},
+                                       prob_source<A>{}, prob_source<A>{},
+                                       g ? gk : static_cast<A*>(nullptr), 1, Rk, value);
     if (g != nullptr) {
       for (index_t j = 0; j < V; ++j) g[j * gs] = narrow<G>(A(0));
       for (index_t i = 0; i < k; ++i) g[e[i].id * gs] = narrow<G>(gk[i]);
@@ -163,8 +166,8 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   // that is -inf outside S (scattered chunk by chunk, never materialised).
   if (conv == topk_convention::renormalized_teacher) {
     divergence_passes<K, true, false>(s, ss, st, scatter_loader<A>{e, lp, k},
-                                      row_state<A>{A(0), A(0), A(1)},
-                         prob_source<A>{&cache}, prob_source<A>{}, g, gs, R, value);
+                                      row_state<A>{A(0), A(0), A(1)}, prob_source<A>{&cache},
+                                      prob_source<A>{}, g, gs, R, value);
     return row_ok;
   }
 
@@ -181,8 +184,8 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
     const index_t n = std::min(chunk, V - j0);
     const index_t np = (n + lanes - 1) / lanes * lanes;
     chunk_probs(qsrc, j0, c, np, static_cast<const A*>(nullptr), xs);  // the chunk's q (cached)
-    const topk_entry<A>* lo = std::lower_bound(
-        e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
+    const topk_entry<A>* lo =
+        std::lower_bound(e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
     for (; lo != e + k && lo->id < j0 + n; ++lo) xs[lo->id - j0] = A(0);
     A acc[lanes] = {};
     for (index_t i = 0; i < np; i += lanes)
@@ -227,8 +230,8 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
     chunk_probs(qsrc, j0, c, np, static_cast<const A*>(nullptr), xs);
     for (index_t i = 0; i < np; ++i)
       gb[i] = R.gscale * ops::tail_spread_grad(xs[i], g_tail, inv_q_tail, big_g);
-    const topk_entry<A>* lo = std::lower_bound(
-        e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
+    const topk_entry<A>* lo =
+        std::lower_bound(e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
     for (; lo != e + k && lo->id < j0 + n; ++lo) gb[lo->id - j0] = gm[lo - e];
     store_chunk(g + j0 * gs, gs, n, gb);
   }
@@ -277,11 +280,11 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
                    o.convention == topk_convention::renormalized_both,
                bad_option, "topk_options.convention: unknown convention");
   const resolved_divergence rd = resolve(o);
-  GRPO_EXPECTS(!(rd.kind == divergence::reverse_kl &&
-                 o.convention == topk_convention::renormalized_teacher),
-               bad_option,
-               "topk_options: reverse_kl with renormalized_teacher is +inf (the teacher has no mass "
-               "outside its top-k ids); use tail_bucket or renormalized_both");
+  GRPO_EXPECTS(
+      !(rd.kind == divergence::reverse_kl && o.convention == topk_convention::renormalized_teacher),
+      bad_option,
+      "topk_options: reverse_kl with renormalized_teacher is +inf (the teacher has no mass "
+      "outside its top-k ids); use tail_bucket or renormalized_both");
   const token_plan P = make_plan(B, L, args, o.aggregate, [](index_t, index_t) { return true; });
   using A = acc_t<S>;
   const double t2 = o.scale_by_t2 ? o.temperature * o.temperature : 1.0;
@@ -307,8 +310,8 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
       }
       dense_row_args<A> R = R0;
       R.gscale = static_cast<A>(P.coef[k] * o.grad_output * t2 / o.temperature);
-      return topk_row<decltype(kind)::value>(sp, s.stride(2), lp, tl.stride(2), ip, ti.stride(2),
-                                             K, o.convention, power, gp, g ? g->stride(2) : 0, R,
+      return topk_row<decltype(kind)::value>(sp, s.stride(2), lp, tl.stride(2), ip, ti.stride(2), K,
+                                             o.convention, power, gp, g ? g->stride(2) : 0, R,
                                              row_loss[k]);
     });
   });
@@ -348,9 +351,9 @@ loss_result topk_loss(const S& student_logits, const TV& teacher_logprobs, const
 /// @post grad = grad_output * dL/d(student_logits); masked rows written as 0; for
 ///       renormalized_both the entries outside S are exactly 0.
 template <class S, class TV, class TI, class Gt>
-  requires(!detail::is_topk_options_v<Gt>)
-loss_result topk_loss(const S& student_logits, const TV& teacher_logprobs, const TI& teacher_ids,
-                      Gt&& grad, const topk_options& options, const token_args& args = {}) {
+requires(!detail::is_topk_options_v<Gt>) loss_result
+    topk_loss(const S& student_logits, const TV& teacher_logprobs, const TI& teacher_ids, Gt&& grad,
+              const topk_options& options, const token_args& args = {}) {
   const auto s = detail::input_view(student_logits);
   const auto g = detail::output_view(std::forward<Gt>(grad));
   return detail::topk_impl(s, detail::topk_value_view(teacher_logprobs),

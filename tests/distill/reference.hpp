@@ -2,8 +2,8 @@
 /// @file reference.hpp
 /// @brief Naive double-precision references of the distillation losses for the tests: explicit
 ///        log-softmax of each row in long double-free plain double, each loss written from its
-///        textbook definition, and each gradient from its own closed form (kernels note, section 4),
-///        independent of the library's unified g - q G rule and of grpo::ops.
+///        textbook definition, and each gradient from its own closed form (kernels note, section
+///        4), independent of the library's unified g - q G rule and of grpo::ops.
 #pragma once
 
 #include <algorithm>
@@ -30,7 +30,9 @@ inline std::vector<double> log_softmax(const std::vector<double>& x, double T) {
 }
 
 /// p log(p / m) with 0 log 0 = 0.
-inline double plogr(double p, double lp, double lm) { return p > 0 ? p * (lp - lm) : 0.0; }
+inline double plogr(double p, double lp, double lm) {
+  return p > 0 ? p * (lp - lm) : 0.0;
+}
 
 inline double logmix(double w, double lp, double lq) {
   // log(w p + (1 - w) q) via logaddexp, as TRL computes it.
@@ -50,15 +52,23 @@ inline double row_loss(kind k, const std::vector<double>& lp, const std::vector<
   for (std::size_t i = 0; i < lp.size(); ++i) {
     const double p = std::exp(lp[i]), q = std::exp(lq[i]);
     switch (k) {
-      case kind::fkl: L += plogr(p, lp[i], lq[i]); break;
-      case kind::rkl: L += plogr(q, lq[i], lp[i]); break;
+      case kind::fkl:
+        L += plogr(p, lp[i], lq[i]);
+        break;
+      case kind::rkl:
+        L += plogr(q, lq[i], lp[i]);
+        break;
       case kind::jsd: {
         const double lm = logmix(w, lp[i], lq[i]);
         L += w * plogr(p, lp[i], lm) + (1 - w) * plogr(q, lq[i], lm);
         break;
       }
-      case kind::sfkl: L += plogr(p, lp[i], logmix(w, lp[i], lq[i])); break;
-      case kind::srkl: L += plogr(q, lq[i], logmix(1 - w, lp[i], lq[i])); break;
+      case kind::sfkl:
+        L += plogr(p, lp[i], logmix(w, lp[i], lq[i]));
+        break;
+      case kind::srkl:
+        L += plogr(q, lq[i], logmix(1 - w, lp[i], lq[i]));
+        break;
     }
   }
   return L;

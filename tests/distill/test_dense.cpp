@@ -21,8 +21,8 @@
 #endif
 
 namespace gd = grpo::distill;
-using grpo::index_t;
 using distill_ref::kind;
+using grpo::index_t;
 
 namespace {
 
@@ -30,11 +30,16 @@ constexpr double inf = std::numeric_limits<double>::infinity();
 
 gd::divergence to_lib(kind k) {
   switch (k) {
-    case kind::fkl: return gd::divergence::forward_kl;
-    case kind::rkl: return gd::divergence::reverse_kl;
-    case kind::jsd: return gd::divergence::jsd;
-    case kind::sfkl: return gd::divergence::skew_forward_kl;
-    case kind::srkl: return gd::divergence::skew_reverse_kl;
+    case kind::fkl:
+      return gd::divergence::forward_kl;
+    case kind::rkl:
+      return gd::divergence::reverse_kl;
+    case kind::jsd:
+      return gd::divergence::jsd;
+    case kind::sfkl:
+      return gd::divergence::skew_forward_kl;
+    case kind::srkl:
+      return gd::divergence::skew_reverse_kl;
   }
   return gd::divergence::forward_kl;
 }
@@ -43,16 +48,23 @@ const kind all_kinds[] = {kind::fkl, kind::rkl, kind::jsd, kind::sfkl, kind::srk
 
 const char* name(kind k) {
   switch (k) {
-    case kind::fkl: return "forward_kl";
-    case kind::rkl: return "reverse_kl";
-    case kind::jsd: return "jsd";
-    case kind::sfkl: return "skew_forward_kl";
-    case kind::srkl: return "skew_reverse_kl";
+    case kind::fkl:
+      return "forward_kl";
+    case kind::rkl:
+      return "reverse_kl";
+    case kind::jsd:
+      return "jsd";
+    case kind::sfkl:
+      return "skew_forward_kl";
+    case kind::srkl:
+      return "skew_reverse_kl";
   }
   return "?";
 }
 
-double param_of(kind k) { return k == kind::jsd ? 0.3 : (k == kind::sfkl || k == kind::srkl) ? 0.1 : 0.0; }
+double param_of(kind k) {
+  return k == kind::jsd ? 0.3 : (k == kind::sfkl || k == kind::srkl) ? 0.1 : 0.0;
+}
 
 gd::distill_options opts_for(kind k, double T, double w) {
   gd::distill_options o;
@@ -67,8 +79,10 @@ template <class T>
 std::vector<T> cast_to(const std::vector<double>& x) {
   std::vector<T> r(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>) r[i] = x[i];
-    else r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
+    if constexpr (std::is_same_v<T, double>)
+      r[i] = x[i];
+    else
+      r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
   }
   return r;
 }
@@ -76,8 +90,10 @@ template <class T>
 std::vector<double> widen_all(const std::vector<T>& x) {
   std::vector<double> r(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>) r[i] = x[i];
-    else r[i] = static_cast<double>(static_cast<float>(x[i]));
+    if constexpr (std::is_same_v<T, double>)
+      r[i] = x[i];
+    else
+      r[i] = static_cast<double>(static_cast<float>(x[i]));
   }
   return r;
 }
@@ -114,7 +130,8 @@ double max_abs(const std::vector<double>& a) {
 
 TEST_CASE("divergence_loss: every divergence matches the double reference in fp32/bf16/fp16" *
           doctest::test_suite("distill")) {
-  const index_t N = 5, V = 1037;  // V: two full chunks plus a partial chunk and a partial lane block
+  const index_t N = 5,
+                V = 1037;  // V: two full chunks plus a partial chunk and a partial lane block
   const auto s0 = distill_ref::randn(N * V, 2.0, 11);
   const auto u0 = distill_ref::randn(N * V, 2.5, 12);
   for (kind k : all_kinds)
@@ -135,7 +152,8 @@ TEST_CASE("divergence_loss: every divergence matches the double reference in fp3
         CHECK(res.active_tokens == N);
         const double gmax = max_abs(ref.grad);
         double err = 0;
-        for (std::size_t i = 0; i < g.size(); ++i) err = std::max(err, std::fabs(g[i] - ref.grad[i]));
+        for (std::size_t i = 0; i < g.size(); ++i)
+          err = std::max(err, std::fabs(g[i] - ref.grad[i]));
         CHECK(err <= 1e-5 * gmax);
         // bf16 gradient output: within one bf16 ulp of the rounded fp32-path value.
         std::vector<grpo::bfloat16> gb(s.size());
@@ -197,7 +215,8 @@ TEST_CASE("divergence_loss: gradient equals central finite differences (double r
         CHECK(gm > 0);
         CHECK(err <= 1e-8 + 1e-6 * gm);
         // The masked token (1, 0) has an all-zero gradient row.
-        for (index_t j = 0; j < V; ++j) CHECK(g[static_cast<std::size_t>((1 * L + 0) * V + j)] == 0.0);
+        for (index_t j = 0; j < V; ++j)
+          CHECK(g[static_cast<std::size_t>((1 * L + 0) * V + j)] == 0.0);
       }
 }
 
@@ -207,9 +226,9 @@ TEST_CASE("divergence_loss: teacher == student gives zero loss and zero gradient
   const auto x = cast_to<float>(distill_ref::randn(N * V, 3.0, 5));
   for (kind k : all_kinds) {
     std::vector<float> g(x.size(), 1.0f);
-    const auto res = gd::divergence_loss(grpo::make_view(x.data(), {N, V}),
-                                         grpo::make_view(x.data(), {N, V}),
-                                         grpo::make_view(g.data(), {N, V}), opts_for(k, 0.9, 0.3));
+    const auto res =
+        gd::divergence_loss(grpo::make_view(x.data(), {N, V}), grpo::make_view(x.data(), {N, V}),
+                            grpo::make_view(g.data(), {N, V}), opts_for(k, 0.9, 0.3));
     INFO(name(k));
     CHECK(std::fabs(res.loss) <= 1e-6);
     CHECK(max_abs(widen_all(g)) <= 1e-7);
@@ -276,28 +295,30 @@ TEST_CASE("divergence_loss: temperature chain rule and T^2 scaling" *
   for (kind k : all_kinds) {
     auto o = opts_for(k, T, 0.35);
     std::vector<double> gT(s.size()), g1(s.size());
-    const double lT = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                          grpo::make_view(u.data(), {N, V}),
-                                          grpo::make_view(gT.data(), {N, V}), o)
-                          .loss;
+    const double lT =
+        gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                            grpo::make_view(gT.data(), {N, V}), o)
+            .loss;
     auto o1 = o;
     o1.temperature = 1.0;
-    const double l1 = gd::divergence_loss(grpo::make_view(s1.data(), {N, V}),
-                                          grpo::make_view(u1.data(), {N, V}),
-                                          grpo::make_view(g1.data(), {N, V}), o1)
-                          .loss;
+    const double l1 =
+        gd::divergence_loss(grpo::make_view(s1.data(), {N, V}), grpo::make_view(u1.data(), {N, V}),
+                            grpo::make_view(g1.data(), {N, V}), o1)
+            .loss;
     INFO(name(k));
     CHECK(lT == doctest::Approx(l1).epsilon(1e-12));
     // dL/ds = (1/T) dL/dz' at z' = s / T.
-    for (std::size_t i = 0; i < s.size(); ++i) CHECK(gT[i] == doctest::Approx(g1[i] / T).epsilon(1e-10));
+    for (std::size_t i = 0; i < s.size(); ++i)
+      CHECK(gT[i] == doctest::Approx(g1[i] / T).epsilon(1e-10));
     o.scale_by_t2 = true;
     std::vector<double> g2(s.size());
-    const double l2 = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                          grpo::make_view(u.data(), {N, V}),
-                                          grpo::make_view(g2.data(), {N, V}), o)
-                          .loss;
+    const double l2 =
+        gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                            grpo::make_view(g2.data(), {N, V}), o)
+            .loss;
     CHECK(l2 == doctest::Approx(T * T * lT).epsilon(1e-12));
-    for (std::size_t i = 0; i < s.size(); ++i) CHECK(g2[i] == doctest::Approx(T * T * gT[i]).epsilon(1e-12));
+    for (std::size_t i = 0; i < s.size(); ++i)
+      CHECK(g2[i] == doctest::Approx(T * T * gT[i]).epsilon(1e-12));
   }
 }
 
@@ -358,8 +379,10 @@ TEST_CASE("divergence_loss: adversarial rows (offsets, -inf blocks, dominant log
   for (kind k : all_kinds)
     for (index_t i = 0; i < N; ++i) {
       const double w = param_of(k);
-      const std::vector<double> si = widen_all(std::vector<float>(sf.begin() + i * V, sf.begin() + (i + 1) * V));
-      const std::vector<double> ui = widen_all(std::vector<float>(uf.begin() + i * V, uf.begin() + (i + 1) * V));
+      const std::vector<double> si =
+          widen_all(std::vector<float>(sf.begin() + i * V, sf.begin() + (i + 1) * V));
+      const std::vector<double> ui =
+          widen_all(std::vector<float>(uf.begin() + i * V, uf.begin() + (i + 1) * V));
       const auto ref = reference(k, si, ui, 1, V, 1.0, w);
       std::vector<float> g(static_cast<std::size_t>(V));
       const auto res = gd::divergence_loss(grpo::make_view(sf.data() + i * V, {1, V}),
@@ -447,7 +470,8 @@ TEST_CASE("divergence_loss: micro-batch split with global denominators reproduce
     for (index_t part = 0; part < 2; ++part) {
       const index_t off = part * 2 * L * V;
       gd::token_args ap;
-      ap.mask = grpo::make_view(static_cast<const std::uint8_t*>(mask.data() + part * 2 * L), {2, L});
+      ap.mask =
+          grpo::make_view(static_cast<const std::uint8_t*>(mask.data() + part * 2 * L), {2, L});
       total += gd::divergence_loss(grpo::make_view(s.data() + off, {2, L, V}),
                                    grpo::make_view(u.data() + off, {2, L, V}),
                                    grpo::make_view(gs.data() + off, {2, L, V}), o, ap)
@@ -520,10 +544,12 @@ TEST_CASE("divergence_loss: bad input raises grpo::error with the right id" *
     }
     return std::string("none");
   };
-  CHECK(code_of([&] { gd::divergence_loss(sv, grpo::make_view(small.data(), {N, V - 1}), o); }) ==
-        "shape_mismatch");
-  CHECK(code_of([&] { gd::divergence_loss(sv, uv, grpo::make_view(small.data(), {N, V - 1}), o); }) ==
-        "shape_mismatch");
+  CHECK(code_of([&] {
+          gd::divergence_loss(sv, grpo::make_view(small.data(), {N, V - 1}), o);
+        }) == "shape_mismatch");
+  CHECK(code_of([&] {
+          gd::divergence_loss(sv, uv, grpo::make_view(small.data(), {N, V - 1}), o);
+        }) == "shape_mismatch");
   auto bad_t = o;
   bad_t.temperature = 0.0;
   CHECK(code_of([&] { gd::divergence_loss(sv, uv, gv, bad_t); }) == "bad_option");
@@ -535,7 +561,8 @@ TEST_CASE("divergence_loss: bad input raises grpo::error with the right id" *
   bad_a.kind = gd::divergence::skew_reverse_kl;
   bad_a.alpha = 1.0;
   CHECK(code_of([&] { gd::divergence_loss(sv, uv, gv, bad_a); }) == "bad_option");
-  CHECK(code_of([&] { gd::divergence_loss(sv, uv, uv, o); }) == "bad_option");  // grad aliases teacher
+  CHECK(code_of([&] { gd::divergence_loss(sv, uv, uv, o); }) ==
+        "bad_option");  // grad aliases teacher
   s[5] = std::numeric_limits<float>::quiet_NaN();
   CHECK(code_of([&] { gd::divergence_loss(sv, uv, gv, o); }) == "bad_value");
   s[5] = 0.5f;
@@ -570,15 +597,15 @@ TEST_CASE("divergence_loss: results do not depend on the thread count" *
   std::vector<float> g1(s.size()), g2(s.size());
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
-  const double l1 = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                        grpo::make_view(u.data(), {N, V}),
-                                        grpo::make_view(g1.data(), {N, V}), o)
-                        .loss;
+  const double l1 =
+      gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                          grpo::make_view(g1.data(), {N, V}), o)
+          .loss;
   omp_set_num_threads(3);
-  const double l2 = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                        grpo::make_view(u.data(), {N, V}),
-                                        grpo::make_view(g2.data(), {N, V}), o)
-                        .loss;
+  const double l2 =
+      gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                          grpo::make_view(g2.data(), {N, V}), o)
+          .loss;
   omp_set_num_threads(saved);
   CHECK(l1 == l2);
   CHECK(g1 == g2);

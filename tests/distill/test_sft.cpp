@@ -24,8 +24,10 @@ template <class T>
 std::vector<T> cast_to(const std::vector<double>& x) {
   std::vector<T> r(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>) r[i] = x[i];
-    else r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
+    if constexpr (std::is_same_v<T, double>)
+      r[i] = x[i];
+    else
+      r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
   }
   return r;
 }
@@ -51,8 +53,8 @@ void reference(const std::vector<double>& s, const std::vector<std::int64_t>& y,
       const double q = std::exp(lq[j]);
       // q_j - (1 - eps) delta_jy - eps / V; the target as (1 - eps)(q_y - 1) + eps (q_y - 1/V)
       // with q_y - 1 = expm1(log q_y) so a dominant target keeps its digits.
-      const double gj = j == y[i] ? (1 - eps) * std::expm1(lq[j]) + eps * (q - 1.0 / V)
-                                  : q - eps / V;
+      const double gj =
+          j == y[i] ? (1 - eps) * std::expm1(lq[j]) + eps * (q - 1.0 / V) : q - eps / V;
       grad[i * V + j] = gj / T / N;
     }
   }
@@ -63,7 +65,8 @@ void reference(const std::vector<double>& s, const std::vector<std::int64_t>& y,
 TEST_CASE("sft_loss: hand-computed row with and without label smoothing" *
           doctest::test_suite("distill")) {
   // q = (1/6, 2/6, 3/6) from logits (0, ln 2, ln 3); label 2.
-  std::vector<float> s = {0.0f, static_cast<float>(std::log(2.0)), static_cast<float>(std::log(3.0))};
+  std::vector<float> s = {0.0f, static_cast<float>(std::log(2.0)),
+                          static_cast<float>(std::log(3.0))};
   std::vector<std::int64_t> y = {2};
   std::vector<float> g(3);
   gd::sft_options o;
@@ -177,7 +180,8 @@ TEST_CASE("sft_loss: equals the forward KL against a one-hot teacher; dominant t
                                         grpo::make_view(g2.data(), {N, V}), gd::distill_options{})
                         .loss;
   CHECK(l1 == doctest::Approx(l2).epsilon(1e-6));
-  for (std::size_t i = 0; i < g1.size(); ++i) CHECK(g1[i] == doctest::Approx(g2[i]).epsilon(1e-5).scale(1e-7));
+  for (std::size_t i = 0; i < g1.size(); ++i)
+    CHECK(g1[i] == doctest::Approx(g2[i]).epsilon(1e-5).scale(1e-7));
   double ref_loss;
   std::vector<double> ref_g;
   reference(widen_all(s), y, N, V, 1.0, 0.0, ref_loss, ref_g);

@@ -18,8 +18,8 @@
 #include <vector>
 
 namespace gd = grpo::distill;
-using grpo::index_t;
 using distill_ref::kind;
+using grpo::index_t;
 
 namespace {
 
@@ -27,11 +27,16 @@ constexpr double ninf = -std::numeric_limits<double>::infinity();
 
 gd::divergence to_lib(kind k) {
   switch (k) {
-    case kind::fkl: return gd::divergence::forward_kl;
-    case kind::rkl: return gd::divergence::reverse_kl;
-    case kind::jsd: return gd::divergence::jsd;
-    case kind::sfkl: return gd::divergence::skew_forward_kl;
-    case kind::srkl: return gd::divergence::skew_reverse_kl;
+    case kind::fkl:
+      return gd::divergence::forward_kl;
+    case kind::rkl:
+      return gd::divergence::reverse_kl;
+    case kind::jsd:
+      return gd::divergence::jsd;
+    case kind::sfkl:
+      return gd::divergence::skew_forward_kl;
+    case kind::srkl:
+      return gd::divergence::skew_reverse_kl;
   }
   return gd::divergence::forward_kl;
 }
@@ -137,7 +142,9 @@ gd::topk_options make_opts(kind k, gd::topk_convention c, double T, double power
   o.alpha = 0.15;
   return o;
 }
-double w_of(kind k) { return k == kind::jsd ? 0.3 : 0.15; }
+double w_of(kind k) {
+  return k == kind::jsd ? 0.3 : 0.15;
+}
 
 }  // namespace
 
@@ -156,17 +163,17 @@ TEST_CASE("topk_loss: each convention matches its double reference (fp32 student
         const double power = conv == gd::topk_convention::renormalized_teacher ? 1.0 : 0.7;
         const auto o = make_opts(k, conv, T, power);
         std::vector<float> g(s.size());
-        const auto res = gd::topk_loss(grpo::make_view(s.data(), {N, V}),
-                                       grpo::make_view(tl.data(), {N, Kt}),
-                                       grpo::make_view(td.ids.data(), {N, Kt}),
-                                       grpo::make_view(g.data(), {N, V}), o);
+        const auto res = gd::topk_loss(
+            grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, Kt}),
+            grpo::make_view(td.ids.data(), {N, Kt}), grpo::make_view(g.data(), {N, V}), o);
         double ref_loss = 0;
         bool have_grad = true;
         double err = 0, gmax = 0;
         for (index_t i = 0; i < N; ++i) {
           const std::vector<double> si(sd.begin() + i * V, sd.begin() + (i + 1) * V);
           const std::vector<double> li(tld.begin() + i * Kt, tld.begin() + (i + 1) * Kt);
-          const std::vector<std::int64_t> ii(td.ids.begin() + i * Kt, td.ids.begin() + (i + 1) * Kt);
+          const std::vector<std::int64_t> ii(td.ids.begin() + i * Kt,
+                                             td.ids.begin() + (i + 1) * Kt);
           const auto r = reference_row(k, conv, si, T, li, ii, power, w_of(k));
           ref_loss += r.loss / N;
           if (r.grad.empty()) {
@@ -185,8 +192,8 @@ TEST_CASE("topk_loss: each convention matches its double reference (fp32 student
           // Exactly zero outside S.
           for (index_t i = 0; i < N; ++i)
             for (index_t j = 0; j < V; ++j) {
-              const bool in = std::find(td.ids.begin() + i * Kt, td.ids.begin() + (i + 1) * Kt, j) !=
-                              td.ids.begin() + (i + 1) * Kt;
+              const bool in = std::find(td.ids.begin() + i * Kt, td.ids.begin() + (i + 1) * Kt,
+                                        j) != td.ids.begin() + (i + 1) * Kt;
               if (!in) CHECK(g[i * V + j] == 0.0f);
             }
         }
@@ -241,7 +248,8 @@ TEST_CASE("topk_loss: with S = the whole vocabulary every convention is the dens
   std::vector<double> lt(N * V);
   std::vector<std::int64_t> ids(N * V);
   for (index_t i = 0; i < N; ++i) {
-    const auto lp = distill_ref::log_softmax(std::vector<double>(u.begin() + i * V, u.begin() + (i + 1) * V), 1.0);
+    const auto lp = distill_ref::log_softmax(
+        std::vector<double>(u.begin() + i * V, u.begin() + (i + 1) * V), 1.0);
     for (index_t j = 0; j < V; ++j) {
       ids[i * V + j] = V - 1 - j;  // reversed order
       lt[i * V + j] = lp[V - 1 - j];
@@ -253,19 +261,18 @@ TEST_CASE("topk_loss: with S = the whole vocabulary every convention is the dens
     od.beta = 0.3;
     od.alpha = 0.15;
     std::vector<double> gd_(s.size());
-    const double dense = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                             grpo::make_view(u.data(), {N, V}),
-                                             grpo::make_view(gd_.data(), {N, V}), od)
-                             .loss;
+    const double dense =
+        gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                            grpo::make_view(gd_.data(), {N, V}), od)
+            .loss;
     for (auto conv : all_conv) {
       if (k == kind::rkl && conv == gd::topk_convention::renormalized_teacher) continue;
       auto o = make_opts(k, conv, 1.0, 1.0);
       std::vector<double> g(s.size());
-      const double v = gd::topk_loss(grpo::make_view(s.data(), {N, V}),
-                                     grpo::make_view(lt.data(), {N, V}),
-                                     grpo::make_view(ids.data(), {N, V}),
-                                     grpo::make_view(g.data(), {N, V}), o)
-                           .loss;
+      const double v =
+          gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(lt.data(), {N, V}),
+                        grpo::make_view(ids.data(), {N, V}), grpo::make_view(g.data(), {N, V}), o)
+              .loss;
       INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv));
       CHECK(v == doctest::Approx(dense).epsilon(1e-9));
       double err = 0;
@@ -284,21 +291,22 @@ TEST_CASE("topk_loss: padding slots, bf16 values, strides and in-place do not ch
   const auto td = make_topk(N, V, K, 0, 500);
   const auto tp = make_topk(N, V, K, 5, 500);  // same entries + 5 padding slots per row
   std::vector<grpo::bfloat16> tl(td.logp.size()), tlp(tp.logp.size());
-  for (std::size_t i = 0; i < tl.size(); ++i) tl[i] = grpo::bfloat16(static_cast<float>(td.logp[i]));
-  for (std::size_t i = 0; i < tlp.size(); ++i) tlp[i] = grpo::bfloat16(static_cast<float>(tp.logp[i]));
+  for (std::size_t i = 0; i < tl.size(); ++i)
+    tl[i] = grpo::bfloat16(static_cast<float>(td.logp[i]));
+  for (std::size_t i = 0; i < tlp.size(); ++i)
+    tlp[i] = grpo::bfloat16(static_cast<float>(tp.logp[i]));
   for (auto conv : all_conv) {
     auto o = make_opts(kind::jsd, conv, 1.0, 1.0);
     std::vector<float> g1(s.size()), g2(s.size());
-    const double l1 = gd::topk_loss(grpo::make_view(s.data(), {N, V}),
-                                    grpo::make_view(tl.data(), {N, K}),
-                                    grpo::make_view(td.ids.data(), {N, K}),
-                                    grpo::make_view(g1.data(), {N, V}), o)
-                          .loss;
-    const double l2 = gd::topk_loss(grpo::make_view(s.data(), {N, V}),
-                                    grpo::make_view(tlp.data(), {N, K + 5}),
-                                    grpo::make_view(tp.ids.data(), {N, K + 5}),
-                                    grpo::make_view(g2.data(), {N, V}), o)
-                          .loss;
+    const double l1 =
+        gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, K}),
+                      grpo::make_view(td.ids.data(), {N, K}), grpo::make_view(g1.data(), {N, V}), o)
+            .loss;
+    const double l2 =
+        gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tlp.data(), {N, K + 5}),
+                      grpo::make_view(tp.ids.data(), {N, K + 5}),
+                      grpo::make_view(g2.data(), {N, V}), o)
+            .loss;
     INFO("conv=", static_cast<int>(conv));
     CHECK(l1 == l2);
     CHECK(g1 == g2);
@@ -306,7 +314,8 @@ TEST_CASE("topk_loss: padding slots, bf16 values, strides and in-place do not ch
     std::vector<grpo::bfloat16> tt(tl.size());
     std::vector<std::int64_t> it(td.ids.size());
     for (index_t i = 0; i < N; ++i)
-      for (index_t j = 0; j < K; ++j) tt[j * N + i] = tl[i * K + j], it[j * N + i] = td.ids[i * K + j];
+      for (index_t j = 0; j < K; ++j)
+        tt[j * N + i] = tl[i * K + j], it[j * N + i] = td.ids[i * K + j];
     auto sp = s;
     const double l3 = gd::topk_loss(grpo::make_view(sp.data(), {N, V}),
                                     grpo::make_view(tt.data(), {N, K}, {1, N}),
@@ -315,7 +324,8 @@ TEST_CASE("topk_loss: padding slots, bf16 values, strides and in-place do not ch
                           .loss;
     CHECK(l3 == l1);
     int bad = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) bad += !(static_cast<float>(sp[i]) == static_cast<float>(grpo::bfloat16(g1[i])));
+    for (std::size_t i = 0; i < s.size(); ++i)
+      bad += !(static_cast<float>(sp[i]) == static_cast<float>(grpo::bfloat16(g1[i])));
     CHECK(bad == 0);
   }
 }

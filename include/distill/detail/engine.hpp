@@ -56,12 +56,12 @@ inline constexpr A neg_inf = -std::numeric_limits<A>::infinity();
 /// parallel loop so no exception ever crosses an OpenMP region.
 enum row_status : int {
   row_ok = 0,
-  student_not_finite,   ///< NaN or +inf student logit
-  student_empty,        ///< every student logit is -inf
-  teacher_not_finite,   ///< NaN or +inf teacher logit / log-probability
-  teacher_empty,        ///< every teacher entry is -inf
-  id_out_of_range,      ///< top-k id >= V, or label outside [0, V)
-  id_duplicate,         ///< the same id twice in one top-k row
+  student_not_finite,      ///< NaN or +inf student logit
+  student_empty,           ///< every student logit is -inf
+  teacher_not_finite,      ///< NaN or +inf teacher logit / log-probability
+  teacher_empty,           ///< every teacher entry is -inf
+  id_out_of_range,         ///< top-k id >= V, or label outside [0, V)
+  id_duplicate,            ///< the same id twice in one top-k row
   teacher_mass_above_one,  ///< top-k probabilities sum to more than 1 (tail bucket)
   row_alloc_failed,        ///< the per-thread row cache could not be allocated
 };
@@ -110,11 +110,11 @@ GRPO_FORCEINLINE A lane_sum(const A (&acc)[lanes]) noexcept {
 
 /// The online log-sum-exp partial of one padded chunk, in grpo::online_lse's encoding: m = chunk
 /// max, e = sum exp(beta (x - m)) - 1 formed as (#ties - 1) + sum over x < m, so the dominant-logit
-/// precision of online_lse is kept. Only lse() / log_sum() are used by grpo::distill, so the entropy
-/// accumulator t is left 0.
+/// precision of online_lse is kept. Only lse() / log_sum() are used by grpo::distill, so the
+/// entropy accumulator t is left 0.
 template <class A>
 GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t np,
-                                              A beta) noexcept {
+                                               A beta) noexcept {
   A mx[lanes];
   for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
   for (index_t i = 0; i < np; i += lanes)
@@ -133,20 +133,6 @@ GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t
   for (index_t i = 0; i < np; i += lanes)
     for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(x[i + k] == m, A(1), A(0));
   return basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0));
-}
-
-/// Pass 1 over one row: the online state of beta * x and a NaN/+inf flag.
-template <class A, class T>
-GRPO_FORCEINLINE basic_online_lse<A> row_lse(const T* p, index_t st, index_t V, A beta, A* buf,
-                                            bool& bad) noexcept {
-  basic_online_lse<A> s(beta);
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
-    const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(p + j0 * st, st, n, buf);
-    bad = bad || has_nan_or_posinf(buf, np);
-    s.merge(chunk_lse(buf, np, beta));
-  }
-  return s;
 }
 
 /// Exponentials kept from pass 1: e_j = exp(beta (x_j - m_c)) relative to the maximum m_c of
@@ -171,8 +157,8 @@ struct row_exp_cache {
   }
 };
 
-/// Pass 1 that also fills a row_exp_cache: the same online state as row_lse (the partial of each
-/// chunk computed from the stored exponentials), then the per-chunk probability factors.
+/// Pass 1 over one row: the online state of beta * x (the partial of each chunk computed from the
+/// exponentials it stores in `cache`), the per-chunk probability factors, and a NaN/+inf flag.
 template <class A, class T>
 basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* buf,
                                   row_exp_cache<A>& cache, bool& bad) noexcept {
@@ -201,7 +187,8 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
       for (index_t k = 0; k < lanes; ++k) acc[k] += ops::select(buf[i + k] < m, e[i + k], A(0));
     for (index_t i = 0; i < np; i += lanes)
       for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(buf[i + k] == m, A(1), A(0));
-    s.merge(basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0)));
+    s.merge(
+        basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0)));
   }
   if (!s.empty()) {
     const A log_s = s.log_sum();
@@ -248,9 +235,8 @@ strided_view<T, 2> as_rank2_tokens(const strided_view<T, 1>& v) noexcept {
 
 /// Accepted gradient storage types.
 template <class G>
-inline constexpr bool is_grad_type_v =
-    std::is_same_v<G, float> || std::is_same_v<G, double> || std::is_same_v<G, bfloat16> ||
-    std::is_same_v<G, float16>;
+inline constexpr bool is_grad_type_v = std::is_same_v<G, float> || std::is_same_v<G, double> ||
+                                       std::is_same_v<G, bfloat16> || std::is_same_v<G, float16>;
 
 /// Accepted logit storage types.
 template <class T>
@@ -368,8 +354,8 @@ inline void throw_row_error(std::pair<index_t, int> bad, index_t L, const char* 
 #if GRPO_USE_EXCEPTIONS
   if (bad.second == row_alloc_failed) throw std::bad_alloc();
 #endif
-  const std::string where = " at token (" + std::to_string(bad.first / L) + ", " +
-                            std::to_string(bad.first % L) + ")";
+  const std::string where =
+      " at token (" + std::to_string(bad.first / L) + ", " + std::to_string(bad.first % L) + ")";
   switch (bad.second) {
     case student_not_finite:
       GRPO_THROW(bad_value, std::string(student) + ": NaN or +inf logit" + where);
@@ -378,14 +364,16 @@ inline void throw_row_error(std::pair<index_t, int> bad, index_t L, const char* 
     case teacher_not_finite:
       GRPO_THROW(bad_value, std::string(teacher) + ": NaN or +inf value" + where);
     case teacher_empty:
-      GRPO_THROW(bad_value, std::string(teacher) + ": no finite entry (no probability mass)" + where);
+      GRPO_THROW(bad_value,
+                 std::string(teacher) + ": no finite entry (no probability mass)" + where);
     case id_out_of_range:
       GRPO_THROW(out_of_range, std::string(teacher) + ": id outside [0, vocab)" + where);
     case id_duplicate:
       GRPO_THROW(bad_value, std::string(teacher) + ": the same id appears twice" + where);
     case teacher_mass_above_one:
       GRPO_THROW(bad_value, std::string(teacher) + ": probabilities sum to more than 1" + where);
-    default: GRPO_THROW(bad_value, "distill: row failed" + where);
+    default:
+      GRPO_THROW(bad_value, "distill: row failed" + where);
   }
 }
 
@@ -459,8 +447,7 @@ template <>
 struct div_op<divergence::skew_forward_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A,
-                                             const div_params<A>& P) noexcept {
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A, const div_params<A>& P) noexcept {
     const A lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
     return {ops::skew_forward_kl(lp, p, lm), ops::skew_forward_kl_grad(lq, p, lm, P.log_1mw)};
   }
@@ -469,8 +456,7 @@ template <>
 struct div_op<divergence::skew_reverse_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q,
-                                             const div_params<A>& P) noexcept {
+  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q, const div_params<A>& P) noexcept {
     const A lm = ops::log_mixture(P.log_1mw, lp, P.log_w, lq);
     return {ops::skew_reverse_kl(lq, q, lm), ops::skew_reverse_kl_grad(lq, q, lm, P.log_w)};
   }
@@ -484,7 +470,8 @@ decltype(auto) dispatch(divergence k, F&& f) {
       return f(std::integral_constant<divergence, divergence::forward_kl>{});
     case divergence::reverse_kl:
       return f(std::integral_constant<divergence, divergence::reverse_kl>{});
-    case divergence::jsd: return f(std::integral_constant<divergence, divergence::jsd>{});
+    case divergence::jsd:
+      return f(std::integral_constant<divergence, divergence::jsd>{});
     case divergence::skew_forward_kl:
       return f(std::integral_constant<divergence, divergence::skew_forward_kl>{});
     case divergence::skew_reverse_kl:
@@ -508,7 +495,8 @@ inline resolved_divergence resolve(const distill_options& o) {
   resolved_divergence r{o.kind, 0.0};
   switch (o.kind) {
     case divergence::forward_kl:
-    case divergence::reverse_kl: break;
+    case divergence::reverse_kl:
+      break;
     case divergence::jsd:
       GRPO_EXPECTS(o.beta >= 0.0 && o.beta <= 1.0, bad_option,
                    "distill_options.beta must lie in [0, 1]");
@@ -524,7 +512,8 @@ inline resolved_divergence resolve(const distill_options& o) {
                    "distill_options.alpha must lie in [0, 1)");
       r.w = o.alpha;
       break;
-    default: GRPO_THROW(bad_option, "distill_options.kind: unknown divergence");
+    default:
+      GRPO_THROW(bad_option, "distill_options.kind: unknown divergence");
   }
   return r;
 }
@@ -612,9 +601,8 @@ GRPO_FORCEINLINE A prob_of(const A* e, A scale, A logp) noexcept {
 /// place): every chunk is read into a buffer before its gradient is written.
 template <divergence K, bool QC, bool PC, class A, class S, class TL, class G>
 void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL& tload,
-                       const row_state<A>& tt, const prob_source<A>& qs,
-                       const prob_source<A>& ps, G* g, index_t gs, const dense_row_args<A>& R,
-                       double& value) noexcept {
+                       const row_state<A>& tt, const prob_source<A>& qs, const prob_source<A>& ps,
+                       G* g, index_t gs, const dense_row_args<A>& R, double& value) noexcept {
   using op = div_op<K>;
   alignas(64) A xs[chunk];
   alignas(64) A xu[chunk];
@@ -710,9 +698,10 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   if (bad_u) return teacher_not_finite;
   if (ls.empty()) return student_empty;
   if (lu.empty()) return teacher_empty;
-  divergence_passes<K, true, true>(s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s},
-                       strided_loader<U>{u, us}, row_state<A>{lu.m, lu.log_sum(), R.beta_u},
-                       prob_source<A>{&tc.student}, prob_source<A>{&tc.teacher}, g, gs, R, value);
+  divergence_passes<K, true, true>(
+      s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s}, strided_loader<U>{u, us},
+      row_state<A>{lu.m, lu.log_sum(), R.beta_u}, prob_source<A>{&tc.student},
+      prob_source<A>{&tc.teacher}, g, gs, R, value);
   return row_ok;
 }
 

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file distill.hpp
 /// @brief Element maths of the distillation losses (forward/reverse KL, generalised JSD, skew KL,
-///        skew reverse KL, label-smoothed NLL, top-k tail bucket): value and derivative with respect
-///        to the student log-probability, for host loops (grpo::distill) and CUDA kernels alike.
+///        skew reverse KL, label-smoothed NLL, top-k tail bucket): value and derivative with
+///        respect to the student log-probability, for host loops (grpo::distill) and CUDA kernels
+///        alike.
 ///
-/// Notation (one vocabulary row): lp = log p_i (teacher), lq = log q_i (student), both at the shared
-/// temperature T, p = e^lp, q = e^lq. Every divergence is a sum over i of an element term
+/// Notation (one vocabulary row): lp = log p_i (teacher), lq = log q_i (student), both at the
+/// shared temperature T, p = e^lp, q = e^lq. Every divergence is a sum over i of an element term
 /// f(lp_i, lq_i); its "_grad" twin is g_i = d f / d lq_i with lq treated as a free variable. The
-/// log-softmax Jacobian d lq_i / d z'_j = delta_ij - q_j then gives the gradient with respect to the
-/// scaled student logits z' = s / T for every loss by one rule (softmax_chain below):
+/// log-softmax Jacobian d lq_i / d z'_j = delta_ij - q_j then gives the gradient with respect to
+/// the scaled student logits z' = s / T for every loss by one rule (softmax_chain below):
 ///     dL/dz'_j = g_j - q_j G,   G = sum_i g_i.
 /// For the forward KL G = -sum p = -1, so its gradient q_j - p_j needs no extra pass.
 ///
@@ -193,8 +194,8 @@ GRPO_HOST_DEVICE constexpr A weighted_log_ratio(A x, A a, A b) noexcept {
 
 /// log(w_a e^a + w_b e^b) from la = log w_a + a and lb = log w_b + b, computed as
 /// max + log(1 + e^(min - max)) so that it never underflows: the log of a mixture of two
-/// probabilities both below 1e-38 stays finite (the Liger JSD kernel forms e^a and e^b first and gets
-/// log 0 = -inf, then 0 * inf = NaN). Both -inf (no mass in either) gives -inf.
+/// probabilities both below 1e-38 stays finite (the Liger JSD kernel forms e^a and e^b first and
+/// gets log 0 = -inf, then 0 * inf = NaN). Both -inf (no mass in either) gives -inf.
 template <class A>
 GRPO_HOST_DEVICE constexpr A log_add_exp(A la, A lb) noexcept {
   const A hi = select(la > lb, la, lb);
@@ -335,8 +336,8 @@ GRPO_HOST_DEVICE constexpr A label_smoothing_grad(A q, A eps, A inv_vocab) noexc
 // ---------------------------------------------------------------------------------------------
 // Top-k teacher, tail bucket (DistillKit SYMMETRIC_UNIFORM / TRL _add_tail_bucket). The tail
 // category holds the mass outside the teacher's id set S: p_0 = 1 - sum_S p, q_0 = 1 - sum_S q.
-// Treating it as one more category of the divergence, with g_0 = d f(lp_0, lq_0) / d lq_0, gives for
-// the raw vocabulary entries j outside S (q_0 = sum_{j not in S} q_j):
+// Treating it as one more category of the divergence, with g_0 = d f(lp_0, lq_0) / d lq_0, gives
+// for the raw vocabulary entries j outside S (q_0 = sum_{j not in S} q_j):
 //   dL/dz'_j = g_0 q_j / q_0 - q_j G,   G = sum_S g_i + g_0,
 // and inside S the usual g_j - q_j G. For the forward KL this is q_j (1 - p_0 / q_0) outside S.
 
