@@ -108,8 +108,9 @@ void BM_copy_d2d(benchmark::State& st) {
     return;
   }
   cudaMemset(src.p, 1, n);
-  timed_loop(st, [&] { return cudaMemcpyAsync(dst.p, src.p, n, cudaMemcpyDeviceToDevice); },
-             2.0 * static_cast<double>(n));
+  timed_loop(
+      st, [&] { return cudaMemcpyAsync(dst.p, src.p, n, cudaMemcpyDeviceToDevice); },
+      2.0 * static_cast<double>(n));
   st.counters["role"] = 0;  // marks the probe for scripts/gpu-check.sh
 }
 
@@ -134,10 +135,9 @@ void BM_logprob_forward_bf16(benchmark::State& st) {
   timed_loop(
       st,
       [&] {
-        return grpo::cuda::selective_log_softmax(X, Y, grpo::make_view(lp.p, {N}),
-                                                 grpo::make_view(lse.p, {N}),
-                                                 grpo::make_view(ent.p, {N}), 1.0f, -100, ws.p,
-                                                 wsb);
+        return grpo::cuda::selective_log_softmax(
+            X, Y, grpo::make_view(lp.p, {N}), grpo::make_view(lse.p, {N}),
+            grpo::make_view(ent.p, {N}), 1.0f, -100, ws.p, wsb);
       },
       static_cast<double>(NV) * 2.0);
 }
@@ -212,9 +212,7 @@ void BM_distill_fkl_bf16(benchmark::State& st) {
   dbuf<unsigned char> ws(wsb);
   timed_loop(
       st,
-      [&] {
-        return grpo::cuda::dense_distill(p, S, U, G, nullptr, loss.p, nullptr, ws.p, wsb);
-      },
+      [&] { return grpo::cuda::dense_distill(p, S, U, G, nullptr, loss.p, nullptr, ws.p, wsb); },
       static_cast<double>(NV) * 6.0);
 }
 

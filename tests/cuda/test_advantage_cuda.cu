@@ -102,8 +102,7 @@ TEST_CASE("cuda group_advantages: infinite rewards set the status word" *
   std::size_t ws_bytes = 0;
   const auto rv = grpo::make_view(static_cast<const double*>(d_r.p), {4});
   const auto ov = grpo::make_view(d_out.p, {4});
-  REQUIRE(grpo::cuda::group_advantages(p, rv, 2, nullptr, 0, ov, nullptr, ws_bytes) ==
-          cudaSuccess);
+  REQUIRE(grpo::cuda::group_advantages(p, rv, 2, nullptr, 0, ov, nullptr, ws_bytes) == cudaSuccess);
   device_buffer<unsigned char> ws(ws_bytes);
   REQUIRE(grpo::cuda::group_advantages(p, rv, 2, nullptr, 0, ov, ws.p, ws_bytes) == cudaSuccess);
   CHECK_THROWS_AS(grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p)), grpo::error);

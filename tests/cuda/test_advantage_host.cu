@@ -70,7 +70,7 @@ std::vector<double> rewards(index_t B, index_t k, unsigned seed, bool with_speci
   if (with_specials) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
     for (index_t i = 0; i < k; ++i) r[static_cast<std::size_t>(i)] = 1.0;  // zero-variance group
-    r[static_cast<std::size_t>(k)] = nan;  // one unscorable member
+    r[static_cast<std::size_t>(k)] = nan;                                  // one unscorable member
     for (index_t i = 2 * k + 1; i < 3 * k; ++i) r[static_cast<std::size_t>(i)] = nan;  // singleton
     for (index_t i = 3 * k; i < 4 * k; ++i) r[static_cast<std::size_t>(i)] = nan;  // empty group
     for (index_t i = 4 * k; i < 5 * k; ++i) r[static_cast<std::size_t>(i)] = 1e6 + 1e-3 * i;

@@ -17,8 +17,8 @@
 namespace {
 
 using grpo::index_t;
-using grpo_test::device_buffer;
 using grpo::distill::divergence;
+using grpo_test::device_buffer;
 
 template <class S, class G>
 void run_case(divergence kind, double beta_or_alpha, index_t B, index_t L, index_t V, double T,
@@ -68,8 +68,10 @@ void run_case(divergence kind, double beta_or_alpha, index_t B, index_t L, index
   device_buffer<unsigned char> cw(cws);
   REQUIRE(grpo::cuda::distill_coefficients(mv, {}, ap, d_coef.p, cw.p, cws) == cudaSuccess);
   G* gp = nullptr;
-  if constexpr (std::is_same_v<S, G>) gp = in_place ? d_s.p : d_g.p;
-  else gp = d_g.p;
+  if constexpr (std::is_same_v<S, G>)
+    gp = in_place ? d_s.p : d_g.p;
+  else
+    gp = d_g.p;
   const auto sv = grpo::make_view(static_cast<const S*>(d_s.p), {N, V});
   const auto uv = grpo::make_view(static_cast<const float*>(d_u.p), {N, V});
   const auto gv = grpo::make_view(gp, {N, V});
@@ -121,7 +123,8 @@ TEST_CASE("cuda dense_distill: every divergence matches the CPU path" *
 TEST_CASE("cuda dense_distill: bf16 logits, in-place bf16 gradient, long rows" *
           doctest::test_suite("cuda")) {
   run_case<grpo::bfloat16, grpo::bfloat16>(divergence::forward_kl, 0.0, 2, 2, 151936, 1.0, false,
-                                           grpo::agg_mode::token_mean, true, 7, "bf16 fkl in place");
+                                           grpo::agg_mode::token_mean, true, 7,
+                                           "bf16 fkl in place");
   run_case<grpo::bfloat16, float>(divergence::jsd, 0.5, 2, 2, 151936, 0.7, false,
                                   grpo::agg_mode::token_mean, false, 8, "bf16 jsd");
 }

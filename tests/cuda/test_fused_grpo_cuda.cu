@@ -84,9 +84,10 @@ void run_case(const grpo::loss_options& lo, const host_batch& h, float temperatu
   cb.truncated = std::span<const unsigned char>(h.trunc);
   grpo::fused_grpo_options fo;
   fo.logprob.temperature = temperature;
-  const auto ref = grpo::fused_grpo_step(lo, grpo::make_view(static_cast<const LT*>(x.data()), {B, T, V}),
-                                         grpo::make_view(static_cast<const std::int64_t*>(h.ids.data()), {B, T}),
-                                         cb, grpo::make_view(g_cpu.data(), {B, T, V}), fo);
+  const auto ref =
+      grpo::fused_grpo_step(lo, grpo::make_view(static_cast<const LT*>(x.data()), {B, T, V}),
+                            grpo::make_view(static_cast<const std::int64_t*>(h.ids.data()), {B, T}),
+                            cb, grpo::make_view(g_cpu.data(), {B, T, V}), fo);
 
   // Device run.
   grpo::cuda::loss_params p;
@@ -109,8 +110,10 @@ void run_case(const grpo::loss_options& lo, const host_batch& h, float temperatu
   if (lo.opsm_threshold || lo.tis.enabled) db.sampler_logp = v2(d_smp);
   db.truncated = d_tr.p;
   G* gptr = nullptr;
-  if constexpr (std::is_same_v<LT, G>) gptr = in_place ? d_x.p : d_g.p;
-  else gptr = d_g.p;
+  if constexpr (std::is_same_v<LT, G>)
+    gptr = in_place ? d_x.p : d_g.p;
+  else
+    gptr = d_g.p;
   const auto X = grpo::make_view(static_cast<const LT*>(d_x.p), {B, T, V});
   const auto Y = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {B, T});
   const auto GV = grpo::make_view(gptr, {B, T, V});
@@ -143,7 +146,9 @@ void run_case(const grpo::loss_options& lo, const host_batch& h, float temperatu
   CHECK(std::abs(ref.loss) > 0.0);
   // Gradients: fp32 rtol 1e-5 of the row's scale; 16-bit outputs within one ulp of the reference
   // (both round the same fp32 maths; a one-ulp tie flip is allowed).
-  const double ulp = std::is_same_v<G, float> ? 1e-5 : (std::is_same_v<G, grpo::bfloat16> ? 1.0 / 128 : 1.0 / 1024);
+  const double ulp = std::is_same_v<G, float>
+                         ? 1e-5
+                         : (std::is_same_v<G, grpo::bfloat16> ? 1.0 / 128 : 1.0 / 1024);
   int bad = 0;
   for (index_t r = 0; r < B * T; ++r) {
     double scale = 0;
@@ -186,8 +191,8 @@ TEST_CASE("cuda fused_grpo_step: two-phase options (GSPO, OPSM, sequence TIS)" *
   // GMPO, VESPO and the top-entropy mask (device quantile; given threshold on the policy term).
   run_case<float, float>(grpo::preset("verl_geo_mean"), h, 1.0f,
                          grpo::cuda::fused_schedule::automatic, false, "verl_geo_mean");
-  run_case<float, float>(grpo::preset("trl_vespo"), h, 1.0f,
-                         grpo::cuda::fused_schedule::automatic, false, "trl_vespo");
+  run_case<float, float>(grpo::preset("trl_vespo"), h, 1.0f, grpo::cuda::fused_schedule::automatic,
+                         false, "trl_vespo");
   grpo::loss_options te = grpo::preset("trl_dapo");
   te.top_entropy_quantile = 0.3;
   te.entropy_mask_in_denominator = true;
@@ -199,8 +204,8 @@ TEST_CASE("cuda fused_grpo_step: two-phase options (GSPO, OPSM, sequence TIS)" *
   run_case<float, float>(te, h, 1.0f, grpo::cuda::fused_schedule::automatic, false,
                          "top-entropy threshold");
   // A token-local loss run through the two-phase schedule gives the same numbers.
-  run_case<float, float>(grpo::preset("trl_dapo"), h, 1.0f,
-                         grpo::cuda::fused_schedule::two_phase, false, "forced two-phase");
+  run_case<float, float>(grpo::preset("trl_dapo"), h, 1.0f, grpo::cuda::fused_schedule::two_phase,
+                         false, "forced two-phase");
 }
 
 TEST_CASE("cuda fused_grpo_step: bf16 / fp16 logits, 16-bit and in-place gradients, long rows" *
@@ -208,7 +213,8 @@ TEST_CASE("cuda fused_grpo_step: bf16 / fp16 logits, 16-bit and in-place gradien
   auto lo = grpo::preset("trl_dapo");
   lo.kl_coef = 0.04;
   const auto h = make(2, 3, 70001, 3u, true);  // row longer than shared memory: looped path
-  run_case<grpo::bfloat16, float>(lo, h, 1.0f, grpo::cuda::fused_schedule::automatic, false, "bf16->f32");
+  run_case<grpo::bfloat16, float>(lo, h, 1.0f, grpo::cuda::fused_schedule::automatic, false,
+                                  "bf16->f32");
   run_case<grpo::bfloat16, grpo::bfloat16>(lo, h, 1.0f, grpo::cuda::fused_schedule::automatic, true,
                                            "bf16 in place");
   run_case<grpo::float16, grpo::float16>(lo, h, 0.7f, grpo::cuda::fused_schedule::automatic, false,
@@ -236,13 +242,13 @@ TEST_CASE("cuda fused_grpo_step: bad input and bad options" * doctest::test_suit
   const auto X = grpo::make_view(static_cast<const float*>(d_x.p), {B, T, V});
   const auto Y = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {B, T});
   std::size_t ws_bytes = 0;
-  REQUIRE(grpo::cuda::fused_grpo_step(p, X, Y, db, grpo::make_view(d_g.p, {B, T, V}),
-                                      grpo::make_view(d_lp.p, {B, T}), grpo::make_view(d_h.p, {B, T}),
-                                      d_sc.p, {}, nullptr, ws_bytes) == cudaSuccess);
+  REQUIRE(grpo::cuda::fused_grpo_step(
+              p, X, Y, db, grpo::make_view(d_g.p, {B, T, V}), grpo::make_view(d_lp.p, {B, T}),
+              grpo::make_view(d_h.p, {B, T}), d_sc.p, {}, nullptr, ws_bytes) == cudaSuccess);
   device_buffer<unsigned char> ws(ws_bytes);
-  REQUIRE(grpo::cuda::fused_grpo_step(p, X, Y, db, grpo::make_view(d_g.p, {B, T, V}),
-                                      grpo::make_view(d_lp.p, {B, T}), grpo::make_view(d_h.p, {B, T}),
-                                      d_sc.p, {}, ws.p, ws_bytes) == cudaSuccess);
+  REQUIRE(grpo::cuda::fused_grpo_step(
+              p, X, Y, db, grpo::make_view(d_g.p, {B, T, V}), grpo::make_view(d_lp.p, {B, T}),
+              grpo::make_view(d_h.p, {B, T}), d_sc.p, {}, ws.p, ws_bytes) == cudaSuccess);
   CHECK_THROWS_AS(grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p)), grpo::error);
   // single_pass with a sequence-level ratio is refused before any launch.
   grpo::loss_options seq;

@@ -7,9 +7,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -24,7 +24,8 @@ struct device_buffer {
   device_buffer(const device_buffer&) = delete;
   ~device_buffer() { cudaFree(p); }
   void upload(const std::vector<T>& h) {
-    grpo::cuda::throw_on_error(cudaMemcpy(p, h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice));
+    grpo::cuda::throw_on_error(
+        cudaMemcpy(p, h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice));
   }
   std::vector<T> download() const {
     std::vector<T> h(n);
@@ -39,7 +40,8 @@ struct ref_row {
 };
 
 // Naive double-precision reference: two passes, explicit softmax.
-ref_row reference(const std::vector<float>& x, std::int64_t y, double T, double g_logp, double g_ent) {
+ref_row reference(const std::vector<float>& x, std::int64_t y, double T, double g_logp,
+                  double g_ent) {
   const std::size_t V = x.size();
   double m = -std::numeric_limits<double>::infinity();
   for (float v : x) m = std::max(m, static_cast<double>(v) / T);
@@ -87,7 +89,7 @@ void run_case(std::int64_t N, std::int64_t V, float temperature, std::uint32_t s
   auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
   std::size_t ws_bytes = 0;
   REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(L, I, {}, {}, {}, temperature, -100,
-                                                              nullptr, ws_bytes) == cudaSuccess);
+                                                             nullptr, ws_bytes) == cudaSuccess);
   device_buffer<unsigned char> ws(ws_bytes);
   REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(
               L, I, grpo::make_view(d_logp.p, {N}), grpo::make_view(d_lse.p, {N}),
@@ -95,8 +97,8 @@ void run_case(std::int64_t N, std::int64_t V, float temperature, std::uint32_t s
   grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
   REQUIRE(grpo::cuda::selective_log_softmax_backward<T, std::int64_t, float>(
               L, I, grpo::make_view(static_cast<const float*>(d_gl.p), {N}),
-              grpo::make_view(static_cast<const float*>(d_ge.p), {N}), grpo::make_view(d_grad.p, {N, V}),
-              temperature, -100, ws.p, ws_bytes) == cudaSuccess);
+              grpo::make_view(static_cast<const float*>(d_ge.p), {N}),
+              grpo::make_view(d_grad.p, {N, V}), temperature, -100, ws.p, ws_bytes) == cudaSuccess);
   grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
   const auto logp = d_logp.download(), lse = d_lse.download(), ent = d_ent.download();
   const auto grad = d_grad.download();
@@ -126,13 +128,14 @@ void run_case(std::int64_t N, std::int64_t V, float temperature, std::uint32_t s
 TEST_CASE("cuda selective_log_softmax: matches the double reference (fp32, bf16, fp16)" *
           doctest::test_suite("cuda")) {
   run_case<float>(33, 1000, 1.0f, 1, 0.0f);
-  run_case<float>(17, 32771, 0.7f, 2, 0.0f);        // odd vocab: vector head and tail paths
-  run_case<float>(5, 70001, 1.0f, 3, -1.0e4f);      // large negative offset, looped backward
+  run_case<float>(17, 32771, 0.7f, 2, 0.0f);    // odd vocab: vector head and tail paths
+  run_case<float>(5, 70001, 1.0f, 3, -1.0e4f);  // large negative offset, looped backward
   run_case<grpo::bfloat16>(9, 4099, 1.3f, 4, 0.0f);
   run_case<grpo::float16>(9, 4099, 1.0f, 5, 0.0f);
 }
 
-TEST_CASE("cuda selective_log_softmax: more than 65,536 rows (no grid limit)" * doctest::test_suite("cuda")) {
+TEST_CASE("cuda selective_log_softmax: more than 65,536 rows (no grid limit)" *
+          doctest::test_suite("cuda")) {
   run_case<float>(70000, 8, 1.0f, 6, 0.0f);
 }
 
@@ -149,11 +152,11 @@ TEST_CASE("cuda selective_log_softmax: out-of-range ids and NaN rows set the sta
   std::size_t ws_bytes = 0;
   auto L = grpo::make_view(static_cast<const float*>(d_logits.p), {N, V});
   auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
-  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(L, I, {}, {}, {}, 1.0f, -100, nullptr,
-                                                                  ws_bytes) == cudaSuccess);
+  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(L, I, {}, {}, {}, 1.0f, -100,
+                                                                 nullptr, ws_bytes) == cudaSuccess);
   device_buffer<unsigned char> ws(ws_bytes);
-  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(L, I, grpo::make_view(d_logp.p, {N}), {},
-                                                                  {}, 1.0f, -100, ws.p, ws_bytes) ==
+  REQUIRE(grpo::cuda::selective_log_softmax<float, std::int64_t>(
+              L, I, grpo::make_view(d_logp.p, {N}), {}, {}, 1.0f, -100, ws.p, ws_bytes) ==
           cudaSuccess);
   CHECK_THROWS_AS(grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p)), grpo::error);
 }
@@ -194,7 +197,7 @@ void check_rows(const std::vector<T>& h, const std::vector<std::int64_t>& ids, s
   auto I = grpo::make_view(static_cast<const std::int64_t*>(d_ids.p), {N});
   std::size_t ws_bytes = 0;
   REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(L, I, {}, {}, {}, temperature, -100,
-                                                              nullptr, ws_bytes) == cudaSuccess);
+                                                             nullptr, ws_bytes) == cudaSuccess);
   device_buffer<unsigned char> ws(ws_bytes);
   REQUIRE(grpo::cuda::selective_log_softmax<T, std::int64_t>(
               L, I, grpo::make_view(d_logp.p, {N}), grpo::make_view(d_lse.p, {N}),
@@ -203,8 +206,7 @@ void check_rows(const std::vector<T>& h, const std::vector<std::int64_t>& ids, s
   REQUIRE(grpo::cuda::selective_log_softmax_backward<T, std::int64_t, G>(
               L, I, grpo::make_view(static_cast<const float*>(d_gl.p), {N}),
               grpo::make_view(static_cast<const float*>(d_ge.p), {N}),
-              grpo::make_view(d_grad.p, {N, V}), temperature, -100, ws.p,
-              ws_bytes) == cudaSuccess);
+              grpo::make_view(d_grad.p, {N, V}), temperature, -100, ws.p, ws_bytes) == cudaSuccess);
   grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
   const auto logp = d_logp.download(), lse = d_lse.download(), ent = d_ent.download();
   const auto grad = d_grad.download();
@@ -254,8 +256,8 @@ TEST_CASE("cuda selective_log_softmax: adversarial rows (offsets, -inf blocks, <
   for (std::int64_t j = 0; j < V; ++j) h[j] += ((j / 1024) % 2 ? 20.0f : -20.0f);  // +-20 blocks
   for (std::int64_t j = 0; j < 2048; ++j) h[V + j] = -INFINITY;  // masked vocabulary block
   for (std::int64_t j = 0; j < V; ++j) h[2 * V + j] -= 150.0f;   // all below -100 (verl bug)
-  h[3 * V + 11] = 30.0f;                                           // q_y > 1 - 1e-6
-  h[4 * V + 4098] = 3.0f;                                          // target in the partial tail
+  h[3 * V + 11] = 30.0f;                                         // q_y > 1 - 1e-6
+  h[4 * V + 4098] = 3.0f;                                        // target in the partial tail
   const std::vector<float> gl{1.0f, -0.5f, 2.0f, -1.0f, 0.25f}, ge{0.1f, 0.2f, -0.3f, 0.5f, 0.0f};
   check_rows<float, float>(h, ids, N, V, 1.0f, gl, ge);
   check_rows<float, float>(h, ids, N, V, 0.7f, gl, ge);
@@ -285,8 +287,8 @@ TEST_CASE("cuda selective_log_softmax: tokens x vocab > 2^31 (64-bit indexing), 
   std::vector<std::vector<grpo::bfloat16>> keep;
   for (std::int64_t r : rows) {
     std::vector<grpo::bfloat16> row(static_cast<std::size_t>(V));
-    grpo::cuda::throw_on_error(cudaMemcpy(row.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16),
-                                          cudaMemcpyDeviceToHost));
+    grpo::cuda::throw_on_error(
+        cudaMemcpy(row.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16), cudaMemcpyDeviceToHost));
     keep.push_back(std::move(row));
   }
   const auto L = grpo::make_view(static_cast<const grpo::bfloat16*>(d_x.p), {N, V});
@@ -311,8 +313,8 @@ TEST_CASE("cuda selective_log_softmax: tokens x vocab > 2^31 (64-bit indexing), 
     const auto ref = reference(row, ids[r], 1.0, 1.0, 0.5);
     CHECK(std::abs(lp[r] - ref.logp) <= 1e-5 * std::max(1.0, std::abs(ref.logp)));
     std::vector<grpo::bfloat16> g(static_cast<std::size_t>(V));
-    grpo::cuda::throw_on_error(cudaMemcpy(g.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16),
-                                          cudaMemcpyDeviceToHost));
+    grpo::cuda::throw_on_error(
+        cudaMemcpy(g.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16), cudaMemcpyDeviceToHost));
     double scale = 0;
     for (std::int64_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(ref.grad[j]));
     int bad = 0;

@@ -206,10 +206,9 @@ void compare(const grpo::loss_options& o, const batch_data& d, bool has_old, boo
 TEST_CASE("loss_terms: device glue reproduces compute_loss for every supported preset" *
           doctest::test_suite("cuda")) {
   const auto d = make_batch(8, 9, 11u);
-  for (const char* name :
-       {"trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo", "trl_luspo",
-        "trl_gspo", "trl_vespo", "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo",
-        "verl_geo_mean", "openrlhf"}) {
+  for (const char* name : {"trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo",
+                           "trl_sapo", "trl_luspo", "trl_gspo", "trl_vespo", "verl_vanilla",
+                           "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean", "openrlhf"}) {
     const auto o = grpo::preset(name);
     compare(o, d, true, false, name);
   }

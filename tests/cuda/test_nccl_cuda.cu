@@ -69,7 +69,8 @@ TEST_CASE("nccl_collective: drives the sharded advantage code (single rank = sin
                              std::span<double>(a), grpo::advantage_options::trl(), c);
     grpo::compute_advantages(std::span<const double>(r), grpo::group_spec::fixed(4),
                              std::span<double>(ref), grpo::advantage_options::trl());
-    for (std::size_t i = 0; i < r.size(); ++i) CHECK(a[i] == doctest::Approx(ref[i]).epsilon(1e-14));
+    for (std::size_t i = 0; i < r.size(); ++i)
+      CHECK(a[i] == doctest::Approx(ref[i]).epsilon(1e-14));
   }
   ncclCommDestroy(comm);
 }

@@ -20,8 +20,8 @@
 #include <grpo/cuda/common.cuh>
 #include <grpo/ops/advantage.hpp>
 
-#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 #include <cuda_runtime.h>
+#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 
 #include <cstddef>
 #include <type_traits>
@@ -62,11 +62,11 @@ inline bool make_group_advantage_params(const advantage_options& o,
 
 /// Moments of one group over its scorable (non-NaN) members.
 struct group_stats {
-  double n = 0;     ///< scorable members
-  double sum = 0;   ///< sum R
-  double mx = 0;    ///< max R
-  double mn = 0;    ///< min R
-  double ss = 0;    ///< sum (R - mean)^2
+  double n = 0;    ///< scorable members
+  double sum = 0;  ///< sum R
+  double mx = 0;   ///< max R
+  double mn = 0;   ///< min R
+  double ss = 0;   ///< sum (R - mean)^2
 };
 
 /// Advantage of one scorable row with reward r in a group with statistics g (n >= 1):

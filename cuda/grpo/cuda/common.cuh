@@ -18,21 +18,21 @@
 
 /// Early-return the cudaError_t of `expr` from a noexcept launcher when it is not cudaSuccess.
 #ifndef GRPO_CUDA_TRY
-#define GRPO_CUDA_TRY(expr)                   \
-  do {                                        \
-    const cudaError_t grpo_err_ = (expr);     \
+#define GRPO_CUDA_TRY(expr)                         \
+  do {                                              \
+    const cudaError_t grpo_err_ = (expr);           \
     if (grpo_err_ != cudaSuccess) return grpo_err_; \
   } while (0)
 #endif
 
 namespace grpo::cuda {
 
-/// Opt-in conversion of a launcher's status into grpo::error ([grpo.cuda]); launchers themselves are
-/// noexcept and only return the status (CUB / flashinfer convention).
+/// Opt-in conversion of a launcher's status into grpo::error ([grpo.cuda]); launchers themselves
+/// are noexcept and only return the status (CUB / flashinfer convention).
 inline void throw_on_error(cudaError_t err, const char* what = "CUDA call") {
-  GRPO_EXPECTS(err == cudaSuccess, cuda,
-               std::string(what) + " failed: " + cudaGetErrorName(err) + ": " +
-                   cudaGetErrorString(err));
+  GRPO_EXPECTS(
+      err == cudaSuccess, cuda,
+      std::string(what) + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
 }
 
 /// Bits of the device status word that kernels set when they meet bad input (device code cannot
@@ -44,8 +44,9 @@ enum status_bits : unsigned int {
   status_bad_input = 1u << 2,        ///< a non-finite / negative loss input on a valid token
 };
 
-/// Reads a status word written by a kernel (blocking copy on `stream`) and converts it to grpo::error:
-/// [grpo.out_of_range] for ids, [grpo.bad_value] for non-finite rows and bad loss inputs.
+/// Reads a status word written by a kernel (blocking copy on `stream`) and converts it to
+/// grpo::error: [grpo.out_of_range] for ids, [grpo.bad_value] for non-finite rows and bad loss
+/// inputs.
 inline void read_status(const unsigned int* device_status, cudaStream_t stream = nullptr) {
   unsigned int h = 0;
   throw_on_error(cudaMemcpyAsync(&h, device_status, sizeof h, cudaMemcpyDeviceToHost, stream),
@@ -55,9 +56,10 @@ inline void read_status(const unsigned int* device_status, cudaStream_t stream =
                "CUDA kernel: a token id is outside [0, vocab) and is not the ignore index");
   GRPO_EXPECTS(!(h & status_non_finite_row), bad_value,
                "CUDA kernel: a row of logits holds NaN / +inf or no finite value");
-  GRPO_EXPECTS(!(h & status_bad_input), bad_value,
-               "CUDA kernel: a loss input (mask, logp, old_logp, ref_logp, advantages, sampler_logp, "
-               "is_weights or rewards) is non-finite or negative on a valid token");
+  GRPO_EXPECTS(
+      !(h & status_bad_input), bad_value,
+      "CUDA kernel: a loss input (mask, logp, old_logp, ref_logp, advantages, sampler_logp, "
+      "is_weights or rewards) is non-finite or negative on a valid token");
 }
 
 /// Rounds n up to a multiple of 256 bytes (the alignment of every workspace slice).
@@ -73,15 +75,16 @@ __device__ GRPO_FORCEINLINE float load_float(const T* p) noexcept {
 
 /// Binary operator for cub::BlockReduce over online_lse states (associative merge).
 struct merge_lse {
-  __device__ GRPO_FORCEINLINE online_lse operator()(online_lse a, const online_lse& b) const noexcept {
+  __device__ GRPO_FORCEINLINE online_lse operator()(online_lse a,
+                                                    const online_lse& b) const noexcept {
     a.merge(b);
     return a;
   }
 };
 
-/// Grid size for a row-per-block kernel: enough blocks to fill the device, never more than the rows,
-/// and never above the grid limit (rows are then walked with a grid-stride loop, so any number of
-/// tokens works: no 65,536 limit).
+/// Grid size for a row-per-block kernel: enough blocks to fill the device, never more than the
+/// rows, and never above the grid limit (rows are then walked with a grid-stride loop, so any
+/// number of tokens works: no 65,536 limit).
 inline int rows_grid(index_t rows, int device_blocks_hint = 0) noexcept {
   index_t g = rows;
   const index_t cap = device_blocks_hint > 0 ? device_blocks_hint : 65535;
@@ -96,7 +99,8 @@ template <class Kernel>
 inline int device_blocks(Kernel kernel, int block_threads, std::size_t smem) noexcept {
   int dev = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 65535;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 65535;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 65535;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block_threads, smem) !=
       cudaSuccess)
     return 65535;

@@ -5,8 +5,9 @@
 ///        device twin of grpo::distill::divergence_loss (distill/dense.hpp).
 ///
 /// Per token row (one thread block), with z' = s / T, q = softmax(z'), p = softmax(u / T):
-///   pass 1: online log-sum-exp of the student and of the teacher row (grpo::online_lse, CUB merge);
-///   pass 2: l = sum_i f(lp_i, lq_i) and G = sum_i g_i, g_i = df/dlq_i (skipped for the forward KL,
+///   pass 1: online log-sum-exp of the student and of the teacher row (grpo::online_lse, CUB
+///   merge); pass 2: l = sum_i f(lp_i, lq_i) and G = sum_i g_i, g_i = df/dlq_i (skipped for the
+///   forward KL,
 ///           whose G = -1);
 ///   pass 3: grad_j = c (T^2 or 1) (1/T) grad_output (g_j - q_j G)  (ops::softmax_chain), or
 ///           q_j - p_j through ops::forward_kl_dz for the forward KL (loss summed in this pass).
@@ -28,8 +29,8 @@
 #include <grpo/ops/distill.hpp>
 #include <grpo/ops/softmax.hpp>
 
-#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 #include <cuda_runtime.h>
+#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 
 #include <cstddef>
 #include <cstdint>
@@ -127,8 +128,8 @@ struct pair_add {
 template <int BT, distill::divergence K, class S, class U, class G>
 __global__ void __launch_bounds__(BT)
     dense_distill_kernel(strided_view<const S, 2> s, strided_view<const U, 2> u,
-                         strided_view<G, 2> g, const float* coef, distill_params P,
-                         float* row_loss, double* part, unsigned int* status) {
+                         strided_view<G, 2> g, const float* coef, distill_params P, float* row_loss,
+                         double* part, unsigned int* status) {
   using lse_red = cub::BlockReduce<online_lse, BT>;
   using sum_red = cub::BlockReduce<pair_sum, BT>;
   __shared__ union {
@@ -159,10 +160,14 @@ __global__ void __launch_bounds__(BT)
     int bad = 0;
     for (index_t j = threadIdx.x; j < V; j += BT) {
       const float xs = load_float(sr + j * ss), xu = load_float(ur + j * us);
-      if (!(xs == xs) || xs == math::infinity<float>()) bad |= 1;
-      else ls.push(xs);
-      if (!(xu == xu) || xu == math::infinity<float>()) bad |= 2;
-      else lu.push(xu);
+      if (!(xs == xs) || xs == math::infinity<float>())
+        bad |= 1;
+      else
+        ls.push(xs);
+      if (!(xu == xu) || xu == math::infinity<float>())
+        bad |= 2;
+      else
+        lu.push(xu);
     }
     const int any_bad = __syncthreads_or(bad);
     const online_lse ts = lse_red(tmp.l).Reduce(ls, merge_lse{});
@@ -180,8 +185,8 @@ __global__ void __launch_bounds__(BT)
     const float ms = sh[0], lgs = sh[1], mu = sh[2], lgu = sh[3], b = P.beta;
     const float nan = __int_as_float(0x7fc00000);
     const bool row_bad = sh_bad != 0;
-    const float gscale = static_cast<float>(static_cast<double>(c) * P.grad_output * P.t2 *
-                                            static_cast<double>(b));
+    const float gscale =
+        static_cast<float>(static_cast<double>(c) * P.grad_output * P.t2 * static_cast<double>(b));
     double total = 0.0;
     if constexpr (K != distill::divergence::forward_kl) {
       // Pass 2: loss and G = sum_i df/dlq_i.
@@ -237,8 +242,8 @@ __global__ void __launch_bounds__(BT)
 
 /// One block: fixed-order sum of the weighted row losses.
 template <int BT>
-__global__ void __launch_bounds__(BT) distill_sum_kernel(const double* part, index_t n,
-                                                         double* loss) {
+__global__ void __launch_bounds__(BT)
+    distill_sum_kernel(const double* part, index_t n, double* loss) {
   using red = cub::BlockReduce<double, BT>;
   __shared__ typename red::TempStorage tmp;
   double a = 0.0;
@@ -338,10 +343,10 @@ cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
 /// (device floats, row-major), usable as the `coef` argument of dense_distill.
 /// @param workspace  nullptr to query workspace_bytes (status word + 2 B doubles).
 [[nodiscard]] inline cudaError_t distill_coefficients(strided_view<const std::uint8_t, 2> mask,
-                                               strided_view<const float, 2> weights,
-                                               const agg_params& agg, float* coef, void* workspace,
-                                               std::size_t& workspace_bytes,
-                                               cudaStream_t stream = nullptr) noexcept {
+                                                      strided_view<const float, 2> weights,
+                                                      const agg_params& agg, float* coef,
+                                                      void* workspace, std::size_t& workspace_bytes,
+                                                      cudaStream_t stream = nullptr) noexcept {
   const index_t B = mask.extent(0), L = mask.extent(1);
   const std::size_t need = align_up(sizeof(unsigned int)) + 2 * align_up(sizeof(double) * B);
   if (workspace == nullptr) {
@@ -362,8 +367,8 @@ cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
   if (B == 0 || L == 0) return cudaSuccess;
   detail::distill_count_kernel<256><<<rows_grid(B), 256, 0, stream>>>(mask, n_row);
   GRPO_CUDA_TRY(cudaGetLastError());
-  detail::distill_coef_kernel<256><<<1, 256, 0, stream>>>(mask, weights, agg, n_row, s_row, coef,
-                                                          status);
+  detail::distill_coef_kernel<256>
+      <<<1, 256, 0, stream>>>(mask, weights, agg, n_row, s_row, coef, status);
   return cudaGetLastError();
 }
 

@@ -29,9 +29,9 @@
 #include <grpo/cuda/logprob.cuh>
 #include <grpo/cuda/loss_terms.cuh>
 
-#include <cub/block/block_reduce.cuh>      // cub::BlockReduce
-#include <cub/device/device_radix_sort.cuh>  // cub::DeviceRadixSort (top-entropy quantile)
 #include <cuda_runtime.h>
+#include <cub/block/block_reduce.cuh>        // cub::BlockReduce
+#include <cub/device/device_radix_sort.cuh>  // cub::DeviceRadixSort (top-entropy quantile)
 
 #include <cstddef>
 #include <initializer_list>
@@ -74,13 +74,13 @@ GRPO_HOST_DEVICE constexpr bool has(const V& v) noexcept {
 
 /// The [B, T] loss state shared by the kernels (all pointers into the workspace).
 struct loss_state {
-  row_ctx* ctx = nullptr;     ///< [B] row statistics and aggregation factors
-  double* h_thr = nullptr;    ///< top-entropy threshold (device scalar), when computed
-  double* part = nullptr;     ///< [parts x 3] weighted (policy, KL, entropy) partial sums
-  float* g_logp = nullptr;    ///< [B T] dL/dlogp (two-phase)
-  float* g_h = nullptr;       ///< [B T] dL/dH (two-phase)
-  float* keys = nullptr;      ///< [2 B T] entropy sort keys in / out (quantile)
-  void* sort_tmp = nullptr;   ///< cub::DeviceRadixSort temporary storage
+  row_ctx* ctx = nullptr;    ///< [B] row statistics and aggregation factors
+  double* h_thr = nullptr;   ///< top-entropy threshold (device scalar), when computed
+  double* part = nullptr;    ///< [parts x 3] weighted (policy, KL, entropy) partial sums
+  float* g_logp = nullptr;   ///< [B T] dL/dlogp (two-phase)
+  float* g_h = nullptr;      ///< [B T] dL/dH (two-phase)
+  float* keys = nullptr;     ///< [2 B T] entropy sort keys in / out (quantile)
+  void* sort_tmp = nullptr;  ///< cub::DeviceRadixSort temporary storage
   std::size_t sort_bytes = 0;
   unsigned int* status = nullptr;
 };
@@ -109,8 +109,7 @@ __device__ GRPO_FORCEINLINE token_in load_token(const device_loss_batch<P, M>& i
 template <int BT, class P, class M>
 __global__ void __launch_bounds__(BT)
     loss_rows_kernel(loss_params p, device_loss_batch<P, M> in, index_t B, index_t Tn,
-                     const float* logp, const float* entropy, const double* h_thr,
-                     loss_state st) {
+                     const float* logp, const float* entropy, const double* h_thr, loss_state st) {
   using red_t = cub::BlockReduce<row_sums, BT>;
   using red2_t = cub::BlockReduce<row_sums2, BT>;
   __shared__ union {
@@ -381,8 +380,8 @@ struct array_token_coeffs {
 inline std::size_t sort_temp_bytes(index_t n) noexcept {
   std::size_t bytes = 0;
   if (cub::DeviceRadixSort::SortKeys(nullptr, bytes, static_cast<const float*>(nullptr),
-                                     static_cast<float*>(nullptr), static_cast<int>(n)) !=
-      cudaSuccess)
+                                     static_cast<float*>(nullptr),
+                                     static_cast<int>(n)) != cudaSuccess)
     return 0;
   return bytes;
 }
@@ -435,7 +434,7 @@ cudaError_t entropy_threshold(const loss_params& p, const device_loss_batch<P, M
   double* count = st.h_thr + 1;
   GRPO_CUDA_TRY(cudaMemsetAsync(count, 0, sizeof(double), stream));
   entropy_keys_kernel<<<rows_grid((N + 255) / 256), 256, 0, stream>>>(in, B, Tn, entropy, st.keys,
-                                                                       count);
+                                                                      count);
   GRPO_CUDA_TRY(cudaGetLastError());
   std::size_t bytes = st.sort_bytes;
   GRPO_CUDA_TRY(cub::DeviceRadixSort::SortKeys(st.sort_tmp, bytes, st.keys, st.keys + N,
@@ -553,16 +552,15 @@ template <class P, class M>
 template <class T, class I, class P, class M, class G>
 [[nodiscard]] cudaError_t fused_grpo_step(
     const loss_params& p, strided_view<const T, 3> logits, strided_view<const I, 2> ids,
-    const device_loss_batch<P, M>& in, strided_view<G, 3> grad_logits,
-    strided_view<float, 2> logp, strided_view<float, 2> entropy, double* scalars,
-    const fused_grpo_options& opt, void* workspace, std::size_t& workspace_bytes,
-    cudaStream_t stream = nullptr) noexcept {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bfloat16> ||
-                    std::is_same_v<T, float16>,
-                "fused_grpo_step: logits must be float, bfloat16 or float16");
-  static_assert(std::is_same_v<G, float> || std::is_same_v<G, bfloat16> ||
-                    std::is_same_v<G, float16>,
-                "fused_grpo_step: grad_logits must be float, bfloat16 or float16");
+    const device_loss_batch<P, M>& in, strided_view<G, 3> grad_logits, strided_view<float, 2> logp,
+    strided_view<float, 2> entropy, double* scalars, const fused_grpo_options& opt, void* workspace,
+    std::size_t& workspace_bytes, cudaStream_t stream = nullptr) noexcept {
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
+      "fused_grpo_step: logits must be float, bfloat16 or float16");
+  static_assert(
+      std::is_same_v<G, float> || std::is_same_v<G, bfloat16> || std::is_same_v<G, float16>,
+      "fused_grpo_step: grad_logits must be float, bfloat16 or float16");
   const index_t B = logits.extent(0), Tn = logits.extent(1), V = logits.extent(2);
   const index_t N = B * Tn;
   const bool single = opt.schedule == fused_schedule::single_pass ||
@@ -619,12 +617,11 @@ template <class T, class I, class P, class M, class G>
     GRPO_CUDA_TRY(cudaGetLastError());
     detail::loss_scales_kernel<BT><<<1, BT, 0, stream>>>(p, B, Tn, in.group_tokens, st);
     GRPO_CUDA_TRY(cudaGetLastError());
-    const detail::fused_token_coeffs<P, M> coeffs{p,      act,      st.ctx, has_ent,
-                                                   logp.data_handle(), entropy.data_handle(),
-                                                   st.part, st.status};
+    const detail::fused_token_coeffs<P, M> coeffs{
+        p, act, st.ctx, has_ent, logp.data_handle(), entropy.data_handle(), st.part, st.status};
     GRPO_CUDA_TRY(launch_row_backward(x2, y1, beta, no_ignore, coeffs, g2, st.status, stream));
-    detail::loss_sum_kernel<BT><<<1, BT, 0, stream>>>(st.part, N, p.kl_coef, p.entropy_coef,
-                                                       scalars);
+    detail::loss_sum_kernel<BT>
+        <<<1, BT, 0, stream>>>(st.part, N, p.kl_coef, p.entropy_coef, scalars);
     return cudaGetLastError();
   }
   // Two phases: log p and H of every valid token, the loss on [B, T], then the gradient pass.
@@ -633,15 +630,14 @@ template <class T, class I, class P, class M, class G>
   GRPO_CUDA_TRY(launch_row_forward(x2, y1, beta, no_ignore, lp1, strided_view<float, 1>{}, h1,
                                    st.status, act, stream));
   const double* thr = nullptr;
-  GRPO_CUDA_TRY(
-      detail::entropy_threshold(p, in, B, Tn, entropy.data_handle(), st, thr, stream));
-  detail::loss_rows_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(),
-                                                        entropy.data_handle(), thr, st);
+  GRPO_CUDA_TRY(detail::entropy_threshold(p, in, B, Tn, entropy.data_handle(), st, thr, stream));
+  detail::loss_rows_kernel<BT>
+      <<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(), entropy.data_handle(), thr, st);
   GRPO_CUDA_TRY(cudaGetLastError());
   detail::loss_scales_kernel<BT><<<1, BT, 0, stream>>>(p, B, Tn, in.group_tokens, st);
   GRPO_CUDA_TRY(cudaGetLastError());
-  detail::loss_tokens_kernel<BT><<<grid, BT, 0, stream>>>(
-      p, in, B, Tn, logp.data_handle(), entropy.data_handle(), has_ent, st);
+  detail::loss_tokens_kernel<BT><<<grid, BT, 0, stream>>>(p, in, B, Tn, logp.data_handle(),
+                                                          entropy.data_handle(), has_ent, st);
   GRPO_CUDA_TRY(cudaGetLastError());
   detail::loss_sum_kernel<BT><<<1, BT, 0, stream>>>(st.part, B, p.kl_coef, p.entropy_coef, scalars);
   GRPO_CUDA_TRY(cudaGetLastError());

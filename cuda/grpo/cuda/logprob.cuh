@@ -13,8 +13,8 @@
 #include <grpo/cuda/common.cuh>
 #include <grpo/ops/softmax.hpp>
 
-#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 #include <cuda_runtime.h>
+#include <cub/block/block_reduce.cuh>  // cub::BlockReduce
 
 #include <cstdint>
 #include <cstring>
@@ -53,26 +53,28 @@ __device__ GRPO_FORCEINLINE void for_each_in_row(const T* row, index_t stride, i
 
 /// Row statistics shared by every thread of the block after block_row_stats().
 struct row_stats_shared {
-  float m;       ///< raw max
-  float log_s;   ///< log sum exp(beta (x - m))
-  float lse;     ///< beta m + log_s
-  float entropy; ///< H
-  float x_y;     ///< raw logit of the target
-  int bad;       ///< non-finite row
+  float m;        ///< raw max
+  float log_s;    ///< log sum exp(beta (x - m))
+  float lse;      ///< beta m + log_s
+  float entropy;  ///< H
+  float x_y;      ///< raw logit of the target
+  int bad;        ///< non-finite row
 };
 
 /// One streaming pass over a row: the block-reduced online_lse, published in `sh` for all threads.
 /// When `cache` is non-null the widened row is also stored there (row-resident second pass).
 template <int BlockThreads, class T>
-__device__ void block_row_stats(const T* row, index_t stride, index_t V, float beta, index_t y,
-                                row_stats_shared& sh, float* cache,
-                                typename cub::BlockReduce<online_lse, BlockThreads>::TempStorage& tmp) {
+__device__ void block_row_stats(
+    const T* row, index_t stride, index_t V, float beta, index_t y, row_stats_shared& sh,
+    float* cache, typename cub::BlockReduce<online_lse, BlockThreads>::TempStorage& tmp) {
   online_lse st(beta);
   bool bad = false;
   for_each_in_row<BlockThreads>(row, stride, V, [&](index_t j, float x) {
     // NaN or +inf poison the row (x != x is NaN; +inf has no finite softmax).
-    if (!(x == x) || x == math::infinity<float>()) bad = true;
-    else st.push(x);
+    if (!(x == x) || x == math::infinity<float>())
+      bad = true;
+    else
+      st.push(x);
     if (cache) cache[j] = x;
   });
   const int any_bad = __syncthreads_or(bad ? 1 : 0);
@@ -234,24 +236,24 @@ template <class T, class I, class Active>
   });
 }
 
-/// Selective log-softmax forward on the device: for every row i of logits [N, V] with sampled id y_i
-///   logp[i] = log softmax(logits[i] / T)[y_i],  lse[i] = logsumexp(logits[i] / T),  entropy[i] = H_i.
+/// Selective log-softmax forward on the device: for every row i of logits [N, V] with sampled id
+/// y_i
+///   logp[i] = log softmax(logits[i] / T)[y_i],  lse[i] = logsumexp(logits[i] / T),  entropy[i] =
+///   H_i.
 /// One read of each row (online softmax), fp32 accumulation, 64-bit indexing, no limit on N.
-/// @param workspace  device memory of `workspace_bytes`; pass nullptr to query the size (then nothing
+/// @param workspace  device memory of `workspace_bytes`; pass nullptr to query the size (then
+/// nothing
 ///                   is launched). It holds the status word (read with read_status()).
 /// @param lse, entropy  optional: default-constructed views skip them.
 /// @pre device-resident views; T > 0. Ids equal to ignore_index give zeros; other out-of-range ids
 ///      and non-finite rows give NaN outputs and set the status word.
 /// @return the first CUDA error of the launch (never throws).
 template <class T, class I>
-[[nodiscard]] cudaError_t selective_log_softmax(strided_view<const T, 2> logits,
-                                                strided_view<const I, 1> ids,
-                                                strided_view<float, 1> logp,
-                                                strided_view<float, 1> lse,
-                                                strided_view<float, 1> entropy, float temperature,
-                                                long long ignore_index, void* workspace,
-                                                std::size_t& workspace_bytes,
-                                                cudaStream_t stream = nullptr) noexcept {
+[[nodiscard]] cudaError_t selective_log_softmax(
+    strided_view<const T, 2> logits, strided_view<const I, 1> ids, strided_view<float, 1> logp,
+    strided_view<float, 1> lse, strided_view<float, 1> entropy, float temperature,
+    long long ignore_index, void* workspace, std::size_t& workspace_bytes,
+    cudaStream_t stream = nullptr) noexcept {
   if (workspace == nullptr) {
     workspace_bytes = align_up(sizeof(unsigned int));
     return cudaSuccess;
@@ -297,7 +299,8 @@ template <class T, class I, class G, class Coeffs>
 }
 
 /// Backward of the selective log-softmax on the device: writes
-///   grad[i, j] = (1/T) [ grad_logp[i] (delta_{j y_i} - q_ij) - grad_entropy[i] q_ij (log q_ij + H_i) ]
+///   grad[i, j] = (1/T) [ grad_logp[i] (delta_{j y_i} - q_ij) - grad_entropy[i] q_ij (log q_ij +
+///   H_i) ]
 /// in dtype G (float, bfloat16 or float16). `grad` may be the logits buffer itself (in place, same
 /// strides and dtype). Rows whose bytes fit in shared memory are read from HBM once (row-resident);
 /// longer rows are read twice (statistics, then gradient).

@@ -6,11 +6,11 @@
 ///        scalar functions of <grpo/ops/policy_loss.hpp> and <grpo/ops/kl.hpp>.
 ///
 /// Why a separate header: compute_loss_into (loss.hpp) is a host loop over std::vector; its
-/// composition (ratio -> IS weight -> surrogate -> KL -> entropy -> aggregation) is restated here as
-/// GRPO_HOST_DEVICE steps so that one kernel thread can evaluate one token. Every formula is still an
-/// ops:: call; this file holds only the order of operations (loss.hpp's file comment, steps 1-6).
-/// Because the steps are host-callable, tests/cuda/test_loss_terms_host.cu checks them against
-/// compute_loss_into on the CPU, without a GPU.
+/// composition (ratio -> IS weight -> surrogate -> KL -> entropy -> aggregation) is restated here
+/// as GRPO_HOST_DEVICE steps so that one kernel thread can evaluate one token. Every formula is
+/// still an ops:: call; this file holds only the order of operations (loss.hpp's file comment,
+/// steps 1-6). Because the steps are host-callable, tests/cuda/test_loss_terms_host.cu checks them
+/// against compute_loss_into on the CPU, without a GPU.
 ///
 /// Every option of loss_options is supported: policy kinds ppo_clip (clip-higher, dual clip,
 /// delta), cispo (both conventions), sapo, reinforce, gmpo (per-sequence geometric mean of
@@ -210,7 +210,9 @@ struct row_sums_add {
 };
 
 /// log(1e-8), the lower clamp of VESPO's log weights (TRL).
-GRPO_HOST_DEVICE inline double vespo_log_floor() noexcept { return math::log(1e-8); }
+GRPO_HOST_DEVICE inline double vespo_log_floor() noexcept {
+  return math::log(1e-8);
+}
 
 /// Contribution of one token to its row's sums.
 GRPO_HOST_DEVICE inline row_sums token_row_sums(const loss_params& p, const token_in& x) noexcept {
@@ -321,9 +323,9 @@ GRPO_HOST_DEVICE inline row_sums2 token_row_sums2(const loss_params& p, const ro
     s.sa = mf * x.A;
     double rho = x.has_isw ? x.isw : 1.0;
     if (p.tis)
-      rho = p.tis_sequence ? r.rho_seq
-                           : ops::tis_weight(math::exp(x.lo - x.ls), p.tis_c_min, p.tis_c_max,
-                                             p.tis_mode);
+      rho = p.tis_sequence
+                ? r.rho_seq
+                : ops::tis_weight(math::exp(x.lo - x.ls), p.tis_c_min, p.tis_c_max, p.tis_mode);
     s.slw = mf * math::log(rho + 1e-10);  // verl: per-sequence geometric mean of IS weights
   }
   return s;
@@ -364,10 +366,10 @@ GRPO_HOST_DEVICE constexpr double gmpo_row_loss(const loss_params& p, const row_
 
 /// Batch totals the aggregation factors need.
 struct agg_totals {
-  double n_total = 0;   ///< sum of final-mask row counts
-  double non_empty = 0; ///< rows with n_i > 0
-  double rows = 0;      ///< B
-  double width = 0;     ///< padded T
+  double n_total = 0;    ///< sum of final-mask row counts
+  double non_empty = 0;  ///< rows with n_i > 0
+  double rows = 0;       ///< B
+  double width = 0;      ///< padded T
 };
 
 /// Aggregation factor s_i of one row (aggregate.hpp, aggregation_row_scales, restated per row):
@@ -386,7 +388,8 @@ GRPO_HOST_DEVICE inline double agg_row_scale(const agg_params& o, double n_i, co
     case agg_mode::seq_mean_token_sum:
     case agg_mode::seq_mean_token_sum_norm: {
       double L = 1.0;
-      if (o.mode == agg_mode::seq_mean_token_sum_norm) L = o.norm_length > 0 ? o.norm_length : t.width;
+      if (o.mode == agg_mode::seq_mean_token_sum_norm)
+        L = o.norm_length > 0 ? o.norm_length : t.width;
       return (n_i > 0 && G > 0 && L > 0) ? o.scale / (L * G) : 0.0;
     }
     case agg_mode::seq_mean_token_mean: {
@@ -395,8 +398,9 @@ GRPO_HOST_DEVICE inline double agg_row_scale(const agg_params& o, double n_i, co
       return (n_i > 0 && d > 0 && G > 0) ? o.scale / (d * G) : 0.0;
     }
     case agg_mode::group_token_mean: {
-      const double groups =
-          o.global_groups > 0 ? o.global_groups : (o.group_size > 0 ? t.rows / double(o.group_size) : 0);
+      const double groups = o.global_groups > 0
+                                ? o.global_groups
+                                : (o.group_size > 0 ? t.rows / double(o.group_size) : 0);
       return (group_tokens > 0 && groups > 0) ? o.scale / (group_tokens * groups) : 0.0;
     }
   }
@@ -501,10 +505,10 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
       g += r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) * dx * mf / r.g_den;
     }
   } else if (mf != 0.0) {
-    const double phi = p.is_vespo() ? ops::vespo_phi(r.vespo_lw, x.A, p.vespo_k_pos,
-                                                     p.vespo_lambda_pos, p.vespo_k_neg,
-                                                     p.vespo_lambda_neg)
-                                    : 1.0;
+    const double phi = p.is_vespo()
+                           ? ops::vespo_phi(r.vespo_lw, x.A, p.vespo_k_pos, p.vespo_lambda_pos,
+                                            p.vespo_k_neg, p.vespo_lambda_neg)
+                           : 1.0;
     const surrogate_terms t = surrogate(p, r_val, x.A, x.lp, phi);
     const double W = r.s_pol * mf * c;
     o.pol = W * t.value;

@@ -77,8 +77,12 @@ class nccl_collective {
   nccl_collective(const nccl_collective&) = delete;
   nccl_collective& operator=(const nccl_collective&) = delete;
   nccl_collective(nccl_collective&& o) noexcept
-      : comm_(o.comm_), stream_(o.stream_), capacity_(o.capacity_),
-        staging_(std::exchange(o.staging_, nullptr)), rank_(o.rank_), size_(o.size_) {}
+      : comm_(o.comm_),
+        stream_(o.stream_),
+        capacity_(o.capacity_),
+        staging_(std::exchange(o.staging_, nullptr)),
+        rank_(o.rank_),
+        size_(o.size_) {}
   nccl_collective& operator=(nccl_collective&&) = delete;
   ~nccl_collective() {
     if (staging_) cudaFree(staging_);
