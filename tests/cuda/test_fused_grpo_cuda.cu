@@ -260,3 +260,73 @@ TEST_CASE("cuda fused_grpo_step: bad input and bad options" * doctest::test_suit
                                     grpo::make_view(d_lp.p, {B, T}), grpo::make_view(d_h.p, {B, T}),
                                     d_sc.p, opt, ws.p, ws_bytes) == cudaErrorInvalidValue);
 }
+
+TEST_CASE("cuda compute_loss: the loss on [B, T] log-probs matches grpo::compute_loss" *
+          doctest::test_suite("cuda")) {
+  const index_t B = 16, T = 33;
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+  const auto n = static_cast<std::size_t>(B * T);
+  std::vector<float> lp(n), old(n), ref(n), adv(n), mask(n), smp(n), ent(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    lp[k] = -std::abs(nd(rng)) * 2.0f - 0.01f;
+    old[k] = lp[k] + 0.3f * nd(rng);
+    ref[k] = lp[k] + 0.3f * nd(rng);
+    smp[k] = old[k] + 0.1f * nd(rng);
+    adv[k] = nd(rng);
+    mask[k] = ud(rng) < 0.9f ? 1.0f : 0.0f;
+    ent[k] = 3.0f * ud(rng);
+  }
+  device_buffer<float> d_lp(lp), d_old(old), d_ref(ref), d_adv(adv), d_mask(mask), d_smp(smp),
+      d_ent(ent), d_g(n), d_gh(n);
+  device_buffer<double> d_sc(4);
+  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {B, T}); };
+  auto dv = [&](const device_buffer<float>& x) {
+    return grpo::make_view(static_cast<const float*>(x.p), {B, T});
+  };
+  for (const char* name : {"trl_grpo", "trl_dapo", "trl_gspo", "trl_vespo", "verl_vanilla",
+                           "verl_gspo", "verl_geo_mean", "openrlhf"}) {
+    INFO(name);
+    auto lo = grpo::preset(name);
+    lo.kl_coef = 0.02;
+    lo.entropy_coef = 0.01;
+    lo.top_entropy_quantile = 0.6;
+    grpo::loss_batch<float, float> cb;
+    cb.logp = v(lp);
+    cb.old_logp = v(old);
+    cb.ref_logp = v(ref);
+    cb.advantages = v(adv);
+    cb.mask = v(mask);
+    cb.entropy = v(ent);
+    const auto r = grpo::compute_loss(lo, cb);
+    grpo::cuda::loss_params p;
+    REQUIRE(grpo::cuda::make_loss_params(lo, p));
+    grpo::cuda::device_loss_batch<float, float> db;
+    db.old_logp = dv(d_old);
+    db.ref_logp = dv(d_ref);
+    db.advantages = dv(d_adv);
+    db.mask = dv(d_mask);
+    std::size_t wsb = 0;
+    REQUIRE(grpo::cuda::compute_loss(p, dv(d_lp), dv(d_ent), db, grpo::make_view(d_g.p, {B, T}),
+                                     grpo::make_view(d_gh.p, {B, T}), d_sc.p, nullptr,
+                                     wsb) == cudaSuccess);
+    device_buffer<unsigned char> ws(wsb);
+    REQUIRE(grpo::cuda::compute_loss(p, dv(d_lp), dv(d_ent), db, grpo::make_view(d_g.p, {B, T}),
+                                     grpo::make_view(d_gh.p, {B, T}), d_sc.p, ws.p,
+                                     wsb) == cudaSuccess);
+    grpo::cuda::read_status(reinterpret_cast<unsigned int*>(ws.p));
+    const auto sc = d_sc.download();
+    const auto g = d_g.download(), gh = d_gh.download();
+    CHECK(sc[grpo::cuda::slot_loss] == doctest::Approx(r.loss).epsilon(1e-12));
+    CHECK(sc[grpo::cuda::slot_entropy] == doctest::Approx(r.entropy_loss).epsilon(1e-12));
+    int bad = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      bad += std::abs(g[k] - r.grad_logp[k]) <= 1e-6 * (1e-3 + std::abs(r.grad_logp[k])) ? 0 : 1;
+      bad += std::abs(gh[k] - r.grad_entropy[k]) <= 1e-6 * (1e-3 + std::abs(r.grad_entropy[k]))
+                 ? 0
+                 : 1;
+    }
+    CHECK(bad == 0);
+  }
+}
