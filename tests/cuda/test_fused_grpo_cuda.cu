@@ -138,7 +138,9 @@ void run_case(const grpo::loss_options& lo, const host_batch& h, float temperatu
     CHECK(std::abs(lp[k] - ref.logp[k]) <= 1e-5f);
     CHECK(std::abs(H[k] - ref.entropy[k]) <= 1e-5f * std::max(1.0f, ref.entropy[k]));
   }
-  auto rel = [](double a, double e) { return std::abs(a - e) <= 1e-5 * std::abs(e) + 1e-9; };
+  // rel 1e-5, plus 2e-6 absolute: log p differs from the CPU by ~1e-6 per token (fp32), which
+  // moves a loss that cancels to near 0 by that much.
+  auto rel = [](double a, double e) { return std::abs(a - e) <= 1e-5 * std::abs(e) + 2e-6; };
   CHECK(rel(sc[grpo::cuda::slot_loss], ref.loss));
   CHECK(rel(sc[grpo::cuda::slot_policy], ref.policy_loss));
   CHECK(rel(sc[grpo::cuda::slot_kl], ref.kl_loss));
