@@ -108,6 +108,22 @@ GRPO_FORCEINLINE A lane_sum(const A (&acc)[lanes]) noexcept {
   return s;
 }
 
+/// Maximum of a padded chunk (NaN never wins: NaN rows are rejected separately). Four independent
+/// lane blocks, so the max chain is not latency-bound (one vmaxps per 16 elements would be).
+template <class A>
+GRPO_FORCEINLINE A chunk_max(const A* GRPO_RESTRICT x, index_t np) noexcept {
+  A mx[4 * lanes];
+  for (index_t k = 0; k < 4 * lanes; ++k) mx[k] = neg_inf<A>;
+  index_t i = 0;
+  for (; i + 4 * lanes <= np; i += 4 * lanes)
+    for (index_t k = 0; k < 4 * lanes; ++k) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];
+  for (; i < np; i += lanes)
+    for (index_t k = 0; k < lanes; ++k) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];
+  A m = neg_inf<A>;
+  for (index_t k = 0; k < 4 * lanes; ++k) m = mx[k] > m ? mx[k] : m;
+  return m;
+}
+
 /// The online log-sum-exp partial of one padded chunk, in grpo::online_lse's encoding: m = chunk
 /// max, e = sum exp(beta (x - m)) - 1 formed as (#ties - 1) + sum over x < m, so the dominant-logit
 /// precision of online_lse is kept. Only lse() / log_sum() are used by grpo::distill, so the
@@ -115,12 +131,7 @@ GRPO_FORCEINLINE A lane_sum(const A (&acc)[lanes]) noexcept {
 template <class A>
 GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t np,
                                                A beta) noexcept {
-  A mx[lanes];
-  for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
-  for (index_t i = 0; i < np; i += lanes)
-    for (index_t k = 0; k < lanes; ++k) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];  // vmaxps
-  A m = neg_inf<A>;
-  for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
+  const A m = chunk_max(x, np);
   if (!(m > neg_inf<A>)) return basic_online_lse<A>(beta);
   // Two separate loops: g++ 12 does not if-convert two conditional reductions in one loop body.
   A acc[lanes] = {}, ties[lanes] = {};
@@ -167,12 +178,7 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
     const index_t n = std::min(chunk, V - j0);
     const index_t np = load_chunk(p + j0 * st, st, n, buf);
     bad = bad || has_nan_or_posinf(buf, np);
-    A mx[lanes];
-    for (index_t k = 0; k < lanes; ++k) mx[k] = neg_inf<A>;
-    for (index_t i = 0; i < np; i += lanes)
-      for (index_t k = 0; k < lanes; ++k) mx[k] = buf[i + k] > mx[k] ? buf[i + k] : mx[k];
-    A m = neg_inf<A>;
-    for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
+    const A m = chunk_max(buf, np);
     cache.m[static_cast<std::size_t>(c)] = m;
     A* e = cache.e.data() + j0;
     if (!(m > neg_inf<A>)) {
