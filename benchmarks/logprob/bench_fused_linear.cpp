@@ -7,6 +7,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -53,7 +54,6 @@ void BM_fused_linear_grpo(benchmark::State& st) {
   b.advantages = grpo::make_view(d.adv.data(), {1, d.N});
   b.mask = grpo::make_view(d.mask.data(), {1, d.N});
   grpo::fused_linear_options fo;
-  fo.chunk_tokens = 128;
   for (auto _ : st) {
     auto r = grpo::fused_linear_grpo_step(
         o, grpo::make_view(static_cast<const float*>(d.h.data()), {1, d.N, d.H}),
@@ -63,7 +63,8 @@ void BM_fused_linear_grpo(benchmark::State& st) {
     benchmark::DoNotOptimize(r.loss);
   }
   // Workspace: chunk x H (gathered hidden) + chunk x V (logits block) + chunk x H (dH block).
-  counters(st, d, 4.0 * fo.chunk_tokens * (2.0 * d.H + d.V));
+  const double chunk = static_cast<double>(std::min(d.N, grpo::fused_linear_chunk_tokens(fo, d.V)));
+  counters(st, d, 4.0 * chunk * (2.0 * d.H + d.V));
 }
 
 /// The GEMMs alone on materialised logits (what the fused path must approach): forward logits, then
@@ -81,7 +82,7 @@ void BM_gemm_alone(benchmark::State& st) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (std::int64_t n : {256, 1024}) b->Args({n, 256, 32768});
+  for (std::int64_t n : {256, 1024, 4096}) b->Args({n, 256, 32768});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
