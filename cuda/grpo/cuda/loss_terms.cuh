@@ -23,6 +23,12 @@
 /// loss_metrics schema (clip fractions, ratio statistics) is not computed on the device.
 #pragma once
 
+// The CPU loss engine's xsimd fast path instantiates the GRPO_HOST_DEVICE ops on xsimd batches,
+// which nvcc rejects in device code; an nvcc translation unit uses its scalar lanes (same maths).
+#if defined(__CUDACC__) && !defined(GRPO_NO_XSIMD)
+#define GRPO_NO_XSIMD 1
+#endif
+
 #include <grpo/aggregate.hpp>
 #include <grpo/core/config.hpp>
 #include <grpo/core/math.hpp>
