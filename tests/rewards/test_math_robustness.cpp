@@ -220,3 +220,19 @@ TEST_CASE("robustness: concurrent verification gives the single-threaded verdict
   for (auto& th : threads) th.join();
   for (int m : mismatches) CHECK(m == 0);
 }
+
+TEST_CASE("robustness: expensive CAS work is refused or sampled, and precision follows magnitude" *
+          doctest::test_suite("rewards.math")) {
+  // expand() of (x+1)^10000 would run for seconds inside GiNaC: sampling decides instead.
+  CHECK(rm::verify("(x+1)^{10000}-1", "x^{10000}") == verdict::incorrect);
+  CHECK(rm::verify("(x+1)^{10000}", "(1+x)^{10000}") == verdict::correct);
+  CHECK(rm::verify("((x+1)^{100})^{100}", "(x+1)^{10000}") == verdict::correct);
+  CHECK(rm::verify("(x+y+z)^{100}", "(x+y+z)^{99}") == verdict::incorrect);
+  // numeric^integer is evaluated by GiNaC at construction: bounded like exact rationals.
+  CHECK(rm::verify("(10^{1000})^{9999}", "(10^{1000})^{9998}") == verdict::incorrect);
+  CHECK(rm::verify("(10^{1000})^{9999}\\sqrt{2}", "\\sqrt{2}") == verdict::incorrect);
+  // A difference of 1 on a 300-digit irrational is seen (working digits grow with magnitude).
+  CHECK(rm::verify("2^{1000}\\sqrt{3}", "2^{1000}\\sqrt{3}+1") == verdict::incorrect);
+  CHECK(rm::verify("2^{1000}\\sqrt{3}", "\\sqrt{3 \\cdot 4^{1000}}") == verdict::correct);
+  CHECK(rm::verify("\\sin(10^{4000})", "\\sin(10^{4000}+1)") == verdict::incorrect);
+}

@@ -334,6 +334,16 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
         if (!n.is_real() || GiNaC::abs(n) > 10000) throw cas_unsupported{};
         // 0^-k: GiNaC throws from inside its allocator and leaks the node; refuse it first.
         if (base.is_zero() && !n.is_positive()) throw cas_unsupported{};
+        // GiNaC evaluates numeric^integer exactly at construction: bound the result size
+        // (bits(base) * |n| <= 2^20) as eval_rational does.
+        if (GiNaC::is_a<GiNaC::numeric>(base) && n.is_integer()) {
+          const GiNaC::numeric b = GiNaC::abs(GiNaC::ex_to<GiNaC::numeric>(base));
+          const long bits = b.is_rational()
+                                ? GiNaC::numer(b).int_length() + GiNaC::denom(b).int_length()
+                                : 64;
+          if (static_cast<double>(bits) * GiNaC::abs(n).to_double() > 1048576.0)
+            throw cas_unsupported{};
+        }
       }
       return GiNaC::pow(base, ex);
     }
@@ -495,6 +505,31 @@ inline long magnitude_digits(const expr& e, budget& b) {
   return best;
 }
 
+/// True when expand() of the tree stays small: powers of expressions with variables have literal
+/// exponents summing to at most 24 ((x+1)^10000 would expand to 10001 huge terms inside one
+/// uninterruptible GiNaC call; such identities are left to sampling, which costs the same at any
+/// exponent).
+inline bool expansion_is_small(const expr& e) {
+  long total = 0;
+  bool ok = true;
+  auto walk = [&](auto&& self, const expr& x) -> void {
+    if (!ok) return;
+    if (x.k == kind::pow && (contains(x.args[0], kind::symbol) || contains(x.args[0], kind::text))) {
+      const expr& n = x.args[1];
+      const expr& lit = n.k == kind::neg ? n.args[0] : n;
+      if (lit.k != kind::number || abs(lit.value) > 24) {
+        ok = false;
+        return;
+      }
+      total += static_cast<long>(mpq_class(abs(lit.value)).get_d());
+      if (total > 24) ok = false;
+    }
+    for (const expr& a : x.args) self(self, a);
+  };
+  walk(walk, e);
+  return ok;
+}
+
 /// True when the tree has a free variable (symbol or text word).
 inline bool has_free(const expr& e) {
   return contains(e, kind::symbol) || contains(e, kind::text);
@@ -537,7 +572,8 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
         const GiNaC::numeric diff = GiNaC::abs(*a - *v);
         GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);
         if (scale < 1) scale = 1;
-        if (diff <= scale * pow10(-30)) return true;
+        // Agreement to the working precision minus 10 guard digits (1e-30 at the default 40).
+        if (diff <= scale * pow10(-static_cast<int>(digits - 10))) return true;
         return within_float_policy(diff, scale, pg, pp, c.opt);
       }
       return false;
@@ -545,7 +581,7 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
     // Symbolic: a cheap expand first (bounded by the tree-size guard), then sampling.
     // expand() proves polynomial identities exactly ((x+1)^2 = x^2+2x+1); it cannot prove
     // radical or trigonometric ones (sqrt(8) - 2 sqrt(2)), which is what sampling is for.
-    if (tree_size(g) + tree_size(p) < 120) {
+    if (tree_size(g) + tree_size(p) < 120 && expansion_is_small(g) && expansion_is_small(p)) {
       c.b.spend(200);
       if (GiNaC::expand(D).is_zero()) return true;
     }
