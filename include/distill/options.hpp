@@ -52,6 +52,11 @@ struct token_args {
   strided_view<const std::uint8_t, 2> mask{};  ///< nonzero = token takes part (bool-compatible)
   strided_view<const float, 2> weights{};      ///< per-token weight w_bt (finite)
   strided_view<float, 2> per_token_loss{};     ///< out: unweighted l_bt (T^2 included), 0 if masked
+  /// Optional labels (TRL GKD / HF convention): tokens whose label equals ignore_index are masked,
+  /// AND-ed with `mask`. Only the ignore test reads them (the dense and top-k losses have no
+  /// label).
+  strided_view<const std::int64_t, 2> labels{};
+  std::int64_t ignore_index = -100;
 };
 
 /// The aggregated loss and the counts its denominators came from.

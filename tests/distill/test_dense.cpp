@@ -528,6 +528,35 @@ TEST_CASE("divergence_loss: fully masked batch gives loss 0 and a zero gradient"
   for (float v : g) CHECK(v == 0.0f);
 }
 
+TEST_CASE("divergence_loss: labels with ignore_index mask exactly like the mask" *
+          doctest::test_suite("distill")) {
+  const index_t B = 2, L = 3, V = 50;
+  const auto s = cast_to<float>(distill_ref::randn(B * L * V, 1.0, 85));
+  const auto u = cast_to<float>(distill_ref::randn(B * L * V, 1.0, 86));
+  std::vector<std::int64_t> labels = {4, -100, 7, -100, -100, 1};
+  std::vector<std::uint8_t> mask = {1, 0, 1, 0, 0, 1};
+  gd::distill_options o;
+  o.kind = gd::divergence::jsd;
+  o.aggregate.mode = grpo::agg_mode::seq_mean_token_mean;
+  gd::token_args al, am;
+  al.labels = grpo::make_view(static_cast<const std::int64_t*>(labels.data()), {B, L});
+  am.mask = grpo::make_view(static_cast<const std::uint8_t*>(mask.data()), {B, L});
+  std::vector<float> g1(s.size(), 3.0f), g2(s.size(), 4.0f);
+  const auto r1 = gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}),
+                                      grpo::make_view(u.data(), {B, L, V}),
+                                      grpo::make_view(g1.data(), {B, L, V}), o, al);
+  const auto r2 = gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}),
+                                      grpo::make_view(u.data(), {B, L, V}),
+                                      grpo::make_view(g2.data(), {B, L, V}), o, am);
+  CHECK(r1.active_tokens == 3);
+  CHECK(r1.loss == r2.loss);
+  CHECK(g1 == g2);
+  al.ignore_index = 7;  // another ignore value: now token (0, 2) is the ignored one
+  const auto r3 = gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}),
+                                      grpo::make_view(u.data(), {B, L, V}), o, al);
+  CHECK(r3.active_tokens == 5);
+}
+
 TEST_CASE("divergence_loss: bad input raises grpo::error with the right id" *
           doctest::test_suite("distill")) {
   const index_t N = 2, V = 8;

@@ -263,7 +263,7 @@ struct token_plan {
 };
 
 /// @pre extents of args' views (when non-empty) are [B, L]; extra_active(b, t) is the loss's own
-/// mask (ignore_index of SFT labels), AND-ed with args.mask.
+/// mask (ignore_index of SFT labels), AND-ed with args.mask and args.labels != args.ignore_index.
 template <class Extra>
 token_plan make_plan(index_t B, index_t L, const token_args& args, const agg_options& agg,
                      Extra&& extra_active) {
@@ -279,6 +279,11 @@ token_plan make_plan(index_t B, index_t L, const token_args& args, const agg_opt
     expect_extents(args.per_token_loss, {B, L}, "per_token_loss");
     expect_host(args.per_token_loss, "per_token_loss");
   }
+  const bool has_labels = args.labels.data_handle() != nullptr;
+  if (has_labels) {
+    expect_extents(args.labels, {B, L}, "labels");
+    expect_host(args.labels, "labels");
+  }
   token_plan P;
   P.B = B;
   P.L = L;
@@ -288,6 +293,7 @@ token_plan make_plan(index_t B, index_t L, const token_args& args, const agg_opt
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < L; ++t) {
       bool on = args.mask.data_handle() == nullptr || args.mask(b, t) != 0;
+      on = on && (!has_labels || args.labels(b, t) != args.ignore_index);
       on = on && extra_active(b, t);
       if (!on) continue;
       P.active[static_cast<std::size_t>(b * L + t)] = 1;
