@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file reference.hpp
 /// @brief Naive double-precision references of the distillation losses for the tests: explicit
-///        log-softmax of each row in long double-free plain double, each loss written from its
+///        log-softmax of each row in plain double, each loss written from its
 ///        textbook definition, and each gradient from its own closed form (kernels note, section
 ///        4), independent of the library's unified g - q G rule and of grpo::ops.
 #pragma once
