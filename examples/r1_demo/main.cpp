@@ -2,10 +2,12 @@
 /// @file main.cpp
 /// @brief r1_demo: the DeepSeek-R1 recipe end to end at toy scale, in one command.
 ///
-/// Stage 1  cold-start SFT of a tiny GRU policy on a few reference completions (format + some skill)
-/// Stage 2  GRPO: groups of samples at a temperature, rule rewards (math verifier on the extracted
+/// Stage 1  cold-start SFT of a tiny GRU policy on a few reference completions (format + some
+/// skill) Stage 2  GRPO: groups of samples at a temperature, rule rewards (math verifier on the
+/// extracted
 ///          answer + the R1 format rule), group-normalised advantages, clipped ratio loss with a
-///          KL penalty to the frozen starting policy, through the fused logits -> loss + gradient path
+///          KL penalty to the frozen starting policy, through the fused logits -> loss + gradient
+///          path
 /// Stage 3  distillation of the GRPO policy into a smaller student on teacher samples and logits
 /// Held-out pass@1 / pass@k on problems never trained on, before and after each stage.
 
@@ -92,12 +94,14 @@ torch::Tensor stack_prompts(const std::vector<const problem*>& probs) {
 
 /// Longest completion the task needs, with slack for the policy to ramble (and be truncated):
 /// two copies of the answer (scratchpad, answer) + 8 tags/newlines + eos + 2.
-int64_t max_new_tokens(const generator& g) { return 2 * g.answer_length() + 11; }
+int64_t max_new_tokens(const generator& g) {
+  return 2 * g.answer_length() + 11;
+}
 
 /// pass@1 = mean accuracy over k samples per problem; pass@k = 1 - C(n-c, k)/C(n, k) with n = k,
 /// i.e. the fraction of problems with at least one correct sample.
-eval_result evaluate(policy& pol, const std::vector<problem>& set, const options& o, int64_t max_new,
-                     uint64_t salt) {
+eval_result evaluate(policy& pol, const std::vector<problem>& set, const options& o,
+                     int64_t max_new, uint64_t salt) {
   pol->eval();
   std::mt19937_64 rng(o.seed * 7919 + salt);  // evaluation never perturbs the training RNG
   std::vector<const problem*> probs;
@@ -114,13 +118,15 @@ eval_result evaluate(policy& pol, const std::vector<problem>& set, const options
   }
   e.pass1 /= static_cast<double>(set.size());
   e.passk /= static_cast<double>(set.size());
-  e.format = std::accumulate(s.format.begin(), s.format.end(), 0.0) / static_cast<double>(s.format.size());
+  e.format =
+      std::accumulate(s.format.begin(), s.format.end(), 0.0) / static_cast<double>(s.format.size());
   pol->train();
   return e;
 }
 
 /// Next-token logits for the completion slots: position Tp-1+t predicts completion token t.
-torch::Tensor completion_logits(policy& pol, const torch::Tensor& ids, int64_t tp, int64_t max_new) {
+torch::Tensor completion_logits(policy& pol, const torch::Tensor& ids, int64_t tp,
+                                int64_t max_new) {
   auto logits = pol->forward(ids.narrow(1, 0, tp + max_new - 1));
   return logits.narrow(1, tp - 1, max_new);
 }
@@ -130,7 +136,25 @@ void print_eval(const char* who, const eval_result& e, int k) {
               100 * e.passk, 100 * e.format);
 }
 
+void validate(const options& o) {
+  auto need = [](bool ok, const char* what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  need(o.group >= 2, "--group must be >= 2 (GRPO compares samples within a group)");
+  need(o.prompts >= 1 && o.steps >= 0 && o.sft_steps >= 0 && o.distill_steps >= 0,
+       "--prompts must be >= 1 and step counts >= 0");
+  need(o.minibatches >= 1 && (o.prompts * o.group) % o.minibatches == 0,
+       "--minibatches must divide prompts * group");
+  need(o.temperature > 0 && o.eval_temperature >= 0, "--temperature must be > 0");
+  need(o.eval_samples >= 1 && o.eval_every >= 1 && o.heldout >= 1,
+       "--eval-samples, --eval-every and --heldout must be >= 1");
+  need(o.hidden >= 1 && o.student_hidden >= 1 && o.embed >= 1 && o.layers >= 1 && o.threads >= 1,
+       "model sizes and --threads must be >= 1");
+  need(o.sft_batch >= 1 && o.distill_batch >= 1 && o.sft_examples >= 0, "batch sizes must be >= 1");
+}
+
 int run(const options& o) {
+  validate(o);
   torch::manual_seed(o.seed);
   torch::set_num_threads(o.threads);
   std::filesystem::create_directories(o.out);
@@ -144,12 +168,11 @@ int run(const options& o) {
   const int64_t max_new = max_new_tokens(gen);
 
   policy pol(model_options{o.embed, o.hidden, o.layers});
-  std::printf("r1_demo: %d terms of %d digit(s) with '%s', held-out %d, policy GRU %lld params, "
-              "student %lld hidden, %d threads, seed %llu\n",
-              o.terms, o.digits, o.ops.c_str(), o.heldout,
-              static_cast<long long>(pol->parameter_count()),
-              static_cast<long long>(o.student_hidden), o.threads,
-              static_cast<unsigned long long>(o.seed));
+  std::printf(
+      "r1_demo: %d terms of %d digit(s) with '%s', held-out %d, policy GRU %lld params, "
+      "student %lld hidden, %d threads, seed %llu\n",
+      o.terms, o.digits, o.ops.c_str(), o.heldout, static_cast<long long>(pol->parameter_count()),
+      static_cast<long long>(o.student_hidden), o.threads, static_cast<unsigned long long>(o.seed));
   const auto e_init = evaluate(pol, heldout, o, max_new, 0);
 
   // ---------------------------------------------------------------- stage 1: cold-start SFT
@@ -159,7 +182,8 @@ int run(const options& o) {
   {
     torch::optim::Adam opt(pol->parameters(), torch::optim::AdamOptions(o.sft_lr));
     const int64_t tc = max_new;
-    for (int step = 1; step <= o.sft_steps; ++step) {
+    const int sft_steps = o.sft_examples > 0 ? o.sft_steps : 0;  // no examples: R1-Zero
+    for (int step = 1; step <= sft_steps; ++step) {
       std::vector<const problem*> batch;
       std::uniform_int_distribution<size_t> pick(0, sft_set.size() - 1);
       for (int i = 0; i < o.sft_batch; ++i) batch.push_back(&sft_set[pick(rng)]);
@@ -185,9 +209,9 @@ int run(const options& o) {
       step_row r{"sft", step, l.loss};
       r.elapsed_s = t_sft.wall();
       r.tokens_per_s = mask.sum().item<double>() * step / std::max(1e-9, r.elapsed_s);
-      if (step == o.sft_steps) r.heldout_pass1 = evaluate(pol, heldout, o, max_new, 1).pass1;
+      if (step == sft_steps) r.heldout_pass1 = evaluate(pol, heldout, o, max_new, 1).pass1;
       log.row(r);
-      log.bar(r, o.sft_steps);
+      log.bar(r, sft_steps);
     }
     log.end_bar();
   }
@@ -198,6 +222,7 @@ int run(const options& o) {
   stopwatch t_grpo;
   policy ref = frozen_copy(pol);
   int64_t grpo_tokens = 0;
+  double phase[4] = {0, 0, 0, 0};  // CPU s: sampling, rewards, old/ref log-probs, updates
   {
     torch::optim::Adam opt(pol->parameters(), torch::optim::AdamOptions(o.lr));
     // TRL GRPOTrainer, loss_type "grpo": token mean per sequence then mean over sequences, PPO
@@ -216,9 +241,14 @@ int run(const options& o) {
       std::vector<const problem*> probs;
       for (const auto& p : ps)
         for (int g = 0; g < o.group; ++g) probs.push_back(&p);
+      double c0 = stopwatch::cpu_now();
       auto r = sample(pol, stack_prompts(probs), max_new, o.temperature, rng);
       grpo_tokens += r.generated_tokens;
+      double c1 = stopwatch::cpu_now();
       auto s = score(r.texts, probs, o.format_weight);
+      double c2 = stopwatch::cpu_now();
+      phase[0] += c1 - c0;
+      phase[1] += c2 - c1;
       auto adv_v = group_advantages(s.reward, o.group);
       auto adv = torch::from_blob(adv_v.data(), {n}, torch::kFloat).clone();
       auto targets = r.ids.narrow(1, tp, max_new);
@@ -226,9 +256,13 @@ int run(const options& o) {
       torch::Tensor old_logp, ref_logp;
       {
         torch::NoGradGuard ng;
-        old_logp = selective_logp(completion_logits(pol, r.ids, tp, max_new), targets, tau, o.threads);
-        ref_logp = selective_logp(completion_logits(ref, r.ids, tp, max_new), targets, tau, o.threads);
+        old_logp =
+            selective_logp(completion_logits(pol, r.ids, tp, max_new), targets, tau, o.threads);
+        ref_logp =
+            selective_logp(completion_logits(ref, r.ids, tp, max_new), targets, tau, o.threads);
       }
+      double c3 = stopwatch::cpu_now();
+      phase[2] += c3 - c2;
       // Update: o.minibatches optimizer steps on shuffled slices of the rollout (the later ones
       // are off-policy, which is what the ratio clip is for).
       std::vector<int64_t> perm(static_cast<size_t>(n));
@@ -253,6 +287,7 @@ int run(const options& o) {
         clip += l.clip_frac / o.minibatches;
         ent += l.entropy / o.minibatches;
       }
+      phase[3] += stopwatch::cpu_now() - c3;
       step_row row{"grpo", step, loss};
       row.reward = std::accumulate(s.reward.begin(), s.reward.end(), 0.0) / n;
       row.accuracy = std::accumulate(s.accuracy.begin(), s.accuracy.end(), 0.0) / n;
@@ -263,13 +298,18 @@ int run(const options& o) {
       row.elapsed_s = t_grpo.wall();
       row.tokens_per_s = static_cast<double>(grpo_tokens) / std::max(1e-9, row.elapsed_s);
       if (step % o.eval_every == 0 || step == o.steps)
-        row.heldout_pass1 = evaluate(pol, heldout, o, max_new, 1000 + static_cast<uint64_t>(step)).pass1;
+        row.heldout_pass1 =
+            evaluate(pol, heldout, o, max_new, 1000 + static_cast<uint64_t>(step)).pass1;
       log.row(row);
       log.bar(row, o.steps);
     }
     log.end_bar();
   }
   const double grpo_time = t_grpo.wall();
+  std::printf(
+      "GRPO CPU time: sampling %.1f s, rewards %.1f s, old/ref log-probs %.1f s, "
+      "updates %.1f s\n",
+      phase[0], phase[1], phase[2], phase[3]);
   const double grpo_tps = static_cast<double>(grpo_tokens) / grpo_time;
   const auto e_grpo = evaluate(pol, heldout, o, max_new, 2);
 
@@ -301,7 +341,8 @@ int run(const options& o) {
       row.elapsed_s = t_dist.wall();
       row.tokens_per_s = static_cast<double>(dist_tokens) / std::max(1e-9, row.elapsed_s);
       if (step % (o.eval_every * 2) == 0 || step == o.distill_steps)
-        row.heldout_pass1 = evaluate(student, heldout, o, max_new, 2000 + static_cast<uint64_t>(step)).pass1;
+        row.heldout_pass1 =
+            evaluate(student, heldout, o, max_new, 2000 + static_cast<uint64_t>(step)).pass1;
       log.row(row);
       log.bar(row, o.distill_steps);
     }
@@ -320,7 +361,8 @@ int run(const options& o) {
               "format", "stage s", "tok/s");
   auto line = [&](const char* name, int64_t params, const eval_result& e, double t, double tps) {
     std::printf("%-26s %8lld %7.1f%% %7.1f%% %8.1f%% %10.1f %10.0f\n", name,
-                static_cast<long long>(params), 100 * e.pass1, 100 * e.passk, 100 * e.format, t, tps);
+                static_cast<long long>(params), 100 * e.pass1, 100 * e.passk, 100 * e.format, t,
+                tps);
   };
   line("base (cold-start SFT)", pol->parameter_count(), e_base, sft_time, 0);
   line("GRPO policy", pol->parameter_count(), e_grpo, grpo_time, grpo_tps);
@@ -328,9 +370,11 @@ int run(const options& o) {
        static_cast<double>(dist_tokens) / dist_time);
   const double gain = e_grpo.pass1 - e_base.pass1;
   const double kept = gain != 0 ? (e_student.pass1 - e_base.pass1) / gain : 0;
-  std::printf("\nGRPO gain: %+.1f points pass@1; student keeps %.0f%% of it\n", 100 * gain, 100 * kept);
+  std::printf("\nGRPO gain: %+.1f points pass@1; student keeps %.0f%% of it\n", 100 * gain,
+              100 * kept);
   std::printf("total %.1f s wall, %.1f s CPU; CSV %s/steps.csv%s\n", total.wall(), total.cpu(),
-              o.out.c_str(), png ? (", plot " + o.out + "/curves.png").c_str() : " (no gnuplot: no PNG)");
+              o.out.c_str(),
+              png ? (", plot " + o.out + "/curves.png").c_str() : " (no gnuplot: no PNG)");
   return 0;
 }
 
@@ -340,8 +384,10 @@ int run(const options& o) {
 int main(int argc, char** argv) {
   r1demo::options o;
   CLI::App app{"r1_demo: cold-start SFT -> GRPO with rule rewards -> distillation, at toy scale"};
-  app.add_option("--digits", o.digits, "digits of each operand (task difficulty)")->capture_default_str();
-  app.add_option("--terms", o.terms, "operands per problem (task difficulty)")->capture_default_str();
+  app.add_option("--digits", o.digits, "digits of each operand (task difficulty)")
+      ->capture_default_str();
+  app.add_option("--terms", o.terms, "operands per problem (task difficulty)")
+      ->capture_default_str();
   app.add_option("--ops", o.ops, "operators to draw from, subset of \"+-\"")->capture_default_str();
   app.add_option("--heldout", o.heldout, "held-out problems for evaluation")->capture_default_str();
   app.add_option("--hidden", o.hidden, "policy GRU width (model size)")->capture_default_str();
@@ -355,12 +401,15 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "GRPO steps")->capture_default_str();
   app.add_option("--prompts", o.prompts, "prompts per GRPO step")->capture_default_str();
   app.add_option("--group", o.group, "samples per prompt (group size)")->capture_default_str();
-  app.add_option("--minibatches", o.minibatches, "optimizer steps per rollout")->capture_default_str();
+  app.add_option("--minibatches", o.minibatches, "optimizer steps per rollout")
+      ->capture_default_str();
   app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
   app.add_option("--lr", o.lr, "GRPO learning rate")->capture_default_str();
   app.add_option("--clip-eps", o.clip_eps, "ratio clip epsilon")->capture_default_str();
-  app.add_option("--kl-beta", o.kl_beta, "KL penalty to the starting policy")->capture_default_str();
-  app.add_option("--format-weight", o.format_weight, "weight of the format reward")->capture_default_str();
+  app.add_option("--kl-beta", o.kl_beta, "KL penalty to the starting policy")
+      ->capture_default_str();
+  app.add_option("--format-weight", o.format_weight, "weight of the format reward")
+      ->capture_default_str();
   app.add_option("--distill-steps", o.distill_steps, "distillation steps")->capture_default_str();
   app.add_option("--distill-batch", o.distill_batch, "teacher samples per distillation step")
       ->capture_default_str();

@@ -27,8 +27,9 @@ struct policy_impl : torch::nn::Module {
       : opt(o),
         emb(register_module("emb", torch::nn::Embedding(vocab_size, o.embed))),
         gru(register_module(
-            "gru", torch::nn::GRU(torch::nn::GRUOptions(o.embed, o.hidden).num_layers(o.layers)
-                                      .batch_first(true)))),
+            "gru",
+            torch::nn::GRU(
+                torch::nn::GRUOptions(o.embed, o.hidden).num_layers(o.layers).batch_first(true)))),
         head(register_module("head", torch::nn::Linear(o.hidden, vocab_size))) {}
 
   /// ids [B, T] int64 -> logits [B, T, V].
@@ -69,19 +70,19 @@ inline policy frozen_copy(policy& src) {
 
 /// A batch of sampled sequences: prompt followed by `max_new` completion slots.
 struct rollout {
-  torch::Tensor ids;    ///< [B, Tp + max_new] int64; after eos the slots hold pad
-  torch::Tensor mask;   ///< [B, max_new] float: 1 on generated tokens up to and including eos
+  torch::Tensor ids;   ///< [B, Tp + max_new] int64; after eos the slots hold pad
+  torch::Tensor mask;  ///< [B, max_new] float: 1 on generated tokens up to and including eos
   int64_t prompt_len = 0;
   int64_t max_new = 0;
-  int64_t generated_tokens = 0;  ///< sum of mask
+  int64_t generated_tokens = 0;    ///< sum of mask
   std::vector<std::string> texts;  ///< decoded completions
 };
 
 /// Samples one completion per row of `prompts` ([B, Tp] int64). temperature == 0 is greedy.
 /// Sampling draws from our own RNG on the host (inverse CDF over V = 24 probabilities), so a
 /// seed reproduces the run whatever libtorch's generator does.
-inline rollout sample(policy& pol, const torch::Tensor& prompts, int64_t max_new, double temperature,
-                      std::mt19937_64& rng) {
+inline rollout sample(policy& pol, const torch::Tensor& prompts, int64_t max_new,
+                      double temperature, std::mt19937_64& rng) {
   torch::NoGradGuard ng;
   const int64_t B = prompts.size(0), Tp = prompts.size(1);
   rollout r;
@@ -129,8 +130,10 @@ inline rollout sample(policy& pol, const torch::Tensor& prompts, int64_t max_new
         ids_a[b][Tp + t] = tok;
         mask_a[b][t] = 1.f;
         ++r.generated_tokens;
-        if (tok == tok_eos) done[b] = 1;
-        else ++alive;
+        if (tok == tok_eos)
+          done[b] = 1;
+        else
+          ++alive;
       }
       next_a[b][0] = tok;
     }
@@ -139,8 +142,7 @@ inline rollout sample(policy& pol, const torch::Tensor& prompts, int64_t max_new
     last = logits.select(1, 0);
   }
   r.texts.resize(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b)
-    r.texts[b] = decode(r.ids[b].data_ptr<int64_t>() + Tp, max_new);
+  for (int64_t b = 0; b < B; ++b) r.texts[b] = decode(r.ids[b].data_ptr<int64_t>() + Tp, max_new);
   return r;
 }
 

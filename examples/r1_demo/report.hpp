@@ -73,8 +73,8 @@ class logger {
     std::snprintf(line, sizeof line,
                   "\r[%s] %-7s %4d/%-4d loss %7.4f reward %5.3f acc %5.1f%% kl %6.4f clip %4.1f%% "
                   "%6.1fk tok/s %5.1fs",
-                  b.c_str(), r.stage.c_str(), r.step, total, r.loss, r.reward, 100 * r.accuracy, r.kl,
-                  100 * r.clip_frac, r.tokens_per_s / 1000, r.elapsed_s);
+                  b.c_str(), r.stage.c_str(), r.step, total, r.loss, r.reward, 100 * r.accuracy,
+                  r.kl, 100 * r.clip_frac, r.tokens_per_s / 1000, r.elapsed_s);
     if (bar_) {
       std::fputs(line, stderr);
       std::fflush(stderr);
@@ -100,17 +100,25 @@ inline bool plot_curves(const std::filesystem::path& dir) {
     std::ofstream f(gp);
     f << "set datafile separator ','\n"
          "set terminal pngcairo size 1200,800 noenhanced\n"
-         "set output '" << (dir / "curves.png").string() << "'\n"
+         "set output '"
+      << (dir / "curves.png").string()
+      << "'\n"
          "set multiplot layout 2,2 title 'grpo r1_demo: SFT -> GRPO -> distillation'\n"
          "set key bottom right\nset grid\n"
-         "csv = '" << (dir / "steps.csv").string() << "'\n"
+         "csv = '"
+      << (dir / "steps.csv").string()
+      << "'\n"
          "set title 'GRPO: mean reward and training accuracy'\nset xlabel 'GRPO step'\n"
-         "plot csv using ($0>=0 && strcol(1) eq 'grpo' ? $2 : 1/0):4 with lines title 'reward', \\\n"
+         "plot csv using ($0>=0 && strcol(1) eq 'grpo' ? $2 : 1/0):4 with lines title 'reward', "
+         "\\\n"
          "     csv using (strcol(1) eq 'grpo' ? $2 : 1/0):5 with lines title 'train accuracy'\n"
          "set title 'Held-out pass@1'\nset xlabel 'step of the stage'\nset yrange [0:1]\n"
-         "plot csv using (strcol(1) eq 'grpo' ? $2 : 1/0):12 with linespoints title 'GRPO policy', \\\n"
-         "     csv using (strcol(1) eq 'distill' ? $2 : 1/0):12 with linespoints title 'student', \\\n"
-         "     csv using (strcol(1) eq 'sft' ? $2 : 1/0):12 with linespoints title 'cold-start SFT'\n"
+         "plot csv using (strcol(1) eq 'grpo' ? $2 : 1/0):12 with linespoints title 'GRPO policy', "
+         "\\\n"
+         "     csv using (strcol(1) eq 'distill' ? $2 : 1/0):12 with linespoints title 'student', "
+         "\\\n"
+         "     csv using (strcol(1) eq 'sft' ? $2 : 1/0):12 with linespoints title 'cold-start "
+         "SFT'\n"
          "set autoscale y\n"
          "set title 'GRPO: KL to the reference and clip fraction'\nset xlabel 'GRPO step'\n"
          "plot csv using (strcol(1) eq 'grpo' ? $2 : 1/0):7 with lines title 'KL (k3)', \\\n"

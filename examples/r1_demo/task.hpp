@@ -37,8 +37,8 @@ enum token : int {
 
 /// Text of one token (the special tokens print as their tag, pad and bos print nothing).
 inline const char* token_text(int t) {
-  static const char* const names[] = {"",  "",  "", "<think>", "</think>", "<answer>", "</answer>",
-                                      "\n", "+", "-", "*",      "=",        " "};
+  static const char* const names[] = {
+      "", "", "", "<think>", "</think>", "<answer>", "</answer>", "\n", "+", "-", "*", "=", " "};
   static const char* const digits[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
   if (t >= tok_digit0 && t < vocab_size) return digits[t - tok_digit0];
   if (t >= 0 && t < tok_digit0) return names[t];
@@ -55,32 +55,40 @@ inline std::string decode(const int64_t* ids, int64_t n) {
 /// Encodes the characters of a prompt or an answer (digits, operators, '=', '\n', ' ').
 inline void encode_chars(const std::string& s, std::vector<int64_t>& out) {
   for (char c : s) {
-    if (c >= '0' && c <= '9') out.push_back(tok_digit0 + (c - '0'));
-    else if (c == '+') out.push_back(tok_plus);
-    else if (c == '-') out.push_back(tok_minus);
-    else if (c == '*') out.push_back(tok_times);
-    else if (c == '=') out.push_back(tok_equals);
-    else if (c == '\n') out.push_back(tok_newline);
-    else if (c == ' ') out.push_back(tok_space);
-    else throw std::invalid_argument("r1demo::encode_chars: character outside the vocabulary");
+    if (c >= '0' && c <= '9')
+      out.push_back(tok_digit0 + (c - '0'));
+    else if (c == '+')
+      out.push_back(tok_plus);
+    else if (c == '-')
+      out.push_back(tok_minus);
+    else if (c == '*')
+      out.push_back(tok_times);
+    else if (c == '=')
+      out.push_back(tok_equals);
+    else if (c == '\n')
+      out.push_back(tok_newline);
+    else if (c == ' ')
+      out.push_back(tok_space);
+    else
+      throw std::invalid_argument("r1demo::encode_chars: character outside the vocabulary");
   }
 }
 
 /// One problem: "a1 op a2 op ... an =" with its exact integer answer (left to right; only + and -).
 struct problem {
   std::vector<int64_t> terms;
-  std::string ops;               ///< ops[i] sits between terms[i] and terms[i+1]
+  std::string ops;  ///< ops[i] sits between terms[i] and terms[i+1]
   int64_t answer = 0;
-  std::string text;              ///< e.g. "3+5+2+7="
-  std::vector<int64_t> prompt;   ///< bos + encoded text + newline
-  std::string gold;              ///< e.g. "17"
+  std::string text;             ///< e.g. "3+5+2+7="
+  std::vector<int64_t> prompt;  ///< bos + encoded text + newline
+  std::string gold;             ///< e.g. "17"
 };
 
 /// Task options (the difficulty knobs): operand width, number of terms, operator set.
 struct task_options {
-  int digits = 1;          ///< operands have exactly `digits` digits (0-9 when 1): fixed prompt length
-  int terms = 4;           ///< operands per problem
-  std::string ops = "+";   ///< subset of "+-"; one is drawn uniformly per gap
+  int digits = 1;  ///< operands have exactly `digits` digits (0-9 when 1): fixed prompt length
+  int terms = 4;   ///< operands per problem
+  std::string ops = "+";  ///< subset of "+-"; one is drawn uniformly per gap
 };
 
 /// Generates problems from a seeded RNG. The held-out set is drawn first and every training
@@ -88,7 +96,8 @@ struct task_options {
 class generator {
  public:
   generator(task_options opt, uint64_t seed) : opt_(std::move(opt)), rng_(seed) {
-    if (opt_.digits < 1 || opt_.digits > 6) throw std::invalid_argument("--digits must be in [1, 6]");
+    if (opt_.digits < 1 || opt_.digits > 6)
+      throw std::invalid_argument("--digits must be in [1, 6]");
     if (opt_.terms < 2 || opt_.terms > 8) throw std::invalid_argument("--terms must be in [2, 8]");
     if (opt_.ops.empty() || opt_.ops.find_first_not_of("+-") != std::string::npos)
       throw std::invalid_argument("--ops must be a non-empty subset of \"+-\"");
@@ -106,7 +115,8 @@ class generator {
 
   /// Draws `n` distinct problems and remembers them as held out.
   std::vector<problem> held_out(int n) {
-    if (n > space() / 4) throw std::invalid_argument("--heldout larger than a quarter of the problems");
+    if (n > space() / 4)
+      throw std::invalid_argument("--heldout larger than a quarter of the problems");
     std::vector<problem> out;
     while (static_cast<int>(out.size()) < n) {
       problem p = draw();
