@@ -182,3 +182,16 @@ TEST_CASE("extract: a final-answer statement after the last box wins" *
       {"Final Answer: we get $x = 2$ here", "x = 2"},
   });
 }
+
+TEST_CASE("extract: R1-Zero <answer> tags" * doctest::test_suite("rewards.math")) {
+  run({
+      {"<think>try 3</think> <answer>5</answer>", "5"},
+      {"<think>x</think>\n<answer>\nThe answer is \\boxed{7}\n</answer>", "7"},
+      {"<answer>1</answer> then <answer> $2$ </answer>", "2"},
+      {"<answer>3", "3"},
+      {"\\boxed{4} <answer>5</answer>", "5"},
+  });
+  rm::extract_options no_tags;
+  no_tags.answer_tags = false;
+  run({{"\\boxed{4} <answer>5</answer>", "4"}}, no_tags);
+}

@@ -651,3 +651,12 @@ TEST_CASE("verify: over-escaped LaTeX from JSON sources" * doctest::test_suite("
       {"\\begin{pmatrix}1\\\\x\\end{pmatrix}", "\\begin{pmatrix}1\\\\x\\end{pmatrix}", C},
   });
 }
+
+TEST_CASE("verify: R1-Zero template completions" * doctest::test_suite("rewards.math")) {
+  run_table({
+      {"5", "<think>\nLet me compute 2+3.\n</think>\n<answer>\n5\n</answer>", C},
+      {"5", "<think>\n\\boxed{5}\n</think>\n<answer>\n6\n</answer>", I},
+      {"\\frac{1}{2}", "<think>..</think><answer>$\\frac{1}{2}$</answer>", C},
+      {"5", "<think>..</think><answer></answer>", I},
+  });
+}

@@ -23,6 +23,16 @@ inline std::string_view after_think(std::string_view s) noexcept {
   return p == npos ? s : s.substr(p + 8);
 }
 
+/// Content of the last `<answer>..</answer>` block (R1-Zero template), or `s` when there is none.
+/// An unterminated last `<answer>` runs to the end of the text.
+inline std::string_view inside_answer_tags(std::string_view s) noexcept {
+  const std::size_t open = s.rfind("<answer>");
+  if (open == npos) return s;
+  const std::size_t begin = open + 8;
+  const std::size_t close = s.find("</answer>", begin);
+  return close == npos ? s.substr(begin) : s.substr(begin, close - begin);
+}
+
 /// True when `gap` (text between two boxes) holds only separators: spaces, `, ; . $ &`, `\quad`,
 /// math delimiters, `\\`, and the words "and"/"or" (bare or in `\text{}`). Such boxes state one
 /// answer together ("\boxed{1} and \boxed{2}"). Bounded by the caller to short gaps.
@@ -312,6 +322,7 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
                                                  const extract_options& opt = {}) noexcept {
   try {
     std::string_view s = opt.strip_think ? detail::after_think(completion) : completion;
+    if (opt.answer_tags) s = detail::inside_answer_tags(s);
     std::optional<std::string> r;
     std::size_t box_end = 0;
     if (opt.boxed) r = detail::extract_boxed(s, &box_end);

@@ -19,6 +19,9 @@ enum class verdict : std::uint8_t { correct, incorrect, unparseable_gold };
 struct extract_options {
   /// Grade only the text after the last `</think>` when one is present (TRL's reasoning reward).
   bool strip_think = true;
+  /// R1-Zero template: when an `<answer>..</answer>` block is present, only the last one is
+  /// searched (with all the modes below), so its content may itself be boxed or plain.
+  bool answer_tags = true;
   /// Priority 1: last `\boxed{..}` / `\fbox{..}` with balanced braces; adjacent final boxes joined.
   bool boxed = true;
   /// Priority 2: "final answer is X", "the answer is X", "answer: X" (case-insensitive).
