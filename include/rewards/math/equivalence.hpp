@@ -338,9 +338,8 @@ inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
         // (bits(base) * |n| <= 2^20) as eval_rational does.
         if (GiNaC::is_a<GiNaC::numeric>(base) && n.is_integer()) {
           const GiNaC::numeric b = GiNaC::abs(GiNaC::ex_to<GiNaC::numeric>(base));
-          const long bits = b.is_rational()
-                                ? GiNaC::numer(b).int_length() + GiNaC::denom(b).int_length()
-                                : 64;
+          const long bits =
+              b.is_rational() ? GiNaC::numer(b).int_length() + GiNaC::denom(b).int_length() : 64;
           if (static_cast<double>(bits) * GiNaC::abs(n).to_double() > 1048576.0)
             throw cas_unsupported{};
         }
@@ -514,7 +513,8 @@ inline bool expansion_is_small(const expr& e) {
   bool ok = true;
   auto walk = [&](auto&& self, const expr& x) -> void {
     if (!ok) return;
-    if (x.k == kind::pow && (contains(x.args[0], kind::symbol) || contains(x.args[0], kind::text))) {
+    if (x.k == kind::pow &&
+        (contains(x.args[0], kind::symbol) || contains(x.args[0], kind::text))) {
       const expr& n = x.args[1];
       const expr& lit = n.k == kind::neg ? n.args[0] : n;
       if (lit.k != kind::number || abs(lit.value) > 24) {
