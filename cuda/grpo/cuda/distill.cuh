@@ -21,6 +21,7 @@
 #pragma once
 
 #include <distill/options.hpp>
+#include <distill/topk.hpp>  // topk_options, topk_convention, max_topk
 #include <grpo/core/config.hpp>
 #include <grpo/core/math.hpp>
 #include <grpo/core/strided_view.hpp>
@@ -336,6 +337,382 @@ cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
 }
 
 }  // namespace detail
+
+namespace detail {
+
+/// Per-row shared state of the top-k kernel (K <= max_topk entries, sorted by id).
+struct topk_shared {
+  index_t id[distill::max_topk];
+  float lp[distill::max_topk];  ///< normalised (re-tempered) teacher log-probabilities
+  float x[distill::max_topk];   ///< gathered student logits / log-probabilities
+  float gk[distill::max_topk];  ///< per-entry gradients ((b), (c))
+  float lp_tail;                ///< (b): teacher tail log-mass
+  int k;                        ///< valid entries
+  int err;                      ///< 0, or a status bit
+  float f[8];                   ///< broadcast scalars
+};
+
+/// Index of id j among the k sorted ids, or -1 (binary search, k <= 128).
+__device__ GRPO_FORCEINLINE int topk_find(const topk_shared& t, index_t j) {
+  int lo = 0, hi = t.k - 1;
+  while (lo <= hi) {
+    const int mid = (lo + hi) >> 1;
+    if (t.id[mid] == j) return mid;
+    if (t.id[mid] < j)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
+  }
+  return -1;
+}
+
+/// Top-k teacher row kernel (one block per row): conventions (a) renormalized_teacher, (b)
+/// tail_bucket and (c) renormalized_both of distill/topk.hpp. Membership in S is a bitmap of V bits
+/// in dynamic shared memory; a member's teacher log-probability is found by binary search.
+template <int BT, distill::divergence K, class S, class TV, class TI, class G>
+__global__ void __launch_bounds__(BT)
+    topk_distill_kernel(strided_view<const S, 2> s, strided_view<const TV, 2> tl,
+                        strided_view<const TI, 2> ti, strided_view<G, 2> g, const float* coef,
+                        distill_params P, distill::topk_convention conv, float power,
+                        float* row_loss, double* part, unsigned int* status) {
+  using lse_red = cub::BlockReduce<online_lse, BT>;
+  using sum_red = cub::BlockReduce<pair_sum, BT>;
+  __shared__ union {
+    typename lse_red::TempStorage l;
+    typename sum_red::TempStorage s;
+  } tmp;
+  __shared__ cub::Uninitialized<topk_shared> t_raw;
+  topk_shared& t = t_raw.Alias();
+  extern __shared__ unsigned int bitmap[];
+  const index_t N = s.extent(0), V = s.extent(1), KK = tl.extent(1);
+  const index_t ss = s.stride(1), words = (V + 31) / 32;
+  const float ninf = -math::infinity<float>(), nan = __int_as_float(0x7fc00000);
+  const float b = P.beta;
+  const bool fwd = K == distill::divergence::forward_kl;
+  for (index_t r = blockIdx.x; r < N; r += gridDim.x) {
+    const float c = coef ? coef[r] : 1.0f;
+    G* gr = g.data_handle() ? g.data_handle() + r * g.stride(0) : nullptr;
+    const index_t gs = g.stride(1);
+    const S* sr = s.data_handle() + r * s.stride(0);
+    if (c == 0.0f) {
+      if (gr)
+        for (index_t j = threadIdx.x; j < V; j += BT) gr[j * gs] = narrow<G>(0.0f);
+      if (threadIdx.x == 0) {
+        if (row_loss) row_loss[r] = 0.0f;
+        part[r] = 0.0;
+      }
+      continue;
+    }
+    for (index_t w = threadIdx.x; w < words; w += BT) bitmap[w] = 0u;
+    // 1. Gather, validate, sort and normalise the teacher entries (thread 0; K <= 128).
+    if (threadIdx.x == 0) {
+      int k = 0, err = 0;
+      online_lse raw(1.0f), tempered(1.0f);
+      for (index_t i = 0; i < KK && !err; ++i) {
+        const auto id = static_cast<long long>(ti(r, i));
+        if (id < 0) continue;  // padding slot
+        if (id >= V) {
+          err = status_id_out_of_range;
+          break;
+        }
+        const float l = load_float(&tl(r, i));
+        if (!(l <= 3.402823466e38f)) err = status_non_finite_row;  // NaN or +inf
+        int pos = k++;
+        while (pos > 0 && t.id[pos - 1] > id) {  // insertion sort by id
+          t.id[pos] = t.id[pos - 1];
+          t.lp[pos] = t.lp[pos - 1];
+          --pos;
+        }
+        t.id[pos] = id;
+        t.lp[pos] = l;
+      }
+      for (int i = 1; i < k && !err; ++i)
+        if (t.id[i] == t.id[i - 1]) err = status_bad_input;  // duplicate id
+      float lp_tail = ninf;
+      if (!err) {
+        for (int i = 0; i < k; ++i) {
+          raw.push(t.lp[i]);
+          tempered.push(power * t.lp[i]);
+        }
+        if (conv == distill::topk_convention::tail_bucket && raw.lse() > 1e-3f)
+          err = status_bad_input;  // listed mass above one
+        else if (conv == distill::topk_convention::tail_bucket && k < V) {
+          lp_tail = power * ops::log1m_exp(raw.lse());
+          tempered.push(lp_tail);
+        } else if (tempered.empty()) {
+          err = status_non_finite_row;
+        }
+      }
+      if (!err) {
+        const float norm = tempered.lse();
+        for (int i = 0; i < k; ++i) t.lp[i] = power * t.lp[i] - norm;
+        t.lp_tail = lp_tail - norm;
+      }
+      t.k = k;
+      t.err = err;
+      if (err) atomicOr(status, static_cast<unsigned int>(err));
+    }
+    __syncthreads();
+    const int k = t.k;
+    if (t.err) {
+      if (gr)
+        for (index_t j = threadIdx.x; j < V; j += BT) gr[j * gs] = narrow<G>(nan);
+      if (threadIdx.x == 0) {
+        if (row_loss) row_loss[r] = nan;
+        part[r] = static_cast<double>(nan);
+      }
+      __syncthreads();
+      continue;
+    }
+    for (int i = threadIdx.x; i < k; i += BT) {
+      atomicOr(&bitmap[t.id[i] >> 5], 1u << (t.id[i] & 31));
+      t.x[i] = load_float(sr + t.id[i] * ss);
+    }
+    __syncthreads();
+    const float gscale =
+        static_cast<float>(static_cast<double>(c) * P.grad_output * P.t2 * static_cast<double>(b));
+    double total = 0.0;
+    if (conv == distill::topk_convention::renormalized_both) {
+      // (c): a dense divergence over the K gathered entries; zero gradient outside S.
+      if (threadIdx.x == 0) {
+        online_lse st(b);
+        bool bad = false;
+        for (int i = 0; i < k; ++i) {
+          if (!(t.x[i] == t.x[i]) || t.x[i] == math::infinity<float>())
+            bad = true;
+          else
+            st.push(t.x[i]);
+        }
+        if (bad || st.empty()) {
+          atomicOr(status, status_non_finite_row);
+          total = nan;
+        } else {
+          const float m = st.m, lg = st.log_sum();
+          double gsum = 0.0;
+          for (int i = 0; i < k; ++i) {
+            const float lq = ops::log_softmax(t.x[i], m, lg, b);
+            float v, gi;
+            div_terms<K>(t.lp[i], lq, P, v, gi);
+            total += v;
+            gsum += gi;
+            t.x[i] = lq;
+            t.gk[i] = gi;
+          }
+          for (int i = 0; i < k; ++i) {
+            const float lq = t.x[i], lp = t.lp[i];
+            const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
+            t.gk[i] = gscale * (fwd ? ops::forward_kl_dz(lp, lq, p, q)
+                                    : ops::softmax_chain(t.gk[i], q, static_cast<float>(gsum)));
+          }
+        }
+        t.f[0] = static_cast<float>(total);
+      }
+      __syncthreads();
+      if (gr) {
+        const bool row_nan = t.f[0] != t.f[0];
+        for (index_t j = threadIdx.x; j < V; j += BT) gr[j * gs] = narrow<G>(row_nan ? nan : 0.0f);
+        __syncthreads();
+        if (!row_nan)
+          for (int i = threadIdx.x; i < k; i += BT) gr[t.id[i] * gs] = narrow<G>(t.gk[i]);
+      }
+    } else {
+      // Student pass 1 over the full vocabulary ((a) and (b)).
+      online_lse ls(b);
+      int bad = 0;
+      for (index_t j = threadIdx.x; j < V; j += BT) {
+        const float x = load_float(sr + j * ss);
+        if (!(x == x) || x == math::infinity<float>())
+          bad = 1;
+        else
+          ls.push(x);
+      }
+      const int any_bad = __syncthreads_or(bad);
+      const online_lse tsum = lse_red(tmp.l).Reduce(ls, merge_lse{});
+      if (threadIdx.x == 0) {
+        t.f[0] = tsum.m;
+        t.f[1] = tsum.log_sum();
+        t.f[2] = (any_bad || tsum.empty()) ? 1.0f : 0.0f;
+        if (t.f[2] != 0.0f) atomicOr(status, status_non_finite_row);
+      }
+      __syncthreads();
+      const float ms = t.f[0], lgs = t.f[1];
+      const bool row_bad = t.f[2] != 0.0f;
+      auto member = [&](index_t j) { return (bitmap[j >> 5] >> (j & 31)) & 1u; };
+      if (conv == distill::topk_convention::renormalized_teacher) {
+        // (a): dense divergence against a teacher that is -inf outside S.
+        auto lp_of = [&](index_t j) { return member(j) ? t.lp[topk_find(t, j)] : ninf; };
+        float big_g = -1.0f;
+        if constexpr (!fwd) {
+          float va = 0.0f, ga = 0.0f;
+          for (index_t j = threadIdx.x; j < V; j += BT) {
+            const float lq = ops::log_softmax(load_float(sr + j * ss), ms, lgs, b);
+            float v, gi;
+            div_terms<K>(lp_of(j), lq, P, v, gi);
+            va += v;
+            ga += gi;
+          }
+          const pair_sum ts = sum_red(tmp.s).Reduce(pair_sum{va, ga}, pair_add{});
+          if (threadIdx.x == 0) {
+            t.f[3] = static_cast<float>(ts.b);
+            total = ts.a;
+          }
+          __syncthreads();
+          big_g = t.f[3];
+        }
+        float va = 0.0f;
+        for (index_t j = threadIdx.x; j < V; j += BT) {
+          const float lq = ops::log_softmax(load_float(sr + j * ss), ms, lgs, b);
+          const float lp = lp_of(j);
+          float d;
+          if constexpr (fwd) {
+            const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
+            va += ops::forward_kl(lp, lq, p);
+            d = ops::forward_kl_dz(lp, lq, p, q);
+          } else {
+            float v, gi;
+            div_terms<K>(lp, lq, P, v, gi);
+            d = ops::softmax_chain(gi, ops::distill_exp(lq), big_g);
+          }
+          if (gr) gr[j * gs] = narrow<G>(row_bad ? nan : gscale * d);
+        }
+        if constexpr (fwd) {
+          const pair_sum ts = sum_red(tmp.s).Reduce(pair_sum{va, 0.0}, pair_add{});
+          if (threadIdx.x == 0) total = ts.a;
+        }
+      } else {
+        // (b): tail bucket. q_0 = sum of q over the complement (never 1 - Q_S).
+        float qa = 0.0f;
+        for (index_t j = threadIdx.x; j < V; j += BT)
+          if (!member(j))
+            qa += ops::distill_exp(ops::log_softmax(load_float(sr + j * ss), ms, lgs, b));
+        const pair_sum ts = sum_red(tmp.s).Reduce(pair_sum{qa, 0.0}, pair_add{});
+        if (threadIdx.x == 0) {
+          const double q_tail_d = ts.a;
+          const float q_tail = static_cast<float>(q_tail_d);
+          const float lq_tail = q_tail > 0.0f ? static_cast<float>(math::log(q_tail_d)) : ninf;
+          float vt, g_tail;
+          div_terms<K>(t.lp_tail, lq_tail, P, vt, g_tail);
+          total = vt;
+          double gsum = g_tail;
+          for (int i = 0; i < k; ++i) {
+            const float lq = ops::log_softmax(t.x[i], ms, lgs, b);
+            float v, gi;
+            div_terms<K>(t.lp[i], lq, P, v, gi);
+            total += v;
+            gsum += gi;
+            t.x[i] = lq;
+            t.gk[i] = gi;
+          }
+          const float big_g = static_cast<float>(gsum);
+          for (int i = 0; i < k; ++i) {
+            const float lq = t.x[i], lp = t.lp[i];
+            const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
+            t.gk[i] = gscale * (fwd ? ops::forward_kl_dz(lp, lq, p, q)
+                                    : ops::softmax_chain(t.gk[i], q, big_g));
+          }
+          t.f[3] = big_g;
+          t.f[4] = g_tail;
+          t.f[5] = q_tail > 0.0f ? 1.0f / q_tail : 0.0f;
+        }
+        __syncthreads();
+        if (gr) {
+          const float big_g = t.f[3], g_tail = t.f[4], inv_q_tail = t.f[5];
+          for (index_t j = threadIdx.x; j < V; j += BT) {
+            float v;
+            if (member(j)) {
+              v = t.gk[topk_find(t, j)];
+            } else {
+              const float q =
+                  ops::distill_exp(ops::log_softmax(load_float(sr + j * ss), ms, lgs, b));
+              v = gscale * ops::tail_spread_grad(q, g_tail, inv_q_tail, big_g);
+            }
+            gr[j * gs] = narrow<G>(row_bad ? nan : v);
+          }
+        }
+      }
+      if (threadIdx.x == 0 && row_bad) total = nan;
+    }
+    if (threadIdx.x == 0) {
+      const double l = total * P.t2;
+      if (row_loss) row_loss[r] = static_cast<float>(l);
+      part[r] = static_cast<double>(c) * l;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace detail
+
+/// Top-k teacher options on the device (besides distill_params).
+struct topk_params {
+  distill::topk_convention convention = distill::topk_convention::renormalized_teacher;
+  float teacher_power = 1.0f;
+};
+
+/// Resolves and validates distill::topk_options as the CPU does.
+/// @return false for invalid options (including reverse_kl with renormalized_teacher, which is
+///         +inf: the teacher has no mass outside its ids).
+inline bool make_topk_params(const distill::topk_options& o, distill_params& p,
+                             topk_params& t) noexcept {
+  if (!make_distill_params(o, p)) return false;
+  if (!(o.teacher_power > 0.0) || !math::is_finite(o.teacher_power)) return false;
+  if (p.kind == distill::divergence::reverse_kl &&
+      o.convention == distill::topk_convention::renormalized_teacher)
+    return false;
+  t.convention = o.convention;
+  t.teacher_power = static_cast<float>(o.teacher_power);
+  return true;
+}
+
+/// Top-k (sparse) teacher distillation on the device: N rows of V student logits, a teacher of K
+/// <= 128 (id, log-probability) pairs per row (negative id = padding), the three conventions of
+/// distill/topk.hpp, any divergence; loss sum_r c_r l_r into `loss`, gradient into `grad` (may be
+/// empty, or the student buffer itself).
+/// @post read_status(): [grpo.out_of_range] for an id >= V, [grpo.bad_value] for a NaN / +inf
+///       value, a duplicate id, listed mass above one (tail bucket) or a bad student row.
+template <class S, class TV, class TI, class G>
+[[nodiscard]] cudaError_t topk_distill(
+    const distill_params& p, const topk_params& tp, strided_view<const S, 2> student,
+    strided_view<const TV, 2> teacher_logp, strided_view<const TI, 2> teacher_ids,
+    strided_view<G, 2> grad, const float* coef, double* loss, float* row_loss, void* workspace,
+    std::size_t& workspace_bytes, cudaStream_t stream = nullptr) noexcept {
+  const index_t N = student.extent(0), V = student.extent(1), K = teacher_logp.extent(1);
+  const std::size_t need = align_up(sizeof(unsigned int)) + align_up(sizeof(double) * N);
+  if (workspace == nullptr) {
+    workspace_bytes = need;
+    return cudaSuccess;
+  }
+  if (workspace_bytes < need || loss == nullptr || V <= 0 || K < 1 || K > distill::max_topk ||
+      teacher_logp.extent(0) != N || teacher_ids.extent(0) != N || teacher_ids.extent(1) != K)
+    return cudaErrorInvalidValue;
+  if (grad.data_handle() != nullptr) {
+    if (grad.extent(0) != N || grad.extent(1) != V) return cudaErrorInvalidValue;
+    if (static_cast<const void*>(grad.data_handle()) ==
+            static_cast<const void*>(student.data_handle()) &&
+        (!std::is_same_v<S, G> || grad.strides() != student.strides()))
+      return cudaErrorInvalidValue;
+  }
+  auto* base = static_cast<unsigned char*>(workspace);
+  auto* status = reinterpret_cast<unsigned int*>(base);
+  auto* part = reinterpret_cast<double*>(base + align_up(sizeof(unsigned int)));
+  GRPO_CUDA_TRY(cudaMemsetAsync(status, 0, sizeof(unsigned int), stream));
+  GRPO_CUDA_TRY(cudaMemsetAsync(loss, 0, sizeof(double), stream));
+  if (N == 0) return cudaSuccess;
+  const std::size_t smem = sizeof(unsigned int) * static_cast<std::size_t>((V + 31) / 32);
+  return detail::dispatch_divergence(p.kind, [&](auto kind) -> cudaError_t {
+    constexpr int BT = 512;
+    auto kernel = detail::topk_distill_kernel<BT, decltype(kind)::value, S, TV, TI, G>;
+    if (smem > 48 * 1024)
+      GRPO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+    const int grid = rows_grid(N, device_blocks(kernel, BT, smem));
+    kernel<<<grid, BT, smem, stream>>>(student, teacher_logp, teacher_ids, grad, coef, p,
+                                       tp.convention, tp.teacher_power, row_loss, part, status);
+    GRPO_CUDA_TRY(cudaGetLastError());
+    detail::distill_sum_kernel<256><<<1, 256, 0, stream>>>(part, N, loss);
+    return cudaGetLastError();
+  });
+}
 
 /// Per-token coefficients c_bt = w_bt s_b [m_bt != 0] of the distillation aggregation (CPU:
 /// distill::detail::make_plan): `mask` [B, L] (nonzero = active; required), optional `weights`
