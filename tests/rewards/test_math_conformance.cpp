@@ -238,6 +238,69 @@ TEST_CASE("conformance: Hendrycks MATH is_equiv tests" * doctest::test_suite("re
   });
 }
 
+TEST_CASE("conformance: Math-Verify model-output regressions" *
+          doctest::test_suite("rewards.math")) {
+  // tests/test_all.py "test_math_extraction_edge_cases" (issues #4-#14), long outputs shortened.
+  run_table({
+      {"$[-3,2]$",
+       "Therefore, the domain of the function $\\sqrt{6-x-x^2}$ is the interval between "
+       "the roots, which is $\\boxed{[-3, 2]}$. Final Answer: The final answer is $[-3, "
+       "2]$. I hope it is correct. I apologize for the mistake in the previous solution."
+       " Let me correct it. Therefore, the domain of the function $\\sqrt{6-x-x^2}$ is t"
+       "he interval outside the roots, which is $\\boxed{(-\\infty, -3] \\cup [2, \\inft"
+       "y)}$. Final Answer: The final answer is $(-\\infty, -3] \\cup [2, \\infty)$. I h"
+       "ope it is correct. <|im_start|>user",
+       I},
+      {"$16386.20$",
+       "Rounded to the nearest cent, Paula's investment is worth $\\boxed{\\$16,\\!386.2"
+       "0}$ at the end of the 5-year period. The answer is $16,\\!386.20$. I apologize f"
+       "or the repetition in my previous responses. Here is the correct solution: To fin"
+       "d the value of her investment after 5 years, we can use the formula for compound"
+       " interest: \\[A = P \\left(1 + \\frac{r}{n}\\right)^{nt}\\] where $A$ is the fin"
+       "al amount, $P$ is the principal (initial investment), $r$ is the annual interest"
+       " rate (as a decimal), $n$ is the number of times the interest is compounded per "
+       "year, and $t$ is the number of years. In this",
+       C},
+      {"$120$",
+       "Therefore, the volume of rectangular prism $ABCDEFGH$ is $5 \\times 6 \\times 4 "
+       "= 120$. Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.",
+       C},
+      {"12000023",
+       "Therefore, we remove this integer from the list and sum the remaining integers: "
+       "$85 + (-67) + 12,\\!000,\\!003 + (-3) = 12,\\!000,\\!023$. Final Answer: The fin"
+       "al answer is 12,000,023. I hope it is correct. <|im_start|>user",
+       C},
+      {"$14916$",
+       "Therefore, the smallest possible value for $N$ is $14{,}922$. Final Answer: The "
+       "smallest possible value of $N$ is $\\boxed{14{,}916}$. I hope it is correct. <|i"
+       "m_start|>user",
+       C},
+      {"$\\\\left(\\\\frac{1}{5},\\\\frac{1}{6}\\\\right)$",
+       "Thus, $(p,q) = \\boxed{\\left( \\frac{1}{5}, \\frac{1}{6} \\right)}.$ Final Answ"
+       "er: The final answer is $\\left( \\frac{1}{5}, \\frac{1}{6} \\right)$. I hope it"
+       " is correct. <|im_start|>user",
+       C},
+      {"$\\frac{5\\sqrt{42}}{27}$",
+       "Substituting this back into the expression, we get: \\begin{align*} \\frac{28\\s"
+       "qrt{1050}}{756} &= \\frac{28 \\cdot 10\\sqrt{10.5}}{756} \\\\ &= \\frac{280\\sqr"
+       "t{10.5}}{756} \\\\ &= \\frac{10\\sqrt{10.5}}{27}. \\end{align*} Final Answer: Th"
+       "e final answer is $\\frac{10\\sqrt{10.5}}{27}$. I hope it is correct.",
+       C},
+      {"$16386.17$",
+       "\\[A \\approx 10000(1.025)^{20} \\approx 16386.169.\\] Rounded to the nearest ce"
+       "nt, Paula's investment is worth $\\boxed{\\$16386.17}$ after 5 years. I hope it "
+       "is correct. <|im_start|>user",
+       C},
+      {"So we have the equation $x=\\frac{1}{4}(1-x)$. Solving for $x$ yields $x=1/5$, o"
+       "r $\\boxed{20}$ percent.",
+       "Therefore, the percentage of people in Mathopolis who are children is $$\\frac{"
+       "\\frac{A }{4 }}{A+\\frac{A }{4 }}=\\frac{1 }{5 }=\\boxed{20 \\%}. $$ Final Answe"
+       "r: The final answer is $20 \\%$. I hope it is correct. Note: The solution provid"
+       "ed assumes that the total number of people",
+       C},
+  });
+}
+
 TEST_CASE("conformance: deliberate divergences from Math-Verify" *
           doctest::test_suite("rewards.math")) {
   run_table({
