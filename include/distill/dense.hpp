@@ -108,6 +108,17 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
       }
       dense_row_args<A> R = R0;
       R.gscale = static_cast<A>(P.coef[k] * o.grad_output * t2 / o.temperature);
+      if (r + 1 < B * L && s.stride(2) == 1 && u.stride(2) == 1) {
+        const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
+        R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
+        R.next_u = u.data_handle() + b1 * u.stride(0) + t1 * u.stride(1);
+        R.next_s_bytes = static_cast<index_t>(sizeof(S));
+        R.next_u_bytes = static_cast<index_t>(sizeof(U));
+        if (g != nullptr && g->stride(2) == 1) {
+          R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
+          R.next_g_bytes = static_cast<index_t>(sizeof(G));
+        }
+      }
       return dense_row<decltype(kind)::value>(sp, s.stride(2), up, u.stride(2), gp,
                                               g ? g->stride(2) : 0, R, row_loss[k]);
     });

@@ -42,7 +42,7 @@ namespace detail {
 /// g_j = gscale * dl/ds_j with gscale = c_bt * grad_output.
 template <class A, class S, class G>
 int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, index_t gs, A gscale,
-            double& value) noexcept {
+            double& value, const S* next_s = nullptr, G* next_g = nullptr) noexcept {
   alignas(64) A xs[chunk];
   alignas(64) A gb[chunk];
   // Pass 1: the online state, the sum of the finite logits (for the smoothing mean) and whether a
@@ -100,6 +100,9 @@ int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, i
                              beta * ops::label_smoothing_grad(q_y, eps, inv_v));
     }
     store_chunk(g + j0 * gs, gs, n, gb);
+    // The next row's chunk, so that its pass 1 overlaps DRAM with this row's arithmetic.
+    prefetch_range(next_s, j0 * index_t(sizeof(S)), n * index_t(sizeof(S)));
+    prefetch_range<1>(next_g, j0 * index_t(sizeof(G)), n * index_t(sizeof(G)));
   }
   return row_ok;
 }
@@ -154,8 +157,15 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
       return row_ok;
     }
     const A gscale = static_cast<A>(P.coef[k] * o.grad_output);
+    const S* next_s = nullptr;
+    G* next_g = nullptr;
+    if (r + 1 < B * L && s.stride(2) == 1) {
+      next_s = s.data_handle() + ((r + 1) / L) * s.stride(0) + ((r + 1) % L) * s.stride(1);
+      if (g != nullptr && g->stride(2) == 1)
+        next_g = g->data_handle() + ((r + 1) / L) * g->stride(0) + ((r + 1) % L) * g->stride(1);
+    }
     return sft_row<A>(sp, s.stride(2), V, static_cast<index_t>(y(b, t)), beta, eps, gp,
-                      g ? g->stride(2) : 0, gscale, row_loss[k]);
+                      g ? g->stride(2) : 0, gscale, row_loss[k], next_s, next_g);
   });
   throw_row_error(bad, L, "logits", "labels");
   loss_result res;

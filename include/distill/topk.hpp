@@ -234,6 +234,8 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
         std::lower_bound(e, e + k, j0, [](const topk_entry<A>& a, index_t v) { return a.id < v; });
     for (; lo != e + k && lo->id < j0 + n; ++lo) gb[lo->id - j0] = gm[lo - e];
     store_chunk(g + j0 * gs, gs, n, gb);
+    prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
+    prefetch_range<1>(R.next_g, j0 * R.next_g_bytes, n * R.next_g_bytes);
   }
   return row_ok;
 }
@@ -310,6 +312,15 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
       }
       dense_row_args<A> R = R0;
       R.gscale = static_cast<A>(P.coef[k] * o.grad_output * t2 / o.temperature);
+      if (r + 1 < B * L && s.stride(2) == 1) {  // prefetch hints for the next row
+        const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
+        R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
+        R.next_s_bytes = static_cast<index_t>(sizeof(S));
+        if (g != nullptr && g->stride(2) == 1) {
+          R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
+          R.next_g_bytes = static_cast<index_t>(sizeof(G));
+        }
+      }
       return topk_row<decltype(kind)::value>(sp, s.stride(2), lp, tl.stride(2), ip, ti.stride(2), K,
                                              o.convention, power, gp, g ? g->stride(2) : 0, R,
                                              row_loss[k]);
