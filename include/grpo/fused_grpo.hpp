@@ -173,10 +173,11 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
   const index_t xs = logits.stride(2), gs = grad_logits.stride(2);
   lp::first_error err;
   // Statistics of row (i, t): writes logp / entropy, returns the summary (status via err).
-  auto stats_row = [&](index_t i, index_t t, lp::scratch& w, lp::row_summary& rs) -> bool {
+  auto stats_row = [&](index_t i, index_t t, lp::scratch& w, lp::row_summary& rs,
+                       lp::row_cache* cache) -> bool {
     lp::row_status status;
     const T* row = &logits(i, t, 0);
-    const online_lse st = lp::row_stats(row, xs, V, beta, w, status);
+    const online_lse st = lp::row_stats(row, xs, V, beta, w, status, cache);
     if (status != lp::row_status::ok) {
       err.set(i * Tn + t, status);
       return false;
@@ -195,13 +196,18 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     G* out = &grad_logits(i, t, 0);
     for (index_t j = 0; j < V; ++j) out[j * gs] = G{};
   };
-  auto grad_row = [&](index_t i, index_t t, const lp::row_summary& rs, lp::scratch& w) {
+  auto grad_row = [&](index_t i, index_t t, const lp::row_summary& rs, lp::scratch& w,
+                      const lp::row_cache* cache) {
     const T* row = &logits(i, t, 0);
     const auto y = static_cast<index_t>(ids(i, t));
     const float x_y = static_cast<float>(widen(row[y * xs]));  // before an in-place overwrite
     const auto k = static_cast<std::size_t>(i * Tn + t);
-    lp::row_grad(row, xs, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
-                 static_cast<float>(g_h[k]), &grad_logits(i, t, 0), gs, w);
+    if (cache && g_h[k] == P(0))  // exps kept by the statistics pass: no second exp, no re-read
+      lp::row_grad_cached(*cache, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
+                          &grad_logits(i, t, 0), gs, w);
+    else
+      lp::row_grad(row, xs, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
+                   static_cast<float>(g_h[k]), &grad_logits(i, t, 0), gs, w);
   };
   auto batch_with = [&](strided_view<const P, 2> lpv, strided_view<const P, 2> hv) {
     loss_batch<P, M> b = inputs;
@@ -248,9 +254,18 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
           rs_heap.resize(static_cast<std::size_t>(n));
           rs = rs_heap.data();
         }
+        // Rows of the chunk keep their exps (O(chunk x V) floats per thread) when no token of
+        // the batch has an entropy coefficient, so the gradient pass reuses them.
+        thread_local std::vector<lp::row_cache> caches;
+        const bool use_cache = loss.entropy_coef == 0.0;
+        if (use_cache && caches.size() < static_cast<std::size_t>(n))
+          caches.resize(static_cast<std::size_t>(n));
+        auto cache_of = [&](index_t r) {
+          return use_cache ? &caches[static_cast<std::size_t>(r)] : nullptr;
+        };
         bool any = false;
         for (index_t t = t0; t < t0 + n; ++t)
-          if (active(i, t) && stats_row(i, t, w, rs[t - t0])) any = true;
+          if (active(i, t) && stats_row(i, t, w, rs[t - t0], cache_of(t - t0))) any = true;
         if (any) {
           // Coefficients of this chunk from the loss code itself ([1, n] micro-batch).
           loss_options lo = loss;
@@ -290,7 +305,7 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
         }
         for (index_t t = t0; t < t0 + n; ++t) {
           if (active(i, t) && err.row.load() != i * Tn + t)
-            grad_row(i, t, rs[t - t0], w);
+            grad_row(i, t, rs[t - t0], w, cache_of(t - t0));
           else
             zero_row(i, t);
         }
@@ -304,7 +319,7 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
       const index_t i = k / Tn, t = k % Tn;
       if (!active(i, t)) return;
       lp::scratch w;
-      stats_row(i, t, w, sums[static_cast<std::size_t>(k)]);
+      stats_row(i, t, w, sums[static_cast<std::size_t>(k)], nullptr);
     });
     err.raise("fused_grpo_step");
     loss_outputs<P> out;
@@ -323,7 +338,7 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
         return;
       }
       lp::scratch w;
-      grad_row(i, t, sums[static_cast<std::size_t>(k)], w);
+      grad_row(i, t, sums[static_cast<std::size_t>(k)], w, nullptr);
     });
     return res;
   }

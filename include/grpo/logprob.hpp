@@ -18,6 +18,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -152,19 +153,33 @@ struct scratch {
 /// Row status after the statistics pass.
 enum class row_status : unsigned char { ok, non_finite, all_masked };
 
+/// Optional per-thread cache of one row's exponentials from row_stats: e_j = exp(beta (x_j - mb))
+/// relative to the maximum mb of the j's block (0 for masked entries), and the block maxima. With
+/// it, the gradient pass of a row whose entropy coefficient is 0 needs neither a second exp nor a
+/// second read of the logits: q_j = e_j exp(beta (mb - m) - log s). O(V) floats per thread.
+struct row_cache {
+  std::vector<float> e;
+  std::vector<float> bmax;
+};
+
 /// One streaming pass over a row of V logits: the online_lse state (max m in raw units, e = s - 1,
 /// t = sum q d) at inverse temperature beta. Each block is reduced on its own maximum and merged
 /// into the row state (online softmax, Milakov & Gimelshein 2018), so the row is read from memory
 /// once.
 template <class T>
 online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratch& w,
-                     row_status& status) noexcept {
+                     row_status& status, row_cache* cache = nullptr) {
   online_lse st(beta);
   status = row_status::ok;
+  if (cache) {
+    cache->e.resize(static_cast<std::size_t>(V));
+    cache->bmax.resize(static_cast<std::size_t>((V + block - 1) / block));
+  }
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     load(row + j0 * stride, stride, n, w.a);
     const float mb = vmax(w.a, n);  // a NaN may or may not propagate here; the sum below catches it
+    if (cache) cache->bmax[static_cast<std::size_t>(j0 / block)] = mb;
     if (!(mb > -math::infinity<float>())) {
       // Masked block (all -inf): no mass. A NaN hidden by the max is caught by the scan.
       for (index_t j = 0; j < n; ++j)
@@ -172,6 +187,7 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
           status = row_status::non_finite;
           return st;
         }
+      if (cache) std::fill_n(cache->e.data() + j0, n, 0.0f);
       continue;
     }
     // d_j = beta (x_j - mb) <= 0, exact for x_j near mb; clamped at d_floor so that exp stays a
@@ -193,6 +209,7 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
       return st;
     }
     const float t = vdot(w.b, w.a, n);
+    if (cache) std::copy_n(w.b, n, cache->e.data() + j0);
     // The block maximum contributes exactly exp(0) = 1, so e_blk = s - 1. When the other terms are
     // small (one dominant logit, s - 1 < 2^-6) s - 1 has lost their digits: recompute it as
     // (count of maxima - 1) + sum over the others, exact whatever their size (rare, L1-resident).
@@ -249,6 +266,31 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
     const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
     out[y * ostride] =
         narrow<G>(ops::log_softmax_grad(lq, math::exp(lq), true, gl, g_entropy, rs.entropy, beta));
+  }
+}
+
+/// row_grad for g_entropy = 0 from a row_cache filled by row_stats on the same row: the -g q_j
+/// terms as ops::log_softmax_grad_nontarget with q_j = e_j exp(beta (mb - m) - log s) (its log q
+/// argument is unused when g_entropy = 0), then the exact target term. Never reads the logits.
+template <class G>
+void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summary& rs, index_t y,
+                     float x_y, float g_logp, G* out, index_t ostride, scratch& w) noexcept {
+  for (index_t j0 = 0; j0 < V; j0 += block) {
+    const index_t n = std::min(block, V - j0);
+    const float mb = c.bmax[static_cast<std::size_t>(j0 / block)];
+    // Scale of the block: exp(beta (mb - m) - log s) <= 1; 0 for a masked block (mb = -inf).
+    const float scale = mb > -math::infinity<float>()
+                            ? math::exp(ops::log_softmax(mb, rs.m, rs.log_s, beta))
+                            : 0.0f;
+    const float* e = c.e.data() + j0;
+    for (index_t j = 0; j < n; ++j)
+      w.b[j] = ops::log_softmax_grad_nontarget(0.0f, scale * e[j], g_logp, 0.0f, 0.0f, beta);
+    store(w.b, n, out + j0 * ostride, ostride);
+  }
+  if (y >= 0) {
+    const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
+    out[y * ostride] =
+        narrow<G>(ops::log_softmax_grad(lq, math::exp(lq), true, g_logp, 0.0f, 0.0f, beta));
   }
 }
 
@@ -441,15 +483,22 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
     lp::row_status status;
     const T* row = &logits(i, 0);
     const index_t xs = logits.stride(1);
-    const online_lse st = lp::row_stats(row, xs, V, beta, w, status);
+    const float gh = has_gh ? static_cast<float>(grad_entropy(i)) : 0.0f;
+    // Without an entropy term the statistics pass keeps its exps and the gradient pass reuses them.
+    thread_local lp::row_cache cache;
+    lp::row_cache* cp = gh == 0.0f ? &cache : nullptr;
+    const float x_y = static_cast<float>(widen(row[y * xs]));  // before an in-place overwrite
+    const online_lse st = lp::row_stats(row, xs, V, beta, w, status, cp);
     if (status != lp::row_status::ok) {
       err.set(i, status);
       return;
     }
-    const float x_y = static_cast<float>(widen(row[y * xs]));
-    const float gh = has_gh ? static_cast<float>(grad_entropy(i)) : 0.0f;
-    lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
-                 static_cast<float>(grad_logp(i)), gh, out, os, w);
+    if (cp)
+      lp::row_grad_cached(cache, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
+                          static_cast<float>(grad_logp(i)), out, os, w);
+    else
+      lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
+                   static_cast<float>(grad_logp(i)), gh, out, os, w);
   });
   err.raise("selective_log_softmax_backward");
 }

@@ -346,6 +346,15 @@ TEST_CASE("selective_log_softmax_backward: in place over the logits equals out o
     for (index_t j = 0; j < c.V; ++j) same &= out_v(i, j) == c.view()(i, j);
   CHECK(same);
   CHECK(c.data[static_cast<std::size_t>(c.V)] == 12345.0f);  // padding untouched
+  // Without an entropy term the statistics pass's cached exps are used; in place as well.
+  auto d = make_case<grpo::bfloat16>(4100, all_kinds, 22);
+  std::vector<grpo::bfloat16> out2(d.data.size());
+  const grpo::strided_view<float, 1> none{};
+  grpo::selective_log_softmax_backward(d.view(), grpo::make_view(d.ids.data(), {d.N}), gl, none,
+                                       grpo::make_view(out2.data(), {d.N, d.V}));
+  grpo::selective_log_softmax_backward(d.view(), grpo::make_view(d.ids.data(), {d.N}), gl, none,
+                                       d.view());
+  CHECK(out2 == d.data);
   // The same buffer with other strides is refused.
   CHECK_THROWS_AS(grpo::selective_log_softmax_backward(
                       c.view(), ids, gl, ge, grpo::make_view(c.data.data(), {c.N, c.V}, {c.V, 1})),
