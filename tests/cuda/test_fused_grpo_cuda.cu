@@ -325,9 +325,8 @@ TEST_CASE("cuda compute_loss: the loss on [B, T] log-probs matches grpo::compute
     int bad = 0;
     for (std::size_t k = 0; k < n; ++k) {
       bad += std::abs(g[k] - r.grad_logp[k]) <= 1e-6 * (1e-3 + std::abs(r.grad_logp[k])) ? 0 : 1;
-      bad += std::abs(gh[k] - r.grad_entropy[k]) <= 1e-6 * (1e-3 + std::abs(r.grad_entropy[k]))
-                 ? 0
-                 : 1;
+      bad += std::abs(gh[k] - r.grad_entropy[k]) <= 1e-6 * (1e-3 + std::abs(r.grad_entropy[k])) ? 0
+                                                                                                : 1;
     }
     CHECK(bad == 0);
   }

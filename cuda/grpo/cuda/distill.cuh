@@ -96,26 +96,33 @@ __device__ GRPO_FORCEINLINE void div_terms(float lp, float lq, const distill_par
   using distill::divergence;
   const float p = ops::distill_exp(lp), q = ops::distill_exp(lq);
   if constexpr (K == divergence::forward_kl) {
+    // f = p (lp - lq), df/dlq = -p.
     v = ops::forward_kl(lp, lq, p);
     g = ops::forward_kl_grad(p);
   } else if constexpr (K == divergence::reverse_kl) {
+    // f = q (lq - lp), df/dlq = q (lq - lp + 1).
     v = ops::reverse_kl(lp, lq, q);
     g = ops::reverse_kl_grad(lp, lq, q);
   } else if constexpr (K == divergence::jsd) {
+    // M = beta p + (1 - beta) q (log_add_exp: never log 0 for two tiny masses);
+    // f = beta p (lp - lM) + (1 - beta) q (lq - lM), df/dlq = (1 - beta) q (lq - lM).
     const float lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
     v = ops::jsd(lp, lq, p, q, lm, P.w);
     g = ops::jsd_grad(lq, q, lm, P.w);
   } else if constexpr (K == divergence::skew_forward_kl) {
+    // M = a p + (1 - a) q; f = p (lp - lM), df/dlq = -(1 - a) p q / M.
     const float lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
     v = ops::skew_forward_kl(lp, p, lm);
     g = ops::skew_forward_kl_grad(lq, p, lm, P.log_1mw);
   } else {
+    // M = (1 - a) p + a q; f = q (lq - lM), df/dlq = q (lq - lM + 1 - a q / M).
     const float lm = ops::log_mixture(P.log_1mw, lp, P.log_w, lq);
     v = ops::skew_reverse_kl(lq, q, lm);
     g = ops::skew_reverse_kl_grad(lq, q, lm, P.log_w);
   }
 }
 
+/// Two sums reduced together (loss and G; or the tail mass).
 struct pair_sum {
   double a, b;
 };
@@ -126,6 +133,10 @@ struct pair_add {
 };
 
 /// One block per row (grid-stride). `coef` null: every row active with c = 1.
+/// Row r: l_r = (T^2 or 1) sum_j f(lp_j, lq_j) and
+///   grad_rj = c_r grad_output (T^2 or 1) (1/T) (g_j - q_j G),  G = sum_i g_i,
+/// with lq = log_softmax(s_r / T), lp = log_softmax(u_r / T). The per-thread partial sums of
+/// pass 2 are float (as the CPU's lanes), merged in double across the block.
 template <int BT, distill::divergence K, class S, class U, class G>
 __global__ void __launch_bounds__(BT)
     dense_distill_kernel(strided_view<const S, 2> s, strided_view<const U, 2> u,
@@ -241,7 +252,8 @@ __global__ void __launch_bounds__(BT)
   }
 }
 
-/// One block: fixed-order sum of the weighted row losses.
+/// One block: fixed-order sum of the weighted row losses (deterministic: the same bits on every
+/// run, unlike an atomicAdd of the rows).
 template <int BT>
 __global__ void __launch_bounds__(BT)
     distill_sum_kernel(const double* part, index_t n, double* loss) {
@@ -253,7 +265,7 @@ __global__ void __launch_bounds__(BT)
   if (threadIdx.x == 0) *loss = t;
 }
 
-/// Active-token counts per sequence (mask != 0).
+/// Active-token counts per sequence (mask != 0): the n_b of the aggregation factors.
 template <int BT>
 __global__ void __launch_bounds__(BT)
     distill_count_kernel(strided_view<const std::uint8_t, 2> mask, double* n_row) {
@@ -270,6 +282,8 @@ __global__ void __launch_bounds__(BT)
 }
 
 /// One block: aggregation factors s_b, then c_bt = w_bt s_b [m_bt != 0] for every token.
+/// s_b comes from agg_row_scale (loss_terms.cuh), the per-row form of aggregation_row_scales:
+/// token_mean 1/N, token_sum 1, seq_mean_* 1/(G L) or 1/(G n_b), group_token_mean 1/(N_g groups).
 template <int BT>
 __global__ void __launch_bounds__(BT)
     distill_coef_kernel(strided_view<const std::uint8_t, 2> mask,
@@ -318,6 +332,8 @@ __global__ void __launch_bounds__(BT)
   }
 }
 
+/// Calls f(std::integral_constant<divergence, K>{}) for the run-time kind (one kernel per kind, so
+/// the element maths inline without a per-element switch).
 template <class F>
 cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
   using distill::divergence;
@@ -340,7 +356,8 @@ cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
 
 namespace detail {
 
-/// Per-row shared state of the top-k kernel (K <= max_topk entries, sorted by id).
+/// Per-row shared state of the top-k kernel (K <= max_topk entries, sorted by id). About 2 KiB:
+/// with the bitmap it leaves room for several blocks per SM.
 struct topk_shared {
   index_t id[distill::max_topk];
   float lp[distill::max_topk];  ///< normalised (re-tempered) teacher log-probabilities
@@ -369,6 +386,16 @@ __device__ GRPO_FORCEINLINE int topk_find(const topk_shared& t, index_t j) {
 /// Top-k teacher row kernel (one block per row): conventions (a) renormalized_teacher, (b)
 /// tail_bucket and (c) renormalized_both of distill/topk.hpp. Membership in S is a bitmap of V bits
 /// in dynamic shared memory; a member's teacher log-probability is found by binary search.
+///
+/// Notation (one row): S the teacher's id set (|S| = k <= K), l_i its raw log-probabilities,
+/// a the re-tempering power, z' = s / T the scaled student logits, q = softmax(z') over V.
+///   teacher:  p_i = exp(a l_i - norm), norm = logsumexp_S(a l) (plus the tail for (b));
+///   (a):      L = sum_j f(lp_j, lq_j) with lp_j = -inf outside S (the dense row maths);
+///   (b):      L = sum_S f(lp_i, lq_i) + f(lp_0, lq_0), p_0 = 1 - sum_S p (log1m_exp),
+///             q_0 = sum_{j not in S} q_j; outside S dL/dz'_j = q_j (g_0 / q_0 - G);
+///   (c):      q~ = softmax over S of z'; L = sum_S f(lp_i, lq~_i); zero gradient outside S.
+/// Work per row: (c) reads only the K student logits (plus the zero fill of the gradient row);
+/// (a) and (b) read the student row two or three times (statistics, loss / tail mass, gradient).
 template <int BT, distill::divergence K, class S, class TV, class TI, class G>
 __global__ void __launch_bounds__(BT)
     topk_distill_kernel(strided_view<const S, 2> s, strided_view<const TV, 2> tl,
@@ -403,8 +430,12 @@ __global__ void __launch_bounds__(BT)
       }
       continue;
     }
+    // Clear the membership bitmap of the previous row (V / 32 words, a few KiB).
     for (index_t w = threadIdx.x; w < words; w += BT) bitmap[w] = 0u;
-    // 1. Gather, validate, sort and normalise the teacher entries (thread 0; K <= 128).
+    // 1. Gather, validate, sort and normalise the teacher entries (thread 0; K <= 128, so an
+    //    insertion sort costs less than one pass over the vocabulary). The checks mirror the CPU
+    //    row: id in [0, V), finite log-probability, no duplicate, listed mass <= 1 (+1e-3) for the
+    //    tail bucket; a failing row gets NaN outputs and sets the status word.
     if (threadIdx.x == 0) {
       int k = 0, err = 0;
       online_lse raw(1.0f), tempered(1.0f);
@@ -464,16 +495,24 @@ __global__ void __launch_bounds__(BT)
       __syncthreads();
       continue;
     }
+    // Mark S in the bitmap and gather the K student logits (read before any gradient write, so an
+    // in-place gradient is safe).
     for (int i = threadIdx.x; i < k; i += BT) {
       atomicOr(&bitmap[t.id[i] >> 5], 1u << (t.id[i] & 31));
       t.x[i] = load_float(sr + t.id[i] * ss);
     }
     __syncthreads();
+    // d(total)/d s_j = c grad_output (T^2 or 1) (1/T) dL/dz'_j.
     const float gscale =
         static_cast<float>(static_cast<double>(c) * P.grad_output * P.t2 * static_cast<double>(b));
     double total = 0.0;
     if (conv == distill::topk_convention::renormalized_both) {
       // (c): a dense divergence over the K gathered entries; zero gradient outside S.
+      // Thread 0 does the K-element maths (K <= 128: cheaper than a block reduction round trip):
+      //   lq~_i = z'_i - logsumexp_S(z'),  L = sum_S f(lp_i, lq~_i),  G = sum_S g_i,
+      //   dL/dz'_i = q~_i - p_i for the forward KL (forward_kl_dz, no cancellation near 1),
+      //   g_i - q~_i G otherwise (softmax_chain). The student mass outside S is ignored (TRL's
+      //   server path without the tail).
       if (threadIdx.x == 0) {
         online_lse st(b);
         bool bad = false;
@@ -516,7 +555,9 @@ __global__ void __launch_bounds__(BT)
           for (int i = threadIdx.x; i < k; i += BT) gr[t.id[i] * gs] = narrow<G>(t.gk[i]);
       }
     } else {
-      // Student pass 1 over the full vocabulary ((a) and (b)).
+      // Student pass 1 over the full vocabulary ((a) and (b)): one online log-sum-exp, NaN / +inf
+      // checks, block merge. Every later pass recomputes lq_j = beta (x_j - m) - log s from the
+      // raw logits (rows of V = 152k do not fit in shared memory; the re-reads hit L2 first).
       online_lse ls(b);
       int bad = 0;
       for (index_t j = threadIdx.x; j < V; j += BT) {
@@ -539,7 +580,9 @@ __global__ void __launch_bounds__(BT)
       const bool row_bad = t.f[2] != 0.0f;
       auto member = [&](index_t j) { return (bitmap[j >> 5] >> (j & 31)) & 1u; };
       if (conv == distill::topk_convention::renormalized_teacher) {
-        // (a): dense divergence against a teacher that is -inf outside S.
+        // (a): dense divergence against a teacher that is -inf outside S. The element maths are the
+        // dense ones (div_terms); f(-inf, lq) is the divergence's own limit (0 for the forward KL,
+        // finite for the mixtures; the reverse KL is +inf and rejected by make_topk_params).
         auto lp_of = [&](index_t j) { return member(j) ? t.lp[topk_find(t, j)] : ninf; };
         float big_g = -1.0f;
         if constexpr (!fwd) {
@@ -580,7 +623,11 @@ __global__ void __launch_bounds__(BT)
           if (threadIdx.x == 0) total = ts.a;
         }
       } else {
-        // (b): tail bucket. q_0 = sum of q over the complement (never 1 - Q_S).
+        // (b): tail bucket. q_0 = sum of q over the complement (never 1 - Q_S, which cancels when
+        // the student puts almost all its mass on S). Thread 0 then evaluates the K + 1 categories
+        // (members and tail) and their gradients; the gradient pass writes the member values and
+        // spreads the tail gradient over the complement in proportion to q_j / q_0
+        // (ops::tail_spread_grad).
         float qa = 0.0f;
         for (index_t j = threadIdx.x; j < V; j += BT)
           if (!member(j))
@@ -664,10 +711,16 @@ inline bool make_topk_params(const distill::topk_options& o, distill_params& p,
   return true;
 }
 
-/// Top-k (sparse) teacher distillation on the device: N rows of V student logits, a teacher of K
+/// Top-k (sparse) teacher distillation on the device (device twin of distill::topk_loss): N rows
+/// of V student logits, a teacher of K
 /// <= 128 (id, log-probability) pairs per row (negative id = padding), the three conventions of
 /// distill/topk.hpp, any divergence; loss sum_r c_r l_r into `loss`, gradient into `grad` (may be
 /// empty, or the student buffer itself).
+/// @param teacher_logp [N, K] teacher log-probabilities (float, bf16, fp16) of the listed ids.
+/// @param teacher_ids  [N, K] int32 / int64 ids; negative = padding slot.
+/// @param coef         device [N] per-row coefficients (distill_coefficients), or nullptr (c = 1).
+/// @param workspace    nullptr to query workspace_bytes (status word + N doubles).
+/// @pre K <= 128; V bits of bitmap fit in the device's shared memory (V <= 1.8M on sm_90).
 /// @post read_status(): [grpo.out_of_range] for an id >= V, [grpo.bad_value] for a NaN / +inf
 ///       value, a duplicate id, listed mass above one (tail bucket) or a bad student row.
 template <class S, class TV, class TI, class G>

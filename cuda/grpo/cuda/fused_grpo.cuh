@@ -156,6 +156,9 @@ __global__ void __launch_bounds__(BT)
 
 /// Kernel 2, one block: batch totals (final mask for policy / KL, entropy-kept mask for the
 /// entropy term), then every row's aggregation factors.
+/// One block suffices: B is the number of sequences of a micro-batch (hundreds to a few
+/// thousand), and the totals must be complete before any factor is formed (token_mean's N, the
+/// seq modes' G). group_token_mean sums its group's rows directly (groups are contiguous).
 template <int BT>
 __global__ void __launch_bounds__(BT)
     loss_scales_kernel(loss_params p, index_t B, index_t Tn, const double* group_tokens,
@@ -251,6 +254,9 @@ struct quad_add {
 
 /// Kernel 3 (two phase), one block per row: every token's coefficients from its log-prob and
 /// entropy, the row's partial sums, then the sequence-ratio spread.
+/// For TRL's sequence level the ratio s_i = exp(mean_t m (lp - lo)) couples the row: every valid
+/// token receives row_g m_t / max(n_i, 1), row_g = sum over the row's terms of W d value / d s_i
+/// (loss.hpp's second sweep). GMPO's sequence loss is added to the row's policy partial once.
 template <int BT, class P, class M>
 __global__ void __launch_bounds__(BT)
     loss_tokens_kernel(loss_params p, device_loss_batch<P, M> in, index_t B, index_t Tn,

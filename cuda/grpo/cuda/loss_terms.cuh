@@ -465,7 +465,13 @@ struct token_out {
   bool bad = false;   ///< a non-finite input on a valid token
 };
 
-/// Per-token composition of compute_loss_into (loss.hpp steps 2-6).
+/// Per-token composition of compute_loss_into (loss.hpp steps 2-6):
+///   2. ratio r (token: exp(clamp(lp - lo)); sequence levels: exp(clamp(xbar_i))) and dr/dlp;
+///   3. policy term W l_pol with W = s_pol m c, c = rho [OPSM keep] [entropy keep] (VESPO: phi
+///      replaces rho; GMPO: the sequence term, gradient s_g (-A w isw) clip'(x) m / den);
+///   4. + kl_coef W_kl KL(lp, lr), times r with the product rule when bias-corrected;
+///   6. - entropy_coef s_ent m_e H (gradient dL/dH = -entropy_coef s_ent m_e).
+/// Aggregation (step 5) is in the factors s_* of row_ctx.
 /// @param has_ent  entropy is an input of the loss (p.uses_entropy).
 GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ctx& r,
                                               const token_in& x, bool has_ent) noexcept {
