@@ -23,6 +23,7 @@
 #include <grpo/core/config.hpp>
 #include <grpo/core/error.hpp>
 #include <grpo/core/strided_view.hpp>
+#include <grpo/detail/simd.hpp>
 #include <grpo/kl.hpp>
 #include <grpo/metrics.hpp>
 #include <grpo/ops/kl.hpp>
@@ -31,11 +32,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <exception>  // std::exception_ptr (OpenMP error transport)
 #include <limits>
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace grpo {
@@ -139,6 +142,361 @@ struct fast_row_part {
   double kb[4] = {0, 0, kInf, -kInf};
   double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
 };
+
+// ---- vectorised token-level fast path ----------------------------------------------------------
+// The row kernel below runs the fast path's per-token maths on a lane type V (an xsimd batch, or
+// the scalar C for the row tail and for builds without xsimd) through grpo/detail/simd.hpp, whose
+// functions are the ops (called, or mirrored operation for operation and tested bitwise). Inputs
+// are processed in their own precision C (float stays float, double stays double); every sum is
+// accumulated per lane in C over at most kFlushBatches batches and then added to the row's double
+// partial, so float rounding never accumulates over more than a few dozen terms.
+
+/// Uniform parameters of the vectorised fast path, converted once to the compute type C.
+template <class C>
+struct fast_simd_params {
+  ops::ppo_clip_params<C> cp{};
+  C lr_min = 0, lr_max = 0;  ///< log-ratio clamp (+-inf = none)
+  bool lr_clamped = false;   ///< a log-ratio bound is finite
+  C eps_low = 0, eps_high = 0, tau_pos = 0, tau_neg = 0;
+  bool cispo_cap = false;
+  ops::kl_params kl{};
+  C kl_coef = 0;
+  bool kl_bias = false;
+};
+
+/// Row inputs of the vectorised fast path (contiguous along t). lo == lp when on-policy; A is
+/// either a contiguous row or, when null, the row constant a0 (per-sequence advantages).
+template <class C, class M, class G>
+struct fast_simd_row {
+  const C *lp = nullptr, *lo = nullptr, *lr = nullptr, *A = nullptr;
+  C a0 = 0;
+  const M* m = nullptr;
+  bool trunc = false;
+  G *g = nullptr, *ptl = nullptr, *ge = nullptr;
+  C sp = 0, sk = 0;  ///< aggregation row factors of the policy and KL terms
+};
+
+/// Per-lane accumulators of one row: the sums of fast_row_part plus the block minima / maxima.
+/// Sums run per lane in C for at most kFlushBatches steps, then are added lane by lane into double
+/// lanes (a widening add the compiler vectorises: no horizontal work in the loop); the double
+/// lanes are summed once per row.
+template <class V>
+struct fast_simd_acc {
+  using C = simd::scalar_of<V>;
+  static constexpr std::size_t L = simd::lane_traits<V>::size;
+  static constexpr C kInf = std::numeric_limits<C>::infinity();
+  // Sum slots: policy, KL, weight, clip low / high / region / dual, CISPO weight clip, then
+  // sum w x (4 blocks: approx KL, advantage, ratio, KL value) and sum w x^2 (same blocks).
+  enum slot : int { pol, kls, wsum, clo, chi, cre, cdu, cw, s0, s1 = s0 + 4, n_slots = s1 + 4 };
+  // (parenthesised: a braced V{x} would pick xsimd's initializer-list constructor)
+  V sum[n_slots];
+  V mn[4] = {V(kInf), V(kInf), V(kInf), V(kInf)};
+  V mx[4] = {V(-kInf), V(-kInf), V(-kInf), V(-kInf)};
+  double lanes[n_slots][L] = {};
+
+  fast_simd_acc() noexcept {
+    for (V& v : sum) v = V(C(0));
+  }
+  /// sum[k] += x (lane-wise).
+  GRPO_FORCEINLINE void add(int k, const V& x) noexcept { sum[k] = sum[k] + x; }
+  /// Weighted moments and extrema of x over the valid lanes (fast_row_part's blk).
+  GRPO_FORCEINLINE void blk(int k, const V& x, const V& w, const simd::mask_of<V>& valid) noexcept {
+    const V zero(C(0)), wx = w * x;
+    sum[s0 + k] = sum[s0 + k] + simd::sel<V>(valid, wx, zero);
+    sum[s1 + k] = sum[s1 + k] + simd::sel<V>(valid, wx * x, zero);
+    mn[k] = simd::sel<V>(simd::band(valid, x < mn[k]), x, mn[k]);
+    mx[k] = simd::sel<V>(simd::band(valid, x > mx[k]), x, mx[k]);
+  }
+  /// Moves the C lane sums into the double lanes and restarts them.
+  void flush() noexcept {
+    for (int k = 0; k < n_slots; ++k) {
+      C tmp[L];
+      simd::store<V>(tmp, sum[k]);
+      for (std::size_t l = 0; l < L; ++l) lanes[k][l] += static_cast<double>(tmp[l]);
+      sum[k] = V(C(0));
+    }
+  }
+  /// Adds everything to the row partial (end of row; call flush() first).
+  void finish(fast_row_part& rp) const noexcept {
+    auto total = [&](int k) {
+      double t = 0.0;
+      for (std::size_t l = 0; l < L; ++l) t += lanes[k][l];
+      return t;
+    };
+    rp.pol += total(pol);
+    rp.kls += total(kls);
+    rp.wsum += total(wsum);
+    rp.c_lo += total(clo);
+    rp.c_hi += total(chi);
+    rp.c_re += total(cre);
+    rp.c_du += total(cdu);
+    rp.c_w += total(cw);
+    double* blocks[4] = {rp.ak, rp.av, rp.ra, rp.kb};
+    for (int k = 0; k < 4; ++k) {
+      blocks[k][0] += total(s0 + k);
+      blocks[k][1] += total(s1 + k);
+      C a[L], b[L];
+      simd::store<V>(a, mn[k]);
+      simd::store<V>(b, mx[k]);
+      for (std::size_t l = 0; l < L; ++l) {
+        const double x = static_cast<double>(a[l]), y = static_cast<double>(b[l]);
+        blocks[k][2] = x < blocks[k][2] ? x : blocks[k][2];
+        blocks[k][3] = y > blocks[k][3] ? y : blocks[k][3];
+      }
+    }
+  }
+};
+
+/// Loads L = lanes(V) mask entries as C (a converting copy when M is not C).
+template <class V, class M>
+GRPO_FORCEINLINE V fast_load_as(const M* p) noexcept {
+  using C = simd::scalar_of<V>;
+  if constexpr (std::is_same_v<M, C>) {
+    return simd::load<V>(p);
+  } else {
+    C tmp[simd::lane_traits<V>::size];
+    for (std::size_t l = 0; l < simd::lane_traits<V>::size; ++l) tmp[l] = static_cast<C>(p[l]);
+    return simd::load<V>(tmp);
+  }
+}
+/// Stores the lanes of v to p as G (a converting copy when G is not C).
+template <class V, class G>
+GRPO_FORCEINLINE void fast_store_as(G* p, const V& v) noexcept {
+  using C = simd::scalar_of<V>;
+  if constexpr (std::is_same_v<G, C>) {
+    simd::store<V>(p, v);
+  } else {
+    C tmp[simd::lane_traits<V>::size];
+    simd::store<V>(tmp, v);
+    for (std::size_t l = 0; l < simd::lane_traits<V>::size; ++l) p[l] = static_cast<G>(tmp[l]);
+  }
+}
+
+/// One step of the vectorised fast path: tokens [t, t + lanes(V)) of a row. Same maths, order and
+/// masking rules as the scalar fast path of compute_loss_into (selects instead of branches: a
+/// padded lane contributes exactly 0 whatever its inputs). Returns the lanes whose token is valid
+/// but has a non-finite input (the caller reruns the row on the scalar path for the error).
+template <policy_loss_kind K, bool KL, class V, class M, class G>
+GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::scalar_of<V>>& p,
+                                                 const fast_simd_row<simd::scalar_of<V>, M, G>& rw,
+                                                 index_t t, fast_simd_acc<V>& a) noexcept {
+  using C = simd::scalar_of<V>;
+  using simd::band;
+  using simd::bor;
+  using simd::sel;
+  const V zero(C(0)), one(C(1));
+  const V m = rw.trunc ? zero : fast_load_as<V>(rw.m + t);
+  const auto valid = m != zero;
+  if (rw.ptl == nullptr && !simd::any(valid)) {  // padding only: gradient exactly 0
+    fast_store_as<V>(rw.g + t, zero);
+    if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, zero);
+    return simd::none_set<V>();
+  }
+  const V lp = simd::load<V>(rw.lp + t);
+  const V lo = rw.lo == rw.lp ? lp : simd::load<V>(rw.lo + t);
+  const V A = rw.A == nullptr ? V(rw.a0) : simd::load<V>(rw.A + t);
+  const V x = lp - lo;
+  // With both log-ratio bounds infinite (TRL) clamp(x) = x and clamp_grad(x) r = r for every x
+  // (NaN included: r is then NaN too), so the clamp is skipped bit-exactly.
+  simd::ratio_terms<V> rt{x, one};
+  V xc = x;
+  if (p.lr_clamped) {
+    rt = simd::ratio(x, V(p.lr_min), V(p.lr_max));
+    xc = simd::clamp(x, V(p.lr_min), V(p.lr_max));
+  } else {
+    rt.r = simd::vexp(x);
+    rt.dr = rt.r;
+  }
+  // Policy surrogate (policy_token's dispatch, resolved at compile time).
+  V value = zero, d_ratio = zero, d_logp = zero, w = one;
+  if constexpr (K == policy_loss_kind::ppo_clip) {
+    const auto vg = simd::ppo_clip(rt.r, A, p.cp);
+    value = vg.value;
+    d_ratio = vg.grad;
+  } else if constexpr (K == policy_loss_kind::cispo) {
+    w = p.cispo_cap ? simd::cispo_weight_cap(rt.r, V(p.eps_high))
+                    : simd::cispo_weight_clip(rt.r, p.eps_low, p.eps_high);
+    value = ops::weighted_pg_loss(w, A, lp);
+    d_logp = ops::weighted_pg_loss_grad(w, A, lp);
+  } else if constexpr (K == policy_loss_kind::sapo) {
+    const auto vg = simd::sapo(rt.r, A, p.tau_pos, p.tau_neg);
+    value = vg.value;
+    d_ratio = vg.grad;
+  } else {
+    static_assert(K == policy_loss_kind::reinforce, "fast path kinds: ppo, cispo, sapo, pg");
+    value = ops::weighted_pg_loss(one, A, lp);
+    d_logp = ops::weighted_pg_loss_grad(one, A, lp);
+  }
+  V ptl = value;
+  const V Wp = V(rw.sp) * m;
+  a.add(a.pol, sel<V>(valid, Wp * value, zero));
+  V g = sel<V>(valid, Wp * (d_ratio * rt.dr + d_logp), zero);
+  auto ok = band(band(simd::finite(lp), simd::finite(lo)), simd::finite(A));
+  if constexpr (KL) {
+    // In-loss KL; bias-corrected (DeepSeek-V3.2): value k r, gradient k' r + k r'.
+    const V lr = simd::load<V>(rw.lr + t);
+    const auto kv = simd::kl(p.kl, lp, lr);
+    V k = kv.value, kg = kv.grad, kd = zero;
+    if (p.kl_bias) {
+      kd = k * rt.dr;
+      kg = kg * rt.r;
+      k = ops::kl_bias_corrected(k, rt.r);
+    }
+    ptl = ptl + V(p.kl_coef) * k;
+    const V Wk = V(rw.sk) * m;
+    a.add(a.kls, sel<V>(valid, Wk * k, zero));
+    g = g + sel<V>(valid, Wk * V(p.kl_coef) * (kg + kd), zero);
+    a.blk(3, k, m, valid);
+    ok = band(ok, simd::finite(lr));
+  }
+  if (rw.ptl != nullptr) fast_store_as<V>(rw.ptl + t, ptl);
+  if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, zero);
+  fast_store_as<V>(rw.g + t, g);
+  // Metrics over valid tokens (m = 0 elsewhere).
+  a.add(a.wsum, m);
+  a.blk(0, -xc, m, valid);
+  a.blk(1, A, m, valid);
+  a.blk(2, rt.r, m, valid);
+  if constexpr (K == policy_loss_kind::cispo) a.add(a.cw, sel<V>(band(valid, w != rt.r), m, zero));
+  if constexpr (K == policy_loss_kind::ppo_clip || K == policy_loss_kind::cispo) {
+    auto lo_c = simd::none_set<V>(), hi_c = simd::none_set<V>(), du_c = simd::none_set<V>();
+    if (K == policy_loss_kind::cispo && p.cispo_cap) {
+      hi_c = band(rt.r > V(p.eps_high), A > zero);
+    } else {
+      lo_c = simd::clipped_low(rt.r, A, p.cp);
+      hi_c = simd::clipped_high(rt.r, A, p.cp);
+      du_c = simd::dual_clipped(rt.r, A, p.cp);
+    }
+    a.add(a.clo, sel<V>(band(valid, lo_c), m, zero));
+    a.add(a.chi, sel<V>(band(valid, hi_c), m, zero));
+    a.add(a.cre, sel<V>(band(valid, bor(lo_c, hi_c)), m, zero));
+    a.add(a.cdu, sel<V>(band(valid, du_c), m, zero));
+  }
+  return band(valid, !ok);
+}
+
+/// Lane sums are flushed to double every kFlushBatches steps (<= 16 float roundings per lane).
+inline constexpr index_t kFlushBatches = 16;
+/// Prefetch distance of the vectorised row loop, in elements.
+inline constexpr index_t kPrefetch = 64;
+/// Read prefetch hint for p + ahead (never dereferenced: an address past the row end is harmless;
+/// formed as an integer so no out-of-range pointer is created). No-op without the builtin.
+template <class X>
+GRPO_FORCEINLINE void fast_prefetch(const X* p, index_t ahead) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  const auto a = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(ahead) * sizeof(X);
+  __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+#else
+  (void)p;
+  (void)ahead;
+#endif
+}
+
+/// One row of the vectorised fast path into rp. Returns false if a valid token has a non-finite
+/// input (rp is then incomplete; the caller reports the error through the scalar path).
+template <policy_loss_kind K, bool KL, class C, class M, class G>
+bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M, G>& rw_in,
+                       index_t Tn, fast_row_part& rp) {
+  // Local copies: the output stores (G*) could otherwise alias the parameters, forcing the compiler
+  // to reload and re-broadcast every parameter after every store.
+  const fast_simd_params<C> p = p_in;
+  const fast_simd_row<C, M, G> rw = rw_in;
+  bool bad = false;
+  index_t t = 0;
+#if GRPO_HAS_XSIMD
+  using V = simd::batch_of<C>;
+  constexpr auto L = static_cast<index_t>(V::size);
+  {
+    fast_simd_acc<V> a;
+    index_t since = 0;
+    auto badv = simd::none_set<V>();
+    for (; t + L <= Tn; t += L) {
+      // The body is long (two exps, clip logic, metrics): prefetching the input streams a few
+      // steps ahead keeps enough misses in flight (measured: ~20 % faster out of cache).
+      fast_prefetch(rw.lp + t, kPrefetch);
+      if (rw.lo != rw.lp) fast_prefetch(rw.lo + t, kPrefetch);
+      if (KL) fast_prefetch(rw.lr + t, kPrefetch);
+      fast_prefetch(rw.m + t, kPrefetch);
+      badv = simd::bor(badv, fast_simd_step<K, KL, V>(p, rw, t, a));
+      if (++since == kFlushBatches) {
+        a.flush();
+        since = 0;
+      }
+    }
+    a.flush();
+    a.finish(rp);
+    bad = simd::any(badv);
+  }
+#endif
+  fast_simd_acc<C> s;  // row tail (or the whole row without xsimd), one token at a time
+  index_t since = 0;
+  for (; t < Tn; ++t) {
+    bad = fast_simd_step<K, KL, C>(p, rw, t, s) || bad;
+    if (++since == kFlushBatches) {
+      s.flush();
+      since = 0;
+    }
+  }
+  s.flush();
+  s.finish(rp);
+  return !bad;
+}
+
+/// Runs fast_simd_row_run for the policy kind and KL switch of the call (8 instantiations).
+template <class C, class M, class G>
+bool fast_simd_row_dispatch(policy_loss_kind k, bool kl, const fast_simd_params<C>& p,
+                            const fast_simd_row<C, M, G>& rw, index_t Tn, fast_row_part& rp) {
+  using K = policy_loss_kind;
+  switch (k) {
+    case K::ppo_clip:
+      return kl ? fast_simd_row_run<K::ppo_clip, true>(p, rw, Tn, rp)
+                : fast_simd_row_run<K::ppo_clip, false>(p, rw, Tn, rp);
+    case K::cispo:
+      return kl ? fast_simd_row_run<K::cispo, true>(p, rw, Tn, rp)
+                : fast_simd_row_run<K::cispo, false>(p, rw, Tn, rp);
+    case K::sapo:
+      return kl ? fast_simd_row_run<K::sapo, true>(p, rw, Tn, rp)
+                : fast_simd_row_run<K::sapo, false>(p, rw, Tn, rp);
+    default:  // reinforce (the caller admits no other kind)
+      return kl ? fast_simd_row_run<K::reinforce, true>(p, rw, Tn, rp)
+                : fast_simd_row_run<K::reinforce, false>(p, rw, Tn, rp);
+  }
+}
+
+/// Sum of one mask row in double and whether an entry is negative or non-finite (pass 1 of the
+/// vectorised path: lane sums in C flushed to double like the row kernel).
+template <class C, class M>
+double fast_mask_row_sum(const M* m, index_t Tn, bool& bad) noexcept {
+  double n = 0.0;
+  index_t t = 0;
+#if GRPO_HAS_XSIMD
+  if constexpr (std::is_same_v<M, C>) {
+    using V = simd::batch_of<C>;
+    constexpr auto L = static_cast<index_t>(V::size);
+    V acc(C(0));
+    auto badv = simd::none_set<V>();
+    index_t since = 0;
+    for (; t + L <= Tn; t += L) {
+      const V x = simd::load<V>(m + t);
+      badv = simd::bor(badv, !simd::band(x >= V(C(0)), simd::finite(x)));
+      acc = acc + x;
+      if (++since == kFlushBatches) {
+        n += static_cast<double>(simd::hsum(acc));
+        acc = V(C(0));
+        since = 0;
+      }
+    }
+    n += static_cast<double>(simd::hsum(acc));
+    bad = bad || simd::any(badv);
+  }
+#endif
+  for (; t < Tn; ++t) {
+    const double x = static_cast<double>(m[t]);
+    bad = bad || !(std::isfinite(x) && x >= 0);
+    n += x;
+  }
+  return n;
+}
 
 }  // namespace detail
 
@@ -250,7 +608,58 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   const double log_1e8 = std::log(1e-8);
   const bool row_stats = P.level != is_level::token || o.opsm_threshold.has_value() ||
                          (o.tis.enabled && o.tis.sequence) || P.kind == policy_loss_kind::vespo;
-  for (index_t i = 0; i < B; ++i) {
+  // Token-level fast path (see below): the common configuration with no row-wide terms.
+  const bool fast = P.level == is_level::token && !gmpo && P.kind != policy_loss_kind::vespo &&
+                    !o.opsm_threshold.has_value() && !use_emask && !o.tis.enabled && !has_isw &&
+                    !has_ent && o.entropy_coef == 0.0;
+  // Its vectorised form needs float or double inputs and outputs, a mask of the input type (or an
+  // integer mask) and rows contiguous along t (advantages: contiguous or per sequence).
+  constexpr bool simd_types = (std::is_same_v<T, float> || std::is_same_v<T, double>) &&
+                              (std::is_same_v<G, float> || std::is_same_v<G, double>) &&
+                              (std::is_same_v<M, T> || std::is_integral_v<M>);
+  auto unit_t = [&](const auto& v) { return Tn <= 1 || v.stride(1) == 1; };
+  const bool simd_path =
+      simd_types && fast && unit_t(lpv) && (!has_old || unit_t(in.old_logp)) &&
+      (o.kl_coef == 0.0 || unit_t(in.ref_logp)) && unit_t(in.mask) &&
+      (in.advantages.stride(1) == 0 || unit_t(in.advantages)) && unit_t(out.grad_logp) &&
+      (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
+      (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
+      (P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
+       P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce);
+  if constexpr (simd_types) {
+    if (simd_path) {
+      // Pass 1 of the vectorised path: row counts only (no row statistics are needed), mask rows
+      // validated and summed with vector loads; rows threaded like the main pass.
+      using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      std::vector<unsigned char> bad_row(static_cast<std::size_t>(B), 0);
+      auto count_row = [&](index_t i) {
+        bool bad = false;
+        const double n = detail::fast_mask_row_sum<C>(&in.mask(i, 0), Tn, bad);
+        const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+        n_base[static_cast<std::size_t>(i)] = trunc ? 0.0 : n;
+        bad_row[static_cast<std::size_t>(i)] = bad ? 1 : 0;
+      };
+      if (Tn > 0) {
+#if defined(_OPENMP)
+        if (B > 1 && B * Tn >= (index_t{1} << 15)) {
+#pragma omp parallel for schedule(static)
+          for (index_t i = 0; i < B; ++i) count_row(i);
+        } else {
+          for (index_t i = 0; i < B; ++i) count_row(i);
+        }
+#else
+        for (index_t i = 0; i < B; ++i) count_row(i);
+#endif
+      }
+      for (index_t i = 0; i < B; ++i) {
+        GRPO_EXPECTS(!bad_row[static_cast<std::size_t>(i)], bad_value,
+                     "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
+        if (!in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)])
+          met.truncated_seqs += 1;
+      }
+    }
+  }
+  for (index_t i = 0; i < B && !simd_path; ++i) {
     const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
     if (trunc) met.truncated_seqs += 1;
     double n = 0, sx = 0, sg = 0, sq = 0, sv = 0, svr = 0;
@@ -402,8 +811,6 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // The common training configuration (GRPO / DAPO / Dr. GRPO / CISPO / SAPO / GPG at token level,
   // optional in-loss KL) needs no row-wide terms: one tight loop per row, metric statistics reduced
   // per row. Same ops calls and the same token order for the loss sums as the general pass.
-  const bool fast = P.level == is_level::token && !gmpo && P.kind != policy_loss_kind::vespo &&
-                    !extra_masks && !o.tis.enabled && !has_isw && !has_ent && o.entropy_coef == 0.0;
   if (fast) {
     const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
     const bool kl_on = o.kl_coef != 0.0;
@@ -492,6 +899,52 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
       if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
     };
+    // Vectorised rows (detail::fast_simd_row_run: the same maths on xsimd batches, inputs in their
+    // own precision). A row with a non-finite input on a valid token is rerun by do_row above,
+    // which throws the error that names the argument.
+    using CT = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    detail::fast_simd_params<CT> sprm;
+    sprm.cp = {CT(P.eps_low), CT(P.eps_high), CT(P.delta), CT(P.dual_clip_c)};
+    sprm.lr_min = CT(P.log_ratio_min);
+    sprm.lr_max = CT(P.log_ratio_max);
+    sprm.lr_clamped = std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max);
+    sprm.eps_low = CT(P.eps_low);
+    sprm.eps_high = CT(P.eps_high);
+    sprm.tau_pos = CT(P.sapo_tau_pos);
+    sprm.tau_neg = CT(P.sapo_tau_neg);
+    sprm.cispo_cap = cispo_cap;
+    sprm.kl = o.kl;
+    sprm.kl_coef = CT(o.kl_coef);
+    sprm.kl_bias = o.kl_bias_correction;
+    auto run_row = [&](index_t i) {
+      if constexpr (simd_types) {
+        if (simd_path && Tn > 0) {
+          detail::fast_simd_row<CT, M, G> rw;
+          rw.lp = &lpv(i, 0);
+          rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
+          rw.lr = kl_on ? &in.ref_logp(i, 0) : nullptr;
+          if (in.advantages.stride(1) == 0)
+            rw.a0 = in.advantages(i, 0);
+          else
+            rw.A = &in.advantages(i, 0);
+          rw.m = &in.mask(i, 0);
+          rw.trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+          rw.g = &out.grad_logp(i, 0);
+          rw.ptl = want_ptl ? &out.per_token_loss(i, 0) : nullptr;
+          rw.ge = want_ge ? &out.grad_entropy(i, 0) : nullptr;
+          rw.sp = CT(s_pol[static_cast<std::size_t>(i)]);
+          rw.sk = CT(s_kl[static_cast<std::size_t>(i)]);
+          detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
+          if (!detail::fast_simd_row_dispatch(P.kind, kl_on, sprm, rw, Tn, rp)) {
+            rp = detail::fast_row_part{};
+            do_row(i);  // throws [grpo.bad_value] naming the input
+          }
+          if (!out.per_seq_loss.empty()) out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
+          return;
+        }
+      }
+      do_row(i);
+    };
 #if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
     // Rows are independent: thread them when the batch is large enough to pay for it. An error
     // thrown by a row is captured and rethrown after the region (exceptions must not escape it).
@@ -500,7 +953,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
 #pragma omp parallel for schedule(static)
       for (index_t i = 0; i < B; ++i) {
         try {
-          do_row(i);
+          run_row(i);
         } catch (...) {
 #pragma omp critical(grpo_compute_loss_error)
           if (!err) err = std::current_exception();
@@ -508,10 +961,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
       if (err) std::rethrow_exception(err);
     } else {
-      for (index_t i = 0; i < B; ++i) do_row(i);
+      for (index_t i = 0; i < B; ++i) run_row(i);
     }
 #else
-    for (index_t i = 0; i < B; ++i) do_row(i);
+    for (index_t i = 0; i < B; ++i) run_row(i);
 #endif
     double pol = 0.0, kls = 0.0;
     for (const detail::fast_row_part& rp : parts) {
