@@ -660,3 +660,13 @@ TEST_CASE("verify: R1-Zero template completions" * doctest::test_suite("rewards.
       {"5", "<think>..</think><answer></answer>", I},
   });
 }
+
+TEST_CASE("verify: numerals in another base" * doctest::test_suite("rewards.math")) {
+  run_table({
+      {"1011_2", "1011_{2}", C},
+      {"1011_2", "\\boxed{1011_2}", C},
+      {"1011_2", "11", I},  // the representation is the answer, not its value
+      {"1011_2", "1011_3", I},
+      {"123_{4}", "123_4", C},
+  });
+}

@@ -492,6 +492,12 @@ class parser {
       e.ulp_exp = static_cast<int>(exp10) - static_cast<int>(frac_len);
       return e;
     }
+    // Numerals in another base (`1011_2`, `123_{4}`) are names, not values: the question asks for
+    // that representation, so only the same digits in the same base match.
+    if (!decimal && p_ < s_.size() && s_[p_] == '_') {
+      ++p_;
+      return make_named(kind::symbol, digits + "_" + subscript_text());
+    }
     if (!allow_mixed) return e;
     // Mixed numbers: 2\frac{1}{2} and "7 3/4" with a proper fraction of integer literals.
     const std::size_t save = p_;
