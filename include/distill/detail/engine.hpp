@@ -671,6 +671,9 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
         }
       total += static_cast<double>(lane_sum(va));
       gsum += static_cast<double>(lane_sum(ga));
+      // Three-pass losses prefetch the next row here (earlier), the fused ones in the last pass.
+      prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
+      prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
     }
     big_g = static_cast<A>(gsum);
     if (g == nullptr) {
@@ -711,8 +714,10 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
       }
     }
     if (g != nullptr) store_chunk(g + j0 * gs, gs, n, gb);
-    prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
-    prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
+    if constexpr (op::unit_g) {
+      prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
+      prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
+    }
     prefetch_range<1>(R.next_g, j0 * R.next_g_bytes, n * R.next_g_bytes);
   }
   value = total * static_cast<double>(R.vscale);
