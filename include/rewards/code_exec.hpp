@@ -203,11 +203,12 @@ inline bool outputs_match(std::string_view actual, std::string_view expected,
 struct sandbox_limits {
   double cpu_seconds = 2.0;   ///< RLIMIT_CPU soft limit (rounded up to whole s)
   double wall_seconds = 5.0;  ///< the process group is killed after this
-  std::size_t memory_bytes = std::size_t{512} << 20;  ///< RLIMIT_AS (address space)
-  std::size_t output_bytes = std::size_t{1} << 20;    ///< stdout cap; more -> output_limit
-  std::size_t file_bytes = std::size_t{1} << 20;      ///< RLIMIT_FSIZE (files the program writes)
-  index_t max_processes = 32;   ///< RLIMIT_NPROC (per uid); 0 = leave unchanged
-  index_t max_open_files = 64;  ///< RLIMIT_NOFILE
+  /// RLIMIT_AS (address space); SIZE_MAX = unlimited (needed for sanitizer-built programs)
+  std::size_t memory_bytes = std::size_t{512} << 20;
+  std::size_t output_bytes = std::size_t{1} << 20;  ///< stdout cap; more -> output_limit
+  std::size_t file_bytes = std::size_t{1} << 20;    ///< RLIMIT_FSIZE (files the program writes)
+  index_t max_processes = 32;                       ///< RLIMIT_NPROC (per uid); 0 = leave unchanged
+  index_t max_open_files = 64;                      ///< RLIMIT_NOFILE
 };
 
 /// Limits for the compiler: generous, since <bits/stdc++.h> alone needs a few hundred MB.
@@ -241,6 +242,8 @@ struct code_exec_options {
   unsigned sandbox_uid = 65534;
   unsigned sandbox_gid = 65534;
   bool stop_at_first_failure = false;  ///< skip remaining tests after a failure (they count failed)
+  /// Extra "NAME=value" entries appended to the child's minimal environment.
+  std::vector<std::string> extra_env;
 };
 
 /// How one child process ended.
@@ -418,6 +421,7 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
                                         "PYTHONIOENCODING=utf-8"};
   std::vector<char*> cenv;
   for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+  for (const auto& e : opt.extra_env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
   // A limit above the current hard limit cannot be set without CAP_SYS_RESOURCE (which even root
   // may lack in a container): such requests are clamped to the inherited hard limit.
