@@ -143,8 +143,11 @@ void BM_logprob_forward_bf16(benchmark::State& st) {
 }
 
 /// Fused GRPO step (DAPO preset + k3 KL), bf16 logits -> bf16 gradient (separate buffer).
+/// range(1): row-cache policy (grpo::cuda::row_cache; 0 = automatic).
 void BM_fused_grpo_bf16(benchmark::State& st) {
   const index_t N = tokens(), V = st.range(0);
+  grpo::cuda::fused_grpo_options opt;
+  opt.cache = static_cast<grpo::cuda::row_cache>(st.range(1));
   const index_t B = N / 1024 > 0 ? N / 1024 : 1, T = N / B;
   const auto NV = static_cast<std::size_t>(B * T * V);
   dbuf<grpo::bfloat16> x(NV), g(NV);
@@ -179,13 +182,13 @@ void BM_fused_grpo_bf16(benchmark::State& st) {
   const auto G = grpo::make_view(g.p, {B, T, V});
   std::size_t wsb = 0;
   (void)grpo::cuda::fused_grpo_step(p, X, Y, db, G, grpo::make_view(lp.p, {B, T}),
-                                    grpo::make_view(ent.p, {B, T}), sc.p, {}, nullptr, wsb);
+                                    grpo::make_view(ent.p, {B, T}), sc.p, opt, nullptr, wsb);
   dbuf<unsigned char> ws(wsb);
   timed_loop(
       st,
       [&] {
         return grpo::cuda::fused_grpo_step(p, X, Y, db, G, grpo::make_view(lp.p, {B, T}),
-                                           grpo::make_view(ent.p, {B, T}), sc.p, {}, ws.p, wsb);
+                                           grpo::make_view(ent.p, {B, T}), sc.p, opt, ws.p, wsb);
       },
       static_cast<double>(NV) * 4.0);
 }
@@ -217,7 +220,7 @@ void BM_distill_fkl_bf16(benchmark::State& st) {
 }
 
 void vocabs(benchmark::internal::Benchmark* b) {
-  for (long v : {32000L, 65536L, 128256L, 151936L, 256000L}) b->Arg(v);
+  for (long v : {32000L, 65536L, 128256L, 151936L, 256000L}) b->Args({v, 0});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
@@ -226,6 +229,12 @@ void vocabs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_copy_d2d)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_logprob_forward_bf16)->Apply(vocabs);
 BENCHMARK(BM_fused_grpo_bf16)->Apply(vocabs);
+// Row-cache policies at the headline shape (1 = whole_rows, 2 = prefix, 3 = none).
+BENCHMARK(BM_fused_grpo_bf16)
+    ->Args({151936, 2})
+    ->Args({151936, 3})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_distill_fkl_bf16)->Arg(151936)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

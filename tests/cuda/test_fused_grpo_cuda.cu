@@ -67,7 +67,8 @@ host_batch make(index_t B, index_t T, index_t V, unsigned seed, bool bf16_values
 
 template <class LT, class G>
 void run_case(const grpo::loss_options& lo, const host_batch& h, float temperature,
-              grpo::cuda::fused_schedule sched, bool in_place, const std::string& what) {
+              grpo::cuda::fused_schedule sched, bool in_place, const std::string& what,
+              grpo::cuda::row_cache cache = grpo::cuda::row_cache::automatic) {
   INFO(what);
   const index_t B = h.B, T = h.T, V = h.V;
   const auto NV = static_cast<std::size_t>(B * T * V);
@@ -120,6 +121,7 @@ void run_case(const grpo::loss_options& lo, const host_batch& h, float temperatu
   grpo::cuda::fused_grpo_options opt;
   opt.temperature = temperature;
   opt.schedule = sched;
+  opt.cache = cache;
   std::size_t ws_bytes = 0;
   REQUIRE(grpo::cuda::fused_grpo_step(p, X, Y, db, GV, grpo::make_view(d_lp.p, {B, T}),
                                       grpo::make_view(d_h.p, {B, T}), d_sc.p, opt, nullptr,
@@ -221,6 +223,30 @@ TEST_CASE("cuda fused_grpo_step: bf16 / fp16 logits, 16-bit and in-place gradien
                                            "bf16 in place");
   run_case<grpo::float16, grpo::float16>(lo, h, 0.7f, grpo::cuda::fused_schedule::automatic, false,
                                          "fp16");
+}
+
+TEST_CASE("cuda fused_grpo_step: every row-cache policy gives the same numbers" *
+          doctest::test_suite("cuda")) {
+  auto lo = grpo::preset("trl_dapo");
+  lo.kl_coef = 0.04;
+  lo.entropy_coef = 0.01;
+  // fp32 rows of 70001 (280 KB) exceed shared memory: prefix caches ~55k and re-reads the rest.
+  const auto h = make(2, 3, 70001, 5u, false);
+  using grpo::cuda::row_cache;
+  for (auto c : {row_cache::whole_rows, row_cache::prefix, row_cache::none}) {
+    run_case<float, float>(lo, h, 1.0f, grpo::cuda::fused_schedule::automatic, false,
+                           "fp32 cache " + std::to_string(int(c)), c);
+    run_case<float, float>(lo, h, 1.0f, grpo::cuda::fused_schedule::automatic, true,
+                           "fp32 in place, cache " + std::to_string(int(c)), c);
+    run_case<grpo::float16, grpo::bfloat16>(lo, h, 0.7f, grpo::cuda::fused_schedule::two_phase,
+                                            false, "fp16 -> bf16, cache " + std::to_string(int(c)),
+                                            c);
+  }
+  // Small rows: the whole row is cached in every policy except none.
+  const auto hs = make(3, 4, 2000, 6u, false);
+  for (auto c : {row_cache::prefix, row_cache::none})
+    run_case<float, float>(lo, hs, 1.0f, grpo::cuda::fused_schedule::automatic, false,
+                           "small rows, cache " + std::to_string(int(c)), c);
 }
 
 TEST_CASE("cuda fused_grpo_step: more than 65,536 tokens" * doctest::test_suite("cuda")) {

@@ -46,6 +46,8 @@ enum class fused_schedule : unsigned char { automatic, single_pass, two_phase };
 struct fused_grpo_options {
   float temperature = 1.0f;  ///< T > 0: log p = log_softmax(logits / T); gradient carries 1/T
   fused_schedule schedule = fused_schedule::automatic;
+  /// Shared-memory caching of a row between its statistics and gradient passes (logprob.cuh).
+  row_cache cache = row_cache::automatic;
 };
 
 /// Device-resident inputs of the loss on [B, T] (mirror of grpo::loss_batch without logp/entropy,
@@ -625,7 +627,8 @@ template <class T, class I, class P, class M, class G>
     GRPO_CUDA_TRY(cudaGetLastError());
     const detail::fused_token_coeffs<P, M> coeffs{
         p, act, st.ctx, has_ent, logp.data_handle(), entropy.data_handle(), st.part, st.status};
-    GRPO_CUDA_TRY(launch_row_backward(x2, y1, beta, no_ignore, coeffs, g2, st.status, stream));
+    GRPO_CUDA_TRY(
+        launch_row_backward(x2, y1, beta, no_ignore, coeffs, g2, st.status, opt.cache, stream));
     detail::loss_sum_kernel<BT>
         <<<1, BT, 0, stream>>>(st.part, N, p.kl_coef, p.entropy_coef, scalars);
     return cudaGetLastError();
@@ -648,7 +651,7 @@ template <class T, class I, class P, class M, class G>
   detail::loss_sum_kernel<BT><<<1, BT, 0, stream>>>(st.part, B, p.kl_coef, p.entropy_coef, scalars);
   GRPO_CUDA_TRY(cudaGetLastError());
   const detail::array_token_coeffs<P, M> coeffs{act, st.g_logp, st.g_h};
-  return launch_row_backward(x2, y1, beta, no_ignore, coeffs, g2, st.status, stream);
+  return launch_row_backward(x2, y1, beta, no_ignore, coeffs, g2, st.status, opt.cache, stream);
 }
 
 }  // namespace grpo::cuda

@@ -62,11 +62,13 @@ struct row_stats_shared {
 };
 
 /// One streaming pass over a row: the block-reduced online_lse, published in `sh` for all threads.
-/// When `cache` is non-null the widened row is also stored there (row-resident second pass).
+/// When `cache` is non-null the first `cache_len` elements of the row are also stored there in
+/// their storage dtype (exact: widen then narrow is the identity), for a second pass from shared
+/// memory instead of HBM.
 template <int BlockThreads, class T>
 __device__ void block_row_stats(
-    const T* row, index_t stride, index_t V, float beta, index_t y, row_stats_shared& sh,
-    float* cache, typename cub::BlockReduce<online_lse, BlockThreads>::TempStorage& tmp) {
+    const T* row, index_t stride, index_t V, float beta, index_t y, row_stats_shared& sh, T* cache,
+    index_t cache_len, typename cub::BlockReduce<online_lse, BlockThreads>::TempStorage& tmp) {
   online_lse st(beta);
   bool bad = false;
   for_each_in_row<BlockThreads>(row, stride, V, [&](index_t j, float x) {
@@ -75,7 +77,7 @@ __device__ void block_row_stats(
       bad = true;
     else
       st.push(x);
-    if (cache) cache[j] = x;
+    if (cache && j < cache_len) cache[j] = narrow<T>(x);
   });
   const int any_bad = __syncthreads_or(bad ? 1 : 0);
   const online_lse tot = cub::BlockReduce<online_lse, BlockThreads>(tmp).Reduce(st, merge_lse{});
@@ -85,7 +87,9 @@ __device__ void block_row_stats(
     sh.log_s = tot.log_sum();
     sh.lse = tot.lse();
     sh.entropy = tot.entropy();
-    sh.x_y = (y >= 0) ? (cache ? cache[y] : load_float(row + y * stride)) : 0.0f;
+    sh.x_y = (y >= 0) ? ((cache && y < cache_len) ? static_cast<float>(widen(cache[y]))
+                                                  : load_float(row + y * stride))
+                      : 0.0f;
   }
   __syncthreads();
 }
@@ -120,7 +124,8 @@ __global__ void __launch_bounds__(BlockThreads)
     }
     const bool id_ok = y >= 0 && y < V;
     const T* row = logits.data_handle() + i * logits.stride(0);
-    block_row_stats<BlockThreads>(row, logits.stride(1), V, beta, id_ok ? y : -1, sh, nullptr, tmp);
+    block_row_stats<BlockThreads>(row, logits.stride(1), V, beta, id_ok ? y : -1, sh,
+                                  static_cast<T*>(nullptr), 0, tmp);
     if (threadIdx.x == 0) {
       const float nan = __int_as_float(0x7fc00000);
       if (!id_ok) atomicOr(status, status_id_out_of_range);
@@ -145,8 +150,10 @@ struct plain_row_coeffs {
   }
 };
 
-/// Backward kernel: pass 1 recomputes the row statistics (and caches the row in shared memory when
-/// Resident), `coeffs` turns (log p, H) into (dL/dlogp, dL/dH), pass 2 writes
+/// Backward kernel: pass 1 recomputes the row statistics (and, when Resident, caches the first
+/// cache_len elements of the row in shared memory in their storage dtype), `coeffs` turns
+/// (log p, H) into (dL/dlogp, dL/dH), pass 2 (cached prefix from shared memory, the rest from
+/// global memory, mostly L2) writes
 ///   dL/dx_j = beta [ g_logp (delta_jy - q_j) - g_entropy q_j (log q_j + H) ]
 /// into `grad` (dtype G; may alias the logits exactly: every element is read before it is written
 /// by the same thread, and x_y is read in pass 1).
@@ -155,12 +162,14 @@ __global__ void __launch_bounds__(BlockThreads)
     selective_log_softmax_backward_kernel(strided_view<const T, 2> logits,
                                           strided_view<const I, 1> ids, float beta,
                                           long long ignore_index, Coeffs coeffs,
-                                          strided_view<G, 2> grad, unsigned int* status) {
+                                          strided_view<G, 2> grad, unsigned int* status,
+                                          index_t cache_len) {
   using reduce_t = cub::BlockReduce<online_lse, BlockThreads>;
   __shared__ typename reduce_t::TempStorage tmp;
   __shared__ row_stats_shared sh;
   __shared__ float coef[2];
-  extern __shared__ float row_cache[];
+  extern __shared__ __align__(16) unsigned char row_cache_raw[];
+  T* row_cache = reinterpret_cast<T*>(row_cache_raw);
   const index_t N = logits.extent(0), V = logits.extent(1);
   for (index_t i = blockIdx.x; i < N; i += gridDim.x) {
     G* out = grad.data_handle() + i * grad.stride(0);
@@ -181,8 +190,9 @@ __global__ void __launch_bounds__(BlockThreads)
       continue;
     }
     const T* row = logits.data_handle() + i * logits.stride(0);
+    const index_t C = Resident ? (cache_len < V ? cache_len : V) : 0;
     block_row_stats<BlockThreads>(row, logits.stride(1), V, beta, y, sh,
-                                  Resident ? row_cache : nullptr, tmp);
+                                  Resident ? row_cache : static_cast<T*>(nullptr), C, tmp);
     if (threadIdx.x == 0) {
       if (sh.bad) atomicOr(status, status_non_finite_row);
       const float lp = ops::log_softmax(sh.x_y, sh.m, sh.log_s, beta);
@@ -199,7 +209,13 @@ __global__ void __launch_bounds__(BlockThreads)
       out[j * os] = narrow<G>(g);
     };
     if constexpr (Resident) {
-      for (index_t j = threadIdx.x; j < V; j += BlockThreads) write(j, row_cache[j]);
+      // Prefix from shared memory (no global read, so an in-place write cannot race), the rest
+      // read and written element by element by the same thread.
+      for (index_t j = threadIdx.x; j < C; j += BlockThreads)
+        write(j, static_cast<float>(widen(row_cache[j])));
+      if (C < V)
+        for_each_in_row<BlockThreads>(row + C * logits.stride(1), logits.stride(1), V - C,
+                                      [&](index_t jj, float x) { write(C + jj, x); });
     } else {
       for_each_in_row<BlockThreads>(row, logits.stride(1), V, write);
     }
@@ -268,31 +284,58 @@ template <class T, class I>
                             status, detail::all_rows{}, stream);
 }
 
+/// Shared-memory caching of a row between the statistics pass and the gradient pass.
+enum class row_cache : unsigned char {
+  /// whole_rows (the default).
+  automatic,
+  /// Cache the row (storage dtype) when all of it fits in the opt-in shared memory (fp32 rows up
+  /// to ~55k, bf16 / fp16 rows up to ~110k on sm_90): one HBM read. Longer rows are not cached.
+  whole_rows,
+  /// Cache as long a prefix as fits (about one block per SM) and re-read only the rest: for rows
+  /// longer than shared memory, trades occupancy for ~70 % fewer second-pass bytes (V = 151936
+  /// bf16). Which one wins is measured by benchmarks/cuda (BM_fused_grpo_cache).
+  prefix,
+  /// Never cache: statistics pass then gradient pass from global memory (full occupancy).
+  none,
+};
+
 /// Launches the backward kernel with any per-row coefficient functor (also used by the fused GRPO
-/// kernel): picks the row-resident variant when V floats fit in the device's opt-in shared memory.
+/// kernel), with the shared-memory row caching of `policy` (row_cache).
 template <class T, class I, class G, class Coeffs>
 [[nodiscard]] cudaError_t launch_row_backward(strided_view<const T, 2> logits,
                                               strided_view<const I, 1> ids, float beta,
                                               long long ignore_index, const Coeffs& coeffs,
                                               strided_view<G, 2> grad, unsigned int* status,
-                                              cudaStream_t stream) noexcept {
+                                              row_cache policy, cudaStream_t stream) noexcept {
   int dev = 0, smem_optin = 0;
   GRPO_CUDA_TRY(cudaGetDevice(&dev));
   GRPO_CUDA_TRY(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const std::size_t row_bytes = static_cast<std::size_t>(logits.extent(1)) * sizeof(float);
+  const index_t V = logits.extent(1);
   // Leave room for the static shared memory of the reduction (a few KiB).
-  const bool resident = row_bytes + 8192 <= static_cast<std::size_t>(smem_optin);
-  return detail::dispatch_block(logits.extent(1), [&]<int B>() -> cudaError_t {
-    if (resident) {
+  const std::size_t avail = smem_optin > 8192 ? static_cast<std::size_t>(smem_optin) - 8192 : 0;
+  const std::size_t row_bytes = static_cast<std::size_t>(V) * sizeof(T);
+  index_t cache_len = 0;
+  if ((policy == row_cache::automatic || policy == row_cache::whole_rows) && row_bytes <= avail)
+    cache_len = V;
+  if (policy == row_cache::prefix) {
+    // Whole 16-element groups, so the uncached tail starts aligned for the vector loads.
+    const auto fit = static_cast<index_t>(avail / sizeof(T)) / 16 * 16;
+    cache_len = fit < V ? fit : V;
+  }
+  const std::size_t cache_bytes = static_cast<std::size_t>(cache_len) * sizeof(T);
+  return detail::dispatch_block(V, [&]<int B>() -> cudaError_t {
+    if (cache_len > 0) {
       auto kernel = detail::selective_log_softmax_backward_kernel<B, true, T, I, G, Coeffs>;
       GRPO_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(row_bytes)));
-      const int grid = rows_grid(logits.extent(0), device_blocks(kernel, B, row_bytes));
-      kernel<<<grid, B, row_bytes, stream>>>(logits, ids, beta, ignore_index, coeffs, grad, status);
+                                         static_cast<int>(cache_bytes)));
+      const int grid = rows_grid(logits.extent(0), device_blocks(kernel, B, cache_bytes));
+      kernel<<<grid, B, cache_bytes, stream>>>(logits, ids, beta, ignore_index, coeffs, grad,
+                                               status, cache_len);
     } else {
       auto kernel = detail::selective_log_softmax_backward_kernel<B, false, T, I, G, Coeffs>;
       const int grid = rows_grid(logits.extent(0), device_blocks(kernel, B, 0));
-      kernel<<<grid, B, 0, stream>>>(logits, ids, beta, ignore_index, coeffs, grad, status);
+      kernel<<<grid, B, 0, stream>>>(logits, ids, beta, ignore_index, coeffs, grad, status,
+                                     index_t(0));
     }
     return cudaGetLastError();
   });
@@ -324,7 +367,8 @@ template <class T, class I, class G>
   if (logits.extent(0) == 0) return cudaSuccess;
   const float beta = 1.0f / temperature;
   const detail::plain_row_coeffs coeffs{grad_logp, grad_entropy};
-  return launch_row_backward(logits, ids, beta, ignore_index, coeffs, grad, status, stream);
+  return launch_row_backward(logits, ids, beta, ignore_index, coeffs, grad, status,
+                             row_cache::automatic, stream);
 }
 
 }  // namespace grpo::cuda
