@@ -21,8 +21,11 @@
 /// edges, in float and double). The batch instantiation differs only by xsimd::exp (<= 1-2 ulp
 /// from libm), also checked there.
 ///
-/// Without <xsimd/xsimd.hpp> (or with GRPO_NO_XSIMD defined) only the scalar lane type exists and
-/// the fast path runs the same code one token at a time (GRPO_HAS_XSIMD is 0).
+/// Without <xsimd/xsimd.hpp> (or with GRPO_NO_XSIMD defined, or under nvcc) only the scalar lane
+/// type exists and the fast path runs the same code one token at a time (GRPO_HAS_XSIMD is 0).
+/// The batch width is xsimd's default architecture of the translation unit (-march): TUs built for
+/// different targets instantiate different kernels under one name, so a program should build every
+/// TU that calls compute_loss_into with the same target flags.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -33,7 +36,9 @@
 #include <cstddef>
 #include <type_traits>
 
-#if !defined(GRPO_NO_XSIMD) && __has_include(<xsimd/xsimd.hpp>)
+// nvcc (host side of a .cu) takes the scalar form: the lane-generic ops are __host__ __device__,
+// and nvcc rejects instantiating those with a vector type.
+#if !defined(GRPO_NO_XSIMD) && !defined(__CUDACC__) && __has_include(<xsimd/xsimd.hpp>)
 #include <xsimd/xsimd.hpp>
 #define GRPO_HAS_XSIMD 1
 #else
