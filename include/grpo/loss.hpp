@@ -185,9 +185,9 @@ struct fast_simd_acc {
   using C = simd::scalar_of<V>;
   static constexpr std::size_t L = simd::lane_traits<V>::size;
   static constexpr C kInf = std::numeric_limits<C>::infinity();
-  // Sum slots: policy, KL, weight, clip low / high / region / dual, CISPO weight clip, then
+  // Sum slots: policy, KL, weight, clip low / high / dual, CISPO weight clip, then
   // sum w x (4 blocks: approx KL, advantage, ratio, KL value) and sum w x^2 (same blocks).
-  enum slot : int { pol, kls, wsum, clo, chi, cre, cdu, cw, s0, s1 = s0 + 4, n_slots = s1 + 4 };
+  enum slot : int { pol, kls, wsum, clo, chi, cdu, cw, s0, s1 = s0 + 4, n_slots = s1 + 4 };
   // (parenthesised: a braced V{x} would pick xsimd's initializer-list constructor)
   V sum[n_slots];
   V mn[4] = {V(kInf), V(kInf), V(kInf), V(kInf)};
@@ -228,7 +228,7 @@ struct fast_simd_acc {
     rp.wsum += total(wsum);
     rp.c_lo += total(clo);
     rp.c_hi += total(chi);
-    rp.c_re += total(cre);
+    rp.c_re += total(clo) + total(chi);  // low needs A < 0, high A > 0: disjoint indicators
     rp.c_du += total(cdu);
     rp.c_w += total(cw);
     double* blocks[4] = {rp.ak, rp.av, rp.ra, rp.kb};
@@ -286,7 +286,7 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
   using simd::sel;
   const V zero(C(0)), one(C(1));
   const V m = rw.trunc ? zero : fast_load_as<V>(rw.m + t);
-  const auto valid = m != zero;
+  const auto valid = !(m == zero);  // (see simd.hpp: never != on batches)
   if (rw.ptl == nullptr && !simd::any(valid)) {  // padding only: gradient exactly 0
     fast_store_as<V>(rw.g + t, zero);
     if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, zero);
@@ -331,7 +331,9 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
   const V Wp = V(rw.sp) * m;
   a.add(a.pol, sel<V>(valid, Wp * value, zero));
   V g = sel<V>(valid, Wp * (d_ratio * rt.dr + d_logp), zero);
-  auto ok = band(band(simd::finite(lp), simd::finite(lo)), simd::finite(A));
+  // Finiteness of the inputs of valid tokens: x - x is 0 for finite x and NaN otherwise, so one
+  // compare of the sum checks them all.
+  V nf = (lp - lp) + (lo - lo) + (A - A);
   if constexpr (KL) {
     // In-loss KL; bias-corrected (DeepSeek-V3.2): value k r, gradient k' r + k r'.
     const V lr = simd::load<V>(rw.lr + t);
@@ -347,7 +349,7 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
     a.add(a.kls, sel<V>(valid, Wk * k, zero));
     g = g + sel<V>(valid, Wk * V(p.kl_coef) * (kg + kd), zero);
     a.blk(3, k, m, valid);
-    ok = band(ok, simd::finite(lr));
+    nf = nf + (lr - lr);
   }
   if (rw.ptl != nullptr) fast_store_as<V>(rw.ptl + t, ptl);
   if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, zero);
@@ -355,9 +357,9 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
   // Metrics over valid tokens (m = 0 elsewhere).
   a.add(a.wsum, m);
   a.blk(0, -xc, m, valid);
-  a.blk(1, A, m, valid);
+  if (rw.A != nullptr) a.blk(1, A, m, valid);  // per-sequence A: from the row total at the end
   a.blk(2, rt.r, m, valid);
-  if constexpr (K == policy_loss_kind::cispo) a.add(a.cw, sel<V>(band(valid, w != rt.r), m, zero));
+  if constexpr (K == policy_loss_kind::cispo) a.add(a.cw, sel<V>(band(valid, !(w == rt.r)), m, zero));
   if constexpr (K == policy_loss_kind::ppo_clip || K == policy_loss_kind::cispo) {
     auto lo_c = simd::none_set<V>(), hi_c = simd::none_set<V>(), du_c = simd::none_set<V>();
     if (K == policy_loss_kind::cispo && p.cispo_cap) {
@@ -369,10 +371,10 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
     }
     a.add(a.clo, sel<V>(band(valid, lo_c), m, zero));
     a.add(a.chi, sel<V>(band(valid, hi_c), m, zero));
-    a.add(a.cre, sel<V>(band(valid, bor(lo_c, hi_c)), m, zero));
-    a.add(a.cdu, sel<V>(band(valid, du_c), m, zero));
+    if (p.cp.dual_c > C(0))  // dual clip off: the indicator is identically 0
+      a.add(a.cdu, sel<V>(band(valid, du_c), m, zero));
   }
-  return band(valid, !ok);
+  return band(valid, !(nf == zero));
 }
 
 /// Lane sums are flushed to double every kFlushBatches steps (<= 16 float roundings per lane).
@@ -439,6 +441,13 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   }
   s.flush();
   s.finish(rp);
+  if (rw.A == nullptr && rp.wsum > 0) {  // per-sequence advantage: constant over the row
+    const double A = static_cast<double>(rw.a0);
+    rp.av[0] += rp.wsum * A;
+    rp.av[1] += rp.wsum * A * A;
+    rp.av[2] = A < rp.av[2] ? A : rp.av[2];
+    rp.av[3] = A > rp.av[3] ? A : rp.av[3];
+  }
   return !bad;
 }
 

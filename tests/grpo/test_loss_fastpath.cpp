@@ -473,7 +473,7 @@ TEST_CASE("loss fast path: errors name the argument; padding values are ignored"
   auto expect = [&](const char* arg) {
     try {
       call();
-      FAIL("no error for " << arg);
+      FAIL("no error for " << std::string(arg));
     } catch (const grpo::error& e) {
       CHECK(e.code() == grpo::errc::bad_value);
       CHECK(std::string(e.what()).find(arg) != std::string::npos);

@@ -173,6 +173,9 @@ GRPO_FORCEINLINE bool any(const Mk& m) noexcept {
   }
 #endif
 }
+/// NOTE: write `!(a == b)`, never `a != b`, on lane values: xsimd's AVX-512 `!=` is the ORDERED
+/// compare (false when a lane is NaN) while SSE / AVX2 and C++ give true, so `!=` would make NaN
+/// handling depend on the target.
 /// A mask with every lane false.
 template <class V>
 GRPO_FORCEINLINE mask_of<V> none_set() noexcept {
