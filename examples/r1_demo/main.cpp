@@ -47,7 +47,7 @@ struct options {
   int steps = 150, prompts = 16, group = 8, minibatches = 2;
   double temperature = 1.0, lr = 1e-3, clip_eps = 0.2, kl_beta = 0.04, format_weight = 0.5;
   // stage 3
-  int distill_steps = 300, distill_batch = 64;
+  int distill_steps = 300, distill_batch = 64, distill_pool = 2048;
   double distill_lr = 3e-3, distill_temperature = 1.0;
   // evaluation
   int eval_samples = 8, eval_every = 25;
@@ -150,7 +150,9 @@ void validate(const options& o) {
        "--eval-samples, --eval-every and --heldout must be >= 1");
   need(o.hidden >= 1 && o.student_hidden >= 1 && o.embed >= 1 && o.layers >= 1 && o.threads >= 1,
        "model sizes and --threads must be >= 1");
-  need(o.sft_batch >= 1 && o.distill_batch >= 1 && o.sft_examples >= 0, "batch sizes must be >= 1");
+  need(o.sft_batch >= 1 && o.distill_batch >= 1 && o.sft_examples >= 0 && o.distill_pool >= 1,
+       "batch sizes and --distill-pool must be >= 1");
+  need(o.distill_temperature > 0, "--distill-temperature must be > 0");
 }
 
 int run(const options& o) {
@@ -177,6 +179,7 @@ int run(const options& o) {
 
   // ---------------------------------------------------------------- stage 1: cold-start SFT
   stopwatch t_sft;
+  int64_t sft_tokens = 0;
   std::vector<problem> sft_set;
   for (int i = 0; i < o.sft_examples; ++i) sft_set.push_back(gen.train());
   {
@@ -208,14 +211,14 @@ int run(const options& o) {
       opt.step();
       step_row r{"sft", step, l.loss};
       r.elapsed_s = t_sft.wall();
-      r.tokens_per_s = mask.sum().item<double>() * step / std::max(1e-9, r.elapsed_s);
-      if (step == sft_steps) r.heldout_pass1 = evaluate(pol, heldout, o, max_new, 1).pass1;
+      sft_tokens += static_cast<int64_t>(mask.sum().item<double>());
+      r.tokens_per_s = static_cast<double>(sft_tokens) / std::max(1e-9, r.elapsed_s);
       log.row(r);
       log.bar(r, sft_steps);
     }
     log.end_bar();
   }
-  const double sft_time = t_sft.wall();
+  const double sft_time = t_sft.wall(), sft_cpu = t_sft.cpu();
   const auto e_base = evaluate(pol, heldout, o, max_new, 1);
 
   // ---------------------------------------------------------------- stage 2: GRPO
@@ -234,6 +237,9 @@ int run(const options& o) {
     const grpo::loss_options lo = grpo::from_trl(ta);
     const auto tau = static_cast<float>(o.temperature);
     const int n = o.prompts * o.group;
+    step_row start{"grpo", 0};  // the starting point of the curves: the cold-start policy
+    start.heldout_pass1 = e_base.pass1;
+    log.row(start);
     for (int step = 1; step <= o.steps; ++step) {
       // Rollout: each prompt o.group times, sampled at the training temperature.
       std::vector<problem> ps;
@@ -305,35 +311,70 @@ int run(const options& o) {
     }
     log.end_bar();
   }
-  const double grpo_time = t_grpo.wall();
+  const double grpo_time = t_grpo.wall(), grpo_cpu = t_grpo.cpu();
   std::printf(
       "GRPO CPU time: sampling %.1f s, rewards %.1f s, old/ref log-probs %.1f s, "
       "updates %.1f s\n",
       phase[0], phase[1], phase[2], phase[3]);
-  const double grpo_tps = static_cast<double>(grpo_tokens) / grpo_time;
   const auto e_grpo = evaluate(pol, heldout, o, max_new, 2);
 
   // ---------------------------------------------------------------- stage 3: distillation
+  // As in the R1 paper: the teacher answers fresh training prompts, rejection sampling keeps the
+  // completions the rule rewards grade correct (and well formatted), and the smaller student
+  // learns from that fixed set, here through the teacher's full next-token distributions
+  // (token-level forward KL) on those completions.
   stopwatch t_dist;
   policy student(model_options{o.embed, o.student_hidden, 1});
   int64_t dist_tokens = 0;
-  {
-    torch::optim::Adam opt(student->parameters(), torch::optim::AdamOptions(o.distill_lr));
-    pol->eval();
-    for (int step = 1; step <= o.distill_steps; ++step) {
+  int64_t pool_drawn = 0;
+  std::vector<torch::Tensor> pool_ids, pool_logits, pool_mask;
+  int64_t pool_size = 0;
+  pol->eval();
+  if (o.distill_steps > 0) {
+    torch::NoGradGuard ng;
+    const int chunk = 256;
+    while (pool_size < o.distill_pool && pool_drawn < 16LL * o.distill_pool) {
       std::vector<problem> ps;
-      for (int i = 0; i < o.distill_batch; ++i) ps.push_back(gen.train());
+      for (int i = 0; i < chunk; ++i) ps.push_back(gen.train());
       std::vector<const problem*> probs;
       for (const auto& p : ps) probs.push_back(&p);
       auto r = sample(pol, stack_prompts(probs), max_new, o.distill_temperature, rng);
-      dist_tokens += r.generated_tokens;
-      torch::Tensor t_logits;
-      {
-        torch::NoGradGuard ng;
-        t_logits = completion_logits(pol, r.ids, tp, max_new);
-      }
-      auto s_logits = completion_logits(student, r.ids, tp, max_new);
-      auto l = distill_step(s_logits, t_logits, r.mask);
+      pool_drawn += chunk;
+      auto s = score(r.texts, probs, o.format_weight);
+      std::vector<int64_t> keep;
+      for (int i = 0; i < chunk; ++i)
+        if (s.accuracy[static_cast<size_t>(i)] > 0.5f && s.format[static_cast<size_t>(i)] > 0.5f)
+          keep.push_back(i);
+      if (keep.empty()) continue;
+      auto idx = torch::tensor(keep, torch::kLong);
+      auto ids = r.ids.index_select(0, idx);
+      pool_ids.push_back(ids);
+      pool_logits.push_back(completion_logits(pol, ids, tp, max_new).contiguous());
+      pool_mask.push_back(r.mask.index_select(0, idx));
+      pool_size += static_cast<int64_t>(keep.size());
+    }
+  }
+  if (o.distill_steps > 0 && pool_size == 0)
+    std::fprintf(stderr, "r1_demo: the teacher solved none of %lld prompts; no distillation\n",
+                 static_cast<long long>(pool_drawn));
+  if (pool_size > 0) {
+    const auto all_ids = torch::cat(pool_ids), all_logits = torch::cat(pool_logits),
+               all_mask = torch::cat(pool_mask);
+    std::printf(
+        "distillation set: %lld correct teacher completions kept of %lld sampled (%.1f%%)\n",
+        static_cast<long long>(pool_size), static_cast<long long>(pool_drawn),
+        100.0 * static_cast<double>(pool_size) / static_cast<double>(pool_drawn));
+    torch::optim::Adam opt(student->parameters(), torch::optim::AdamOptions(o.distill_lr));
+    std::uniform_int_distribution<int64_t> pick(0, pool_size - 1);
+    for (int step = 1; step <= o.distill_steps; ++step) {
+      std::vector<int64_t> rows(static_cast<size_t>(o.distill_batch));
+      for (auto& v : rows) v = pick(rng);
+      auto idx = torch::tensor(rows, torch::kLong);
+      auto ids = all_ids.index_select(0, idx);
+      auto mask = all_mask.index_select(0, idx);
+      dist_tokens += static_cast<int64_t>(mask.sum().item<double>());
+      auto s_logits = completion_logits(student, ids, tp, max_new);
+      auto l = distill_step(s_logits, all_logits.index_select(0, idx), mask);
       opt.zero_grad();
       s_logits.backward(l.grad);
       opt.step();
@@ -347,9 +388,9 @@ int run(const options& o) {
       log.bar(row, o.distill_steps);
     }
     log.end_bar();
-    pol->train();
   }
-  const double dist_time = t_dist.wall();
+  pol->train();
+  const double dist_time = t_dist.wall(), dist_cpu = t_dist.cpu();
   const auto e_student = evaluate(student, heldout, o, max_new, 3);
 
   // ---------------------------------------------------------------- report
@@ -357,17 +398,18 @@ int run(const options& o) {
   std::printf("\nHeld-out evaluation (%d problems never trained on, %d samples each at T=%.1f)\n",
               o.heldout, o.eval_samples, o.eval_temperature);
   print_eval("random init", e_init, o.eval_samples);
-  std::printf("\n%-26s %8s %8s %8s %9s %10s %10s\n", "model", "params", "pass@1", "pass@k",
-              "format", "stage s", "tok/s");
-  auto line = [&](const char* name, int64_t params, const eval_result& e, double t, double tps) {
-    std::printf("%-26s %8lld %7.1f%% %7.1f%% %8.1f%% %10.1f %10.0f\n", name,
-                static_cast<long long>(params), 100 * e.pass1, 100 * e.passk, 100 * e.format, t,
-                tps);
+  std::printf("\n%-24s %7s %7s %7s %7s %8s %8s %9s\n", "model (stage)", "params", "pass@1",
+              "pass@k", "format", "wall s", "CPU s", "tok/s");
+  auto line = [&](const char* name, int64_t params, const eval_result& e, double t, double c,
+                  int64_t tokens) {
+    std::printf("%-24s %7lld %6.1f%% %6.1f%% %6.1f%% %8.1f %8.1f %9.0f\n", name,
+                static_cast<long long>(params), 100 * e.pass1, 100 * e.passk, 100 * e.format, t, c,
+                static_cast<double>(tokens) / std::max(1e-9, t));
   };
-  line("base (cold-start SFT)", pol->parameter_count(), e_base, sft_time, 0);
-  line("GRPO policy", pol->parameter_count(), e_grpo, grpo_time, grpo_tps);
-  line("distilled student", student->parameter_count(), e_student, dist_time,
-       static_cast<double>(dist_tokens) / dist_time);
+  line("base (cold-start SFT)", pol->parameter_count(), e_base, sft_time, sft_cpu, sft_tokens);
+  line("GRPO policy", pol->parameter_count(), e_grpo, grpo_time, grpo_cpu, grpo_tokens);
+  line("distilled student", student->parameter_count(), e_student, dist_time, dist_cpu,
+       dist_tokens);
   const double gain = e_grpo.pass1 - e_base.pass1;
   const double kept = gain != 0 ? (e_student.pass1 - e_base.pass1) / gain : 0;
   std::printf("\nGRPO gain: %+.1f points pass@1; student keeps %.0f%% of it\n", 100 * gain,
@@ -412,6 +454,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--distill-steps", o.distill_steps, "distillation steps")->capture_default_str();
   app.add_option("--distill-batch", o.distill_batch, "teacher samples per distillation step")
+      ->capture_default_str();
+  app.add_option("--distill-pool", o.distill_pool,
+                 "correct teacher completions to collect for distillation")
+      ->capture_default_str();
+  app.add_option("--distill-temperature", o.distill_temperature,
+                 "teacher sampling temperature for the distillation set")
       ->capture_default_str();
   app.add_option("--distill-lr", o.distill_lr, "student learning rate")->capture_default_str();
   app.add_option("--eval-samples", o.eval_samples, "samples per held-out problem (k of pass@k)")

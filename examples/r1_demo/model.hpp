@@ -79,7 +79,7 @@ struct rollout {
 };
 
 /// Samples one completion per row of `prompts` ([B, Tp] int64). temperature == 0 is greedy.
-/// Sampling draws from our own RNG on the host (inverse CDF over V = 24 probabilities), so a
+/// Sampling draws from our own RNG on the host (inverse CDF over V = 23 probabilities), so a
 /// seed reproduces the run whatever libtorch's generator does.
 inline rollout sample(policy& pol, const torch::Tensor& prompts, int64_t max_new,
                       double temperature, std::mt19937_64& rng) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file task.hpp
 /// @brief The verifiable task of the demo: a generator of arithmetic problems with exact answers,
-///        a 24-token vocabulary with the R1 template tags, and the reference completions used by
+///        a 23-token vocabulary with the R1 template tags, and the reference completions used by
 ///        the cold-start SFT.
 #pragma once
 
