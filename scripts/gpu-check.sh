@@ -11,8 +11,8 @@
 #   GRPO_SKIP_BUILD=1                   # reuse an existing build
 #   GRPO_SKIP_PEERS=1                   # no PyTorch peers
 #
-# Worst case (every step hitting its limit) is about 8 minutes; a normal run on an H200 with 16
-# cores takes 3-5 minutes (the nvcc build dominates).
+# Worst case (every step hitting its limit: 60 + 170 + 90 + 60 + 95 s) is under 8 minutes; a
+# normal run on an H200 with 16 cores should take 3-5 minutes (the nvcc build dominates).
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,29 +41,34 @@ run_step() {  # run_step <name> <seconds> <command...>
 
 # 1. Configure (CUDA on, benchmarks on, nothing else optional).
 if [ "${GRPO_SKIP_BUILD:-0}" != "1" ]; then
-  run_step configure 90 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+  run_step configure 60 cmake -S "$ROOT" -B "$BUILD" -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release \
     -DGRPO_ENABLE_CUDA=ON -DGRPO_BUILD_TESTS=ON -DGRPO_BUILD_BENCHMARKS=ON \
     -DGRPO_BUILD_EXAMPLES=OFF -DGRPO_BUILD_TOOLS=OFF -DGRPO_BUILD_FUZZERS=OFF
   # 2. Build only the CUDA targets (every tests/cuda/test_*.cu, the benchmark).
   TARGETS=""
   for f in "$ROOT"/tests/cuda/test_*.cu; do TARGETS="$TARGETS $(basename "$f" .cu)"; done
   TARGETS="$TARGETS bench_logprob_cuda"
-  # Targets that do not exist (e.g. NCCL missing) are built one by one so the others still build.
-  if ! run_step build 200 cmake --build "$BUILD" -j "$JOBS" --target $TARGETS; then
-    for t in $TARGETS; do
-      timeout 120 cmake --build "$BUILD" -j "$JOBS" --target "$t" >>"$LOG/build.log" 2>&1 ||
-        echo "build failed: $t" >>"$LOG/build-failures.txt"
-    done
-  fi
+  # make -k: a target that fails to compile does not stop the others (their tests still run).
+  # Targets that do not exist (no NCCL: test_nccl_cuda) are dropped first.
+  have=""
+  for t in $TARGETS; do
+    if cmake --build "$BUILD" --target help 2>/dev/null | grep -q "\.\.\. $t\$"; then
+      have="$have $t"
+    else
+      echo "no target: $t" >>"$LOG/build-failures.txt"
+    fi
+  done
+  run_step build 170 cmake --build "$BUILD" -j "$JOBS" --target $have -- -k ||
+    grep -E "error|Error" "$LOG/build.log" | head -20 >>"$LOG/build-failures.txt"
 fi
 
 # 3. Tests: gpu (kernels vs CPU) and cuda (host glue). One at a time, per-test timeout.
-run_step tests 100 ctest --test-dir "$BUILD" -L "gpu|cuda" --output-on-failure --timeout 60
+run_step tests 90 ctest --test-dir "$BUILD" -L "gpu|cuda" --output-on-failure --timeout 60
 
 # 4. Benchmarks (JSON for the summary).
 BENCH="$BUILD/benchmarks/cuda/bench_logprob_cuda"
 if [ -x "$BENCH" ]; then
-  run_step bench 70 "$BENCH" --benchmark_min_time=0.1 \
+  run_step bench 60 "$BENCH" --benchmark_min_time=0.1 \
     --benchmark_out="$DEST/bench_cuda.json" --benchmark_out_format=json
 else
   STEP[bench]="not built"
@@ -71,8 +76,8 @@ fi
 
 # 5. PyTorch peers (eager and torch.compile) on the same shapes.
 if [ "${GRPO_SKIP_PEERS:-0}" != "1" ]; then
-  run_step peers 110 python3 "$ROOT/scripts/gpu_peer_bench.py" --out "$DEST/peers.json" \
-    --budget 85
+  run_step peers 95 python3 "$ROOT/scripts/gpu_peer_bench.py" --out "$DEST/peers.json" \
+    --budget 75
 else
   STEP[peers]="skipped"
 fi
@@ -89,7 +94,7 @@ SUMMARY="$DEST/summary.md"
   echo
   echo "## Steps"
   for s in configure build tests bench peers; do echo "- $s: ${STEP[$s]:-not run}"; done
-  [ -f "$LOG/build-failures.txt" ] && { echo; echo '```'; cat "$LOG/build-failures.txt"; echo '```'; }
+  [ -s "$LOG/build-failures.txt" ] && { echo; echo '```'; cat "$LOG/build-failures.txt"; echo '```'; }
   echo
   echo "## Tests"
   echo '```'
