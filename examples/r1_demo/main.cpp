@@ -41,16 +41,16 @@ struct options {
   int64_t embed = 32, hidden = 128, layers = 1;
   int64_t student_hidden = 64;
   // stage 1
-  int sft_examples = 256, sft_steps = 200, sft_batch = 64;
+  int sft_examples = 1000, sft_steps = 200, sft_batch = 64;
   double sft_lr = 3e-3;
   // stage 2
-  int steps = 150, prompts = 16, group = 8, minibatches = 2;
+  int steps = 300, prompts = 32, group = 8, minibatches = 2;
   double temperature = 1.0, lr = 1e-3, clip_eps = 0.2, kl_beta = 0.04, format_weight = 0.5;
   // stage 3
-  int distill_steps = 300, distill_batch = 64, distill_pool = 2048;
+  int distill_steps = 600, distill_batch = 64, distill_pool = 2048;
   double distill_lr = 3e-3, distill_temperature = 1.0;
   // evaluation
-  int eval_samples = 8, eval_every = 25;
+  int eval_samples = 8, eval_every = 50;
   double eval_temperature = 0.6;
   // run
   int threads = 1;

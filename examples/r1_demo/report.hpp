@@ -63,18 +63,23 @@ class logger {
     csv_.flush();
   }
 
-  /// "\r[#####-----] grpo  40/150 reward 0.81 acc 41.2% kl 0.012 clip 1.3% 52k tok/s"
+  /// "\r[#####.....] grpo  40/150 reward 0.81 acc 41.2% kl 0.012 clip 1.3% 52k tok/s 12.0s"
   void bar(const step_row& r, int total) {
     const int width = 20;
     const int fill = total > 0 ? (r.step * width) / total : width;
     std::string b(static_cast<size_t>(fill), '#');
     b.resize(width, '.');
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "\r[%s] %-7s %4d/%-4d loss %7.4f reward %5.3f acc %5.1f%% kl %6.4f clip %4.1f%% "
-                  "%6.1fk tok/s %5.1fs",
-                  b.c_str(), r.stage.c_str(), r.step, total, r.loss, r.reward, 100 * r.accuracy,
-                  r.kl, 100 * r.clip_frac, r.tokens_per_s / 1000, r.elapsed_s);
+    if (r.stage == "grpo")
+      std::snprintf(line, sizeof line,
+                    "\r[%s] %-7s %4d/%-4d reward %5.3f acc %5.1f%% kl %6.4f clip %4.1f%% "
+                    "%6.1fk tok/s %6.1fs",
+                    b.c_str(), r.stage.c_str(), r.step, total, r.reward, 100 * r.accuracy, r.kl,
+                    100 * r.clip_frac, r.tokens_per_s / 1000, r.elapsed_s);
+    else  // SFT and distillation: the loss is the signal
+      std::snprintf(line, sizeof line, "\r[%s] %-7s %4d/%-4d loss %7.4f %6.1fk tok/s %6.1fs",
+                    b.c_str(), r.stage.c_str(), r.step, total, r.loss, r.tokens_per_s / 1000,
+                    r.elapsed_s);
     if (bar_) {
       std::fputs(line, stderr);
       std::fflush(stderr);
