@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Full GRPO loss over realistic shapes, forward + d loss / d logp: group advantages from per-sequence
-// rewards (grpo::compute_advantages, TRL scale_rewards="group": (r - mean) / (std + 1e-4), groups
-// of 16) followed by the TRL "dapo" objective (beta = 0.04, k3 KL in the loss, clip 0.2 / 0.28,
-// token-mean over the batch, metrics on) through grpo::compute_loss_into. Measured in the same
-// binary against
+// Full GRPO loss over realistic shapes, forward + d loss / d logp: group advantages from
+// per-sequence rewards (grpo::compute_advantages, TRL scale_rewards="group": (r - mean) / (std +
+// 1e-4), groups of 16) followed by the TRL "dapo" objective (beta = 0.04, k3 KL in the loss, clip
+// 0.2 / 0.28, token-mean over the batch, metrics on) through grpo::compute_loss_into. Measured in
+// the same binary against
 //   - the same computation written with libtorch ops (eager forward, autograd backward), and
 //   - a streaming probe that reads the same four float inputs and writes one float per token,
 // each at the same number of threads (third argument; OpenMP threads for our path and the probe in

@@ -359,7 +359,8 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
   a.blk(0, -xc, m, valid);
   if (rw.A != nullptr) a.blk(1, A, m, valid);  // per-sequence A: from the row total at the end
   a.blk(2, rt.r, m, valid);
-  if constexpr (K == policy_loss_kind::cispo) a.add(a.cw, sel<V>(band(valid, !(w == rt.r)), m, zero));
+  if constexpr (K == policy_loss_kind::cispo)
+    a.add(a.cw, sel<V>(band(valid, !(w == rt.r)), m, zero));
   if constexpr (K == policy_loss_kind::ppo_clip || K == policy_loss_kind::cispo) {
     auto lo_c = simd::none_set<V>(), hi_c = simd::none_set<V>(), du_c = simd::none_set<V>();
     if (K == policy_loss_kind::cispo && p.cispo_cap) {
@@ -386,7 +387,8 @@ inline constexpr index_t kPrefetch = 64;
 template <class X>
 GRPO_FORCEINLINE void fast_prefetch(const X* p, index_t ahead) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
-  const auto a = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(ahead) * sizeof(X);
+  const auto a =
+      reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(ahead) * sizeof(X);
   __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
 #else
   (void)p;

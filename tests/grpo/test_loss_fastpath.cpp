@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The vectorised token-level fast path of grpo::compute_loss_into (grpo/detail/simd.hpp + the row
 // kernel in grpo/loss.hpp):
-//   1. every formula simd.hpp mirrors is, at a scalar lane type, bitwise the op it mirrors (float and
-//      double; grids through the clip, delta, dual-clip and clamp edges and their ties);
+//   1. every formula simd.hpp mirrors is, at a scalar lane type, bitwise the op it mirrors (float
+//      and double; grids through the clip, delta, dual-clip and clamp edges and their ties);
 //   2. the xsimd batch instantiation agrees lane by lane with the scalar one (exp differs by ulps);
 //   3. double inputs: the vectorised path equals the scalar loop (forced by a non-unit stride) to
 //      1e-13, loss, gradient, per-token loss and every metric; and matches the naive reference of
@@ -38,10 +38,10 @@ bool same(C a, C b) {
 
 template <class C>
 std::vector<C> ratio_grid(C eps_low, C eps_high, C delta, C dual) {
-  std::vector<C> g = {C(0),           C(1e-30),        C(0.1),       C(0.5),
-                      C(1) - eps_low, C(0.9),          C(1),         C(1.1),
-                      C(1) + eps_high, C(1.5),         delta,        dual,
-                      C(7),           C(1e30),         std::numeric_limits<C>::infinity()};
+  std::vector<C> g = {
+      C(0),   C(1e-30), C(0.1), C(0.5),          C(1) - eps_low,
+      C(0.9), C(1),     C(1.1), C(1) + eps_high, C(1.5),
+      delta,  dual,     C(7),   C(1e30),         std::numeric_limits<C>::infinity()};
   for (int k = 0; k < 40; ++k) g.push_back(C(0.05) * C(k));
   // neighbours of every edge
   for (C e : {C(1) - eps_low, C(1) + eps_high, delta, dual}) {
@@ -91,14 +91,14 @@ void check_mirrors() {
         REQUIRE(same(simd::clamp_grad<C>(x, lo, hi), grpo::ops::clamp_scalar_grad(x, lo, hi)));
         const auto rt = simd::ratio<C>(x, lo, hi);
         REQUIRE(same(rt.r, grpo::ops::ratio_from_log(x, lo, hi)));
-        REQUIRE(same(rt.dr, grpo::ops::clamp_scalar_grad(x, lo, hi) *
-                                grpo::ops::ratio_from_log(x, lo, hi)));
+        REQUIRE(same(
+            rt.dr, grpo::ops::clamp_scalar_grad(x, lo, hi) * grpo::ops::ratio_from_log(x, lo, hi)));
       }
     }
   }
   // KL estimators with inner / outer clamps and straight-through, d = lr - lp across the clamps.
   const std::vector<C> ds = {C(-30), C(-21), C(-20), C(-3), C(-1.5), C(-0.2), C(0),
-                             C(0.2), C(1.5),  C(3),   C(20), C(21),  C(30)};
+                             C(0.2), C(1.5), C(3),   C(20), C(21),   C(30)};
   for (auto est : {grpo::ops::kl_estimator::k1, grpo::ops::kl_estimator::abs,
                    grpo::ops::kl_estimator::k2, grpo::ops::kl_estimator::k3}) {
     for (double inner : {0.0, 20.0, 1.0}) {
@@ -172,8 +172,10 @@ void check_batches(double tol) {
       CHECK(same(pvv[l], ps.value));
       CHECK(same(pvg[l], ps.grad));
       const auto ss = simd::sapo<C>(r[l], A[l], C(1), C(1.05));
-      CHECK(std::fabs(double(svv[l]) - double(ss.value)) <= tol * (std::fabs(double(ss.value)) + 1e-30));
-      CHECK(std::fabs(double(svg[l]) - double(ss.grad)) <= tol * (std::fabs(double(ss.grad)) + 1e-30));
+      CHECK(std::fabs(double(svv[l]) - double(ss.value)) <=
+            tol * (std::fabs(double(ss.value)) + 1e-30));
+      CHECK(std::fabs(double(svg[l]) - double(ss.grad)) <=
+            tol * (std::fabs(double(ss.grad)) + 1e-30));
       const auto ks = simd::kl<C>(kp, lp[l], lr[l]);
       CHECK(std::fabs(double(kvv[l]) - double(ks.value)) <= tol * 4);  // e - d - 1 near 0
       CHECK(std::fabs(double(kvg[l]) - double(ks.grad)) <= tol * 4);
@@ -216,7 +218,8 @@ problem make_problem(long B, long T, unsigned seed) {
   p.truncated[2] = 1;  // one truncated row
   for (long i = 0; i < B; ++i) {
     p.adv_row[static_cast<std::size_t>(i)] = static_cast<float>(1.5 * u(g));
-    const long len = i == 1 ? 0 : 1 + static_cast<long>((u(g) + 1.0) * 0.5 * static_cast<double>(T - 1));
+    const long len =
+        i == 1 ? 0 : 1 + static_cast<long>((u(g) + 1.0) * 0.5 * static_cast<double>(T - 1));
     for (long t = 0; t < T; ++t) {
       const auto k = static_cast<std::size_t>(i * T + t);
       // store float-representable values so float and double paths see identical inputs

@@ -340,7 +340,7 @@ GRPO_FORCEINLINE mask_of<V> dual_clipped(const V& r, const V& A,
                                          const ops::ppo_clip_params<scalar_of<V>>& p) noexcept {
   using C = scalar_of<V>;
   if (!(p.dual_c > C(0))) return none_set<V>();
-  return band(A < V(C(0)), r > V(p.dual_c));
+  return band((A < V(C(0))), (r > V(p.dual_c)));
 }
 
 }  // namespace grpo::detail::simd
