@@ -114,6 +114,88 @@ inline void validate(const agg_options& o) {
                  "agg_options.group_size must be > 0 for group_token_mean");
 }
 
+namespace detail {
+
+/// agg_options flattened for host and device code (unset optionals are negative; the
+/// group_tokens span is not carried: callers pass the row's N_g).
+struct agg_params {
+  agg_mode mode = agg_mode::token_mean;
+  double global_tokens = -1, global_seqs = -1, global_groups = -1, norm_length = -1;
+  bool count_empty_rows = false;
+  double row_count_eps = 0, row_count_floor = 0, token_count_floor = 0, scale = 1;
+  index_t group_size = 0;
+};
+
+/// Copies an agg_options into the flat block.
+/// @pre none (validate() is the caller's). @post every optional that is set is copied as is.
+inline agg_params make_agg_params(const agg_options& o) noexcept {
+  agg_params a;
+  a.mode = o.mode;
+  a.global_tokens = o.global_tokens ? *o.global_tokens : -1.0;
+  a.global_seqs = o.global_seqs ? *o.global_seqs : -1.0;
+  a.global_groups = o.global_groups ? *o.global_groups : -1.0;
+  a.norm_length = o.norm_length ? *o.norm_length : -1.0;
+  a.count_empty_rows = o.count_empty_rows;
+  a.row_count_eps = o.row_count_eps;
+  a.row_count_floor = o.row_count_floor;
+  a.token_count_floor = o.token_count_floor;
+  a.scale = o.scale;
+  a.group_size = o.group_size;
+  return a;
+}
+
+/// Batch totals the row factors need (all from the final mask).
+struct agg_totals {
+  double n_total = 0;    ///< sum_i n_i
+  double non_empty = 0;  ///< rows with n_i > 0
+  double rows = 0;       ///< B
+  double width = 0;      ///< padded T
+};
+
+/// Aggregation factor s_i of one row, the ONE copy of the table in the file comment, called by
+/// aggregation_row_scales below and by the CUDA kernels (<grpo/cuda/loss_terms.cuh>):
+/// loss = sum_i s_i sum_t m_it l_it. `group_tokens` is N_g of the row's group (group_token_mean).
+/// @pre n_i, the totals and group_tokens finite and >= 0; a set global_* / norm_length > 0.
+/// @post 0 for a row that takes no part (empty row in the seq modes, empty batch or group).
+GRPO_HOST_DEVICE constexpr double agg_row_scale(const agg_params& o, double n_i,
+                                                const agg_totals& t, double group_tokens) noexcept {
+  // G: sequences of the step (given), else the local rows (all, or the non-empty ones).
+  const double G = o.global_seqs > 0 ? o.global_seqs : (o.count_empty_rows ? t.rows : t.non_empty);
+  switch (o.mode) {
+    case agg_mode::token_mean: {
+      double N = o.global_tokens > 0 ? o.global_tokens : t.n_total;
+      N = N < o.token_count_floor ? o.token_count_floor : N;
+      // N == 0 only when every token is masked: the loss is 0 (documented), never NaN.
+      return N > 0 ? o.scale / N : 0.0;
+    }
+    case agg_mode::token_sum:
+      return o.scale;
+    case agg_mode::seq_mean_token_sum:
+    case agg_mode::seq_mean_token_sum_norm: {
+      double L = 1.0;
+      if (o.mode == agg_mode::seq_mean_token_sum_norm)
+        L = o.norm_length > 0 ? o.norm_length : t.width;
+      return (n_i > 0 && G > 0 && L > 0) ? o.scale / (L * G) : 0.0;
+    }
+    case agg_mode::seq_mean_token_mean: {
+      double d = n_i + o.row_count_eps;
+      d = d < o.row_count_floor ? o.row_count_floor : d;
+      return (n_i > 0 && d > 0 && G > 0) ? o.scale / (d * G) : 0.0;
+    }
+    case agg_mode::group_token_mean: {
+      // Local group count B / k is exact in double (B is a multiple of k, checked by callers).
+      const double groups = o.global_groups > 0
+                                ? o.global_groups
+                                : (o.group_size > 0 ? t.rows / static_cast<double>(o.group_size)
+                                                    : 0.0);
+      return (group_tokens > 0 && groups > 0) ? o.scale / (group_tokens * groups) : 0.0;
+    }
+  }
+  return 0.0;
+}
+
+}  // namespace detail
+
 /// Per-row factors s_i (already multiplied by `scale`) from the per-row valid-token counts n_i
 /// (sum of the FINAL mask of row i) and the padded width T.
 /// @pre row_tokens.size() == B; every n_i finite and >= 0.
@@ -130,58 +212,27 @@ inline std::vector<double> aggregation_row_scales(std::span<const double> row_to
     n_total += n;
     non_empty += n > 0 ? 1 : 0;
   }
-  const double G =
-      o.global_seqs ? *o.global_seqs : static_cast<double>(o.count_empty_rows ? B : non_empty);
-  switch (o.mode) {
-    case agg_mode::token_mean: {
-      double N = o.global_tokens ? *o.global_tokens : n_total;
-      N = N < o.token_count_floor ? o.token_count_floor : N;
-      // N == 0 only when every token is masked: the loss is 0 (documented), never NaN.
-      const double f = N > 0 ? o.scale / N : 0.0;
-      for (auto& x : s) x = f;
-      break;
-    }
-    case agg_mode::token_sum:
-      for (auto& x : s) x = o.scale;
-      break;
-    case agg_mode::seq_mean_token_sum:
-    case agg_mode::seq_mean_token_sum_norm: {
-      double L = 1.0;
-      if (o.mode == agg_mode::seq_mean_token_sum_norm)
-        L = o.norm_length ? *o.norm_length : static_cast<double>(width);
-      for (index_t i = 0; i < B; ++i) {
-        const bool keep = row_tokens[i] > 0;
-        s[i] = (keep && G > 0 && L > 0) ? o.scale / (L * G) : 0.0;
+  const detail::agg_params p = detail::make_agg_params(o);
+  const detail::agg_totals tot{n_total, static_cast<double>(non_empty), static_cast<double>(B),
+                               static_cast<double>(width)};
+  if (o.mode != agg_mode::group_token_mean) {
+    for (index_t i = 0; i < B; ++i) s[i] = detail::agg_row_scale(p, row_tokens[i], tot, 0.0);
+  } else {
+    const index_t g = o.group_size;
+    GRPO_EXPECTS(B % g == 0, shape_mismatch,
+                 "mask: " + std::to_string(B) + " rows is not a multiple of group_size " +
+                     std::to_string(g));
+    GRPO_EXPECTS(o.group_tokens.empty() || static_cast<index_t>(o.group_tokens.size()) == B,
+                 shape_mismatch, "agg_options.group_tokens: size must equal the row count");
+    for (index_t i0 = 0; i0 < B; i0 += g) {
+      double local = 0.0;  // N_g counted locally when the caller gives no global one
+      for (index_t i = i0; i < i0 + g; ++i) local += row_tokens[i];
+      for (index_t i = i0; i < i0 + g; ++i) {
+        const double Ng = o.group_tokens.empty() ? local : o.group_tokens[i];
+        GRPO_EXPECTS(std::isfinite(Ng) && Ng >= 0, bad_value,
+                     "agg_options.group_tokens must be finite >= 0");
+        s[i] = detail::agg_row_scale(p, row_tokens[i], tot, Ng);
       }
-      break;
-    }
-    case agg_mode::seq_mean_token_mean:
-      for (index_t i = 0; i < B; ++i) {
-        double d = row_tokens[i] + o.row_count_eps;
-        d = d < o.row_count_floor ? o.row_count_floor : d;
-        const bool keep = row_tokens[i] > 0;
-        s[i] = (keep && d > 0 && G > 0) ? o.scale / (d * G) : 0.0;
-      }
-      break;
-    case agg_mode::group_token_mean: {
-      const index_t g = o.group_size;
-      GRPO_EXPECTS(B % g == 0, shape_mismatch,
-                   "mask: " + std::to_string(B) + " rows is not a multiple of group_size " +
-                       std::to_string(g));
-      GRPO_EXPECTS(o.group_tokens.empty() || static_cast<index_t>(o.group_tokens.size()) == B,
-                   shape_mismatch, "agg_options.group_tokens: size must equal the row count");
-      const double n_groups = o.global_groups ? *o.global_groups : static_cast<double>(B / g);
-      for (index_t i0 = 0; i0 < B; i0 += g) {
-        double local = 0.0;
-        for (index_t i = i0; i < i0 + g; ++i) local += row_tokens[i];
-        for (index_t i = i0; i < i0 + g; ++i) {
-          const double Ng = o.group_tokens.empty() ? local : o.group_tokens[i];
-          GRPO_EXPECTS(std::isfinite(Ng) && Ng >= 0, bad_value,
-                       "agg_options.group_tokens must be finite >= 0");
-          s[i] = (Ng > 0 && n_groups > 0) ? o.scale / (Ng * n_groups) : 0.0;
-        }
-      }
-      break;
     }
   }
   return s;

@@ -119,7 +119,11 @@ struct policy_token_terms {
 
 /// Evaluates the token surrogate of `p` (all kinds except GMPO, which is per sequence) at ratio
 /// value r, advantage A, log-prob lp; `phi` is the VESPO sequence weight (ignored otherwise).
-inline policy_token_terms policy_token(const policy_options& p, double r, double A, double lp,
+/// Host and device callable: this is the ONE dispatch of the token surrogate, used by
+/// compute_loss_into (loss.hpp) and by the CUDA kernels (<grpo/cuda/loss_terms.cuh>), which keep
+/// a policy_options (trivially copyable) in their parameter block.
+/// @pre p passed validate(). @post GMPO returns all-zero terms (its loss is per sequence).
+GRPO_HOST_DEVICE inline policy_token_terms policy_token(const policy_options& p, double r, double A, double lp,
                                        double phi = 1.0) noexcept {
   // Ratio-based surrogates report d l / d r (the caller chains the level-dependent d r / d lp);
   // detached-weight surrogates (-sg[w] A lp) report d l / d lp with w held constant, exactly what
