@@ -24,10 +24,11 @@
 #include <omp.h>
 #endif
 
-// Vectorisation. The row loops below call five bulk primitives (max, shift, exp, sum, dot) on a
-// block of at most 2048 floats held in L1. When Eigen is on the include path (link grpo::eigen)
-// they are Eigen array expressions, which use Eigen's vectorised exp (SSE2/AVX2/AVX-512 as
-// compiled); otherwise plain loops with std::exp. grpo::grpo therefore never requires Eigen. The
+// Vectorisation. The row loops below work on blocks of at most 2048 floats held in L1: a widening
+// copy, a max, then ONE fused sweep (shift, clamp, exp, sum, dot) whose exp is
+// grpo::math::fast_exp_core, a branch-free polynomial that g++ vectorises (SSE2/AVX2/AVX-512 as
+// compiled) without -ffast-math. When Eigen is on the include path (link grpo::eigen) the block
+// max is an Eigen reduction; otherwise a plain loop. grpo::grpo therefore never requires Eigen. The
 // two builds live in different inline namespaces so that TUs compiled with and without Eigen link
 // together without an ODR clash. Define GRPO_LOGPROB_USE_EIGEN=0/1 to force a choice.
 #ifndef GRPO_LOGPROB_USE_EIGEN
@@ -78,22 +79,6 @@ using map_m = Eigen::Map<Eigen::ArrayXf>;
 inline float vmax(const float* p, index_t n) {
   return map_c(p, n).maxCoeff();
 }
-/// out = exp(in).
-inline void vexp(const float* in, float* out, index_t n) {
-  map_m(out, n) = map_c(in, n).exp();
-}
-/// out = exp(max(in, lo)) (a floor that keeps exp out of the denormal range).
-inline void vexp_floor(const float* in, float* out, index_t n, float lo) {
-  map_m(out, n) = map_c(in, n).max(lo).exp();
-}
-/// sum of a block.
-inline float vsum(const float* p, index_t n) {
-  return map_c(p, n).sum();
-}
-/// sum a_i b_i.
-inline float vdot(const float* a, const float* b, index_t n) {
-  return (map_c(a, n) * map_c(b, n)).sum();
-}
 #else
 inline float vmax(const float* p, index_t n) {
   float m = -math::infinity<float>();
@@ -104,23 +89,52 @@ inline float vmax(const float* p, index_t n) {
   }
   return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
-inline void vexp(const float* in, float* out, index_t n) {
-  for (index_t j = 0; j < n; ++j) out[j] = math::exp(in[j]);
-}
-inline void vexp_floor(const float* in, float* out, index_t n, float lo) {
-  for (index_t j = 0; j < n; ++j) out[j] = math::exp(in[j] < lo ? lo : in[j]);
-}
-inline float vsum(const float* p, index_t n) {
-  float s = 0;
-  for (index_t j = 0; j < n; ++j) s += p[j];
-  return s;
-}
-inline float vdot(const float* a, const float* b, index_t n) {
-  float s = 0;
-  for (index_t j = 0; j < n; ++j) s += a[j] * b[j];
-  return s;
-}
 #endif
+
+// The exponentials of both builds are grpo::math::fast_exp_core (core/math.hpp): a branch-free
+// Cody-Waite + polynomial exp (< 2 ulp) that g++ vectorises inside the fused loops below without
+// -ffast-math (std::exp never vectorises; Eigen's exp only as a separate pass over the block).
+
+/// Lanes of the hand-split reductions: 16 independent float partial sums (two AVX2 or one AVX-512
+/// register), so the sums vectorise without -fassociative-math and are not latency-bound.
+inline constexpr index_t lanes = 16;
+
+/// out = exp(max(in, lo)) (a floor that keeps exp out of the denormal range) for in <= 88.3 (log
+/// probabilities), lo >= -87.3.
+inline void vexp_floor(const float* GRPO_RESTRICT in, float* GRPO_RESTRICT out, index_t n,
+                       float lo) noexcept {
+  for (index_t j = 0; j < n; ++j)
+    out[j] = math::fast_exp_bounded(math::select(in[j] < lo, lo, in[j]));
+}
+
+/// The fused block pass of row_stats over n raw logits x (L1-resident): d_j = beta (x_j - mb)
+/// clamped at d_floor, e_j = exp(d_j) written to `e` (exactly 0 at or below the floor: masked
+/// entries and true values < 1.6e-38 carry no mass), s = sum e_j and t = sum e_j d_j, all in one
+/// sweep instead of four (shift, exp, sum, dot). A NaN d (NaN or +inf logit) passes every select
+/// and reaches s.
+inline void block_exp_sums(const float* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
+                           float mb, float beta, float& s, float& t) noexcept {
+  float acc_s[lanes] = {}, acc_t[lanes] = {};
+  auto step = [&](index_t j, index_t k) {
+    const float d = beta * (x[j] - mb);
+    const bool floor = d <= d_floor;  // false for NaN, so a NaN keeps flowing
+    const float dc = math::select(floor, d_floor, d);
+    const float ej = math::select(floor, 0.0f, math::fast_exp_bounded(dc));  // dc in [-87, 0]
+    e[j] = ej;
+    acc_s[k] += ej;
+    acc_t[k] += ej * dc;
+  };
+  index_t j0 = 0;
+  for (; j0 + lanes <= n; j0 += lanes)
+    for (index_t k = 0; k < lanes; ++k) step(j0 + k, k);
+  for (; j0 < n; ++j0) step(j0, 0);
+  s = 0.0f;
+  t = 0.0f;
+  for (index_t k = 0; k < lanes; ++k) {
+    s += acc_s[k];
+    t += acc_t[k];
+  }
+}
 
 /// Widen n strided elements of type T into a float buffer (a contiguous copy when stride == 1).
 template <class T>
@@ -131,6 +145,35 @@ GRPO_FORCEINLINE void load(const T* GRPO_RESTRICT src, index_t stride, index_t n
   } else {
     for (index_t j = 0; j < n; ++j) dst[j] = static_cast<float>(widen(src[j * stride]));
   }
+}
+
+/// load() and the block maximum in one sweep (the max in `lanes` independent partials, so it
+/// vectorises and is not latency-bound). NaN never wins a comparison: row_stats catches NaN through
+/// the sum of exponentials (or the scan of a block whose maximum is -inf).
+template <class T>
+GRPO_FORCEINLINE float load_max(const T* GRPO_RESTRICT src, index_t stride, index_t n,
+                                float* GRPO_RESTRICT dst) noexcept {
+  if (stride != 1) {
+    load(src, stride, n, dst);
+    return vmax(dst, n);
+  }
+  float mx[lanes];
+  for (index_t k = 0; k < lanes; ++k) mx[k] = -math::infinity<float>();
+  index_t j0 = 0;
+  for (; j0 + lanes <= n; j0 += lanes)
+    for (index_t k = 0; k < lanes; ++k) {
+      const float v = static_cast<float>(widen(src[j0 + k]));
+      dst[j0 + k] = v;
+      mx[k] = v > mx[k] ? v : mx[k];  // maxps pattern
+    }
+  float m = -math::infinity<float>();
+  for (index_t k = 0; k < lanes; ++k) m = mx[k] > m ? mx[k] : m;
+  for (; j0 < n; ++j0) {
+    const float v = static_cast<float>(widen(src[j0]));
+    dst[j0] = v;
+    m = v > m ? v : m;
+  }
+  return m;
 }
 
 /// Narrow n floats into a strided destination of type G.
@@ -177,13 +220,23 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
   }
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
-    load(row + j0 * stride, stride, n, w.a);
-    const float mb = vmax(w.a, n);  // a NaN may or may not propagate here; the sum below catches it
+    // A contiguous fp32 row is reduced where it lies; other dtypes and strides are widened into
+    // the L1 scratch block first.
+    const float* x = w.a;
+    if constexpr (std::is_same_v<T, float>) {
+      if (stride == 1)
+        x = row + j0;
+      else
+        load(row + j0 * stride, stride, n, w.a);
+    } else {
+      load(row + j0 * stride, stride, n, w.a);
+    }
+    const float mb = vmax(x, n);  // NaN: caught by the sum below
     if (cache) cache->bmax[static_cast<std::size_t>(j0 / block)] = mb;
     if (!(mb > -math::infinity<float>())) {
       // Masked block (all -inf): no mass. A NaN hidden by the max is caught by the scan.
       for (index_t j = 0; j < n; ++j)
-        if (!(w.a[j] == -math::infinity<float>())) {
+        if (!(x[j] == -math::infinity<float>())) {
           status = row_status::non_finite;
           return st;
         }
@@ -191,25 +244,16 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
       continue;
     }
     // d_j = beta (x_j - mb) <= 0, exact for x_j near mb; clamped at d_floor so that exp stays a
-    // normal float (no denormal slow path, q d finite for -inf). NaN stays NaN (comparison false).
-    int clamped = 0;
-    for (index_t j = 0; j < n; ++j) {
-      const float d = beta * (w.a[j] - mb);
-      clamped |= d < d_floor ? 1 : 0;
-      w.a[j] = d < d_floor ? d_floor : d;
-    }
-    vexp(w.a, w.b, n);
-    // Entries at or below the floor (masked -inf ones included) contribute exactly 0: a fully
-    // masked vocabulary tail changes nothing, and true values < 1.6e-38 flush to 0.
-    if (clamped)
-      for (index_t j = 0; j < n; ++j) w.b[j] = w.a[j] == d_floor ? 0.0f : w.b[j];
-    const float s = vsum(w.b, n);
+    // normal float (no denormal slow path, q d finite for -inf); entries at or below the floor
+    // (masked -inf ones included) contribute exactly 0. NaN stays NaN (comparisons false). The
+    // exponentials go straight into the row cache when there is one.
+    float* e = cache ? cache->e.data() + j0 : w.b;
+    float s = 0.0f, t = 0.0f;
+    block_exp_sums(x, e, n, mb, beta, s, t);
     if (!(s <= std::numeric_limits<float>::max())) {  // NaN or +inf logit (inf - inf = NaN)
       status = row_status::non_finite;
       return st;
     }
-    const float t = vdot(w.b, w.a, n);
-    if (cache) std::copy_n(w.b, n, cache->e.data() + j0);
     // The block maximum contributes exactly exp(0) = 1, so e_blk = s - 1. When the other terms are
     // small (one dominant logit, s - 1 < 2^-6) s - 1 has lost their digits: recompute it as
     // (count of maxima - 1) + sum over the others, exact whatever their size (rare, L1-resident).
@@ -217,9 +261,9 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
     if (e_blk < 0.015625f) {
       float rest = 0.0f, count = 0.0f;
       for (index_t j = 0; j < n; ++j) {
-        const bool top = w.a[j] == 0.0f;
+        const bool top = x[j] == mb;
         count += top ? 1.0f : 0.0f;
-        rest += top ? 0.0f : w.b[j];
+        rest += top ? 0.0f : e[j];
       }
       e_blk = (count - 1.0f) + rest;
     }
@@ -245,21 +289,55 @@ inline row_summary summarise(const online_lse& st) noexcept {
 /// y < 0 means the target lies outside this row segment (a vocabulary block of the fused linear
 /// path): only the -g_logp q_j terms are written. May alias `row` exactly (in place): every block
 /// is loaded before it is stored.
+/// The gradient sweep of one block of n raw logits x into o (both L1-resident or a contiguous fp32
+/// row segment): log q_j, q_j = exp(log q_j) (below d_floor q_j < 1.6e-38 is written as 1.6e-38,
+/// absolute error < 2e-38, instead of a denormal; masked entries with log q = -inf get exactly 0
+/// from ops::masked_prob), then the non-target gradient term, in one vectorised pass.
+inline void block_grad(const float* GRPO_RESTRICT x, float* GRPO_RESTRICT o, index_t n, float beta,
+                       const row_summary& rs, float g_logp, float g_entropy) noexcept {
+  const float m = rs.m, log_s = rs.log_s, h = rs.entropy;
+  for (index_t j = 0; j < n; ++j) {
+    const float lq = ops::log_softmax(x[j], m, log_s, beta);
+    // log q <= 0 up to rounding, floored at -87: inside fast_exp_bounded's range.
+    const float q = math::fast_exp_bounded(math::select(lq < d_floor, d_floor, lq));
+    o[j] = ops::log_softmax_grad_nontarget(lq, q, g_logp, g_entropy, h, beta);
+  }
+}
+
+/// Writes the gradient of  g_logp * log q_y + g_entropy * H  w.r.t. the raw logits of one row into
+/// `out` (dtype G, stride ostride). `x_y` is the target's raw logit read before any in-place write;
+/// y < 0 means the target lies outside this row segment (a vocabulary block of the fused linear
+/// path): only the -g_logp q_j terms are written. May alias `row` exactly (in place): every block
+/// is loaded before it is stored.
 template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
               float x_y, float g_logp, float g_entropy, G* out, index_t ostride,
               scratch& w) noexcept {
   const float gl = g_logp;
+  // fp32 contiguous rows are read (and fp32 contiguous gradients written) in place of the scratch
+  // copies; an in-place gradient (out == row) goes through the scratch block so that the sweep's
+  // input and output never alias.
+  const bool direct_in = std::is_same_v<T, float> && stride == 1;
+  const bool direct_out = std::is_same_v<G, float> && ostride == 1 &&
+                          static_cast<const void*>(out) != static_cast<const void*>(row);
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
-    load(row + j0 * stride, stride, n, w.a);
-    for (index_t j = 0; j < n; ++j) w.a[j] = ops::log_softmax(w.a[j], rs.m, rs.log_s, beta);
-    // q_j = exp(log q_j); below d_floor q_j < 1.6e-38 is written as 1.6e-38 (absolute error <
-    // 2e-38) instead of a denormal; masked entries (log q = -inf) get exactly 0 from
-    // ops::masked_prob.
-    vexp_floor(w.a, w.b, n, d_floor);
-    for (index_t j = 0; j < n; ++j)
-      w.b[j] = ops::log_softmax_grad_nontarget(w.a[j], w.b[j], gl, g_entropy, rs.entropy, beta);
+    const float* x = w.a;
+    if constexpr (std::is_same_v<T, float>) {
+      if (direct_in)
+        x = row + j0;
+      else
+        load(row + j0 * stride, stride, n, w.a);
+    } else {
+      load(row + j0 * stride, stride, n, w.a);
+    }
+    if constexpr (std::is_same_v<G, float>) {
+      if (direct_out) {
+        block_grad(x, out + j0, n, beta, rs, gl, g_entropy);
+        continue;
+      }
+    }
+    block_grad(x, w.b, n, beta, rs, gl, g_entropy);
     store(w.b, n, out + j0 * ostride, ostride);
   }
   if (y >= 0) {  // the target element, with the exact 1 - q_y
@@ -282,10 +360,13 @@ void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summar
     const float scale = mb > -math::infinity<float>()
                             ? math::exp(ops::log_softmax(mb, rs.m, rs.log_s, beta))
                             : 0.0f;
-    const float* e = c.e.data() + j0;
+    const float* GRPO_RESTRICT e = c.e.data() + j0;
+    // An fp32 contiguous gradient is written directly, other dtypes / strides via the scratch.
+    float* GRPO_RESTRICT o = w.b;
+    if constexpr (std::is_same_v<G, float>) o = ostride == 1 ? out + j0 : w.b;
     for (index_t j = 0; j < n; ++j)
-      w.b[j] = ops::log_softmax_grad_nontarget(0.0f, scale * e[j], g_logp, 0.0f, 0.0f, beta);
-    store(w.b, n, out + j0 * ostride, ostride);
+      o[j] = ops::log_softmax_grad_nontarget(0.0f, scale * e[j], g_logp, 0.0f, 0.0f, beta);
+    if (o == w.b) store(w.b, n, out + j0 * ostride, ostride);
   }
   if (y >= 0) {
     const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);

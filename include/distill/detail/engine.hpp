@@ -427,13 +427,14 @@ template <>
 struct div_op<divergence::forward_kl> {
   static constexpr bool unit_g = true;  // G = -sum p = -1: gradient q - p in the loss pass
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A, const div_params<A>&) noexcept {
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A,
+                                                              const div_params<A>&) noexcept {
     return {ops::forward_kl(lp, lq, p), ops::forward_kl_grad(p)};
   }
   /// The loss term and the whole dl/dz'_j in one step (q - p without cancellation near 1).
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval_dz(A lp, A lq, A p, A q,
-                                                const div_params<A>&) noexcept {
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval_dz(A lp, A lq, A p, A q,
+                                                                 const div_params<A>&) noexcept {
     return {ops::forward_kl(lp, lq, p), ops::forward_kl_dz(lp, lq, p, q)};
   }
 };
@@ -441,7 +442,8 @@ template <>
 struct div_op<divergence::reverse_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q, const div_params<A>&) noexcept {
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q,
+                                                              const div_params<A>&) noexcept {
     return {ops::reverse_kl(lp, lq, q), ops::reverse_kl_grad(lp, lq, q)};
   }
 };
@@ -449,7 +451,7 @@ template <>
 struct div_op<divergence::jsd> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A q,
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A q,
                                              const div_params<A>& P) noexcept {
     const A lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
     return {ops::jsd(lp, lq, p, q, lm, P.w), ops::jsd_grad(lq, q, lm, P.w)};
@@ -459,7 +461,8 @@ template <>
 struct div_op<divergence::skew_forward_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A, const div_params<A>& P) noexcept {
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A p, A,
+                                                              const div_params<A>& P) noexcept {
     const A lm = ops::log_mixture(P.log_w, lp, P.log_1mw, lq);
     return {ops::skew_forward_kl(lp, p, lm), ops::skew_forward_kl_grad(lq, p, lm, P.log_1mw)};
   }
@@ -468,7 +471,8 @@ template <>
 struct div_op<divergence::skew_reverse_kl> {
   static constexpr bool unit_g = false;
   template <class A>
-  static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q, const div_params<A>& P) noexcept {
+  GRPO_HOST_DEVICE static GRPO_FORCEINLINE value_grad<A> eval(A lp, A lq, A, A q,
+                                                              const div_params<A>& P) noexcept {
     const A lm = ops::log_mixture(P.log_1mw, lp, P.log_w, lq);
     return {ops::skew_reverse_kl(lq, q, lm), ops::skew_reverse_kl_grad(lq, q, lm, P.log_w)};
   }

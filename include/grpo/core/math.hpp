@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file math.hpp
-/// @brief Scalar math shims (exp/log/log1p/expm1 for host and device) and grpo::online_lse, the
+/// @brief Scalar math shims (exp/log/log1p/expm1 for host and device), the vectorisable float
+///        fast_exp / fast_log of the CPU vocabulary loops, and grpo::online_lse, the
 ///        associative streaming log-sum-exp / entropy state (Milakov & Gimelshein, arXiv
 ///        1805.02867).
 #pragma once
 
 #include <grpo/core/config.hpp>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 
@@ -92,6 +95,170 @@ GRPO_HOST_DEVICE constexpr bool is_finite(T x) noexcept {
   return x == x && x - x == T(0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Vectorisable exp / log for the hot vocabulary loops (shared by logprob.hpp, fused_grpo.hpp,
+// sampler.hpp and the grpo::distill engine; ops/distill.hpp re-exports them under its old names).
+//
+// grpo::math::exp is std::exp on the host, which g++ never vectorises without -ffast-math (glibc
+// declares its SIMD variants only under __FAST_MATH__). The loops over 32k-152k vocabulary entries
+// do 2-6 exponentials per element, so a scalar libm call would make them compute-bound by an order
+// of magnitude. fast_exp / fast_log are branch-free Cody-Waite + minimax polynomials (the
+// classic Cephes expf / logf, < 2 ulp on their range) made only of arithmetic, selects and bit
+// casts, which every compiler vectorises. Double precision (references, finite-difference runs)
+// and device code use the accurate shims above unchanged.
+
+/// c ? a : b as data (a bit mask), not as control flow. g++ 12 jump-threads a ?: whose condition
+/// makes the rest of an inlined polynomial constant-foldable (e.g. a clamp) into branches that its
+/// if-conversion then refuses to undo under the default -ftrapping-math, and the vocabulary loop
+/// stays scalar; a mask select leaves nothing to thread. Double precision and device code use ?:.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A select(bool c, A a, A b) noexcept {
+#if defined(__CUDA_ARCH__)
+  return c ? a : b;
+#else
+  if constexpr (std::is_same_v<A, float>) {
+    const std::int32_t m = -static_cast<std::int32_t>(c);
+    return std::bit_cast<float>((std::bit_cast<std::int32_t>(a) & m) |
+                                (std::bit_cast<std::int32_t>(b) & ~m));
+  } else {
+    return c ? a : b;
+  }
+#endif
+}
+
+/// e^x for float x in [-87.3, 88.3] (or NaN, which propagates), with no range handling at all:
+/// the single exp polynomial of the CPU loops. Cody-Waite reduction x = n ln 2 + r, |r| <= ln 2 / 2,
+/// then the Cephes expf minimax polynomial e^r ~ 1 + r + r^2 P(r) (< 2 ulp), evaluated in two
+/// independent halves (P = (p0 r^2 + p1 r + p2) r^3 + (p3 r^2 + p4 r + p5)) so that consecutive
+/// elements overlap in the pipeline instead of waiting on one 6-deep Horner chain, and 2^n built in
+/// the exponent field. Callers that already bound their argument (a log-probability clamped at
+/// -87, a shifted logit <= 0) call this directly: the two range clamps of fast_exp_core cost about
+/// a third of the exp on AVX-512 (compare + blend each; g++ 12 will not emit min/max for them).
+GRPO_HOST_DEVICE GRPO_FORCEINLINE float fast_exp_bounded(float x) noexcept {
+  constexpr float log2e = 1.44269504088896341f;
+  constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * log2e + shifter;
+  const float n = t - shifter;  // n = round(x log2 e) in [-126, 127], exact
+  // r = x - n ln 2 in two pieces (Cody-Waite): the first product is exact.
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const float r2 = r * r, r3 = r2 * r;
+  float ya = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  float yb = 4.1665795894e-2f * r + 1.6666665459e-1f;
+  ya = ya * r + 8.3334519073e-3f;
+  yb = yb * r + 5.0000001201e-1f;
+  const float y = (ya * r3 + yb) * r2 + (r + 1.0f);
+  // 2^n through the exponent field (a normal float for n in [-126, 127]).
+  const std::int32_t ni = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(shifter);
+  return y * std::bit_cast<float>((ni + 127) << 23);
+}
+
+/// e^max(x, -87.3) for float x <= 88.3 with no output select (pure arithmetic): fast_exp_bounded
+/// after the two range clamps. Used directly where the flush of e^x to 0 below -87.3 does not
+/// matter (the log-add-exp correction term); composed with other selects it still vectorises,
+/// which a select on the result does not always (g++ 12).
+GRPO_HOST_DEVICE GRPO_FORCEINLINE float fast_exp_core(float x) noexcept {
+  // Flat (non-nested) selects only: g++ turns a nested ?: into branches it then cannot
+  // if-convert back when the result feeds further arithmetic.
+  const float xlo = select(x < -87.3f, -87.3f, x);
+  const float xc = select(xlo > 88.3f, 88.3f, xlo);
+  return fast_exp_bounded(xc);
+}
+
+/// e^x for the vocabulary loops. float on the host: polynomial, exact 0 for x < -87.3 (e^x is then
+/// below 1.2e-38, negligible next to the unit mass of a probability row) and for x = -inf; +inf for
+/// x > 88.3 (callers only exponentiate log-probabilities and log-ratios <= 0). Other types and
+/// device code: grpo::math::exp.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A fast_exp(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return exp(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return exp(x);
+  } else {
+    const float v = fast_exp_core(x);
+    const float v_lo = select(x < -87.3f, 0.0f, v);
+    return select(x > 88.3f, infinity<float>(), v_lo);
+  }
+#endif
+}
+
+/// log x for a positive, finite, normal float x, with no guard at all (pure arithmetic, so it
+/// vectorises when composed with other selects): the Cephes logf polynomial, < 2 ulp.
+GRPO_HOST_DEVICE GRPO_FORCEINLINE float fast_log_normal(float x) noexcept {
+  // x = 2^e (1 + m) with 1 + m in [sqrt(1/2), sqrt(2)), found with integer arithmetic only (no
+  // select, so it vectorises in any composition): subtracting the bits of sqrt(1/2) makes the
+  // exponent field of the difference the wanted e (arithmetic shift), and adding them back to the
+  // mantissa bits rebuilds 1 + m.
+  constexpr std::int32_t sqrt_half = 0x3f3504f3;
+  const std::int32_t adj = std::bit_cast<std::int32_t>(x) - sqrt_half;
+  const float e = static_cast<float>(adj >> 23);
+  const float m = std::bit_cast<float>((adj & 0x007fffff) + sqrt_half) - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += e * -2.12194440e-4f;
+  y += -0.5f * z;
+  return m + y + e * 0.693359375f;
+}
+
+/// log x for the vocabulary loops (x a normal float, 0 -> -inf, < 0 or NaN -> NaN, +inf -> +inf).
+/// float on the host: polynomial; other types and device code: grpo::math::log.
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A fast_log(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return log(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return log(x);
+  } else {
+    const float v = fast_log_normal(x);
+    constexpr float nan = std::numeric_limits<float>::quiet_NaN();
+    return x > 0.0f ? (x < infinity<float>() ? v : x)
+                    : (x == 0.0f ? -infinity<float>() : nan);
+  }
+#endif
+}
+
+/// e^x for x <= 0 where a flush to 0 below -87.3 is not needed (float host: fast_exp_core).
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A fast_exp_unit(A x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return exp(x);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return exp(x);
+  } else {
+    return fast_exp_core(x);
+  }
+#endif
+}
+
+/// log(1 + y) for y in [0, 1] (the log-add-exp correction term), branch-free; double and device
+/// code use grpo::math::log1p. Absolute error < 1.2e-7 (y below 6e-8 rounds 1 + y to 1; the
+/// resulting error is below y itself).
+template <class A>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE A fast_log1p_unit(A y) noexcept {
+#if defined(__CUDA_ARCH__)
+  return log1p(y);
+#else
+  if constexpr (!std::is_same_v<A, float>) {
+    return log1p(y);
+  } else {
+    return fast_log_normal(1.0f + y);
+  }
+#endif
+}
+
 }  // namespace grpo::math
 
 namespace grpo {
@@ -127,7 +294,8 @@ struct basic_online_lse {
   Acc t = Acc(0);                  ///< sum exp(beta (x - m)) * beta (x - m)
   Acc w = Acc(0);                  ///< sum exp(beta (x - m)) * v
 
-  GRPO_HOST_DEVICE constexpr basic_online_lse() noexcept = default;
+  // No GRPO_HOST_DEVICE on a defaulted constructor: nvcc infers it (and warns, #20012, if marked).
+  constexpr basic_online_lse() noexcept = default;
   /// @pre beta > 0 and finite.
   GRPO_HOST_DEVICE constexpr explicit basic_online_lse(Acc inverse_temperature) noexcept
       : beta(inverse_temperature) {}

@@ -20,7 +20,7 @@
 #pragma once
 
 #include <grpo/core/config.hpp>
-#include <grpo/core/math.hpp>  // grpo::math::exp / log / log1p host+device shims
+#include <grpo/core/math.hpp>  // grpo::math::exp / log shims and the vectorisable fast_exp / fast_log
 
 #include <bit>
 #include <cstdint>
@@ -30,155 +30,39 @@
 namespace grpo::ops {
 
 // ---------------------------------------------------------------------------------------------
-// Vectorisable exp / log for the hot vocabulary loops.
-//
-// grpo::math::exp is std::exp on the host, which g++ never vectorises without -ffast-math (glibc
-// declares its SIMD variants only under __FAST_MATH__). The loops over 32k-152k vocabulary entries
-// do 2-6 exponentials per element, so a scalar libm call would make them compute-bound by an order
-// of magnitude. distill_exp / distill_log are branch-free Cody-Waite + minimax polynomials (the
-// classic Cephes expf / logf, < 2 ulp on their range) made only of arithmetic, selects and bit
-// casts, which every compiler vectorises. Double precision (references, finite-difference runs)
-// and device code use grpo::math:: unchanged.
+// Vectorisable exp / log: the single implementation is grpo::math::fast_exp & co. in
+// core/math.hpp (Cody-Waite + Cephes polynomials, < 2 ulp, bit-mask selects). These are the names
+// the distillation code and the CUDA kernels call; they forward without adding any maths.
 
-/// c ? a : b as data (a bit mask), not as control flow. g++ 12 jump-threads a ?: whose condition
-/// makes the rest of an inlined polynomial constant-foldable (e.g. a clamp) into branches that its
-/// if-conversion then refuses to undo under the default -ftrapping-math, and the vocabulary loop
-/// stays scalar; a mask select leaves nothing to thread. Double precision and device code use ?:.
-template <class A>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE A select(bool c, A a, A b) noexcept {
-#if defined(__CUDA_ARCH__)
-  return c ? a : b;
-#else
-  if constexpr (std::is_same_v<A, float>) {
-    const std::int32_t m = -static_cast<std::int32_t>(c);
-    return std::bit_cast<float>((std::bit_cast<std::int32_t>(a) & m) |
-                                (std::bit_cast<std::int32_t>(b) & ~m));
-  } else {
-    return c ? a : b;
-  }
-#endif
-}
+using math::select;
 
-/// e^max(x, -87.3) for float x <= 88.3 with no output select (pure arithmetic): the core of
-/// distill_exp. Cody-Waite reduction + the Cephes expf polynomial, < 2 ulp. Used directly where the
-/// flush of e^x to 0 below -87.3 does not matter (the log-add-exp correction term); composed with
-/// other selects it still vectorises, which a select on the result does not always (g++ 12).
+/// e^max(x, -87.3) for x <= 88.3, no output select: grpo::math::fast_exp_core.
 GRPO_HOST_DEVICE GRPO_FORCEINLINE float distill_exp_core(float x) noexcept {
-  constexpr float log2e = 1.44269504088896341f;
-  constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  // Flat (non-nested) selects only: g++ turns a nested ?: into branches it then cannot
-  // if-convert back when the result feeds further arithmetic.
-  const float xlo = select(x < -87.3f, -87.3f, x);
-  const float xc = select(xlo > 88.3f, 88.3f, xlo);
-  const float t = xc * log2e + shifter;
-  const float n = t - shifter;  // n = round(x log2 e) in [-126, 127], exact
-  // r = x - n ln 2 in two pieces (Cody-Waite): the first product is exact.
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  // 2^n through the exponent field (a normal float for n in [-126, 127]).
-  const std::int32_t ni = std::bit_cast<std::int32_t>(t) - std::bit_cast<std::int32_t>(shifter);
-  return y * std::bit_cast<float>((ni + 127) << 23);
+  return math::fast_exp_core(x);
 }
-
-/// e^x for the vocabulary loops. float on the host: polynomial, exact 0 for x < -87.3 (e^x is then
-/// below 1.2e-38, negligible next to the unit mass of a probability row) and for x = -inf; +inf for
-/// x > 88.3 (callers only exponentiate log-probabilities and log-ratios <= 0). Other types and
-/// device code: grpo::math::exp.
+/// e^x (float host: polynomial, 0 below -87.3, +inf above 88.3): grpo::math::fast_exp.
 template <class A>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_exp(A x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return math::exp(x);
-#else
-  if constexpr (!std::is_same_v<A, float>) {
-    return math::exp(x);
-  } else {
-    const float v = distill_exp_core(x);
-    const float v_lo = select(x < -87.3f, 0.0f, v);
-    return select(x > 88.3f, math::infinity<float>(), v_lo);
-  }
-#endif
+  return math::fast_exp(x);
 }
-
-/// log x for a positive, finite, normal float x, with no guard at all (pure arithmetic, so it
-/// vectorises when composed with other selects): the Cephes logf polynomial, < 2 ulp.
+/// log x for a positive normal float, unguarded: grpo::math::fast_log_normal.
 GRPO_HOST_DEVICE GRPO_FORCEINLINE float distill_log_normal(float x) noexcept {
-  // x = 2^e (1 + m) with 1 + m in [sqrt(1/2), sqrt(2)), found with integer arithmetic only (no
-  // select, so it vectorises in any composition): subtracting the bits of sqrt(1/2) makes the
-  // exponent field of the difference the wanted e (arithmetic shift), and adding them back to the
-  // mantissa bits rebuilds 1 + m.
-  constexpr std::int32_t sqrt_half = 0x3f3504f3;
-  const std::int32_t adj = std::bit_cast<std::int32_t>(x) - sqrt_half;
-  const float e = static_cast<float>(adj >> 23);
-  const float m = std::bit_cast<float>((adj & 0x007fffff) + sqrt_half) - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292e-2f;
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * z;
-  y += e * -2.12194440e-4f;
-  y += -0.5f * z;
-  return m + y + e * 0.693359375f;
+  return math::fast_log_normal(x);
 }
-
-/// log x for the vocabulary loops (x a normal float, 0 -> -inf, < 0 or NaN -> NaN, +inf -> +inf).
-/// float on the host: polynomial; other types and device code: grpo::math::log.
+/// log x with the IEEE special cases: grpo::math::fast_log.
 template <class A>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log(A x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return math::log(x);
-#else
-  if constexpr (!std::is_same_v<A, float>) {
-    return math::log(x);
-  } else {
-    const float v = distill_log_normal(x);
-    constexpr float nan = std::numeric_limits<float>::quiet_NaN();
-    return x > 0.0f ? (x < math::infinity<float>() ? v : x)
-                    : (x == 0.0f ? -math::infinity<float>() : nan);
-  }
-#endif
+  return math::fast_log(x);
 }
-
-/// e^x for x <= 0 where a flush to 0 below -87.3 is not needed (float host: distill_exp_core).
+/// e^x for x <= 0 without the flush to 0: grpo::math::fast_exp_unit.
 template <class A>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_exp_unit(A x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return math::exp(x);
-#else
-  if constexpr (!std::is_same_v<A, float>) {
-    return math::exp(x);
-  } else {
-    return distill_exp_core(x);
-  }
-#endif
+  return math::fast_exp_unit(x);
 }
-
-/// log(1 + y) for y in [0, 1] (the log-add-exp correction term), branch-free; double and device
-/// code use grpo::math::log1p. Absolute error < 1.2e-7 (y below 6e-8 rounds 1 + y to 1; the
-/// resulting error is below y itself).
+/// log(1 + y) for y in [0, 1]: grpo::math::fast_log1p_unit.
 template <class A>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE A distill_log1p_unit(A y) noexcept {
-#if defined(__CUDA_ARCH__)
-  return math::log1p(y);
-#else
-  if constexpr (!std::is_same_v<A, float>) {
-    return math::log1p(y);
-  } else {
-    return distill_log_normal(1.0f + y);
-  }
-#endif
+  return math::fast_log1p_unit(y);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,14 +30,17 @@ GRPO_HOST_DEVICE constexpr A log_softmax(A x, A m, A log_s, A beta) noexcept {
 /// ~3e-39 rather than 0).
 template <class A>
 GRPO_HOST_DEVICE constexpr A masked_prob(A log_q, A q) noexcept {
-  return log_q > -math::infinity<A>() ? q : A(0);
+  // A mask select, not ?: (math::select): g++ 12 keeps a ?: here as control flow and the vocabulary
+  // loop of logprob.hpp's row_grad stays scalar.
+  return math::select(log_q > -math::infinity<A>(), q, A(0));
 }
 
 /// The entropy part of the softmax gradient: q_j (log q_j + H) = -dH/dz_j; exactly 0 for a masked
 /// entry instead of 0 * inf = NaN.
 template <class A>
 GRPO_HOST_DEVICE constexpr A entropy_grad_term(A log_q, A q, A entropy) noexcept {
-  return log_q > -math::infinity<A>() ? q * (log_q + entropy) : A(0);
+  const A r = q * (log_q + entropy);  // NaN for log_q = -inf, discarded by the select
+  return math::select(log_q > -math::infinity<A>(), r, A(0));
 }
 
 /// Gradient of  L = g_logp * log q_y + g_entropy * H  with respect to a raw logit x_j, j != y:
