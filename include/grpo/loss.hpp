@@ -23,6 +23,7 @@
 #include <grpo/core/config.hpp>
 #include <grpo/core/error.hpp>
 #include <grpo/core/strided_view.hpp>
+#include <grpo/detail/loss_token.hpp>
 #include <grpo/detail/simd.hpp>
 #include <grpo/kl.hpp>
 #include <grpo/metrics.hpp>
@@ -533,6 +534,45 @@ inline void validate(const loss_options& o) {
                bad_option, "loss_options.tis: c_min must be <= c_max");
 }
 
+namespace detail {
+
+/// The flat, trivially copyable parameter block of the per-token composition
+/// (<grpo/detail/loss_token.hpp>) built from loss_options; shared by compute_loss_into and the
+/// CUDA launchers (grpo::cuda::make_loss_params).
+/// @pre validate(o) passed. @post every option copied; unset optionals flagged off.
+inline loss_params make_loss_params(const loss_options& o) noexcept {
+  const auto& P = o.policy;
+  loss_params out{};
+  out.policy = P;
+  out.kl_coef = o.kl_coef;
+  out.kl = o.kl;
+  out.kl_bias = o.kl_bias_correction;
+  out.entropy_coef = o.entropy_coef;
+  out.emask = o.top_entropy_quantile < 1.0;
+  out.top_entropy_quantile = o.top_entropy_quantile;
+  out.has_entropy_threshold = o.entropy_threshold.has_value();
+  out.entropy_threshold = o.entropy_threshold ? *o.entropy_threshold : 0.0;
+  out.entropy_mask_in_denominator = o.entropy_mask_in_denominator;
+  out.opsm = o.opsm_threshold.has_value();
+  out.opsm_threshold = o.opsm_threshold ? *o.opsm_threshold : 0.0;
+  out.opsm_in_denominator = o.opsm_in_denominator;
+  out.tis = o.tis.enabled;
+  out.tis_sequence = o.tis.sequence;
+  out.tis_mode = o.tis.mode;
+  out.tis_c_min = o.tis.c_min;
+  out.tis_c_max = o.tis.c_max;
+  out.tis_log_clamp = o.tis.log_clamp;
+  out.agg = make_agg_params(o.agg);
+  out.kl_agg = o.kl_agg ? make_agg_params(*o.kl_agg) : out.agg;
+  out.ent_agg = make_agg_params(o.entropy_agg);
+  out.needs_row_logp = P.level != is_level::token || out.opsm || (out.tis && out.tis_sequence) ||
+                       out.is_gmpo() || out.is_vespo() || out.emask;
+  out.uses_entropy = o.entropy_coef != 0.0 || out.emask;
+  return out;
+}
+
+}  // namespace detail
+
 /// Computes the objective of one batch into caller-owned outputs (see the file comment).
 /// @pre all given views are host-resident with the extents of batch.logp; advantages [B, T]
 ///      (stride 0 along T allowed); truncated empty or size B. Valid tokens need finite logp,
@@ -597,6 +637,23 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // A zero stride along T marks per-sequence advantages: TRL then reports sequence-level clip
   // metrics per row (its (B, 1) tensors) instead of per token.
   const bool adv_per_row = in.advantages.stride(1) == 0;
+  // The per-token composition (row statistics, final mask, steps 2-6) is the host+device code of
+  // <grpo/detail/loss_token.hpp>, shared with the CUDA kernels; tok() gathers one token's inputs
+  // for it (absent inputs replaced by their defaults: ref = lp, sampler = old, isw = 1).
+  const detail::loss_params lpar = detail::make_loss_params(o);
+  auto tok = [&](index_t i, index_t t, double m) {
+    detail::token_in x;
+    x.m = m;
+    x.lp = lp_at(i, t);
+    x.lo = lo_at(i, t);
+    x.A = A_at(i, t);
+    x.lr = o.kl_coef != 0.0 ? static_cast<double>(in.ref_logp(i, t)) : x.lp;
+    x.ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : x.lo;
+    x.has_isw = has_isw;
+    x.isw = has_isw ? static_cast<double>(in.is_weights(i, t)) : 1.0;
+    x.h = has_ent ? static_cast<double>(in.entropy(i, t)) : 0.0;
+    return x;
+  };
 
   // ---- pass 1: base mask, row statistics, validation -----------------------------------------
   // Row quantities that every token of the row needs before its loss can be formed:
@@ -616,7 +673,6 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     if (!in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)]) return 0.0;
     return static_cast<double>(in.mask(i, t));
   };
-  const double log_1e8 = std::log(1e-8);
   const bool row_stats = P.level != is_level::token || o.opsm_threshold.has_value() ||
                          (o.tis.enabled && o.tis.sequence) || P.kind == policy_loss_kind::vespo;
   // Token-level fast path (see below): the common configuration with no row-wide terms.
@@ -670,54 +726,44 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
     }
   }
+  std::vector<detail::row_ctx> rows(static_cast<std::size_t>(B));
   for (index_t i = 0; i < B && !simd_path; ++i) {
     const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
     if (trunc) met.truncated_seqs += 1;
-    double n = 0, sx = 0, sg = 0, sq = 0, sv = 0, svr = 0;
+    detail::row_sums rs;
     for (index_t t = 0; t < Tn; ++t) {
       const double mraw = static_cast<double>(in.mask(i, t));
       GRPO_EXPECTS(std::isfinite(mraw) && mraw >= 0, bad_value,
                    "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
       const double m = trunc ? 0.0 : mraw;
       if (m == 0.0) continue;
-      n += m;
       if (use_emask) {
         const double h = static_cast<double>(in.entropy(i, t));
         GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
         entropies.push_back(h);
       }
-      if (!row_stats) continue;  // plain token-level losses need only the counts here
-      // (finiteness of lp / old / A / ref is checked in the main pass; NaN here cannot escape)
-      const double lp = lp_at(i, t), lo = lo_at(i, t);
-      sx += m * (lp - lo);
-      const double x20 = ops::clamp_scalar(lp - lo, -20.0, 20.0);
-      sv += x20 * m;
-      const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo;
-      sg += m * (ls - lp);
-      sq += m * (lo - ls);
-      if (P.kind == policy_loss_kind::vespo) {
-        double rho = 1.0;
-        if (has_isw) rho = static_cast<double>(in.is_weights(i, t));
-        if (o.tis.enabled && !o.tis.sequence) rho = std::exp(lo - ls);  // raw rho before bounds
-        if (has_isw || o.tis.enabled) {
-          if (o.tis.enabled) rho = ops::tis_weight(rho, o.tis.c_min, o.tis.c_max, o.tis.mode);
-          svr += ops::clamp_scalar(std::log(rho), log_1e8, 20.0);
-        }
+      if (!row_stats) {  // plain token-level losses need only the counts here
+        rs.n += m;
+        continue;
       }
+      // (finiteness of lp / old / A / ref is checked in the main pass; NaN here cannot escape)
+      rs += detail::token_row_sums(lpar, tok(i, t, m));
     }
-    const double nc = n < 1.0 ? 1.0 : n;  // TRL clamp(min=1)
-    n_base[i] = n;
-    xbar[i] = sx / nc;
-    gap[i] = sg / nc;
-    if (o.tis.enabled && o.tis.sequence) {
-      double q = sq;
-      if (o.tis.log_clamp > 0) q = ops::clamp_scalar(q, -o.tis.log_clamp, o.tis.log_clamp);
-      rho_seq[i] = ops::tis_weight(std::exp(q), o.tis.c_min, o.tis.c_max, o.tis.mode);
-    }
-    if (P.kind == policy_loss_kind::vespo && o.tis.enabled && o.tis.sequence)
-      svr = ops::clamp_scalar(std::log(rho_seq[i]), log_1e8, 20.0);  // (B,1) rho folded once
-    vespo_lw[i] = ops::clamp_scalar(sv + svr, log_1e8, 20.0);
+    // n_i, xbar_i, gap_i, rho_i, lw_i (the list above) from the row sums.
+    const auto k = static_cast<std::size_t>(i);
+    rows[k] = detail::finish_row(lpar, rs);
+    n_base[k] = rows[k].n_base;
+    xbar[k] = rows[k].xbar;
+    gap[k] = rows[k].gap;
+    rho_seq[k] = rows[k].rho_seq;
+    vespo_lw[k] = rows[k].vespo_lw;
   }
+  if (simd_path)  // the vectorised pass 1 counted the rows only
+    for (index_t i = 0; i < B; ++i) {
+      detail::row_sums rs;
+      rs.n = n_base[static_cast<std::size_t>(i)];
+      rows[static_cast<std::size_t>(i)] = detail::finish_row(lpar, rs);
+    }
 
   // Top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear interpolation).
   // TRL gathers the valid entropies of all ranks first; callers that shard pass the global value
@@ -734,23 +780,16 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // OPSM is evaluated per token so token-level advantages work: keep iff A_t >= 0 or gap_i <= delta
   // (for per-sequence A this is TRL's (B, 1) sequence mask). GMPO always folds both into the mask
   // because its per-sequence ratio has no per-token multiplier to carry them.
+  for (auto& rc : rows) rc.h_thr = h_thr;
   auto opsm_keep = [&](index_t i, index_t t) {
-    if (!o.opsm_threshold) return true;
-    return ops::opsm_keep(A_at(i, t), gap[i], *o.opsm_threshold);
+    return detail::opsm_keep(lpar, rows[static_cast<std::size_t>(i)], tok(i, t, base_m(i, t)));
   };
   auto ent_keep = [&](index_t i, index_t t) {
-    if (!use_emask) return true;
-    return static_cast<double>(in.entropy(i, t)) >= h_thr;
+    return detail::ent_keep(lpar, rows[static_cast<std::size_t>(i)], tok(i, t, base_m(i, t)));
   };
-  const bool opsm_mask = o.opsm_in_denominator || gmpo;
-  const bool ent_mask = o.entropy_mask_in_denominator || gmpo;
-  // Final mask value (denominators), entropy-term mask, policy multiplier.
+  // Final mask value (denominators): base mask x [OPSM keep] x [entropy keep] when they join it.
   auto final_m = [&](index_t i, index_t t) {
-    double m = base_m(i, t);
-    if (m == 0.0) return 0.0;
-    if (opsm_mask && !opsm_keep(i, t)) return 0.0;
-    if (ent_mask && !ent_keep(i, t)) return 0.0;
-    return m;
+    return detail::final_mask(lpar, rows[static_cast<std::size_t>(i)], tok(i, t, base_m(i, t)));
   };
 
   std::vector<double> n_fin(static_cast<std::size_t>(B), 0.0),
@@ -788,32 +827,17 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   const auto s_kl = o.kl_agg ? aggregation_row_scales(n_fin, Tn, *o.kl_agg) : s_pol;
   const auto s_ent = aggregation_row_scales(n_ent, Tn, o.entropy_agg);
 
-  // Ratio of a token: value and direct derivative d r / d lp_t (sequence level adds a spread term).
-  //   token:          r_t = exp(clamp(lp_t - lo_t)),   d r_t / d lp_t = r_t [inside the clamp]
-  //   sequence:       r_i = exp(clamp(xbar_i)),        d r_i / d lp_t = r_i m_t / max(n_i, 1)
-  //   sequence_token: value r_i, but d/d lp_t of sg[xbar] + lp_t - sg[lp_t] = r_i (direct only)
+  // Ratio of a token: value and direct derivative d r / d lp_t (sequence level adds a spread term),
+  // detail::token_ratio (step 2 of the shared composition).
   const bool seq_level = P.level != is_level::token;
   const bool has_clip = P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
                         P.kind == policy_loss_kind::gmpo;
   auto ratio_of = [&](index_t i, index_t t, double& r, double& dr_direct, double& dr_spread) {
-    // d r / d x = 1[x inside the clamp] * r: one exp per token.
-    if (!seq_level) {
-      const double x = lp_at(i, t) - lo_at(i, t);
-      r = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
-      dr_direct = ops::clamp_scalar_grad(x, P.log_ratio_min, P.log_ratio_max) * r;
-      dr_spread = 0.0;
-      return;
-    }
-    const double xb = xbar[i];
-    r = ops::ratio_from_log(xb, P.log_ratio_min, P.log_ratio_max);
-    const double d = ops::clamp_scalar_grad(xb, P.log_ratio_min, P.log_ratio_max) * r;
-    if (P.level == is_level::sequence_token) {
-      dr_direct = d;  // d/dlp_t of sg[mean] + lp_t - sg[lp_t]
-      dr_spread = 0.0;
-    } else {
-      dr_direct = 0.0;
-      dr_spread = d;  // times m_t / max(n_i, 1), summed over the row's loss terms
-    }
+    const double x = seq_level ? 0.0 : lp_at(i, t) - lo_at(i, t);  // (T may be 0 at seq level)
+    const detail::ratio_terms rt = detail::token_ratio(P, x, xbar[i]);
+    r = rt.r;
+    dr_direct = rt.d_direct;
+    dr_spread = rt.d_spread;
   };
 
   const double eps_lo = P.eps_low, eps_hi = P.eps_high;
@@ -1016,52 +1040,44 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   for (index_t i = 0; i < B; ++i) {
     const double nc = n_base[i] < 1.0 ? 1.0 : n_base[i];
     double ls_low = 0, ls_high = 0, ls_reg = 0, ls_dual = 0;  // per-row clip counts (token weight)
+    // Row context of the shared per-token composition: the pass-1 statistics, the final-mask
+    // counts and the aggregation factors of the three terms.
+    detail::row_ctx rc = rows[static_cast<std::size_t>(i)];
+    rc.n_fin = n_fin[i];
+    rc.n_ent = n_ent[i];
+    rc.s_pol = s_pol[i];
+    rc.s_kl = s_kl[i];
+    rc.s_ent = s_ent[i];
     // GMPO: per-sequence ratio of sign-clipped log ratios.
     //   w_i = exp(sum_t m x~_t / den_i),  Abar_i = sum_t m A_t / den_i,  l_i = -Abar_i w_i
     //   den_i = n_i + 1e-8 (verl) or max(n_i, 1) (TRL); loss = scale * sum_i l_i / G (G = B in
     //   verl) d l_i / d lp_t = -Abar_i w_i x~'_t m_t / den_i
-    double g_w = 0.0, g_Abar = 0.0, g_den = 0.0, g_loss = 0.0, g_isw = 1.0;
     if (gmpo) {
-      double sxc = 0, sA = 0, slw = 0;
+      detail::row_sums2 s2;
       for (index_t t = 0; t < Tn; ++t) {
-        const double m = final_m(i, t);
-        if (m == 0.0) continue;
-        const double x = lp_at(i, t) - lo_at(i, t), A = A_at(i, t);
-        sxc += m * ops::gmpo_clip_log_ratio(x, A, eps_lo, eps_hi, P.gmpo);
-        sA += m * A;
-        double rho = has_isw ? static_cast<double>(in.is_weights(i, t)) : 1.0;
-        if (o.tis.enabled) {
-          const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo_at(i, t);
-          rho = o.tis.sequence ? rho_seq[i]
-                               : ops::tis_weight(std::exp(lo_at(i, t) - ls), o.tis.c_min,
-                                                 o.tis.c_max, o.tis.mode);
-        }
-        slw += m * std::log(rho + 1e-10);  // verl: per-sequence geometric mean of IS weights
+        const double mb = base_m(i, t);
+        if (mb == 0.0) continue;
+        const auto c2 = detail::token_row_sums2(lpar, rc, tok(i, t, mb));
+        if (c2.nf != 0.0) s2 += c2;
       }
-      double den = n_fin[i] + o.agg.row_count_eps;
-      den = den < o.agg.row_count_floor ? o.agg.row_count_floor : den;
-      g_den = den;
-      if (den > 0) {
-        g_w = std::exp(sxc / den);
-        g_Abar = sA / den;
-        if (has_isw || o.tis.enabled) g_isw = std::exp(slw / den);
-      }
-      g_loss = -g_Abar * g_w * g_isw;
+      s2.nf = n_fin[i];  // the count of the final mask, as summed above
+      detail::finish_row2(lpar, s2, has_isw, rc);
+      rc.n_ent = n_ent[i];
+      rc.s_gmpo = detail::gmpo_scale(lpar, static_cast<double>(B));
+      const double g_loss = -rc.g_abar * rc.g_w * rc.g_isw;
       if (!out.per_seq_loss.empty())
         out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
+      pol_sum += detail::gmpo_row_loss(lpar, rc);
     }
-    const double Ggm = o.agg.global_seqs ? *o.agg.global_seqs : static_cast<double>(B);
-    const double s_g = gmpo ? o.agg.scale / Ggm : 0.0;
-    if (gmpo) pol_sum += s_g * g_loss;
 
     // VESPO phi of the row (sign of the row's advantage taken per token, as TRL's (B,1) tensor).
     if (P.kind == policy_loss_kind::vespo)  // TRL logs the (B,1) phi over all rows
       met.vespo_phi.add(ops::vespo_phi(vespo_lw[i], A_at(i, 0), P.vespo_k_pos, P.vespo_lambda_pos,
                                        P.vespo_k_neg, P.vespo_lambda_neg));
     for (index_t t = 0; t < Tn; ++t) {
-      const double mf = extra_masks ? final_m(i, t) : base_m(i, t);
+      const double mb = base_m(i, t);
       const double lp = lp_at(i, t), A = A_at(i, t);
-      if (mf != 0.0 || (extra_masks && base_m(i, t) != 0.0)) {
+      if (mb != 0.0) {
         GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
         GRPO_EXPECTS(std::isfinite(lo_at(i, t)), bad_value,
                      "old_logp: non-finite value on a valid token");
@@ -1070,87 +1086,36 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
                        "ref_logp: non-finite value on a valid token");
       }
-      double r, drd, drs;
-      ratio_of(i, t, r, drd, drs);
-      // Detached IS weight rho of this token.
-      double rho = 1.0;
-      if (has_isw)
-        rho = static_cast<double>(in.is_weights(i, t));
-      else if (o.tis.enabled) {
-        const double ls = has_smp ? static_cast<double>(in.sampler_logp(i, t)) : lo_at(i, t);
-        double q = lo_at(i, t) - ls;
-        if (o.tis.log_clamp > 0) q = ops::clamp_scalar(q, -o.tis.log_clamp, o.tis.log_clamp);
-        rho = o.tis.sequence ? rho_seq[i]
-                             : ops::tis_weight(std::exp(q), o.tis.c_min, o.tis.c_max, o.tis.mode);
-      }
-      // Policy multiplier c = [opsm] [entropy] rho (VESPO folds rho into phi instead).
-      double c = P.kind == policy_loss_kind::vespo ? 1.0 : rho;
-      if (!opsm_mask && !opsm_keep(i, t)) c = 0.0;
-      if (!ent_mask && !ent_keep(i, t)) c = 0.0;
-
-      double ptl = 0.0, g = 0.0;
-      if (gmpo) {
-        ptl = g_loss;
-        if (mf != 0.0 && g_den > 0) {
-          const double x = lp - lo_at(i, t);
-          const double dx = ops::gmpo_clip_log_ratio_grad(x, A, eps_lo, eps_hi, P.gmpo);
-          g += s_g * (-g_Abar * g_w * g_isw) * dx * mf / g_den;
+      // Steps 2-6 of the file comment for this token (shared with the CUDA kernels).
+      const detail::token_in x = tok(i, t, mb);
+      const double mf = detail::final_mask(lpar, rc, x);
+      const detail::token_out tt = detail::token_terms(lpar, rc, x, has_ent);
+      const double r = tt.ratio, rho = tt.rho;
+      double g = tt.g_logp;
+      if (mf != 0.0) {
+        if (!gmpo) {
+          pol_sum += tt.pol;
+          row_g[i] += tt.spread_pol;
+          if (P.kind == policy_loss_kind::cispo) met.weight_clip.add(tt.weight != r ? 1.0 : 0.0, mf);
         }
-      } else {
-        const double phi = P.kind == policy_loss_kind::vespo
-                               ? ops::vespo_phi(vespo_lw[i], A, P.vespo_k_pos, P.vespo_lambda_pos,
-                                                P.vespo_k_neg, P.vespo_lambda_neg)
-                               : 1.0;
-        const auto term = policy_token(P, r, A, lp, phi);
-        ptl = c * term.value;
-        if (mf != 0.0) {
-          const double W = s_pol[i] * mf * c;
-          pol_sum += W * term.value;
-          g += W * (term.d_ratio * drd + term.d_logp);
-          row_g[i] += W * term.d_ratio * drs;
-        }
-        if (mf != 0.0 && P.kind == policy_loss_kind::cispo) {
-          met.weight_clip.add(term.weight != r ? 1.0 : 0.0, mf);
-        }
-      }
-      // In-loss KL (not multiplied by rho / OPSM / entropy multipliers).
-      // Bias-corrected (DeepSeek-V3.2): value k r, gradient k' r + k r' where r' is the ratio's
-      // direct derivative (token / sequence_token) or its row spread (sequence level).
-      if (o.kl_coef != 0.0) {
-        const double lr = static_cast<double>(in.ref_logp(i, t));
-        const auto kv = ops::kl_value_grad(o.kl, lp, lr);
-        double k = kv.value, kg = kv.grad;
-        double kd = 0.0, ks = 0.0;  // product-rule terms
-        if (o.kl_bias_correction) {
-          kd = k * drd;
-          ks = k * drs;
-          kg *= r;
-          k = ops::kl_bias_corrected(k, r);
-        }
-        ptl += o.kl_coef * k;
-        if (mf != 0.0) {
-          const double W = s_kl[i] * mf;
-          kl_sum += W * k;
-          g += W * o.kl_coef * (kg + kd);
-          row_g[i] += W * o.kl_coef * ks;
-          met.kl.add(k, mf);
+        if (o.kl_coef != 0.0) {
+          kl_sum += tt.kl;
+          row_g[i] += tt.spread_kl;
+          met.kl.add(tt.kl_value, mf);
         }
       }
       // Entropy bonus: loss -= coef * sum s^H_i m^H_it H_it, so d loss / d H_it = -coef s^H_i
       // m^H_it; the fused logits path chains this with d H / d logits (not computed here).
       if (o.entropy_coef != 0.0 || has_ent) {
-        const double me = (mf != 0.0 && ent_keep(i, t)) ? mf : 0.0;
-        if (has_ent && me != 0.0) {
-          const double h = static_cast<double>(in.entropy(i, t));
-          ent_sum += s_ent[i] * me * h;
-          met.entropy.add(h, me);
+        if (has_ent && tt.me != 0.0) {
+          ent_sum += tt.ent;
+          met.entropy.add(x.h, tt.me);
         }
-        if (has(out.grad_entropy))
-          out.grad_entropy(i, t) = static_cast<G>(-o.entropy_coef * s_ent[i] * me);
+        if (has(out.grad_entropy)) out.grad_entropy(i, t) = static_cast<G>(tt.g_h);
       } else if (has(out.grad_entropy)) {
         out.grad_entropy(i, t) = G(0);
       }
-      if (has(out.per_token_loss)) out.per_token_loss(i, t) = static_cast<G>(ptl);
+      if (has(out.per_token_loss)) out.per_token_loss(i, t) = static_cast<G>(tt.ptl);
       out.grad_logp(i, t) = static_cast<G>(g);  // spread term added in the second sweep
 
       // Metrics over valid tokens of the final mask.
