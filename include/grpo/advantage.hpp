@@ -625,7 +625,8 @@ struct group_row_stats {
 
 /// The advantage of one scorable row with reward r, given its group / batch statistics: the
 /// singleton policy, the zero-variance policy (max - min <= tol), then the estimator. The ONE
-/// copy of this case analysis: the CPU path (row_advantage below) and the CUDA group kernel call it.
+/// copy of this case analysis: the CPU path (row_advantage below) and the CUDA group kernel call
+/// it.
 /// @pre s.n >= 1; singleton_policy::error groups were rejected by the caller.
 /// @post finite for finite inputs; 0 where a policy zeroes the group.
 GRPO_HOST_DEVICE inline double row_advantage_of(const row_advantage_params& o, double r,

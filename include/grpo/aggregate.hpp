@@ -184,10 +184,10 @@ GRPO_HOST_DEVICE constexpr double agg_row_scale(const agg_params& o, double n_i,
     }
     case agg_mode::group_token_mean: {
       // Local group count B / k is exact in double (B is a multiple of k, checked by callers).
-      const double groups = o.global_groups > 0
-                                ? o.global_groups
-                                : (o.group_size > 0 ? t.rows / static_cast<double>(o.group_size)
-                                                    : 0.0);
+      const double groups =
+          o.global_groups > 0
+              ? o.global_groups
+              : (o.group_size > 0 ? t.rows / static_cast<double>(o.group_size) : 0.0);
       return (group_tokens > 0 && groups > 0) ? o.scale / (group_tokens * groups) : 0.0;
     }
   }

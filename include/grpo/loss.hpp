@@ -1096,7 +1096,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         if (!gmpo) {
           pol_sum += tt.pol;
           row_g[i] += tt.spread_pol;
-          if (P.kind == policy_loss_kind::cispo) met.weight_clip.add(tt.weight != r ? 1.0 : 0.0, mf);
+          if (P.kind == policy_loss_kind::cispo)
+            met.weight_clip.add(tt.weight != r ? 1.0 : 0.0, mf);
         }
         if (o.kl_coef != 0.0) {
           kl_sum += tt.kl;

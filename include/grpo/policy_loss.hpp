@@ -123,8 +123,8 @@ struct policy_token_terms {
 /// compute_loss_into (loss.hpp) and by the CUDA kernels (<grpo/cuda/loss_terms.cuh>), which keep
 /// a policy_options (trivially copyable) in their parameter block.
 /// @pre p passed validate(). @post GMPO returns all-zero terms (its loss is per sequence).
-GRPO_HOST_DEVICE inline policy_token_terms policy_token(const policy_options& p, double r, double A, double lp,
-                                       double phi = 1.0) noexcept {
+GRPO_HOST_DEVICE inline policy_token_terms policy_token(const policy_options& p, double r, double A,
+                                                        double lp, double phi = 1.0) noexcept {
   // Ratio-based surrogates report d l / d r (the caller chains the level-dependent d r / d lp);
   // detached-weight surrogates (-sg[w] A lp) report d l / d lp with w held constant, exactly what
   // autograd gives for TRL's clamp(...).detach() and verl's clipped_ratio.detach().

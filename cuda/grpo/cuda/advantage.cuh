@@ -4,9 +4,10 @@
 ///        offsets, so that a training step keeps rewards -> advantages -> loss on the device.
 ///
 /// Maths: the estimator formulas are the ones of <grpo/ops/advantage.hpp> (zscore, z_scale,
-/// variance_from_centered, rloo); group_row_advantage() below restates the per-row case analysis of
-/// grpo::detail::row_advantage (advantage.hpp) for these estimators as a host+device function, and
-/// tests/cuda/test_advantage_host.cu checks it against grpo::compute_advantages on the CPU.
+/// variance_from_centered, rloo) and the per-row case analysis (singleton, zero variance,
+/// estimator) is grpo::detail::row_advantage_of (advantage.hpp), the function the CPU path calls:
+/// nothing is restated here. tests/cuda/test_advantage_host.cu checks the device statistics and
+/// that function against a naive double-precision reference and verl's outputs.
 ///
 /// Statistics per group, as the CPU path: NaN rewards are unscorable (excluded, advantage 0),
 /// +-inf rewards are an error (status word), the centred sum of squares is taken about the group
@@ -28,17 +29,9 @@
 
 namespace grpo::cuda {
 
-/// The options of grpo::advantage_options the device path supports, as a flat block.
-struct group_advantage_params {
-  adv_estimator estimator = adv_estimator::grpo;
-  double eps = 1e-6;
-  ops::eps_placement place = ops::eps_placement::add_to_std;
-  bool bessel = true;
-  bool scale_by_std = true;
-  singleton_policy singleton = singleton_policy::zero;
-  zero_variance_policy zero_variance = zero_variance_policy::zero;
-  double zero_var_tol = 0.0;
-};
+/// The options of grpo::advantage_options the device path reads, as a flat block: the host
+/// definition of <grpo/advantage.hpp>, shared with the CPU path.
+using group_advantage_params = grpo::detail::row_advantage_params;
 
 /// Builds the device block from advantage_options.
 /// @return false for an estimator other than grpo / dr_grpo / rloo, the verl float32 emulation,
@@ -49,51 +42,20 @@ inline bool make_group_advantage_params(const advantage_options& o,
       o.estimator != adv_estimator::rloo)
     return false;
   if (o.emulate_verl_float32 || !(o.eps >= 0) || !(o.zero_var_tol >= 0)) return false;
-  out.estimator = o.estimator;
-  out.eps = o.eps;
-  out.place = o.eps_place;
-  out.bessel = o.bessel;
-  out.scale_by_std = o.scale_by_std;
-  out.singleton = o.singleton;
-  out.zero_variance = o.zero_variance;
-  out.zero_var_tol = o.zero_var_tol;
+  out = grpo::detail::make_row_advantage_params(o);
   return true;
 }
 
-/// Moments of one group over its scorable (non-NaN) members.
-struct group_stats {
-  double n = 0;    ///< scorable members
-  double sum = 0;  ///< sum R
-  double mx = 0;   ///< max R
-  double mn = 0;   ///< min R
-  double ss = 0;   ///< sum (R - mean)^2
-};
+/// Moments of one group over its scorable (non-NaN) members: {n, sum, max, min, centred sum of
+/// squares} (the batch / OPO / GPG / pass@k fields stay 0: those estimators are host-only).
+using group_stats = grpo::detail::group_row_stats;
 
-/// Advantage of one scorable row with reward r in a group with statistics g (n >= 1):
-/// singleton policy, zero-variance policy, then the estimator (advantage.hpp row_advantage).
+/// Advantage of one scorable row with reward r in a group with statistics g: the CPU's own case
+/// analysis, grpo::detail::row_advantage_of (advantage.hpp), called on the device.
 /// @pre g.n >= 1; singleton_policy::error groups are rejected by the caller.
 GRPO_HOST_DEVICE inline double group_row_advantage(const group_advantage_params& o, double r,
                                                    const group_stats& g) noexcept {
-  const double mean = g.sum / g.n;
-  if (g.n == 1.0) {
-    if (o.singleton == singleton_policy::zero) return 0.0;
-    // Unit baseline: mean 0, std 1 (verl grpo: R / (1 + eps); dr_grpo / rloo keep R).
-    if (o.estimator == adv_estimator::grpo && o.scale_by_std)
-      return ops::zscore(r, 0.0, ops::z_scale(1.0, o.eps, o.place));
-    return r;
-  }
-  if (g.mx - g.mn <= o.zero_var_tol && o.zero_variance == zero_variance_policy::zero) return 0.0;
-  switch (o.estimator) {
-    case adv_estimator::grpo: {
-      if (!o.scale_by_std) return r - mean;
-      const double var = ops::variance_from_centered(g.ss, g.n, o.bessel);
-      return ops::zscore(r, mean, ops::z_scale(var, o.eps, o.place));
-    }
-    case adv_estimator::rloo:
-      return ops::rloo(r, mean, g.n);
-    default:  // dr_grpo
-      return r - mean;
-  }
+  return grpo::detail::row_advantage_of(o, r, g);
 }
 
 namespace detail {

@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(BT)
       st.part[3 * i + 2] = tot.c;
     }
     __syncthreads();
-    if (p.level == is_level::sequence && row_g != 0.0) {
+    if (p.policy.level == is_level::sequence && row_g != 0.0) {
       // The spread is added in double to the double coefficient, as loss.hpp does, by recomputing
       // the token's coefficient (cheap) rather than re-reading the rounded float.
       for (index_t t = threadIdx.x; t < Tn; t += BT) {

@@ -221,7 +221,8 @@ GRPO_HOST_DEVICE inline row_sums2 token_row_sums2(const loss_params& p, const ro
   s.nf = mf;
   s.ne = ent_keep(p, r, x) ? mf : 0.0;
   if (p.is_gmpo()) {
-    s.sxc = mf * ops::gmpo_clip_log_ratio(x.lp - x.lo, x.A, p.policy.eps_low, p.policy.eps_high, p.policy.gmpo);
+    s.sxc = mf * ops::gmpo_clip_log_ratio(x.lp - x.lo, x.A, p.policy.eps_low, p.policy.eps_high,
+                                          p.policy.gmpo);
     s.sa = mf * x.A;
     double rho = x.has_isw ? x.isw : 1.0;
     if (p.tis)
@@ -367,10 +368,10 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
       g += r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) * dx * mf / r.g_den;
     }
   } else {
-    const double phi = p.is_vespo() ? ops::vespo_phi(r.vespo_lw, x.A, P.vespo_k_pos,
-                                                     P.vespo_lambda_pos, P.vespo_k_neg,
-                                                     P.vespo_lambda_neg)
-                                    : 1.0;
+    const double phi = p.is_vespo()
+                           ? ops::vespo_phi(r.vespo_lw, x.A, P.vespo_k_pos, P.vespo_lambda_pos,
+                                            P.vespo_k_neg, P.vespo_lambda_neg)
+                           : 1.0;
     const policy_token_terms t = policy_token(P, r_val, x.A, x.lp, phi);
     o.weight = t.weight;
     o.ptl = c * t.value;
