@@ -47,7 +47,7 @@ struct options {
   int steps = 300, prompts = 32, group = 8, minibatches = 2;
   double temperature = 1.0, lr = 1e-3, clip_eps = 0.2, kl_beta = 0.04, format_weight = 0.5;
   // stage 3
-  int distill_steps = 600, distill_batch = 64, distill_pool = 2048;
+  int distill_steps = 1500, distill_batch = 64, distill_pool = 4096;
   double distill_lr = 3e-3, distill_temperature = 1.0;
   // evaluation
   int eval_samples = 8, eval_every = 50;
