@@ -1088,8 +1088,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
       // Steps 2-6 of the file comment for this token (shared with the CUDA kernels).
       const detail::token_in x = tok(i, t, mb);
-      const double mf = detail::final_mask(lpar, rc, x);
       const detail::token_out tt = detail::token_terms(lpar, rc, x, has_ent);
+      const double mf = tt.mf;
       const double r = tt.ratio, rho = tt.rho;
       double g = tt.g_logp;
       if (mf != 0.0) {

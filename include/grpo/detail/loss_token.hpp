@@ -316,6 +316,7 @@ struct token_out {
   double rho = 1;         ///< detached IS weight
   double kl_value = 0;    ///< KL value (times r when bias-corrected)
   double weight = 1;      ///< detached weight of the surrogate (CISPO w, VESPO phi)
+  double mf = 0;          ///< final mask of the token (the denominators' mask)
   double me = 0;          ///< entropy-term mask m_e (final mask x entropy keep)
   bool bad = false;       ///< a non-finite input on a valid token
 };
@@ -334,6 +335,7 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
                                               const token_in& x, bool has_ent) noexcept {
   token_out o;
   const double mf = final_mask(p, r, x);
+  o.mf = mf;
   if (x.m != 0.0) {
     const bool fin = (x.lp - x.lp == 0.0) && (x.lo - x.lo == 0.0) && (x.A - x.A == 0.0) &&
                      (p.kl_coef == 0.0 || x.lr - x.lr == 0.0) && (!p.emask || x.h - x.h == 0.0);
