@@ -394,7 +394,7 @@ int run(const options& o) {
   const auto e_student = evaluate(student, heldout, o, max_new, 3);
 
   // ---------------------------------------------------------------- report
-  const bool png = plot_curves(o.out);
+  const std::string no_png = plot_curves(o.out);
   std::printf("\nHeld-out evaluation (%d problems never trained on, %d samples each at T=%.1f)\n",
               o.heldout, o.eval_samples, o.eval_temperature);
   print_eval("random init", e_init, o.eval_samples);
@@ -416,7 +416,8 @@ int run(const options& o) {
               100 * kept);
   std::printf("total %.1f s wall, %.1f s CPU; CSV %s/steps.csv%s\n", total.wall(), total.cpu(),
               o.out.c_str(),
-              png ? (", plot " + o.out + "/curves.png").c_str() : " (no gnuplot: no PNG)");
+              no_png.empty() ? (", plot " + o.out + "/curves.png").c_str()
+                             : (" (no PNG: " + no_png + ")").c_str());
   return 0;
 }
 

@@ -97,9 +97,9 @@ class logger {
   bool bar_;
 };
 
-/// Writes <out>/curves.gp and runs gnuplot on it when gnuplot is on the PATH. Returns true when
-/// <out>/curves.png was produced.
-inline bool plot_curves(const std::filesystem::path& dir) {
+/// Writes <out>/curves.gp and runs gnuplot on it when gnuplot is on the PATH. Returns an empty
+/// string when <out>/curves.png was produced, else why not.
+inline std::string plot_curves(const std::filesystem::path& dir) {
   const auto gp = dir / "curves.gp";
   {
     std::ofstream f(gp);
@@ -135,9 +135,11 @@ inline bool plot_curves(const std::filesystem::path& dir) {
          "plot csv using (strcol(1) eq 'sft' ? $2 : 1/0):3 with lines title 'SFT NLL'\n"
          "unset multiplot\n";
   }
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return "gnuplot not found";
   const std::string cmd = "gnuplot '" + gp.string() + "' 2>/dev/null";
-  return std::system(cmd.c_str()) == 0 && std::filesystem::exists(dir / "curves.png");
+  if (std::system(cmd.c_str()) != 0 || !std::filesystem::exists(dir / "curves.png"))
+    return "gnuplot failed on " + gp.string() + " (a stage without rows?)";
+  return {};
 }
 
 }  // namespace r1demo
