@@ -10,4 +10,9 @@ build="$root/build/demo"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGRPO_BUILD_TESTS=OFF \
   -DGRPO_BUILD_EXAMPLES=ON -DGRPO_BUILD_TOOLS=OFF -DGRPO_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build" --target r1_demo -j"$(nproc)"
-exec "$build/examples/r1_demo/r1_demo" "$@"
+# Outputs (steps.csv, curves.png) go to build/demo/out unless the caller names a directory.
+out=(--out "$build/out")
+for a in "$@"; do
+  case "$a" in --out | --out=*) out=() ;; esac
+done
+exec "$build/examples/r1_demo/r1_demo" "${out[@]}" "$@"
