@@ -114,22 +114,35 @@ inline void vexp_floor(const float* GRPO_RESTRICT in, float* GRPO_RESTRICT out, 
 /// and reaches s.
 inline void block_exp_sums(const float* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
                            float mb, float beta, float& s, float& t) noexcept {
-  float acc_s[lanes] = {}, acc_t[lanes] = {};
-  auto step = [&](index_t j, index_t k) {
-    const float d = beta * (x[j] - mb);
+  // One element: d clamped at the floor, e = exp(d) or exactly 0 at / below it, written to e[j].
+  const auto term = [=](float xj, float& dc) noexcept {
+    const float d = beta * (xj - mb);
     const bool floor = d <= d_floor;  // false for NaN, so a NaN keeps flowing
-    const float dc = math::select(floor, d_floor, d);
-    const float ej = math::select(floor, 0.0f, math::fast_exp_bounded(dc));  // dc in [-87, 0]
-    e[j] = ej;
-    acc_s[k] += ej;
-    acc_t[k] += ej * dc;
+    dc = math::select(floor, d_floor, d);
+    return math::select(floor, 0.0f, math::fast_exp_bounded(dc));  // dc in [-87, 0]
   };
-  index_t j0 = 0;
-  for (; j0 + lanes <= n; j0 += lanes)
-    for (index_t k = 0; k < lanes; ++k) step(j0 + k, k);
-  for (; j0 < n; ++j0) step(j0, 0);
-  s = 0.0f;
-  t = 0.0f;
+  // Lane partial sums for whole lanes; the tail has its own scalars so that the vectorised body
+  // keeps its accumulators in registers (a scalar access to acc[0] would force them to memory).
+  float acc_s[lanes] = {}, acc_t[lanes] = {};
+  const index_t nl = n / lanes * lanes;
+  for (index_t j0 = 0; j0 < nl; j0 += lanes)
+    for (index_t k = 0; k < lanes; ++k) {
+      float dc;
+      const float ej = term(x[j0 + k], dc);
+      e[j0 + k] = ej;
+      acc_s[k] += ej;
+      acc_t[k] += ej * dc;
+    }
+  float s_tail = 0.0f, t_tail = 0.0f;
+  for (index_t j = nl; j < n; ++j) {
+    float dc;
+    const float ej = term(x[j], dc);
+    e[j] = ej;
+    s_tail += ej;
+    t_tail += ej * dc;
+  }
+  s = s_tail;
+  t = t_tail;
   for (index_t k = 0; k < lanes; ++k) {
     s += acc_s[k];
     t += acc_t[k];
