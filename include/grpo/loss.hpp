@@ -1064,7 +1064,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       detail::finish_row2(lpar, s2, has_isw, rc);
       rc.n_ent = n_ent[i];
       rc.s_gmpo = detail::gmpo_scale(lpar, static_cast<double>(B));
-      const double g_loss = -rc.g_abar * rc.g_w * rc.g_isw;
+      const double g_loss = detail::gmpo_seq_loss(rc);
       if (!out.per_seq_loss.empty())
         out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
       pol_sum += detail::gmpo_row_loss(lpar, rc);

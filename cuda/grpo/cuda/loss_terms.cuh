@@ -56,6 +56,7 @@ using grpo::detail::finish_row;
 using grpo::detail::finish_row2;
 using grpo::detail::gmpo_row_loss;
 using grpo::detail::gmpo_scale;
+using grpo::detail::gmpo_seq_loss;
 using grpo::detail::loss_params;
 using grpo::detail::opsm_keep;
 using grpo::detail::row_ctx;

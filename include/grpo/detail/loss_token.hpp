@@ -262,9 +262,15 @@ GRPO_HOST_DEVICE constexpr double gmpo_scale(const loss_params& p, double rows) 
   return p.agg.scale / G;
 }
 
-/// GMPO's weighted sequence loss s_g (-A_i w_i isw_i), added once per row to the policy sum.
+/// GMPO's sequence loss l_i = -Abar_i w_i isw_i (unweighted: per_seq_loss, per-token loss).
+/// @pre r finished by finish_row2.
+GRPO_HOST_DEVICE constexpr double gmpo_seq_loss(const row_ctx& r) noexcept {
+  return -r.g_abar * r.g_w * r.g_isw;
+}
+
+/// GMPO's weighted sequence loss s_g l_i, added once per row to the policy sum.
 GRPO_HOST_DEVICE constexpr double gmpo_row_loss(const loss_params& p, const row_ctx& r) noexcept {
-  return p.is_gmpo() ? r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) : 0.0;
+  return p.is_gmpo() ? r.s_gmpo * gmpo_seq_loss(r) : 0.0;
 }
 
 /// Ratio of a token (step 2) and its derivative with respect to lp_t, split into the direct part
@@ -362,12 +368,12 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
   if (!p.ent_masks() && !ent_keep(p, r, x)) c = 0.0;
   double g = 0.0;
   if (p.is_gmpo()) {
-    o.ptl = -r.g_abar * r.g_w * r.g_isw;
+    o.ptl = gmpo_seq_loss(r);
     // d/dlp_t of s_g (-A_i exp(sum m clip(x) / den) isw_i) = s_g (-A_i w_i isw_i) clip'(x) m / den.
     if (mf != 0.0 && r.g_den > 0) {
       const double dx =
           ops::gmpo_clip_log_ratio_grad(x.lp - x.lo, x.A, P.eps_low, P.eps_high, P.gmpo);
-      g += r.s_gmpo * (-r.g_abar * r.g_w * r.g_isw) * dx * mf / r.g_den;
+      g += r.s_gmpo * gmpo_seq_loss(r) * dx * mf / r.g_den;
     }
   } else {
     const double phi = p.is_vespo()
