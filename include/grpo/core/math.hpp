@@ -127,8 +127,9 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE A select(bool c, A a, A b) noexcept {
 }
 
 /// e^x for float x in [-87.3, 88.3] (or NaN, which propagates), with no range handling at all:
-/// the single exp polynomial of the CPU loops. Cody-Waite reduction x = n ln 2 + r, |r| <= ln 2 / 2,
-/// then the Cephes expf minimax polynomial e^r ~ 1 + r + r^2 P(r) (< 2 ulp), evaluated in two
+/// the single exp polynomial of the CPU loops. Cody-Waite reduction x = n ln 2 + r,
+/// |r| <= ln 2 / 2, then the Cephes expf minimax polynomial e^r ~ 1 + r + r^2 P(r) (< 2 ulp,
+/// 1.3 ulp measured over every float of [-87, 0]), evaluated in two
 /// independent halves (P = (p0 r^2 + p1 r + p2) r^3 + (p3 r^2 + p4 r + p5)) so that consecutive
 /// elements overlap in the pipeline instead of waiting on one 6-deep Horner chain, and 2^n built in
 /// the exponent field. Callers that already bound their argument (a log-probability clamped at

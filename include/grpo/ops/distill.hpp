@@ -20,7 +20,7 @@
 #pragma once
 
 #include <grpo/core/config.hpp>
-#include <grpo/core/math.hpp>  // grpo::math::exp / log shims and the vectorisable fast_exp / fast_log
+#include <grpo/core/math.hpp>  // grpo::math::exp / log shims, vectorisable fast_exp / fast_log
 
 #include <bit>
 #include <cstdint>
