@@ -48,7 +48,7 @@ TEST_CASE("v512::exp within 2 ulp of double exp on [-87.3, 88.3]") {
   std::vector<float> xs;
   int k = 0;
   for (float x = -87.3f; x <= 88.3f; x = std::nextafter(x, inf), ++k)
-    if (k % 97 == 0) xs.push_back(x);
+    if (k % 401 == 0) xs.push_back(x);  // 5.6 million points
   xs.push_back(0.0f);
   xs.push_back(-0.0f);
   const auto e = apply([](v::vf x) { return v::exp(x); }, xs);
