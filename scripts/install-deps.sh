@@ -2,10 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages grpo needs for its tests, examples, benchmarks and tools. Idempotent:
 # quiet and fast when everything is already there. Usage: scripts/install-deps.sh
+# libopenblas0-openmp: Debian's libtorch links libblas.so.3, which without it is the reference
+# (netlib) BLAS: 6.9 GFLOPS for a 256x128x384 GEMM against 114 with OpenBLAS on one Zen 5 core;
+# the end-to-end demo's GRU runs 10x faster with it (the package registers itself as the
+# higher-priority libblas.so.3 / liblapack.so.3 alternative).
 set -euo pipefail
 pkgs=(
   cmake g++ make pkg-config
   libeigen3-dev xtensor-dev libxsimd-dev libdlpack-dev libtorch-dev
+  libopenblas0-openmp
   doctest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   libgmp-dev libginac-dev libutf8proc-dev libboost-dev
   libopenmpi-dev openmpi-bin
