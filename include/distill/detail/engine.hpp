@@ -21,6 +21,7 @@
 #include <grpo/core/half.hpp>
 #include <grpo/core/math.hpp>
 #include <grpo/core/strided_view.hpp>
+#include <grpo/core/vmath512.hpp>
 #include <grpo/ops/distill.hpp>
 #include <grpo/ops/softmax.hpp>
 
@@ -158,21 +159,194 @@ struct row_exp_cache {
   std::vector<A> e;      ///< [ceil(V / chunk) * chunk]; 0 on padding
   std::vector<A> m;      ///< per-chunk maximum (raw units)
   std::vector<A> scale;  ///< per-chunk factor (0 for a chunk without mass)
+  std::vector<A> part;   ///< per-chunk online_lse partial e_c (AVX-512 pass 1)
+  std::vector<A> x;      ///< the row widened to contiguous A when it is not (AVX-512 pass 1)
+  /// The contiguous A row pass 1 read (the caller's row or `x`), for the later passes; set by the
+  /// AVX-512 pass 1 only.
+  const A* row = nullptr;
   void reserve(index_t V) {
     const index_t nc = (V + chunk - 1) / chunk;
-    if (static_cast<index_t>(e.size()) < nc * chunk) e.resize(static_cast<std::size_t>(nc * chunk));
+    if (static_cast<index_t>(e.size()) < nc * chunk) {
+      e.resize(static_cast<std::size_t>(nc * chunk));
+#if GRPO_HAS_AVX512
+      x.resize(static_cast<std::size_t>(nc * chunk));
+#endif
+    }
     if (static_cast<index_t>(m.size()) < nc) {
       m.resize(static_cast<std::size_t>(nc));
       scale.resize(static_cast<std::size_t>(nc));
+      part.resize(static_cast<std::size_t>(nc));
     }
   }
 };
 
+#if GRPO_HAS_AVX512
+// -----------------------------------------------------------------------------------------------
+// AVX-512 pass 1 (vmath512.hpp): the same cache format as the portable pass below, written with
+// 16-float registers. Per chunk: sweep 1 takes the chunk maximum (one vmaxps per 16 elements,
+// the only sweep that reads the row from memory); sweep 2 re-reads the chunk from L1 and stores
+// e_j = exp(beta (x_j - m_c)), accumulating sum_{x < m_c} e_j and the count of x < m_c (the ties
+// give the exact unit of online_lse's encoding). Per 16 elements: sweep 1 one op, sweep 2 sub,
+// mul, max (clamp), 12 for the exp, store, cmp, two masked adds: 19 vector ops. Chunks are
+// combined once per row with vectorised exps over the chunk maxima (no scalar exp per chunk).
+namespace avx {
+
+namespace v5 = ::grpo::math::v512;
+using vf = __m512;
+
+/// v512::exp gives exactly 0 below -103.3; clamping the argument there also maps -inf (a masked
+/// entry, whose exp would be NaN through the Cody-Waite reduction) to 0.
+inline constexpr float exp_floor = -104.0f;
+
+/// The first n (< 16) lanes.
+GRPO_FORCEINLINE __mmask16 head_mask(index_t n) noexcept {
+  return static_cast<__mmask16>((1u << static_cast<unsigned>(n)) - 1u);
+}
+
+/// exp(max(x, -104)) (a NaN argument may come out as 0: callers detect NaN separately).
+GRPO_FORCEINLINE vf exp_clamped(vf x) noexcept {
+  return v5::exp(_mm512_max_ps(v5::set1(exp_floor), x));
+}
+
+/// A contiguous float copy of a row (the row itself for contiguous float storage).
+template <class T>
+GRPO_FORCEINLINE const float* contiguous_row(const T* p, index_t st, index_t V,
+                                             float* dst) noexcept {
+  using E = std::remove_cv_t<T>;
+  if constexpr (std::is_same_v<E, float>) {
+    if (st == 1) return p;
+  }
+  index_t j = 0;
+  if (st == 1) {
+    if constexpr (std::is_same_v<E, bfloat16>) {
+      for (; j + 16 <= V; j += 16) _mm512_storeu_ps(dst + j, v5::load_bf16(p + j));
+    } else if constexpr (std::is_same_v<E, float16>) {
+      for (; j + 16 <= V; j += 16) _mm512_storeu_ps(dst + j, v5::load_fp16(p + j));
+    }
+  }
+  for (; j < V; ++j) dst[j] = static_cast<float>(widen(p[j * st]));
+  return dst;
+}
+
+/// Pass 1 over a contiguous float row: fills cache.e / m / scale / part as the portable pass
+/// does and returns the row's online state. bad: a NaN or +inf in the row.
+inline basic_online_lse<float> row_lse_store(const float* x, index_t V, float beta,
+                                             row_exp_cache<float>& cache, bool& bad) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  const index_t nc = (V + chunk - 1) / chunk;
+  float* GRPO_RESTRICT part = cache.part.data();
+  float* GRPO_RESTRICT mcs = cache.m.data();
+  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), one = v5::set1(1.0f);
+  const vf zero = _mm512_setzero_ps();
+  float M = ninf;
+  bool nan = false;
+  for (index_t c = 0; c < nc; ++c) {
+    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const float* GRPO_RESTRICT xc = x + j0;
+    float* GRPO_RESTRICT e = cache.e.data() + j0;
+    const __mmask16 kt = head_mask(n - nf);
+    // Sweep 1: the chunk maximum; max(load, acc) never lets a NaN into the accumulators.
+    vf m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
+    index_t i = 0;
+    for (; i + 64 <= nf; i += 64) {
+      m0 = _mm512_max_ps(_mm512_loadu_ps(xc + i), m0);
+      m1 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 16), m1);
+      m2 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 32), m2);
+      m3 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 48), m3);
+    }
+    for (; i < nf; i += 16) m0 = _mm512_max_ps(_mm512_loadu_ps(xc + i), m0);
+    if (nf < n) m1 = _mm512_max_ps(_mm512_mask_loadu_ps(vninf, kt, xc + nf), m1);
+    const float mc = v5::hmax(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    mcs[c] = mc;
+    if (!(mc > ninf)) {  // no mass (every entry -inf, or NaN among -inf)
+      for (index_t j = 0; j < n; ++j) nan = nan || (xc[j] != xc[j]);
+      const index_t np = (n + lanes - 1) / lanes * lanes;
+      for (index_t j = 0; j < np; ++j) e[j] = 0.0f;
+      part[c] = 0.0f;
+      continue;
+    }
+    // Sweep 2 (L1): e = exp(beta (x - m_c)), exactly 1 at the maximum and 0 for -inf.
+    const vf vm = v5::set1(mc);
+    vf a0 = zero, a1 = zero, c0 = zero, c1 = zero;
+    auto step = [&](vf xv, vf& acc, vf& cnt, float* dst) {
+      const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
+      _mm512_storeu_ps(dst, ev);
+      const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
+      acc = _mm512_mask_add_ps(acc, lt, acc, ev);
+      cnt = _mm512_mask_add_ps(cnt, lt, cnt, one);
+    };
+    i = 0;
+    for (; i + 32 <= nf; i += 32) {
+      step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+      step(_mm512_loadu_ps(xc + i + 16), a1, c1, e + i + 16);
+    }
+    for (; i < nf; i += 16) step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+    index_t np = nf;
+    if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
+      step(_mm512_mask_loadu_ps(vninf, kt, xc + nf), a1, c1, e + nf);
+      np += 16;
+    }
+    const float ties = static_cast<float>(np) - v5::hsum(_mm512_add_ps(c0, c1));  // exact
+    // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial.
+    part[c] = (ties - 1.0f) + v5::hsum(_mm512_add_ps(a0, a1));
+    // A NaN compares false with m_c, so it shows up as an extra tie: rows with several entries
+    // at the chunk maximum (rare) are checked element by element. +inf is the maximum itself.
+    if (ties != 1.0f || !(mc < std::numeric_limits<float>::infinity()))
+      for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < std::numeric_limits<float>::infinity());
+    nan = nan || !(part[c] == part[c]);
+    M = mc > M ? mc : M;
+  }
+  if (nan) bad = true;
+  basic_online_lse<float> s(beta);
+  if (!(M > ninf) || nan) return s;
+  // Combine the chunks: w_c = exp(beta (m_c - M)) (vectorised; 0 for an empty chunk), and
+  // e = s - 1 = e_{c*} + sum_{c != c*} w_c (1 + e_c) with c* the first chunk holding M (w = 1).
+  float* GRPO_RESTRICT w = cache.scale.data();
+  const vf vM = v5::set1(M);
+  for (index_t c = 0; c < nc; c += 16) {
+    const __mmask16 k = nc - c >= 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(nc - c);
+    const vf mv = _mm512_mask_loadu_ps(vninf, k, mcs + c);
+    _mm512_mask_storeu_ps(w + c, k, exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(mv, vM))));
+  }
+  double E = 0.0;
+  bool seen = false;
+  for (index_t c = 0; c < nc; ++c) {
+    if (!seen && mcs[c] == M) {
+      E += static_cast<double>(part[c]);
+      seen = true;
+    } else if (mcs[c] > ninf) {
+      E += static_cast<double>(w[c]) * (1.0 + static_cast<double>(part[c]));
+    }
+  }
+  s = basic_online_lse<float>::from_partial(beta, M, static_cast<float>(E), 0.0f);
+  // Per-chunk probability factors scale_c = exp(beta (m_c - M) - log s).
+  const vf vls = v5::set1(s.log_sum());
+  for (index_t c = 0; c < nc; c += 16) {
+    const __mmask16 k = nc - c >= 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(nc - c);
+    const vf mv = _mm512_mask_loadu_ps(vninf, k, mcs + c);
+    _mm512_mask_storeu_ps(w + c, k,
+                          exp_clamped(_mm512_fmsub_ps(vb, _mm512_sub_ps(mv, vM), vls)));
+  }
+  return s;
+}
+
+}  // namespace avx
+#endif  // GRPO_HAS_AVX512
+
 /// Pass 1 over one row: the online state of beta * x (the partial of each chunk computed from the
 /// exponentials it stores in `cache`), the per-chunk probability factors, and a NaN/+inf flag.
+/// With AVX-512 and float accumulation the row (widened to a contiguous float copy in cache.x
+/// when it is 16-bit or strided) goes through avx::row_lse_store, and cache.row points at it.
 template <class A, class T>
 basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* buf,
                                   row_exp_cache<A>& cache, bool& bad) noexcept {
+#if GRPO_HAS_AVX512
+  if constexpr (std::is_same_v<A, float>) {
+    (void)buf;
+    cache.row = avx::contiguous_row(p, st, V, cache.x.data());
+    return avx::row_lse_store(cache.row, V, beta, cache, bad);
+  }
+#endif
   basic_online_lse<A> s(beta);
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
@@ -727,8 +901,193 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
   value = total * static_cast<double>(R.vscale);
 }
 
+#if GRPO_HAS_AVX512
+namespace avx {
+
+/// Per-call constants of the mixture divergences as registers: w and 1 - w.
+struct mix_params {
+  vf w, w1;
+};
+
+/// Vector twins of div_op<K> (the same formulas as grpo::ops, with the same 0 log 0 = 0
+/// selects written as zero-masking): per element the loss term `val` and g = dl/dlq (for the
+/// forward KL the whole dl/dz' = q - p, ops::forward_kl_dz). The mixture log lM = log(M) comes
+/// from v512::log of M = w_p p + w_q q formed from the cached probabilities: log(0) = -inf only
+/// where p = q = 0, and those lanes are masked out (no 0 * inf: the Liger JSD NaN).
+template <divergence K>
+struct vdiv;
+
+template <>
+struct vdiv<divergence::forward_kl> {
+  static constexpr bool unit_g = true;
+  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params&, vf& val,
+                                    vf& g) noexcept {
+    const vf zero = _mm512_setzero_ps();
+    const __mmask16 kp = _mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ);
+    val = _mm512_maskz_mul_ps(kp, p, _mm512_sub_ps(lp, lq));  // ops::forward_kl
+    // ops::forward_kl_dz: p expm1(lq - lp) (5-term series) for |lq - lp| < 1/64, else q - p.
+    const vf d = _mm512_sub_ps(lq, lp);
+    vf c = _mm512_fmadd_ps(d, v5::set1(1.0f / 120.0f), v5::set1(1.0f / 24.0f));
+    c = _mm512_fmadd_ps(d, c, v5::set1(1.0f / 6.0f));
+    c = _mm512_fmadd_ps(d, c, v5::set1(0.5f));
+    c = _mm512_fmadd_ps(d, c, v5::set1(1.0f));
+    const __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), v5::set1(0.015625f), _CMP_LT_OQ);
+    g = _mm512_mask_mul_ps(_mm512_sub_ps(q, p), near, p, _mm512_mul_ps(d, c));
+  }
+};
+template <>
+struct vdiv<divergence::reverse_kl> {
+  static constexpr bool unit_g = false;
+  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf, vf q, const mix_params&, vf& val,
+                                    vf& g) noexcept {
+    const __mmask16 kq = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const vf t = _mm512_sub_ps(lq, lp);
+    val = _mm512_maskz_mul_ps(kq, q, t);                               // ops::reverse_kl
+    g = _mm512_maskz_mul_ps(kq, q, _mm512_add_ps(t, v5::set1(1.0f)));  // ops::reverse_kl_grad
+  }
+};
+template <>
+struct vdiv<divergence::jsd> {
+  static constexpr bool unit_g = false;
+  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params& P, vf& val,
+                                    vf& g) noexcept {
+    const vf zero = _mm512_setzero_ps();
+    const vf bp = _mm512_mul_ps(P.w, p), bq = _mm512_mul_ps(P.w1, q);
+    const vf lm = v5::log(_mm512_add_ps(bp, bq));
+    const __mmask16 kp = _mm512_cmp_ps_mask(bp, zero, _CMP_GT_OQ);
+    const __mmask16 kq = _mm512_cmp_ps_mask(bq, zero, _CMP_GT_OQ);
+    g = _mm512_maskz_mul_ps(kq, bq, _mm512_sub_ps(lq, lm));  // ops::jsd_grad
+    val = _mm512_add_ps(_mm512_maskz_mul_ps(kp, bp, _mm512_sub_ps(lp, lm)), g);  // ops::jsd
+  }
+};
+template <>
+struct vdiv<divergence::skew_forward_kl> {
+  static constexpr bool unit_g = false;
+  static GRPO_FORCEINLINE void eval(vf lp, vf, vf p, vf q, const mix_params& P, vf& val,
+                                    vf& g) noexcept {
+    const vf zero = _mm512_setzero_ps();
+    const vf bq = _mm512_mul_ps(P.w1, q);
+    const vf m = _mm512_fmadd_ps(P.w, p, bq);
+    const vf lm = v5::log(m);
+    const __mmask16 kp = _mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ);
+    val = _mm512_maskz_mul_ps(kp, p, _mm512_sub_ps(lp, lm));  // ops::skew_forward_kl
+    // ops::skew_forward_kl_grad: -p (1 - a) q / M
+    g = _mm512_maskz_div_ps(kp, _mm512_sub_ps(zero, _mm512_mul_ps(p, bq)), m);
+  }
+};
+template <>
+struct vdiv<divergence::skew_reverse_kl> {
+  static constexpr bool unit_g = false;
+  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params& P, vf& val,
+                                    vf& g) noexcept {
+    (void)lp;
+    const vf zero = _mm512_setzero_ps();
+    const vf bq = _mm512_mul_ps(P.w, q);
+    const vf m = _mm512_fmadd_ps(P.w1, p, bq);
+    const vf t = _mm512_sub_ps(lq, v5::log(m));
+    const __mmask16 kq = _mm512_cmp_ps_mask(q, zero, _CMP_GT_OQ);
+    val = _mm512_maskz_mul_ps(kq, q, t);  // ops::skew_reverse_kl
+    // ops::skew_reverse_kl_grad: q (lq - lM + 1 - a q / M)
+    const vf r = _mm512_sub_ps(v5::set1(1.0f), _mm512_div_ps(bq, m));
+    g = _mm512_maskz_mul_ps(kq, q, _mm512_add_ps(t, r));
+  }
+};
+
+/// Stores 16 gradient values at g (stride gs), the first `cnt` of them: vector stores for
+/// contiguous float / bf16 (v512::store_bf16) / fp16, the scalar narrow otherwise (same rounding).
+template <class G>
+GRPO_FORCEINLINE void store_grad(G* g, index_t gs, vf v, index_t cnt) noexcept {
+  if (gs == 1 && cnt == 16) {
+    if constexpr (std::is_same_v<G, float>) {
+      _mm512_storeu_ps(g, v);
+      return;
+    } else if constexpr (std::is_same_v<G, bfloat16>) {
+      v5::store_bf16(g, v);
+      return;
+    } else if constexpr (std::is_same_v<G, float16>) {
+      v5::store_fp16(g, v);
+      return;
+    }
+  }
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  for (index_t i = 0; i < cnt; ++i) g[i * gs] = narrow<G>(t[i]);
+}
+
+/// Passes 2 (and 3) of a dense divergence row after avx::row_lse_store filled both caches: xs,
+/// xu the contiguous float rows pass 1 read. Forward KL: one sweep writes the loss and q - p.
+/// The others: pass 2 computes the loss and G = sum g and parks g_j in the teacher's exp cache
+/// (read at j just before), pass 3 writes gscale (g_j - q_j G). Per 16 elements the forward-KL
+/// sweep is 2 fmsub (log-probs) + 2 mul (p, q) + 3 (loss) + 9 (q - p) + 1 (scale) + the store.
+/// g may alias the student row: every vector is read before the gradient over it is written.
+template <divergence K, class G>
+void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
+                  const row_state<float>& st, const row_state<float>& tt,
+                  const row_exp_cache<float>& cs, row_exp_cache<float>& cu, G* g, index_t gs,
+                  const dense_row_args<float>& R, double& value) noexcept {
+  using op = vdiv<K>;
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  const index_t V = R.V;
+  const vf ms = v5::set1(st.m), bs = v5::set1(st.beta), ls = v5::set1(st.log_s);
+  const vf mu = v5::set1(tt.m), bu = v5::set1(tt.beta), lu = v5::set1(tt.log_s);
+  const vf vninf = v5::set1(ninf), vgs = v5::set1(R.gscale);
+  const mix_params P{v5::set1(R.div.w), v5::set1(1.0f - R.div.w)};
+  const float* GRPO_RESTRICT es = cs.e.data();
+  float* eu = cu.e.data();
+  double total = 0.0, gsum = 0.0;
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+    const index_t n = std::min(chunk, V - j0);
+    const vf scs = v5::set1(cs.scale[static_cast<std::size_t>(c)]);
+    const vf scu = v5::set1(cu.scale[static_cast<std::size_t>(c)]);
+    vf va = _mm512_setzero_ps(), vg = _mm512_setzero_ps();
+    for (index_t i = 0; i < n; i += 16) {
+      const index_t j = j0 + i, cnt = std::min<index_t>(16, n - i);
+      const __mmask16 k = cnt == 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(cnt);
+      // Padding lanes: -inf logits and e = 0 (cache padding): p = q = 0, masked out below.
+      const vf x = _mm512_mask_loadu_ps(vninf, k, xs + j);
+      const vf u = _mm512_mask_loadu_ps(vninf, k, xu + j);
+      const vf lq = _mm512_fmsub_ps(bs, _mm512_sub_ps(x, ms), ls);  // ops::log_softmax
+      const vf lp = _mm512_fmsub_ps(bu, _mm512_sub_ps(u, mu), lu);
+      const vf q = _mm512_mul_ps(_mm512_loadu_ps(es + j), scs);
+      const vf p = _mm512_mul_ps(_mm512_loadu_ps(eu + j), scu);
+      vf val, gr;
+      op::eval(lp, lq, p, q, P, val, gr);
+      va = _mm512_add_ps(va, val);
+      if constexpr (op::unit_g) {
+        if (g != nullptr) store_grad(g + j * gs, gs, _mm512_mul_ps(vgs, gr), cnt);
+      } else {
+        vg = _mm512_add_ps(vg, gr);
+        _mm512_storeu_ps(eu + j, gr);
+      }
+    }
+    total += static_cast<double>(v5::hsum(va));
+    if constexpr (!op::unit_g) gsum += static_cast<double>(v5::hsum(vg));
+    // The next row streams in while this row computes (pass 1 of the next row then finds it).
+    prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
+    prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
+  }
+  value = total * static_cast<double>(R.vscale);
+  if constexpr (!op::unit_g) {
+    if (g == nullptr) return;
+    // Pass 3: gscale (g_j - q_j G), q_j G = e_j (scale_c G) (ops::softmax_chain).
+    const float G_ = static_cast<float>(gsum);
+    for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+      const index_t n = std::min(chunk, V - j0);
+      const vf qg = v5::set1(cs.scale[static_cast<std::size_t>(c)] * G_);
+      for (index_t i = 0; i < n; i += 16) {
+        const index_t j = j0 + i, cnt = std::min<index_t>(16, n - i);
+        const vf gr = _mm512_fnmadd_ps(_mm512_loadu_ps(es + j), qg, _mm512_loadu_ps(eu + j));
+        store_grad(g + j * gs, gs, _mm512_mul_ps(vgs, gr), cnt);
+      }
+    }
+  }
+}
+
+}  // namespace avx
+#endif  // GRPO_HAS_AVX512
+
 /// One row of a dense divergence (teacher logits at the student's temperature): pass 1 over both
-/// rows, then divergence_passes.
+/// rows, then divergence_passes (avx::dense_passes with AVX-512 and float accumulation).
 template <divergence K, class A, class S, class U, class G>
 int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
               const dense_row_args<A>& R, double& value) {
@@ -743,6 +1102,15 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   if (bad_u) return teacher_not_finite;
   if (ls.empty()) return student_empty;
   if (lu.empty()) return teacher_empty;
+#if GRPO_HAS_AVX512
+  if constexpr (std::is_same_v<A, float>) {
+    avx::dense_passes<K>(tc.student.row, tc.teacher.row,
+                         row_state<float>{ls.m, ls.log_sum(), R.beta_s},
+                         row_state<float>{lu.m, lu.log_sum(), R.beta_u}, tc.student, tc.teacher,
+                         g, gs, R, value);
+    return row_ok;
+  }
+#endif
   divergence_passes<K, true, true>(
       s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s}, strided_loader<U>{u, us},
       row_state<A>{lu.m, lu.log_sum(), R.beta_u}, prob_source<A>{&tc.student},
