@@ -45,10 +45,10 @@ struct fused_grpo_options {
   /// gradient row.
   logprob_options logprob{};
   fused_schedule schedule = fused_schedule::automatic;
-  /// Token positions per chunk of the single-pass schedule: the chunk's rows are read a second time
-  /// by the gradient pass and should still be in the per-core cache. 0 (default) picks
-  /// max(1, 512 KiB / (V x sizeof(logit))), at most 64: one row at V = 152k fp32, eight at 32k
-  /// bf16.
+  /// Token positions per chunk of the single-pass schedule: what the gradient pass re-reads (the
+  /// fp32 row caches of exponentials without an entropy term, else the logits) should still be in
+  /// the per-core cache. 0 (default) picks max(1, 512 KiB / (V x 4 bytes)) without an entropy term,
+  /// max(1, 512 KiB / (V x sizeof(logit))) with one, at most 64: one row at V = 152k, four at 32k.
   index_t chunk_tokens = 0;
 };
 
@@ -204,10 +204,10 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     const auto k = static_cast<std::size_t>(i * Tn + t);
     if (cache && g_h[k] == P(0))  // exps kept by the statistics pass: no second exp, no re-read
       lp::row_grad_cached(*cache, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
-                          &grad_logits(i, t, 0), gs, w);
+                          &grad_logits(i, t, 0), gs, w, /*stream=*/true);
     else
       lp::row_grad(row, xs, V, beta, rs, y, x_y, static_cast<float>(g_lp[k]),
-                   static_cast<float>(g_h[k]), &grad_logits(i, t, 0), gs, w);
+                   static_cast<float>(g_h[k]), &grad_logits(i, t, 0), gs, w, /*stream=*/true);
   };
   auto batch_with = [&](strided_view<const P, 2> lpv, strided_view<const P, 2> hv) {
     loss_batch<P, M> b = inputs;
@@ -236,10 +236,15 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
     const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
     const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);
-    const index_t C =
-        fopt.chunk_tokens > 0
-            ? fopt.chunk_tokens
-            : std::clamp<index_t>(index_t(512 * 1024) / (V * index_t(sizeof(T))), 1, 64);
+    // The gradient pass re-reads what the statistics pass left in L2: the fp32 row caches of
+    // exponentials when there is no entropy term (4 bytes per logit whatever the logits' dtype:
+    // sizing them by sizeof(T) made bf16 chunks twice too large for the 1 MiB L2, and the bf16
+    // step slower than fp32), else the logits themselves.
+    const bool cached = loss.entropy_coef == 0.0;
+    const index_t bytes_per_logit = cached ? index_t(sizeof(float)) : index_t(sizeof(T));
+    const index_t C = fopt.chunk_tokens > 0
+                          ? fopt.chunk_tokens
+                          : std::clamp<index_t>(index_t(512 * 1024) / (V * bytes_per_logit), 1, 64);
     const index_t chunks_per_row = (Tn + C - 1) / C;
     detail::exception_slot ex;
     lp::parallel_rows(B * chunks_per_row, fopt.logprob.num_threads, [&](index_t c) {
@@ -257,7 +262,7 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
         // Rows of the chunk keep their exps (O(chunk x V) floats per thread) when no token of
         // the batch has an entropy coefficient, so the gradient pass reuses them.
         thread_local std::vector<lp::row_cache> caches;
-        const bool use_cache = loss.entropy_coef == 0.0;
+        const bool use_cache = cached;
         if (use_cache && caches.size() < static_cast<std::size_t>(n))
           caches.resize(static_cast<std::size_t>(n));
         auto cache_of = [&](index_t r) {

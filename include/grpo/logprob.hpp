@@ -10,6 +10,7 @@
 #include <grpo/core/half.hpp>
 #include <grpo/core/math.hpp>
 #include <grpo/core/strided_view.hpp>
+#include <grpo/core/vmath512.hpp>
 #include <grpo/ops/softmax.hpp>
 
 #include <algorithm>
@@ -38,11 +39,22 @@
 #define GRPO_LOGPROB_USE_EIGEN 0
 #endif
 #endif
+// With AVX-512 (core/vmath512.hpp: -march=native on an AVX-512 CPU) the contiguous row kernels take
+// hand-written paths; their namespaces carry a 512 suffix so that TUs built for different targets
+// never share an inline function of the same name.
 #if GRPO_LOGPROB_USE_EIGEN
 #include <Eigen/Core>
+#if GRPO_HAS_AVX512
+#define GRPO_LOGPROB_ABI lp_eigen512
+#else
 #define GRPO_LOGPROB_ABI lp_eigen
+#endif
+#else
+#if GRPO_HAS_AVX512
+#define GRPO_LOGPROB_ABI lp_scalar512
 #else
 #define GRPO_LOGPROB_ABI lp_scalar
+#endif
 #endif
 
 namespace grpo {
@@ -218,6 +230,207 @@ struct row_cache {
   std::vector<float> bmax;
 };
 
+#if GRPO_HAS_AVX512
+// ----- AVX-512 row kernels (contiguous rows) -----------------------------------------------------
+// The same maths as the portable loops (ops/softmax.hpp formulas, d_floor, exact zero mass at or
+// below the floor), written with core/vmath512.hpp so that one 16-logit vector costs: widening load
+// (0 ops for fp32: a memory operand; 2 for bf16 / fp16), d = beta (x - mb) (1-2), keep mask (1),
+// clamp (1), exp (12, the zeroing of dropped lanes folded into vscalefps' zero-masking), s += e
+// (1), t += e d (1), plus 1 max in the block-max pass. fp32 rows are read once from memory by the
+// max pass and once more from L1 by the sweep; 16-bit rows are widened inside both sweeps (no
+// copy).
+namespace x512 {
+using vf = __m512;
+namespace v = math::v512;
+
+/// 16 elements at p widened to float.
+template <class T>
+GRPO_FORCEINLINE vf load(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, float>)
+    return v::load(p);
+  else if constexpr (std::is_same_v<T, bfloat16>)
+    return v::load_bf16(p);
+  else
+    return v::load_fp16(p);
+}
+/// The n < 16 elements at p widened, missing lanes -inf (no mass, never a maximum).
+template <class T>
+GRPO_FORCEINLINE vf load_tail(const T* p, index_t n) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_mask_loadu_ps(v::set1(-math::infinity<float>()),
+                                static_cast<__mmask16>((1u << n) - 1u), p);
+  } else {
+    alignas(64) float b[16];
+    for (index_t k = 0; k < 16; ++k)
+      b[k] = k < n ? static_cast<float>(widen(p[k])) : -math::infinity<float>();
+    return _mm512_load_ps(b);
+  }
+}
+/// 16 floats narrowed into G storage at p.
+template <class G>
+GRPO_FORCEINLINE void store(G* p, vf x) noexcept {
+  if constexpr (std::is_same_v<G, float>)
+    _mm512_storeu_ps(p, x);
+  else if constexpr (std::is_same_v<G, bfloat16>)
+    v::store_bf16(p, x);
+  else
+    v::store_fp16(p, x);
+}
+/// The first n < 16 lanes of x narrowed into G storage at p.
+template <class G>
+GRPO_FORCEINLINE void store_tail(G* p, vf x, index_t n) noexcept {
+  if constexpr (std::is_same_v<G, float>) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), x);
+  } else {
+    alignas(64) float b[16];
+    _mm512_store_ps(b, x);
+    for (index_t k = 0; k < n; ++k) p[k] = narrow<G>(b[k]);
+  }
+}
+
+/// Software prefetch of the compute-bound sweeps: 16 KiB ahead of the element being processed
+/// (two fp32 blocks, four bf16 ones; L1 holds 48 KiB). The block-max pass is the one that meets
+/// each line first; without the prefetch it waits on memory while the exp units idle, then the
+/// sweep computes while memory idles (measured: the max pass took 45% of the bf16 forward).
+/// Prefetching ahead during the sweep overlaps the two. Past the end of a row this fetches the
+/// start of the next row of a contiguous tensor (a prefetch never faults).
+inline constexpr std::size_t prefetch_bytes = 16384;
+
+/// Prefetches the lines of the 32 elements at p + prefetch_bytes into L1.
+template <class T>
+GRPO_FORCEINLINE void prefetch_ahead(const T* p) noexcept {
+  const char* q = reinterpret_cast<const char*>(p) + prefetch_bytes;
+  for (std::size_t b = 0; b < 32 * sizeof(T); b += 64) _mm_prefetch(q + b, _MM_HINT_T0);
+}
+
+/// Maximum of n widened elements (two independent accumulators). NaN handling as vmax: a NaN may
+/// or may not survive; row_stats catches it through the sum of exponentials.
+template <class T>
+GRPO_FORCEINLINE float block_max(const T* x, index_t n) noexcept {
+  vf m0 = v::set1(-math::infinity<float>()), m1 = m0;
+  index_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    m0 = _mm512_max_ps(m0, load(x + j));
+    m1 = _mm512_max_ps(m1, load(x + j + 16));
+  }
+  if (j + 16 <= n) {
+    m0 = _mm512_max_ps(m0, load(x + j));
+    j += 16;
+  }
+  if (j < n) m1 = _mm512_max_ps(m1, load_tail(x + j, n - j));
+  return v::hmax(_mm512_max_ps(m0, m1));
+}
+
+/// One vector of the statistics sweep: d = beta (x - mb) (Unit: beta = 1, no multiply), clamped
+/// at d_floor, e = exp(d) with exactly 0 for d <= d_floor (masked -inf entries included); NaN
+/// (a NaN or +inf logit) passes the mask and the clamp (vmaxps returns its second operand) and
+/// reaches the sums. Returns e; dc receives the clamped d.
+template <bool Unit>
+GRPO_FORCEINLINE vf exp_term(vf x, vf vmb, vf vbeta, vf& dc) noexcept {
+  const vf fl = v::set1(d_floor);
+  vf d = _mm512_sub_ps(x, vmb);
+  if constexpr (!Unit) d = _mm512_mul_ps(d, vbeta);
+  const __mmask16 keep = _mm512_cmp_ps_mask(d, fl, _CMP_NLE_UQ);
+  dc = _mm512_max_ps(fl, d);
+  return _mm512_maskz_mov_ps(keep, v::exp(dc));
+}
+
+/// block_exp_sums on n widened elements of x: s = sum e_j, t = sum e_j d_j, e_j written to e
+/// when Store.
+template <bool Unit, bool Store, class T>
+GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
+                                 float mb, float beta, float& s, float& t) noexcept {
+  const vf vmb = v::set1(mb), vb = v::set1(beta);
+  vf s0 = _mm512_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
+  index_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    prefetch_ahead(x + j);
+    vf d0, d1;
+    const vf e0 = exp_term<Unit>(load(x + j), vmb, vb, d0);
+    const vf e1 = exp_term<Unit>(load(x + j + 16), vmb, vb, d1);
+    s0 = _mm512_add_ps(s0, e0);
+    t0 = _mm512_fmadd_ps(e0, d0, t0);
+    s1 = _mm512_add_ps(s1, e1);
+    t1 = _mm512_fmadd_ps(e1, d1, t1);
+    if constexpr (Store) {
+      _mm512_storeu_ps(e + j, e0);
+      _mm512_storeu_ps(e + j + 16, e1);
+    }
+  }
+  for (; j < n; j += 16) {  // at most one whole vector, then the partial one
+    vf d0;
+    const bool whole = j + 16 <= n;
+    const vf e0 = exp_term<Unit>(whole ? load(x + j) : load_tail(x + j, n - j), vmb, vb, d0);
+    s0 = _mm512_add_ps(s0, e0);
+    t0 = _mm512_fmadd_ps(e0, d0, t0);
+    if constexpr (Store) {
+      if (whole)
+        _mm512_storeu_ps(e + j, e0);
+      else
+        _mm512_mask_storeu_ps(e + j, static_cast<__mmask16>((1u << (n - j)) - 1u), e0);
+    }
+  }
+  s = v::hsum(_mm512_add_ps(s0, s1));
+  t = v::hsum(_mm512_add_ps(t0, t1));
+}
+
+/// (count of entries equal to mb) - 1 + (sum of e_j over the others): the exact e_blk of a block
+/// dominated by its maximum (rare: s - 1 < 2^-6).
+template <bool Unit, class T>
+float dominated_rest(const T* x, index_t n, float mb, float beta) noexcept {
+  const vf vmb = v::set1(mb), vb = v::set1(beta);
+  vf rest = _mm512_setzero_ps();
+  int count = 0;
+  for (index_t j = 0; j < n; j += 16) {
+    const vf xv = j + 16 <= n ? load(x + j) : load_tail(x + j, n - j);
+    const __mmask16 top = _mm512_cmp_ps_mask(xv, vmb, _CMP_EQ_OQ);
+    count += __builtin_popcount(static_cast<unsigned>(top));
+    vf dc;
+    rest = _mm512_mask_add_ps(rest, static_cast<__mmask16>(~top), rest,
+                              exp_term<Unit>(xv, vmb, vb, dc));
+  }
+  return static_cast<float>(count - 1) + v::hsum(rest);
+}
+
+/// row_stats on a contiguous row (see there), the AVX-512 spelling.
+template <bool Unit, class T>
+online_lse row_stats(const T* row, index_t V, float beta, row_status& status, row_cache* cache) {
+  online_lse st(beta);
+  status = row_status::ok;
+  for (index_t j0 = 0; j0 < V; j0 += block) {
+    const index_t n = std::min(block, V - j0);
+    const T* x = row + j0;
+    const float mb = block_max(x, n);
+    if (cache) cache->bmax[static_cast<std::size_t>(j0 / block)] = mb;
+    if (!(mb > -math::infinity<float>())) {
+      for (index_t j = 0; j < n; ++j)
+        if (!(static_cast<float>(widen(x[j])) == -math::infinity<float>())) {
+          status = row_status::non_finite;
+          return st;
+        }
+      if (cache) std::fill_n(cache->e.data() + j0, n, 0.0f);
+      continue;
+    }
+    float s = 0.0f, t = 0.0f;
+    if (cache)
+      block_sums<Unit, true>(x, cache->e.data() + j0, n, mb, beta, s, t);
+    else
+      block_sums<Unit, false>(x, nullptr, n, mb, beta, s, t);
+    if (!(s <= std::numeric_limits<float>::max())) {
+      status = row_status::non_finite;
+      return st;
+    }
+    float e_blk = s - 1.0f;
+    if (e_blk < 0.015625f) e_blk = dominated_rest<Unit>(x, n, mb, beta);
+    st.merge(online_lse::from_partial(beta, mb, e_blk, t));
+  }
+  if (st.empty()) status = row_status::all_masked;
+  return st;
+}
+
+}  // namespace x512
+#endif
+
 /// One streaming pass over a row of V logits: the online_lse state (max m in raw units, e = s - 1,
 /// t = sum q d) at inverse temperature beta. Each block is reduced on its own maximum and merged
 /// into the row state (online softmax, Milakov & Gimelshein 2018), so the row is read from memory
@@ -225,12 +438,17 @@ struct row_cache {
 template <class T>
 online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratch& w,
                      row_status& status, row_cache* cache = nullptr) {
-  online_lse st(beta);
-  status = row_status::ok;
   if (cache) {
     cache->e.resize(static_cast<std::size_t>(V));
     cache->bmax.resize(static_cast<std::size_t>((V + block - 1) / block));
   }
+#if GRPO_HAS_AVX512
+  if (stride == 1)
+    return beta == 1.0f ? x512::row_stats<true>(row, V, beta, status, cache)
+                        : x512::row_stats<false>(row, V, beta, status, cache);
+#endif
+  online_lse st(beta);
+  status = row_status::ok;
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     // A contiguous fp32 row is reduced where it lies; other dtypes and strides are widened into
@@ -297,6 +515,90 @@ inline row_summary summarise(const online_lse& st) noexcept {
   return {st.m, st.log_sum(), st.entropy()};
 }
 
+#if GRPO_HAS_AVX512
+namespace x512 {
+
+/// 16 floats narrowed into G storage at p with a non-temporal store (p aligned to 16 elements):
+/// the line goes to memory without being read first (no read-for-ownership) and without evicting
+/// the caller's working set. For gradients of tokens x vocab size that are not read back soon.
+template <class G>
+GRPO_FORCEINLINE void stream(G* p, vf x) noexcept {
+  if constexpr (std::is_same_v<G, float>) {
+    _mm512_stream_ps(p, x);
+  } else if constexpr (std::is_same_v<G, bfloat16>) {
+    alignas(32) std::uint16_t b[16];
+    v::store_bf16(b, x);  // the rounding of grpo::bfloat16, then one aligned 32-byte NT store
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p),
+                        _mm256_load_si256(reinterpret_cast<const __m256i*>(b)));
+  } else {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+/// Writes o[0, n) from f(j, cnt), the 16-float vector of elements j.. (cnt < 16: a partial vector
+/// whose first cnt lanes are used). Stream: non-temporal stores after a head that aligns o + j to
+/// 16 elements; the caller issues _mm_sfence() before any other store to these lines.
+template <bool Stream, class G, class F>
+GRPO_FORCEINLINE void write_block(G* o, index_t n, F&& f) noexcept {
+  index_t j = 0;
+  if constexpr (Stream) {
+    constexpr std::uintptr_t align = 16 * sizeof(G);
+    const auto mis =
+        static_cast<index_t>((reinterpret_cast<std::uintptr_t>(o) % align) / sizeof(G));
+    if (mis != 0) {
+      const index_t h = std::min<index_t>(n, 16 - mis);
+      store_tail(o, f(index_t(0), h), h);
+      j = h;
+    }
+    for (; j + 16 <= n; j += 16) stream(o + j, f(j, index_t(16)));
+  } else {
+    for (; j + 16 <= n; j += 16) store(o + j, f(j, index_t(16)));
+  }
+  if (j < n) store_tail(o + j, f(j, n - j), n - j);
+}
+
+/// block_grad on a contiguous row segment (AVX-512): per 16 logits, log q = beta (x - m) - log s,
+/// q = exp(log q) with exactly 0 at or below d_floor (masked entries included), and the
+/// non-target gradient of ops::log_softmax_grad_nontarget rewritten as one product
+///   beta [-g q - h q (log q + H)] = q (a log q + b),  a = -beta h,  b = -beta (g + h H),
+/// (GradH = false: a = 0, o = b q). `o` may equal `x` (in place): each vector is loaded before its
+/// store.
+template <bool Unit, bool GradH, bool Stream, class T, class G>
+GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, float beta, const row_summary& rs,
+                                 float g_logp, float g_entropy) noexcept {
+  const vf vm = v::set1(rs.m), vls = v::set1(rs.log_s), vb = v::set1(beta), fl = v::set1(d_floor);
+  const vf a = v::set1(-beta * g_entropy), b = v::set1(-beta * (g_logp + g_entropy * rs.entropy));
+  write_block<Stream>(o, n, [&](index_t j, index_t cnt) noexcept {
+    vf xv;
+    if (cnt == 16) {
+      if (j % 32 == 0) prefetch_ahead(x + j);
+      xv = load(x + j);
+    } else {
+      xv = load_tail(x + j, cnt);
+    }
+    vf lq = _mm512_sub_ps(xv, vm);
+    lq = Unit ? _mm512_sub_ps(lq, vls) : _mm512_fmsub_ps(lq, vb, vls);
+    const __mmask16 keep = _mm512_cmp_ps_mask(lq, fl, _CMP_NLE_UQ);
+    const vf lqc = _mm512_max_ps(fl, lq);
+    const vf q = v::exp(lqc);
+    return _mm512_maskz_mul_ps(keep, q, GradH ? _mm512_fmadd_ps(a, lqc, b) : b);
+  });
+}
+
+/// The gradient sweep of row_grad_cached over one block: o_j = c e_j.
+template <bool Stream, class G>
+GRPO_FORCEINLINE void block_scale(const float* GRPO_RESTRICT e, G* GRPO_RESTRICT o, index_t n,
+                                  float c) noexcept {
+  const vf vc = v::set1(c);
+  write_block<Stream>(o, n, [&](index_t j, index_t cnt) noexcept {
+    return _mm512_mul_ps(vc, cnt == 16 ? v::load(e + j) : v::load_tail(e + j, int(cnt)));
+  });
+}
+
+}  // namespace x512
+#endif
+
 /// Writes the gradient of  g_logp * log q_y + g_entropy * H  w.r.t. the raw logits of one row into
 /// `out` (dtype G, stride ostride). `x_y` is the target's raw logit read before any in-place write;
 /// y < 0 means the target lies outside this row segment (a vocabulary block of the fused linear
@@ -324,9 +626,41 @@ inline void block_grad(const float* GRPO_RESTRICT x, float* GRPO_RESTRICT o, ind
 /// is loaded before it is stored.
 template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
-              float x_y, float g_logp, float g_entropy, G* out, index_t ostride,
-              scratch& w) noexcept {
+              float x_y, float g_logp, float g_entropy, G* out, index_t ostride, scratch& w,
+              bool stream = false) noexcept {
+  (void)stream;  // non-temporal stores exist on the AVX-512 path only
   const float gl = g_logp;
+#if GRPO_HAS_AVX512
+  if (stride == 1 && ostride == 1) {
+    // Contiguous rows: one streaming sweep per block straight from the row to the output (an
+    // in-place output is fine: each vector is loaded before it is stored).
+    const auto sweep = [&](auto unit, auto gradh, auto nt) {
+      for (index_t j0 = 0; j0 < V; j0 += block)
+        x512::block_grad<decltype(unit)::value, decltype(gradh)::value, decltype(nt)::value>(
+            row + j0, out + j0, std::min(block, V - j0), beta, rs, gl, g_entropy);
+    };
+    const auto with = [&](auto nt) {
+      using yes = std::true_type;
+      using no = std::false_type;
+      if (beta == 1.0f)
+        g_entropy != 0.0f ? sweep(yes{}, yes{}, nt) : sweep(yes{}, no{}, nt);
+      else
+        g_entropy != 0.0f ? sweep(no{}, yes{}, nt) : sweep(no{}, no{}, nt);
+    };
+    if (stream) {
+      with(std::true_type{});
+      _mm_sfence();  // order the non-temporal stores before the target's store below
+    } else {
+      with(std::false_type{});
+    }
+    if (y >= 0) {
+      const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
+      out[y] = narrow<G>(
+          ops::log_softmax_grad(lq, math::exp(lq), true, gl, g_entropy, rs.entropy, beta));
+    }
+    return;
+  }
+#endif
   // fp32 contiguous rows are read (and fp32 contiguous gradients written) in place of the scratch
   // copies; an in-place gradient (out == row) goes through the scratch block so that the sweep's
   // input and output never alias.
@@ -365,7 +699,9 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
 /// argument is unused when g_entropy = 0), then the exact target term. Never reads the logits.
 template <class G>
 void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summary& rs, index_t y,
-                     float x_y, float g_logp, G* out, index_t ostride, scratch& w) noexcept {
+                     float x_y, float g_logp, G* out, index_t ostride, scratch& w,
+                     bool stream = false) noexcept {
+  (void)stream;  // non-temporal stores exist on the AVX-512 path only
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     const float mb = c.bmax[static_cast<std::size_t>(j0 / block)];
@@ -374,6 +710,16 @@ void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summar
                             ? math::exp(ops::log_softmax(mb, rs.m, rs.log_s, beta))
                             : 0.0f;
     const float* GRPO_RESTRICT e = c.e.data() + j0;
+#if GRPO_HAS_AVX512
+    if (ostride == 1) {
+      // o_j = -beta g q_j (ops::log_softmax_grad_nontarget with g_entropy = 0) = c e_j.
+      if (stream)
+        x512::block_scale<true>(e, out + j0, n, -beta * g_logp * scale);
+      else
+        x512::block_scale<false>(e, out + j0, n, -beta * g_logp * scale);
+      continue;
+    }
+#endif
     // An fp32 contiguous gradient is written directly, other dtypes / strides via the scratch.
     float* GRPO_RESTRICT o = w.b;
     if constexpr (std::is_same_v<G, float>) o = ostride == 1 ? out + j0 : w.b;
@@ -381,6 +727,9 @@ void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summar
       o[j] = ops::log_softmax_grad_nontarget(0.0f, scale * e[j], g_logp, 0.0f, 0.0f, beta);
     if (o == w.b) store(w.b, n, out + j0 * ostride, ostride);
   }
+#if GRPO_HAS_AVX512
+  if (stream) _mm_sfence();  // order the non-temporal stores before the target's store below
+#endif
   if (y >= 0) {
     const float lq = ops::log_softmax(x_y, rs.m, rs.log_s, beta);
     out[y * ostride] =
@@ -589,10 +938,10 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
     }
     if (cp)
       lp::row_grad_cached(cache, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
-                          static_cast<float>(grad_logp(i)), out, os, w);
+                          static_cast<float>(grad_logp(i)), out, os, w, /*stream=*/true);
     else
       lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
-                   static_cast<float>(grad_logp(i)), gh, out, os, w);
+                   static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true);
   });
   err.raise("selective_log_softmax_backward");
 }

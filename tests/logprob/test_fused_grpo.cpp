@@ -271,3 +271,50 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" *
   CHECK_THROWS_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
                   grpo::error);
 }
+
+TEST_CASE("fused_grpo_step: multi-block rows, fp32 and bf16, cached and entropy gradient paths" *
+          doctest::test_suite("logprob")) {
+  // V = 4099: two whole 2048-blocks and a partial one, rows starting at every alignment (the
+  // non-temporal stores of the AVX-512 path peel a head to a 64-byte boundary), a partial last
+  // vector. entropy_coef 0 takes the cached-exponential gradient, 0.01 the recomputing one.
+  problem p(2, 3, 4099, 21);
+  for (double ec : {0.0, 0.01}) {
+    INFO("entropy_coef " << ec);
+    const auto o = options_for("trl_dapo", ec);
+    double loss_ref = 0;
+    const auto g_ref = unfused_grad(p, o, 0.8f, &loss_ref);
+    std::vector<float> g;
+    const auto r = fused(p, o, 0.8f, grpo::fused_schedule::automatic, g);
+    CHECK(r.loss == doctest::Approx(loss_ref).epsilon(1e-12));
+    double gmax = 0, err = 0;
+    for (std::size_t k = 0; k < g.size(); ++k) {
+      gmax = std::max(gmax, static_cast<double>(std::abs(g_ref[k])));
+      err = std::max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
+    }
+    CHECK(gmax > 0);
+    CHECK(err <= 1e-6 * gmax);
+    // bf16 logits and bf16 gradient: within one bf16 rounding of the fp32 gradient of the same
+    // (rounded) logits, masked rows exactly 0.
+    std::vector<grpo::bfloat16> xb(p.logits.size()), gb(p.logits.size(), grpo::bfloat16(5.0f));
+    problem pr = p;
+    for (std::size_t k = 0; k < xb.size(); ++k) {
+      xb[k] = grpo::bfloat16(p.logits[k]);
+      pr.logits[k] = static_cast<float>(xb[k]);
+    }
+    grpo::fused_grpo_options fo;
+    fo.logprob.temperature = 0.8f;
+    const auto rb = grpo::fused_grpo_step(
+        o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
+        grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+        grpo::make_view(gb.data(), {p.B, p.T, p.V}), fo);
+    std::vector<float> gr;
+    const auto rr = fused(pr, o, 0.8f, grpo::fused_schedule::automatic, gr);
+    CHECK(rb.loss == doctest::Approx(rr.loss).epsilon(1e-9));
+    int bad = 0;
+    for (std::size_t k = 0; k < gb.size(); ++k) {
+      const float want = static_cast<float>(grpo::bfloat16(gr[k]));
+      bad += std::abs(static_cast<float>(gb[k]) - want) > std::abs(want) * (1.0f / 128.0f) + 1e-12f;
+    }
+    CHECK(bad == 0);
+  }
+}
