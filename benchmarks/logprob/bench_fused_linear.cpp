@@ -54,6 +54,7 @@ void BM_fused_linear_grpo(benchmark::State& st) {
   b.advantages = grpo::make_view(d.adv.data(), {1, d.N});
   b.mask = grpo::make_view(d.mask.data(), {1, d.N});
   grpo::fused_linear_options fo;
+  if (st.range(3) > 0) fo.workspace_bytes = static_cast<std::size_t>(st.range(3)) << 20;
   for (auto _ : st) {
     auto r = grpo::fused_linear_grpo_step(
         o, grpo::make_view(static_cast<const float*>(d.h.data()), {1, d.N, d.H}),
@@ -71,6 +72,7 @@ void BM_fused_linear_grpo(benchmark::State& st) {
 /// dH = G W and dW = G^T h with G = the logits buffer standing in for the gradient.
 void BM_gemm_alone(benchmark::State& st) {
   lin_data d(st.range(0), st.range(1), st.range(2));
+  (void)st.range(3);
   rmat logits(d.N, d.V), gh(d.N, d.H), gw(d.V, d.H);
   for (auto _ : st) {
     logits.noalias() = d.h * d.w.transpose();
@@ -82,13 +84,19 @@ void BM_gemm_alone(benchmark::State& st) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (std::int64_t n : {256, 1024, 4096}) b->Args({n, 256, 32768});
+  for (std::int64_t n : {256, 1024, 4096}) b->Args({n, 256, 32768, 0});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+/// The fused path with a given logits workspace budget in MiB (0: the default).
+void workspace_shapes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t n : {256, 1024, 4096})
+    for (std::int64_t mb : {0, 32, 8}) b->Args({n, 256, 32768, mb});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 }  // namespace
 
 BENCHMARK(BM_gemm_alone)->Apply(shapes);
-BENCHMARK(BM_fused_linear_grpo)->Apply(shapes);
+BENCHMARK(BM_fused_linear_grpo)->Apply(workspace_shapes);
 
 BENCHMARK_MAIN();
