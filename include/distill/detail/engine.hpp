@@ -45,6 +45,21 @@ inline constexpr index_t chunk = 512;
 /// Independent accumulators per reduction (a multiple of every SIMD width up to AVX-512 floats).
 inline constexpr index_t lanes = 16;
 
+/// Software prefetch of bytes [off, off + len) of a row (a hint; compiles to nothing where the
+/// builtin is unavailable).
+template <int RW = 0>
+GRPO_FORCEINLINE void prefetch_range(const void* base, index_t off, index_t len) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  if (base == nullptr) return;
+  const char* p = static_cast<const char*>(base) + off;
+  for (index_t b = 0; b < len; b += 64) __builtin_prefetch(p + b, RW, 3);
+#else
+  (void)base;
+  (void)off;
+  (void)len;
+#endif
+}
+
 /// Accumulation type of a storage type: double for double inputs (references, finite differences),
 /// float for float, bfloat16 and float16.
 template <class T>
@@ -160,6 +175,7 @@ struct row_exp_cache {
   std::vector<A> m;      ///< per-chunk maximum (raw units)
   std::vector<A> scale;  ///< per-chunk factor (0 for a chunk without mass)
   std::vector<A> part;   ///< per-chunk online_lse partial e_c (AVX-512 pass 1)
+  std::vector<A> aux;    ///< per-chunk forward-KL partial sums (AVX-512 fused pass 1)
   std::vector<A> x;      ///< the row widened to contiguous A when it is not (AVX-512 pass 1)
   /// The contiguous A row pass 1 read (the caller's row or `x`), for the later passes; set by the
   /// AVX-512 pass 1 only.
@@ -176,6 +192,7 @@ struct row_exp_cache {
       m.resize(static_cast<std::size_t>(nc));
       scale.resize(static_cast<std::size_t>(nc));
       part.resize(static_cast<std::size_t>(nc));
+      aux.resize(static_cast<std::size_t>(nc));
     }
   }
 };
@@ -208,95 +225,38 @@ GRPO_FORCEINLINE vf exp_clamped(vf x) noexcept {
   return v5::exp(_mm512_max_ps(v5::set1(exp_floor), x));
 }
 
-/// A contiguous float copy of a row (the row itself for contiguous float storage).
+/// 16 values of a contiguous row as floats (exact widening of bf16 / fp16).
 template <class T>
-GRPO_FORCEINLINE const float* contiguous_row(const T* p, index_t st, index_t V,
-                                             float* dst) noexcept {
+GRPO_FORCEINLINE vf load16(const T* p) noexcept {
   using E = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<E, float>) {
-    if (st == 1) return p;
+  if constexpr (std::is_same_v<E, bfloat16>) {
+    return v5::load_bf16(p);
+  } else if constexpr (std::is_same_v<E, float16>) {
+    return v5::load_fp16(p);
+  } else {
+    return _mm512_loadu_ps(p);
   }
-  index_t j = 0;
-  if (st == 1) {
-    if constexpr (std::is_same_v<E, bfloat16>) {
-      for (; j + 16 <= V; j += 16) _mm512_storeu_ps(dst + j, v5::load_bf16(p + j));
-    } else if constexpr (std::is_same_v<E, float16>) {
-      for (; j + 16 <= V; j += 16) _mm512_storeu_ps(dst + j, v5::load_fp16(p + j));
-    }
-  }
-  for (; j < V; ++j) dst[j] = static_cast<float>(widen(p[j * st]));
-  return dst;
 }
 
-/// Pass 1 over a contiguous float row: fills cache.e / m / scale / part as the portable pass
-/// does and returns the row's online state. bad: a NaN or +inf in the row.
-inline basic_online_lse<float> row_lse_store(const float* x, index_t V, float beta,
-                                             row_exp_cache<float>& cache, bool& bad) noexcept {
+#ifndef GRPO_DISTILL_PF1
+#define GRPO_DISTILL_PF1 1
+#endif
+#ifndef GRPO_DISTILL_PFD
+#define GRPO_DISTILL_PFD 6
+#endif
+#ifndef GRPO_DISTILL_PF2
+#define GRPO_DISTILL_PF2 0
+#endif
+
+
+/// Combines a row's chunk partials (cache.m, cache.part) into its online state and writes the
+/// per-chunk factors cache.scale. M: the row maximum; nan: the row is invalid (empty state).
+inline basic_online_lse<float> finish_row(row_exp_cache<float>& cache, index_t nc, float beta,
+                                          float M, bool nan) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
-  const index_t nc = (V + chunk - 1) / chunk;
-  float* GRPO_RESTRICT part = cache.part.data();
-  float* GRPO_RESTRICT mcs = cache.m.data();
-  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), one = v5::set1(1.0f);
-  const vf zero = _mm512_setzero_ps();
-  float M = ninf;
-  bool nan = false;
-  for (index_t c = 0; c < nc; ++c) {
-    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
-    const float* GRPO_RESTRICT xc = x + j0;
-    float* GRPO_RESTRICT e = cache.e.data() + j0;
-    const __mmask16 kt = head_mask(n - nf);
-    // Sweep 1: the chunk maximum; max(load, acc) never lets a NaN into the accumulators.
-    vf m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
-    index_t i = 0;
-    for (; i + 64 <= nf; i += 64) {
-      m0 = _mm512_max_ps(_mm512_loadu_ps(xc + i), m0);
-      m1 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 16), m1);
-      m2 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 32), m2);
-      m3 = _mm512_max_ps(_mm512_loadu_ps(xc + i + 48), m3);
-    }
-    for (; i < nf; i += 16) m0 = _mm512_max_ps(_mm512_loadu_ps(xc + i), m0);
-    if (nf < n) m1 = _mm512_max_ps(_mm512_mask_loadu_ps(vninf, kt, xc + nf), m1);
-    const float mc = v5::hmax(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
-    mcs[c] = mc;
-    if (!(mc > ninf)) {  // no mass (every entry -inf, or NaN among -inf)
-      for (index_t j = 0; j < n; ++j) nan = nan || (xc[j] != xc[j]);
-      const index_t np = (n + lanes - 1) / lanes * lanes;
-      for (index_t j = 0; j < np; ++j) e[j] = 0.0f;
-      part[c] = 0.0f;
-      continue;
-    }
-    // Sweep 2 (L1): e = exp(beta (x - m_c)), exactly 1 at the maximum and 0 for -inf.
-    const vf vm = v5::set1(mc);
-    vf a0 = zero, a1 = zero, c0 = zero, c1 = zero;
-    auto step = [&](vf xv, vf& acc, vf& cnt, float* dst) {
-      const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
-      _mm512_storeu_ps(dst, ev);
-      const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
-      acc = _mm512_mask_add_ps(acc, lt, acc, ev);
-      cnt = _mm512_mask_add_ps(cnt, lt, cnt, one);
-    };
-    i = 0;
-    for (; i + 32 <= nf; i += 32) {
-      step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
-      step(_mm512_loadu_ps(xc + i + 16), a1, c1, e + i + 16);
-    }
-    for (; i < nf; i += 16) step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
-    index_t np = nf;
-    if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
-      step(_mm512_mask_loadu_ps(vninf, kt, xc + nf), a1, c1, e + nf);
-      np += 16;
-    }
-    const float ties = static_cast<float>(np) - v5::hsum(_mm512_add_ps(c0, c1));  // exact
-    // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial.
-    part[c] = (ties - 1.0f) + v5::hsum(_mm512_add_ps(a0, a1));
-    // A NaN compares false with m_c, so it shows up as an extra tie: rows with several entries
-    // at the chunk maximum (rare) are checked element by element. +inf is the maximum itself.
-    if (ties != 1.0f || !(mc < std::numeric_limits<float>::infinity()))
-      for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < std::numeric_limits<float>::infinity());
-    nan = nan || !(part[c] == part[c]);
-    M = mc > M ? mc : M;
-  }
-  if (nan) bad = true;
+  const float* GRPO_RESTRICT part = cache.part.data();
+  const float* GRPO_RESTRICT mcs = cache.m.data();
+  const vf vb = v5::set1(beta), vninf = v5::set1(ninf);
   basic_online_lse<float> s(beta);
   if (!(M > ninf) || nan) return s;
   // Combine the chunks: w_c = exp(beta (m_c - M)) (vectorised; 0 for an empty chunk), and
@@ -308,17 +268,17 @@ inline basic_online_lse<float> row_lse_store(const float* x, index_t V, float be
     const vf mv = _mm512_mask_loadu_ps(vninf, k, mcs + c);
     _mm512_mask_storeu_ps(w + c, k, exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(mv, vM))));
   }
-  double E = 0.0;
+  double Es = 0.0;
   bool seen = false;
   for (index_t c = 0; c < nc; ++c) {
     if (!seen && mcs[c] == M) {
-      E += static_cast<double>(part[c]);
+      Es += static_cast<double>(part[c]);
       seen = true;
     } else if (mcs[c] > ninf) {
-      E += static_cast<double>(w[c]) * (1.0 + static_cast<double>(part[c]));
+      Es += static_cast<double>(w[c]) * (1.0 + static_cast<double>(part[c]));
     }
   }
-  s = basic_online_lse<float>::from_partial(beta, M, static_cast<float>(E), 0.0f);
+  s = basic_online_lse<float>::from_partial(beta, M, static_cast<float>(Es), 0.0f);
   // Per-chunk probability factors scale_c = exp(beta (m_c - M) - log s).
   const vf vls = v5::set1(s.log_sum());
   for (index_t c = 0; c < nc; c += 16) {
@@ -328,6 +288,405 @@ inline basic_online_lse<float> row_lse_store(const float* x, index_t V, float be
                           exp_clamped(_mm512_fmsub_ps(vb, _mm512_sub_ps(mv, vM), vls)));
   }
   return s;
+}
+
+/// The AVX-512 pass 1 of one row (contiguous: float read in place, bf16 / fp16 widened into
+/// cache.x during the max sweep; strided rows are widened first). Fills cache.e / m / scale /
+/// part in the portable pass's format, points cache.row at the float row it read, and returns
+/// the row's online state; bad: a NaN or +inf in the row. `ahead` (nullable): the row the
+/// caller processes next (element size ahead_bytes), whose head is prefetched as this row ends.
+template <class T>
+basic_online_lse<float> row_lse_store(const T* p, index_t st, index_t V, float beta,
+                                      row_exp_cache<float>& cache, bool& bad,
+                                      const void* ahead = nullptr,
+                                      index_t ahead_bytes = 0) noexcept {
+  using E = std::remove_cv_t<T>;
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  constexpr bool is_f32 = std::is_same_v<E, float>;
+  const index_t nc = (V + chunk - 1) / chunk;
+  float* GRPO_RESTRICT part = cache.part.data();
+  float* GRPO_RESTRICT mcs = cache.m.data();
+  float* GRPO_RESTRICT xbuf = cache.x.data();
+  // Where sweep 1 reads and what sweep 2 re-reads: the row itself (fp32), or the float copy.
+  const bool direct = st == 1;
+  if (!direct) {
+    for (index_t j = 0; j < V; ++j) xbuf[j] = static_cast<float>(widen(p[j * st]));
+  }
+  const float* x = (is_f32 && direct) ? reinterpret_cast<const float*>(p) : xbuf;
+  cache.row = x;
+  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), one = v5::set1(1.0f);
+  const vf zero = _mm512_setzero_ps();
+  float M = ninf;
+  bool nan = false;
+  // Sweep 1 of one vector at element j: load (widening 16-bit storage into the float copy) and
+  // fold into the maximum; max(load, acc) never lets a NaN into the accumulator.
+  auto max_vec = [&](index_t j, vf& m) {
+    vf v;
+    if constexpr (is_f32) {
+      v = _mm512_loadu_ps(x + j);
+    } else {
+      if (direct) {
+        v = load16(p + j);
+        _mm512_storeu_ps(xbuf + j, v);
+      } else {
+        v = _mm512_loadu_ps(x + j);
+      }
+    }
+    m = _mm512_max_ps(v, m);
+  };
+  // The partial last vector of a chunk [j0 + nf, j0 + n).
+  auto max_tail = [&](index_t j0, index_t n, index_t nf, vf& m) {
+    if (nf == n) return;
+    if constexpr (!is_f32) {
+      if (direct)
+        for (index_t j = j0 + nf; j < j0 + n; ++j) xbuf[j] = static_cast<float>(widen(p[j]));
+    }
+    m = _mm512_max_ps(_mm512_mask_loadu_ps(vninf, head_mask(n - nf), x + j0 + nf), m);
+  };
+  // Sweep 1 of chunk 0 on its own; every later chunk's maximum is taken inside the exp sweep of
+  // the chunk before it, so its (DRAM) loads overlap that sweep's arithmetic.
+  float mnext;
+  {
+    const index_t n = std::min(chunk, V), nf = n / 16 * 16;
+    vf m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
+    index_t i = 0;
+    for (; i + 64 <= nf; i += 64) {
+      max_vec(i, m0);
+      max_vec(i + 16, m1);
+      max_vec(i + 32, m2);
+      max_vec(i + 48, m3);
+    }
+    for (; i < nf; i += 16) max_vec(i, m0);
+    max_tail(0, n, nf, m1);
+    mnext = v5::hmax(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+  }
+  for (index_t c = 0; c < nc; ++c) {
+    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
+    const index_t nf1 = n1 / 16 * 16;  // <= nf: only the last chunk is shorter
+    const float* GRPO_RESTRICT xc = x + j0;
+    float* GRPO_RESTRICT e = cache.e.data() + j0;
+    const float mc = mnext;
+    mcs[c] = mc;
+    // The head of the row processed next (e.g. the teacher row after the student's) streams in
+    // during this row's last chunk.
+    if (!GRPO_DISTILL_PF1 && c + 1 == nc) prefetch_range(ahead, 0, chunk * ahead_bytes);
+    vf mn0 = vninf, mn1 = vninf;
+    if (!(mc > ninf)) {  // no mass (every entry -inf, or NaN among -inf)
+      for (index_t j = 0; j < n; ++j) nan = nan || (xc[j] != xc[j]);
+      const index_t np = (n + lanes - 1) / lanes * lanes;
+      for (index_t j = 0; j < np; ++j) e[j] = 0.0f;
+      part[c] = 0.0f;
+      for (index_t i = 0; i < nf1; i += 16) max_vec(j1 + i, mn0);
+    } else {
+      // Sweep 2 (L1): e = exp(beta (x - m_c)), exactly 1 at the maximum and 0 for -inf; the
+      // next chunk's maximum in the same loop.
+      const vf vm = v5::set1(mc);
+      vf a0 = zero, a1 = zero, c0 = zero, c1 = zero;
+      auto step = [&](vf xv, vf& acc, vf& cnt, float* dst) {
+        const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
+        _mm512_storeu_ps(dst, ev);
+        const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
+        acc = _mm512_mask_add_ps(acc, lt, acc, ev);
+        cnt = _mm512_mask_add_ps(cnt, lt, cnt, one);
+      };
+      // Software prefetch two chunks ahead (then into the next row's head): the fused max
+      // above only has the out-of-order window (~20 vectors) of memory-level parallelism.
+      constexpr index_t D = GRPO_DISTILL_PFD * chunk;
+      const char* pf = reinterpret_cast<const char*>(p) + (j0 + D) * index_t(sizeof(E));
+      const index_t pf_in = direct ? std::max<index_t>(0, std::min(chunk, V - j0 - D)) : 0;
+      index_t i = 0;
+      for (; i + 32 <= nf; i += 32) {
+        if (GRPO_DISTILL_PF1) {
+          if (i < pf_in) {
+            __builtin_prefetch(pf + i * index_t(sizeof(E)), 0, 3);
+            if constexpr (is_f32) __builtin_prefetch(pf + (i + 16) * index_t(sizeof(E)), 0, 3);
+          } else if (ahead != nullptr && j0 + D >= V) {
+            const index_t o = (j0 + D + i - V) * ahead_bytes;
+            if (o >= 0 && o < D * ahead_bytes) {
+              __builtin_prefetch(static_cast<const char*>(ahead) + o, 0, 3);
+              __builtin_prefetch(static_cast<const char*>(ahead) + o + 16 * ahead_bytes, 0, 3);
+            }
+          }
+        }
+        if (i < nf1) max_vec(j1 + i, mn0);
+        if (i + 16 < nf1) max_vec(j1 + i + 16, mn1);
+        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+        step(_mm512_loadu_ps(xc + i + 16), a1, c1, e + i + 16);
+      }
+      for (; i < nf; i += 16) {
+        if (i < nf1) max_vec(j1 + i, mn0);
+        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+      }
+      index_t np = nf;
+      if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
+        step(_mm512_mask_loadu_ps(vninf, head_mask(n - nf), xc + nf), a1, c1, e + nf);
+        np += 16;
+      }
+      const float ties = static_cast<float>(np) - v5::hsum(_mm512_add_ps(c0, c1));  // exact
+      // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial.
+      part[c] = (ties - 1.0f) + v5::hsum(_mm512_add_ps(a0, a1));
+      // A NaN compares false with m_c, so it shows up as an extra tie: chunks with several
+      // entries at their maximum (rare) are checked element by element. +inf is the maximum.
+      if (ties != 1.0f || !(mc < pinf))
+        for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < pinf);
+      nan = nan || !(part[c] == part[c]);
+      M = mc > M ? mc : M;
+    }
+    if (n1 > 0) {
+      max_tail(j1, n1, nf1, mn1);
+      mnext = v5::hmax(_mm512_max_ps(mn0, mn1));
+    }
+  }
+  if (nan) bad = true;
+  return finish_row(cache, nc, beta, M, nan);
+}
+
+/// One row of the fused two-row pass 1: where sweep 1 reads (the row, 16-bit rows widened on the
+/// way into `xbuf`) and the float row sweep 2 re-reads (`x`: the row itself for contiguous fp32,
+/// else `xbuf`; strided rows are widened up front).
+template <class T>
+struct row_src {
+  using E = std::remove_cv_t<T>;
+  static constexpr bool is_f32 = std::is_same_v<E, float>;
+  const T* p;
+  bool direct;
+  float* xbuf;
+  const float* x;
+  row_src(const T* p_, index_t st, index_t V, row_exp_cache<float>& cache) noexcept
+      : p(p_), direct(st == 1), xbuf(cache.x.data()) {
+    if (!direct)
+      for (index_t j = 0; j < V; ++j) xbuf[j] = static_cast<float>(widen(p[j * st]));
+    x = (is_f32 && direct) ? reinterpret_cast<const float*>(p) : xbuf;
+    cache.row = x;
+  }
+  /// Sweep 1 of the vector at element j (full): fold into the maximum m.
+  GRPO_FORCEINLINE void max_vec(index_t j, vf& m) const noexcept {
+    vf v;
+    if constexpr (is_f32) {
+      v = _mm512_loadu_ps(x + j);
+    } else {
+      if (direct) {
+        v = load16(p + j);
+        _mm512_storeu_ps(xbuf + j, v);
+      } else {
+        v = _mm512_loadu_ps(x + j);
+      }
+    }
+    m = _mm512_max_ps(v, m);
+  }
+  /// Sweep 1 of the partial last vector [j0 + nf, j0 + n) of a chunk.
+  GRPO_FORCEINLINE void max_tail(index_t j0, index_t n, index_t nf, vf& m) const noexcept {
+    if (nf == n) return;
+    if constexpr (!is_f32) {
+      if (direct)
+        for (index_t j = j0 + nf; j < j0 + n; ++j) xbuf[j] = static_cast<float>(widen(p[j]));
+    }
+    m = _mm512_max_ps(
+        _mm512_mask_loadu_ps(v5::set1(-std::numeric_limits<float>::infinity()),
+                             head_mask(n - nf), x + j0 + nf),
+        m);
+  }
+  /// Prefetch of the line holding element j (a hint; only for rows read in place).
+  GRPO_FORCEINLINE void prefetch(index_t j, index_t V) const noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    if (direct && j < V) __builtin_prefetch(p + j, 0, 3);
+#else
+    (void)j;
+    (void)V;
+#endif
+  }
+};
+
+/// The exp sweep of one row's chunk alone (the fused pass's fallback when the other row's chunk
+/// has no mass): stores e, returns the chunk partial through part / the NaN flag.
+inline void sweep_one(const float* GRPO_RESTRICT xc, float* GRPO_RESTRICT e, index_t n, float mc,
+                      float beta, float& part, bool& nan) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  const vf vb = v5::set1(beta), vm = v5::set1(mc);
+  vf acc = _mm512_setzero_ps();
+  index_t below = 0;
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(n - i);
+    const vf xv = _mm512_mask_loadu_ps(v5::set1(ninf), k, xc + i);
+    const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
+    _mm512_storeu_ps(e + i, ev);
+    const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
+    acc = _mm512_mask_add_ps(acc, lt, acc, ev);
+    below += __builtin_popcount(static_cast<unsigned>(lt));
+  }
+  const index_t np = (n + 15) / 16 * 16;
+  const float ties = static_cast<float>(np - below);
+  part = (ties - 1.0f) + v5::hsum(acc);
+  if (ties != 1.0f || !(mc < pinf))
+    for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < pinf);
+  nan = nan || !(part == part);
+}
+
+/// Pass 1 of a dense row pair: the student row s and the teacher row u go through one sweep per
+/// chunk (both maxima of the next chunk fused into this chunk's exp sweep, both rows' exps, one
+/// software prefetch per row and 16 elements six chunks ahead, then into the next row pair's
+/// head `next`), filling both caches as avx::row_lse_store does. Loss (the forward KL): the
+/// per-chunk sums L_c = sum_j e^u_j (a^u_j - a^s_j), a = beta (x - m_c), are accumulated on the
+/// way, and the row value KL(p || q) = sum_c scale^u_c [L_c + (off^u_c - off^s_c) S^u_c]
+/// (off_c = beta (m_c - M) - log s, S_c = sum of the chunk's e) is returned in *kl, so the
+/// gradient pass needs no logits. Per 16 elements and row: 1 load + max (next chunk), sub, mul,
+/// max (clamp), 12 (exp), store, cmp, masked add, scalar popcount; the loss adds sub, cmp, fma.
+template <bool Loss, class S, class U>
+void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float beta,
+                row_exp_cache<float>& cs, row_exp_cache<float>& cu, const void* next,
+                index_t next_bytes, basic_online_lse<float>& ls, basic_online_lse<float>& lu,
+                bool& bad_s, bool& bad_u, double* kl) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  constexpr index_t D = GRPO_DISTILL_PFD * chunk;
+  const index_t nc = (V + chunk - 1) / chunk;
+  const row_src<S> rs(s, ss, V, cs);
+  const row_src<U> ru(u, us, V, cu);
+  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), zero = _mm512_setzero_ps();
+  float Ms = ninf, Mu = ninf;
+  bool nan_s = false, nan_u = false;
+  float* GRPO_RESTRICT lc = cu.aux.data();
+  float mns, mnu;  // the next chunk's maxima
+  {
+    const index_t n = std::min(chunk, V), nf = n / 16 * 16;
+    vf a0 = vninf, a1 = vninf, b0 = vninf, b1 = vninf;
+    for (index_t i = 0; i < nf; i += 16) {
+      rs.max_vec(i, a0);
+      ru.max_vec(i, b0);
+    }
+    rs.max_tail(0, n, nf, a1);
+    ru.max_tail(0, n, nf, b1);
+    mns = v5::hmax(_mm512_max_ps(a0, a1));
+    mnu = v5::hmax(_mm512_max_ps(b0, b1));
+  }
+  for (index_t c = 0; c < nc; ++c) {
+    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
+    const index_t nf1 = n1 / 16 * 16;  // <= nf: only the last chunk is shorter
+    const float mcs = mns, mcu = mnu;
+    cs.m[static_cast<std::size_t>(c)] = mcs;
+    cu.m[static_cast<std::size_t>(c)] = mcu;
+    const float* GRPO_RESTRICT xs = rs.x + j0;
+    const float* GRPO_RESTRICT xu = ru.x + j0;
+    float* GRPO_RESTRICT es = cs.e.data() + j0;
+    float* GRPO_RESTRICT eu = cu.e.data() + j0;
+    vf na0 = vninf, na1 = vninf, nb0 = vninf, nb1 = vninf;
+    const bool has_s = mcs > ninf, has_u = mcu > ninf;
+    if (!(has_s && has_u)) {
+      // A chunk without mass in one row (a masked vocabulary block): each row on its own.
+      const index_t np = (n + lanes - 1) / lanes * lanes;
+      if (has_s) {
+        sweep_one(xs, es, n, mcs, beta, cs.part[static_cast<std::size_t>(c)], nan_s);
+      } else {
+        for (index_t j = 0; j < n; ++j) nan_s = nan_s || (xs[j] != xs[j]);
+        for (index_t j = 0; j < np; ++j) es[j] = 0.0f;
+        cs.part[static_cast<std::size_t>(c)] = 0.0f;
+      }
+      if (has_u) {
+        sweep_one(xu, eu, n, mcu, beta, cu.part[static_cast<std::size_t>(c)], nan_u);
+      } else {
+        for (index_t j = 0; j < n; ++j) nan_u = nan_u || (xu[j] != xu[j]);
+        for (index_t j = 0; j < np; ++j) eu[j] = 0.0f;
+        cu.part[static_cast<std::size_t>(c)] = 0.0f;
+      }
+      // Teacher mass where the student has none: p log(p / 0) = +inf; no teacher mass: 0.
+      if constexpr (Loss) lc[c] = has_u && !has_s ? pinf : 0.0f;
+      for (index_t i = 0; i < nf1; i += 16) {
+        rs.max_vec(j1 + i, na0);
+        ru.max_vec(j1 + i, nb0);
+      }
+    } else {
+      const vf vms = v5::set1(mcs), vmu = v5::set1(mcu);
+      vf accs = zero, accu = zero, lacc = zero;
+      index_t below_s = 0, below_u = 0;
+      auto step = [&](index_t i, vf x, vf y) {
+        const vf as = _mm512_mul_ps(vb, _mm512_sub_ps(x, vms));
+        const vf au = _mm512_mul_ps(vb, _mm512_sub_ps(y, vmu));
+        const vf ex = exp_clamped(as), ey = exp_clamped(au);
+        _mm512_storeu_ps(es + i, ex);
+        _mm512_storeu_ps(eu + i, ey);
+        const __mmask16 lts = _mm512_cmp_ps_mask(x, vms, _CMP_LT_OQ);
+        const __mmask16 ltu = _mm512_cmp_ps_mask(y, vmu, _CMP_LT_OQ);
+        accs = _mm512_mask_add_ps(accs, lts, accs, ex);
+        accu = _mm512_mask_add_ps(accu, ltu, accu, ey);
+        below_s += __builtin_popcount(static_cast<unsigned>(lts));
+        below_u += __builtin_popcount(static_cast<unsigned>(ltu));
+        if constexpr (Loss) {
+          // e^u (a^u - a^s), 0 where e^u = 0 (also for a^u = a^s = -inf).
+          const __mmask16 kp = _mm512_cmp_ps_mask(ey, zero, _CMP_GT_OQ);
+          lacc = _mm512_mask3_fmadd_ps(ey, _mm512_sub_ps(au, as), lacc, kp);
+        }
+      };
+      index_t i = 0;
+      for (; i < nf; i += 16) {
+        const index_t ja = j0 + D + i;
+        if (ja < V) {
+          rs.prefetch(ja, V);
+          ru.prefetch(ja, V);
+        } else if (next != nullptr && ja - V < D) {
+          prefetch_range(next, (ja - V) * next_bytes, 16 * next_bytes);
+        }
+        if (i < nf1) {
+          rs.max_vec(j1 + i, na0);
+          ru.max_vec(j1 + i, nb0);
+        }
+        step(i, _mm512_loadu_ps(xs + i), _mm512_loadu_ps(xu + i));
+      }
+      index_t np = nf;
+      if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
+        const __mmask16 k = head_mask(n - nf);
+        step(nf, _mm512_mask_loadu_ps(vninf, k, xs + nf), _mm512_mask_loadu_ps(vninf, k, xu + nf));
+        np += 16;
+      }
+      // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial. A NaN
+      // compares false with m_c and shows up as an extra tie: chunks with several entries at
+      // their maximum (rare) are checked element by element; +inf is the maximum itself.
+      const float ties_s = static_cast<float>(np - below_s);
+      const float ties_u = static_cast<float>(np - below_u);
+      float& ps = cs.part[static_cast<std::size_t>(c)];
+      float& pu = cu.part[static_cast<std::size_t>(c)];
+      ps = (ties_s - 1.0f) + v5::hsum(accs);
+      pu = (ties_u - 1.0f) + v5::hsum(accu);
+      if (ties_s != 1.0f || !(mcs < pinf))
+        for (index_t j = 0; j < n; ++j) nan_s = nan_s || !(xs[j] < pinf);
+      if (ties_u != 1.0f || !(mcu < pinf))
+        for (index_t j = 0; j < n; ++j) nan_u = nan_u || !(xu[j] < pinf);
+      nan_s = nan_s || !(ps == ps);
+      nan_u = nan_u || !(pu == pu);
+      if constexpr (Loss) lc[c] = v5::hsum(lacc);
+    }
+    if (has_s) Ms = mcs > Ms ? mcs : Ms;
+    if (has_u) Mu = mcu > Mu ? mcu : Mu;
+    if (n1 > 0) {
+      rs.max_tail(j1, n1, nf1, na1);
+      ru.max_tail(j1, n1, nf1, nb1);
+      mns = v5::hmax(_mm512_max_ps(na0, na1));
+      mnu = v5::hmax(_mm512_max_ps(nb0, nb1));
+    }
+  }
+  bad_s = nan_s;
+  bad_u = nan_u;
+  ls = finish_row(cs, nc, beta, Ms, nan_s);
+  lu = finish_row(cu, nc, beta, Mu, nan_u);
+  if constexpr (Loss) {
+    if (ls.empty() || lu.empty()) return;
+    const double b = beta, lss = ls.log_sum(), lsu = lu.log_sum();
+    double total = 0.0;
+    for (index_t c = 0; c < nc; ++c) {
+      const std::size_t k = static_cast<std::size_t>(c);
+      const double w = cu.scale[k];
+      if (!(w > 0.0)) continue;  // no teacher mass in float (p = 0 on the whole chunk)
+      const double offu = b * (static_cast<double>(cu.m[k]) - Mu) - lsu;
+      const double offs = cs.m[k] > ninf ? b * (static_cast<double>(cs.m[k]) - Ms) - lss
+                                         : -std::numeric_limits<double>::infinity();
+      total += w * (static_cast<double>(lc[c]) +
+                    (offu - offs) * (1.0 + static_cast<double>(cu.part[k])));
+    }
+    *kl = total;
+  }
 }
 
 }  // namespace avx
@@ -343,10 +702,10 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
 #if GRPO_HAS_AVX512
   if constexpr (std::is_same_v<A, float>) {
     (void)buf;
-    cache.row = avx::contiguous_row(p, st, V, cache.x.data());
-    return avx::row_lse_store(cache.row, V, beta, cache, bad);
-  }
+    return avx::row_lse_store(p, st, V, beta, cache, bad);
+  } else
 #endif
+  {
   basic_online_lse<A> s(beta);
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
@@ -379,6 +738,7 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
     }
   }
   return s;
+  }
 }
 
 /// The per-thread caches of the student and teacher rows.
@@ -737,21 +1097,6 @@ struct dense_row_args {
   index_t next_s_bytes = 0, next_u_bytes = 0, next_g_bytes = 0;  ///< bytes per element
 };
 
-/// Software prefetch of bytes [off, off + len) of a row (a hint; compiles to nothing where the
-/// builtin is unavailable).
-template <int RW = 0>
-GRPO_FORCEINLINE void prefetch_range(const void* base, index_t off, index_t len) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  if (base == nullptr) return;
-  const char* p = static_cast<const char*>(base) + off;
-  for (index_t b = 0; b < len; b += 64) __builtin_prefetch(p + b, RW, 3);
-#else
-  (void)base;
-  (void)off;
-  (void)len;
-#endif
-}
-
 /// The row-level state of one distribution after pass 1: log q_j = beta (x_j - m) - log_s.
 template <class A>
 struct row_state {
@@ -904,44 +1249,67 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
 #if GRPO_HAS_AVX512
 namespace avx {
 
-/// Per-call constants of the mixture divergences as registers: w and 1 - w.
-struct mix_params {
-  vf w, w1;
+/// Per-row constants of the element operators as registers: both rows' log-softmax states
+/// (log q = beta (x - m) - log s) and the mixture weights w, 1 - w.
+struct vctx {
+  vf ms, ls, mu, lu, beta, w, w1;
+  vf dl;  ///< ls - lu: lp - lq = beta ((u - mu) - (x - ms)) + (ls - lu) (one temperature)
+  GRPO_FORCEINLINE vf lq(vf x) const noexcept {  // ops::log_softmax
+    return _mm512_fmsub_ps(beta, _mm512_sub_ps(x, ms), ls);
+  }
+  GRPO_FORCEINLINE vf lp(vf u) const noexcept { return _mm512_fmsub_ps(beta, _mm512_sub_ps(u, mu), lu); }
+  /// lp - lq in 4 operations, each row's offset taken out before the two are subtracted (rows
+  /// offset by +-1e4 keep their digits).
+  GRPO_FORCEINLINE vf lp_minus_lq(vf x, vf u) const noexcept {
+    return _mm512_fmadd_ps(beta, _mm512_sub_ps(_mm512_sub_ps(u, mu), _mm512_sub_ps(x, ms)), dl);
+  }
 };
 
 /// Vector twins of div_op<K> (the same formulas as grpo::ops, with the same 0 log 0 = 0
-/// selects written as zero-masking): per element the loss term `val` and g = dl/dlq (for the
-/// forward KL the whole dl/dz' = q - p, ops::forward_kl_dz). The mixture log lM = log(M) comes
-/// from v512::log of M = w_p p + w_q q formed from the cached probabilities: log(0) = -inf only
-/// where p = q = 0, and those lanes are masked out (no 0 * inf: the Liger JSD NaN).
+/// selects written as zero-masking): from the raw logits x (student), u (teacher) and the
+/// cached probabilities q, p of one vector, the loss term `val` and g = dl/dlq (for the forward
+/// KL the whole dl/dz' = q - p, ops::forward_kl_dz). The mixture log lM = log(M) comes from
+/// v512::log of M = w_p p + w_q q formed from the cached probabilities: log(0) = -inf only where
+/// p = q = 0, and those lanes are masked out (no 0 * inf: the Liger JSD NaN). Careful: the chunk
+/// holds a probability >= 1/64 (see forward KL).
 template <divergence K>
 struct vdiv;
 
 template <>
 struct vdiv<divergence::forward_kl> {
   static constexpr bool unit_g = true;
-  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params&, vf& val,
+  template <bool Careful>
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf u, vf p, vf q, vf& val,
                                     vf& g) noexcept {
     const vf zero = _mm512_setzero_ps();
+    const vf t = C.lp_minus_lq(x, u);
     const __mmask16 kp = _mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ);
-    val = _mm512_maskz_mul_ps(kp, p, _mm512_sub_ps(lp, lq));  // ops::forward_kl
-    // ops::forward_kl_dz: p expm1(lq - lp) (5-term series) for |lq - lp| < 1/64, else q - p.
-    const vf d = _mm512_sub_ps(lq, lp);
-    vf c = _mm512_fmadd_ps(d, v5::set1(1.0f / 120.0f), v5::set1(1.0f / 24.0f));
-    c = _mm512_fmadd_ps(d, c, v5::set1(1.0f / 6.0f));
-    c = _mm512_fmadd_ps(d, c, v5::set1(0.5f));
-    c = _mm512_fmadd_ps(d, c, v5::set1(1.0f));
-    const __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), v5::set1(0.015625f), _CMP_LT_OQ);
-    g = _mm512_mask_mul_ps(_mm512_sub_ps(q, p), near, p, _mm512_mul_ps(d, c));
+    val = _mm512_maskz_mul_ps(kp, p, t);  // ops::forward_kl
+    g = _mm512_sub_ps(q, p);
+    if constexpr (Careful) {
+      // ops::forward_kl_dz: p expm1(lq - lp) (5-term series) where |lq - lp| < 1/64: there q - p
+      // cancels when both approach 1. Where the chunk's probabilities are all below 1/64 (its
+      // scale factors, the probabilities at its maxima, say so) q - p is as accurate as the
+      // series, whose lq - lp then carries |log q| ulps of its own.
+      const vf d = _mm512_sub_ps(zero, t);
+      vf c = _mm512_fmadd_ps(d, v5::set1(1.0f / 120.0f), v5::set1(1.0f / 24.0f));
+      c = _mm512_fmadd_ps(d, c, v5::set1(1.0f / 6.0f));
+      c = _mm512_fmadd_ps(d, c, v5::set1(0.5f));
+      c = _mm512_fmadd_ps(d, c, v5::set1(1.0f));
+      const __mmask16 near =
+          _mm512_cmp_ps_mask(_mm512_abs_ps(d), v5::set1(0.015625f), _CMP_LT_OQ);
+      g = _mm512_mask_mul_ps(g, near, p, _mm512_mul_ps(d, c));
+    }
   }
 };
 template <>
 struct vdiv<divergence::reverse_kl> {
   static constexpr bool unit_g = false;
-  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf, vf q, const mix_params&, vf& val,
+  template <bool>
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf u, vf, vf q, vf& val,
                                     vf& g) noexcept {
     const __mmask16 kq = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const vf t = _mm512_sub_ps(lq, lp);
+    const vf t = _mm512_sub_ps(_mm512_setzero_ps(), C.lp_minus_lq(x, u));  // lq - lp
     val = _mm512_maskz_mul_ps(kq, q, t);                               // ops::reverse_kl
     g = _mm512_maskz_mul_ps(kq, q, _mm512_add_ps(t, v5::set1(1.0f)));  // ops::reverse_kl_grad
   }
@@ -949,28 +1317,30 @@ struct vdiv<divergence::reverse_kl> {
 template <>
 struct vdiv<divergence::jsd> {
   static constexpr bool unit_g = false;
-  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params& P, vf& val,
+  template <bool>
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf u, vf p, vf q, vf& val,
                                     vf& g) noexcept {
     const vf zero = _mm512_setzero_ps();
-    const vf bp = _mm512_mul_ps(P.w, p), bq = _mm512_mul_ps(P.w1, q);
+    const vf bp = _mm512_mul_ps(C.w, p), bq = _mm512_mul_ps(C.w1, q);
     const vf lm = v5::log(_mm512_add_ps(bp, bq));
     const __mmask16 kp = _mm512_cmp_ps_mask(bp, zero, _CMP_GT_OQ);
     const __mmask16 kq = _mm512_cmp_ps_mask(bq, zero, _CMP_GT_OQ);
-    g = _mm512_maskz_mul_ps(kq, bq, _mm512_sub_ps(lq, lm));  // ops::jsd_grad
-    val = _mm512_add_ps(_mm512_maskz_mul_ps(kp, bp, _mm512_sub_ps(lp, lm)), g);  // ops::jsd
+    g = _mm512_maskz_mul_ps(kq, bq, _mm512_sub_ps(C.lq(x), lm));  // ops::jsd_grad
+    val = _mm512_add_ps(_mm512_maskz_mul_ps(kp, bp, _mm512_sub_ps(C.lp(u), lm)), g);  // ops::jsd
   }
 };
 template <>
 struct vdiv<divergence::skew_forward_kl> {
   static constexpr bool unit_g = false;
-  static GRPO_FORCEINLINE void eval(vf lp, vf, vf p, vf q, const mix_params& P, vf& val,
+  template <bool>
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf, vf u, vf p, vf q, vf& val,
                                     vf& g) noexcept {
     const vf zero = _mm512_setzero_ps();
-    const vf bq = _mm512_mul_ps(P.w1, q);
-    const vf m = _mm512_fmadd_ps(P.w, p, bq);
+    const vf bq = _mm512_mul_ps(C.w1, q);
+    const vf m = _mm512_fmadd_ps(C.w, p, bq);
     const vf lm = v5::log(m);
     const __mmask16 kp = _mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ);
-    val = _mm512_maskz_mul_ps(kp, p, _mm512_sub_ps(lp, lm));  // ops::skew_forward_kl
+    val = _mm512_maskz_mul_ps(kp, p, _mm512_sub_ps(C.lp(u), lm));  // ops::skew_forward_kl
     // ops::skew_forward_kl_grad: -p (1 - a) q / M
     g = _mm512_maskz_div_ps(kp, _mm512_sub_ps(zero, _mm512_mul_ps(p, bq)), m);
   }
@@ -978,13 +1348,13 @@ struct vdiv<divergence::skew_forward_kl> {
 template <>
 struct vdiv<divergence::skew_reverse_kl> {
   static constexpr bool unit_g = false;
-  static GRPO_FORCEINLINE void eval(vf lp, vf lq, vf p, vf q, const mix_params& P, vf& val,
+  template <bool>
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf, vf p, vf q, vf& val,
                                     vf& g) noexcept {
-    (void)lp;
     const vf zero = _mm512_setzero_ps();
-    const vf bq = _mm512_mul_ps(P.w, q);
-    const vf m = _mm512_fmadd_ps(P.w1, p, bq);
-    const vf t = _mm512_sub_ps(lq, v5::log(m));
+    const vf bq = _mm512_mul_ps(C.w, q);
+    const vf m = _mm512_fmadd_ps(C.w1, p, bq);
+    const vf t = _mm512_sub_ps(C.lq(x), v5::log(m));
     const __mmask16 kq = _mm512_cmp_ps_mask(q, zero, _CMP_GT_OQ);
     val = _mm512_maskz_mul_ps(kq, q, t);  // ops::skew_reverse_kl
     // ops::skew_reverse_kl_grad: q (lq - lM + 1 - a q / M)
@@ -993,34 +1363,85 @@ struct vdiv<divergence::skew_reverse_kl> {
   }
 };
 
-/// Stores 16 gradient values at g (stride gs), the first `cnt` of them: vector stores for
-/// contiguous float / bf16 (v512::store_bf16) / fp16, the scalar narrow otherwise (same rounding).
+/// float -> 16 bf16 bit patterns in a register: the rounding of v512::store_bf16 (nearest even,
+/// NaN kept quiet), for the non-temporal store below, which v512 has no variant of.
+GRPO_FORCEINLINE __m256i to_bf16(vf v) noexcept {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_srli_epi32(r, 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  r = _mm512_mask_mov_epi32(r, nan,
+                            _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+/// How a gradient row is written: 0 any stride or type (scalar narrow, the portable rounding),
+/// 1 contiguous float / bf16 / fp16 (vector stores), 2 the same with a 64-byte aligned row:
+/// non-temporal stores, so the gradient lines are not first read from DRAM (read for ownership):
+/// 1 write per element instead of 1 read + 1 write.
+enum : int { write_any = 0, write_contiguous = 1, write_stream = 2 };
+
 template <class G>
-GRPO_FORCEINLINE void store_grad(G* g, index_t gs, vf v, index_t cnt) noexcept {
-  if (gs == 1 && cnt == 16) {
-    if constexpr (std::is_same_v<G, float>) {
-      _mm512_storeu_ps(g, v);
-      return;
-    } else if constexpr (std::is_same_v<G, bfloat16>) {
-      v5::store_bf16(g, v);
-      return;
-    } else if constexpr (std::is_same_v<G, float16>) {
-      v5::store_fp16(g, v);
+inline constexpr bool vector_grad_v =
+    std::is_same_v<G, float> || std::is_same_v<G, bfloat16> || std::is_same_v<G, float16>;
+
+/// The write mode of a gradient row (write_any when there is none).
+template <class G>
+int write_mode(const G* g, index_t gs) noexcept {
+  if constexpr (vector_grad_v<G>) {
+    if (g == nullptr || gs != 1) return write_any;
+    return reinterpret_cast<std::uintptr_t>(g) % 64 == 0 ? write_stream : write_contiguous;
+  } else {
+    (void)g;
+    (void)gs;
+    return write_any;
+  }
+}
+
+/// Writes the first cnt of 16 gradient values at element j of g (stride gs) in write mode Mode
+/// (every vector of a row starts at a multiple of 16 elements, hence 64 / 32 bytes aligned in
+/// write_stream mode).
+template <int Mode, class G>
+GRPO_FORCEINLINE void put_grad(G* g, index_t gs, index_t j, vf v, index_t cnt) noexcept {
+  if constexpr (Mode != write_any && vector_grad_v<G>) {
+    if (cnt == 16) {
+      if constexpr (std::is_same_v<G, float>) {
+        if constexpr (Mode == write_stream) {
+          _mm512_stream_ps(g + j, v);
+        } else {
+          _mm512_storeu_ps(g + j, v);
+        }
+      } else if constexpr (std::is_same_v<G, bfloat16>) {
+        if constexpr (Mode == write_stream) {
+          _mm256_stream_si256(reinterpret_cast<__m256i*>(g + j), to_bf16(v));
+        } else {
+          v5::store_bf16(g + j, v);
+        }
+      } else {
+        if constexpr (Mode == write_stream) {
+          _mm256_stream_si256(reinterpret_cast<__m256i*>(g + j),
+                              _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        } else {
+          v5::store_fp16(g + j, v);
+        }
+      }
       return;
     }
   }
   alignas(64) float t[16];
   _mm512_store_ps(t, v);
-  for (index_t i = 0; i < cnt; ++i) g[i * gs] = narrow<G>(t[i]);
+  for (index_t i = 0; i < cnt; ++i) g[(j + i) * gs] = narrow<G>(t[i]);
 }
 
 /// Passes 2 (and 3) of a dense divergence row after avx::row_lse_store filled both caches: xs,
 /// xu the contiguous float rows pass 1 read. Forward KL: one sweep writes the loss and q - p.
 /// The others: pass 2 computes the loss and G = sum g and parks g_j in the teacher's exp cache
 /// (read at j just before), pass 3 writes gscale (g_j - q_j G). Per 16 elements the forward-KL
-/// sweep is 2 fmsub (log-probs) + 2 mul (p, q) + 3 (loss) + 9 (q - p) + 1 (scale) + the store.
-/// g may alias the student row: every vector is read before the gradient over it is written.
-template <divergence K, class G>
+/// sweep is 2 sub + 2 fmsub (log-probs), 2 mul (p, q), 3 (loss), 9 (q - p), 1 (scale) and the
+/// store. g may alias the student row: every vector is read before the gradient over it is
+/// written.
+template <divergence K, int Mode, class G>
 void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
                   const row_state<float>& st, const row_state<float>& tt,
                   const row_exp_cache<float>& cs, row_exp_cache<float>& cu, G* g, index_t gs,
@@ -1028,59 +1449,167 @@ void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
   using op = vdiv<K>;
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   const index_t V = R.V;
-  const vf ms = v5::set1(st.m), bs = v5::set1(st.beta), ls = v5::set1(st.log_s);
-  const vf mu = v5::set1(tt.m), bu = v5::set1(tt.beta), lu = v5::set1(tt.log_s);
+  const vctx C{v5::set1(st.m),          v5::set1(st.log_s),        v5::set1(tt.m),
+               v5::set1(tt.log_s),      v5::set1(st.beta),         v5::set1(R.div.w),
+               v5::set1(1.0f - R.div.w), v5::set1(st.log_s - tt.log_s)};
   const vf vninf = v5::set1(ninf), vgs = v5::set1(R.gscale);
-  const mix_params P{v5::set1(R.div.w), v5::set1(1.0f - R.div.w)};
   const float* GRPO_RESTRICT es = cs.e.data();
-  float* eu = cu.e.data();
+  float* GRPO_RESTRICT eu = cu.e.data();
+  const bool write = g != nullptr;
   double total = 0.0, gsum = 0.0;
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
-    const index_t n = std::min(chunk, V - j0);
-    const vf scs = v5::set1(cs.scale[static_cast<std::size_t>(c)]);
-    const vf scu = v5::set1(cu.scale[static_cast<std::size_t>(c)]);
+    const index_t n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const float sq = cs.scale[static_cast<std::size_t>(c)];
+    const float sp = cu.scale[static_cast<std::size_t>(c)];
+    const vf scs = v5::set1(sq), scu = v5::set1(sp);
     vf va = _mm512_setzero_ps(), vg = _mm512_setzero_ps();
-    for (index_t i = 0; i < n; i += 16) {
-      const index_t j = j0 + i, cnt = std::min<index_t>(16, n - i);
-      const __mmask16 k = cnt == 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(cnt);
-      // Padding lanes: -inf logits and e = 0 (cache padding): p = q = 0, masked out below.
-      const vf x = _mm512_mask_loadu_ps(vninf, k, xs + j);
-      const vf u = _mm512_mask_loadu_ps(vninf, k, xu + j);
-      const vf lq = _mm512_fmsub_ps(bs, _mm512_sub_ps(x, ms), ls);  // ops::log_softmax
-      const vf lp = _mm512_fmsub_ps(bu, _mm512_sub_ps(u, mu), lu);
+    // One vector; x / u are the raw rows (-inf on padding lanes, whose cached e is 0: p = q = 0
+    // there, masked out by the element operators).
+    auto body = [&](auto careful, index_t j, vf x, vf u, index_t cnt) {
       const vf q = _mm512_mul_ps(_mm512_loadu_ps(es + j), scs);
       const vf p = _mm512_mul_ps(_mm512_loadu_ps(eu + j), scu);
       vf val, gr;
-      op::eval(lp, lq, p, q, P, val, gr);
+      op::template eval<decltype(careful)::value>(C, x, u, p, q, val, gr);
       va = _mm512_add_ps(va, val);
       if constexpr (op::unit_g) {
-        if (g != nullptr) store_grad(g + j * gs, gs, _mm512_mul_ps(vgs, gr), cnt);
+        if (write) put_grad<Mode>(g, gs, j, _mm512_mul_ps(vgs, gr), cnt);
       } else {
         vg = _mm512_add_ps(vg, gr);
         _mm512_storeu_ps(eu + j, gr);
       }
-    }
+    };
+    auto sweep = [&](auto careful) {
+      for (index_t i = 0; i < nf; i += 16)
+        body(careful, j0 + i, _mm512_loadu_ps(xs + j0 + i), _mm512_loadu_ps(xu + j0 + i), 16);
+      if (nf < n) {
+        const __mmask16 k = head_mask(n - nf);
+        body(careful, j0 + nf, _mm512_mask_loadu_ps(vninf, k, xs + j0 + nf),
+             _mm512_mask_loadu_ps(vninf, k, xu + j0 + nf), n - nf);
+      }
+    };
+    // scale_c is the largest probability of chunk c (e = 1 at its maximum).
+    if (op::unit_g && (sq >= 0.015625f || sp >= 0.015625f))
+      sweep(std::true_type{});
+    else
+      sweep(std::false_type{});
     total += static_cast<double>(v5::hsum(va));
     if constexpr (!op::unit_g) gsum += static_cast<double>(v5::hsum(vg));
-    // The next row streams in while this row computes (pass 1 of the next row then finds it).
+    if (GRPO_DISTILL_PF2) {
     prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
     prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
+    }
   }
   value = total * static_cast<double>(R.vscale);
   if constexpr (!op::unit_g) {
-    if (g == nullptr) return;
+    if (!write) return;
     // Pass 3: gscale (g_j - q_j G), q_j G = e_j (scale_c G) (ops::softmax_chain).
     const float G_ = static_cast<float>(gsum);
     for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
       const index_t n = std::min(chunk, V - j0);
       const vf qg = v5::set1(cs.scale[static_cast<std::size_t>(c)] * G_);
       for (index_t i = 0; i < n; i += 16) {
-        const index_t j = j0 + i, cnt = std::min<index_t>(16, n - i);
+        const index_t j = j0 + i;
         const vf gr = _mm512_fnmadd_ps(_mm512_loadu_ps(es + j), qg, _mm512_loadu_ps(eu + j));
-        store_grad(g + j * gs, gs, _mm512_mul_ps(vgs, gr), cnt);
+        put_grad<Mode>(g, gs, j, _mm512_mul_ps(vgs, gr), std::min<index_t>(16, n - i));
       }
     }
   }
+  if constexpr (Mode == write_stream) _mm_sfence();  // order the streamed lines before return
+}
+
+/// The forward-KL gradient sweep after pair_pass1<true>: gscale (q_j - p_j) from the two exp
+/// caches (mul + fmsub per 16 elements and the store); chunks holding a probability >= 1/64
+/// take ops::forward_kl_dz's series path from the logits (vdiv<forward_kl>).
+template <int Mode, class G>
+void forward_kl_grad(const row_state<float>& st, const row_state<float>& tt,
+                     const row_exp_cache<float>& cs, const row_exp_cache<float>& cu, G* g,
+                     index_t gs, const dense_row_args<float>& R) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  const index_t V = R.V;
+  const vctx C{v5::set1(st.m),     v5::set1(st.log_s), v5::set1(tt.m),
+               v5::set1(tt.log_s), v5::set1(st.beta),  _mm512_setzero_ps(),
+               _mm512_setzero_ps(), v5::set1(st.log_s - tt.log_s)};
+  const vf vninf = v5::set1(ninf), vgs = v5::set1(R.gscale);
+  const float* GRPO_RESTRICT es = cs.e.data();
+  const float* GRPO_RESTRICT eu = cu.e.data();
+  const float* GRPO_RESTRICT xs = cs.row;
+  const float* GRPO_RESTRICT xu = cu.row;
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+    const index_t n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const float sq = cs.scale[static_cast<std::size_t>(c)];
+    const float sp = cu.scale[static_cast<std::size_t>(c)];
+    if (sq >= 0.015625f || sp >= 0.015625f) {
+      const vf scs = v5::set1(sq), scu = v5::set1(sp);
+      for (index_t i = 0; i < n; i += 16) {
+        const index_t j = j0 + i, cnt = std::min<index_t>(16, n - i);
+        const __mmask16 k = cnt == 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(cnt);
+        vf val, gr;
+        vdiv<divergence::forward_kl>::eval<true>(
+            C, _mm512_mask_loadu_ps(vninf, k, xs + j), _mm512_mask_loadu_ps(vninf, k, xu + j),
+            _mm512_mul_ps(_mm512_loadu_ps(eu + j), scu),
+            _mm512_mul_ps(_mm512_loadu_ps(es + j), scs), val, gr);
+        put_grad<Mode>(g, gs, j, _mm512_mul_ps(vgs, gr), cnt);
+      }
+    } else {
+      const vf gq = v5::set1(sq * R.gscale), gp = v5::set1(sp * R.gscale);
+      auto one = [&](index_t j, index_t cnt) {
+        put_grad<Mode>(g, gs, j,
+                       _mm512_fmsub_ps(_mm512_loadu_ps(es + j), gq,
+                                       _mm512_mul_ps(_mm512_loadu_ps(eu + j), gp)),
+                       cnt);
+      };
+      for (index_t i = 0; i < nf; i += 16) one(j0 + i, 16);
+      if (nf < n) one(j0 + nf, n - nf);
+    }
+  }
+  if constexpr (Mode == write_stream) _mm_sfence();  // order the streamed lines before return
+}
+
+/// The AVX-512 dense row: the fused pass 1 of both rows (pair_pass1, prefetching the next row
+/// pair's head as it ends), then the gradient sweep (forward KL, whose value pass 1 already
+/// summed) or dense_passes.
+template <divergence K, class S, class U, class G>
+int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
+              const dense_row_args<float>& R, double& value) {
+  constexpr bool fkl = K == divergence::forward_kl;
+  thread_caches<float>& tc = local_caches<float>();
+  tc.student.reserve(R.V);
+  tc.teacher.reserve(R.V);
+  bool bad_s = false, bad_u = false;
+  basic_online_lse<float> ls(R.beta_s), lu(R.beta_u);
+  double kl = 0.0;
+  pair_pass1<fkl>(s, ss, u, us, R.V, R.beta_s, tc.student, tc.teacher, R.next_s, R.next_s_bytes,
+                  ls, lu, bad_s, bad_u, &kl);
+  if (bad_s) return student_not_finite;
+  if (bad_u) return teacher_not_finite;
+  if (ls.empty()) return student_empty;
+  if (lu.empty()) return teacher_empty;
+  const row_state<float> st{ls.m, ls.log_sum(), R.beta_s}, tt{lu.m, lu.log_sum(), R.beta_u};
+  const int mode = write_mode(g, gs);
+  if constexpr (fkl) {
+    value = kl * static_cast<double>(R.vscale);
+    if (mode == write_stream)
+      forward_kl_grad<write_stream>(st, tt, tc.student, tc.teacher, g, gs, R);
+    else if (mode == write_contiguous)
+      forward_kl_grad<write_contiguous>(st, tt, tc.student, tc.teacher, g, gs, R);
+    else if (g != nullptr)
+      forward_kl_grad<write_any>(st, tt, tc.student, tc.teacher, g, gs, R);
+    return row_ok;
+  }
+  switch (mode) {
+    case write_stream:
+      dense_passes<K, write_stream>(tc.student.row, tc.teacher.row, st, tt, tc.student,
+                                    tc.teacher, g, gs, R, value);
+      break;
+    case write_contiguous:
+      dense_passes<K, write_contiguous>(tc.student.row, tc.teacher.row, st, tt, tc.student,
+                                        tc.teacher, g, gs, R, value);
+      break;
+    default:
+      dense_passes<K, write_any>(tc.student.row, tc.teacher.row, st, tt, tc.student,
+                                 tc.teacher, g, gs, R, value);
+  }
+  return row_ok;
 }
 
 }  // namespace avx
@@ -1091,6 +1620,9 @@ void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
 template <divergence K, class A, class S, class U, class G>
 int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
               const dense_row_args<A>& R, double& value) {
+#if GRPO_HAS_AVX512
+  if constexpr (std::is_same_v<A, float>) return avx::dense_row<K>(s, ss, u, us, g, gs, R, value);
+#endif
   alignas(64) A buf[chunk];
   thread_caches<A>& tc = local_caches<A>();
   tc.student.reserve(R.V);
@@ -1102,15 +1634,6 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   if (bad_u) return teacher_not_finite;
   if (ls.empty()) return student_empty;
   if (lu.empty()) return teacher_empty;
-#if GRPO_HAS_AVX512
-  if constexpr (std::is_same_v<A, float>) {
-    avx::dense_passes<K>(tc.student.row, tc.teacher.row,
-                         row_state<float>{ls.m, ls.log_sum(), R.beta_s},
-                         row_state<float>{lu.m, lu.log_sum(), R.beta_u}, tc.student, tc.teacher,
-                         g, gs, R, value);
-    return row_ok;
-  }
-#endif
   divergence_passes<K, true, true>(
       s, ss, row_state<A>{ls.m, ls.log_sum(), R.beta_s}, strided_loader<U>{u, us},
       row_state<A>{lu.m, lu.log_sum(), R.beta_u}, prob_source<A>{&tc.student},
