@@ -44,13 +44,15 @@ struct options {
   int sft_examples = 1000, sft_steps = 200, sft_batch = 64;
   double sft_lr = 3e-3;
   // stage 2
-  int steps = 300, prompts = 32, group = 8, minibatches = 2;
+  int steps = 1000, prompts = 32, group = 8, minibatches = 2;
   double temperature = 1.0, lr = 1e-3, clip_eps = 0.2, kl_beta = 0.04, format_weight = 0.5;
+  // GRPO and distillation learning rates decay linearly to lr * lr_final at their last step
+  double lr_final = 0.1;
   // stage 3
-  int distill_steps = 1500, distill_batch = 64, distill_pool = 4096;
+  int distill_steps = 2500, distill_batch = 64, distill_pool = 4096;
   double distill_lr = 3e-3, distill_temperature = 1.0;
   // evaluation
-  int eval_samples = 8, eval_every = 50;
+  int eval_samples = 8, eval_every = 100;
   double eval_temperature = 0.6;
   // run
   int threads = 1;
@@ -146,6 +148,7 @@ void validate(const options& o) {
   need(o.minibatches >= 1 && (o.prompts * o.group) % o.minibatches == 0,
        "--minibatches must divide prompts * group");
   need(o.temperature > 0 && o.eval_temperature >= 0, "--temperature must be > 0");
+  need(o.lr > 0 && o.lr_final >= 0 && o.lr_final <= 1, "--lr must be > 0 and --lr-final in [0, 1]");
   need(o.eval_samples >= 1 && o.eval_every >= 1 && o.heldout >= 1,
        "--eval-samples, --eval-every and --heldout must be >= 1");
   need(o.hidden >= 1 && o.student_hidden >= 1 && o.embed >= 1 && o.layers >= 1 && o.threads >= 1,
@@ -241,6 +244,11 @@ int run(const options& o) {
     start.heldout_pass1 = e_base.pass1;
     log.row(start);
     for (int step = 1; step <= o.steps; ++step) {
+      // Linear decay of the learning rate to lr * lr_final: a calmer end of training, so the
+      // final policy is not caught mid-oscillation.
+      const double frac = o.steps > 1 ? static_cast<double>(step - 1) / (o.steps - 1) : 0.0;
+      static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options())
+          .lr(o.lr * (1.0 - frac * (1.0 - o.lr_final)));
       // Rollout: each prompt o.group times, sampled at the training temperature.
       std::vector<problem> ps;
       for (int i = 0; i < o.prompts; ++i) ps.push_back(gen.train());
@@ -367,6 +375,10 @@ int run(const options& o) {
     torch::optim::Adam opt(student->parameters(), torch::optim::AdamOptions(o.distill_lr));
     std::uniform_int_distribution<int64_t> pick(0, pool_size - 1);
     for (int step = 1; step <= o.distill_steps; ++step) {
+      const double frac =
+          o.distill_steps > 1 ? static_cast<double>(step - 1) / (o.distill_steps - 1) : 0.0;
+      static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options())
+          .lr(o.distill_lr * (1.0 - frac * (1.0 - o.lr_final)));
       std::vector<int64_t> rows(static_cast<size_t>(o.distill_batch));
       for (auto& v : rows) v = pick(rng);
       auto idx = torch::tensor(rows, torch::kLong);
@@ -448,6 +460,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
   app.add_option("--lr", o.lr, "GRPO learning rate")->capture_default_str();
+  app.add_option("--lr-final", o.lr_final,
+                 "learning rate at the last GRPO / distillation step, as a fraction of --lr / --distill-lr "
+                 "(linear decay; 1 = constant)")
+      ->capture_default_str();
   app.add_option("--clip-eps", o.clip_eps, "ratio clip epsilon")->capture_default_str();
   app.add_option("--kl-beta", o.kl_beta, "KL penalty to the starting policy")
       ->capture_default_str();
