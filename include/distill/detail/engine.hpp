@@ -238,14 +238,16 @@ GRPO_FORCEINLINE vf load16(const T* p) noexcept {
   }
 }
 
-#ifndef GRPO_DISTILL_PF1
-#define GRPO_DISTILL_PF1 1
+/// Software prefetch distance of pass 1, in chunks (the fused max of the next chunk alone has
+/// only the out-of-order window, about 20 vectors, of memory-level parallelism).
+#ifndef GRPO_DISTILL_PREFETCH_CHUNKS
+#define GRPO_DISTILL_PREFETCH_CHUNKS 6
 #endif
-#ifndef GRPO_DISTILL_PFD
-#define GRPO_DISTILL_PFD 6
-#endif
-#ifndef GRPO_DISTILL_PF2
-#define GRPO_DISTILL_PF2 0
+/// 1: bf16 gradients are rounded with AVX512-BF16's vcvtneps2bf16 where the target has it (one
+/// instruction instead of eight; it rounds to nearest even like grpo::bfloat16 but flushes
+/// inputs below 2^-126 to zero, a gradient entry no optimiser state can tell from 0).
+#ifndef GRPO_DISTILL_CVTBF16
+#define GRPO_DISTILL_CVTBF16 1
 #endif
 
 
@@ -290,160 +292,7 @@ inline basic_online_lse<float> finish_row(row_exp_cache<float>& cache, index_t n
   return s;
 }
 
-/// The AVX-512 pass 1 of one row (contiguous: float read in place, bf16 / fp16 widened into
-/// cache.x during the max sweep; strided rows are widened first). Fills cache.e / m / scale /
-/// part in the portable pass's format, points cache.row at the float row it read, and returns
-/// the row's online state; bad: a NaN or +inf in the row. `ahead` (nullable): the row the
-/// caller processes next (element size ahead_bytes), whose head is prefetched as this row ends.
-template <class T>
-basic_online_lse<float> row_lse_store(const T* p, index_t st, index_t V, float beta,
-                                      row_exp_cache<float>& cache, bool& bad,
-                                      const void* ahead = nullptr,
-                                      index_t ahead_bytes = 0) noexcept {
-  using E = std::remove_cv_t<T>;
-  constexpr float ninf = -std::numeric_limits<float>::infinity();
-  constexpr float pinf = std::numeric_limits<float>::infinity();
-  constexpr bool is_f32 = std::is_same_v<E, float>;
-  const index_t nc = (V + chunk - 1) / chunk;
-  float* GRPO_RESTRICT part = cache.part.data();
-  float* GRPO_RESTRICT mcs = cache.m.data();
-  float* GRPO_RESTRICT xbuf = cache.x.data();
-  // Where sweep 1 reads and what sweep 2 re-reads: the row itself (fp32), or the float copy.
-  const bool direct = st == 1;
-  if (!direct) {
-    for (index_t j = 0; j < V; ++j) xbuf[j] = static_cast<float>(widen(p[j * st]));
-  }
-  const float* x = (is_f32 && direct) ? reinterpret_cast<const float*>(p) : xbuf;
-  cache.row = x;
-  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), one = v5::set1(1.0f);
-  const vf zero = _mm512_setzero_ps();
-  float M = ninf;
-  bool nan = false;
-  // Sweep 1 of one vector at element j: load (widening 16-bit storage into the float copy) and
-  // fold into the maximum; max(load, acc) never lets a NaN into the accumulator.
-  auto max_vec = [&](index_t j, vf& m) {
-    vf v;
-    if constexpr (is_f32) {
-      v = _mm512_loadu_ps(x + j);
-    } else {
-      if (direct) {
-        v = load16(p + j);
-        _mm512_storeu_ps(xbuf + j, v);
-      } else {
-        v = _mm512_loadu_ps(x + j);
-      }
-    }
-    m = _mm512_max_ps(v, m);
-  };
-  // The partial last vector of a chunk [j0 + nf, j0 + n).
-  auto max_tail = [&](index_t j0, index_t n, index_t nf, vf& m) {
-    if (nf == n) return;
-    if constexpr (!is_f32) {
-      if (direct)
-        for (index_t j = j0 + nf; j < j0 + n; ++j) xbuf[j] = static_cast<float>(widen(p[j]));
-    }
-    m = _mm512_max_ps(_mm512_mask_loadu_ps(vninf, head_mask(n - nf), x + j0 + nf), m);
-  };
-  // Sweep 1 of chunk 0 on its own; every later chunk's maximum is taken inside the exp sweep of
-  // the chunk before it, so its (DRAM) loads overlap that sweep's arithmetic.
-  float mnext;
-  {
-    const index_t n = std::min(chunk, V), nf = n / 16 * 16;
-    vf m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
-    index_t i = 0;
-    for (; i + 64 <= nf; i += 64) {
-      max_vec(i, m0);
-      max_vec(i + 16, m1);
-      max_vec(i + 32, m2);
-      max_vec(i + 48, m3);
-    }
-    for (; i < nf; i += 16) max_vec(i, m0);
-    max_tail(0, n, nf, m1);
-    mnext = v5::hmax(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
-  }
-  for (index_t c = 0; c < nc; ++c) {
-    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
-    const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
-    const index_t nf1 = n1 / 16 * 16;  // <= nf: only the last chunk is shorter
-    const float* GRPO_RESTRICT xc = x + j0;
-    float* GRPO_RESTRICT e = cache.e.data() + j0;
-    const float mc = mnext;
-    mcs[c] = mc;
-    // The head of the row processed next (e.g. the teacher row after the student's) streams in
-    // during this row's last chunk.
-    if (!GRPO_DISTILL_PF1 && c + 1 == nc) prefetch_range(ahead, 0, chunk * ahead_bytes);
-    vf mn0 = vninf, mn1 = vninf;
-    if (!(mc > ninf)) {  // no mass (every entry -inf, or NaN among -inf)
-      for (index_t j = 0; j < n; ++j) nan = nan || (xc[j] != xc[j]);
-      const index_t np = (n + lanes - 1) / lanes * lanes;
-      for (index_t j = 0; j < np; ++j) e[j] = 0.0f;
-      part[c] = 0.0f;
-      for (index_t i = 0; i < nf1; i += 16) max_vec(j1 + i, mn0);
-    } else {
-      // Sweep 2 (L1): e = exp(beta (x - m_c)), exactly 1 at the maximum and 0 for -inf; the
-      // next chunk's maximum in the same loop.
-      const vf vm = v5::set1(mc);
-      vf a0 = zero, a1 = zero, c0 = zero, c1 = zero;
-      auto step = [&](vf xv, vf& acc, vf& cnt, float* dst) {
-        const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
-        _mm512_storeu_ps(dst, ev);
-        const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
-        acc = _mm512_mask_add_ps(acc, lt, acc, ev);
-        cnt = _mm512_mask_add_ps(cnt, lt, cnt, one);
-      };
-      // Software prefetch two chunks ahead (then into the next row's head): the fused max
-      // above only has the out-of-order window (~20 vectors) of memory-level parallelism.
-      constexpr index_t D = GRPO_DISTILL_PFD * chunk;
-      const char* pf = reinterpret_cast<const char*>(p) + (j0 + D) * index_t(sizeof(E));
-      const index_t pf_in = direct ? std::max<index_t>(0, std::min(chunk, V - j0 - D)) : 0;
-      index_t i = 0;
-      for (; i + 32 <= nf; i += 32) {
-        if (GRPO_DISTILL_PF1) {
-          if (i < pf_in) {
-            __builtin_prefetch(pf + i * index_t(sizeof(E)), 0, 3);
-            if constexpr (is_f32) __builtin_prefetch(pf + (i + 16) * index_t(sizeof(E)), 0, 3);
-          } else if (ahead != nullptr && j0 + D >= V) {
-            const index_t o = (j0 + D + i - V) * ahead_bytes;
-            if (o >= 0 && o < D * ahead_bytes) {
-              __builtin_prefetch(static_cast<const char*>(ahead) + o, 0, 3);
-              __builtin_prefetch(static_cast<const char*>(ahead) + o + 16 * ahead_bytes, 0, 3);
-            }
-          }
-        }
-        if (i < nf1) max_vec(j1 + i, mn0);
-        if (i + 16 < nf1) max_vec(j1 + i + 16, mn1);
-        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
-        step(_mm512_loadu_ps(xc + i + 16), a1, c1, e + i + 16);
-      }
-      for (; i < nf; i += 16) {
-        if (i < nf1) max_vec(j1 + i, mn0);
-        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
-      }
-      index_t np = nf;
-      if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
-        step(_mm512_mask_loadu_ps(vninf, head_mask(n - nf), xc + nf), a1, c1, e + nf);
-        np += 16;
-      }
-      const float ties = static_cast<float>(np) - v5::hsum(_mm512_add_ps(c0, c1));  // exact
-      // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial.
-      part[c] = (ties - 1.0f) + v5::hsum(_mm512_add_ps(a0, a1));
-      // A NaN compares false with m_c, so it shows up as an extra tie: chunks with several
-      // entries at their maximum (rare) are checked element by element. +inf is the maximum.
-      if (ties != 1.0f || !(mc < pinf))
-        for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < pinf);
-      nan = nan || !(part[c] == part[c]);
-      M = mc > M ? mc : M;
-    }
-    if (n1 > 0) {
-      max_tail(j1, n1, nf1, mn1);
-      mnext = v5::hmax(_mm512_max_ps(mn0, mn1));
-    }
-  }
-  if (nan) bad = true;
-  return finish_row(cache, nc, beta, M, nan);
-}
-
-/// One row of the fused two-row pass 1: where sweep 1 reads (the row, 16-bit rows widened on the
+/// One row of an AVX-512 pass 1: where sweep 1 reads (the row, 16-bit rows widened on the
 /// way into `xbuf`) and the float row sweep 2 re-reads (`x`: the row itself for contiguous fp32,
 /// else `xbuf`; strided rows are widened up front).
 template <class T>
@@ -499,6 +348,115 @@ struct row_src {
   }
 };
 
+/// The AVX-512 pass 1 of one row (contiguous: float read in place, bf16 / fp16 widened into
+/// cache.x during the max sweep; strided rows are widened first). Fills cache.e / m / scale /
+/// part in the portable pass's format, points cache.row at the float row it read, and returns
+/// the row's online state; bad: a NaN or +inf in the row. `ahead` (nullable): the row the
+/// caller processes next (element size ahead_bytes), whose head is prefetched as this row ends.
+template <class T>
+basic_online_lse<float> row_lse_store(const T* p, index_t st, index_t V, float beta,
+                                      row_exp_cache<float>& cache, bool& bad,
+                                      const void* ahead = nullptr,
+                                      index_t ahead_bytes = 0) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  constexpr index_t D = GRPO_DISTILL_PREFETCH_CHUNKS * chunk;
+  const index_t nc = (V + chunk - 1) / chunk;
+  float* GRPO_RESTRICT part = cache.part.data();
+  float* GRPO_RESTRICT mcs = cache.m.data();
+  const row_src<T> r(p, st, V, cache);
+  const float* x = r.x;
+  const vf vb = v5::set1(beta), vninf = v5::set1(ninf), one = v5::set1(1.0f);
+  const vf zero = _mm512_setzero_ps();
+  float M = ninf;
+  bool nan = false;
+  // Sweep 1 of chunk 0 on its own; every later chunk's maximum is taken inside the exp sweep of
+  // the chunk before it, so its (DRAM) loads overlap that sweep's arithmetic.
+  float mnext;
+  {
+    const index_t n = std::min(chunk, V), nf = n / 16 * 16;
+    vf m0 = vninf, m1 = vninf, m2 = vninf, m3 = vninf;
+    index_t i = 0;
+    for (; i + 64 <= nf; i += 64) {
+      r.max_vec(i, m0);
+      r.max_vec(i + 16, m1);
+      r.max_vec(i + 32, m2);
+      r.max_vec(i + 48, m3);
+    }
+    for (; i < nf; i += 16) r.max_vec(i, m0);
+    r.max_tail(0, n, nf, m1);
+    mnext = v5::hmax(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+  }
+  for (index_t c = 0; c < nc; ++c) {
+    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / 16 * 16;
+    const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
+    const index_t nf1 = n1 / 16 * 16;  // <= nf: only the last chunk is shorter
+    const float* GRPO_RESTRICT xc = x + j0;
+    float* GRPO_RESTRICT e = cache.e.data() + j0;
+    const float mc = mnext;
+    mcs[c] = mc;
+    vf mn0 = vninf, mn1 = vninf;
+    if (!(mc > ninf)) {  // no mass (every entry -inf, or NaN among -inf)
+      for (index_t j = 0; j < n; ++j) nan = nan || (xc[j] != xc[j]);
+      const index_t np = (n + lanes - 1) / lanes * lanes;
+      for (index_t j = 0; j < np; ++j) e[j] = 0.0f;
+      part[c] = 0.0f;
+      for (index_t i = 0; i < nf1; i += 16) r.max_vec(j1 + i, mn0);
+    } else {
+      // Sweep 2 (L1): e = exp(beta (x - m_c)), exactly 1 at the maximum and 0 for -inf; the
+      // next chunk's maximum in the same loop.
+      const vf vm = v5::set1(mc);
+      vf a0 = zero, a1 = zero, c0 = zero, c1 = zero;
+      auto step = [&](vf xv, vf& acc, vf& cnt, float* dst) {
+        const vf ev = exp_clamped(_mm512_mul_ps(vb, _mm512_sub_ps(xv, vm)));
+        _mm512_storeu_ps(dst, ev);
+        const __mmask16 lt = _mm512_cmp_ps_mask(xv, vm, _CMP_LT_OQ);
+        acc = _mm512_mask_add_ps(acc, lt, acc, ev);
+        cnt = _mm512_mask_add_ps(cnt, lt, cnt, one);
+      };
+      index_t i = 0;
+      for (; i + 32 <= nf; i += 32) {
+        // Software prefetch D elements ahead, then into the head of the row processed next.
+        const index_t ja = j0 + D + i;
+        if (ja < V) {
+          r.prefetch(ja, V);
+          if constexpr (row_src<T>::is_f32) r.prefetch(ja + 16, V);
+        } else if (ja - V < D) {
+          prefetch_range(ahead, (ja - V) * ahead_bytes, 32 * ahead_bytes);
+        }
+        if (i < nf1) r.max_vec(j1 + i, mn0);
+        if (i + 16 < nf1) r.max_vec(j1 + i + 16, mn1);
+        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+        step(_mm512_loadu_ps(xc + i + 16), a1, c1, e + i + 16);
+      }
+      for (; i < nf; i += 16) {
+        if (i < nf1) r.max_vec(j1 + i, mn0);
+        step(_mm512_loadu_ps(xc + i), a0, c0, e + i);
+      }
+      index_t np = nf;
+      if (nf < n) {  // padding lanes are -inf: e = 0, counted below the maximum
+        step(_mm512_mask_loadu_ps(vninf, head_mask(n - nf), xc + nf), a1, c1, e + nf);
+        np += 16;
+      }
+      const float ties = static_cast<float>(np) - v5::hsum(_mm512_add_ps(c0, c1));  // exact
+      // e_c = (#ties - 1) + sum_{x < m_c} e: online_lse's encoding of the chunk partial.
+      part[c] = (ties - 1.0f) + v5::hsum(_mm512_add_ps(a0, a1));
+      // A NaN compares false with m_c, so it shows up as an extra tie: chunks with several
+      // entries at their maximum (rare) are checked element by element. +inf is the maximum.
+      if (ties != 1.0f || !(mc < pinf))
+        for (index_t j = 0; j < n; ++j) nan = nan || !(xc[j] < pinf);
+      nan = nan || !(part[c] == part[c]);
+      M = mc > M ? mc : M;
+    }
+    if (n1 > 0) {
+      r.max_tail(j1, n1, nf1, mn1);
+      mnext = v5::hmax(_mm512_max_ps(mn0, mn1));
+    }
+  }
+  if (nan) bad = true;
+  return finish_row(cache, nc, beta, M, nan);
+}
+
 /// The exp sweep of one row's chunk alone (the fused pass's fallback when the other row's chunk
 /// has no mass): stores e, returns the chunk partial through part / the NaN flag.
 inline void sweep_one(const float* GRPO_RESTRICT xc, float* GRPO_RESTRICT e, index_t n, float mc,
@@ -541,7 +499,7 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
                 bool& bad_s, bool& bad_u, double* kl) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   constexpr float pinf = std::numeric_limits<float>::infinity();
-  constexpr index_t D = GRPO_DISTILL_PFD * chunk;
+  constexpr index_t D = GRPO_DISTILL_PREFETCH_CHUNKS * chunk;
   const index_t nc = (V + chunk - 1) / chunk;
   const row_src<S> rs(s, ss, V, cs);
   const row_src<U> ru(u, us, V, cu);
@@ -1366,6 +1324,9 @@ struct vdiv<divergence::skew_reverse_kl> {
 /// float -> 16 bf16 bit patterns in a register: the rounding of v512::store_bf16 (nearest even,
 /// NaN kept quiet), for the non-temporal store below, which v512 has no variant of.
 GRPO_FORCEINLINE __m256i to_bf16(vf v) noexcept {
+#if defined(__AVX512BF16__) && GRPO_DISTILL_CVTBF16
+  return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+#endif
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
@@ -1416,7 +1377,7 @@ GRPO_FORCEINLINE void put_grad(G* g, index_t gs, index_t j, vf v, index_t cnt) n
         if constexpr (Mode == write_stream) {
           _mm256_stream_si256(reinterpret_cast<__m256i*>(g + j), to_bf16(v));
         } else {
-          v5::store_bf16(g + j, v);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(g + j), to_bf16(v));
         }
       } else {
         if constexpr (Mode == write_stream) {
@@ -1494,10 +1455,6 @@ void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
       sweep(std::false_type{});
     total += static_cast<double>(v5::hsum(va));
     if constexpr (!op::unit_g) gsum += static_cast<double>(v5::hsum(vg));
-    if (GRPO_DISTILL_PF2) {
-    prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
-    prefetch_range(R.next_u, j0 * R.next_u_bytes, n * R.next_u_bytes);
-    }
   }
   value = total * static_cast<double>(R.vscale);
   if constexpr (!op::unit_g) {
