@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: Apache-2.0
+// The AVX-512 row kernel of grpo::compute_loss_into's float fast path (detail::fast_v512_row_run,
+// grpo/detail/simd.hpp's avx512 mirrors). Built twice (tests/grpo/CMakeLists.txt, NATIVE): the
+// portable build checks the same end-to-end properties on the xsimd / scalar kernels.
+//   1. every avx512 mirror equals the scalar op lane by lane, bitwise where no exp is involved
+//      (PPO clip with delta / dual clip and their ties, CISPO weights, KL estimators with inner /
+//      outer clamps and straight-through, clamps, NaN propagation), within 2 ulp otherwise;
+//   2. avx512::exp / exp_lo are within 2 ulp of e^x (double) on [-103, 88.7] and give the libm
+//      edge values (0 below the range, +inf above, NaN);
+//   3. float inputs and float outputs, streaming gradient stores forced on (this file sets the size
+//      threshold to 1 byte, so rows are split at the 64-byte boundary and the zero tail is
+//      streamed), binary and weighted masks (lean and general kernels), per-sequence and per-token
+//      advantages, per-token loss on and off: loss, gradient and metrics within 1e-6 of the double
+//      computation, masked gradients exactly 0;
+//   4. a non-finite input on a valid token is reported (with its argument name) also where a clamp
+//      would hide it from the kernel's sums (log-ratio clamp, KL inner / outer clamps).
+#define GRPO_LOSS_STREAM_STORE_BYTES 1u
+#include <grpo/detail/simd.hpp>
+#include <grpo/loss.hpp>
+#include <grpo/presets.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using grpo::index_t;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+[[maybe_unused]] bool same(float a, float b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return std::memcmp(&a, &b, sizeof(float)) == 0;
+}
+
+}  // namespace
+
+#if GRPO_HAS_AVX512
+namespace {
+
+namespace a5 = grpo::detail::simd::avx512;
+
+/// Two results of one call (std::pair would drop __m512's alignment attribute).
+struct vpair {
+  __m512 a, b;
+};
+struct vmask {
+  __m512 v;
+  __mmask16 k;
+};
+/// Lane l of a register.
+float lane(__m512 v, int l) {
+  alignas(64) float a[16];
+  _mm512_store_ps(a, v);
+  return a[l];
+}
+/// Distance in float ulps between a float and a double value.
+double ulps(float got, double want) {
+  const double u = std::ldexp(1.0, std::ilogb(static_cast<float>(want)) - 23);
+  return std::fabs(static_cast<double>(got) - want) / u;
+}
+
+/// Runs f on 16 lanes built from `xs` (padded by repetition) and checks each lane against g.
+template <class F, class G>
+void each16(const std::vector<float>& xs, F f, G g) {
+  for (std::size_t k = 0; k < xs.size(); k += 16) {
+    alignas(64) float in[16];
+    for (int l = 0; l < 16; ++l) in[l] = xs[(k + static_cast<std::size_t>(l)) % xs.size()];
+    const auto out = f(_mm512_load_ps(in));
+    for (int l = 0; l < 16; ++l) g(in[l], out, l);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("avx512 loss kernel: mirrors equal the scalar ops lane by lane" *
+          doctest::test_suite("loss")) {
+  const std::vector<float> As = {-2.f, -1.f, -0.5f, -1e-3f, 0.f, -0.f, 1e-3f, 0.5f, 1.f, 2.f};
+  std::vector<float> rs = {0.f,   1e-30f, 0.1f, 0.5f, 0.8f, 0.9f,  1.f,  1.1f, 1.2f,
+                           1.28f, 1.5f,   1.6f, 3.f,  7.f,  1e30f, kInf, kNaN};
+  for (float e : {0.8f, 1.2f, 1.28f, 1.6f, 3.f}) {
+    rs.push_back(std::nextafter(e, 0.f));
+    rs.push_back(std::nextafter(e, 100.f));
+  }
+  for (int k = 0; k < 40; ++k) rs.push_back(0.05f * static_cast<float>(k));
+  for (float delta : {0.f, 1.6f}) {
+    for (float dual : {0.f, 3.f}) {
+      for (float eh : {0.2f, 0.28f}) {
+        const grpo::ops::ppo_clip_params<float> p{0.2f, eh, delta, dual};
+        const a5::ppo_params vp(p);
+        for (float A : As) {
+          each16(
+              rs, [&](__m512 r) { return a5::ppo_clip(r, _mm512_set1_ps(A), vp); },
+              [&](float r, const a5::value_grad& o, int l) {
+                INFO("r=" << r << " A=" << A << " delta=" << delta << " dual=" << dual);
+                REQUIRE(same(lane(o.value, l), grpo::ops::ppo_clip_loss(r, A, p)));
+                REQUIRE(same(lane(o.grad, l), grpo::ops::ppo_clip_loss_grad(r, A, p)));
+              });
+        }
+      }
+    }
+  }
+  // CISPO weights and the generic clamp (NaN kept), clamp_in = clamp_scalar_grad.
+  each16(
+      rs, [&](__m512 r) { return a5::cispo_weight_cap(r, _mm512_set1_ps(5.f)); },
+      [&](float r, __m512 o, int l) {
+        REQUIRE(same(lane(o, l), grpo::ops::cispo_weight_cap(r, 5.f)));
+      });
+  for (float lo : {-kInf, -20.f, 0.8f}) {
+    for (float hi : {kInf, 1.28f, 20.f}) {
+      std::vector<float> xs = rs;
+      for (float x : {-30.f, -20.f, -kInf, -3.f, -0.f}) xs.push_back(x);
+      each16(
+          xs,
+          [&](__m512 x) {
+            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+            return vmask{a5::clamp(x, vlo, vhi), a5::clamp_in(x, vlo, vhi)};
+          },
+          [&](float x, const vmask& o, int l) {
+            INFO("x=" << x << " lo=" << lo << " hi=" << hi);
+            REQUIRE(same(lane(o.v, l), grpo::ops::clamp_scalar(x, lo, hi)));
+            REQUIRE(((o.k >> l) & 1) == (grpo::ops::clamp_scalar_grad(x, lo, hi) == 1.f));
+          });
+    }
+  }
+  // KL estimators: k1 / abs / k2 bitwise (clamps included), k3 within 2 ulp of the op's value
+  // where the value is not a cancellation (|k| > 1e-3) and to 1e-6 absolute otherwise.
+  std::vector<float> ds = {-30.f, -21.f, -20.f, -3.f, -1.5f, -0.2f, 0.f,
+                           0.2f,  1.5f,  3.f,   20.f, 21.f,  30.f,  kNaN};
+  for (auto est : {grpo::ops::kl_estimator::k1, grpo::ops::kl_estimator::abs,
+                   grpo::ops::kl_estimator::k2, grpo::ops::kl_estimator::k3}) {
+    for (double inner : {0.0, 20.0, 1.0}) {
+      for (double outer : {0.0, 10.0, 1.5}) {
+        for (bool st : {false, true}) {
+          grpo::ops::kl_params p;
+          p.estimator = est;
+          p.inner_clamp = inner;
+          p.outer_clamp = outer;
+          p.straight_through = st;
+          const a5::kl_config c(p);
+          const float lp = -1.25f;
+          each16(
+              ds,
+              [&](__m512 d) {
+                return a5::kl(c, _mm512_set1_ps(lp), _mm512_add_ps(_mm512_set1_ps(lp), d));
+              },
+              [&](float d, const a5::value_grad& o, int l) {
+                const float lr = lp + d;
+                const auto want = grpo::ops::kl_value_grad(p, lp, lr);
+                const float v = lane(o.value, l), g = lane(o.grad, l);
+                INFO("est=" << int(est) << " inner=" << inner << " outer=" << outer << " st=" << st
+                            << " d=" << d);
+                if (est != grpo::ops::kl_estimator::k3 || std::isnan(d)) {
+                  REQUIRE(same(v, want.value));
+                  REQUIRE(same(g, want.grad));
+                } else {
+                  const double tv =
+                      std::fabs(want.value) > 1e-3f ? 2.5e-7 * std::fabs(want.value) : 1e-6;
+                  REQUIRE(std::fabs(double(v) - double(want.value)) <= tv);
+                  REQUIRE(std::fabs(double(g) - double(want.grad)) <=
+                          2.5e-7 * std::fabs(double(want.grad)) + 1e-7);
+                }
+              });
+        }
+      }
+    }
+  }
+  // SAPO (one exp): within a few ulp of the op, both temperatures, z of both signs.
+  for (float A : As) {
+    each16(
+        rs,
+        [&](__m512 r) {
+          return a5::sapo(r, _mm512_set1_ps(A), _mm512_set1_ps(1.f), _mm512_set1_ps(1.05f));
+        },
+        [&](float r, const a5::value_grad& o, int l) {
+          const float v = grpo::ops::sapo_loss(r, A, 1.f, 1.05f);
+          const float g = grpo::ops::sapo_loss_grad(r, A, 1.f, 1.05f);
+          if (std::isnan(v)) {
+            REQUIRE(std::isnan(lane(o.value, l)));
+            return;
+          }
+          INFO("r=" << r << " A=" << A);
+          REQUIRE(std::fabs(lane(o.value, l) - v) <= 1e-6f * (std::fabs(v) + 1e-30f));
+          REQUIRE(std::fabs(lane(o.grad, l) - g) <= 1e-6f * (std::fabs(g) + 1e-30f));
+        });
+  }
+}
+
+TEST_CASE("avx512 loss kernel: exp within 2 ulp of e^x, edge values" *
+          doctest::test_suite("loss")) {
+  std::vector<float> xs;
+  for (float x = -103.f; x < 88.7f; x += 0.0137f) xs.push_back(x);
+  for (float x : {-1e-7f, 0.f, -0.f, 1e-7f, 88.7f, -87.3f}) xs.push_back(x);
+  double worst = 0;
+  each16(
+      xs,
+      [](__m512 x) {
+        return vpair{a5::exp(x), a5::exp_lo(x)};
+      },
+      [&](float x, const vpair& o, int l) {
+        const double want = std::exp(static_cast<double>(x));
+        if (want < 1.1754944e-38) {  // subnormal results: one subnormal ulp
+          REQUIRE(std::fabs(double(lane(o.a, l)) - want) <= 1.5e-45);
+        } else {
+          worst = std::max(worst, ulps(lane(o.a, l), want));
+        }
+        REQUIRE(same(lane(o.a, l), lane(o.b, l)));
+      });
+  CHECK(worst <= 2.0);
+  MESSAGE("avx512::exp max error " << worst << " ulp");
+  const std::vector<float> edge = {-kInf, -1e30f, -1e7f, -200.f, -104.f,
+                                   89.f,  100.f,  1e30f, kInf,   kNaN};
+  each16(
+      edge,
+      [](__m512 x) {
+        return vpair{a5::exp(x), a5::exp_lo(x)};
+      },
+      [&](float x, const vpair& o, int l) {
+        INFO("x=" << x);
+        const float e = lane(o.a, l), lo = lane(o.b, l);
+        if (std::isnan(x)) {
+          CHECK(std::isnan(e));
+          CHECK(std::isnan(lo));
+        } else if (x < 0) {
+          CHECK(e == 0.f);
+          CHECK(lo == 0.f);
+        } else {
+          CHECK(e == kInf);
+          if (x < kInf) CHECK(lo == kInf);  // exp_lo(+inf) is NaN by contract
+        }
+      });
+}
+#endif  // GRPO_HAS_AVX512
+
+namespace {
+
+/// One random problem; masks either binary with holes or weighted (0, 0.5, 1, 2.5).
+struct problem {
+  long B = 0, T = 0;
+  std::vector<float> lp, old, ref, mask, adv_tok, adv_row;
+  std::vector<unsigned char> truncated;
+};
+
+problem make_problem(long B, long T, bool weighted, unsigned seed) {
+  problem p;
+  p.B = B;
+  p.T = T;
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const auto n = static_cast<std::size_t>(B * T);
+  p.lp.resize(n);
+  p.old.resize(n);
+  p.ref.resize(n);
+  p.mask.resize(n);
+  p.adv_tok.resize(n);
+  p.adv_row.resize(static_cast<std::size_t>(B));
+  p.truncated.assign(static_cast<std::size_t>(B), 0);
+  if (B > 2) p.truncated[2] = 1;
+  for (long i = 0; i < B; ++i) {
+    p.adv_row[static_cast<std::size_t>(i)] = 1.5f * u(g);
+    const long len = i == 1 ? 0 : 1 + static_cast<long>((u(g) + 1.f) * 0.5f * float(T - 1));
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      p.lp[k] = -2.f + u(g);
+      p.old[k] = p.lp[k] - 0.4f * u(g);
+      p.ref[k] = p.lp[k] - 0.5f * u(g);
+      float m = (t < len && (t % 7) != 3) ? 1.f : 0.f;
+      if (weighted && m != 0.f) m = (t % 3 == 0) ? 0.5f : (t % 5 == 0 ? 2.5f : 1.f);
+      p.mask[k] = m;
+      p.adv_tok[k] = 1.5f * u(g);
+    }
+  }
+  return p;
+}
+
+struct outs {
+  grpo::loss_scalars s;
+  std::vector<double> g, ptl;
+};
+
+/// compute_loss_into on inputs of type E with outputs of type G (E = float: the AVX-512 kernel
+/// on an AVX-512 build; outputs float: streaming stores).
+template <class E, class G>
+outs run(const grpo::loss_options& o, const problem& p, bool per_tok, bool want_ptl) {
+  const long B = p.B, T = p.T;
+  const std::vector<E> lp(p.lp.begin(), p.lp.end()), old(p.old.begin(), p.old.end()),
+      ref(p.ref.begin(), p.ref.end()), mask(p.mask.begin(), p.mask.end()),
+      adv(p.adv_tok.begin(), p.adv_tok.end()), adv_row(p.adv_row.begin(), p.adv_row.end());
+  // outputs offset by one element so that the rows start off a 64-byte boundary
+  std::vector<G> g(static_cast<std::size_t>(B * T) + 1, G(7)), ptl(g.size(), G(7));
+  grpo::loss_batch<E, E> b;
+  b.logp = grpo::make_view(lp.data(), {B, T});
+  b.old_logp = grpo::make_view(old.data(), {B, T});
+  b.ref_logp = grpo::make_view(ref.data(), {B, T});
+  b.mask = grpo::make_view(mask.data(), {B, T});
+  b.advantages =
+      per_tok ? grpo::make_view(adv.data(), {B, T}) : grpo::broadcast_rows(adv_row.data(), B, T);
+  b.truncated = std::span<const unsigned char>(p.truncated);
+  grpo::loss_outputs<G> out;
+  out.grad_logp = grpo::make_view(g.data() + 1, {B, T});
+  if (want_ptl) out.per_token_loss = grpo::make_view(ptl.data() + 1, {B, T});
+  outs r;
+  r.s = grpo::compute_loss_into(o, b, out);
+  r.g.assign(g.begin() + 1, g.end());
+  if (want_ptl) r.ptl.assign(ptl.begin() + 1, ptl.end());
+  return r;
+}
+
+void check_metric(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b,
+                  const char* what) {
+  INFO(std::string(what));
+  CHECK(a.weight == doctest::Approx(b.weight).epsilon(1e-6));
+  CHECK(a.sum == doctest::Approx(b.sum).epsilon(1e-6).scale(b.weight + 1.0));
+  CHECK(a.sum_sq == doctest::Approx(b.sum_sq).epsilon(1e-6).scale(b.weight + 1.0));
+  if (b.weight > 0) {
+    CHECK(a.min == doctest::Approx(b.min).epsilon(1e-6));
+    CHECK(a.max == doctest::Approx(b.max).epsilon(1e-6));
+  }
+}
+
+std::vector<std::pair<const char*, grpo::loss_options>> configs() {
+  std::vector<std::pair<const char*, grpo::loss_options>> cs;
+  auto trl = [](const char* loss, double beta) {
+    grpo::trl_args a;
+    a.loss_type = loss;
+    a.beta = beta;
+    a.epsilon_high = 0.28;
+    return grpo::from_trl(a);
+  };
+  cs.emplace_back("dapo + k3 (TRL, lean kernel)", trl("dapo", 0.04));
+  cs.emplace_back("grpo no KL", trl("grpo", 0.0));
+  cs.emplace_back("cispo (TRL cap)", trl("cispo", 0.04));
+  cs.emplace_back("sapo + k3", trl("sapo", 0.02));
+  {
+    grpo::loss_options o;  // verl: dual clip, log-ratio clamp, low_var_kl clamps, seq-mean
+    o.policy.dual_clip_c = 3.0;
+    o.policy.log_ratio_min = -20;
+    o.policy.log_ratio_max = 20;
+    o.kl_coef = 0.05;
+    o.kl.inner_clamp = 20;
+    o.kl.outer_clamp = 10;
+    o.agg.mode = grpo::agg_mode::seq_mean_token_mean;
+    cs.emplace_back("verl dual clip + low_var_kl", o);
+    o.policy.kind = grpo::policy_loss_kind::cispo;
+    o.policy.cispo = grpo::cispo_clip::verl_clip;
+    o.kl.estimator = grpo::kl_estimator::k2;
+    cs.emplace_back("cispo (verl clip) + k2", o);
+  }
+  {
+    auto o = trl("dapo", 0.04);
+    o.kl_bias_correction = true;
+    o.policy.delta = 1.5;
+    cs.emplace_back("dapo delta + bias-corrected KL", o);
+  }
+  {
+    grpo::loss_options o;
+    o.policy.kind = grpo::policy_loss_kind::reinforce;
+    o.kl_coef = 0.01;
+    cs.emplace_back("plain PG + k3", o);
+  }
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("avx512 loss kernel: float in / float out (streaming stores) within 1e-6 of double" *
+          doctest::test_suite("loss")) {
+  for (auto [B, T] : {std::pair<long, long>{5, 13}, {9, 203}, {3, 1111}}) {
+    for (bool weighted : {false, true}) {
+      const problem p = make_problem(B, T, weighted, static_cast<unsigned>(B * 31 + T));
+      for (const auto& [name, o] : configs()) {
+        for (int variant = 0; variant < 4; ++variant) {
+          const bool per_tok = variant & 1, want_ptl = variant & 2;
+          INFO(std::string(name) << " B=" << B << " T=" << T << " weighted=" << weighted
+                                 << " per_tok=" << per_tok << " ptl=" << want_ptl);
+          const auto f = run<float, float>(o, p, per_tok, want_ptl);
+          const auto d = run<double, double>(o, p, per_tok, true);
+          // scale of the sums: the magnitude of what is summed (losses of mixed sign cancel)
+          double sc = std::fabs(d.s.policy_loss) + std::fabs(d.s.kl_loss);
+          for (double x : d.ptl) sc += std::fabs(x) / static_cast<double>(B * T);
+          CHECK(std::fabs(f.s.loss - d.s.loss) <= 1e-6 * sc);
+          CHECK(std::fabs(f.s.policy_loss - d.s.policy_loss) <= 1e-6 * sc);
+          CHECK(std::fabs(f.s.kl_loss - d.s.kl_loss) <= 1e-6 * sc);
+          double gs = 0, ps = 0;
+          for (double x : d.g) gs = std::max(gs, std::fabs(x));
+          for (double x : d.ptl) ps = std::max(ps, std::fabs(x));
+          for (std::size_t k = 0; k < d.g.size(); ++k) {
+            REQUIRE(std::fabs(f.g[k] - d.g[k]) <= 1e-6 * gs);
+            REQUIRE((d.g[k] != 0.0 || f.g[k] == 0.0));  // masked (and padding): exactly 0
+            if (want_ptl) REQUIRE(std::fabs(f.ptl[k] - d.ptl[k]) <= 1e-6 * ps);
+          }
+          const auto &a = f.s.metrics, &b = d.s.metrics;
+          check_metric(a.clip_low, b.clip_low, "clip_low");
+          check_metric(a.clip_high, b.clip_high, "clip_high");
+          check_metric(a.clip_region, b.clip_region, "clip_region");
+          check_metric(a.clip_dual, b.clip_dual, "clip_dual");
+          check_metric(a.weight_clip, b.weight_clip, "weight_clip");
+          check_metric(a.approx_kl, b.approx_kl, "approx_kl");
+          check_metric(a.ratio, b.ratio, "ratio");
+          check_metric(a.advantage, b.advantage, "advantage");
+          check_metric(a.kl, b.kl, "kl");
+          CHECK(a.tokens == b.tokens);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("avx512 loss kernel: non-finite inputs on valid tokens are reported behind clamps" *
+          doctest::test_suite("loss")) {
+  const long B = 4, T = 53;
+  problem p = make_problem(B, T, false, 3);
+  for (float& m : p.mask) m = 1.f;
+  p.truncated.assign(static_cast<std::size_t>(B), 0);
+  grpo::loss_options o;  // every clamp that could hide an infinity from the kernel's sums
+  o.policy.log_ratio_min = -20;
+  o.policy.log_ratio_max = 20;
+  o.kl_coef = 0.05;
+  o.kl.inner_clamp = 20;
+  o.kl.outer_clamp = 10;
+  grpo::loss_options trl = grpo::from_trl(grpo::trl_args{});
+  trl.kl_coef = 0.04;
+  auto expect = [&](const grpo::loss_options& opt, const char* arg, bool per_tok) {
+    try {
+      run<float, float>(opt, p, per_tok, false);
+      FAIL("no error for " << std::string(arg));
+    } catch (const grpo::error& e) {
+      CHECK(e.code() == grpo::errc::bad_value);
+      CHECK(std::string(e.what()).find(arg) != std::string::npos);
+    }
+  };
+  for (const auto* opt : {&o, &trl}) {
+    for (float bad : {kInf, -kInf, kNaN}) {
+      INFO("value " << bad);
+      p.lp[1 * T + 17] = bad;  // inside a full step
+      expect(*opt, "logp", false);
+      p.lp[1 * T + 17] = -1.f;
+      p.old[3 * T + 50] = bad;  // in the row's masked tail step
+      expect(*opt, "old_logp", false);
+      p.old[3 * T + 50] = -1.1f;
+      p.ref[2 * T + 5] = bad;  // in the alignment head or the first step
+      expect(*opt, "ref_logp", false);
+      p.ref[2 * T + 5] = -0.9f;
+      p.adv_tok[0 * T + 33] = bad;
+      expect(*opt, "advantages", true);
+      p.adv_tok[0 * T + 33] = 0.5f;
+      p.adv_row[3] = bad;
+      expect(*opt, "advantages", false);
+      p.adv_row[3] = 0.5f;
+    }
+  }
+  CHECK(std::isfinite(run<float, float>(o, p, false, false).s.loss));
+}
