@@ -406,7 +406,8 @@ int run(const options& o) {
   const auto e_student = evaluate(student, heldout, o, max_new, 3);
 
   // ---------------------------------------------------------------- report
-  const std::string no_png = plot_curves(o.out);
+  const std::string no_png =
+      plot_curves(o.out, o.sft_examples > 0 && o.sft_steps > 0, pool_size > 0);
   std::printf("\nHeld-out evaluation (%d problems never trained on, %d samples each at T=%.1f)\n",
               o.heldout, o.eval_samples, o.eval_temperature);
   print_eval("random init", e_init, o.eval_samples);
@@ -423,9 +424,12 @@ int run(const options& o) {
   line("distilled student", student->parameter_count(), e_student, dist_time, dist_cpu,
        dist_tokens);
   const double gain = e_grpo.pass1 - e_base.pass1;
-  const double kept = gain != 0 ? (e_student.pass1 - e_base.pass1) / gain : 0;
-  std::printf("\nGRPO gain: %+.1f points pass@1; student keeps %.0f%% of it\n", 100 * gain,
-              100 * kept);
+  if (gain >= 0.01 && pool_size > 0)
+    std::printf("\nGRPO gain: %+.1f points pass@1; student keeps %.0f%% of it\n", 100 * gain,
+                100 * (e_student.pass1 - e_base.pass1) / gain);
+  else
+    std::printf("\nGRPO gain: %+.1f points pass@1%s\n", 100 * gain,
+                pool_size > 0 ? "" : "; no distillation (the teacher solved no prompt)");
   std::printf("total %.1f s wall, %.1f s CPU; CSV %s/steps.csv%s\n", total.wall(), total.cpu(),
               o.out.c_str(),
               no_png.empty() ? (", plot " + o.out + "/curves.png").c_str()

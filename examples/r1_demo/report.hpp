@@ -99,7 +99,15 @@ class logger {
 
 /// Writes <out>/curves.gp and runs gnuplot on it when gnuplot is on the PATH. Returns an empty
 /// string when <out>/curves.png was produced, else why not.
-inline std::string plot_curves(const std::filesystem::path& dir) {
+/// Writes curves.gp and runs gnuplot on it; a stage that produced no rows (no cold start, no
+/// distillation set) gets an empty panel saying so. Returns "" or why there is no PNG.
+inline std::string plot_curves(const std::filesystem::path& dir, bool has_sft, bool has_distill) {
+  const auto empty_panel = [](const char* title) {
+    return std::string("set title '") + title +
+           "'\nunset key\nset xrange [0:1]\nset yrange [0:1]\n"
+           "set label 1 'no rows: stage skipped' at graph 0.5, 0.5 center\n"
+           "plot NaN notitle\nunset label 1\nset autoscale\nset key bottom right\n";
+  };
   const auto gp = dir / "curves.gp";
   {
     std::ofstream f(gp);
@@ -125,15 +133,24 @@ inline std::string plot_curves(const std::filesystem::path& dir) {
          "\\\n"
          "     csv using (strcol(1) eq 'grpo' && $2 > 0 ? $2 : 1/0):8 with lines title 'clip "
          "fraction'\n"
-         "set title 'Distillation into the student'\nset xlabel 'distillation step'\n"
-         "set y2tics\nset y2range [0:1]\n"
-         "plot csv using (strcol(1) eq 'distill' ? $2 : 1/0):3 with lines title 'forward KL', \\\n"
-         "     csv using (strcol(1) eq 'distill' ? $2 : 1/0):12 axes x1y2 with linespoints lw 2 "
-         "title 'student held-out pass@1 (right)'\n"
-         "unset y2tics\n"
-         "set title 'Cold-start SFT'\nset xlabel 'SFT step'\n"
-         "plot csv using (strcol(1) eq 'sft' ? $2 : 1/0):3 with lines title 'SFT NLL'\n"
-         "unset multiplot\n";
+         "set xlabel 'distillation step'\n";
+    if (has_distill)
+      f << "set title 'Distillation into the student'\n"
+           "set y2tics\nset y2range [0:1]\n"
+           "plot csv using (strcol(1) eq 'distill' ? $2 : 1/0):3 with lines title 'forward KL', "
+           "\\\n"
+           "     csv using (strcol(1) eq 'distill' ? $2 : 1/0):12 axes x1y2 with linespoints lw 2 "
+           "title 'student held-out pass@1 (right)'\n"
+           "unset y2tics\n";
+    else
+      f << empty_panel("Distillation into the student");
+    f << "set xlabel 'SFT step'\n";
+    if (has_sft)
+      f << "set title 'Cold-start SFT'\n"
+           "plot csv using (strcol(1) eq 'sft' ? $2 : 1/0):3 with lines title 'SFT NLL'\n";
+    else
+      f << empty_panel("Cold-start SFT (R1-Zero: none)");
+    f << "unset multiplot\n";
   }
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return "gnuplot not found";
   const std::string cmd = "gnuplot '" + gp.string() + "' 2>/dev/null";
