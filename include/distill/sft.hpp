@@ -39,37 +39,42 @@ struct sft_options {
 namespace detail {
 
 /// One SFT row: value (returned through `value`) and, when g is non-null, the gradient
-/// g_j = gscale * dl/ds_j with gscale = c_bt * grad_output.
+/// g_j = R.gscale * dl/ds_j with R.gscale = c_bt * grad_output. Pass 1 is the shared
+/// row_lse_store (the AVX-512 exp sweep where available), which keeps the exponentials, so the
+/// gradient pass needs no exponential: q_j = e_j scale_c.
 template <class A, class S, class G>
-int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, index_t gs, A gscale,
-            double& value, const S* next_s = nullptr, G* next_g = nullptr) noexcept {
+int sft_row(const S* s, index_t ss, index_t y, A beta, A eps, G* g, index_t gs,
+            const dense_row_args<A>& R, double& value) noexcept {
+  const index_t V = R.V;
   alignas(64) A xs[chunk];
   alignas(64) A gb[chunk];
-  // Pass 1: the online state, the sum of the finite logits (for the smoothing mean) and whether a
-  // -inf is present (then the smoothing term is +inf: log q_j = -inf for that entry).
-  basic_online_lse<A> st(beta);
+  row_exp_cache<A>& cache = local_caches<A>().student;
+  // Pass 1: the online state (and the exponentials, kept in the cache).
   bool bad = false;
-  double xsum = 0.0;
-  index_t n_ninf = 0;
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
-    const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-    bad = bad || has_nan_or_posinf(xs, np);
-    st.merge(chunk_lse(xs, np, beta));
-    A acc[lanes] = {};
-    A cnt[lanes] = {};
-    for (index_t i = 0; i < np; i += lanes)
-      for (index_t k = 0; k < lanes; ++k) {
-        const A v = xs[i + k];
-        const bool fin = v > neg_inf<A>;
-        acc[k] += fin ? v : A(0);
-        cnt[k] += fin ? A(0) : A(1);
-      }
-    xsum += static_cast<double>(lane_sum(acc));
-    n_ninf += static_cast<index_t>(lane_sum(cnt)) - (np - n);  // padding is -inf too
-  }
+  const basic_online_lse<A> st = row_lse_store(s, ss, V, beta, xs, cache, bad);
   if (bad) return student_not_finite;
   if (st.empty()) return student_empty;
+  // Label smoothing only: the sum of the finite logits (for the smoothing mean) and whether a
+  // -inf is present (then the smoothing term is +inf: log q_j = -inf for that entry).
+  double xsum = 0.0;
+  index_t n_ninf = 0;
+  if (eps > A(0)) {
+    for (index_t j0 = 0; j0 < V; j0 += chunk) {
+      const index_t n = std::min(chunk, V - j0);
+      const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
+      A acc[lanes] = {};
+      A cnt[lanes] = {};
+      for (index_t i = 0; i < np; i += lanes)
+        for (index_t k = 0; k < lanes; ++k) {
+          const A v = xs[i + k];
+          const bool fin = v > neg_inf<A>;
+          acc[k] += fin ? v : A(0);
+          cnt[k] += fin ? A(0) : A(1);
+        }
+      xsum += static_cast<double>(lane_sum(acc));
+      n_ninf += static_cast<index_t>(lane_sum(cnt)) - (np - n);  // padding is -inf too
+    }
+  }
   const A m = st.m, logs = st.log_sum();
   const A xy = static_cast<A>(widen(s[y * ss]));
   const A lq_y = ops::log_softmax(xy, m, logs, beta);
@@ -82,16 +87,19 @@ int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, i
       static_cast<double>(logs), static_cast<double>(beta) * (static_cast<double>(xy) - m),
       mean_rel, static_cast<double>(eps)));
   if (g == nullptr) return row_ok;
-  // Pass 2: the gradient, every entry as a non-target, then the target overwritten in fp32.
+  // Pass 2: the gradient, every entry as a non-target (q from the cached exponentials; a -inf
+  // logit has e = 0, so q = 0 and log q is not needed), then the target overwritten in fp32.
   const A g_logp = -(A(1) - eps);  // dl / dlog q_y
   const A inv_v = A(1) / static_cast<A>(V);
-  for (index_t j0 = 0; j0 < V; j0 += chunk) {
+  const A gscale = R.gscale;
+  const prob_source<A> qsrc{&cache};
+  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
+    const index_t np = (n + lanes - 1) / lanes * lanes;
+    chunk_probs(qsrc, j0, c, np, static_cast<const A*>(nullptr), xs);  // q of the chunk
     for (index_t i = 0; i < np; ++i) {
-      const A lq = ops::log_softmax(xs[i], m, logs, beta);
-      const A q = ops::distill_exp(lq);
-      gb[i] = gscale * (ops::log_softmax_grad_nontarget(lq, q, g_logp, A(0), A(0), beta) +
+      const A q = xs[i];
+      gb[i] = gscale * (ops::log_softmax_grad_nontarget(A(0), q, g_logp, A(0), A(0), beta) +
                         beta * ops::label_smoothing_grad(q, eps, inv_v));
     }
     if (y >= j0 && y < j0 + n) {
@@ -101,8 +109,8 @@ int sft_row(const S* s, index_t ss, index_t V, index_t y, A beta, A eps, G* g, i
     }
     store_chunk(g + j0 * gs, gs, n, gb);
     // The next row's chunk, so that its pass 1 overlaps DRAM with this row's arithmetic.
-    prefetch_range(next_s, j0 * index_t(sizeof(S)), n * index_t(sizeof(S)));
-    prefetch_range<1>(next_g, j0 * index_t(sizeof(G)), n * index_t(sizeof(G)));
+    prefetch_range(R.next_s, j0 * R.next_s_bytes, n * R.next_s_bytes);
+    prefetch_range<1>(R.next_g, j0 * R.next_g_bytes, n * R.next_g_bytes);
   }
   return row_ok;
 }
@@ -147,26 +155,17 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
   const A beta = static_cast<A>(1.0 / o.temperature);
   const A eps = static_cast<A>(o.label_smoothing);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
-  const auto bad = for_each_row(B * L, [&](index_t r) -> int {
-    const index_t b = r / L, t = r % L;
-    const S* sp = s.data_handle() + b * s.stride(0) + t * s.stride(1);
-    G* gp = g ? g->data_handle() + b * g->stride(0) + t * g->stride(1) : nullptr;
-    const std::size_t k = static_cast<std::size_t>(r);
-    if (!P.active[k]) {
-      if (gp) zero_row(gp, g->stride(2), V);
-      return row_ok;
-    }
-    const A gscale = static_cast<A>(P.coef[k] * o.grad_output);
-    const S* next_s = nullptr;
-    G* next_g = nullptr;
-    if (r + 1 < B * L && s.stride(2) == 1) {
-      next_s = s.data_handle() + ((r + 1) / L) * s.stride(0) + ((r + 1) % L) * s.stride(1);
-      if (g != nullptr && g->stride(2) == 1)
-        next_g = g->data_handle() + ((r + 1) / L) * g->stride(0) + ((r + 1) % L) * g->stride(1);
-    }
-    return sft_row<A>(sp, s.stride(2), V, static_cast<index_t>(y(b, t)), beta, eps, gp,
-                      g ? g->stride(2) : 0, gscale, row_loss[k], next_s, next_g);
-  });
+  dense_row_args<A> R0;
+  R0.V = V;
+  R0.beta_s = beta;
+  const auto bad = drive_rows(
+      s, g, P, R0, [&](double c) { return static_cast<A>(c * o.grad_output); }, true,
+      [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+      [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
+          const dense_row_args<A>& R, double& value) {
+        local_caches<A>().student.reserve(V);
+        return sft_row<A>(sp, ss, static_cast<index_t>(y(b, t)), beta, eps, gp, gs, R, value);
+      });
   throw_row_error(bad, L, "logits", "labels");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);

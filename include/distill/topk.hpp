@@ -299,32 +299,17 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
   const A power = static_cast<A>(o.teacher_power);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
   const auto bad = dispatch(rd.kind, [&](auto kind) {
-    return for_each_row(B * L, [&](index_t r) -> int {
-      const index_t b = r / L, t = r % L;
-      const S* sp = s.data_handle() + b * s.stride(0) + t * s.stride(1);
-      const TV* lp = tl.data_handle() + b * tl.stride(0) + t * tl.stride(1);
-      const TI* ip = ti.data_handle() + b * ti.stride(0) + t * ti.stride(1);
-      G* gp = g ? g->data_handle() + b * g->stride(0) + t * g->stride(1) : nullptr;
-      const std::size_t k = static_cast<std::size_t>(r);
-      if (!P.active[k]) {
-        if (gp) zero_row(gp, g->stride(2), V);
-        return row_ok;
-      }
-      dense_row_args<A> R = R0;
-      R.gscale = static_cast<A>(P.coef[k] * o.grad_output * t2 / o.temperature);
-      if (r + 1 < B * L && s.stride(2) == 1) {  // prefetch hints for the next row
-        const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
-        R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
-        R.next_s_bytes = static_cast<index_t>(sizeof(S));
-        if (g != nullptr && g->stride(2) == 1) {
-          R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
-          R.next_g_bytes = static_cast<index_t>(sizeof(G));
-        }
-      }
-      return topk_row<decltype(kind)::value>(sp, s.stride(2), lp, tl.stride(2), ip, ti.stride(2), K,
-                                             o.convention, power, gp, g ? g->stride(2) : 0, R,
-                                             row_loss[k]);
-    });
+    return drive_rows(
+        s, g, P, R0,
+        [&](double c) { return static_cast<A>(c * o.grad_output * t2 / o.temperature); }, true,
+        [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+        [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
+            const dense_row_args<A>& R, double& value) {
+          const TV* lp = tl.data_handle() + b * tl.stride(0) + t * tl.stride(1);
+          const TI* ip = ti.data_handle() + b * ti.stride(0) + t * ti.stride(1);
+          return topk_row<decltype(kind)::value>(sp, ss, lp, tl.stride(2), ip, ti.stride(2), K,
+                                                 o.convention, power, gp, gs, R, value);
+        });
   });
   throw_row_error(bad, L, "student_logits", "teacher top-k");
   loss_result res;

@@ -140,28 +140,6 @@ GRPO_FORCEINLINE A chunk_max(const A* GRPO_RESTRICT x, index_t np) noexcept {
   return m;
 }
 
-/// The online log-sum-exp partial of one padded chunk, in grpo::online_lse's encoding: m = chunk
-/// max, e = sum exp(beta (x - m)) - 1 formed as (#ties - 1) + sum over x < m, so the dominant-logit
-/// precision of online_lse is kept. Only lse() / log_sum() are used by grpo::distill, so the
-/// entropy accumulator t is left 0.
-template <class A>
-GRPO_FORCEINLINE basic_online_lse<A> chunk_lse(const A* GRPO_RESTRICT x, index_t np,
-                                               A beta) noexcept {
-  const A m = chunk_max(x, np);
-  if (!(m > neg_inf<A>)) return basic_online_lse<A>(beta);
-  // Two separate loops: g++ 12 does not if-convert two conditional reductions in one loop body.
-  A acc[lanes] = {}, ties[lanes] = {};
-  for (index_t i = 0; i < np; i += lanes)
-    for (index_t k = 0; k < lanes; ++k) {
-      const A v = x[i + k];
-      const A ev = ops::distill_exp(beta * (v - m));  // unconditional, then selected (vectorises)
-      acc[k] += ops::select(v < m, ev, A(0));
-    }
-  for (index_t i = 0; i < np; i += lanes)
-    for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(x[i + k] == m, A(1), A(0));
-  return basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0));
-}
-
 /// Exponentials kept from pass 1: e_j = exp(beta (x_j - m_c)) relative to the maximum m_c of
 /// chunk c, and per chunk the factor scale_c = exp(beta (m_c - m) - log s) that turns them into
 /// probabilities, q_j = e_j scale_c. Later passes then need no exponential for q (or p): the
@@ -1602,6 +1580,44 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
 template <class G>
 void zero_row(G* g, index_t gs, index_t V) noexcept {
   for (index_t j = 0; j < V; ++j) g[j * gs] = narrow<G>(0.0f);
+}
+
+/// The per-row driver of every front end (dense, top-k, SFT): over the B x L rows of the rank-3
+/// student view s (and gradient view g, nullable), in parallel with deferred errors
+/// (for_each_row): row pointers from the strides, inactive rows (plan P) written as zero
+/// gradients, the per-row gradient factor R.gscale = gscale_of(P.coef[r]), and the next row's
+/// prefetch hints (student and gradient rows when contiguous and `prefetch` holds, plus whatever
+/// teacher_next(R, b1, t1) adds), then row(b, t, student row, its stride, gradient row, its
+/// stride, R, row value) -> row_status.
+template <class A, class S, class G, class GScale, class TeacherNext, class Row>
+std::pair<index_t, int> drive_rows(const strided_view<const S, 3>& s, const strided_view<G, 3>* g,
+                                   const token_plan& P, const dense_row_args<A>& R0,
+                                   GScale&& gscale_of, bool prefetch, TeacherNext&& teacher_next,
+                                   std::vector<double>& row_loss, Row&& row) {
+  const index_t L = s.extent(1), V = s.extent(2), n = s.extent(0) * L;
+  return for_each_row(n, [&](index_t r) -> int {
+    const index_t b = r / L, t = r % L;
+    const S* sp = s.data_handle() + b * s.stride(0) + t * s.stride(1);
+    G* gp = g ? g->data_handle() + b * g->stride(0) + t * g->stride(1) : nullptr;
+    const std::size_t k = static_cast<std::size_t>(r);
+    if (!P.active[k]) {
+      if (gp) zero_row(gp, g->stride(2), V);
+      return row_ok;
+    }
+    dense_row_args<A> R = R0;
+    R.gscale = gscale_of(P.coef[k]);
+    if (r + 1 < n && s.stride(2) == 1 && prefetch) {
+      const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
+      R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
+      R.next_s_bytes = static_cast<index_t>(sizeof(S));
+      teacher_next(R, b1, t1);
+      if (g != nullptr && g->stride(2) == 1) {
+        R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
+        R.next_g_bytes = static_cast<index_t>(sizeof(G));
+      }
+    }
+    return row(b, t, sp, s.stride(2), gp, g ? g->stride(2) : index_t(0), R, row_loss[k]);
+  });
 }
 
 }  // namespace grpo::distill::detail
