@@ -187,6 +187,9 @@ struct fast_simd_row {
   /// the last-level cache, where a regular store first reads the line it overwrites.
   bool nt = false;
   bool bin = false;  ///< every mask entry of the row is 0 or 1 (pass 1)
+  /// A binary row whose ones are exactly [0, end) (right padding): the AVX-512 lean kernel then
+  /// takes the valid lanes from `end` and never reads the mask.
+  bool prefix = false;
 };
 
 /// Per-lane accumulators of one row: the sums of fast_row_part plus the block minima / maxima.
@@ -524,6 +527,7 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
   const vf cap = a5::set1(p.eps_high), tau_pos = a5::set1(p.tau_pos), tau_neg = a5::set1(p.tau_neg);
   const vf kcoef = a5::set1(p.kl_coef), sp = a5::set1(rw.sp), skc = a5::set1(rw.sk * p.kl_coef);
   const bool lr_clamped = !Lean && p.lr_clamped, on_policy = rw.lo == rw.lp, trunc = rw.trunc;
+  const bool prefix = Lean && rw.prefix && !trunc;
   const bool want_ptl = !Lean && rw.ptl != nullptr, want_ge = !Lean && rw.ge != nullptr;
   const bool cap_only = kCispo && p.cispo_cap, dual = kClip && !cap_only && cp.has_dual;
   const bool kl_hidden = !Lean && KL && (p.kl.inner_clamp > 0.0 || p.kl.outer_clamp > 0.0);
@@ -586,9 +590,16 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
   // One step: tokens [t, t + 16) (Tail: only the n lanes of `in`).
   auto step = [&](auto tail_tag, index_t t, mk in, index_t n) GRPO_DETAIL_INLINE_LAMBDA {
     constexpr bool Tail = decltype(tail_tag)::value;
-    const vf m = trunc ? zero : v512_load_as<Tail>(rw.m + t, in, n);
-    const mk valid = _mm512_cmp_ps_mask(m, zero, _CMP_NEQ_UQ);  // 0 on lanes beyond the tail
-    if (!want_ptl && valid == 0) {                              // padding only: gradient exactly 0
+    vf m = zero;
+    mk valid = 0;
+    if (Lean && prefix) {  // lanes t + l < end (m = 1 there is never read: Lean)
+      const index_t k = rw.end - t;
+      valid = k >= 16 ? in : static_cast<mk>(in & ((1u << (k > 0 ? k : 0)) - 1u));
+    } else {
+      m = trunc ? zero : v512_load_as<Tail>(rw.m + t, in, n);
+      valid = _mm512_cmp_ps_mask(m, zero, _CMP_NEQ_UQ);  // 0 on lanes beyond the tail
+    }
+    if (!want_ptl && valid == 0) {  // padding only: gradient exactly 0
       store_g(tail_tag, t, zero, in, n);
       if (want_ge) v512_store_as<Tail>(rw.ge + t, zero, in, n);
       return;
@@ -981,6 +992,7 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
     n += static_cast<double>(simd::hsum(acc));
     bad = bad || simd::any(badv);
     bin = !simd::any(nonbin);
+    while (end > 0 && m[end - 1] == M(0)) --end;  // exact (stops at the batch's nonzero)
   }
 #endif
   for (; t < Tn; ++t) {
@@ -1177,7 +1189,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       (P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
        P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce);
   std::vector<index_t> row_end;  // vectorised path: one past each row's last nonzero mask entry
-  std::vector<unsigned char> row_bin;  // vectorised path: the row's mask is 0 / 1
+  std::vector<unsigned char> row_bin;  // vectorised path: 0 / 1 mask (2: and a prefix of ones)
   if constexpr (simd_types) {
     if (simd_path) {
       // Pass 1 of the vectorised path: row counts only (no row statistics are needed), mask rows
@@ -1191,7 +1203,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         index_t end = 0;
         bool bin = false;
         const double n = detail::fast_mask_row_sum<C>(&in.mask(i, 0), Tn, bad, end, bin);
-        row_bin[static_cast<std::size_t>(i)] = bin ? 1 : 0;
+        // binary rows: 1 = 0 / 1 entries, 2 = also exactly [0, end) set (right padding)
+        row_bin[static_cast<std::size_t>(i)] = bin ? (n == static_cast<double>(end) ? 2 : 1) : 0;
         const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
         n_base[static_cast<std::size_t>(i)] = trunc ? 0.0 : n;
         row_end[static_cast<std::size_t>(i)] = trunc ? 0 : end;
@@ -1476,6 +1489,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           }
           rw.nt = stream_grad;
           rw.bin = row_bin[static_cast<std::size_t>(i)] != 0;
+          rw.prefix = row_bin[static_cast<std::size_t>(i)] == 2;
           detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
           if (!detail::fast_simd_row_dispatch(P.kind, kl_on, sprm, rw, Tn, rp)) {
             rp = detail::fast_row_part{};
