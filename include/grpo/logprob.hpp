@@ -230,6 +230,17 @@ struct row_cache {
   std::vector<float> bmax;
 };
 
+/// The statistics of a row that the gradient and log p need: m (raw max), log s, entropy H.
+struct row_summary {
+  float m = 0.0f;
+  float log_s = 0.0f;
+  float entropy = 0.0f;
+};
+
+inline row_summary summarise(const online_lse& st) noexcept {
+  return {st.m, st.log_sum(), st.entropy()};
+}
+
 #if GRPO_HAS_AVX512
 // ----- AVX-512 row kernels (contiguous rows) -----------------------------------------------------
 // The same maths as the portable loops (ops/softmax.hpp formulas, d_floor, exact zero mass at or
@@ -319,6 +330,63 @@ GRPO_FORCEINLINE void prefetch_ahead(const T* p) noexcept {
   for (std::size_t b = 0; b < 32 * sizeof(T); b += 64) _mm_prefetch(q + b, _MM_HINT_T1);
 }
 
+/// 16 floats narrowed into G storage at p with a non-temporal store (p aligned to 16 elements):
+/// the line goes to memory without being read first (no read-for-ownership) and without evicting
+/// the caller's working set. For gradients of tokens x vocab size that are not read back soon.
+template <class G>
+GRPO_FORCEINLINE void stream(G* p, vf x) noexcept {
+  if constexpr (std::is_same_v<G, float>) {
+    _mm512_stream_ps(p, x);
+  } else if constexpr (std::is_same_v<G, bfloat16>) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), pack_bf16(x));
+  } else {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+/// No side work in a statistics sweep.
+struct no_side {
+  GRPO_FORCEINLINE void step() noexcept {}
+};
+
+/// One block of another row's gradient, o_j = c e_j (the sweep of row_grad_cached), written 32
+/// elements per step of a statistics sweep: software pipelining of the fused step, so that the
+/// gradient's non-temporal stores drain to memory while the exps of the next row are computed,
+/// instead of the two phases alternating (one memory-bound, one compute-bound). The constructor
+/// peels a head up to the stores' alignment; finish() writes what the steps left.
+template <class G>
+struct side_block {
+  const float* e;
+  G* o;
+  index_t n;
+  vf c;
+  index_t j = 0;
+  side_block(const float* e_, G* o_, index_t n_, float c_) noexcept
+      : e(e_), o(o_), n(n_), c(v::set1(c_)) {
+    constexpr std::uintptr_t align = 16 * sizeof(G);
+    const auto mis =
+        static_cast<index_t>((reinterpret_cast<std::uintptr_t>(o) % align) / sizeof(G));
+    if (mis != 0) {
+      j = std::min<index_t>(n, 16 - mis);
+      store_tail(o, _mm512_mul_ps(c, v::load_tail(e, static_cast<int>(j))), j);
+    }
+  }
+  GRPO_FORCEINLINE void step() noexcept {
+    if (j + 32 <= n) {
+      stream(o + j, _mm512_mul_ps(c, v::load(e + j)));
+      stream(o + j + 16, _mm512_mul_ps(c, v::load(e + j + 16)));
+      j += 32;
+    }
+  }
+  void finish() noexcept {
+    for (; j + 16 <= n; j += 16) stream(o + j, _mm512_mul_ps(c, v::load(e + j)));
+    if (j < n)
+      store_tail(o + j, _mm512_mul_ps(c, v::load_tail(e + j, static_cast<int>(n - j))), n - j);
+    j = n;
+  }
+};
+
 /// Maximum and minimum of n widened elements (two independent accumulators each; the minimum
 /// costs one more op per 16 and lets the sweep drop its clamp when the block's range is within
 /// d_floor). NaN handling as vmax: a NaN may or may not survive; row_stats catches it through the
@@ -373,14 +441,15 @@ GRPO_FORCEINLINE vf exp_term(vf x, vf vmb, vf vbeta, vf& dc) noexcept {
 /// block_exp_sums on n widened elements of x: s = sum e_j, t = sum e_j d_j, e_j written to e
 /// when Store. Clamp = false when every d of the block is > d_floor (block_range); the partial
 /// last vector (-inf padding) is always clamped.
-template <bool Unit, bool Store, bool Clamp, class T>
+template <bool Unit, bool Store, bool Clamp, class T, class Side>
 GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
-                                 float mb, float beta, float& s, float& t) noexcept {
+                                 float mb, float beta, float& s, float& t, Side& side) noexcept {
   const vf vmb = v::set1(mb), vb = v::set1(beta);
   vf s0 = _mm512_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
   index_t j = 0;
   for (; j + 32 <= n; j += 32) {
     prefetch_ahead(x + j);
+    side.step();
     vf d0, d1;
     const vf e0 = exp_term<Unit, Clamp>(load(x + j), vmb, vb, d0);
     const vf e1 = exp_term<Unit, Clamp>(load(x + j + 16), vmb, vb, d1);
@@ -431,9 +500,35 @@ float dominated_rest(const T* x, index_t n, float mb, float beta) noexcept {
   return static_cast<float>(count - 1) + v::hsum(rest);
 }
 
-/// row_stats on a contiguous row (see there), the AVX-512 spelling.
-template <bool Unit, class T>
-online_lse row_stats(const T* row, index_t V, float beta, row_status& status, row_cache* cache) {
+/// No pending gradient row.
+struct no_pending {};
+
+/// A gradient row of row_grad_cached (g_entropy = 0) whose coefficients are known, written block by
+/// block during the statistics pass of another row of the same length (row_stats_pipelined).
+template <class G>
+struct pending_row {
+  const row_cache* cache = nullptr;
+  G* out = nullptr;  // contiguous
+  row_summary rs;
+  float beta = 1.0f, g_logp = 0.0f, x_y = 0.0f;
+  index_t y = -1;
+  /// o_j = c e_j on block b: c = -beta g q_max(b), q_max(b) = exp(beta (mb - m) - log s).
+  float coef(index_t b) const noexcept {
+    const float mb = cache->bmax[static_cast<std::size_t>(b)];
+    const float scale = mb > -math::infinity<float>()
+                            ? math::exp(ops::log_softmax(mb, rs.m, rs.log_s, beta))
+                            : 0.0f;
+    return -beta * g_logp * scale;
+  }
+};
+
+/// row_stats on a contiguous row (see there), the AVX-512 spelling. With a pending_row, block b of
+/// that row's gradient is written during block b of this sweep; `pend_done` receives the first
+/// element of the pending row not yet written (the caller completes it after an early return).
+template <bool Unit, class T, class Pend = no_pending>
+online_lse row_stats(const T* row, index_t V, float beta, row_status& status, row_cache* cache,
+                     Pend* pend = nullptr, index_t* pend_done = nullptr) {
+  constexpr bool has_pend = !std::is_same_v<Pend, no_pending>;
   online_lse st(beta);
   status = row_status::ok;
   for (index_t j0 = 0; j0 < V; j0 += block) {
@@ -449,21 +544,37 @@ online_lse row_stats(const T* row, index_t V, float beta, row_status& status, ro
           return st;
         }
       if (cache) std::fill_n(cache->e.data() + j0, n, 0.0f);
+      if constexpr (has_pend) {
+        side_block sb(pend->cache->e.data() + j0, pend->out + j0, n, pend->coef(j0 / block));
+        sb.finish();
+        *pend_done = j0 + n;
+      }
       continue;
     }
     float s = 0.0f, t = 0.0f;
     // Every d = beta (x - mb) of the block above the floor (false for NaN / -inf): no clamp.
     const bool in_range = beta * (mn - mb) > d_floor;
-    if (cache) {
-      if (in_range)
-        block_sums<Unit, true, false>(x, cache->e.data() + j0, n, mb, beta, s, t);
-      else
-        block_sums<Unit, true, true>(x, cache->e.data() + j0, n, mb, beta, s, t);
+    const auto sweep = [&](auto& side) {
+      if (cache) {
+        if (in_range)
+          block_sums<Unit, true, false>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
+        else
+          block_sums<Unit, true, true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
+      } else {
+        if (in_range)
+          block_sums<Unit, false, false>(x, nullptr, n, mb, beta, s, t, side);
+        else
+          block_sums<Unit, false, true>(x, nullptr, n, mb, beta, s, t, side);
+      }
+    };
+    if constexpr (has_pend) {
+      side_block sb(pend->cache->e.data() + j0, pend->out + j0, n, pend->coef(j0 / block));
+      sweep(sb);
+      sb.finish();
+      *pend_done = j0 + n;
     } else {
-      if (in_range)
-        block_sums<Unit, false, false>(x, nullptr, n, mb, beta, s, t);
-      else
-        block_sums<Unit, false, true>(x, nullptr, n, mb, beta, s, t);
+      no_side none;
+      sweep(none);
     }
     if (!(s <= std::numeric_limits<float>::max())) {
       status = row_status::non_finite;
@@ -553,34 +664,8 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
   return st;
 }
 
-/// The statistics of a row that the gradient and log p need: m (raw max), log s, entropy H.
-struct row_summary {
-  float m = 0.0f;
-  float log_s = 0.0f;
-  float entropy = 0.0f;
-};
-
-inline row_summary summarise(const online_lse& st) noexcept {
-  return {st.m, st.log_sum(), st.entropy()};
-}
-
 #if GRPO_HAS_AVX512
 namespace x512 {
-
-/// 16 floats narrowed into G storage at p with a non-temporal store (p aligned to 16 elements):
-/// the line goes to memory without being read first (no read-for-ownership) and without evicting
-/// the caller's working set. For gradients of tokens x vocab size that are not read back soon.
-template <class G>
-GRPO_FORCEINLINE void stream(G* p, vf x) noexcept {
-  if constexpr (std::is_same_v<G, float>) {
-    _mm512_stream_ps(p, x);
-  } else if constexpr (std::is_same_v<G, bfloat16>) {
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), pack_bf16(x));
-  } else {
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(p),
-                        _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  }
-}
 
 /// Writes o[0, n) from f(j, cnt), the 16-float vector of elements j.. (cnt < 16: a partial vector
 /// whose first cnt lanes are used). Stream: non-temporal stores after a head that aligns o + j to
@@ -783,6 +868,34 @@ void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summar
   }
 }
 
+#if GRPO_HAS_AVX512
+/// row_stats of a contiguous row, keeping its exps in `cache`, that also writes the pending
+/// gradient row `p` (row_grad_cached's values through non-temporal stores, block b of p during
+/// block b of this sweep): the software pipeline of the fused step, in which the gradient of the
+/// previous chunk streams to memory while this chunk's exps are computed. p's row has the same
+/// length V and its own cache. On return p is complete, also after an error in this row.
+template <class T, class G>
+online_lse row_stats_pipelined(const T* row, index_t V, float beta, row_status& status,
+                               row_cache& cache, x512::pending_row<G>& p) {
+  cache.e.resize(static_cast<std::size_t>(V));
+  cache.bmax.resize(static_cast<std::size_t>((V + block - 1) / block));
+  index_t done = 0;
+  const online_lse st = beta == 1.0f
+                            ? x512::row_stats<true>(row, V, beta, status, &cache, &p, &done)
+                            : x512::row_stats<false>(row, V, beta, status, &cache, &p, &done);
+  for (index_t j0 = done; j0 < V; j0 += block)  // what an early return left of p
+    x512::block_scale<true>(p.cache->e.data() + j0, p.out + j0, std::min(block, V - j0),
+                            p.coef(j0 / block));
+  _mm_sfence();  // order the non-temporal stores before the target's store
+  if (p.y >= 0) {
+    const float lq = ops::log_softmax(p.x_y, p.rs.m, p.rs.log_s, p.beta);
+    p.out[p.y] =
+        narrow<G>(ops::log_softmax_grad(lq, math::exp(lq), true, p.g_logp, 0.0f, 0.0f, p.beta));
+  }
+  return st;
+}
+#endif
+
 /// Validates the temperature and returns beta = 1/T.
 inline float inverse_temperature(float T) {
   GRPO_EXPECTS(T > 0.0f && T <= std::numeric_limits<float>::max(), bad_option,
@@ -833,6 +946,28 @@ void parallel_rows(index_t n, int num_threads, F&& body) {
   (void)num_threads;
   for (index_t i = 0; i < n; ++i) body(i);
 #endif
+}
+
+/// Runs body(begin, end) on contiguous, ordered ranges of [0, n), one per thread (OpenMP), for
+/// loops that carry state from one index to the next (the fused step's pipeline).
+template <class F>
+void parallel_ranges(index_t n, int num_threads, F&& body) {
+#if defined(_OPENMP)
+  const int nt = num_threads > 0 ? num_threads : omp_get_max_threads();
+  if (n > 1 && nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      const auto T = static_cast<index_t>(omp_get_num_threads());
+      const auto t = static_cast<index_t>(omp_get_thread_num());
+      const index_t b = n * t / T, e = n * (t + 1) / T;
+      if (b < e) body(b, e);
+    }
+    return;
+  }
+#else
+  (void)num_threads;
+#endif
+  if (n > 0) body(index_t(0), n);
 }
 
 template <class V>

@@ -318,3 +318,59 @@ TEST_CASE("fused_grpo_step: multi-block rows, fp32 and bf16, cached and entropy 
     CHECK(bad == 0);
   }
 }
+
+TEST_CASE("fused_grpo_step: pipelined bf16 gradients (chunks, masks, in place, errors)" *
+          doctest::test_suite("logprob")) {
+  // 16-bit gradients without an entropy term take the AVX-512 software pipeline (the gradient of
+  // chunk c - 1 written during the statistics of chunk c): chunk boundaries, masked and truncated
+  // rows between pipelined ones, fewer rows in the last chunk of a sequence, in place, and a NaN
+  // row with a pending row must all give the per-chunk schedule's (portable) values.
+  problem p(3, 7, 2100, 33);  // 7 = 3 chunks of 3, 3 and 1 tokens
+  p.mask[4] = 0.0f;           // masked row with a pending row before and after it
+  p.trunc[1] = 1;             // a whole truncated sequence between two pipelined ones
+  const auto o = options_for("trl_dapo", 0.0);
+  std::vector<grpo::bfloat16> xb(p.logits.size());
+  problem pr = p;
+  for (std::size_t k = 0; k < xb.size(); ++k) {
+    xb[k] = grpo::bfloat16(p.logits[k]);
+    pr.logits[k] = static_cast<float>(xb[k]);
+  }
+  std::vector<float> gr;
+  const auto rr = fused(pr, o, 1.0f, grpo::fused_schedule::automatic, gr);  // fp32, chunk 2
+  for (index_t chunk : {index_t(3), index_t(0)}) {
+    INFO("chunk_tokens " << chunk);
+    grpo::fused_grpo_options fo;
+    fo.chunk_tokens = chunk;
+    std::vector<grpo::bfloat16> gb(xb.size(), grpo::bfloat16(5.0f));
+    const auto rb = grpo::fused_grpo_step(
+        o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
+        grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+        grpo::make_view(gb.data(), {p.B, p.T, p.V}), fo);
+    CHECK(rb.loss == doctest::Approx(rr.loss).epsilon(1e-9));
+    int bad = 0;
+    for (std::size_t k = 0; k < gb.size(); ++k) {
+      const float want = static_cast<float>(grpo::bfloat16(gr[k]));
+      bad += std::abs(static_cast<float>(gb[k]) - want) > std::abs(want) * (1.0f / 128.0f) + 1e-12f;
+    }
+    CHECK(bad == 0);
+    // In place over a copy of the bf16 logits: bit-identical to out of place.
+    std::vector<grpo::bfloat16> buf = xb;
+    auto view = grpo::make_view(buf.data(), {p.B, p.T, p.V});
+    const auto ri = grpo::fused_grpo_step(o, view, grpo::make_view(p.ids.data(), {p.B, p.T}),
+                                          p.batch(), view, fo);
+    CHECK(ri.loss == rb.loss);
+    CHECK(buf == gb);
+  }
+  // A NaN in a row of the second chunk (a pending row exists): grpo::error naming the row.
+  xb[static_cast<std::size_t>((2 * p.T + 4) * p.V + 17)] =
+      grpo::bfloat16(std::numeric_limits<float>::quiet_NaN());
+  std::vector<grpo::bfloat16> gb(xb.size());
+  grpo::fused_grpo_options fo;
+  fo.chunk_tokens = 3;
+  CHECK_THROWS_WITH_AS(
+      grpo::fused_grpo_step(
+          o, grpo::make_view(static_cast<const grpo::bfloat16*>(xb.data()), {p.B, p.T, p.V}),
+          grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+          grpo::make_view(gb.data(), {p.B, p.T, p.V}), fo),
+      doctest::Contains("row 18"), grpo::error);
+}
