@@ -534,6 +534,7 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
   const bool kl_bias = !Lean && p.kl_bias;
   const bool need_chk = lr_clamped || kl_hidden;
   const vf a0 = a5::set1(rw.a0);
+  const a5::ppo_row prow(rw.a0);
   const mk a0_neg = rw.a0 < 0.0f ? mk(0xFFFF) : mk(0), a0_pos = rw.a0 > 0.0f ? mk(0xFFFF) : mk(0);
   // Float lane accumulators (flushed to double every kFlushBatches steps).
   vf s_pol = zero, s_x = zero, s_x2 = zero, s_r = zero, s_r2 = zero, s_k = zero, s_k2 = zero;
@@ -624,7 +625,11 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
     }
     // Policy surrogate: value and gpol = d_ratio dr + d_logp.
     vf value, gpol, w = r;
-    if constexpr (kPpo) {
+    if constexpr (kPpo && Lean && RowA) {  // row-constant A, no delta / dual clip
+      const auto vg = a5::ppo_clip_row(r, prow, cp);
+      value = vg.value;
+      gpol = _mm512_mul_ps(vg.grad, dr);
+    } else if constexpr (kPpo) {
       const auto vg = a5::ppo_clip(r, A, cp);
       value = vg.value;
       gpol = _mm512_mul_ps(vg.grad, dr);
@@ -719,6 +724,11 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
           count(c_lo, n_lo, hi);
         else
           count(c_hi, n_hi, hi);
+      } else if constexpr (Lean && RowA) {  // one sign per row: one compare (dual clip off)
+        if (rw.a0 < 0.0f)
+          n_lo += __builtin_popcount(_mm512_mask_cmp_ps_mask(valid, r, cp.lo, _CMP_LT_OQ));
+        else if (rw.a0 > 0.0f)
+          n_lo += __builtin_popcount(_mm512_mask_cmp_ps_mask(valid, r, cp.hi, _CMP_GT_OQ));
       } else {
         const mk lo = _mm512_mask_cmp_ps_mask(valid & aneg, r, cp.lo, _CMP_LT_OQ);
         const mk hi = _mm512_mask_cmp_ps_mask(valid & apos, r, cp.hi, _CMP_GT_OQ);
@@ -757,7 +767,7 @@ bool fast_v512_row_impl(const fast_simd_params<float>& p_in,
       if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
       if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
       if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
-      fast_prefetch(rw.m + t, kPrefetch);
+      if (!prefix) fast_prefetch(rw.m + t, kPrefetch);
     } else if (rw.nlp != nullptr) {  // the row's last steps: the next row's first lines
       const index_t u = t + kPrefetch - stop;
       fast_prefetch(rw.nlp, u);
@@ -1230,7 +1240,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
     }
   }
-  std::vector<detail::row_ctx> rows(static_cast<std::size_t>(B));
+  // Row contexts of the general pass (the vectorised path needs none: its rows take their counts
+  // and factors directly, and a [B] vector of 144-byte contexts is a fresh page-faulted
+  // allocation per call at training batch sizes).
+  std::vector<detail::row_ctx> rows(simd_path ? 0 : static_cast<std::size_t>(B));
   for (index_t i = 0; i < B && !simd_path; ++i) {
     const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
     if (trunc) met.truncated_seqs += 1;
@@ -1262,12 +1275,6 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     rho_seq[k] = rows[k].rho_seq;
     vespo_lw[k] = rows[k].vespo_lw;
   }
-  if (simd_path)  // the vectorised pass 1 counted the rows only
-    for (index_t i = 0; i < B; ++i) {
-      detail::row_sums rs;
-      rs.n = n_base[static_cast<std::size_t>(i)];
-      rows[static_cast<std::size_t>(i)] = detail::finish_row(lpar, rs);
-    }
 
   // Top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear interpolation).
   // TRL gathers the valid entropies of all ranks first; callers that shard pass the global value

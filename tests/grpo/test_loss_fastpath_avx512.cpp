@@ -102,6 +102,16 @@ TEST_CASE("avx512 loss kernel: mirrors equal the scalar ops lane by lane" *
                 REQUIRE(same(lane(o.value, l), grpo::ops::ppo_clip_loss(r, A, p)));
                 REQUIRE(same(lane(o.grad, l), grpo::ops::ppo_clip_loss_grad(r, A, p)));
               });
+          if (delta == 0.f && dual == 0.f) {  // the lean kernel's row-constant form
+            const a5::ppo_row row(A);
+            each16(
+                rs, [&](__m512 r) { return a5::ppo_clip_row(r, row, vp); },
+                [&](float r, const a5::value_grad& o, int l) {
+                  INFO("row form: r=" << r << " A=" << A << " eps_high=" << eh);
+                  REQUIRE(same(lane(o.value, l), grpo::ops::ppo_clip_loss(r, A, p)));
+                  REQUIRE(same(lane(o.grad, l), grpo::ops::ppo_clip_loss_grad(r, A, p)));
+                });
+          }
         }
       }
     }

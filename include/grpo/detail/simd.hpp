@@ -446,6 +446,34 @@ GRPO_FORCEINLINE value_grad ppo_clip(vf r, vf A, const ppo_params& p) noexcept {
   }
   return {l, g};
 }
+/// Per-row constants of ppo_clip_row for a row-constant advantage A (no delta, no dual clip):
+/// -A, -A * 0 (the op's gradient where the clip binds keeps the sign of -A) and the two tie values
+/// 0.5 (g1 + g2) of the op with g2 = -A or -A * 0.
+struct ppo_row {
+  vf nA, zA, tie_in, tie_out;
+  explicit ppo_row(float A) noexcept {
+    const float na = -A, za = na * 0.0f;
+    nA = set1(na);
+    zA = set1(za);
+    tie_in = set1(0.5f * (na + na));
+    tie_out = set1(0.5f * (na + za));
+  }
+};
+/// ppo_clip for a row-constant advantage without delta or dual clip, with the gradient's cases as
+/// three masked moves of row constants (bitwise ppo_clip's result): g = -A unless the clipped term
+/// wins (-A * 0 outside the clip range) or ties (tie_in / tie_out). In range <=> clamp(r) == r
+/// (false for NaN, as clamp_scalar_grad).
+GRPO_FORCEINLINE value_grad ppo_clip_row(vf r, const ppo_row& a, const ppo_params& p) noexcept {
+  const vf c = clamp(r, p.lo, p.hi);
+  const vf l1 = _mm512_mul_ps(a.nA, r), l2 = _mm512_mul_ps(a.nA, c);
+  const mk in = _mm512_cmp_ps_mask(c, r, _CMP_EQ_OQ);
+  const mk g2w = _mm512_cmp_ps_mask(l2, l1, _CMP_GT_OQ);
+  const mk tie = _mm512_cmp_ps_mask(l2, l1, _CMP_EQ_OQ);
+  vf g = _mm512_mask_mov_ps(a.nA, static_cast<mk>(tie & ~in), a.tie_out);
+  g = _mm512_mask_mov_ps(g, static_cast<mk>(tie & in), a.tie_in);
+  g = _mm512_mask_mov_ps(g, static_cast<mk>(g2w & ~in), a.zA);
+  return {_mm512_max_ps(l1, l2), g};
+}
 /// ops::cispo_weight_cap: r > cap ? cap : r  (vminps(cap, r) = cap < r ? cap : r).
 GRPO_FORCEINLINE vf cispo_weight_cap(vf r, vf cap) noexcept {
   return _mm512_min_ps(cap, r);
