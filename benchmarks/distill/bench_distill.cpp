@@ -6,6 +6,8 @@
 // the same binary with the same thread count. Arguments: {tokens, vocab}.
 //
 // Threads: GRPO_BENCH_THREADS (default 1) for our OpenMP loop and torch::set_num_threads alike.
+// Buffers are 64-byte aligned, as torch's CPU allocator aligns tensors (the gradient rows then
+// take non-temporal stores); BM_ours_dense_unaligned measures a gradient buffer 16 bytes off.
 #include <distill/distill.hpp>
 
 #include <benchmark/benchmark.h>
@@ -13,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -42,9 +45,30 @@ void set_threads() {
 #endif
 }
 
+/// 64-byte aligned storage (torch's CPU allocator alignment).
 template <class T>
-std::vector<T> random_logits(std::size_t n, std::uint32_t seed, float scale) {
-  std::vector<T> v(n);
+struct aligned64 {
+  using value_type = T;
+  aligned64() = default;
+  template <class U>
+  aligned64(const aligned64<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) noexcept { std::free(p); }
+  template <class U>
+  bool operator==(const aligned64<U>&) const noexcept {
+    return true;
+  }
+};
+template <class T>
+using avec = std::vector<T, aligned64<T>>;
+
+template <class T>
+avec<T> random_logits(std::size_t n, std::uint32_t seed, float scale) {
+  avec<T> v(n);
   std::mt19937 gen(seed);
   std::normal_distribution<float> d(0.0f, scale);
   for (auto& x : v) x = grpo::narrow<T>(d(gen));
@@ -56,7 +80,7 @@ std::vector<T> random_logits(std::size_t n, std::uint32_t seed, float scale) {
 
 void BM_probe_stream_read(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  std::vector<float> a(n, 1.0f);
+  avec<float> a(n, 1.0f);
   for (auto _ : state) {
     float acc[16] = {};
     for (std::size_t i = 0; i < n; i += 16)
@@ -71,7 +95,7 @@ BENCHMARK(BM_probe_stream_read)->Arg(1 << 28)->Unit(benchmark::kMillisecond);
 
 void BM_probe_stream_read_write(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
-  std::vector<float> a(n, 1.0f), b(n);
+  avec<float> a(n, 1.0f), b(n);
   for (auto _ : state) {
     for (std::size_t i = 0; i < n; ++i) b[i] = 0.5f * a[i];
     benchmark::ClobberMemory();
@@ -83,20 +107,22 @@ BENCHMARK(BM_probe_stream_read_write)->Arg(1 << 27)->Unit(benchmark::kMillisecon
 // ---------------------------------------------------------------------------------------------
 // Ours: fused dense divergence, value + gradient written (gradient in the logits' dtype).
 
-template <class T, gd::divergence K>
+template <class T, gd::divergence K, int GradOffsetBytes = 0>
 void BM_ours_dense(benchmark::State& state) {
   set_threads();
   const index_t N = state.range(0), V = state.range(1);
   const auto s = random_logits<T>(static_cast<std::size_t>(N * V), 1, 2.0f);
   const auto u = random_logits<T>(static_cast<std::size_t>(N * V), 2, 2.0f);
-  std::vector<T> g(static_cast<std::size_t>(N * V));
+  constexpr std::size_t off = GradOffsetBytes / sizeof(T);
+  avec<T> gbuf(static_cast<std::size_t>(N * V) + 64);
+  T* g = gbuf.data() + off;
   gd::distill_options o;
   o.kind = K;
   o.temperature = 0.9;
   for (auto _ : state) {
     const auto r =
         gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
-                            grpo::make_view(g.data(), {N, V}), o);
+                            grpo::make_view(g, {N, V}), o);
     benchmark::DoNotOptimize(r.loss);
     benchmark::ClobberMemory();
   }
@@ -112,7 +138,7 @@ void BM_ours_sft(benchmark::State& state) {
   const auto s = random_logits<T>(static_cast<std::size_t>(N * V), 1, 2.0f);
   std::vector<std::int64_t> y(static_cast<std::size_t>(N));
   for (index_t i = 0; i < N; ++i) y[i] = (i * 7919) % V;
-  std::vector<T> g(static_cast<std::size_t>(N * V));
+  avec<T> g(static_cast<std::size_t>(N * V));
   for (auto _ : state) {
     const auto r = gd::sft_loss(grpo::make_view(s.data(), {N, V}), y,
                                 grpo::make_view(g.data(), {N, V}), gd::sft_options{});
@@ -135,7 +161,7 @@ void BM_ours_topk_tail(benchmark::State& state) {
       ids[i * K + j] = static_cast<std::int32_t>((i * 131 + j * 977) % V);
       tl[i * K + j] = -4.5f - 0.05f * static_cast<float>(j);  // listed mass about 0.21
     }
-  std::vector<T> g(static_cast<std::size_t>(N * V));
+  avec<T> g(static_cast<std::size_t>(N * V));
   gd::topk_options o;
   o.convention = gd::topk_convention::tail_bucket;
   for (auto _ : state) {
@@ -179,7 +205,14 @@ void BM_torch_eager_forward_kl(benchmark::State& state) {
 #define GRPO_DENSE_ARGS ->Args({4096, 32768})->Args({4096, 151936})->Unit(benchmark::kMillisecond)
 BENCHMARK(BM_ours_dense<float, gd::divergence::forward_kl>) GRPO_DENSE_ARGS;
 BENCHMARK(BM_ours_dense<grpo::bfloat16, gd::divergence::forward_kl>) GRPO_DENSE_ARGS;
+BENCHMARK(BM_ours_dense<float, gd::divergence::forward_kl, 16>)
+    ->Name("BM_ours_dense_unaligned<float, gd::divergence::forward_kl>")
+    ->Args({4096, 32768})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ours_dense<float, gd::divergence::reverse_kl>) GRPO_DENSE_ARGS;
+BENCHMARK(BM_ours_dense<grpo::bfloat16, gd::divergence::reverse_kl>)
+    ->Args({4096, 32768})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ours_dense<grpo::bfloat16, gd::divergence::jsd>) GRPO_DENSE_ARGS;
 BENCHMARK(BM_ours_dense<float, gd::divergence::jsd>)
     ->Args({4096, 32768})

@@ -228,7 +228,6 @@ GRPO_FORCEINLINE vf load16(const T* p) noexcept {
 #define GRPO_DISTILL_CVTBF16 1
 #endif
 
-
 /// Combines a row's chunk partials (cache.m, cache.part) into its online state and writes the
 /// per-chunk factors cache.scale. M: the row maximum; nan: the row is invalid (empty state).
 inline basic_online_lse<float> finish_row(row_exp_cache<float>& cache, index_t nc, float beta,
@@ -264,8 +263,7 @@ inline basic_online_lse<float> finish_row(row_exp_cache<float>& cache, index_t n
   for (index_t c = 0; c < nc; c += 16) {
     const __mmask16 k = nc - c >= 16 ? static_cast<__mmask16>(0xFFFF) : head_mask(nc - c);
     const vf mv = _mm512_mask_loadu_ps(vninf, k, mcs + c);
-    _mm512_mask_storeu_ps(w + c, k,
-                          exp_clamped(_mm512_fmsub_ps(vb, _mm512_sub_ps(mv, vM), vls)));
+    _mm512_mask_storeu_ps(w + c, k, exp_clamped(_mm512_fmsub_ps(vb, _mm512_sub_ps(mv, vM), vls)));
   }
   return s;
 }
@@ -310,10 +308,9 @@ struct row_src {
       if (direct)
         for (index_t j = j0 + nf; j < j0 + n; ++j) xbuf[j] = static_cast<float>(widen(p[j]));
     }
-    m = _mm512_max_ps(
-        _mm512_mask_loadu_ps(v5::set1(-std::numeric_limits<float>::infinity()),
-                             head_mask(n - nf), x + j0 + nf),
-        m);
+    m = _mm512_max_ps(_mm512_mask_loadu_ps(v5::set1(-std::numeric_limits<float>::infinity()),
+                                           head_mask(n - nf), x + j0 + nf),
+                      m);
   }
   /// Prefetch of the line holding element j (a hint; only for rows read in place).
   GRPO_FORCEINLINE void prefetch(index_t j, index_t V) const noexcept {
@@ -642,38 +639,38 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
   } else
 #endif
   {
-  basic_online_lse<A> s(beta);
-  for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
-    const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(p + j0 * st, st, n, buf);
-    bad = bad || has_nan_or_posinf(buf, np);
-    const A m = chunk_max(buf, np);
-    cache.m[static_cast<std::size_t>(c)] = m;
-    A* e = cache.e.data() + j0;
-    if (!(m > neg_inf<A>)) {
-      for (index_t i = 0; i < np; ++i) e[i] = A(0);
-      continue;
+    basic_online_lse<A> s(beta);
+    for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+      const index_t n = std::min(chunk, V - j0);
+      const index_t np = load_chunk(p + j0 * st, st, n, buf);
+      bad = bad || has_nan_or_posinf(buf, np);
+      const A m = chunk_max(buf, np);
+      cache.m[static_cast<std::size_t>(c)] = m;
+      A* e = cache.e.data() + j0;
+      if (!(m > neg_inf<A>)) {
+        for (index_t i = 0; i < np; ++i) e[i] = A(0);
+        continue;
+      }
+      // e = exp(beta (x - m_c)) stored (exactly 1 at the chunk maximum, 0 for -inf and padding);
+      // the online_lse partial counts ties separately so its dominant-logit precision is kept.
+      A acc[lanes] = {}, ties[lanes] = {};
+      for (index_t i = 0; i < np; ++i) e[i] = ops::distill_exp(beta * (buf[i] - m));
+      for (index_t i = 0; i < np; i += lanes)
+        for (index_t k = 0; k < lanes; ++k) acc[k] += ops::select(buf[i + k] < m, e[i + k], A(0));
+      for (index_t i = 0; i < np; i += lanes)
+        for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(buf[i + k] == m, A(1), A(0));
+      s.merge(
+          basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0)));
     }
-    // e = exp(beta (x - m_c)) stored (exactly 1 at the chunk maximum, 0 for -inf and padding);
-    // the online_lse partial counts ties separately so its dominant-logit precision is kept.
-    A acc[lanes] = {}, ties[lanes] = {};
-    for (index_t i = 0; i < np; ++i) e[i] = ops::distill_exp(beta * (buf[i] - m));
-    for (index_t i = 0; i < np; i += lanes)
-      for (index_t k = 0; k < lanes; ++k) acc[k] += ops::select(buf[i + k] < m, e[i + k], A(0));
-    for (index_t i = 0; i < np; i += lanes)
-      for (index_t k = 0; k < lanes; ++k) ties[k] += ops::select(buf[i + k] == m, A(1), A(0));
-    s.merge(
-        basic_online_lse<A>::from_partial(beta, m, lane_sum(ties) - A(1) + lane_sum(acc), A(0)));
-  }
-  if (!s.empty()) {
-    const A log_s = s.log_sum();
-    for (index_t c = 0; c * chunk < V; ++c) {
-      const A mc = cache.m[static_cast<std::size_t>(c)];
-      cache.scale[static_cast<std::size_t>(c)] =
-          mc > neg_inf<A> ? ops::distill_exp(beta * (mc - s.m) - log_s) : A(0);
+    if (!s.empty()) {
+      const A log_s = s.log_sum();
+      for (index_t c = 0; c * chunk < V; ++c) {
+        const A mc = cache.m[static_cast<std::size_t>(c)];
+        cache.scale[static_cast<std::size_t>(c)] =
+            mc > neg_inf<A> ? ops::distill_exp(beta * (mc - s.m) - log_s) : A(0);
+      }
     }
-  }
-  return s;
+    return s;
   }
 }
 
@@ -1193,7 +1190,9 @@ struct vctx {
   GRPO_FORCEINLINE vf lq(vf x) const noexcept {  // ops::log_softmax
     return _mm512_fmsub_ps(beta, _mm512_sub_ps(x, ms), ls);
   }
-  GRPO_FORCEINLINE vf lp(vf u) const noexcept { return _mm512_fmsub_ps(beta, _mm512_sub_ps(u, mu), lu); }
+  GRPO_FORCEINLINE vf lp(vf u) const noexcept {
+    return _mm512_fmsub_ps(beta, _mm512_sub_ps(u, mu), lu);
+  }
   /// lp - lq in 4 operations, each row's offset taken out before the two are subtracted (rows
   /// offset by +-1e4 keep their digits).
   GRPO_FORCEINLINE vf lp_minus_lq(vf x, vf u) const noexcept {
@@ -1232,8 +1231,7 @@ struct vdiv<divergence::forward_kl> {
       c = _mm512_fmadd_ps(d, c, v5::set1(1.0f / 6.0f));
       c = _mm512_fmadd_ps(d, c, v5::set1(0.5f));
       c = _mm512_fmadd_ps(d, c, v5::set1(1.0f));
-      const __mmask16 near =
-          _mm512_cmp_ps_mask(_mm512_abs_ps(d), v5::set1(0.015625f), _CMP_LT_OQ);
+      const __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(d), v5::set1(0.015625f), _CMP_LT_OQ);
       g = _mm512_mask_mul_ps(g, near, p, _mm512_mul_ps(d, c));
     }
   }
@@ -1242,12 +1240,11 @@ template <>
 struct vdiv<divergence::reverse_kl> {
   static constexpr bool unit_g = false;
   template <bool>
-  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf u, vf, vf q, vf& val,
-                                    vf& g) noexcept {
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf u, vf, vf q, vf& val, vf& g) noexcept {
     const __mmask16 kq = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GT_OQ);
     const vf t = _mm512_sub_ps(_mm512_setzero_ps(), C.lp_minus_lq(x, u));  // lq - lp
-    val = _mm512_maskz_mul_ps(kq, q, t);                               // ops::reverse_kl
-    g = _mm512_maskz_mul_ps(kq, q, _mm512_add_ps(t, v5::set1(1.0f)));  // ops::reverse_kl_grad
+    val = _mm512_maskz_mul_ps(kq, q, t);                                   // ops::reverse_kl
+    g = _mm512_maskz_mul_ps(kq, q, _mm512_add_ps(t, v5::set1(1.0f)));      // ops::reverse_kl_grad
   }
 };
 template <>
@@ -1269,8 +1266,7 @@ template <>
 struct vdiv<divergence::skew_forward_kl> {
   static constexpr bool unit_g = false;
   template <bool>
-  static GRPO_FORCEINLINE void eval(const vctx& C, vf, vf u, vf p, vf q, vf& val,
-                                    vf& g) noexcept {
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf, vf u, vf p, vf q, vf& val, vf& g) noexcept {
     const vf zero = _mm512_setzero_ps();
     const vf bq = _mm512_mul_ps(C.w1, q);
     const vf m = _mm512_fmadd_ps(C.w, p, bq);
@@ -1285,8 +1281,7 @@ template <>
 struct vdiv<divergence::skew_reverse_kl> {
   static constexpr bool unit_g = false;
   template <bool>
-  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf, vf p, vf q, vf& val,
-                                    vf& g) noexcept {
+  static GRPO_FORCEINLINE void eval(const vctx& C, vf x, vf, vf p, vf q, vf& val, vf& g) noexcept {
     const vf zero = _mm512_setzero_ps();
     const vf bq = _mm512_mul_ps(C.w, q);
     const vf m = _mm512_fmadd_ps(C.w1, p, bq);
@@ -1388,8 +1383,9 @@ void dense_passes(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
   using op = vdiv<K>;
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   const index_t V = R.V;
-  const vctx C{v5::set1(st.m),          v5::set1(st.log_s),        v5::set1(tt.m),
-               v5::set1(tt.log_s),      v5::set1(st.beta),         v5::set1(R.div.w),
+  const vctx C{v5::set1(st.m),           v5::set1(st.log_s),
+               v5::set1(tt.m),           v5::set1(tt.log_s),
+               v5::set1(st.beta),        v5::set1(R.div.w),
                v5::set1(1.0f - R.div.w), v5::set1(st.log_s - tt.log_s)};
   const vf vninf = v5::set1(ninf), vgs = v5::set1(R.gscale);
   const float* GRPO_RESTRICT es = cs.e.data();
@@ -1461,9 +1457,9 @@ void forward_kl_grad(const row_state<float>& st, const row_state<float>& tt,
                      index_t gs, const dense_row_args<float>& R) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   const index_t V = R.V;
-  const vctx C{v5::set1(st.m),     v5::set1(st.log_s), v5::set1(tt.m),
-               v5::set1(tt.log_s), v5::set1(st.beta),  _mm512_setzero_ps(),
-               _mm512_setzero_ps(), v5::set1(st.log_s - tt.log_s)};
+  const vctx C{
+      v5::set1(st.m),    v5::set1(st.log_s),  v5::set1(tt.m),      v5::set1(tt.log_s),
+      v5::set1(st.beta), _mm512_setzero_ps(), _mm512_setzero_ps(), v5::set1(st.log_s - tt.log_s)};
   const vf vninf = v5::set1(ninf), vgs = v5::set1(R.gscale);
   const float* GRPO_RESTRICT es = cs.e.data();
   const float* GRPO_RESTRICT eu = cu.e.data();
@@ -1513,8 +1509,8 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   bool bad_s = false, bad_u = false;
   basic_online_lse<float> ls(R.beta_s), lu(R.beta_u);
   double kl = 0.0;
-  pair_pass1<fkl>(s, ss, u, us, R.V, R.beta_s, tc.student, tc.teacher, R.next_s, R.next_s_bytes,
-                  ls, lu, bad_s, bad_u, &kl);
+  pair_pass1<fkl>(s, ss, u, us, R.V, R.beta_s, tc.student, tc.teacher, R.next_s, R.next_s_bytes, ls,
+                  lu, bad_s, bad_u, &kl);
   if (bad_s) return student_not_finite;
   if (bad_u) return teacher_not_finite;
   if (ls.empty()) return student_empty;
@@ -1533,16 +1529,16 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
   }
   switch (mode) {
     case write_stream:
-      dense_passes<K, write_stream>(tc.student.row, tc.teacher.row, st, tt, tc.student,
-                                    tc.teacher, g, gs, R, value);
+      dense_passes<K, write_stream>(tc.student.row, tc.teacher.row, st, tt, tc.student, tc.teacher,
+                                    g, gs, R, value);
       break;
     case write_contiguous:
       dense_passes<K, write_contiguous>(tc.student.row, tc.teacher.row, st, tt, tc.student,
                                         tc.teacher, g, gs, R, value);
       break;
     default:
-      dense_passes<K, write_any>(tc.student.row, tc.teacher.row, st, tt, tc.student,
-                                 tc.teacher, g, gs, R, value);
+      dense_passes<K, write_any>(tc.student.row, tc.teacher.row, st, tt, tc.student, tc.teacher, g,
+                                 gs, R, value);
   }
   return row_ok;
 }
