@@ -980,31 +980,61 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
   index_t t = 0;
   end = 0;
   bin = true;
-#if GRPO_HAS_XSIMD
-  if constexpr (std::is_same_v<M, C>) {
-    using V = simd::batch_of<C>;
-    constexpr auto L = static_cast<index_t>(V::size);
-    V acc(C(0));
-    auto badv = simd::none_set<V>(), nonbin = simd::none_set<V>();
+#if GRPO_HAS_AVX512
+  if constexpr (std::is_same_v<M, float> && std::is_same_v<C, float>) {
+    // AVX-512: k-mask accumulators (every entry in [0, FLT_MAX] and 0 / 1), the last step with a
+    // nonzero entry, lane sums flushed to double every kFlushBatches steps as below.
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f),
+                 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
+    __m512 acc = zero;
+    __mmask16 ok = 0xFFFF, b01 = 0xFFFF;
     index_t since = 0;
-    for (; t + L <= Tn; t += L) {
-      const V x = simd::load<V>(m + t);
-      badv = simd::bor(badv, !simd::band(x >= V(C(0)), simd::finite(x)));
-      nonbin = simd::bor(nonbin, !simd::bor(x == V(C(0)), x == V(C(1))));
-      if (simd::any(!(x == V(C(0))))) end = t + L;
-      acc = acc + x;
+    for (; t + 16 <= Tn; t += 16) {
+      const __m512 x = _mm512_loadu_ps(m + t);
+      ok &= _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ), x, fmax, _CMP_LE_OQ);
+      const __mmask16 z = _mm512_cmp_ps_mask(x, zero, _CMP_EQ_OQ);
+      b01 &= static_cast<__mmask16>(z | _mm512_cmp_ps_mask(x, one, _CMP_EQ_OQ));
+      end = z != 0xFFFF ? t + 16 : end;
+      acc = _mm512_add_ps(acc, x);
       if (++since == kFlushBatches) {
-        n += static_cast<double>(simd::hsum(acc));
-        acc = V(C(0));
+        n += static_cast<double>(_mm512_reduce_add_ps(acc));
+        acc = zero;
         since = 0;
       }
     }
-    n += static_cast<double>(simd::hsum(acc));
-    bad = bad || simd::any(badv);
-    bin = !simd::any(nonbin);
-    while (end > 0 && m[end - 1] == M(0)) --end;  // exact (stops at the batch's nonzero)
-  }
+    n += static_cast<double>(_mm512_reduce_add_ps(acc));
+    bad = bad || ok != 0xFFFF;
+    bin = b01 == 0xFFFF;
+    while (end > 0 && m[end - 1] == 0.0f) --end;  // exact (stops at the step's nonzero)
+  } else
 #endif
+  {
+#if GRPO_HAS_XSIMD
+    if constexpr (std::is_same_v<M, C>) {
+      using V = simd::batch_of<C>;
+      constexpr auto L = static_cast<index_t>(V::size);
+      V acc(C(0));
+      auto badv = simd::none_set<V>(), nonbin = simd::none_set<V>();
+      index_t since = 0;
+      for (; t + L <= Tn; t += L) {
+        const V x = simd::load<V>(m + t);
+        badv = simd::bor(badv, !simd::band(x >= V(C(0)), simd::finite(x)));
+        nonbin = simd::bor(nonbin, !simd::bor(x == V(C(0)), x == V(C(1))));
+        if (simd::any(!(x == V(C(0))))) end = t + L;
+        acc = acc + x;
+        if (++since == kFlushBatches) {
+          n += static_cast<double>(simd::hsum(acc));
+          acc = V(C(0));
+          since = 0;
+        }
+      }
+      n += static_cast<double>(simd::hsum(acc));
+      bad = bad || simd::any(badv);
+      bin = !simd::any(nonbin);
+      while (end > 0 && m[end - 1] == M(0)) --end;  // exact (stops at the batch's nonzero)
+    }
+#endif
+  }
   for (; t < Tn; ++t) {
     const double x = static_cast<double>(m[t]);
     bad = bad || !(std::isfinite(x) && x >= 0);
