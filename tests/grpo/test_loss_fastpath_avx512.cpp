@@ -13,7 +13,8 @@
 //      advantages, per-token loss on and off: loss, gradient and metrics within 1e-6 of the double
 //      computation, masked gradients exactly 0;
 //   4. a non-finite input on a valid token is reported (with its argument name) also where a clamp
-//      would hide it from the kernel's sums (log-ratio clamp, KL inner / outer clamps).
+//      would hide it from the kernel's sums (log-ratio clamp, KL inner / outer clamps);
+//   5. an integer (uint8) mask gives the float mask's loss, gradient and metrics.
 #define GRPO_LOSS_STREAM_STORE_BYTES 1u
 #include <grpo/detail/simd.hpp>
 #include <grpo/loss.hpp>
@@ -468,4 +469,37 @@ TEST_CASE("avx512 loss kernel: non-finite inputs on valid tokens are reported be
     }
   }
   CHECK(std::isfinite(run<float, float>(o, p, false, false).s.loss));
+}
+
+TEST_CASE("avx512 loss kernel: an integer (uint8) mask gives the float mask's results" *
+          doctest::test_suite("loss")) {
+  const long B = 6, T = 301;
+  const problem p = make_problem(B, T, false, 17);
+  const std::vector<unsigned char> m8(p.mask.begin(), p.mask.end());
+  for (const auto& [name, o] : configs()) {
+    INFO(std::string(name));
+    auto call = [&](auto mask_type) {
+      using M = decltype(mask_type);
+      const std::vector<M> mask(p.mask.begin(), p.mask.end());
+      std::vector<float> g(static_cast<std::size_t>(B * T), 7.f);
+      grpo::loss_batch<float, M> b;
+      b.logp = grpo::make_view(p.lp.data(), {B, T});
+      b.old_logp = grpo::make_view(p.old.data(), {B, T});
+      b.ref_logp = grpo::make_view(p.ref.data(), {B, T});
+      b.mask = grpo::make_view(mask.data(), {B, T});
+      b.advantages = grpo::broadcast_rows(p.adv_row.data(), B, T);
+      b.truncated = std::span<const unsigned char>(p.truncated);
+      grpo::loss_outputs<float> out;
+      out.grad_logp = grpo::make_view(g.data(), {B, T});
+      const auto s = grpo::compute_loss_into(o, b, out);
+      return std::pair{s, g};
+    };
+    const auto [sf, gf] = call(float{});
+    const auto [s8, g8] = call(static_cast<unsigned char>(0));
+    CHECK(s8.loss == doctest::Approx(sf.loss).epsilon(1e-12));
+    CHECK(s8.metrics.tokens == sf.metrics.tokens);
+    CHECK(s8.metrics.ratio.sum == doctest::Approx(sf.metrics.ratio.sum).epsilon(1e-12));
+    CHECK(s8.metrics.clip_region.sum == sf.metrics.clip_region.sum);
+    for (std::size_t k = 0; k < gf.size(); ++k) REQUIRE(g8[k] == gf[k]);
+  }
 }
