@@ -314,20 +314,20 @@ GRPO_FORCEINLINE void store_tail(G* p, vf x, index_t n) noexcept {
 }
 
 /// Software prefetch of the compute-bound sweeps: 16 KiB ahead of the element being processed
-/// (two fp32 blocks, four bf16 ones), into L2 (_MM_HINT_T1). The block pass is the one that meets
+/// (two fp32 blocks, four bf16 ones; L1 holds 48 KiB). The block-max pass is the one that meets
 /// each line first; without the prefetch it waits on memory while the exp units idle, then the
 /// sweep computes while memory idles (the max pass took 45% of the bf16 forward). Measured on one
-/// Zen 5 core, fp32 rows streamed from memory: 0.34 ns per logit without prefetch, 0.18 with a
-/// prefetch into L1 (T0), 0.16 into L2 (T1); L1- and L2-resident rows are unaffected (0.14-0.15).
+/// Zen 5 core, fp32 rows streamed from memory: 0.34 ns per logit without prefetch, 0.15 with it
+/// (into L2 only, _MM_HINT_T1, was not better); L1- and L2-resident rows are unaffected (0.14).
 /// Past the end of a row this fetches the start of the next row of a contiguous tensor (a
 /// prefetch never faults).
 inline constexpr std::size_t prefetch_bytes = 16384;
 
-/// Prefetches the lines of the 32 elements at p + prefetch_bytes into L2.
+/// Prefetches the lines of the 32 elements at p + prefetch_bytes into L1.
 template <class T>
 GRPO_FORCEINLINE void prefetch_ahead(const T* p) noexcept {
   const char* q = reinterpret_cast<const char*>(p) + prefetch_bytes;
-  for (std::size_t b = 0; b < 32 * sizeof(T); b += 64) _mm_prefetch(q + b, _MM_HINT_T1);
+  for (std::size_t b = 0; b < 32 * sizeof(T); b += 64) _mm_prefetch(q + b, _MM_HINT_T0);
 }
 
 /// 16 floats narrowed into G storage at p with a non-temporal store (p aligned to 16 elements):
@@ -387,61 +387,43 @@ struct side_block {
   }
 };
 
-/// Maximum and minimum of n widened elements (two independent accumulators each; the minimum
-/// costs one more op per 16 and lets the sweep drop its clamp when the block's range is within
-/// d_floor). NaN handling as vmax: a NaN may or may not survive; row_stats catches it through the
-/// sum of exponentials.
+/// Maximum of n widened elements (two independent accumulators). NaN handling as vmax: a NaN may
+/// or may not survive; row_stats catches it through the sum of exponentials. (A variant that also
+/// took the minimum, so that blocks whose range lies within d_floor could skip the clamp, saved
+/// 2 of ~17 ops in the sweep but measured slower from memory: 0.163 vs 0.151 ns per fp32 logit.)
 template <class T>
-GRPO_FORCEINLINE void block_range(const T* x, index_t n, float& mx, float& mn) noexcept {
+GRPO_FORCEINLINE float block_max(const T* x, index_t n) noexcept {
   vf m0 = v::set1(-math::infinity<float>()), m1 = m0;
-  vf l0 = v::set1(math::infinity<float>()), l1 = l0;
   index_t j = 0;
   for (; j + 32 <= n; j += 32) {
-    const vf a = load(x + j), b = load(x + j + 16);
-    m0 = _mm512_max_ps(m0, a);
-    m1 = _mm512_max_ps(m1, b);
-    l0 = _mm512_min_ps(l0, a);
-    l1 = _mm512_min_ps(l1, b);
+    m0 = _mm512_max_ps(m0, load(x + j));
+    m1 = _mm512_max_ps(m1, load(x + j + 16));
   }
   if (j + 16 <= n) {
-    const vf a = load(x + j);
-    m0 = _mm512_max_ps(m0, a);
-    l0 = _mm512_min_ps(l0, a);
+    m0 = _mm512_max_ps(m0, load(x + j));
     j += 16;
   }
-  if (j < n) {  // padding lanes are -inf: they take part in the max only
-    const vf a = load_tail(x + j, n - j);
-    m1 = _mm512_max_ps(m1, a);
-    l1 = _mm512_mask_min_ps(l1, static_cast<__mmask16>((1u << (n - j)) - 1u), l1, a);
-  }
-  mx = v::hmax(_mm512_max_ps(m0, m1));
-  mn = _mm512_reduce_min_ps(_mm512_min_ps(l0, l1));
+  if (j < n) m1 = _mm512_max_ps(m1, load_tail(x + j, n - j));
+  return v::hmax(_mm512_max_ps(m0, m1));
 }
 
 /// One vector of the statistics sweep: d = beta (x - mb) (Unit: beta = 1, no multiply), clamped
 /// at d_floor, e = exp(d) with exactly 0 for d <= d_floor (masked -inf entries included); NaN
 /// (a NaN or +inf logit) passes the mask and the clamp (vmaxps returns its second operand) and
-/// reaches the sums. Returns e; dc receives the clamped d. Clamp = false: the caller knows that
-/// every d of the vector is > d_floor (or NaN), and the mask and clamp (2 of ~17 ops) are skipped.
-template <bool Unit, bool Clamp = true>
+/// reaches the sums. Returns e; dc receives the clamped d.
+template <bool Unit>
 GRPO_FORCEINLINE vf exp_term(vf x, vf vmb, vf vbeta, vf& dc) noexcept {
   const vf fl = v::set1(d_floor);
   vf d = _mm512_sub_ps(x, vmb);
   if constexpr (!Unit) d = _mm512_mul_ps(d, vbeta);
-  if constexpr (!Clamp) {
-    dc = d;
-    return v::exp(d);
-  } else {
-    const __mmask16 keep = _mm512_cmp_ps_mask(d, fl, _CMP_NLE_UQ);
-    dc = _mm512_max_ps(fl, d);
-    return _mm512_maskz_mov_ps(keep, v::exp(dc));
-  }
+  const __mmask16 keep = _mm512_cmp_ps_mask(d, fl, _CMP_NLE_UQ);
+  dc = _mm512_max_ps(fl, d);
+  return _mm512_maskz_mov_ps(keep, v::exp(dc));  // folded into vscalefps' zero-masking
 }
 
 /// block_exp_sums on n widened elements of x: s = sum e_j, t = sum e_j d_j, e_j written to e
-/// when Store. Clamp = false when every d of the block is > d_floor (block_range); the partial
-/// last vector (-inf padding) is always clamped.
-template <bool Unit, bool Store, bool Clamp, class T, class Side>
+/// when Store; side.step() once per 32 elements (side work of the fused pipeline).
+template <bool Unit, bool Store, class T, class Side>
 GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
                                  float mb, float beta, float& s, float& t, Side& side) noexcept {
   const vf vmb = v::set1(mb), vb = v::set1(beta);
@@ -451,8 +433,8 @@ GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT 
     prefetch_ahead(x + j);
     side.step();
     vf d0, d1;
-    const vf e0 = exp_term<Unit, Clamp>(load(x + j), vmb, vb, d0);
-    const vf e1 = exp_term<Unit, Clamp>(load(x + j + 16), vmb, vb, d1);
+    const vf e0 = exp_term<Unit>(load(x + j), vmb, vb, d0);
+    const vf e1 = exp_term<Unit>(load(x + j + 16), vmb, vb, d1);
     s0 = _mm512_add_ps(s0, e0);
     t0 = _mm512_fmadd_ps(e0, d0, t0);
     s1 = _mm512_add_ps(s1, e1);
@@ -464,7 +446,7 @@ GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT 
   }
   if (j + 16 <= n) {
     vf d0;
-    const vf e0 = exp_term<Unit, Clamp>(load(x + j), vmb, vb, d0);
+    const vf e0 = exp_term<Unit>(load(x + j), vmb, vb, d0);
     s0 = _mm512_add_ps(s0, e0);
     t0 = _mm512_fmadd_ps(e0, d0, t0);
     if constexpr (Store) _mm512_storeu_ps(e + j, e0);
@@ -534,8 +516,7 @@ online_lse row_stats(const T* row, index_t V, float beta, row_status& status, ro
   for (index_t j0 = 0; j0 < V; j0 += block) {
     const index_t n = std::min(block, V - j0);
     const T* x = row + j0;
-    float mb, mn;
-    block_range(x, n, mb, mn);
+    const float mb = block_max(x, n);
     if (cache) cache->bmax[static_cast<std::size_t>(j0 / block)] = mb;
     if (!(mb > -math::infinity<float>())) {
       for (index_t j = 0; j < n; ++j)
@@ -552,20 +533,11 @@ online_lse row_stats(const T* row, index_t V, float beta, row_status& status, ro
       continue;
     }
     float s = 0.0f, t = 0.0f;
-    // Every d = beta (x - mb) of the block above the floor (false for NaN / -inf): no clamp.
-    const bool in_range = beta * (mn - mb) > d_floor;
     const auto sweep = [&](auto& side) {
-      if (cache) {
-        if (in_range)
-          block_sums<Unit, true, false>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
-        else
-          block_sums<Unit, true, true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
-      } else {
-        if (in_range)
-          block_sums<Unit, false, false>(x, nullptr, n, mb, beta, s, t, side);
-        else
-          block_sums<Unit, false, true>(x, nullptr, n, mb, beta, s, t, side);
-      }
+      if (cache)
+        block_sums<Unit, true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
+      else
+        block_sums<Unit, false>(x, nullptr, n, mb, beta, s, t, side);
     };
     if constexpr (has_pend) {
       side_block sb(pend->cache->e.data() + j0, pend->out + j0, n, pend->coef(j0 / block));
