@@ -898,9 +898,16 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   const fast_simd_row<C, M, G> rw = rw_in;
   bool bad = false;
   index_t t = 0;
-  // Without per-token loss output nothing past the row's last valid token is read (rounded up to
-  // a batch boundary): the gradient there is zero-filled.
-  const index_t stop = rw.ptl != nullptr ? Tn : std::min(Tn, rw.end);
+  // Without per-token loss output nothing past the row's last valid token is read: the gradient
+  // there is zero-filled. (Rounded up to a batch boundary, so that every token is computed by the
+  // same lanes, vector or scalar tail, as with the output requested: the results are identical.)
+#if GRPO_HAS_XSIMD
+  constexpr index_t kLanes = static_cast<index_t>(simd::lane_traits<simd::batch_of<C>>::size);
+#else
+  constexpr index_t kLanes = 1;
+#endif
+  const index_t stop =
+      rw.ptl != nullptr ? Tn : std::min(Tn, (rw.end + kLanes - 1) / kLanes * kLanes);
 #if GRPO_HAS_XSIMD
   using V = simd::batch_of<C>;
   constexpr auto L = static_cast<index_t>(V::size);
@@ -1590,12 +1597,22 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // Each valid token contributes W_it * l_it with W_it = s_i m_it (aggregation weight) times its
   // policy multiplier c_it; the gradient is therefore W_it c_it (dl/dr dr/dlp + dl/dlp) plus, for
   // sequence-level ratios, a row-wide term accumulated in row_g and spread in a second sweep.
+  // Rows are independent here (pass 1 produced every cross-row quantity): each row sums into its
+  // own partial (policy / KL / entropy sums and metrics), merged in row order after the loop, so
+  // the rows can be threaded and the result does not depend on the number of threads.
   loss_scalars res;
   const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
-  double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
   std::vector<double> row_g(static_cast<std::size_t>(B), 0.0);  // spread gradient per row
+  struct row_part {
+    double pol = 0.0, kl = 0.0, ent = 0.0;
+    loss_metrics met;
+  };
+  std::vector<row_part> gparts(static_cast<std::size_t>(B));
 
-  for (index_t i = 0; i < B; ++i) {
+  auto general_row = [&](index_t i) {
+    row_part& part = gparts[static_cast<std::size_t>(i)];
+    double &pol_sum = part.pol, &kl_sum = part.kl, &ent_sum = part.ent;
+    loss_metrics& met = part.met;  // (this row's metrics; merged into the call's below)
     const double nc = n_base[i] < 1.0 ? 1.0 : n_base[i];
     double ls_low = 0, ls_high = 0, ls_reg = 0, ls_dual = 0;  // per-row clip counts (token weight)
     // Row context of the shared per-token composition: the pass-1 statistics, the final-mask
@@ -1745,6 +1762,32 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
             static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + row_g[i] * mb / nc);
       }
     }
+  };
+#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
+  if (B > 1 && B * Tn >= (index_t{1} << 15)) {  // as the fast path: errors rethrown after the loop
+    std::exception_ptr err;
+#pragma omp parallel for schedule(static)
+    for (index_t i = 0; i < B; ++i) {
+      try {
+        general_row(i);
+      } catch (...) {
+#pragma omp critical(grpo_compute_loss_error)
+        if (!err) err = std::current_exception();
+      }
+    }
+    if (err) std::rethrow_exception(err);
+  } else {
+    for (index_t i = 0; i < B; ++i) general_row(i);
+  }
+#else
+  for (index_t i = 0; i < B; ++i) general_row(i);
+#endif
+  double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
+  for (const row_part& part : gparts) {  // row order
+    pol_sum += part.pol;
+    kl_sum += part.kl;
+    ent_sum += part.ent;
+    met.merge(part.met);
   }
   res.policy_loss = pol_sum;
   res.kl_loss = kl_sum;
