@@ -104,10 +104,9 @@ void report(benchmark::State& st, const inputs& in) {
 }
 
 // advantages (grpo::compute_advantages) + loss and gradient (grpo::compute_loss_into)
-void BM_grpo_loss(benchmark::State& st) {
+void run_loss(benchmark::State& st, const grpo::loss_options& o) {
   auto& in = shared(st.range(0), st.range(1));
   set_threads(st);
-  const auto o = options();
   const auto ao = grpo::advantage_options::trl(grpo::trl_scale::group);
   const auto groups = grpo::group_spec::fixed(kGroup);
   grpo::loss_batch<float, float> b;
@@ -126,6 +125,19 @@ void BM_grpo_loss(benchmark::State& st) {
     benchmark::ClobberMemory();
   }
   report(st, in);
+}
+void BM_grpo_loss(benchmark::State& st) {
+  run_loss(st, options());
+}
+// The same with TRL importance_sampling_level="sequence" (GSPO): sequence ratios need row sums
+// first, so this runs the general engine (rows threaded too) instead of the token-level fast path.
+void BM_grpo_loss_gspo(benchmark::State& st) {
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = 0.04;
+  a.epsilon_high = 0.28;
+  a.importance_sampling_level = "sequence";
+  run_loss(st, grpo::from_trl(a));
 }
 
 // One streaming pass over the same bytes: g = lp + old + ref + mask (vectorisable, no reduction).
@@ -197,6 +209,7 @@ void shapes(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(BM_grpo_loss)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_gspo)->Apply(shapes);
 BENCHMARK(BM_stream_read)->Apply(shapes);
 #if defined(GRPO_BENCH_HAS_TORCH)
 BENCHMARK(BM_torch_loss)->Apply(shapes);
