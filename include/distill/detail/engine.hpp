@@ -219,7 +219,7 @@ GRPO_FORCEINLINE vf load16(const T* p) noexcept {
 /// Software prefetch distance of pass 1, in chunks (the fused max of the next chunk alone has
 /// only the out-of-order window, about 20 vectors, of memory-level parallelism).
 #ifndef GRPO_DISTILL_PREFETCH_CHUNKS
-#define GRPO_DISTILL_PREFETCH_CHUNKS 6
+#define GRPO_DISTILL_PREFETCH_CHUNKS 4
 #endif
 /// 1: bf16 gradients are rounded with AVX512-BF16's vcvtneps2bf16 where the target has it (one
 /// instruction instead of eight; it rounds to nearest even like grpo::bfloat16 but flushes
@@ -460,7 +460,7 @@ inline void sweep_one(const float* GRPO_RESTRICT xc, float* GRPO_RESTRICT e, ind
 
 /// Pass 1 of a dense row pair: the student row s and the teacher row u go through one sweep per
 /// chunk (both maxima of the next chunk fused into this chunk's exp sweep, both rows' exps, one
-/// software prefetch per row and 16 elements six chunks ahead, then into the next row pair's
+/// software prefetch per row and 16 elements GRPO_DISTILL_PREFETCH_CHUNKS (4) chunks ahead, then into the next row pair's
 /// head `next`), filling both caches as avx::row_lse_store does. Loss = 1 (the forward KL): the
 /// per-chunk sums L_c = sum_j e^u_j (a^u_j - a^s_j), a = beta (x - m_c), are accumulated on the
 /// way, and the row value KL(p || q) = sum_c scale^u_c [L_c + (off^u_c - off^s_c) S^u_c]
