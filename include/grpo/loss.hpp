@@ -978,6 +978,12 @@ bool fast_simd_row_dispatch(policy_loss_kind k, bool kl, const fast_simd_params<
   }
 }
 
+// (GCC 12: the same false -Wuninitialized from avx512fintrin.h's reductions as above.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 /// Sum of one mask row in double and whether an entry is negative or non-finite (pass 1 of the
 /// vectorised path: lane sums in C flushed to double like the row kernel).
 /// end: one past the last nonzero entry (or past the batch holding it); bin: every entry is 0 or 1.
@@ -1051,6 +1057,9 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
   }
   return n;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace detail
 
