@@ -462,13 +462,13 @@ inline void sweep_one(const float* GRPO_RESTRICT xc, float* GRPO_RESTRICT e, ind
 /// chunk (both maxima of the next chunk fused into this chunk's exp sweep, both rows' exps, one
 /// software prefetch per row and 16 elements GRPO_DISTILL_PREFETCH_CHUNKS (4) chunks ahead,
 /// then into the next row pair's head `next`), filling both caches as avx::row_lse_store does.
-/// Loss = 1 (the forward KL): the per-chunk sums L_c = sum_j e^u_j (a^u_j - a^s_j), a = beta (x - m_c), are accumulated on the
-/// way, and the row value KL(p || q) = sum_c scale^u_c [L_c + (off^u_c - off^s_c) S^u_c]
-/// (off_c = beta (m_c - M) - log s, S_c = sum of the chunk's e) is returned in *kl, so the
-/// gradient pass needs no logits. Loss = 2 (the reverse KL): the same with the roles swapped
-/// (L_c = sum_j e^s_j (a^s_j - a^u_j), weights scale^s_c). Per 16 elements and row: 1 load + max
-/// (next chunk), sub, mul, max (clamp), 12 (exp), store, cmp, masked add, scalar popcount; the loss
-/// adds sub, cmp, fma.
+/// Loss = 1 (the forward KL): the per-chunk sums L_c = sum_j e^u_j (a^u_j - a^s_j),
+/// a = beta (x - m_c), are accumulated on the way, and the row value
+/// KL(p || q) = sum_c scale^u_c [L_c + (off^u_c - off^s_c) S^u_c] (off_c = beta (m_c - M) - log s,
+/// S_c = sum of the chunk's e) is returned in *kl, so the gradient pass needs no logits.
+/// Loss = 2 (the reverse KL): the same with the roles swapped (L_c = sum_j e^s_j (a^s_j - a^u_j),
+/// weights scale^s_c). Per 16 elements and row: 1 load + max (next chunk), sub, mul, max (clamp),
+/// 12 (exp), store, cmp, masked add, scalar popcount; the loss adds sub, cmp, fma.
 template <int Loss, class S, class U>
 void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float beta,
                 row_exp_cache<float>& cs, row_exp_cache<float>& cu, const void* next,
