@@ -90,6 +90,34 @@ struct exception_slot {
   }
 };
 
+/// The options under which the tokens of ONE sequence, evaluated alone as a [1, n] micro-batch,
+/// give their exact share of the full batch's loss: every term a token sum scaled by the row's
+/// aggregation factor of the full batch (policy, KL, entropy). Used by the two-phase fused step and
+/// by the fused linear head.
+inline loss_options row_token_sum_options(const loss_options& loss, double s_pol, double s_kl,
+                                          double s_ent) {
+  loss_options lo = loss;
+  lo.agg = agg_options{};
+  lo.agg.mode = agg_mode::token_sum;
+  lo.agg.scale = s_pol;
+  agg_options ka{};
+  ka.mode = agg_mode::token_sum;
+  ka.scale = s_kl;
+  lo.kl_agg = ka;
+  lo.entropy_agg = agg_options{};
+  lo.entropy_agg.mode = agg_mode::token_sum;
+  lo.entropy_agg.scale = s_ent;
+  return lo;
+}
+
+/// The [1, n] view of row i, columns t0 .. t0 + n - 1, of a [B, T] view (an empty view stays
+/// empty: optional inputs).
+template <class V>
+V row_slice(const V& v, index_t i, index_t t0, index_t n) {
+  if (v.data_handle() == nullptr) return v;
+  return V(&v(i, t0), {1, n}, {v.stride(0), v.stride(1)}, v.space());
+}
+
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {
@@ -253,22 +281,9 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     // Coefficients g_lp / g_h of the chunk's tokens from the loss code itself ([1, n] micro-batch
     // of sequence i with the mask-only row factors).
     auto chunk_coeffs = [&](index_t i, index_t t0, index_t n) {
-      loss_options lo = loss;
-      lo.agg = agg_options{};
-      lo.agg.mode = agg_mode::token_sum;
-      lo.agg.scale = s_pol[static_cast<std::size_t>(i)];
-      agg_options ka{};
-      ka.mode = agg_mode::token_sum;
-      ka.scale = s_kl[static_cast<std::size_t>(i)];
-      lo.kl_agg = ka;
-      lo.entropy_agg = agg_options{};
-      lo.entropy_agg.mode = agg_mode::token_sum;
-      lo.entropy_agg.scale = s_ent[static_cast<std::size_t>(i)];
-      auto sub = [&](auto v) {  // [B, T] view -> [1, n] view of row i, columns t0..
-        using E = typename decltype(v)::element_type;
-        if (v.data_handle() == nullptr) return v;
-        return strided_view<E, 2>(&v(i, t0), {1, n}, {v.stride(0), v.stride(1)}, v.space());
-      };
+      const auto si = static_cast<std::size_t>(i);
+      const loss_options lo = detail::row_token_sum_options(loss, s_pol[si], s_kl[si], s_ent[si]);
+      const auto sub = [&](const auto& v) { return detail::row_slice(v, i, t0, n); };
       const auto k0 = static_cast<std::size_t>(i * Tn + t0);
       loss_batch<P, M> b = inputs;
       b.logp = strided_view<const P, 2>(logp_p.data() + k0, {1, n}, {Tn, 1});

@@ -381,22 +381,10 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
       for (index_t r = 0; r < n; ++r) {
         const index_t k = eng.active[static_cast<std::size_t>(c0 + r)];
         const index_t i = k / Tn, t = k % Tn;
-        loss_options lo = loss;
-        lo.agg = agg_options{};
-        lo.agg.mode = agg_mode::token_sum;
-        lo.agg.scale = s_pol[static_cast<std::size_t>(i)];
-        agg_options ka{};
-        ka.mode = agg_mode::token_sum;
-        ka.scale = s_kl[static_cast<std::size_t>(i)];
-        lo.kl_agg = ka;
-        lo.entropy_agg = agg_options{};
-        lo.entropy_agg.mode = agg_mode::token_sum;
-        lo.entropy_agg.scale = s_ent[static_cast<std::size_t>(i)];
-        auto one = [&](auto v) {
-          using E = typename decltype(v)::element_type;
-          if (v.data_handle() == nullptr) return v;
-          return strided_view<E, 2>(&v(i, t), {1, 1}, {1, 1}, v.space());
-        };
+        const auto si = static_cast<std::size_t>(i);
+        const loss_options lo =
+            detail::row_token_sum_options(loss, s_pol[si], s_kl[si], s_ent[si]);
+        const auto one = [&](const auto& v) { return detail::row_slice(v, i, t, 1); };
         loss_batch<P, M> b = inputs;
         b.logp = strided_view<const P, 2>(logp_p.data() + k, {1, 1}, {1, 1});
         b.entropy = need_entropy ? strided_view<const P, 2>(ent_p.data() + k, {1, 1}, {1, 1})

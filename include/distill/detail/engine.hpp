@@ -1308,20 +1308,15 @@ struct vdiv<divergence::skew_reverse_kl> {
   }
 };
 
-/// float -> 16 bf16 bit patterns in a register: the rounding of v512::store_bf16 (nearest even,
-/// NaN kept quiet), for the non-temporal store below, which v512 has no variant of.
+/// float -> 16 bf16 bit patterns in a register for the gradient stores: vcvtneps2bf16 where the
+/// target has AVX512-BF16 and GRPO_DISTILL_CVTBF16 is on (it flushes values below 2^-126 to 0),
+/// else v512::to_bf16 (the rounding of grpo::bfloat16).
 GRPO_FORCEINLINE __m256i to_bf16(vf v) noexcept {
 #if defined(__AVX512BF16__) && GRPO_DISTILL_CVTBF16
   return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+#else
+  return v5::to_bf16(v);
 #endif
-  const __m512i b = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-  r = _mm512_srli_epi32(r, 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  r = _mm512_mask_mov_epi32(r, nan,
-                            _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
-  return _mm512_cvtepi32_epi16(r);
 }
 
 /// How a gradient row is written: 0 any stride or type (scalar narrow, the portable rounding),

@@ -122,9 +122,9 @@ GRPO_FORCEINLINE vf load_bf16(const void* p) noexcept {
 GRPO_FORCEINLINE vf load_fp16(const void* p) noexcept {
   return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
 }
-/// float -> 16 bf16 bit patterns, round to nearest even, NaN kept NaN (quiet), as
-/// grpo::bfloat16's scalar conversion.
-GRPO_FORCEINLINE void store_bf16(void* p, vf v) noexcept {
+/// float -> 16 bf16 bit patterns in a register, round to nearest even, NaN kept NaN (quiet), as
+/// grpo::bfloat16's scalar conversion (also for subnormals: vcvtneps2bf16 would flush them).
+GRPO_FORCEINLINE __m256i to_bf16(vf v) noexcept {
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
@@ -132,7 +132,11 @@ GRPO_FORCEINLINE void store_bf16(void* p, vf v) noexcept {
   const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   r = _mm512_mask_mov_epi32(r, nan,
                             _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
-  _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+  return _mm512_cvtepi32_epi16(r);
+}
+/// Stores to_bf16(v) to 16 unaligned bf16 slots.
+GRPO_FORCEINLINE void store_bf16(void* p, vf v) noexcept {
+  _mm256_storeu_si256(static_cast<__m256i*>(p), to_bf16(v));
 }
 /// float -> 16 fp16 bit patterns, round to nearest even (vcvtps2ph).
 GRPO_FORCEINLINE void store_fp16(void* p, vf v) noexcept {
