@@ -133,6 +133,14 @@ torch::Tensor completion_logits(policy& pol, const torch::Tensor& ids, int64_t t
   return logits.narrow(1, tp - 1, max_new);
 }
 
+/// Linear learning-rate decay: `base` at step 1, `base * final_frac` at step `steps` (a calmer end
+/// of training, so the final policy is not caught mid-oscillation).
+void set_linear_lr(torch::optim::Adam& opt, double base, int step, int steps, double final_frac) {
+  const double frac = steps > 1 ? static_cast<double>(step - 1) / (steps - 1) : 0.0;
+  static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options())
+      .lr(base * (1.0 - frac * (1.0 - final_frac)));
+}
+
 void print_eval(const char* who, const eval_result& e, int k) {
   std::printf("  %-28s pass@1 %5.1f%%  pass@%d %5.1f%%  format %5.1f%%\n", who, 100 * e.pass1, k,
               100 * e.passk, 100 * e.format);
@@ -244,11 +252,7 @@ int run(const options& o) {
     start.heldout_pass1 = e_base.pass1;
     log.row(start);
     for (int step = 1; step <= o.steps; ++step) {
-      // Linear decay of the learning rate to lr * lr_final: a calmer end of training, so the
-      // final policy is not caught mid-oscillation.
-      const double frac = o.steps > 1 ? static_cast<double>(step - 1) / (o.steps - 1) : 0.0;
-      static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options())
-          .lr(o.lr * (1.0 - frac * (1.0 - o.lr_final)));
+      set_linear_lr(opt, o.lr, step, o.steps, o.lr_final);
       // Rollout: each prompt o.group times, sampled at the training temperature.
       std::vector<problem> ps;
       for (int i = 0; i < o.prompts; ++i) ps.push_back(gen.train());
@@ -375,10 +379,7 @@ int run(const options& o) {
     torch::optim::Adam opt(student->parameters(), torch::optim::AdamOptions(o.distill_lr));
     std::uniform_int_distribution<int64_t> pick(0, pool_size - 1);
     for (int step = 1; step <= o.distill_steps; ++step) {
-      const double frac =
-          o.distill_steps > 1 ? static_cast<double>(step - 1) / (o.distill_steps - 1) : 0.0;
-      static_cast<torch::optim::AdamOptions&>(opt.param_groups()[0].options())
-          .lr(o.distill_lr * (1.0 - frac * (1.0 - o.lr_final)));
+      set_linear_lr(opt, o.distill_lr, step, o.distill_steps, o.lr_final);
       std::vector<int64_t> rows(static_cast<size_t>(o.distill_batch));
       for (auto& v : rows) v = pick(rng);
       auto idx = torch::tensor(rows, torch::kLong);
@@ -429,7 +430,9 @@ int run(const options& o) {
                 100 * (e_student.pass1 - e_base.pass1) / gain);
   else
     std::printf("\nGRPO gain: %+.1f points pass@1%s\n", 100 * gain,
-                pool_size > 0 ? "" : "; no distillation (the teacher solved no prompt)");
+                pool_size > 0 || o.distill_steps == 0
+                    ? ""
+                    : "; no distillation (the teacher solved no prompt)");
   std::printf("total %.1f s wall, %.1f s CPU; CSV %s/steps.csv%s\n", total.wall(), total.cpu(),
               o.out.c_str(),
               no_png.empty() ? (", plot " + o.out + "/curves.png").c_str()
@@ -465,8 +468,8 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
   app.add_option("--lr", o.lr, "GRPO learning rate")->capture_default_str();
   app.add_option("--lr-final", o.lr_final,
-                 "learning rate at the last GRPO / distillation step, as a fraction of --lr / --distill-lr "
-                 "(linear decay; 1 = constant)")
+                 "learning rate at the last GRPO / distillation step, as a fraction of --lr / "
+                 "--distill-lr (linear decay; 1 = constant)")
       ->capture_default_str();
   app.add_option("--clip-eps", o.clip_eps, "ratio clip epsilon")->capture_default_str();
   app.add_option("--kl-beta", o.kl_beta, "KL penalty to the starting policy")
