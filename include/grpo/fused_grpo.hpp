@@ -118,6 +118,18 @@ V row_slice(const V& v, index_t i, index_t t0, index_t n) {
   return V(&v(i, t0), {1, n}, {v.stride(0), v.stride(1)}, v.space());
 }
 
+/// Points the per-token inputs of `b` (old / ref / sampler log-probs, advantages, mask, IS
+/// weights) at row i, columns t0 .. t0 + n - 1, of the full batch `in`.
+template <class B>
+void slice_token_inputs(B& b, const B& in, index_t i, index_t t0, index_t n) {
+  b.old_logp = row_slice(in.old_logp, i, t0, n);
+  b.ref_logp = row_slice(in.ref_logp, i, t0, n);
+  b.advantages = row_slice(in.advantages, i, t0, n);
+  b.mask = row_slice(in.mask, i, t0, n);
+  b.sampler_logp = row_slice(in.sampler_logp, i, t0, n);
+  b.is_weights = row_slice(in.is_weights, i, t0, n);
+}
+
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {
@@ -283,18 +295,12 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
     auto chunk_coeffs = [&](index_t i, index_t t0, index_t n) {
       const auto si = static_cast<std::size_t>(i);
       const loss_options lo = detail::row_token_sum_options(loss, s_pol[si], s_kl[si], s_ent[si]);
-      const auto sub = [&](const auto& v) { return detail::row_slice(v, i, t0, n); };
       const auto k0 = static_cast<std::size_t>(i * Tn + t0);
       loss_batch<P, M> b = inputs;
       b.logp = strided_view<const P, 2>(logp_p.data() + k0, {1, n}, {Tn, 1});
       b.entropy = need_entropy ? strided_view<const P, 2>(ent_p.data() + k0, {1, n}, {Tn, 1})
                                : strided_view<const P, 2>{};
-      b.old_logp = sub(inputs.old_logp);
-      b.ref_logp = sub(inputs.ref_logp);
-      b.advantages = sub(inputs.advantages);
-      b.mask = sub(inputs.mask);
-      b.sampler_logp = sub(inputs.sampler_logp);
-      b.is_weights = sub(inputs.is_weights);
+      detail::slice_token_inputs(b, inputs, i, t0, n);
       b.truncated = inputs.truncated.empty()
                         ? std::span<const unsigned char>{}
                         : inputs.truncated.subspan(static_cast<std::size_t>(i), 1);

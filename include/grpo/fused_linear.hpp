@@ -384,17 +384,11 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
         const auto si = static_cast<std::size_t>(i);
         const loss_options lo =
             detail::row_token_sum_options(loss, s_pol[si], s_kl[si], s_ent[si]);
-        const auto one = [&](const auto& v) { return detail::row_slice(v, i, t, 1); };
         loss_batch<P, M> b = inputs;
         b.logp = strided_view<const P, 2>(logp_p.data() + k, {1, 1}, {1, 1});
         b.entropy = need_entropy ? strided_view<const P, 2>(ent_p.data() + k, {1, 1}, {1, 1})
                                  : strided_view<const P, 2>{};
-        b.old_logp = one(inputs.old_logp);
-        b.ref_logp = one(inputs.ref_logp);
-        b.advantages = one(inputs.advantages);
-        b.mask = one(inputs.mask);
-        b.sampler_logp = one(inputs.sampler_logp);
-        b.is_weights = one(inputs.is_weights);
+        detail::slice_token_inputs(b, inputs, i, t, 1);
         b.truncated = {};
         loss_outputs<P> out;
         out.grad_logp = make_view(glp.data(), {1, 1});
