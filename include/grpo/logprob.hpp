@@ -418,7 +418,7 @@ GRPO_FORCEINLINE vf exp_term(vf x, vf vmb, vf vbeta, vf& dc) noexcept {
   if constexpr (!Unit) d = _mm512_mul_ps(d, vbeta);
   const __mmask16 keep = _mm512_cmp_ps_mask(d, fl, _CMP_NLE_UQ);
   dc = _mm512_max_ps(fl, d);
-  return _mm512_maskz_mov_ps(keep, v::exp(dc));  // folded into vscalefps' zero-masking
+  return _mm512_maskz_mov_ps(keep, v::exp_fast(dc));  // folded into vscalefps' zero-masking
 }
 
 /// block_exp_sums on n widened elements of x: s = sum e_j, t = sum e_j d_j, e_j written to e
@@ -684,7 +684,7 @@ GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, float beta, const 
     lq = Unit ? _mm512_sub_ps(lq, vls) : _mm512_fmsub_ps(lq, vb, vls);
     const __mmask16 keep = _mm512_cmp_ps_mask(lq, fl, _CMP_NLE_UQ);
     const vf lqc = _mm512_max_ps(fl, lq);
-    const vf q = v::exp(lqc);
+    const vf q = v::exp_fast(lqc);
     return _mm512_maskz_mul_ps(keep, q, GradH ? _mm512_fmadd_ps(a, lqc, b) : b);
   });
 }

@@ -67,6 +67,44 @@ TEST_CASE("v512::exp within 2 ulp of double exp on [-87.3, 88.3]") {
   CHECK(e[xs.size() - 1] == 1.0f);
 }
 
+TEST_CASE("v512::exp_fast: relative error <= 3e-7 + 1e-7 |x| on [-87.3, 88.3]; e^0 = 1; edges") {
+  std::vector<float> xs;
+  constexpr int grid = 1 << 22;
+  for (int i = 0; i <= grid; ++i) xs.push_back(-87.3f + 175.6f * static_cast<float>(i) / grid);
+  // dense near 0, where softmax sums live, and both sides of every integer t = x log2 e (the
+  // reduction's switch points, where a polynomial error shows up as a jump)
+  for (int i = -20000; i <= 20000; ++i) xs.push_back(static_cast<float>(i) * 1e-4f);
+  for (int k = -125; k <= 127; ++k) {
+    const float xk = static_cast<float>((k + 0.5) * 0.69314718055994531);
+    xs.push_back(std::nextafter(xk, -inf));
+    xs.push_back(xk);
+    xs.push_back(std::nextafter(xk, inf));
+  }
+  const auto e = apply([](v::vf x) { return v::exp_fast(x); }, xs);
+  double worst_excess = -1.0, worst_near0 = 0.0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double r = std::exp(double(xs[i]));
+    if (r < 1.2e-38 || r > 3.4e38) continue;  // subnormal / overflow: checked below
+    const double rel = std::fabs(double(e[i]) - r) / r;
+    worst_excess = std::max(worst_excess, rel - (3e-7 + 1e-7 * std::fabs(double(xs[i]))));
+    if (std::fabs(xs[i]) <= 1.0f) worst_near0 = std::max(worst_near0, rel);
+  }
+  MESSAGE("worst relative error near 0: " << worst_near0);
+  CHECK(worst_excess <= 0.0);
+  CHECK(worst_near0 < 2.5e-7);
+  // e^0 = 1 exactly (the block maximum of a softmax contributes exactly 1); -inf is left to the
+  // callers, which clamp first as for exp
+  const std::vector<float> edges = {0.0f, -0.0f, -104.0f, qnan, 88.8f, 88.5f, -87.0f};
+  const auto ee = apply([](v::vf x) { return v::exp_fast(x); }, edges);
+  CHECK(ee[0] == 1.0f);
+  CHECK(ee[1] == 1.0f);
+  CHECK(ee[2] == 0.0f);                     // below the subnormal range
+  CHECK(std::isnan(ee[3]));
+  CHECK(ee[4] == inf);
+  CHECK(std::fabs(ee[5] / std::exp(88.5) - 1.0) < 3e-7 + 1e-7 * 88.5);  // just below FLT_MAX
+  CHECK(std::fabs(ee[6] / std::exp(-87.0) - 1.0) < 3e-7 + 1e-7 * 87.0);
+}
+
 TEST_CASE("v512::exp_full edges: -inf -> 0, overflow -> inf, NaN -> NaN, subnormal range") {
   const std::vector<float> xs = {-inf, -1e30f, -104.0f, -103.0f, -95.0f, -88.0f, 88.7f, 88.8f,
                                  100.0f, inf, qnan, -0.5f, 3.0f};

@@ -200,7 +200,7 @@ GRPO_FORCEINLINE __mmask16 head_mask(index_t n) noexcept {
 
 /// exp(max(x, -104)) (a NaN argument may come out as 0: callers detect NaN separately).
 GRPO_FORCEINLINE vf exp_clamped(vf x) noexcept {
-  return v5::exp(_mm512_max_ps(v5::set1(exp_floor), x));
+  return v5::exp_fast(_mm512_max_ps(v5::set1(exp_floor), x));
 }
 
 /// 16 values of a contiguous row as floats (exact widening of bf16 / fp16).
