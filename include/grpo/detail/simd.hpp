@@ -361,25 +361,13 @@ GRPO_FORCEINLINE vf set1(float v) noexcept {
   return _mm512_set1_ps(v);
 }
 /// e^x for x >= -104 up to overflow (x below -104 is raised to -104, whose e^x rounds to 0; a NaN
-/// lane passes through: the constant is vmaxps' first operand). math::v512::exp's reduction and
-/// Cephes coefficients, with the polynomial in Estrin form, 1 + r + r^2 ((c5 + c4 r) +
-/// r^2 (c3 + c2 r) + r^4 (c1 + c0 r)): four dependent FMAs instead of Horner's seven. The loss
-/// kernel is bound by the latency of its two exps per step, so the shorter chain is worth its two
-/// extra instructions (measured ~14 % faster on the whole kernel). Within 2 ulp of e^x
-/// (tests/grpo/test_loss_fastpath.cpp). +inf gives NaN (callers that need e^+inf = +inf use exp).
+/// lane passes through: the constant is vmaxps' first operand): math::v512::exp_fast (8
+/// operations, relative error <= 3e-7 + 1e-7 |x|; tests/grpo/test_loss_fastpath_avx512.cpp). The
+/// loss kernel's two exps per step were its longest chains: the 12-operation Cody-Waite exp
+/// (Estrin form) measured ~6-8 % slower on the whole kernel. +inf gives NaN (callers that need
+/// e^+inf = +inf use exp).
 GRPO_FORCEINLINE vf exp_lo(vf x) noexcept {
-  x = _mm512_max_ps(set1(-104.0f), x);
-  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vf r = _mm512_fnmadd_ps(n, set1(0.693359375f), x);  // exact: 0.693359375 has 9 bits
-  r = _mm512_fnmadd_ps(n, set1(-2.12194440e-4f), r);
-  const vf r2 = _mm512_mul_ps(r, r);
-  const vf a = _mm512_fmadd_ps(set1(1.6666665459e-1f), r, set1(5.0000001201e-1f));
-  const vf b = _mm512_fmadd_ps(set1(8.3334519073e-3f), r, set1(4.1665795894e-2f));
-  const vf c = _mm512_fmadd_ps(set1(1.9875691500e-4f), r, set1(1.3981999507e-3f));
-  const vf r4 = _mm512_mul_ps(r2, r2);
-  const vf q = _mm512_fmadd_ps(r4, c, _mm512_fmadd_ps(r2, b, a));
-  return _mm512_scalef_ps(_mm512_fmadd_ps(r2, q, _mm512_add_ps(r, set1(1.0f))), n);
+  return math::v512::exp_fast(_mm512_max_ps(set1(-104.0f), x));
 }
 /// e^x for any x: exp_lo with x also capped at 89 (e^x = +inf above 88.7, e^+inf = +inf, e^-inf
 /// = 0, NaN -> NaN), for values that are stored for every lane (per-token loss outputs).
