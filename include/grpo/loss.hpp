@@ -142,6 +142,20 @@ struct fast_row_part {
   double ak[4] = {0, 0, kInf, -kInf}, av[4] = {0, 0, kInf, -kInf}, ra[4] = {0, 0, kInf, -kInf};
   double kb[4] = {0, 0, kInf, -kInf};
   double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
+  /// GSPO (sequence level, per-sequence advantages): the row's one clip decision, TRL's (B, 1)
+  /// metrics (bit 0 low, bit 1 high, bit 2 dual); recorded for every row, empty ones included.
+  unsigned char seq_clip = 0;
+};
+
+/// Uniform parameters of the sequence-level (GSPO / GSPO-token) row kernels: the policy options
+/// (the row constants go through grpo::policy_token and detail::token_ratio in double, exactly
+/// the general engine's calls) and the KL term.
+struct gspo_params {
+  policy_options P{};
+  ops::kl_params kl{};
+  double kl_coef = 0;
+  bool kl_bias = false;
+  bool seq = true;  ///< is_level::sequence (false: sequence_token, no spread term)
 };
 
 // ---- vectorised token-level fast path ----------------------------------------------------------
@@ -183,6 +197,8 @@ struct fast_simd_row {
   /// ends so that a row does not start with a full memory latency per stream; null: none.
   const C *nlp = nullptr, *nlo = nullptr, *nlr = nullptr, *nA = nullptr;
   const M* nm = nullptr;
+  /// The next row's `end` (sequence-level kernel: its valid part is prefetched during sweep 2).
+  index_t nend = 0;
   /// Write the gradient with non-temporal (streaming) stores: set for outputs much larger than
   /// the last-level cache, where a regular store first reads the line it overwrites.
   bool nt = false;
@@ -875,6 +891,383 @@ bool fast_v512_row_run(const fast_simd_params<float>& p, const fast_simd_row<flo
                             : fast_v512_row_impl<K, 2, RowA, false>(p, rw, Tn, rp);
   }
 }
+
+// ---- AVX-512 row kernel of the sequence-level ratio (GSPO, GSPO-token; float inputs) -----------
+// At sequence level the ratio r_i = exp(clamp(xbar_i)), xbar_i = sum_t m (lp - lo) / max(n_i, 1),
+// is one number per row, so the surrogate's clip decision, value and d l / d r depend on the token
+// only through its advantage (per-sequence advantages: nothing per token at all). The row runs as
+//   sweep 1  (tokens < end): sum m x, sum m x^2 and the extrema of x (x = lp - lo): xbar and the
+//            approximate-KL metric; the row constants r, d r (token_ratio) and, per-sequence A,
+//            the surrogate (policy_token) are then formed in double, as the general engine does;
+//   sweep 2  (the row is L1/L2-resident): KL value / gradient per token (one exp), the surrogate
+//            per token when A is per token, the gradient g_t = m_t (s_pol l'(r) dr_direct +
+//            s_kl c k'_t) [+ m_t row_g / max(n_i, 1), GSPO's spread, when row_g is known here];
+//   sweep 3  (only GSPO with per-token A or bias-corrected KL, whose row_g sums the row): adds
+//            row_g m_t / max(n_i, 1) to the gradient, as the general engine's second sweep.
+// Non-finite inputs on valid tokens make a masked sum non-finite (as in fast_v512_row_impl); the
+// row is then rerun by the scalar twin in compute_loss_into, which throws the named error.
+// KLM: 0 no KL, 1 plain k3 (exp_lo; no per-token loss output), 2 any estimator (simd::avx512::kl).
+// Prefix: a binary mask whose ones are exactly [0, end) (the mask is never read).
+template <int KLM, bool RowA, bool Prefix, class M, class G>
+bool gspo_v512_row_impl(const gspo_params& q, const fast_simd_row<float, M, G>& rw_in, index_t Tn,
+                        fast_row_part& rp) {
+  namespace a5 = simd::avx512;
+  using vf = __m512;
+  using mk = __mmask16;
+  constexpr bool KL = KLM != 0;
+  const fast_simd_row<float, M, G> rw = rw_in;  // (see fast_v512_row_impl: stores may alias)
+  const policy_options& P = q.P;
+  const vf zero = _mm512_setzero_ps(), one = a5::set1(1.0f);
+  const vf pinf = a5::set1(std::numeric_limits<float>::infinity()), ninf = a5::neg(pinf);
+  const bool trunc = rw.trunc, on_policy = rw.lo == rw.lp;
+  const index_t end = trunc ? 0 : rw.end;
+  const bool want_ptl = rw.ptl != nullptr, want_ge = rw.ge != nullptr;
+  const bool kl_hidden = KL && (q.kl.inner_clamp > 0.0 || q.kl.outer_clamp > 0.0);
+  const a5::kl_config klc(q.kl);
+  auto lanes = [](index_t k) GRPO_DETAIL_INLINE_LAMBDA {  // the low min(k, 16) lanes
+    return k >= 16 ? mk(0xFFFF) : static_cast<mk>((1u << (k > 0 ? k : 0)) - 1u);
+  };
+  auto ld = [](const float* p, mk in)
+                GRPO_DETAIL_INLINE_LAMBDA { return _mm512_maskz_loadu_ps(in, p); };
+  auto ld_m = [&](index_t t, mk in, index_t k) GRPO_DETAIL_INLINE_LAMBDA {
+    if constexpr (std::is_same_v<M, float>) {
+      return _mm512_maskz_loadu_ps(in, rw.m + t);
+    } else {
+      float tmp[16] = {};
+      for (index_t l = 0; l < std::min<index_t>(k, 16); ++l)
+        tmp[l] = static_cast<float>(rw.m[t + l]);
+      return _mm512_loadu_ps(tmp);
+    }
+  };
+  auto st = [](auto* p, vf v, mk in, index_t k) GRPO_DETAIL_INLINE_LAMBDA {
+    using D = std::remove_pointer_t<decltype(p)>;
+    if constexpr (std::is_same_v<D, float>) {
+      _mm512_mask_storeu_ps(p, in, v);
+    } else {
+      float tmp[16];
+      _mm512_storeu_ps(tmp, v);
+      for (index_t l = 0; l < std::min<index_t>(k, 16); ++l) p[l] = static_cast<D>(tmp[l]);
+    }
+  };
+  // Valid lanes and mask weights of the step at t (lanes `in` inside the sweep).
+  auto valid_of = [&](index_t t, mk in, index_t k, vf& m) GRPO_DETAIL_INLINE_LAMBDA {
+    if constexpr (Prefix) {
+      m = one;
+      return static_cast<mk>(in & lanes(end - t));
+    } else {
+      if (trunc) {
+        m = zero;
+        return mk(0);
+      }
+      m = ld_m(t, in, k);
+      return static_cast<mk>(_mm512_cmp_ps_mask(m, zero, _CMP_NEQ_UQ) & in);
+    }
+  };
+  auto wm = [&](vf m, vf v) GRPO_DETAIL_INLINE_LAMBDA {
+    if constexpr (Prefix)
+      return v;
+    else
+      return _mm512_mul_ps(m, v);
+  };
+
+  // ---- sweep 1: sum m x, sum m x^2, extrema of x over the valid tokens ----
+  vf s_x = zero, s_x2 = zero, x_mn = pinf, x_mx = ninf;
+  v512_dsum d_x, d_x2;
+  index_t since = 0;
+  for (index_t t = 0; t < end; t += 16) {
+    const index_t k = end - t;
+    const mk in = lanes(k);
+    // Software prefetch kPrefetch ahead (also of the streams sweep 2 reads first: ref_logp, a
+    // per-token advantage), then the next row's first lines (see fast_v512_row_impl).
+    if (t + kPrefetch < end) {
+      fast_prefetch(rw.lp + t, kPrefetch);
+      if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
+      if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
+      if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
+      if constexpr (!Prefix) fast_prefetch(rw.m + t, kPrefetch);
+    }
+    if (t < kPrefetch) {  // the row's first lines of the sweep-2-only streams
+      if constexpr (KL) fast_prefetch(rw.lr + t, 0);
+      if constexpr (!RowA) fast_prefetch(rw.A + t, 0);
+    }
+    vf m;
+    const mk valid = valid_of(t, in, k, m);
+    const vf lp = ld(rw.lp + t, in);
+    const vf x = on_policy ? zero : _mm512_sub_ps(lp, ld(rw.lo + t, in));
+    const vf mx = wm(m, x);
+    s_x = _mm512_mask_add_ps(s_x, valid, s_x, mx);
+    s_x2 = _mm512_mask3_fmadd_ps(mx, x, s_x2, valid);
+    x_mn = _mm512_mask_min_ps(x_mn, valid, x, x_mn);
+    x_mx = _mm512_mask_max_ps(x_mx, valid, x, x_mx);
+    if (on_policy) s_x = _mm512_mask_add_ps(s_x, valid, s_x, _mm512_sub_ps(lp, lp));  // finiteness
+    if (++since == kFlushBatches) {
+      d_x.add(s_x);
+      d_x2.add(s_x2);
+      s_x = s_x2 = zero;
+      since = 0;
+    }
+  }
+  d_x.add(s_x);
+  d_x2.add(s_x2);
+
+  // ---- row constants (double, the general engine's calls) ----
+  const double n = trunc ? 0.0 : rw.n, nc = n < 1.0 ? 1.0 : n;
+  const double sx = d_x.total(), sx2 = d_x2.total();
+  if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
+  const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
+  const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
+  const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
+  const double a0 = static_cast<double>(rw.a0);
+  policy_token_terms pt0{};
+  if constexpr (RowA) pt0 = policy_token(P, r, a0, 0.0);  // (PPO clip: no dependence on lp)
+  // Row-constant part of the gradient per unit mask: the direct term and, for GSPO with
+  // per-sequence A and no bias correction, the whole spread row_g / nc = s_pol l'(r) dr n / nc.
+  const bool spread_now = q.seq && RowA && !q.kl_bias;
+  const bool spread_later = q.seq && !spread_now;
+  double coef = 0.0;
+  if constexpr (RowA) {
+    coef = sp * (pt0.d_ratio * drd + pt0.d_logp);
+    if (spread_now) coef += sp * pt0.d_ratio * drs * n / nc;
+  }
+  const vf v_coef = a5::set1(static_cast<float>(coef)),
+           v_val0 = a5::set1(static_cast<float>(pt0.value));
+  const vf v_r = a5::set1(static_cast<float>(r)), v_drd = a5::set1(static_cast<float>(drd));
+  const vf v_sp = a5::set1(rw.sp), v_kc = a5::set1(static_cast<float>(q.kl_coef));
+  const vf v_skc = a5::set1(static_cast<float>(sk * q.kl_coef));
+  const ops::ppo_clip_params<float> cpf{static_cast<float>(P.eps_low),
+                                        static_cast<float>(P.eps_high), static_cast<float>(P.delta),
+                                        static_cast<float>(P.dual_clip_c)};
+  const a5::ppo_params cp(cpf);
+
+  // ---- sweep 2: KL, per-token surrogate, gradient, per-token loss ----
+  vf s_pol = zero, s_dr = zero, s_a = zero, s_a2 = zero, a_mn = pinf, a_mx = ninf;
+  vf s_neg = zero, s_pos = zero, s_k = zero, s_k2 = zero, k_mn = pinf, k_mx = ninf;
+  vf s_kr = zero, chk = zero;
+  v512_dsum d_pol, d_dr, d_a, d_a2, d_neg, d_pos, d_k, d_k2, d_kr, d_chk;
+  auto flush = [&]() GRPO_DETAIL_INLINE_LAMBDA {
+    if constexpr (!RowA) {
+      d_pol.add(s_pol);
+      d_dr.add(s_dr);
+      d_a.add(s_a);
+      d_a2.add(s_a2);
+      d_neg.add(s_neg);
+      d_pos.add(s_pos);
+      s_pol = s_dr = s_a = s_a2 = s_neg = s_pos = zero;
+    }
+    if constexpr (KL) {
+      d_k.add(s_k);
+      d_k2.add(s_k2);
+      s_k = s_k2 = zero;
+      if (q.kl_bias) {
+        d_kr.add(s_kr);
+        s_kr = zero;
+      }
+      if (kl_hidden) {
+        d_chk.add(chk);
+        chk = zero;
+      }
+    }
+  };
+  const index_t stop = want_ptl ? Tn : end;
+  // Streaming gradient stores (outputs far beyond the last-level cache, as the token-level path)
+  // when the gradient is written once: full steps start at its first 64-byte boundary (`head`
+  // tokens before it run as one masked step).
+  const bool nt = std::is_same_v<G, float> && rw.nt && !spread_later;
+  const index_t head =
+      nt ? static_cast<index_t>((16u - (reinterpret_cast<std::uintptr_t>(rw.g) / 4u) % 16u) % 16u)
+         : 0;
+  auto store_g = [&](index_t t, vf v, mk in, index_t k) GRPO_DETAIL_INLINE_LAMBDA {
+    if constexpr (std::is_same_v<G, float>) {
+      if (nt && in == mk(0xFFFF) && t >= head) {
+        _mm512_stream_ps(rw.g + t, v);
+        return;
+      }
+    }
+    st(rw.g + t, v, in, k);
+  };
+  // Sweep 2 reads only cached lines: the next row's valid part is fetched meanwhile, one line
+  // per stream and step, so that its sweep 1 does not wait on memory with nothing to compute.
+  const index_t nend = rw.nlp != nullptr ? rw.nend : 0;
+  since = 0;
+  for (index_t t = 0, w = head > 0 ? head : 16; t < stop; t += w, w = 16) {
+    if (t < nend) {
+      fast_prefetch(rw.nlp + t, 0);
+      if (!on_policy) fast_prefetch(rw.nlo + t, 0);
+      if constexpr (KL) fast_prefetch(rw.nlr + t, 0);
+    }
+    const index_t k = std::min(stop - t, w);
+    const mk in = lanes(k);
+    vf m;
+    const mk valid = valid_of(t, in, k, m);
+    if (!want_ptl && valid == 0) {  // a hole of padding: gradient exactly 0
+      store_g(t, zero, in, k);
+      if (want_ge) st(rw.ge + t, zero, in, k);
+      continue;
+    }
+    const vf lp = ld(rw.lp + t, in);
+    vf value, g;
+    if constexpr (RowA) {
+      value = v_val0;
+      g = wm(m, v_coef);
+    } else {
+      const vf A = ld(rw.A + t, in);
+      const auto vg = a5::ppo_clip(v_r, A, cp);
+      value = vg.value;
+      g = _mm512_mul_ps(wm(m, v_sp), _mm512_mul_ps(vg.grad, v_drd));
+      s_pol = _mm512_mask_add_ps(s_pol, valid, s_pol, wm(m, value));
+      s_dr = _mm512_mask_add_ps(s_dr, valid, s_dr, wm(m, vg.grad));
+      const vf ma = wm(m, A);
+      s_a = _mm512_mask_add_ps(s_a, valid, s_a, ma);
+      s_a2 = _mm512_mask3_fmadd_ps(ma, A, s_a2, valid);
+      a_mn = _mm512_mask_min_ps(a_mn, valid, A, a_mn);
+      a_mx = _mm512_mask_max_ps(a_mx, valid, A, a_mx);
+      const mk neg = _mm512_mask_cmp_ps_mask(valid, A, zero, _CMP_LT_OQ);
+      const mk pos = _mm512_mask_cmp_ps_mask(valid, A, zero, _CMP_GT_OQ);
+      s_neg = _mm512_mask_add_ps(s_neg, neg, s_neg, m);
+      s_pos = _mm512_mask_add_ps(s_pos, pos, s_pos, m);
+    }
+    vf ptl = value;
+    if constexpr (KL) {
+      const vf lr = ld(rw.lr + t, in);
+      vf kv, kg;
+      if constexpr (KLM == 1) {  // k3 = e^d - d - 1, d = lr - lp; d k3 / d lp = 1 - e^d
+        const vf d = _mm512_sub_ps(lr, lp);
+        const vf e = a5::exp_lo(d);
+        kv = _mm512_sub_ps(_mm512_sub_ps(e, d), one);
+        kg = _mm512_sub_ps(one, e);
+      } else {
+        const auto r2 = a5::kl(klc, lp, lr);
+        kv = r2.value;
+        kg = r2.grad;
+      }
+      if (q.kl_bias) {  // value k r, gradient k' r + k dr_direct; the spread sums m k
+        s_kr = _mm512_mask_add_ps(s_kr, valid, s_kr, wm(m, kv));
+        kg = _mm512_fmadd_ps(kv, v_drd, _mm512_mul_ps(kg, v_r));
+        kv = _mm512_mul_ps(kv, v_r);
+      }
+      ptl = _mm512_fmadd_ps(v_kc, kv, ptl);
+      g = _mm512_fmadd_ps(wm(m, v_skc), kg, g);
+      const vf mkv = wm(m, kv);
+      s_k = _mm512_mask_add_ps(s_k, valid, s_k, mkv);
+      s_k2 = _mm512_mask3_fmadd_ps(mkv, kv, s_k2, valid);
+      k_mn = _mm512_mask_min_ps(k_mn, valid, kv, k_mn);
+      k_mx = _mm512_mask_max_ps(k_mx, valid, kv, k_mx);
+      if (kl_hidden) chk = _mm512_mask_add_ps(chk, valid, chk, _mm512_sub_ps(lr, lp));
+    }
+    if (want_ptl) st(rw.ptl + t, ptl, in, k);
+    if (want_ge) st(rw.ge + t, zero, in, k);
+    store_g(t, _mm512_maskz_mov_ps(valid, g), in, k);
+    if (++since == kFlushBatches) {
+      flush();
+      since = 0;
+    }
+  }
+  flush();
+  {  // past the last valid token: zeros
+    index_t t = stop;
+    if constexpr (std::is_same_v<G, float>) {
+      if (nt) {
+        for (; t < Tn && (t < head || (t - head) % 16 != 0); ++t) rw.g[t] = 0.0f;
+        for (; t + 16 <= Tn; t += 16) _mm512_stream_ps(rw.g + t, zero);
+      }
+    }
+    for (; t < Tn; ++t) rw.g[t] = G(0);
+  }
+  if (nt) _mm_sfence();  // order the streaming stores before anything later (other threads)
+  if (want_ge)
+    for (index_t t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+
+  // ---- checks, sweep 3, row totals ----
+  rp.wsum += n;
+  const double sk_sum = KL ? d_k.total() : 0.0;
+  if (n > 0) {
+    if constexpr (RowA) {
+      if (!std::isfinite(a0)) return false;
+    } else {
+      if (!std::isfinite(d_a.total())) return false;
+    }
+    if (KL && (!std::isfinite(sk_sum) || (kl_hidden && !std::isfinite(d_chk.total()))))
+      return false;
+  }
+  if (spread_later) {  // GSPO: row_g = sum_t s_pol m l'_t dr_spread (+ s_kl c m k_t dr_spread)
+    double row_g = (RowA ? sp * pt0.d_ratio * n : sp * d_dr.total()) * drs;
+    if (q.kl_bias) row_g += sk * q.kl_coef * d_kr.total() * drs;
+    if (row_g != 0.0) {
+      for (index_t t = 0; t < end; ++t) {
+        const double mb = Prefix ? 1.0 : static_cast<double>(rw.m[t]);
+        if (mb == 0.0) continue;
+        rw.g[t] = static_cast<G>(static_cast<double>(rw.g[t]) + row_g * mb / nc);
+      }
+    }
+  }
+  rp.pol += RowA ? sp * pt0.value * n : sp * d_pol.total();
+  if constexpr (KL) rp.kls += sk * sk_sum;
+  const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  if (q.seq && RowA) {  // TRL: one decision per sequence, every row
+    rp.seq_clip = static_cast<unsigned char>((ops::ppo_clipped_low(r, a0, cpd) ? 1 : 0) |
+                                             (ops::ppo_clipped_high(r, a0, cpd) ? 2 : 0) |
+                                             (ops::ppo_dual_clipped(r, a0, cpd) ? 4 : 0));
+  }
+  if (!(n > 0)) return true;
+  const float xmin = _mm512_reduce_min_ps(x_mn), xmax = _mm512_reduce_max_ps(x_mx);
+  rp.ak[0] += -sx;
+  rp.ak[1] += sx2;
+  rp.ak[2] = std::min(rp.ak[2], -static_cast<double>(xmax));
+  rp.ak[3] = std::max(rp.ak[3], -static_cast<double>(xmin));
+  rp.ra[0] += n * r;
+  rp.ra[1] += n * r * r;
+  rp.ra[2] = std::min(rp.ra[2], r);
+  rp.ra[3] = std::max(rp.ra[3], r);
+  if constexpr (KL) {
+    rp.kb[0] += sk_sum;
+    rp.kb[1] += d_k2.total();
+    rp.kb[2] = std::min(rp.kb[2], static_cast<double>(_mm512_reduce_min_ps(k_mn)));
+    rp.kb[3] = std::max(rp.kb[3], static_cast<double>(_mm512_reduce_max_ps(k_mx)));
+  }
+  double c_lo = 0, c_hi = 0, c_du = 0;
+  if constexpr (RowA) {
+    rp.av[0] += n * a0;
+    rp.av[1] += n * a0 * a0;
+    rp.av[2] = std::min(rp.av[2], a0);
+    rp.av[3] = std::max(rp.av[3], a0);
+    if (!q.seq) {  // GSPO-token: token-weighted, one decision for the whole row
+      c_lo = ops::ppo_clipped_low(r, a0, cpd) ? n : 0.0;
+      c_hi = ops::ppo_clipped_high(r, a0, cpd) ? n : 0.0;
+      c_du = ops::ppo_dual_clipped(r, a0, cpd) ? n : 0.0;
+    }
+  } else {
+    rp.av[0] += d_a.total();
+    rp.av[1] += d_a2.total();
+    rp.av[2] = std::min(rp.av[2], static_cast<double>(_mm512_reduce_min_ps(a_mn)));
+    rp.av[3] = std::max(rp.av[3], static_cast<double>(_mm512_reduce_max_ps(a_mx)));
+    // The row's ratio decides; the token's advantage only through its sign.
+    const double neg = d_neg.total(), pos = d_pos.total();
+    c_lo = ops::ppo_clipped_low(r, -1.0, cpd) ? neg : 0.0;
+    c_hi = ops::ppo_clipped_high(r, 1.0, cpd) ? pos : 0.0;
+    c_du = ops::ppo_dual_clipped(r, -1.0, cpd) ? neg : 0.0;
+  }
+  rp.c_lo += c_lo;
+  rp.c_hi += c_hi;
+  rp.c_re += c_lo + c_hi;  // disjoint (A < 0 vs A > 0)
+  rp.c_du += c_du;
+  return true;
+}
+/// gspo_v512_row_impl for the KL configuration and mask layout of the row.
+template <bool RowA, class M, class G>
+bool gspo_v512_row_run(const gspo_params& q, bool kl_on, const fast_simd_row<float, M, G>& rw,
+                       index_t Tn, fast_row_part& rp) {
+  const bool prefix = rw.prefix && !rw.trunc;
+  const bool plain_k3 = q.kl.estimator == ops::kl_estimator::k3 && !(q.kl.inner_clamp > 0) &&
+                        !(q.kl.outer_clamp > 0) && !q.kl.straight_through && rw.ptl == nullptr;
+  if (!kl_on)
+    return prefix ? gspo_v512_row_impl<0, RowA, true>(q, rw, Tn, rp)
+                  : gspo_v512_row_impl<0, RowA, false>(q, rw, Tn, rp);
+  if (plain_k3)
+    return prefix ? gspo_v512_row_impl<1, RowA, true>(q, rw, Tn, rp)
+                  : gspo_v512_row_impl<1, RowA, false>(q, rw, Tn, rp);
+  return prefix ? gspo_v512_row_impl<2, RowA, true>(q, rw, Tn, rp)
+                : gspo_v512_row_impl<2, RowA, false>(q, rw, Tn, rp);
+}
 #undef GRPO_DETAIL_INLINE_LAMBDA
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -1244,10 +1637,22 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
       (P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
        P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce);
+  // Sequence-level ratios (GSPO, GSPO-token) with PPO clip and no row-wide term besides the
+  // sequence ratio: the row kernels below (AVX-512 for float, a scalar double twin otherwise),
+  // same layouts as the token-level vectorised path.
+  const bool gspo_path =
+      simd_types && P.level != is_level::token && P.kind == policy_loss_kind::ppo_clip &&
+      !o.opsm_threshold.has_value() && !use_emask && !o.tis.enabled && !has_isw && !has_ent &&
+      o.entropy_coef == 0.0 && unit_t(lpv) && (!has_old || unit_t(in.old_logp)) &&
+      (o.kl_coef == 0.0 || unit_t(in.ref_logp)) && unit_t(in.mask) &&
+      (in.advantages.stride(1) == 0 || unit_t(in.advantages)) && unit_t(out.grad_logp) &&
+      (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
+      (!has(out.grad_entropy) || unit_t(out.grad_entropy));
+  const bool vec_pass1 = simd_path || gspo_path;  // pass 1 = mask rows only
   std::vector<index_t> row_end;  // vectorised path: one past each row's last nonzero mask entry
   std::vector<unsigned char> row_bin;  // vectorised path: 0 / 1 mask (2: and a prefix of ones)
   if constexpr (simd_types) {
-    if (simd_path) {
+    if (vec_pass1) {
       // Pass 1 of the vectorised path: row counts only (no row statistics are needed), mask rows
       // validated and summed with vector loads; rows threaded like the main pass.
       using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -1289,8 +1694,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // Row contexts of the general pass (the vectorised path needs none: its rows take their counts
   // and factors directly, and a [B] vector of 144-byte contexts is a fresh page-faulted
   // allocation per call at training batch sizes).
-  std::vector<detail::row_ctx> rows(simd_path ? 0 : static_cast<std::size_t>(B));
-  for (index_t i = 0; i < B && !simd_path; ++i) {
+  std::vector<detail::row_ctx> rows(vec_pass1 ? 0 : static_cast<std::size_t>(B));
+  for (index_t i = 0; i < B && !vec_pass1; ++i) {
     const bool trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
     if (trunc) met.truncated_seqs += 1;
     detail::row_sums rs;
@@ -1398,6 +1803,223 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   };
 
   const double eps_lo = P.eps_low, eps_hi = P.eps_high;
+
+  // ---- sequence-level ratio path (GSPO / GSPO-token, PPO clip) --------------------------------
+  // The sequence ratio is one number per row: each row is swept for sum m (lp - lo), then its
+  // tokens are evaluated against the row constants (see detail::gspo_v512_row_impl). The scalar
+  // twin below runs the same algorithm in double with the general engine's exact operation order
+  // (double inputs, builds without AVX-512, and the rerun of a row flagged by the kernel, which
+  // throws the error naming the argument); rows are threaded and merged in row order.
+  if (gspo_path) {
+    const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
+    const bool kl_on = o.kl_coef != 0.0;
+    const bool seq = P.level == is_level::sequence;
+    const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+    std::vector<detail::fast_row_part> parts(static_cast<std::size_t>(B));
+    auto blk = [](double* b, double x, double w) {
+      b[0] += w * x;
+      b[1] += w * x * x;
+      b[2] = x < b[2] ? x : b[2];
+      b[3] = x > b[3] ? x : b[3];
+    };
+    auto scalar_row = [&](index_t i) {
+      detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
+      rp = detail::fast_row_part{};
+      const double sp = s_pol[i], sk = s_kl[i];
+      // Sweep 1: validation (the general engine's order) and the row sums in token order.
+      double n = 0.0, sx = 0.0;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mb = base_m(i, t);
+        if (mb == 0.0) continue;
+        const double lp = lp_at(i, t), lo = lo_at(i, t);
+        GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+        GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
+        GRPO_EXPECTS(std::isfinite(A_at(i, t)), bad_value,
+                     "advantages: non-finite value on a valid token");
+        if (kl_on)
+          GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
+                       "ref_logp: non-finite value on a valid token");
+        n += mb;
+        sx += mb * (lp - lo);
+      }
+      const double nc = n < 1.0 ? 1.0 : n;
+      const detail::ratio_terms rt = detail::token_ratio(P, 0.0, sx / nc);
+      const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
+      // Sweep 2: every token (per-token loss at every position, as the general engine).
+      double row_g = 0.0;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mb = base_m(i, t);
+        if (mb == 0.0 && !want_ptl) {
+          out.grad_logp(i, t) = G(0);
+          if (want_ge) out.grad_entropy(i, t) = G(0);
+          continue;
+        }
+        const double lp = lp_at(i, t), A = A_at(i, t);
+        const policy_token_terms term = policy_token(P, r, A, lp);
+        double ptl = term.value, g = 0.0;
+        if (mb != 0.0) {
+          const double W = sp * mb;
+          rp.pol += W * term.value;
+          g += W * (term.d_ratio * drd + term.d_logp);
+          row_g += W * term.d_ratio * drs;
+        }
+        if (kl_on) {
+          const double lr = static_cast<double>(in.ref_logp(i, t));
+          const auto kv = ops::kl_value_grad(o.kl, lp, lr);
+          double k = kv.value, kg = kv.grad, kd = 0.0, ks = 0.0;
+          if (o.kl_bias_correction) {  // d(k r) = k' r + k r' (r' direct, or spread)
+            kd = k * drd;
+            ks = k * drs;
+            kg *= r;
+            k = ops::kl_bias_corrected(k, r);
+          }
+          ptl += o.kl_coef * k;
+          if (mb != 0.0) {
+            const double W = sk * mb;
+            rp.kls += W * k;
+            g += W * o.kl_coef * (kg + kd);
+            row_g += W * o.kl_coef * ks;
+            blk(rp.kb, k, mb);
+          }
+        }
+        if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
+        if (want_ge) out.grad_entropy(i, t) = G(0);
+        out.grad_logp(i, t) = static_cast<G>(g);
+        if (mb == 0.0) continue;
+        rp.wsum += mb;
+        blk(rp.ak, -(lp - lo_at(i, t)), mb);
+        blk(rp.av, A, mb);
+        blk(rp.ra, r, mb);
+        if (!(seq && adv_per_row)) {
+          const bool lo_c = ops::ppo_clipped_low(r, A, cpd),
+                     hi_c = ops::ppo_clipped_high(r, A, cpd);
+          rp.c_lo += lo_c ? mb : 0.0;
+          rp.c_hi += hi_c ? mb : 0.0;
+          rp.c_re += (lo_c || hi_c) ? mb : 0.0;
+          rp.c_du += ops::ppo_dual_clipped(r, A, cpd) ? mb : 0.0;
+        }
+      }
+      // Sweep 3 (GSPO): d r_i / d lp_t = r_i m_t / max(n_i, 1) times the row's summed d l / d r.
+      if (seq && row_g != 0.0) {
+        for (index_t t = 0; t < Tn; ++t) {
+          const double mb = base_m(i, t);
+          if (mb == 0.0) continue;
+          out.grad_logp(i, t) =
+              static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + row_g * mb / nc);
+        }
+      }
+      if (seq && adv_per_row) {
+        const double A = A_at(i, 0);
+        rp.seq_clip = static_cast<unsigned char>((ops::ppo_clipped_low(r, A, cpd) ? 1 : 0) |
+                                                 (ops::ppo_clipped_high(r, A, cpd) ? 2 : 0) |
+                                                 (ops::ppo_dual_clipped(r, A, cpd) ? 4 : 0));
+      }
+    };
+    detail::gspo_params gq;
+    gq.P = P;
+    gq.kl = o.kl;
+    gq.kl_coef = o.kl_coef;
+    gq.kl_bias = o.kl_bias_correction;
+    gq.seq = seq;
+    [[maybe_unused]] const bool stream_grad =
+        static_cast<std::size_t>(B) * static_cast<std::size_t>(Tn) * sizeof(G) >=
+        std::size_t{GRPO_LOSS_STREAM_STORE_BYTES};
+    auto run_row = [&](index_t i) {
+#if GRPO_HAS_AVX512
+      if constexpr (simd_types && std::is_same_v<T, float>) {
+        if (Tn > 0) {
+          detail::fast_simd_row<float, M, G> rw;
+          rw.lp = &lpv(i, 0);
+          rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
+          rw.lr = kl_on ? &in.ref_logp(i, 0) : nullptr;
+          if (adv_per_row)
+            rw.a0 = in.advantages(i, 0);
+          else
+            rw.A = &in.advantages(i, 0);
+          rw.m = &in.mask(i, 0);
+          rw.trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+          rw.g = &out.grad_logp(i, 0);
+          rw.ptl = want_ptl ? &out.per_token_loss(i, 0) : nullptr;
+          rw.ge = want_ge ? &out.grad_entropy(i, 0) : nullptr;
+          rw.sp = static_cast<float>(s_pol[static_cast<std::size_t>(i)]);
+          rw.sk = static_cast<float>(s_kl[static_cast<std::size_t>(i)]);
+          rw.end = row_end[static_cast<std::size_t>(i)];
+          rw.n = n_base[static_cast<std::size_t>(i)];
+          rw.bin = row_bin[static_cast<std::size_t>(i)] != 0;
+          rw.prefix = row_bin[static_cast<std::size_t>(i)] == 2;
+          if (i + 1 < B) {
+            rw.nlp = &lpv(i + 1, 0);
+            rw.nlo = has_old ? &in.old_logp(i + 1, 0) : rw.nlp;
+            rw.nlr = kl_on ? &in.ref_logp(i + 1, 0) : nullptr;
+            rw.nend = row_end[static_cast<std::size_t>(i + 1)];
+          }
+          rw.nt = stream_grad;
+          detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
+          const bool ok = adv_per_row ? detail::gspo_v512_row_run<true>(gq, kl_on, rw, Tn, rp)
+                                      : detail::gspo_v512_row_run<false>(gq, kl_on, rw, Tn, rp);
+          if (!ok) scalar_row(i);  // throws [grpo.bad_value] naming the input (or recomputes)
+          return;
+        }
+      }
+#endif
+      scalar_row(i);
+    };
+#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
+    if (B > 1 && B * Tn >= (index_t{1} << 15)) {  // as the token-level path
+      std::exception_ptr err;
+#pragma omp parallel for schedule(static)
+      for (index_t i = 0; i < B; ++i) {
+        try {
+          run_row(i);
+        } catch (...) {
+#pragma omp critical(grpo_compute_loss_error)
+          if (!err) err = std::current_exception();
+        }
+      }
+      if (err) std::rethrow_exception(err);
+    } else {
+      for (index_t i = 0; i < B; ++i) run_row(i);
+    }
+#else
+    for (index_t i = 0; i < B; ++i) run_row(i);
+#endif
+    // Merge in row order (the general engine's metric schema and values).
+    double pol = 0.0, kls = 0.0;
+    for (const detail::fast_row_part& rp : parts) {
+      pol += rp.pol;
+      kls += rp.kls;
+      if (seq && adv_per_row) {  // TRL: one 0/1 value per sequence, over ALL rows
+        const double lo = (rp.seq_clip & 1) ? 1.0 : 0.0, hi = (rp.seq_clip & 2) ? 1.0 : 0.0;
+        met.clip_low.add(lo);
+        met.clip_high.add(hi);
+        met.clip_region.add((rp.seq_clip & 3) ? 1.0 : 0.0);
+        met.clip_dual.add((rp.seq_clip & 4) ? 1.0 : 0.0);
+        met.clip_low_seq.add(lo);
+        met.clip_high_seq.add(hi);
+      }
+      const double wsum = rp.wsum;
+      if (!(wsum > 0)) continue;
+      met.approx_kl.add_block(rp.ak[0], rp.ak[1], wsum, rp.ak[2], rp.ak[3]);
+      met.advantage.add_block(rp.av[0], rp.av[1], wsum, rp.av[2], rp.av[3]);
+      met.ratio.add_block(rp.ra[0], rp.ra[1], wsum, rp.ra[2], rp.ra[3]);
+      met.is_weight.add_block(wsum, wsum, wsum, 1.0, 1.0);
+      if (kl_on) met.kl.add_block(rp.kb[0], rp.kb[1], wsum, rp.kb[2], rp.kb[3]);
+      if (!(seq && adv_per_row)) {
+        met.clip_low.add_indicator(rp.c_lo, wsum);
+        met.clip_high.add_indicator(rp.c_hi, wsum);
+        met.clip_region.add_indicator(rp.c_re, wsum);
+        met.clip_dual.add_indicator(rp.c_du, wsum);
+        met.clip_low_seq.add(rp.c_lo / wsum);
+        met.clip_high_seq.add(rp.c_hi / wsum);
+      }
+    }
+    loss_scalars gres;
+    gres.policy_loss = pol;
+    gres.kl_loss = kls;
+    gres.loss = pol + o.kl_coef * kls;
+    gres.metrics = met;
+    return gres;
+  }
 
   // ---- fast path: token-level ratio surrogates without extra masks or IS weights -------------
   // The common training configuration (GRPO / DAPO / Dr. GRPO / CISPO / SAPO / GPG at token level,

@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: Apache-2.0
+// The sequence-level ratio path of grpo::compute_loss_into (GSPO, TRL importance_sampling_level
+// "sequence" / verl "gspo", and GSPO-token with PPO clip: detail::gspo_v512_row_impl for float
+// inputs on AVX-512 builds, its scalar double twin otherwise):
+//   1. double inputs: equal to the general engine (forced by a non-unit stride) to 1e-12: loss,
+//      gradient, per-token loss and every metric (TRL's per-sequence clip metrics included);
+//   2. double inputs: the naive reference of tests/support/reference.hpp (value) and its central
+//      finite differences (gradient, spread term included);
+//   3. float inputs: within 1e-6 (relative) of the double computation;
+//   4. binary masks with holes, right padding, fully masked and truncated rows, weighted masks,
+//      per-sequence and per-token advantages, on-policy batches, KL on / off, bias-corrected KL,
+//      KL clamps, log-ratio clamp, delta, dual clip, every aggregation;
+//   5. errors (non-finite inputs on valid tokens) keep their ids and argument names; non-finite
+//      values on padding are ignored; a float overflow of the kernel's sums is recomputed exactly.
+#include <grpo/loss.hpp>
+#include <grpo/presets.hpp>
+#include <support/reference.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using grpo::index_t;
+
+/// One random batch in double whose values are float-representable, so the float and double runs
+/// see identical inputs.
+struct problem {
+  long B = 0, T = 0;
+  std::vector<double> lp, old, ref, mask, adv_row, adv_tok;
+  std::vector<unsigned char> truncated;
+};
+
+/// weighted: mask entries in {0, 0.5, 1, 2} instead of {0, 1}; holes: zeros inside the valid part.
+problem make_problem(long B, long T, unsigned seed, bool weighted, bool holes) {
+  problem p;
+  p.B = B;
+  p.T = T;
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const auto n = static_cast<std::size_t>(B * T);
+  p.lp.resize(n);
+  p.old.resize(n);
+  p.ref.resize(n);
+  p.mask.resize(n);
+  p.adv_tok.resize(n);
+  p.adv_row.resize(static_cast<std::size_t>(B));
+  p.truncated.assign(static_cast<std::size_t>(B), 0);
+  if (B > 2) p.truncated[2] = 1;  // one truncated row
+  for (long i = 0; i < B; ++i) {
+    p.adv_row[static_cast<std::size_t>(i)] = static_cast<float>(1.5 * u(g));
+    if (i == 3) p.adv_row[3] = 0.0;  // a zero advantage (ties of the clipped surrogate)
+    // row 1 fully masked; the others 1..T valid tokens
+    const long len =
+        i == 1 ? 0 : 1 + static_cast<long>((u(g) + 1.0) * 0.5 * static_cast<double>(T - 1));
+    // per-row spread of the log ratio: small (inside the clip band) to large (clipped rows)
+    const double spread = 0.05 + 0.6 * (0.5 + 0.5 * u(g));
+    const double shift = 0.25 * u(g);
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      p.lp[k] = static_cast<float>(-2.0 + u(g));
+      p.old[k] = static_cast<float>(p.lp[k] - shift - spread * u(g));
+      p.ref[k] = static_cast<float>(p.lp[k] - 0.5 * u(g));
+      double m = t < len ? 1.0 : 0.0;
+      if (holes && (t % 7) == 3) m = 0.0;
+      if (weighted && m != 0.0) m = (t % 3 == 0) ? 0.5 : ((t % 5 == 0) ? 2.0 : 1.0);
+      p.mask[k] = m;
+      p.adv_tok[k] = static_cast<float>(1.5 * u(g));
+    }
+  }
+  return p;
+}
+
+/// compute_loss_into on inputs of type E, outputs double. stride 2 (a copy with gaps) forces the
+/// general engine; per_tok selects token-level advantages; on_policy drops old_logp.
+template <class E>
+grpo::loss_result run(const grpo::loss_options& o, const problem& p, int stride, bool per_tok,
+                      bool on_policy, bool truncate) {
+  const long B = p.B, T = p.T;
+  auto spread = [&](const std::vector<double>& v) {
+    std::vector<E> s(static_cast<std::size_t>(B * T * stride), E(0));
+    for (std::size_t k = 0; k < v.size(); ++k) s[k * static_cast<std::size_t>(stride)] = E(v[k]);
+    return s;
+  };
+  const auto lp = spread(p.lp), old = spread(p.old), ref = spread(p.ref), mask = spread(p.mask),
+             adv = spread(p.adv_tok);
+  const std::vector<E> adv_row(p.adv_row.begin(), p.adv_row.end());
+  auto view = [&](const std::vector<E>& v) {
+    return grpo::make_view(v.data(), {B, T}, {T * stride, stride});
+  };
+  grpo::loss_batch<E, E> b;
+  b.logp = view(lp);
+  if (!on_policy) b.old_logp = view(old);
+  if (o.kl_coef != 0.0) b.ref_logp = view(ref);
+  b.mask = view(mask);
+  b.advantages = per_tok ? view(adv) : grpo::broadcast_rows(adv_row.data(), B, T);
+  if (truncate) b.truncated = std::span<const unsigned char>(p.truncated);
+  return grpo::compute_loss(o, b);
+}
+
+struct config {
+  std::string name;
+  grpo::loss_options o;
+};
+
+std::vector<config> configs() {
+  std::vector<config> cs;
+  auto trl = [](const char* loss, double beta, const char* level) {
+    grpo::trl_args a;
+    a.loss_type = loss;
+    a.beta = beta;
+    a.epsilon_high = 0.28;
+    a.importance_sampling_level = level;
+    return grpo::from_trl(a);
+  };
+  for (const char* level : {"sequence", "sequence_token"}) {
+    const std::string L = level;
+    cs.push_back({L + " dapo + k3 (TRL)", trl("dapo", 0.04, level)});
+    cs.push_back({L + " grpo no KL", trl("grpo", 0.0, level)});
+    cs.push_back({L + " dr_grpo + k3", trl("dr_grpo", 0.1, level)});
+    {
+      auto o = trl("dapo", 0.04, level);
+      o.kl_bias_correction = true;
+      o.policy.delta = 1.1;
+      cs.push_back({L + " delta + bias-corrected KL", o});
+    }
+    {
+      auto o = trl("bnpo", 0.0, level);
+      o.policy.log_ratio_max = 0.05;  // a binding clamp of the sequence log ratio (GSPO: max 10)
+      cs.push_back({L + " bnpo, binding log-ratio clamp", o});
+    }
+    {
+      grpo::loss_options o;  // verl-like: dual clip, clamps, low_var_kl, seq-mean-token-mean
+      o.policy.level = L == "sequence" ? grpo::is_level::sequence : grpo::is_level::sequence_token;
+      o.policy.eps_low = 3e-4;
+      o.policy.eps_high = 4e-4;
+      o.policy.dual_clip_c = 1.05;
+      o.policy.log_ratio_min = -20;
+      o.policy.log_ratio_max = 20;
+      o.kl_coef = 0.05;
+      o.kl.estimator = grpo::kl_estimator::k3;
+      o.kl.inner_clamp = 20;
+      o.kl.outer_clamp = 0.1;
+      o.agg.mode = grpo::agg_mode::seq_mean_token_mean;
+      cs.push_back({L + " verl gspo dual clip + low_var_kl, seq-mean-token-mean", o});
+      o.kl.estimator = grpo::kl_estimator::k1;
+      o.kl.straight_through = true;
+      o.kl_bias_correction = true;
+      o.agg.mode = grpo::agg_mode::token_sum;
+      cs.push_back({L + " k1+ straight-through, bias-corrected, token-sum", o});
+      o.kl.estimator = grpo::kl_estimator::abs;
+      o.kl.straight_through = false;
+      o.kl_bias_correction = false;
+      o.kl.outer_clamp = 0.3;
+      o.agg.mode = grpo::agg_mode::seq_mean_token_sum;
+      cs.push_back({L + " abs KL with outer clamp, seq-mean-token-sum", o});
+      o.kl.estimator = grpo::kl_estimator::k2;
+      o.kl_agg = grpo::agg_options{};  // KL token-mean, policy seq-mean
+      cs.push_back({L + " k2 KL with its own aggregation", o});
+    }
+  }
+  return cs;
+}
+
+void check_metric(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b, double tol,
+                  const char* what) {
+  INFO(std::string(what));
+  CHECK(a.weight == doctest::Approx(b.weight).epsilon(tol));
+  CHECK(a.sum == doctest::Approx(b.sum).epsilon(tol).scale(b.weight + 1.0));
+  CHECK(a.sum_sq == doctest::Approx(b.sum_sq).epsilon(tol).scale(b.weight + 1.0));
+  if (b.weight > 0) {
+    CHECK(a.min == doctest::Approx(b.min).epsilon(tol));
+    CHECK(a.max == doctest::Approx(b.max).epsilon(tol));
+  }
+}
+
+void check_metrics(const grpo::loss_metrics& a, const grpo::loss_metrics& b, double tol) {
+  check_metric(a.clip_low, b.clip_low, tol, "clip_low");
+  check_metric(a.clip_high, b.clip_high, tol, "clip_high");
+  check_metric(a.clip_region, b.clip_region, tol, "clip_region");
+  check_metric(a.clip_dual, b.clip_dual, tol, "clip_dual");
+  check_metric(a.weight_clip, b.weight_clip, tol, "weight_clip");
+  check_metric(a.clip_low_seq, b.clip_low_seq, tol, "clip_low_seq");
+  check_metric(a.clip_high_seq, b.clip_high_seq, tol, "clip_high_seq");
+  check_metric(a.approx_kl, b.approx_kl, tol, "approx_kl");
+  check_metric(a.ratio, b.ratio, tol, "ratio");
+  check_metric(a.is_weight, b.is_weight, tol, "is_weight");
+  check_metric(a.advantage, b.advantage, tol, "advantage");
+  check_metric(a.kl, b.kl, tol, "kl");
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.sequences == b.sequences);
+  CHECK(a.truncated_seqs == b.truncated_seqs);
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+/// The clip metrics must actually be exercised (some rows / tokens clipped, some not).
+bool clips_seen(const grpo::loss_metrics& m) {
+  return m.clip_region.sum > 0 && m.clip_region.sum < m.clip_region.weight;
+}
+
+}  // namespace
+
+TEST_CASE("GSPO path: double equals the general engine" * doctest::test_suite("loss")) {
+  // T = 203: not a multiple of 16; T = 700: more than one flush of the float lane sums.
+  for (auto [T, weighted, holes] : {std::tuple<long, bool, bool>{203, false, false},
+                                    {203, false, true},
+                                    {203, true, true},
+                                    {700, false, false}}) {
+    const problem p =
+        make_problem(9, T, static_cast<unsigned>(T + 10 * weighted + holes), weighted, holes);
+    int clipped = 0;
+    for (const auto& c : configs()) {
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool per_tok = variant == 1, on_policy = variant == 2, truncate = variant != 2;
+        INFO(c.name << " T=" << T << " weighted " << weighted << " holes " << holes << " variant "
+                    << variant);
+        const auto v = run<double>(c.o, p, 1, per_tok, on_policy, truncate);
+        const auto s = run<double>(c.o, p, 2, per_tok, on_policy, truncate);
+        const double sc = std::fabs(s.policy_loss) + std::fabs(s.kl_loss) + 1e-300;
+        CHECK(std::fabs(v.loss - s.loss) <= 1e-12 * sc);
+        CHECK(std::fabs(v.policy_loss - s.policy_loss) <= 1e-12 * sc);
+        CHECK(std::fabs(v.kl_loss - s.kl_loss) <= 1e-12 * sc);
+        const double gs = max_abs(s.grad_logp), ps = max_abs(s.per_token_loss);
+        for (std::size_t k = 0; k < s.grad_logp.size(); ++k) {
+          REQUIRE(std::fabs(v.grad_logp[k] - s.grad_logp[k]) <= 1e-12 * gs);
+          REQUIRE(std::fabs(v.per_token_loss[k] - s.per_token_loss[k]) <= 1e-12 * ps);
+          REQUIRE(v.grad_entropy[k] == 0.0);
+          REQUIRE((s.grad_logp[k] != 0.0 || v.grad_logp[k] == 0.0));
+        }
+        check_metrics(v.metrics, s.metrics, 1e-12);
+        clipped += clips_seen(s.metrics) ? 1 : 0;
+      }
+    }
+    CHECK(clipped > 10);
+  }
+}
+
+TEST_CASE("GSPO path: double matches the naive reference and finite differences" *
+          doctest::test_suite("loss")) {
+  for (bool weighted : {false, true}) {
+    const problem p = make_problem(6, 37, 5, weighted, true);
+    grpo_ref::batch rb;
+    rb.B = p.B;
+    rb.T = p.T;
+    rb.lp = p.lp;
+    rb.old = p.old;
+    rb.ref = p.ref;
+    rb.mask = p.mask;
+    rb.truncated = p.truncated;
+    for (bool per_tok : {false, true}) {
+      if (per_tok) {
+        rb.adv = p.adv_tok;
+      } else {
+        rb.adv.assign(p.lp.size(), 0.0);
+        for (long i = 0; i < p.B; ++i)
+          for (long t = 0; t < p.T; ++t)
+            rb.adv[static_cast<std::size_t>(i * p.T + t)] = p.adv_row[static_cast<std::size_t>(i)];
+      }
+      for (const auto& c : configs()) {
+        INFO(c.name << " weighted " << weighted << " per_tok " << per_tok);
+        const auto r = run<double>(c.o, p, 1, per_tok, false, true);
+        const double ref = grpo_ref::objective(c.o, rb, rb.lp, rb.lp);
+        CHECK(r.loss == doctest::Approx(ref).epsilon(1e-12).scale(1.0));
+        // Central differences (h = 1e-6) of the reference objective at every token of four rows
+        // (valid, fully masked, truncated: the spread reaches every valid token of a row). Their
+        // rounding error is about (2.2e-16 / h) times the sum of the magnitudes of the
+        // objective's terms, bounded by sum m |per-token loss| (every aggregation factor is
+        // <= 1): 1e-9 of that sum (a few roundings per term), plus 1e-6 relative.
+        double terms = 0.0;
+        for (std::size_t k = 0; k < p.mask.size(); ++k)
+          terms += p.mask[k] * std::fabs(r.per_token_loss[k]);
+        const double fd_abs = 1e-9 * (1.0 + terms);
+        for (long i : {0L, 1L, 2L, 4L}) {
+          for (long t = 0; t < p.T; ++t) {
+            const long k = i * p.T + t;
+            const double fd = grpo_ref::fd(c.o, rb, k);
+            const double g = r.grad_logp[static_cast<std::size_t>(k)];
+            INFO("row " << i << " token " << t << " grad " << g << " fd " << fd);
+            CHECK(std::fabs(g - fd) <= 1e-6 * std::fabs(fd) + fd_abs);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("GSPO path: float inputs within 1e-6 of the double computation" *
+          doctest::test_suite("loss")) {
+  // Several shapes: tails only (T < 16), a mix, one long row (several flushes).
+  for (auto [B, T] : {std::pair<long, long>{7, 3}, {13, 203}, {4, 2111}}) {
+    for (int mk = 0; mk < 3; ++mk) {
+      const bool weighted = mk == 2, holes = mk >= 1;
+      const problem p =
+          make_problem(B, T, static_cast<unsigned>(B * 1000 + T + mk), weighted, holes);
+      for (const auto& c : configs()) {
+        for (int variant = 0; variant < 3; ++variant) {
+          const bool per_tok = variant == 1, on_policy = variant == 2, truncate = variant != 2;
+          INFO(c.name << " B=" << B << " T=" << T << " mask " << mk << " variant " << variant);
+          const auto f = run<float>(c.o, p, 1, per_tok, on_policy, truncate);
+          const auto d = run<double>(c.o, p, 1, per_tok, on_policy, truncate);
+          // scale of the sums: the magnitude of what is summed (losses of mixed sign cancel)
+          double sc = 0;
+          for (double x : d.per_token_loss) sc += std::fabs(x);
+          sc = sc / static_cast<double>(B * T) + std::fabs(d.policy_loss) + std::fabs(d.kl_loss);
+          CHECK(std::fabs(f.loss - d.loss) <= 1e-6 * sc);
+          CHECK(std::fabs(f.policy_loss - d.policy_loss) <= 1e-6 * sc);
+          CHECK(std::fabs(f.kl_loss - d.kl_loss) <= 1e-6 * sc);
+          const double gs = max_abs(d.grad_logp), ps = max_abs(d.per_token_loss);
+          for (std::size_t k = 0; k < d.grad_logp.size(); ++k) {
+            REQUIRE(std::fabs(f.grad_logp[k] - d.grad_logp[k]) <= 1e-6 * gs);
+            REQUIRE(std::fabs(f.per_token_loss[k] - d.per_token_loss[k]) <= 1e-6 * ps);
+            REQUIRE((d.grad_logp[k] != 0.0 || f.grad_logp[k] == 0.0));  // masked: exactly 0
+          }
+          check_metrics(f.metrics, d.metrics, 1e-6);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("GSPO path: float outputs without per-token loss (the lean kernels)" *
+          doctest::test_suite("loss")) {
+  // compute_loss always asks for the per-token loss; compute_loss_into with only the gradient
+  // runs the kernels that stop at the row's last valid token (plain k3 with exp_lo).
+  const problem p = make_problem(11, 301, 3, false, false);
+  for (const auto& c : configs()) {
+    for (bool per_tok : {false, true}) {
+      INFO(c.name << " per_tok " << per_tok);
+      const long B = p.B, T = p.T;
+      const std::vector<float> lp(p.lp.begin(), p.lp.end()), old(p.old.begin(), p.old.end()),
+          ref(p.ref.begin(), p.ref.end()), mask(p.mask.begin(), p.mask.end()),
+          at(p.adv_tok.begin(), p.adv_tok.end()), ar(p.adv_row.begin(), p.adv_row.end());
+      grpo::loss_batch<float, float> b;
+      b.logp = grpo::make_view(lp.data(), {B, T});
+      b.old_logp = grpo::make_view(old.data(), {B, T});
+      if (c.o.kl_coef != 0.0) b.ref_logp = grpo::make_view(ref.data(), {B, T});
+      b.mask = grpo::make_view(mask.data(), {B, T});
+      b.advantages =
+          per_tok ? grpo::make_view(at.data(), {B, T}) : grpo::broadcast_rows(ar.data(), B, T);
+      b.truncated = std::span<const unsigned char>(p.truncated);
+      std::vector<float> g(static_cast<std::size_t>(B * T), 7.f);
+      grpo::loss_outputs<float> out;
+      out.grad_logp = grpo::make_view(g.data(), {B, T});
+      const auto r = grpo::compute_loss_into(c.o, b, out);
+      const auto d = run<double>(c.o, p, 2, per_tok, false, true);  // general engine, double
+      const double sc = std::fabs(d.policy_loss) + std::fabs(d.kl_loss) + 1e-30;
+      CHECK(std::fabs(r.loss - d.loss) <= 1e-6 * sc);
+      const double gs = max_abs(d.grad_logp);
+      for (std::size_t k = 0; k < g.size(); ++k) {
+        REQUIRE(std::fabs(static_cast<double>(g[k]) - d.grad_logp[k]) <= 1e-6 * gs);
+        REQUIRE((d.grad_logp[k] != 0.0 || g[k] == 0.f));
+      }
+      check_metrics(r.metrics, d.metrics, 1e-6);
+    }
+  }
+}
+
+TEST_CASE("GSPO path: errors name the argument; padding values are ignored" *
+          doctest::test_suite("loss")) {
+  const long B = 5, T = 70;
+  std::vector<float> lp(B * T, -1.f), old(B * T, -1.1f), ref(B * T, -0.9f), mask(B * T, 1.f),
+      adv(B, 0.5f);
+  for (long t = 60; t < T; ++t) mask[3 * T + t] = 0.f;  // padding at the end of row 3
+  grpo::trl_args a;
+  a.beta = 0.04;
+  a.importance_sampling_level = "sequence";
+  const auto o = grpo::from_trl(a);
+  auto call = [&] {
+    grpo::loss_batch<float, float> b;
+    b.logp = grpo::make_view(lp.data(), {B, T});
+    b.old_logp = grpo::make_view(old.data(), {B, T});
+    b.ref_logp = grpo::make_view(ref.data(), {B, T});
+    b.mask = grpo::make_view(mask.data(), {B, T});
+    b.advantages = grpo::broadcast_rows(adv.data(), B, T);
+    return grpo::compute_loss(o, b);
+  };
+  auto expect = [&](const char* arg) {
+    try {
+      call();
+      FAIL("no error for " << std::string(arg));
+    } catch (const grpo::error& e) {
+      CHECK(e.code() == grpo::errc::bad_value);
+      CHECK(std::string(e.what()).find(arg) != std::string::npos);
+    }
+  };
+  // NaN / inf on padding: no error, gradient there exactly 0, loss finite
+  lp[3 * T + 65] = std::numeric_limits<float>::quiet_NaN();
+  ref[3 * T + 66] = std::numeric_limits<float>::infinity();
+  old[3 * T + 67] = -std::numeric_limits<float>::infinity();
+  const auto r = call();
+  CHECK(std::isfinite(r.loss));
+  for (long t = 60; t < T; ++t) CHECK(r.grad_logp[static_cast<std::size_t>(3 * T + t)] == 0.0);
+  // on valid tokens (one inside a vector body, one in a row tail)
+  lp[1 * T + 5] = std::numeric_limits<float>::quiet_NaN();
+  expect("logp");
+  lp[1 * T + 5] = -1.f;
+  old[4 * T + 69] = -std::numeric_limits<float>::infinity();
+  expect("old_logp");
+  old[4 * T + 69] = -1.1f;
+  ref[0 * T + 17] = std::numeric_limits<float>::quiet_NaN();
+  expect("ref_logp");
+  ref[0 * T + 17] = -std::numeric_limits<float>::infinity();
+  expect("ref_logp");
+  ref[0 * T + 17] = -0.9f;
+  adv[2] = std::numeric_limits<float>::infinity();
+  expect("advantages");
+  adv[2] = 0.5f;
+  mask[2 * T + 9] = -1.f;
+  expect("mask");
+  mask[2 * T + 9] = 1.f;
+  CHECK(std::isfinite(call().loss));
+  // Finite inputs whose float log ratio overflows (1e38 - (-1e38)): the row is recomputed in
+  // double, as the general engine computes it.
+  lp[4 * T + 3] = 1e38f;
+  old[4 * T + 3] = -1e38f;
+  const auto big = call();
+  std::vector<double> lpd(lp.begin(), lp.end()), oldd(old.begin(), old.end()),
+      refd(ref.begin(), ref.end()), maskd(mask.begin(), mask.end()), advd(adv.begin(), adv.end());
+  grpo::loss_batch<double, double> bd;
+  bd.logp = grpo::make_view(lpd.data(), {B, T}, {1, B});  // column-major: the general engine
+  std::vector<double> lpc(lpd.size()), oldc(lpd.size()), refc(lpd.size()), maskc(lpd.size());
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t), c = static_cast<std::size_t>(t * B + i);
+      lpc[c] = lpd[k];
+      oldc[c] = oldd[k];
+      refc[c] = refd[k];
+      maskc[c] = maskd[k];
+    }
+  bd.logp = grpo::make_view(lpc.data(), {B, T}, {1, B});
+  bd.old_logp = grpo::make_view(oldc.data(), {B, T}, {1, B});
+  bd.ref_logp = grpo::make_view(refc.data(), {B, T}, {1, B});
+  bd.mask = grpo::make_view(maskc.data(), {B, T}, {1, B});
+  bd.advantages = grpo::broadcast_rows(advd.data(), B, T);
+  const auto gen = grpo::compute_loss(o, bd);
+  CHECK(big.loss == doctest::Approx(gen.loss).epsilon(1e-6));
+  CHECK(big.metrics.approx_kl.sum == doctest::Approx(gen.metrics.approx_kl.sum).epsilon(1e-6));
+}
