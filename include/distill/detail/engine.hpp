@@ -527,6 +527,10 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
         for (index_t j = 0; j < np; ++j) eu[j] = 0.0f;
         cu.part[static_cast<std::size_t>(c)] = 0.0f;
       }
+      // Reverse KL (a^s - a^u in the teacher's cache, see step below): a^u = -inf on the whole
+      // chunk without teacher mass; where the student has none its q = 0 masks the value.
+      if constexpr (Loss == 2)
+        for (index_t j = 0; j < np; ++j) eu[j] = has_u ? 0.0f : pinf;
       // Teacher mass where the student has none: p log(p / 0) = +inf; no teacher mass: 0.
       // Mass of the weighting row where the other has none: w log(w / 0) = +inf; none: 0.
       if constexpr (Loss == 1) lc[c] = has_u && !has_s ? pinf : 0.0f;
@@ -544,7 +548,9 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
         const vf au = _mm512_mul_ps(vb, _mm512_sub_ps(y, vmu));
         const vf ex = exp_clamped(as), ey = exp_clamped(au);
         _mm512_storeu_ps(es + i, ex);
-        _mm512_storeu_ps(eu + i, ey);
+        // Reverse KL: its gradient needs the teacher only through a^s - a^u (never p), so the
+        // teacher's cache keeps that difference and the gradient sweep reads no logit.
+        _mm512_storeu_ps(eu + i, Loss == 2 ? _mm512_sub_ps(as, au) : ey);
         const __mmask16 lts = _mm512_cmp_ps_mask(x, vms, _CMP_LT_OQ);
         const __mmask16 ltu = _mm512_cmp_ps_mask(y, vmu, _CMP_LT_OQ);
         accs = _mm512_mask_add_ps(accs, lts, accs, ex);
@@ -1507,43 +1513,41 @@ void forward_kl_grad(const row_state<float>& st, const row_state<float>& tt,
 
 /// The reverse-KL gradient after pair_pass1<2> summed the value KL: dKL(q || p)/dz'_j =
 /// q_j (lq_j - lp_j - KL) (ops::reverse_kl_grad through ops::softmax_chain with G = KL + 1,
-/// sum q = 1), 0 where q_j = 0: one sweep over the logits and the student's exp cache, about 7
-/// operations per 16 elements, instead of the loss-and-G pass plus the chain pass.
+/// sum q = 1), 0 where q_j = 0: one sweep over the student's exp cache and the difference
+/// D_j = a^s_j - a^u_j that pass 1 left in the teacher's cache (no logit is re-read: at
+/// V = 151936 the two rows and two caches exceed L2). lq_j - lp_j = D_j + off_c with the chunk
+/// constant off_c = beta (m^s_c - M_s) - log s_s - beta (m^u_c - M_u) + log s_u, in double.
 template <int Mode, class G>
 void reverse_kl_grad(const row_state<float>& st, const row_state<float>& tt, double kl,
                      const row_exp_cache<float>& cs, const row_exp_cache<float>& cu, G* g,
                      index_t gs, const dense_row_args<float>& R) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   const index_t V = R.V;
-  // -(lq - lp - KL) = beta ((u - mu) - (x - ms)) + (ls - lu + KL)
-  const vctx C{v5::set1(st.m),
-               v5::set1(st.log_s),
-               v5::set1(tt.m),
-               v5::set1(tt.log_s),
-               v5::set1(st.beta),
-               _mm512_setzero_ps(),
-               _mm512_setzero_ps(),
-               v5::set1(static_cast<float>(static_cast<double>(st.log_s - tt.log_s) + kl))};
-  const vf vninf = v5::set1(ninf), zero = _mm512_setzero_ps();
+  const vf zero = _mm512_setzero_ps();
+  const double b = st.beta;
+  const double base = -b * static_cast<double>(st.m) - static_cast<double>(st.log_s) +
+                      b * static_cast<double>(tt.m) + static_cast<double>(tt.log_s) - kl;
   const float* GRPO_RESTRICT es = cs.e.data();
-  const float* GRPO_RESTRICT xs = cs.row;
-  const float* GRPO_RESTRICT xu = cu.row;
+  const float* GRPO_RESTRICT du = cu.e.data();
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
+    const std::size_t k = static_cast<std::size_t>(c);
     const index_t n = std::min(chunk, V - j0), nf = n / 16 * 16;
-    const vf gq = v5::set1(-cs.scale[static_cast<std::size_t>(c)] * R.gscale);
-    auto one = [&](index_t j, vf x, vf u, index_t cnt) {
+    const vf gq = v5::set1(cs.scale[k] * R.gscale);
+    // off_c - KL (+inf for a chunk without teacher mass, -inf / NaN without student mass: the
+    // latter are masked by q = 0 below)
+    const double mu_c = cu.m[k] > ninf ? static_cast<double>(cu.m[k])
+                                        : -std::numeric_limits<double>::infinity();
+    const vf kc = v5::set1(static_cast<float>(b * static_cast<double>(cs.m[k]) - b * mu_c + base));
+    auto one = [&](index_t j, index_t cnt) {
       const vf e = _mm512_loadu_ps(es + j);
       const __mmask16 kq = _mm512_cmp_ps_mask(e, zero, _CMP_GT_OQ);
-      put_grad<Mode>(g, gs, j, _mm512_maskz_mul_ps(kq, _mm512_mul_ps(e, gq), C.lp_minus_lq(x, u)),
+      put_grad<Mode>(g, gs, j,
+                     _mm512_maskz_mul_ps(kq, _mm512_mul_ps(e, gq),
+                                         _mm512_add_ps(_mm512_loadu_ps(du + j), kc)),
                      cnt);
     };
-    for (index_t i = 0; i < nf; i += 16)
-      one(j0 + i, _mm512_loadu_ps(xs + j0 + i), _mm512_loadu_ps(xu + j0 + i), 16);
-    if (nf < n) {
-      const __mmask16 k = head_mask(n - nf);
-      one(j0 + nf, _mm512_mask_loadu_ps(vninf, k, xs + j0 + nf),
-          _mm512_mask_loadu_ps(vninf, k, xu + j0 + nf), n - nf);
-    }
+    for (index_t i = 0; i < nf; i += 16) one(j0 + i, 16);
+    if (nf < n) one(j0 + nf, n - nf);
   }
   if constexpr (Mode == write_stream) _mm_sfence();  // order the streamed lines before return
 }
