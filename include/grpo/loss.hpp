@@ -1194,7 +1194,8 @@ bool gspo_v512_row_impl(const gspo_params& q, const fast_simd_row<float, M, G>& 
     } else {
       if (!std::isfinite(d_a.total())) return false;
     }
-    if (KL && (!std::isfinite(sk_sum) || (kl_hidden && !std::isfinite(d_chk.total()))))
+    if (KL && (!std::isfinite(sk_sum) || !std::isfinite(d_k2.total()) ||
+               (kl_hidden && !std::isfinite(d_chk.total()))))
       return false;
   }
   if (spread_later) {  // GSPO: row_g = sum_t s_pol m l'_t dr_spread (+ s_kl c m k_t dr_spread)
@@ -1487,6 +1488,8 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
   // ---- row constants (double, the general engine's calls) ----
   const double n = trunc ? 0.0 : rw.n, nc = n < 1.0 ? 1.0 : n;
   const double sx = total(gspo_simd_acc<C>::sx), sx2 = total(gspo_simd_acc<C>::sx2);
+  // Finite inputs whose lane sums overflow C (float): rerun in double by the scalar twin.
+  if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
   const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
   const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
   const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
@@ -1570,6 +1573,9 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
   if (want_ge)
     for (t = stop2; t < Tn; ++t) rw.ge[t] = G(0);
   if (any_bad()) return false;
+  if (n > 0 && kl_on &&
+      !(std::isfinite(total(gspo_simd_acc<C>::sk)) && std::isfinite(total(gspo_simd_acc<C>::sk2))))
+    return false;
 
   // ---- sweep 3, row totals (as gspo_v512_row_impl) ----
   if (spread_later) {
