@@ -22,9 +22,10 @@
 /// token path (detail::fast_simd_row_run, AVX-512 kernel for float); sequence-level ratios (GSPO,
 /// GSPO-token) with PPO clip and no OPSM / TIS / IS weights / entropy run the sequence path (one
 /// row sweep for the sequence ratio, then the tokens against the row constants:
-/// detail::gspo_v512_row_impl for float on AVX-512, a scalar double twin otherwise); everything
-/// else runs the general engine over <grpo/detail/loss_token.hpp>. Layouts: rows contiguous
-/// along t (per-sequence advantages may be a broadcast), float or double inputs and outputs.
+/// detail::gspo_v512_row_impl for float on AVX-512, detail::gspo_simd_row on xsimd batches for
+/// double and other builds, a scalar twin in the general engine's exact order for rows they flag);
+/// everything else runs the general engine over <grpo/detail/loss_token.hpp>. Layouts: rows
+/// contiguous along t (per-sequence advantages may be a broadcast), float or double data.
 #pragma once
 
 #include <grpo/aggregate.hpp>
@@ -2103,10 +2104,11 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
 
   // ---- sequence-level ratio path (GSPO / GSPO-token, PPO clip) --------------------------------
   // The sequence ratio is one number per row: each row is swept for sum m (lp - lo), then its
-  // tokens are evaluated against the row constants (see detail::gspo_v512_row_impl). The scalar
-  // twin below runs the same algorithm in double with the general engine's exact operation order
-  // (double inputs, builds without AVX-512, and the rerun of a row flagged by the kernel, which
-  // throws the error naming the argument); rows are threaded and merged in row order.
+  // tokens are evaluated against the row constants (detail::gspo_v512_row_impl for float on
+  // AVX-512, detail::gspo_simd_row otherwise). The scalar twin below runs the same algorithm in
+  // double with the general engine's exact operation order: it reruns a row flagged by a kernel
+  // (a non-finite input on a valid token: it throws the error naming the argument; a float
+  // overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row order.
   if (gspo_path) {
     const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
     const bool kl_on = o.kl_coef != 0.0;
