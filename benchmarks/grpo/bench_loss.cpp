@@ -130,7 +130,8 @@ void BM_grpo_loss(benchmark::State& st) {
   run_loss(st, options());
 }
 // The same with TRL importance_sampling_level="sequence" (GSPO): sequence ratios need row sums
-// first, so this runs the general engine (rows threaded too) instead of the token-level fast path.
+// first, so this runs the sequence-level row path of compute_loss_into (one sweep for the row's
+// sum m (lp - lo), then KL and gradient against the row constants; rows threaded too).
 void BM_grpo_loss_gspo(benchmark::State& st) {
   grpo::trl_args a;
   a.loss_type = "dapo";

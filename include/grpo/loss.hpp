@@ -1813,6 +1813,34 @@ inline loss_params make_loss_params(const loss_options& o) noexcept {
   return out;
 }
 
+/// Runs row(i) for every row i in [0, B), threaded with OpenMP when the batch pays for it
+/// (B > 1 and B * Tn >= 2^15). Rows are independent and write only their own outputs and
+/// partials, so results do not depend on the thread count. An error thrown by a row is captured
+/// and rethrown after the parallel region (exceptions must not escape it); built without
+/// exceptions, the rows run serially.
+template <class F>
+void for_each_row(index_t B, index_t Tn, F&& row) {
+#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
+  if (B > 1 && B * Tn >= (index_t{1} << 15)) {
+    std::exception_ptr err;
+#pragma omp parallel for schedule(static)
+    for (index_t i = 0; i < B; ++i) {
+      try {
+        row(i);
+      } catch (...) {
+#pragma omp critical(grpo_compute_loss_error)
+        if (!err) err = std::current_exception();
+      }
+    }
+    if (err) std::rethrow_exception(err);
+    return;
+  }
+#else
+  (void)Tn;
+#endif
+  for (index_t i = 0; i < B; ++i) row(i);
+}
+
 }  // namespace detail
 
 /// Computes the objective of one batch into caller-owned outputs (see the file comment).
@@ -2288,25 +2316,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
       scalar_row(i);
     };
-#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
-    if (B > 1 && B * Tn >= (index_t{1} << 15)) {  // as the token-level path
-      std::exception_ptr err;
-#pragma omp parallel for schedule(static)
-      for (index_t i = 0; i < B; ++i) {
-        try {
-          run_row(i);
-        } catch (...) {
-#pragma omp critical(grpo_compute_loss_error)
-          if (!err) err = std::current_exception();
-        }
-      }
-      if (err) std::rethrow_exception(err);
-    } else {
-      for (index_t i = 0; i < B; ++i) run_row(i);
-    }
-#else
-    for (index_t i = 0; i < B; ++i) run_row(i);
-#endif
+    detail::for_each_row(B, Tn, run_row);  // threaded rows, errors rethrown after
     // Merge in row order (the general engine's metric schema and values).
     double pol = 0.0, kls = 0.0;
     for (const detail::fast_row_part& rp : parts) {
@@ -2500,27 +2510,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
       do_row(i);
     };
-#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
-    // Rows are independent: thread them when the batch is large enough to pay for it. An error
-    // thrown by a row is captured and rethrown after the region (exceptions must not escape it).
-    if (B > 1 && B * Tn >= (index_t{1} << 15)) {
-      std::exception_ptr err;
-#pragma omp parallel for schedule(static)
-      for (index_t i = 0; i < B; ++i) {
-        try {
-          run_row(i);
-        } catch (...) {
-#pragma omp critical(grpo_compute_loss_error)
-          if (!err) err = std::current_exception();
-        }
-      }
-      if (err) std::rethrow_exception(err);
-    } else {
-      for (index_t i = 0; i < B; ++i) run_row(i);
-    }
-#else
-    for (index_t i = 0; i < B; ++i) run_row(i);
-#endif
+    detail::for_each_row(B, Tn, run_row);  // threaded rows, errors rethrown after
     double pol = 0.0, kls = 0.0;
     for (const detail::fast_row_part& rp : parts) {
       pol += rp.pol;
@@ -2718,25 +2708,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       }
     }
   };
-#if defined(_OPENMP) && GRPO_USE_EXCEPTIONS
-  if (B > 1 && B * Tn >= (index_t{1} << 15)) {  // as the fast path: errors rethrown after the loop
-    std::exception_ptr err;
-#pragma omp parallel for schedule(static)
-    for (index_t i = 0; i < B; ++i) {
-      try {
-        general_row(i);
-      } catch (...) {
-#pragma omp critical(grpo_compute_loss_error)
-        if (!err) err = std::current_exception();
-      }
-    }
-    if (err) std::rethrow_exception(err);
-  } else {
-    for (index_t i = 0; i < B; ++i) general_row(i);
-  }
-#else
-  for (index_t i = 0; i < B; ++i) general_row(i);
-#endif
+  detail::for_each_row(B, Tn, general_row);  // threaded rows, errors rethrown after
   double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
   for (const row_part& part : gparts) {  // row order
     pol_sum += part.pol;
