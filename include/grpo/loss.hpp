@@ -2137,6 +2137,48 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // double with the general engine's exact operation order: it reruns a row flagged by a kernel
   // (a non-finite input on a valid token: it throws the error naming the argument; a float
   // overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row order.
+  // The row descriptor of the vectorised kernels (both paths below) for row i, in the kernels'
+  // compute type CT (the type of `ct`): the row's inputs and outputs, its scales and counts, and
+  // the next row's streams for the kernels' prefetch (each kernel reads the fields it uses).
+  // Gradient stores stream once the gradient alone is far beyond the last-level cache (it is not
+  // read back here, and the caller's next pass over it misses the cache anyway).
+  const bool stream_grad = static_cast<std::size_t>(B) * static_cast<std::size_t>(Tn) *
+                               sizeof(G) >=
+                           std::size_t{GRPO_LOSS_STREAM_STORE_BYTES};
+  auto simd_row_of = [&](auto ct, index_t i) {
+    using CT = decltype(ct);
+    const auto k = static_cast<std::size_t>(i);
+    const bool kl_in = o.kl_coef != 0.0;
+    detail::fast_simd_row<CT, M, G> rw;
+    rw.lp = &lpv(i, 0);
+    rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
+    rw.lr = kl_in ? &in.ref_logp(i, 0) : nullptr;
+    if (in.advantages.stride(1) == 0)
+      rw.a0 = static_cast<CT>(in.advantages(i, 0));
+    else
+      rw.A = &in.advantages(i, 0);
+    rw.m = &in.mask(i, 0);
+    rw.trunc = !in.truncated.empty() && in.truncated[k];
+    rw.g = &out.grad_logp(i, 0);
+    rw.ptl = has(out.per_token_loss) ? &out.per_token_loss(i, 0) : nullptr;
+    rw.ge = has(out.grad_entropy) ? &out.grad_entropy(i, 0) : nullptr;
+    rw.sp = static_cast<CT>(s_pol[k]);
+    rw.sk = static_cast<CT>(s_kl[k]);
+    rw.end = row_end[k];
+    rw.n = n_base[k];
+    rw.bin = row_bin[k] != 0;
+    rw.prefix = row_bin[k] == 2;
+    if (i + 1 < B) {
+      rw.nlp = &lpv(i + 1, 0);
+      rw.nlo = has_old ? &in.old_logp(i + 1, 0) : rw.nlp;
+      rw.nlr = kl_in ? &in.ref_logp(i + 1, 0) : nullptr;
+      rw.nA = rw.A != nullptr ? &in.advantages(i + 1, 0) : nullptr;
+      rw.nm = &in.mask(i + 1, 0);
+      rw.nend = row_end[k + 1];
+    }
+    rw.nt = stream_grad;
+    return rw;
+  };
   if (gspo_path) {
     const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
     const bool kl_on = o.kl_coef != 0.0;
@@ -2248,39 +2290,11 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     gq.kl_coef = o.kl_coef;
     gq.kl_bias = o.kl_bias_correction;
     gq.seq = seq;
-    [[maybe_unused]] const bool stream_grad =
-        static_cast<std::size_t>(B) * static_cast<std::size_t>(Tn) * sizeof(G) >=
-        std::size_t{GRPO_LOSS_STREAM_STORE_BYTES};
     auto run_row = [&](index_t i) {
 #if GRPO_HAS_AVX512
       if constexpr (simd_types && std::is_same_v<T, float>) {
         if (Tn > 0) {
-          detail::fast_simd_row<float, M, G> rw;
-          rw.lp = &lpv(i, 0);
-          rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
-          rw.lr = kl_on ? &in.ref_logp(i, 0) : nullptr;
-          if (adv_per_row)
-            rw.a0 = in.advantages(i, 0);
-          else
-            rw.A = &in.advantages(i, 0);
-          rw.m = &in.mask(i, 0);
-          rw.trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
-          rw.g = &out.grad_logp(i, 0);
-          rw.ptl = want_ptl ? &out.per_token_loss(i, 0) : nullptr;
-          rw.ge = want_ge ? &out.grad_entropy(i, 0) : nullptr;
-          rw.sp = static_cast<float>(s_pol[static_cast<std::size_t>(i)]);
-          rw.sk = static_cast<float>(s_kl[static_cast<std::size_t>(i)]);
-          rw.end = row_end[static_cast<std::size_t>(i)];
-          rw.n = n_base[static_cast<std::size_t>(i)];
-          rw.bin = row_bin[static_cast<std::size_t>(i)] != 0;
-          rw.prefix = row_bin[static_cast<std::size_t>(i)] == 2;
-          if (i + 1 < B) {
-            rw.nlp = &lpv(i + 1, 0);
-            rw.nlo = has_old ? &in.old_logp(i + 1, 0) : rw.nlp;
-            rw.nlr = kl_on ? &in.ref_logp(i + 1, 0) : nullptr;
-            rw.nend = row_end[static_cast<std::size_t>(i + 1)];
-          }
-          rw.nt = stream_grad;
+          const auto rw = simd_row_of(float{}, i);
           detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
           const bool ok = adv_per_row ? detail::gspo_v512_row_run<true>(gq, kl_on, rw, Tn, rp)
                                       : detail::gspo_v512_row_run<false>(gq, kl_on, rw, Tn, rp);
@@ -2292,23 +2306,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       if constexpr (simd_types) {  // xsimd twin (double; float without AVX-512)
         if (Tn > 0) {
           using CT = std::conditional_t<std::is_same_v<T, double>, double, float>;
-          detail::fast_simd_row<CT, M, G> rw;
-          rw.lp = &lpv(i, 0);
-          rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
-          rw.lr = kl_on ? &in.ref_logp(i, 0) : nullptr;
-          if (adv_per_row)
-            rw.a0 = in.advantages(i, 0);
-          else
-            rw.A = &in.advantages(i, 0);
-          rw.m = &in.mask(i, 0);
-          rw.trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
-          rw.g = &out.grad_logp(i, 0);
-          rw.ptl = want_ptl ? &out.per_token_loss(i, 0) : nullptr;
-          rw.ge = want_ge ? &out.grad_entropy(i, 0) : nullptr;
-          rw.sp = static_cast<CT>(s_pol[static_cast<std::size_t>(i)]);
-          rw.sk = static_cast<CT>(s_kl[static_cast<std::size_t>(i)]);
-          rw.end = row_end[static_cast<std::size_t>(i)];
-          rw.n = n_base[static_cast<std::size_t>(i)];
+          const auto rw = simd_row_of(CT{}, i);
           detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
           if (!detail::gspo_simd_row(gq, kl_on, rw, Tn, rp)) scalar_row(i);
           return;
@@ -2464,41 +2462,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     sprm.kl = o.kl;
     sprm.kl_coef = CT(o.kl_coef);
     sprm.kl_bias = o.kl_bias_correction;
-    // Streaming gradient stores once the gradient alone is far beyond the last-level cache (it is
-    // not read back here, and the caller's next pass over it misses the cache anyway).
-    const bool stream_grad =
-        static_cast<std::size_t>(B) * static_cast<std::size_t>(Tn) * sizeof(G) >=
-        std::size_t{GRPO_LOSS_STREAM_STORE_BYTES};
     auto run_row = [&](index_t i) {
       if constexpr (simd_types) {
         if (simd_path && Tn > 0) {
-          detail::fast_simd_row<CT, M, G> rw;
-          rw.lp = &lpv(i, 0);
-          rw.lo = has_old ? &in.old_logp(i, 0) : rw.lp;
-          rw.lr = kl_on ? &in.ref_logp(i, 0) : nullptr;
-          if (in.advantages.stride(1) == 0)
-            rw.a0 = in.advantages(i, 0);
-          else
-            rw.A = &in.advantages(i, 0);
-          rw.m = &in.mask(i, 0);
-          rw.trunc = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
-          rw.g = &out.grad_logp(i, 0);
-          rw.ptl = want_ptl ? &out.per_token_loss(i, 0) : nullptr;
-          rw.ge = want_ge ? &out.grad_entropy(i, 0) : nullptr;
-          rw.sp = CT(s_pol[static_cast<std::size_t>(i)]);
-          rw.sk = CT(s_kl[static_cast<std::size_t>(i)]);
-          rw.end = row_end[static_cast<std::size_t>(i)];
-          rw.n = n_base[static_cast<std::size_t>(i)];
-          if (i + 1 < B) {
-            rw.nlp = &lpv(i + 1, 0);
-            rw.nlo = has_old ? &in.old_logp(i + 1, 0) : rw.nlp;
-            rw.nlr = kl_on ? &in.ref_logp(i + 1, 0) : nullptr;
-            rw.nA = rw.A != nullptr ? &in.advantages(i + 1, 0) : nullptr;
-            rw.nm = &in.mask(i + 1, 0);
-          }
-          rw.nt = stream_grad;
-          rw.bin = row_bin[static_cast<std::size_t>(i)] != 0;
-          rw.prefix = row_bin[static_cast<std::size_t>(i)] == 2;
+          const auto rw = simd_row_of(CT{}, i);
           detail::fast_row_part& rp = parts[static_cast<std::size_t>(i)];
           if (!detail::fast_simd_row_dispatch(P.kind, kl_on, sprm, rw, Tn, rp)) {
             rp = detail::fast_row_part{};

@@ -63,11 +63,6 @@ float lane(__m512 v, int l) {
   _mm512_store_ps(a, v);
   return a[l];
 }
-/// Distance in float ulps between a float and a double value.
-double ulps(float got, double want) {
-  const double u = std::ldexp(1.0, std::ilogb(static_cast<float>(want)) - 23);
-  return std::fabs(static_cast<double>(got) - want) / u;
-}
 
 /// Runs f on 16 lanes built from `xs` (padded by repetition) and checks each lane against g.
 template <class F, class G>
