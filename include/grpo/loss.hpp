@@ -62,6 +62,12 @@ struct tis_options {
   double c_max = 0.0;  ///< upper threshold (<= 0: none)
   /// Safety clamp of the log weight before exp (verl 20); 0 = none (TRL).
   double log_clamp = 0.0;
+  /// OpenRLHF `seq-mask-tis`: row i is kept iff c_min <= exp(sum_t m (lo - ls) / n_i) <= c_max
+  /// (the geometric mean of its token weights; a side with a bound <= 0 is open; an empty row
+  /// is dropped, as OpenRLHF's 0/0 = NaN fails both tests), and a kept row's tokens carry the
+  /// UNBOUNDED token weight rho_t = exp(lo - ls); dropped rows get weight 0 (they stay in the
+  /// denominators). `mode` and `sequence` are ignored when set. Not combinable with VESPO.
+  bool seq_mask = false;
 };
 
 /// Every option of the objective. Presets (<grpo/presets.hpp>) fill it for TRL, verl, OpenRLHF.
@@ -84,6 +90,10 @@ struct loss_options {
   std::optional<double> opsm_threshold;
   bool opsm_in_denominator = true;  ///< our contract; TRL: false
   tis_options tis{};
+  /// OpenRLHF GSPO under vLLM IS correction: the ratio is taken against the rollout engine's
+  /// log-probs (batch.sampler_logp, required) instead of old_logp, and no IS weight is applied
+  /// (tis must be off). old_logp is then not read.
+  bool ratio_base_sampler = false;
 };
 
 /// The inputs of one (micro-)batch. Optional views are left default-constructed (null data).
@@ -1774,6 +1784,11 @@ inline void validate(const loss_options& o) {
                "loss_options.tis: at least one of c_min / c_max is required");
   GRPO_EXPECTS(!o.tis.enabled || o.tis.c_min <= 0 || o.tis.c_max <= 0 || o.tis.c_min <= o.tis.c_max,
                bad_option, "loss_options.tis: c_min must be <= c_max");
+  GRPO_EXPECTS(!(o.tis.enabled && o.tis.seq_mask && o.policy.kind == policy_loss_kind::vespo),
+               bad_option, "loss_options.tis.seq_mask: not supported with VESPO");
+  GRPO_EXPECTS(!(o.ratio_base_sampler && o.tis.enabled), bad_option,
+               "loss_options.ratio_base_sampler and tis.enabled are exclusive (OpenRLHF GSPO "
+               "uses the sampler log-probs as the ratio base instead of an IS weight)");
 }
 
 namespace detail {
@@ -1804,10 +1819,12 @@ inline loss_params make_loss_params(const loss_options& o) noexcept {
   out.tis_c_min = o.tis.c_min;
   out.tis_c_max = o.tis.c_max;
   out.tis_log_clamp = o.tis.log_clamp;
+  out.tis_seq_mask = o.tis.enabled && o.tis.seq_mask;
   out.agg = make_agg_params(o.agg);
   out.kl_agg = o.kl_agg ? make_agg_params(*o.kl_agg) : out.agg;
   out.ent_agg = make_agg_params(o.entropy_agg);
-  out.needs_row_logp = P.level != is_level::token || out.opsm || (out.tis && out.tis_sequence) ||
+  out.needs_row_logp = P.level != is_level::token || out.opsm ||
+                       (out.tis && (out.tis_sequence || out.tis_seq_mask)) ||
                        out.is_gmpo() || out.is_vespo() || out.emask;
   out.uses_entropy = o.entropy_coef != 0.0 || out.emask;
   return out;
@@ -1857,6 +1874,16 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   // Validation first: every shape and option error is reported before any output is written, and
   // names the argument (TRL/verl fail deep inside torch with broadcasting errors instead).
   validate(o);
+  if (o.ratio_base_sampler) {  // OpenRLHF GSPO + vLLM IS: the sampler log-probs are the base
+    GRPO_EXPECTS(detail::has(in.sampler_logp), shape_mismatch,
+                 "sampler_logp: required when ratio_base_sampler is set");
+    loss_options o2 = o;
+    o2.ratio_base_sampler = false;
+    loss_batch<T, M> b2 = in;
+    b2.old_logp = in.sampler_logp;
+    b2.sampler_logp = {};
+    return compute_loss_into(o2, b2, out);
+  }
   const auto& lpv = in.logp;
   GRPO_EXPECTS(has(lpv), shape_mismatch, "logp: required");
   expect_host(lpv, "logp");
@@ -1944,7 +1971,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     return static_cast<double>(in.mask(i, t));
   };
   const bool row_stats = P.level != is_level::token || o.opsm_threshold.has_value() ||
-                         (o.tis.enabled && o.tis.sequence) || P.kind == policy_loss_kind::vespo;
+                         (o.tis.enabled && (o.tis.sequence || o.tis.seq_mask)) ||
+                         P.kind == policy_loss_kind::vespo;
   // Token-level fast path (see below): the common configuration with no row-wide terms.
   const bool fast = P.level == is_level::token && !gmpo && P.kind != policy_loss_kind::vespo &&
                     !o.opsm_threshold.has_value() && !use_emask && !o.tis.enabled && !has_isw &&

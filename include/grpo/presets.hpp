@@ -15,6 +15,7 @@
 #include <grpo/loss.hpp>
 #include <grpo/policy_loss.hpp>
 
+#include <array>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -240,23 +241,250 @@ inline loss_options from_verl(const verl_args& a) {
   return o;
 }
 
-/// OpenRLHF actor defaults (policy_loss_type "ppo"): eps 0.2, log ratio clamp +-20, no dual clip,
-/// token-level mean; KL goes into the reward by default (k1, init_coef 0.01: see kl_for_reward with
-/// openrlhf_kl_params), so the in-loss KL is off.
-inline loss_options openrlhf_defaults() {
+/// verl's logged policy metrics (actor/pg_clipfrac, actor/pg_clipfrac_lower, actor/ppo_kl).
+struct verl_policy_metrics {
+  double pg_clipfrac = 0.0;
+  double pg_clipfrac_lower = 0.0;
+  double ppo_kl = 0.0;
+};
+
+/// verl's metrics from our accumulators, exactly as verl computes them: masked_mean(x, mask) =
+/// sum(x m) / (sum(m) + 1e-8) (verl_F.masked_mean's epsilon, which our plain means omit), over
+/// the indicators verl logs for a.loss_mode: vanilla region / dual-clip (A < 0 and r > c);
+/// cispo the weight clip (lower 0); geo_mean high / low band exits; gspo region (lower 0); sapo
+/// no clipping (0 / 0). ppo_kl is the mean of the clamped lo - lp (our approx_kl).
+/// @pre m comes from compute_loss(from_verl(a), ...) on one micro-batch (verl logs per call).
+inline verl_policy_metrics verl_metrics(const verl_args& a, const loss_metrics& m) {
+  auto mm = [](const stat_accumulator& s) { return s.sum / (s.weight + 1e-8); };
+  const std::string& k = a.loss_mode;
+  verl_policy_metrics r;
+  r.ppo_kl = mm(m.approx_kl);
+  if (k == "cispo") {
+    r.pg_clipfrac = mm(m.weight_clip);
+  } else if (k == "geo_mean") {
+    r.pg_clipfrac = mm(m.clip_high);
+    r.pg_clipfrac_lower = mm(m.clip_low);
+  } else if (k == "gspo" || k == "sapo") {
+    r.pg_clipfrac = mm(m.clip_region);
+  } else if (k == "vanilla" || k == "gpg") {
+    r.pg_clipfrac = mm(m.clip_region);
+    r.pg_clipfrac_lower = mm(m.clip_dual);
+  } else {
+    GRPO_THROW(bad_option, "verl_metrics: unsupported loss_mode '" + k + "'");
+  }
+  return r;
+}
+
+/// OpenRLHF's configuration, with its own argument names: a field `x.y` here is the command-line
+/// flag `--x.y` of openrlhf/cli/train_ppo_ray.py @ 3c3be62 (defaults copied from there), plus
+/// PolicyLoss's token_level_loss and the loss_batch_info the trainer passes to aggregate_loss.
+struct openrlhf_args {
+  struct actor_args {
+    std::string policy_loss_type = "ppo";            ///< ppo | gspo
+    double eps_clip = 0.2;                           ///< symmetric clip range
+    std::optional<std::array<double, 2>> eps_clip_low_high;  ///< (low, high); None: eps_clip
+    std::optional<double> dual_clip;                 ///< dual-clip c (> 1); None: off
+    std::optional<double> entropy_coef;              ///< None: no entropy term
+    bool token_level_loss = true;  ///< PolicyLoss argument (gspo forces per-sample)
+  } actor;
+  struct algo_args {
+    struct advantage_args {
+      std::string estimator = "gae";  ///< gae, reinforce, rloo, reinforce_baseline, group_norm,
+                                      ///< dr_grpo
+      double gamma = 1.0;
+      double lambd = 1.0;
+      bool no_std_norm = false;  ///< whitening keeps the centring only
+      bool is_correction_enable = false;
+      std::array<double, 2> is_correction_threshold{0.5, 5.0};
+      std::string is_correction_type = "tis";  ///< tis, icepop, seq-mask-tis
+    } advantage;
+    struct kl_args {
+      double init_coef = 0.01;
+      bool use_loss = false;            ///< KL as a loss (else in the reward)
+      std::string estimator = "k1";     ///< k1, k2, k3
+    } kl;
+  } algo;
+  struct reward_args {
+    std::optional<std::array<double, 2>> clip_range = std::array<double, 2>{-10.0, 10.0};
+  } reward;
+  struct rollout_args {
+    index_t n_samples_per_prompt = 1;
+  } rollout;
+  /// loss_batch_info (aggregate_loss): DP ranks and the global counts of the optimizer step; unset
+  /// counts: aggregate_loss's local masked means (dp_size then ignored, as OpenRLHF).
+  double dp_size = 1;
+  std::optional<double> batch_num_tokens, global_batch_size;
+  /// Reproduce OpenRLHF's float32 casts (compute_approx_kl, the clip_ratio metric, whitening and
+  /// the KL-in-reward path of <grpo/openrlhf.hpp>); false: the exact float64 formula.
+  bool emulate_float32 = true;
+};
+
+/// OpenRLHF aggregate_loss(token_level_loss, dp_size, batch_num_tokens, global_batch_size) as
+/// agg_options: token mode sum m l / N x dp (local: masked_mean, no floor); sample mode sum of
+/// row means sum m l / (n_i + 1e-8) over non-empty rows / G x dp (local: mean over non-empty rows).
+inline agg_options openrlhf_agg(bool token_level_loss, const openrlhf_args& a) {
+  GRPO_EXPECTS(std::isfinite(a.dp_size) && a.dp_size >= 1, bad_value,
+               "openrlhf_args.dp_size must be >= 1");
+  agg_options g;
+  if (token_level_loss) {
+    g.mode = agg_mode::token_mean;
+    if (a.batch_num_tokens) {
+      g.global_tokens = a.batch_num_tokens;
+      g.scale = a.dp_size;
+    }
+  } else {
+    g.mode = agg_mode::seq_mean_token_mean;
+    g.row_count_eps = 1e-8;
+    if (a.global_batch_size) {
+      g.global_seqs = a.global_batch_size;
+      g.scale = a.dp_size;
+    }
+  }
+  return g;
+}
+
+/// loss_options reproducing OpenRLHF's PolicyLoss.forward + aggregate_loss (+ the actor's KL loss
+/// and entropy term). ppo: r = exp(clamp(lp - lo, +-20)); gspo: r_i = exp(sum m (lp - base) /
+/// max(n_i, 1)), no clamp, per-sample aggregation, base = the sampler log-probs when IS correction
+/// is on (ratio_base_sampler; no IS weight); dual clip for A < 0. IS correction (ppo): tis =
+/// clamp(rho, lo, hi), icepop = rho 1[lo <= rho <= hi], seq-mask-tis = row filter on the geometric
+/// mean, unbounded rho (tis_options::seq_mask). KL: in the loss with use_loss (k1/k2/k3 clamped to
+/// +-10, token-level aggregation even for gspo, coefficient init_coef), otherwise off here and put
+/// into the reward by compute_openrlhf_advantages (<grpo/openrlhf.hpp>).
+/// @pre names as OpenRLHF's argparse choices, else [grpo.bad_option].
+/// @post compute_loss(from_openrlhf(a), ...) reproduces PolicyLoss's loss, per-token loss (valid
+///       tokens) and gradient to 1e-10 (tests/grpo/test_openrlhf_conformance.cpp).
+inline loss_options from_openrlhf(const openrlhf_args& a) {
   loss_options o;
-  o.policy.kind = policy_loss_kind::ppo_clip;
-  o.policy.log_ratio_min = -20.0;
-  o.policy.log_ratio_max = 20.0;
-  o.agg.mode = agg_mode::token_mean;
-  o.kl = openrlhf_kl_params(kl_estimator::k1);
+  auto& p = o.policy;
+  p.kind = policy_loss_kind::ppo_clip;
+  const auto lh = a.actor.eps_clip_low_high.value_or(
+      std::array<double, 2>{a.actor.eps_clip, a.actor.eps_clip});
+  p.eps_low = lh[0];
+  p.eps_high = lh[1];
+  if (a.actor.dual_clip) {
+    GRPO_EXPECTS(*a.actor.dual_clip > 1.0, bad_option,
+                 "openrlhf_args.actor.dual_clip must be > 1 (OpenRLHF asserts it)");
+    p.dual_clip_c = *a.actor.dual_clip;
+  }
+  const std::string& t = a.actor.policy_loss_type;
+  const auto& adv = a.algo.advantage;
+  bool token_level = a.actor.token_level_loss;
+  if (t == "ppo") {
+    p.log_ratio_min = -20.0;
+    p.log_ratio_max = 20.0;
+  } else if (t == "gspo") {
+    p.level = is_level::sequence;
+    token_level = false;  // GSPO forces the per-sample loss
+  } else {
+    GRPO_THROW(bad_option, "openrlhf_args.actor.policy_loss_type: unknown '" + t + "'");
+  }
+  const std::string& ct = adv.is_correction_type;
+  GRPO_EXPECTS(ct == "tis" || ct == "icepop" || ct == "seq-mask-tis", bad_option,
+               "openrlhf_args.algo.advantage.is_correction_type: unknown '" + ct + "'");
+  if (adv.is_correction_enable) {
+    if (t == "gspo") {
+      o.ratio_base_sampler = true;
+    } else {
+      o.tis.enabled = true;
+      o.tis.c_min = adv.is_correction_threshold[0];
+      o.tis.c_max = adv.is_correction_threshold[1];
+      o.tis.mode = ct == "icepop" ? ops::tis_mode::mask : ops::tis_mode::truncate;
+      o.tis.seq_mask = ct == "seq-mask-tis";
+    }
+  }
+  o.agg = openrlhf_agg(token_level, a);
+  o.kl = openrlhf_kl_params(kl_params_from_string(a.algo.kl.estimator, false).estimator);
+  GRPO_EXPECTS(a.algo.kl.estimator == "k1" || a.algo.kl.estimator == "k2" ||
+                   a.algo.kl.estimator == "k3",
+               bad_option, "openrlhf_args.algo.kl.estimator must be k1, k2 or k3");
+  if (a.algo.kl.use_loss) {
+    o.kl_coef = a.algo.kl.init_coef;
+    o.kl_agg = openrlhf_agg(true, a);
+  }
+  if (a.actor.entropy_coef) {
+    o.entropy_coef = *a.actor.entropy_coef;
+    o.entropy_agg = openrlhf_agg(true, a);
+  }
   return o;
+}
+
+/// OpenRLHF actor defaults (policy_loss_type "ppo"): eps 0.2, log ratio clamp +-20, no dual clip,
+/// token-level mean; KL goes into the reward by default (k1, init_coef 0.01: see
+/// compute_openrlhf_advantages), so the in-loss KL is off. Same as from_openrlhf(openrlhf_args{}).
+inline loss_options openrlhf_defaults() { return from_openrlhf(openrlhf_args{}); }
+
+/// The metrics PolicyLoss.forward returns.
+struct openrlhf_policy_metrics {
+  double clip_ratio = 0.0;  ///< masked_mean(surr2 < surr1) (float32 when emulated)
+  double ppo_kl = 0.0;      ///< masked_mean(lo - lp), the UNCLAMPED log ratio (ours: clamped)
+  std::optional<double> vllm_kl;  ///< masked_mean(ls - lo) (ppo with IS correction only)
+};
+
+/// OpenRLHF's metrics of one PolicyLoss.forward call on `in` (the batch given to compute_loss with
+/// from_openrlhf(a); sampler_logp = rollout_log_probs). surr1 = r A, surr2 = clamp(r, 1 - lo,
+/// 1 + hi) A with r the token ratio (ppo) or the row's sequence ratio (gspo), counted per valid
+/// token. With emulate_float32 clip_ratio is float(count) / float(N) as OpenRLHF's
+/// `torch.lt(...).float()` mean; N = 0 gives NaN, as OpenRLHF.
+/// @pre in.logp, old_logp, advantages, mask of equal [B, T] extents (sampler_logp with IS on).
+template <class T, class M>
+openrlhf_policy_metrics openrlhf_metrics(const openrlhf_args& a, const loss_batch<T, M>& in) {
+  const index_t B = in.logp.extent(0), Tn = in.logp.extent(1);
+  const std::array<index_t, 2> ext{B, Tn};
+  GRPO_EXPECTS(in.old_logp.data_handle() != nullptr, shape_mismatch, "old_logp: required");
+  expect_extents(in.old_logp, ext, "old_logp");
+  expect_extents(in.advantages, ext, "advantages");
+  expect_extents(in.mask, ext, "mask");
+  const bool is_on = a.algo.advantage.is_correction_enable;
+  if (is_on) {
+    GRPO_EXPECTS(in.sampler_logp.data_handle() != nullptr, shape_mismatch,
+                 "sampler_logp: required when is_correction_enable is set");
+    expect_extents(in.sampler_logp, ext, "sampler_logp");
+  }
+  const loss_options o = from_openrlhf(a);
+  const auto& P = o.policy;
+  const bool gspo = P.level != is_level::token;
+  double n = 0, clipped = 0, kl = 0, vkl = 0;
+  for (index_t i = 0; i < B; ++i) {
+    double seq_lr = 0.0;  // gspo: sum m (lp - base) / max(n_i, 1)
+    if (gspo) {
+      double s = 0, ni = 0;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double m = static_cast<double>(in.mask(i, t));
+        const double base = static_cast<double>(is_on ? in.sampler_logp(i, t) : in.old_logp(i, t));
+        s += m * (static_cast<double>(in.logp(i, t)) - base);
+        ni += m;
+      }
+      seq_lr = s / (ni < 1.0 ? 1.0 : ni);
+    }
+    for (index_t t = 0; t < Tn; ++t) {
+      const double m = static_cast<double>(in.mask(i, t));
+      if (m == 0.0) continue;
+      const double lp = static_cast<double>(in.logp(i, t)), lo = static_cast<double>(in.old_logp(i, t));
+      const double A = static_cast<double>(in.advantages(i, t));
+      const double r = ops::ratio_from_log(gspo ? seq_lr : lp - lo, P.log_ratio_min,
+                                           P.log_ratio_max);
+      const double s1 = r * A, s2 = ops::clamp_scalar(r, 1.0 - P.eps_low, 1.0 + P.eps_high) * A;
+      n += m;
+      clipped += s2 < s1 ? m : 0.0;
+      kl += m * (lo - lp);
+      if (is_on && !gspo) vkl += m * (static_cast<double>(in.sampler_logp(i, t)) - lo);
+    }
+  }
+  openrlhf_policy_metrics r;
+  r.clip_ratio = a.emulate_float32
+                     ? static_cast<double>(static_cast<float>(clipped) / static_cast<float>(n))
+                     : clipped / n;
+  r.ppo_kl = kl / n;
+  if (is_on && !gspo) r.vllm_kl = vkl / n;
+  return r;
 }
 
 /// Named presets: "trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo",
 /// "trl_luspo", "trl_vespo", "trl_gspo" (loss_type grpo + importance_sampling_level sequence),
 /// "trl_gmpo" (TRL experimental GMPO trainer; not covered by the peer conformance file),
-/// "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean", "openrlhf".
+/// "verl_vanilla", "verl_gspo", "verl_sapo", "verl_cispo", "verl_geo_mean", "openrlhf" (ppo),
+/// "openrlhf_gspo".
 /// TRL presets use each loss_type's documented defaults (ScaleRL's cap 5.0 for cispo, luspo at
 /// sequence level); throws [grpo.bad_option] for an unknown name.
 /// @pre none. @post the result passes validate(loss_options).
@@ -295,6 +523,11 @@ inline loss_options preset(std::string_view name) {
     return from_verl(a);
   }
   if (name == "openrlhf") return openrlhf_defaults();
+  if (name == "openrlhf_gspo") {
+    openrlhf_args a;
+    a.actor.policy_loss_type = "gspo";
+    return from_openrlhf(a);
+  }
   GRPO_THROW(bad_option, "preset: unknown name '" + std::string(name) + "'");
 }
 

@@ -46,6 +46,9 @@ struct loss_params {
   bool tis = false, tis_sequence = false;
   ops::tis_mode tis_mode = ops::tis_mode::truncate;
   double tis_c_min = 0, tis_c_max = 0, tis_log_clamp = 0;
+  /// OpenRLHF seq-mask-tis (tis_options::seq_mask): row filter on the geometric-mean weight, then
+  /// the unbounded token weight.
+  bool tis_seq_mask = false;
   // Aggregations: policy, KL (a copy of the policy's unless kl_agg is set), entropy.
   agg_params agg{}, kl_agg{}, ent_agg{};
   /// True when a coefficient depends on more than its own token and the row's mask (sequence
@@ -155,7 +158,15 @@ GRPO_HOST_DEVICE inline row_ctx finish_row(const loss_params& p, const row_sums&
   r.nc = s.n < 1.0 ? 1.0 : s.n;
   r.xbar = s.sx / r.nc;
   r.gap = s.sg / r.nc;
-  if (p.tis && p.tis_sequence) {
+  if (p.tis && p.tis_seq_mask) {
+    // OpenRLHF: seq_is = exp(masked_mean(lo - ls)); keep iff lo <= seq_is <= hi. The mean has no
+    // floor (an empty row gives NaN, which fails both comparisons: dropped). rho_seq holds the
+    // row's keep factor (1 / 0), multiplied into every token weight.
+    const double g = math::exp(s.sq / s.n);
+    const bool lo_ok = !(p.tis_c_min > 0) || g >= p.tis_c_min;
+    const bool hi_ok = !(p.tis_c_max > 0) || g <= p.tis_c_max;
+    r.rho_seq = (g == g && lo_ok && hi_ok) ? 1.0 : 0.0;
+  } else if (p.tis && p.tis_sequence) {
     double q = s.sq;
     if (p.tis_log_clamp > 0) q = ops::clamp_scalar(q, -p.tis_log_clamp, p.tis_log_clamp);
     r.rho_seq = ops::tis_weight(math::exp(q), p.tis_c_min, p.tis_c_max, p.tis_mode);
@@ -212,6 +223,17 @@ struct row_sums2_add {
   }
 };
 
+/// Detached rollout IS weight of a token (p.tis set, no precomputed weight): the row weight
+/// (sequence TIS), the bounded token weight, or OpenRLHF seq-mask-tis's row keep x exp(lo - ls).
+GRPO_HOST_DEVICE inline double tis_token_weight(const loss_params& p, const row_ctx& r,
+                                                const token_in& x) noexcept {
+  double q = x.lo - x.ls;
+  if (p.tis_seq_mask) return r.rho_seq * math::exp(q);
+  if (p.tis_sequence) return r.rho_seq;
+  if (p.tis_log_clamp > 0) q = ops::clamp_scalar(q, -p.tis_log_clamp, p.tis_log_clamp);
+  return ops::tis_weight(math::exp(q), p.tis_c_min, p.tis_c_max, p.tis_mode);
+}
+
 /// Contribution of one token to the second row pass (needs the finished row_ctx).
 GRPO_HOST_DEVICE inline row_sums2 token_row_sums2(const loss_params& p, const row_ctx& r,
                                                   const token_in& x) noexcept {
@@ -226,8 +248,8 @@ GRPO_HOST_DEVICE inline row_sums2 token_row_sums2(const loss_params& p, const ro
     s.sa = mf * x.A;
     double rho = x.has_isw ? x.isw : 1.0;
     if (p.tis)
-      rho = p.tis_sequence
-                ? r.rho_seq
+      rho = (p.tis_sequence || p.tis_seq_mask)
+                ? tis_token_weight(p, r, x)
                 : ops::tis_weight(math::exp(x.lo - x.ls), p.tis_c_min, p.tis_c_max, p.tis_mode);
     s.slw = mf * math::log(rho + 1e-10);  // verl: per-sequence geometric mean of IS weights
   }
@@ -357,10 +379,7 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
   if (x.has_isw) {
     rho = x.isw;
   } else if (p.tis) {
-    double q = x.lo - x.ls;
-    if (p.tis_log_clamp > 0) q = ops::clamp_scalar(q, -p.tis_log_clamp, p.tis_log_clamp);
-    rho = p.tis_sequence ? r.rho_seq
-                         : ops::tis_weight(math::exp(q), p.tis_c_min, p.tis_c_max, p.tis_mode);
+    rho = tis_token_weight(p, r, x);
   }
   o.rho = rho;
   double c = p.is_vespo() ? 1.0 : rho;  // VESPO folds rho into phi

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+// Conformance with OpenRLHF's own outputs (/work/shared/conformance/openrlhf_peer_cases.json,
+// OpenRLHF @ 3c3be62 run with torch 2.15 CPU in float64): PolicyLoss.forward through
+// from_openrlhf + compute_loss and openrlhf_metrics, aggregate_loss through openrlhf_agg,
+// compute_approx_kl and the actor's KL loss, and compute_advantages_and_returns. Every value and
+// metric at 1e-10; where OpenRLHF casts to float32 the default (emulated) path is compared with
+// `outputs` and the float64 option with `diag.float64_rerun`. One SUBCASE per case id.
+#include <grpo/aggregate.hpp>
+#include <grpo/loss.hpp>
+#include <grpo/openrlhf.hpp>
+#include <grpo/presets.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr double kTol = 1e-10;
+
+struct mat {
+  grpo::index_t rows = 0, cols = 0;
+  std::vector<double> v;
+  [[nodiscard]] grpo::strided_view<const double, 2> view() const {
+    return grpo::make_view(v.data(), {rows, cols});
+  }
+};
+
+mat to_mat(const json& j) {
+  mat m;
+  if (j.is_array() && !j.empty() && j[0].is_array()) {
+    m.rows = static_cast<grpo::index_t>(j.size());
+    m.cols = static_cast<grpo::index_t>(j[0].size());
+    for (const auto& row : j)
+      for (const auto& x : row) m.v.push_back(x.get<double>());
+  } else {
+    m.rows = static_cast<grpo::index_t>(j.size());
+    m.cols = 1;
+    for (const auto& x : j) m.v.push_back(x.get<double>());
+  }
+  return m;
+}
+
+const json& cases() {
+  static const json all = [] {
+    const std::string path = std::string(GRPO_SHARED_DIR) + "/conformance/openrlhf_peer_cases.json";
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f.good(), "conformance file not found: " << path
+                                                             << " (set GRPO_SHARED_DIR at configure)");
+    return json::parse(f);
+  }();
+  return all;
+}
+
+std::vector<const json*> cases_of(const std::string& fn) {
+  std::vector<const json*> out;
+  for (const auto& c : cases())
+    if (c["fn"].get<std::string>() == fn) out.push_back(&c);
+  return out;
+}
+
+void check_close(double got, double want, const std::string& what) {
+  const double err = std::fabs(got - want);
+  const double scale = std::fabs(want) > 1 ? std::fabs(want) : 1.0;
+  CHECK_MESSAGE(err <= kTol * scale, what << ": got " << got << " want " << want << " err " << err);
+}
+
+/// Max abs error over the positions where `where` (a mask, or null: all) is nonzero.
+void check_mat(const std::vector<double>& got, const mat& want, const std::string& what,
+               const mat* where = nullptr) {
+  REQUIRE(got.size() == want.v.size());
+  double worst = 0;
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < got.size(); ++k) {
+    if (where && where->v[k] == 0.0) continue;
+    const double e = std::fabs(got[k] - want.v[k]);
+    if (!(e <= worst)) {
+      worst = e;
+      at = k;
+    }
+  }
+  CHECK_MESSAGE(worst <= kTol, what << ": max abs error " << worst << " at flat index " << at
+                                    << " (got " << got[at] << ", want " << want.v[at] << ")");
+}
+
+std::optional<double> opt_num(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  return j[key].get<double>();
+}
+
+/// openrlhf_args from a case's options (PolicyLoss constructor + loss_batch_info names).
+grpo::openrlhf_args policy_args(const json& o) {
+  grpo::openrlhf_args a;
+  a.actor.policy_loss_type = o["policy_loss_type"].get<std::string>();
+  a.actor.eps_clip_low_high =
+      std::array<double, 2>{o["clip_eps_low"].get<double>(), o["clip_eps_high"].get<double>()};
+  a.actor.dual_clip = opt_num(o, "dual_clip");
+  a.actor.token_level_loss = o["token_level_loss"].get<bool>();
+  auto& ad = a.algo.advantage;
+  ad.is_correction_enable = o["enable_vllm_is_correction"].get<bool>();
+  if (!o["vllm_is_truncated_threshold"].is_null())
+    ad.is_correction_threshold = {o["vllm_is_truncated_threshold"][0].get<double>(),
+                                  o["vllm_is_truncated_threshold"][1].get<double>()};
+  ad.is_correction_type = o["vllm_is_correction_type"].get<std::string>();
+  a.dp_size = o["dp_size"].get<double>();
+  a.batch_num_tokens = opt_num(o, "batch_num_tokens");
+  a.global_batch_size = opt_num(o, "global_batch_size");
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("OpenRLHF PolicyLoss.forward: loss, per-token loss, gradient, metrics" *
+          doctest::test_suite("loss")) {
+  const auto cs = cases_of("PolicyLoss.forward");
+  REQUIRE(cs.size() == 24);
+  for (const json* cp : cs) {
+    const json& c = *cp;
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      grpo::openrlhf_args a = policy_args(c["options"]);
+      const auto opts = grpo::from_openrlhf(a);
+      const json& in = c["inputs"];
+      const mat lp = to_mat(in["log_probs"]), lo = to_mat(in["old_log_probs"]);
+      const mat A = to_mat(in["advantages"]), M = to_mat(in["action_mask"]);
+      mat ls;
+      if (in.contains("rollout_log_probs")) ls = to_mat(in["rollout_log_probs"]);
+      const bool gspo = a.actor.policy_loss_type == "gspo";
+      const std::vector<double> zeros(lp.v.size(), 0.0);
+      // Pass 0: the engine compute_loss picks (token fast path / sequence path / general);
+      // pass 1: an all-zero entropy input (coefficient 0) forces the general engine.
+      for (int pass = 0; pass < 2; ++pass) {
+        CAPTURE(pass);
+        grpo::loss_batch<double, double> b;
+        b.logp = lp.view();
+        b.old_logp = lo.view();
+        b.advantages = A.view();
+        b.mask = M.view();
+        if (!ls.v.empty()) b.sampler_logp = ls.view();
+        if (pass == 1) b.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        const auto r = grpo::compute_loss(opts, b);
+        const json& out = c["outputs"];
+        check_close(r.loss, out["loss"].get<double>(), "loss");
+        // OpenRLHF's GSPO ratio is multiplied by the mask, so its per-token loss at padding is
+        // -min(0, clip(0) A): compared on valid tokens only (it never reaches loss or gradient).
+        check_mat(r.per_token_loss, to_mat(out["per_token_loss"]), "per_token_loss",
+                  gspo ? &M : nullptr);
+        check_mat(r.grad_logp, to_mat(out["grad_log_probs"]), "grad_log_probs");
+      }
+      grpo::loss_batch<double, double> b;
+      b.logp = lp.view();
+      b.old_logp = lo.view();
+      b.advantages = A.view();
+      b.mask = M.view();
+      if (!ls.v.empty()) b.sampler_logp = ls.view();
+      const json& mt = c["outputs"]["metrics"];
+      const auto m = grpo::openrlhf_metrics(a, b);
+      check_close(m.clip_ratio, mt["clip_ratio"].get<double>(), "clip_ratio");
+      check_close(m.ppo_kl, mt["ppo_kl"].get<double>(), "ppo_kl");
+      CHECK(m.vllm_kl.has_value() == mt.contains("vllm_kl"));
+      if (mt.contains("vllm_kl") && m.vllm_kl)
+        check_close(*m.vllm_kl, mt["vllm_kl"].get<double>(), "vllm_kl");
+      // The float64 option gives the formula's value (OpenRLHF re-run with .float() -> float64).
+      const json& d = c["diag"];
+      if (d.contains("float64_rerun") && d["float64_rerun"].contains("metrics")) {
+        a.emulate_float32 = false;
+        const auto m64 = grpo::openrlhf_metrics(a, b);
+        check_close(m64.clip_ratio, d["float64_rerun"]["metrics"]["clip_ratio"].get<double>(),
+                    "clip_ratio (float64)");
+      }
+    }
+  }
+}
+
+TEST_CASE("OpenRLHF PolicyLoss options: OpenRLHF's unclamped ppo_kl differs from ours" *
+          doctest::test_suite("loss")) {
+  // Case 010 has log ratios of +-25 on valid tokens: OpenRLHF's ppo_kl averages the raw values,
+  // our approx_kl metric the clamped ones (+-20).
+  const json* c = nullptr;
+  for (const json* cp : cases_of("PolicyLoss.forward"))
+    if ((*cp)["id"] == "PolicyLoss.forward-010") c = cp;
+  REQUIRE(c != nullptr);
+  const grpo::openrlhf_args a = policy_args((*c)["options"]);
+  const json& in = (*c)["inputs"];
+  const mat lp = to_mat(in["log_probs"]), lo = to_mat(in["old_log_probs"]);
+  const mat A = to_mat(in["advantages"]), M = to_mat(in["action_mask"]);
+  grpo::loss_batch<double, double> b;
+  b.logp = lp.view();
+  b.old_logp = lo.view();
+  b.advantages = A.view();
+  b.mask = M.view();
+  const auto r = grpo::compute_loss(grpo::from_openrlhf(a), b);
+  const double want = (*c)["outputs"]["metrics"]["ppo_kl"].get<double>();
+  check_close(grpo::openrlhf_metrics(a, b).ppo_kl, want, "ppo_kl");
+  CHECK(std::fabs(r.metrics.approx_kl.mean() - want) > 1e-3);
+}
+
+TEST_CASE("OpenRLHF aggregate_loss" * doctest::test_suite("loss")) {
+  const auto cs = cases_of("aggregate_loss");
+  REQUIRE(cs.size() == 4);
+  for (const json* cp : cs) {
+    const json& c = *cp;
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      const json& o = c["options"];
+      grpo::openrlhf_args a;
+      a.dp_size = o["dp_size"].get<double>();
+      a.batch_num_tokens = opt_num(o, "batch_num_tokens");
+      a.global_batch_size = opt_num(o, "global_batch_size");
+      const auto ao = grpo::openrlhf_agg(o["token_level_loss"].get<bool>(), a);
+      const mat L = to_mat(c["inputs"]["loss_mat"]), M = to_mat(c["inputs"]["loss_mask"]);
+      std::vector<double> g(L.v.size());
+      const double loss =
+          grpo::aggregate(L.view(), M.view(), ao, grpo::make_view(g.data(), {L.rows, L.cols}));
+      check_close(loss, c["outputs"]["loss"].get<double>(), "loss");
+      check_mat(g, to_mat(c["outputs"]["grad_loss_mat"]), "grad_loss_mat");
+    }
+  }
+}
+
+TEST_CASE("OpenRLHF compute_approx_kl and the actor's KL loss (float32 and float64)" *
+          doctest::test_suite("loss")) {
+  const auto cs = cases_of("compute_approx_kl");
+  REQUIRE(cs.size() == 6);
+  for (const json* cp : cs) {
+    const json& c = *cp;
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      const json& o = c["options"];
+      const mat lp = to_mat(c["inputs"]["log_probs"]), lb = to_mat(c["inputs"]["log_probs_base"]);
+      const mat M = to_mat(c["inputs"]["action_mask"]);
+      grpo::openrlhf_args a;
+      a.algo.kl.estimator = o["kl_estimator"].get<std::string>();
+      a.batch_num_tokens = opt_num(o, "batch_num_tokens");
+      a.global_batch_size = opt_num(o, "global_batch_size");
+      const auto e = grpo::kl_params_from_string(a.algo.kl.estimator, false).estimator;
+      for (const bool f32 : {true, false}) {
+        CAPTURE(f32);
+        const json& out = f32 ? c["outputs"] : c["diag"]["float64_rerun"];
+        a.emulate_float32 = f32;
+        std::vector<double> kl(lp.v.size()), g(lp.v.size()), gl(lp.v.size());
+        grpo::openrlhf_approx_kl(e, lp.view(), lb.view(),
+                                 grpo::make_view(kl.data(), {lp.rows, lp.cols}),
+                                 grpo::make_view(g.data(), {lp.rows, lp.cols}), f32);
+        check_mat(kl, to_mat(out["kl"]), "kl");
+        // k1's gradient is 1 in both precisions, so the re-run does not list it.
+        check_mat(g,
+                  to_mat(out.contains("grad_log_probs_elementwise")
+                             ? out["grad_log_probs_elementwise"]
+                             : c["outputs"]["grad_log_probs_elementwise"]),
+                  "grad_log_probs_elementwise");
+        const double loss = grpo::openrlhf_kl_loss(a, lp.view(), lb.view(), M.view(),
+                                                   grpo::make_view(gl.data(), {lp.rows, lp.cols}));
+        check_close(loss, out["kl_loss"].get<double>(), "kl_loss");
+        check_mat(gl, to_mat(out["grad_kl_loss"]), "grad_kl_loss");
+      }
+    }
+  }
+}
+
+TEST_CASE("OpenRLHF compute_advantages_and_returns (float32 and float64)" *
+          doctest::test_suite("advantage")) {
+  const auto cs = cases_of("RemoteExperienceMaker.compute_advantages_and_returns");
+  REQUIRE(cs.size() == 17);
+  for (const json* cp : cs) {
+    const json& c = *cp;
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      const json& o = c["options"];
+      const json& in = c["inputs"];
+      grpo::openrlhf_args a;
+      a.algo.advantage.estimator = o["estimator"].get<std::string>();
+      a.rollout.n_samples_per_prompt = o["n_samples_per_prompt"].get<grpo::index_t>();
+      a.algo.advantage.gamma = o["gamma"].get<double>();
+      a.algo.advantage.lambd = o["lambd"].get<double>();
+      a.algo.advantage.no_std_norm = o["no_std_norm"].get<bool>();
+      a.reward.clip_range = std::array<double, 2>{o["reward_clip_range"][0].get<double>(),
+                                                  o["reward_clip_range"][1].get<double>()};
+      a.algo.kl.init_coef = o["kl_coef"].get<double>();
+      const bool has_kl = !o["kl_estimator"].is_null();
+      if (has_kl) a.algo.kl.estimator = o["kl_estimator"].get<std::string>();
+      const mat R = to_mat(in["rewards"]), M = to_mat(in["action_mask"]);
+      std::vector<std::int64_t> index;
+      for (const auto& x : in["index"]) index.push_back(x.get<std::int64_t>());
+      mat V, lp, lb;
+      if (in.contains("values")) V = to_mat(in["values"]);
+      if (has_kl) {
+        lp = to_mat(in["action_log_probs"]);
+        lb = to_mat(in["base_action_log_probs"]);
+      }
+      const bool has_rerun = c["diag"].contains("float64_rerun");
+      for (const bool f32 : {true, false}) {
+        CAPTURE(f32);
+        a.emulate_float32 = f32;
+        // The KL of the experience: OpenRLHF's compute_approx_kl (float32: the file's `kl` input).
+        std::vector<double> kl(M.v.size(), 0.0), dummy(M.v.size());
+        if (has_kl) {
+          grpo::openrlhf_approx_kl(grpo::kl_params_from_string(a.algo.kl.estimator, false).estimator,
+                                   lp.view(), lb.view(),
+                                   grpo::make_view(kl.data(), {M.rows, M.cols}),
+                                   grpo::strided_view<double, 2>{}, f32);
+          if (f32) check_mat(kl, to_mat(in["kl"]), "kl input");
+        }
+        std::vector<double> adv(M.v.size()), ret(M.v.size());
+        const auto st = grpo::compute_openrlhf_advantages(
+            a, grpo::make_view<const double>(R.v.data(), {R.rows}),
+            std::span<const std::int64_t>(index), M.view(),
+            has_kl ? grpo::make_view<const double>(kl.data(), {M.rows, M.cols})
+                   : grpo::strided_view<const double, 2>{},
+            V.v.empty() ? grpo::strided_view<const double, 2>{} : V.view(),
+            grpo::make_view(adv.data(), {M.rows, M.cols}),
+            grpo::make_view(ret.data(), {M.rows, M.cols}));
+        const json& want = (f32 || !has_rerun) ? c["outputs"] : c["diag"]["float64_rerun"];
+        const json& adv_want = want.contains("advantages") ? want["advantages"]
+                                                           : c["outputs"]["advantages"];
+        const json& ret_want = want.contains("returns") ? want["returns"] : c["outputs"]["returns"];
+        check_mat(adv, to_mat(adv_want), "advantages");
+        check_mat(ret, to_mat(ret_want), "returns");
+        const mat sd = to_mat(c["outputs"]["metrics"]["group_reward_std"]);
+        check_mat(st.group_reward_std, sd, "group_reward_std");
+      }
+    }
+  }
+}
+
+TEST_CASE("OpenRLHF options: names, rejections, presets" * doctest::test_suite("loss")) {
+  grpo::openrlhf_args a;
+  a.actor.policy_loss_type = "cispo";
+  CHECK_THROWS_WITH_AS(grpo::from_openrlhf(a), doctest::Contains("policy_loss_type"), grpo::error);
+  a = {};
+  a.actor.dual_clip = 1.0;
+  CHECK_THROWS_WITH_AS(grpo::from_openrlhf(a), doctest::Contains("dual_clip"), grpo::error);
+  a = {};
+  a.algo.advantage.is_correction_type = "seq-tis";
+  CHECK_THROWS_WITH_AS(grpo::from_openrlhf(a), doctest::Contains("is_correction_type"),
+                       grpo::error);
+  a = {};
+  a.algo.kl.estimator = "abs";
+  CHECK_THROWS_WITH_AS(grpo::from_openrlhf(a), doctest::Contains("kl.estimator"), grpo::error);
+  // Defaults: ppo, eps 0.2, clamp +-20, token mean, KL out of the loss.
+  const auto o = grpo::preset("openrlhf");
+  CHECK(o.policy.eps_low == 0.2);
+  CHECK(o.policy.log_ratio_max == 20.0);
+  CHECK(o.agg.mode == grpo::agg_mode::token_mean);
+  CHECK(o.kl_coef == 0.0);
+  const auto g = grpo::preset("openrlhf_gspo");
+  CHECK(g.policy.level == grpo::is_level::sequence);
+  CHECK(g.agg.mode == grpo::agg_mode::seq_mean_token_mean);
+  // KL as a loss: coefficient init_coef, token-level aggregation even for gspo.
+  a = {};
+  a.actor.policy_loss_type = "gspo";
+  a.algo.kl.use_loss = true;
+  a.algo.kl.estimator = "k3";
+  const auto k = grpo::from_openrlhf(a);
+  CHECK(k.kl_coef == 0.01);
+  REQUIRE(k.kl_agg.has_value());
+  CHECK(k.kl_agg->mode == grpo::agg_mode::token_mean);
+  CHECK(k.kl.outer_clamp == 10.0);
+  // Group estimators need n > 1; gae needs values.
+  a = {};
+  a.algo.advantage.estimator = "group_norm";
+  const std::vector<double> r{1, 0}, m{1, 1}, z(2);
+  std::vector<double> o1(2), o2(2);
+  auto call = [&] {
+    return grpo::compute_openrlhf_advantages(
+        a, grpo::make_view<const double>(r.data(), {2}), {}, grpo::make_view(m.data(), {2, 1}),
+        grpo::strided_view<const double, 2>{}, grpo::strided_view<const double, 2>{},
+        grpo::make_view(o1.data(), {2, 1}), grpo::make_view(o2.data(), {2, 1}));
+  };
+  CHECK_THROWS_WITH_AS(call(), doctest::Contains("n_samples_per_prompt"), grpo::error);
+  a.algo.advantage.estimator = "gae";
+  CHECK_THROWS_WITH_AS(call(), doctest::Contains("values"), grpo::error);
+  a.algo.advantage.estimator = "reinforce";
+  a.reward.clip_range = std::array<double, 2>{1.0, -1.0};
+  CHECK_THROWS_WITH_AS(call(), doctest::Contains("clip_range"), grpo::error);
+}
+
+TEST_CASE("seq-mask-tis: hand-computed row filter and unbounded token weight" *
+          doctest::test_suite("loss")) {
+  // Two rows, on-policy ratio 1 (lp = lo), A = 1, token-mean: l_t = -rho_t A, rho_t = exp(lo - ls).
+  // Row 0: lo - ls = (0.1, -0.1) -> geometric mean exp(0) = 1 in [0.5, 2]: kept, weights e^0.1,
+  // e^-0.1 (unbounded although e^0.1 > nothing binds here). Row 1: lo - ls = (1, 1) -> mean e^1 =
+  // 2.718 > 2: dropped (weight 0, still counted in the denominator).
+  const std::vector<double> lp{-1, -1, -1, -1}, A{1, 1, 1, 1}, m{1, 1, 1, 1};
+  const std::vector<double> ls{-1.1, -0.9, -2, -2};
+  grpo::openrlhf_args a;
+  a.algo.advantage.is_correction_enable = true;
+  a.algo.advantage.is_correction_threshold = {0.5, 2.0};
+  a.algo.advantage.is_correction_type = "seq-mask-tis";
+  grpo::loss_batch<double, double> b;
+  b.logp = grpo::make_view(lp.data(), {2, 2});
+  b.old_logp = b.logp;
+  b.advantages = grpo::make_view(A.data(), {2, 2});
+  b.mask = grpo::make_view(m.data(), {2, 2});
+  b.sampler_logp = grpo::make_view(ls.data(), {2, 2});
+  const auto r = grpo::compute_loss(grpo::from_openrlhf(a), b);
+  const double want = -(std::exp(0.1) + std::exp(-0.1)) / 4.0;
+  CHECK(r.loss == doctest::Approx(want).epsilon(1e-15));
+  CHECK(r.per_token_loss[2] == 0.0);
+  CHECK(r.grad_logp[0] == doctest::Approx(-std::exp(0.1) / 4.0).epsilon(1e-15));
+  CHECK(r.grad_logp[3] == 0.0);
+  // Narrowing the band to [0.5, 0.9] drops row 0 too.
+  a.algo.advantage.is_correction_threshold = {0.5, 0.9};
+  CHECK(grpo::compute_loss(grpo::from_openrlhf(a), b).loss == 0.0);
+}
