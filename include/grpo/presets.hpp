@@ -251,8 +251,9 @@ struct verl_policy_metrics {
 /// verl's metrics from our accumulators, exactly as verl computes them: masked_mean(x, mask) =
 /// sum(x m) / (sum(m) + 1e-8) (verl_F.masked_mean's epsilon, which our plain means omit), over
 /// the indicators verl logs for a.loss_mode: vanilla region / dual-clip (A < 0 and r > c);
-/// cispo the weight clip (lower 0); geo_mean high / low band exits; gspo region (lower 0); sapo
-/// no clipping (0 / 0). ppo_kl is the mean of the clamped lo - lp (our approx_kl).
+/// cispo the weight clip (lower: verl's constant 0); geo_mean high / low band exits; gspo region
+/// (lower: constant 0); sapo verl's constants 0 / 0. ppo_kl is the mean of the clamped lo - lp
+/// (our approx_kl). gpg logs no metrics in verl: all three are 0 here.
 /// @pre m comes from compute_loss(from_verl(a), ...) on one micro-batch (verl logs per call).
 inline verl_policy_metrics verl_metrics(const verl_args& a, const loss_metrics& m) {
   auto mm = [](const stat_accumulator& s) { return s.sum / (s.weight + 1e-8); };
@@ -264,9 +265,13 @@ inline verl_policy_metrics verl_metrics(const verl_args& a, const loss_metrics& 
   } else if (k == "geo_mean") {
     r.pg_clipfrac = mm(m.clip_high);
     r.pg_clipfrac_lower = mm(m.clip_low);
-  } else if (k == "gspo" || k == "sapo") {
+  } else if (k == "gspo") {
     r.pg_clipfrac = mm(m.clip_region);
-  } else if (k == "vanilla" || k == "gpg") {
+  } else if (k == "sapo") {
+    // verl: torch.tensor(0.0) for both (SAPO's gate does not clip)
+  } else if (k == "gpg") {
+    r.ppo_kl = 0.0;  // verl returns an empty metric dict
+  } else if (k == "vanilla") {
     r.pg_clipfrac = mm(m.clip_region);
     r.pg_clipfrac_lower = mm(m.clip_dual);
   } else {

@@ -15,6 +15,7 @@
 #include <grpo/ops/softmax.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -23,27 +24,50 @@
 
 namespace grpo {
 
+/// What happens to tokens TIED with the top-k / top-p boundary value (bf16 logits tie often, and
+/// the kept set decides the renormalised log-probs exactly where IS correction looks). Every
+/// policy is deterministic: ties are ordered by token id.
+///   ours:        top-k keeps every token equal to the k-th value (vLLM's `logits < tau` test);
+///                top-p keeps tied tokens lowest id first (the library's original rule).
+///   vllm_triton: vLLM's Triton top-k / top-p kernel (vllm/v1/sample/ops/topk_topp_triton.py,
+///                snapshot 65874cc; `apply_top_k_top_p` uses it on GPU when Triton is present and
+///                the batch has >= 8 rows): top-k keeps EXACTLY k tokens, the tokens equal to the
+///                k-th value kept lowest id first (its duplicate counter runs in vocabulary
+///                order); top-p keeps tied tokens lowest id first, the fewest that reach p.
+///   vllm_torch:  vLLM's PyTorch path (apply_top_k_top_p_pytorch in topk_topp_sampler.py,
+///                snapshot 3babc05; small batches and no-Triton builds): top-k keeps every tied
+///                token; top-p sorts ascending and drops from the smallest while the cumulative
+///                mass is <= 1 - p. torch's sort is not documented as stable; we define it as the
+///                stable ascending order (what CUDA's radix sort gives), so at a top-p tie the
+///                tokens are dropped LOWEST id first, i.e. kept highest id first.
+enum class sampler_tie_policy : unsigned char { ours, vllm_triton, vllm_torch };
+
 /// The sampler whose distribution the log-probabilities must match.
 ///
-/// vLLM (v1 sampler, `apply_top_k_top_p`) semantics, reproduced here:
+/// vLLM (v1 sampler: temperature, min-p logits processor, `apply_top_k_top_p`) semantics:
 ///   1. z = logits / T;
-///   2. top-k: tau = k-th largest z; every token with z < tau is removed. Tokens EQUAL to tau are
-///      all kept, so ties at the boundary can keep more than k tokens (vLLM's `logits_sort < tau`);
-///   3. top-p: on the top-k-renormalised probabilities sorted ascending, the tokens whose
-///   cumulative
-///      sum (from the smallest) is <= 1 - p are removed, the largest token always kept.
-///      Equivalently, in descending order a token is kept iff the mass strictly before it is < p
-///      (the token that crosses p is kept). Ties: torch's sort order among equal values is
-///      unspecified; we order equal logits by token id (the lower id counts as larger, i.e. is kept
-///      first). The cumulative mass is accumulated in double, so a token within ~1e-7 of the
-///      boundary may be decided differently from vLLM's float cumsum;
-///   4. p~ = softmax over the kept support S.
+///   2. min-p (vLLM MinPLogitsProcessor, after temperature, before top-k / top-p): a token is
+///      removed iff p_j < min_p * max_j p_j, i.e. z_j - z_max < log(min_p) (decided in double on
+///      the logit gap, where vLLM compares float32 probabilities: a token within float32 rounding
+///      of the threshold may be decided differently);
+///   3. top-k: tau = k-th largest remaining z; every token with z < tau is removed; tokens EQUAL to
+///      tau per the tie policy (all kept, or exactly k);
+///   4. top-p: on the renormalised remaining probabilities sorted descending (ties ordered per the
+///      tie policy), a token is kept iff the mass strictly before it is < p (the token that
+///      crosses p is kept; the most probable token always). The cumulative mass is accumulated in
+///      double, so a token within ~1e-7 of the boundary may be decided differently from vLLM's
+///      float cumsum;
+///   5. p~ = softmax over the kept support S.
 /// log p~(y) = z_y - logsumexp_{S} z, and -inf when y is not in S (the current policy puts no
 /// sampler mass on it; the ratio is then 0 and the row's gradient is 0).
+/// Not reproduced: the Triton kernel's duplicate test |a - b| < 1e-15 (it merges distinct float
+/// probabilities below ~1e-8 into one tie group; here ties are exact equality).
 struct sampler_options {
   float temperature = 1.0f;          ///< T > 0
   index_t top_k = 0;                 ///< 0 (or >= V): no top-k
   float top_p = 1.0f;                ///< in (0, 1]; 1: no top-p
+  float min_p = 0.0f;                ///< in [0, 1]; 0: no min-p
+  sampler_tie_policy ties = sampler_tie_policy::ours;  ///< tokens tied at a boundary
   std::int64_t ignore_index = -100;  ///< rows with this id are skipped (outputs 0, zero gradient)
   int num_threads = 0;               ///< OpenMP threads (0: default)
 };
@@ -54,6 +78,11 @@ inline void validate(const sampler_options& o) {
   GRPO_EXPECTS(o.top_k >= 0, bad_option, "sampler_options::top_k must be >= 0");
   GRPO_EXPECTS(o.top_p > 0.0f && o.top_p <= 1.0f, bad_option,
                "sampler_options::top_p must be in (0, 1], got " + std::to_string(o.top_p));
+  GRPO_EXPECTS(o.min_p >= 0.0f && o.min_p <= 1.0f, bad_option,
+               "sampler_options::min_p must be in [0, 1], got " + std::to_string(o.min_p));
+  GRPO_EXPECTS(o.ties == sampler_tie_policy::ours || o.ties == sampler_tie_policy::vllm_triton ||
+                   o.ties == sampler_tie_policy::vllm_torch,
+               bad_option, "sampler_options::ties: unknown policy");
 }
 
 /// Builds in `buf` (V floats) the row of raw logits with every token outside the sampler support
@@ -68,14 +97,41 @@ online_lse sampler_support_row(const T* row, index_t stride, index_t V, float be
   online_lse st = lp::row_stats(buf.data(), 1, V, beta, w, status);
   if (status != lp::row_status::ok) return st;
   const float ninf = -math::infinity<float>();
-  // 2. top-k on the raw logits (T > 0 preserves the order): tau = k-th largest.
+  // 2. min-p: remove z_j - z_max < log(min_p) (p_j < min_p p_max), z = beta x.
+  if (o.min_p > 0.0f) {
+    const double log_min_p = std::log(static_cast<double>(o.min_p));
+    bool removed = false;
+    for (index_t j = 0; j < V; ++j)
+      if (static_cast<double>(beta) * (static_cast<double>(buf[j]) - st.m) < log_min_p) {
+        buf[j] = ninf;
+        removed = true;
+      }
+    if (removed) st = lp::row_stats(buf.data(), 1, V, beta, w, status);
+  }
+  // 3. top-k on the raw logits (T > 0 preserves the order): tau = k-th largest.
   if (o.top_k > 0 && o.top_k < V) {
     tmp.assign(buf.begin(), buf.end());
     const auto kth = tmp.begin() + (o.top_k - 1);
     std::nth_element(tmp.begin(), kth, tmp.end(), std::greater<float>());
     const float tau = *kth;
-    for (index_t j = 0; j < V; ++j)
-      if (buf[j] < tau) buf[j] = ninf;
+    // vllm_triton keeps exactly k: all tokens above tau, then the first (k - above) tokens equal
+    // to tau in id order. The others keep every tied token.
+    index_t tied_left = V;
+    if (o.ties == sampler_tie_policy::vllm_triton) {
+      index_t above = 0;
+      for (index_t j = 0; j < V; ++j) above += buf[j] > tau ? 1 : 0;
+      tied_left = o.top_k - above;
+    }
+    for (index_t j = 0; j < V; ++j) {
+      if (buf[j] < tau) {
+        buf[j] = ninf;
+      } else if (buf[j] == tau && tau > ninf) {
+        if (tied_left > 0)
+          --tied_left;
+        else
+          buf[j] = ninf;
+      }
+    }
     st = lp::row_stats(buf.data(), 1, V, beta, w, status);
   }
   // 3. top-p on the top-k-renormalised distribution q_j = exp(beta (x_j - m) - log s).
@@ -105,15 +161,18 @@ online_lse sampler_support_row(const T* row, index_t stride, index_t V, float be
         break;
       }
     }
-    // Candidates (value, id) sorted descending by value, ties by ascending id.
+    // Candidates (value, id) sorted descending by value, ties by ascending id (ours,
+    // vllm_triton) or descending id (vllm_torch: the stable ascending sort read backwards).
+    const bool ids_down = o.ties == sampler_tie_policy::vllm_torch;
     std::vector<std::pair<float, index_t>> cand;
     for (index_t j = 0; j < V; ++j) {
       if (!(buf[j] > ninf)) continue;
       const float below = beta * (m - buf[j]) * 4.0f;
       if (last == nb || below < static_cast<float>(last + 1)) cand.emplace_back(buf[j], j);
     }
-    std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    std::sort(cand.begin(), cand.end(), [ids_down](const auto& a, const auto& b) {
+      return a.first > b.first ||
+             (a.first == b.first && (ids_down ? a.second > b.second : a.second < b.second));
     });
     double before = 0.0;
     std::size_t keep = 0;
@@ -125,7 +184,8 @@ online_lse sampler_support_row(const T* row, index_t stride, index_t V, float be
     const float x_last = cand[keep - 1].first;
     const index_t id_last = cand[keep - 1].second;
     for (index_t j = 0; j < V; ++j)
-      if (buf[j] < x_last || (buf[j] == x_last && j > id_last)) buf[j] = ninf;
+      if (buf[j] < x_last || (buf[j] == x_last && (ids_down ? j < id_last : j > id_last)))
+        buf[j] = ninf;
     st = lp::row_stats(buf.data(), 1, V, beta, w, status);
   }
   return st;
