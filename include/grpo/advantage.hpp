@@ -96,6 +96,8 @@ struct whiten_options {
   eps_placement place = eps_placement::inside_sqrt;  ///< OpenRLHF: floor_var (max(var, 1e-8))
   bool bessel = true;                                ///< verl true, OpenRLHF false
   double mean_eps = 1e-8;  ///< verl masked_mean divides by mask.sum() + 1e-8; OpenRLHF 0
+  /// x' = x - mu only (OpenRLHF --algo.advantage.no_std_norm: centring kept, no division).
+  bool center_only = false;
 };
 
 /// Every option of the estimators. Start from a named constructor to reproduce a peer exactly.
@@ -570,7 +572,7 @@ whiten_stats whiten_rows(std::vector<double>& a, const std::vector<double>& w,
   ss = all_reduce_sum(comm, ss);
   double var = ss / (n + wo.mean_eps);
   if (wo.bessel) var *= n / (n - 1.0);
-  const double scale = ops::z_scale(var, wo.eps, wo.place);
+  const double scale = wo.center_only ? 1.0 : ops::z_scale(var, wo.eps, wo.place);
   for (auto& x : a)
     if (!std::isnan(x)) x = ops::whiten(x, mu, scale);
   return whiten_stats{mu, var, n};

@@ -36,6 +36,7 @@
 #include <grpo/logprob.hpp>
 #include <grpo/loss.hpp>
 #include <grpo/metrics.hpp>
+#include <grpo/openrlhf.hpp>
 #include <grpo/policy_loss.hpp>
 #include <grpo/presets.hpp>
 #include <grpo/sampler.hpp>

@@ -405,3 +405,37 @@ TEST_CASE("seq-mask-tis: hand-computed row filter and unbounded token weight" *
   a.algo.advantage.is_correction_threshold = {0.5, 0.9};
   CHECK(grpo::compute_loss(grpo::from_openrlhf(a), b).loss == 0.0);
 }
+
+TEST_CASE("no_std_norm in the generic estimator: whiten_options::center_only" *
+          doctest::test_suite("advantage")) {
+  // OpenRLHF reinforce_baseline with no_std_norm (case 009, no KL, gamma 1): A_it = a_i - mu at the
+  // valid tokens, mu the token-weighted mean of a_i = R_i - mean_g. compute_advantages with
+  // openrlhf_reinforce_baseline() and center_only gives the per-sequence a_i - mu: compared with
+  // OpenRLHF's float64 re-run at the valid tokens.
+  const json* c = nullptr;
+  for (const json* cp : cases_of("RemoteExperienceMaker.compute_advantages_and_returns"))
+    if ((*cp)["id"] == "compute_advantages_and_returns-009") c = cp;
+  REQUIRE(c != nullptr);
+  REQUIRE((*c)["options"]["no_std_norm"].get<bool>());
+  const json& in = (*c)["inputs"];
+  const mat R = to_mat(in["rewards"]), M = to_mat(in["action_mask"]);
+  const auto n = (*c)["options"]["n_samples_per_prompt"].get<std::int64_t>();
+  std::vector<std::int64_t> gid;
+  for (const auto& x : in["index"]) gid.push_back(x.get<std::int64_t>() / n);
+  auto o = grpo::advantage_options::openrlhf_reinforce_baseline();
+  o.whiten.center_only = true;
+  std::vector<double> a(static_cast<std::size_t>(R.rows));
+  grpo::compute_advantages(std::span<const double>(R.v), grpo::group_spec::ids(gid), M.view(),
+                           std::span<double>(a), o);
+  std::vector<double> tok(M.v.size());
+  for (grpo::index_t i = 0; i < M.rows; ++i)
+    for (grpo::index_t t = 0; t < M.cols; ++t)
+      tok[static_cast<std::size_t>(i * M.cols + t)] = a[static_cast<std::size_t>(i)];
+  check_mat(tok, to_mat((*c)["diag"]["float64_rerun"]["advantages"]), "advantages", &M);
+  // Without center_only the same call divides by the biased std: different values.
+  o.whiten.center_only = false;
+  std::vector<double> b(a.size());
+  grpo::compute_advantages(std::span<const double>(R.v), grpo::group_spec::ids(gid), M.view(),
+                           std::span<double>(b), o);
+  CHECK(std::fabs(b[0] - a[0]) > 1e-3);
+}
