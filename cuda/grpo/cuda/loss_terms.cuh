@@ -81,6 +81,10 @@ inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
   } catch (const std::exception&) {
     return false;
   }
+  // OpenRLHF GSPO's sampler-based ratio is a host-side substitution of old_logp in
+  // compute_loss_into: the device kernels would read old_logp, so refuse it here (pass
+  // sampler_logp as old_logp instead).
+  if (o.ratio_base_sampler) return false;
   out = grpo::detail::make_loss_params(o);
   return true;
 }
