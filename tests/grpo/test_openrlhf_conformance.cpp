@@ -375,6 +375,30 @@ TEST_CASE("OpenRLHF options: names, rejections, presets" * doctest::test_suite("
   a.algo.advantage.estimator = "reinforce";
   a.reward.clip_range = std::array<double, 2>{1.0, -1.0};
   CHECK_THROWS_WITH_AS(call(), doctest::Contains("clip_range"), grpo::error);
+  // seq_mask is refused with VESPO; the sampler base excludes an IS weight and needs sampler_logp.
+  grpo::loss_options v;
+  v.policy.kind = grpo::policy_loss_kind::vespo;
+  v.tis.enabled = true;
+  v.tis.c_max = 2.0;
+  v.tis.seq_mask = true;
+  CHECK_THROWS_WITH_AS(grpo::validate(v), doctest::Contains("seq_mask"), grpo::error);
+  grpo::openrlhf_args gs;
+  gs.actor.policy_loss_type = "gspo";
+  gs.algo.advantage.is_correction_enable = true;
+  grpo::loss_options w = grpo::from_openrlhf(gs);
+  CHECK(w.ratio_base_sampler);
+  CHECK_FALSE(w.tis.enabled);
+  w.tis.enabled = true;
+  w.tis.c_max = 2.0;
+  CHECK_THROWS_WITH_AS(grpo::validate(w), doctest::Contains("ratio_base_sampler"), grpo::error);
+  const std::vector<double> lp1{-1, -1}, A1{1, 1}, m1{1, 1};
+  grpo::loss_batch<double, double> b1;
+  b1.logp = grpo::make_view(lp1.data(), {1, 2});
+  b1.old_logp = b1.logp;
+  b1.advantages = grpo::make_view(A1.data(), {1, 2});
+  b1.mask = grpo::make_view(m1.data(), {1, 2});
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(grpo::from_openrlhf(gs), b1),
+                       doctest::Contains("sampler_logp"), grpo::error);
 }
 
 TEST_CASE("seq-mask-tis: hand-computed row filter and unbounded token weight" *

@@ -272,3 +272,35 @@ TEST_CASE("sampler tie policies: tie-heavy rows against the rule of each policy"
   }
   CHECK(compared >= 150);
 }
+
+TEST_CASE("sampler tie policies: the backward pass uses the same support" *
+          doctest::test_suite("logprob")) {
+  // vllm_triton, top-k 2 on (2, 1, 1, 1, 0, -1): S = {0, 1}; with dL/dlogp = 1 and target 0 the
+  // gradient is delta_j0 - p~_j on S and 0 elsewhere (the tied ids 2, 3 dropped), T = 1.
+  std::vector<float> x = {2, 1, 1, 1, 0, -1};
+  std::vector<std::int64_t> id = {0};
+  std::vector<float> g1 = {1.0f}, gh = {0.0f}, grad(6);
+  for (const pol t : {pol::vllm_triton, pol::ours}) {
+    grpo::sampler_options o;
+    o.top_k = 2;
+    o.ties = t;
+    grpo::sampler_log_softmax_backward(grpo::make_view(x.data(), {1, 6}),
+                                       grpo::make_view(id.data(), {1}),
+                                       grpo::make_view(g1.data(), {1}),
+                                       grpo::make_view(gh.data(), {1}),
+                                       grpo::make_view(grad.data(), {1, 6}), o);
+    const double e2 = std::exp(2.0), e1 = std::exp(1.0);
+    const double s = t == pol::vllm_triton ? e2 + e1 : e2 + 3 * e1;
+    INFO("policy " << static_cast<int>(t));
+    CHECK(grad[0] == doctest::Approx(1.0 - e2 / s).epsilon(1e-6));
+    CHECK(grad[1] == doctest::Approx(-e1 / s).epsilon(1e-6));
+    if (t == pol::vllm_triton) {
+      CHECK(grad[2] == 0.0f);
+      CHECK(grad[3] == 0.0f);
+    } else {
+      CHECK(grad[2] == doctest::Approx(-e1 / s).epsilon(1e-6));
+    }
+    CHECK(grad[4] == 0.0f);
+    CHECK(grad[5] == 0.0f);
+  }
+}
