@@ -21,10 +21,12 @@
 ///     the advantages themselves stay in their own dtype ((a - mean) rstd in double unless the KL
 ///     path made them float32).
 /// torch's float32 sums are reproduced in the order of its CPU reduction kernel (ATen SumKernel
-/// cascade_sum, AVX2: 8-lane vectors, 4 accumulators, lanes added left to right), which is what
-/// the conformance file was produced with; single-chunk sums only (fewer than 32768 elements,
-/// torch's parallel grain). On GPU torch reduces in another order, so a CUDA run of OpenRLHF agrees
-/// with the emulation to float32 rounding of its sums (~1e-7 relative), not bit for bit.
+/// cascade_sum: 8-lane float vectors, 4 accumulators, lanes added left to right; the sum kernel is
+/// registered without an AVX-512 variant, so x86 CPUs with and without AVX-512 use this order), which
+/// is what the conformance file was produced with; single-chunk sums only (fewer than 32768
+/// elements, torch's parallel grain). On GPU torch reduces in another order, so a CUDA run of
+/// OpenRLHF agrees with the emulation to float32 rounding of its sums (~1e-7 relative), not bit
+/// for bit.
 #pragma once
 
 #include <grpo/advantage.hpp>

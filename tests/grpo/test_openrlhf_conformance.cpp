@@ -463,3 +463,25 @@ TEST_CASE("no_std_norm in the generic estimator: whiten_options::center_only" *
                            std::span<double>(b), o);
   CHECK(std::fabs(b[0] - a[0]) > 1e-3);
 }
+
+TEST_CASE("torch float32 sum order (the emulation's reduction)" * doctest::test_suite("loss")) {
+  // Integers sum exactly in any order: every element is read exactly once, for sizes on both sides
+  // of the scalar / vector switch (8), the ilp groups (32) and the cascade levels (16 rows of 32).
+  for (const std::size_t n : {0u, 1u, 3u, 4u, 7u, 8u, 9u, 31u, 32u, 33u, 127u, 511u, 512u, 513u,
+                              2053u, 16411u, 20000u}) {
+    std::vector<float> x(n);
+    double exact = 0;
+    for (std::size_t k = 0; k < n; ++k) exact += x[k] = static_cast<float>(static_cast<int>(k % 7) - 2);
+    CHECK(static_cast<double>(grpo::detail::torch_cpu_sum_f32(x.data(), n)) == exact);
+  }
+  // Hand-computed orders (2^24 + 1 rounds back to 2^24 in float).
+  const float big = 16777216.0f;
+  // n = 12: the 4 tail elements first (4), then the 8 lanes: 4 + 2^24 exact, each later + 1 lost.
+  std::vector<float> v(12, 1.0f);
+  v[0] = big;
+  CHECK(grpo::detail::torch_cpu_sum_f32(v.data(), v.size()) == big + 4.0f);
+  // n = 5 (scalar path): acc = (1, 1, 1, 1), the tail 2^24 into acc0 (1 lost), then + 1 three
+  // times, each lost: 2^24 (a left-to-right sum gives 2^24 + 4).
+  std::vector<float> s = {1, 1, 1, 1, big};
+  CHECK(grpo::detail::torch_cpu_sum_f32(s.data(), s.size()) == big);
+}
