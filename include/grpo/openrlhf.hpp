@@ -22,8 +22,8 @@
 ///     path made them float32).
 /// torch's float32 sums are reproduced in the order of its CPU reduction kernel (ATen SumKernel
 /// cascade_sum: 8-lane float vectors, 4 accumulators, lanes added left to right; the sum kernel is
-/// registered without an AVX-512 variant, so x86 CPUs with and without AVX-512 use this order), which
-/// is what the conformance file was produced with; single-chunk sums only (fewer than 32768
+/// registered without an AVX-512 variant, so x86 CPUs with and without AVX-512 use this order),
+/// which is what the conformance file was produced with; single-chunk sums only (fewer than 32768
 /// elements, torch's parallel grain). On GPU torch reduces in another order, so a CUDA run of
 /// OpenRLHF agrees with the emulation to float32 rounding of its sums (~1e-7 relative), not bit
 /// for bit.
@@ -36,6 +36,7 @@
 #include <grpo/kl.hpp>
 #include <grpo/presets.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -113,8 +114,7 @@ inline float mul32(float a, float b) noexcept {
 struct kl32_value_grad {
   double value = 0, grad = 0;
 };
-inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, double g,
-                                         bool f32) {
+inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, double g, bool f32) {
   kl32_value_grad o;
   if (!f32) {
     const auto v = ops::kl_value_grad(openrlhf_kl_params(e), lp, lb);
@@ -139,6 +139,52 @@ inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, d
   return {static_cast<double>(k), static_cast<double>(gx)};
 }
 
+/// Step 4 of compute_openrlhf_advantages, OpenRLHF's global whitening over the valid tokens:
+/// mu = sum m a / N, var = sum m (a - mu)^2 / N (biased), a <- (a - mu) rsqrt(max(var, 1e-8))
+/// (no_std_norm: a - mu), applied at every position, padding included. f32: OpenRLHF's `.float()`
+/// copy, so mu, var and rstd are float32 (torch's sum order, float divide, 1 / sqrt); the update
+/// itself runs in the advantages' own dtype (adv32: float32, else double with float mu, rstd).
+inline void openrlhf_whiten(std::vector<double>& adv, const std::vector<unsigned char>& valid,
+                            bool f32, bool adv32, bool no_std_norm, double& mean_out,
+                            double& rstd_out) {
+  double cnt = 0.0;
+  for (const unsigned char v : valid) cnt += v ? 1.0 : 0.0;
+  if (f32) {
+    std::vector<float> buf(adv.size());
+    for (std::size_t k = 0; k < adv.size(); ++k)
+      buf[k] = valid[k] ? static_cast<float>(adv[k]) : 0.0f;
+    const float mean = torch_cpu_sum_f32(buf.data(), buf.size()) / static_cast<float>(cnt);
+    float rstd = 1.0f;
+    if (!no_std_norm) {
+      for (std::size_t k = 0; k < adv.size(); ++k) {
+        const float c = static_cast<float>(adv[k]) - mean;
+        buf[k] = valid[k] ? mul32(c, c) : 0.0f;
+      }
+      const float var = torch_cpu_sum_f32(buf.data(), buf.size()) / static_cast<float>(cnt);
+      rstd = 1.0f / std::sqrt(std::max(var, static_cast<float>(1e-8)));
+    }
+    for (double& x : adv)
+      x = adv32 ? static_cast<double>((static_cast<float>(x) - mean) * rstd)
+                : (x - static_cast<double>(mean)) * static_cast<double>(rstd);
+    mean_out = mean;
+    rstd_out = rstd;
+    return;
+  }
+  double s = 0.0;
+  for (std::size_t k = 0; k < adv.size(); ++k) s += valid[k] ? adv[k] : 0.0;
+  const double mean = s / cnt;
+  double rstd = 1.0;
+  if (!no_std_norm) {
+    double v = 0.0;
+    for (std::size_t k = 0; k < adv.size(); ++k)
+      if (valid[k]) v += (adv[k] - mean) * (adv[k] - mean);
+    rstd = 1.0 / std::sqrt(std::max(v / cnt, 1e-8));
+  }
+  for (double& x : adv) x = (x - mean) * rstd;
+  mean_out = mean;
+  rstd_out = rstd;
+}
+
 }  // namespace detail
 
 /// OpenRLHF compute_approx_kl(log_probs, log_probs_base, kl_estimator): kl_it (unmasked, clamped
@@ -152,8 +198,8 @@ void openrlhf_approx_kl(kl_estimator e, strided_view<const T, 2> logp,
   expect_host(logp, "log_probs");
   expect_extents(base, logp.extents(), "log_probs_base");
   expect_extents(kl_out, logp.extents(), "kl (out)");
-  GRPO_EXPECTS(e == kl_estimator::k1 || e == kl_estimator::k2 || e == kl_estimator::k3,
-               bad_option, "openrlhf_approx_kl: estimator must be k1, k2 or k3");
+  GRPO_EXPECTS(e == kl_estimator::k1 || e == kl_estimator::k2 || e == kl_estimator::k3, bad_option,
+               "openrlhf_approx_kl: estimator must be k1, k2 or k3");
   const bool want_grad = grad_out.data_handle() != nullptr;
   if (want_grad) expect_extents(grad_out, logp.extents(), "grad (out)");
   for (index_t i = 0; i < logp.extent(0); ++i)
@@ -213,10 +259,10 @@ double openrlhf_kl_loss(const openrlhf_args& a, strided_view<const T, 2> logp,
     for (index_t t = 0; t < Tn; ++t) {
       const bool m = static_cast<double>(mask(i, t)) != 0.0;
       const double g = m ? g0 : 0.0;
-      grad_out(i, t) = static_cast<G>(
-          detail::openrlhf_kl_token(e, static_cast<double>(logp(i, t)),
-                                    static_cast<double>(base(i, t)), g, f32)
-              .grad);
+      grad_out(i, t) =
+          static_cast<G>(detail::openrlhf_kl_token(e, static_cast<double>(logp(i, t)),
+                                                   static_cast<double>(base(i, t)), g, f32)
+                             .grad);
     }
   return loss;
 }
@@ -282,13 +328,13 @@ openrlhf_advantage_stats compute_openrlhf_advantages(
                bad_option, "reward.clip_range: low must be < high (OpenRLHF asserts it)");
   const index_t n = a.rollout.n_samples_per_prompt;
   GRPO_EXPECTS(n >= 1, bad_value, "rollout.n_samples_per_prompt must be >= 1");
-  const bool group_est = est == "rloo" || est == "reinforce_baseline" || est == "group_norm" ||
-                         est == "dr_grpo";
+  const bool group_est =
+      est == "rloo" || est == "reinforce_baseline" || est == "group_norm" || est == "dr_grpo";
   GRPO_EXPECTS(!group_est || n > 1, bad_option,
                est + " requires rollout.n_samples_per_prompt > 1 (OpenRLHF asserts it)");
-  GRPO_EXPECTS(index.empty() || static_cast<index_t>(index.size()) == B, shape_mismatch,
-               "index: " + std::to_string(index.size()) + " ids for " + std::to_string(B) +
-                   " rows");
+  GRPO_EXPECTS(
+      index.empty() || static_cast<index_t>(index.size()) == B, shape_mismatch,
+      "index: " + std::to_string(index.size()) + " ids for " + std::to_string(B) + " rows");
   const bool f32 = a.emulate_float32;
   openrlhf_advantage_stats st;
 
@@ -297,8 +343,10 @@ openrlhf_advantage_stats compute_openrlhf_advantages(
   for (index_t k = 0; k < B; ++k) r[static_cast<std::size_t>(k)] = static_cast<double>(rewards(k));
   if (n > 1) {
     GRPO_EXPECTS(B % n == 0, shape_mismatch,
-                 "rewards: " + std::to_string(B) + " rows is not a multiple of "
-                 "n_samples_per_prompt " + std::to_string(n));
+                 "rewards: " + std::to_string(B) +
+                     " rows is not a multiple of "
+                     "n_samples_per_prompt " +
+                     std::to_string(n));
     std::vector<std::int64_t> gid(static_cast<std::size_t>(B));
     std::vector<unsigned char> seen(static_cast<std::size_t>(B), 0);
     for (index_t k = 0; k < B; ++k) {
@@ -321,10 +369,11 @@ openrlhf_advantage_stats compute_openrlhf_advantages(
   }
   // 2-3. Token rewards, returns / GAE per row (the float32 reward path when kl is given).
   const bool r32 = f32 && has_kl;
-  const double coef = (a.algo.kl.use_loss || !(a.algo.kl.init_coef > 0)) ? 0.0 : a.algo.kl.init_coef;
+  const double coef =
+      (a.algo.kl.use_loss || !(a.algo.kl.init_coef > 0)) ? 0.0 : a.algo.kl.init_coef;
   const double gamma = group_est ? 1.0 : ad.gamma;
-  std::vector<double> adv(static_cast<std::size_t>(B * Tn)), ret(adv.size()), rt(
-                                                                      static_cast<std::size_t>(Tn));
+  std::vector<double> adv(static_cast<std::size_t>(B * Tn)), ret(adv.size()),
+      rt(static_cast<std::size_t>(Tn));
   auto mk = [&](index_t i, index_t t) { return static_cast<double>(mask(i, t)) != 0.0; };
   for (index_t i = 0; i < B; ++i) {
     double Ri = r[static_cast<std::size_t>(i)];
@@ -353,7 +402,8 @@ openrlhf_advantage_stats compute_openrlhf_advantages(
       double lastgaelam = 0.0;
       for (index_t t = Tn; t-- > 0;) {
         const double vt = mk(i, t) ? static_cast<double>(values(i, t)) : 0.0;
-        const double vn = (t + 1 < Tn && mk(i, t + 1)) ? static_cast<double>(values(i, t + 1)) : 0.0;
+        const double vn =
+            (t + 1 < Tn && mk(i, t + 1)) ? static_cast<double>(values(i, t + 1)) : 0.0;
         const double delta = rt[static_cast<std::size_t>(t)] + ad.gamma * vn - vt;
         lastgaelam = delta + ad.gamma * ad.lambd * lastgaelam;
         ai[t] = lastgaelam;
@@ -371,50 +421,12 @@ openrlhf_advantage_stats compute_openrlhf_advantages(
   // 4. Global token whitening.
   st.whitened = gae || est == "reinforce" || est == "reinforce_baseline";
   if (st.whitened) {
-    const bool adv32 = r32 && !gae;  // the advantages tensor itself is float32
-    double cnt = 0.0;
-    for (index_t i = 0; i < B; ++i)
-      for (index_t t = 0; t < Tn; ++t) cnt += mk(i, t) ? 1.0 : 0.0;
-    if (f32) {
-      std::vector<float> buf(adv.size());
-      for (std::size_t k = 0; k < adv.size(); ++k)
-        buf[k] = mk(static_cast<index_t>(k) / Tn, static_cast<index_t>(k) % Tn)
-                     ? static_cast<float>(adv[k])
-                     : 0.0f;
-      const float mean = detail::torch_cpu_sum_f32(buf.data(), buf.size()) / static_cast<float>(cnt);
-      float rstd = 1.0f;
-      if (!ad.no_std_norm) {
-        for (std::size_t k = 0; k < adv.size(); ++k) {
-          const float c = static_cast<float>(adv[k]) - mean;
-          buf[k] = mk(static_cast<index_t>(k) / Tn, static_cast<index_t>(k) % Tn)
-                       ? detail::mul32(c, c)
-                       : 0.0f;
-        }
-        const float var = detail::torch_cpu_sum_f32(buf.data(), buf.size()) / static_cast<float>(cnt);
-        rstd = 1.0f / std::sqrt(std::max(var, static_cast<float>(1e-8)));
-      }
-      for (double& x : adv)
-        x = adv32 ? static_cast<double>((static_cast<float>(x) - mean) * rstd)
-                  : (x - static_cast<double>(mean)) * static_cast<double>(rstd);
-      st.whiten_mean = mean;
-      st.whiten_rstd = rstd;
-    } else {
-      double s = 0.0;
-      for (std::size_t k = 0; k < adv.size(); ++k)
-        s += mk(static_cast<index_t>(k) / Tn, static_cast<index_t>(k) % Tn) ? adv[k] : 0.0;
-      const double mean = s / cnt;
-      double rstd = 1.0;
-      if (!ad.no_std_norm) {
-        double v = 0.0;
-        for (std::size_t k = 0; k < adv.size(); ++k)
-          if (mk(static_cast<index_t>(k) / Tn, static_cast<index_t>(k) % Tn))
-            v += (adv[k] - mean) * (adv[k] - mean);
-        rstd = 1.0 / std::sqrt(std::max(v / cnt, 1e-8));
-      }
-      for (double& x : adv) x = (x - mean) * rstd;
-      st.whiten_mean = mean;
-      st.whiten_rstd = rstd;
-    }
+    std::vector<unsigned char> valid(adv.size());
+    for (std::size_t k = 0; k < adv.size(); ++k)
+      valid[k] = mk(static_cast<index_t>(k) / Tn, static_cast<index_t>(k) % Tn) ? 1 : 0;
+    // The advantages tensor is itself float32 on the KL path without GAE (returns.clone()).
+    detail::openrlhf_whiten(adv, valid, f32, r32 && !gae, ad.no_std_norm, st.whiten_mean,
+                            st.whiten_rstd);
   }
   for (index_t i = 0; i < B; ++i)
     for (index_t t = 0; t < Tn; ++t) {

@@ -465,7 +465,8 @@ openrlhf_policy_metrics openrlhf_metrics(const openrlhf_args& a, const loss_batc
     for (index_t t = 0; t < Tn; ++t) {
       const double m = static_cast<double>(in.mask(i, t));
       if (m == 0.0) continue;
-      const double lp = static_cast<double>(in.logp(i, t)), lo = static_cast<double>(in.old_logp(i, t));
+      const double lp = static_cast<double>(in.logp(i, t));
+      const double lo = static_cast<double>(in.old_logp(i, t));
       const double A = static_cast<double>(in.advantages(i, t));
       const double r = ops::ratio_from_log(gspo ? seq_lr : lp - lo, P.log_ratio_min,
                                            P.log_ratio_max);

@@ -51,8 +51,8 @@ const json& cases() {
   static const json all = [] {
     const std::string path = std::string(GRPO_SHARED_DIR) + "/conformance/openrlhf_peer_cases.json";
     std::ifstream f(path);
-    REQUIRE_MESSAGE(f.good(), "conformance file not found: " << path
-                                                             << " (set GRPO_SHARED_DIR at configure)");
+    REQUIRE_MESSAGE(
+        f.good(), "conformance file not found: " << path << " (set GRPO_SHARED_DIR at configure)");
     return json::parse(f);
   }();
   return all;
@@ -297,10 +297,10 @@ TEST_CASE("OpenRLHF compute_advantages_and_returns (float32 and float64)" *
         // The KL of the experience: OpenRLHF's compute_approx_kl (float32: the file's `kl` input).
         std::vector<double> kl(M.v.size(), 0.0), dummy(M.v.size());
         if (has_kl) {
-          grpo::openrlhf_approx_kl(grpo::kl_params_from_string(a.algo.kl.estimator, false).estimator,
-                                   lp.view(), lb.view(),
-                                   grpo::make_view(kl.data(), {M.rows, M.cols}),
-                                   grpo::strided_view<double, 2>{}, f32);
+          grpo::openrlhf_approx_kl(
+              grpo::kl_params_from_string(a.algo.kl.estimator, false).estimator, lp.view(),
+              lb.view(), grpo::make_view(kl.data(), {M.rows, M.cols}),
+              grpo::strided_view<double, 2>{}, f32);
           if (f32) check_mat(kl, to_mat(in["kl"]), "kl input");
         }
         std::vector<double> adv(M.v.size()), ret(M.v.size());
@@ -313,8 +313,8 @@ TEST_CASE("OpenRLHF compute_advantages_and_returns (float32 and float64)" *
             grpo::make_view(adv.data(), {M.rows, M.cols}),
             grpo::make_view(ret.data(), {M.rows, M.cols}));
         const json& want = (f32 || !has_rerun) ? c["outputs"] : c["diag"]["float64_rerun"];
-        const json& adv_want = want.contains("advantages") ? want["advantages"]
-                                                           : c["outputs"]["advantages"];
+        const json& adv_want =
+            want.contains("advantages") ? want["advantages"] : c["outputs"]["advantages"];
         const json& ret_want = want.contains("returns") ? want["returns"] : c["outputs"]["returns"];
         check_mat(adv, to_mat(adv_want), "advantages");
         check_mat(ret, to_mat(ret_want), "returns");
@@ -467,11 +467,12 @@ TEST_CASE("no_std_norm in the generic estimator: whiten_options::center_only" *
 TEST_CASE("torch float32 sum order (the emulation's reduction)" * doctest::test_suite("loss")) {
   // Integers sum exactly in any order: every element is read exactly once, for sizes on both sides
   // of the scalar / vector switch (8), the ilp groups (32) and the cascade levels (16 rows of 32).
-  for (const std::size_t n : {0u, 1u, 3u, 4u, 7u, 8u, 9u, 31u, 32u, 33u, 127u, 511u, 512u, 513u,
-                              2053u, 16411u, 20000u}) {
+  for (const std::size_t n :
+       {0u, 1u, 3u, 4u, 7u, 8u, 9u, 31u, 32u, 33u, 127u, 511u, 512u, 513u, 2053u, 16411u, 20000u}) {
     std::vector<float> x(n);
     double exact = 0;
-    for (std::size_t k = 0; k < n; ++k) exact += x[k] = static_cast<float>(static_cast<int>(k % 7) - 2);
+    for (std::size_t k = 0; k < n; ++k)
+      exact += x[k] = static_cast<float>(static_cast<int>(k % 7) - 2);
     CHECK(static_cast<double>(grpo::detail::torch_cpu_sum_f32(x.data(), n)) == exact);
   }
   // Hand-computed orders (2^24 + 1 rounds back to 2^24 in float).

@@ -142,7 +142,14 @@ TEST_CASE("sampler tie policies: hand-computed table" * doctest::test_suite("log
       {"topp tie", {l4, l2, l2, 0, 0}, 1, 0, 0.5f, 0, {0, 1}, {0, 1}, {0, 2}},
       // same q, top-p .85: 0, 1, 2 kept (0 / .4 / .6 before), tie .1: first has .8 (kept),
       // second .9 (dropped).
-      {"topp tie low tier", {l4, l2, l2, 0, 0}, 1, 0, 0.85f, 0, {0, 1, 2, 3}, {0, 1, 2, 3},
+      {"topp tie low tier",
+       {l4, l2, l2, 0, 0},
+       1,
+       0,
+       0.85f,
+       0,
+       {0, 1, 2, 3},
+       {0, 1, 2, 3},
        {0, 1, 2, 4}},
       // top-k 3 then top-p .7 on masses 4, 2, 2, 2, 1. ours: top-k keeps {0..3} (.4, .2 x 3):
       // 0 / .4 / .6 before -> {0, 1, 2}; torch: top-k {0..3}, ties highest id first -> {0, 3, 2};
@@ -157,7 +164,14 @@ TEST_CASE("sampler tie policies: hand-computed table" * doctest::test_suite("log
       {"min-p then top-p", {l5, l4, 0}, 1, 0, 0.55f, 0.25f, {0}, {0}, {0}},
       // min-p then top-k on ties: x = (0, -.5, -.5, -3, -3): min-p .1 removes the -3s (e^-3 =
       // .05); top-k 2 on the rest: tau = -.5 tied by 1, 2; triton keeps id 1 only.
-      {"min-p then top-k tie", {0, -0.5f, -0.5f, -3, -3}, 1, 2, 1, 0.1f, {0, 1, 2}, {0, 1},
+      {"min-p then top-k tie",
+       {0, -0.5f, -0.5f, -3, -3},
+       1,
+       2,
+       1,
+       0.1f,
+       {0, 1, 2},
+       {0, 1},
        {0, 1, 2}},
   };
   for (const row& r : table) {
@@ -232,10 +246,10 @@ TEST_CASE("sampler min-p: against a naive double reference" * doctest::test_suit
     std::vector<float> x = {0, 1};
     std::vector<std::int64_t> id = {0};
     std::vector<float> lp(1);
-    CHECK_THROWS_WITH_AS(
-        grpo::sampler_log_softmax(grpo::make_view(x.data(), {1, 2}), grpo::make_view(id.data(), {1}),
-                                  grpo::make_view(lp.data(), {1}), {}, {}, o),
-        doctest::Contains("min_p"), grpo::error);
+    CHECK_THROWS_WITH_AS(grpo::sampler_log_softmax(grpo::make_view(x.data(), {1, 2}),
+                                                   grpo::make_view(id.data(), {1}),
+                                                   grpo::make_view(lp.data(), {1}), {}, {}, o),
+                         doctest::Contains("min_p"), grpo::error);
   }
 }
 
@@ -284,11 +298,10 @@ TEST_CASE("sampler tie policies: the backward pass uses the same support" *
     grpo::sampler_options o;
     o.top_k = 2;
     o.ties = t;
-    grpo::sampler_log_softmax_backward(grpo::make_view(x.data(), {1, 6}),
-                                       grpo::make_view(id.data(), {1}),
-                                       grpo::make_view(g1.data(), {1}),
-                                       grpo::make_view(gh.data(), {1}),
-                                       grpo::make_view(grad.data(), {1, 6}), o);
+    grpo::sampler_log_softmax_backward(
+        grpo::make_view(x.data(), {1, 6}), grpo::make_view(id.data(), {1}),
+        grpo::make_view(g1.data(), {1}), grpo::make_view(gh.data(), {1}),
+        grpo::make_view(grad.data(), {1, 6}), o);
     const double e2 = std::exp(2.0), e1 = std::exp(1.0);
     const double s = t == pol::vllm_triton ? e2 + e1 : e2 + 3 * e1;
     INFO("policy " << static_cast<int>(t));
