@@ -13,6 +13,10 @@
 #include <string_view>
 #include <vector>
 
+/// Version of the namespace sandbox (rewards/sandbox/): 1 = fresh namespaces, read-only root,
+/// private tmpfs, seccomp (tests use it to tell this sandbox from the earlier fork + rlimit one).
+#define GRPO_REWARDS_SANDBOX 1
+
 namespace grpo::rewards {
 
 /// Whitespace policy when comparing the program's stdout with the expected output.
@@ -167,8 +171,13 @@ inline void validate_options(const code_exec_options& o) {
   for (const auto* list : {&o.ro_binds, &o.extra_ro_binds})
     for (const auto& p : *list)
       GRPO_EXPECTS(!p.empty() && p[0] == '/' && p.find("/../") == std::string::npos &&
-                       p.find('\0') == std::string::npos && p != "/",
-                   bad_option, "code_exec_options: bind '" + p + "' must be an absolute path");
+                       p.find('\0') == std::string::npos && p != "/" && p.rfind("/tmp", 0) != 0 &&
+                       p.rfind("/proc", 0) != 0 && p.rfind("/dev", 0) != 0 &&
+                       p.rfind("/src", 0) != 0,
+                   bad_option,
+                   "code_exec_options: bind '" + p +
+                       "' must be an absolute path outside /tmp, /proc, /dev and /src (the "
+                       "sandbox's own directories)");
 }
 }  // namespace detail
 
