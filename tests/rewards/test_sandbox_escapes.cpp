@@ -192,10 +192,13 @@ std::string daemon_py(const char* detach, int secs) {
 }
 
 constexpr bool modes[] = {false, true};  // root scorer, unprivileged scorer
+// The suite switches to test uids and creates a setuid-root binary: it needs root, and reports
+// itself as skipped otherwise.
+const auto root_only = doctest::skip(::geteuid() != 0);
 }  // namespace
 
 TEST_CASE("sandbox escape: an inotify daemon cannot redirect the next completions' files" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(1, unpriv);
@@ -268,7 +271,7 @@ TEST_CASE("sandbox escape: an inotify daemon cannot redirect the next completion
 }
 
 TEST_CASE("sandbox escape: setsid and setpgid daemons die with the run" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(2, unpriv);
@@ -287,7 +290,7 @@ TEST_CASE("sandbox escape: setsid and setpgid daemons die with the run" *
 }
 
 TEST_CASE("sandbox escape: kill(getppid()) and kill(-1) cannot reach the scorer" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(3, unpriv);
@@ -311,7 +314,7 @@ TEST_CASE("sandbox escape: kill(getppid()) and kill(-1) cannot reach the scorer"
 }
 
 TEST_CASE("sandbox escape: host Unix sockets (filesystem and abstract) are unreachable" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(4, unpriv);
@@ -359,7 +362,7 @@ TEST_CASE("sandbox escape: host Unix sockets (filesystem and abstract) are unrea
 
 TEST_CASE("sandbox escape: writes to /tmp, /var/tmp, /dev/shm and the caller's files stay "
           "inside; the disk quota is total" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(5, unpriv);
@@ -412,7 +415,7 @@ TEST_CASE("sandbox escape: writes to /tmp, /var/tmp, /dev/shm and the caller's f
 }
 
 TEST_CASE("sandbox escape: host files are not readable, not even through #include" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(6, unpriv);
@@ -432,6 +435,11 @@ TEST_CASE("sandbox escape: host files are not readable, not even through #includ
       const auto c = run_tests("#include \"" + secret + "\"\nint main() {}\n", code_language::cpp,
                                sum_tests, o);
       r["log"] = c.compile_log;
+      // init is a copy of the scorer: its /proc/1/cmdline would show the scorer's command line.
+      r["init"] = run_py(
+          "try: print(open('/proc/1/cmdline', 'rb').read().replace(b'\\0', b'').decode() or "
+          "'empty')\nexcept OSError: print('hidden')\n",
+          o);
       r["verdict"] = std::to_string(static_cast<int>(c.verdicts[0]));
       return r;
     });
@@ -440,12 +448,14 @@ TEST_CASE("sandbox escape: host files are not readable, not even through #includ
     CHECK(out.r["log"].find(token) == std::string::npos);
     CHECK(out.r["log"].find("No such file") != std::string::npos);
     CHECK(out.r["verdict"] == std::to_string(static_cast<int>(test_verdict::compile_error)));
+    // hidepid=2 hides what the program may not ptrace-read: init holds capabilities it lacks
+    CHECK(out.r["init"] == "hidden|");
     CHECK(processes_left(uid) == 0);
   }
 }
 
 TEST_CASE("sandbox escape: a fork bomb of setsid children is bounded and leaves nothing" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(7, unpriv);
@@ -478,7 +488,7 @@ TEST_CASE("sandbox escape: a fork bomb of setsid children is bounded and leaves 
 }
 
 TEST_CASE("sandbox escape: 1 GB of output is cut at the cap without buffering it" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(8, unpriv);
@@ -509,7 +519,7 @@ TEST_CASE("sandbox escape: 1 GB of output is cut at the cap without buffering it
   }
 }
 
-TEST_CASE("sandbox escape: raising rlimits fails" * doctest::test_suite("rewards")) {
+TEST_CASE("sandbox escape: raising rlimits fails" * doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(9, unpriv);
@@ -535,7 +545,7 @@ TEST_CASE("sandbox escape: raising rlimits fails" * doctest::test_suite("rewards
 }
 
 TEST_CASE("sandbox escape: a setuid-root binary does not raise privileges" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   REQUIRE(::geteuid() == 0);  // creating a setuid-root binary needs root
   host_dir dir("/var/tmp");   // bound read-only into the sandbox (not under its own /tmp)
   const std::string suid = dir / "pysuid";
@@ -566,7 +576,7 @@ TEST_CASE("sandbox escape: a setuid-root binary does not raise privileges" *
 }
 
 TEST_CASE("sandbox escape: ptrace, mount and new namespaces are refused" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   for (const bool unpriv : modes) {
     CAPTURE(unpriv);
     const unsigned uid = test_uid(11, unpriv);
@@ -593,7 +603,7 @@ TEST_CASE("sandbox escape: ptrace, mount and new namespaces are refused" *
 }
 
 TEST_CASE("sandbox: correct and wrong programs still score right as an unprivileged scorer" *
-          doctest::test_suite("rewards")) {
+          doctest::test_suite("rewards") * root_only) {
   const unsigned uid = test_uid(12, true);
   auto out = as_caller(true, uid, [&] {
     report r;

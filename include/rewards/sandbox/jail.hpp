@@ -412,6 +412,35 @@ inline bool write_jail_file(const jail_op& o) {
   child_fail(3, 'x');
 }
 
+/// Zeroes this process's copy of the scorer's argv and environment strings (fields 48-51 of
+/// /proc/self/stat): /proc/1/cmdline of the run must not show the scorer's command line. Defence
+/// in depth: /proc is mounted with hidepid=2, which already hides init from the program.
+inline void wipe_scorer_args() {
+  char buf[4096];
+  const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return;
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // comm may contain spaces and parentheses
+  if (p == nullptr) return;
+  unsigned long v[52] = {};
+  int field = 2;
+  for (++p; *p != 0 && field < 51;) {
+    while (*p == ' ') ++p;
+    ++field;
+    unsigned long x = 0;
+    for (; *p >= '0' && *p <= '9'; ++p) x = x * 10 + static_cast<unsigned long>(*p - '0');
+    while (*p != 0 && *p != ' ') ++p;
+    v[field] = x;
+  }
+  if (field < 51) return;
+  for (int f : {48, 50})
+    if (v[f] != 0 && v[f + 1] > v[f] && v[f + 1] - v[f] < (1UL << 26))
+      std::memset(reinterpret_cast<void*>(v[f]), 0, v[f + 1] - v[f]);
+}
+
 /// init (PID 1 of the run): builds the root, starts the program, reaps, reports, exits.
 [[noreturn]] inline void jail_init(jail_ctx& c) {
   close_fd(c.go_w);
@@ -422,6 +451,7 @@ inline bool write_jail_file(const jail_op& o) {
   dfl.sa_handler = SIG_DFL;
   for (int s : {SIGPIPE, SIGXCPU, SIGXFSZ, SIGINT, SIGTERM, SIGCHLD, SIGHUP})
     ::sigaction(s, &dfl, nullptr);
+  wipe_scorer_args();
   // Dumpable, so that a scorer that changed its uid (non-dumpable) can still write our id maps.
   ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
   status_msg ready;
@@ -461,7 +491,10 @@ inline bool write_jail_file(const jail_op& o) {
       case jail_op::proc:
         // Optional: a container that masks parts of its /proc forbids a fresh proc mount; the
         // sandbox is not weaker without /proc (programs see less).
-        ::mount("proc", o.a.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        // hidepid=2: processes the program may not ptrace-read (init) are invisible.
+        if (::mount("proc", o.a.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") !=
+            0)
+          ::mount("proc", o.a.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
         break;
       case jail_op::tmpfs:
         if (::mount("tmpfs", o.a.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, o.b.c_str()) != 0)

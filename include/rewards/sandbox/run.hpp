@@ -258,7 +258,8 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
     if (killed_output) break;
     if (err_i >= 0 && fds[err_i].revents) drain(err_r, res.err, stderr_cap, false);
     if ((pid_i >= 0 && fds[pid_i].revents) || pidfd < 0) {
-      if (reap(WNOHANG, init_status, &ru) == pid) exited = true;
+      const pid_t r = reap(WNOHANG, init_status, &ru);
+      if (r == pid || (r < 0 && errno == ECHILD)) exited = true;  // ECHILD: SIGCHLD ignored
     }
   }
   if (!exited) {
