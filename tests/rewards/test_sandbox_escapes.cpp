@@ -280,11 +280,18 @@ TEST_CASE("sandbox escape: setsid and setpgid daemons die with the run" *
       const auto o = opts(uid);
       r["setsid"] = run_py(daemon_py("setsid()", 20) + "print('ok')\n", o);
       r["setpgid"] = run_py(daemon_py("setpgid(0, 0)", 20) + "print('ok')\n", o);
+      // the program itself outlives the wall clock: the deadline kill takes the daemon too
+      auto slow = o;
+      slow.run.wall_seconds = 1;
+      const auto t = run_tests(daemon_py("setsid()", 20) + "import time\ntime.sleep(30)\n",
+                               code_language::python, {{{"", "x\n"}}}, slow);
+      r["deadline"] = std::to_string(static_cast<int>(t.verdicts[0]));
       return r;
     });
     CHECK(out.survived);
     CHECK(out.r["setsid"] == "ok|");
     CHECK(out.r["setpgid"] == "ok|");
+    CHECK(out.r["deadline"] == std::to_string(static_cast<int>(test_verdict::time_limit)));
     CHECK(processes_left(uid) == 0);
   }
 }
