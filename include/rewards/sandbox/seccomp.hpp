@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <sched.h>
 #include <string>
 #include <vector>
@@ -45,6 +46,16 @@ inline seccomp_program build_seccomp_program() {
     if (nr == __NR_SCMP_ERROR) return true;  // not on this architecture
     return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(static_cast<unsigned>(err)), nr, 0) == 0;
   };
+  // One-comparison rule, built without libseccomp's SCMP_A* macros (C99 compound literals).
+  const auto rule1 = [&](unsigned action, int nr, unsigned arg, scmp_compare op,
+                         std::uint64_t a, std::uint64_t b = 0) {
+    scmp_arg_cmp cmp{};
+    cmp.arg = arg;
+    cmp.op = op;
+    cmp.datum_a = a;
+    cmp.datum_b = b;
+    return seccomp_rule_add_array(ctx, action, nr, 1, &cmp) == 0;
+  };
   bool ok = true;
   // Debugging other processes, kernel and mount state, namespaces, keys, BPF, perf, modules,
   // reboot, swap, clock, accounting, cross-process memory, userfaultfd, io_uring (its requests
@@ -69,19 +80,15 @@ inline seccomp_program build_seccomp_program() {
                                         CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
                                         CLONE_NEWCGROUP, 0x00000080UL /* CLONE_NEWTIME */};
   for (const unsigned long f : ns_flags)
-    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-                                SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)) == 0;
+    ok = ok && rule1(SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 0, SCMP_CMP_MASKED_EQ, f, f);
   // Sockets: only AF_UNIX (socketpair and sockets inside the sandbox's own filesystem).
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-                              SCMP_A0(SCMP_CMP_NE, AF_UNIX)) == 0;
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socketpair), 1,
-                              SCMP_A0(SCMP_CMP_NE, AF_UNIX)) == 0;
+  ok = ok && rule1(SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 0, SCMP_CMP_NE, AF_UNIX);
+  ok = ok && rule1(SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socketpair), 0, SCMP_CMP_NE, AF_UNIX);
   // personality: only the query personality(0xffffffff) (no ASLR-off, no READ_IMPLIES_EXEC).
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1,
-                              SCMP_A0(SCMP_CMP_NE, 0xffffffffUL)) == 0;
+  ok = ok && rule1(SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 0, SCMP_CMP_NE, 0xffffffffUL);
   // TIOCSTI (push input into a terminal) even though the sandbox has no terminal.
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, 0x5412UL)) == 0;
+  ok = ok && rule1(SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1, SCMP_CMP_MASKED_EQ, 0xffffffffUL,
+                   0x5412UL);
   if (!ok) {
     out.error = "seccomp_rule_add failed";
     seccomp_release(ctx);
