@@ -67,6 +67,148 @@ inline void read_status(int fd, std::vector<status_msg>& msgs, bool block_one) {
     if (block_one) return;
   }
 }
+
+/// What the scorer saw of a run: why it ended early (if it did) and init's wait status.
+struct watch_outcome {
+  bool killed_time = false, killed_output = false;
+  int init_status = 0;
+  struct rusage ru {};
+};
+
+/// Supervises a run until init is reaped: reads stdout (up to the cap) and stderr (first 4 KiB),
+/// enforces the wall clock from poll timeouts, kills init at the deadline or the cap.
+/// @post init is reaped (so every process of the run is gone); the pipes are drained
+inline watch_outcome watch_run(pid_t pid, int& out_r, int& err_r, const sandbox_limits& lim,
+                               std::chrono::steady_clock::time_point t0, run_result& res) {
+  const auto reap = [&](int flags, int& status, struct rusage* ru) {
+    for (;;) {
+      const pid_t r = ::wait4(pid, &status, flags, ru);
+      if (r < 0 && errno == EINTR) continue;
+      return r;
+    }
+  };
+  // Event loop: stdout, stderr and a pidfd of init, until init exits, the deadline passes or
+  // stdout exceeds its cap. Non-blocking reads; without pidfd_open we poll waitpid every 10 ms.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(lim.wall_seconds));
+  watch_outcome w;
+  bool& killed_time = w.killed_time;
+  bool& killed_output = w.killed_output;
+  bool exited = false;
+  std::vector<char> buf(65536);
+  const auto drain = [&](int& fd, std::string& dst, std::size_t cap, bool is_stdout) {
+    for (;;) {
+      const ssize_t r = ::read(fd, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) {
+        close_fd(fd);
+        return;
+      }
+      if (r < 0) return;  // EAGAIN
+      const auto n = static_cast<std::size_t>(r);
+      const std::size_t room = cap > dst.size() ? cap - dst.size() : 0;
+      dst.append(buf.data(), std::min(n, room));
+      if (n > room && is_stdout) {  // truncated at the cap; the run dies now
+        killed_output = true;
+        ::kill(pid, SIGKILL);
+        close_fd(fd);
+        return;
+      }
+    }
+  };
+  struct rusage& ru = w.ru;
+  int& init_status = w.init_status;
+  while (!exited) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      killed_time = true;
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    pollfd fds[3];
+    nfds_t n = 0;
+    int out_i = -1, err_i = -1, pid_i = -1;
+    if (out_r >= 0) {
+      out_i = static_cast<int>(n);
+      fds[n++] = {out_r, POLLIN, 0};
+    }
+    if (err_r >= 0) {
+      err_i = static_cast<int>(n);
+      fds[n++] = {err_r, POLLIN, 0};
+    }
+    if (pidfd >= 0) {
+      pid_i = static_cast<int>(n);
+      fds[n++] = {pidfd, POLLIN, 0};
+    }
+    const long long wait_ms = std::max<long long>(1, left) + 1;
+    const int timeout = static_cast<int>(pidfd >= 0 ? std::min<long long>(wait_ms, INT_MAX)
+                                                    : std::min<long long>(10, wait_ms));
+    const int pr = ::poll(fds, n, timeout);
+    if (pr < 0 && errno != EINTR) break;
+    if (out_i >= 0 && fds[out_i].revents) drain(out_r, res.out, lim.output_bytes, true);
+    if (killed_output) break;
+    if (err_i >= 0 && fds[err_i].revents) drain(err_r, res.err, stderr_cap, false);
+    if ((pid_i >= 0 && fds[pid_i].revents) || pidfd < 0) {
+      const pid_t r = reap(WNOHANG, init_status, &ru);
+      if (r == pid || (r < 0 && errno == ECHILD)) exited = true;  // ECHILD: SIGCHLD ignored
+    }
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);  // deadline, output cap or poll failure: the namespace dies with init
+    reap(0, init_status, &ru);
+  }
+  // init is reaped, so every process of the namespace is gone: the pipes hold all there is.
+  if (!killed_output && out_r >= 0) drain(out_r, res.out, lim.output_bytes, true);
+  if (err_r >= 0) drain(err_r, res.err, stderr_cap, false);
+  close_fd(pidfd);
+  return w;
+}
+
+/// Fills status, exit code, signal and CPU time of `res` from init's reports.
+/// Order: setup errors, then output cap / SIGXFSZ (the kill that caused the signal was ours),
+/// then time (our deadline kill, SIGXCPU at the soft CPU limit, SIGKILL at the hard one), then
+/// other signals (crashes, aborts), then the exit status.
+inline void classify_run(run_result& res, const std::vector<status_msg>& msgs,
+                         const watch_outcome& w, rlim_t cpu_limit, sandbox_export* exp) {
+  const status_msg* err = nullptr;
+  const status_msg* fin = nullptr;
+  for (const auto& m : msgs) {
+    if (m.tag == 'E' && err == nullptr) err = &m;
+    if (m.tag == 'S') fin = &m;
+    if (m.tag == 'X' && exp != nullptr) exp->ok = m.value == 0;
+  }
+  if (err != nullptr) {
+    const std::string why =
+        std::string(stage_name(err->stage)) + " failed: " + std::strerror(err->value);
+    res.status = run_status::spawn_error;
+    res.sandbox_unavailable = stage_is_isolation(err->stage);
+    res.err = std::string(res.sandbox_unavailable ? "[grpo.sandbox_unavailable] " : "") +
+              "sandbox: " + why;
+    return;
+  }
+  const struct rusage& ru = w.ru;
+  const int status = fin != nullptr ? fin->value : 0;
+  res.cpu_seconds = fin != nullptr ? static_cast<double>(fin->extra) * 1e-6
+                                   : static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                         1e-6 * static_cast<double>(ru.ru_utime.tv_usec +
+                                                                    ru.ru_stime.tv_usec);
+  if (fin != nullptr && WIFSIGNALED(status)) res.signal = WTERMSIG(status);
+  if (fin != nullptr && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+  if (w.killed_output || res.signal == SIGXFSZ) {
+    res.status = run_status::output_limit;
+  } else if (w.killed_time || res.signal == SIGXCPU ||
+             (res.signal == SIGKILL && res.cpu_seconds >= static_cast<double>(cpu_limit))) {
+    res.status = run_status::time_limit;
+  } else if (fin == nullptr) {
+    res.status = run_status::spawn_error;  // init died without a report (killed from outside)
+    res.err = "sandbox: the run's init exited without reporting the program's status";
+  } else if (WIFSIGNALED(status)) {
+    res.status = run_status::signaled;
+  } else {
+    res.status = res.exit_code == 0 ? run_status::exited_ok : run_status::exited_error;
+  }
+}
 }  // namespace detail
 
 /// Runs `argv` (argv[0] an absolute path as seen inside the sandbox) in a fresh sandbox with
@@ -177,141 +319,26 @@ inline run_result run_sandboxed(const std::vector<std::string>& argv, std::strin
   close_fd(c.st_w);
   close_fd(c.go_r);
   close_fd(in_fd);
-  const auto reap = [&](int flags, int& status, struct rusage* ru) {
-    for (;;) {
-      const pid_t r = ::wait4(pid, &status, flags, ru);
-      if (r < 0 && errno == EINTR) continue;
-      return r;
-    }
-  };
-  int init_status = 0;
   std::vector<status_msg> msgs;
   read_status(st_r, msgs, true);
   if (msgs.empty() || msgs[0].tag != 'R' || !write_id_maps(pid, c.root_caller, opt) ||
       !write_all(c.go_w, "g", 1)) {
     const int e = errno;
     ::kill(pid, SIGKILL);
-    reap(0, init_status, nullptr);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
     cleanup();
     return unavailable(std::string(stage_name('m')) + " failed: " + std::strerror(e));
   }
   close_fd(c.go_w);
   res.network_isolated = true;
-
-  // Event loop: stdout, stderr and a pidfd of init, until init exits, the deadline passes or
-  // stdout exceeds its cap. Non-blocking reads; without pidfd_open we poll waitpid every 10 ms.
+  // Supervise until init is reaped, then read its reports and classify.
   for (int fd : {out_r, err_r, st_r}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                 std::chrono::duration<double>(lim.wall_seconds));
-  bool killed_time = false, killed_output = false, exited = false;
-  std::vector<char> buf(65536);
-  const auto drain = [&](int& fd, std::string& dst, std::size_t cap, bool is_stdout) {
-    for (;;) {
-      const ssize_t r = ::read(fd, buf.data(), buf.size());
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) {
-        close_fd(fd);
-        return;
-      }
-      if (r < 0) return;  // EAGAIN
-      const auto n = static_cast<std::size_t>(r);
-      const std::size_t room = cap > dst.size() ? cap - dst.size() : 0;
-      dst.append(buf.data(), std::min(n, room));
-      if (n > room && is_stdout) {  // truncated at the cap; the run dies now
-        killed_output = true;
-        ::kill(pid, SIGKILL);
-        close_fd(fd);
-        return;
-      }
-    }
-  };
-  struct rusage ru {};
-  while (!exited) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
-      killed_time = true;
-      break;
-    }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-    pollfd fds[3];
-    nfds_t n = 0;
-    int out_i = -1, err_i = -1, pid_i = -1;
-    if (out_r >= 0) {
-      out_i = static_cast<int>(n);
-      fds[n++] = {out_r, POLLIN, 0};
-    }
-    if (err_r >= 0) {
-      err_i = static_cast<int>(n);
-      fds[n++] = {err_r, POLLIN, 0};
-    }
-    if (pidfd >= 0) {
-      pid_i = static_cast<int>(n);
-      fds[n++] = {pidfd, POLLIN, 0};
-    }
-    const long long wait_ms = std::max<long long>(1, left) + 1;
-    const int timeout = static_cast<int>(pidfd >= 0 ? std::min<long long>(wait_ms, INT_MAX)
-                                                    : std::min<long long>(10, wait_ms));
-    const int pr = ::poll(fds, n, timeout);
-    if (pr < 0 && errno != EINTR) break;
-    if (out_i >= 0 && fds[out_i].revents) drain(out_r, res.out, lim.output_bytes, true);
-    if (killed_output) break;
-    if (err_i >= 0 && fds[err_i].revents) drain(err_r, res.err, stderr_cap, false);
-    if ((pid_i >= 0 && fds[pid_i].revents) || pidfd < 0) {
-      const pid_t r = reap(WNOHANG, init_status, &ru);
-      if (r == pid || (r < 0 && errno == ECHILD)) exited = true;  // ECHILD: SIGCHLD ignored
-    }
-  }
-  if (!exited) {
-    ::kill(pid, SIGKILL);  // deadline, output cap or poll failure: the namespace dies with init
-    reap(0, init_status, &ru);
-  }
-  // init is reaped, so every process of the namespace is gone: the pipes hold all there is.
-  if (!killed_output && out_r >= 0) drain(out_r, res.out, lim.output_bytes, true);
-  if (err_r >= 0) drain(err_r, res.err, stderr_cap, false);
+  const watch_outcome w = watch_run(pid, out_r, err_r, lim, t0, res);
   read_status(st_r, msgs, false);
-  close_fd(pidfd);
   cleanup();
   res.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-  const status_msg* err = nullptr;
-  const status_msg* fin = nullptr;
-  for (const auto& m : msgs) {
-    if (m.tag == 'E' && err == nullptr) err = &m;
-    if (m.tag == 'S') fin = &m;
-    if (m.tag == 'X' && exp != nullptr) exp->ok = m.value == 0;
-  }
-  if (err != nullptr) {
-    const std::string why =
-        std::string(stage_name(err->stage)) + " failed: " + std::strerror(err->value);
-    if (stage_is_isolation(err->stage)) return unavailable(why);
-    res.err = "sandbox: " + why;
-    res.status = run_status::spawn_error;
-    return res;
-  }
-  // Classification: output cap / SIGXFSZ first (the kill that caused the signal was ours), then
-  // time (our deadline kill, SIGXCPU at the soft CPU limit, SIGKILL at the hard one), then other
-  // signals (crashes, aborts), then the exit status.
-  int status = fin != nullptr ? fin->value : 0;
-  res.cpu_seconds = fin != nullptr ? static_cast<double>(fin->extra) * 1e-6
-                                   : static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                                         1e-6 * static_cast<double>(ru.ru_utime.tv_usec +
-                                                                    ru.ru_stime.tv_usec);
-  if (fin != nullptr && WIFSIGNALED(status)) res.signal = WTERMSIG(status);
-  if (fin != nullptr && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-  if (killed_output || res.signal == SIGXFSZ) {
-    res.status = run_status::output_limit;
-  } else if (killed_time || res.signal == SIGXCPU ||
-             (res.signal == SIGKILL && res.cpu_seconds >= static_cast<double>(c.cpu.rlim_cur))) {
-    res.status = run_status::time_limit;
-  } else if (fin == nullptr) {
-    res.status = run_status::spawn_error;  // init died without a report (killed from outside)
-    res.err = "sandbox: the run's init exited without reporting the program's status";
-  } else if (WIFSIGNALED(status)) {
-    res.status = run_status::signaled;
-  } else {
-    res.status = res.exit_code == 0 ? run_status::exited_ok : run_status::exited_error;
-  }
+  classify_run(res, msgs, w, c.cpu.rlim_cur, exp);
   return res;
 }
 
