@@ -1927,8 +1927,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
           const bool tr = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
           const double m = tr ? 0.0 : static_cast<double>(in.mask(i, t));
           if (m != 0.0)
-            ak.add(static_cast<double>(in.old_logp(i, t)) - static_cast<double>(in.logp(i, t)),
-                   m);
+            ak.add(static_cast<double>(in.old_logp(i, t)) - static_cast<double>(in.logp(i, t)), m);
         }
       r.metrics.approx_kl = ak;
     }
@@ -2508,8 +2507,8 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         out.grad_logp(i, t) = static_cast<G>(g);
         if (mf == 0.0) continue;
         rp.wsum += mf;
-        blk(rp.ak, -(o.approx_kl_unclamped ? x : ops::clamp_scalar(x, P.log_ratio_min,
-                                                                    P.log_ratio_max)),
+        blk(rp.ak,
+            -(o.approx_kl_unclamped ? x : ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max)),
             mf);
         blk(rp.av, A, mf);
         blk(rp.ra, r, mf);
@@ -2812,8 +2811,9 @@ loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>&
     for (index_t t = 0; t < Tn; ++t) {
       if (!mk(i, t)) continue;
       GRPO_EXPECTS(static_cast<double>(in.mask(i, t)) == 1.0, bad_value,
-                   "mask: entries must be 0 or 1 with kl_openrlhf_float32 (OpenRLHF's action_mask "
-                   "is bool; row " + std::to_string(i) + ")");
+                   "mask: entries must be 0 or 1 with kl_openrlhf_float32 (OpenRLHF's "
+                   "action_mask is bool; row " +
+                       std::to_string(i) + ")");
       GRPO_EXPECTS(std::isfinite(lr(i, t)), bad_value,
                    "ref_logp: non-finite value on a valid token");
       count += 1.0;

@@ -636,63 +636,78 @@ TEST_CASE("OpenRLHF in-loss KL through compute_loss: compute_approx_kl cases" *
 
 TEST_CASE("OpenRLHF in-loss KL: float32 emulation vs a float32 re-computation, float64 vs naive" *
           doctest::test_suite("loss")) {
-  // Policy term on (ppo, per-token A), coefficient 0.37, dp 2 with batch_num_tokens, and the
+  // Policy term on (ppo, per-token A), coefficient 0.37, dp 3 with batch_num_tokens, and the
   // local masked mean. The policy part is compute_loss without the KL; the KL part is the
   // by-hand float32 graph (emulation) or the naive double formula (emulation off).
-  for (const std::string est : {"k1", "k2", "k3"})
-    for (const bool global : {false, true}) {
-      CAPTURE(est);
-      CAPTURE(global);
-      const kl_batch k = make_kl_batch(5, 13, 6.0, false);
-      double count = 0;
-      for (const double m : k.M) count += m;
-      for (const bool f32 : {true, false}) {
-        CAPTURE(f32);
-        grpo::openrlhf_args a = kl_args(est, 0.37, f32);
-        if (global) {
-          a.dp_size = 2;
-          a.batch_num_tokens = count + 7;
-        }
-        const double N = global ? count + 7 : count, dp = global ? 2.0 : 1.0;
-        const auto opts = grpo::from_openrlhf(a);
-        const auto r = grpo::compute_loss(opts, k.batch());
-        auto pol_opts = opts;
-        pol_opts.kl_coef = 0.0;
-        const auto p = grpo::compute_loss(pol_opts, k.batch());
-        CHECK(r.policy_loss == p.policy_loss);
-        if (f32) {
-          const kl32_ref h = openrlhf_kl32_by_hand(k, est, 0.37, dp, N);
-          CHECK(r.kl_loss == h.kl_loss);
-          CHECK(r.loss == p.policy_loss + h.term);
-          for (std::size_t j = 0; j < k.lp.size(); ++j) {
-            CHECK(r.grad_logp[j] == p.grad_logp[j] + h.grad[j]);
-            CHECK(r.per_token_loss[j] == p.per_token_loss[j] + 0.37 * h.kl[j]);
-          }
-        } else {
-          // Naive double: kl_loss = sum m clamp(k(x), +-10) / N * dp; grad coef dp / N k'(x).
-          double s = 0;
-          std::vector<double> gk(k.lp.size(), 0.0);
-          for (std::size_t j = 0; j < k.lp.size(); ++j) {
-            const double x = k.lp[j] - k.lr[j];
-            double v = x, d = 1;
-            if (est == "k2") {
-              v = 0.5 * x * x;
-              d = x;
-            } else if (est == "k3") {
-              v = std::exp(-x) - 1 + x;
-              d = 1 - std::exp(-x);
+  // Coefficients and global counts where OpenRLHF's chain fl(fl(coef dp) / N) and other orders
+  // (fl(coef fl(dp / N))) round differently, so the test sees the order (checked below).
+  bool order_matters = false;
+  for (const double coef : {0.37, 0.011, 0.29})
+    for (const double extra : {7.0, 11.0, 1000.0})
+      for (const std::string est : {"k1", "k2", "k3"})
+        for (const bool global : {false, true}) {
+          CAPTURE(coef);
+          CAPTURE(extra);
+          CAPTURE(est);
+          CAPTURE(global);
+          const kl_batch k = make_kl_batch(5, 13, 6.0, false);
+          double count = 0;
+          for (const double m : k.M) count += m;
+          for (const bool f32 : {true, false}) {
+            CAPTURE(f32);
+            grpo::openrlhf_args a = kl_args(est, coef, f32);
+            if (global) {
+              a.dp_size = 3;  // (not a power of 2: fl(coef dp) rounds, so the chain order shows)
+              a.batch_num_tokens = count + extra;
             }
-            if (v > 10 || v < -10) d = 0;
-            v = std::min(10.0, std::max(-10.0, v));
-            s += k.M[j] * v;
-            gk[j] = k.M[j] * 0.37 * dp / N * d;
+            const double N = global ? count + extra : count, dp = global ? 3.0 : 1.0;
+            {
+              const auto f = [](double x) { return static_cast<float>(x); };
+              const float ours = f(static_cast<double>(f(coef) * f(dp)) / f(N));
+              const float other =
+                  f(static_cast<double>(f(coef)) * f(static_cast<double>(f(dp)) / f(N)));
+              order_matters = order_matters || ours != other;
+            }
+            const auto opts = grpo::from_openrlhf(a);
+            const auto r = grpo::compute_loss(opts, k.batch());
+            auto pol_opts = opts;
+            pol_opts.kl_coef = 0.0;
+            const auto p = grpo::compute_loss(pol_opts, k.batch());
+            CHECK(r.policy_loss == p.policy_loss);
+            if (f32) {
+              const kl32_ref h = openrlhf_kl32_by_hand(k, est, coef, dp, N);
+              CHECK(r.kl_loss == h.kl_loss);
+              CHECK(r.loss == p.policy_loss + h.term);
+              for (std::size_t j = 0; j < k.lp.size(); ++j) {
+                CHECK(r.grad_logp[j] == p.grad_logp[j] + h.grad[j]);
+                CHECK(r.per_token_loss[j] == p.per_token_loss[j] + coef * h.kl[j]);
+              }
+            } else {
+              // Naive double: kl_loss = sum m clamp(k(x), +-10) / N * dp; grad coef dp / N k'(x).
+              double s = 0;
+              std::vector<double> gk(k.lp.size(), 0.0);
+              for (std::size_t j = 0; j < k.lp.size(); ++j) {
+                const double x = k.lp[j] - k.lr[j];
+                double v = x, d = 1;
+                if (est == "k2") {
+                  v = 0.5 * x * x;
+                  d = x;
+                } else if (est == "k3") {
+                  v = std::exp(-x) - 1 + x;
+                  d = 1 - std::exp(-x);
+                }
+                if (v > 10 || v < -10) d = 0;
+                v = std::min(10.0, std::max(-10.0, v));
+                s += k.M[j] * v;
+                gk[j] = k.M[j] * coef * dp / N * d;
+              }
+              CHECK(r.kl_loss == doctest::Approx(s / N * dp).epsilon(1e-14));
+              for (std::size_t j = 0; j < k.lp.size(); ++j)
+                CHECK(r.grad_logp[j] == doctest::Approx(p.grad_logp[j] + gk[j]).epsilon(1e-13));
+            }
           }
-          CHECK(r.kl_loss == doctest::Approx(s / N * dp).epsilon(1e-14));
-          for (std::size_t j = 0; j < k.lp.size(); ++j)
-            CHECK(r.grad_logp[j] == doctest::Approx(p.grad_logp[j] + gk[j]).epsilon(1e-13));
         }
-      }
-    }
+  CHECK(order_matters);
 }
 
 TEST_CASE("OpenRLHF in-loss KL: gradient vs finite differences of the float64 path" *

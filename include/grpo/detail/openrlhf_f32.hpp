@@ -91,7 +91,6 @@ struct kl32_value_grad {
   double value = 0, grad = 0;
 };
 inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, double g, bool f32) {
-  kl32_value_grad o;
   if (!f32) {
     const auto v = ops::kl_value_grad(openrlhf_kl_params(e), lp, lb);
     return {v.value, g * v.grad};
@@ -114,7 +113,6 @@ inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, d
   k = k < -10.0f ? -10.0f : (k > 10.0f ? 10.0f : k);
   return {static_cast<double>(k), static_cast<double>(gx)};
 }
-
 
 /// OpenRLHF's actor KL loss with algo.kl.use_loss over a [B, T] batch (row-major token order):
 ///   kl_t = compute_approx_kl(lp, lb) (clamped to [-10, 10]),
