@@ -33,6 +33,7 @@
 #include <grpo/core/error.hpp>
 #include <grpo/core/strided_view.hpp>
 #include <grpo/detail/loss_token.hpp>
+#include <grpo/detail/openrlhf_f32.hpp>
 #include <grpo/detail/simd.hpp>
 #include <grpo/kl.hpp>
 #include <grpo/metrics.hpp>
@@ -94,6 +95,17 @@ struct loss_options {
   /// log-probs (batch.sampler_logp, required) instead of old_logp, and no IS weight is applied
   /// (tis must be off). old_logp is then not read.
   bool ratio_base_sampler = false;
+  /// OpenRLHF's in-loss KL in float32 (from_openrlhf with algo.kl.use_loss and emulate_float32):
+  /// the KL term is computed by detail::openrlhf_kl_loss_core (compute_approx_kl's `.float()`,
+  /// torch's float32 sum, the float32 autograd chain of kl_loss * kl_coef) over the batch, the
+  /// policy and entropy terms as without it. Requires kl = openrlhf_kl_params(k1 / k2 / k3),
+  /// token_mean KL aggregation, no bias correction, OPSM or top-entropy mask, 0 / 1 masks.
+  /// kl_loss and metrics.kl are then OpenRLHF's float32 values; loss adds fl(kl_loss kl_coef).
+  bool kl_openrlhf_float32 = false;
+  /// metrics.approx_kl over the UNCLAMPED log ratio lo - lp (OpenRLHF ppo_kl) instead of the
+  /// log ratio clamped to [log_ratio_min, log_ratio_max] (verl ppo_kl, the default). Sequence
+  /// levels are unclamped either way.
+  bool approx_kl_unclamped = false;
 };
 
 /// The inputs of one (micro-)batch. Optional views are left default-constructed (null data).
@@ -1789,6 +1801,21 @@ inline void validate(const loss_options& o) {
   GRPO_EXPECTS(!(o.ratio_base_sampler && o.tis.enabled), bad_option,
                "loss_options.ratio_base_sampler and tis.enabled are exclusive (OpenRLHF GSPO "
                "uses the sampler log-probs as the ratio base instead of an IS weight)");
+  if (o.kl_openrlhf_float32 && o.kl_coef != 0.0) {
+    const auto e = o.kl.estimator;
+    const bool k123 = e == kl_estimator::k1 || e == kl_estimator::k2 || e == kl_estimator::k3;
+    const kl_params ok = openrlhf_kl_params(k123 ? e : kl_estimator::k1);
+    GRPO_EXPECTS(k123 && o.kl.inner_clamp == ok.inner_clamp && o.kl.outer_clamp == ok.outer_clamp &&
+                     o.kl.straight_through == ok.straight_through,
+                 bad_option,
+                 "loss_options.kl_openrlhf_float32: kl must be openrlhf_kl_params(k1 / k2 / k3)");
+    GRPO_EXPECTS((o.kl_agg ? *o.kl_agg : o.agg).mode == agg_mode::token_mean, bad_option,
+                 "loss_options.kl_openrlhf_float32: the KL aggregation must be token_mean");
+    GRPO_EXPECTS(!o.kl_bias_correction && !o.opsm_threshold && !(o.top_entropy_quantile < 1.0),
+                 bad_option,
+                 "loss_options.kl_openrlhf_float32: not combinable with kl_bias_correction, "
+                 "opsm_threshold or top_entropy_quantile (OpenRLHF has none of them)");
+  }
 }
 
 namespace detail {
@@ -1860,6 +1887,13 @@ void for_each_row(index_t B, index_t Tn, F&& row) {
 
 }  // namespace detail
 
+namespace detail {
+/// compute_loss_into under loss_options::kl_openrlhf_float32 (defined after it).
+template <class T, class M, class G>
+loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>& in,
+                                  const loss_outputs<G>& out);
+}  // namespace detail
+
 /// Computes the objective of one batch into caller-owned outputs (see the file comment).
 /// @pre all given views are host-resident with the extents of batch.logp; advantages [B, T]
 ///      (stride 0 along T allowed); truncated empty or size B. Valid tokens need finite logp,
@@ -1882,8 +1916,24 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     loss_batch<T, M> b2 = in;
     b2.old_logp = in.sampler_logp;
     b2.sampler_logp = {};
-    return compute_loss_into(o2, b2, out);
+    loss_scalars r = compute_loss_into(o2, b2, out);
+    // metrics.approx_kl stays lo - lp against old_logp when given (OpenRLHF's ppo_kl), not the
+    // ratio base; over the mask after truncation (no OPSM / entropy mask: else the base's).
+    if (detail::has(in.old_logp) && !o.opsm_threshold && !(o.top_entropy_quantile < 1.0)) {
+      expect_extents(in.old_logp, in.logp.extents(), "old_logp");
+      stat_accumulator ak;
+      for (index_t i = 0; i < in.logp.extent(0); ++i)
+        for (index_t t = 0; t < in.logp.extent(1); ++t) {
+          const bool tr = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+          const double m = tr ? 0.0 : static_cast<double>(in.mask(i, t));
+          if (m != 0.0)
+            ak.add(static_cast<double>(in.old_logp(i, t)) - static_cast<double>(in.logp(i, t)), m);
+        }
+      r.metrics.approx_kl = ak;
+    }
+    return r;
   }
+  if (o.kl_openrlhf_float32 && o.kl_coef != 0.0) return detail::loss_openrlhf_kl_f32(o, in, out);
   const auto& lpv = in.logp;
   GRPO_EXPECTS(has(lpv), shape_mismatch, "logp: required");
   expect_host(lpv, "logp");
@@ -1990,7 +2040,10 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
       (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
       (P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
-       P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce);
+       P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce) &&
+      // the row kernels report the clamped log ratio: an unclamped approx_kl runs do_row
+      !(o.approx_kl_unclamped &&
+        (std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max)));
   // Sequence-level ratios (GSPO, GSPO-token) with PPO clip and no row-wide term besides the
   // sequence ratio: the row kernels below (AVX-512 for float, a scalar double twin otherwise),
   // same layouts as the token-level vectorised path.
@@ -2454,7 +2507,9 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
         out.grad_logp(i, t) = static_cast<G>(g);
         if (mf == 0.0) continue;
         rp.wsum += mf;
-        blk(rp.ak, -ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max), mf);
+        blk(rp.ak,
+            -(o.approx_kl_unclamped ? x : ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max)),
+            mf);
         blk(rp.av, A, mf);
         blk(rp.ra, r, mf);
         if (cispo_any) rp.c_w += term.weight != r ? mf : 0.0;
@@ -2637,7 +2692,9 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
       // Metrics over valid tokens of the final mask.
       if (mf != 0.0) {
         const double x = lp - lo_at(i, t);
-        const double xc = seq_level ? x : ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max);
+        const double xc = seq_level || o.approx_kl_unclamped
+                              ? x
+                              : ops::clamp_scalar(x, P.log_ratio_min, P.log_ratio_max);
         met.approx_kl.add(-xc, mf);
         met.advantage.add(A, mf);
         met.is_weight.add(rho, mf);
@@ -2718,6 +2775,82 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   res.metrics = met;
   return res;
 }
+
+namespace detail {
+
+/// compute_loss_into with the in-loss KL as OpenRLHF's actor computes it in float32
+/// (loss_options::kl_openrlhf_float32): the policy and entropy terms by compute_loss_into without
+/// the KL (any engine: none of them sees the flag), then the KL term over the whole batch by
+/// detail::openrlhf_kl_loss_core (torch's float32 sum is not row-separable): its value on every
+/// position into the per-token loss (+ kl_coef kl_t), its float32 gradient into grad_logp on
+/// valid tokens, kl_loss = OpenRLHF's float32 kl_loss, loss += fl(kl_loss kl_coef) (the actor's
+/// `kl_loss * kl_ctl`). N: the KL aggregation's global_tokens (x its scale, OpenRLHF dp_size), or
+/// the batch's valid tokens (max with token_count_floor); N = 0 gives a 0 term (the engine's
+/// convention; OpenRLHF: NaN). The mask (after truncation) must be 0 / 1, as OpenRLHF's bool.
+template <class T, class M, class G>
+loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>& in,
+                                  const loss_outputs<G>& out) {
+  GRPO_EXPECTS(has(in.ref_logp), shape_mismatch, "ref_logp: required when kl_coef != 0");
+  loss_options o2 = o;
+  o2.kl_coef = 0.0;
+  o2.kl_openrlhf_float32 = false;
+  loss_batch<T, M> b2 = in;
+  b2.ref_logp = {};
+  loss_scalars res = compute_loss_into(o2, b2, out);  // validates every other input
+  const index_t B = in.logp.extent(0), Tn = in.logp.extent(1);
+  expect_extents(in.ref_logp, {B, Tn}, "ref_logp");
+  expect_host(in.ref_logp, "ref_logp");
+  auto mk = [&](index_t i, index_t t) {
+    const bool tr = !in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)];
+    return !tr && static_cast<double>(in.mask(i, t)) != 0.0;
+  };
+  auto lp = [&](index_t i, index_t t) { return static_cast<double>(in.logp(i, t)); };
+  auto lr = [&](index_t i, index_t t) { return static_cast<double>(in.ref_logp(i, t)); };
+  double count = 0.0;
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < Tn; ++t) {
+      if (!mk(i, t)) continue;
+      GRPO_EXPECTS(static_cast<double>(in.mask(i, t)) == 1.0, bad_value,
+                   "mask: entries must be 0 or 1 with kl_openrlhf_float32 (OpenRLHF's "
+                   "action_mask is bool; row " +
+                       std::to_string(i) + ")");
+      GRPO_EXPECTS(std::isfinite(lr(i, t)), bad_value,
+                   "ref_logp: non-finite value on a valid token");
+      count += 1.0;
+    }
+  const agg_options& ka = o.kl_agg ? *o.kl_agg : o.agg;
+  double N = ka.global_tokens ? *ka.global_tokens : count;
+  N = N < ka.token_count_floor ? ka.token_count_floor : N;
+  const bool want_ptl = has(out.per_token_loss);
+  loss_metrics kmet;
+  double kl_loss = 0.0;
+  if (N > 0) {
+    kl_loss = openrlhf_kl_loss_core(
+        o.kl.estimator, B, Tn, lp, lr, mk, N, ka.scale, o.kl_coef, true,
+        [&](index_t i, index_t t, double k, double g) {
+          if (want_ptl)
+            out.per_token_loss(i, t) =
+                static_cast<G>(static_cast<double>(out.per_token_loss(i, t)) + o.kl_coef * k);
+          if (!mk(i, t)) return;
+          out.grad_logp(i, t) = static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + g);
+          kmet.kl.add(k, 1.0);
+        });
+  } else if (want_ptl) {  // no valid token: values only (every position, as the engine)
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < Tn; ++t)
+        out.per_token_loss(i, t) = static_cast<G>(
+            static_cast<double>(out.per_token_loss(i, t)) +
+            o.kl_coef * openrlhf_kl_token(o.kl.estimator, lp(i, t), lr(i, t), 0.0, true).value);
+  }
+  res.metrics.kl = kmet.kl;
+  res.kl_loss = kl_loss;
+  const double kl_term =
+      static_cast<double>(mul32(static_cast<float>(kl_loss), static_cast<float>(o.kl_coef)));
+  res.loss = res.policy_loss + kl_term - o.entropy_coef * res.entropy_loss;
+  return res;
+}
+
+}  // namespace detail
 
 /// Owning result of compute_loss(): scalars plus row-major [B, T] vectors. The per-token loss is
 /// evaluated at every position (padding included, like the peers' pg_losses) but only masked-in

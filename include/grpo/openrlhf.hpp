@@ -33,6 +33,7 @@
 #include <grpo/core/config.hpp>
 #include <grpo/core/error.hpp>
 #include <grpo/core/strided_view.hpp>
+#include <grpo/detail/openrlhf_f32.hpp>
 #include <grpo/kl.hpp>
 #include <grpo/presets.hpp>
 
@@ -47,97 +48,6 @@
 namespace grpo {
 
 namespace detail {
-
-/// torch's float32 sum of n contiguous values (ATen cascade_sum on CPU, single chunk, AVX2):
-/// n < 8: four interleaved scalar accumulators (tail into the first), then acc0 + acc1 + acc2 +
-/// acc3; n >= 8: the n / 8 vectors go to four vector accumulators in turn (multi_row_sum: a
-/// cascade of 4 levels every 2^max(4, ceil_log2(n / 32) / 4) rows), leftover vectors into the
-/// first, the four combined left to right; then a scalar starts at 0, adds the n % 8 tail
-/// elements, then the 8 lanes in order.
-inline float torch_cpu_sum_f32(const float* x, std::size_t n) {
-  constexpr std::size_t W = 8, ilp = 4, levels = 4;
-  using vec = std::array<float, W>;
-  const std::size_t lane = n < W ? 1 : W;  // scalar path: "vectors" of one element
-  const std::size_t nv = n / lane;         // vectors
-  const std::size_t rows = nv / ilp;       // multi_row_sum rows of ilp vectors
-  auto ceil_log2 = [](std::size_t v) -> std::size_t {
-    if (v <= 2) return 1;
-    std::size_t b = 0;
-    for (std::size_t u = v - 1; u != 0; u >>= 1) ++b;
-    return b;
-  };
-  const std::size_t lp = std::max<std::size_t>(4, ceil_log2(rows) / levels);
-  const std::size_t step = std::size_t{1} << lp, lmask = step - 1;
-  std::array<std::array<vec, ilp>, levels> acc{};
-  auto add_vec = [&](vec& a, std::size_t v) {
-    for (std::size_t l = 0; l < lane; ++l) a[l] += x[v * lane + l];
-  };
-  std::size_t i = 0;
-  while (i + step <= rows) {
-    for (std::size_t j = 0; j < step; ++j, ++i)
-      for (std::size_t k = 0; k < ilp; ++k) add_vec(acc[0][k], i * ilp + k);
-    for (std::size_t j = 1; j < levels; ++j) {
-      for (std::size_t k = 0; k < ilp; ++k) {
-        for (std::size_t l = 0; l < lane; ++l) acc[j][k][l] += acc[j - 1][k][l];
-        acc[j - 1][k] = vec{};
-      }
-      if ((i & (lmask << (j * lp))) != 0) break;
-    }
-  }
-  for (; i < rows; ++i)
-    for (std::size_t k = 0; k < ilp; ++k) add_vec(acc[0][k], i * ilp + k);
-  for (std::size_t j = 1; j < levels; ++j)
-    for (std::size_t k = 0; k < ilp; ++k)
-      for (std::size_t l = 0; l < lane; ++l) acc[0][k][l] += acc[j][k][l];
-  vec part = acc[0][0];
-  for (std::size_t v = rows * ilp; v < nv; ++v) add_vec(part, v);  // leftover vectors
-  for (std::size_t k = 1; k < ilp; ++k)
-    for (std::size_t l = 0; l < lane; ++l) part[l] += acc[0][k][l];
-  if (lane == 1) return part[0];
-  float fin = 0.0f;
-  for (std::size_t k = nv * W; k < n; ++k) fin += x[k];
-  for (std::size_t l = 0; l < W; ++l) fin += part[l];
-  return fin;
-}
-
-/// float32 product rounded on its own: the exact double product of two floats, rounded once.
-/// Written this way so that no build (-ffp-contract=fast with FMA) fuses it into a following add,
-/// which torch's separate float32 kernels never do.
-inline float mul32(float a, float b) noexcept {
-  return static_cast<float>(static_cast<double>(a) * static_cast<double>(b));
-}
-
-/// One OpenRLHF KL estimator value and its derivative with respect to lp (clamp included:
-/// torch's clamp passes the gradient on the closed interval). float32 emulation: every operation
-/// of compute_approx_kl and of its autograd graph rounded to float, `g` the incoming gradient
-/// (float32 in OpenRLHF's graph).
-struct kl32_value_grad {
-  double value = 0, grad = 0;
-};
-inline kl32_value_grad openrlhf_kl_token(kl_estimator e, double lp, double lb, double g, bool f32) {
-  kl32_value_grad o;
-  if (!f32) {
-    const auto v = ops::kl_value_grad(openrlhf_kl_params(e), lp, lb);
-    return {v.value, g * v.grad};
-  }
-  const float x = static_cast<float>(lp) - static_cast<float>(lb);
-  const float gf = static_cast<float>(g);
-  float k = 0.0f, gx = 0.0f;
-  if (e == kl_estimator::k1) {  // log_ratio
-    k = x;
-    gx = gf;
-  } else if (e == kl_estimator::k2) {  // log_ratio**2 / 2.0: grad (g / 2) (2 x)
-    k = mul32(x, x) / 2.0f;
-    gx = mul32(gf / 2.0f, 2.0f * x);
-  } else {  // k3: exp(-x) - 1 + x; grad g + (-(g exp(-x)))
-    const float ex = static_cast<float>(std::exp(-static_cast<double>(x)));
-    k = (ex - 1.0f) + x;
-    gx = gf - mul32(gf, ex);
-  }
-  if (k < -10.0f || k > 10.0f) gx = 0.0f;
-  k = k < -10.0f ? -10.0f : (k > 10.0f ? 10.0f : k);
-  return {static_cast<double>(k), static_cast<double>(gx)};
-}
 
 /// Step 4 of compute_openrlhf_advantages, OpenRLHF's global whitening over the valid tokens:
 /// mu = sum m a / N, var = sum m (a - mu)^2 / N (biased), a <- (a - mu) rsqrt(max(var, 1e-8))
@@ -216,8 +126,10 @@ void openrlhf_approx_kl(kl_estimator e, strided_view<const T, 2> logp,
 /// token-level, dp_size, batch_num_tokens) and its gradient d / d lp (before the init_coef
 /// factor). float32 emulation: the masked KL is summed in torch's float32 order and divided in
 /// float32 (batch_num_tokens is a float32 0-dim tensor in the trainer); the gradient is
-/// fl(dp / N) pushed through the float32 estimator graph. Mask entries count as 0 / 1 (bool).
-/// Without batch_num_tokens: masked_mean (dp_size unused; N = 0 gives NaN, as OpenRLHF).
+/// fl(dp / N) pushed through the float32 estimator graph (detail::openrlhf_kl_loss_core, the
+/// copy compute_loss uses under loss_options::kl_openrlhf_float32, there with the coefficient
+/// in the chain). Mask entries count as 0 / 1 (bool). Without batch_num_tokens: masked_mean
+/// (dp_size unused; N = 0 gives NaN, as OpenRLHF).
 /// @pre logp, base, mask, grad_out are [B, T] host views.
 template <class T, class U, class M, class G>
 double openrlhf_kl_loss(const openrlhf_args& a, strided_view<const T, 2> logp,
@@ -229,42 +141,17 @@ double openrlhf_kl_loss(const openrlhf_args& a, strided_view<const T, 2> logp,
   expect_extents(grad_out, logp.extents(), "grad (out)");
   const kl_estimator e = kl_params_from_string(a.algo.kl.estimator, false).estimator;
   GRPO_EXPECTS(e != kl_estimator::abs, bad_option, "algo.kl.estimator must be k1, k2 or k3");
-  const bool f32 = a.emulate_float32;
   const index_t B = logp.extent(0), Tn = logp.extent(1);
-  std::vector<float> prod32;
-  double sum64 = 0.0, count = 0.0;
+  auto mk = [&](index_t i, index_t t) { return static_cast<double>(mask(i, t)) != 0.0; };
+  double count = 0.0;
   for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t) {
-      const bool m = static_cast<double>(mask(i, t)) != 0.0;
-      const auto v = detail::openrlhf_kl_token(e, static_cast<double>(logp(i, t)),
-                                               static_cast<double>(base(i, t)), 1.0, f32);
-      prod32.push_back(m ? static_cast<float>(v.value) : 0.0f);
-      sum64 += m ? v.value : 0.0;
-      count += m ? 1.0 : 0.0;
-    }
+    for (index_t t = 0; t < Tn; ++t) count += mk(i, t) ? 1.0 : 0.0;
   const bool global = a.batch_num_tokens.has_value();
-  const double N = global ? *a.batch_num_tokens : count;
-  const double dp = global ? a.dp_size : 1.0;
-  double loss = 0.0, g0 = 0.0;
-  if (f32) {
-    const float s = detail::torch_cpu_sum_f32(prod32.data(), prod32.size());
-    const float l = s / static_cast<float>(N);
-    loss = static_cast<double>(global ? l * static_cast<float>(dp) : l);
-    g0 = static_cast<double>(static_cast<float>(dp) / static_cast<float>(N));
-  } else {
-    loss = sum64 / N * dp;
-    g0 = dp / N;
-  }
-  for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t) {
-      const bool m = static_cast<double>(mask(i, t)) != 0.0;
-      const double g = m ? g0 : 0.0;
-      grad_out(i, t) =
-          static_cast<G>(detail::openrlhf_kl_token(e, static_cast<double>(logp(i, t)),
-                                                   static_cast<double>(base(i, t)), g, f32)
-                             .grad);
-    }
-  return loss;
+  return detail::openrlhf_kl_loss_core(
+      e, B, Tn, [&](index_t i, index_t t) { return static_cast<double>(logp(i, t)); },
+      [&](index_t i, index_t t) { return static_cast<double>(base(i, t)); }, mk,
+      global ? *a.batch_num_tokens : count, global ? a.dp_size : 1.0, 1.0, a.emulate_float32,
+      [&](index_t i, index_t t, double, double g) { grad_out(i, t) = static_cast<G>(g); });
 }
 
 /// What compute_openrlhf_advantages learnt besides the advantages and returns.

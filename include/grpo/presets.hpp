@@ -354,8 +354,10 @@ inline agg_options openrlhf_agg(bool token_level_loss, const openrlhf_args& a) {
 /// is on (ratio_base_sampler; no IS weight); dual clip for A < 0. IS correction (ppo): tis =
 /// clamp(rho, lo, hi), icepop = rho 1[lo <= rho <= hi], seq-mask-tis = row filter on the geometric
 /// mean, unbounded rho (tis_options::seq_mask). KL: in the loss with use_loss (k1/k2/k3 clamped to
-/// +-10, token-level aggregation even for gspo, coefficient init_coef), otherwise off here and put
-/// into the reward by compute_openrlhf_advantages (<grpo/openrlhf.hpp>).
+/// +-10, token-level aggregation even for gspo, coefficient init_coef; none when init_coef <= 0,
+/// as OpenRLHF's zero KL; in float32 as OpenRLHF with emulate_float32: kl_openrlhf_float32),
+/// otherwise off here and put into the reward by compute_openrlhf_advantages
+/// (<grpo/openrlhf.hpp>). metrics.approx_kl is OpenRLHF's ppo_kl (approx_kl_unclamped).
 /// @pre names as OpenRLHF's argparse choices, else [grpo.bad_option].
 /// @post compute_loss(from_openrlhf(a), ...) reproduces PolicyLoss's loss, per-token loss (valid
 ///       tokens) and gradient to 1e-10 (tests/grpo/test_openrlhf_conformance.cpp).
@@ -403,10 +405,12 @@ inline loss_options from_openrlhf(const openrlhf_args& a) {
   GRPO_EXPECTS(a.algo.kl.estimator == "k1" || a.algo.kl.estimator == "k2" ||
                    a.algo.kl.estimator == "k3",
                bad_option, "openrlhf_args.algo.kl.estimator must be k1, k2 or k3");
-  if (a.algo.kl.use_loss) {
+  if (a.algo.kl.use_loss && a.algo.kl.init_coef > 0) {  // OpenRLHF: zero KL when init_coef <= 0
     o.kl_coef = a.algo.kl.init_coef;
     o.kl_agg = openrlhf_agg(true, a);
+    o.kl_openrlhf_float32 = a.emulate_float32;  // compute_approx_kl's `.float()`
   }
+  o.approx_kl_unclamped = true;  // OpenRLHF ppo_kl: masked_mean(-log_ratio), before the clamp
   if (a.actor.entropy_coef) {
     o.entropy_coef = *a.actor.entropy_coef;
     o.entropy_agg = openrlhf_agg(true, a);

@@ -435,3 +435,21 @@ TEST_CASE("loss_terms: invalid options are reported, schedules are classified" *
   CHECK(p.needs_row_logp);
   CHECK(p.uses_entropy);
 }
+
+TEST_CASE("make_loss_params refuses the host-only options, accepts metric-only ones" *
+          doctest::test_suite("cuda")) {
+  // Host-side substitutions the device kernels would silently ignore: refused.
+  loss_params p;
+  grpo::loss_options o;
+  o.ratio_base_sampler = true;
+  CHECK_FALSE(make_loss_params(o, p));
+  grpo::openrlhf_args a;
+  a.algo.kl.use_loss = true;  // OpenRLHF's float32 in-loss KL (emulate_float32 by default)
+  CHECK_FALSE(make_loss_params(grpo::from_openrlhf(a), p));
+  a.emulate_float32 = false;  // the exact double KL: the kernels compute it
+  CHECK(make_loss_params(grpo::from_openrlhf(a), p));
+  // approx_kl_unclamped changes loss_metrics only (not computed on the device): accepted.
+  grpo::loss_options m;
+  m.approx_kl_unclamped = true;
+  CHECK(make_loss_params(m, p));
+}

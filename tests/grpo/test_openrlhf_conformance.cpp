@@ -13,8 +13,10 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -151,6 +153,10 @@ TEST_CASE("OpenRLHF PolicyLoss.forward: loss, per-token loss, gradient, metrics"
         check_mat(r.per_token_loss, to_mat(out["per_token_loss"]), "per_token_loss",
                   gspo ? &M : nullptr);
         check_mat(r.grad_logp, to_mat(out["grad_log_probs"]), "grad_log_probs");
+        // The preset's approx_kl is OpenRLHF's ppo_kl (unclamped, against old_log_probs even
+        // where GSPO's ratio base is the sampler).
+        check_close(r.metrics.approx_kl.mean(), out["metrics"]["ppo_kl"].get<double>(),
+                    "approx_kl (ppo_kl)");
       }
       grpo::loss_batch<double, double> b;
       b.logp = lp.view();
@@ -177,10 +183,10 @@ TEST_CASE("OpenRLHF PolicyLoss.forward: loss, per-token loss, gradient, metrics"
   }
 }
 
-TEST_CASE("OpenRLHF PolicyLoss options: OpenRLHF's unclamped ppo_kl differs from ours" *
+TEST_CASE("OpenRLHF PolicyLoss options: the preset's approx_kl is the unclamped ppo_kl" *
           doctest::test_suite("loss")) {
-  // Case 010 has log ratios of +-25 on valid tokens: OpenRLHF's ppo_kl averages the raw values,
-  // our approx_kl metric the clamped ones (+-20).
+  // Case 010 has log ratios of +-25 on valid tokens: OpenRLHF's ppo_kl averages the raw values
+  // (the preset's approx_kl_unclamped), our default approx_kl the clamped ones (+-20).
   const json* c = nullptr;
   for (const json* cp : cases_of("PolicyLoss.forward"))
     if ((*cp)["id"] == "PolicyLoss.forward-010") c = cp;
@@ -197,7 +203,10 @@ TEST_CASE("OpenRLHF PolicyLoss options: OpenRLHF's unclamped ppo_kl differs from
   const auto r = grpo::compute_loss(grpo::from_openrlhf(a), b);
   const double want = (*c)["outputs"]["metrics"]["ppo_kl"].get<double>();
   check_close(grpo::openrlhf_metrics(a, b).ppo_kl, want, "ppo_kl");
-  CHECK(std::fabs(r.metrics.approx_kl.mean() - want) > 1e-3);
+  check_close(r.metrics.approx_kl.mean(), want, "approx_kl (preset)");
+  auto ours = grpo::from_openrlhf(a);
+  ours.approx_kl_unclamped = false;
+  CHECK(std::fabs(grpo::compute_loss(ours, b).metrics.approx_kl.mean() - want) > 1e-3);
 }
 
 TEST_CASE("OpenRLHF aggregate_loss" * doctest::test_suite("loss")) {
@@ -485,4 +494,384 @@ TEST_CASE("torch float32 sum order (the emulation's reduction)" * doctest::test_
   // times, each lost: 2^24 (a left-to-right sum gives 2^24 + 4).
   std::vector<float> s = {1, 1, 1, 1, big};
   CHECK(grpo::detail::torch_cpu_sum_f32(s.data(), s.size()) == big);
+}
+
+// ---- in-loss KL through compute_loss (algo.kl.use_loss) ----------------------------------------
+
+namespace {
+
+/// A batch for the in-loss KL tests: lp, old, ref, A, mask as [B, T] row-major vectors.
+struct kl_batch {
+  grpo::index_t B = 0, T = 0;
+  std::vector<double> lp, lo, lr, A, M;
+  [[nodiscard]] grpo::loss_batch<double, double> batch() const {
+    grpo::loss_batch<double, double> b;
+    b.logp = grpo::make_view(lp.data(), {B, T});
+    b.old_logp = grpo::make_view(lo.data(), {B, T});
+    b.ref_logp = grpo::make_view(lr.data(), {B, T});
+    b.advantages = grpo::make_view(A.data(), {B, T});
+    b.mask = grpo::make_view(M.data(), {B, T});
+    return b;
+  }
+};
+
+/// Deterministic inputs: log ratios lp - lr spread over [-spread, spread] (spread 6 makes k3 pass
+/// the +-10 clamp for lp - lr < -2.6), right padding, one empty row.
+kl_batch make_kl_batch(grpo::index_t B, grpo::index_t T, double spread, bool per_row_adv) {
+  kl_batch k;
+  k.B = B;
+  k.T = T;
+  for (grpo::index_t i = 0; i < B; ++i) {
+    const grpo::index_t n = i == 1 ? 0 : T - (i % 3);
+    for (grpo::index_t t = 0; t < T; ++t) {
+      const double u = std::sin(0.7 * static_cast<double>(i * T + t) + 0.3);
+      const double v = std::cos(1.3 * static_cast<double>(i * T + t) + 0.1);
+      k.lp.push_back(-1.0 - 0.8 * std::fabs(v));
+      k.lo.push_back(k.lp.back() + 0.15 * u);
+      k.lr.push_back(k.lp.back() - spread * u * std::fabs(v) - 0.01 * v);
+      k.A.push_back(per_row_adv ? 0.9 - 0.4 * static_cast<double>(i) : v);
+      k.M.push_back(t < n ? 1.0 : 0.0);
+    }
+  }
+  return k;
+}
+
+/// OpenRLHF's actor KL written from its source independently of the library's estimator code:
+/// log_ratio = float(lp) - float(lr); k1 x, k2 x**2 / 2.0, k3 (-x).exp() - 1 + x (float ops,
+/// exp rounded once to float), clamp(-10, 10); kl_loss = (kl * mask).sum() / N * dp (the sum in
+/// torch's order: detail::torch_cpu_sum_f32, tested on its own above); the gradient of
+/// kl_loss * coef by float32 autograd: g = fl(fl(fl(coef) fl(dp)) / fl(N)) on valid tokens, then
+/// k1: g; k2: fl(fl(g / 2) fl(2 x)); k3: fl(g - fl(g exp(-x))); 0 where the clamp is active.
+struct kl32_ref {
+  double kl_loss = 0, term = 0;
+  std::vector<double> kl, grad;
+};
+kl32_ref openrlhf_kl32_by_hand(const kl_batch& k, const std::string& est, double coef, double dp,
+                               double N) {
+  kl32_ref r;
+  auto f = [](double x) { return static_cast<float>(x); };
+  std::vector<float> prod;
+  const float g = f(static_cast<double>(f(coef) * f(dp)) / static_cast<double>(f(N)));
+  for (std::size_t j = 0; j < k.lp.size(); ++j) {
+    const float x = f(k.lp[j]) - f(k.lr[j]);
+    float v = 0, gx = 0;
+    if (est == "k1") {
+      v = x;
+      gx = g;
+    } else if (est == "k2") {
+      v = f(static_cast<double>(x) * x) / 2.0f;
+      gx = f(static_cast<double>(g / 2.0f) * (2.0f * x));
+    } else {
+      const float e = f(std::exp(-static_cast<double>(x)));
+      v = (e - 1.0f) + x;
+      gx = g - f(static_cast<double>(g) * e);
+    }
+    const bool flat = v < -10.0f || v > 10.0f;
+    v = std::min(10.0f, std::max(-10.0f, v));
+    r.kl.push_back(v);
+    r.grad.push_back(k.M[j] != 0.0 && !flat ? gx : 0.0f);
+    prod.push_back(k.M[j] != 0.0 ? v : 0.0f);
+  }
+  const float l = grpo::detail::torch_cpu_sum_f32(prod.data(), prod.size()) / f(N);
+  r.kl_loss = static_cast<float>(static_cast<double>(l) * static_cast<double>(f(dp)));
+  r.term = f(r.kl_loss * static_cast<double>(f(coef)));
+  return r;
+}
+
+grpo::openrlhf_args kl_args(const std::string& est, double coef, bool f32) {
+  grpo::openrlhf_args a;
+  a.algo.kl.use_loss = true;
+  a.algo.kl.init_coef = coef;
+  a.algo.kl.estimator = est;
+  a.emulate_float32 = f32;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("OpenRLHF in-loss KL through compute_loss: compute_approx_kl cases" *
+          doctest::test_suite("loss")) {
+  // The file's KL-loss cases through compute_loss: zero advantages make the policy term and its
+  // gradient 0, so loss = kl_loss (coefficient 1) and grad_logp = the KL loss's gradient. Float32
+  // emulation against `outputs`, the float64 option against `diag.float64_rerun`.
+  const auto cs = cases_of("compute_approx_kl");
+  REQUIRE(cs.size() == 6);
+  for (const json* cp : cs) {
+    const json& c = *cp;
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      const json& o = c["options"];
+      const mat lp = to_mat(c["inputs"]["log_probs"]), lb = to_mat(c["inputs"]["log_probs_base"]);
+      const mat M = to_mat(c["inputs"]["action_mask"]);
+      const std::vector<double> zeros(lp.v.size(), 0.0);
+      for (const bool f32 : {true, false}) {
+        CAPTURE(f32);
+        grpo::openrlhf_args a = kl_args(o["kl_estimator"].get<std::string>(), 1.0, f32);
+        a.batch_num_tokens = opt_num(o, "batch_num_tokens");
+        const auto opts = grpo::from_openrlhf(a);
+        CHECK(opts.kl_openrlhf_float32 == f32);
+        grpo::loss_batch<double, double> b;
+        b.logp = lp.view();
+        b.old_logp = lp.view();
+        b.ref_logp = lb.view();
+        b.advantages = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        b.mask = M.view();
+        const auto r = grpo::compute_loss(opts, b);
+        const json& out = f32 ? c["outputs"] : c["diag"]["float64_rerun"];
+        check_close(r.kl_loss, out["kl_loss"].get<double>(), "kl_loss");
+        check_close(r.loss, out["kl_loss"].get<double>(), "loss");
+        check_mat(r.grad_logp, to_mat(out["grad_kl_loss"]), "grad_kl_loss");
+        // metrics.kl: the valid tokens' KL values (float32 when emulated).
+        const mat kl = to_mat(out["kl"]);
+        double s = 0, n = 0;
+        for (std::size_t j = 0; j < kl.v.size(); ++j)
+          if (M.v[j] != 0.0) {
+            s += kl.v[j];
+            n += 1;
+          }
+        check_close(r.metrics.kl.mean(), s / n, "metrics.kl");
+      }
+    }
+  }
+}
+
+TEST_CASE("OpenRLHF in-loss KL: float32 emulation vs a float32 re-computation, float64 vs naive" *
+          doctest::test_suite("loss")) {
+  // Policy term on (ppo, per-token A), coefficient 0.37, dp 3 with batch_num_tokens, and the
+  // local masked mean. The policy part is compute_loss without the KL; the KL part is the
+  // by-hand float32 graph (emulation) or the naive double formula (emulation off).
+  // Coefficients and global counts where OpenRLHF's chain fl(fl(coef dp) / N) and other orders
+  // (fl(coef fl(dp / N))) round differently, so the test sees the order (checked below).
+  bool order_matters = false;
+  for (const double coef : {0.37, 0.011, 0.29})
+    for (const double extra : {7.0, 11.0, 1000.0})
+      for (const std::string est : {"k1", "k2", "k3"})
+        for (const bool global : {false, true}) {
+          CAPTURE(coef);
+          CAPTURE(extra);
+          CAPTURE(est);
+          CAPTURE(global);
+          const kl_batch k = make_kl_batch(5, 13, 6.0, false);
+          double count = 0;
+          for (const double m : k.M) count += m;
+          for (const bool f32 : {true, false}) {
+            CAPTURE(f32);
+            grpo::openrlhf_args a = kl_args(est, coef, f32);
+            if (global) {
+              a.dp_size = 3;  // (not a power of 2: fl(coef dp) rounds, so the chain order shows)
+              a.batch_num_tokens = count + extra;
+            }
+            const double N = global ? count + extra : count, dp = global ? 3.0 : 1.0;
+            {
+              const auto f = [](double x) { return static_cast<float>(x); };
+              const float ours = f(static_cast<double>(f(coef) * f(dp)) / f(N));
+              const float other =
+                  f(static_cast<double>(f(coef)) * f(static_cast<double>(f(dp)) / f(N)));
+              order_matters = order_matters || ours != other;
+            }
+            const auto opts = grpo::from_openrlhf(a);
+            const auto r = grpo::compute_loss(opts, k.batch());
+            auto pol_opts = opts;
+            pol_opts.kl_coef = 0.0;
+            const auto p = grpo::compute_loss(pol_opts, k.batch());
+            CHECK(r.policy_loss == p.policy_loss);
+            if (f32) {
+              const kl32_ref h = openrlhf_kl32_by_hand(k, est, coef, dp, N);
+              CHECK(r.kl_loss == h.kl_loss);
+              CHECK(r.loss == p.policy_loss + h.term);
+              for (std::size_t j = 0; j < k.lp.size(); ++j) {
+                CHECK(r.grad_logp[j] == p.grad_logp[j] + h.grad[j]);
+                CHECK(r.per_token_loss[j] == p.per_token_loss[j] + coef * h.kl[j]);
+              }
+            } else {
+              // Naive double: kl_loss = sum m clamp(k(x), +-10) / N * dp; grad coef dp / N k'(x).
+              double s = 0;
+              std::vector<double> gk(k.lp.size(), 0.0);
+              for (std::size_t j = 0; j < k.lp.size(); ++j) {
+                const double x = k.lp[j] - k.lr[j];
+                double v = x, d = 1;
+                if (est == "k2") {
+                  v = 0.5 * x * x;
+                  d = x;
+                } else if (est == "k3") {
+                  v = std::exp(-x) - 1 + x;
+                  d = 1 - std::exp(-x);
+                }
+                if (v > 10 || v < -10) d = 0;
+                v = std::min(10.0, std::max(-10.0, v));
+                s += k.M[j] * v;
+                gk[j] = k.M[j] * coef * dp / N * d;
+              }
+              CHECK(r.kl_loss == doctest::Approx(s / N * dp).epsilon(1e-14));
+              for (std::size_t j = 0; j < k.lp.size(); ++j)
+                CHECK(r.grad_logp[j] == doctest::Approx(p.grad_logp[j] + gk[j]).epsilon(1e-13));
+            }
+          }
+        }
+  CHECK(order_matters);
+}
+
+TEST_CASE("OpenRLHF in-loss KL: gradient vs finite differences of the float64 path" *
+          doctest::test_suite("loss")) {
+  // Central differences of the float64 loss (emulation off; h = 1e-6, away from the clamp's
+  // kinks) against its analytic gradient (1e-7) and against the float32 emulation's gradient,
+  // which may differ by float32 rounding only (1e-6 relative to the largest entry).
+  for (const std::string est : {"k1", "k2", "k3"}) {
+    CAPTURE(est);
+    kl_batch k = make_kl_batch(3, 7, 1.5, false);
+    const auto o64 = grpo::from_openrlhf(kl_args(est, 0.5, false));
+    const auto o32 = grpo::from_openrlhf(kl_args(est, 0.5, true));
+    const auto r64 = grpo::compute_loss(o64, k.batch());
+    const auto r32 = grpo::compute_loss(o32, k.batch());
+    double gmax = 0;
+    for (const double g : r64.grad_logp) gmax = std::max(gmax, std::fabs(g));
+    REQUIRE(gmax > 1e-3);
+    for (std::size_t j = 0; j < k.lp.size(); ++j) {
+      const double h = 1e-6, x0 = k.lp[j];
+      k.lp[j] = x0 + h;
+      const double up = grpo::compute_loss(o64, k.batch()).loss;
+      k.lp[j] = x0 - h;
+      const double dn = grpo::compute_loss(o64, k.batch()).loss;
+      k.lp[j] = x0;
+      const double fd = (up - dn) / (2 * h);
+      CHECK(std::fabs(r64.grad_logp[j] - fd) <= 1e-7);
+      CHECK(std::fabs(r32.grad_logp[j] - r64.grad_logp[j]) <= 1e-6 * gmax);
+    }
+    // The two precisions are different computations (else the emulation would be a no-op).
+    CHECK(r32.kl_loss != r64.kl_loss);
+  }
+}
+
+TEST_CASE("OpenRLHF ppo_kl in the loss result: unclamped mean, hand-computed, every engine" *
+          doctest::test_suite("loss")) {
+  // lp - lo = -25, +1, -3 (padding), +30: OpenRLHF's ppo_kl = mean(lo - lp) over valid tokens
+  // = (25 - 1 - 30) / 3 = -2; the clamped log ratio (+-20) gives (20 - 1 - 20) / 3 = -1 / 3.
+  const std::vector<double> lp = {-1.0, -2.0, -0.5, -1.5}, lo = {24.0, -3.0, 2.5, -31.5};
+  const std::vector<double> A = {1.0, -0.5, 0.25, 2.0}, M = {1, 1, 0, 1};
+  const std::vector<float> lpf(lp.begin(), lp.end()), lof(lo.begin(), lo.end()),
+      Af(A.begin(), A.end()), Mf(M.begin(), M.end());
+  const std::vector<double> zeros(4, 0.0);
+  auto run = [&](const grpo::loss_options& o, int engine) {
+    if (engine == 2) {  // float inputs
+      grpo::loss_batch<float, float> b;
+      b.logp = grpo::make_view(lpf.data(), {1, 4});
+      b.old_logp = grpo::make_view(lof.data(), {1, 4});
+      b.advantages = grpo::make_view(Af.data(), {1, 4});
+      b.mask = grpo::make_view(Mf.data(), {1, 4});
+      return grpo::compute_loss(o, b).metrics.approx_kl.mean();
+    }
+    grpo::loss_batch<double, double> b;
+    b.logp = grpo::make_view(lp.data(), {1, 4});
+    b.old_logp = grpo::make_view(lo.data(), {1, 4});
+    b.advantages = grpo::make_view(A.data(), {1, 4});
+    b.mask = grpo::make_view(M.data(), {1, 4});
+    if (engine == 1) b.entropy = grpo::make_view(zeros.data(), {1, 4});  // general engine
+    return grpo::compute_loss(o, b).metrics.approx_kl.mean();
+  };
+  const auto preset = grpo::from_openrlhf(grpo::openrlhf_args{});
+  CHECK(preset.approx_kl_unclamped);
+  auto ours = preset;
+  ours.approx_kl_unclamped = false;
+  auto noclamp = preset;  // no clamp: the vectorised rows run and the flag changes nothing
+  noclamp.policy.log_ratio_min = -std::numeric_limits<double>::infinity();
+  noclamp.policy.log_ratio_max = std::numeric_limits<double>::infinity();
+  for (int engine = 0; engine < 3; ++engine) {
+    CAPTURE(engine);
+    CHECK(run(preset, engine) == doctest::Approx(-2.0).epsilon(1e-15));
+    CHECK(run(ours, engine) == doctest::Approx(-1.0 / 3.0).epsilon(1e-15));
+    CHECK(run(noclamp, engine) == doctest::Approx(-2.0).epsilon(1e-15));
+  }
+  // Sequence level (GSPO): the metric is the unclamped token log ratio either way.
+  grpo::openrlhf_args g;
+  g.actor.policy_loss_type = "gspo";
+  auto gs = grpo::from_openrlhf(g);
+  for (const bool flag : {true, false}) {
+    gs.approx_kl_unclamped = flag;
+    CHECK(run(gs, 0) == doctest::Approx(-2.0).epsilon(1e-15));
+    CHECK(run(gs, 1) == doctest::Approx(-2.0).epsilon(1e-15));
+  }
+}
+
+TEST_CASE("OpenRLHF in-loss KL: every engine honours kl_openrlhf_float32, refusals" *
+          doctest::test_suite("loss")) {
+  // The flag is handled before any engine is chosen: the policy term runs wherever the planner
+  // sends it (token vectorised rows, sequence rows, general engine, float inputs), the KL term
+  // always through the float32 emulation. Each must equal policy-only + the by-hand float32 KL.
+  const kl_batch kd = make_kl_batch(4, 11, 4.0, true);  // per-row advantages (broadcast)
+  double count = 0;
+  for (const double m : kd.M) count += m;
+  const kl32_ref h = openrlhf_kl32_by_hand(kd, "k3", 0.2, 1.0, count);
+  const std::vector<double> zeros(kd.lp.size(), 0.0);
+  for (const std::string type : {"ppo", "gspo"})
+    for (int engine = 0; engine < 3; ++engine) {
+      CAPTURE(type);
+      CAPTURE(engine);
+      grpo::openrlhf_args a = kl_args("k3", 0.2, true);
+      a.actor.policy_loss_type = type;
+      auto o = grpo::from_openrlhf(a);
+      if (engine == 1) o.approx_kl_unclamped = false;  // ppo: the vectorised token rows
+      auto b = kd.batch();
+      if (engine == 2) b.entropy = grpo::make_view(zeros.data(), {kd.B, kd.T});  // general
+      const auto r = grpo::compute_loss(o, b);
+      auto po = o;
+      po.kl_coef = 0.0;
+      auto pb = b;
+      pb.ref_logp = {};
+      const auto p = grpo::compute_loss(po, pb);
+      CHECK(r.kl_loss == h.kl_loss);
+      CHECK(r.loss == p.policy_loss + h.term);
+      double worst = 0;
+      for (std::size_t j = 0; j < kd.lp.size(); ++j)
+        worst = std::max(worst, std::fabs(r.grad_logp[j] - (p.grad_logp[j] + h.grad[j])));
+      CHECK(worst == 0.0);
+      // Float inputs and outputs (compute_loss_into, float gradient).
+      const std::vector<float> lpf(kd.lp.begin(), kd.lp.end()), lof(kd.lo.begin(), kd.lo.end()),
+          lrf(kd.lr.begin(), kd.lr.end()), Af(kd.A.begin(), kd.A.end()),
+          Mf(kd.M.begin(), kd.M.end());
+      grpo::loss_batch<float, float> bf;
+      bf.logp = grpo::make_view(lpf.data(), {kd.B, kd.T});
+      bf.old_logp = grpo::make_view(lof.data(), {kd.B, kd.T});
+      bf.ref_logp = grpo::make_view(lrf.data(), {kd.B, kd.T});
+      bf.advantages = grpo::make_view(Af.data(), {kd.B, kd.T});
+      bf.mask = grpo::make_view(Mf.data(), {kd.B, kd.T});
+      std::vector<float> gf(kd.lp.size());
+      grpo::loss_outputs<float> of;
+      of.grad_logp = grpo::make_view(gf.data(), {kd.B, kd.T});
+      const auto rf = grpo::compute_loss_into(o, bf, of);
+      // Float inputs are the same values (float -> double is exact only for the floats: compare
+      // with the by-hand KL of those floats).
+      kl_batch kf = kd;
+      for (std::size_t j = 0; j < kf.lp.size(); ++j) {
+        kf.lp[j] = lpf[j];
+        kf.lr[j] = lrf[j];
+      }
+      CHECK(rf.kl_loss == openrlhf_kl32_by_hand(kf, "k3", 0.2, 1.0, count).kl_loss);
+    }
+  // Refusals (named errors, never a silent double KL).
+  const auto base = grpo::from_openrlhf(kl_args("k3", 0.2, true));
+  auto bad = base;
+  bad.kl_bias_correction = true;
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(bad, kd.batch()), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
+  bad = base;
+  bad.opsm_threshold = 0.5;
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(bad, kd.batch()), doctest::Contains("[grpo.bad_option]"),
+                       grpo::error);
+  bad = base;
+  bad.kl = grpo::kl_params{};  // k3 without OpenRLHF's +-10 clamp
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(bad, kd.batch()), doctest::Contains("kl_openrlhf"),
+                       grpo::error);
+  bad = base;
+  bad.kl_agg->mode = grpo::agg_mode::seq_mean_token_mean;
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(bad, kd.batch()), doctest::Contains("token_mean"),
+                       grpo::error);
+  kl_batch frac = kd;
+  frac.M[0] = 0.5;
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(base, frac.batch()), doctest::Contains("0 or 1"),
+                       grpo::error);
+  auto noref = kd.batch();
+  noref.ref_logp = {};
+  CHECK_THROWS_WITH_AS(grpo::compute_loss(base, noref), doctest::Contains("ref_logp"), grpo::error);
+  // init_coef <= 0 with use_loss: OpenRLHF's KL is zero, so the preset has no KL term.
+  CHECK(grpo::from_openrlhf(kl_args("k3", 0.0, true)).kl_coef == 0.0);
+  CHECK(grpo::from_openrlhf(kl_args("k3", -0.1, true)).kl_coef == 0.0);
 }

@@ -85,6 +85,12 @@ inline bool make_loss_params(const loss_options& o, loss_params& out) noexcept {
   // compute_loss_into: the device kernels would read old_logp, so refuse it here (pass
   // sampler_logp as old_logp instead).
   if (o.ratio_base_sampler) return false;
+  // OpenRLHF's float32 in-loss KL (kl_openrlhf_float32) is a batch-wide float32 reduction in
+  // torch's CPU order done by compute_loss_into on the host; the device kernels would compute the
+  // double KL instead, so refuse it (compute the KL term with grpo::openrlhf_kl_loss on the host,
+  // or clear the flag for the double KL). approx_kl_unclamped only touches loss_metrics, which
+  // the device does not compute.
+  if (o.kl_openrlhf_float32 && o.kl_coef != 0.0) return false;
   out = grpo::detail::make_loss_params(o);
   return true;
 }
