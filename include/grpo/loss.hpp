@@ -138,8 +138,19 @@ struct loss_outputs {
   std::span<G> per_seq_loss{};        ///< [B] GMPO sequence losses
 };
 
+/// Which engine of compute_loss_into produced a result (reported so that tests can assert the
+/// path they mean to test instead of relying on today's dispatch rules). In a fused_grpo_result
+/// it is the engine of the two-phase schedule's loss call; see also its schedule_used.
+enum class loss_engine : unsigned char {
+  general,          ///< the general engine (every option; per-token ops in double)
+  token_rows,       ///< token-level fast path, scalar row loop
+  token_rows_simd,  ///< token-level fast path, vectorised row kernels (AVX-512 / xsimd)
+  sequence_rows,    ///< sequence-level (GSPO) row path (AVX-512 / xsimd / scalar row kernels)
+};
+
 /// Scalars of a compute_loss call.
 struct loss_scalars {
+  loss_engine engine_used = loss_engine::general;  ///< the path that ran (see loss_engine)
   double loss = 0.0;          ///< policy_loss + kl_coef * kl_loss - entropy_coef * entropy_loss
   double policy_loss = 0.0;   ///< aggregated policy term
   double kl_loss = 0.0;       ///< aggregated KL (before the coefficient)
@@ -2431,6 +2442,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     gres.kl_loss = kls;
     gres.loss = pol + o.kl_coef * kls;
     gres.metrics = met;
+    gres.engine_used = loss_engine::sequence_rows;
     return gres;
   }
 
@@ -2585,6 +2597,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     fres.kl_loss = kls;
     fres.loss = pol + o.kl_coef * kls;
     fres.metrics = met;
+    fres.engine_used = simd_path && Tn > 0 ? loss_engine::token_rows_simd : loss_engine::token_rows;
     return fres;
   }
 

@@ -7,6 +7,7 @@
 #include "cuda_test_support.cuh"
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -92,10 +93,11 @@ void run_case(divergence kind, double beta_or_alpha, index_t B, index_t L, index
   for (index_t r = 0; r < N; ++r) {
     double scale = 0;
     for (index_t j = 0; j < V; ++j)
-      scale = std::max(scale, std::abs(static_cast<double>(grpo::widen(g_cpu[r * V + j]))));
+      scale =
+          grpo_test::scale_max(scale, std::abs(static_cast<double>(grpo::widen(g_cpu[r * V + j]))));
     for (index_t j = 0; j < V; ++j) {
       const double a = grpo::widen(g[r * V + j]), e = grpo::widen(g_cpu[r * V + j]);
-      if (std::abs(a - e) > ulp * std::abs(e) + 2e-5 * scale + 1e-30) ++bad;
+      if (!(std::abs(a - e) <= ulp * std::abs(e) + 2e-5 * scale + 1e-30)) ++bad;  // NaN: bad
     }
   }
   CHECK(bad == 0);
@@ -190,10 +192,11 @@ void run_topk(grpo::distill::divergence kind, grpo::distill::topk_convention con
   int bad = 0;
   for (index_t r = 0; r < N; ++r) {
     double scale = 0;
-    for (index_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(double(g_cpu[r * V + j])));
+    for (index_t j = 0; j < V; ++j)
+      scale = grpo_test::scale_max(scale, std::abs(double(g_cpu[r * V + j])));
     for (index_t j = 0; j < V; ++j) {
       const double a = g[r * V + j] / static_cast<double>(N), e = g_cpu[r * V + j];
-      if (std::abs(a - e) > 2e-5 * scale + 1e-30) ++bad;
+      if (!(std::abs(a - e) <= 2e-5 * scale + 1e-30)) ++bad;  // NaN: bad
     }
   }
   CHECK(bad == 0);

@@ -4,6 +4,7 @@
 #include <grpo/cuda/logprob.cuh>
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -116,8 +117,8 @@ void run_case(std::int64_t N, std::int64_t V, float temperature, std::uint32_t s
     CHECK(std::abs(ent[i] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
     double max_err = 0, max_ref = 0;
     for (std::int64_t j = 0; j < V; ++j) {
-      max_err = std::max(max_err, std::abs(grad[i * V + j] - r.grad[j]));
-      max_ref = std::max(max_ref, std::abs(r.grad[j]));
+      max_err = grpo_test::err_max(max_err, std::abs(grad[i * V + j] - r.grad[j]));
+      max_ref = grpo_test::scale_max(max_ref, std::abs(r.grad[j]));
     }
     CHECK(max_err <= 1e-5 * std::max(1.0, max_ref));
   }
@@ -220,7 +221,7 @@ void check_rows(const std::vector<T>& h, const std::vector<std::int64_t>& ids, s
     CHECK(std::abs(lse[i] - r.lse) <= 1e-5 * std::max(1.0, std::abs(r.lse)));
     CHECK(std::abs(ent[i] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
     double scale = 0;
-    for (std::int64_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(r.grad[j]));
+    for (std::int64_t j = 0; j < V; ++j) scale = grpo_test::scale_max(scale, std::abs(r.grad[j]));
     int bad = 0;
     for (std::int64_t j = 0; j < V; ++j) {
       const double a = static_cast<double>(grpo::widen(grad[i * V + j]));
@@ -316,7 +317,7 @@ TEST_CASE("cuda selective_log_softmax: tokens x vocab > 2^31 (64-bit indexing), 
     grpo::cuda::throw_on_error(
         cudaMemcpy(g.data(), d_x.p + r * V, V * sizeof(grpo::bfloat16), cudaMemcpyDeviceToHost));
     double scale = 0;
-    for (std::int64_t j = 0; j < V; ++j) scale = std::max(scale, std::abs(ref.grad[j]));
+    for (std::int64_t j = 0; j < V; ++j) scale = grpo_test::scale_max(scale, std::abs(ref.grad[j]));
     int bad = 0;
     for (std::int64_t j = 0; j < V; ++j) {
       if (!within_one_ulp<grpo::bfloat16>(grpo::widen(g[j]), ref.grad[j], scale)) ++bad;

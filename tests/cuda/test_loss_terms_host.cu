@@ -12,6 +12,7 @@
 #include "support/reference.hpp"
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -225,7 +226,7 @@ void compare(const grpo::loss_options& o, const batch_data& d, bool has_old, boo
     const double g = grpo_ref::fd(o, rb, static_cast<long>(k));
     if (!close_fd(emu.g_lp[k], g)) {
       ++bad_g;
-      worst_g = std::max(worst_g, std::abs(emu.g_lp[k] - g));
+      worst_g = grpo_test::err_max(worst_g, std::abs(emu.g_lp[k] - g));
     }
     if (has_ent) {
       const double h = 1e-6;

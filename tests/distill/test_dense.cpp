@@ -8,6 +8,7 @@
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -122,7 +123,7 @@ ref_out reference(kind k, const std::vector<double>& s, const std::vector<double
 
 double max_abs(const std::vector<double>& a) {
   double m = 0;
-  for (double v : a) m = std::max(m, std::fabs(v));
+  for (double v : a) m = grpo_test::scale_max(m, std::fabs(v));
   return m;
 }
 
@@ -153,7 +154,7 @@ TEST_CASE("divergence_loss: every divergence matches the double reference in fp3
         const double gmax = max_abs(ref.grad);
         double err = 0;
         for (std::size_t i = 0; i < g.size(); ++i)
-          err = std::max(err, std::fabs(g[i] - ref.grad[i]));
+          err = grpo_test::err_max(err, std::fabs(g[i] - ref.grad[i]));
         CHECK(err <= 1e-5 * gmax);
         // bf16 gradient output: within one bf16 ulp of the rounded fp32-path value.
         std::vector<grpo::bfloat16> gb(s.size());
@@ -163,7 +164,7 @@ TEST_CASE("divergence_loss: every divergence matches the double reference in fp3
         for (std::size_t i = 0; i < g.size(); ++i) {
           const double r = ref.grad[i];
           const double ulp = std::ldexp(1.0, std::ilogb(std::fabs(r) > 0 ? r : 1e-30) - 7);
-          if (std::fabs(static_cast<float>(gb[i]) - r) > ulp + 1e-6 * gmax) ++bad;
+          if (!(std::fabs(static_cast<float>(gb[i]) - r) <= ulp + 1e-6 * gmax)) ++bad;  // NaN: bad
         }
         CHECK(bad == 0);
       };
@@ -208,8 +209,8 @@ TEST_CASE("divergence_loss: gradient equals central finite differences (double r
         const double h = 1e-5;
         for (std::size_t i = 0; i < s.size(); ++i) {
           const double fd = o.grad_output * (f(i, h) - f(i, -h)) / (2 * h);
-          err = std::max(err, std::fabs(fd - g[i]));
-          gm = std::max(gm, std::fabs(g[i]));
+          err = grpo_test::err_max(err, std::fabs(fd - g[i]));
+          gm = grpo_test::scale_max(gm, std::fabs(g[i]));
         }
         INFO(name(k), " mode=", static_cast<int>(mode), " t2=", t2);
         CHECK(gm > 0);
@@ -254,7 +255,8 @@ TEST_CASE("divergence_loss: JSD beta sweep, endpoint conventions and symmetry" *
     INFO("beta=", beta);
     CHECK(v == doctest::Approx(ref.loss).epsilon(1e-12));
     double err = 0;
-    for (std::size_t j = 0; j < g.size(); ++j) err = std::max(err, std::fabs(g[j] - ref.grad[j]));
+    for (std::size_t j = 0; j < g.size(); ++j)
+      err = grpo_test::err_max(err, std::fabs(g[j] - ref.grad[j]));
     CHECK(err <= 1e-12);
     if (i == 0 || i == 10) CHECK(v == 0.0);  // the formula vanishes at both endpoints
     if (i > 0 && i < 10) CHECK(v > 0.0);
@@ -395,7 +397,7 @@ TEST_CASE("divergence_loss: adversarial rows (offsets, -inf blocks, dominant log
       double err = 0;
       for (index_t j = 0; j < V; ++j) {
         CHECK_FALSE(std::isnan(g[j]));
-        err = std::max(err, std::fabs(g[j] - ref.grad[j]));
+        err = grpo_test::err_max(err, std::fabs(g[j] - ref.grad[j]));
       }
       CHECK(err <= 2e-6 * std::max(1.0, max_abs(ref.grad)));
     }

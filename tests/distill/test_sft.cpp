@@ -7,6 +7,7 @@
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -106,8 +107,8 @@ TEST_CASE("sft_loss: matches the double reference in fp32/bf16/fp16 with T and s
         CHECK(r.loss == doctest::Approx(ref_loss).epsilon(1e-6));
         double err = 0, gm = 0;
         for (std::size_t i = 0; i < g.size(); ++i) {
-          err = std::max(err, std::fabs(g[i] - ref_g[i]));
-          gm = std::max(gm, std::fabs(ref_g[i]));
+          err = grpo_test::err_max(err, std::fabs(g[i] - ref_g[i]));
+          gm = grpo_test::scale_max(gm, std::fabs(ref_g[i]));
         }
         CHECK(err <= 1e-5 * gm);
       };
@@ -150,8 +151,8 @@ TEST_CASE("sft_loss: gradient equals central finite differences (double run)" *
       double err = 0, gm = 0;
       for (std::size_t i = 0; i < s.size(); ++i) {
         const double fd = o.grad_output * (f(i, 1e-5) - f(i, -1e-5)) / 2e-5;
-        err = std::max(err, std::fabs(fd - g[i]));
-        gm = std::max(gm, std::fabs(g[i]));
+        err = grpo_test::err_max(err, std::fabs(fd - g[i]));
+        gm = grpo_test::scale_max(gm, std::fabs(g[i]));
       }
       INFO("mode=", static_cast<int>(mode), " eps=", eps);
       CHECK(gm > 0);

@@ -8,6 +8,7 @@
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -181,8 +182,8 @@ TEST_CASE("topk_loss: each convention matches its double reference (fp32 student
             continue;
           }
           for (index_t j = 0; j < V; ++j) {
-            err = std::max(err, std::fabs(g[i * V + j] - r.grad[j] / N));
-            gmax = std::max(gmax, std::fabs(r.grad[j] / N));
+            err = grpo_test::err_max(err, std::fabs(g[i * V + j] - r.grad[j] / N));
+            gmax = grpo_test::scale_max(gmax, std::fabs(r.grad[j] / N));
           }
         }
         INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv), " T=", T);
@@ -231,8 +232,8 @@ TEST_CASE("topk_loss: gradient equals central finite differences in every conven
       double err = 0, gm = 0;
       for (std::size_t i = 0; i < s.size(); ++i) {
         const double fd = (f(i, 1e-5) - f(i, -1e-5)) / 2e-5;
-        err = std::max(err, std::fabs(fd - g[i]));
-        gm = std::max(gm, std::fabs(g[i]));
+        err = grpo_test::err_max(err, std::fabs(fd - g[i]));
+        gm = grpo_test::scale_max(gm, std::fabs(g[i]));
       }
       INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv));
       CHECK(gm > 0);
@@ -276,7 +277,8 @@ TEST_CASE("topk_loss: with S = the whole vocabulary every convention is the dens
       INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv));
       CHECK(v == doctest::Approx(dense).epsilon(1e-9));
       double err = 0;
-      for (std::size_t i = 0; i < g.size(); ++i) err = std::max(err, std::fabs(g[i] - gd_[i]));
+      for (std::size_t i = 0; i < g.size(); ++i)
+        err = grpo_test::err_max(err, std::fabs(g[i] - gd_[i]));
       CHECK(err <= 1e-9);
     }
   }

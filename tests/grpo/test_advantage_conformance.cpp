@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <fstream>
@@ -60,7 +61,7 @@ std::vector<std::int64_t> uid_ids(const json& index) {
 double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());
   double d = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  for (std::size_t i = 0; i < a.size(); ++i) d = grpo_test::err_max(d, std::abs(a[i] - b[i]));
   return d;
 }
 
@@ -169,8 +170,8 @@ TEST_CASE("advantage conformance: grpo_vectorized float32 emulation is needed fo
     const auto mask = matrix(c["inputs"]["response_mask"]);
     for (std::size_t i = 0; i < scores.size(); ++i)
       for (std::size_t t = 0; t < mask[i].size(); ++t) {
-        d_loop = std::max(d_loop, std::abs(loop[i] * mask[i][t] - want[i][t]));
-        d_vec = std::max(d_vec, std::abs(vec[i] * mask[i][t] - want[i][t]));
+        d_loop = grpo_test::err_max(d_loop, std::abs(loop[i] * mask[i][t] - want[i][t]));
+        d_vec = grpo_test::err_max(d_vec, std::abs(vec[i] * mask[i][t] - want[i][t]));
       }
     CHECK(d_vec <= tol);
     CHECK(d_loop > 1e-9);

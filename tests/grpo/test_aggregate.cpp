@@ -38,21 +38,21 @@ TEST_CASE("aggregate: hand-computed modes" * doctest::test_suite("aggregate")) {
   using grpo::agg_mode;
   // token sum over valid tokens: 1+2+3+4+10+20 = 40, 6 tokens
   CHECK(agg(mode(agg_mode::token_sum)) == 40.0);
-  CHECK(agg(mode(agg_mode::token_mean)) == doctest::Approx(40.0 / 6));
+  CHECK(agg(mode(agg_mode::token_mean)) == doctest::Approx(40.0 / 6).epsilon(1e-12));
   // rows: sums 10 and 30; non-empty rows = 2
-  CHECK(agg(mode(agg_mode::seq_mean_token_sum)) == doctest::Approx(20.0));
+  CHECK(agg(mode(agg_mode::seq_mean_token_sum)) == doctest::Approx(20.0).epsilon(1e-12));
   // row means 2.5 and 15
-  CHECK(agg(mode(agg_mode::seq_mean_token_mean)) == doctest::Approx(8.75));
+  CHECK(agg(mode(agg_mode::seq_mean_token_mean)) == doctest::Approx(8.75).epsilon(1e-12));
   // sum-norm: (10 + 30) / T / G = 40 / 4 / 2
-  CHECK(agg(mode(agg_mode::seq_mean_token_sum_norm)) == doctest::Approx(5.0));
+  CHECK(agg(mode(agg_mode::seq_mean_token_sum_norm)) == doctest::Approx(5.0).epsilon(1e-12));
   auto o = mode(agg_mode::seq_mean_token_sum_norm);
   o.norm_length = 8;
-  CHECK(agg(o) == doctest::Approx(2.5));
+  CHECK(agg(o) == doctest::Approx(2.5).epsilon(1e-12));
   // TRL grpo: mean over ALL B rows of row means (empty row counts): (2.5 + 15 + 0) / 3
   o = mode(agg_mode::seq_mean_token_mean);
   o.count_empty_rows = true;
   o.row_count_floor = 1.0;
-  CHECK(agg(o) == doctest::Approx(17.5 / 3));
+  CHECK(agg(o) == doctest::Approx(17.5 / 3).epsilon(1e-12));
   // verl eps: 10 / (4 + 1e-8) ...
   o = mode(agg_mode::seq_mean_token_mean);
   o.row_count_eps = 1e-8;
@@ -61,18 +61,18 @@ TEST_CASE("aggregate: hand-computed modes" * doctest::test_suite("aggregate")) {
   o = mode(agg_mode::token_mean);
   o.global_tokens = 20;
   o.scale = 2;
-  CHECK(agg(o) == doctest::Approx(4.0));
+  CHECK(agg(o) == doctest::Approx(4.0).epsilon(1e-12));
   // per-group token mean, groups of rows {0,1}, {2}... use group_size 1: each row its own group
   o = mode(agg_mode::group_token_mean);
   o.group_size = 1;
-  CHECK(agg(o) == doctest::Approx((2.5 + 15.0 + 0.0) / 3));
+  CHECK(agg(o) == doctest::Approx((2.5 + 15.0 + 0.0) / 3).epsilon(1e-12));
   o.group_size = 3;  // one group: token mean
-  CHECK(agg(o) == doctest::Approx(40.0 / 6));
+  CHECK(agg(o) == doctest::Approx(40.0 / 6).epsilon(1e-12));
   // gradient = weight of each token, 0 on masked ones
   std::vector<double> g;
   (void)agg(mode(agg_mode::seq_mean_token_mean), &g);
-  CHECK(g[0] == doctest::Approx(1.0 / 8));
-  CHECK(g[4] == doctest::Approx(1.0 / 4));
+  CHECK(g[0] == doctest::Approx(1.0 / 8).epsilon(1e-12));
+  CHECK(g[4] == doctest::Approx(1.0 / 4).epsilon(1e-12));
   CHECK(g[6] == 0.0);
   CHECK(g[8] == 0.0);
 }
@@ -84,8 +84,8 @@ TEST_CASE("aggregate: group mean differs from batch token mean as in the DAPO pa
   const std::vector<double> m = {1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
   auto o = mode(grpo::agg_mode::group_token_mean);
   o.group_size = 2;
-  CHECK(agg(o, nullptr, l, m, 4, 4) == doctest::Approx((6.0 / 6 + 8.0 / 2) / 2));
-  CHECK(agg(mode(grpo::agg_mode::token_mean), nullptr, l, m, 4, 4) == doctest::Approx(14.0 / 8));
+  CHECK(agg(o, nullptr, l, m, 4, 4) == doctest::Approx((6.0 / 6 + 8.0 / 2) / 2).epsilon(1e-12));
+  CHECK(agg(mode(grpo::agg_mode::token_mean), nullptr, l, m, 4, 4) == doctest::Approx(14.0 / 8).epsilon(1e-12));
 }
 
 TEST_CASE("aggregate: fully masked batch is 0 in every mode" * doctest::test_suite("aggregate")) {

@@ -27,18 +27,18 @@ grpo::kl_params est(grpo::kl_estimator e, double inner = 0, double outer = 0) {
 TEST_CASE("kl: hand-computed values at lp = -1, lr = -2" * doctest::test_suite("kl")) {
   using grpo::kl_estimator;
   // d = lp - lr = 1
-  CHECK(grpo::ops::kl_value(est(kl_estimator::k1), -1.0, -2.0) == doctest::Approx(1.0));
-  CHECK(grpo::ops::kl_value(est(kl_estimator::abs), -2.0, -1.0) == doctest::Approx(1.0));
-  CHECK(grpo::ops::kl_value(est(kl_estimator::k2), -1.0, -2.0) == doctest::Approx(0.5));
+  CHECK(grpo::ops::kl_value(est(kl_estimator::k1), -1.0, -2.0) == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(grpo::ops::kl_value(est(kl_estimator::abs), -2.0, -1.0) == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(grpo::ops::kl_value(est(kl_estimator::k2), -1.0, -2.0) == doctest::Approx(0.5).epsilon(1e-12));
   // k3 = e^(lr-lp) - (lr-lp) - 1 = e^-1 + 1 - 1
-  CHECK(grpo::ops::kl_value(est(kl_estimator::k3), -1.0, -2.0) == doctest::Approx(std::exp(-1.0)));
+  CHECK(grpo::ops::kl_value(est(kl_estimator::k3), -1.0, -2.0) == doctest::Approx(std::exp(-1.0)).epsilon(1e-12));
   // gradients: 1, sign, d, 1 - e^(lr-lp)
   CHECK(grpo::ops::kl_grad(est(kl_estimator::k1), -1.0, -2.0) == 1.0);
   CHECK(grpo::ops::kl_grad(est(kl_estimator::abs), -2.0, -1.0) == -1.0);
   CHECK(grpo::ops::kl_grad(est(kl_estimator::abs), -1.0, -1.0) == 0.0);
-  CHECK(grpo::ops::kl_grad(est(kl_estimator::k2), -1.0, -2.0) == doctest::Approx(1.0));
+  CHECK(grpo::ops::kl_grad(est(kl_estimator::k2), -1.0, -2.0) == doctest::Approx(1.0).epsilon(1e-12));
   CHECK(grpo::ops::kl_grad(est(kl_estimator::k3), -1.0, -2.0) ==
-        doctest::Approx(1.0 - std::exp(-1.0)));
+        doctest::Approx(1.0 - std::exp(-1.0)).epsilon(1e-12));
   // k3 >= 0 and 0 at lp == lr
   CHECK(grpo::ops::kl_value(est(kl_estimator::k3), -1.5, -1.5) == 0.0);
 }
@@ -83,7 +83,7 @@ TEST_CASE("kl: verl clamps bind (inner 20, outer 10) with zero gradient" *
   CHECK(grpo::ops::kl_grad(p, -1.0, -31.0) == 0.0);
   // only the inner clamp (OpenRLHF-style outer off): value e^-20 + 19, gradient 0
   const auto q = est(grpo::kl_estimator::k3, 20.0, 0.0);
-  CHECK(grpo::ops::kl_value(q, -1.0, -31.0) == doctest::Approx(std::exp(-20.0) + 19.0));
+  CHECK(grpo::ops::kl_value(q, -1.0, -31.0) == doctest::Approx(std::exp(-20.0) + 19.0).epsilon(1e-12));
   CHECK(grpo::ops::kl_grad(q, -1.0, -31.0) == 0.0);
   // OpenRLHF: every estimator clamped at +-10
   const auto o = grpo::openrlhf_kl_params(grpo::kl_estimator::k1);
@@ -100,7 +100,7 @@ TEST_CASE("kl: straight-through '+' keeps the value, takes the k2 gradient" *
     for (double lp : {-3.0, -1.2, 0.5})
       for (double lr : {-2.0, -0.1, -9.0}) {
         CHECK(grpo::ops::kl_value(plus, lp, lr) == grpo::ops::kl_value(base, lp, lr));
-        CHECK(grpo::ops::kl_grad(plus, lp, lr) == doctest::Approx(lp - lr));  // even where clamped
+        CHECK(grpo::ops::kl_grad(plus, lp, lr) == doctest::Approx(lp - lr).epsilon(1e-12));  // even where clamped
       }
   }
   CHECK_FALSE(grpo::kl_params_from_string("k2+").straight_through);
@@ -123,7 +123,7 @@ TEST_CASE("kl: E_pi[grad k3] = E_pi[grad k1] = 0 (unbiased reverse-KL gradient i
     kl += pi[y] * (lp - lr);
   }
   CHECK(e3 == doctest::Approx(0.0).scale(1.0).epsilon(1e-15));
-  CHECK(e2 == doctest::Approx(kl));
+  CHECK(e2 == doctest::Approx(kl).epsilon(1e-12));
 }
 
 TEST_CASE("kl: bias-corrected k3 * r gradient includes the ratio's (product rule)" *
@@ -143,9 +143,9 @@ TEST_CASE("kl: bias-corrected k3 * r gradient includes the ratio's (product rule
   in.mask = grpo::make_view(&m, {1, 1});
   const auto res = grpo::compute_loss(o, in);
   const double r = std::exp(lp - lo), k3 = std::exp(lr - lp) - (lr - lp) - 1.0;
-  CHECK(res.loss == doctest::Approx(beta * k3 * r));
-  CHECK(res.grad_logp[0] == doctest::Approx(beta * ((1.0 - std::exp(lr - lp)) * r + k3 * r)));
-  CHECK(res.metrics.kl.mean() == doctest::Approx(k3 * r));
+  CHECK(res.loss == doctest::Approx(beta * k3 * r).epsilon(1e-12));
+  CHECK(res.grad_logp[0] == doctest::Approx(beta * ((1.0 - std::exp(lr - lp)) * r + k3 * r)).epsilon(1e-12));
+  CHECK(res.metrics.kl.mean() == doctest::Approx(k3 * r).epsilon(1e-12));
 }
 
 TEST_CASE("kl_for_reward: token and sequence-summed placement" * doctest::test_suite("kl")) {
@@ -156,13 +156,13 @@ TEST_CASE("kl_for_reward: token and sequence-summed placement" * doctest::test_s
   auto v = [](const std::vector<double>& x) { return grpo::make_view(x.data(), {2, 2}); };
   grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m), grpo::kl_reward_placement::token,
                       grpo::make_view(tok.data(), {2, 2}));
-  CHECK(tok[0] == doctest::Approx(0.05));
-  CHECK(tok[1] == doctest::Approx(-0.1));
+  CHECK(tok[0] == doctest::Approx(0.05).epsilon(1e-12));
+  CHECK(tok[1] == doctest::Approx(-0.1).epsilon(1e-12));
   CHECK(tok[2] == 0.0);
   CHECK(tok[3] == 0.0);  // masked
   grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m), grpo::kl_reward_placement::sequence_sum,
                       grpo::strided_view<double, 2>{}, std::span<double>(rows));
-  CHECK(rows[0] == doctest::Approx(-0.05));
+  CHECK(rows[0] == doctest::Approx(-0.05).epsilon(1e-12));
   CHECK(rows[1] == 0.0);
   CHECK_THROWS_AS(
       grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m), grpo::kl_reward_placement::sequence_sum,

@@ -17,6 +17,7 @@
 #include <support/reference.hpp>
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -104,7 +105,11 @@ grpo::loss_result run(const grpo::loss_options& o, const problem& p, int stride,
   b.mask = view(mask);
   b.advantages = per_tok ? view(adv) : grpo::broadcast_rows(adv_row.data(), B, T);
   if (truncate) b.truncated = std::span<const unsigned char>(p.truncated);
-  return grpo::compute_loss(o, b);
+  auto r = grpo::compute_loss(o, b);
+  // The path under test, as reported (not inferred from today's dispatch rules).
+  CHECK(r.engine_used ==
+        (stride == 1 ? grpo::loss_engine::sequence_rows : grpo::loss_engine::general));
+  return r;
 }
 
 struct config {
@@ -203,7 +208,7 @@ void check_metrics(const grpo::loss_metrics& a, const grpo::loss_metrics& b, dou
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
-  for (double x : v) m = std::max(m, std::fabs(x));
+  for (double x : v) m = grpo_test::scale_max(m, std::fabs(x));
   return m;
 }
 
@@ -397,12 +402,18 @@ TEST_CASE("GSPO path: errors name the argument; padding values are ignored" *
       CHECK(std::string(e.what()).find(arg) != std::string::npos);
     }
   };
-  // NaN / inf on padding: no error, gradient there exactly 0, loss finite
+  // NaN / inf on padding: no error, gradient there exactly 0, and the result is the clean one
+  // (same loss, gradient and metrics bit for bit: padding values never enter a sum).
+  const auto clean = call();
+  CHECK(std::isfinite(clean.loss));
   lp[3 * T + 65] = std::numeric_limits<float>::quiet_NaN();
   ref[3 * T + 66] = std::numeric_limits<float>::infinity();
   old[3 * T + 67] = -std::numeric_limits<float>::infinity();
   const auto r = call();
-  CHECK(std::isfinite(r.loss));
+  CHECK(r.loss == clean.loss);
+  CHECK(r.kl_loss == clean.kl_loss);
+  CHECK(r.grad_logp == clean.grad_logp);
+  CHECK(r.metrics.ratio.mean() == clean.metrics.ratio.mean());
   for (long t = 60; t < T; ++t) CHECK(r.grad_logp[static_cast<std::size_t>(3 * T + t)] == 0.0);
   // on valid tokens (one inside a vector body, one in a row tail)
   lp[1 * T + 5] = std::numeric_limits<float>::quiet_NaN();
@@ -422,7 +433,7 @@ TEST_CASE("GSPO path: errors name the argument; padding values are ignored" *
   mask[2 * T + 9] = -1.f;
   expect("mask");
   mask[2 * T + 9] = 1.f;
-  CHECK(std::isfinite(call().loss));
+  CHECK(call().loss == r.loss);  // every valid value restored: the clean loss again
   // Finite inputs whose float square of the log ratio overflows (x = -1e20 - 1 on one valid
   // token): the AVX-512 kernel flags the row and the scalar twin recomputes it in double, as the
   // general engine (r = 0 for that row: every output finite). Everything is compared with the
@@ -450,7 +461,7 @@ TEST_CASE("GSPO path: errors name the argument; padding values are ignored" *
   CHECK(big.loss == doctest::Approx(gen.loss).epsilon(1e-6));
   double ps = 0.0;
   for (double x : gen.per_token_loss)
-    if (std::isfinite(x)) ps = std::max(ps, std::fabs(x));
+    if (std::isfinite(x)) ps = grpo_test::scale_max(ps, std::fabs(x));
   const double gs = max_abs(gen.grad_logp);
   for (std::size_t k = 0; k < gen.grad_logp.size(); ++k) {  // (outputs are row-major)
     REQUIRE(std::fabs(big.grad_logp[k] - gen.grad_logp[k]) <= 1e-6 * gs);
@@ -504,10 +515,11 @@ TEST_CASE("GSPO path: float outputs, streaming stores on unaligned rows, integer
       double g_err = 0, p_err = 0;  // (one check per quantity: 4M tokens)
       std::size_t nonzero_pad = 0, touched = 0;
       for (std::size_t k = 0; k < g.size(); ++k) {
-        g_err = std::max(g_err, std::fabs(static_cast<double>(g[k]) - d.grad_logp[k]));
+        g_err = grpo_test::err_max(g_err, std::fabs(static_cast<double>(g[k]) - d.grad_logp[k]));
         nonzero_pad += (d.grad_logp[k] == 0.0 && g[k] != 0.f) ? 1 : 0;
         if (want_ptl)
-          p_err = std::max(p_err, std::fabs(static_cast<double>(ptl[k]) - d.per_token_loss[k]));
+          p_err = grpo_test::err_max(p_err,
+                                     std::fabs(static_cast<double>(ptl[k]) - d.per_token_loss[k]));
         else
           touched += ptl[k] != 7.f ? 1 : 0;  // not requested: untouched
       }
@@ -537,8 +549,8 @@ TEST_CASE("GSPO path: float outputs, streaming stores on unaligned rows, integer
         CHECK(ri.metrics.tokens == r.metrics.tokens);
         double gi_err = 0;
         for (std::size_t k = 0; k < g.size(); ++k)
-          gi_err = std::max(gi_err, std::fabs(static_cast<double>(gi[k]) - g[k]) /
-                                        (std::fabs(static_cast<double>(g[k])) + 1e-30));
+          gi_err = grpo_test::err_max(gi_err, std::fabs(static_cast<double>(gi[k]) - g[k]) /
+                                                  (std::fabs(static_cast<double>(g[k])) + 1e-30));
         CHECK(gi_err <= 1e-6);
       }
     }

@@ -9,6 +9,7 @@
 #include <support/reference.hpp>
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <random>
@@ -76,8 +77,8 @@ void check_against_reference(const grpo::loss_options& o, const grpo_ref::batch&
     const double fd = grpo_ref::fd(o, b, k);
     const double e =
         std::fabs(r.grad_logp[static_cast<std::size_t>(k)] - fd) / std::max(1.0, std::fabs(fd));
-    if (e > worst) {
-      worst = e;
+    if (!(e <= worst)) {  // NaN-aware: a NaN gradient (or FD) becomes the worst error
+      worst = grpo_test::err_max(worst, e);
       worst_k = k;
     }
     const bool row_trunc = !b.truncated.empty() && b.truncated[static_cast<std::size_t>(k / b.T)];
@@ -117,24 +118,24 @@ TEST_CASE("ppo_clip: hand-computed tokens (clip, clip-higher, dual clip, delta)"
           doctest::test_suite("policy_loss")) {
   grpo::ops::ppo_clip_params<double> p{0.2, 0.28, 0.0, 0.0};
   // r = 1.5, A = 2: clipped at 1.28 -> -2 * 1.28, gradient 0
-  CHECK(grpo::ops::ppo_clip_loss(1.5, 2.0, p) == doctest::Approx(-2.56));
+  CHECK(grpo::ops::ppo_clip_loss(1.5, 2.0, p) == doctest::Approx(-2.56).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(1.5, 2.0, p) == 0.0);
   // r = 1.1, A = 2: inside -> -2.2, gradient -A
-  CHECK(grpo::ops::ppo_clip_loss(1.1, 2.0, p) == doctest::Approx(-2.2));
+  CHECK(grpo::ops::ppo_clip_loss(1.1, 2.0, p) == doctest::Approx(-2.2).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(1.1, 2.0, p) == -2.0);
   // r = 0.5, A = -1: max(0.5, 0.8) = 0.8, gradient 0
-  CHECK(grpo::ops::ppo_clip_loss(0.5, -1.0, p) == doctest::Approx(0.8));
+  CHECK(grpo::ops::ppo_clip_loss(0.5, -1.0, p) == doctest::Approx(0.8).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(0.5, -1.0, p) == 0.0);
   // r = 4, A = -1 without dual clip: unbounded 4, gradient 1
-  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(4.0));
+  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(4.0).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(4.0, -1.0, p) == 1.0);
   // dual clip c = 3 caps it at 3 with zero gradient; delta = 3 gives the same value
   p.dual_c = 3.0;
-  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(3.0));
+  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(3.0).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(4.0, -1.0, p) == 0.0);
   p.dual_c = 0.0;
   p.delta = 3.0;
-  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(3.0));
+  CHECK(grpo::ops::ppo_clip_loss(4.0, -1.0, p) == doctest::Approx(3.0).epsilon(1e-12));
   CHECK(grpo::ops::ppo_clip_loss_grad(4.0, -1.0, p) == 0.0);
   // A = 0: every branch is 0
   CHECK(grpo::ops::ppo_clip_loss(4.0, 0.0, p) == 0.0);
@@ -146,29 +147,29 @@ TEST_CASE("cispo/sapo/gmpo/vespo/tis/opsm: hand-computed scalars" *
   using namespace grpo::ops;
   CHECK(cispo_weight_cap(7.0, 5.0) == 5.0);
   CHECK(cispo_weight_cap(0.1, 5.0) == 0.1);  // one-sided: no lower bound (TRL)
-  CHECK(cispo_weight_clip(0.1, 0.2, 0.28) == doctest::Approx(0.8));
-  CHECK(cispo_weight_clip(1.5, 0.2, 0.28) == doctest::Approx(1.28));
-  CHECK(weighted_pg_loss(0.8, 2.0, -1.5) == doctest::Approx(2.4));
-  CHECK(weighted_pg_loss_grad(0.8, 2.0, -1.5) == doctest::Approx(-1.6));
+  CHECK(cispo_weight_clip(0.1, 0.2, 0.28) == doctest::Approx(0.8).epsilon(1e-12));
+  CHECK(cispo_weight_clip(1.5, 0.2, 0.28) == doctest::Approx(1.28).epsilon(1e-12));
+  CHECK(weighted_pg_loss(0.8, 2.0, -1.5) == doctest::Approx(2.4).epsilon(1e-12));
+  CHECK(weighted_pg_loss_grad(0.8, 2.0, -1.5) == doctest::Approx(-1.6).epsilon(1e-12));
   // SAPO at r = 1: value -(4/tau) * 0.5 * A, slope -A (vanilla PG on-policy)
-  CHECK(sapo_loss(1.0, 2.0, 1.0, 1.05) == doctest::Approx(-4.0));
-  CHECK(sapo_loss(1.0, -2.0, 1.0, 1.05) == doctest::Approx(2.0 * 2.0 / 1.05));
-  CHECK(sapo_loss_grad(1.0, 2.0, 1.0, 1.05) == doctest::Approx(-2.0));
-  CHECK(sapo_loss_grad(1.0, -2.0, 1.0, 1.05) == doctest::Approx(2.0));
+  CHECK(sapo_loss(1.0, 2.0, 1.0, 1.05) == doctest::Approx(-4.0).epsilon(1e-12));
+  CHECK(sapo_loss(1.0, -2.0, 1.0, 1.05) == doctest::Approx(2.0 * 2.0 / 1.05).epsilon(1e-12));
+  CHECK(sapo_loss_grad(1.0, 2.0, 1.0, 1.05) == doctest::Approx(-2.0).epsilon(1e-12));
+  CHECK(sapo_loss_grad(1.0, -2.0, 1.0, 1.05) == doctest::Approx(2.0).epsilon(1e-12));
   // GMPO log-ratio clip: A > 0 caps above only, A < 0 below only; verl A = 0 gives 0
-  CHECK(gmpo_clip_log_ratio(0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(0.3));
-  CHECK(gmpo_clip_log_ratio(-0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(-0.5));
-  CHECK(gmpo_clip_log_ratio(-0.5, -1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(-0.2));
-  CHECK(gmpo_clip_log_ratio(0.5, -1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(0.5));
+  CHECK(gmpo_clip_log_ratio(0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(0.3).epsilon(1e-12));
+  CHECK(gmpo_clip_log_ratio(-0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(-0.5).epsilon(1e-12));
+  CHECK(gmpo_clip_log_ratio(-0.5, -1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(-0.2).epsilon(1e-12));
+  CHECK(gmpo_clip_log_ratio(0.5, -1.0, 0.2, 0.3, gmpo_sign::verl) == doctest::Approx(0.5).epsilon(1e-12));
   CHECK(gmpo_clip_log_ratio(0.5, 0.0, 0.2, 0.3, gmpo_sign::verl) == 0.0);
-  CHECK(gmpo_clip_log_ratio(0.5, 0.0, 0.2, 0.3, gmpo_sign::trl) == doctest::Approx(0.5));
+  CHECK(gmpo_clip_log_ratio(0.5, 0.0, 0.2, 0.3, gmpo_sign::trl) == doctest::Approx(0.5).epsilon(1e-12));
   CHECK(gmpo_clip_log_ratio_grad(0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == 0.0);
   CHECK(gmpo_clip_log_ratio_grad(-0.5, 1.0, 0.2, 0.3, gmpo_sign::verl) == 1.0);
   // VESPO: phi(w = 1) = e^lambda 1^k e^-lambda = 1 for either sign
-  CHECK(vespo_phi(0.0, 1.0, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(1.0));
-  CHECK(vespo_phi(0.0, -1.0, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(1.0));
+  CHECK(vespo_phi(0.0, 1.0, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(vespo_phi(0.0, -1.0, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(1.0).epsilon(1e-12));
   // log w = log 2, A >= 0: e^3 * 2^2 * e^-6 = 4 e^-3
-  CHECK(vespo_phi(std::log(2.0), 0.5, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(4.0 * std::exp(-3.0)));
+  CHECK(vespo_phi(std::log(2.0), 0.5, 2.0, 3.0, 3.0, 2.0) == doctest::Approx(4.0 * std::exp(-3.0)).epsilon(1e-12));
   // TIS: truncate and mask
   CHECK(tis_weight(5.0, 0.0, 3.0, tis_mode::truncate) == 3.0);
   CHECK(tis_weight(0.1, 0.5, 3.0, tis_mode::truncate) == 0.5);
@@ -411,12 +412,15 @@ TEST_CASE(
   in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});  // forces the general pass
   out.grad_logp = grpo::make_view(g2.data(), {b.B, b.T});
   const auto gen = grpo::compute_loss_into(o, in, out);
+  CHECK(fast.engine_used == grpo::loss_engine::token_rows_simd);
+  CHECK(gen.engine_used == grpo::loss_engine::general);
   CHECK(fast.loss == doctest::Approx(gen.loss).epsilon(1e-13));
   double worst = 0;
-  for (std::size_t k = 0; k < g1.size(); ++k) worst = std::max(worst, std::fabs(g1[k] - g2[k]));
+  for (std::size_t k = 0; k < g1.size(); ++k)
+    worst = grpo_test::err_max(worst, std::fabs(g1[k] - g2[k]));
   CHECK(worst < 1e-18);
   CHECK(fast.metrics.tokens == gen.metrics.tokens);
-  CHECK(fast.metrics.clip_region.mean() == doctest::Approx(gen.metrics.clip_region.mean()));
+  CHECK(fast.metrics.clip_region.mean() == doctest::Approx(gen.metrics.clip_region.mean()).epsilon(1e-12));
   // A NaN on a valid token deep in the batch is reported, not swallowed by a worker thread.
   in.entropy = {};
   auto lp = b.lp;

@@ -71,8 +71,8 @@ TEST_CASE("presets: TRL experimental GMPO" * doctest::test_suite("presets")) {
   in.advantages = grpo::broadcast_rows(adv.data(), 2, 2);
   in.mask = grpo::make_view(m.data(), {2, 2});
   const auto r = grpo::compute_loss(p, in);
-  CHECK(r.loss == doctest::Approx(-std::exp(0.25) / 2));
-  CHECK(r.grad_logp[0] == doctest::Approx(-std::exp(0.25) / 2 * 0.5));  // d/dx0 of the mean
+  CHECK(r.loss == doctest::Approx(-std::exp(0.25) / 2).epsilon(1e-12));
+  CHECK(r.grad_logp[0] == doctest::Approx(-std::exp(0.25) / 2 * 0.5).epsilon(1e-12));  // d/dx0 of the mean
   CHECK(r.grad_logp[1] == 0.0);                                         // clipped at 0.4
 }
 
@@ -145,9 +145,9 @@ TEST_CASE("presets: same loss through preset and through explicit options" *
   // Hand value: tokens r = e^0.5 (A=1, clipped at 1.2), e^-1 (A=1 -> r), e^0.05 (A=1 -> r),
   // row 2 (A=-2): r = e^-0.1 -> max(2r, 1.6) = 2 e^-0.1; r = e^1.8 = 6.05 > 3 -> dual clip 6.
   const double want = (-1.2 - std::exp(-1.0) - std::exp(0.05) + 2 * std::exp(-0.1) + 6.0) / 5.0;
-  CHECK(a.loss == doctest::Approx(want));
-  CHECK(a.metrics.clip_dual.mean() == doctest::Approx(0.2));
-  CHECK(a.metrics.clip_high.mean() == doctest::Approx(0.2));
+  CHECK(a.loss == doctest::Approx(want).epsilon(1e-12));
+  CHECK(a.metrics.clip_dual.mean() == doctest::Approx(0.2).epsilon(1e-12));
+  CHECK(a.metrics.clip_high.mean() == doctest::Approx(0.2).epsilon(1e-12));
 }
 
 TEST_CASE("presets: errors name the argument" * doctest::test_suite("presets")) {

@@ -7,6 +7,7 @@
 #include <grpo/presets.hpp>
 
 #include <doctest/doctest.h>
+#include <support/compare.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -133,8 +134,8 @@ TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every p
       CHECK(r.loss == doctest::Approx(loss_ref).epsilon(1e-12));
       double gmax = 0, err = 0;
       for (std::size_t k = 0; k < g.size(); ++k) {
-        gmax = std::max(gmax, static_cast<double>(std::abs(g_ref[k])));
-        err = std::max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
+        gmax = grpo_test::scale_max(gmax, static_cast<double>(std::abs(g_ref[k])));
+        err = grpo_test::err_max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
       }
       CHECK(gmax > 0);
       CHECK(err <= 1e-6 * gmax);
@@ -146,7 +147,7 @@ TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every p
         CHECK(r2.metrics.clip_region.sum == doctest::Approx(r.metrics.clip_region.sum));
         double e2 = 0;
         for (std::size_t k = 0; k < g.size(); ++k)
-          e2 = std::max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
+          e2 = grpo_test::err_max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
         CHECK(e2 <= 1e-6 * gmax);
       } else {
         CHECK(r.schedule_used == grpo::fused_schedule::two_phase);
@@ -168,7 +169,7 @@ TEST_CASE("fused_grpo_step: gradient matches central finite differences of the l
       std::vector<float> g, gtmp;
       fused(p, o, T, grpo::fused_schedule::automatic, g);
       double gmax = 0;
-      for (float v : g) gmax = std::max(gmax, static_cast<double>(std::abs(v)));
+      for (float v : g) gmax = grpo_test::scale_max(gmax, static_cast<double>(std::abs(v)));
       for (std::size_t k = 0; k < p.logits.size(); ++k) {
         problem q = p;
         const float h = 3e-3f;
@@ -288,8 +289,8 @@ TEST_CASE("fused_grpo_step: multi-block rows, fp32 and bf16, cached and entropy 
     CHECK(r.loss == doctest::Approx(loss_ref).epsilon(1e-12));
     double gmax = 0, err = 0;
     for (std::size_t k = 0; k < g.size(); ++k) {
-      gmax = std::max(gmax, static_cast<double>(std::abs(g_ref[k])));
-      err = std::max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
+      gmax = grpo_test::scale_max(gmax, static_cast<double>(std::abs(g_ref[k])));
+      err = grpo_test::err_max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
     }
     CHECK(gmax > 0);
     CHECK(err <= 1e-6 * gmax);

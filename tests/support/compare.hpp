@@ -33,6 +33,21 @@ inline bool close_rel(double a, double b, double rtol, double atol = 0.0) {
   return std::fabs(a - b) <= atol + rtol * std::max(std::fabs(a), std::fabs(b));
 }
 
+/// NaN-aware running maximum of an error: worst = err_max(worst, |got - want|). A NaN in either
+/// argument gives +inf, so a NaN output can never pass `worst <= tol` (std::max(0.0, NaN) is 0 and
+/// `if (e > worst)` skips NaN: both let a NaN output through).
+inline double err_max(double worst, double e) {
+  if (std::isnan(worst) || std::isnan(e)) return INFINITY;
+  return e > worst ? e : worst;
+}
+
+/// Running maximum of a magnitude used to SCALE a tolerance (tol * max |g|): only finite values
+/// count, so an Inf or NaN output cannot widen the tolerance it is checked against.
+inline double scale_max(double s, double x) {
+  const double a = std::fabs(x);
+  return std::isfinite(a) && a > s ? a : s;
+}
+
 /// Calls f(idx) for every multi-index of `v` in row-major order (last index fastest); idx is a
 /// std::array<index_t, Rank>. Rank 0 calls f once with an empty array.
 template <class T, std::size_t Rank, class F>
