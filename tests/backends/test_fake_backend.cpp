@@ -168,7 +168,7 @@ TEST_CASE("fake_backend: run-time typed handle checks dtype and rank" *
 
   // A handle that claims bf16 storage for doubles is rejected for double and accepted for bf16.
   auto lie = grpo_test::fake_dyn_tensor::of(x, grpo::dtype::bf16);
-  CHECK_THROWS_AS((grpo::as_view_as<double, 2>(lie)), grpo::error);
+  CHECK_THROWS_WITH_AS((grpo::as_view_as<double, 2>(lie)), doctest::Contains("[grpo.bad_dtype]"), grpo::error);
   CHECK_NOTHROW((grpo::as_view_as<grpo::bfloat16, 2>(lie)));
 
   d.space = grpo::memory_space::cuda;

@@ -58,9 +58,9 @@ TEST_CASE("compare: max abs/rel error between views and vectors" * doctest::test
   CHECK(grpo_test::compare(va, want).ok());
   std::vector<double> off = want;
   off[4] = 5.5;
-  CHECK(grpo_test::max_abs_error(va, off) == doctest::Approx(0.5));
-  CHECK(grpo_test::max_rel_error(va, off) == doctest::Approx(0.5 / 5.5));
-  CHECK(grpo_test::max_abs_error(off, va) == doctest::Approx(0.5));
+  CHECK(grpo_test::max_abs_error(va, off) == doctest::Approx(0.5).epsilon(1e-12));
+  CHECK(grpo_test::max_rel_error(va, off) == doctest::Approx(0.5 / 5.5).epsilon(1e-12));
+  CHECK(grpo_test::max_abs_error(off, va) == doctest::Approx(0.5).epsilon(1e-12));
   CHECK_FALSE(grpo_test::compare(va, off, 0.05).ok());
   CHECK(grpo_test::compare(va, off, 0.1).ok());
 

@@ -641,4 +641,9 @@ TEST_CASE("divergence_loss: results do not depend on the thread count" *
   CHECK(l1 == l2);
   CHECK(g1 == g2);
 }
+#else
+TEST_CASE("divergence_loss: results do not depend on the thread count" *
+          doctest::test_suite("distill")) {
+  MESSAGE("SKIPPED: built without OpenMP (no grpo::openmp), nothing runs threaded");
+}
 #endif

@@ -164,10 +164,10 @@ TEST_CASE("kl_for_reward: token and sequence-summed placement" * doctest::test_s
                       grpo::strided_view<double, 2>{}, std::span<double>(rows));
   CHECK(rows[0] == doctest::Approx(-0.05).epsilon(1e-12));
   CHECK(rows[1] == 0.0);
-  CHECK_THROWS_AS(
+  CHECK_THROWS_WITH_AS(
       grpo::kl_for_reward(p, 0.1, v(lp), v(lr), v(m), grpo::kl_reward_placement::sequence_sum,
                           grpo::strided_view<double, 2>{}, std::span<double>(rows).first(1)),
-      grpo::error);
+      doctest::Contains("[grpo.shape_mismatch]"), grpo::error);
 }
 
 TEST_CASE("kl: names and bad input" * doctest::test_suite("kl")) {

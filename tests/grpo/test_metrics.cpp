@@ -87,3 +87,26 @@ TEST_CASE("metrics: top-entropy mask by hand (torch.quantile, linear interpolati
   CHECK(r.loss == doctest::Approx(-1.0).epsilon(eps));
   CHECK(r.grad_logp == std::vector<double>{0.0, -0.5, -0.5, 0.0});
 }
+
+TEST_CASE("is_weights: detached per-token multipliers of the policy term, by hand" *
+          doctest::test_suite("metrics")) {
+  // On-policy (r = 1, dr/dlp = 1), A = 1, weights w = {0.5, 2}, token mean over 2 tokens:
+  //   loss = -(w_0 r A + w_1 r A) / 2 = -1.25,  d loss / d lp_t = -w_t A / 2 = {-0.25, -1}.
+  const long B = 1, T = 2;
+  const std::vector<double> lp = {-1.0, -2.0}, w = {0.5, 2.0}, adv = {1, 1}, mask = {1, 1};
+  grpo::loss_options o;
+  grpo::loss_batch<double, double> b;
+  auto v = [&](const std::vector<double>& x) { return grpo::make_view(x.data(), {B, T}); };
+  b.logp = v(lp);
+  b.is_weights = v(w);
+  b.advantages = v(adv);
+  b.mask = v(mask);
+  const auto r = grpo::compute_loss(o, b);
+  CHECK(r.engine_used == grpo::loss_engine::general);
+  CHECK(r.loss == doctest::Approx(-1.25).epsilon(eps));
+  CHECK(r.grad_logp[0] == doctest::Approx(-0.25).epsilon(eps));
+  CHECK(r.grad_logp[1] == doctest::Approx(-1.0).epsilon(eps));
+  CHECK(r.metrics.is_weight.mean() == doctest::Approx(1.25).epsilon(eps));
+  CHECK(r.metrics.is_weight.min == 0.5);
+  CHECK(r.metrics.is_weight.max == 2.0);
+}

@@ -8,10 +8,14 @@
 
 #include <doctest/doctest.h>
 #include <support/compare.hpp>
+#include <support/expect_error.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace {
@@ -206,16 +210,239 @@ TEST_CASE("fused_linear_grpo_step: invalid input gives grpo::error" *
   std::vector<float> gh, gw;
   auto o = grpo::preset("trl_dapo");
   p.ids[0] = 5;
-  CHECK_THROWS_AS(run_linear(p, o, 1.0f, 2, 0, gh, gw), grpo::error);
+  CHECK_THROWS_WITH_AS(run_linear(p, o, 1.0f, 2, 0, gh, gw), doctest::Contains("[grpo.out_of_range]"), grpo::error);
   p.ids[0] = 1;
   p.h[1] = std::numeric_limits<float>::quiet_NaN();
-  CHECK_THROWS_AS(run_linear(p, o, 1.0f, 2, 0, gh, gw), grpo::error);
+  CHECK_THROWS_WITH_AS(run_linear(p, o, 1.0f, 2, 0, gh, gw), doctest::Contains("[grpo.bad_value]"), grpo::error);
   p.h[1] = 0.0f;
   // Column-major weight (hidden dimension strided) is refused.
-  CHECK_THROWS_AS(grpo::fused_linear_grpo_step(
+  CHECK_THROWS_WITH_AS(grpo::fused_linear_grpo_step(
                       o, grpo::make_view(static_cast<const float*>(p.h.data()), {1, 2, 4}),
                       grpo::make_view(static_cast<const float*>(p.w.data()), {5, 4}, {1, 5}),
                       grpo::make_view(p.ids.data(), {1, 2}), p.batch(),
                       grpo::make_view(gh.data(), {1, 2, 4}), grpo::make_view(gw.data(), {5, 4})),
-                  grpo::error);
+                  doctest::Contains("[grpo.bad_option]"), grpo::error);
+}
+
+TEST_CASE("fused_linear: every input check, one bad field at a time, id and name" *
+          doctest::test_suite("validation")) {
+  using grpo::errc;
+  using grpo_test::expect_error;
+  const lin_problem p(2, 3, 4, 5, 7);
+  const index_t B = p.B, T = p.T, H = p.H, V = p.V, N = B * T;
+  std::vector<float> gh(p.h.size()), gw(p.w.size()), wt(p.w.size()), lp(N), ent(N), lse(N);
+  std::vector<std::int32_t> bad_ids = p.ids;
+  bad_ids[4] = static_cast<std::int32_t>(V);
+  const std::vector<unsigned char> trunc1 = {0};
+  struct step_case {
+    std::string label, field;
+    errc code;
+    std::function<void(grpo::loss_options&, grpo::fused_linear_options&,
+                       grpo::loss_batch<double, float>&, index_t& wv, index_t& wh,
+                       index_t& ghv, const std::int32_t*& ids, bool& wcol)>
+        mutate;
+  };
+  const std::vector<step_case> steps = {
+      {"weight [V, H+1]", "weight", errc::shape_mismatch,
+       [](auto&, auto&, auto&, index_t&, index_t& wh, auto&, auto&, auto&) { wh += 1; }},
+      {"weight V = 0", "vocabulary extent", errc::shape_mismatch,
+       [](auto&, auto&, auto&, index_t& wv, auto&, index_t& g, auto&, auto&) {
+         wv = 0;
+         g = 0;  // grad_weight [0, H] too: the vocabulary check is the one that fires
+       }},
+      {"weight column-major", "weight: the hidden dimension must have stride 1",
+       errc::bad_option,
+       [](auto&, auto&, auto&, auto&, auto&, auto&, auto&, bool& c) { c = true; }},
+      {"grad_weight [V-1, H]", "grad_weight", errc::shape_mismatch,
+       [](auto&, auto&, auto&, auto&, auto&, index_t& g, auto&, auto&) { g -= 1; }},
+      {"mask missing", "mask: required", errc::shape_mismatch,
+       [](auto&, auto&, auto& b, auto&, auto&, auto&, auto&, auto&) { b.mask = {}; }},
+      {"mask [B, T-1]", "mask", errc::shape_mismatch,
+       [&](auto&, auto&, auto& b, auto&, auto&, auto&, auto&, auto&) {
+         b.mask = grpo::make_view(p.mask.data(), {B, T - 1});
+       }},
+      {"truncated size 1", "truncated: size must equal B", errc::shape_mismatch,
+       [&](auto&, auto&, auto& b, auto&, auto&, auto&, auto&, auto&) {
+         b.truncated = std::span<const unsigned char>(trunc1);
+       }},
+      {"chunk_tokens < 0", "chunk_tokens", errc::bad_option,
+       [](auto&, auto& f, auto&, auto&, auto&, auto&, auto&, auto&) { f.chunk_tokens = -1; }},
+      {"single_pass with GSPO", "single_pass needs token-local", errc::bad_option,
+       [](grpo::loss_options& o, auto& f, auto&, auto&, auto&, auto&, auto&, auto&) {
+         o.policy.level = grpo::is_level::sequence;
+         f.schedule = grpo::fused_schedule::single_pass;
+       }},
+      {"temperature 0", "temperature", errc::bad_option,
+       [](auto&, auto& f, auto&, auto&, auto&, auto&, auto&, auto&) {
+         f.logprob.temperature = 0.0f;
+       }},
+      {"id = V", "outside [0, 5)", errc::out_of_range,
+       [&](auto&, auto&, auto&, auto&, auto&, auto&, const std::int32_t*& ids, auto&) {
+         ids = bad_ids.data();
+       }},
+      {"bad loss option (eps_low < 0)", "eps_low", errc::bad_value,
+       [](grpo::loss_options& o, auto&, auto&, auto&, auto&, auto&, auto&, auto&) {
+         o.policy.eps_low = -1;
+       }},
+  };
+  for (const auto& c : steps) {
+    grpo::loss_options o;
+    grpo::fused_linear_options fo;
+    auto b = p.batch();
+    index_t wv = V, wh = H, ghv = V;
+    const std::int32_t* ids = p.ids.data();
+    bool wcol = false;
+    c.mutate(o, fo, b, wv, wh, ghv, ids, wcol);
+    // The column-major weight: element (v, d) at d * V + v (stride(1) = V != 1).
+    const auto w = wcol ? grpo::make_view(static_cast<const float*>(wt.data()), {V, H}, {1, V})
+                        : grpo::make_view(static_cast<const float*>(p.w.data()), {wv, wh});
+    expect_error(
+        c.label,
+        [&] {
+          (void)grpo::fused_linear_grpo_step(
+              o, grpo::make_view(static_cast<const float*>(p.h.data()), {B, T, H}), w,
+              grpo::make_view(ids, {B, T}), b, grpo::make_view(gh.data(), {B, T, H}),
+              grpo::make_view(gw.data(), {ghv, H}), fo);
+        },
+        c.code, c.field);
+  }
+  // linear_log_softmax (forward only).
+  const auto hv = grpo::make_view(static_cast<const float*>(p.h.data()), {N, H});
+  const auto wv = grpo::make_view(static_cast<const float*>(p.w.data()), {V, H});
+  const auto iv = grpo::make_view(static_cast<const std::int32_t*>(p.ids.data()), {N});
+  const auto lv = grpo::make_view(lp.data(), {N});
+  expect_error("lls weight [V, H-1]",
+               [&] {
+                 grpo::linear_log_softmax(
+                     hv, grpo::make_view(static_cast<const float*>(p.w.data()), {V, H - 1}), iv,
+                     lv);
+               },
+               errc::shape_mismatch, "weight");
+  expect_error("lls ids [N-1]",
+               [&] {
+                 grpo::linear_log_softmax(
+                     hv, wv, grpo::make_view(static_cast<const std::int32_t*>(p.ids.data()), {N - 1}),
+                     lv);
+               },
+               errc::shape_mismatch, "ids");
+  expect_error("lls logp [N-1]",
+               [&] { grpo::linear_log_softmax(hv, wv, iv, grpo::make_view(lp.data(), {N - 1})); },
+               errc::shape_mismatch, "logp");
+  expect_error(
+      "lls entropy [N+1]",
+      [&] {
+        std::vector<float> e2(N + 1);
+        grpo::linear_log_softmax(hv, wv, iv, lv, grpo::make_view(e2.data(), {N + 1}));
+      },
+      errc::shape_mismatch, "entropy");
+  expect_error("lls lse [1]",
+               [&] {
+                 grpo::linear_log_softmax(hv, wv, iv, lv, grpo::make_view(ent.data(), {N}),
+                                          grpo::make_view(lse.data(), {1}));
+               },
+               errc::shape_mismatch, "lse");
+  expect_error("lls V = 0",
+               [&] {
+                 grpo::linear_log_softmax(
+                     hv, grpo::make_view(static_cast<const float*>(p.w.data()), {0, H}), iv, lv);
+               },
+               errc::shape_mismatch, "vocabulary extent");
+  expect_error("lls column-major weight",
+               [&] {
+                 grpo::linear_log_softmax(
+                     hv, grpo::make_view(static_cast<const float*>(wt.data()), {V, H}, {1, V}), iv,
+                     lv);
+               },
+               errc::bad_option, "weight: the hidden dimension must have stride 1");
+  expect_error("lls chunk_tokens < 0",
+               [&] {
+                 grpo::fused_linear_options fo;
+                 fo.chunk_tokens = -2;
+                 grpo::linear_log_softmax(hv, wv, iv, lv, {}, {}, fo);
+               },
+               errc::bad_option, "chunk_tokens");
+  expect_error("lls id out of range",
+               [&] {
+                 grpo::linear_log_softmax(
+                     hv, wv, grpo::make_view(static_cast<const std::int32_t*>(bad_ids.data()), {N}),
+                     lv);
+               },
+               errc::out_of_range, "linear_log_softmax: ids");
+  expect_error("lls temperature NaN",
+               [&] {
+                 grpo::fused_linear_options fo;
+                 fo.logprob.temperature = std::nanf("");
+                 grpo::linear_log_softmax(hv, wv, iv, lv, {}, {}, fo);
+               },
+               errc::bad_option, "temperature");
+}
+
+TEST_CASE("fused_linear_grpo_step: KL + ref_logp, truncated rows, sampler_logp (TIS), both "
+          "schedules and a small workspace equal the materialised-logits path" *
+          doctest::test_suite("logprob")) {
+  lin_problem p(3, 5, 16, 200, 11);
+  const auto lg = p.logits();
+  std::mt19937 rng(5);
+  std::normal_distribution<double> n01(0.0, 1.0);
+  std::vector<double> ref_d, smp_d;
+  for (index_t k = 0; k < p.B * p.T; ++k) {
+    ref_d.push_back(p.old_lp[k] + 0.1 * n01(rng));
+    smp_d.push_back(p.old_lp[k] + 0.05 * n01(rng));
+  }
+  const std::vector<unsigned char> trunc = {0, 1, 0};  // row 1 truncated: zero gradient rows
+  auto batch = [&] {
+    auto b = p.batch();
+    b.ref_logp = grpo::make_view(static_cast<const double*>(ref_d.data()), {p.B, p.T});
+    b.sampler_logp = grpo::make_view(static_cast<const double*>(smp_d.data()), {p.B, p.T});
+    b.truncated = std::span<const unsigned char>(trunc);
+    return b;
+  };
+  auto o = grpo::preset("trl_dapo");
+  o.kl_coef = 0.05;
+  o.kl = grpo::kl_params_from_string("low_var_kl");
+  o.tis.enabled = true;  // token TIS from sampler_logp
+  o.tis.c_max = 2.0;
+  // Materialised reference: fused_grpo_step on the float logits, then the two products in double.
+  std::vector<float> gl(lg.size());
+  const auto ref = grpo::fused_grpo_step(o, grpo::make_view(lg.data(), {p.B, p.T, p.V}),
+                                         grpo::make_view(p.ids.data(), {p.B, p.T}), batch(),
+                                         grpo::make_view(gl.data(), {p.B, p.T, p.V}));
+  REQUIRE(ref.kl_loss != 0.0);
+  std::vector<double> dh(p.h.size(), 0.0), dw(p.w.size(), 0.0);
+  for (index_t k = 0; k < p.B * p.T; ++k)
+    for (index_t v = 0; v < p.V; ++v)
+      for (index_t d = 0; d < p.H; ++d) {
+        dh[k * p.H + d] += gl[k * p.V + v] * static_cast<double>(p.w[v * p.H + d]);
+        dw[v * p.H + d] += gl[k * p.V + v] * static_cast<double>(p.h[k * p.H + d]);
+      }
+  double mh = 0, mw = 0;
+  for (double v : dh) mh = grpo_test::scale_max(mh, v);
+  for (double v : dw) mw = grpo_test::scale_max(mw, v);
+  for (auto sched : {grpo::fused_schedule::single_pass, grpo::fused_schedule::two_phase}) {
+    for (std::size_t ws : {std::size_t(32) << 20, std::size_t(4096)}) {  // 4 KiB: 16-token chunks
+      INFO("schedule " << static_cast<int>(sched) << " workspace " << ws);
+      std::vector<float> gh(p.h.size(), -3.0f), gw(p.w.size(), -3.0f);
+      grpo::fused_linear_options fo;
+      fo.schedule = sched;
+      fo.workspace_bytes = ws;
+      const auto r = grpo::fused_linear_grpo_step(
+          o, grpo::make_view(static_cast<const float*>(p.h.data()), {p.B, p.T, p.H}),
+          grpo::make_view(static_cast<const float*>(p.w.data()), {p.V, p.H}),
+          grpo::make_view(p.ids.data(), {p.B, p.T}), batch(),
+          grpo::make_view(gh.data(), {p.B, p.T, p.H}), grpo::make_view(gw.data(), {p.V, p.H}),
+          fo);
+      CHECK(r.schedule_used == sched);
+      CHECK(r.loss == doctest::Approx(ref.loss).epsilon(1e-5));
+      CHECK(r.kl_loss == doctest::Approx(ref.kl_loss).epsilon(1e-5));
+      CHECK(r.metrics.truncated_seqs == 1.0);
+      CHECK(r.metrics.is_weight.mean() == doctest::Approx(ref.metrics.is_weight.mean()).epsilon(1e-5));
+      double eh = 0, ew = 0;
+      for (std::size_t k = 0; k < gh.size(); ++k) eh = grpo_test::err_max(eh, std::fabs(gh[k] - dh[k]));
+      for (std::size_t k = 0; k < gw.size(); ++k) ew = grpo_test::err_max(ew, std::fabs(gw[k] - dw[k]));
+      CHECK(eh <= 1e-4 * mh);
+      CHECK(ew <= 1e-4 * mw);
+      for (index_t t = 0; t < p.T; ++t)  // the truncated row's hidden gradient is exactly zero
+        for (index_t d = 0; d < p.H; ++d) CHECK(gh[(1 * p.T + t) * p.H + d] == 0.0f);
+    }
+  }
 }

@@ -42,7 +42,7 @@ TEST_CASE("compose: weighted total, breakdown and skipped rules" * doctest::test
   sample s;
   s.completion = "abcd";
   const reward_breakdown b = set.score(s);
-  CHECK(b.total == doctest::Approx(2.0 * 1.0 + 0.5 * 4.0));  // skipped rule adds nothing
+  CHECK(b.total == doctest::Approx(2.0 * 1.0 + 0.5 * 4.0).epsilon(1e-12));  // skipped rule adds nothing
   REQUIRE(b.rules.size() == 3);
   CHECK(b.rules[0].name == "one");
   CHECK(b.rules[1].value.value() == 4.0);
@@ -86,7 +86,7 @@ TEST_CASE("compose: built-in rules agree with the direct functions" *
     CHECK(make_rule("soft_overlong", o)(s).value() ==
           soft_overlong_reward(text_length(t), o.overlong));
     s.num_tokens = 35;  // token count wins over the text length
-    CHECK(make_rule("soft_overlong", o)(s).value() == doctest::Approx(-0.5));
+    CHECK(make_rule("soft_overlong", o)(s).value() == doctest::Approx(-0.5).epsilon(1e-12));
   }
   CHECK_THROWS_WITH_AS(make_rule("nope", o), doctest::Contains("unknown reward rule 'nope'"),
                        grpo::error);
@@ -96,13 +96,13 @@ TEST_CASE("compose: built-in rules agree with the direct functions" *
                        grpo::error);
   bad = o;
   bad.repetition.max_penalty = 1.0;
-  CHECK_THROWS_AS(make_rule("repetition", bad), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("repetition", bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
   bad = o;
   bad.overlong.cache_len = 0;
-  CHECK_THROWS_AS(make_rule("soft_overlong", bad), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("soft_overlong", bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
   bad = o;
   bad.code_language = "cobol";
-  CHECK_THROWS_AS(make_rule("code", bad), grpo::error);
+  CHECK_THROWS_WITH_AS(make_rule("code", bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
 }
 
 TEST_CASE("compose: code rule skips samples without tests and honours their language" *
@@ -117,7 +117,7 @@ TEST_CASE("compose: code rule skips samples without tests and honours their lang
   CHECK_FALSE(code(s).has_value());  // no tests: skipped, not punished
   const std::vector<test_case> tests = {{"2\n", "4\n"}, {"5\n", "10\n"}, {"1\n", "3\n"}};
   s.tests = tests;
-  CHECK(code(s).value() == doctest::Approx(2.0 / 3.0));
+  CHECK(code(s).value() == doctest::Approx(2.0 / 3.0).epsilon(1e-12));
   CHECK(binary(s).value() == 0.0);
   s.code_language = "cpp";  // no ```cpp block -> 0
   CHECK(code(s).value() == 0.0);
@@ -145,11 +145,11 @@ TEST_CASE("compose: accuracy and cosine rules use the math verifier" *
   s.completion = "<think>\nsix times seven\n</think>\n<answer>\n42\n</answer>";
   CHECK(acc(s).value() == 1.0);
   CHECK(cos(s).value() ==
-        doctest::Approx(cosine_scaled_reward(true, text_length(s.completion), o.cosine)));
+        doctest::Approx(cosine_scaled_reward(true, text_length(s.completion), o.cosine)).epsilon(1e-12));
   s.completion = "The answer is \\boxed{41}.";
   CHECK(acc(s).value() == 0.0);
   CHECK(cos(s).value() ==
-        doctest::Approx(cosine_scaled_reward(false, text_length(s.completion), o.cosine)));
+        doctest::Approx(cosine_scaled_reward(false, text_length(s.completion), o.cosine)).epsilon(1e-12));
   s.completion = "So \\boxed{\\frac{84}{2}}";
   CHECK(acc(s).value() == 1.0);
   // unparseable gold: skipped (never rewarded 1.0, open-r1 issues #86/#215/#293)
@@ -159,7 +159,7 @@ TEST_CASE("compose: accuracy and cosine rules use the math verifier" *
   const reward_set set = make_reward_set("accuracy:1,format:0.5", o);
   s.answer = "42";
   s.completion = "<think>\nok\n</think>\n<answer>\n42\n</answer>";
-  CHECK(set.score(s).total == doctest::Approx(1.5));
+  CHECK(set.score(s).total == doctest::Approx(1.5).epsilon(1e-12));
 }
 #else
 TEST_CASE("compose: math rules report the missing verifier" * doctest::test_suite("rewards")) {

@@ -128,7 +128,7 @@ TEST_CASE("format: reasoning steps follow open-r1's pattern and tests" *
   // open-r1 tests/test_rewards.py: three steps -> 1, one step -> 1/3
   CHECK(reasoning_steps_reward(
             "Step 1: Add 2 and 3\nStep 2: Multiply by 4\nStep 3: Get final answer") == 1.0);
-  CHECK(reasoning_steps_reward("Step 1: Only step") == doctest::Approx(1.0 / 3.0));
+  CHECK(reasoning_steps_reward("Step 1: Only step") == doctest::Approx(1.0 / 3.0).epsilon(1e-12));
   CHECK(count_reasoning_steps("First, x. Second, y. Next, z. Finally, w.") == 4);
   CHECK(count_reasoning_steps("list:\n- a\n- b\n* c") == 3);
   // ^\d+\. matches only at the very start (no MULTILINE)
@@ -189,6 +189,22 @@ TEST_CASE("format: differential test against open-r1's regexes in Python" *
   std::mt19937 g(12345);
   std::vector<std::string> cases;
   for (int i = 0; i < 3000; ++i) cases.push_back(random_soup(g, tokens, 24));
+  // Random near-layouts: the R1 template around random soup, half of them with one random token
+  // inserted at a random place (both regex outcomes arise from random cases, not only from the
+  // hand-made ones below).
+  const std::size_t n_random = 4000;
+  for (int i = 0; i < 1000; ++i) {
+    std::string c = "<think>\n" + random_soup(g, tokens, 6) + "\n</think>\n<answer>\n" +
+                    random_soup(g, tokens, 6) + "\n</answer>";
+    if (i % 2 == 1) {
+      std::uniform_int_distribution<std::size_t> at(0, c.size());
+      std::uniform_int_distribution<std::size_t> pick(0, tokens.size() - 1);
+      std::size_t pos = at(g);  // a character boundary: the JSON oracle needs valid UTF-8
+      while (pos < c.size() && (static_cast<unsigned char>(c[pos]) & 0xC0u) == 0x80u) ++pos;
+      c.insert(pos, tokens[pick(g)]);
+    }
+    cases.push_back(c);
+  }
   // Hand-made near misses mixed in.
   cases.push_back("<think>\nx\n</think>\n<answer>\ny\n</answer>\n");
   cases.push_back("<think>\n\n</think>\n<answer>\n\n</answer>");
@@ -210,17 +226,23 @@ print(json.dumps([[1.0 if fmt.match(c) else 0.0, tags(c), len(steps.findall(c)),
 )PY";
   const nlohmann::json want = python_oracle(script, cases);
   REQUIRE(want.size() == cases.size());
-  int accepted = 0;
+  int accepted = 0, rejected = 0, strict_ok = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     INFO("case " << i << ": " << nlohmann::json(cases[i]).dump());
     CHECK(lenient_format_reward(cases[i]) == want[i][0].get<double>());
     CHECK(tag_count_reward(cases[i]) == want[i][1].get<double>());
     CHECK(count_reasoning_steps(cases[i]) == want[i][2].get<std::size_t>());
     CHECK(strict_format_reward(cases[i]) == want[i][3].get<double>());
-    accepted += want[i][0].get<double>() > 0 ? 1 : 0;
+    if (i < n_random) {  // random cases only: the hand-made ones cannot satisfy these counts
+      (want[i][0].get<double>() > 0 ? accepted : rejected) += 1;
+      strict_ok += want[i][3].get<double>() > 0 ? 1 : 0;
+    }
   }
-  // The soup must exercise both outcomes of the regex, or the test proves little.
-  CHECK(accepted > 0);
+  // The random cases must exercise both outcomes of the regexes, or the test proves little.
+  INFO("random cases: accepted ", accepted, ", rejected ", rejected, ", strict ", strict_ok);
+  CHECK(accepted >= 100);
+  CHECK(rejected >= 100);
+  CHECK(strict_ok >= 50);
 }
 
 TEST_CASE("format: adversarial inputs (1 MB, 10k nested tags, invalid UTF-8)" *

@@ -101,12 +101,12 @@ TEST_CASE("language: reward is the target fraction of the reasoning" *
   // reasoning = "我们 think about 这个" -> words 我 们 think about 这 个 = 6, 4 Han
   const std::string c =
       "<think>我们 think about $x^2$ 这个</think><answer>English answer here</answer>";
-  CHECK(language_consistency_reward(c, "zh") == doctest::Approx(4.0 / 6.0));
-  CHECK(language_consistency_reward(c, "en") == doctest::Approx(2.0 / 6.0));
+  CHECK(language_consistency_reward(c, "zh") == doctest::Approx(4.0 / 6.0).epsilon(1e-12));
+  CHECK(language_consistency_reward(c, "en") == doctest::Approx(2.0 / 6.0).epsilon(1e-12));
   language_options all;
   all.reasoning_only = false;
   // whole text (tags are markup, not words): think, about, English, answer, here -> 5 Latin + 4 Han
-  CHECK(language_consistency_reward(c, "zh", all) == doctest::Approx(4.0 / 9.0));
+  CHECK(language_consistency_reward(c, "zh", all) == doctest::Approx(4.0 / 9.0).epsilon(1e-12));
   CHECK(language_consistency_reward("<think>pure English reasoning</think>", "en") == 1.0);
   CHECK(language_consistency_reward("<think>pure English reasoning</think>", "zh") == 0.0);
   // nothing but math: empty_value (0 by default, configurable)

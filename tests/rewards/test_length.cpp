@@ -34,17 +34,17 @@ TEST_CASE("length: cosine reward hand values (max_len 100)" * doctest::test_suit
   cosine_options o;
   o.max_len = 100;
   // correct, len 0: cos 0 = 1 -> 0.5 + 0.25 * 2 = 1.0; len 100: cos pi = -1 -> 0.5
-  CHECK(cosine_scaled_reward(true, 0, o) == doctest::Approx(1.0));
-  CHECK(cosine_scaled_reward(true, 100, o) == doctest::Approx(0.5));
+  CHECK(cosine_scaled_reward(true, 0, o) == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(cosine_scaled_reward(true, 100, o) == doctest::Approx(0.5).epsilon(1e-12));
   // len 50: cos(pi/2) = 0 -> midpoint
-  CHECK(cosine_scaled_reward(true, 50, o) == doctest::Approx(0.75));
-  CHECK(cosine_scaled_reward(false, 50, o) == doctest::Approx(-0.75));
+  CHECK(cosine_scaled_reward(true, 50, o) == doctest::Approx(0.75).epsilon(1e-12));
+  CHECK(cosine_scaled_reward(false, 50, o) == doctest::Approx(-0.75).epsilon(1e-12));
   // wrong: short -> -1, long -> -0.5
-  CHECK(cosine_scaled_reward(false, 0, o) == doctest::Approx(-1.0));
-  CHECK(cosine_scaled_reward(false, 100, o) == doctest::Approx(-0.5));
+  CHECK(cosine_scaled_reward(false, 0, o) == doctest::Approx(-1.0).epsilon(1e-12));
+  CHECK(cosine_scaled_reward(false, 100, o) == doctest::Approx(-0.5).epsilon(1e-12));
   // len 20: cos(0.2 pi) = 0.809017 -> 0.5 + 0.25 * 1.809017 = 0.952254
   CHECK(cosine_scaled_reward(true, 20, o) ==
-        doctest::Approx(0.5 + 0.25 * (1 + std::cos(0.2 * std::numbers::pi))));
+        doctest::Approx(0.5 + 0.25 * (1 + std::cos(0.2 * std::numbers::pi))).epsilon(1e-12));
   // open-r1's test values: 22 characters -> 0.943 / -0.943, 80 characters -> 0.547 / -0.547
   CHECK(cosine_scaled_reward(true, 22, o) == doctest::Approx(0.943).epsilon(1e-3));
   CHECK(cosine_scaled_reward(true, 80, o) == doctest::Approx(0.547).epsilon(2e-3));
@@ -56,12 +56,12 @@ TEST_CASE("length: cosine clamping past max_len (TRL) versus open-r1" *
   cosine_options o;
   o.max_len = 100;
   CHECK(cosine_scaled_reward(true, 150, o) ==
-        doctest::Approx(0.5));  // clamped: stays at the end point
-  CHECK(cosine_scaled_reward(false, 1000, o) == doctest::Approx(-0.5));
+        doctest::Approx(0.5).epsilon(1e-12));  // clamped: stays at the end point
+  CHECK(cosine_scaled_reward(false, 1000, o) == doctest::Approx(-0.5).epsilon(1e-12));
   o.clamp_progress = false;
   // open-r1: progress 1.5 -> cos(1.5 pi) = 0 -> back to the midpoint
-  CHECK(cosine_scaled_reward(true, 150, o) == doctest::Approx(0.75));
-  CHECK(cosine_scaled_reward(true, 200, o) == doctest::Approx(1.0));
+  CHECK(cosine_scaled_reward(true, 150, o) == doctest::Approx(0.75).epsilon(1e-12));
+  CHECK(cosine_scaled_reward(true, 200, o) == doctest::Approx(1.0).epsilon(1e-12));
   cosine_options bad;
   bad.max_len = 0;
   CHECK_THROWS_WITH_AS(cosine_scaled_reward(true, 1, bad), doctest::Contains("[grpo.bad_option]"),
@@ -115,13 +115,13 @@ TEST_CASE("length: DAPO soft overlong punishment (open-r1 tests and Eq. 13)" *
   o.cache_len = 20;
   CHECK(soft_overlong_reward(50, o) == 0.0);
   CHECK(soft_overlong_reward(80, o) == 0.0);
-  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-0.5));
-  CHECK(soft_overlong_reward(100, o) == doctest::Approx(-1.0));
+  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-0.5).epsilon(1e-12));
+  CHECK(soft_overlong_reward(100, o) == doctest::Approx(-1.0).epsilon(1e-12));
   CHECK(soft_overlong_reward(110, o) == -1.0);
   // paper setting: 16384 + 4096
   const overlong_options paper;
   CHECK(soft_overlong_reward(16384, paper) == 0.0);
-  CHECK(soft_overlong_reward(16384 + 1024, paper) == doctest::Approx(-0.25));
+  CHECK(soft_overlong_reward(16384 + 1024, paper) == doctest::Approx(-0.25).epsilon(1e-12));
   CHECK(soft_overlong_reward(30000, paper) == -1.0);
 }
 
@@ -132,24 +132,24 @@ TEST_CASE("length: verl and OpenRLHF overlong variants" * doctest::test_suite("r
   o.penalty_factor = 2.0;
   o.variant = overlong_variant::verl;
   CHECK(soft_overlong_reward(70, o) == 0.0);
-  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0));   // -(10/20) * 2
-  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-4.0));  // no floor: -(40/20) * 2
+  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0).epsilon(1e-12));   // -(10/20) * 2
+  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-4.0).epsilon(1e-12));  // no floor: -(40/20) * 2
   o.variant = overlong_variant::openrlhf;
   CHECK(soft_overlong_reward(70, o) == 0.0);
-  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0));
-  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-2.0));  // excess clamped at the cache
+  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0).epsilon(1e-12));
+  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-2.0).epsilon(1e-12));  // excess clamped at the cache
   o.variant = overlong_variant::dapo;
-  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0));  // factor scales DAPO too
-  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-2.0));
+  CHECK(soft_overlong_reward(90, o) == doctest::Approx(-1.0).epsilon(1e-12));  // factor scales DAPO too
+  CHECK(soft_overlong_reward(120, o) == doctest::Approx(-2.0).epsilon(1e-12));
   // the variants agree with DAPO inside [0, max_len] at factor 1
   o.penalty_factor = 1.0;
   for (index_t L = 0; L <= 100; ++L) {
     o.variant = overlong_variant::dapo;
     const double d = soft_overlong_reward(L, o);
     o.variant = overlong_variant::verl;
-    CHECK(soft_overlong_reward(L, o) == doctest::Approx(d));
+    CHECK(soft_overlong_reward(L, o) == doctest::Approx(d).epsilon(1e-12));
     o.variant = overlong_variant::openrlhf;
-    CHECK(soft_overlong_reward(L, o) == doctest::Approx(d));
+    CHECK(soft_overlong_reward(L, o) == doctest::Approx(d).epsilon(1e-12));
   }
   overlong_options bad;
   bad.cache_len = 0;
@@ -157,7 +157,7 @@ TEST_CASE("length: verl and OpenRLHF overlong variants" * doctest::test_suite("r
                        grpo::error);
   bad.cache_len = 200;
   bad.max_len = 100;
-  CHECK_THROWS_AS(soft_overlong_reward(1, bad), grpo::error);
+  CHECK_THROWS_WITH_AS(soft_overlong_reward(1, bad), doctest::Contains("[grpo.bad_option]"), grpo::error);
   CHECK_THROWS_WITH_AS(soft_overlong_reward(-3, o), doctest::Contains("[grpo.bad_value]"),
                        grpo::error);
 }
@@ -178,13 +178,13 @@ TEST_CASE("length: Kimi k1.5 group length reward (open-r1 len_reward)" *
   const auto r = kimi_length_rewards(lens, correct);
   // lambda = 0.5 - (len - 10) / 20: 0.5, 0, -0.5; wrong -> min(0, lambda)
   REQUIRE(r.size() == 3);
-  CHECK(r[0] == doctest::Approx(0.5));
-  CHECK(r[1] == doctest::Approx(0.0));
-  CHECK(r[2] == doctest::Approx(-0.5));
+  CHECK(r[0] == doctest::Approx(0.5).epsilon(1e-12));
+  CHECK(r[1] == doctest::Approx(0.0).epsilon(1e-12));
+  CHECK(r[2] == doctest::Approx(-0.5).epsilon(1e-12));
   const bool wrong[] = {false, false, false};
   const auto w = kimi_length_rewards(lens, wrong);
   CHECK(w[0] == 0.0);
-  CHECK(w[2] == doctest::Approx(-0.5));
+  CHECK(w[2] == doctest::Approx(-0.5).epsilon(1e-12));
   const std::vector<index_t> same = {5, 5};
   const bool two[] = {true, false};
   const auto z = kimi_length_rewards(same, two);

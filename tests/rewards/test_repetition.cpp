@@ -30,10 +30,10 @@ nlohmann::json python_oracle(const std::string& script, const nlohmann::json& in
 }  // namespace
 
 TEST_CASE("repetition: open-r1 test values" * doctest::test_suite("rewards")) {
-  CHECK(repetition_penalty_reward("this this this this this", {2, -1.0}) == doctest::Approx(-0.75));
+  CHECK(repetition_penalty_reward("this this this this this", {2, -1.0}) == doctest::Approx(-0.75).epsilon(1e-12));
   // 15 words, 13 trigrams, 8 distinct -> 1 - 8/13 = 0.384615
   CHECK(repetition_penalty_reward("A B C A B C E F G A B C A B C", {3, -1.0}) ==
-        doctest::Approx(-(1.0 - 8.0 / 13.0)));
+        doctest::Approx(-(1.0 - 8.0 / 13.0)).epsilon(1e-12));
   CHECK(repetition_penalty_reward("A B C A B C E F G A B C A B C", {3, -1.0}) ==
         doctest::Approx(-0.3846).epsilon(1e-4));
   // no repetition, short texts, empty
@@ -46,13 +46,13 @@ TEST_CASE("repetition: open-r1 test values" * doctest::test_suite("rewards")) {
 TEST_CASE("repetition: lower-casing, Python whitespace and scaling" *
           doctest::test_suite("rewards")) {
   // "The the THE" -> 3 identical unigrams -> 1 - 1/3
-  CHECK(repetition_penalty_reward("The the THE", {1, -0.5}) == doctest::Approx(-0.5 * (2.0 / 3.0)));
+  CHECK(repetition_penalty_reward("The the THE", {1, -0.5}) == doctest::Approx(-0.5 * (2.0 / 3.0)).epsilon(1e-12));
   // NBSP and ideographic space separate words like str.split()
   CHECK(repetition_penalty_reward("x\xc2\xa0x\xe3\x80\x80x", {1, -1.0}) ==
-        doctest::Approx(-2.0 / 3.0));
+        doctest::Approx(-2.0 / 3.0).epsilon(1e-12));
   // Unicode lower-casing: É and é are the same word
   CHECK(repetition_penalty_reward("\xc3\x89t\xc3\xa9 \xc3\xa9t\xc3\xa9", {1, -1.0}) ==
-        doctest::Approx(-0.5));
+        doctest::Approx(-0.5).epsilon(1e-12));
   // max_penalty 0 gives 0 whatever the text
   CHECK(repetition_penalty_reward("a a a a", {1, 0.0}) == 0.0);
   CHECK_THROWS_WITH_AS(repetition_penalty_reward("a", {1, 0.5}),
@@ -65,12 +65,12 @@ TEST_CASE("repetition: CJK character words and token ids" * doctest::test_suite(
   repetition_options zh{1, -1.0, repetition_words::cjk_characters};
   // 中中中 -> 3 words, 1 distinct -> -2/3; whitespace mode sees one word -> 0
   CHECK(repetition_penalty_reward("\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad", zh) ==
-        doctest::Approx(-2.0 / 3.0));
+        doctest::Approx(-2.0 / 3.0).epsilon(1e-12));
   CHECK(repetition_penalty_reward("\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad", {1, -1.0}) == 0.0);
   const std::vector<std::int64_t> ids = {5, 6, 5, 6, 5, 6};
   // bigrams: 56 65 56 65 56 -> 2 distinct of 5
   CHECK(repetition_penalty_reward(std::span<const std::int64_t>(ids), {2, -1.0}) ==
-        doctest::Approx(-(1.0 - 2.0 / 5.0)));
+        doctest::Approx(-(1.0 - 2.0 / 5.0)).epsilon(1e-12));
   const std::vector<std::int64_t> few = {1};
   CHECK(repetition_penalty_reward(std::span<const std::int64_t>(few), {2, -1.0}) == 0.0);
 }
@@ -128,13 +128,13 @@ TEST_CASE("repetition: large and adversarial inputs" * doctest::test_suite("rewa
   std::string big;
   for (int i = 0; i < 200000; ++i) big += "w ";
   // 200000 identical words, n = 3: 199998 trigrams, 1 distinct
-  CHECK(repetition_penalty_reward(big, {3, -1.0}) == doctest::Approx(-(1.0 - 1.0 / 199998.0)));
+  CHECK(repetition_penalty_reward(big, {3, -1.0}) == doctest::Approx(-(1.0 - 1.0 / 199998.0)).epsilon(1e-12));
   std::string distinct;
   for (int i = 0; i < 100000; ++i) distinct += std::to_string(i) + " ";
   CHECK(repetition_penalty_reward(distinct, {2, -1.0}) == 0.0);
   CHECK(repetition_penalty_reward("\xff\xfe \xff\xfe \x80", {1, -1.0}) ==
-        doctest::Approx(-1.0 / 3.0));
+        doctest::Approx(-1.0 / 3.0).epsilon(1e-12));
   // long n-grams over a repeated text: exact distinct count despite equal-hash confirmations
   CHECK(repetition_penalty_reward(big, {500, -1.0}) ==
-        doctest::Approx(-(1.0 - 1.0 / (200000.0 - 499.0))));
+        doctest::Approx(-(1.0 - 1.0 / (200000.0 - 499.0))).epsilon(1e-12));
 }
