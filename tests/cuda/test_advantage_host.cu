@@ -222,8 +222,9 @@ TEST_CASE("group advantages: device glue reproduces verl's own outputs (peer con
       for (auto i : rows) {
         const double a = grpo::cuda::group_row_advantage(p, scores[i], s);
         for (std::size_t t = 0; t < mask[i].size(); ++t) {
-          // verl broadcasts A_i over the response mask and computes in float32.
-          CHECK(std::abs(a * mask[i][t] - expect[i][t]) <= 1e-5 * (1.0 + std::abs(expect[i][t])));
+          // verl broadcasts A_i over the response mask; the peer values are float64, and the CPU
+          // path meets them to 1e-10 (test_advantage_conformance): the device glue must too.
+          CHECK(std::abs(a * mask[i][t] - expect[i][t]) <= 1e-10);
           ++checked;
         }
       }
