@@ -62,9 +62,12 @@ for t in "${targets[@]}"; do
   # Seed corpus: the checked-in one when present (fuzz/corpus/<target>/), else an empty corpus.
   seeds=()
   [ -d "$root/fuzz/corpus/$t" ] && seeds+=("$root/fuzz/corpus/$t")
+  # Dictionary: fuzz/dict/<target>.dict (tokens of the test tables) when present.
+  dict=()
+  [ -f "$root/fuzz/dict/$t.dict" ] && dict+=("-dict=$root/fuzz/dict/$t.dict")
   echo "run-fuzzers: $t for ${secs}s (timeout ${per_input}s per input)" >&2
   if "$bin" -max_total_time="$secs" -timeout="$per_input" -rss_limit_mb="$rss" \
-      -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" "${seeds[@]}" \
+      -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" "$corpus" "${seeds[@]}" \
       >"$work/$t.log" 2>&1; then
     echo "run-fuzzers: $t ok ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/$t.log" | grep -o '[0-9]*$' || echo '?') runs)" >&2
   else

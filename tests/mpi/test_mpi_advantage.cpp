@@ -46,12 +46,27 @@ TEST_CASE("mpi_collective: sharded advantages equal the single-process result (W
 
 TEST_CASE("mpi_collective: sharded advantages on split sub-communicators" *
           doctest::test_suite("mpi")) {
-  int rank = 0;
+  int rank = 0, world = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
   MPI_Comm sub;
   MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &sub);
   {
     const grpo::mpi_collective comm(sub);
+    // Colour c holds world ranks c, c + 2, ...: reductions must stay inside the colour (a
+    // collective that used MPI_COMM_WORLD would sum every rank).
+    const int colour = rank % 2, want_size = (world - colour + 1) / 2;
+    CHECK(comm.size() == want_size);
+    CHECK(comm.rank() == rank / 2);
+    double colour_sum = 0;
+    for (int r = colour; r < world; r += 2) colour_sum += r;
+    CHECK(grpo::all_reduce_sum(comm, static_cast<double>(rank)) == colour_sum);
+    std::vector<double> mx{static_cast<double>(rank)};
+    grpo::all_reduce_max(comm, std::span<double>(mx));
+    CHECK(mx[0] == colour + 2 * (want_size - 1));
+    if (comm.size() < 2)
+      MESSAGE("np=" << world << ": one rank per sub-communicator, the sharded check below is "
+                    "trivial here (np 4 and 6 shard across 2 and 3 ranks)");
     // Different seeds per colour: the two sub-communicators work on different batches.
     CHECK(grpo_test::check_sharded(comm, 77u + static_cast<unsigned>(rank % 2)) == 2 * (12 + 3));
   }
