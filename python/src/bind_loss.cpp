@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file bind_loss.cpp
+/// @brief grpo._C: loss options (presets, from_trl, from_verl), compute_loss, aggregate, KL
+///        estimators and group advantages. Thin: each function checks dtypes, builds views and calls
+///        the header with the GIL released.
+#include "common.hpp"
+
+#include <grpo/advantage.hpp>
+#include <grpo/aggregate.hpp>
+#include <grpo/kl.hpp>
+#include <grpo/loss.hpp>
+#include <grpo/presets.hpp>
+
+#include <cmath>
+#include <span>
+
+namespace grpo::py {
+
+namespace {
+
+/// trl_args from a dict whose keys are GRPOConfig field names (unknown key: [grpo.bad_option]).
+trl_args trl_from_dict(const nb::dict& d) {
+  trl_args a;
+  for (auto [k, v] : d) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "loss_type") a.loss_type = str(v, key);
+    else if (key == "beta") a.beta = num(v, key);
+    else if (key == "epsilon") a.epsilon = num(v, key);
+    else if (key == "epsilon_high") a.epsilon_high = opt_num(v, key);
+    else if (key == "delta") a.delta = opt_num(v, key);
+    else if (key == "importance_sampling_level") a.importance_sampling_level = str(v, key);
+    else if (key == "max_completion_length") a.max_completion_length = num(v, key);
+    else if (key == "sapo_temperature_pos") a.sapo_temperature_pos = num(v, key);
+    else if (key == "sapo_temperature_neg") a.sapo_temperature_neg = num(v, key);
+    else if (key == "use_bias_correction_kl") a.use_bias_correction_kl = flag(v, key);
+    else if (key == "off_policy_mask_threshold") a.off_policy_mask_threshold = opt_num(v, key);
+    else if (key == "num_items_in_batch") a.num_items_in_batch = opt_num(v, key);
+    else if (key == "num_processes") a.num_processes = num(v, key);
+    else if (key == "gradient_accumulation_steps") a.gradient_accumulation_steps = num(v, key);
+    else if (key == "steps_per_generation") a.steps_per_generation = opt_num(v, key);
+    else if (key == "vespo_k_pos") a.vespo_k_pos = num(v, key);
+    else if (key == "vespo_lambda_pos") a.vespo_lambda_pos = num(v, key);
+    else if (key == "vespo_k_neg") a.vespo_k_neg = num(v, key);
+    else if (key == "vespo_lambda_neg") a.vespo_lambda_neg = num(v, key);
+    else if (key == "top_entropy_quantile") a.top_entropy_quantile = num(v, key);
+    else if (key == "entropy_coef") a.entropy_coef = num(v, key);
+    else unknown_key("trl", key);
+  }
+  return a;
+}
+
+/// verl_args from a dict whose keys are verl actor config names.
+verl_args verl_from_dict(const nb::dict& d) {
+  verl_args a;
+  for (auto [k, v] : d) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "loss_mode" || key == "policy_loss") a.loss_mode = str(v, key);
+    else if (key == "loss_agg_mode") a.loss_agg_mode = str(v, key);
+    else if (key == "clip_ratio") a.clip_ratio = num(v, key);
+    else if (key == "clip_ratio_low") a.clip_ratio_low = opt_num(v, key);
+    else if (key == "clip_ratio_high") a.clip_ratio_high = opt_num(v, key);
+    else if (key == "clip_ratio_c") a.clip_ratio_c = num(v, key);
+    else if (key == "tau_pos") a.tau_pos = num(v, key);
+    else if (key == "tau_neg") a.tau_neg = num(v, key);
+    else if (key == "use_kl_loss") a.use_kl_loss = flag(v, key);
+    else if (key == "kl_loss_coef") a.kl_loss_coef = num(v, key);
+    else if (key == "kl_loss_type") a.kl_loss_type = str(v, key);
+    else if (key == "entropy_coeff") a.entropy_coeff = num(v, key);
+    else if (key == "dp_size") a.dp_size = num(v, key);
+    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
+    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
+    else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
+    else unknown_key("verl", key);
+  }
+  return a;
+}
+
+/// Overrides applied on top of a preset (global denominators for micro-batching, coefficients).
+void apply_overrides(loss_options& o, const nb::dict& d) {
+  for (auto [k, v] : d) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "kl_coef") o.kl_coef = num(v, key);
+    else if (key == "kl_estimator") o.kl = kl_params_from_string(str(v, key), false);
+    else if (key == "entropy_coef") o.entropy_coef = num(v, key);
+    else if (key == "top_entropy_quantile") o.top_entropy_quantile = num(v, key);
+    else if (key == "opsm_threshold") o.opsm_threshold = opt_num(v, key);
+    else if (key == "loss_agg_mode") o.agg.mode = agg_mode_from_string(str(v, key));
+    else if (key == "global_tokens") o.agg.global_tokens = opt_num(v, key);
+    else if (key == "global_seqs") o.agg.global_seqs = opt_num(v, key);
+    else if (key == "agg_scale") o.agg.scale = num(v, key);
+    else if (key == "epsilon_low") o.policy.eps_low = num(v, key);
+    else if (key == "epsilon_high") o.policy.eps_high = num(v, key);
+    else if (key == "dual_clip_c") o.policy.dual_clip_c = num(v, key);
+    else unknown_key("overrides", key);
+  }
+}
+
+/// The loss options of `kind` in {"preset", "trl", "verl"}; validated.
+loss_options make_options(const std::string& kind, const std::string& name, const nb::dict& args,
+                          const nb::dict& overrides) {
+  loss_options o;
+  if (kind == "preset") o = preset(name);
+  else if (kind == "trl") o = from_trl(trl_from_dict(args));
+  else if (kind == "verl") o = from_verl(verl_from_dict(args));
+  else GRPO_THROW(bad_option, "loss options: unknown kind '" + kind + "'");
+  apply_overrides(o, overrides);
+  validate(o);
+  return o;
+}
+
+using loss_ret = std::tuple<double, double, double, double, std::vector<double>>;
+
+template <class T>
+loss_ret loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
+                    const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
+                    const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
+                    const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq) {
+  loss_batch<T, T> b;
+  b.logp = view_of<const T, 2>(logp, "logp");
+  b.old_logp = view_or_empty<const T, 2>(old_logp, "old_logp");
+  b.ref_logp = view_or_empty<const T, 2>(ref_logp, "ref_logp");
+  if (rank_of(adv) == 1) {  // per-sequence advantages: [B] seen as [B, T] with a zero T-stride
+    const auto a1 = view_of<const T, 1>(adv, "advantages");
+    GRPO_EXPECTS(a1.extent(0) == b.logp.extent(0), shape_mismatch,
+                 "advantages: " + std::to_string(a1.extent(0)) + " rows for " +
+                     std::to_string(b.logp.extent(0)) + " sequences");
+    b.advantages = broadcast_rows(a1.data_handle(), b.logp.extent(0), b.logp.extent(1),
+                                  a1.stride(0));
+  } else {
+    b.advantages = view_of<const T, 2>(adv, "advantages");
+  }
+  b.mask = view_of<const T, 2>(mask, "mask");
+  b.entropy = view_or_empty<const T, 2>(entropy, "entropy");
+  b.sampler_logp = view_or_empty<const T, 2>(sampler_logp, "sampler_logp");
+  loss_outputs<T> out;
+  out.grad_logp = view_of<T, 2>(grad, "grad_logp");
+  out.per_token_loss = view_or_empty<T, 2>(ptl, "per_token_loss");
+  out.grad_entropy = view_or_empty<T, 2>(grad_h, "grad_entropy");
+  if (per_seq) {
+    const auto ps = view_of<T, 1>(*per_seq, "per_seq_loss");
+    GRPO_EXPECTS(ps.stride(0) == 1, shape_mismatch, "per_seq_loss: must be contiguous");
+    out.per_seq_loss = std::span<T>(ps.data_handle(), static_cast<std::size_t>(ps.extent(0)));
+  }
+  loss_scalars r;
+  {
+    nb::gil_scoped_release nogil;
+    r = compute_loss_into(o, b, out);
+  }
+  return {r.loss, r.policy_loss, r.kl_loss, r.entropy_loss, flat_metrics(r.metrics)};
+}
+
+loss_ret compute_loss_py(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
+                         const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
+                         const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
+                         const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq) {
+  const int dt = dtype_of(logp);
+  GRPO_EXPECTS(dt == f32 || dt == f64, bad_option,
+               "logp: compute_loss runs on float32 or float64 (the Python layer converts)");
+  auto same = [&](const opt_arr& a, const char* what) {
+    if (a) expect_dtype(*a, dt, what, "the dtype of logp");
+  };
+  for (auto [a, w] : {std::pair{&old_logp, "old_logp"}, {&ref_logp, "ref_logp"},
+                      {&entropy, "entropy"}, {&sampler_logp, "sampler_logp"}, {&ptl, "per_token_loss"},
+                      {&grad_h, "grad_entropy"}, {&per_seq, "per_seq_loss"}})
+    same(*a, w);
+  expect_dtype(adv, dt, "advantages", "the dtype of logp");
+  expect_dtype(mask, dt, "mask", "the dtype of logp");
+  expect_dtype(grad, dt, "grad_logp", "the dtype of logp");
+  if (dt == f64)
+    return loss_typed<double>(o, logp, old_logp, ref_logp, adv, mask, entropy, sampler_logp, grad,
+                              ptl, grad_h, per_seq);
+  return loss_typed<float>(o, logp, old_logp, ref_logp, adv, mask, entropy, sampler_logp, grad,
+                           ptl, grad_h, per_seq);
+}
+
+template <class T>
+double aggregate_typed(const agg_options& ao, const arr_t& loss, const arr_t& mask,
+                       const opt_arr& grad) {
+  const auto l = view_of<const T, 2>(loss, "loss");
+  const auto m = view_of<const T, 2>(mask, "mask");
+  const auto g = view_or_empty<T, 2>(grad, "grad");
+  nb::gil_scoped_release nogil;
+  return aggregate(l, m, ao, g);
+}
+
+/// agg_loss: verl's mode name plus optional global batch information.
+double aggregate_py(const std::string& mode, const nb::dict& info, const arr_t& loss,
+                    const arr_t& mask, const opt_arr& grad) {
+  verl_args a;
+  for (auto [k, v] : info) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "dp_size") a.dp_size = num(v, key);
+    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
+    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
+    else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
+    else unknown_key("aggregate", key);
+  }
+  const agg_options ao = verl_agg(mode, a);
+  const int dt = dtype_of(loss);
+  GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "loss: float32 or float64");
+  expect_dtype(mask, dt, "mask", "the dtype of loss");
+  if (grad) expect_dtype(*grad, dt, "grad", "the dtype of loss");
+  return dt == f64 ? aggregate_typed<double>(ao, loss, mask, grad)
+                   : aggregate_typed<float>(ao, loss, mask, grad);
+}
+
+template <class T>
+void kl_typed(const kl_params& p, const arr_t& lp, const arr_t& lr, const arr_t& out,
+              const opt_arr& grad) {
+  const auto a = view_of<const T, 2>(lp, "logp");
+  const auto b = view_of<const T, 2>(lr, "ref_logp");
+  const auto o = view_of<T, 2>(out, "kl");
+  const auto g = view_or_empty<T, 2>(grad, "grad");
+  nb::gil_scoped_release nogil;
+  kl_penalty(p, a, b, o, g);
+}
+
+/// Elementwise KL estimator (verl kl_penalty names; clamps: "verl" or "openrlhf" or "none").
+void kl_py(const std::string& name, const std::string& clamps, const arr_t& lp, const arr_t& lr,
+           const arr_t& out, const opt_arr& grad) {
+  kl_params p;
+  if (clamps == "verl") p = kl_params_from_string(name, true);
+  else if (clamps == "none") p = kl_params_from_string(name, false);
+  else if (clamps == "openrlhf") {
+    const kl_params base = kl_params_from_string(name, false);
+    p = openrlhf_kl_params(base.estimator);
+    p.straight_through = base.straight_through;
+  } else GRPO_THROW(bad_option, "kl clamps: expected 'verl', 'openrlhf' or 'none', got '" + clamps + "'");
+  const int dt = dtype_of(lp);
+  GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "logp: float32 or float64");
+  expect_dtype(lr, dt, "ref_logp", "the dtype of logp");
+  expect_dtype(out, dt, "kl", "the dtype of logp");
+  if (grad) expect_dtype(*grad, dt, "grad", "the dtype of logp");
+  if (dt == f64) kl_typed<double>(p, lp, lr, out, grad);
+  else kl_typed<float>(p, lp, lr, out, grad);
+}
+
+/// Named advantage_options (the static constructors of advantage_options).
+advantage_options adv_options(const std::string& name, const nb::dict& d) {
+  bool norm = true;
+  std::string scale = "group", multi = "sum_then_normalize";
+  std::optional<double> eps;
+  for (auto [k, v] : d) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "norm_adv_by_std_in_grpo") norm = flag(v, key);
+    else if (key == "scale_rewards") scale = str(v, key);
+    else if (key == "multi_objective_aggregation") multi = str(v, key);
+    else if (key == "epsilon") eps = opt_num(v, key);
+    else unknown_key("advantages", key);
+  }
+  advantage_options o;
+  if (name == "trl") {
+    GRPO_EXPECTS(scale == "group" || scale == "batch" || scale == "none", bad_option,
+                 "scale_rewards: expected 'group', 'batch' or 'none', got '" + scale + "'");
+    GRPO_EXPECTS(multi == "sum_then_normalize" || multi == "normalize_then_sum", bad_option,
+                 "multi_objective_aggregation: unknown '" + multi + "'");
+    o = advantage_options::trl(scale == "group"   ? trl_scale::group
+                               : scale == "batch" ? trl_scale::batch
+                                                  : trl_scale::none,
+                               multi == "normalize_then_sum" ? multi_reward_mode::normalize_then_sum
+                                                             : multi_reward_mode::sum_then_normalize);
+  } else if (name == "verl_grpo") o = advantage_options::verl_grpo(norm);
+  else if (name == "verl_grpo_vectorized") o = advantage_options::verl_grpo_vectorized(norm);
+  else if (name == "verl_rloo") o = advantage_options::verl_rloo();
+  else if (name == "verl_rloo_vectorized") o = advantage_options::verl_rloo_vectorized();
+  else if (name == "verl_reinforce_pp_baseline") o = advantage_options::verl_reinforce_pp_baseline();
+  else if (name == "verl_opo") o = advantage_options::verl_opo();
+  else if (name == "verl_gpg") o = advantage_options::verl_gpg();
+  else if (name == "verl_grpo_passk") o = advantage_options::verl_grpo_passk(norm);
+  else if (name == "openrlhf_group_norm") o = advantage_options::openrlhf_group_norm();
+  else if (name == "openrlhf_dr_grpo") o = advantage_options::openrlhf_dr_grpo();
+  else if (name == "openrlhf_rloo") o = advantage_options::openrlhf_rloo();
+  else if (name == "openrlhf_reinforce_baseline")
+    o = advantage_options::openrlhf_reinforce_baseline();
+  else GRPO_THROW(bad_option, "advantages: unknown estimator preset '" + name + "'");
+  if (eps) o.eps = *eps;
+  return o;
+}
+
+/// Group advantages into `out` [B] (float64). rewards [B] or [B, K] (K reward functions with
+/// `weights`); groups by size or by ids; `mask` [B, T] for the token-count estimators. Returns the
+/// per-row group std and the batch std (TRL's std_rewards).
+std::tuple<std::vector<double>, double> advantages_py(
+    const std::string& name, const nb::dict& args, const arr_t& rewards, std::int64_t group_size,
+    const opt_arr& group_ids, const opt_arr& mask, const std::optional<std::vector<double>>& weights,
+    const arr_t& out) {
+  const advantage_options o = adv_options(name, args);
+  expect_dtype(rewards, f64, "rewards", "float64");
+  expect_dtype(out, f64, "out", "float64");
+  std::vector<std::int64_t> ids;
+  if (group_ids) {
+    expect_dtype(*group_ids, i64, "group_ids", "int64");
+    const auto g = view_of<const std::int64_t, 1>(*group_ids, "group_ids");
+    for (index_t i = 0; i < g.extent(0); ++i) ids.push_back(g(i));
+  }
+  const group_spec gs = group_ids ? group_spec::ids(ids) : group_spec::fixed(group_size);
+  const auto ov = view_of<double, 1>(out, "out");
+  advantage_stats st;
+  {
+    nb::gil_scoped_release nogil;
+    if (rank_of(rewards) == 2) {
+      GRPO_EXPECTS(weights.has_value(), shape_mismatch, "rewards [B, K] need weights [K]");
+      const auto r = view_of<const double, 2>(rewards, "rewards");
+      st = compute_multi_reward_advantages(r, std::span<const double>(*weights), gs, ov, o);
+    } else if (mask) {
+      expect_dtype(*mask, f64, "mask", "float64");
+      st = compute_advantages(view_of<const double, 1>(rewards, "rewards"), gs,
+                              view_of<const double, 2>(*mask, "mask"), ov, o);
+    } else {
+      st = compute_advantages(view_of<const double, 1>(rewards, "rewards"), gs, ov, o);
+    }
+  }
+  std::vector<double> row_std;
+  for (std::size_t i = 0; i < st.seq_group.size(); ++i)
+    row_std.push_back(st.std.empty() ? std::nan("")
+                                     : st.std[static_cast<std::size_t>(st.seq_group[i])]);
+  return {row_std, st.batch_std};
+}
+
+/// REINFORCE++ token returns and whitened advantages (verl), float64 [B, T].
+void reinforce_pp_py(const arr_t& rewards, const arr_t& mask, double gamma, const arr_t& adv,
+                     const arr_t& ret) {
+  for (auto [a, w] : {std::pair{&rewards, "token_rewards"}, {&mask, "mask"}, {&adv, "adv"},
+                      {&ret, "returns"}})
+    expect_dtype(*a, f64, w, "float64");
+  const auto r = view_of<const double, 2>(rewards, "token_rewards");
+  const auto m = view_of<const double, 2>(mask, "mask");
+  const auto a = view_of<double, 2>(adv, "advantages");
+  const auto g = view_of<double, 2>(ret, "returns");
+  nb::gil_scoped_release nogil;
+  compute_reinforce_pp_advantages(r, m, gamma, a, g);
+}
+
+}  // namespace
+
+void bind_loss(nb::module_& m) {
+  nb::class_<loss_options>(m, "LossOptions")
+      .def_prop_ro("kl_coef", [](const loss_options& o) { return o.kl_coef; })
+      .def_prop_ro("entropy_coef", [](const loss_options& o) { return o.entropy_coef; })
+      .def_prop_ro("sequence_level", [](const loss_options& o) {
+        return o.policy.level != is_level::token;
+      });
+  m.def("make_loss_options", &make_options, nb::arg("kind"), nb::arg("name"), nb::arg("args"),
+        nb::arg("overrides"));
+  m.def("compute_loss", &compute_loss_py);
+  m.def("aggregate", &aggregate_py);
+  m.def("kl_penalty", &kl_py);
+  m.def("advantages", &advantages_py);
+  m.def("reinforce_pp", &reinforce_pp_py);
+  m.attr("metric_names") =
+      nb::make_tuple("clip_low", "clip_high", "clip_region", "clip_dual", "weight_clip",
+                     "clip_low_seq", "clip_high_seq", "approx_kl", "ratio", "is_weight",
+                     "advantage", "kl", "entropy", "vespo_phi");
+}
+
+}  // namespace grpo::py
