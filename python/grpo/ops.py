@@ -127,6 +127,13 @@ def _options(spec: str):
     return o
 
 
+@torch.compiler.assume_constant_result
+def _json(obj) -> str:
+    """Options dict -> the str a custom op takes (evaluated once at trace time under compile)."""
+    return json.dumps(obj, sort_keys=True)
+
+
+@torch.compiler.assume_constant_result
 def _spec_of(options) -> str:
     if options is None:
         return loss_options("trl_grpo")
@@ -291,7 +298,7 @@ def aggregate(loss_mat, mask, mode: str = "token-mean", *, dp_size: float = 1,
         m = np.asarray(mask, dtype=np.float64)
         return _C.aggregate(mode, info, np_desc(lm), np_desc(m), None)
     dt = _compute_dtype(loss_mat)
-    return _aggregate_op(loss_mat.to(dt), mask.to(dt), mode, json.dumps(info))[0]
+    return _aggregate_op(loss_mat.to(dt), mask.to(dt), mode, _json(info))[0]
 
 
 @torch.library.custom_op("grpo::kl_penalty", mutates_args=())
@@ -683,7 +690,7 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     opts = {"divergence": divergence, "beta": beta, "alpha": alpha, "temperature": temperature,
             "scale_by_t2": scale_by_t2, "loss_agg_mode": loss_agg_mode,
             "jsd_endpoints": jsd_endpoints}
-    return _dense_op(s, t, _mask_u8(_rank2(mask)), json.dumps(opts))[0]
+    return _dense_op(s, t, _mask_u8(_rank2(mask)), _json(opts))[0]
 
 
 @torch.library.custom_op("grpo::sft_loss", mutates_args=())
@@ -712,7 +719,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Te
     y = _rank2(labels).to(torch.int64)
     opts = {"ignore_index": ignore_index, "label_smoothing": label_smoothing,
             "temperature": temperature, "loss_agg_mode": loss_agg_mode}
-    return _sft_op(x, y, _mask_u8(_rank2(mask)), json.dumps(opts))[0]
+    return _sft_op(x, y, _mask_u8(_rank2(mask)), _json(opts))[0]
 
 
 @torch.library.custom_op("grpo::distill_topk", mutates_args=())
@@ -747,4 +754,4 @@ def topk_distill_loss(student_logits: torch.Tensor, teacher_logprobs: torch.Tens
             "loss_agg_mode": loss_agg_mode, "teacher_power": teacher_power}
     return _topk_op(s, _rank3(teacher_logprobs).detach().to(torch.float32),
                     _rank3(teacher_ids).to(torch.int64), _mask_u8(_rank2(mask)),
-                    json.dumps(opts))[0]
+                    _json(opts))[0]
