@@ -14,7 +14,7 @@ pkgs=(
   doctest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   libgmp-dev libginac-dev libutf8proc-dev libboost-dev libseccomp-dev
   libopenmpi-dev openmpi-bin
-  python3 gnuplot-nox
+  python3 python3-dev python3-venv gnuplot-nox
   clang libclang-rt-14-dev
 )
 missing=()
