@@ -63,12 +63,12 @@ def _d(t: Optional[torch.Tensor]):
     """Descriptor of a CPU tensor (None passes through)."""
     if t is None:
         return None
-    if t.device.type != "cpu":
+    if not t.is_cpu:  # is_cpu: ~0.1 us; t.device.type costs ~2 us per tensor
         raise GrpoError(
             f"[grpo.bad_device] tensor on {t.device}: this grpo build has no CUDA kernels "
             "(grpo.built_with_cuda is False); move the tensor to the CPU or build with CUDA"
         )
-    return (t.data_ptr(), tuple(t.shape), t.stride(), _TORCH_CODES[t.dtype])
+    return (t.data_ptr(), t.shape, t.stride(), _TORCH_CODES[t.dtype])
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -556,7 +556,6 @@ def fused_grpo_step(logits: torch.Tensor, ids: torch.Tensor, advantages: torch.T
     C++ call (grpo::fused_grpo_step). ``out.loss.backward()`` hands the precomputed gradient (in
     the logits' dtype) to autograd."""
     spec = _spec_of(options)
-    src = logits.dtype
     x = _logits_in(logits)
     out = _fused_op(x, ids.to(torch.int64), _side(old_logp), _side(ref_logp), _side(advantages),
                     _side(mask), _side(sampler_logp), spec, float(temperature))

@@ -65,6 +65,7 @@ def test_cuda_tensors_refused_without_cuda_build():
     from grpo.ops import _d
 
     class FakeCuda:
+        is_cpu = False
         device = torch.device("cuda", 0)
 
     _err("bad_device", lambda: _d(FakeCuda()))
