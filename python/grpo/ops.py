@@ -618,6 +618,8 @@ def fused_linear_grpo_step(hidden: torch.Tensor, weight: torch.Tensor, ids: torc
     spec = _spec_of(options)
     h = hidden.to(torch.float32)
     w = weight.to(torch.float32)
+    if w.stride(-1) != 1:  # the GEMM blocks read weight rows contiguously (any row stride)
+        w = w.contiguous()
     out = _fused_linear_op(h, w, ids.to(torch.int64), _side(old_logp), _side(ref_logp),
                            _side(advantages), _side(mask), _side(sampler_logp), spec,
                            float(temperature))

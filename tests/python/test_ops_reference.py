@@ -252,6 +252,13 @@ def test_fused_linear_grpo_step_vs_torch():
     assert abs(out.loss.item() - want.item()) < 1e-5
     assert torch.allclose(h.grad.double(), hr.grad, atol=1e-5)
     assert torch.allclose(w.grad.double(), wr.grad, atol=1e-5)
+    # a transposed weight view and a sliced hidden view give the same result
+    wt = weight.t().contiguous().t().requires_grad_()
+    hs = torch.cat([hidden, hidden], -1)[..., :H].requires_grad_()
+    out2 = ops.fused_linear_grpo_step(hs, wt, ids, adv, mask, old, options=opts)
+    out2.loss.backward()
+    assert abs(out2.loss.item() - out.loss.item()) < 1e-6
+    assert torch.allclose(wt.grad, w.grad, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
