@@ -192,11 +192,11 @@ def _policy_loss_op(
     ptl = torch.empty((B, T), dtype=dt)
     gh = torch.empty((B, T), dtype=dt)
     per_seq = torch.zeros((B,), dtype=dt)
-    loss, pol, kl, ent, met = _C.compute_loss(
+    stats = torch.empty((_N_STATS,), dtype=torch.float64)
+    loss = _C.compute_loss(
         _options(spec), _d(logp), _d(old_logp), _d(ref_logp), _d(advantages), _d(mask),
-        _d(entropy), _d(sampler_logp), _d(grad), _d(ptl), _d(gh), _d(per_seq))
-    stats = torch.tensor([loss, pol, kl, ent, *met], dtype=torch.float64)
-    return torch.tensor(loss, dtype=dt), ptl, per_seq, stats, grad, gh
+        _d(entropy), _d(sampler_logp), _d(grad), _d(ptl), _d(gh), _d(per_seq), _d(stats))
+    return stats[0].to(dt, copy=True), ptl, per_seq, stats, grad, gh
 
 
 @_policy_loss_op.register_fake
@@ -518,11 +518,11 @@ def _fused_op(logits: torch.Tensor, ids: torch.Tensor, old_logp: Optional[torch.
     grad = torch.empty(logits.shape, dtype=logits.dtype)
     logp = torch.empty((B, T), dtype=torch.float32)
     ent = torch.empty((B, T), dtype=torch.float32)
-    loss, pol, kl, eh, met = _C.fused_grpo_step(
+    stats = torch.empty((_N_STATS,), dtype=torch.float64)
+    _C.fused_grpo_step(
         _options(spec), _d(logits), _d(ids), _d(old_logp), _d(ref_logp), _d(advantages), _d(mask),
-        _d(sampler_logp), _d(grad), _d(logp), _d(ent), temperature)
-    stats = torch.tensor([loss, pol, kl, eh, *met], dtype=torch.float64)
-    return torch.tensor(loss, dtype=torch.float64), logp, ent, stats, grad
+        _d(sampler_logp), _d(grad), _d(logp), _d(ent), _d(stats), temperature)
+    return stats[0].clone(), logp, ent, stats, grad
 
 
 @_fused_op.register_fake
@@ -574,12 +574,12 @@ def _fused_linear_op(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tens
     gw = torch.empty(weight.shape, dtype=torch.float32)
     logp = torch.empty((B, T), dtype=torch.float32)
     ent = torch.empty((B, T), dtype=torch.float32)
-    loss, pol, kl, eh, met = _C.fused_linear_grpo_step(
+    stats = torch.empty((_N_STATS,), dtype=torch.float64)
+    _C.fused_linear_grpo_step(
         _options(spec), _d(hidden), _d(weight), _d(ids), _d(old_logp), _d(ref_logp),
-        _d(advantages), _d(mask), _d(sampler_logp), _d(gh), _d(gw), _d(logp), _d(ent),
+        _d(advantages), _d(mask), _d(sampler_logp), _d(gh), _d(gw), _d(logp), _d(ent), _d(stats),
         temperature)
-    stats = torch.tensor([loss, pol, kl, eh, *met], dtype=torch.float64)
-    return torch.tensor(loss, dtype=torch.float64), logp, ent, stats, gh, gw
+    return stats[0].clone(), logp, ent, stats, gh, gw
 
 
 @_fused_linear_op.register_fake

@@ -124,7 +124,6 @@ loss_batch<double, double> side_batch(const opt_arr& old_logp, const opt_arr& re
   return b;
 }
 
-using fused_ret = std::tuple<double, double, double, double, std::vector<double>>;
 
 /// Copies the result's per-token log-probs / entropies into caller tensors ([B, T] float32).
 void copy_tokens(const fused_grpo_result& r, const arr_t& logp_out, const arr_t& h_out) {
@@ -141,15 +140,16 @@ void copy_tokens(const fused_grpo_result& r, const arr_t& logp_out, const arr_t&
     }
 }
 
-fused_ret fused_step(const loss_options& o, const arr_t& logits, const arr_t& ids,
-                     const opt_arr& old_logp, const opt_arr& ref_logp, const arr_t& adv,
-                     const arr_t& mask, const opt_arr& sampler_logp, const arr_t& grad,
-                     const arr_t& logp_out, const arr_t& h_out, double temperature) {
+double fused_step(const loss_options& o, const arr_t& logits, const arr_t& ids,
+                  const opt_arr& old_logp, const opt_arr& ref_logp, const arr_t& adv,
+                  const arr_t& mask, const opt_arr& sampler_logp, const arr_t& grad,
+                  const arr_t& logp_out, const arr_t& h_out, const arr_t& stats,
+                  double temperature) {
   expect_dtype(ids, i64, "ids", "int64");
   expect_dtype(grad, dtype_of(logits), "grad_logits", "the dtype of logits");
   fused_grpo_options fo;
   fo.logprob.temperature = static_cast<float>(temperature);
-  return with_logit_type(dtype_of(logits), "logits", [&](auto tag) -> fused_ret {
+  return with_logit_type(dtype_of(logits), "logits", [&](auto tag) -> double {
     using T = decltype(tag);
     const auto x = view_of<const T, 3>(logits, "logits");
     const auto y = view_of<const std::int64_t, 2>(ids, "ids");
@@ -161,15 +161,17 @@ fused_ret fused_step(const loss_options& o, const arr_t& logits, const arr_t& id
       r = fused_grpo_step(o, x, y, b, g, fo);
     }
     copy_tokens(r, logp_out, h_out);
-    return {r.loss, r.policy_loss, r.kl_loss, r.entropy_loss, flat_metrics(r.metrics)};
+    write_stats(r, stats);
+    return r.loss;
   });
 }
 
-fused_ret fused_linear_step(const loss_options& o, const arr_t& hidden, const arr_t& weight,
-                            const arr_t& ids, const opt_arr& old_logp, const opt_arr& ref_logp,
-                            const arr_t& adv, const arr_t& mask, const opt_arr& sampler_logp,
-                            const arr_t& grad_hidden, const arr_t& grad_weight,
-                            const arr_t& logp_out, const arr_t& h_out, double temperature) {
+double fused_linear_step(const loss_options& o, const arr_t& hidden, const arr_t& weight,
+                         const arr_t& ids, const opt_arr& old_logp, const opt_arr& ref_logp,
+                         const arr_t& adv, const arr_t& mask, const opt_arr& sampler_logp,
+                         const arr_t& grad_hidden, const arr_t& grad_weight,
+                         const arr_t& logp_out, const arr_t& h_out, const arr_t& stats,
+                         double temperature) {
   expect_dtype(ids, i64, "ids", "int64");
   for (auto [a, w] : {std::pair{&hidden, "hidden"}, {&weight, "weight"},
                       {&grad_hidden, "grad_hidden"}, {&grad_weight, "grad_weight"}})
@@ -188,7 +190,8 @@ fused_ret fused_linear_step(const loss_options& o, const arr_t& hidden, const ar
     r = fused_linear_grpo_step(o, h, w, y, b, gh, gw, fo);
   }
   copy_tokens(r, logp_out, h_out);
-  return {r.loss, r.policy_loss, r.kl_loss, r.entropy_loss, flat_metrics(r.metrics)};
+  write_stats(r, stats);
+  return r.loss;
 }
 
 }  // namespace

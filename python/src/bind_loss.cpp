@@ -108,13 +108,13 @@ loss_options make_options(const std::string& kind, const std::string& name, cons
   return o;
 }
 
-using loss_ret = std::tuple<double, double, double, double, std::vector<double>>;
 
 template <class T>
-loss_ret loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
-                    const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
-                    const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
-                    const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq) {
+double loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
+                  const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
+                  const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
+                  const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq,
+                  const arr_t& stats) {
   loss_batch<T, T> b;
   b.logp = view_of<const T, 2>(logp, "logp");
   b.old_logp = view_or_empty<const T, 2>(old_logp, "old_logp");
@@ -146,13 +146,15 @@ loss_ret loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old
     nb::gil_scoped_release nogil;
     r = compute_loss_into(o, b, out);
   }
-  return {r.loss, r.policy_loss, r.kl_loss, r.entropy_loss, flat_metrics(r.metrics)};
+  write_stats(r, stats);
+  return r.loss;
 }
 
-loss_ret compute_loss_py(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
-                         const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
-                         const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
-                         const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq) {
+double compute_loss_py(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
+                       const opt_arr& ref_logp, const arr_t& adv, const arr_t& mask,
+                       const opt_arr& entropy, const opt_arr& sampler_logp, const arr_t& grad,
+                       const opt_arr& ptl, const opt_arr& grad_h, const opt_arr& per_seq,
+                       const arr_t& stats) {
   const int dt = dtype_of(logp);
   GRPO_EXPECTS(dt == f32 || dt == f64, bad_option,
                "logp: compute_loss runs on float32 or float64 (the Python layer converts)");
@@ -168,9 +170,9 @@ loss_ret compute_loss_py(const loss_options& o, const arr_t& logp, const opt_arr
   expect_dtype(grad, dt, "grad_logp", "the dtype of logp");
   if (dt == f64)
     return loss_typed<double>(o, logp, old_logp, ref_logp, adv, mask, entropy, sampler_logp, grad,
-                              ptl, grad_h, per_seq);
+                              ptl, grad_h, per_seq, stats);
   return loss_typed<float>(o, logp, old_logp, ref_logp, adv, mask, entropy, sampler_logp, grad,
-                           ptl, grad_h, per_seq);
+                           ptl, grad_h, per_seq, stats);
 }
 
 template <class T>

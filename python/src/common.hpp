@@ -11,7 +11,7 @@
 #include <grpo/core/error.hpp>
 #include <grpo/core/half.hpp>
 #include <grpo/core/strided_view.hpp>
-#include <grpo/metrics.hpp>
+#include <grpo/loss.hpp>  // loss_scalars, loss_metrics
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
@@ -97,20 +97,30 @@ inline std::string str(nb::handle v, const std::string& key) {
   GRPO_THROW(bad_option, what + ": unknown option '" + key + "'");
 }
 
-/// Loss metrics as a flat vector: per accumulator (in grpo._C.metric_names order) mean, min, max
-/// (NaN when nothing was accumulated).
-inline std::vector<double> flat_metrics(const loss_metrics& m) {
-  std::vector<double> out;
+/// Writes the scalars and metrics of a loss call into `stats` (float64, contiguous, n_stats):
+/// loss, policy_loss, kl_loss, entropy_loss, then per accumulator (grpo._C.metric_names order)
+/// mean, min, max (NaN when nothing was accumulated). One caller-owned buffer instead of a Python
+/// list: the torch side allocates it with the other outputs.
+inline constexpr std::int64_t n_stats = 4 + 3 * 14;
+inline void write_stats(const loss_scalars& r, const arr_t& stats) {
+  GRPO_EXPECTS(std::get<3>(stats) == f64 && std::get<1>(stats).size() == 1 &&
+                   std::get<1>(stats)[0] == n_stats && std::get<2>(stats)[0] == 1,
+               shape_mismatch, "stats: expected a contiguous float64 [46] buffer");
+  auto* out = reinterpret_cast<double*>(std::get<0>(stats));
+  *out++ = r.loss;
+  *out++ = r.policy_loss;
+  *out++ = r.kl_loss;
+  *out++ = r.entropy_loss;
+  const loss_metrics& m = r.metrics;
   for (const stat_accumulator* s :
        {&m.clip_low, &m.clip_high, &m.clip_region, &m.clip_dual, &m.weight_clip, &m.clip_low_seq,
         &m.clip_high_seq, &m.approx_kl, &m.ratio, &m.is_weight, &m.advantage, &m.kl, &m.entropy,
         &m.vespo_phi}) {
     const bool any = s->weight > 0;
-    out.push_back(s->mean());
-    out.push_back(any ? s->min : std::numeric_limits<double>::quiet_NaN());
-    out.push_back(any ? s->max : std::numeric_limits<double>::quiet_NaN());
+    *out++ = s->mean();
+    *out++ = any ? s->min : std::numeric_limits<double>::quiet_NaN();
+    *out++ = any ? s->max : std::numeric_limits<double>::quiet_NaN();
   }
-  return out;
 }
 
 void bind_loss(nb::module_& m);
