@@ -80,6 +80,56 @@ def _to(t: Optional[torch.Tensor], dtype) -> Optional[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Registration: every op is a torch.library.custom_op with register_fake and register_autograd.
+# Eager calls outside torch.compile take a cheaper route to the same implementation and the same
+# backward (a torch.autograd.Function, or the plain function under no_grad): the custom-op
+# dispatcher costs ~100 us per call on small shapes, more than the computation. Under
+# torch.compile / torch.export (torch.compiler.is_compiling()) the custom op itself is called.
+
+
+def _op(name: str):
+    def deco(fn):
+        op = torch.library.custom_op(name, mutates_args=())(fn)
+        op._grpo_impl = fn
+        return op
+
+    return deco
+
+
+def _plain(args) -> bool:
+    """True when every tensor argument is a plain eager tensor (not a FakeTensor / FunctionalTensor
+    of a tracer such as AOTAutograd, export or opcheck, which must see the custom op)."""
+    return all(type(a) is torch.Tensor for a in args if isinstance(a, torch.Tensor))
+
+
+def _autograd(op, backward, setup):
+    """register_autograd(op) and the eager fast path with the same setup / backward."""
+    op.register_autograd(backward, setup_context=setup)
+    impl = op._grpo_impl
+
+    class _Eager(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            out = impl(*args)
+            setup(ctx, args, out)
+            return out
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return backward(ctx, *grads)
+
+    def call(*args):
+        if torch.compiler.is_compiling() or not _plain(args):
+            return op(*args)
+        if not torch.is_grad_enabled():
+            return impl(*args)
+        return _Eager.apply(*args)
+
+    call.__name__ = call.__qualname__ = impl.__name__
+    return call
+
+
+# ---------------------------------------------------------------------------------------------
 # Loss options: a canonical JSON spec (hashable, a plain str for custom_op schemas) -> C++ object.
 
 _OPTIONS_CACHE: dict = {}
@@ -174,7 +224,7 @@ class LossOutput(NamedTuple):
 # Policy loss family.
 
 
-@torch.library.custom_op("grpo::policy_loss", mutates_args=())
+@_op("grpo::policy_loss")
 def _policy_loss_op(
     logp: torch.Tensor,
     old_logp: Optional[torch.Tensor],
@@ -193,7 +243,7 @@ def _policy_loss_op(
     gh = torch.empty((B, T), dtype=dt)
     per_seq = torch.zeros((B,), dtype=dt)
     stats = torch.empty((_N_STATS,), dtype=torch.float64)
-    loss = _C.compute_loss(
+    _C.compute_loss(
         _options(spec), _d(logp), _d(old_logp), _d(ref_logp), _d(advantages), _d(mask),
         _d(entropy), _d(sampler_logp), _d(grad), _d(ptl), _d(gh), _d(per_seq), _d(stats))
     return stats[0].to(dt, copy=True), ptl, per_seq, stats, grad, gh
@@ -219,7 +269,7 @@ def _policy_loss_backward(ctx, g_loss, g_ptl, g_seq, g_stats, g_grad, g_gh):
     return g_lp, None, None, None, None, g_h, None, None
 
 
-_policy_loss_op.register_autograd(_policy_loss_backward, setup_context=_policy_loss_setup)
+_policy_loss = _autograd(_policy_loss_op, _policy_loss_backward, _policy_loss_setup)
 
 
 def policy_loss(
@@ -247,7 +297,7 @@ def policy_loss(
     src = logp.dtype
     lp = logp.to(dt)
     h = _to(entropy, dt)
-    out = _policy_loss_op(lp, _to(old_logp, dt), _to(ref_logp, dt), advantages.to(dt),
+    out = _policy_loss(lp, _to(old_logp, dt), _to(ref_logp, dt), advantages.to(dt),
                           mask.to(dt), h, _to(sampler_logp, dt), spec)
     loss, ptl, per_seq, stats = out[0], out[1], out[2], out[3]
     if src != dt:  # bf16 / fp16 inputs: computed in float32 (autograd casts gradients back)
@@ -259,7 +309,7 @@ def policy_loss(
 # Aggregation and KL.
 
 
-@torch.library.custom_op("grpo::aggregate", mutates_args=())
+@_op("grpo::aggregate")
 def _aggregate_op(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str,
                   info: str) -> tuple[torch.Tensor, torch.Tensor]:
     grad = torch.empty(loss_mat.shape, dtype=loss_mat.dtype)
@@ -281,7 +331,7 @@ def _agg_backward(ctx, g, g_grad):
     return g * grad, None, None, None
 
 
-_aggregate_op.register_autograd(_agg_backward, setup_context=_agg_setup)
+_aggregate = _autograd(_aggregate_op, _agg_backward, _agg_setup)
 
 
 def aggregate(loss_mat, mask, mode: str = "token-mean", *, dp_size: float = 1,
@@ -298,10 +348,10 @@ def aggregate(loss_mat, mask, mode: str = "token-mean", *, dp_size: float = 1,
         m = np.asarray(mask, dtype=np.float64)
         return _C.aggregate(mode, info, np_desc(lm), np_desc(m), None)
     dt = _compute_dtype(loss_mat)
-    return _aggregate_op(loss_mat.to(dt), mask.to(dt), mode, _json(info))[0]
+    return _aggregate(loss_mat.to(dt), mask.to(dt), mode, _json(info))[0]
 
 
-@torch.library.custom_op("grpo::kl_penalty", mutates_args=())
+@_op("grpo::kl_penalty")
 def _kl_op(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str,
            clamps: str) -> tuple[torch.Tensor, torch.Tensor]:
     kl = torch.empty(logp.shape, dtype=logp.dtype)
@@ -325,7 +375,7 @@ def _kl_backward(ctx, g, g_grad):
     return g * grad, -(g * grad), None, None
 
 
-_kl_op.register_autograd(_kl_backward, setup_context=_kl_setup)
+_kl = _autograd(_kl_op, _kl_backward, _kl_setup)
 
 
 def kl_penalty(logp, ref_logp, estimator: str = "low_var_kl", clamps: str = "verl"):
@@ -340,7 +390,7 @@ def kl_penalty(logp, ref_logp, estimator: str = "low_var_kl", clamps: str = "ver
         _C.kl_penalty(estimator, clamps, np_desc(lp), np_desc(lr), np_desc(out), None)
         return out
     dt = _compute_dtype(logp)
-    kl = _kl_op(logp.to(dt), ref_logp.to(dt), estimator, clamps)[0]
+    kl = _kl(logp.to(dt), ref_logp.to(dt), estimator, clamps)[0]
     return kl if logp.dtype == dt else kl.to(logp.dtype)
 
 
@@ -422,7 +472,7 @@ def _logits_in(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in _LOGIT_DTYPES else x.to(torch.float32)
 
 
-@torch.library.custom_op("grpo::logprob_entropy", mutates_args=())
+@_op("grpo::logprob_entropy")
 def _logprob_op(logits: torch.Tensor, ids: torch.Tensor, temperature: float,
                 ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
     B, T = ids.shape
@@ -439,7 +489,7 @@ def _(logits, ids, temperature, ignore_index):
             logits.new_empty((B, T), dtype=torch.float32))
 
 
-@torch.library.custom_op("grpo::logprob_entropy_backward", mutates_args=())
+@_op("grpo::logprob_entropy_backward")
 def _logprob_bwd_op(logits: torch.Tensor, ids: torch.Tensor, g_logp: torch.Tensor,
                     g_entropy: torch.Tensor, temperature: float,
                     ignore_index: int) -> torch.Tensor:
@@ -466,13 +516,15 @@ def _logprob_backward(ctx, g_logp, g_ent):
         g_logp = torch.zeros(ids.shape, dtype=torch.float32)
     if g_ent is None:
         g_ent = torch.zeros(ids.shape, dtype=torch.float32)
-    grad = _logprob_bwd_op(logits, ids, g_logp.to(torch.float32).contiguous(),
+    eager = not torch.compiler.is_compiling() and _plain((logits, ids, g_logp, g_ent))
+    bwd = _logprob_bwd_op._grpo_impl if eager else _logprob_bwd_op
+    grad = bwd(logits, ids, g_logp.to(torch.float32).contiguous(),
                            g_ent.to(torch.float32).contiguous(), ctx.temperature,
                            ctx.ignore_index)
     return grad, None, None, None
 
 
-_logprob_op.register_autograd(_logprob_backward, setup_context=_logprob_setup)
+_logprob = _autograd(_logprob_op, _logprob_backward, _logprob_setup)
 
 
 def logprob_entropy(logits: torch.Tensor, ids: torch.Tensor, *, temperature: float = 1.0,
@@ -484,7 +536,7 @@ def logprob_entropy(logits: torch.Tensor, ids: torch.Tensor, *, temperature: flo
     flat = logits.dim() == 2
     x = _logits_in(logits.unsqueeze(0) if flat else logits)
     y = (ids.unsqueeze(0) if flat else ids).to(torch.int64)
-    logp, ent = _logprob_op(x, y, float(temperature), int(ignore_index))
+    logp, ent = _logprob(x, y, float(temperature), int(ignore_index))
     if flat:
         logp, ent = logp.squeeze(0), ent.squeeze(0)
     return logp, ent
@@ -508,7 +560,7 @@ def _side(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if x is None else x.detach().to(torch.float64)
 
 
-@torch.library.custom_op("grpo::fused_grpo_step", mutates_args=())
+@_op("grpo::fused_grpo_step")
 def _fused_op(logits: torch.Tensor, ids: torch.Tensor, old_logp: Optional[torch.Tensor],
               ref_logp: Optional[torch.Tensor], advantages: torch.Tensor, mask: torch.Tensor,
               sampler_logp: Optional[torch.Tensor], spec: str,
@@ -543,7 +595,7 @@ def _fused_backward(ctx, g_loss, g_logp, g_ent, g_stats, g_grad):
     return (g_loss.to(grad.dtype) * grad, None, None, None, None, None, None, None, None)
 
 
-_fused_op.register_autograd(_fused_backward, setup_context=_fused_setup)
+_fused = _autograd(_fused_op, _fused_backward, _fused_setup)
 
 
 def fused_grpo_step(logits: torch.Tensor, ids: torch.Tensor, advantages: torch.Tensor,
@@ -557,12 +609,12 @@ def fused_grpo_step(logits: torch.Tensor, ids: torch.Tensor, advantages: torch.T
     the logits' dtype) to autograd."""
     spec = _spec_of(options)
     x = _logits_in(logits)
-    out = _fused_op(x, ids.to(torch.int64), _side(old_logp), _side(ref_logp), _side(advantages),
+    out = _fused(x, ids.to(torch.int64), _side(old_logp), _side(ref_logp), _side(advantages),
                     _side(mask), _side(sampler_logp), spec, float(temperature))
     return FusedOutput(out[0], out[1], out[2], out[3])
 
 
-@torch.library.custom_op("grpo::fused_linear_grpo_step", mutates_args=())
+@_op("grpo::fused_linear_grpo_step")
 def _fused_linear_op(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor,
                      old_logp: Optional[torch.Tensor], ref_logp: Optional[torch.Tensor],
                      advantages: torch.Tensor, mask: torch.Tensor,
@@ -602,7 +654,7 @@ def _fl_backward(ctx, g_loss, g_logp, g_ent, g_stats, g_gh, g_gw):
     return (g * gh, g * gw) + (None,) * 8
 
 
-_fused_linear_op.register_autograd(_fl_backward, setup_context=_fl_setup)
+_fused_linear = _autograd(_fused_linear_op, _fl_backward, _fl_setup)
 
 
 def fused_linear_grpo_step(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor,
@@ -620,7 +672,7 @@ def fused_linear_grpo_step(hidden: torch.Tensor, weight: torch.Tensor, ids: torc
     w = weight.to(torch.float32)
     if w.stride(-1) != 1:  # the GEMM blocks read weight rows contiguously (any row stride)
         w = w.contiguous()
-    out = _fused_linear_op(h, w, ids.to(torch.int64), _side(old_logp), _side(ref_logp),
+    out = _fused_linear(h, w, ids.to(torch.int64), _side(old_logp), _side(ref_logp),
                            _side(advantages), _side(mask), _side(sampler_logp), spec,
                            float(temperature))
     return FusedOutput(out[0], out[1], out[2], out[3])
@@ -652,7 +704,7 @@ def _save_grad(ctx, inputs, output):
     ctx.save_for_backward(output[1])
 
 
-@torch.library.custom_op("grpo::distill_dense", mutates_args=())
+@_op("grpo::distill_dense")
 def _dense_op(student: torch.Tensor, teacher: torch.Tensor, mask: Optional[torch.Tensor],
               opts: str) -> tuple[torch.Tensor, torch.Tensor]:
     grad = torch.empty(student.shape, dtype=student.dtype)
@@ -666,7 +718,7 @@ def _(student, teacher, mask, opts):
     return student.new_empty((), dtype=torch.float64), student.new_empty(student.shape)
 
 
-_dense_op.register_autograd(_grad_backward(4), setup_context=_save_grad)
+_dense = _autograd(_dense_op, _grad_backward(4), _save_grad)
 
 
 def _rank3(x: torch.Tensor) -> torch.Tensor:
@@ -691,10 +743,10 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     opts = {"divergence": divergence, "beta": beta, "alpha": alpha, "temperature": temperature,
             "scale_by_t2": scale_by_t2, "loss_agg_mode": loss_agg_mode,
             "jsd_endpoints": jsd_endpoints}
-    return _dense_op(s, t, _mask_u8(_rank2(mask)), _json(opts))[0]
+    return _dense(s, t, _mask_u8(_rank2(mask)), _json(opts))[0]
 
 
-@torch.library.custom_op("grpo::sft_loss", mutates_args=())
+@_op("grpo::sft_loss")
 def _sft_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
             opts: str) -> tuple[torch.Tensor, torch.Tensor]:
     grad = torch.empty(logits.shape, dtype=logits.dtype)
@@ -707,7 +759,7 @@ def _(logits, labels, mask, opts):
     return logits.new_empty((), dtype=torch.float64), logits.new_empty(logits.shape)
 
 
-_sft_op.register_autograd(_grad_backward(4), setup_context=_save_grad)
+_sft = _autograd(_sft_op, _grad_backward(4), _save_grad)
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
@@ -720,10 +772,10 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Te
     y = _rank2(labels).to(torch.int64)
     opts = {"ignore_index": ignore_index, "label_smoothing": label_smoothing,
             "temperature": temperature, "loss_agg_mode": loss_agg_mode}
-    return _sft_op(x, y, _mask_u8(_rank2(mask)), _json(opts))[0]
+    return _sft(x, y, _mask_u8(_rank2(mask)), _json(opts))[0]
 
 
-@torch.library.custom_op("grpo::distill_topk", mutates_args=())
+@_op("grpo::distill_topk")
 def _topk_op(student: torch.Tensor, t_logp: torch.Tensor, t_ids: torch.Tensor,
              mask: Optional[torch.Tensor], opts: str) -> tuple[torch.Tensor, torch.Tensor]:
     grad = torch.empty(student.shape, dtype=student.dtype)
@@ -737,7 +789,7 @@ def _(student, t_logp, t_ids, mask, opts):
     return student.new_empty((), dtype=torch.float64), student.new_empty(student.shape)
 
 
-_topk_op.register_autograd(_grad_backward(5), setup_context=_save_grad)
+_topk = _autograd(_topk_op, _grad_backward(5), _save_grad)
 
 
 def topk_distill_loss(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor,
@@ -753,6 +805,6 @@ def topk_distill_loss(student_logits: torch.Tensor, teacher_logprobs: torch.Tens
     opts = {"convention": convention, "divergence": divergence, "beta": beta, "alpha": alpha,
             "temperature": temperature, "scale_by_t2": scale_by_t2,
             "loss_agg_mode": loss_agg_mode, "teacher_power": teacher_power}
-    return _topk_op(s, _rank3(teacher_logprobs).detach().to(torch.float32),
+    return _topk(s, _rank3(teacher_logprobs).detach().to(torch.float32),
                     _rank3(teacher_ids).to(torch.int64), _mask_u8(_rank2(mask)),
                     _json(opts))[0]
