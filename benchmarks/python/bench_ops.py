@@ -85,7 +85,7 @@ def bench_logprob(N, V, reps):
             ((lp * w).sum() + h.sum()).backward()
         return go
 
-    comp = torch.compile(logprob_ref, fullgraph=True)
+    comp = torch.compile(lambda x: logprob_ref(x, ids), fullgraph=True)
     return {"grpo": timeit(run(lambda x: G.logprob_entropy(x, ids)), reps),
             "eager": timeit(run(lambda x: logprob_ref(x, ids)), reps),
             "compile": timeit(run(comp), reps, warmup=5)}
@@ -128,17 +128,18 @@ def bench_overhead(reps):
     old, ref = lp - 0.1, lp + 0.1
     adv, mask = torch.randn(B), torch.ones(B, T)
     grad, ptl, gh, ps = torch.empty(B, T), torch.empty(B, T), torch.empty(B, T), torch.zeros(B)
+    stats = torch.empty(G._N_STATS, dtype=torch.float64)
     o = G._options(OPTS)
     d = G._d
-    descs = [d(x) for x in (lp, old, ref, adv, mask, grad, ptl, gh, ps)]
+    descs = [d(x) for x in (lp, old, ref, adv, mask, grad, ptl, gh, ps, stats)]
 
     def raw_prebuilt():
         _C.compute_loss(o, descs[0], descs[1], descs[2], descs[3], descs[4], None, None,
-                        descs[5], descs[6], descs[7], descs[8])
+                        descs[5], descs[6], descs[7], descs[8], descs[9])
 
     def raw_with_descriptors():
         _C.compute_loss(o, d(lp), d(old), d(ref), d(adv), d(mask), None, None, d(grad), d(ptl),
-                        d(gh), d(ps))
+                        d(gh), d(ps), d(stats))
 
     def op_forward():
         with torch.no_grad():
