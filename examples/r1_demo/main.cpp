@@ -113,8 +113,8 @@ scored score(const rollout& r, const std::vector<const problem*>& probs, const r
     if (shaped) {
       const auto b = static_cast<int64_t>(i);
       const auto len = static_cast<int64_t>(mask[b].sum().item<float>());
-      total += shaping_reward(r.ids[b].data_ptr<int64_t>() + r.prompt_len, len, r.max_new, ref_len,
-                              w);
+      total +=
+          shaping_reward(r.ids[b].data_ptr<int64_t>() + r.prompt_len, len, r.max_new, ref_len, w);
     }
     s.reward[i] = static_cast<float>(total);
   }
@@ -133,10 +133,14 @@ torch::Tensor stack_prompts(const std::vector<const problem*>& probs) {
 
 /// Longest completion the task needs, with slack for the policy to ramble (and be truncated):
 /// the longest reference completion + 1.
-int64_t max_new_tokens(const generator& g) { return 2 * g.answer_length() + 11; }
+int64_t max_new_tokens(const generator& g) {
+  return 2 * g.answer_length() + 11;
+}
 /// Longest reference completion: two copies of the answer (scratchpad, answer), 4 tags, 5
 /// newlines and eos.
-int64_t reference_length(const generator& g) { return 2 * g.answer_length() + 10; }
+int64_t reference_length(const generator& g) {
+  return 2 * g.answer_length() + 10;
+}
 
 double mean(const std::vector<float>& v) {
   return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
@@ -293,8 +297,8 @@ stage_report sft_stage(run_state& s, policy& pol, const std::vector<sft_example>
 /// (salt `salt_base + step`) and at the last step with `final_salt`, the table's evaluation.
 /// `start` is the held-out result of the stage's starting policy (the curve's step 0).
 stage_report grpo_stage(run_state& s, policy& pol, int steps, double base_lr, const char* stage,
-                        const char* name, const char* label, const reward_weights& w, uint64_t salt_base,
-                        uint64_t final_salt, const eval_result& start) {
+                        const char* name, const char* label, const reward_weights& w,
+                        uint64_t salt_base, uint64_t final_salt, const eval_result& start) {
   const options& o = s.o;
   stage_report rep{name, label, pol->parameter_count()};
   stopwatch t;
@@ -398,7 +402,8 @@ stage_report grpo_stage(run_state& s, policy& pol, int steps, double base_lr, co
   return rep;
 }
 
-// ------------------------------------------------------------------------------------ rejection sampling
+// ------------------------------------------------------------------------------------ rejection
+// sampling
 
 /// Completions kept by rejection sampling: ids [N, Tp + max_new], mask [N, max_new] and, when
 /// asked, the sampling policy's logits on them [N, max_new, V].
@@ -465,15 +470,15 @@ stage_report rs_sft_stage(run_state& s, policy& pol) {
     auto row = pool.ids[i].contiguous();
     const int64_t* p = row.data_ptr<int64_t>();
     const auto len = static_cast<int64_t>(pool.mask[i].sum().item<float>());
-    data.push_back({std::vector<int64_t>(p, p + s.tp),
-                    std::vector<int64_t>(p + s.tp, p + s.tp + len)});
+    data.push_back(
+        {std::vector<int64_t>(p, p + s.tp), std::vector<int64_t>(p + s.tp, p + s.tp + len)});
   }
   for (const auto& p : s.cold_start) data.push_back({p.prompt, generator::reference_completion(p)});
   std::printf("stage 3 data: %lld own samples + %zu cold-start examples\n",
               static_cast<long long>(pool.size), s.cold_start.size());
-  auto rep = sft_stage(s, pol, pool.size > 0 ? data : std::vector<sft_example>{}, o.rs_steps,
-                       o.rs_lr, "rs_sft", "stage 3: rejection-sampled SFT",
-                       "rejection-sampled SFT", 5);
+  auto rep =
+      sft_stage(s, pol, pool.size > 0 ? data : std::vector<sft_example>{}, o.rs_steps, o.rs_lr,
+                "rs_sft", "stage 3: rejection-sampled SFT", "rejection-sampled SFT", 5);
   if (pool.size == 0) {
     rep.skipped = "the policy solved none of " + std::to_string(pool.drawn) + " prompts";
     std::fprintf(stderr, "r1_demo: stage 3 skipped: %s\n", rep.skipped.c_str());
@@ -490,8 +495,8 @@ stage_report distill_stage(run_state& s, policy& teacher, policy& student) {
   stage_report rep{"distillation", "distilled student", student->parameter_count()};
   stopwatch t;
   sample_pool pool;
-  if (o.distill_steps > 0) pool = rejection_sample(s, teacher, o.distill_pool,
-                                                   o.distill_temperature, true);
+  if (o.distill_steps > 0)
+    pool = rejection_sample(s, teacher, o.distill_pool, o.distill_temperature, true);
   print_pool("distillation set", pool);
   if (o.distill_steps > 0 && pool.size == 0) {
     rep.skipped = "the teacher solved none of " + std::to_string(pool.drawn) + " prompts";
@@ -618,12 +623,13 @@ int run(const options& o) {
     reps.push_back(rs_sft_stage(s, pol));
     has_rs = reps.back().skipped.empty();
     const reward_weights w4{o.format_weight, o.length_weight, o.repetition_weight};
-    std::printf("stage 4 reward: accuracy + %.2f x format + %.2f x length + %.2f x repetition; "
-                "shaping of the held-out reference completions: %.4f (0 = not penalised)\n",
-                w4.format, w4.length, w4.repetition, reference_shaping(s, w4));
+    std::printf(
+        "stage 4 reward: accuracy + %.2f x format + %.2f x length + %.2f x repetition; "
+        "shaping of the held-out reference completions: %.4f (0 = not penalised)\n",
+        w4.format, w4.length, w4.repetition, reference_shaping(s, w4));
     reps.push_back(grpo_stage(s, pol, o.rl2_steps, o.rl2_lr, "grpo2",
-                              "stage 4: GRPO + length/repetition", "GRPO 2 (+len, rep.)", w4,
-                              3000, 4, reps.back().eval));
+                              "stage 4: GRPO + length/repetition", "GRPO 2 (+len, rep.)", w4, 3000,
+                              4, reps.back().eval));
   }
 
   // Distillation of the final policy into a smaller student.

@@ -129,9 +129,13 @@ inline void add_options(CLI::App& app, options& o) {
   app.add_option("--sft-steps", o.sft_steps, "cold-start SFT steps")
       ->check(nonneg)
       ->capture_default_str();
-  app.add_option("--sft-lr", o.sft_lr, "cold-start learning rate")->check(pos)->capture_default_str();
+  app.add_option("--sft-lr", o.sft_lr, "cold-start learning rate")
+      ->check(pos)
+      ->capture_default_str();
   app.add_option("--steps", o.steps, "GRPO steps (stage 2)")->check(nonneg)->capture_default_str();
-  app.add_option("--prompts", o.prompts, "prompts per GRPO step")->check(one)->capture_default_str();
+  app.add_option("--prompts", o.prompts, "prompts per GRPO step")
+      ->check(one)
+      ->capture_default_str();
   app.add_option("--group", o.group, "samples per prompt (group size; GRPO compares within it)")
       ->check(at_least(2))
       ->capture_default_str();
@@ -160,7 +164,9 @@ inline void add_options(CLI::App& app, options& o) {
   app.add_option("--rs-steps", o.rs_steps, "r1 stage 3: SFT steps")
       ->check(nonneg)
       ->capture_default_str();
-  app.add_option("--rs-lr", o.rs_lr, "r1 stage 3: learning rate")->check(pos)->capture_default_str();
+  app.add_option("--rs-lr", o.rs_lr, "r1 stage 3: learning rate")
+      ->check(pos)
+      ->capture_default_str();
   app.add_option("--rl2-steps", o.rl2_steps, "r1 stage 4: GRPO steps")
       ->check(nonneg)
       ->capture_default_str();
@@ -204,8 +210,7 @@ inline void add_options(CLI::App& app, options& o) {
   app.add_option("--seed", o.seed, "seed (torch, problems, sampling)")
       ->check(nonneg)
       ->capture_default_str();
-  app.add_option("--out", o.out, "output directory (steps.csv, curves.png)")
-      ->capture_default_str();
+  app.add_option("--out", o.out, "output directory (steps.csv, curves.png)")->capture_default_str();
   app.add_flag("--no-progress", o.no_progress,
                "quiet: only the header, one summary line per stage and the final table (no "
                "progress bar or periodic lines)");

@@ -70,7 +70,7 @@ class logger {
 
   logger(const std::filesystem::path& dir, bool progress)
       : csv_(dir / "steps.csv"),
-        mode_(!progress                  ? progress_mode::quiet
+        mode_(!progress                    ? progress_mode::quiet
               : isatty(STDERR_FILENO) != 0 ? progress_mode::bar
                                            : progress_mode::periodic) {
     if (!csv_) throw std::runtime_error("cannot write " + (dir / "steps.csv").string());
@@ -246,7 +246,8 @@ inline std::string plot_curves(const std::filesystem::path& dir, const std::vect
         << "'\nset ylabel 'nats per token'\nset logscale y\nset yrange " << kl_range << "\n"
         << "plot csv using " << xg << ":($7 > 0 ? $7 : 1/0) with lines title 'KL (stage 2)'";
       if (info.has_grpo2)
-        f << ", \\\n     csv using " << xg2 << ":($7 > 0 ? $7 : 1/0) with lines title 'KL (stage 4)'";
+        f << ", \\\n     csv using " << xg2
+          << ":($7 > 0 ? $7 : 1/0) with lines title 'KL (stage 4)'";
       f << "\nunset logscale y\nset autoscale y\n";
     }
 
