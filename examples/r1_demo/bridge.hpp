@@ -4,7 +4,9 @@
 ///        rule rewards (grpo::rewards), group advantages (grpo::compute_advantages), the fused
 ///        GRPO step (grpo::fused_grpo_step: logits -> loss, metrics and d loss / d logits), the
 ///        selective log-softmax for the old / reference log-probs, and distillation losses
-///        (grpo::distill::sft_loss, grpo::distill::divergence_loss). No loss maths lives here:
+///        (grpo::distill::sft_loss, grpo::distill::divergence_loss); the length and repetition
+///        rewards of stage 4 are called from main.cpp (grpo::rewards::soft_overlong_reward,
+///        repetition_penalty_reward). No loss maths lives here:
 ///        every gradient comes back from the library and is handed to autograd with
 ///        logits.backward(grad).
 #pragma once
@@ -19,7 +21,9 @@
 #include <grpo/logprob.hpp>
 #include <grpo/presets.hpp>
 #include <rewards/format.hpp>
+#include <rewards/length.hpp>
 #include <rewards/math.hpp>
+#include <rewards/repetition.hpp>
 #include <string>
 #include <vector>
 

@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -185,10 +186,13 @@ TEST_CASE("group advantages: unsupported estimators are reported" * doctest::tes
 #include <fstream>
 #include <map>
 
+#include "support/shared_dir.hpp"
+
 TEST_CASE("group advantages: device glue reproduces verl's own outputs (peer conformance cases)" *
           doctest::test_suite("cuda")) {
-  std::ifstream f(std::string(GRPO_SHARED_DIR) + "/conformance/grpo_peer_cases.json");
-  REQUIRE_MESSAGE(f.good(), "cannot open grpo_peer_cases.json under GRPO_SHARED_DIR");
+  const std::string path = grpo_test::shared_path("conformance/grpo_peer_cases.json");
+  std::ifstream f(path);
+  REQUIRE_MESSAGE(f.good(), grpo_test::shared_missing(path));
   const auto cases = nlohmann::json::parse(f);
   int checked = 0;
   for (const auto& c : cases) {

@@ -5,6 +5,7 @@
 #include <grpo/advantage.hpp>
 
 #include <doctest/doctest.h>
+
 #include <nlohmann/json.hpp>
 #include <support/compare.hpp>
 
@@ -15,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "support/shared_dir.hpp"
+
 namespace {
 
 using json = nlohmann::json;
@@ -22,8 +25,9 @@ constexpr double tol = 1e-10;
 
 const json& cases() {
   static const json j = [] {
-    std::ifstream f(std::string(GRPO_SHARED_DIR) + "/conformance/grpo_peer_cases.json");
-    REQUIRE_MESSAGE(f.good(), "cannot open grpo_peer_cases.json under GRPO_SHARED_DIR");
+    const std::string path = grpo_test::shared_path("conformance/grpo_peer_cases.json");
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f.good(), grpo_test::shared_missing(path));
     return json::parse(f);
   }();
   return j;

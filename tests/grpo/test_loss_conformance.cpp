@@ -8,12 +8,15 @@
 #include <grpo/presets.hpp>
 
 #include <doctest/doctest.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "support/shared_dir.hpp"
 
 namespace {
 
@@ -50,8 +53,9 @@ mat to_mat(const json& j) {
 
 const json& cases() {
   static const json all = [] {
-    std::ifstream f(std::string(GRPO_SHARED_DIR) + "/conformance/grpo_peer_cases.json");
-    REQUIRE_MESSAGE(f.good(), "conformance file not found under GRPO_SHARED_DIR");
+    const std::string path = grpo_test::shared_path("conformance/grpo_peer_cases.json");
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f.good(), grpo_test::shared_missing(path));
     return json::parse(f);
   }();
   return all;

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "support/shared_dir.hpp"
+
 namespace {
 
 using json = nlohmann::json;
@@ -51,10 +53,9 @@ mat to_mat(const json& j) {
 
 const json& cases() {
   static const json all = [] {
-    const std::string path = std::string(GRPO_SHARED_DIR) + "/conformance/openrlhf_peer_cases.json";
+    const std::string path = grpo_test::shared_path("conformance/openrlhf_peer_cases.json");
     std::ifstream f(path);
-    REQUIRE_MESSAGE(
-        f.good(), "conformance file not found: " << path << " (set GRPO_SHARED_DIR at configure)");
+    REQUIRE_MESSAGE(f.good(), grpo_test::shared_missing(path));
     return json::parse(f);
   }();
   return all;

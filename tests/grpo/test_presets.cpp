@@ -18,6 +18,7 @@ TEST_CASE("presets: TRL loss types map to their aggregation" * doctest::test_sui
   CHECK(p.policy.log_ratio_max == std::numeric_limits<double>::infinity());  // TRL: no clamp
   CHECK(p.kl.estimator == grpo::kl_estimator::k3);
   CHECK(p.kl.outer_clamp == 0.0);
+  CHECK(p.kl_coef == 0.0);  // TRL's default beta = 0: KL off (README says so next to its snippet)
   CHECK_FALSE(p.opsm_in_denominator);
   CHECK_FALSE(p.entropy_mask_in_denominator);
   CHECK(grpo::preset("trl_bnpo").agg.mode == agg_mode::token_mean);

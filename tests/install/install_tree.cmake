@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Fixture step of the install consumer tests: install the current build tree into a fresh prefix.
-#   cmake -DBUILD_DIR=<build tree> -DPREFIX=<prefix> [-DCONFIG=<config>] -P install_tree.cmake
+#   cmake -DBUILD_DIR=<build tree> -DPREFIX=<prefix> [-DCONFIG=<config>] [-DMOVED=<dir>]
+#         -P install_tree.cmake
+# With MOVED, the installed prefix is also copied to <dir> (the relocation test uses it).
 # Fails when `cmake --install` fails or when the package files consumers need are missing.
 foreach(var BUILD_DIR PREFIX)
   if(NOT DEFINED ${var})
@@ -33,3 +35,13 @@ foreach(what _config _version _targets _traits)
   endif()
 endforeach()
 message(STATUS "grpo installed into ${PREFIX} (config ${_config})")
+
+# A copy of the prefix somewhere else, for the relocation test (a relocatable package works from
+# wherever its files are put).
+if(MOVED)
+  file(REMOVE_RECURSE "${MOVED}")
+  get_filename_component(_parent "${MOVED}" DIRECTORY)
+  file(MAKE_DIRECTORY "${_parent}")
+  file(COPY "${PREFIX}/" DESTINATION "${MOVED}")
+  message(STATUS "grpo install copied to ${MOVED}")
+endif()
