@@ -8,8 +8,10 @@
 #pragma once
 
 #include <rewards/math/expr.hpp>
+#include <rewards/math/exact.hpp>
 #include <rewards/math/numeric.hpp>
 #include <rewards/math/options.hpp>
+#include <rewards/math/power_form.hpp>
 #include <rewards/math/text.hpp>
 
 #include <gmpxx.h>
@@ -62,182 +64,6 @@ inline std::optional<literal_precision> precision_of(const expr& e) {
   }
 }
 
-/// r = x^(1/q) exactly, via mpz_root (which reports whether the root is exact). Used so that
-/// `\sqrt{16}`, `\sqrt[3]{-8}` and `8^{2/3}` stay on the exact-rational fast path.
-/// Exact integer q-th root of a non-negative integer, if it exists.
-inline std::optional<mpz_class> exact_root(const mpz_class& x, unsigned long q) {
-  if (x < 0) return std::nullopt;
-  mpz_class r;
-  if (mpz_root(r.get_mpz_t(), x.get_mpz_t(), q) == 0) return std::nullopt;
-  return r;
-}
-
-/// Exact rational q-th root (sign-aware for odd q), if it exists.
-inline std::optional<mpq_class> rational_root(const mpq_class& x, long q) {
-  if (q <= 0 || q > 64) return std::nullopt;
-  const bool negative = x < 0;
-  if (negative && q % 2 == 0) return std::nullopt;
-  const mpz_class num = negative ? mpz_class(-x.get_num()) : mpz_class(x.get_num());
-  auto rn = exact_root(num, static_cast<unsigned long>(q));
-  auto rd = exact_root(x.get_den(), static_cast<unsigned long>(q));
-  if (!rn || !rd) return std::nullopt;
-  mpq_class r(negative ? mpz_class(-*rn) : *rn, *rd);
-  r.canonicalize();
-  return r;
-}
-
-/// Size of a rational in bits (numerator + denominator): the unit of the big-number caps below.
-inline std::size_t bits_of(const mpq_class& v) {
-  return mpz_sizeinbase(v.get_num_mpz_t(), 2) + mpz_sizeinbase(v.get_den_mpz_t(), 2);
-}
-
-/// Why a separate exact evaluator before the ball arithmetic: most answers are numbers,
-/// fractions or small expressions of them; GMP rationals decide those exactly in microseconds,
-/// without the 15-digit evalf collisions of Math-Verify (`1/2004!` vs `1/2006!`).
-/// Exact value of a numeric tree as a rational, or nullopt when it is irrational, symbolic, or
-/// too large (results are capped at 2^20 bits; factorial at 3000!, powers at |n| <= 100000).
-/// With `at`, free variables take their values from the point (exact Schwartz-Zippel sampling of
-/// rational functions: `(x+1)^{100}` vs `(x+1)^{100}+1` differ by exactly 1 at every point).
-inline std::optional<mpq_class> eval_rational(const expr& e, budget& b,
-                                              const point_map* at = nullptr) {
-  b.spend();
-  auto integer = [](const mpq_class& v) { return v.get_den() == 1; };
-  switch (e.k) {
-    case kind::number:
-      return e.value;
-    case kind::symbol:
-    case kind::text: {
-      if (at == nullptr) return std::nullopt;
-      const auto it = at->find(e.k == kind::text ? "text:" + e.name : e.name);
-      if (it == at->end()) return std::nullopt;
-      return it->second;
-    }
-    case kind::neg: {
-      auto a = eval_rational(e.args[0], b, at);
-      if (!a) return std::nullopt;
-      return mpq_class(-*a);
-    }
-    case kind::percent: {
-      auto a = eval_rational(e.args[0], b, at);
-      if (!a) return std::nullopt;
-      return mpq_class(*a / 100);
-    }
-    case kind::add:
-    case kind::mul: {
-      mpq_class acc = e.k == kind::add ? 0 : 1;
-      for (const expr& a : e.args) {
-        auto v = eval_rational(a, b, at);
-        if (!v) return std::nullopt;
-        if (e.k == kind::add)
-          acc += *v;
-        else
-          acc *= *v;
-        // Cap every intermediate at 2^20 bits (~315k decimal digits): beyond it the CAS path
-        // decides (or refuses); the budget is charged proportionally to the operand size.
-        if (bits_of(acc) > (1u << 20)) return std::nullopt;
-        b.spend(bits_of(acc) / 4096);
-      }
-      return acc;
-    }
-    case kind::pow: {
-      auto base = eval_rational(e.args[0], b, at);
-      if (!base) return std::nullopt;
-      auto ex = eval_rational(e.args[1], b, at);
-      if (!ex) return std::nullopt;
-      mpq_class x = *base;
-      const mpz_class q = ex->get_den();
-      // x^(p/q): exact only when x is a perfect q-th power (8^(2/3) = 4); otherwise irrational, and
-      // the CAS path takes over. Then x^p with |p| <= 1e5 and a size estimate bits(x)*|p|.
-      if (q != 1) {
-        if (q > 64) return std::nullopt;
-        auto r = rational_root(x, q.get_si());
-        if (!r) return std::nullopt;
-        x = *r;
-      }
-      const mpz_class p = ex->get_num();
-      if (abs(p) > 100000) return std::nullopt;
-      const long n = p.get_si();
-      if (x == 0 && n < 0) return std::nullopt;
-      const std::size_t cost = bits_of(x) * static_cast<std::size_t>(n < 0 ? -n : n);
-      if (cost > (1u << 20)) return std::nullopt;
-      b.spend(cost / 4096);
-      const unsigned long un = static_cast<unsigned long>(n < 0 ? -n : n);
-      mpz_class num, den;
-      mpz_pow_ui(num.get_mpz_t(), x.get_num_mpz_t(), un);
-      mpz_pow_ui(den.get_mpz_t(), x.get_den_mpz_t(), un);
-      mpq_class r = n < 0 ? mpq_class(den, num) : mpq_class(num, den);
-      r.canonicalize();
-      return r;
-    }
-    case kind::factorial: {
-      auto a = eval_rational(e.args[0], b, at);
-      // 3000! has ~9100 digits: enough for contest answers (2006!), bounded for hostile ones.
-      if (!a || !integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
-      b.spend(a->get_num().get_ui());
-      mpz_class r;
-      mpz_fac_ui(r.get_mpz_t(), a->get_num().get_ui());
-      return mpq_class(r);
-    }
-    case kind::func: {
-      std::vector<mpq_class> v;
-      for (const expr& a : e.args) {
-        auto x = eval_rational(a, b, at);
-        if (!x) return std::nullopt;
-        v.push_back(*x);
-      }
-      const std::string& f = e.name;
-      // Elementary functions are exact only at the rational points where their value is rational;
-      // everything else (sqrt 2, sin 1, log 3) goes to the CAS.
-      if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
-      if (f == "root" && v.size() == 2 && integer(v[1]) && v[1] > 0 && v[1] <= 64)
-        return rational_root(v[0], v[1].get_num().get_si());
-      if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
-      if ((f == "floor" || f == "ceil") && v.size() == 1) {
-        mpz_class r;
-        if (f == "floor")
-          mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        else
-          mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        return mpq_class(r);
-      }
-      // C(n, k) = 0 outside 0 <= k <= n (the combinatorial convention).
-      if (f == "binom" && v.size() == 2 && integer(v[0]) && integer(v[1]) && v[0] >= 0 &&
-          v[0] <= 100000) {
-        if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
-        b.spend(v[1].get_num().get_ui() / 8 + 1);
-        mpz_class r;
-        mpz_bin_uiui(r.get_mpz_t(), v[0].get_num().get_ui(), v[1].get_num().get_ui());
-        return mpq_class(r);
-      }
-      if ((f == "gcd" || f == "lcm") && v.size() >= 2) {
-        mpz_class r = v[0].get_num();
-        for (const auto& x : v) {
-          if (!integer(x)) return std::nullopt;
-          if (f == "gcd")
-            mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-          else
-            mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-        }
-        return mpq_class(r);
-      }
-      if ((f == "max" || f == "min") && !v.empty()) {
-        mpq_class r = v[0];
-        for (const auto& x : v) r = (f == "max") ? (x > r ? x : r) : (x < r ? x : r);
-        return r;
-      }
-      if (f == "exp" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      if ((f == "ln" || f == "log") && v.size() == 1 && v[0] == 1) return mpq_class(0);
-      if ((f == "sin" || f == "tan" || f == "arcsin" || f == "arctan") && v.size() == 1 &&
-          v[0] == 0)
-        return mpq_class(0);
-      if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      return std::nullopt;
-    }
-    default:
-      return std::nullopt;
-  }
-}
-
 // Infinity is compared structurally (sign only): balls have no useful infinity, and
 // `\infty` vs `10^{100}` must not be "numerically close".
 /// +1 for `\infty`, -1 for `-\infty`, 0 otherwise.
@@ -255,6 +81,20 @@ struct compare_ctx {
   budget& b;
   int depth = 0;
 };
+
+/// Symbol names of a tree (variables only, not words).
+inline void collect_symbols(const expr& e, std::set<std::string>& out) {
+  if (e.k == kind::symbol) out.insert(e.name);
+  for (const expr& a : e.args) collect_symbols(a, out);
+}
+
+/// Renames symbols in place by `to` (names absent from it stay).
+inline void rename_symbols(expr& e, const std::map<std::string, std::string>& to) {
+  if (e.k == kind::symbol) {
+    if (const auto it = to.find(e.name); it != to.end()) e.name = it->second;
+  }
+  for (expr& a : e.args) rename_symbols(a, to);
+}
 
 /// Free variables of a tree: symbol names, and words as "text:<w>".
 inline void collect_free(const expr& e, std::set<std::string>& out) {
@@ -303,6 +143,18 @@ inline bool rational_equal(const mpq_class& a, const mpq_class& b,
     const mpq_class scale = abs(a) > abs(b) ? mpq_class(abs(a)) : mpq_class(abs(b));
     if (diff <= mpq_class(opt.float_rel_tol) * scale) return true;
   }
+  if (opt.float_rounding >= 0 && opt.float_rounding <= 100) {
+    // round(v * 10^n) half away from zero: floor(|v| 10^n + 1/2) with the sign of v.
+    mpz_class ten;
+    mpz_ui_pow_ui(ten.get_mpz_t(), 10, static_cast<unsigned long>(opt.float_rounding));
+    auto rounded = [&](const mpq_class& v) {
+      const mpq_class t = abs(v) * ten + mpq_class(1, 2);
+      mpz_class r;
+      mpz_fdiv_q(r.get_mpz_t(), t.get_num_mpz_t(), t.get_den_mpz_t());
+      return v < 0 ? mpz_class(-r) : r;
+    };
+    if (rounded(a) == rounded(b)) return true;
+  }
   return false;
 }
 
@@ -323,8 +175,9 @@ inline bool ball_float_policy(const expr& g, const expr& p,
     }
     arb_t diff, bound, scale, t;
     arb_init(diff), arb_init(bound), arb_init(scale), arb_init(t);
-    acb_sub(a.v, a.v, v.v, prec);
-    acb_abs(diff, a.v, prec);
+    ball d;
+    acb_sub(d.v, a.v, v.v, prec);
+    acb_abs(diff, d.v, prec);
     bool ok = false;
     for (const auto& q : {pg, pp}) {
       if (ok || !q || q->sig < c.opt.float_min_significant) continue;
@@ -336,14 +189,34 @@ inline bool ball_float_policy(const expr& g, const expr& p,
     }
     if (!ok && (pg || pp) && c.opt.float_rel_tol > 0) {
       acb_abs(scale, v.v, prec);
-      acb_add(v.v, a.v, v.v, prec);  // a - v + v = a (for |a|)
-      acb_abs(t, v.v, prec);
+      acb_abs(t, a.v, prec);
       arb_max(scale, scale, t, prec);
       arb_one(t);
       arb_max(scale, scale, t, prec);
       arb_set_d(bound, c.opt.float_rel_tol);
       arb_mul(bound, bound, scale, prec);
       ok = arb_le(diff, bound) != 0;
+    }
+    if (!ok && (pg || pp) && c.opt.float_rounding >= 0 && c.opt.float_rounding <= 100) {
+      // Both values rounded to float_rounding decimals (half away from zero) must be the same
+      // integer multiple of 10^-n for the whole balls: floor(|v| 10^n + 1/2) decided by Arb.
+      auto rounded = [&](const acb_t z, fmpz_t out) {
+        if (!arb_is_zero(acb_imagref(z))) return false;
+        arb_set_si(t, 10);
+        arb_pow_ui(t, t, static_cast<ulong>(c.opt.float_rounding), prec);
+        arb_abs(scale, acb_realref(z));
+        arb_mul(scale, scale, t, prec);
+        arb_set_d(t, 0.5);
+        arb_add(scale, scale, t, prec);
+        arb_floor(scale, scale, prec);
+        if (!arb_get_unique_fmpz(out, scale)) return false;
+        if (arb_is_negative(acb_realref(z))) fmpz_neg(out, out);
+        return true;
+      };
+      fmpz_t ra, rv;
+      fmpz_init(ra), fmpz_init(rv);
+      ok = rounded(a.v, ra) && rounded(v.v, rv) && fmpz_equal(ra, rv);
+      fmpz_clear(ra), fmpz_clear(rv);
     }
     arb_clear(diff), arb_clear(bound), arb_clear(scale), arb_clear(t);
     return ok;
@@ -389,6 +262,11 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
   collect_free(g, names);
   collect_free(p, names);
   if (names.empty()) {
+    // Products of huge powers and factorials (2^{10^8}, 1000000!): exact exponent arithmetic.
+    if (const auto h = huge_products_equal(g, p, c.b)) {
+      if (*h) return true;
+      if (!pg && !pp) return false;
+    }
     // Closed forms: equal only when the difference is numerically zero far below the scale of
     // every intermediate; a provably non-zero difference may still be a correct rounding.
     if (difference_is_zero(g, p, nullptr, c) == zero_result::zero) return true;
@@ -524,8 +402,9 @@ inline const expr* assignment_value(const expr& r) {
   // Chains collapse to the last right side (`x = 2 + 3 = 5` states 5), as in Math-Verify, except
   // that an approximation does not replace an exact value: `x = 1/3 \approx 0.33` states 1/3.
   const expr* value = &r.args.back();
+  // `\frac13 \approx 0.333` (closed left side) states 1/3 as well: the decimal is a rounding.
   for (std::size_t i = 0; i < r.ops.size(); ++i) {
-    if (r.ops[i] == rel::approx && i > 0 && is_closed(r.args[i])) {
+    if (r.ops[i] == rel::approx && is_closed(r.args[i])) {
       value = &r.args[i];
       break;
     }
@@ -560,6 +439,45 @@ inline bool same_name(const expr& a, const expr& b) {
 }
 
 inline bool equiv(const expr& g, const expr& p, compare_ctx& c);
+
+/// True when `e` holds an undefined form: a division by an exact zero (`0/0`, `5/0`), `0^0`,
+/// `\infty - \infty`, `0 \cdot \infty`, `\infty / \infty`. Such answers are not answers.
+inline bool is_undefined(const expr& e, budget& b) {
+  b.spend();
+  auto is_zero = [&](const expr& x) {
+    const auto v = eval_rational(x, b);
+    return v && *v == 0;
+  };
+  auto reciprocal_of_inf = [&](const expr& x) {
+    if (x.k != kind::pow || infinity_sign(x.args[0]) == 0) return false;
+    const auto k = eval_rational(x.args[1], b);
+    return k && *k < 0;
+  };
+  if (e.k == kind::pow && is_zero(e.args[0])) {
+    const auto k = eval_rational(e.args[1], b);
+    if (k && *k <= 0) return true;
+  }
+  if (e.k == kind::add) {
+    bool pos = false, neg = false;
+    for (const expr& a : e.args) {
+      pos = pos || infinity_sign(a) > 0;
+      neg = neg || infinity_sign(a) < 0;
+    }
+    if (pos && neg) return true;
+  }
+  if (e.k == kind::mul) {
+    bool inf = false, zero = false, inv_inf = false;
+    for (const expr& a : e.args) {
+      inf = inf || infinity_sign(a) != 0;
+      inv_inf = inv_inf || reciprocal_of_inf(a);
+      zero = zero || (!reciprocal_of_inf(a) && is_zero(a));
+    }
+    if ((inf && zero) || (inf && inv_inf)) return true;
+  }
+  for (const expr& a : e.args)
+    if (is_undefined(a, b)) return true;
+  return false;
+}
 
 /// Expands `\pm` into its variants (`\frac{1 \pm \sqrt5}{2}` -> two values); at most 16.
 inline std::vector<expr> pm_variants(const expr& e) {
@@ -1051,7 +969,19 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
 /// @pre trees from parse(). @post spends from `b`; throws budget_exhausted when it runs out.
 inline bool equivalent(const expr& gold, const expr& pred, const verify_options& opt, budget& b) {
   detail::compare_ctx c{opt, b, 0};
-  return detail::equiv(gold, pred, c);
+  if (detail::equiv(gold, pred, c)) return true;
+  if (opt.strict_variables) return false;
+  // Math-Verify's strict=False: the prediction's free variables renamed to the gold's (in name
+  // order) when both have as many: `f(y) = y^2` answers `f(x) = x^2`.
+  std::set<std::string> gv, pv;
+  detail::collect_symbols(gold, gv);
+  detail::collect_symbols(pred, pv);
+  if (gv == pv || gv.size() != pv.size() || gv.empty()) return false;
+  std::map<std::string, std::string> to;
+  for (auto i = pv.begin(), j = gv.begin(); i != pv.end(); ++i, ++j) to.emplace(*i, *j);
+  expr renamed = pred;
+  detail::rename_symbols(renamed, to);
+  return detail::equiv(gold, renamed, c);
 }
 
 }  // namespace grpo::rewards::math

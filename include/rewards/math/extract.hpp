@@ -79,8 +79,10 @@ struct box_span {
 /// Last boxed answer, joined with the boxes immediately before it when only separators lie
 /// between them ("\boxed{1}, \boxed{2}" -> "1, 2"); consecutive duplicates are dropped. Nested
 /// boxes count once (the outer one). Linear: braces are matched in one pass beforehand.
-inline std::optional<std::string> extract_boxed(std::string_view s,
-                                                std::size_t* end_pos = nullptr) {
+/// `only_empty` (optional) is set when boxes exist but all of them are empty: the completion
+/// stated an empty answer, which must not fall back to the surrounding text.
+inline std::optional<std::string> extract_boxed(std::string_view s, std::size_t* end_pos = nullptr,
+                                                bool* only_empty = nullptr) {
   if (s.find("\\boxed") == npos && s.find("\\fbox") == npos) return std::nullopt;
   const std::vector<std::size_t> match = match_braces(s);
   std::vector<box_span> boxes;
@@ -116,7 +118,10 @@ inline std::optional<std::string> extract_boxed(std::string_view s,
   // Last non-empty box.
   std::size_t last = boxes.size();
   while (last > 0 && trim(boxes[last - 1].content).empty()) --last;
-  if (last == 0) return std::nullopt;
+  if (last == 0) {
+    if (only_empty) *only_empty = !boxes.empty();
+    return std::nullopt;
+  }
   if (end_pos) *end_pos = boxes[last - 1].end;
   std::vector<std::string_view> parts{trim(boxes[last - 1].content)};
   for (std::size_t k = last - 1; k > 0; --k) {
@@ -325,7 +330,8 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     if (opt.answer_tags) s = detail::inside_answer_tags(s);
     std::optional<std::string> r;
     std::size_t box_end = 0;
-    if (opt.boxed) r = detail::extract_boxed(s, &box_end);
+    bool empty_box = false;  // `\boxed{}`: an empty answer, never the text around it
+    if (opt.boxed) r = detail::extract_boxed(s, &box_end, &empty_box);
     if (opt.answer_phrase) {
       // A "final answer ..." statement after the last box overrides it (intermediate results
       // boxed along the way, Math-Verify gives both priority 0 and takes the rightmost);
@@ -340,6 +346,7 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
         if (a) r = std::move(a);
       }
     }
+    if (!r && empty_box) return std::nullopt;
     if (!r && opt.markdown_bold) r = detail::extract_bold(s);
     if (!r && opt.latex_delimiters) r = detail::extract_last_env(s);
     if (!r && opt.whole_string) {
@@ -349,6 +356,9 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     if (!r) return std::nullopt;
     const std::string_view t = detail::trim(*r);
     if (t.empty() || t.size() > opt.max_answer_chars) return std::nullopt;
+    // "the answer is \boxed{}" (a phrase whose answer is an empty box) is empty as well.
+    bool inner_empty = false;
+    if (!detail::extract_boxed(t, nullptr, &inner_empty) && inner_empty) return std::nullopt;
     return std::string(t);
   } catch (...) {
     return std::nullopt;  // only std::bad_alloc can reach here

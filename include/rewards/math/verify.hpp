@@ -62,6 +62,9 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
   return std::nullopt;
 }
 
+/// True when `s` is not valid UTF-8 (sanitize_utf8 would replace some byte).
+inline bool has_invalid_utf8(std::string_view s) { return sanitize_utf8(s) != s; }
+
 /// Normalised strings that are trivially the same answer: equal after removing blanks, or equal
 /// ignoring case when both are plain words ("Monday" / "monday", "No" / "no").
 inline bool same_text(std::string_view a, std::string_view b) {
@@ -95,17 +98,22 @@ inline verdict verify(std::string_view gold, std::string_view prediction,
   try {
     budget b(opt.budget_steps);
     const auto gt = extract_answer(gold, opt.gold_extraction);
-    if (!gt) return verdict::unparseable_gold;
+    // Invalid UTF-8 in an answer is not an answer: two different bad bytes must not become the
+    // same replacement character and match as identical text.
+    if (!gt || detail::has_invalid_utf8(*gt)) return verdict::unparseable_gold;
     const std::string gn = normalize_answer(*gt, b);
     if (detail::trim(gn).empty()) return verdict::unparseable_gold;
     const std::optional<char> letter =
         opt.multiple_choice ? detail::option_letter(gn, true) : std::nullopt;
     std::optional<expr> ge;
     if (!letter) ge = parse(gn, b, opt.max_depth);
+    // `0/0`, `\infty - \infty`: undefined, so the gold is unusable (never matched as text).
+    if (ge && detail::is_undefined(*ge, b)) return verdict::unparseable_gold;
     gold_done = true;
 
     const auto pt = extract_answer(prediction, opt.pred_extraction);
     if (!pt) return ge || letter ? verdict::incorrect : verdict::unparseable_gold;
+    if (detail::has_invalid_utf8(*pt)) return verdict::incorrect;
     const std::string pn = normalize_answer(*pt, b);
     if (letter) {
       const auto pl = detail::option_letter(pn, false);
@@ -114,7 +122,7 @@ inline verdict verify(std::string_view gold, std::string_view prediction,
     if (detail::same_text(gn, pn)) return verdict::correct;
     if (!ge) return verdict::unparseable_gold;
     const auto pe = parse(pn, b, opt.max_depth);
-    if (!pe) return verdict::incorrect;
+    if (!pe || detail::is_undefined(*pe, b)) return verdict::incorrect;
     return equivalent(*ge, *pe, opt, b) ? verdict::correct : verdict::incorrect;
   } catch (...) {
     return gold_done ? verdict::incorrect : verdict::unparseable_gold;
