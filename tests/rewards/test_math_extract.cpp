@@ -58,7 +58,7 @@ TEST_CASE("extract: boxed answers with balanced braces" * doctest::test_suite("r
       {"\\boxed {9}", "9"},
       {"$\\boxed 10$", "10"},
       {"\\boxed{1} then \\boxed{", "1"},             // unclosed box ignored
-      {"\\boxed{} and then", "\\boxed{} and then"},  // empty box: whole string
+      {"\\boxed{} and then", nullptr},  // empty box: an empty answer (issue 14), no fallback
       {"\\boxed{\\text{(C)}}", "\\text{(C)}"},
       {"\\boxed{a \\} b}", "a \\} b"},  // escaped brace
   });

@@ -4,6 +4,7 @@
 ///        environments, whole string; linear time on arbitrary (huge, malformed) text.
 #pragma once
 
+#include <rewards/math/anchors.hpp>
 #include <rewards/math/options.hpp>
 #include <rewards/math/text.hpp>
 
@@ -216,20 +217,11 @@ struct phrase_hit {
 };
 
 inline std::optional<phrase_hit> find_answer_phrase(std::string_view s) noexcept {
-  static constexpr std::string_view strong[] = {"final answer is",
-                                                "final answer:", "final answer =", "final answer"};
-  static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
-  std::optional<phrase_hit> best;
-  for (std::string_view p : strong) {
-    const std::size_t at = rfind_ci(s, p);
-    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), true};
-  }
-  if (best) return best;
-  for (std::string_view p : weak) {
-    const std::size_t at = rfind_ci(s, p);
-    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), false};
-  }
-  return best;
+  if (const auto [at, len] = rfind_any(s, strong_anchors); at != npos)
+    return phrase_hit{at, len, true};
+  if (const auto [at, len] = rfind_any(s, weak_anchors); at != npos)
+    return phrase_hit{at, len, false};
+  return std::nullopt;
 }
 
 /// The answer stated after an anchor: the first math environment right after it; otherwise the
@@ -271,13 +263,17 @@ inline std::optional<std::string> answer_after(std::string_view rest) {
       break;
     }
   }
-  // Prose ("The largest $n$ is 34"): the part after the last " is ".
-  if (!line.empty() && is_alpha(line[0])) {
+  // Prose ("The largest $n$ is 34"): the part after the last " is "; prose in any language
+  // ("Janeth aura encore 220 $ à payer"): its last maths environment, else a number within the
+  // first 50 bytes (Math-Verify's "answer: .{0,50}? number").
+  if (!line.empty() && (is_alpha(line[0]) || static_cast<unsigned char>(line[0]) >= 0x80)) {
     const std::size_t is_at = rfind_ci(line, " is ");
     if (is_at != npos) {
       line = line.substr(is_at + 4);
     } else if (auto env = extract_last_env(line)) {
       return env;
+    } else if (auto num = has_word(line) ? first_number_near(line, 50) : std::nullopt) {
+      return num;
     }
   }
   std::string out;
@@ -326,6 +322,12 @@ inline std::optional<std::string> extract_bold(std::string_view s) {
 inline std::optional<std::string> extract_answer(std::string_view completion,
                                                  const extract_options& opt = {}) noexcept {
   try {
+    // Full-width digits and punctuation (`１２`, `：`, `（Ｂ）`) read as ASCII.
+    std::string folded;
+    if (detail::has_fullwidth(completion)) {
+      folded = detail::fold_fullwidth(completion);
+      completion = folded;
+    }
     std::string_view s = opt.strip_think ? detail::after_think(completion) : completion;
     if (opt.answer_tags) s = detail::inside_answer_tags(s);
     std::optional<std::string> r;
@@ -349,6 +351,9 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     if (!r && empty_box) return std::nullopt;
     if (!r && opt.markdown_bold) r = detail::extract_bold(s);
     if (!r && opt.latex_delimiters) r = detail::extract_last_env(s);
+    // Prose without any of the above ("因此，水池中水将在300分钟内被放完。", "... donc de
+    // 100 - 30 = 70"): the result of its concluding sentence, never just "the last number".
+    if (!r && opt.answer_phrase && detail::looks_like_prose(s)) r = detail::concluding_number(s);
     if (!r && opt.whole_string) {
       const std::string_view t = detail::trim(s);
       if (!t.empty() && t.size() <= opt.max_answer_chars) r = std::string(t);

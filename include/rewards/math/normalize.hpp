@@ -326,6 +326,27 @@ inline void strip_counted_noun(std::string& s) {
   s = std::string(t.substr(0, number_end));
 }
 
+/// "192公斤", "3页", "12 है", "300 минут": a number followed only by words of a non-Latin script
+/// (units, counted nouns) and punctuation reads as the number. Unicode maths symbols were mapped
+/// to LaTeX before, so what is left above 0x80 is text.
+inline void strip_trailing_script_words(std::string& s) {
+  const std::string_view t = trim(s);
+  std::size_t i = 0;
+  while (i < t.size() && static_cast<unsigned char>(t[i]) < 0x80) ++i;
+  if (i == 0 || i == t.size()) return;
+  std::size_t e = i;
+  while (e > 0 && t[e - 1] == ' ') --e;
+  if (e == 0 || !(is_digit(t[e - 1]) || t[e - 1] == '%')) return;
+  for (std::size_t k = i; k < t.size(); ++k) {
+    const char ch = t[k];
+    if (static_cast<unsigned char>(ch) >= 0x80 || ch == ' ' || ch == '.' || ch == ',' ||
+        ch == '!' || ch == '?' || ch == ':' || ch == ';' || ch == '(' || ch == ')')
+      continue;
+    return;  // ASCII after the words: not a trailing unit
+  }
+  s = std::string(t.substr(0, e));
+}
+
 /// True when `t` is `-?\d{1,3}(sep\d{3})+(\.\d+)?` for the separator `sep` (thousands groups).
 inline bool is_grouped_number(std::string_view t, char sep) noexcept {
   std::size_t i = 0;
@@ -472,6 +493,7 @@ inline std::string normalize_answer(std::string_view s, budget& b) {
   }
   t = std::string(detail::strip_decorations(t));
   detail::strip_counted_noun(t);
+  detail::strip_trailing_script_words(t);
   t = detail::fix_number_separators(std::move(t));
   return t;
 }

@@ -52,11 +52,17 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
   if (paren) {
     if (rest.empty() || rest[0] != ')') return std::nullopt;
     rest = trim(rest.substr(1));
-    if (strict) return rest.empty() ? std::optional<char>(letter) : std::nullopt;
+    // Gold "(D) 7 apples": the option with its text.
+    if (strict) return std::optional<char>(letter);
     return rest.find_first_of(",;") == npos ? std::optional<char>(letter) : std::nullopt;
   }
   if (rest.empty()) return letter;
-  if (strict) return std::nullopt;
+  // Gold "D) 7 apples", "D. 7 apples", "C Cecile" (the option letter, then its text).
+  if (strict) {
+    if (rest[0] == ')' || rest[0] == '.' || rest[0] == ':') return letter;
+    if (v.size() > 2 && v[1] == ' ' && v[2] >= 'A' && v[2] <= 'Z' && letter != 'I') return letter;
+    return std::nullopt;
+  }
   if (rest[0] == ')' || rest[0] == '.' || rest[0] == ':')
     return rest.find_first_of(",;") == npos ? std::optional<char>(letter) : std::nullopt;
   return std::nullopt;
@@ -116,7 +122,13 @@ inline verdict verify(std::string_view gold, std::string_view prediction,
     if (detail::has_invalid_utf8(*pt)) return verdict::incorrect;
     const std::string pn = normalize_answer(*pt, b);
     if (letter) {
-      const auto pl = detail::option_letter(pn, false);
+      // The letter as the whole answer, else stated in prose ("so I pick C.").
+      auto pl = detail::option_letter(pn, false);
+      if (!pl) pl = detail::letter_in_prose(pn);
+      if (!pl) {  // the anchor's sentence did not name it: the completion's last 1 KiB
+        const std::string_view raw = detail::after_think(prediction);
+        pl = detail::letter_in_prose(raw.substr(raw.size() > 1024 ? raw.size() - 1024 : 0));
+      }
       return pl && *pl == *letter ? verdict::correct : verdict::incorrect;
     }
     if (detail::same_text(gn, pn)) return verdict::correct;
