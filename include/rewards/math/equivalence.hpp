@@ -371,6 +371,15 @@ inline bool proportional(const expr& f, const expr& g, bool positive, compare_ct
 /// `\text{speed}`.
 inline bool symbol_like(const expr& e) {
   if (e.k == kind::symbol || e.k == kind::text) return true;
+  // Named quantities: `AB:CD`, `|AB|`, `\frac{PQ}{QR}` (a product with reciprocals), `g(t)`.
+  if (e.k == kind::func && (e.name == "ratio" || e.name == "abs")) {
+    for (const expr& a : e.args)
+      if (!symbol_like(a)) return false;
+    return true;
+  }
+  if (e.k == kind::pow && e.args[0].k != kind::number && symbol_like(e.args[0]) &&
+      e.args[1].k == kind::number && e.args[1].value == -1)
+    return true;
   if (e.k == kind::mul || e.k == kind::tuple) {  // `AB = 5`, `f(x) = ..`, `(x, y) = (2, 3)`
     for (const expr& a : e.args)
       if (!symbol_like(a)) return false;
@@ -628,8 +637,8 @@ inline std::optional<expr> relation_to_set(const expr& r) {
     }
     return std::nullopt;
   }
-  if (a.ops.size() == 2 && a.args[1].k == kind::symbol && is_closed(a.args[0]) &&
-      is_closed(a.args[2])) {
+  if (a.ops.size() == 2 && (a.args[1].k == kind::symbol || symbol_like(a.args[1])) &&
+      is_closed(a.args[0]) && is_closed(a.args[2])) {
     iv.args = {a.args[0], a.args[2]};
     iv.lo_closed = !strict(a.ops[0]);
     iv.hi_closed = !strict(a.ops[1]);
@@ -948,6 +957,19 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     if ((g.k == kind::text || g.k == kind::symbol) && (p.k == kind::text || p.k == kind::symbol))
       return text_equal(g, p);
     return false;
+  }
+  // Ratios `a:b` compare by proportion (`3:4` = `6:8`): a_i b_j = a_j b_i for consecutive parts;
+  // a ratio never equals a plain value.
+  const bool gratio = g.k == kind::func && g.name == "ratio";
+  const bool pratio = p.k == kind::func && p.name == "ratio";
+  if (gratio || pratio) {
+    if (!gratio || !pratio || g.args.size() != p.args.size()) return false;
+    for (std::size_t i = 0; i + 1 < g.args.size(); ++i) {
+      const expr l = make_node(kind::mul, {g.args[i], p.args[i + 1]});
+      const expr r = make_node(kind::mul, {g.args[i + 1], p.args[i]});
+      if (!scalar_equal(l, r, c)) return false;
+    }
+    return true;
   }
   // Percent: `10\%` is 1/10; with percent_lenient a percent on one side may also match the bare
   // number on the other (MATH golds drop the sign), never a factor of 100 in between.

@@ -492,6 +492,8 @@ inline std::string normalize_answer(std::string_view s, budget& b) {
   for (int k = 0; k < 3 && detail::strip_trailing_unit(t); ++k) {
   }
   t = std::string(detail::strip_decorations(t));
+  // A stray backslash at the very end ("185\\") is a typo, not a command.
+  while (!t.empty() && t.back() == '\\' && (t.size() < 2 || t[t.size() - 2] != '\\')) t.pop_back();
   detail::strip_counted_noun(t);
   detail::strip_trailing_script_words(t);
   t = detail::fix_number_separators(std::move(t));

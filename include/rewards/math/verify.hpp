@@ -59,7 +59,9 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
   if (rest.empty()) return letter;
   // Gold "D) 7 apples", "D. 7 apples", "C Cecile" (the option letter, then its text).
   if (strict) {
-    if (rest[0] == ')' || rest[0] == '.' || rest[0] == ':') return letter;
+    if ((rest[0] == ')' || rest[0] == '.' || rest[0] == ':') &&
+        (rest.size() == 1 || is_space(rest[1])))
+      return letter;
     if (v.size() > 2 && v[1] == ' ' && v[2] >= 'A' && v[2] <= 'Z' && letter != 'I') return letter;
     return std::nullopt;
   }
