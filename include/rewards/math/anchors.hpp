@@ -222,6 +222,37 @@ inline bool looks_like_prose(std::string_view s) {
   return words >= 4;
 }
 
+/// Words of European languages that write a decimal comma (fr, es, de, it, pt, ru, nl, pl, ...):
+/// their presence in the prose makes "2,5" a decimal rather than a list of two numbers.
+inline constexpr std::array<std::string_view, 26> decimal_comma_cues{
+    "réponse", "respuesta", "antwort", "risposta", "resposta", "antwoord", "ответ", "odpowied",
+    "donc",    "por lo tanto", "daher", "quindi",  "portanto", "поэтому",  "il y a",  "hay ",
+    " est ",   " es ",     " ist ",  " è ",      " é ",      " sind ",   " sont ", " son ",
+    "€",       "итого"};
+
+/// `2,5 €`, `2,74`: a bare number with one comma and one or two digits after it, in prose of a
+/// decimal-comma language, is rewritten with a decimal point. Three digits after the comma stay
+/// (thousands, `2,500`).
+inline void european_decimal(std::string& answer, std::string_view prose) {
+  std::string_view t = trim(answer);
+  std::size_t i = 0;
+  if (i < t.size() && t[i] == '-') ++i;
+  const std::size_t int_begin = i;
+  while (i < t.size() && is_digit(t[i])) ++i;
+  if (i == int_begin || i >= t.size() || t[i] != ',') return;
+  const std::size_t comma = i++;
+  const std::size_t frac_begin = i;
+  while (i < t.size() && is_digit(t[i])) ++i;
+  const std::size_t frac = i - frac_begin;
+  if (frac == 0 || frac > 2) return;
+  for (std::size_t k = i; k < t.size(); ++k)  // only units / currency / punctuation may follow
+    if (is_digit(t[k]) || t[k] == ',') return;
+  if (rfind_any(prose, decimal_comma_cues).first == npos) return;
+  std::string out(t);
+  out[comma] = '.';
+  answer = std::move(out);
+}
+
 /// The first number within `window` bytes after an anchor, for anchored prose ("Réponse: Janeth
 /// aura encore 220 $ à payer"): Math-Verify's "answer: .{0,50}? number" rule.
 inline std::optional<std::string> first_number_near(std::string_view rest, std::size_t window) {

@@ -481,7 +481,9 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     // "the answer is \boxed{}" (a phrase whose answer is an empty box) is empty as well.
     bool inner_empty = false;
     if (!detail::extract_boxed(t, nullptr, &inner_empty) && inner_empty) return std::nullopt;
-    return std::string(t);
+    std::string answer(t);
+    if (answer.size() < s.size()) detail::european_decimal(answer, s);  // "2,5 €" in prose
+    return answer;
   } catch (...) {
     return std::nullopt;  // only std::bad_alloc can reach here
   }
