@@ -9,17 +9,29 @@ grader true) and the pairs where the graders disagree. Run with the Math-Verify 
   /work/venv-mv/bin/python tools/math-diff/math_diff.py \
       --ours build/default/tools/math-diff/grpo-math-diff CORPUS.jsonl [--disagreements OUT]
 
-Math-Verify is called as its README shows: parse(gold), parse(pred), verify(gold, pred); a side
-that yields nothing is retried wrapped in $...$ (bare LaTeX golds). Its per-pair timeout is its
+Math-Verify is called as its README shows: parse(gold), parse(pred), verify(gold, pred), with bare
+LaTeX (no delimiters, not prose) wrapped in $...$ first, as its README passes golds. Its per-pair timeout is its
 own (signal based, main thread).
 """
 import argparse
 import collections
 import json
+import re
 import subprocess
 import sys
 import tempfile
 import time
+
+
+def as_latex(text):
+    """Bare LaTeX (no `$`, `\\(`, `\\[`, `\\boxed`) is wrapped in `$...$`, as Math-Verify's README
+    passes golds; texts with their own delimiters or prose markers go in unchanged."""
+    if any(t in text for t in ("$", "\\(", "\\[", "\\boxed")):
+        return text
+    words = [w for w in re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", text)]
+    if len(words) >= 2 or any(ord(ch) > 0x2e80 for ch in text):
+        return text  # prose
+    return "$" + text + "$"
 
 
 def math_verify_verdicts(cases):
@@ -28,8 +40,8 @@ def math_verify_verdicts(cases):
     for c in cases:
         t = time.perf_counter()
         try:
-            g = parse(c["gold"]) or parse("$" + c["gold"] + "$")
-            p = parse(c["pred"]) or parse("$" + c["pred"] + "$")
+            g = parse(as_latex(c["gold"]))
+            p = parse(as_latex(c["pred"]))
             o = c.get("options", {})
             kw = {}
             if "float_rounding" in o:

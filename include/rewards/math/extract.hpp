@@ -39,6 +39,19 @@ inline std::string_view inside_answer_tags(std::string_view s) noexcept {
 /// answer together ("\boxed{1} and \boxed{2}"). Bounded by the caller to short gaps.
 inline bool gap_is_separator(std::string_view gap) noexcept;
 
+/// The gap names a separation: `,`, `;`, or the word "and" / "or" (adjacent `$1$$5$` or blanks
+/// alone do not join environments).
+inline bool has_separator_word(std::string_view gap) noexcept {
+  if (gap.find(',') != npos || gap.find(';') != npos) return true;
+  for (std::size_t i = 0; i < gap.size(); ++i) {
+    if (i > 0 && is_alpha(gap[i - 1])) continue;
+    const bool a = iequal_at(gap, i, "and") && (i + 3 == gap.size() || !is_alpha(gap[i + 3]));
+    const bool o = iequal_at(gap, i, "or") && (i + 2 == gap.size() || !is_alpha(gap[i + 2]));
+    if (a || o) return true;
+  }
+  return false;
+}
+
 /// "\boxed{2} red and \boxed{5} blue", "\boxed{(3,3)} \text{ for part (a) and } \boxed{(1,1)}":
 /// a short gap (at most 48 bytes, 5 words, one line) of words around a separator word ("and",
 /// "or", ",", ";") joins the boxes too. Words that retract the earlier box ("not", "wrong",
@@ -196,6 +209,7 @@ inline std::optional<std::string> extract_last_env(std::string_view s,
   auto found = [&](std::size_t begin, std::size_t stop, std::string content) {
     const bool joins = group_end != npos && begin >= group_end && group.size() < 5 &&
                        begin - group_end <= 80 &&
+                       has_separator_word(s.substr(group_end, begin - group_end)) &&
                        gap_is_separator(s.substr(group_end, begin - group_end)) &&
                        !trim(content).empty();
     if (!joins) group.clear();

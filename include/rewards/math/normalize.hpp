@@ -175,7 +175,16 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       if (is_alpha(d)) {
         std::size_t e = i + 1;
         while (e < s.size() && is_alpha(s[e])) ++e;
-        const std::string_view name = s.substr(i + 1, e - i - 1);
+        std::string_view name = s.substr(i + 1, e - i - 1);
+        // `\quadx_{2}` (a spacing command glued to the next letters, which LaTeX would reject):
+        // the spacing, then the letters are read again.
+        for (std::string_view sp : {std::string_view("qquad"), std::string_view("quad")}) {
+          if (name.size() > sp.size() && name.substr(0, sp.size()) == sp) {
+            e = i + 1 + sp.size();
+            name = sp;
+            break;
+          }
+        }
         bool done = false;
         // Command names are compared whole, so `\left` never matches inside `\leftarrow`.
         for (std::string_view dc : dropped_commands) {
