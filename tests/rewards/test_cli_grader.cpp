@@ -80,8 +80,7 @@ std::string equal(std::vector<std::string> args) {
 }
 }  // namespace
 
-TEST_CASE("cli equal: answers starting with '-' are positionals" *
-          doctest::test_suite("rewards")) {
+TEST_CASE("cli equal: answers starting with '-' are positionals" * doctest::test_suite("rewards")) {
 #if GRPO_REWARDS_HAS_MATH
   CHECK(equal({"-\\frac{2}{3}", "-0.667"}) == "true\n");
   CHECK(equal({"-\\frac{2}{3}", "-0.6667"}) == "true\n");
@@ -126,8 +125,8 @@ TEST_CASE("cli scoring: options on the command line and per line" *
   bad["options"] = {{"no_such_option", 1}};
   json badv = a;
   badv["options"] = {{"float_rounding", "two"}};
-  const std::string in = a.dump() + "\n" + b.dump() + "\n" + c.dump() + "\n" + bad.dump() + "\n" +
-                         badv.dump() + "\n";
+  const std::string in =
+      a.dump() + "\n" + b.dump() + "\n" + c.dump() + "\n" + bad.dump() + "\n" + badv.dump() + "\n";
   cli_result r = run_cli({"-q", "--rules", "accuracy"}, in);
   CHECK(r.exit_code == 1);  // two invalid lines
   auto out = lines(r.out);
@@ -152,8 +151,8 @@ TEST_CASE("cli scoring: options on the command line and per line" *
   json f3{{"completion", "<think>\n\n</think>\n<answer>\n3\n</answer>"}};
   json f4 = f3;
   f4["options"] = {{"allow_empty_think", true}};
-  const std::string fin = f0.dump() + "\n" + f1.dump() + "\n" + f2.dump() + "\n" + f3.dump() +
-                          "\n" + f4.dump() + "\n";
+  const std::string fin =
+      f0.dump() + "\n" + f1.dump() + "\n" + f2.dump() + "\n" + f3.dump() + "\n" + f4.dump() + "\n";
   r = run_cli({"-q", "--rules", "format"}, fin);
   CHECK(r.exit_code == 0);
   out = lines(r.out);

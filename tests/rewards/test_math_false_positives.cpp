@@ -24,7 +24,7 @@ void check(const std::string& gold, const std::string& pred, verdict want,
            const verify_options& opt = {}) {
   const verdict got = verify(gold, pred, opt);
   INFO("gold=" << gold << " pred=" << pred << " got=" << std::string(name(got))
-                << " want=" << std::string(name(want)));
+               << " want=" << std::string(name(want)));
   CHECK(got == want);
 }
 

@@ -44,8 +44,8 @@ struct record {
   std::string completion, answer, prompt, language;
   std::vector<rw::test_case> tests;
   grpo::index_t num_tokens = -1;
-  json id;            ///< echoed when present
-  std::string error;  ///< non-empty when the line is invalid
+  json id;                                  ///< echoed when present
+  std::string error;                        ///< non-empty when the line is invalid
   std::optional<rw::rule_options> options;  ///< per-line "options" override
 };
 
@@ -53,9 +53,9 @@ struct record {
 /// flag), from `equal`, and from a JSON Lines "options" object (`name` with '_' for '-', or an
 /// alias such as Math-Verify's `float_rounding`, `strict`, `allow_set_relation_comp`).
 struct grader_setting {
-  const char* name;                 ///< command-line name
-  std::vector<const char*> json;    ///< accepted JSON keys
-  bool flag;                        ///< boolean (value "true"/"false"/"1"/"0")
+  const char* name;               ///< command-line name
+  std::vector<const char*> json;  ///< accepted JSON keys
+  bool flag;                      ///< boolean (value "true"/"false"/"1"/"0")
   const char* help;
   void (*set)(rw::rule_options&, const std::string&);
 };
@@ -95,64 +95,85 @@ double parse_real(const std::string& v) {
 const std::vector<grader_setting>& grader_settings() {
   static const std::vector<grader_setting> t = {
 #if GRPO_REWARDS_HAS_MATH
-      {"float-rounding", {"float_rounding", "precision"}, false,
-       "math: decimals agreeing after rounding to N places are equal (Math-Verify "
-       "float_rounding; -1 = off)",
-       [](rw::rule_options& o, const std::string& v) {
-         const long n = parse_int(v);
-         if (n < -1 || n > 100) throw std::runtime_error("float-rounding must be in [-1, 100]");
-         o.math.float_rounding = static_cast<int>(n);
-       }},
-      {"float-min-significant", {"float_min_significant"}, false,
-       "math: significant digits from which a decimal is read as a rounding",
-       [](rw::rule_options& o, const std::string& v) {
-         const long n = parse_int(v);
-         if (n < 1 || n > 1000) throw std::runtime_error("float-min-significant must be >= 1");
-         o.math.float_min_significant = static_cast<int>(n);
-       }},
-      {"float-rel-tol", {"float_rel_tol"}, false,
-       "math: relative tolerance when a side is a decimal literal",
-       [](rw::rule_options& o, const std::string& v) {
-         const double x = parse_real(v);
-         if (x < 0 || x >= 1) throw std::runtime_error("float-rel-tol must be in [0, 1)");
-         o.math.float_rel_tol = x;
-       }},
-      {"strict-variables", {"strict_variables", "strict"}, true,
-       "math: variable names must match (Math-Verify strict; default on)",
-       [](rw::rule_options& o, const std::string& v) { o.math.strict_variables = parse_bool(v); }},
-      {"relation-vs-set", {"relation_vs_set", "allow_set_relation_comp",
-                           "allow_pred_relation_vs_gold_set"}, true,
-       "math: a predicted inequality may match a gold interval (default off)",
-       [](rw::rule_options& o, const std::string& v) {
-         o.math.allow_pred_relation_vs_gold_set = parse_bool(v);
-       }},
-      {"percent-lenient", {"percent_lenient"}, true,
-       "math: 10\\% also matches a bare 10 (default on)",
-       [](rw::rule_options& o, const std::string& v) { o.math.percent_lenient = parse_bool(v); }},
-      {"multiple-choice", {"multiple_choice"}, true,
-       "math: an option-letter gold compares the predicted letter (default on)",
-       [](rw::rule_options& o, const std::string& v) { o.math.multiple_choice = parse_bool(v); }},
+    {"float-rounding",
+     {"float_rounding", "precision"},
+     false,
+     "math: decimals agreeing after rounding to N places are equal (Math-Verify "
+     "float_rounding; -1 = off)",
+     [](rw::rule_options& o, const std::string& v) {
+       const long n = parse_int(v);
+       if (n < -1 || n > 100) throw std::runtime_error("float-rounding must be in [-1, 100]");
+       o.math.float_rounding = static_cast<int>(n);
+     }},
+    {"float-min-significant",
+     {"float_min_significant"},
+     false,
+     "math: significant digits from which a decimal is read as a rounding",
+     [](rw::rule_options& o, const std::string& v) {
+       const long n = parse_int(v);
+       if (n < 1 || n > 1000) throw std::runtime_error("float-min-significant must be >= 1");
+       o.math.float_min_significant = static_cast<int>(n);
+     }},
+    {"float-rel-tol",
+     {"float_rel_tol"},
+     false,
+     "math: relative tolerance when a side is a decimal literal",
+     [](rw::rule_options& o, const std::string& v) {
+       const double x = parse_real(v);
+       if (x < 0 || x >= 1) throw std::runtime_error("float-rel-tol must be in [0, 1)");
+       o.math.float_rel_tol = x;
+     }},
+    {"strict-variables",
+     {"strict_variables", "strict"},
+     true,
+     "math: variable names must match (Math-Verify strict; default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.strict_variables = parse_bool(v); }},
+    {"relation-vs-set",
+     {"relation_vs_set", "allow_set_relation_comp", "allow_pred_relation_vs_gold_set"},
+     true,
+     "math: a predicted inequality may match a gold interval (default off)",
+     [](rw::rule_options& o, const std::string& v) {
+       o.math.allow_pred_relation_vs_gold_set = parse_bool(v);
+     }},
+    {"percent-lenient",
+     {"percent_lenient"},
+     true,
+     "math: 10\\% also matches a bare 10 (default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.percent_lenient = parse_bool(v); }},
+    {"multiple-choice",
+     {"multiple_choice"},
+     true,
+     "math: an option-letter gold compares the predicted letter (default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.multiple_choice = parse_bool(v); }},
 #endif
-      {"allow-empty-think", {"allow_empty_think"}, true,
-       "format: accept an empty <think> block",
-       [](rw::rule_options& o, const std::string& v) {
-         o.strict_format.allow_empty_think = parse_bool(v);
-       }},
-      {"allow-empty-answer", {"allow_empty_answer"}, true,
-       "format: accept an empty <answer> block",
-       [](rw::rule_options& o, const std::string& v) {
-         o.strict_format.allow_empty_answer = parse_bool(v);
-       }},
-      {"allow-trailing-newline", {"allow_trailing_newline"}, true,
-       "format: accept exactly one newline after </answer>",
-       [](rw::rule_options& o, const std::string& v) {
-         o.strict_format.allow_trailing_newline = parse_bool(v);
-       }},
-      {"allow-trailing-whitespace", {"allow_trailing_whitespace"}, true,
-       "format: accept any whitespace after </answer>",
-       [](rw::rule_options& o, const std::string& v) {
-         o.strict_format.allow_trailing_whitespace = parse_bool(v);
-       }},
+    {"allow-empty-think",
+     {"allow_empty_think"},
+     true,
+     "format: accept an empty <think> block",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_empty_think = parse_bool(v);
+     }},
+    {"allow-empty-answer",
+     {"allow_empty_answer"},
+     true,
+     "format: accept an empty <answer> block",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_empty_answer = parse_bool(v);
+     }},
+    {"allow-trailing-newline",
+     {"allow_trailing_newline"},
+     true,
+     "format: accept exactly one newline after </answer>",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_trailing_newline = parse_bool(v);
+     }},
+    {"allow-trailing-whitespace",
+     {"allow_trailing_whitespace"},
+     true,
+     "format: accept any whitespace after </answer>",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_trailing_whitespace = parse_bool(v);
+     }},
   };
   return t;
 }
@@ -280,7 +301,8 @@ int equal_main(int argc, char** argv) {
           "Grades one pair; prints true, false or unparseable (exit 0). GOLD and PRED may start "
           "with '-'.\nOptions:\n";
     for (const auto& g : grader_settings()) {
-      std::string n = std::string("  --") + g.name + (g.flag ? ", --no-" + std::string(g.name) : " V");
+      std::string n =
+          std::string("  --") + g.name + (g.flag ? ", --no-" + std::string(g.name) : " V");
       os << n << std::string(n.size() < 40 ? 40 - n.size() : 1, ' ') << g.help << "\n";
     }
   };
@@ -515,9 +537,10 @@ int main(int argc, char** argv) {
     const std::string n = std::string("--") + g.name;
     auto set = [&opt, &g](const std::string& v) { g.set(opt, v); };
     if (g.flag) {
-      app.add_flag_callback(n, [set] { set("true"); }, g.help);
-      app.add_flag_callback("--no-" + std::string(g.name), [set] { set("false"); },
-                            std::string("opposite of ") + n);
+      app.add_flag_callback(
+          n, [set] { set("true"); }, g.help);
+      app.add_flag_callback(
+          "--no-" + std::string(g.name), [set] { set("false"); }, std::string("opposite of ") + n);
     } else {
       app.add_option_function<std::string>(n, set, g.help);
     }

@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
       const std::size_t i = k % cases.size();
       const auto a = std::chrono::steady_clock::now();
       const rm::verdict v = rm::verify(cases[i].gold, cases[i].pred, cases[i].opt);
-      const double t = std::chrono::duration<double, std::micro>(
-                           std::chrono::steady_clock::now() - a).count();
+      const double t =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count();
       if (k < cases.size()) verdict[i] = v;
       double cur = us[i].load();
       while (t < cur && !us[i].compare_exchange_weak(cur, t)) {
@@ -149,8 +149,7 @@ int main(int argc, char** argv) {
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::ofstream fout;
   std::ostream* out = &std::cout;
@@ -172,13 +171,13 @@ int main(int argc, char** argv) {
     }
     const json& e = cases[i].expected;
     if (e.is_null()) continue;
-    const std::string want = e.is_boolean() ? (e.get<bool>() ? "true" : "false")
-                                            : e.get<std::string>();
+    const std::string want =
+        e.is_boolean() ? (e.get<bool>() ? "true" : "false") : e.get<std::string>();
     if (got != want) {
       ++failures;
       if (check)
-        std::cerr << cases[i].where << ": gold=" << json(cases[i].gold).dump(-1, ' ', false,
-                                                                           json::error_handler_t::replace)
+        std::cerr << cases[i].where << ": gold="
+                  << json(cases[i].gold).dump(-1, ' ', false, json::error_handler_t::replace)
                   << " pred="
                   << json(cases[i].pred).dump(-1, ' ', false, json::error_handler_t::replace)
                   << " got " << got << ", expected " << want << "\n";

@@ -66,32 +66,47 @@ inline bool has_fullwidth(std::string_view s) noexcept {
 // suites (MGSM and the like): en, fr, es, de, it, pt, nl, ru, uk, pl, tr, zh, ja, ko, ar, hi, bn,
 // th, vi, id, sw, te.
 inline constexpr std::array<std::string_view, 20> strong_anchors{
-    "final answer is", "final answer:",     "final answer =",   "final answer",
-    "réponse finale",  "respuesta final",   "endgültige antwort", "risposta finale",
-    "resposta final",  "окончательный ответ", "最终答案",          "最終答案",
-    "最終的な答え",    "최종 답",           "최종 정답",         "الإجابة النهائية",
-    "अंतिम उत्तर",     "jawaban akhir",     "câu trả lời cuối cùng", "คำตอบสุดท้าย"};
+    "final answer is",       "final answer:",   "final answer =",
+    "final answer",          "réponse finale",  "respuesta final",
+    "endgültige antwort",    "risposta finale", "resposta final",
+    "окончательный ответ",   "最终答案",        "最終答案",
+    "最終的な答え",          "최종 답",         "최종 정답",
+    "الإجابة النهائية",      "अंतिम उत्तर",       "jawaban akhir",
+    "câu trả lời cuối cùng", "คำตอบสุดท้าย"};
 
-inline constexpr std::array<std::string_view, 48> weak_anchors{
-    "answer is",      "answer:",        "answer =",       "réponse est",    "réponse :",
-    "réponse:",       "respuesta es",   "respuesta:",     "antwort ist",    "antwort lautet",
-    "antwort:",       "risposta è",     "risposta:",      "resposta é",     "resposta:",
-    "antwoord is",    "antwoord:",      "ответ:",         "Ответ:",         "ответ —",
-    "Ответ —",        "ответ равен",    "Ответ равен",    "відповідь:",     "Відповідь:",
-    "odpowiedź:",     "Odpowiedź:",     "cevap:",         "Cevap:",         "答案是",
-    "答案为",         "答案:",          "答:",            "答えは",         "答え:",
-    "정답은",         "답은",           "답:",            "الإجابة هي",     "الإجابة:",
-    "الجواب هو",      "الجواب:",        "उत्तर है",       "उत्तर:",         "উত্তর:",
-    "jawabannya adalah", "đáp án là", "उत्तर"};
+inline constexpr std::array<std::string_view, 48> weak_anchors{"answer is",    "answer:",
+                                                               "answer =",     "réponse est",
+                                                               "réponse :",    "réponse:",
+                                                               "respuesta es", "respuesta:",
+                                                               "antwort ist",  "antwort lautet",
+                                                               "antwort:",     "risposta è",
+                                                               "risposta:",    "resposta é",
+                                                               "resposta:",    "antwoord is",
+                                                               "antwoord:",    "ответ:",
+                                                               "Ответ:",       "ответ —",
+                                                               "Ответ —",      "ответ равен",
+                                                               "Ответ равен",  "відповідь:",
+                                                               "Відповідь:",   "odpowiedź:",
+                                                               "Odpowiedź:",   "cevap:",
+                                                               "Cevap:",       "答案是",
+                                                               "答案为",       "答案:",
+                                                               "答:",          "答えは",
+                                                               "答え:",        "정답은",
+                                                               "답은",         "답:",
+                                                               "الإجابة هي",   "الإجابة:",
+                                                               "الجواب هو",    "الجواب:",
+                                                               "उत्तर है",       "उत्तर:",
+                                                               "উত্তর:",        "jawabannya adalah",
+                                                               "đáp án là",    "उत्तर"};
 
 // Concluding markers: the sentence after the last of them states the result ("因此 ... 300分钟",
 // "donc ... = 70"). Used only when nothing else (box, anchor, bold, maths environment) matched.
 inline constexpr std::array<std::string_view, 30> conclusion_markers{
-    "therefore", "thus",     "hence",     "so the",   "in total", "donc",      "por lo tanto",
-    "por tanto", "also ",    "daher",     "quindi",   "portanto", "поэтому",   "Поэтому",
-    "итого",     "Итого",    "因此",      "所以",     "故",       "总共",      "一共",
-    "したがって", "よって",   "따라서",    "그러므로", "لذلك",     "इसलिए",      "अतः",
-    "jadi",      "vì vậy"};
+    "therefore",    "thus",      "hence", "so the",     "in total", "donc",
+    "por lo tanto", "por tanto", "also ", "daher",      "quindi",   "portanto",
+    "поэтому",      "Поэтому",   "итого", "Итого",      "因此",     "所以",
+    "故",           "总共",      "一共",  "したがって", "よって",   "따라서",
+    "그러므로",     "لذلك",      "इसलिए", "अतः",        "jadi",     "vì vậy"};
 
 /// Rightmost occurrence of any phrase of `list` in `s` (ASCII-case-insensitive): position and
 /// length, or npos.
@@ -225,10 +240,10 @@ inline bool looks_like_prose(std::string_view s) {
 /// Words of European languages that write a decimal comma (fr, es, de, it, pt, ru, nl, pl, ...):
 /// their presence in the prose makes "2,5" a decimal rather than a list of two numbers.
 inline constexpr std::array<std::string_view, 26> decimal_comma_cues{
-    "réponse", "respuesta", "antwort", "risposta", "resposta", "antwoord", "ответ", "odpowied",
-    "donc",    "por lo tanto", "daher", "quindi",  "portanto", "поэтому",  "il y a",  "hay ",
-    " est ",   " es ",     " ist ",  " è ",      " é ",      " sind ",   " sont ", " son ",
-    "€",       "итого"};
+    "réponse",  "respuesta", "antwort",      "risposta", "resposta", "antwoord", "ответ",
+    "odpowied", "donc",      "por lo tanto", "daher",    "quindi",   "portanto", "поэтому",
+    "il y a",   "hay ",      " est ",        " es ",     " ist ",    " è ",      " é ",
+    " sind ",   " sont ",    " son ",        "€",        "итого"};
 
 /// `2,5 €`, `2,74`: a bare number with one comma and one or two digits after it, in prose of a
 /// decimal-comma language, is rewritten with a decimal point. Three digits after the comma stay
@@ -304,9 +319,12 @@ inline std::optional<char> letter_in_prose(std::string_view s) {
     if (j < s.size() && s[j] == ')') ++j;
     while (j < s.size() && s[j] == ' ') ++j;
     std::size_t k = j;
-    if (iequal_at(s, j, "or ") || iequal_at(s, j, "and ")) k = j + (s[j] == 'o' || s[j] == 'O' ? 3 : 4);
-    else if (j < s.size() && (s[j] == ',' || s[j] == '/' || s[j] == '&')) k = j + 1;
-    else return false;
+    if (iequal_at(s, j, "or ") || iequal_at(s, j, "and "))
+      k = j + (s[j] == 'o' || s[j] == 'O' ? 3 : 4);
+    else if (j < s.size() && (s[j] == ',' || s[j] == '/' || s[j] == '&'))
+      k = j + 1;
+    else
+      return false;
     while (k < s.size() && (s[k] == ' ' || s[k] == '(')) ++k;
     return standalone(k);
   };
@@ -316,11 +334,30 @@ inline std::optional<char> letter_in_prose(std::string_view s) {
   if (standalone(i) && !(s[i] == 'I' && i + 1 < s.size() && s[i + 1] == ' ') && !hedged(i))
     return s[i];
   // 2. After the last choice anchor.
-  static constexpr std::array<std::string_view, 24> anchors{
-      "answer is", "answer:",    "option",   "choice",      "pick",         "choose",
-      "select",    "go with",    "it's",     "it is",       "answer would be", "réponse",
-      "respuesta", "antwort",    "risposta", "resposta",    "ответ",        "答案",
-      "选",        "選",         "答え",     "정답",        "الإجابة",      "उत्तर"};
+  static constexpr std::array<std::string_view, 24> anchors{"answer is",
+                                                            "answer:",
+                                                            "option",
+                                                            "choice",
+                                                            "pick",
+                                                            "choose",
+                                                            "select",
+                                                            "go with",
+                                                            "it's",
+                                                            "it is",
+                                                            "answer would be",
+                                                            "réponse",
+                                                            "respuesta",
+                                                            "antwort",
+                                                            "risposta",
+                                                            "resposta",
+                                                            "ответ",
+                                                            "答案",
+                                                            "选",
+                                                            "選",
+                                                            "答え",
+                                                            "정답",
+                                                            "الإجابة",
+                                                            "उत्तर"};
   const auto [at, len] = rfind_any(s, anchors);
   if (at == npos) return std::nullopt;
   std::size_t j = at + len;

@@ -7,8 +7,8 @@
 ///        matrices, and the asymmetric gold/prediction rules that stop reward hacking.
 #pragma once
 
-#include <rewards/math/expr.hpp>
 #include <rewards/math/exact.hpp>
+#include <rewards/math/expr.hpp>
 #include <rewards/math/numeric.hpp>
 #include <rewards/math/options.hpp>
 #include <rewards/math/power_form.hpp>
@@ -341,7 +341,8 @@ inline bool proportional(const expr& f, const expr& g, bool positive, compare_ct
           if (!ev.eval(f, a) || !ev.eval(g, v)) return false;
           acb_div(d.v, a.v, v.v, ev.prec);
           if (is_first) {
-            if (positive && !arb_is_positive(acb_realref(d.v))) return ev.fail(eval_status::undefined);
+            if (positive && !arb_is_positive(acb_realref(d.v)))
+              return ev.fail(eval_status::undefined);
             arb_set(acb_realref(d.v), acb_imagref(d.v));  // test Im(ratio) = 0
             arb_zero(acb_imagref(d.v));
             return ev.track(d);

@@ -59,9 +59,9 @@ inline bool has_separator_word(std::string_view gap) noexcept {
 /// the answer is \boxed{3}" keeps the last box only.
 inline bool gap_is_labelled_separator(std::string_view gap) noexcept {
   if (gap.size() > 48 || gap.find('\n') != npos || gap.find('=') != npos) return false;
-  static constexpr std::string_view veto[] = {"not",   "wrong", "instead", "actually", "sorry",
-                                              "mean",  "correct", "answer", "but",     "no ",
-                                              "wait",  "should", "final",  "hmm",     "oops"};
+  static constexpr std::string_view veto[] = {"not",  "wrong",   "instead", "actually", "sorry",
+                                              "mean", "correct", "answer",  "but",      "no ",
+                                              "wait", "should",  "final",   "hmm",      "oops"};
   for (std::string_view v : veto)
     if (rfind_ci(gap, v) != npos) return false;
   bool sep = gap.find(',') != npos || gap.find(';') != npos;
@@ -207,11 +207,10 @@ inline std::optional<std::string> extract_last_env(std::string_view s,
   std::vector<std::string> group;
   std::size_t group_end = npos;
   auto found = [&](std::size_t begin, std::size_t stop, std::string content) {
-    const bool joins = group_end != npos && begin >= group_end && group.size() < 5 &&
-                       begin - group_end <= 80 &&
-                       has_separator_word(s.substr(group_end, begin - group_end)) &&
-                       gap_is_separator(s.substr(group_end, begin - group_end)) &&
-                       !trim(content).empty();
+    const bool joins =
+        group_end != npos && begin >= group_end && group.size() < 5 && begin - group_end <= 80 &&
+        has_separator_word(s.substr(group_end, begin - group_end)) &&
+        gap_is_separator(s.substr(group_end, begin - group_end)) && !trim(content).empty();
     if (!joins) group.clear();
     group.push_back(std::move(content));
     group_end = stop;
@@ -279,8 +278,8 @@ inline std::optional<std::string> extract_last_env(std::string_view s,
 /// follows belongs to another turn.
 inline std::string_view before_turn_end(std::string_view s) noexcept {
   static constexpr std::string_view tokens[] = {
-      "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end|>",
-      "<|end_of_text|>", "<\uff5cend\u2581of\u2581sentence\uff5c>"};
+      "<|im_end|>", "<|im_start|>", "<|eot_id|>",      "<|endoftext|>",
+      "</s>",       "<|end|>",      "<|end_of_text|>", "<\uff5cend\u2581of\u2581sentence\uff5c>"};
   std::size_t cut = s.size();
   for (std::string_view t : tokens) cut = std::min(cut, s.find(t));
   return s.substr(0, cut);

@@ -71,7 +71,9 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
 }
 
 /// True when `s` is not valid UTF-8 (sanitize_utf8 would replace some byte).
-inline bool has_invalid_utf8(std::string_view s) { return sanitize_utf8(s) != s; }
+inline bool has_invalid_utf8(std::string_view s) {
+  return sanitize_utf8(s) != s;
+}
 
 /// Normalised strings that are trivially the same answer: equal after removing blanks, or equal
 /// ignoring case when both are plain words ("Monday" / "monday", "No" / "no").
