@@ -80,6 +80,9 @@ def main():
     ap.add_argument("corpus")
     a = ap.parse_args()
     cases = [json.loads(l) for l in open(a.corpus, encoding="utf-8") if l.strip()]
+    for c in cases:  # resolved corpora carry "expected" (true / false / "unparseable")
+        if "label" not in c:
+            c["label"] = c.get("expected") is True
     ours, our_t = our_verdicts(a.ours, cases)
     if a.no_math_verify:
         mv, mv_t = [None] * len(cases), [0.0] * len(cases)
