@@ -8,13 +8,6 @@
 #include <cstdlib>
 #include <string_view>
 
-// CLN allocates process-lifetime tables at start-up, and GiNaC leaks a node when an exception
-// leaves one of its constructors (e.g. a pole hit while substituting an evaluation point); neither
-// is a leak of this library, so LeakSanitizer is told to ignore them.
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcln.so\nleak:GiNaC::dynallocate\n";
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   namespace rm = grpo::rewards::math;

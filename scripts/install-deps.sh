@@ -12,7 +12,7 @@ pkgs=(
   libeigen3-dev xtensor-dev libxsimd-dev libdlpack-dev libtorch-dev
   libopenblas0-openmp
   doctest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-  libgmp-dev libginac-dev libutf8proc-dev libboost-dev libseccomp-dev
+  libgmp-dev libflint-dev libflint-arb-dev libmpfr-dev libutf8proc-dev libboost-dev libseccomp-dev
   libopenmpi-dev openmpi-bin
   python3 python3-dev python3-venv gnuplot-nox
   clang libclang-rt-14-dev

@@ -51,6 +51,9 @@ inline constexpr std::string_view answer_close = "</answer>";
 /// Options of the strict R1 format rule.
 struct strict_format_options {
   bool allow_trailing_whitespace = false;  ///< accept whitespace after the final `</answer>`
+  /// accept exactly one "\n" after the final `</answer>` (chat templates end the turn with it);
+  /// stricter than allow_trailing_whitespace, which accepts any run of blanks
+  bool allow_trailing_newline = false;
   bool allow_empty_think = false;   ///< accept a think block that is empty or only whitespace
   bool allow_empty_answer = false;  ///< accept an answer block that is empty or only whitespace
 };
@@ -86,7 +89,10 @@ inline std::optional<r1_parts> parse_strict_r1(std::string_view text,
   if (aclose < answer_begin + 1 || text[aclose - 1] != '\n') return std::nullopt;
   const std::size_t end = aclose + answer_close.size();
   if (end != text.size()) {
-    if (!opt.allow_trailing_whitespace || !detail::only_space_from(text, end)) return std::nullopt;
+    const bool one_newline =
+        opt.allow_trailing_newline && text.size() == end + 1 && text[end] == '\n';
+    if (!one_newline && (!opt.allow_trailing_whitespace || !detail::only_space_from(text, end)))
+      return std::nullopt;
   }
   r1_parts parts{text.substr(head.size(), close - 1 - head.size()),
                  text.substr(answer_begin, aclose - 1 - answer_begin)};

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file math.hpp
 /// @brief Umbrella header of the math answer verifier (grpo::rewards::math): extract_answer,
-///        normalize_answer, parse, equivalent, verify. Link grpo::rewards (GiNaC, CLN, GMP).
+///        normalize_answer, parse, equivalent, verify. Link grpo::rewards (GMP, MPFR, FLINT + Arb: LGPL).
 #pragma once
 
 #include <rewards/math/equivalence.hpp>

@@ -4,7 +4,7 @@
 No torch needed. Every call releases the GIL while the C++ code runs; the batch functions score a
 list on a pool of native threads (all cores by default). Nothing uses signals or timeouts: the
 verifier bounds its own work (``budget_steps``), so it is safe in any thread, under asyncio and in
-process pools (the one global lock, GiNaC's, is kept consistent across ``fork``).
+process pools (the verifier holds no global lock, so a forked child never inherits a held one).
 
 Options are the C++ option fields by name (docs/python.md lists them): verify() takes the
 ``verify_options`` fields (``float_rel_tol``, ``percent_lenient``, ``multiple_choice``,
@@ -59,7 +59,7 @@ def verdict(gold: str, pred: str, **options: Any) -> str:
 def verify(gold: str, pred: str, **options: Any) -> bool:
     """True when the answer in `pred` (boxed, "the answer is", <answer> tags, LaTeX, or the whole
     text) is mathematically equivalent to `gold`: exact rationals, intervals, sets, matrices,
-    symbolic identities (GiNaC), percent / unit / text normalisation. Never raises on model text;
+    symbolic identities (exact rationals and Arb ball arithmetic), percent / unit / text normalisation. Never raises on model text;
     work is bounded by budget_steps."""
     return _C.verify(gold, pred, options) == 0
 

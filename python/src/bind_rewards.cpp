@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file bind_rewards.cpp
 /// @brief grpo._C: the math verifier, the rule scorers and batch scoring over lists of strings
-///        (GIL released, std::jthread pool over every core), plus fork handlers that keep the
-///        GiNaC lock consistent in a forked child.
+///        (GIL released, std::jthread pool over every core). The verifier holds no global lock
+///        (Arb ball arithmetic with thread-local caches), so fork() needs no handlers.
 #include "common.hpp"
 
 #include <rewards/rewards.hpp>
 
-#include <pthread.h>
 
 #include <string_view>
 
@@ -99,7 +98,7 @@ rw::rule_options rule_opts(const nb::dict& d) {
 
 int verify_py(std::string_view gold, std::string_view pred, const nb::dict& opts) {
   const rm::verify_options o = verify_opts(opts);
-  nb::gil_scoped_release nogil;  // the verifier may take the GiNaC lock: never hold the GIL then
+  nb::gil_scoped_release nogil;  // pure C++ from here: other Python threads run meanwhile
   return static_cast<int>(rm::verify(gold, pred, o));
 }
 
@@ -173,12 +172,6 @@ std::optional<double> score_one_py(const std::string& rule, std::string_view com
   return fn(s);
 }
 
-// fork(): a child inherits a copy of the GiNaC mutex in whatever state some other thread left it;
-// taking it in the parent before fork and releasing it on both sides keeps it consistent
-// (pthread_atfork pattern). No scoring thread needs the GIL, so this cannot deadlock.
-void fork_prepare() { rm::detail::ginac_mutex().lock(); }
-void fork_release() { rm::detail::ginac_mutex().unlock(); }
-
 }  // namespace
 
 void bind_rewards(nb::module_& m) {
@@ -195,10 +188,7 @@ void bind_rewards(nb::module_& m) {
     return static_cast<std::int64_t>(
         rw::text_length(s, bytes ? rw::length_unit::bytes : rw::length_unit::code_points));
   });
-  // Process-level fork safety: registered once at import (pthread_atfork covers os.fork,
-  // multiprocessing's fork start method and subprocess paths alike).
-  static const int registered = pthread_atfork(&fork_prepare, &fork_release, &fork_release);
-  (void)registered;
+
 }
 
 }  // namespace grpo::py

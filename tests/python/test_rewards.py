@@ -184,7 +184,7 @@ def _verify_pair(pair):
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_process_pools(method):
     want = [rw.verdict(a, c) for c, a in CORPUS]
-    # fork while other threads are inside the verifier (the GiNaC lock is consistent in children)
+    # fork while other threads are inside the verifier (no global lock can be inherited held)
     stop = threading.Event()
 
     def busy():

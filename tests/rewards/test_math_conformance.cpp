@@ -10,12 +10,6 @@
 #include <initializer_list>
 #include <string>
 
-// CLN allocates a process-lifetime table at start-up that LeakSanitizer reports in sanitizer
-// builds; it is not a leak of this library. Weak, so that a harness-wide definition wins.
-extern "C" __attribute__((weak)) const char* __lsan_default_suppressions() {
-  return "leak:libcln.so\n";
-}
-
 namespace {
 
 using grpo::rewards::math::verdict;

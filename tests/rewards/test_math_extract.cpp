@@ -8,12 +8,6 @@
 #include <optional>
 #include <string>
 
-// CLN allocates a process-lifetime table at start-up that LeakSanitizer reports in sanitizer
-// builds; it is not a leak of this library. Weak, so that a harness-wide definition wins.
-extern "C" __attribute__((weak)) const char* __lsan_default_suppressions() {
-  return "leak:libcln.so\n";
-}
-
 namespace rm = grpo::rewards::math;
 
 namespace {
@@ -58,7 +52,7 @@ TEST_CASE("extract: boxed answers with balanced braces" * doctest::test_suite("r
       {"\\boxed {9}", "9"},
       {"$\\boxed 10$", "10"},
       {"\\boxed{1} then \\boxed{", "1"},             // unclosed box ignored
-      {"\\boxed{} and then", "\\boxed{} and then"},  // empty box: whole string
+      {"\\boxed{} and then", nullptr},  // empty box: an empty answer (issue 14), no fallback
       {"\\boxed{\\text{(C)}}", "\\text{(C)}"},
       {"\\boxed{a \\} b}", "a \\} b"},  // escaped brace
   });

@@ -9,6 +9,12 @@
 /// any}. Output, one line per input in input order: {"index", ["id"], "total", "rewards": {rule:
 /// value|null}} or {"index", "error"} for a line that could not be read. Summary on stderr. Exit
 /// status: 0 on success, 1 when some input lines were invalid, 2 on a usage or I/O error.
+/// A line may carry "options": {name: value} overriding the grader and format options for that
+/// line only (names of grader_settings below, with Math-Verify's aliases).
+///
+/// `grpo-reward equal [OPTIONS] GOLD PRED` takes any two strings as positionals, including ones
+/// that start with '-' (`equal -\frac{2}{3} -0.666...`): only the option names listed by
+/// `grpo-reward equal --help` are options, and `--` ends them.
 
 #include <rewards/rewards.hpp>
 
@@ -22,6 +28,8 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,9 +44,164 @@ struct record {
   std::string completion, answer, prompt, language;
   std::vector<rw::test_case> tests;
   grpo::index_t num_tokens = -1;
-  json id;            ///< echoed when present
-  std::string error;  ///< non-empty when the line is invalid
+  json id;                                  ///< echoed when present
+  std::string error;                        ///< non-empty when the line is invalid
+  std::optional<rw::rule_options> options;  ///< per-line "options" override
 };
+
+/// One grader / format option reachable from the command line (`--name`, `--no-name` for a
+/// flag), from `equal`, and from a JSON Lines "options" object (`name` with '_' for '-', or an
+/// alias such as Math-Verify's `float_rounding`, `strict`, `allow_set_relation_comp`).
+struct grader_setting {
+  const char* name;               ///< command-line name
+  std::vector<const char*> json;  ///< accepted JSON keys
+  bool flag;                      ///< boolean (value "true"/"false"/"1"/"0")
+  const char* help;
+  void (*set)(rw::rule_options&, const std::string&);
+};
+
+bool parse_bool(const std::string& v) {
+  if (v == "true" || v == "1" || v == "on" || v == "yes") return true;
+  if (v == "false" || v == "0" || v == "off" || v == "no") return false;
+  throw std::runtime_error("expected true or false, got '" + v + "'");
+}
+
+long parse_int(const std::string& v) {
+  std::size_t used = 0;
+  long x = 0;
+  try {
+    x = std::stol(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size())
+    throw std::runtime_error("expected an integer, got '" + v + "'");
+  return x;
+}
+
+double parse_real(const std::string& v) {
+  std::size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || !std::isfinite(x))
+    throw std::runtime_error("expected a number, got '" + v + "'");
+  return x;
+}
+
+const std::vector<grader_setting>& grader_settings() {
+  static const std::vector<grader_setting> t = {
+#if GRPO_REWARDS_HAS_MATH
+    {"float-rounding",
+     {"float_rounding", "precision"},
+     false,
+     "math: decimals agreeing after rounding to N places are equal (Math-Verify "
+     "float_rounding; -1 = off)",
+     [](rw::rule_options& o, const std::string& v) {
+       const long n = parse_int(v);
+       if (n < -1 || n > 100) throw std::runtime_error("float-rounding must be in [-1, 100]");
+       o.math.float_rounding = static_cast<int>(n);
+     }},
+    {"float-min-significant",
+     {"float_min_significant"},
+     false,
+     "math: significant digits from which a decimal is read as a rounding",
+     [](rw::rule_options& o, const std::string& v) {
+       const long n = parse_int(v);
+       if (n < 1 || n > 1000) throw std::runtime_error("float-min-significant must be >= 1");
+       o.math.float_min_significant = static_cast<int>(n);
+     }},
+    {"float-rel-tol",
+     {"float_rel_tol"},
+     false,
+     "math: relative tolerance when a side is a decimal literal",
+     [](rw::rule_options& o, const std::string& v) {
+       const double x = parse_real(v);
+       if (x < 0 || x >= 1) throw std::runtime_error("float-rel-tol must be in [0, 1)");
+       o.math.float_rel_tol = x;
+     }},
+    {"strict-variables",
+     {"strict_variables", "strict"},
+     true,
+     "math: variable names must match (Math-Verify strict; default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.strict_variables = parse_bool(v); }},
+    {"relation-vs-set",
+     {"relation_vs_set", "allow_set_relation_comp", "allow_pred_relation_vs_gold_set"},
+     true,
+     "math: a predicted inequality may match a gold interval (default off)",
+     [](rw::rule_options& o, const std::string& v) {
+       o.math.allow_pred_relation_vs_gold_set = parse_bool(v);
+     }},
+    {"percent-lenient",
+     {"percent_lenient"},
+     true,
+     "math: 10\\% also matches a bare 10 (default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.percent_lenient = parse_bool(v); }},
+    {"multiple-choice",
+     {"multiple_choice"},
+     true,
+     "math: an option-letter gold compares the predicted letter (default on)",
+     [](rw::rule_options& o, const std::string& v) { o.math.multiple_choice = parse_bool(v); }},
+#endif
+    {"allow-empty-think",
+     {"allow_empty_think"},
+     true,
+     "format: accept an empty <think> block",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_empty_think = parse_bool(v);
+     }},
+    {"allow-empty-answer",
+     {"allow_empty_answer"},
+     true,
+     "format: accept an empty <answer> block",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_empty_answer = parse_bool(v);
+     }},
+    {"allow-trailing-newline",
+     {"allow_trailing_newline"},
+     true,
+     "format: accept exactly one newline after </answer>",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_trailing_newline = parse_bool(v);
+     }},
+    {"allow-trailing-whitespace",
+     {"allow_trailing_whitespace"},
+     true,
+     "format: accept any whitespace after </answer>",
+     [](rw::rule_options& o, const std::string& v) {
+       o.strict_format.allow_trailing_whitespace = parse_bool(v);
+     }},
+  };
+  return t;
+}
+
+/// Applies a JSON "options" object over `base`. @throws std::runtime_error naming the key.
+rw::rule_options apply_json_options(const json& o, rw::rule_options base) {
+  if (!o.is_object()) throw std::runtime_error("'options' must be an object");
+  for (const auto& [key, value] : o.items()) {
+    const grader_setting* hit = nullptr;
+    for (const auto& g : grader_settings())
+      for (const char* k : g.json)
+        if (key == k) hit = &g;
+    if (!hit) throw std::runtime_error("unknown option '" + key + "'");
+    std::string v;
+    if (value.is_boolean())
+      v = value.get<bool>() ? "true" : "false";
+    else if (value.is_number() || value.is_string())
+      v = value.is_string() ? value.get<std::string>() : value.dump();
+    else
+      throw std::runtime_error("option '" + key + "' must be a boolean, number or string");
+    try {
+      hit->set(base, v);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("option '" + key + "': " + e.what());
+    }
+  }
+  return base;
+}
 
 /// Text of a string field, of a chat message list (content of the last message, open-r1 passes
 /// completion[0]["content"] for single-turn completions) or of a number (its JSON text).
@@ -62,7 +225,7 @@ std::vector<rw::test_case> tests_of(const json& v) {
   return out;
 }
 
-record parse_line(const std::string& line, std::size_t index) {
+record parse_line(const std::string& line, std::size_t index, const rw::rule_options& base) {
   record r;
   r.index = index;
   try {
@@ -88,6 +251,8 @@ record parse_line(const std::string& line, std::size_t index) {
       r.num_tokens = j["num_tokens"].get<grpo::index_t>();
     }
     if (j.contains("id")) r.id = j["id"];
+    if (j.contains("options") && !j["options"].is_null())
+      r.options = apply_json_options(j["options"], base);
   } catch (const std::exception& e) {
     r.error = e.what();
   }
@@ -100,9 +265,9 @@ json value_json(const std::optional<double>& v) {
   return *v;
 }
 
-int run_equal(const std::string& gold, const std::string& pred) {
+int run_equal(const std::string& gold, const std::string& pred, const rw::rule_options& opt) {
 #if GRPO_REWARDS_HAS_MATH
-  switch (rw::math::verify(gold, pred, rw::math::verify_options{})) {
+  switch (rw::math::verify(gold, pred, opt.math)) {
     case rw::math::verdict::correct:
       std::cout << "true\n";
       break;
@@ -117,9 +282,81 @@ int run_equal(const std::string& gold, const std::string& pred) {
 #else
   (void)gold;
   (void)pred;
+  (void)opt;
   std::cerr << "grpo-reward: built without the math verifier (<rewards/math.hpp>)\n";
   return 2;
 #endif
+}
+
+/// `grpo-reward equal [OPTIONS] GOLD PRED`, parsed by hand: CLI11 reads "-0.666" or
+/// "-\frac{2}{3}" as an unknown option, while a gold or a prediction is any string. Only the
+/// names of grader_settings() (as `--name`, `--name=V`, `--no-name`, `--name V` for values) and
+/// `--help` are options; `--` ends them; everything else is positional.
+int equal_main(int argc, char** argv) {
+  rw::rule_options opt;
+  std::vector<std::string> pos;
+  bool options_done = false;
+  auto usage = [](std::ostream& os) {
+    os << "usage: grpo-reward equal [OPTIONS] [--] GOLD PRED\n"
+          "Grades one pair; prints true, false or unparseable (exit 0). GOLD and PRED may start "
+          "with '-'.\nOptions:\n";
+    for (const auto& g : grader_settings()) {
+      std::string n =
+          std::string("  --") + g.name + (g.flag ? ", --no-" + std::string(g.name) : " V");
+      os << n << std::string(n.size() < 40 ? 40 - n.size() : 1, ' ') << g.help << "\n";
+    }
+  };
+  try {
+    for (int i = 2; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (!options_done && a == "--") {
+        options_done = true;
+        continue;
+      }
+      if (!options_done && (a == "--help" || a == "-h") && pos.empty()) {
+        usage(std::cout);
+        return 0;
+      }
+      const grader_setting* hit = nullptr;
+      std::string value;
+      bool negated = false;
+      if (!options_done && a.rfind("--", 0) == 0) {
+        std::string name = a.substr(2);
+        const std::size_t eq = name.find('=');
+        if (eq != std::string::npos) {
+          value = name.substr(eq + 1);
+          name.resize(eq);
+        }
+        if (name.rfind("no-", 0) == 0) {
+          negated = true;
+          name = name.substr(3);
+        }
+        for (const auto& g : grader_settings())
+          if (name == g.name) hit = &g;
+        if (hit && negated && (!hit->flag || eq != std::string::npos)) hit = nullptr;
+        if (hit) {
+          if (hit->flag && eq == std::string::npos) value = negated ? "false" : "true";
+          if (!hit->flag && eq == std::string::npos) {
+            if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+            value = argv[++i];
+          }
+          hit->set(opt, value);
+          continue;
+        }
+      }
+      pos.push_back(a);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "grpo-reward equal: " << e.what() << "\n";
+    return 2;
+  }
+  if (pos.size() != 2) {
+    std::cerr << "grpo-reward equal: expected GOLD and PRED, got " << pos.size()
+              << " argument(s)\n";
+    usage(std::cerr);
+    return 2;
+  }
+  return run_equal(pos[0], pos[1], opt);
 }
 
 struct settings {
@@ -189,7 +426,7 @@ int run_score(const settings& s, rw::rule_options opt) {
       }
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines
-      recs.push_back(parse_line(line, n + recs.size()));
+      recs.push_back(parse_line(line, n + recs.size(), opt));
     }
     if (recs.empty()) break;
     std::vector<rw::sample> samples;
@@ -203,6 +440,14 @@ int run_score(const settings& s, rw::rule_options opt) {
     std::vector<rw::reward_breakdown> scores;
     try {
       scores = rw::score_batch(set, samples, pool);
+      // Lines with their own "options": rescored with a reward set built from them (rare, so
+      // one set per line is cheap next to the grading itself).
+      for (std::size_t k = 0; k < samples.size(); ++k) {
+        const record& r = recs[which[k]];
+        if (!r.options) continue;
+        const rw::reward_set own = rw::make_reward_set(s.rules, *r.options);
+        scores[k] = rw::score_batch(own, std::span<const rw::sample>(&samples[k], 1), pool)[0];
+      }
     } catch (const std::exception& e) {
       std::cerr << "grpo-reward: scoring failed: " << e.what() << "\n";
       return 2;
@@ -288,8 +533,18 @@ int main(int argc, char** argv) {
   app.add_option("--steps-target", opt.reasoning_steps.target_steps,
                  "reasoning_steps: steps for full reward")
       ->capture_default_str();
-  app.add_flag("--allow-trailing-whitespace", opt.strict_format.allow_trailing_whitespace,
-               "format: accept whitespace after </answer>");
+  for (const auto& g : grader_settings()) {
+    const std::string n = std::string("--") + g.name;
+    auto set = [&opt, &g](const std::string& v) { g.set(opt, v); };
+    if (g.flag) {
+      app.add_flag_callback(
+          n, [set] { set("true"); }, g.help);
+      app.add_flag_callback(
+          "--no-" + std::string(g.name), [set] { set("false"); }, std::string("opposite of ") + n);
+    } else {
+      app.add_option_function<std::string>(n, set, g.help);
+    }
+  }
   app.add_option("--cosine-max-len", opt.cosine.max_len, "cosine: max_len (characters)")
       ->capture_default_str();
   app.add_option("--ngram", opt.repetition.ngram_size, "repetition: n-gram size")
@@ -313,18 +568,18 @@ int main(int argc, char** argv) {
   app.add_option("--code-memory-mb", s.code_memory_mb, "code: address-space limit per test (MiB)")
       ->capture_default_str();
 
-  std::string gold, pred;
-  CLI::App* equal =
-      app.add_subcommand("equal", "grade one pair: prints true, false or unparseable");
-  equal->add_option("GOLD", gold, "reference answer")->required();
-  equal->add_option("PRED", pred, "predicted answer or completion")->required();
-  app.require_subcommand(0, 1);
+  app.footer(
+      "Grade one pair: grpo-reward equal [OPTIONS] GOLD PRED (see grpo-reward equal --help); "
+      "GOLD and PRED may start with '-'.");
+  if (argc >= 2 && std::string(argv[1]) == "equal") return equal_main(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  } catch (const std::exception& e) {  // an option value rejected by grader_settings()
+    std::cerr << "grpo-reward: " << e.what() << "\n";
+    return 2;
   }
-  if (*equal) return run_equal(gold, pred);
   return run_score(s, opt);
 }

@@ -1,39 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file equivalence.hpp
-/// @brief Equivalence of two answer trees: exact rationals first (GMP), then GiNaC symbolic
-///        simplification plus high-precision evaluation at fixed pseudo-random points; relations
+/// @brief Equivalence of two answer trees: exact rationals first (GMP), also at fixed rational
+///        points for free variables, then rigorous ball arithmetic (Arb) at growing precision;
+///        relations
 ///        up to a non-zero factor, unordered sets, ordered tuples, intervals with openness,
 ///        matrices, and the asymmetric gold/prediction rules that stop reward hacking.
 #pragma once
 
+#include <rewards/math/exact.hpp>
 #include <rewards/math/expr.hpp>
+#include <rewards/math/numeric.hpp>
 #include <rewards/math/options.hpp>
+#include <rewards/math/power_form.hpp>
 #include <rewards/math/text.hpp>
 
-#include <ginac/ginac.h>
 #include <gmpxx.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace grpo::rewards::math {
 namespace detail {
 
-/// Internal: a construct the CAS path does not handle (infinity, sets, huge exponents).
+/// Internal: a construct the comparison does not handle (too many `\pm` variants).
 struct cas_unsupported {};
-
-/// GiNaC is not thread-safe (non-atomic reference counts on shared flyweights, a global `Digits`),
-/// so every CAS section of every thread runs under this one mutex. Exact-rational fast paths never
-/// take it.
-inline std::mutex& ginac_mutex() {
-  static std::mutex m;
-  return m;
-}
 
 /// Precision of a decimal literal answer: its last digit sits at 10^ulp_exp.
 struct literal_precision {
@@ -69,173 +64,7 @@ inline std::optional<literal_precision> precision_of(const expr& e) {
   }
 }
 
-/// r = x^(1/q) exactly, via mpz_root (which reports whether the root is exact). Used so that
-/// `\sqrt{16}`, `\sqrt[3]{-8}` and `8^{2/3}` stay on the exact-rational fast path.
-/// Exact integer q-th root of a non-negative integer, if it exists.
-inline std::optional<mpz_class> exact_root(const mpz_class& x, unsigned long q) {
-  if (x < 0) return std::nullopt;
-  mpz_class r;
-  if (mpz_root(r.get_mpz_t(), x.get_mpz_t(), q) == 0) return std::nullopt;
-  return r;
-}
-
-/// Exact rational q-th root (sign-aware for odd q), if it exists.
-inline std::optional<mpq_class> rational_root(const mpq_class& x, long q) {
-  if (q <= 0 || q > 64) return std::nullopt;
-  const bool negative = x < 0;
-  if (negative && q % 2 == 0) return std::nullopt;
-  const mpz_class num = negative ? mpz_class(-x.get_num()) : mpz_class(x.get_num());
-  auto rn = exact_root(num, static_cast<unsigned long>(q));
-  auto rd = exact_root(x.get_den(), static_cast<unsigned long>(q));
-  if (!rn || !rd) return std::nullopt;
-  mpq_class r(negative ? mpz_class(-*rn) : *rn, *rd);
-  r.canonicalize();
-  return r;
-}
-
-/// Size of a rational in bits (numerator + denominator): the unit of the big-number caps below.
-inline std::size_t bits_of(const mpq_class& v) {
-  return mpz_sizeinbase(v.get_num_mpz_t(), 2) + mpz_sizeinbase(v.get_den_mpz_t(), 2);
-}
-
-/// Why a separate exact evaluator before GiNaC: most answers are numbers, fractions or small
-/// expressions of them; GMP rationals decide those exactly in microseconds, without the CAS lock,
-/// and without the 15-digit evalf collisions of Math-Verify (`1/2004!` vs `1/2006!`).
-/// Exact value of a numeric tree as a rational, or nullopt when it is irrational, symbolic, or
-/// too large (results are capped at 2^20 bits; factorial at 3000!, powers at |n| <= 100000).
-inline std::optional<mpq_class> eval_rational(const expr& e, budget& b) {
-  b.spend();
-  auto integer = [](const mpq_class& v) { return v.get_den() == 1; };
-  switch (e.k) {
-    case kind::number:
-      return e.value;
-    case kind::neg: {
-      auto a = eval_rational(e.args[0], b);
-      if (!a) return std::nullopt;
-      return mpq_class(-*a);
-    }
-    case kind::percent: {
-      auto a = eval_rational(e.args[0], b);
-      if (!a) return std::nullopt;
-      return mpq_class(*a / 100);
-    }
-    case kind::add:
-    case kind::mul: {
-      mpq_class acc = e.k == kind::add ? 0 : 1;
-      for (const expr& a : e.args) {
-        auto v = eval_rational(a, b);
-        if (!v) return std::nullopt;
-        if (e.k == kind::add)
-          acc += *v;
-        else
-          acc *= *v;
-        // Cap every intermediate at 2^20 bits (~315k decimal digits): beyond it the CAS path
-        // decides (or refuses); the budget is charged proportionally to the operand size.
-        if (bits_of(acc) > (1u << 20)) return std::nullopt;
-        b.spend(bits_of(acc) / 4096);
-      }
-      return acc;
-    }
-    case kind::pow: {
-      auto base = eval_rational(e.args[0], b);
-      if (!base) return std::nullopt;
-      auto ex = eval_rational(e.args[1], b);
-      if (!ex) return std::nullopt;
-      mpq_class x = *base;
-      const mpz_class q = ex->get_den();
-      // x^(p/q): exact only when x is a perfect q-th power (8^(2/3) = 4); otherwise irrational, and
-      // the CAS path takes over. Then x^p with |p| <= 1e5 and a size estimate bits(x)*|p|.
-      if (q != 1) {
-        if (q > 64) return std::nullopt;
-        auto r = rational_root(x, q.get_si());
-        if (!r) return std::nullopt;
-        x = *r;
-      }
-      const mpz_class p = ex->get_num();
-      if (abs(p) > 100000) return std::nullopt;
-      const long n = p.get_si();
-      if (x == 0 && n < 0) return std::nullopt;
-      const std::size_t cost = bits_of(x) * static_cast<std::size_t>(n < 0 ? -n : n);
-      if (cost > (1u << 20)) return std::nullopt;
-      b.spend(cost / 4096);
-      const unsigned long un = static_cast<unsigned long>(n < 0 ? -n : n);
-      mpz_class num, den;
-      mpz_pow_ui(num.get_mpz_t(), x.get_num_mpz_t(), un);
-      mpz_pow_ui(den.get_mpz_t(), x.get_den_mpz_t(), un);
-      mpq_class r = n < 0 ? mpq_class(den, num) : mpq_class(num, den);
-      r.canonicalize();
-      return r;
-    }
-    case kind::factorial: {
-      auto a = eval_rational(e.args[0], b);
-      // 3000! has ~9100 digits: enough for contest answers (2006!), bounded for hostile ones.
-      if (!a || !integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
-      b.spend(a->get_num().get_ui());
-      mpz_class r;
-      mpz_fac_ui(r.get_mpz_t(), a->get_num().get_ui());
-      return mpq_class(r);
-    }
-    case kind::func: {
-      std::vector<mpq_class> v;
-      for (const expr& a : e.args) {
-        auto x = eval_rational(a, b);
-        if (!x) return std::nullopt;
-        v.push_back(*x);
-      }
-      const std::string& f = e.name;
-      // Elementary functions are exact only at the rational points where their value is rational;
-      // everything else (sqrt 2, sin 1, log 3) goes to the CAS.
-      if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
-      if (f == "root" && v.size() == 2 && integer(v[1]) && v[1] > 0 && v[1] <= 64)
-        return rational_root(v[0], v[1].get_num().get_si());
-      if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
-      if ((f == "floor" || f == "ceil") && v.size() == 1) {
-        mpz_class r;
-        if (f == "floor")
-          mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        else
-          mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        return mpq_class(r);
-      }
-      // C(n, k) = 0 outside 0 <= k <= n (the combinatorial convention).
-      if (f == "binom" && v.size() == 2 && integer(v[0]) && integer(v[1]) && v[0] >= 0 &&
-          v[0] <= 100000) {
-        if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
-        b.spend(v[1].get_num().get_ui() / 8 + 1);
-        mpz_class r;
-        mpz_bin_uiui(r.get_mpz_t(), v[0].get_num().get_ui(), v[1].get_num().get_ui());
-        return mpq_class(r);
-      }
-      if ((f == "gcd" || f == "lcm") && v.size() >= 2) {
-        mpz_class r = v[0].get_num();
-        for (const auto& x : v) {
-          if (!integer(x)) return std::nullopt;
-          if (f == "gcd")
-            mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-          else
-            mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-        }
-        return mpq_class(r);
-      }
-      if ((f == "max" || f == "min") && !v.empty()) {
-        mpq_class r = v[0];
-        for (const auto& x : v) r = (f == "max") ? (x > r ? x : r) : (x < r ? x : r);
-        return r;
-      }
-      if (f == "exp" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      if ((f == "ln" || f == "log") && v.size() == 1 && v[0] == 1) return mpq_class(0);
-      if ((f == "sin" || f == "tan" || f == "arcsin" || f == "arctan") && v.size() == 1 &&
-          v[0] == 0)
-        return mpq_class(0);
-      if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      return std::nullopt;
-    }
-    default:
-      return std::nullopt;
-  }
-}
-
-// Infinity is compared structurally (sign only): GiNaC's evalf has no infinity, and
+// Infinity is compared structurally (sign only): balls have no useful infinity, and
 // `\infty` vs `10^{100}` must not be "numerically close".
 /// +1 for `\infty`, -1 for `-\infty`, 0 otherwise.
 inline int infinity_sign(const expr& e) {
@@ -245,227 +74,57 @@ inline int infinity_sign(const expr& e) {
   return 0;
 }
 
-/// State of one comparison: options, budget, and the GiNaC session (lock, symbols, Digits).
+/// State of one comparison: options, budget and recursion depth. No lock: numerics run on
+/// per-call Arb balls and GMP values, so comparisons on different threads never serialise.
 struct compare_ctx {
   const verify_options& opt;
   budget& b;
   int depth = 0;
-
-  /// GiNaC session: taken on first use, released when the comparison ends. Members are destroyed
-  /// in reverse order, so symbols die while the lock is still held.
-  struct cas_session {
-    std::unique_lock<std::mutex> lock;
-    long saved_digits;
-    std::map<std::string, GiNaC::symbol> syms;
-    cas_session() : lock(ginac_mutex()), saved_digits(GiNaC::Digits) { GiNaC::Digits = 40; }
-    ~cas_session() {
-      syms.clear();
-      GiNaC::Digits = saved_digits;
-    }
-    cas_session(const cas_session&) = delete;
-    cas_session& operator=(const cas_session&) = delete;
-  };
-  std::optional<cas_session> cas;
-
-  cas_session& session() {
-    if (!cas) cas.emplace();
-    return *cas;
-  }
 };
 
-/// Mapping: number -> exact numeric; symbol -> one GiNaC::symbol per name shared by both sides (so
-/// that `x` in the gold and `x` in the prediction are the same object); text -> symbol "text:<w>";
-/// pi, e, i -> Pi, exp(1), I; division -> pow(d, -1); `\log_b x` -> log(x)/log(b); `\sqrt[n]{x}` ->
-/// x^(1/n); `n!` -> factorial for literals, tgamma(n+1) when symbolic.
-/// Converts a tree to a GiNaC expression. @post throws cas_unsupported for non-scalar nodes,
-/// infinity, or exponents that would blow up (|n| > 10000).
-inline GiNaC::ex to_ginac(const expr& e, compare_ctx& c) {
-  c.b.spend(4);
-  auto num = [](const mpq_class& v) {
-    // Machine-size rationals directly; larger ones through their decimal strings (CLN parses them).
-    if (v.get_num().fits_slong_p() && v.get_den().fits_slong_p())
-      return GiNaC::numeric(v.get_num().get_si(), v.get_den().get_si());
-    return GiNaC::numeric(v.get_num().get_str().c_str()) /
-           GiNaC::numeric(v.get_den().get_str().c_str());
-  };
-  auto sym = [&](const std::string& name) -> GiNaC::ex {
-    auto& s = c.session().syms;
-    auto it = s.find(name);
-    if (it == s.end()) it = s.emplace(name, GiNaC::symbol(name)).first;
-    return it->second;
-  };
-  switch (e.k) {
-    case kind::number: {
-      if (bits_of(e.value) > 200000) throw cas_unsupported{};
-      return num(e.value);
-    }
-    case kind::symbol:
-      return sym(e.name);
-    case kind::text:
-      return sym("text:" + e.name);
-      // Constants: e is exp(1) so that ln(e^2) = 2 and e^{i pi} = -1 simplify; infinity has no
-      // numeric value and is handled before conversion.
-    case kind::constant:
-      if (e.name == "pi") return GiNaC::Pi;
-      if (e.name == "e") return GiNaC::exp(GiNaC::ex(1));
-      if (e.name == "i") return GiNaC::I;
-      throw cas_unsupported{};
-    case kind::add: {
-      GiNaC::ex s = 0;
-      for (const expr& a : e.args) s += to_ginac(a, c);
-      return s;
-    }
-    case kind::mul: {
-      GiNaC::ex s = 1;
-      for (const expr& a : e.args) s *= to_ginac(a, c);
-      return s;
-    }
-    case kind::neg:
-      return -to_ginac(e.args[0], c);
-    case kind::percent:
-      return to_ginac(e.args[0], c) / 100;
-    case kind::pow: {
-      const GiNaC::ex base = to_ginac(e.args[0], c);
-      const GiNaC::ex ex = to_ginac(e.args[1], c);
-      // Bound exponents before GiNaC expands or evaluates anything: (x+1)^(10^6) would otherwise
-      // allocate millions of terms inside a single call that no budget can interrupt.
-      if (GiNaC::is_a<GiNaC::numeric>(ex)) {
-        const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(ex);
-        if (!n.is_real() || GiNaC::abs(n) > 10000) throw cas_unsupported{};
-        // 0^-k: GiNaC throws from inside its allocator and leaks the node; refuse it first.
-        if (base.is_zero() && !n.is_positive()) throw cas_unsupported{};
-        // GiNaC evaluates numeric^integer exactly at construction: bound the result size
-        // (bits(base) * |n| <= 2^20) as eval_rational does.
-        if (GiNaC::is_a<GiNaC::numeric>(base) && n.is_integer()) {
-          const GiNaC::numeric b = GiNaC::abs(GiNaC::ex_to<GiNaC::numeric>(base));
-          const long bits =
-              b.is_rational() ? GiNaC::numer(b).int_length() + GiNaC::denom(b).int_length() : 64;
-          if (static_cast<double>(bits) * GiNaC::abs(n).to_double() > 1048576.0)
-            throw cas_unsupported{};
-        }
-      }
-      return GiNaC::pow(base, ex);
-    }
-    case kind::factorial: {
-      const GiNaC::ex x = to_ginac(e.args[0], c);
-      // Literal factorials are exact; a symbolic n! is Gamma(n+1), valid at the evaluation points.
-      if (GiNaC::is_a<GiNaC::numeric>(x)) {
-        const GiNaC::numeric n = GiNaC::ex_to<GiNaC::numeric>(x);
-        if (!n.is_nonneg_integer() || n > 3000) throw cas_unsupported{};
-        return GiNaC::factorial(x);
-      }
-      return GiNaC::tgamma(x + 1);
-    }
-    case kind::func: {
-      const std::string& f = e.name;
-      std::vector<GiNaC::ex> a;
-      for (const expr& x : e.args) a.push_back(to_ginac(x, c));
-      auto inv = [](const GiNaC::ex& d) {
-        if (d.is_zero()) throw cas_unsupported{};
-        return GiNaC::pow(d, -1);
-      };
-      if (a.size() == 1) {
-        const GiNaC::ex& x = a[0];
-        if (f == "sqrt") return GiNaC::sqrt(x);
-        if (f == "sin") return GiNaC::sin(x);
-        if (f == "cos") return GiNaC::cos(x);
-        if (f == "tan") return GiNaC::tan(x);
-        if (f == "cot") return inv(GiNaC::tan(x));
-        if (f == "sec") return inv(GiNaC::cos(x));
-        if (f == "csc") return inv(GiNaC::sin(x));
-        if (f == "arcsin") return GiNaC::asin(x);
-        if (f == "arccos") return GiNaC::acos(x);
-        if (f == "arctan") return GiNaC::atan(x);
-        if (f == "arccot") return GiNaC::atan(inv(x));
-        if (f == "sinh") return GiNaC::sinh(x);
-        if (f == "cosh") return GiNaC::cosh(x);
-        if (f == "tanh") return GiNaC::tanh(x);
-        if (f == "log" || f == "ln") {
-          if (x.is_zero()) throw cas_unsupported{};
-          return GiNaC::log(x);
-        }
-        if (f == "exp") return GiNaC::exp(x);
-        if (f == "abs") return GiNaC::abs(x);
-      }
-      if (a.size() == 2) {
-        // sqrt[n]{x} = x^(1/n) with a literal index; odd roots of negative numbers were already
-        // decided exactly by eval_rational (principal complex roots would disagree with -2).
-        if (f == "root") {
-          if (!GiNaC::is_a<GiNaC::numeric>(a[1])) throw cas_unsupported{};
-          return GiNaC::pow(a[0], inv(a[1]));
-        }
-        if (f == "log") return GiNaC::log(a[0]) * inv(GiNaC::log(a[1]));
-        if (f == "binom" && GiNaC::is_a<GiNaC::numeric>(a[1]) &&
-            GiNaC::ex_to<GiNaC::numeric>(a[1]).is_nonneg_integer() &&
-            GiNaC::ex_to<GiNaC::numeric>(a[1]) <= 64) {
-          // C(n, k) = n (n-1) ... (n-k+1) / k!, valid for symbolic n.
-          const long k = GiNaC::ex_to<GiNaC::numeric>(a[1]).to_long();
-          GiNaC::ex r = 1;
-          for (long j = 0; j < k; ++j) r *= (a[0] - j);
-          return r / GiNaC::factorial(k);
-        }
-      }
-      throw cas_unsupported{};
-    }
-    default:
-      throw cas_unsupported{};
-  }
+/// Symbol names of a tree (variables only, not words).
+inline void collect_symbols(const expr& e, std::set<std::string>& out) {
+  if (e.k == kind::symbol) out.insert(e.name);
+  for (const expr& a : e.args) collect_symbols(a, out);
 }
 
-/// Value of `x` at a substitution, evaluated to Digits (40) decimal digits; nullopt on poles,
-/// non-numeric results or CAS exceptions.
-inline std::optional<GiNaC::numeric> numeric_value(const GiNaC::ex& x, const GiNaC::exmap& at) {
-  try {
-    const GiNaC::ex v = (at.empty() ? x : x.subs(at)).evalf();
-    if (!GiNaC::is_a<GiNaC::numeric>(v)) return std::nullopt;
-    return GiNaC::ex_to<GiNaC::numeric>(v);
-  } catch (...) {
-    return std::nullopt;
+/// Renames symbols in place by `to` (names absent from it stay).
+inline void rename_symbols(expr& e, const std::map<std::string, std::string>& to) {
+  if (e.k == kind::symbol) {
+    if (const auto it = to.find(e.name); it != to.end()) e.name = it->second;
   }
+  for (expr& a : e.args) rename_symbols(a, to);
 }
 
-// Schwartz-Zippel: two different expressions agree at a random point with probability ~0 when
-// evaluated exactly enough; 3 points at 40 digits make a false "equal" practically impossible,
-// while staying deterministic (fixed points) so that rewards are reproducible.
-/// Fixed pseudo-random evaluation points: symbol j at point k gets a rational in about [0.8, 2.4]
-/// (positive, so principal branches of sqrt/log agree with real identities). Deterministic.
-inline GiNaC::exmap point(const compare_ctx::cas_session& s, int k) {
-  GiNaC::exmap m;
+/// Free variables of a tree: symbol names, and words as "text:<w>".
+inline void collect_free(const expr& e, std::set<std::string>& out) {
+  if (e.k == kind::symbol) out.insert(e.name);
+  if (e.k == kind::text) out.insert("text:" + e.name);
+  for (const expr& a : e.args) collect_free(a, out);
+}
+
+// Schwartz-Zippel: two different expressions agree at a random point with probability ~0; fixed
+// points keep rewards reproducible. Positive points make principal branches of sqrt/log agree with
+// real identities (`\sqrt{1/n}` = `1/\sqrt n`).
+/// Evaluation point `k`: variable j (in name order) gets a rational in about [0.8, 2.4].
+inline point_map sample_point(const std::set<std::string>& names, int k) {
+  point_map m;
   long j = 0;
-  for (const auto& [name, sym] : s.syms) {
+  for (const std::string& name : names) {
     const long num = 1000 + (j * 7919 + k * 104729 + 31337 + j * k * 613) % 1999;
-    m[sym] = GiNaC::numeric(num, 1237 + 2 * k);
+    mpq_class v(num, 1237 + 2 * k);
+    v.canonicalize();
+    m.emplace(name, v);
     ++j;
   }
   return m;
 }
 
-/// 10^k as an exact GiNaC rational.
-inline GiNaC::numeric pow10(int k) {
-  return GiNaC::numeric(10).power(k);
-}
-
-// Float policy (docs/rewards-math.md): a decimal literal with >= float_min_significant digits
-// stands for every value it is a correct rounding of, |a - b| <= 10^ulp / 2. Applied to the side
-// that carries the precision, gold or prediction. float_rel_tol is a last, tiny tolerance for
-// decimals only: integers and fractions are never compared approximately.
-/// True when |a - b| is within the float policy: half a unit in the last place of a decimal side
-/// with enough significant digits, or the relative tolerance when a side is a decimal.
-inline bool within_float_policy(const GiNaC::numeric& diff, const GiNaC::numeric& scale,
-                                const std::optional<literal_precision>& pg,
-                                const std::optional<literal_precision>& pp,
-                                const verify_options& opt) {
-  for (const auto& p : {pg, pp}) {
-    if (p && p->sig >= opt.float_min_significant && diff <= pow10(p->ulp_exp) / 2) return true;
-  }
-  if ((pg || pp) && opt.float_rel_tol > 0) {
-    const GiNaC::numeric tol(opt.float_rel_tol);
-    if (diff <= tol * scale) return true;
-  }
-  return false;
-}
-
-/// Same policy on exact rationals (no CAS): used whenever both sides evaluate to rationals.
+/// Same policy on exact rationals: used whenever both sides evaluate to rationals.
+/// Float policy (docs/rewards-math.md): a decimal literal with >= float_min_significant digits
+/// stands for every value it is a correct rounding of, |a - b| <= 10^ulp / 2, on the side that
+/// carries the precision (gold or prediction); float_rel_tol is a last, tiny tolerance for
+/// decimals only: integers and fractions are never compared approximately.
 inline bool rational_equal(const mpq_class& a, const mpq_class& b,
                            const std::optional<literal_precision>& pg,
                            const std::optional<literal_precision>& pp, const verify_options& opt) {
@@ -484,50 +143,98 @@ inline bool rational_equal(const mpq_class& a, const mpq_class& b,
     const mpq_class scale = abs(a) > abs(b) ? mpq_class(abs(a)) : mpq_class(abs(b));
     if (diff <= mpq_class(opt.float_rel_tol) * scale) return true;
   }
+  if (opt.float_rounding >= 0 && opt.float_rounding <= 100) {
+    // round(v * 10^n) half away from zero: floor(|v| 10^n + 1/2) with the sign of v.
+    mpz_class ten;
+    mpz_ui_pow_ui(ten.get_mpz_t(), 10, static_cast<unsigned long>(opt.float_rounding));
+    auto rounded = [&](const mpq_class& v) {
+      const mpq_class t = abs(v) * ten + mpq_class(1, 2);
+      mpz_class r;
+      mpz_fdiv_q(r.get_mpz_t(), t.get_num_mpz_t(), t.get_den_mpz_t());
+      return v < 0 ? mpz_class(-r) : r;
+    };
+    if (rounded(a) == rounded(b)) return true;
+  }
   return false;
 }
 
-/// Decimal digits of the largest exact rational sub-value of `e` (numerator or denominator):
-/// the working precision a numeric evaluation needs on top of its target accuracy.
-inline long magnitude_digits(const expr& e, budget& b) {
-  long best = 0;
-  if (e.k != kind::number) {
-    if (auto v = eval_rational(e, b)) {
-      best = static_cast<long>(
-          std::max(mpz_sizeinbase(v->get_num_mpz_t(), 10), mpz_sizeinbase(v->get_den_mpz_t(), 10)));
+/// Float policy for a closed irrational side against a decimal (`\pi` vs `3.14`): rigorous ball
+/// bounds, `|a - b| <= 10^ulp / 2` or `|a - b| <= float_rel_tol * max(|a|, |b|, 1)` must hold for
+/// the whole ball (so a straddling ball answers "no", never a false "yes").
+inline bool ball_float_policy(const expr& g, const expr& p,
+                              const std::optional<literal_precision>& pg,
+                              const std::optional<literal_precision>& pp, compare_ctx& c) {
+  slong prec = 256;
+  for (int pass = 0; pass < 2; ++pass) {
+    ball_eval ev{prec, nullptr, c.b};
+    ball a, v;
+    if (!ev.eval(g, a) || !ev.eval(p, v)) return false;
+    if (pass == 0 && ev.log2mag > 64) {  // large values: re-evaluate with room for them
+      prec = std::min<slong>(max_precision, 2 * static_cast<slong>(ev.log2mag) + 256);
+      continue;
     }
-  } else {
-    best = static_cast<long>(std::max(mpz_sizeinbase(e.value.get_num_mpz_t(), 10),
-                                      mpz_sizeinbase(e.value.get_den_mpz_t(), 10)));
+    arb_t diff, bound, scale, t;
+    arb_init(diff), arb_init(bound), arb_init(scale), arb_init(t);
+    ball d;
+    acb_sub(d.v, a.v, v.v, prec);
+    acb_abs(diff, d.v, prec);
+    bool ok = false;
+    for (const auto& q : {pg, pp}) {
+      if (ok || !q || q->sig < c.opt.float_min_significant) continue;
+      arb_set_si(bound, 10);  // 10^ulp / 2 as a ball
+      arb_pow_ui(bound, bound, static_cast<ulong>(q->ulp_exp < 0 ? -q->ulp_exp : q->ulp_exp), prec);
+      if (q->ulp_exp < 0) arb_inv(bound, bound, prec);
+      arb_mul_2exp_si(bound, bound, -1);
+      ok = arb_le(diff, bound) != 0;
+    }
+    if (!ok && (pg || pp) && c.opt.float_rel_tol > 0) {
+      acb_abs(scale, v.v, prec);
+      acb_abs(t, a.v, prec);
+      arb_max(scale, scale, t, prec);
+      arb_one(t);
+      arb_max(scale, scale, t, prec);
+      arb_set_d(bound, c.opt.float_rel_tol);
+      arb_mul(bound, bound, scale, prec);
+      ok = arb_le(diff, bound) != 0;
+    }
+    if (!ok && (pg || pp) && c.opt.float_rounding >= 0 && c.opt.float_rounding <= 100) {
+      // Both values rounded to float_rounding decimals (half away from zero) must be the same
+      // integer multiple of 10^-n for the whole balls: floor(|v| 10^n + 1/2) decided by Arb.
+      auto rounded = [&](const acb_t z, fmpz_t out) {
+        if (!arb_is_zero(acb_imagref(z))) return false;
+        arb_set_si(t, 10);
+        arb_pow_ui(t, t, static_cast<ulong>(c.opt.float_rounding), prec);
+        arb_abs(scale, acb_realref(z));
+        arb_mul(scale, scale, t, prec);
+        arb_set_d(t, 0.5);
+        arb_add(scale, scale, t, prec);
+        arb_floor(scale, scale, prec);
+        if (!arb_get_unique_fmpz(out, scale)) return false;
+        if (arb_is_negative(acb_realref(z))) fmpz_neg(out, out);
+        return true;
+      };
+      fmpz_t ra, rv;
+      fmpz_init(ra), fmpz_init(rv);
+      ok = rounded(a.v, ra) && rounded(v.v, rv) && fmpz_equal(ra, rv);
+      fmpz_clear(ra), fmpz_clear(rv);
+    }
+    arb_clear(diff), arb_clear(bound), arb_clear(scale), arb_clear(t);
+    return ok;
   }
-  for (const expr& a : e.args) best = std::max(best, magnitude_digits(a, b));
-  return best;
+  return false;
 }
 
-/// True when expand() of the tree stays small: powers of expressions with variables have literal
-/// exponents summing to at most 24 ((x+1)^10000 would expand to 10001 huge terms inside one
-/// uninterruptible GiNaC call; such identities are left to sampling, which costs the same at any
-/// exponent).
-inline bool expansion_is_small(const expr& e) {
-  long total = 0;
-  bool ok = true;
-  auto walk = [&](auto&& self, const expr& x) -> void {
-    if (!ok) return;
-    if (x.k == kind::pow &&
-        (contains(x.args[0], kind::symbol) || contains(x.args[0], kind::text))) {
-      const expr& n = x.args[1];
-      const expr& lit = n.k == kind::neg ? n.args[0] : n;
-      if (lit.k != kind::number || abs(lit.value) > 24) {
-        ok = false;
-        return;
-      }
-      total += static_cast<long>(mpq_class(abs(lit.value)).get_d());
-      if (total > 24) ok = false;
-    }
-    for (const expr& a : x.args) self(self, a);
-  };
-  walk(walk, e);
-  return ok;
+/// Numeric zero test of `g - p` at point `at` (nullptr: closed forms).
+inline zero_result difference_is_zero(const expr& g, const expr& p, const point_map* at,
+                                      compare_ctx& c) {
+  return decide_zero(
+      [&](ball_eval& ev, ball& d) {
+        ball x;
+        if (!ev.eval(g, d) || !ev.eval(p, x)) return false;
+        acb_sub(d.v, d.v, x.v, ev.prec);
+        return true;
+      },
+      c.b, at);
 }
 
 /// True when the tree has a free variable (symbol or text word).
@@ -535,11 +242,10 @@ inline bool has_free(const expr& e) {
   return contains(e, kind::symbol) || contains(e, kind::text);
 }
 
-/// Scalar equality: exact rationals, else GiNaC (expand == 0, then evaluation at 3 points with
-/// 40 digits, relative agreement 1e-25), with the float policy on closed forms.
+/// Scalar equality: exact rationals (also at 3 rational points when there are free variables),
+/// else rigorous ball arithmetic at growing precision (numeric.hpp), with the float policy on
+/// closed forms.
 inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
-  // 1. Exact rationals (fast path, lock-free). 2. Infinity by sign. 3. Size guard. 4. CAS:
-  //    closed forms by high-precision evaluation, symbolic forms by expand() then sampling.
   const auto pg = precision_of(g);
   const auto pp = precision_of(p);
   {
@@ -551,61 +257,38 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
   if (ig != 0 || ip != 0) return ig == ip;
   if (contains(g, kind::constant, "inf") || contains(p, kind::constant, "inf")) return false;
   if (tree_size(g) > 400 || tree_size(p) > 400) return false;
-  try {
-    auto& s = c.session();
-    const GiNaC::ex G = to_ginac(g, c);
-    const GiNaC::ex P = to_ginac(p, c);
-    const GiNaC::ex D = G - P;
-    c.b.spend(50 * (tree_size(g) + tree_size(p)));
-    const bool closed = !has_free(g) && !has_free(p);
-    if (closed) {
-      // Enough working digits for the largest exact intermediate (sin(10^100) vs
-      // sin(10^100 + 1) needs ~100 digits more than the default 40).
-      const long extra = std::max(magnitude_digits(g, c.b), magnitude_digits(p, c.b));
-      const long digits = 40 + std::min<long>(extra, 4000);
-      c.b.spend(static_cast<std::size_t>(digits) * 4);
-      GiNaC::Digits = digits;
-      const auto a = numeric_value(G, {});
-      const auto v = numeric_value(P, {});
-      GiNaC::Digits = 40;
-      if (a && v) {
-        const GiNaC::numeric diff = GiNaC::abs(*a - *v);
-        GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);
-        if (scale < 1) scale = 1;
-        // Agreement to the working precision minus 10 guard digits (1e-30 at the default 40).
-        if (diff <= scale * pow10(-static_cast<int>(digits - 10))) return true;
-        return within_float_policy(diff, scale, pg, pp, c.opt);
-      }
-      return false;
+  c.b.spend(10 * (tree_size(g) + tree_size(p)));
+  std::set<std::string> names;
+  collect_free(g, names);
+  collect_free(p, names);
+  if (names.empty()) {
+    // Products of huge powers and factorials (2^{10^8}, 1000000!): exact exponent arithmetic.
+    if (const auto h = huge_products_equal(g, p, c.b)) {
+      if (*h) return true;
+      if (!pg && !pp) return false;
     }
-    // Symbolic: a cheap expand first (bounded by the tree-size guard), then sampling.
-    // expand() proves polynomial identities exactly ((x+1)^2 = x^2+2x+1); it cannot prove
-    // radical or trigonometric ones (sqrt(8) - 2 sqrt(2)), which is what sampling is for.
-    if (tree_size(g) + tree_size(p) < 120 && expansion_is_small(g) && expansion_is_small(p)) {
-      c.b.spend(200);
-      if (GiNaC::expand(D).is_zero()) return true;
-    }
-    int usable = 0;
-    // Sampling: all usable points must agree to 25 significant digits; a point where either side
-    // is undefined (pole, log of 0) is skipped, but at least 2 must remain.
-    for (int k = 0; k < 3; ++k) {
-      c.b.spend(100);
-      const GiNaC::exmap at = point(s, k);
-      const auto a = numeric_value(G, at);
-      const auto v = numeric_value(P, at);
-      if (!a || !v) continue;
-      const GiNaC::numeric diff = GiNaC::abs(*a - *v);
-      GiNaC::numeric scale = GiNaC::abs(*a) > GiNaC::abs(*v) ? GiNaC::abs(*a) : GiNaC::abs(*v);
-      if (scale < 1) scale = 1;
-      if (diff > scale * pow10(-25)) return false;
-      ++usable;
-    }
-    return usable >= 2;
-  } catch (const budget_exhausted&) {
-    throw;
-  } catch (...) {
-    return false;  // cas_unsupported, GiNaC's pole_error, domain errors, ...
+    // Closed forms: equal only when the difference is numerically zero far below the scale of
+    // every intermediate; a provably non-zero difference may still be a correct rounding.
+    if (difference_is_zero(g, p, nullptr, c) == zero_result::zero) return true;
+    return (pg || pp) && ball_float_policy(g, p, pg, pp, c);
   }
+  // Free variables: all usable points must agree (points where a side is undefined are
+  // skipped; at least 2 must remain). Exact rationals at a point decide that point exactly.
+  int usable = 0;
+  for (int k = 0; k < 3; ++k) {
+    const point_map at = sample_point(names, k);
+    auto rg = eval_rational(g, c.b, &at);
+    auto rp = rg ? eval_rational(p, c.b, &at) : std::nullopt;
+    if (rg && rp) {
+      if (*rg != *rp) return false;
+      ++usable;
+      continue;
+    }
+    const zero_result z = difference_is_zero(g, p, &at, c);
+    if (z == zero_result::nonzero) return false;
+    if (z == zero_result::zero) ++usable;
+  }
+  return usable >= 2;
 }
 
 // Relations: `lhs - rhs` of the gold and of the prediction must be proportional, f = k g with k a
@@ -614,43 +297,90 @@ inline bool scalar_equal(const expr& g, const expr& p, compare_ctx& c) {
 /// f ≡ k·g for a constant k != 0 (k > 0 when `positive`): `2x+4y-3=0` vs `y=-x/2+3/4`.
 inline bool proportional(const expr& f, const expr& g, bool positive, compare_ctx& c) {
   if (tree_size(f) > 400 || tree_size(g) > 400) return false;
-  try {
-    auto& s = c.session();
-    const GiNaC::ex F = to_ginac(f, c);
-    const GiNaC::ex G = to_ginac(g, c);
-    c.b.spend(50 * (tree_size(f) + tree_size(g)));
-    std::optional<GiNaC::numeric> r0;
-    int usable = 0;
-    for (int k = 0; k < 4; ++k) {
-      c.b.spend(100);
-      const GiNaC::exmap at = point(s, k);
-      const auto a = numeric_value(F, at);
-      const auto v = numeric_value(G, at);
-      if (!a || !v) continue;
-      const bool za = GiNaC::abs(*a) < pow10(-30), zv = GiNaC::abs(*v) < pow10(-30);
-      if (za && zv) continue;
-      if (za != zv) return false;
-      const GiNaC::numeric r = *a / *v;
-      if (!r0) {
-        if (!r.is_real() || (positive && r < 0)) return false;
+  c.b.spend(10 * (tree_size(f) + tree_size(g)));
+  std::set<std::string> names;
+  collect_free(f, names);
+  collect_free(g, names);
+  auto zero_at = [&](const expr& x, const point_map& at) {
+    return decide_zero([&](ball_eval& ev, ball& d) { return ev.eval(x, d); }, c.b, &at);
+  };
+  int usable = 0;
+  std::optional<point_map> first;  // point of the reference ratio
+  std::optional<mpq_class> r0;     // the reference ratio when it was exact
+  for (int k = 0; k < 4; ++k) {
+    const point_map at = sample_point(names, k);
+    auto fq = eval_rational(f, c.b, &at);
+    auto gq = fq ? eval_rational(g, c.b, &at) : std::nullopt;
+    if (fq && gq && (!first || r0)) {
+      if (*fq == 0 && *gq == 0) continue;
+      if ((*fq == 0) != (*gq == 0)) return false;
+      const mpq_class r = *fq / *gq;
+      if (!first) {
+        if (positive && r < 0) return false;
+        first = at;
         r0 = r;
-      } else if (GiNaC::abs(r - *r0) > GiNaC::abs(*r0) * pow10(-25)) {
+      } else if (r != *r0) {
         return false;
       }
       ++usable;
+      continue;
     }
-    return usable >= 2;
-  } catch (const budget_exhausted&) {
-    throw;
-  } catch (...) {
-    return false;
+    const zero_result zf = zero_at(f, at), zg = zero_at(g, at);
+    if (zf == zero_result::undefined || zf == zero_result::unknown ||
+        zg == zero_result::undefined || zg == zero_result::unknown)
+      continue;
+    if (zf == zero_result::zero && zg == zero_result::zero) continue;
+    if ((zf == zero_result::zero) != (zg == zero_result::zero)) return false;
+    // ratio(at) - reference ratio must be zero; for the first point, the ratio must be real
+    // (and positive for inequalities).
+    const point_map ref = first ? *first : at;
+    const bool is_first = !first;
+    const zero_result z = decide_zero(
+        [&](ball_eval& ev, ball& d) {
+          ball a, v;
+          if (!ev.eval(f, a) || !ev.eval(g, v)) return false;
+          acb_div(d.v, a.v, v.v, ev.prec);
+          if (is_first) {
+            if (positive && !arb_is_positive(acb_realref(d.v)))
+              return ev.fail(eval_status::undefined);
+            arb_set(acb_realref(d.v), acb_imagref(d.v));  // test Im(ratio) = 0
+            arb_zero(acb_imagref(d.v));
+            return ev.track(d);
+          }
+          if (r0) {
+            ball q;
+            ball_eval::set_rational(q, *r0, ev.prec);
+            acb_sub(d.v, d.v, q.v, ev.prec);
+            return true;
+          }
+          ev.at = &ref;
+          const bool ok = ev.eval(f, a) && ev.eval(g, v);
+          ev.at = &at;
+          if (!ok) return false;
+          acb_div(a.v, a.v, v.v, ev.prec);
+          acb_sub(d.v, d.v, a.v, ev.prec);
+          return true;
+        },
+        c.b, &at);
+    if (z != zero_result::zero) return false;
+    if (is_first) first = at;
+    ++usable;
   }
+  return usable >= 2;
 }
-
 /// Left sides that name the answer rather than constrain it: `x`, `a_3`, `AB`, `f(x)`, `(x, y)`,
 /// `\text{speed}`.
 inline bool symbol_like(const expr& e) {
   if (e.k == kind::symbol || e.k == kind::text) return true;
+  // Named quantities: `AB:CD`, `|AB|`, `\frac{PQ}{QR}` (a product with reciprocals), `g(t)`.
+  if (e.k == kind::func && (e.name == "ratio" || e.name == "abs")) {
+    for (const expr& a : e.args)
+      if (!symbol_like(a)) return false;
+    return true;
+  }
+  if (e.k == kind::pow && e.args[0].k != kind::number && symbol_like(e.args[0]) &&
+      e.args[1].k == kind::number && e.args[1].value == -1)
+    return true;
   if (e.k == kind::mul || e.k == kind::tuple) {  // `AB = 5`, `f(x) = ..`, `(x, y) = (2, 3)`
     for (const expr& a : e.args)
       if (!symbol_like(a)) return false;
@@ -682,8 +412,9 @@ inline const expr* assignment_value(const expr& r) {
   // Chains collapse to the last right side (`x = 2 + 3 = 5` states 5), as in Math-Verify, except
   // that an approximation does not replace an exact value: `x = 1/3 \approx 0.33` states 1/3.
   const expr* value = &r.args.back();
+  // `\frac13 \approx 0.333` (closed left side) states 1/3 as well: the decimal is a rounding.
   for (std::size_t i = 0; i < r.ops.size(); ++i) {
-    if (r.ops[i] == rel::approx && i > 0 && is_closed(r.args[i])) {
+    if (r.ops[i] == rel::approx && is_closed(r.args[i])) {
       value = &r.args[i];
       break;
     }
@@ -718,6 +449,45 @@ inline bool same_name(const expr& a, const expr& b) {
 }
 
 inline bool equiv(const expr& g, const expr& p, compare_ctx& c);
+
+/// True when `e` holds an undefined form: a division by an exact zero (`0/0`, `5/0`), `0^0`,
+/// `\infty - \infty`, `0 \cdot \infty`, `\infty / \infty`. Such answers are not answers.
+inline bool is_undefined(const expr& e, budget& b) {
+  b.spend();
+  auto is_zero = [&](const expr& x) {
+    const auto v = eval_rational(x, b);
+    return v && *v == 0;
+  };
+  auto reciprocal_of_inf = [&](const expr& x) {
+    if (x.k != kind::pow || infinity_sign(x.args[0]) == 0) return false;
+    const auto k = eval_rational(x.args[1], b);
+    return k && *k < 0;
+  };
+  if (e.k == kind::pow && is_zero(e.args[0])) {
+    const auto k = eval_rational(e.args[1], b);
+    if (k && *k <= 0) return true;
+  }
+  if (e.k == kind::add) {
+    bool pos = false, neg = false;
+    for (const expr& a : e.args) {
+      pos = pos || infinity_sign(a) > 0;
+      neg = neg || infinity_sign(a) < 0;
+    }
+    if (pos && neg) return true;
+  }
+  if (e.k == kind::mul) {
+    bool inf = false, zero = false, inv_inf = false;
+    for (const expr& a : e.args) {
+      inf = inf || infinity_sign(a) != 0;
+      inv_inf = inv_inf || reciprocal_of_inf(a);
+      zero = zero || (!reciprocal_of_inf(a) && is_zero(a));
+    }
+    if ((inf && zero) || (inf && inv_inf)) return true;
+  }
+  for (const expr& a : e.args)
+    if (is_undefined(a, b)) return true;
+  return false;
+}
 
 /// Expands `\pm` into its variants (`\frac{1 \pm \sqrt5}{2}` -> two values); at most 16.
 inline std::vector<expr> pm_variants(const expr& e) {
@@ -868,8 +638,8 @@ inline std::optional<expr> relation_to_set(const expr& r) {
     }
     return std::nullopt;
   }
-  if (a.ops.size() == 2 && a.args[1].k == kind::symbol && is_closed(a.args[0]) &&
-      is_closed(a.args[2])) {
+  if (a.ops.size() == 2 && (a.args[1].k == kind::symbol || symbol_like(a.args[1])) &&
+      is_closed(a.args[0]) && is_closed(a.args[2])) {
     iv.args = {a.args[0], a.args[2]};
     iv.lo_closed = !strict(a.ops[0]);
     iv.hi_closed = !strict(a.ops[1]);
@@ -1189,6 +959,19 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
       return text_equal(g, p);
     return false;
   }
+  // Ratios `a:b` compare by proportion (`3:4` = `6:8`): a_i b_j = a_j b_i for consecutive parts;
+  // a ratio never equals a plain value.
+  const bool gratio = g.k == kind::func && g.name == "ratio";
+  const bool pratio = p.k == kind::func && p.name == "ratio";
+  if (gratio || pratio) {
+    if (!gratio || !pratio || g.args.size() != p.args.size()) return false;
+    for (std::size_t i = 0; i + 1 < g.args.size(); ++i) {
+      const expr l = make_node(kind::mul, {g.args[i], p.args[i + 1]});
+      const expr r = make_node(kind::mul, {g.args[i + 1], p.args[i]});
+      if (!scalar_equal(l, r, c)) return false;
+    }
+    return true;
+  }
   // Percent: `10\%` is 1/10; with percent_lenient a percent on one side may also match the bare
   // number on the other (MATH golds drop the sign), never a factor of 100 in between.
   if (g.k == kind::percent || p.k == kind::percent) {
@@ -1208,8 +991,20 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
 /// docs/rewards-math.md, "Guards").
 /// @pre trees from parse(). @post spends from `b`; throws budget_exhausted when it runs out.
 inline bool equivalent(const expr& gold, const expr& pred, const verify_options& opt, budget& b) {
-  detail::compare_ctx c{opt, b, 0, std::nullopt};
-  return detail::equiv(gold, pred, c);
+  detail::compare_ctx c{opt, b, 0};
+  if (detail::equiv(gold, pred, c)) return true;
+  if (opt.strict_variables) return false;
+  // Math-Verify's strict=False: the prediction's free variables renamed to the gold's (in name
+  // order) when both have as many: `f(y) = y^2` answers `f(x) = x^2`.
+  std::set<std::string> gv, pv;
+  detail::collect_symbols(gold, gv);
+  detail::collect_symbols(pred, pv);
+  if (gv == pv || gv.size() != pv.size() || gv.empty()) return false;
+  std::map<std::string, std::string> to;
+  for (auto i = pv.begin(), j = gv.begin(); i != pv.end(); ++i, ++j) to.emplace(*i, *j);
+  expr renamed = pred;
+  detail::rename_symbols(renamed, to);
+  return detail::equiv(gold, renamed, c);
 }
 
 }  // namespace grpo::rewards::math

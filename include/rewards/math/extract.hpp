@@ -4,6 +4,7 @@
 ///        environments, whole string; linear time on arbitrary (huge, malformed) text.
 #pragma once
 
+#include <rewards/math/anchors.hpp>
 #include <rewards/math/options.hpp>
 #include <rewards/math/text.hpp>
 
@@ -36,6 +37,51 @@ inline std::string_view inside_answer_tags(std::string_view s) noexcept {
 /// True when `gap` (text between two boxes) holds only separators: spaces, `, ; . $ &`, `\quad`,
 /// math delimiters, `\\`, and the words "and"/"or" (bare or in `\text{}`). Such boxes state one
 /// answer together ("\boxed{1} and \boxed{2}"). Bounded by the caller to short gaps.
+inline bool gap_is_separator(std::string_view gap) noexcept;
+
+/// The gap names a separation: `,`, `;`, or the word "and" / "or" (adjacent `$1$$5$` or blanks
+/// alone do not join environments).
+inline bool has_separator_word(std::string_view gap) noexcept {
+  if (gap.find(',') != npos || gap.find(';') != npos) return true;
+  for (std::size_t i = 0; i < gap.size(); ++i) {
+    if (i > 0 && is_alpha(gap[i - 1])) continue;
+    const bool a = iequal_at(gap, i, "and") && (i + 3 == gap.size() || !is_alpha(gap[i + 3]));
+    const bool o = iequal_at(gap, i, "or") && (i + 2 == gap.size() || !is_alpha(gap[i + 2]));
+    if (a || o) return true;
+  }
+  return false;
+}
+
+/// "\boxed{2} red and \boxed{5} blue", "\boxed{(3,3)} \text{ for part (a) and } \boxed{(1,1)}":
+/// a short gap (at most 48 bytes, 5 words, one line) of words around a separator word ("and",
+/// "or", ",", ";") joins the boxes too. Words that retract the earlier box ("not", "wrong",
+/// "instead", "actually", "sorry", "mean", "correct", "answer") never do: "\boxed{2} is wrong,
+/// the answer is \boxed{3}" keeps the last box only.
+inline bool gap_is_labelled_separator(std::string_view gap) noexcept {
+  if (gap.size() > 48 || gap.find('\n') != npos || gap.find('=') != npos) return false;
+  static constexpr std::string_view veto[] = {"not",  "wrong",   "instead", "actually", "sorry",
+                                              "mean", "correct", "answer",  "but",      "no ",
+                                              "wait", "should",  "final",   "hmm",      "oops"};
+  for (std::string_view v : veto)
+    if (rfind_ci(gap, v) != npos) return false;
+  bool sep = gap.find(',') != npos || gap.find(';') != npos;
+  int words = 0;
+  for (std::size_t i = 0; i < gap.size();) {
+    if (is_digit(gap[i]) && !(i > 0 && gap[i - 1] == '(')) return false;
+    if (is_alpha(gap[i]) && (i == 0 || gap[i - 1] != '\\')) {
+      const std::size_t b = i;
+      while (i < gap.size() && is_alpha(gap[i])) ++i;
+      const std::string_view w = gap.substr(b, i - b);
+      if (iequal_at(w, 0, "and") && w.size() == 3) sep = true;
+      if (iequal_at(w, 0, "or") && w.size() == 2) sep = true;
+      if (w != "text" && ++words > 5) return false;
+      continue;
+    }
+    ++i;
+  }
+  return sep;
+}
+
 inline bool gap_is_separator(std::string_view gap) noexcept {
   std::size_t i = 0;
   while (i < gap.size()) {
@@ -79,8 +125,10 @@ struct box_span {
 /// Last boxed answer, joined with the boxes immediately before it when only separators lie
 /// between them ("\boxed{1}, \boxed{2}" -> "1, 2"); consecutive duplicates are dropped. Nested
 /// boxes count once (the outer one). Linear: braces are matched in one pass beforehand.
-inline std::optional<std::string> extract_boxed(std::string_view s,
-                                                std::size_t* end_pos = nullptr) {
+/// `only_empty` (optional) is set when boxes exist but all of them are empty: the completion
+/// stated an empty answer, which must not fall back to the surrounding text.
+inline std::optional<std::string> extract_boxed(std::string_view s, std::size_t* end_pos = nullptr,
+                                                bool* only_empty = nullptr) {
   if (s.find("\\boxed") == npos && s.find("\\fbox") == npos) return std::nullopt;
   const std::vector<std::size_t> match = match_braces(s);
   std::vector<box_span> boxes;
@@ -116,14 +164,17 @@ inline std::optional<std::string> extract_boxed(std::string_view s,
   // Last non-empty box.
   std::size_t last = boxes.size();
   while (last > 0 && trim(boxes[last - 1].content).empty()) --last;
-  if (last == 0) return std::nullopt;
+  if (last == 0) {
+    if (only_empty) *only_empty = !boxes.empty();
+    return std::nullopt;
+  }
   if (end_pos) *end_pos = boxes[last - 1].end;
   std::vector<std::string_view> parts{trim(boxes[last - 1].content)};
   for (std::size_t k = last - 1; k > 0; --k) {
     const box_span& prev = boxes[k - 1];
     const box_span& next = boxes[k];
     const std::string_view gap = s.substr(prev.end, next.begin - prev.end);
-    if (gap.size() > 80 || !gap_is_separator(gap)) break;
+    if (gap.size() > 80 || !(gap_is_separator(gap) || gap_is_labelled_separator(gap))) break;
     const std::string_view c = trim(prev.content);
     if (c.empty()) continue;
     if (c != parts.back()) parts.push_back(c);
@@ -148,8 +199,23 @@ inline std::string_view percent_suffix(std::string_view rest) noexcept {
 /// Last LaTeX math environment of `s` (`$$..$$`, `\[..\]`, `\(..\)`, `$..$`), rightmost by end.
 /// Every search resumes after the previous one and an unclosed opener disables its kind for the
 /// rest of the text, so the scan is linear even for 100k unclosed openers.
-inline std::optional<std::string> extract_last_env(std::string_view s) {
+inline std::optional<std::string> extract_last_env(std::string_view s,
+                                                   std::size_t* end_pos = nullptr) {
   std::optional<std::string> last;
+  // Environments joined by separators only ("$1$ and $2$ and $3$", "$21,16$ or $11$") form one
+  // answer, up to 5 of them (Math-Verify's rule); `group_end` is where the current group ends.
+  std::vector<std::string> group;
+  std::size_t group_end = npos;
+  auto found = [&](std::size_t begin, std::size_t stop, std::string content) {
+    const bool joins =
+        group_end != npos && begin >= group_end && group.size() < 5 && begin - group_end <= 80 &&
+        has_separator_word(s.substr(group_end, begin - group_end)) &&
+        gap_is_separator(s.substr(group_end, begin - group_end)) && !trim(content).empty();
+    if (!joins) group.clear();
+    group.push_back(std::move(content));
+    group_end = stop;
+    if (end_pos) *end_pos = stop;
+  };
   bool no_dollar = false, no_paren = false, no_bracket = false;
   std::size_t i = 0;
   // `\$` is an escaped dollar (currency), never a delimiter.
@@ -174,8 +240,9 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
           i += 2;
           continue;
         }
-        last = std::string(s.substr(i + 2, close - i - 2));
-        *last += percent_suffix(s.substr(close + 2));
+        found(i, close + 2,
+              std::string(s.substr(i + 2, close - i - 2)) +
+                  std::string(percent_suffix(s.substr(close + 2))));
         i = close + 2;
         continue;
       }
@@ -191,15 +258,66 @@ inline std::optional<std::string> extract_last_env(std::string_view s) {
         i += open_len;
         continue;
       }
-      last = std::string(s.substr(i + open_len, close - i - open_len));
-      *last += percent_suffix(s.substr(close + open_len));
+      found(i, close + open_len,
+            std::string(s.substr(i + open_len, close - i - open_len)) +
+                std::string(percent_suffix(s.substr(close + open_len))));
       i = close + open_len;
       continue;
     }
     ++i;
   }
-  if (last && trim(*last).empty()) return std::nullopt;
+  if (group.empty()) return std::nullopt;
+  last = group[0];
+  for (std::size_t k = 1; k < group.size(); ++k) last = *last + ", " + group[k];
+  if (trim(*last).empty()) return std::nullopt;
   return last;
+}
+
+/// The text before the first end-of-turn token of a chat template (`<|im_end|>`, `<|im_start|>`,
+/// `<|eot_id|>`, `<|endoftext|>`, `</s>`, `<|end|>`, DeepSeek's `<｜end▁of▁sentence｜>`): what
+/// follows belongs to another turn.
+inline std::string_view before_turn_end(std::string_view s) noexcept {
+  static constexpr std::string_view tokens[] = {
+      "<|im_end|>", "<|im_start|>", "<|eot_id|>",      "<|endoftext|>",
+      "</s>",       "<|end|>",      "<|end_of_text|>", "<\uff5cend\u2581of\u2581sentence\uff5c>"};
+  std::size_t cut = s.size();
+  for (std::string_view t : tokens) cut = std::min(cut, s.find(t));
+  return s.substr(0, cut);
+}
+
+/// True when the text has LaTeX commands and every one is preceded by two backslashes
+/// (`\\frac`, `\\boxed`) - a doubly escaped string. A `\\` line break before a letter in a
+/// matrix has single-backslash commands around it (`\end`), so it does not qualify.
+inline bool backslashes_doubled(std::string_view s) noexcept {
+  std::size_t doubled = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') continue;
+    std::size_t run = 0;
+    while (i < s.size() && s[i] == '\\') ++run, ++i;
+    if (i < s.size() && is_alpha(s[i])) {
+      // A literal "\n" / "\t" left by the same escaping is not a command.
+      if (run == 1 && (s[i] == 'n' || s[i] == 't') && !command_at(s, i - 1, "nu") &&
+          !command_at(s, i - 1, "neq") && !command_at(s, i - 1, "ne") &&
+          !command_at(s, i - 1, "text") && !command_at(s, i - 1, "times") &&
+          !command_at(s, i - 1, "tau") && !command_at(s, i - 1, "theta") &&
+          !command_at(s, i - 1, "tan") && !command_at(s, i - 1, "to"))
+        continue;
+      if (run == 1) return false;
+      doubled += run == 2;
+    }
+  }
+  return doubled > 0;
+}
+
+/// Every `\\` becomes `\`.
+inline std::string halve_backslashes(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    out += s[i];
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == '\\') ++i;
+  }
+  return out;
 }
 
 // Anchors in two strength groups: "final answer ..." beats "answer is" / "answer:" wherever they
@@ -211,20 +329,11 @@ struct phrase_hit {
 };
 
 inline std::optional<phrase_hit> find_answer_phrase(std::string_view s) noexcept {
-  static constexpr std::string_view strong[] = {"final answer is",
-                                                "final answer:", "final answer =", "final answer"};
-  static constexpr std::string_view weak[] = {"answer is", "answer:", "answer ="};
-  std::optional<phrase_hit> best;
-  for (std::string_view p : strong) {
-    const std::size_t at = rfind_ci(s, p);
-    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), true};
-  }
-  if (best) return best;
-  for (std::string_view p : weak) {
-    const std::size_t at = rfind_ci(s, p);
-    if (at != npos && (!best || at > best->pos)) best = phrase_hit{at, p.size(), false};
-  }
-  return best;
+  if (const auto [at, len] = rfind_any(s, strong_anchors); at != npos)
+    return phrase_hit{at, len, true};
+  if (const auto [at, len] = rfind_any(s, weak_anchors); at != npos)
+    return phrase_hit{at, len, false};
+  return std::nullopt;
 }
 
 /// The answer stated after an anchor: the first math environment right after it; otherwise the
@@ -266,13 +375,17 @@ inline std::optional<std::string> answer_after(std::string_view rest) {
       break;
     }
   }
-  // Prose ("The largest $n$ is 34"): the part after the last " is ".
-  if (!line.empty() && is_alpha(line[0])) {
+  // Prose ("The largest $n$ is 34"): the part after the last " is "; prose in any language
+  // ("Janeth aura encore 220 $ à payer"): its last maths environment, else a number within the
+  // first 50 bytes (Math-Verify's "answer: .{0,50}? number").
+  if (!line.empty() && (is_alpha(line[0]) || static_cast<unsigned char>(line[0]) >= 0x80)) {
     const std::size_t is_at = rfind_ci(line, " is ");
     if (is_at != npos) {
       line = line.substr(is_at + 4);
     } else if (auto env = extract_last_env(line)) {
       return env;
+    } else if (auto num = has_word(line) ? first_number_near(line, 50) : std::nullopt) {
+      return num;
     }
   }
   std::string out;
@@ -321,11 +434,26 @@ inline std::optional<std::string> extract_bold(std::string_view s) {
 inline std::optional<std::string> extract_answer(std::string_view completion,
                                                  const extract_options& opt = {}) noexcept {
   try {
+    // Full-width digits and punctuation (`１２`, `：`, `（Ｂ）`) read as ASCII.
+    std::string folded;
+    if (detail::has_fullwidth(completion)) {
+      folded = detail::fold_fullwidth(completion);
+      completion = folded;
+    }
+    // Golds whose backslashes arrive doubled (`\\boxed{7}` from a JSON or Python string that
+    // was escaped twice): halved when every command in the text is written that way.
+    std::string halved;
+    if (detail::backslashes_doubled(completion)) {
+      halved = detail::halve_backslashes(completion);
+      completion = halved;
+    }
     std::string_view s = opt.strip_think ? detail::after_think(completion) : completion;
+    s = detail::before_turn_end(s);
     if (opt.answer_tags) s = detail::inside_answer_tags(s);
     std::optional<std::string> r;
     std::size_t box_end = 0;
-    if (opt.boxed) r = detail::extract_boxed(s, &box_end);
+    bool empty_box = false;  // `\boxed{}`: an empty answer, never the text around it
+    if (opt.boxed) r = detail::extract_boxed(s, &box_end, &empty_box);
     if (opt.answer_phrase) {
       // A "final answer ..." statement after the last box overrides it (intermediate results
       // boxed along the way, Math-Verify gives both priority 0 and takes the rightmost);
@@ -340,8 +468,22 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
         if (a) r = std::move(a);
       }
     }
+    if (!r && empty_box) return std::nullopt;
     if (!r && opt.markdown_bold) r = detail::extract_bold(s);
-    if (!r && opt.latex_delimiters) r = detail::extract_last_env(s);
+    if (!r && opt.latex_delimiters) {
+      std::size_t env_end = 0;
+      r = detail::extract_last_env(s, &env_end);
+      // A concluding sentence after the last environment states the result ("... $$ x \geq 2
+      // $$ Therefore, the error increases by 100%."): it wins, as the later statement.
+      if (r && opt.answer_phrase && env_end < s.size()) {
+        const std::string_view after = s.substr(env_end);
+        if (detail::rfind_any(after, detail::conclusion_markers).first != detail::npos)
+          if (auto c = detail::concluding_number(after)) r = std::move(c);
+      }
+    }
+    // Prose without any of the above ("因此，水池中水将在300分钟内被放完。", "... donc de
+    // 100 - 30 = 70"): the result of its concluding sentence, never just "the last number".
+    if (!r && opt.answer_phrase && detail::looks_like_prose(s)) r = detail::concluding_number(s);
     if (!r && opt.whole_string) {
       const std::string_view t = detail::trim(s);
       if (!t.empty() && t.size() <= opt.max_answer_chars) r = std::string(t);
@@ -349,7 +491,12 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     if (!r) return std::nullopt;
     const std::string_view t = detail::trim(*r);
     if (t.empty() || t.size() > opt.max_answer_chars) return std::nullopt;
-    return std::string(t);
+    // "the answer is \boxed{}" (a phrase whose answer is an empty box) is empty as well.
+    bool inner_empty = false;
+    if (!detail::extract_boxed(t, nullptr, &inner_empty) && inner_empty) return std::nullopt;
+    std::string answer(t);
+    if (answer.size() < s.size()) detail::european_decimal(answer, s);  // "2,5 €" in prose
+    return answer;
   } catch (...) {
     return std::nullopt;  // only std::bad_alloc can reach here
   }

@@ -175,7 +175,16 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       if (is_alpha(d)) {
         std::size_t e = i + 1;
         while (e < s.size() && is_alpha(s[e])) ++e;
-        const std::string_view name = s.substr(i + 1, e - i - 1);
+        std::string_view name = s.substr(i + 1, e - i - 1);
+        // `\quadx_{2}` (a spacing command glued to the next letters, which LaTeX would reject):
+        // the spacing, then the letters are read again.
+        for (std::string_view sp : {std::string_view("qquad"), std::string_view("quad")}) {
+          if (name.size() > sp.size() && name.substr(0, sp.size()) == sp) {
+            e = i + 1 + sp.size();
+            name = sp;
+            break;
+          }
+        }
         bool done = false;
         // Command names are compared whole, so `\left` never matches inside `\leftarrow`.
         for (std::string_view dc : dropped_commands) {
@@ -326,6 +335,27 @@ inline void strip_counted_noun(std::string& s) {
   s = std::string(t.substr(0, number_end));
 }
 
+/// "192公斤", "3页", "12 है", "300 минут": a number followed only by words of a non-Latin script
+/// (units, counted nouns) and punctuation reads as the number. Unicode maths symbols were mapped
+/// to LaTeX before, so what is left above 0x80 is text.
+inline void strip_trailing_script_words(std::string& s) {
+  const std::string_view t = trim(s);
+  std::size_t i = 0;
+  while (i < t.size() && static_cast<unsigned char>(t[i]) < 0x80) ++i;
+  if (i == 0 || i == t.size()) return;
+  std::size_t e = i;
+  while (e > 0 && t[e - 1] == ' ') --e;
+  if (e == 0 || !(is_digit(t[e - 1]) || t[e - 1] == '%')) return;
+  for (std::size_t k = i; k < t.size(); ++k) {
+    const char ch = t[k];
+    if (static_cast<unsigned char>(ch) >= 0x80 || ch == ' ' || ch == '.' || ch == ',' ||
+        ch == '!' || ch == '?' || ch == ':' || ch == ';' || ch == '(' || ch == ')')
+      continue;
+    return;  // ASCII after the words: not a trailing unit
+  }
+  s = std::string(t.substr(0, e));
+}
+
 /// True when `t` is `-?\d{1,3}(sep\d{3})+(\.\d+)?` for the separator `sep` (thousands groups).
 inline bool is_grouped_number(std::string_view t, char sep) noexcept {
   std::size_t i = 0;
@@ -471,7 +501,10 @@ inline std::string normalize_answer(std::string_view s, budget& b) {
   for (int k = 0; k < 3 && detail::strip_trailing_unit(t); ++k) {
   }
   t = std::string(detail::strip_decorations(t));
+  // A stray backslash at the very end ("185\\") is a typo, not a command.
+  while (!t.empty() && t.back() == '\\' && (t.size() < 2 || t[t.size() - 2] != '\\')) t.pop_back();
   detail::strip_counted_noun(t);
+  detail::strip_trailing_script_words(t);
   t = detail::fix_number_separators(std::move(t));
   return t;
 }

@@ -46,6 +46,16 @@ struct verify_options {
   int float_min_significant = 3;
   /// Relative tolerance applied only when one side is a decimal literal (or irrational numeric).
   double float_rel_tol = 1e-9;
+  /// Math-Verify's `float_rounding`: when >= 0 and a side is a decimal literal, values that
+  /// agree after rounding both to this many decimal places (half away from zero) are equal, on top
+  /// of the float policy. -1 (default): off, the float policy alone decides.
+  int float_rounding = -1;
+  /// Math-Verify's `strict`: variable names of expressions must match (`x^2+1` vs `y^2+1`,
+  /// `f(x) = x^2` vs `f(y) = y^2` differ). When false, the prediction's free variables are renamed
+  /// to the gold's in name order when both have the same number of them. Either way two
+  /// assignments of a closed value compare their values (`x = 3` vs `k = 3`, as Math-Verify's
+  /// solve-based comparison does).
+  bool strict_variables = true;
   /// `10\%` vs `10`: accept (MATH golds drop the percent sign). `10\%` always equals `0.1`.
   bool percent_lenient = true;
   /// A predicted inequality (`1<x<2`) may match a gold interval `(1,2)`. Off by default, as in

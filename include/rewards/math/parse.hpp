@@ -248,7 +248,7 @@ class parser {
   // setexpr := additive ((\cup | \cap | \setminus) additive)*
   /// setexpr := additive ((\cup | \cap | \setminus) additive)*; same operators are flattened.
   expr parse_setexpr() {
-    expr a = parse_additive();
+    expr a = parse_ratio();
     for (;;) {
       std::string op;
       if (eat_cmd("cup"))
@@ -259,7 +259,7 @@ class parser {
         op = "setminus";
       else
         break;
-      expr b = parse_additive();
+      expr b = parse_ratio();
       if (a.k == kind::set_op && a.name == op) {
         a.args.push_back(std::move(b));
       } else {
@@ -267,6 +267,31 @@ class parser {
       }
     }
     return a;
+  }
+
+  /// ratio := additive (':' additive)*: `3:4`, `AB:CD`, `1:2:3` -> func "ratio". A clock time
+  /// (`12:00`, `9:05`: one or two digits, a colon, two digits starting with 0) is not a ratio:
+  /// unparseable (`11:21` reads as a ratio).
+  expr parse_ratio() {
+    const std::size_t begin = p_;
+    expr a = parse_additive();
+    if (peek() != ':' || peek_raw(1) == '=') return a;
+    std::vector<expr> parts{std::move(a)};
+    while (peek() == ':' && peek_raw(1) != '=') {
+      ++p_;
+      parts.push_back(parse_additive());
+    }
+    if (parts.size() > 16) throw syntax_error{};
+    const std::string_view text = s_.substr(begin, p_ - begin);
+    std::size_t d1 = 0, d2 = 0, k = 0;
+    while (k < text.size() && is_digit(text[k])) ++k, ++d1;
+    const bool colon = k < text.size() && text[k] == ':';
+    const std::size_t minutes = k + 1;
+    for (++k; colon && k < text.size() && is_digit(text[k]); ++k) ++d2;
+    if (parts.size() == 2 && colon && d1 >= 1 && d1 <= 2 && d2 == 2 && k == text.size() &&
+        text[minutes] == '0')
+      throw syntax_error{};
+    return make_node(kind::func, std::move(parts), "ratio");
   }
 
   // additive := term (('+' | '-' | \pm | \mp) term)*, with a leading \pm allowed

@@ -52,14 +52,27 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
   if (paren) {
     if (rest.empty() || rest[0] != ')') return std::nullopt;
     rest = trim(rest.substr(1));
-    if (strict) return rest.empty() ? std::optional<char>(letter) : std::nullopt;
+    // Gold "(D) 7 apples": the option with its text.
+    if (strict) return std::optional<char>(letter);
     return rest.find_first_of(",;") == npos ? std::optional<char>(letter) : std::nullopt;
   }
   if (rest.empty()) return letter;
-  if (strict) return std::nullopt;
+  // Gold "D) 7 apples", "D. 7 apples", "C Cecile" (the option letter, then its text).
+  if (strict) {
+    if ((rest[0] == ')' || rest[0] == '.' || rest[0] == ':') &&
+        (rest.size() == 1 || is_space(rest[1])))
+      return letter;
+    if (v.size() > 2 && v[1] == ' ' && v[2] >= 'A' && v[2] <= 'Z' && letter != 'I') return letter;
+    return std::nullopt;
+  }
   if (rest[0] == ')' || rest[0] == '.' || rest[0] == ':')
     return rest.find_first_of(",;") == npos ? std::optional<char>(letter) : std::nullopt;
   return std::nullopt;
+}
+
+/// True when `s` is not valid UTF-8 (sanitize_utf8 would replace some byte).
+inline bool has_invalid_utf8(std::string_view s) {
+  return sanitize_utf8(s) != s;
 }
 
 /// Normalised strings that are trivially the same answer: equal after removing blanks, or equal
@@ -95,26 +108,37 @@ inline verdict verify(std::string_view gold, std::string_view prediction,
   try {
     budget b(opt.budget_steps);
     const auto gt = extract_answer(gold, opt.gold_extraction);
-    if (!gt) return verdict::unparseable_gold;
+    // Invalid UTF-8 in an answer is not an answer: two different bad bytes must not become the
+    // same replacement character and match as identical text.
+    if (!gt || detail::has_invalid_utf8(*gt)) return verdict::unparseable_gold;
     const std::string gn = normalize_answer(*gt, b);
     if (detail::trim(gn).empty()) return verdict::unparseable_gold;
     const std::optional<char> letter =
         opt.multiple_choice ? detail::option_letter(gn, true) : std::nullopt;
     std::optional<expr> ge;
     if (!letter) ge = parse(gn, b, opt.max_depth);
+    // `0/0`, `\infty - \infty`: undefined, so the gold is unusable (never matched as text).
+    if (ge && detail::is_undefined(*ge, b)) return verdict::unparseable_gold;
     gold_done = true;
 
     const auto pt = extract_answer(prediction, opt.pred_extraction);
     if (!pt) return ge || letter ? verdict::incorrect : verdict::unparseable_gold;
+    if (detail::has_invalid_utf8(*pt)) return verdict::incorrect;
     const std::string pn = normalize_answer(*pt, b);
     if (letter) {
-      const auto pl = detail::option_letter(pn, false);
+      // The letter as the whole answer, else stated in prose ("so I pick C.").
+      auto pl = detail::option_letter(pn, false);
+      if (!pl) pl = detail::letter_in_prose(pn);
+      if (!pl) {  // the anchor's sentence did not name it: the completion's last 1 KiB
+        const std::string_view raw = detail::after_think(prediction);
+        pl = detail::letter_in_prose(raw.substr(raw.size() > 1024 ? raw.size() - 1024 : 0));
+      }
       return pl && *pl == *letter ? verdict::correct : verdict::incorrect;
     }
     if (detail::same_text(gn, pn)) return verdict::correct;
     if (!ge) return verdict::unparseable_gold;
     const auto pe = parse(pn, b, opt.max_depth);
-    if (!pe) return verdict::incorrect;
+    if (!pe || detail::is_undefined(*pe, b)) return verdict::incorrect;
     return equivalent(*ge, *pe, opt, b) ? verdict::correct : verdict::incorrect;
   } catch (...) {
     return gold_done ? verdict::incorrect : verdict::unparseable_gold;

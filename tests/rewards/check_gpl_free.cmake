@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: Apache-2.0
+# Fails when a default rewards target links a GPL library (GiNaC, CLN: GPL-2+). Checks both the
+# declared interface link line of grpo::rewards (LINK_LINE) and what the dynamic linker actually
+# loads for the given binaries (BINARIES, `ldd`), so a transitive dependency cannot slip through.
+# Usage: cmake -DLINK_LINE="..." -DBINARIES="a;b" -P check_gpl_free.cmake
+set(_gpl_regex "(^|[^a-z])(ginac|cln)([^a-z]|$)")
+string(TOLOWER "${LINK_LINE}" _line)
+message(STATUS "grpo::rewards link line: ${LINK_LINE}")
+if(_line MATCHES "${_gpl_regex}")
+  message(FATAL_ERROR "grpo::rewards links a GPL library: ${LINK_LINE}")
+endif()
+find_program(_ldd ldd)
+foreach(bin IN LISTS BINARIES)
+  if(NOT EXISTS "${bin}")
+    message(FATAL_ERROR "binary not built: ${bin}")
+  endif()
+  if(NOT _ldd)
+    message(STATUS "ldd not found: only the declared link line was checked")
+    break()
+  endif()
+  execute_process(COMMAND ${_ldd} "${bin}" OUTPUT_VARIABLE _deps RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "ldd failed on ${bin}")
+  endif()
+  if(_deps MATCHES "lib(ginac|cln)[.-]")
+    message(FATAL_ERROR "${bin} loads a GPL library:\n${_deps}")
+  endif()
+  if(NOT _deps MATCHES "libflint")
+    message(FATAL_ERROR "${bin} does not load FLINT/Arb: is this the default math build?\n${_deps}")
+  endif()
+  message(STATUS "${bin}: no GPL library among its dynamic dependencies")
+endforeach()
