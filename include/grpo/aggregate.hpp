@@ -93,6 +93,7 @@ struct agg_options {
 
 /// Validates options that do not depend on the batch. Throws [grpo.bad_option] / [grpo.bad_value].
 inline void validate(const agg_options& o) {
+  detail::expect_enum(o.mode, 6, "agg_options.mode");
   auto positive = [](const std::optional<double>& v) {
     return !v || (std::isfinite(*v) && *v > 0);
   };

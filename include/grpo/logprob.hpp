@@ -869,10 +869,11 @@ online_lse row_stats_pipelined(const T* row, index_t V, float beta, row_status& 
 #endif
 
 /// Validates the temperature and returns beta = 1/T.
+/// T must make 1/T a normal float (grpo::detail::checked_inverse_temperature): a 1e-45 temperature
+/// is reported as such, not as "logits contain NaN / +inf".
 inline float inverse_temperature(float T) {
-  GRPO_EXPECTS(T > 0.0f && T <= std::numeric_limits<float>::max(), bad_option,
-               "logprob_options::temperature must be finite and > 0, got " + std::to_string(T));
-  return 1.0f / T;
+  (void)checked_inverse_temperature(static_cast<double>(T), "logprob_options::temperature");
+  return 1.0f / T;  // the float quotient, as always (bit-for-bit)
 }
 
 /// Checks every id against [0, V) (or ignore_index) before any row is touched.
@@ -897,15 +898,35 @@ struct first_error {
     if (row.load() == r) kind.store(static_cast<int>(s));
   }
   void raise(const char* what) const {
+    raise(what, [](index_t) { return false; });
+  }
+  /// As raise(what); row_finite(r) (error path only: one re-read of the failing row) tells a row
+  /// of finite logits whose x / T overflowed float apart from one that holds NaN / +inf.
+  template <class RowFinite>
+  void raise(const char* what, RowFinite&& row_finite) const {
     const index_t r = row.load();
     if (r == std::numeric_limits<index_t>::max()) return;
     if (kind.load() == static_cast<int>(row_status::all_masked))
       GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
                                 " is entirely -inf (no token has probability mass)");
+    if (row_finite(r))
+      GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
+                                " is finite but logits / temperature overflows float; raise "
+                                "the temperature or rescale the logits");
     GRPO_THROW(bad_value,
                std::string(what) + ": logits row " + std::to_string(r) + " contains NaN or +inf");
   }
 };
+
+/// True when every element of the V-long row at p (stride s) is finite or -inf (error path).
+template <class T>
+bool row_is_finite(const T* p, index_t s, index_t V) {
+  for (index_t j = 0; j < V; ++j) {
+    const float x = static_cast<float>(widen(p[j * s]));
+    if (x != x || x == std::numeric_limits<float>::infinity()) return false;
+  }
+  return true;
+}
 
 /// Runs body(i) for i in [0, n), threaded with OpenMP when available.
 template <class F>
@@ -993,6 +1014,19 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
   expect_extents(logp, {N}, "logp");
   if (lp::requested(lse)) expect_extents(lse, {N}, "lse");
   if (lp::requested(entropy)) expect_extents(entropy, {N}, "entropy");
+  // Outputs: distinct elements, no memory shared with the inputs or with each other.
+  expect_distinct_elements(logp, "logp");
+  expect_distinct_elements(lse, "lse");
+  expect_distinct_elements(entropy, "entropy");
+  expect_disjoint(logp, logits, "logp", "logits");
+  expect_disjoint(lse, logits, "lse", "logits");
+  expect_disjoint(entropy, logits, "entropy", "logits");
+  expect_disjoint(logp, ids, "logp", "ids");
+  expect_disjoint(lse, ids, "lse", "ids");
+  expect_disjoint(entropy, ids, "entropy", "ids");
+  expect_disjoint(lse, logp, "lse", "logp");
+  expect_disjoint(entropy, logp, "entropy", "logp");
+  expect_disjoint(entropy, lse, "entropy", "lse");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax: ids");
   const bool want_lse = lp::requested(lse), want_h = lp::requested(entropy);
@@ -1019,7 +1053,8 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
     if (want_lse) lse(i) = st.lse();
     if (want_h) entropy(i) = st.entropy();
   });
-  err.raise("selective_log_softmax");
+  err.raise("selective_log_softmax",
+            [&](index_t r) { return lp::row_is_finite(&logits(r, 0), logits.stride(1), V); });
 }
 
 /// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
@@ -1058,11 +1093,18 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
   const bool has_gh = lp::requested(grad_entropy);
   if (has_gh) expect_extents(grad_entropy, {N}, "grad_entropy");
   expect_extents(grad_logits, {N, V}, "grad_logits");
+  expect_distinct_elements(grad_logits, "grad_logits");
+  expect_disjoint(grad_logits, ids, "grad_logits", "ids");
+  expect_disjoint(grad_logits, grad_logp, "grad_logits", "grad_logp");
+  expect_disjoint(grad_logits, grad_entropy, "grad_logits", "grad_entropy");
+  // In place only as an exact alias (same start, extents, strides, dtype); any other overlap
+  // would let a row's gradient overwrite logits another row (or the row itself) still reads.
   const void* gp = static_cast<const void*>(grad_logits.data_handle());
   const void* xp = static_cast<const void*>(logits.data_handle());
   if (gp == xp && N > 0 && V > 0)
     GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
                  "grad_logits: in-place gradient needs the logits' dtype and strides");
+  expect_no_partial_overlap(grad_logits, logits, "grad_logits", "logits");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
 
@@ -1096,7 +1138,8 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
       lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
                    static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true);
   });
-  err.raise("selective_log_softmax_backward");
+  err.raise("selective_log_softmax_backward",
+            [&](index_t r) { return lp::row_is_finite(&logits(r, 0), logits.stride(1), V); });
 }
 
 }  // namespace GRPO_LOGPROB_ABI

@@ -996,6 +996,8 @@ struct resolved_divergence {
 inline resolved_divergence resolve(const distill_options& o) {
   GRPO_EXPECTS(o.temperature > 0.0 && math::is_finite(o.temperature), bad_option,
                "distill_options.temperature must be finite and > 0");
+  // 1/T a normal float: 1e-300 overflowed every logit / T, 1e300 flushed them to 0 (uniform).
+  (void)grpo::detail::checked_inverse_temperature(o.temperature, "distill_options.temperature");
   GRPO_EXPECTS(math::is_finite(o.grad_output), bad_option,
                "distill_options.grad_output must be finite");
   resolved_divergence r{o.kind, 0.0};
