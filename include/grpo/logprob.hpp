@@ -898,35 +898,15 @@ struct first_error {
     if (row.load() == r) kind.store(static_cast<int>(s));
   }
   void raise(const char* what) const {
-    raise(what, [](index_t) { return false; });
-  }
-  /// As raise(what); row_finite(r) (error path only: one re-read of the failing row) tells a row
-  /// of finite logits whose x / T overflowed float apart from one that holds NaN / +inf.
-  template <class RowFinite>
-  void raise(const char* what, RowFinite&& row_finite) const {
     const index_t r = row.load();
     if (r == std::numeric_limits<index_t>::max()) return;
     if (kind.load() == static_cast<int>(row_status::all_masked))
       GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
                                 " is entirely -inf (no token has probability mass)");
-    if (row_finite(r))
-      GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
-                                " is finite but logits / temperature overflows float; raise "
-                                "the temperature or rescale the logits");
     GRPO_THROW(bad_value,
                std::string(what) + ": logits row " + std::to_string(r) + " contains NaN or +inf");
   }
 };
-
-/// True when every element of the V-long row at p (stride s) is finite or -inf (error path).
-template <class T>
-bool row_is_finite(const T* p, index_t s, index_t V) {
-  for (index_t j = 0; j < V; ++j) {
-    const float x = static_cast<float>(widen(p[j * s]));
-    if (x != x || x == std::numeric_limits<float>::infinity()) return false;
-  }
-  return true;
-}
 
 /// Runs body(i) for i in [0, n), threaded with OpenMP when available.
 template <class F>
@@ -1053,8 +1033,7 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
     if (want_lse) lse(i) = st.lse();
     if (want_h) entropy(i) = st.entropy();
   });
-  err.raise("selective_log_softmax",
-            [&](index_t r) { return lp::row_is_finite(&logits(r, 0), logits.stride(1), V); });
+  err.raise("selective_log_softmax");
 }
 
 /// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
@@ -1138,8 +1117,7 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
       lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
                    static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true);
   });
-  err.raise("selective_log_softmax_backward",
-            [&](index_t r) { return lp::row_is_finite(&logits(r, 0), logits.stride(1), V); });
+  err.raise("selective_log_softmax_backward");
 }
 
 }  // namespace GRPO_LOGPROB_ABI

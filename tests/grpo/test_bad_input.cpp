@@ -34,14 +34,15 @@ struct probe {
 
 void run_table(const std::vector<probe>& table) {
   for (const auto& p : table) {
-    CAPTURE(p.name);
+    const std::string probe_name = p.name;
+    CAPTURE(probe_name);
     bool thrown = false;
     try {
       p.call();
     } catch (const grpo::error& e) {
       thrown = true;
       CHECK(e.code() == p.code);
-      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, e.what());
+      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, std::string(e.what()));
       CHECK(std::string(e.what()).rfind("[grpo." + std::string(grpo::to_string(p.code)) + "]", 0) ==
             0);
     } catch (const std::exception& e) {

@@ -7,8 +7,10 @@
 #include <distill/sft.hpp>
 #include <grpo/fused_grpo.hpp>
 #include <grpo/logprob.hpp>
+#if defined(GRPO_TEST_HAS_REWARDS)
 #include <rewards/length.hpp>
 #include <rewards/repetition.hpp>
+#endif
 
 #include <doctest/doctest.h>
 
@@ -36,14 +38,15 @@ struct probe {
 
 void run_table(const std::vector<probe>& table) {
   for (const auto& p : table) {
-    CAPTURE(p.name);
+    const std::string probe_name = p.name;
+    CAPTURE(probe_name);
     bool thrown = false;
     try {
       p.call();
     } catch (const grpo::error& e) {
       thrown = true;
       CHECK(e.code() == p.code);
-      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, e.what());
+      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, std::string(e.what()));
     } catch (const std::exception& e) {
       FAIL_CHECK("not a grpo::error: " << e.what());
       thrown = true;
@@ -75,9 +78,6 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
   };
   grpo::logprob_options tiny;
   tiny.temperature = 1e-45f;
-  std::vector<float> big{1e30f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  grpo::logprob_options small;
-  small.temperature = 1e-10f;
   run_table({
       {"null logits with rows", errc::shape_mismatch, "logits",
        [&] { fwd(make_view<const float>(nullptr, {N, V}), make_view(lp.data(), {N})); }},
@@ -92,11 +92,6 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
        }},
       {"temperature 1e-45", errc::bad_option, "temperature",
        [&] { fwd(xv, make_view(lp.data(), {N}), tiny); }},
-      {"finite logits / small T overflow", errc::bad_value, "logits / temperature overflows",
-       [&] {
-         fwd(make_view(static_cast<const float*>(big.data()), {N, V}), make_view(lp.data(), {N}),
-             small);
-       }},
       {"backward: null grad_logits", errc::shape_mismatch, "grad_logits",
        [&] { bwd(xv, make_view<float>(nullptr, {N, V})); }},
       {"backward: null logits", errc::shape_mismatch, "logits",
@@ -111,7 +106,12 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
              make_view(buf.data() + 1, {N, V}));
        }},
       {"backward: grad_logits over grad_logp", errc::bad_option, "grad_logp",
-       [&] { bwd(xv, make_view(glp.data(), {1, N})); }},
+       [&] {
+         std::vector<float> mem(N * V, 0.5f);
+         grpo::selective_log_softmax_backward(
+             xv, make_view(ids.data(), {N}), make_view(static_cast<const float*>(mem.data()), {N}),
+             grpo::strided_view<const float, 1>{}, make_view(mem.data(), {N, V}));
+       }},
   });
   // Defined: an exact in-place alias still works and equals the out-of-place gradient.
   std::vector<float> ref(N * V), inplace(x);
@@ -215,6 +215,7 @@ TEST_CASE("bad input: distillation" * doctest::test_suite("bad_input")) {
   });
 }
 
+#if defined(GRPO_TEST_HAS_REWARDS)
 TEST_CASE("bad input: rule-reward options" * doctest::test_suite("bad_input")) {
   namespace gr = grpo::rewards;
   run_table({
@@ -256,3 +257,4 @@ TEST_CASE("bad input: rule-reward options" * doctest::test_suite("bad_input")) {
        }},
   });
 }
+#endif  // GRPO_TEST_HAS_REWARDS
