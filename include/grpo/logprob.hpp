@@ -1086,6 +1086,13 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
   expect_no_partial_overlap(grad_logits, logits, "grad_logits", "logits");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
+  // Upstream gradients of the rows that are differentiated must be finite (O(N), not O(N V)):
+  // an infinite g_logp would turn the whole gradient row into inf / NaN.
+  for (index_t i = 0; i < N; ++i) {
+    if (static_cast<std::int64_t>(ids(i)) == opt.ignore_index) continue;
+    detail::expect_finite_at(static_cast<double>(grad_logp(i)), "grad_logp", i, 0);
+    if (has_gh) detail::expect_finite_at(static_cast<double>(grad_entropy(i)), "grad_entropy", i, 0);
+  }
 
   lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {

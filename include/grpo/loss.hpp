@@ -1774,7 +1774,7 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
   }
   for (; t < Tn; ++t) {
     const double x = static_cast<double>(m[t]);
-    bad = bad || !(std::isfinite(x) && x >= 0);
+    bad = bad || !mask_entry_ok(x);  // the shared mask rule (core/validate.hpp)
     if (x != 0) end = t + 1;
     bin = bin && (x == 0 || x == 1);
     n += x;
@@ -2124,8 +2124,7 @@ loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch
     detail::row_sums rs;
     for (index_t t = 0; t < Tn; ++t) {
       const double mraw = static_cast<double>(in.mask(i, t));
-      GRPO_EXPECTS(std::isfinite(mraw) && mraw >= 0, bad_value,
-                   "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
+      detail::expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
       const double m = trunc ? 0.0 : mraw;
       if (m == 0.0) continue;
       if (use_emask) {

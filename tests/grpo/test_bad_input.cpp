@@ -163,7 +163,7 @@ TEST_CASE("bad input: compute_advantages and friends" * doctest::test_suite("bad
       {"eps NaN", errc::bad_option, "advantage_options.eps", [&] {
          call(opt([](auto& o) { o.eps = kNaN; }));
        }},
-      {"eps kInf", errc::bad_option, "advantage_options.eps", [&] {
+      {"eps inf", errc::bad_option, "advantage_options.eps", [&] {
          call(opt([](auto& o) { o.eps = kInf; }));
        }},
       {"keep_lo NaN", errc::bad_option, "keep_lo", [&] {
@@ -171,7 +171,7 @@ TEST_CASE("bad input: compute_advantages and friends" * doctest::test_suite("bad
        }},
       {"zero_var_tol NaN", errc::bad_option, "zero_var_tol",
        [&] { call(opt([](auto& o) { o.zero_var_tol = kNaN; })); }},
-      {"gpg_f_norm kInf", errc::bad_option, "gpg_f_norm",
+      {"gpg_f_norm inf", errc::bad_option, "gpg_f_norm",
        [&] { call(opt([](auto& o) { o.gpg_f_norm = kInf; })); }},
       {"whiten eps NaN", errc::bad_option, "whiten.eps",
        [&] { call(opt([](auto& o) { o.whiten.eps = kNaN; })); }},

@@ -105,6 +105,13 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
          bwd(make_view(static_cast<const float*>(buf.data()), {N, V}),
              make_view(buf.data() + 1, {N, V}));
        }},
+      {"backward: grad_logp inf", errc::bad_value, "grad_logp",
+       [&] {
+         std::vector<float> gi{1.0f, std::numeric_limits<float>::infinity(), 0.0f};
+         grpo::selective_log_softmax_backward(
+             xv, make_view(ids.data(), {N}), make_view(static_cast<const float*>(gi.data()), {N}),
+             grpo::strided_view<const float, 1>{}, make_view(g.data(), {N, V}));
+       }},
       {"backward: grad_logits over grad_logp", errc::bad_option, "grad_logp",
        [&] {
          std::vector<float> mem(N * V, 0.5f);
@@ -219,7 +226,7 @@ TEST_CASE("bad input: distillation" * doctest::test_suite("bad_input")) {
 TEST_CASE("bad input: rule-reward options" * doctest::test_suite("bad_input")) {
   namespace gr = grpo::rewards;
   run_table({
-      {"repetition max_penalty -kInf", errc::bad_option, "max_penalty",
+      {"repetition max_penalty -inf", errc::bad_option, "max_penalty",
        [] {
          gr::repetition_options o;
          o.max_penalty = -kInf;
@@ -237,7 +244,7 @@ TEST_CASE("bad input: rule-reward options" * doctest::test_suite("bad_input")) {
          o.min_value_correct = kNaN;
          gr::cosine_scaled_reward(true, 10, o);
        }},
-      {"cosine max_value_wrong kInf", errc::bad_option, "max_value_wrong",
+      {"cosine max_value_wrong inf", errc::bad_option, "max_value_wrong",
        [] {
          gr::cosine_options o;
          o.max_value_wrong = kInf;
