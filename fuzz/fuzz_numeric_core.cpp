@@ -39,7 +39,9 @@ struct reader {
   }
 };
 
-bool finite(double x) { return std::isfinite(x); }
+bool finite(double x) {
+  return std::isfinite(x);
+}
 
 /// x as float without the undefined out-of-range conversion: beyond FLT_MAX it is +-inf.
 float to_float(double x) {
@@ -91,8 +93,7 @@ void fuzz_loss(reader& in) {
   // token_mean (denominators from the mask only), moderate values.
   const bool smooth = (o.policy.kind == grpo::policy_loss_kind::reinforce ||
                        o.policy.kind == grpo::policy_loss_kind::sapo) &&
-                      o.agg.mode == grpo::agg_mode::token_mean &&
-                      !(o.policy.log_ratio_max < 50.0);
+                      o.agg.mode == grpo::agg_mode::token_mean && !(o.policy.log_ratio_max < 50.0);
   if (!smooth) return;
   for (std::size_t k = 0; k < n; ++k)
     if (std::fabs(lp[k]) > 8 || std::fabs(old[k]) > 8 || std::fabs(adv[k]) > 4) return;
@@ -135,7 +136,9 @@ void fuzz_logprob(reader& in) {
   opt.temperature = (in.byte() & 7) ? 1.0f : to_float(in.value(1.0));
   const auto xv = grpo::make_view(static_cast<const float*>(x.data()), {N, V});
   const auto iv = grpo::make_view(static_cast<const std::int64_t*>(ids.data()), {N});
-  if (named([&] { grpo::selective_log_softmax(xv, iv, grpo::make_view(lp.data(), {N}), {}, {}, opt); }))
+  if (named([&] {
+        grpo::selective_log_softmax(xv, iv, grpo::make_view(lp.data(), {N}), {}, {}, opt);
+      }))
     return;
   for (float v : lp)
     if (!(v <= 1e-6f)) __builtin_trap();  // log-probabilities: <= 0 (float rounding) or -inf
@@ -155,7 +158,8 @@ void fuzz_logprob(reader& in) {
   const std::size_t j = in.byte() % static_cast<std::size_t>(V);
   auto logp = [&](double dx) {
     double m = -1e300;
-    for (grpo::index_t c = 0; c < V; ++c) m = std::max(m, double(x[i * V + c]) + (c == grpo::index_t(j) ? dx : 0));
+    for (grpo::index_t c = 0; c < V; ++c)
+      m = std::max(m, double(x[i * V + c]) + (c == grpo::index_t(j) ? dx : 0));
     double s = 0;
     for (grpo::index_t c = 0; c < V; ++c)
       s += std::exp(double(x[i * V + c]) + (c == grpo::index_t(j) ? dx : 0) - m);
@@ -179,7 +183,9 @@ void fuzz_distill(reader& in) {
   const auto sv = grpo::make_view(static_cast<const double*>(s.data()), {N, V});
   const auto uv = grpo::make_view(static_cast<const double*>(u.data()), {N, V});
   grpo::distill::loss_result r;
-  if (named([&] { r = grpo::distill::divergence_loss(sv, uv, grpo::make_view(g.data(), {N, V}), o); }))
+  if (named([&] {
+        r = grpo::distill::divergence_loss(sv, uv, grpo::make_view(g.data(), {N, V}), o);
+      }))
     return;
   if (!finite(r.loss)) __builtin_trap();
   for (double v : g)
@@ -206,10 +212,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   reader in{data + 1, size - 1};
   switch (data[0] % 4) {
-    case 0: fuzz_loss(in); break;
-    case 1: fuzz_advantages(in); break;
-    case 2: fuzz_logprob(in); break;
-    default: fuzz_distill(in); break;
+    case 0:
+      fuzz_loss(in);
+      break;
+    case 1:
+      fuzz_advantages(in);
+      break;
+    case 2:
+      fuzz_logprob(in);
+      break;
+    default:
+      fuzz_distill(in);
+      break;
   }
   return 0;
 }

@@ -1091,7 +1091,8 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
   for (index_t i = 0; i < N; ++i) {
     if (static_cast<std::int64_t>(ids(i)) == opt.ignore_index) continue;
     detail::expect_finite_at(static_cast<double>(grad_logp(i)), "grad_logp", i, 0);
-    if (has_gh) detail::expect_finite_at(static_cast<double>(grad_entropy(i)), "grad_entropy", i, 0);
+    if (has_gh)
+      detail::expect_finite_at(static_cast<double>(grad_entropy(i)), "grad_entropy", i, 0);
   }
 
   lp::first_error err;

@@ -42,7 +42,8 @@ void run_table(const std::vector<probe>& table) {
     } catch (const grpo::error& e) {
       thrown = true;
       CHECK(e.code() == p.code);
-      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, std::string(e.what()));
+      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos,
+                    std::string(e.what()));
       CHECK(std::string(e.what()).rfind("[grpo." + std::string(grpo::to_string(p.code)) + "]", 0) ==
             0);
     } catch (const std::exception& e) {
@@ -90,17 +91,27 @@ TEST_CASE("bad input: strided_view structure (null data, negative and overflowin
   const index_t big = index_t{1} << 40;
   run_table({
       {"negative extent", errc::shape_mismatch, "negative extent",
-       [&] { grpo::detail::check_view(raw(x, std::array<index_t, 2>{-1, 2}, {2, 1}), "v"); }},
+       [&] {
+         grpo::detail::check_view(raw(x, std::array<index_t, 2>{-1, 2}, {2, 1}), "v");
+       }},
       {"extent product overflows", errc::shape_mismatch, "overflows",
-       [&] { grpo::detail::check_view(raw(x, std::array<index_t, 2>{big, big}, {1, 1}), "v"); }},
+       [&] {
+         grpo::detail::check_view(raw(x, std::array<index_t, 2>{big, big}, {1, 1}), "v");
+       }},
       {"extent x stride overflows", errc::shape_mismatch, "overflow",
        [&] { grpo::detail::check_view(raw(x, std::array<index_t, 1>{big}, {big}), "v"); }},
       {"null data with elements", errc::shape_mismatch, "null data",
-       [&] { grpo::detail::check_view(raw<double, 2>(nullptr, {2, 2}, {2, 1}), "v"); }},
+       [&] {
+         grpo::detail::check_view(raw<double, 2>(nullptr, {2, 2}, {2, 1}), "v");
+       }},
       {"stride-0 output", errc::bad_option, "addresses one element twice",
-       [&] { grpo::expect_distinct_elements(raw(x, std::array<index_t, 2>{2, 2}, {2, 0}), "o"); }},
+       [&] {
+         grpo::expect_distinct_elements(raw(x, std::array<index_t, 2>{2, 2}, {2, 0}), "o");
+       }},
       {"self-overlapping output", errc::bad_option, "addresses one element twice",
-       [&] { grpo::expect_distinct_elements(raw(x, std::array<index_t, 2>{2, 3}, {1, 1}), "o"); }},
+       [&] {
+         grpo::expect_distinct_elements(raw(x, std::array<index_t, 2>{2, 3}, {1, 1}), "o");
+       }},
       {"partial overlap", errc::bad_option, "overlaps",
        [&] {
          grpo::expect_no_partial_overlap(raw(x + 1, std::array<index_t, 1>{2}, {1}),
@@ -135,13 +146,10 @@ TEST_CASE("bad input: compute_advantages and friends" * doctest::test_suite("bad
   std::vector<double> r2(8, 1.0);
   run_table({
       {"null output with 4 rows", errc::shape_mismatch, "advantages (out)",
-       [&] {
-         grpo::compute_advantages(r, group_spec::fixed(2), make_view<double>(nullptr, {4}));
-       }},
+       [&] { grpo::compute_advantages(r, group_spec::fixed(2), make_view<double>(nullptr, {4})); }},
       {"null rewards with 4 rows", errc::shape_mismatch, "rewards",
        [&] {
-         grpo::compute_advantages(make_view<const double>(nullptr, {4}), group_spec::fixed(2),
-                                  out);
+         grpo::compute_advantages(make_view<const double>(nullptr, {4}), group_spec::fixed(2), out);
        }},
       {"negative extent", errc::shape_mismatch, "rewards",
        [&] {
@@ -160,15 +168,12 @@ TEST_CASE("bad input: compute_advantages and friends" * doctest::test_suite("bad
        [&] {
          call(opt([](auto& o) { o.zero_variance = static_cast<grpo::zero_variance_policy>(7); }));
        }},
-      {"eps NaN", errc::bad_option, "advantage_options.eps", [&] {
-         call(opt([](auto& o) { o.eps = kNaN; }));
-       }},
-      {"eps inf", errc::bad_option, "advantage_options.eps", [&] {
-         call(opt([](auto& o) { o.eps = kInf; }));
-       }},
-      {"keep_lo NaN", errc::bad_option, "keep_lo", [&] {
-         call(opt([](auto& o) { o.keep_lo = kNaN; }));
-       }},
+      {"eps NaN", errc::bad_option, "advantage_options.eps",
+       [&] { call(opt([](auto& o) { o.eps = kNaN; })); }},
+      {"eps inf", errc::bad_option, "advantage_options.eps",
+       [&] { call(opt([](auto& o) { o.eps = kInf; })); }},
+      {"keep_lo NaN", errc::bad_option, "keep_lo",
+       [&] { call(opt([](auto& o) { o.keep_lo = kNaN; })); }},
       {"zero_var_tol NaN", errc::bad_option, "zero_var_tol",
        [&] { call(opt([](auto& o) { o.zero_var_tol = kNaN; })); }},
       {"gpg_f_norm inf", errc::bad_option, "gpg_f_norm",
@@ -181,16 +186,18 @@ TEST_CASE("bad input: compute_advantages and friends" * doctest::test_suite("bad
        [&] { grpo::compute_advantages(big, group_spec::fixed(2), out); }},
       {"OPO mask -1", errc::bad_value, "mask",
        [&] {
-         grpo::compute_advantages(r, group_spec::fixed(2), make_view(bad_mask1.data(), {4, 2}),
-                                  out, opo);
+         grpo::compute_advantages(r, group_spec::fixed(2), make_view(bad_mask1.data(), {4, 2}), out,
+                                  opo);
        }},
       {"OPO mask NaN", errc::bad_value, "mask",
        [&] {
-         grpo::compute_advantages(r, group_spec::fixed(2), make_view(bad_mask2.data(), {4, 2}),
-                                  out, opo);
+         grpo::compute_advantages(r, group_spec::fixed(2), make_view(bad_mask2.data(), {4, 2}), out,
+                                  opo);
        }},
       {"combine_rewards weight NaN", errc::bad_option, "reward weights",
-       [&] { grpo::combine_rewards(make_view(r2.data(), {4, 2}), w_nan, out); }},
+       [&] {
+         grpo::combine_rewards(make_view(r2.data(), {4, 2}), w_nan, out);
+       }},
       {"multi-reward weight NaN (normalize_then_sum)", errc::bad_option, "reward weights",
        [&] {
          auto o = grpo::advantage_options::trl(grpo::trl_scale::group,
@@ -265,7 +272,8 @@ TEST_CASE("bad input: kl_for_reward shares the loss's value rules" *
   std::vector<double> lp{-1, -2, -1, -1}, lr{-1.5, -2, -1, -1}, m{1, 1, 1, 1}, out(4);
   grpo::kl_params p;
   auto call = [&](const std::vector<double>& a, const std::vector<double>& mm) {
-    grpo::kl_for_reward(p, 0.1, make_view(a.data(), {2, 2}), make_view(static_cast<const double*>(lr.data()), {2, 2}),
+    grpo::kl_for_reward(p, 0.1, make_view(a.data(), {2, 2}),
+                        make_view(static_cast<const double*>(lr.data()), {2, 2}),
                         make_view(mm.data(), {2, 2}), grpo::kl_reward_placement::token,
                         make_view(out.data(), {2, 2}));
   };
@@ -283,9 +291,10 @@ TEST_CASE("bad input: kl_for_reward shares the loss's value rules" *
       {"null out", errc::shape_mismatch, "out",
        [&] {
          p = {};
-         grpo::kl_for_reward(p, 0.1, make_view(static_cast<const double*>(lp.data()), {2, 2}), make_view(static_cast<const double*>(lr.data()), {2, 2}),
-                             make_view(static_cast<const double*>(m.data()), {2, 2}), grpo::kl_reward_placement::token,
-                             make_view<double>(nullptr, {2, 2}));
+         grpo::kl_for_reward(p, 0.1, make_view(static_cast<const double*>(lp.data()), {2, 2}),
+                             make_view(static_cast<const double*>(lr.data()), {2, 2}),
+                             make_view(static_cast<const double*>(m.data()), {2, 2}),
+                             grpo::kl_reward_placement::token, make_view<double>(nullptr, {2, 2}));
        }},
   });
   // As in the loss, a masked token is never read: NaN there is fine.
@@ -329,13 +338,20 @@ TEST_CASE("bad input: compute_loss_into shapes, null data, options" *
          grpo::compute_loss(base, in);
        }},
       {"policy kind out of range", errc::bad_option, "policy_options.kind",
-       [&] { run_loss(with([](auto& o) { o.policy.kind = static_cast<grpo::policy_loss_kind>(17); }), b); }},
+       [&] {
+         run_loss(with([](auto& o) { o.policy.kind = static_cast<grpo::policy_loss_kind>(17); }),
+                  b);
+       }},
       {"policy level out of range", errc::bad_option, "policy_options.level",
-       [&] { run_loss(with([](auto& o) { o.policy.level = static_cast<grpo::is_level>(5); }), b); }},
+       [&] {
+         run_loss(with([](auto& o) { o.policy.level = static_cast<grpo::is_level>(5); }), b);
+       }},
       {"aggregation mode out of range", errc::bad_option, "agg_options.mode",
        [&] { run_loss(with([](auto& o) { o.agg.mode = static_cast<grpo::agg_mode>(99); }), b); }},
       {"KL estimator out of range", errc::bad_option, "loss_options.kl.estimator",
-       [&] { run_loss(with([](auto& o) { o.kl.estimator = static_cast<grpo::kl_estimator>(4); }), b); }},
+       [&] {
+         run_loss(with([](auto& o) { o.kl.estimator = static_cast<grpo::kl_estimator>(4); }), b);
+       }},
       {"VESPO k NaN", errc::bad_option, "vespo_k_pos",
        [&] {
          run_loss(with([](auto& o) {
@@ -384,13 +400,15 @@ TEST_CASE("bad input: a log-ratio >= 710 never gives a NaN gradient beside a fin
     b.old = {-1, -720, -1, -1};
     // Plain PPO-clip grows as -A r: named error.
     grpo::loss_options ppo;
-    run_table({{"ppo_clip log-ratio 719", errc::bad_value, "log_ratio_max",
-                [&] { run_loss(ppo, b); }}});
+    run_table(
+        {{"ppo_clip log-ratio 719", errc::bad_value, "log_ratio_max", [&] { run_loss(ppo, b); }}});
     // Dual clip / delta bound it: exact, finite.
     for (int variant = 0; variant < 2; ++variant) {
       grpo::loss_options o;
-      if (variant == 0) o.policy.dual_clip_c = 3.0;
-      else o.policy.delta = 4.0;
+      if (variant == 0)
+        o.policy.dual_clip_c = 3.0;
+      else
+        o.policy.delta = 4.0;
       const auto s = run_loss(o, b);
       CHECK(std::isfinite(s.loss));
       for (double g : b.grad) CHECK(std::isfinite(g));
@@ -403,9 +421,9 @@ TEST_CASE("bad input: a log-ratio >= 710 never gives a NaN gradient beside a fin
       double g_big;  // d loss / d logp of the overflowing token
     };
     const double cap = 5.0;  // TRL CISPO: eps_high is the absolute cap (ScaleRL: 5)
-    for (const kase k : {kase{policy_loss_kind::cispo, -cap * A / 4},
-                         kase{policy_loss_kind::sapo, 0.0},
-                         kase{policy_loss_kind::reinforce, -A / 4}}) {
+    for (const kase k :
+         {kase{policy_loss_kind::cispo, -cap * A / 4}, kase{policy_loss_kind::sapo, 0.0},
+          kase{policy_loss_kind::reinforce, -A / 4}}) {
       CAPTURE(static_cast<int>(k.kind));
       grpo::loss_options o;
       o.policy.kind = k.kind;
@@ -450,4 +468,33 @@ TEST_CASE("bad input: a log-ratio >= 710 never gives a NaN gradient beside a fin
   const auto s = grpo::compute_loss_into(o, in, out);
   CHECK(std::isfinite(s.loss));
   for (float x : g) CHECK(std::isfinite(x));
+}
+
+TEST_CASE("bad input: advantages near DBL_MAX at the PPO tie r = 1 give a finite gradient" *
+          doctest::test_suite("bad_input")) {
+  // On-policy (r = 1 exactly): l1 = l2, torch's tie rule halves g1 + g2, which overflowed for
+  // |A| > DBL_MAX / 2 while the loss -A r stayed finite. Halves first: d loss / d lp = -A / N.
+  const double A = -1.7e308;
+  std::vector<double> lp{-3.875, -1.0}, adv{A, 0.0}, m{1, 0}, g(2);
+  grpo::loss_batch<double, double> in;
+  in.logp = make_view(static_cast<const double*>(lp.data()), {1, 2});
+  in.advantages = make_view(static_cast<const double*>(adv.data()), {1, 2});
+  in.mask = make_view(static_cast<const double*>(m.data()), {1, 2});
+  grpo::loss_outputs<double> out;
+  out.grad_logp = make_view(g.data(), {1, 2});
+  const auto s = grpo::compute_loss_into(grpo::loss_options{}, in, out);
+  CHECK(s.loss == -A);
+  CHECK(g[0] == -A);
+  CHECK(g[1] == 0.0);
+  // Float storage (vectorised path): the same at A = -3e38.
+  std::vector<float> lpf{-3.875f, -1.0f}, advf{-3e38f, 0.0f}, mf{1, 0}, gf(2);
+  grpo::loss_batch<float, float> inf_;
+  inf_.logp = make_view(static_cast<const float*>(lpf.data()), {1, 2});
+  inf_.advantages = make_view(static_cast<const float*>(advf.data()), {1, 2});
+  inf_.mask = make_view(static_cast<const float*>(mf.data()), {1, 2});
+  grpo::loss_outputs<float> outf;
+  outf.grad_logp = make_view(gf.data(), {1, 2});
+  const auto sf = grpo::compute_loss_into(grpo::loss_options{}, inf_, outf);
+  CHECK(std::isfinite(sf.loss));
+  CHECK(gf[0] == 3e38f);
 }

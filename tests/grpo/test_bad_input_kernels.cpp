@@ -8,6 +8,7 @@
 #include <grpo/fused_grpo.hpp>
 #include <grpo/logprob.hpp>
 #if defined(GRPO_TEST_HAS_REWARDS)
+#include <rewards/compose.hpp>
 #include <rewards/length.hpp>
 #include <rewards/repetition.hpp>
 #endif
@@ -46,7 +47,8 @@ void run_table(const std::vector<probe>& table) {
     } catch (const grpo::error& e) {
       thrown = true;
       CHECK(e.code() == p.code);
-      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos, std::string(e.what()));
+      CHECK_MESSAGE(std::string(e.what()).find(p.field) != std::string::npos,
+                    std::string(e.what()));
     } catch (const std::exception& e) {
       FAIL_CHECK("not a grpo::error: " << e.what());
       thrown = true;
@@ -80,24 +82,35 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
   tiny.temperature = 1e-45f;
   run_table({
       {"null logits with rows", errc::shape_mismatch, "logits",
-       [&] { fwd(make_view<const float>(nullptr, {N, V}), make_view(lp.data(), {N})); }},
+       [&] {
+         fwd(make_view<const float>(nullptr, {N, V}), make_view(lp.data(), {N}));
+       }},
       {"negative vocabulary extent", errc::shape_mismatch, "logits",
-       [&] { fwd(raw<const float, 2>(x.data(), {N, -V}, {V, 1}), make_view(lp.data(), {N})); }},
+       [&] {
+         fwd(raw<const float, 2>(x.data(), {N, -V}, {V, 1}), make_view(lp.data(), {N}));
+       }},
       {"stride-0 logp", errc::bad_option, "logp",
        [&] { fwd(xv, raw<float, 1>(lp.data(), {N}, {0})); }},
       {"logp inside the logits", errc::bad_option, "logp",
        [&] {
          std::vector<float> xb(x);
-         fwd(make_view(static_cast<const float*>(xb.data()), {N, V}), make_view(xb.data() + 2, {N}));
+         fwd(make_view(static_cast<const float*>(xb.data()), {N, V}),
+             make_view(xb.data() + 2, {N}));
        }},
       {"temperature 1e-45", errc::bad_option, "temperature",
        [&] { fwd(xv, make_view(lp.data(), {N}), tiny); }},
       {"backward: null grad_logits", errc::shape_mismatch, "grad_logits",
-       [&] { bwd(xv, make_view<float>(nullptr, {N, V})); }},
+       [&] {
+         bwd(xv, make_view<float>(nullptr, {N, V}));
+       }},
       {"backward: null logits", errc::shape_mismatch, "logits",
-       [&] { bwd(make_view<const float>(nullptr, {N, V}), make_view(g.data(), {N, V})); }},
+       [&] {
+         bwd(make_view<const float>(nullptr, {N, V}), make_view(g.data(), {N, V}));
+       }},
       {"backward: stride-0 grad_logits", errc::bad_option, "grad_logits",
-       [&] { bwd(xv, raw<float, 2>(g.data(), {N, V}, {0, 1})); }},
+       [&] {
+         bwd(xv, raw<float, 2>(g.data(), {N, V}, {0, 1}));
+       }},
       {"backward: grad_logits shifted by one element over the logits", errc::bad_option,
        "overlaps logits",
        [&] {
@@ -123,7 +136,8 @@ TEST_CASE("bad input: selective_log_softmax and its backward" * doctest::test_su
   // Defined: an exact in-place alias still works and equals the out-of-place gradient.
   std::vector<float> ref(N * V), inplace(x);
   bwd(xv, make_view(ref.data(), {N, V}));
-  bwd(make_view(static_cast<const float*>(inplace.data()), {N, V}), make_view(inplace.data(), {N, V}));
+  bwd(make_view(static_cast<const float*>(inplace.data()), {N, V}),
+      make_view(inplace.data(), {N, V}));
   CHECK(inplace == ref);
   // A zero-size batch from empty vectors is accepted.
   std::vector<float> e0;
@@ -148,11 +162,17 @@ TEST_CASE("bad input: fused_grpo_step" * doctest::test_suite("bad_input")) {
   const auto xv = make_view(static_cast<const float*>(x.data()), {B, T, V});
   run_table({
       {"null logits", errc::shape_mismatch, "logits",
-       [&] { step(make_view<const float>(nullptr, {B, T, V}), make_view(g.data(), {B, T, V})); }},
+       [&] {
+         step(make_view<const float>(nullptr, {B, T, V}), make_view(g.data(), {B, T, V}));
+       }},
       {"null grad_logits", errc::shape_mismatch, "grad_logits",
-       [&] { step(xv, make_view<float>(nullptr, {B, T, V})); }},
+       [&] {
+         step(xv, make_view<float>(nullptr, {B, T, V}));
+       }},
       {"stride-0 grad_logits", errc::bad_option, "grad_logits",
-       [&] { step(xv, raw<float, 3>(g.data(), {B, T, V}, {6, 0, 1})); }},
+       [&] {
+         step(xv, raw<float, 3>(g.data(), {B, T, V}, {6, 0, 1}));
+       }},
       {"grad_logits shifted over the logits", errc::bad_option, "overlaps logits",
        [&] {
          std::copy(x.begin(), x.end(), buf.begin());
@@ -181,9 +201,13 @@ TEST_CASE("bad input: distillation" * doctest::test_suite("bad_input")) {
   std::vector<std::int64_t> y{0, 2};
   run_table({
       {"null student logits", errc::shape_mismatch, "student_logits",
-       [&] { gd::divergence_loss(make_view<const float>(nullptr, {N, V}), uv, gd::distill_options{}); }},
+       [&] {
+         gd::divergence_loss(make_view<const float>(nullptr, {N, V}), uv, gd::distill_options{});
+       }},
       {"null grad", errc::shape_mismatch, "grad",
-       [&] { gd::divergence_loss(sv, uv, make_view<float>(nullptr, {N, V}), gd::distill_options{}); }},
+       [&] {
+         gd::divergence_loss(sv, uv, make_view<float>(nullptr, {N, V}), gd::distill_options{});
+       }},
       {"temperature 1e-300", errc::bad_option, "distill_options.temperature",
        [&] { gd::divergence_loss(sv, uv, with_t(1e-300)); }},
       {"temperature 1e300", errc::bad_option, "distill_options.temperature",
@@ -211,7 +235,8 @@ TEST_CASE("bad input: distillation" * doctest::test_suite("bad_input")) {
        }},
       {"stride-0 grad", errc::bad_option, "grad",
        [&] {
-         gd::divergence_loss(sv, uv, raw<float, 2>(g.data(), {N, V}, {0, 1}), gd::distill_options{});
+         gd::divergence_loss(sv, uv, raw<float, 2>(g.data(), {N, V}, {0, 1}),
+                             gd::distill_options{});
        }},
       {"sft temperature 1e-300", errc::bad_option, "sft_options.temperature",
        [&] {
@@ -255,6 +280,12 @@ TEST_CASE("bad input: rule-reward options" * doctest::test_suite("bad_input")) {
          gr::overlong_options o;
          o.penalty_factor = kNaN;
          gr::soft_overlong_reward(20000, o);
+       }},
+      {"a rule returning NaN", errc::bad_value, "nan_rule",
+       [] {
+         gr::reward_set set;
+         set.add("nan_rule", 1.0, [](const gr::sample&) -> std::optional<double> { return kNaN; });
+         (void)set.score(gr::sample{});
        }},
       {"overlong variant out of range", errc::bad_option, "variant",
        [] {

@@ -52,10 +52,12 @@ TEST_CASE("bad input: fused_linear_grpo_step and linear_log_softmax" *
   };
   const auto ghv = make_view(gh.data(), {B, T, H});
   const auto gwv = make_view(gw.data(), {V, H});
-  expect_named("null hidden", errc::shape_mismatch, "hidden",
-               [&] { step(make_view<const float>(nullptr, {B, T, H}), wv, ghv, gwv); });
-  expect_named("null grad_weight", errc::shape_mismatch, "grad_weight",
-               [&] { step(hv, wv, ghv, make_view<float>(nullptr, {V, H})); });
+  expect_named("null hidden", errc::shape_mismatch, "hidden", [&] {
+    step(make_view<const float>(nullptr, {B, T, H}), wv, ghv, gwv);
+  });
+  expect_named("null grad_weight", errc::shape_mismatch, "grad_weight", [&] {
+    step(hv, wv, ghv, make_view<float>(nullptr, {V, H}));
+  });
   expect_named("negative extent", errc::shape_mismatch, "hidden", [&] {
     step(grpo::strided_view<const float, 3>(h.data(), {B, -T, H}, {8, 4, 1}), wv, ghv, gwv);
   });

@@ -212,7 +212,8 @@ byte_span span_of(const strided_view<T, Rank>& v) noexcept {
   }
   const auto base = reinterpret_cast<std::uintptr_t>(v.data_handle());
   const auto sz = static_cast<std::uintptr_t>(sizeof(T));
-  return {base + static_cast<std::uintptr_t>(lo) * sz, base + static_cast<std::uintptr_t>(hi) * sz + sz};
+  return {base + static_cast<std::uintptr_t>(lo) * sz,
+          base + static_cast<std::uintptr_t>(hi) * sz + sz};
 }
 
 }  // namespace detail
@@ -268,7 +269,8 @@ void expect_distinct_elements(const strided_view<T, Rank>& v, const char* what) 
   for (std::size_t d = 0; d < Rank; ++d) ord[d] = d;
   auto mag = [&](std::size_t d) { return v.stride(d) < 0 ? -v.stride(d) : v.stride(d); };
   for (std::size_t a = 1; a < Rank; ++a)  // insertion sort by |stride| (Rank <= 3 in practice)
-    for (std::size_t b = a; b > 0 && mag(ord[b]) < mag(ord[b - 1]); --b) std::swap(ord[b], ord[b - 1]);
+    for (std::size_t b = a; b > 0 && mag(ord[b]) < mag(ord[b - 1]); --b)
+      std::swap(ord[b], ord[b - 1]);
   index_t reach = 0;  // span of the dimensions below, in elements: sum (e - 1) |s|
   for (std::size_t k = 0; k < Rank; ++k) {
     const std::size_t d = ord[k];
