@@ -238,6 +238,12 @@ TEST_CASE("bad input: distillation" * doctest::test_suite("bad_input")) {
          gd::divergence_loss(sv, uv, raw<float, 2>(g.data(), {N, V}, {0, 1}),
                              gd::distill_options{});
        }},
+      {"student logit / T beyond DBL_MAX", errc::bad_value, "loss is not finite",
+       [&] {
+         std::vector<double> sd{1e-300, -1.4e308, 0.0}, ud{5.2, -5.9, 0.0};
+         gd::divergence_loss(make_view(static_cast<const double*>(sd.data()), {1, 3}),
+                             make_view(static_cast<const double*>(ud.data()), {1, 3}), with_t(0.1));
+       }},
       {"sft temperature 1e-300", errc::bad_option, "sft_options.temperature",
        [&] {
          gd::sft_options o;

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>  // std::isfinite (reduce_loss)
 #include <cstdint>
 #include <limits>
 #include <new>
@@ -891,6 +892,11 @@ inline double reduce_loss(const token_plan& P, const std::vector<double>& row_lo
       if (args.per_token_loss.data_handle() != nullptr)
         args.per_token_loss(b, t) = P.active[k] ? static_cast<float>(row_loss[k]) : 0.0f;
     }
+  // Finite logits can still give an unrepresentable divergence (a logit / T beyond DBL_MAX makes
+  // a student log-probability -inf where the teacher has mass): a named error, not a silent inf.
+  GRPO_EXPECTS(std::isfinite(total), bad_value,
+               "distill: the loss is not finite for finite inputs (logits / temperature overflow "
+               "double); rescale the logits or raise the temperature");
   return total;
 }
 
