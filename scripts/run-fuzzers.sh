@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds every libFuzzer target (fuzz/fuzz_*.cpp) with clang and runs each for a bounded time.
+# Builds every libFuzzer target (fuzz/fuzz_*.cpp: the model-text parsers and fuzz_numeric_core,
+# the numeric loss / advantage / log-prob / distill entry points) with clang and runs each for a
+# bounded time.
 # Fails (exit 1) when a target crashes, leaks, trips a sanitizer or exceeds the per-input timeout.
 #
 # Usage: scripts/run-fuzzers.sh [SECONDS_PER_TARGET=20]

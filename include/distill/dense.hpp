@@ -68,6 +68,8 @@ void check_student_and_grad(const strided_view<const S, 3>& s, const strided_vie
                    bad_option,
                    "grad: aliases the student logits with a different type or layout; in-place "
                    "gradients must reuse the student buffer exactly");
+    expect_distinct_elements(*g, "grad");
+    expect_no_partial_overlap(*g, s, "grad", sname);
   }
 }
 
@@ -78,10 +80,12 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   check_student_and_grad(s, g, "student_logits");
   expect_host(u, "teacher_logits");
   expect_extents(u, s.extents(), "teacher_logits");
-  if (g != nullptr)
+  if (g != nullptr) {
     GRPO_EXPECTS(
         static_cast<const void*>(g->data_handle()) != static_cast<const void*>(u.data_handle()),
         bad_option, "grad: must not alias the teacher logits");
+    expect_disjoint(*g, u, "grad", "teacher_logits");
+  }
   const resolved_divergence rd = resolve(o);
   const index_t B = s.extent(0), L = s.extent(1), V = s.extent(2);
   const token_plan P = make_plan(B, L, args, o.aggregate, [](index_t, index_t) { return true; });

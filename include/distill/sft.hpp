@@ -135,6 +135,7 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
   expect_extents(y, {B, L}, "labels");
   GRPO_EXPECTS(o.temperature > 0.0 && math::is_finite(o.temperature), bad_option,
                "sft_options.temperature must be finite and > 0");
+  (void)grpo::detail::checked_inverse_temperature(o.temperature, "sft_options.temperature");
   GRPO_EXPECTS(o.label_smoothing >= 0.0 && o.label_smoothing < 1.0, bad_option,
                "sft_options.label_smoothing must lie in [0, 1)");
   GRPO_EXPECTS(math::is_finite(o.grad_output), bad_option,

@@ -410,7 +410,11 @@ auto host_view(X&& x, const char* what) {
 template <class M>
 double row_length(const M& m, index_t i) {
   double n = 0.0;
-  for (index_t t = 0; t < m.extent(1); ++t) n += m(i, t) != 0 ? 1.0 : 0.0;
+  for (index_t t = 0; t < m.extent(1); ++t) {
+    const double x = static_cast<double>(m(i, t));
+    expect_mask_entry(x, "mask", i, t);  // the loss's mask rule (NaN / -1 are not tokens)
+    n += x != 0 ? 1.0 : 0.0;
+  }
   return n;
 }
 
@@ -712,17 +716,45 @@ inline double row_advantage(double r, std::size_t g, const group_moments& m,
   return row_advantage_of(make_row_advantage_params(o), r, s);
 }
 
+/// Largest |reward| accepted: the centred squares (2 R)^2 of up to ~4e7 rows then sum to a finite
+/// double (1e308 gave NaN advantages, 1e200 all zeros). The float32 emulation of verl squares in
+/// float: there 1e15.
+inline constexpr double max_abs_reward = 1e150;
+inline constexpr double max_abs_reward_f32 = 1e15;
+
+/// Batch-independent checks of advantage_options, naming the field. [grpo.bad_option]
+inline void validate_advantage_options(const advantage_options& o) {
+  expect_enum(o.estimator, 8, "advantage_options.estimator");
+  expect_enum(o.eps_place, 3, "advantage_options.eps_place");
+  expect_enum(o.singleton, 3, "advantage_options.singleton");
+  expect_enum(o.zero_variance, 3, "advantage_options.zero_variance");
+  expect_enum(o.multi, 2, "advantage_options.multi");
+  expect_enum(o.whiten.place, 3, "advantage_options.whiten.place");
+  GRPO_EXPECTS(o.eps >= 0 && std::isfinite(o.eps), bad_option,
+               "advantage_options.eps must be finite and >= 0, got " + std::to_string(o.eps));
+  GRPO_EXPECTS(o.zero_var_tol >= 0 && !std::isnan(o.zero_var_tol), bad_option,
+               "advantage_options.zero_var_tol must be >= 0");
+  GRPO_EXPECTS(o.gpg_f_norm != 0 && std::isfinite(o.gpg_f_norm), bad_option,
+               "advantage_options.gpg_f_norm must be finite and nonzero");
+  GRPO_EXPECTS(!std::isnan(o.gpg_alpha) && o.gpg_alpha < std::numeric_limits<double>::infinity(),
+               bad_option, "advantage_options.gpg_alpha must be finite (<= 0: automatic)");
+  GRPO_EXPECTS(o.var_floor >= 0 && std::isfinite(o.var_floor), bad_option,
+               "advantage_options.var_floor must be finite and >= 0");
+  GRPO_EXPECTS(!std::isnan(o.keep_lo) && !std::isnan(o.keep_hi), bad_option,
+               "advantage_options.keep_lo / keep_hi must not be NaN");
+  GRPO_EXPECTS(o.whiten.eps >= 0 && std::isfinite(o.whiten.eps), bad_option,
+               "advantage_options.whiten.eps must be finite and >= 0");
+  GRPO_EXPECTS(o.whiten.mean_eps >= 0 && std::isfinite(o.whiten.mean_eps), bad_option,
+               "advantage_options.whiten.mean_eps must be finite and >= 0");
+}
+
 /// Per-row advantages (double, NaN rows -> 0) for the single-reward estimators.
 template <class C>
 std::vector<double> advantages_core(const std::vector<double>& r, const std::vector<index_t>& gid,
                                     index_t G, const std::vector<double>* len,
                                     const advantage_options& o, const C& comm,
                                     advantage_stats& st) {
-  GRPO_EXPECTS(o.eps >= 0 && !std::isnan(o.eps), bad_option,
-               "advantage_options.eps must be >= 0, got " + std::to_string(o.eps));
-  GRPO_EXPECTS(o.zero_var_tol >= 0, bad_option, "advantage_options.zero_var_tol must be >= 0");
-  GRPO_EXPECTS(o.gpg_f_norm != 0 && !std::isnan(o.gpg_f_norm), bad_option,
-               "advantage_options.gpg_f_norm must be nonzero");
+  validate_advantage_options(o);
   GRPO_EXPECTS(
       !(o.estimator == adv_estimator::passk && o.singleton == singleton_policy::unit_baseline),
       bad_option, "passk: singleton_policy::unit_baseline is undefined; use zero or error");
@@ -813,13 +845,17 @@ inline void verl_float32_override(const std::vector<double>& r, const std::vecto
 
 /// Read a rank-1 reward view into doubles, rejecting +-Inf (NaN = unscorable is allowed).
 template <class V>
-std::vector<double> load_rewards(const V& v) {
+std::vector<double> load_rewards(const V& v, double bound = max_abs_reward) {
   std::vector<double> r(static_cast<std::size_t>(v.extent(0)));
   for (index_t i = 0; i < v.extent(0); ++i) {
     const double x = load(v(i));
     GRPO_EXPECTS(!std::isinf(x), bad_value,
                  "rewards: infinite value at row " + std::to_string(i) +
                      " (use NaN for an unscorable completion)");
+    GRPO_EXPECTS(!(std::abs(x) > bound), bad_value,
+                 "rewards: |value| " + std::to_string(x) + " at row " + std::to_string(i) +
+                     " exceeds " + std::to_string(bound) +
+                     " (its centred square would overflow the variance); rescale the rewards");
     r[static_cast<std::size_t>(i)] = x;
   }
   return r;
@@ -840,10 +876,13 @@ advantage_stats compute_impl(Rewards&& rewards, const group_spec& groups,
   auto ov = host_view<1>(out, "advantages (out)");
   const index_t B = rv.extent(0);
   expect_extents(ov, {B}, "advantages (out)");
+  expect_distinct_elements(ov, "advantages (out)");
   advantage_stats st;
   index_t G = 0;
   groups.resolve(B, comm.size(), st.seq_group, G, st.group_label);
-  std::vector<double> r = load_rewards(rv);
+  validate_advantage_options(o);
+  std::vector<double> r =
+      load_rewards(rv, o.emulate_verl_float32 ? max_abs_reward_f32 : max_abs_reward);
   std::vector<double> a = advantages_core(r, st.seq_group, G, len, o, comm, st);
   if (o.emulate_verl_float32) {
     GRPO_EXPECTS(o.estimator == adv_estimator::grpo || o.estimator == adv_estimator::dr_grpo,
@@ -917,6 +956,10 @@ void combine_rewards(const Rewards& rewards, std::span<const double> weights, Ou
                "reward weights: " + std::to_string(weights.size()) + " weights for " +
                    std::to_string(K) + " reward functions");
   expect_extents(ov, {B}, "combined rewards (out)");
+  expect_distinct_elements(ov, "combined rewards (out)");
+  for (std::size_t k = 0; k < weights.size(); ++k)
+    GRPO_EXPECTS(std::isfinite(weights[k]), bad_option,
+                 "reward weights: weight " + std::to_string(k) + " is not finite");
   using E = typename decltype(ov)::value_type;
   for (index_t i = 0; i < B; ++i) {
     double s = 0.0;
@@ -959,6 +1002,11 @@ compute_multi_reward_advantages(const Rewards& rewards, std::span<const double> 
                    std::to_string(K) + " reward functions");
   auto ov = detail::host_view<1>(out, "advantages (out)");
   expect_extents(ov, {B}, "advantages (out)");
+  expect_distinct_elements(ov, "advantages (out)");
+  detail::validate_advantage_options(opts);
+  for (std::size_t k = 0; k < weights.size(); ++k)
+    GRPO_EXPECTS(std::isfinite(weights[k]), bad_option,
+                 "reward weights: weight " + std::to_string(k) + " is not finite");
   advantage_stats st;
   index_t G = 0;
   groups.resolve(B, comm.size(), st.seq_group, G, st.group_label);
@@ -969,6 +1017,9 @@ compute_multi_reward_advantages(const Rewards& rewards, std::span<const double> 
       const double x = detail::load(rv(i, k));
       GRPO_EXPECTS(!std::isinf(x), bad_value,
                    "rewards_per_func: infinite value at row " + std::to_string(i));
+      GRPO_EXPECTS(!(std::abs(x) > detail::max_abs_reward), bad_value,
+                   "rewards_per_func: |value| at row " + std::to_string(i) +
+                       " exceeds 1e150 (its centred square would overflow); rescale the rewards");
       col[static_cast<std::size_t>(i)] = x;
     }
     const auto m = detail::compute_moments(col, st.seq_group, G, nullptr, comm);
@@ -1009,6 +1060,7 @@ void broadcast_to_tokens(const Adv& seq_adv, const Mask& mask, Out&& out) {
   const index_t B = av.extent(0);
   expect_extents(mv, {B, mv.extent(1)}, "mask");
   expect_extents(ov, {B, mv.extent(1)}, "token advantages (out)");
+  expect_distinct_elements(ov, "token advantages (out)");
   using E = typename decltype(ov)::value_type;
   for (index_t i = 0; i < B; ++i) {
     const double a = detail::load(av(i));
@@ -1031,18 +1083,25 @@ masked_whiten(const Values& values, const Mask& mask, Out&& out, const whiten_op
   const index_t B = vv.extent(0), T = vv.extent(1);
   expect_extents(mv, {B, T}, "mask");
   expect_extents(ov, {B, T}, "whitened (out)");
+  expect_distinct_elements(ov, "whitened (out)");
+  detail::expect_enum(wo.place, 3, "whiten_options.place");
+  GRPO_EXPECTS(wo.eps >= 0 && std::isfinite(wo.eps) && wo.mean_eps >= 0 &&
+                   std::isfinite(wo.mean_eps),
+               bad_option, "whiten_options.eps / mean_eps must be finite and >= 0");
   // Flatten the unmasked tokens: each is a "row" of weight 1 for whiten_rows.
   std::vector<double> a, w;
   for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < T; ++t)
+    for (index_t t = 0; t < T; ++t) {
+      detail::expect_mask_entry(static_cast<double>(mv(i, t)), "mask", i, t);
       if (mv(i, t) != 0) {
         const double x = detail::load(vv(i, t));
-        GRPO_EXPECTS(std::isfinite(x), bad_value,
-                     "masked_whiten: non-finite value at (" + std::to_string(i) + ", " +
-                         std::to_string(t) + ")");
+        GRPO_EXPECTS(std::isfinite(x) && !(std::abs(x) > detail::max_abs_reward), bad_value,
+                     "masked_whiten: non-finite value or |value| > 1e150 at (" +
+                         std::to_string(i) + ", " + std::to_string(t) + ")");
         a.push_back(x);
         w.push_back(1.0);
       }
+    }
   const whiten_stats ws = detail::whiten_rows(a, w, wo, comm);
   using E = typename decltype(ov)::value_type;
   std::size_t k = 0;
@@ -1071,6 +1130,7 @@ requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable
   const index_t B = rv.extent(0), T = rv.extent(1);
   expect_extents(mv, {B, T}, "mask");
   expect_extents(gv, {B, T}, "returns (out)");
+  expect_distinct_elements(gv, "returns (out)");
   std::vector<double> g(static_cast<std::size_t>(B * T));
   for (index_t i = 0; i < B; ++i) {
     double running = 0.0;
@@ -1079,6 +1139,7 @@ requires detail::viewable<Rewards> && detail::viewable<Mask> && detail::viewable
       GRPO_EXPECTS(std::isfinite(r), bad_value,
                    "token_rewards: non-finite value at (" + std::to_string(i) + ", " +
                        std::to_string(t) + ")");
+      detail::expect_mask_entry(static_cast<double>(mv(i, t)), "mask", i, t);
       running = ops::discounted_return_step(running, r, gamma, mv(i, t) != 0,
                                             &g[static_cast<std::size_t>(i * T + t)]);
     }

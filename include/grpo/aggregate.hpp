@@ -93,6 +93,7 @@ struct agg_options {
 
 /// Validates options that do not depend on the batch. Throws [grpo.bad_option] / [grpo.bad_value].
 inline void validate(const agg_options& o) {
+  detail::expect_enum(o.mode, 6, "agg_options.mode");
   auto positive = [](const std::optional<double>& v) {
     return !v || (std::isfinite(*v) && *v > 0);
   };
@@ -248,8 +249,7 @@ std::vector<double> mask_row_sums(strided_view<const M, 2> mask) {
     double acc = 0.0;
     for (index_t t = 0; t < mask.extent(1); ++t) {
       const double m = static_cast<double>(mask(i, t));
-      GRPO_EXPECTS(std::isfinite(m) && m >= 0, bad_value,
-                   "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
+      detail::expect_mask_entry(m, "mask", i, t);  // the shared mask rule (core/validate.hpp)
       acc += m;
     }
     n[static_cast<std::size_t>(i)] = acc;

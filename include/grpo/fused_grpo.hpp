@@ -174,7 +174,8 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
   GRPO_EXPECTS(V > 0, shape_mismatch, "logits: vocabulary extent must be > 0");
   expect_extents(ids, {B, Tn}, "ids");
   expect_extents(grad_logits, {B, Tn, V}, "grad_logits");
-  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr, shape_mismatch, "mask: required");
+  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr || B * Tn == 0, shape_mismatch,
+               "mask: required");
   expect_extents(inputs.mask, {B, Tn}, "mask");
   GRPO_EXPECTS(inputs.truncated.empty() || static_cast<index_t>(inputs.truncated.size()) == B,
                shape_mismatch, "truncated: size must equal B");
@@ -182,6 +183,16 @@ fused_grpo_result fused_grpo_step(const loss_options& loss, strided_view<LT, 3> 
       static_cast<const void*>(logits.data_handle()))
     GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
                  "grad_logits: in-place gradient needs the logits' dtype and strides");
+  // Only an exact in-place alias of the logits; no memory shared with any other input.
+  expect_distinct_elements(grad_logits, "grad_logits");
+  expect_no_partial_overlap(grad_logits, logits, "grad_logits", "logits");
+  expect_disjoint(grad_logits, ids, "grad_logits", "ids");
+  expect_disjoint(grad_logits, inputs.mask, "grad_logits", "mask");
+  expect_disjoint(grad_logits, inputs.advantages, "grad_logits", "advantages");
+  expect_disjoint(grad_logits, inputs.old_logp, "grad_logits", "old_logp");
+  expect_disjoint(grad_logits, inputs.ref_logp, "grad_logits", "ref_logp");
+  expect_disjoint(grad_logits, inputs.sampler_logp, "grad_logits", "sampler_logp");
+  expect_disjoint(grad_logits, inputs.is_weights, "grad_logits", "is_weights");
   const float beta = lp::inverse_temperature(fopt.logprob.temperature);
   GRPO_EXPECTS(fopt.chunk_tokens >= 0, bad_option, "fused_grpo_options::chunk_tokens must be >= 0");
 

@@ -200,6 +200,9 @@ void linear_log_softmax(strided_view<const float, 2> hidden, strided_view<const 
   expect_extents(logp, {N}, "logp");
   if (lp::requested(entropy)) expect_extents(entropy, {N}, "entropy");
   if (lp::requested(lse)) expect_extents(lse, {N}, "lse");
+  expect_distinct_elements(logp, "logp");
+  expect_disjoint(logp, hidden, "logp", "hidden");
+  expect_disjoint(logp, weight, "logp", "weight");
   GRPO_EXPECTS(V > 0, shape_mismatch, "weight: vocabulary extent must be > 0");
   detail::expect_rows_contiguous(weight.stride(1), H, "weight");
   GRPO_EXPECTS(opt.chunk_tokens >= 0, bad_option,
@@ -262,8 +265,17 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
   GRPO_EXPECTS(V > 0, shape_mismatch, "weight: vocabulary extent must be > 0");
   detail::expect_rows_contiguous(weight.stride(1), H, "weight");
   detail::expect_rows_contiguous(grad_weight.stride(1), H, "grad_weight");
-  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr, shape_mismatch, "mask: required");
+  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr || B * Tn == 0, shape_mismatch,
+               "mask: required");
   expect_extents(inputs.mask, {B, Tn}, "mask");
+  // Outputs: distinct elements, disjoint from every input and from each other.
+  expect_distinct_elements(grad_hidden, "grad_hidden");
+  expect_distinct_elements(grad_weight, "grad_weight");
+  expect_disjoint(grad_hidden, hidden, "grad_hidden", "hidden");
+  expect_disjoint(grad_hidden, weight, "grad_hidden", "weight");
+  expect_disjoint(grad_weight, hidden, "grad_weight", "hidden");
+  expect_disjoint(grad_weight, weight, "grad_weight", "weight");
+  expect_disjoint(grad_hidden, grad_weight, "grad_hidden", "grad_weight");
   GRPO_EXPECTS(inputs.truncated.empty() || static_cast<index_t>(inputs.truncated.size()) == B,
                shape_mismatch, "truncated: size must equal B");
   GRPO_EXPECTS(opt.chunk_tokens >= 0, bad_option,

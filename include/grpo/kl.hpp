@@ -76,6 +76,8 @@ void kl_penalty(const kl_params& p, strided_view<const T, 2> logp,
   GRPO_EXPECTS(p.inner_clamp >= 0 && p.outer_clamp >= 0 && std::isfinite(p.inner_clamp) &&
                    std::isfinite(p.outer_clamp),
                bad_value, "kl_params: clamps must be finite and >= 0");
+  detail::expect_enum(p.estimator, 4, "kl_params.estimator");
+  expect_distinct_elements(kl_out, "kl_out");
   for (index_t i = 0; i < logp.extent(0); ++i)
     for (index_t t = 0; t < logp.extent(1); ++t) {
       const double lp = static_cast<double>(logp(i, t)), lr = static_cast<double>(ref_logp(i, t));
@@ -105,6 +107,11 @@ void kl_for_reward(const kl_params& p, double coef, strided_view<const T, 2> log
   expect_extents(ref_logp, logp.extents(), "ref_logp");
   expect_extents(mask, logp.extents(), "mask");
   GRPO_EXPECTS(std::isfinite(coef), bad_value, "kl_for_reward: coef must be finite");
+  detail::expect_enum(p.estimator, 4, "kl_params.estimator");
+  detail::expect_enum(placement, 2, "kl_for_reward: placement");
+  GRPO_EXPECTS(p.inner_clamp >= 0 && p.outer_clamp >= 0 && std::isfinite(p.inner_clamp) &&
+                   std::isfinite(p.outer_clamp),
+               bad_value, "kl_params: clamps must be finite and >= 0");
   if (placement == kl_reward_placement::token)
     expect_extents(out, logp.extents(), "out");
   else
@@ -115,10 +122,14 @@ void kl_for_reward(const kl_params& p, double coef, strided_view<const T, 2> log
     double row = 0.0;
     for (index_t t = 0; t < logp.extent(1); ++t) {
       const double m = static_cast<double>(mask(i, t));
+      detail::expect_mask_entry(m, "mask", i, t);  // the loss's mask rule
       double v = 0.0;
-      if (m != 0.0)
-        v = coef * m *
-            ops::kl_value(p, static_cast<double>(logp(i, t)), static_cast<double>(ref_logp(i, t)));
+      if (m != 0.0) {
+        const double lp = static_cast<double>(logp(i, t)), lr = static_cast<double>(ref_logp(i, t));
+        detail::expect_finite_at(lp, "logp", i, t);
+        detail::expect_finite_at(lr, "ref_logp", i, t);
+        v = coef * m * ops::kl_value(p, lp, lr);
+      }
       if (placement == kl_reward_placement::token) out(i, t) = static_cast<O>(v);
       row += v;
     }

@@ -869,10 +869,11 @@ online_lse row_stats_pipelined(const T* row, index_t V, float beta, row_status& 
 #endif
 
 /// Validates the temperature and returns beta = 1/T.
+/// T must make 1/T a normal float (grpo::detail::checked_inverse_temperature): a 1e-45 temperature
+/// is reported as such, not as "logits contain NaN / +inf".
 inline float inverse_temperature(float T) {
-  GRPO_EXPECTS(T > 0.0f && T <= std::numeric_limits<float>::max(), bad_option,
-               "logprob_options::temperature must be finite and > 0, got " + std::to_string(T));
-  return 1.0f / T;
+  (void)checked_inverse_temperature(static_cast<double>(T), "logprob_options::temperature");
+  return 1.0f / T;  // the float quotient, as always (bit-for-bit)
 }
 
 /// Checks every id against [0, V) (or ignore_index) before any row is touched.
@@ -993,6 +994,19 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
   expect_extents(logp, {N}, "logp");
   if (lp::requested(lse)) expect_extents(lse, {N}, "lse");
   if (lp::requested(entropy)) expect_extents(entropy, {N}, "entropy");
+  // Outputs: distinct elements, no memory shared with the inputs or with each other.
+  expect_distinct_elements(logp, "logp");
+  expect_distinct_elements(lse, "lse");
+  expect_distinct_elements(entropy, "entropy");
+  expect_disjoint(logp, logits, "logp", "logits");
+  expect_disjoint(lse, logits, "lse", "logits");
+  expect_disjoint(entropy, logits, "entropy", "logits");
+  expect_disjoint(logp, ids, "logp", "ids");
+  expect_disjoint(lse, ids, "lse", "ids");
+  expect_disjoint(entropy, ids, "entropy", "ids");
+  expect_disjoint(lse, logp, "lse", "logp");
+  expect_disjoint(entropy, logp, "entropy", "logp");
+  expect_disjoint(entropy, lse, "entropy", "lse");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax: ids");
   const bool want_lse = lp::requested(lse), want_h = lp::requested(entropy);
@@ -1058,13 +1072,28 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
   const bool has_gh = lp::requested(grad_entropy);
   if (has_gh) expect_extents(grad_entropy, {N}, "grad_entropy");
   expect_extents(grad_logits, {N, V}, "grad_logits");
+  expect_distinct_elements(grad_logits, "grad_logits");
+  expect_disjoint(grad_logits, ids, "grad_logits", "ids");
+  expect_disjoint(grad_logits, grad_logp, "grad_logits", "grad_logp");
+  expect_disjoint(grad_logits, grad_entropy, "grad_logits", "grad_entropy");
+  // In place only as an exact alias (same start, extents, strides, dtype); any other overlap
+  // would let a row's gradient overwrite logits another row (or the row itself) still reads.
   const void* gp = static_cast<const void*>(grad_logits.data_handle());
   const void* xp = static_cast<const void*>(logits.data_handle());
   if (gp == xp && N > 0 && V > 0)
     GRPO_EXPECTS((std::is_same_v<T, G> && grad_logits.strides() == logits.strides()), bad_option,
                  "grad_logits: in-place gradient needs the logits' dtype and strides");
+  expect_no_partial_overlap(grad_logits, logits, "grad_logits", "logits");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
+  // Upstream gradients of the rows that are differentiated must be finite (O(N), not O(N V)):
+  // an infinite g_logp would turn the whole gradient row into inf / NaN.
+  for (index_t i = 0; i < N; ++i) {
+    if (static_cast<std::int64_t>(ids(i)) == opt.ignore_index) continue;
+    detail::expect_finite_at(static_cast<double>(grad_logp(i)), "grad_logp", i, 0);
+    if (has_gh)
+      detail::expect_finite_at(static_cast<double>(grad_entropy(i)), "grad_entropy", i, 0);
+  }
 
   lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {

@@ -1774,7 +1774,7 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
   }
   for (; t < Tn; ++t) {
     const double x = static_cast<double>(m[t]);
-    bad = bad || !(std::isfinite(x) && x >= 0);
+    bad = bad || !mask_entry_ok(x);  // the shared mask rule (core/validate.hpp)
     if (x != 0) end = t + 1;
     bin = bin && (x == 0 || x == 1);
     n += x;
@@ -1793,6 +1793,8 @@ inline void validate(const loss_options& o) {
   validate(o.agg);
   if (o.kl_agg) validate(*o.kl_agg);
   validate(o.entropy_agg);
+  detail::expect_enum(o.kl.estimator, 4, "loss_options.kl.estimator");
+  detail::expect_enum(o.tis.mode, 2, "loss_options.tis.mode");
   GRPO_EXPECTS(std::isfinite(o.kl_coef), bad_value, "loss_options.kl_coef must be finite");
   GRPO_EXPECTS(std::isfinite(o.entropy_coef), bad_value,
                "loss_options.entropy_coef must be finite");
@@ -1912,9 +1914,10 @@ loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>&
 /// @post out.grad_logp(i, t) = d loss / d logp(i, t); exactly 0 where the mask (after truncation)
 ///       is 0. (A token removed only by OPSM / the entropy mask still moves a sequence-level
 ///       ratio.) On an exception the contents of `out` are unspecified.
+/// This is the computation without the overflow handling of compute_loss_into (below).
 template <class T, class M, class G>
-loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
-                               const loss_outputs<G>& out) {
+loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch<T, M>& in,
+                                         const loss_outputs<G>& out) {
   using detail::has;
   // Validation first: every shape and option error is reported before any output is written, and
   // names the argument (TRL/verl fail deep inside torch with broadcasting errors instead).
@@ -1946,12 +1949,14 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
   }
   if (o.kl_openrlhf_float32 && o.kl_coef != 0.0) return detail::loss_openrlhf_kl_f32(o, in, out);
   const auto& lpv = in.logp;
-  GRPO_EXPECTS(has(lpv), shape_mismatch, "logp: required");
+  // An empty batch built from empty vectors (null data, zero extent) is valid.
+  GRPO_EXPECTS(has(lpv) || lpv.extent(0) == 0 || lpv.extent(1) == 0, shape_mismatch,
+               "logp: required");
   expect_host(lpv, "logp");
   const index_t B = lpv.extent(0), Tn = lpv.extent(1);
   const std::array<index_t, 2> ext{B, Tn};
-  GRPO_EXPECTS(has(in.advantages), shape_mismatch, "advantages: required");
-  GRPO_EXPECTS(has(in.mask), shape_mismatch, "mask: required");
+  GRPO_EXPECTS(has(in.advantages) || B * Tn == 0, shape_mismatch, "advantages: required");
+  GRPO_EXPECTS(has(in.mask) || B * Tn == 0, shape_mismatch, "mask: required");
   expect_extents(in.advantages, ext, "advantages");
   expect_extents(in.mask, ext, "mask");
   expect_host(in.advantages, "advantages");
@@ -2119,8 +2124,7 @@ loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in
     detail::row_sums rs;
     for (index_t t = 0; t < Tn; ++t) {
       const double mraw = static_cast<double>(in.mask(i, t));
-      GRPO_EXPECTS(std::isfinite(mraw) && mraw >= 0, bad_value,
-                   "mask: entries must be finite and >= 0 (row " + std::to_string(i) + ")");
+      detail::expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
       const double m = trunc ? 0.0 : mraw;
       if (m == 0.0) continue;
       if (use_emask) {
@@ -2865,6 +2869,47 @@ loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>&
 
 }  // namespace detail
 
+namespace detail {
+/// Log-ratio bound of the overflow rerun of compute_loss_into: exp(700) ~ 1.0e304 is a finite
+/// double; float storage runs the vectorised kernels in float lanes: exp(88) ~ 1.7e38 < FLT_MAX.
+template <class T>
+inline constexpr double overflow_log_ratio_max = std::is_same_v<T, float> ? 88.0 : 700.0;
+}  // namespace detail
+
+/// compute_loss_into_unchecked, then the overflow rule (design.md section 4: a finite input never
+/// gives a NaN gradient beside a finite loss). A valid token with logp - old_logp >= log(DBL_MAX)
+/// ~ 709.78 (88.7 for float storage; where log_ratio_max does not clamp) makes r = exp(x) = +inf,
+/// seen in O(1) as metrics.ratio.max = +inf. The call is then rerun with the log-ratio clamped
+/// at 700 (float: 88), which is
+/// exact where the surrogate is flat in r beyond that point (clipped PPO with dual clip or delta,
+/// CISPO's capped / clipped weight, SAPO's saturated gate, REINFORCE, VESPO's clamped weight,
+/// GMPO's clipped ratio): d l / d r = 0 there, so the limit of d l / d x = d l / d r * r is 0,
+/// where 0 * inf gave NaN. Plain PPO-clip (no dual clip, no delta) grows as -A r for A < 0: a
+/// named error. A loss that still is not finite (e.g. a KL estimator or |A| r past DBL_MAX) is a
+/// named error as well. Inputs that do not overflow take one call and are unchanged bit for bit.
+template <class T, class M, class G>
+loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
+                               const loss_outputs<G>& out) {
+  loss_scalars s = compute_loss_into_unchecked(o, in, out);
+  const auto& P = o.policy;
+  constexpr double bound = detail::overflow_log_ratio_max<T>;
+  if (s.metrics.ratio.max == std::numeric_limits<double>::infinity() && P.log_ratio_max > bound) {
+    GRPO_EXPECTS(!(P.kind == policy_loss_kind::ppo_clip && P.dual_clip_c == 0 && P.delta == 0),
+                 bad_value,
+                 "logp - old_logp >= 709.78 on a valid token: the importance ratio overflows and "
+                 "the PPO-clip loss -A r is not finite for A < 0; set "
+                 "policy_options.log_ratio_max (verl: 20) or dual_clip_c");
+    loss_options o2 = o;
+    o2.policy.log_ratio_max = bound;
+    s = compute_loss_into_unchecked(o2, in, out);
+  }
+  GRPO_EXPECTS(std::isfinite(s.loss), bad_value,
+               "compute_loss_into: the loss is not finite for finite inputs (a log-ratio or KL "
+               "term overflows double); clamp it with policy_options.log_ratio_max / "
+               "loss_options.kl clamps");
+  return s;
+}
+
 /// Owning result of compute_loss(): scalars plus row-major [B, T] vectors. The per-token loss is
 /// evaluated at every position (padding included, like the peers' pg_losses) but only masked-in
 /// positions enter the scalar loss; hand grad_logp to any autograd engine (logp.backward(grad)).
@@ -2884,7 +2929,7 @@ struct loss_result : loss_scalars {
 /// @pre see compute_loss_into.
 template <class T, class M>
 loss_result compute_loss(const loss_options& o, const loss_batch<T, M>& in) {
-  GRPO_EXPECTS(in.logp.data_handle() != nullptr, shape_mismatch, "logp: required");
+  detail::check_view(in.logp, "logp");  // extents valid before B * T is allocated
   loss_result r;
   r.rows = in.logp.extent(0);
   r.cols = in.logp.extent(1);

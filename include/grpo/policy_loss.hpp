@@ -10,6 +10,7 @@
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/error.hpp>
+#include <grpo/core/validate.hpp>  // expect_enum, expect_finite_option
 #include <grpo/ops/policy_loss.hpp>
 
 #include <cmath>
@@ -82,6 +83,14 @@ inline policy_loss_kind policy_loss_kind_from_string(std::string_view s) {
 /// producing a different objective: e.g. verl asserts clip_ratio_c > 1, and GMPO / VESPO /
 /// REINFORCE define their own sequence weighting so a sequence IS level would be ignored.
 inline void validate(const policy_options& p) {
+  detail::expect_enum(p.kind, 6, "policy_options.kind");
+  detail::expect_enum(p.level, 3, "policy_options.level");
+  detail::expect_enum(p.cispo, 2, "policy_options.cispo");
+  detail::expect_enum(p.gmpo, 2, "policy_options.gmpo");
+  detail::expect_finite_option(p.vespo_k_pos, "policy_options.vespo_k_pos");
+  detail::expect_finite_option(p.vespo_k_neg, "policy_options.vespo_k_neg");
+  detail::expect_finite_option(p.vespo_lambda_pos, "policy_options.vespo_lambda_pos");
+  detail::expect_finite_option(p.vespo_lambda_neg, "policy_options.vespo_lambda_neg");
   GRPO_EXPECTS(std::isfinite(p.eps_low) && p.eps_low >= 0, bad_value,
                "policy_options.eps_low must be finite and >= 0");
   GRPO_EXPECTS(std::isfinite(p.eps_high) && p.eps_high >= 0, bad_value,

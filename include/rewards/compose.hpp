@@ -102,6 +102,8 @@ class reward_set {
     b.rules.reserve(rules_.size());
     for (const auto& r : rules_) {
       std::optional<double> v = r.fn(s);
+      GRPO_EXPECTS(!v || std::isfinite(*v), bad_value,
+                   "reward_set::score: rule '" + r.name + "' returned a non-finite value");
       if (v) b.total += r.weight * *v;
       b.rules.push_back({r.name, r.weight, v});
     }

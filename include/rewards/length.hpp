@@ -49,6 +49,14 @@ struct cosine_options {
 /// @throws grpo::error [grpo.bad_option] / [grpo.bad_value]
 inline double cosine_scaled_reward(bool correct, index_t length, const cosine_options& opt = {}) {
   GRPO_EXPECTS(opt.max_len > 0, bad_option, "cosine_options.max_len must be > 0");
+  GRPO_EXPECTS(std::isfinite(opt.min_value_wrong), bad_option,
+               "cosine_options.min_value_wrong must be finite");
+  GRPO_EXPECTS(std::isfinite(opt.max_value_wrong), bad_option,
+               "cosine_options.max_value_wrong must be finite");
+  GRPO_EXPECTS(std::isfinite(opt.min_value_correct), bad_option,
+               "cosine_options.min_value_correct must be finite");
+  GRPO_EXPECTS(std::isfinite(opt.max_value_correct), bad_option,
+               "cosine_options.max_value_correct must be finite");
   GRPO_EXPECTS(length >= 0, bad_value, "cosine_scaled_reward: length must be >= 0");
   double progress = static_cast<double>(length) / static_cast<double>(opt.max_len);
   if (opt.clamp_progress) progress = std::min(progress, 1.0);
@@ -83,6 +91,10 @@ struct overlong_options {
 inline double soft_overlong_reward(index_t length, const overlong_options& opt = {}) {
   GRPO_EXPECTS(opt.cache_len > 0 && opt.cache_len <= opt.max_len, bad_option,
                "overlong_options: need 0 < cache_len <= max_len");
+  GRPO_EXPECTS(std::isfinite(opt.penalty_factor) && opt.penalty_factor >= 0, bad_option,
+               "overlong_options.penalty_factor must be finite and >= 0");
+  GRPO_EXPECTS(static_cast<unsigned>(opt.variant) < 3u, bad_option,
+               "overlong_options.variant: enum value out of range");
   GRPO_EXPECTS(length >= 0, bad_value, "soft_overlong_reward: length must be >= 0");
   const index_t expected = opt.max_len - opt.cache_len;
   const double cache = static_cast<double>(opt.cache_len);

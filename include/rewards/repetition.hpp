@@ -9,6 +9,7 @@
 #include <rewards/utf8.hpp>
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -77,8 +78,10 @@ inline double ngram_penalty(std::span<const Id> ids, const repetition_options& o
 
 inline void check(const repetition_options& opt) {
   GRPO_EXPECTS(opt.ngram_size >= 1, bad_option, "repetition_options.ngram_size must be >= 1");
-  GRPO_EXPECTS(opt.max_penalty <= 0.0, bad_option,
-               "repetition_options.max_penalty must be <= 0 (it is a penalty)");
+  GRPO_EXPECTS(opt.max_penalty <= 0.0 && std::isfinite(opt.max_penalty), bad_option,
+               "repetition_options.max_penalty must be finite and <= 0 (it is a penalty)");
+  GRPO_EXPECTS(static_cast<unsigned>(opt.words) < 2u, bad_option,
+               "repetition_options.words: enum value out of range");
 }
 }  // namespace detail
 

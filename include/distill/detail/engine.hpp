@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>  // std::isfinite (reduce_loss)
 #include <cstdint>
 #include <limits>
 #include <new>
@@ -891,6 +892,11 @@ inline double reduce_loss(const token_plan& P, const std::vector<double>& row_lo
       if (args.per_token_loss.data_handle() != nullptr)
         args.per_token_loss(b, t) = P.active[k] ? static_cast<float>(row_loss[k]) : 0.0f;
     }
+  // Finite logits can still give an unrepresentable divergence (a logit / T beyond DBL_MAX makes
+  // a student log-probability -inf where the teacher has mass): a named error, not a silent inf.
+  GRPO_EXPECTS(std::isfinite(total), bad_value,
+               "distill: the loss is not finite for finite inputs (logits / temperature overflow "
+               "double); rescale the logits or raise the temperature");
   return total;
 }
 
@@ -996,6 +1002,8 @@ struct resolved_divergence {
 inline resolved_divergence resolve(const distill_options& o) {
   GRPO_EXPECTS(o.temperature > 0.0 && math::is_finite(o.temperature), bad_option,
                "distill_options.temperature must be finite and > 0");
+  // 1/T a normal float: 1e-300 overflowed every logit / T, 1e300 flushed them to 0 (uniform).
+  (void)grpo::detail::checked_inverse_temperature(o.temperature, "distill_options.temperature");
   GRPO_EXPECTS(math::is_finite(o.grad_output), bad_option,
                "distill_options.grad_output must be finite");
   resolved_divergence r{o.kind, 0.0};

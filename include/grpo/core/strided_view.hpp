@@ -6,10 +6,13 @@
 #include <grpo/core/config.hpp>
 #include <grpo/core/dtype.hpp>
 #include <grpo/core/error.hpp>
+#include <grpo/core/validate.hpp>  // the shared value rules, for every algorithm header
 
 #include <array>
 #include <cstddef>
+#include <cstdint>  // std::uintptr_t
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <utility>  // std::swap
 #include <type_traits>
@@ -156,10 +159,135 @@ constexpr strided_view<T, Rank> make_view(T* p, const index_t (&extents)[Rank],
   return strided_view<T, Rank>(p, e, s);
 }
 
-/// Throws [grpo.shape_mismatch] naming `what` unless view `v` has exactly the given extents.
+namespace detail {
+
+/// Byte range [lo, hi) spanned by the elements of a view (empty range for an empty view).
+struct byte_span {
+  std::uintptr_t lo = 0, hi = 0;
+  bool empty() const noexcept { return hi <= lo; }
+};
+
+/// Structural validity of a view, O(rank): every extent >= 0, the element count and the byte
+/// span (sum_d (extent_d - 1) |stride_d| + 1) * sizeof(T) fit in index_t (so no index arithmetic
+/// of a kernel overflows), and data != null whenever the view has elements. A null view with a
+/// zero extent (an empty std::vector's data()) is a valid empty view.
+/// Throws [grpo.shape_mismatch] naming `what`.
+template <class T, std::size_t Rank>
+void check_view(const strided_view<T, Rank>& v, const char* what) {
+  index_t n = 1, span = 0;
+  for (std::size_t d = 0; d < Rank; ++d) {
+    const index_t e = v.extent(d);
+    GRPO_EXPECTS(e >= 0, shape_mismatch,
+                 std::string(what) + ": negative extent " + std::to_string(e) + " in dimension " +
+                     std::to_string(d));
+    GRPO_EXPECTS(!__builtin_mul_overflow(n, e, &n), shape_mismatch,
+                 std::string(what) + ": the product of the extents overflows a 64-bit index");
+  }
+  if (n == 0) return;
+  for (std::size_t d = 0; d < Rank; ++d) {
+    const index_t s = v.stride(d);
+    index_t part = 0;
+    const bool ok = s != std::numeric_limits<index_t>::min() &&
+                    !__builtin_mul_overflow(v.extent(d) - 1, s < 0 ? -s : s, &part) &&
+                    !__builtin_add_overflow(span, part, &span);
+    GRPO_EXPECTS(ok, shape_mismatch,
+                 std::string(what) + ": extents x strides overflow a 64-bit index");
+  }
+  index_t bytes = 0;
+  GRPO_EXPECTS(span < std::numeric_limits<index_t>::max() &&
+                   !__builtin_mul_overflow(span + 1, static_cast<index_t>(sizeof(T)), &bytes),
+               shape_mismatch, std::string(what) + ": the view spans more bytes than fit an index");
+  GRPO_EXPECTS(v.data_handle() != nullptr, shape_mismatch,
+               std::string(what) + ": null data with " + std::to_string(n) + " elements");
+}
+
+/// The bytes a (checked) view touches: from its lowest to one past its highest element.
+template <class T, std::size_t Rank>
+byte_span span_of(const strided_view<T, Rank>& v) noexcept {
+  index_t lo = 0, hi = 0;
+  for (std::size_t d = 0; d < Rank; ++d) {
+    if (v.extent(d) == 0) return {};
+    const index_t off = (v.extent(d) - 1) * v.stride(d);
+    (off < 0 ? lo : hi) += off;
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(v.data_handle());
+  const auto sz = static_cast<std::uintptr_t>(sizeof(T));
+  return {base + static_cast<std::uintptr_t>(lo) * sz,
+          base + static_cast<std::uintptr_t>(hi) * sz + sz};
+}
+
+}  // namespace detail
+
+/// How an output view shares memory with an input view.
+enum class view_overlap : unsigned char { none, exact, partial };
+
+/// none: disjoint byte ranges; exact: same start, extents, strides and element size (an in-place
+/// alias); partial: anything else that shares a byte (judged on the bounding byte ranges, so two
+/// interleaved views, e.g. even and odd elements of one buffer, count as overlapping).
+template <class T, std::size_t R1, class U, std::size_t R2>
+view_overlap overlap_of(const strided_view<T, R1>& out, const strided_view<U, R2>& in) noexcept {
+  const detail::byte_span a = detail::span_of(out), b = detail::span_of(in);
+  if (a.empty() || b.empty() || a.hi <= b.lo || b.hi <= a.lo) return view_overlap::none;
+  if constexpr (R1 == R2) {
+    const bool same = static_cast<const void*>(out.data_handle()) ==
+                          static_cast<const void*>(in.data_handle()) &&
+                      sizeof(T) == sizeof(U) && out.extents() == in.extents() &&
+                      out.strides() == in.strides();
+    if (same) return view_overlap::exact;
+  }
+  return view_overlap::partial;
+}
+
+/// Throws [grpo.bad_option] naming both views unless output `out` and input `in` share no byte.
+template <class T, std::size_t R1, class U, std::size_t R2>
+void expect_disjoint(const strided_view<T, R1>& out, const strided_view<U, R2>& in,
+                     const char* out_name, const char* in_name) {
+  GRPO_EXPECTS(overlap_of(out, in) == view_overlap::none, bad_option,
+               std::string(out_name) + ": shares memory with " + in_name);
+}
+
+/// Throws [grpo.bad_option] naming both views when output `out` shares memory with input `in`
+/// other than as an exact alias; returns true for an exact alias (the caller decides whether it
+/// supports in-place operation).
+template <class T, std::size_t Rank, class U>
+bool expect_no_partial_overlap(const strided_view<T, Rank>& out, const strided_view<U, Rank>& in,
+                               const char* out_name, const char* in_name) {
+  const view_overlap k = overlap_of(out, in);
+  GRPO_EXPECTS(k != view_overlap::partial, bad_option,
+               std::string(out_name) + ": overlaps " + in_name +
+                   " partly (only an exact in-place alias, or disjoint memory, is allowed)");
+  return k == view_overlap::exact;
+}
+
+/// Throws [grpo.bad_option] naming `what` unless distinct indices of output view `v` address
+/// distinct elements. Sufficient test, O(rank^2): sorted by |stride|, each dimension of extent > 1
+/// must step over the whole span of the smaller ones (rules out stride 0 and self-overlap).
+template <class T, std::size_t Rank>
+void expect_distinct_elements(const strided_view<T, Rank>& v, const char* what) {
+  if (v.empty()) return;
+  std::array<std::size_t, Rank> ord{};
+  for (std::size_t d = 0; d < Rank; ++d) ord[d] = d;
+  auto mag = [&](std::size_t d) { return v.stride(d) < 0 ? -v.stride(d) : v.stride(d); };
+  for (std::size_t a = 1; a < Rank; ++a)  // insertion sort by |stride| (Rank <= 3 in practice)
+    for (std::size_t b = a; b > 0 && mag(ord[b]) < mag(ord[b - 1]); --b)
+      std::swap(ord[b], ord[b - 1]);
+  index_t reach = 0;  // span of the dimensions below, in elements: sum (e - 1) |s|
+  for (std::size_t k = 0; k < Rank; ++k) {
+    const std::size_t d = ord[k];
+    if (v.extent(d) == 1) continue;
+    GRPO_EXPECTS(mag(d) > reach, bad_option,
+                 std::string(what) + ": output view addresses one element twice (stride " +
+                     std::to_string(v.stride(d)) + " in dimension " + std::to_string(d) + ")");
+    reach += (v.extent(d) - 1) * mag(d);
+  }
+}
+
+/// Throws [grpo.shape_mismatch] naming `what` unless view `v` has exactly the given extents
+/// (and is a valid view: detail::check_view).
 template <class T, std::size_t Rank>
 void expect_extents(const strided_view<T, Rank>& v, const std::array<index_t, Rank>& want,
                     const char* what) {
+  detail::check_view(v, what);
   for (std::size_t d = 0; d < Rank; ++d)
     GRPO_EXPECTS(v.extent(d) == want[d], shape_mismatch,
                  std::string(what) + ": extent " + std::to_string(v.extent(d)) + " in dimension " +
@@ -167,8 +295,10 @@ void expect_extents(const strided_view<T, Rank>& v, const std::array<index_t, Ra
 }
 
 /// Throws [grpo.bad_device] naming `what` unless the view's memory is host-readable.
+/// Also checks the view's structure (detail::check_view: extents, overflow, null data).
 template <class T, std::size_t Rank>
 void expect_host(const strided_view<T, Rank>& v, const char* what) {
+  detail::check_view(v, what);
   GRPO_EXPECTS(v.space() == memory_space::host || v.space() == memory_space::cuda_host ||
                    v.space() == memory_space::cuda_managed,
                bad_device,

@@ -242,7 +242,8 @@ GRPO_FORCEINLINE value_grad<V> ppo_clip(const V& r, const V& A,
   // ppo_clip_loss_grad: l2 > l1 -> g2; l2 == l1 -> 0.5 (g1 + g2) (torch.maximum tie); else g1.
   const auto g2_wins = l2 > l1;
   V lg = sel<V>(g2_wins, l2, l1);
-  V g = sel<V>(g2_wins, g2, sel<V>(l2 == l1, V(C(0.5)) * (g1 + g2), g1));
+  // (halves first, as the op: g1 + g2 may overflow where 0.5 g1 + 0.5 g2 does not)
+  V g = sel<V>(g2_wins, g2, sel<V>(l2 == l1, V(C(0.5)) * g1 + V(C(0.5)) * g2, g1));
   if (p.dual_c > C(0)) {
     const auto neg = A < zero;
     const V l3 = -A * V(p.dual_c);
@@ -420,7 +421,8 @@ GRPO_FORCEINLINE value_grad ppo_clip(vf r, vf A, const ppo_params& p) noexcept {
   vf l = _mm512_max_ps(l1, l2);  // l1 > l2 ? l1 : l2
   const mk g2w = _mm512_cmp_ps_mask(l2, l1, _CMP_GT_OQ);
   const mk tie = _mm512_cmp_ps_mask(l2, l1, _CMP_EQ_OQ);
-  vf g = _mm512_mask_mul_ps(g1, tie, set1(0.5f), _mm512_add_ps(g1, g2));
+  const vf half = set1(0.5f);  // 0.5 g1 + 0.5 g2, as the op (g1 + g2 may overflow)
+  vf g = _mm512_mask_add_ps(g1, tie, _mm512_mul_ps(half, g1), _mm512_mul_ps(half, g2));
   g = _mm512_mask_mov_ps(g, g2w, g2);
   if (p.has_dual) {
     const mk ng = _mm512_cmp_ps_mask(A, zero, _CMP_LT_OQ);
@@ -443,8 +445,8 @@ struct ppo_row {
     const float na = -A, za = na * 0.0f;
     nA = set1(na);
     zA = set1(za);
-    tie_in = set1(0.5f * (na + na));
-    tie_out = set1(0.5f * (na + za));
+    tie_in = set1(0.5f * na + 0.5f * na);
+    tie_out = set1(0.5f * na + 0.5f * za);
   }
 };
 /// ppo_clip for a row-constant advantage without delta or dual clip, with the gradient's cases as

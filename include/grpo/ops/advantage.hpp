@@ -48,8 +48,10 @@ GRPO_HOST_DEVICE inline double z_scale(double var, double eps, eps_placement whe
 
 /// GRPO z-score (DeepSeekMath eq. 3 outcome supervision): A = (R - baseline) / scale.
 /// With scale = 1 this is Dr. GRPO's A = R - mean_g (Liu et al. 2025, "Understanding R1-Zero").
+/// Defined value: scale = 0 (eps = 0 and a centred sum of squares of 0, i.e. a tied group, where
+/// R - baseline is 0 or a rounding residue) gives 0, the zero-variance value, not 0/0 = NaN.
 GRPO_HOST_DEVICE constexpr double zscore(double r, double baseline, double scale) noexcept {
-  return (r - baseline) / scale;
+  return scale == 0.0 ? 0.0 : (r - baseline) / scale;
 }
 
 /// RLOO (Ahmadian et al. 2024): A = R - mean of the other n-1 samples = n/(n-1) (R - mean_g).
@@ -77,13 +79,15 @@ GRPO_HOST_DEVICE constexpr double opo_baseline(double sum_len_r, double sum_len)
 
 /// pass@k advantage (Chen et al. 2025, verl grpo_passk): only the arg-max of the group gets
 /// (R_max - R_second) / scale; every other member gets 0.
+/// scale = 0 (eps = 0, tied group) gives 0, as zscore.
 GRPO_HOST_DEVICE constexpr double passk(double r_max, double r_second, double scale) noexcept {
-  return (r_max - r_second) / scale;
+  return scale == 0.0 ? 0.0 : (r_max - r_second) / scale;
 }
 
 /// Token whitening (verl masked_whiten, REINFORCE++): (x - mean) / scale, scale from z_scale().
+/// scale = 0 (eps = 0, all values equal) gives 0, as zscore.
 GRPO_HOST_DEVICE constexpr double whiten(double x, double mean, double scale) noexcept {
-  return (x - mean) / scale;
+  return scale == 0.0 ? 0.0 : (x - mean) / scale;
 }
 
 /// One step of the reverse discounted-return recursion G_t = r_t + gamma G_{t+1} (REINFORCE++).

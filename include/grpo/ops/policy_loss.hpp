@@ -74,7 +74,7 @@ GRPO_HOST_DEVICE constexpr T ppo_clip_loss_grad(T r, T A, const ppo_clip_params<
     l = l2;
     g = g2;
   } else if (l2 == l1 && !(l1 > l2)) {
-    g = T(0.5) * (g1 + g2);  // torch.maximum tie rule
+    g = T(0.5) * g1 + T(0.5) * g2;  // torch.maximum tie rule (halves first: g1 + g2 may overflow)
   }
   if (p.dual_c > T(0) && A < T(0)) {
     const T l3 = -A * p.dual_c;
