@@ -34,6 +34,7 @@ TEST_CASE("error: every id has its documented text" * doctest::test_suite("core"
   CHECK(grpo::to_string(errc::bad_device) == "bad_device");
   CHECK(grpo::to_string(errc::cuda) == "cuda");
   CHECK(grpo::to_string(errc::collective) == "collective");
+  CHECK(grpo::to_string(errc::sandbox_unavailable) == "sandbox_unavailable");
   const auto f = [] { GRPO_THROW(cuda, "launch failed"); };
   CHECK_THROWS_WITH_AS(f(), doctest::Contains("[grpo.cuda] launch failed"), grpo::error);
 }

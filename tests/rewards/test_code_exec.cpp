@@ -388,6 +388,7 @@ TEST_CASE("code: a kernel that refuses a namespace fails closed with a named err
         msg = "ran:" + std::to_string(r.pass_fraction);
       } catch (const grpo::error& e) {
         msg = e.what();
+        if (e.code() != grpo::errc::sandbox_unavailable) msg += " (wrong errc)";
       }
     }
     [[maybe_unused]] const auto w = ::write(p[1], msg.data(), msg.size());
@@ -401,6 +402,7 @@ TEST_CASE("code: a kernel that refuses a namespace fails closed with a named err
   ::waitpid(pid, nullptr, 0);
   CHECK(msg.find("[grpo.sandbox_unavailable]") != std::string::npos);
   CHECK(msg.find("clone") != std::string::npos);  // names the refused step
+  CHECK(msg.find("(wrong errc)") == std::string::npos);
   // run_sandboxed reports it in the result instead of throwing
   CHECK(msg.find("ran:") == std::string::npos);
 }

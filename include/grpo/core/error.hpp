@@ -24,6 +24,7 @@ enum class errc {
   bad_device,      ///< tensor lives on a device this code path cannot read
   cuda,            ///< a CUDA runtime call failed (converted by grpo::cuda::throw_on_error)
   collective,      ///< a data-parallel collective failed
+  sandbox_unavailable,  ///< the kernel refused an isolation step of the code sandbox (fail closed)
 };
 
 /// The textual id of an error code, e.g. "shape_mismatch".
@@ -37,6 +38,7 @@ constexpr std::string_view to_string(errc e) noexcept {
     case errc::bad_device: return "bad_device";
     case errc::cuda: return "cuda";
     case errc::collective: return "collective";
+    case errc::sandbox_unavailable: return "sandbox_unavailable";
   }
   return "unknown";
 }

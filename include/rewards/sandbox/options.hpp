@@ -130,12 +130,11 @@ struct run_result {
 };
 
 namespace detail {
-/// Throws grpo::error "[grpo.sandbox_unavailable] msg". The id is not (yet) an errc enumerator
-/// (include/grpo/core/error.hpp), so the error carries errc::bad_option with this message prefix.
+/// Throws grpo::error "[grpo.sandbox_unavailable] msg" with code errc::sandbox_unavailable.
 [[noreturn]] inline void throw_sandbox_unavailable(const std::string& msg) {
   const std::string what = "[grpo.sandbox_unavailable] " + msg;
 #if GRPO_USE_EXCEPTIONS
-  throw ::grpo::error(::grpo::errc::bad_option, what);
+  throw ::grpo::error(::grpo::errc::sandbox_unavailable, what);
 #else
   GRPO_ABORT(what.c_str());
 #endif
