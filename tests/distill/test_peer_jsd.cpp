@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Conformance of grpo::distill::divergence_loss with the peers' own code: TRL's
-// GKDTrainer.generalized_jsd_loss and Liger's chunked LigerFusedLinearJSDFunction.distillation_loss_fn,
-// run in float64 with torch autograd by tools/distill_peer_cases.py (snapshot commits and line
-// ranges are recorded in every case of tests/distill/data/peer_jsd_cases.json). Loss and
-// d loss / d student logits at 1e-12 (scaled by max(1, |value|)): both sides compute in double
-// from the same float64 inputs, so only summation order separates them.
+// GKDTrainer.generalized_jsd_loss and Liger's chunked
+// LigerFusedLinearJSDFunction.distillation_loss_fn, run in float64 with torch autograd by
+// tools/distill_peer_cases.py (snapshot commits and line ranges are recorded in every case of
+// tests/distill/data/peer_jsd_cases.json). Loss and d loss / d student logits at 1e-12 (scaled by
+// max(1, |value|)): both sides compute in double from the same float64 inputs, so only summation
+// order separates them.
 //
 // Option mapping (docs/distillation.md, "Peer conformance"):
 //   beta: same meaning in both peers and here (M = beta p + (1 - beta) q, p teacher, q student;
@@ -35,7 +36,8 @@ constexpr double kTol = 1e-12;
 
 const json& doc() {
   static const json all = [] {
-    const std::string path = std::string(GRPO_SOURCE_DIR) + "/tests/distill/data/peer_jsd_cases.json";
+    const std::string path =
+        std::string(GRPO_SOURCE_DIR) + "/tests/distill/data/peer_jsd_cases.json";
     std::ifstream f(path);
     REQUIRE_MESSAGE(f.good(), "peer case file not found: " << path);
     return json::parse(f);
@@ -118,9 +120,10 @@ void run_case(const json& c) {
     args.labels = grpo::make_view(static_cast<const std::int64_t*>(labels.data()), {B, L});
   }
   std::vector<double> grad(s.size(), std::nan(""));
-  const auto res = gd::divergence_loss(grpo::make_view(static_cast<const double*>(s.data()), {B, L, V}),
-                                       grpo::make_view(static_cast<const double*>(u.data()), {B, L, V}),
-                                       grpo::make_view(grad.data(), {B, L, V}), m.opts, args);
+  const auto res =
+      gd::divergence_loss(grpo::make_view(static_cast<const double*>(s.data()), {B, L, V}),
+                          grpo::make_view(static_cast<const double*>(u.data()), {B, L, V}),
+                          grpo::make_view(grad.data(), {B, L, V}), m.opts, args);
   const double want = c["outputs"]["loss"].get<double>();
   CHECK_MESSAGE(close(res.loss, want), "loss got " << res.loss << " want " << want << " err "
                                                    << std::fabs(res.loss - want));
@@ -162,7 +165,9 @@ TEST_CASE("peer JSD file: provenance and coverage") {
 
 TEST_CASE("divergence_loss(jsd) matches TRL GKD and Liger JSD: loss and student gradient") {
   for (const auto& c : doc()["cases"]) {
-    SUBCASE(c["id"].get<std::string>().c_str()) { run_case(c); }
+    SUBCASE(c["id"].get<std::string>().c_str()) {
+      run_case(c);
+    }
   }
 }
 
@@ -181,10 +186,9 @@ TEST_CASE("peer JSD: a wrong beta convention is detected (the comparison can fai
     m.opts.beta = 1.0 - beta;
     gd::token_args args;
     args.labels = grpo::make_view(static_cast<const std::int64_t*>(labels.data()), {es[0], es[1]});
-    const auto res =
-        gd::divergence_loss(grpo::make_view(static_cast<const double*>(s.data()), {es[0], es[1], es[2]}),
-                            grpo::make_view(static_cast<const double*>(u.data()), {es[0], es[1], es[2]}),
-                            m.opts, args);
+    const auto res = gd::divergence_loss(
+        grpo::make_view(static_cast<const double*>(s.data()), {es[0], es[1], es[2]}),
+        grpo::make_view(static_cast<const double*>(u.data()), {es[0], es[1], es[2]}), m.opts, args);
     CHECK_FALSE(close(res.loss, c["outputs"]["loss"].get<double>()));
   }
 }
