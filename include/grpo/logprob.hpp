@@ -84,8 +84,8 @@ enum class logprob_path : unsigned char {
 /// otherwise the auto-vectorised loops around grpo::math::fast_exp_core.
 struct logprob_report {
   logprob_path path = logprob_path::none;  ///< of the statistics pass (row_stats), every row
-  bool eigen = false;       ///< built with GRPO_LOGPROB_USE_EIGEN
-  index_t rows = 0;         ///< rows computed (id != ignore_index)
+  bool eigen = false;                      ///< built with GRPO_LOGPROB_USE_EIGEN
+  index_t rows = 0;                        ///< rows computed (id != ignore_index)
   /// Backward only: rows whose gradient reused the statistics pass's exponentials (g_entropy = 0,
   /// row_grad_cached) instead of recomputing them; the rest took row_grad.
   index_t cached_rows = 0;
@@ -967,7 +967,6 @@ bool requested(const V& v) noexcept {
   return v.data_handle() != nullptr;
 }
 
-
 /// The logprob_path of row_stats on rows of element type T with vocabulary stride `stride` (mirrors
 /// its branches).
 template <class T>
@@ -1018,8 +1017,9 @@ inline namespace GRPO_LOGPROB_ABI {
 /// @return the row kernels that ran (logprob_report) and the number of rows computed.
 template <class LT, class IT>
 logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
-                           strided_view<float, 1> logp, strided_view<float, 1> lse = {},
-                           strided_view<float, 1> entropy = {}, const logprob_options& opt = {}) {
+                                     strided_view<float, 1> logp, strided_view<float, 1> lse = {},
+                                     strided_view<float, 1> entropy = {},
+                                     const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
   static_assert(
       std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
@@ -1083,9 +1083,10 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
 /// @return the path the statistics pass took, the rows computed and how many used the cache.
 template <class LT, class IT, class GL, class GH, class G>
 logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
-                                    strided_view<GL, 1> grad_logp, strided_view<GH, 1> grad_entropy,
-                                    strided_view<G, 2> grad_logits,
-                                    const logprob_options& opt = {}) {
+                                              strided_view<GL, 1> grad_logp,
+                                              strided_view<GH, 1> grad_entropy,
+                                              strided_view<G, 2> grad_logits,
+                                              const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
   static_assert(
       std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
