@@ -71,6 +71,26 @@ struct logprob_options {
   int num_threads = 0;
 };
 
+/// The row kernels a selective_log_softmax(_backward) call ran, returned so that callers and tests
+/// can check the path instead of inferring it from today's dispatch.
+enum class logprob_path : unsigned char {
+  none,           ///< no row was computed (N = 0 or every id is ignore_index)
+  avx512,         ///< hand-written AVX-512 kernels on contiguous rows (GRPO_HAS_AVX512 builds)
+  block_direct,   ///< portable L1-block kernels reading fp32 contiguous rows where they lie
+  block_widened,  ///< portable L1-block kernels on rows widened (bf16 / fp16) or gathered (strided)
+};
+
+/// Report of one call (see logprob_path). The portable block kernels are Eigen's when `eigen`,
+/// otherwise the auto-vectorised loops around grpo::math::fast_exp_core.
+struct logprob_report {
+  logprob_path path = logprob_path::none;  ///< of the statistics pass (row_stats), every row
+  bool eigen = false;                      ///< built with GRPO_LOGPROB_USE_EIGEN
+  index_t rows = 0;                        ///< rows computed (id != ignore_index)
+  /// Backward only: rows whose gradient reused the statistics pass's exponentials (g_entropy = 0,
+  /// row_grad_cached) instead of recomputing them; the rest took row_grad.
+  index_t cached_rows = 0;
+};
+
 // Kernels live in grpo::detail::lp_eigen or grpo::detail::lp_scalar (GRPO_LOGPROB_ABI); `lp` names
 // the one this translation unit uses.
 namespace detail::GRPO_LOGPROB_ABI {
@@ -948,6 +968,25 @@ bool requested(const V& v) noexcept {
   return v.data_handle() != nullptr;
 }
 
+/// The logprob_path of row_stats on rows of element type T with vocabulary stride `stride` (mirrors
+/// its branches).
+template <class T>
+logprob_report make_report(index_t rows, index_t stride) {
+  logprob_report r;
+  r.eigen = GRPO_LOGPROB_USE_EIGEN != 0;
+  r.rows = rows;
+  if (rows == 0) return r;
+#if GRPO_HAS_AVX512
+  if (stride == 1) {
+    r.path = logprob_path::avx512;
+    return r;
+  }
+#endif
+  r.path = std::is_same_v<T, float> && stride == 1 ? logprob_path::block_direct
+                                                   : logprob_path::block_widened;
+  return r;
+}
+
 }  // namespace detail::GRPO_LOGPROB_ABI
 namespace detail {
 namespace lp = GRPO_LOGPROB_ABI;
@@ -976,10 +1015,12 @@ inline namespace GRPO_LOGPROB_ABI {
 /// @post outputs of every non-ignored row written; throws grpo::error ([grpo.out_of_range] for ids,
 ///       [grpo.bad_value] for NaN/inf rows, [grpo.shape_mismatch], [grpo.bad_option]) before
 ///       writing anything on a bad id or option; on a bad row, after the other rows are written.
+/// @return the row kernels that ran (logprob_report) and the number of rows computed.
 template <class LT, class IT>
-void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
-                           strided_view<float, 1> logp, strided_view<float, 1> lse = {},
-                           strided_view<float, 1> entropy = {}, const logprob_options& opt = {}) {
+logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
+                                     strided_view<float, 1> logp, strided_view<float, 1> lse = {},
+                                     strided_view<float, 1> entropy = {},
+                                     const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
   static_assert(
       std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
@@ -1010,6 +1051,8 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax: ids");
   const bool want_lse = lp::requested(lse), want_h = lp::requested(entropy);
+  index_t rows = 0;
+  for (index_t i = 0; i < N; ++i) rows += static_cast<std::int64_t>(ids(i)) != opt.ignore_index;
 
   lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
@@ -1034,6 +1077,7 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
     if (want_h) entropy(i) = st.entropy();
   });
   err.raise("selective_log_softmax");
+  return lp::make_report<T>(rows, logits.stride(1));
 }
 
 /// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
@@ -1050,11 +1094,13 @@ void selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
 ///                     the logits in place. Any other overlap is not allowed.
 /// @pre as selective_log_softmax; ignored rows get a zero gradient row.
 /// @post every row of grad_logits written (zero for ignored rows).
+/// @return the path the statistics pass took, the rows computed and how many used the cache.
 template <class LT, class IT, class GL, class GH, class G>
-void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
-                                    strided_view<GL, 1> grad_logp, strided_view<GH, 1> grad_entropy,
-                                    strided_view<G, 2> grad_logits,
-                                    const logprob_options& opt = {}) {
+logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
+                                              strided_view<GL, 1> grad_logp,
+                                              strided_view<GH, 1> grad_entropy,
+                                              strided_view<G, 2> grad_logits,
+                                              const logprob_options& opt = {}) {
   using T = std::remove_const_t<LT>;
   static_assert(
       std::is_same_v<T, float> || std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>,
@@ -1087,13 +1133,19 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
   // Upstream gradients of the rows that are differentiated must be finite (O(N), not O(N V)):
-  // an infinite g_logp would turn the whole gradient row into inf / NaN.
+  // an infinite g_logp would turn the whole gradient row into inf / NaN. The same pass counts the
+  // rows the report names (gh == 0 takes row_grad_cached, as the row loop below).
+  index_t rows = 0, cached = 0;
   for (index_t i = 0; i < N; ++i) {
     if (static_cast<std::int64_t>(ids(i)) == opt.ignore_index) continue;
     detail::expect_finite_at(static_cast<double>(grad_logp(i)), "grad_logp", i, 0);
     if (has_gh)
       detail::expect_finite_at(static_cast<double>(grad_entropy(i)), "grad_entropy", i, 0);
+    ++rows;
+    cached += !has_gh || static_cast<float>(grad_entropy(i)) == 0.0f;
   }
+  auto report = lp::make_report<T>(rows, logits.stride(1));
+  report.cached_rows = cached;
 
   lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
@@ -1126,6 +1178,7 @@ void selective_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT,
                    static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true);
   });
   err.raise("selective_log_softmax_backward");
+  return report;
 }
 
 }  // namespace GRPO_LOGPROB_ABI

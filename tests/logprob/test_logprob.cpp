@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -80,15 +81,42 @@ const std::vector<row_kind> all_kinds = {
     row_kind::normal,   row_kind::plus_1e4,  row_kind::minus_1e4, row_kind::masked_blocks,
     row_kind::dominant, row_kind::below_100, row_kind::ignored,   row_kind::normal};
 
+#ifndef GRPO_TEST_EXPECT_EIGEN
+#define GRPO_TEST_EXPECT_EIGEN 0  // test_logprob_eigen sets 1 (tests/logprob/CMakeLists.txt)
+#endif
+
+/// The statistics-pass path a layout must take in this build (logprob_report::path): AVX-512
+/// kernels on contiguous rows in -march=native AVX-512 builds, else the portable block kernels,
+/// reading fp32 contiguous rows in place and widening / gathering everything else.
+template <class T>
+grpo::logprob_path expected_path(index_t col_stride) {
+#if GRPO_HAS_AVX512
+  if (col_stride == 1) return grpo::logprob_path::avx512;
+#endif
+  return std::is_same_v<T, float> && col_stride == 1 ? grpo::logprob_path::block_direct
+                                                     : grpo::logprob_path::block_widened;
+}
+
+template <class T>
+void check_report(const grpo::logprob_report& rep, const logits_case<T>& c) {
+  index_t rows = 0;
+  for (auto y : c.ids) rows += y != -100;
+  CHECK(rep.rows == rows);
+  CHECK(rep.path == (rows == 0 ? grpo::logprob_path::none : expected_path<T>(c.col_stride)));
+  CHECK(rep.eigen == (GRPO_TEST_EXPECT_EIGEN != 0));
+}
+
 template <class T>
 void check_forward(logits_case<T>& c, float temperature) {
   std::vector<float> logp(c.N), lse(c.N), ent(c.N);
   grpo::logprob_options opt;
   opt.temperature = temperature;
   auto lv = grpo::make_view(logp.data(), {c.N});
-  grpo::selective_log_softmax(
+  const auto rep = grpo::selective_log_softmax(
       grpo::strided_view<const T, 2>(c.view()), grpo::make_view(c.ids.data(), {c.N}), lv,
       grpo::make_view(lse.data(), {c.N}), grpo::make_view(ent.data(), {c.N}), opt);
+  check_report(rep, c);
+  CHECK(rep.cached_rows == 0);  // forward: no gradient pass
   for (index_t i = 0; i < c.N; ++i) {
     if (c.ids[i] == -100) {
       CHECK(logp[i] == 0.0f);
@@ -262,10 +290,14 @@ void check_backward(logits_case<T>& c, float temperature, bool with_entropy) {
   std::vector<G> grad(static_cast<std::size_t>(c.N * c.V));
   grpo::logprob_options opt;
   opt.temperature = temperature;
-  grpo::selective_log_softmax_backward(
+  const auto rep = grpo::selective_log_softmax_backward(
       c.view(), grpo::make_view(c.ids.data(), {c.N}), grpo::make_view(glp.data(), {c.N}),
       with_entropy ? grpo::make_view(gh.data(), {c.N}) : grpo::strided_view<float, 1>{},
       grpo::make_view(grad.data(), {c.N, c.V}), opt);
+  check_report(rep, c);
+  // Without an entropy gradient every computed row reuses the statistics pass's exponentials
+  // (row_grad_cached); with a non-zero one (n01 draws are never exactly 0) none does.
+  CHECK(rep.cached_rows == (with_entropy ? 0 : rep.rows));
   for (index_t i = 0; i < c.N; ++i) {
     INFO("row " << i << " V " << c.V << " T " << temperature);
     if (c.ids[i] == -100) {
@@ -410,4 +442,29 @@ TEST_CASE("selective_log_softmax: thread count does not change results" *
   grpo::selective_log_softmax(c.view(), ids, grpo::make_view(l1.data(), {c.N}), {}, {}, o1);
   grpo::selective_log_softmax(c.view(), ids, grpo::make_view(l2.data(), {c.N}), {}, {}, o2);
   CHECK(l1 == l2);
+}
+
+TEST_CASE("logprob_report: no rows, and cached rows counted row by row" *
+          doctest::test_suite("logprob")) {
+  // Every id ignored: nothing computed, path none.
+  auto c = make_case<float>(50, {row_kind::ignored, row_kind::ignored}, 5);
+  std::vector<float> logp(2);
+  const auto f = grpo::selective_log_softmax(c.view(), grpo::make_view(c.ids.data(), {2}),
+                                             grpo::make_view(logp.data(), {2}));
+  CHECK(f.rows == 0);
+  CHECK(f.path == grpo::logprob_path::none);
+  // Four computed rows, one ignored; entropy gradients 0, 0.5, 0, -1: rows 0 and 2 take the
+  // cached gradient (g_entropy = 0), rows 1 and 3 recompute; the ignored row counts in neither.
+  auto d = make_case<grpo::bfloat16>(3000,
+                                     {row_kind::normal, row_kind::dominant, row_kind::normal,
+                                      row_kind::plus_1e4, row_kind::ignored},
+                                     6, /*col_stride=*/2);
+  std::vector<float> gl = {1.0f, -0.5f, 0.25f, 2.0f, 1.0f}, ge = {0.0f, 0.5f, 0.0f, -1.0f, 3.0f};
+  std::vector<float> grad(static_cast<std::size_t>(5 * 3000));
+  const auto b = grpo::selective_log_softmax_backward(
+      d.view(), grpo::make_view(d.ids.data(), {5}), grpo::make_view(gl.data(), {5}),
+      grpo::make_view(ge.data(), {5}), grpo::make_view(grad.data(), {5, 3000}));
+  CHECK(b.rows == 4);
+  CHECK(b.cached_rows == 2);
+  CHECK(b.path == grpo::logprob_path::block_widened);  // bf16 with vocabulary stride 2
 }

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <limits>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -176,6 +177,31 @@ TEST_CASE("code: fork bomb is bounded and its processes are gone afterwards" *
   const std::vector<test_case> want200 = {{"", "200\n"}};
   const auto r = run_tests(bomb, code_language::python, want200, o);
   CHECK(r.verdicts[0] != test_verdict::passed);  // RLIMIT_NPROC stopped it short of 200
+  // The block is RLIMIT_NPROC's, not any failure: fork() fails with EAGAIN exactly when the
+  // run's uid owns max_processes processes in its own namespace (the program + its children),
+  // i.e. after limit - 1 children, and the stopping point moves one for one with the limit.
+  const std::string count =
+      "import os, time, errno\nn = 0\nerr = 'none'\nfor _ in range(200):\n    try:\n"
+      "        pid = os.fork()\n    except OSError as e:\n"
+      "        err = errno.errorcode.get(e.errno, str(e.errno))\n        break\n"
+      "    if pid == 0:\n        time.sleep(100)\n        os._exit(0)\n    n += 1\n"
+      "print(n, err, flush=True)\n";
+  auto children_at = [&](long limit) {
+    auto lim = o.run;
+    lim.max_processes = limit;
+    const auto res = run_sandboxed({"/usr/bin/python3", "-c", count}, "", "/tmp", lim, o);
+    INFO("limit " << limit << ": status " << static_cast<int>(res.status) << " out '" << res.out
+                  << "' err '" << res.err << "'");
+    REQUIRE(res.status == run_status::exited_ok);
+    long n = -1;
+    char e[32] = {0};
+    REQUIRE(std::sscanf(res.out.c_str(), "%ld %31s", &n, e) == 2);
+    CHECK(std::string(e) == "EAGAIN");
+    return n;
+  };
+  const long n8 = children_at(8), n13 = children_at(13);
+  CHECK(n8 == 8 - 1);  // the program itself counts
+  CHECK(n13 == 13 - 1);
   if (::geteuid() == 0) {
     CHECK(processes_of(o.sandbox_uid) == 0);  // the group kill reaped every child
   }
@@ -284,7 +310,7 @@ TEST_CASE("code: C++ crash, infinite loop, memory hog, output flood, fork bomb" 
     }
   )CPP";
   const std::vector<test_case> tests = {{"ok", "x\n"},  {"segv", "x\n"},  {"spin", "x\n"},
-                                        {"hog", "x\n"}, {"flood", "x\n"}, {"fork", "200\n"},
+                                        {"hog", "x\n"}, {"flood", "x\n"}, {"fork", "7\n"},
                                         {"file", "x\n"}};
   const auto r = run_tests(prog, code_language::cpp, tests, o);
   REQUIRE(r.verdicts.size() == tests.size());
@@ -293,9 +319,9 @@ TEST_CASE("code: C++ crash, infinite loop, memory hog, output flood, fork bomb" 
   CHECK(r.verdicts[2] == test_verdict::time_limit);
   CHECK(r.verdicts[3] == test_verdict::crashed);  // std::bad_alloc -> terminate -> SIGABRT
   CHECK(r.verdicts[4] == test_verdict::output_limit);
-  CHECK(r.verdicts[5] != test_verdict::passed);
+  CHECK(r.verdicts[5] == test_verdict::passed);  // max_processes 8: exactly 7 children, not 200
   CHECK(r.verdicts[6] == test_verdict::output_limit);  // RLIMIT_FSIZE -> SIGXFSZ
-  CHECK(r.pass_fraction == doctest::Approx(1.0 / 7.0));
+  CHECK(r.pass_fraction == doctest::Approx(2.0 / 7.0));
   if (::geteuid() == 0) {
     CHECK(processes_of(o.sandbox_uid) == 0);
   }
