@@ -16,6 +16,8 @@
 /// that start with '-' (`equal -\frac{2}{3} -0.666...`): only the option names listed by
 /// `grpo-reward equal --help` are options, and `--` ends them.
 
+#include "jsonl.hpp"
+
 #include <rewards/rewards.hpp>
 
 #include <CLI/CLI.hpp>
@@ -37,233 +39,7 @@ namespace {
 
 using json = nlohmann::json;
 namespace rw = grpo::rewards;
-
-/// One parsed input line, owning its strings (samples view into it).
-struct record {
-  std::size_t index = 0;
-  std::string completion, answer, prompt, language;
-  std::vector<rw::test_case> tests;
-  grpo::index_t num_tokens = -1;
-  json id;                                  ///< echoed when present
-  std::string error;                        ///< non-empty when the line is invalid
-  std::optional<rw::rule_options> options;  ///< per-line "options" override
-};
-
-/// One grader / format option reachable from the command line (`--name`, `--no-name` for a
-/// flag), from `equal`, and from a JSON Lines "options" object (`name` with '_' for '-', or an
-/// alias such as Math-Verify's `float_rounding`, `strict`, `allow_set_relation_comp`).
-struct grader_setting {
-  const char* name;               ///< command-line name
-  std::vector<const char*> json;  ///< accepted JSON keys
-  bool flag;                      ///< boolean (value "true"/"false"/"1"/"0")
-  const char* help;
-  void (*set)(rw::rule_options&, const std::string&);
-};
-
-bool parse_bool(const std::string& v) {
-  if (v == "true" || v == "1" || v == "on" || v == "yes") return true;
-  if (v == "false" || v == "0" || v == "off" || v == "no") return false;
-  throw std::runtime_error("expected true or false, got '" + v + "'");
-}
-
-long parse_int(const std::string& v) {
-  std::size_t used = 0;
-  long x = 0;
-  try {
-    x = std::stol(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size())
-    throw std::runtime_error("expected an integer, got '" + v + "'");
-  return x;
-}
-
-double parse_real(const std::string& v) {
-  std::size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size() || !std::isfinite(x))
-    throw std::runtime_error("expected a number, got '" + v + "'");
-  return x;
-}
-
-const std::vector<grader_setting>& grader_settings() {
-  static const std::vector<grader_setting> t = {
-#if GRPO_REWARDS_HAS_MATH
-    {"float-rounding",
-     {"float_rounding", "precision"},
-     false,
-     "math: decimals agreeing after rounding to N places are equal (Math-Verify "
-     "float_rounding; -1 = off)",
-     [](rw::rule_options& o, const std::string& v) {
-       const long n = parse_int(v);
-       if (n < -1 || n > 100) throw std::runtime_error("float-rounding must be in [-1, 100]");
-       o.math.float_rounding = static_cast<int>(n);
-     }},
-    {"float-min-significant",
-     {"float_min_significant"},
-     false,
-     "math: significant digits from which a decimal is read as a rounding",
-     [](rw::rule_options& o, const std::string& v) {
-       const long n = parse_int(v);
-       if (n < 1 || n > 1000) throw std::runtime_error("float-min-significant must be >= 1");
-       o.math.float_min_significant = static_cast<int>(n);
-     }},
-    {"float-rel-tol",
-     {"float_rel_tol"},
-     false,
-     "math: relative tolerance when a side is a decimal literal",
-     [](rw::rule_options& o, const std::string& v) {
-       const double x = parse_real(v);
-       if (x < 0 || x >= 1) throw std::runtime_error("float-rel-tol must be in [0, 1)");
-       o.math.float_rel_tol = x;
-     }},
-    {"strict-variables",
-     {"strict_variables", "strict"},
-     true,
-     "math: variable names must match (Math-Verify strict; default on)",
-     [](rw::rule_options& o, const std::string& v) { o.math.strict_variables = parse_bool(v); }},
-    {"relation-vs-set",
-     {"relation_vs_set", "allow_set_relation_comp", "allow_pred_relation_vs_gold_set"},
-     true,
-     "math: a predicted inequality may match a gold interval (default off)",
-     [](rw::rule_options& o, const std::string& v) {
-       o.math.allow_pred_relation_vs_gold_set = parse_bool(v);
-     }},
-    {"percent-lenient",
-     {"percent_lenient"},
-     true,
-     "math: 10\\% also matches a bare 10 (default on)",
-     [](rw::rule_options& o, const std::string& v) { o.math.percent_lenient = parse_bool(v); }},
-    {"multiple-choice",
-     {"multiple_choice"},
-     true,
-     "math: an option-letter gold compares the predicted letter (default on)",
-     [](rw::rule_options& o, const std::string& v) { o.math.multiple_choice = parse_bool(v); }},
-#endif
-    {"allow-empty-think",
-     {"allow_empty_think"},
-     true,
-     "format: accept an empty <think> block",
-     [](rw::rule_options& o, const std::string& v) {
-       o.strict_format.allow_empty_think = parse_bool(v);
-     }},
-    {"allow-empty-answer",
-     {"allow_empty_answer"},
-     true,
-     "format: accept an empty <answer> block",
-     [](rw::rule_options& o, const std::string& v) {
-       o.strict_format.allow_empty_answer = parse_bool(v);
-     }},
-    {"allow-trailing-newline",
-     {"allow_trailing_newline"},
-     true,
-     "format: accept exactly one newline after </answer>",
-     [](rw::rule_options& o, const std::string& v) {
-       o.strict_format.allow_trailing_newline = parse_bool(v);
-     }},
-    {"allow-trailing-whitespace",
-     {"allow_trailing_whitespace"},
-     true,
-     "format: accept any whitespace after </answer>",
-     [](rw::rule_options& o, const std::string& v) {
-       o.strict_format.allow_trailing_whitespace = parse_bool(v);
-     }},
-  };
-  return t;
-}
-
-/// Applies a JSON "options" object over `base`. @throws std::runtime_error naming the key.
-rw::rule_options apply_json_options(const json& o, rw::rule_options base) {
-  if (!o.is_object()) throw std::runtime_error("'options' must be an object");
-  for (const auto& [key, value] : o.items()) {
-    const grader_setting* hit = nullptr;
-    for (const auto& g : grader_settings())
-      for (const char* k : g.json)
-        if (key == k) hit = &g;
-    if (!hit) throw std::runtime_error("unknown option '" + key + "'");
-    std::string v;
-    if (value.is_boolean())
-      v = value.get<bool>() ? "true" : "false";
-    else if (value.is_number() || value.is_string())
-      v = value.is_string() ? value.get<std::string>() : value.dump();
-    else
-      throw std::runtime_error("option '" + key + "' must be a boolean, number or string");
-    try {
-      hit->set(base, v);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("option '" + key + "': " + e.what());
-    }
-  }
-  return base;
-}
-
-/// Text of a string field, of a chat message list (content of the last message, open-r1 passes
-/// completion[0]["content"] for single-turn completions) or of a number (its JSON text).
-std::string text_of(const json& v, const char* field) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number() || v.is_boolean()) return v.dump();
-  if (v.is_array() && !v.empty() && v.back().is_object() && v.back().contains("content") &&
-      v.back()["content"].is_string())
-    return v.back()["content"].get<std::string>();
-  throw std::runtime_error(std::string("field '") + field + "' must be a string or a message list");
-}
-
-std::vector<rw::test_case> tests_of(const json& v) {
-  if (!v.is_array()) throw std::runtime_error("tests must be an array of {input, output}");
-  std::vector<rw::test_case> out;
-  for (const auto& t : v) {
-    if (!t.is_object() || !t.contains("input") || !t.contains("output"))
-      throw std::runtime_error("each test must be an object with input and output");
-    out.push_back({text_of(t["input"], "input"), text_of(t["output"], "output")});
-  }
-  return out;
-}
-
-record parse_line(const std::string& line, std::size_t index, const rw::rule_options& base) {
-  record r;
-  r.index = index;
-  try {
-    const json j = json::parse(line);
-    if (!j.is_object()) throw std::runtime_error("a line must be a JSON object");
-    if (!j.contains("completion")) throw std::runtime_error("missing field 'completion'");
-    r.completion = text_of(j["completion"], "completion");
-    if (j.contains("answer") && !j["answer"].is_null())
-      r.answer = text_of(j["answer"], "answer");
-    else if (j.contains("solution") && !j["solution"].is_null())
-      r.answer = text_of(j["solution"], "solution");
-    if (j.contains("prompt") && !j["prompt"].is_null()) r.prompt = text_of(j["prompt"], "prompt");
-    if (j.contains("tests")) r.tests = tests_of(j["tests"]);
-    if (j.contains("verification_info") && j["verification_info"].is_object()) {
-      const json& vi = j["verification_info"];
-      if (vi.contains("test_cases")) r.tests = tests_of(vi["test_cases"]);
-      if (vi.contains("language") && vi["language"].is_string()) r.language = vi["language"];
-    }
-    if (j.contains("language") && j["language"].is_string()) r.language = j["language"];
-    if (j.contains("num_tokens")) {
-      if (!j["num_tokens"].is_number_integer() || j["num_tokens"].get<long long>() < 0)
-        throw std::runtime_error("num_tokens must be a non-negative integer");
-      r.num_tokens = j["num_tokens"].get<grpo::index_t>();
-    }
-    if (j.contains("id")) r.id = j["id"];
-    if (j.contains("options") && !j["options"].is_null())
-      r.options = apply_json_options(j["options"], base);
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
-  return r;
-}
-
-/// Finite numbers as numbers, skipped rules as null.
-json value_json(const std::optional<double>& v) {
-  if (!v || !std::isfinite(*v)) return nullptr;
-  return *v;
-}
+using namespace grpo_reward_cli;  // NOLINT: the JSON Lines layer (jsonl.hpp) is this tool's own
 
 int run_equal(const std::string& gold, const std::string& pred, const rw::rule_options& opt) {
 #if GRPO_REWARDS_HAS_MATH
@@ -424,57 +200,33 @@ int run_score(const settings& s, rw::rule_options opt) {
         eof = true;
         break;
       }
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines
+      if (!prepare_line(line)) continue;  // blank lines
       recs.push_back(parse_line(line, n + recs.size(), opt));
     }
     if (recs.empty()) break;
-    std::vector<rw::sample> samples;
-    std::vector<std::size_t> which;  // samples[k] belongs to recs[which[k]]
-    for (std::size_t k = 0; k < recs.size(); ++k) {
-      if (!recs[k].error.empty()) continue;
-      const record& r = recs[k];
-      samples.push_back({r.prompt, r.completion, r.answer, r.tests, r.language, r.num_tokens});
-      which.push_back(k);
-    }
     std::vector<rw::reward_breakdown> scores;
     try {
-      scores = rw::score_batch(set, samples, pool);
-      // Lines with their own "options": rescored with a reward set built from them (rare, so
-      // one set per line is cheap next to the grading itself).
-      for (std::size_t k = 0; k < samples.size(); ++k) {
-        const record& r = recs[which[k]];
-        if (!r.options) continue;
-        const rw::reward_set own = rw::make_reward_set(s.rules, *r.options);
-        scores[k] = rw::score_batch(own, std::span<const rw::sample>(&samples[k], 1), pool)[0];
-      }
+      scores = score_records(set, s.rules, recs, pool);
     } catch (const std::exception& e) {
       std::cerr << "grpo-reward: scoring failed: " << e.what() << "\n";
       return 2;
     }
     std::size_t next = 0;
     for (std::size_t k = 0; k < recs.size(); ++k) {
-      json o;
-      o["index"] = recs[k].index;
-      if (!recs[k].id.is_null()) o["id"] = recs[k].id;
-      if (!recs[k].error.empty()) {
-        o["error"] = recs[k].error;
-        ++errors;
-      } else {
-        const rw::reward_breakdown& b = scores[next++];
-        o["total"] = std::isfinite(b.total) ? json(b.total) : json(nullptr);
-        json rules = json::object();
-        for (std::size_t r = 0; r < b.rules.size(); ++r) {
-          rules[b.rules[r].name] = value_json(b.rules[r].value);
-          if (b.rules[r].value) {
-            rule_sum[r] += *b.rules[r].value;
+      const rw::reward_breakdown* b = recs[k].error.empty() ? &scores[next++] : nullptr;
+      if (b) {
+        for (std::size_t r = 0; r < b->rules.size(); ++r) {
+          if (b->rules[r].value) {
+            rule_sum[r] += *b->rules[r].value;
             ++rule_n[r];
           }
         }
-        o["rewards"] = std::move(rules);
-        sum_total += b.total;
+        sum_total += b->total;
+      } else {
+        ++errors;
       }
-      *out << o.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+      *out << output_record(recs[k], b).dump(-1, ' ', false, json::error_handler_t::replace)
+           << '\n';
     }
     n += recs.size();
     out->flush();
