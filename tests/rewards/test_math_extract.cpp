@@ -157,6 +157,11 @@ TEST_CASE("normalize: rewrites before parsing" * doctest::test_suite("rewards.ma
        "-3"},
       {"\\text{Sandra}", "\\text{Sandra}"},
       {"d", "d"},
+      {"185\\", "185"},
+      {"i,\\", "i"},  // the stray backslash hid a trailing comma (fuzz_math_parse finding)
+      {"\\S\\.;\\.", "\\S"},  // ... and again after the comma went
+      {"1cm\\", "1"},        // the backslash hid a unit (fuzz_math_parse finding)
+      {"x{{}}", "x"},         // nested empty groups go in one pass (fuzz_math_parse finding)
   };
   for (const auto& c : cases) {
     rm::budget b(100000);

@@ -132,6 +132,14 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       i += 2;
       continue;
     }
+    // A group left empty by the rule above or a dropped command: `{{}}` is dropped whole, so a
+    // second pass has nothing left to drop (found by fuzz_math_parse).
+    if (c == '}' && !out.empty() && out.back() == '{' &&
+        (out.size() < 2 || out[out.size() - 2] != '\\')) {
+      out.pop_back();
+      ++i;
+      continue;
+    }
     if (c == '~') {
       out += ' ';
       ++i;
@@ -498,11 +506,25 @@ inline std::string normalize_answer(std::string_view s, budget& b) {
   std::string t = detail::normalize_commands(clean, b);
   t = std::string(detail::strip_decorations(t));
   t = detail::words_to_commas(t);
+  // A stray backslash at the very end ("185\\") is a typo, not a command. What it hid is stripped
+  // too, until neither applies ("i,\\" -> "i" as "i," is; "\\S\\.;\\." -> "\\S"), before and after
+  // the units ("1cm\\" -> "1"): found by fuzz_math_parse. On a view: a pass costs what it removes.
+  const auto strip_tail = [](std::string& u) {
+    for (std::string_view v = u;;) {
+      const std::size_t before = v.size();
+      while (!v.empty() && v.back() == '\\' && (v.size() < 2 || v[v.size() - 2] != '\\'))
+        v.remove_suffix(1);
+      v = detail::strip_decorations(v);
+      if (v.size() == before) {
+        u = std::string(v);
+        return;
+      }
+    }
+  };
+  strip_tail(t);
   for (int k = 0; k < 3 && detail::strip_trailing_unit(t); ++k) {
   }
-  t = std::string(detail::strip_decorations(t));
-  // A stray backslash at the very end ("185\\") is a typo, not a command.
-  while (!t.empty() && t.back() == '\\' && (t.size() < 2 || t[t.size() - 2] != '\\')) t.pop_back();
+  strip_tail(t);
   detail::strip_counted_noun(t);
   detail::strip_trailing_script_words(t);
   t = detail::fix_number_separators(std::move(t));
