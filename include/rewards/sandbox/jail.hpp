@@ -388,7 +388,11 @@ inline bool write_jail_file(const jail_op& o) {
   if (::chdir(c.cwd.c_str()) != 0) child_fail(3, 'C');
   // Identity and capabilities: empty bounding and ambient sets, locked securebits (no uid 0
   // magic, no capability fixups), then the sandbox ids, then empty capability sets.
-  if (c.root_caller && ::setgroups(0, nullptr) != 0) child_fail(3, 'u');
+  // Raw syscalls, not glibc's setgroups / setres[ug]id: those broadcast the change to every thread
+  // glibc believes exists (nptl setxid), taking the thread-stack lock that another scorer thread may
+  // have held at clone() time: the child would then hang until the wall-clock kill (seen as rare
+  // code-reward timeouts under a thread pool). The child is single-threaded; the raw call suffices.
+  if (c.root_caller && ::syscall(SYS_setgroups, 0, nullptr) != 0) child_fail(3, 'u');
   for (int cap = 0; cap < 64; ++cap)
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) child_fail(3, 'k');
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
@@ -398,7 +402,8 @@ inline bool write_jail_file(const jail_op& o) {
                              SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
   if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) child_fail(3, 'k');
   const unsigned id = c.inside_id;
-  if (::setresgid(id, id, id) != 0 || ::setresuid(id, id, id) != 0) child_fail(3, 'u');
+  if (::syscall(SYS_setresgid, id, id, id) != 0 || ::syscall(SYS_setresuid, id, id, id) != 0)
+    child_fail(3, 'u');
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};
   if (::syscall(SYS_capset, &hdr, data) != 0) child_fail(3, 'k');
