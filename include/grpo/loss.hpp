@@ -1957,6 +1957,9 @@ loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch
   const std::array<index_t, 2> ext{B, Tn};
   GRPO_EXPECTS(has(in.advantages) || B * Tn == 0, shape_mismatch, "advantages: required");
   GRPO_EXPECTS(has(in.mask) || B * Tn == 0, shape_mismatch, "mask: required");
+  // An empty logp beside non-empty inputs is a missing logp, not an empty batch: name it.
+  GRPO_EXPECTS(B * Tn != 0 || in.advantages.extent(0) * in.advantages.extent(1) == 0,
+               shape_mismatch, "logp: required (empty logp beside non-empty advantages)");
   expect_extents(in.advantages, ext, "advantages");
   expect_extents(in.mask, ext, "mask");
   expect_host(in.advantages, "advantages");

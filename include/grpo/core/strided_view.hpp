@@ -298,12 +298,14 @@ void expect_extents(const strided_view<T, Rank>& v, const std::array<index_t, Ra
 /// Also checks the view's structure (detail::check_view: extents, overflow, null data).
 template <class T, std::size_t Rank>
 void expect_host(const strided_view<T, Rank>& v, const char* what) {
-  detail::check_view(v, what);
+  // The memory space first: a device (or meta) tensor may carry no host-readable data pointer, and
+  // "lives in device memory" is the cause to name, not "null data".
   GRPO_EXPECTS(v.space() == memory_space::host || v.space() == memory_space::cuda_host ||
                    v.space() == memory_space::cuda_managed,
                bad_device,
                std::string(what) + ": tensor lives in " + std::string(to_string(v.space())) +
                    " memory; this CPU path needs host memory");
+  detail::check_view(v, what);
 }
 
 }  // namespace grpo
