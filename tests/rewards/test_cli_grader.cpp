@@ -34,31 +34,10 @@ TEST_CASE("format: exactly one trailing newline is its own option" *
 }
 
 #ifdef GRPO_REWARD_CLI
+#include "../support/cli_runner.hpp"
 namespace {
-struct cli_result {
-  int exit_code;
-  std::string out, err;
-};
-
-cli_result run_cli(std::vector<std::string> args, const std::string& stdin_data) {
-  code_exec_options o;
-  o.drop_privileges = false;  // the binary lives in the build tree
-  o.isolate_network = false;
-  o.run.cpu_seconds = 60;
-  o.run.wall_seconds = 120;
-  o.run.memory_bytes = std::numeric_limits<std::size_t>::max();  // ASan reserves terabytes
-  for (const char* v : {"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"})
-    if (const char* val = std::getenv(v)) o.extra_env.push_back(std::string(v) + "=" + val);
-  o.run.output_bytes = std::size_t{64} << 20;
-  o.run.max_processes = 0;
-  o.run.max_open_files = 256;
-  args.insert(args.begin(), GRPO_REWARD_CLI);
-  run_result r = run_sandboxed(args, stdin_data, "/tmp", o.run, o);
-  REQUIRE_MESSAGE(r.status != run_status::spawn_error, r.err);
-  REQUIRE_MESSAGE((r.status == run_status::exited_ok || r.status == run_status::exited_error),
-                  r.err);
-  return {r.exit_code, r.out, r.err};
-}
+using grpo_test::cli_result;
+using grpo_test::run_cli;
 
 std::vector<json> lines(const std::string& out) {
   std::vector<json> v;
