@@ -36,17 +36,7 @@ namespace {
 using grpo_test::cli_result;
 using grpo_test::run_cli;
 
-std::vector<json> lines(const std::string& out) {
-  std::vector<json> v;
-  std::size_t b = 0;
-  while (b < out.size()) {
-    std::size_t e = out.find('\n', b);
-    if (e == std::string::npos) e = out.size();
-    if (e > b) v.push_back(json::parse(out.substr(b, e - b)));
-    b = e + 1;
-  }
-  return v;
-}
+using grpo_test::lines;
 }  // namespace
 
 TEST_CASE("cli: JSON Lines scoring matches the library, in input order" *

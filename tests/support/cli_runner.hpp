@@ -6,6 +6,7 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -56,6 +57,18 @@ cli_result run_cli(std::vector<std::string> args, const std::string& stdin_data)
   REQUIRE_MESSAGE(WIFEXITED(st), r.err);
   REQUIRE_MESSAGE(r.exit_code != 127, "could not run " GRPO_REWARD_CLI);
   return r;
+}
+/// The JSON records of a JSON Lines output, one per non-empty line.
+inline std::vector<nlohmann::json> lines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::size_t b = 0;
+  while (b < out.size()) {
+    std::size_t e = out.find('\n', b);
+    if (e == std::string::npos) e = out.size();
+    if (e > b) v.push_back(nlohmann::json::parse(out.substr(b, e - b)));
+    b = e + 1;
+  }
+  return v;
 }
 }  // namespace grpo_test
 #endif  // GRPO_REWARD_CLI
