@@ -55,6 +55,7 @@ inline index_t fused_linear_chunk_tokens(const fused_linear_options& opt, index_
 }
 
 namespace detail {
+inline namespace GRPO_ISA_ABI {  // bodies depend on the compile flags (core/isa.hpp)
 
 using lin_rmat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 // The hidden dimension of W and dW must be contiguous (stride 1): Eigen's GEMM reads such maps in
@@ -177,6 +178,7 @@ struct linear_engine {
   }
 };
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {

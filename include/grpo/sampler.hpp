@@ -85,6 +85,8 @@ inline void validate(const sampler_options& o) {
                bad_option, "sampler_options::ties: unknown policy");
 }
 
+inline namespace GRPO_ISA_ABI {  // bodies depend on the compile flags (core/isa.hpp)
+
 /// Builds in `buf` (V floats) the row of raw logits with every token outside the sampler support
 /// set to -inf; returns the row statistics over the support. `tmp` is scratch of V floats. Rows
 /// with NaN / +inf are reported through `status`.
@@ -191,6 +193,7 @@ online_lse sampler_support_row(const T* row, index_t stride, index_t V, float be
   return st;
 }
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+// The vocabulary-row engine (grpo/vocab/engine.hpp) on every path this CPU has, in one process
+// (grpo::scoped_isa_limit): the packet kernels against the portable loops and the double reference
+// (tests/logprob/reference.hpp) on fp32 / bf16 / fp16 rows with tails (V not a multiple of 8 or 16),
+// masked entries, temperatures, entropy gradients, in-place and streamed outputs, and the fused
+// step's pipelined sweep against row_stats + row_grad_cached. Paths the CPU lacks are reported as
+// SKIPPED.
+#include <grpo/logprob.hpp>
+
+#include "logprob/reference.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using grpo::index_t;
+namespace lp = grpo::detail::lp;
+constexpr float finf = std::numeric_limits<float>::infinity();
+
+/// The vector paths to run here; the others get a SKIPPED message (once per test case).
+std::vector<grpo::isa> vector_paths(bool report = false) {
+  std::vector<grpo::isa> r;
+  for (grpo::isa k : {grpo::isa::avx2, grpo::isa::avx512}) {
+    if (static_cast<int>(grpo::best_isa()) >= static_cast<int>(k))
+      r.push_back(k);
+    else if (report)
+      MESSAGE("SKIPPED: the " << std::string(grpo::isa_name(k))
+                              << " vocabulary kernels (this CPU lacks it)");
+  }
+  return r;
+}
+/// baseline + vector_paths().
+std::vector<grpo::isa> all_paths() {
+  auto r = vector_paths(true);
+  r.insert(r.begin(), grpo::isa::baseline);
+  return r;
+}
+
+/// A [N, V] row-major logits matrix of type T: N(0, 3^2) values with +-20 offsets per 1024-block,
+/// every 7th entry masked (-inf), a dominant row, a row far below zero.
+template <class T>
+std::vector<T> make_logits(index_t N, index_t V, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<T> x(static_cast<std::size_t>(N * V));
+  for (index_t i = 0; i < N; ++i)
+    for (index_t j = 0; j < V; ++j) {
+      float v = nd(rng) + ((j / 1024) % 2 == 0 ? 20.0f : -20.0f);
+      if (i == 1) v = -18.0f + nd(rng) / 3.0f;  // dominated by the target below
+      if (i == 2) v -= 140.0f;
+      if (j % 7 == 3 && V > 1) v = -finf;
+      x[static_cast<std::size_t>(i * V + j)] = grpo::narrow<T>(v);
+    }
+  if (N > 1) x[static_cast<std::size_t>(V + 1 % V)] = grpo::narrow<T>(40.0f);
+  return x;
+}
+
+std::vector<double> widened_row(const auto* p, index_t V) {
+  std::vector<double> r(static_cast<std::size_t>(V));
+  for (index_t j = 0; j < V; ++j) r[static_cast<std::size_t>(j)] = static_cast<float>(grpo::widen(p[j]));
+  return r;
+}
+
+struct fwd_out {
+  std::vector<float> logp, lse, ent;
+  grpo::logprob_report rep;
+};
+
+template <class T>
+fwd_out forward(const std::vector<T>& x, const std::vector<std::int64_t>& ids, index_t V, float temp) {
+  const auto N = static_cast<index_t>(ids.size());
+  fwd_out o;
+  o.logp.resize(ids.size());
+  o.lse.resize(ids.size());
+  o.ent.resize(ids.size());
+  grpo::logprob_options opt;
+  opt.temperature = temp;
+  o.rep = grpo::selective_log_softmax(grpo::make_view(x.data(), {N, V}),
+                                      grpo::make_view(ids.data(), {N}),
+                                      grpo::make_view(o.logp.data(), {N}),
+                                      grpo::make_view(o.lse.data(), {N}),
+                                      grpo::make_view(o.ent.data(), {N}), opt);
+  return o;
+}
+
+template <class T, class G>
+std::vector<G> backward(const std::vector<T>& x, const std::vector<std::int64_t>& ids, index_t V,
+                        float temp, bool entropy_grad) {
+  const auto N = static_cast<index_t>(ids.size());
+  std::vector<float> gl(ids.size()), ge(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    gl[i] = 0.75f - 0.5f * static_cast<float>(i);
+    ge[i] = entropy_grad ? 0.3f * static_cast<float>(i % 3) - 0.2f : 0.0f;
+  }
+  std::vector<G> g(x.size());
+  grpo::logprob_options opt;
+  opt.temperature = temp;
+  grpo::selective_log_softmax_backward(grpo::make_view(x.data(), {N, V}),
+                                       grpo::make_view(ids.data(), {N}),
+                                       grpo::make_view(gl.data(), {N}),
+                                       grpo::make_view(ge.data(), {N}),
+                                       grpo::make_view(g.data(), {N, V}), opt);
+  return g;
+}
+
+/// Checks one path against the baseline run and the double reference.
+template <class T, class G>
+void compare_paths(index_t V, float temp, bool entropy_grad) {
+  constexpr index_t N = 5;
+  const auto x = make_logits<T>(N, V, static_cast<std::uint32_t>(V * 3 + (temp < 1.0f)));
+  std::vector<std::int64_t> ids = {0, 1 % V, V / 2, -100, V - 1};
+  if (V > 3 && ids[4] % 7 == 3) ids[4] = V - 2;  // a finite target
+  if (ids[0] % 7 == 3) ids[0] = 1;
+  if (V > 2 && ids[2] % 7 == 3) ids[2] += 1;
+  fwd_out base;
+  std::vector<G> gbase;
+  {
+    grpo::scoped_isa_limit pin(grpo::isa::baseline);
+    base = forward(x, ids, V, temp);
+    gbase = backward<T, G>(x, ids, V, temp, entropy_grad);
+    CHECK(base.rep.path == (std::is_same_v<T, float> ? grpo::logprob_path::block_direct
+                                                     : grpo::logprob_path::block_widened));
+  }
+  for (grpo::isa k : vector_paths()) {
+    grpo::scoped_isa_limit pin(k);
+    INFO("path " << grpo::isa_name(k) << " V " << V << " T " << temp << " gh " << entropy_grad);
+    const auto f = forward(x, ids, V, temp);
+    CHECK(f.rep.path == (k == grpo::isa::avx512 ? grpo::logprob_path::avx512
+                                                : grpo::logprob_path::avx2));
+    for (index_t i = 0; i < N; ++i) {
+      const auto si = static_cast<std::size_t>(i);
+      if (ids[si] == -100) {
+        CHECK(f.logp[si] == 0.0f);
+        continue;
+      }
+      const auto r = lp_ref::row(widened_row(x.data() + i * V, V), temp, ids[si]);
+      // Bounds: the packets' exp_fast has relative error <= 3e-7 + 1e-7 |d| (d >= -87) against
+      // the portable exp's 2 ulp, and the sums run in another order; both move lse and log p by
+      // < 1e-5 relative (the same bound as test_logprob's against the double reference).
+      CHECK(std::abs(f.logp[si] - r.logp) <= 1e-5 * std::max(1.0, std::abs(r.logp)));
+      CHECK(std::abs(f.lse[si] - r.lse) <= 1e-5 * std::max(1.0, std::abs(r.lse)));
+      CHECK(std::abs(f.ent[si] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
+      CHECK(std::abs(f.logp[si] - base.logp[si]) <= 1e-5 * std::max(1.0f, std::abs(base.logp[si])));
+      CHECK(std::abs(f.ent[si] - base.ent[si]) <= 1e-5 * std::max(1.0f, base.ent[si]));
+    }
+    const auto g = backward<T, G>(x, ids, V, temp, entropy_grad);
+    // Gradients: per row, |g - g_base| <= 1e-5 |g_base| + 1e-6 max_row |g_base| (+ one output ulp
+    // for 16-bit outputs, where a 1e-6 change may cross a rounding boundary).
+    int bad = 0;
+    for (index_t i = 0; i < N; ++i) {
+      double gmax = 0;
+      for (index_t j = 0; j < V; ++j)
+        gmax = std::max(gmax, std::abs(double(static_cast<float>(grpo::widen(gbase[i * V + j])))));
+      for (index_t j = 0; j < V; ++j) {
+        const double a = static_cast<float>(grpo::widen(g[i * V + j]));
+        const double b = static_cast<float>(grpo::widen(gbase[i * V + j]));
+        double tol = 1e-5 * std::abs(b) + 1e-6 * gmax + 1e-36;
+        if constexpr (!std::is_same_v<G, float>) tol += lp_ref::bf16_ulp(b);
+        if (!(std::abs(a - b) <= tol) && bad++ < 3) {
+          INFO("row " << i << " j " << j << " got " << a << " baseline " << b);
+          CHECK(std::abs(a - b) <= tol);
+        }
+      }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("vocab engine: every path against the portable one and the double reference") {
+  (void)vector_paths(true);
+  for (index_t V : {1, 7, 15, 17, 33, 2048, 2049, 2063, 5003}) {
+    for (float temp : {1.0f, 0.7f}) {
+      compare_paths<float, float>(V, temp, false);
+      compare_paths<float, float>(V, temp, true);
+      compare_paths<grpo::bfloat16, float>(V, temp, true);
+      compare_paths<grpo::bfloat16, grpo::bfloat16>(V, temp, false);
+      compare_paths<grpo::float16, grpo::float16>(V, temp, true);
+      compare_paths<grpo::float16, float>(V, temp, false);
+    }
+  }
+}
+
+TEST_CASE("vocab engine: in place and streamed gradients equal the out-of-place ones") {
+  for (grpo::isa k : all_paths()) {
+    grpo::scoped_isa_limit pin(k);
+    INFO("path " << grpo::isa_name(k));
+    for (index_t V : {9, 2050, 4111}) {
+      const auto x = make_logits<grpo::bfloat16>(3, V, 7);
+      std::vector<std::int64_t> ids = {0, 1, V - 1};
+      const auto ref = backward<grpo::bfloat16, grpo::bfloat16>(x, ids, V, 0.9f, true);
+      std::vector<grpo::bfloat16> y(x);
+      std::vector<float> gl = {0.75f, 0.25f, -0.25f}, ge = {-0.2f, 0.1f, 0.4f};
+      grpo::logprob_options opt;
+      opt.temperature = 0.9f;
+      const auto yv = grpo::make_view(y.data(), {3, V});
+      grpo::selective_log_softmax_backward(grpo::strided_view<const grpo::bfloat16, 2>(yv),
+                                           grpo::make_view(ids.data(), {3}),
+                                           grpo::make_view(gl.data(), {3}),
+                                           grpo::make_view(ge.data(), {3}), yv, opt);
+      int diff = 0;
+      for (std::size_t j = 0; j < y.size(); ++j) diff += !(y[j] == ref[j]);
+      CHECK(diff == 0);
+    }
+  }
+}
+
+TEST_CASE("vocab engine: the pipelined sweep equals row_stats + row_grad_cached on every path") {
+  for (grpo::isa k : all_paths()) {
+    grpo::scoped_isa_limit pin(k);
+    for (index_t V : {5, 100, 2048, 4099}) {
+      for (float beta : {1.0f, 1.25f}) {
+        INFO("path " << grpo::isa_name(k) << " V " << V << " beta " << beta);
+        const auto x = make_logits<grpo::bfloat16>(2, V, 11);
+        lp::scratch w;
+        lp::row_cache c0, c1, c2;
+        lp::row_status s0, s1, s2;
+        // Row 0's statistics and cache, then its gradient written directly (the oracle) ...
+        const auto st0 = lp::row_stats(x.data(), 1, V, beta, w, s0, &c0);
+        REQUIRE(s0 == lp::row_status::ok);
+        std::vector<grpo::bfloat16> want(static_cast<std::size_t>(V) + 16),
+            got(static_cast<std::size_t>(V) + 16);
+        lp::row_grad_cached(c0, V, beta, lp::summarise(st0), 1, static_cast<float>(x[1]), 0.5f,
+                            want.data() + 3, 1, w);
+        // ... and written during row 1's statistics sweep (an unaligned output start).
+        lp::pending_row<grpo::bfloat16> p;
+        p.cache = &c0;
+        p.out = got.data() + 3;
+        p.rs = lp::summarise(st0);
+        p.beta = beta;
+        p.g_logp = 0.5f;
+        p.y = 1;
+        p.x_y = static_cast<float>(x[1]);
+        const auto st1 = lp::row_stats_pipelined(x.data() + V, V, beta, s1, c1, p);
+        const auto st2 = lp::row_stats(x.data() + V, 1, V, beta, w, s2, &c2);
+        CHECK(s1 == s2);
+        CHECK(st1.lse() == st2.lse());
+        CHECK(st1.entropy() == st2.entropy());
+        CHECK(c1.e == c2.e);
+        int diff = 0;
+        for (std::size_t j = 0; j < want.size(); ++j) diff += !(want[j] == got[j]);
+        CHECK(diff == 0);
+      }
+    }
+  }
+}
