@@ -135,6 +135,38 @@ void BM_probe_read_write(benchmark::State& st) {
   st.counters["threads"] = threads();
 }
 
+/// Compute-floor probe: N x V exponentials, one per logit, with the exp of the statistics sweep on
+/// the active path (vocab::exp_probe: exp_fast on the packets, fast_exp_bounded on the baseline)
+/// over an L1-resident 2048-float block per thread, so no memory traffic: the time the forward
+/// would take if it did nothing but its exps.
+void BM_probe_exp(benchmark::State& st) {
+  const index_t n = st.range(0) * st.range(1);
+  constexpr index_t blk = 2048;
+  for (auto _ : st) {
+    float s = 0.0f;
+#pragma omp parallel reduction(+ : s)
+    {
+      alignas(64) float buf[blk];
+      for (index_t j = 0; j < blk; ++j) buf[j] = -0.005f * static_cast<float>(j);
+      int nt = 1, t = 0;
+#if defined(_OPENMP)
+      nt = omp_get_num_threads();
+      t = omp_get_thread_num();
+#endif
+      const index_t chunks = n / blk;
+      const index_t b = chunks * t / nt, e = chunks * (t + 1) / nt;
+      for (index_t c = b; c < e; ++c) {
+        s += grpo::vocab::exp_probe(buf, blk);
+        benchmark::ClobberMemory();
+      }
+    }
+    benchmark::DoNotOptimize(s);
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+  st.counters["threads"] = threads();
+  st.counters["isa"] = static_cast<double>(grpo::active_isa());
+}
+
 // ---------------------------------------------------------------- forward: log p + entropy
 template <class T>
 void BM_ours_forward(benchmark::State& st) {
@@ -276,11 +308,17 @@ void shapes(benchmark::internal::Benchmark* b) {
 void probe_shapes(benchmark::internal::Benchmark* b) {
   b->Args({4096, 151936})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+/// The issue-15 shape: probes and kernels at 4096 x 32768 (read / read+write / exp floor next to
+/// the forward and the fused step in one run).
+void floor_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({4096, 32768})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
 
 }  // namespace
 
-BENCHMARK(BM_probe_read)->Apply(probe_shapes);
-BENCHMARK(BM_probe_read_write)->Apply(probe_shapes);
+BENCHMARK(BM_probe_read)->Apply(probe_shapes)->Apply(floor_shapes);
+BENCHMARK(BM_probe_read_write)->Apply(probe_shapes)->Apply(floor_shapes);
+BENCHMARK(BM_probe_exp)->Apply(floor_shapes);
 BENCHMARK(BM_ours_forward<float>)->Apply(shapes);
 BENCHMARK(BM_ours_forward<grpo::bfloat16>)->Apply(shapes);
 BENCHMARK(BM_naive_forward<float>)->Apply(shapes);
