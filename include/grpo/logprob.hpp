@@ -68,12 +68,11 @@ inline namespace GRPO_ISA_ABI {
 /// The logprob_path of row_stats on rows of element type T with vocabulary stride `stride`
 /// (mirrors vocab::row_stats's dispatch).
 template <class T>
-logprob_report make_report(index_t rows, index_t stride) {
+logprob_report make_report(index_t rows, index_t stride, isa k) {
   logprob_report r;
   r.rows = rows;
   if (rows == 0) return r;
   if (stride == 1) {
-    const isa k = vocab::kernel_isa();
     if (k == isa::avx512 && GRPO_SIMD_HAS_AVX512_PACKET) {
       r.path = logprob_path::avx512;
       return r;
@@ -149,6 +148,7 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
   expect_disjoint(entropy, lse, "entropy", "lse");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax: ids");
+  const isa k = lp::kernel_isa();  // one path for every row of the call
   const bool want_lse = lp::requested(lse), want_h = lp::requested(entropy);
   index_t rows = 0;
   for (index_t i = 0; i < N; ++i) rows += static_cast<std::int64_t>(ids(i)) != opt.ignore_index;
@@ -165,7 +165,7 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
     lp::scratch w;
     lp::row_status status;
     const T* row = &logits(i, 0);
-    const online_lse st = lp::row_stats(row, logits.stride(1), V, beta, w, status);
+    const online_lse st = lp::row_stats(row, logits.stride(1), V, beta, w, status, nullptr, k);
     if (status != lp::row_status::ok) {
       err.set(i, status);
       return;
@@ -176,7 +176,7 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
     if (want_h) entropy(i) = st.entropy();
   });
   err.raise("selective_log_softmax");
-  return detail::make_report<T>(rows, logits.stride(1));
+  return detail::make_report<T>(rows, logits.stride(1), k);
 }
 
 /// Backward of the selective log-softmax: writes into `grad_logits` [N, V]
@@ -231,6 +231,7 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
   expect_no_partial_overlap(grad_logits, logits, "grad_logits", "logits");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "selective_log_softmax_backward: ids");
+  const isa k = lp::kernel_isa();  // one path for every row of the call
   // Upstream gradients of the rows that are differentiated must be finite (O(N), not O(N V)):
   // an infinite g_logp would turn the whole gradient row into inf / NaN. The same pass counts the
   // rows the report names (gh == 0 takes row_grad_cached, as the row loop below).
@@ -243,7 +244,7 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
     ++rows;
     cached += !has_gh || static_cast<float>(grad_entropy(i)) == 0.0f;
   }
-  auto report = detail::make_report<T>(rows, logits.stride(1));
+  auto report = detail::make_report<T>(rows, logits.stride(1), k);
   report.cached_rows = cached;
 
   lp::first_error err;
@@ -264,17 +265,17 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
     thread_local lp::row_cache cache;
     lp::row_cache* cp = gh == 0.0f ? &cache : nullptr;
     const float x_y = static_cast<float>(widen(row[y * xs]));  // before an in-place overwrite
-    const online_lse st = lp::row_stats(row, xs, V, beta, w, status, cp);
+    const online_lse st = lp::row_stats(row, xs, V, beta, w, status, cp, k);
     if (status != lp::row_status::ok) {
       err.set(i, status);
       return;
     }
     if (cp)
       lp::row_grad_cached(cache, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
-                          static_cast<float>(grad_logp(i)), out, os, w, /*stream=*/true);
+                          static_cast<float>(grad_logp(i)), out, os, w, /*stream=*/true, k);
     else
       lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
-                   static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true);
+                   static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true, k);
   });
   err.raise("selective_log_softmax_backward");
   return report;

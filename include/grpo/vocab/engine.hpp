@@ -54,6 +54,9 @@ inline isa kernel_isa() noexcept {
 #endif
 }
 
+// Every dispatching function takes the path `k` as its last argument, kernel_isa() by default: a
+// caller that reads it once per call (logprob.hpp) keeps every row of the call on one path.
+
 /// One streaming pass over a row of V logits (fp32 / bf16 / fp16, any stride): the online_lse
 /// state (max m in raw units, e = s - 1, t = sum q d) at inverse temperature beta. Each L1 block
 /// is reduced on its own maximum and merged into the row state (online softmax, Milakov &
@@ -61,13 +64,13 @@ inline isa kernel_isa() noexcept {
 /// are kept for row_grad_cached. status: ok, non_finite (NaN / +inf logit) or all_masked.
 template <class T>
 online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratch& w,
-                     row_status& status, row_cache* cache = nullptr) {
+                     row_status& status, row_cache* cache = nullptr, isa k = kernel_isa()) {
   if (cache) {
     cache->e.resize(static_cast<std::size_t>(V));
     cache->bmax.resize(static_cast<std::size_t>((V + block - 1) / block));
   }
   if (stride == 1) {
-    switch (kernel_isa()) {
+    switch (k) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
       case isa::avx512: return avx512::row_stats(row, V, beta, status, cache);
 #endif
@@ -90,9 +93,9 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
 template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
               float x_y, float g_logp, float g_entropy, G* out, index_t ostride, scratch& w,
-              bool stream = false) noexcept {
+              bool stream = false, isa k = kernel_isa()) noexcept {
   if (stride == 1 && ostride == 1) {
-    switch (kernel_isa()) {
+    switch (k) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
       case isa::avx512:
         return avx512::row_grad(row, V, beta, rs, y, x_y, g_logp, g_entropy, out, stream);
@@ -113,9 +116,9 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
 template <class G>
 void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summary& rs, index_t y,
                      float x_y, float g_logp, G* out, index_t ostride, scratch& w,
-                     bool stream = false) noexcept {
+                     bool stream = false, isa k = kernel_isa()) noexcept {
   if (ostride == 1) {
-    switch (kernel_isa()) {
+    switch (k) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
       case isa::avx512: return avx512::row_grad_cached(c, V, beta, rs, y, x_y, g_logp, out, stream);
 #endif
