@@ -319,7 +319,12 @@ TEST_CASE("verify: sets and lists are unordered" * doctest::test_suite("rewards.
       {"-2, 3", "x = 3 \\text{ or } x = -2", C},
       {"-2, 3", "x = 3 or x = -2", C},
       {"-2 and 3", "3, -2", C},
-      {"1,2,3", "1,2,2,3", I},
+      // A gold of distinct elements is a set: repeating one of them states the same set (issue 14
+      // v2, Math-Verify numina case); a gold with a repeated element keeps multiplicities.
+      {"1,2,3", "1,2,2,3", C},
+      {"1,2,2,3", "1,2,3", I},
+      {"1,2,2,3", "1,2,3,3", I},
+      {"1,2,3", "1,2,2,4", I},
       {"\\frac{1}{2}, \\frac{1}{3}", "0.5, \\frac{1}{3}", C},
       {"\\{1, 2\\}", "\\{1, 3\\}", I},
   });

@@ -194,6 +194,92 @@ inline bool script_letter_lead(unsigned char c) noexcept {
          (c >= 0xE3 && c <= 0xED);
 }
 
+// Copulas that state a value: "... which is 1,000.99€", "it's 12 m²", "Soucis : 2,74 $",
+// "比例为13/28", "la somme est 12". Matched right before the number (ASCII-case-insensitive, a
+// Latin word must start at a word boundary).
+// `=` is not one: "W(n) = 1 and W(n) = -1" is an equation list, which concluding_number and the
+// parser handle.
+inline constexpr std::array<std::string_view, 25> value_copulas{
+    "is",   "it's", "are",  "was",  "equals", "equal to", "about", "approximately",
+    "be",   ":",    "est",  "ist",  "es",     "é",        "è",     "sont",
+    "sind", "son",  "vaut", "равно", "равен", "为",       "是",    "等于",
+    "約"};
+
+/// The result stated at the end of a short prose line: the last number of the last line (at
+/// most 200 bytes), when a copula or a colon stands right before it ("the number is not 10
+/// which is 1,000.99€", "Soucis : 2,74 $ a.."). A `d,dd` amount followed by a currency sign is a
+/// decimal comma (thousands groups have three digits). nullopt otherwise: "3 apples and 4
+/// pears" states nothing, and there is never a bare last-number fallback.
+inline std::optional<std::string> stated_last_number(std::string_view s) {
+  std::string_view t = trim(s);
+  const std::size_t nl = t.rfind('\n');
+  if (nl != npos) t = t.substr(nl + 1);
+  if (t.size() > 200) return std::nullopt;
+  std::size_t at = npos, len = 0;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    if (!number_starts(t, i)) continue;
+    at = i, len = number_at(t, i);
+    i += len - 1;
+  }
+  if (at == npos) return std::nullopt;
+  // The number ends the statement: at most one word (a unit, "m²", "$ a..") after it; "The
+  // value is 3 apples after we add" dangles.
+  int words_after = 0;
+  for (std::size_t i = at + len; i < t.size();) {
+    const bool latin = is_alpha(t[i]);
+    if (latin || script_letter_lead(static_cast<unsigned char>(t[i]))) {
+      ++words_after;
+      while (i < t.size() && (latin ? is_alpha(t[i])
+                                    : static_cast<unsigned char>(t[i]) >= 0x80 &&
+                                          !is_space(t[i])))
+        ++i;
+      continue;
+    }
+    ++i;
+  }
+  if (words_after > 1) return std::nullopt;
+  // Several values joined ("x is 1 and y is 2", "1, 2 or 3"): a list, not one stated result.
+  std::size_t prev_end = 0;
+  for (std::size_t i = 0; i < at; ++i)
+    if (number_starts(t, i)) prev_end = i + number_at(t, i), i = prev_end - 1;
+  const std::string_view between = t.substr(prev_end, at - prev_end);
+  if (between.find(',') != npos || between.find(';') != npos || between.find('&') != npos)
+    return std::nullopt;
+  for (std::string_view w : {"and", "or", "et", "und", "y", "e", "o", "ou", "и", "или"}) {
+    for (std::size_t p = 0; (p = between.find(w, p)) != npos; ++p) {
+      const bool left = p == 0 || !is_alpha(between[p - 1]);
+      const bool right = p + w.size() == between.size() || !is_alpha(between[p + w.size()]);
+      if (left && right) return std::nullopt;
+    }
+  }
+  for (std::string_view w : {"和", "或", "与"})
+    if (between.find(w) != npos) return std::nullopt;
+  std::size_t b = at;
+  while (b > 0 && (is_space(t[b - 1]) || t[b - 1] == '$' || t[b - 1] == '*')) --b;
+  const std::string_view before = t.substr(0, b);
+  bool stated = false;
+  for (std::string_view c : value_copulas) {
+    if (before.size() < c.size() || rfind_ci(before, c) != before.size() - c.size()) continue;
+    const std::size_t w = before.size() - c.size();
+    if (is_alpha(c[0]) && w > 0 && is_alpha(before[w - 1])) continue;  // "this" is not "is"
+    stated = true;
+    break;
+  }
+  if (!stated) return std::nullopt;
+  std::string num(t.substr(at, len));
+  const std::size_t comma = num.find(',');
+  if (comma != npos && num.find(',', comma + 1) == npos && num.find('.') == npos &&
+      num.size() - comma - 1 <= 2) {
+    std::size_t k = at + len;
+    while (k < t.size() && t[k] == ' ') ++k;
+    static constexpr std::string_view currency[] = {"$", "\\$", "€", "£", "¥",
+                                                    "₹", "₽", "zł", "kr"};
+    for (std::string_view c : currency)
+      if (t.compare(k, c.size(), c) == 0) num[comma] = '.';
+  }
+  return num;
+}
+
 /// True when `s` has a natural-language word: three ASCII letters in a row that are not a LaTeX
 /// command name, or a letter of a non-Latin script.
 inline bool has_word(std::string_view s) noexcept {

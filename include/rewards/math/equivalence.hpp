@@ -648,6 +648,38 @@ inline std::optional<expr> relation_to_set(const expr& r) {
   return std::nullopt;
 }
 
+/// A side of relation `r` is `|v|`.
+inline bool mentions_abs_of(const expr& r, const std::string& v) {
+  for (const expr& a : r.args)
+    if (a.k == kind::func && a.name == "abs" && a.args.size() == 1 &&
+        a.args[0].k == kind::symbol && a.args[0].name == v)
+      return true;
+  return false;
+}
+
+/// `a \le |v| \le b` (or `<`) with constant bounds, 0 < a < b exact rationals: the set of v,
+/// `[-b, -a] \cup [a, b]` (openness kept). nullopt for any other shape.
+inline std::optional<expr> abs_chain_to_set(const expr& r, const std::string& v, budget& b) {
+  if (r.k != kind::relation) return std::nullopt;
+  const expr a = ascending(r);
+  if (a.ops.size() != 2 || a.args.size() != 3) return std::nullopt;
+  for (rel o : a.ops)
+    if (o != rel::lt && o != rel::le) return std::nullopt;
+  const expr& mid = a.args[1];
+  if (mid.k != kind::func || mid.name != "abs" || mid.args.size() != 1 ||
+      mid.args[0].k != kind::symbol || mid.args[0].name != v)
+    return std::nullopt;
+  const auto lo = eval_rational(a.args[0], b), hi = eval_rational(a.args[2], b);
+  if (!lo || !hi || !(*lo > 0) || !(*lo < *hi)) return std::nullopt;
+  expr left, right;
+  left.k = right.k = kind::interval;
+  left.args = {make_node(kind::neg, {a.args[2]}), make_node(kind::neg, {a.args[0]})};
+  right.args = {a.args[0], a.args[2]};
+  left.lo_closed = right.hi_closed = a.ops[1] == rel::le;
+  left.hi_closed = right.lo_closed = a.ops[0] == rel::le;
+  return make_node(kind::set_op, {std::move(left), std::move(right)}, "cup");
+}
+
 /// Answers that denote a set of reals (used by the inequality/interval rules).
 inline bool is_set_like(const expr& e) {
   return e.k == kind::set || e.k == kind::interval || e.k == kind::set_op ||
@@ -818,6 +850,12 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
       return r.ops.size() == 1 && r.ops[0] == rel::in && r.args[0].k == kind::symbol;
     };
     if (membership(p) && !membership(g)) {
+      // `1 \le |z| \le \frac{3}{2}` against `z \in [-\frac{3}{2},-1] \cup [1,\frac{3}{2}]`.
+      // A bound on |z| never describes z itself: no fallback to reading |z| as a named quantity.
+      if (mentions_abs_of(g, p.args[0].name)) {
+        auto u = abs_chain_to_set(g, p.args[0].name, c.b);
+        return u && equiv(*u, p.args[1], c);
+      }
       auto s = relation_to_set(g);
       return s && equiv(*s, p.args[1], c);
     }
@@ -865,6 +903,10 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   }
   // Gold `(2, 3)` vs pred `x = 2, y = 3` (or `y = 3, x = 2`): single-variable assignments read in
   // alphabetical order of their variables.
+  // The other way round too: gold `p=5,q=2` vs pred `(5,2)` (semicolon groups, see parse_list).
+  if (p.k == kind::tuple && g.k == kind::set && !g.braced && !g.args.empty() &&
+      g.args[0].k == kind::relation)
+    return equiv(p, g, c);
   if (g.k == kind::tuple && p.k == kind::set && !p.braced && p.args.size() == g.args.size()) {
     std::vector<std::pair<std::string, const expr*>> named;
     for (const expr& a : p.args) {
@@ -885,7 +927,47 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
   const bool gset = g.k == kind::set || (g.k != kind::relation && contains(g, kind::pm));
   const bool pset = p.k == kind::set || (p.k != kind::relation && contains(p, kind::pm));
   if (gset || pset) {
-    const auto ge = elements(g), pe = elements(p);
+    auto ge = elements(g), pe = elements(p);
+    // `p=5,q=2; p=7,q=2` (groups) against `p = 5, q = 2 and p = 7, q = 2` (one flat list of
+    // the same assignments): compare the assignments.
+    auto groups_of_relations = [](const std::vector<expr>& v) {
+      return !v.empty() && std::all_of(v.begin(), v.end(), [](const expr& x) {
+        return x.k == kind::set && !x.braced && !x.args.empty() &&
+               x.args[0].k == kind::relation;
+      });
+    };
+    auto flat_relations = [](const std::vector<expr>& v) {
+      return v.size() > 1 &&
+             std::all_of(v.begin(), v.end(), [](const expr& x) { return x.k == kind::relation; });
+    };
+    auto flatten = [](std::vector<expr>& v) {
+      std::vector<expr> out;
+      for (expr& x : v)
+        for (expr& y : x.args) out.push_back(std::move(y));
+      v = std::move(out);
+    };
+    if (groups_of_relations(ge) && flat_relations(pe)) flatten(ge);
+    if (groups_of_relations(pe) && flat_relations(ge)) flatten(pe);
+    // A gold of distinct elements is a set: a prediction that repeats one of its elements
+    // states the same set (Math-Verify compares sets). A gold that repeats an element (a double
+    // root `2, 2, 3`) keeps its multiplicities. Small lists only (quadratic in the size).
+    if (pe.size() > ge.size() && pe.size() <= 16) {
+      auto has_repeat = [&](const std::vector<expr>& v) {
+        for (std::size_t i = 0; i < v.size(); ++i)
+          for (std::size_t j = i + 1; j < v.size(); ++j)
+            if (equiv(v[i], v[j], c)) return true;
+        return false;
+      };
+      if (!has_repeat(ge)) {
+        std::vector<expr> once;
+        for (expr& x : pe) {
+          bool seen = false;
+          for (const expr& y : once) seen = seen || equiv(y, x, c);
+          if (!seen) once.push_back(std::move(x));
+        }
+        pe = std::move(once);
+      }
+    }
     if (ge.size() == 1 && pe.size() == 1 && !(g.k == kind::set && p.k == kind::set) &&
         !contains(g, kind::pm) && !contains(p, kind::pm))
       return equiv(ge[0], pe[0], c);

@@ -120,6 +120,25 @@ struct box_span {
   std::string_view content;
 };
 
+/// Start of a label `name =` (a letter, then letters, digits, `_`, `{`, `}`, `'`; at most 24
+/// bytes) that ends right before `at` (blanks allowed around `=`), not before `floor`; npos when
+/// there is none.
+inline std::size_t label_before(std::string_view s, std::size_t at, std::size_t floor) noexcept {
+  std::size_t i = at;
+  while (i > floor && s[i - 1] == ' ') --i;
+  if (i == floor || s[i - 1] != '=') return npos;
+  --i;
+  while (i > floor && s[i - 1] == ' ') --i;
+  const std::size_t name_end = i;
+  while (i > floor && name_end - i < 24 &&
+         (is_alpha(s[i - 1]) || is_digit(s[i - 1]) || s[i - 1] == '_' || s[i - 1] == '{' ||
+          s[i - 1] == '}' || s[i - 1] == '\''))
+    --i;
+  while (i < name_end && !is_alpha(s[i])) ++i;  // a name starts with a letter
+  if (i == name_end || (i > floor && (is_alpha(s[i - 1]) || s[i - 1] == '\\'))) return npos;
+  return i;
+}
+
 // Why join boxes: "the roots are \boxed{1} and \boxed{2}" states one answer {1, 2}. Why only
 // across separators: "first \boxed{1} ... finally \boxed{2}" is a correction, the last box wins.
 /// Last boxed answer, joined with the boxes immediately before it when only separators lie
@@ -169,15 +188,30 @@ inline std::optional<std::string> extract_boxed(std::string_view s, std::size_t*
     return std::nullopt;
   }
   if (end_pos) *end_pos = boxes[last - 1].end;
-  std::vector<std::string_view> parts{trim(boxes[last - 1].content)};
+  std::vector<std::string> parts{std::string(trim(boxes[last - 1].content))};
+  bool labelled = false;  // parts carry their "name = " labels
   for (std::size_t k = last - 1; k > 0; --k) {
     const box_span& prev = boxes[k - 1];
     const box_span& next = boxes[k];
-    const std::string_view gap = s.substr(prev.end, next.begin - prev.end);
+    std::string_view gap = s.substr(prev.end, next.begin - prev.end);
+    // "$y_1 = \boxed{A}$ and $y_2 = \boxed{B}$": boxes that each follow a label `name =` form
+    // one answer "y_1 = A, y_2 = B" when the rest of the gap is a separator.
+    const std::size_t next_label = label_before(s, next.begin, prev.end);
+    const std::size_t prev_label = label_before(s, prev.begin, k > 1 ? boxes[k - 2].end : 0);
+    const bool by_label = next_label != npos && prev_label != npos && (labelled || k == last - 1);
+    if (by_label) gap = s.substr(prev.end, next_label - prev.end);
     if (gap.size() > 80 || !(gap_is_separator(gap) || gap_is_labelled_separator(gap))) break;
+    if (labelled && !by_label) break;
+    if (by_label && !labelled) {
+      parts.back() = std::string(s.substr(next_label, next.begin - next_label)) + parts.back();
+      labelled = true;
+    }
     const std::string_view c = trim(prev.content);
     if (c.empty()) continue;
-    if (c != parts.back()) parts.push_back(c);
+    if (labelled)
+      parts.push_back(std::string(s.substr(prev_label, prev.begin - prev_label)) + std::string(c));
+    else if (c != parts.back())
+      parts.push_back(std::string(c));
   }
   std::string out;
   for (std::size_t k = parts.size(); k-- > 0;) {
@@ -196,11 +230,28 @@ inline std::string_view percent_suffix(std::string_view rest) noexcept {
   return {};
 }
 
+/// Two or more words of three or more letters and no backslash: prose, not maths.
+inline bool prose_between_dollars(std::string_view c) noexcept {
+  if (c.find('\\') != npos) return false;
+  int words = 0;
+  std::size_t run = 0;
+  for (std::size_t k = 0; k <= c.size(); ++k) {
+    if (k < c.size() && is_alpha(c[k])) {
+      ++run;
+      continue;
+    }
+    words += run >= 3;
+    run = 0;
+  }
+  return words >= 2;
+}
+
 /// Last LaTeX math environment of `s` (`$$..$$`, `\[..\]`, `\(..\)`, `$..$`), rightmost by end.
 /// Every search resumes after the previous one and an unclosed opener disables its kind for the
 /// rest of the text, so the scan is linear even for 100k unclosed openers.
 inline std::optional<std::string> extract_last_env(std::string_view s,
-                                                   std::size_t* end_pos = nullptr) {
+                                                   std::size_t* end_pos = nullptr,
+                                                   std::size_t* begin_pos = nullptr) {
   std::optional<std::string> last;
   // Environments joined by separators only ("$1$ and $2$ and $3$", "$21,16$ or $11$") form one
   // answer, up to 5 of them (Math-Verify's rule); `group_end` is where the current group ends.
@@ -211,7 +262,10 @@ inline std::optional<std::string> extract_last_env(std::string_view s,
         group_end != npos && begin >= group_end && group.size() < 5 && begin - group_end <= 80 &&
         has_separator_word(s.substr(group_end, begin - group_end)) &&
         gap_is_separator(s.substr(group_end, begin - group_end)) && !trim(content).empty();
-    if (!joins) group.clear();
+    if (!joins) {
+      group.clear();
+      if (begin_pos) *begin_pos = begin;
+    }
     group.push_back(std::move(content));
     group_end = stop;
     if (end_pos) *end_pos = stop;
@@ -256,6 +310,12 @@ inline std::optional<std::string> extract_last_env(std::string_view s,
       if (close == npos) {
         no_dollar = true;
         i += open_len;
+        continue;
+      }
+      // "how many $? just about 1$": words between two dollars (two or more, no LaTeX command)
+      // are prose around currency signs, not a maths environment; the `$` is a plain character.
+      if (!display && prose_between_dollars(s.substr(i + 1, close - i - 1))) {
+        ++i;
         continue;
       }
       found(i, close + open_len,
@@ -348,9 +408,26 @@ inline std::optional<std::string> answer_after(std::string_view rest) {
     i += 2;
     while (i < rest.size() && (is_space(rest[i]) || rest[i] == ':' || rest[i] == '*')) ++i;
   }
+  // A quoted answer (`"$12$ and $13$"`, `\"..\"` from an escaped string): the quotes go.
+  if (iequal_at(rest, i, "\\\"")) ++i;
+  if (i < rest.size() && rest[i] == '"') ++i;
   rest = rest.substr(i);
   if (rest.empty()) return std::nullopt;
   if (rest[0] == '$' || iequal_at(rest, 0, "\\(") || iequal_at(rest, 0, "\\[")) {
+    // Environments joined by separators that end the sentence ("$12$ and $13$." ) are one
+    // answer, as extract_last_env reads them; otherwise the first environment only.
+    std::size_t stop = 0;
+    while (stop < rest.size() && stop < 1024 && rest[stop] != '\n') ++stop;
+    std::size_t env_end = 0, env_begin = npos;
+    if (auto group = extract_last_env(rest.substr(0, stop), &env_end, &env_begin);
+        group && env_begin == 0) {
+      std::string_view after = rest.substr(env_end, stop - env_end);
+      std::size_t k = 0;
+      while (k < after.size() && (is_space(after[k]) || after[k] == '"' || after[k] == '\\'))
+        ++k;
+      const bool ends = k == after.size() || after[k] == '.' || after[k] == '!';
+      if (ends) return group;
+    }
     // First environment after the anchor only (bounded to the next 4 KiB).
     const std::string_view head = rest.substr(0, 4096);
     const bool display = head.size() > 1 && head[0] == '$' && head[1] == '$';
@@ -484,6 +561,8 @@ inline std::optional<std::string> extract_answer(std::string_view completion,
     // Prose without any of the above ("因此，水池中水将在300分钟内被放完。", "... donc de
     // 100 - 30 = 70"): the result of its concluding sentence, never just "the last number".
     if (!r && opt.answer_phrase && detail::looks_like_prose(s)) r = detail::concluding_number(s);
+    // A short prose line ending in "<copula> number" ("... which is 1,000.99€").
+    if (!r && opt.answer_phrase && detail::has_word(s)) r = detail::stated_last_number(s);
     if (!r && opt.whole_string) {
       const std::string_view t = detail::trim(s);
       if (!t.empty() && t.size() <= opt.max_answer_chars) r = std::string(t);

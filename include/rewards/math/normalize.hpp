@@ -120,13 +120,21 @@ inline std::string normalize_commands(std::string_view s, budget& b) {
       continue;
     }
     // `{,}` is how LaTeX writes a comma without math spacing: thousands separator or decimal comma.
-    if (c == '{' && i + 2 < s.size() && s[i + 1] == ',' && s[i + 2] == '}') {
-      // 14{,}916 is a thousands group; 3{,}5 a decimal comma (German LaTeX).
-      std::size_t d = i + 3, nd = 0;
-      while (d < s.size() && is_digit(s[d])) ++d, ++nd;
-      out += (nd == 3) ? "" : ".";
-      i += 3;
-      continue;
+    // Spaces around it (`14 {, }916`, spaced out by a tokenizer) change nothing.
+    if (c == '{') {
+      std::size_t j = i + 1;
+      while (j < s.size() && s[j] == ' ') ++j;
+      std::size_t k = j + 1;
+      while (k < s.size() && s[k] == ' ') ++k;
+      if (j < s.size() && s[j] == ',' && k < s.size() && s[k] == '}') {
+        // 14{,}916 is a thousands group; 3{,}5 a decimal comma (German LaTeX).
+        std::size_t d = k + 1, nd = 0;
+        while (d < s.size() && is_digit(s[d])) ++d, ++nd;
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        out += (nd == 3) ? "" : ".";
+        i = k + 1;
+        continue;
+      }
     }
     if (c == '{' && i + 1 < s.size() && s[i + 1] == '}') {  // empty group `{}^\circ`
       i += 2;

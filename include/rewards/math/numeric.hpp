@@ -212,8 +212,52 @@ struct ball_eval {
     mag_clear(m);
     if (!(ex_log2 < 24)) return fail(eval_status::unsupported);
     if (exact_zero(base)) return fail(eval_status::undefined);
+    // x^{p/q} with q odd and x < 0 is the real root to the p (`(x^2-2)^{5/3}` =
+    // `(x^2-2)\sqrt[3]{x^2-2}^2` at every point, and the exact path's `(-8)^{1/3}` = -2), not the
+    // principal complex power: one branch for `^{p/q}` and `\sqrt[q]{}`.
+    if (const auto pq = small_rational(e.args[1], 0);
+        pq && pq->get_den() % 2 == 1 && mpz_fits_slong_p(pq->get_num_mpz_t()) &&
+        pq->get_den() <= 64 && arb_is_zero(acb_imagref(base.v)) &&
+        arb_is_negative(acb_realref(base.v))) {
+      root(out, base, static_cast<ulong>(pq->get_den().get_ui()));
+      acb_pow_si(out.v, out.v, pq->get_num().get_si(), prec);
+      return track(out);
+    }
     acb_pow(out.v, base.v, ex.v, prec);
     return track(out);
+  }
+
+  /// A literal rational exponent (`5/3`, `\frac{5}{3}`, `-\frac{2}{3}`: numbers, negations,
+  /// products and integer powers of them), or nullopt. Depth-bounded.
+  static std::optional<mpq_class> small_rational(const expr& e, int depth) {
+    if (depth > 6) return std::nullopt;
+    switch (e.k) {
+      case kind::number:
+        return e.value;
+      case kind::neg: {
+        auto a = small_rational(e.args[0], depth + 1);
+        if (a) *a = -*a;
+        return a;
+      }
+      case kind::mul: {
+        mpq_class acc = 1;
+        for (const expr& a : e.args) {
+          auto v = small_rational(a, depth + 1);
+          if (!v) return std::nullopt;
+          acc *= *v;
+        }
+        return acc;
+      }
+      case kind::pow: {
+        auto b = small_rational(e.args[0], depth + 1);
+        auto n = small_rational(e.args[1], depth + 1);
+        if (!b || !n || n->get_den() != 1 || (*n != 1 && *n != -1) || *b == 0)
+          return std::nullopt;
+        return *n == 1 ? *b : mpq_class(1 / *b);
+      }
+      default:
+        return std::nullopt;
+    }
   }
 
   /// Real odd root of a real negative number (`\sqrt[3]{-2}` = -2^{1/3}, not the principal

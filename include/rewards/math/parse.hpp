@@ -10,6 +10,7 @@
 #include <rewards/math/text.hpp>
 
 #include <array>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -181,14 +182,35 @@ class parser {
   // list := relation ((',' | ';') relation)*
   /// list := relation ((',' | ';') relation)*. A top-level comma list is a set (Math-Verify reads
   /// `1, 2` as FiniteSet); `braced` stays false so that thousands groups were handled earlier.
+  /// `p=5,q=2; p=7,q=2`: when `;` separates groups of `,`-items that all have the same size (at
+  /// least 2), the list is a list of those groups (each one a bare list), so that it compares
+  /// with `(5,2),(7,2)`; otherwise `;` is a comma.
   expr parse_list() {
     std::vector<expr> items;
+    std::vector<std::size_t> group_ends;  // items.size() at each ';'
     items.push_back(parse_relation());
     while (peek() == ',' || peek() == ';') {
+      if (peek() == ';') group_ends.push_back(items.size());
       ++p_;
       items.push_back(parse_relation());
     }
     if (items.size() == 1) return std::move(items[0]);
+    const std::size_t width = group_ends.empty() ? 0 : group_ends[0];
+    bool grouped = width >= 2 && items.size() % width == 0 &&
+                   group_ends.size() + 1 == items.size() / width;
+    for (std::size_t k = 0; grouped && k < group_ends.size(); ++k)
+      grouped = group_ends[k] == (k + 1) * width;
+    if (grouped) {
+      std::vector<expr> groups;
+      for (std::size_t k = 0; k < items.size(); k += width) {
+        std::vector<expr> g(std::make_move_iterator(items.begin() + static_cast<long>(k)),
+                            std::make_move_iterator(items.begin() + static_cast<long>(k + width)));
+        expr ge = make_node(kind::set, std::move(g));
+        ge.braced = false;
+        groups.push_back(std::move(ge));
+      }
+      items = std::move(groups);
+    }
     expr e = make_node(kind::set, std::move(items));
     e.braced = false;
     return e;

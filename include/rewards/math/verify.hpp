@@ -70,6 +70,14 @@ inline std::optional<char> option_letter(std::string_view s, bool strict) {
   return std::nullopt;
 }
 
+/// A juxtaposition of two or more words and nothing else (`forty two`, `all real numbers`).
+inline bool only_words(const expr& e) noexcept {
+  if (e.k != kind::mul || e.args.size() < 2) return false;
+  for (const expr& a : e.args)
+    if (a.k != kind::text) return false;
+  return true;
+}
+
 /// True when `s` is not valid UTF-8 (sanitize_utf8 would replace some byte).
 inline bool has_invalid_utf8(std::string_view s) {
   return sanitize_utf8(s) != s;
@@ -119,6 +127,10 @@ inline verdict verify(std::string_view gold, std::string_view prediction,
     if (!letter) ge = parse(gn, b, opt.max_depth);
     // `0/0`, `\infty - \infty`: undefined, so the gold is unusable (never matched as text).
     if (ge && detail::is_undefined(*ge, b)) return verdict::unparseable_gold;
+    // A gold that is only words ("Answer is forty two." -> `forty two`): prose, not an answer
+    // that can be checked; the sample is skipped (TRL / open-r1 return None), never matched as
+    // identical text. One word (`Monday`, `\text{odd}`) stays a text answer.
+    if (ge && detail::only_words(*ge)) return verdict::unparseable_gold;
     gold_done = true;
 
     const auto pt = extract_answer(prediction, opt.pred_extraction);
