@@ -170,7 +170,7 @@ TEST_CASE("a short prose line ending in 'copula + number' states it (no last-num
       {mv, "6", "it is 5, not 6", I},
       {mv, "4", "I have 3 apples and 4", I},
       {mv, "3", "The value is 3 apples after we add", I},  // more words after it: dangling
-      {le, "1", "how many $? just about 1$", C},  // `$` as currency, not an environment
+      {le, "1", "how many $? just about 1$", C},           // `$` as currency, not an environment
       {le, "2", "how many $? just about 1$", I},
   });
 }
@@ -203,8 +203,7 @@ TEST_CASE("semicolon groups, |z| bounds, repeated elements of a set, prose golds
       {nu, "$p=5,q=2;p=7,q=2$", "$(2,5),(2,7)$", I},  // variables in name order: (p, q)
       {nu, "$p=5,q=2;p=7,q=2$", "$(5,2),(7,3)$", I},
       {nu, "$a=1,b=2;a=3,b=4$", "$(1,2),(3,4)$", C},
-      {nu, "\\boxed{ p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2}", "$p=5,q=2;p=7,q=2$",
-       C},
+      {nu, "\\boxed{ p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2}", "$p=5,q=2;p=7,q=2$", C},
       {nu, "1;2", "1,2", C},  // one item per group: `;` is a comma
       {nu, "$1\\leq|z|\\leq \\frac{3}{2}$",
        "$z \\in \\left[-\\frac{3}{2}, -1\\right] \\cup \\left[1, \\frac{3}{2}\\right]$", C},

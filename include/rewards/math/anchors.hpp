@@ -200,10 +200,9 @@ inline bool script_letter_lead(unsigned char c) noexcept {
 // `=` is not one: "W(n) = 1 and W(n) = -1" is an equation list, which concluding_number and the
 // parser handle.
 inline constexpr std::array<std::string_view, 25> value_copulas{
-    "is",   "it's", "are",  "was",  "equals", "equal to", "about", "approximately",
-    "be",   ":",    "est",  "ist",  "es",     "é",        "è",     "sont",
-    "sind", "son",  "vaut", "равно", "равен", "为",       "是",    "等于",
-    "約"};
+    "is",   "it's",  "are",   "was", "equals", "equal to", "about", "approximately", "be",
+    ":",    "est",   "ist",   "es",  "é",      "è",        "sont",  "sind",          "son",
+    "vaut", "равно", "равен", "为",  "是",     "等于",     "約"};
 
 /// The result stated at the end of a short prose line: the last number of the last line (at
 /// most 200 bytes), when a copula or a colon stands right before it ("the number is not 10
@@ -229,9 +228,8 @@ inline std::optional<std::string> stated_last_number(std::string_view s) {
     const bool latin = is_alpha(t[i]);
     if (latin || script_letter_lead(static_cast<unsigned char>(t[i]))) {
       ++words_after;
-      while (i < t.size() && (latin ? is_alpha(t[i])
-                                    : static_cast<unsigned char>(t[i]) >= 0x80 &&
-                                          !is_space(t[i])))
+      while (i < t.size() &&
+             (latin ? is_alpha(t[i]) : static_cast<unsigned char>(t[i]) >= 0x80 && !is_space(t[i])))
         ++i;
       continue;
     }
@@ -272,7 +270,7 @@ inline std::optional<std::string> stated_last_number(std::string_view s) {
       num.size() - comma - 1 <= 2) {
     std::size_t k = at + len;
     while (k < t.size() && t[k] == ' ') ++k;
-    static constexpr std::string_view currency[] = {"$", "\\$", "€", "£", "¥",
+    static constexpr std::string_view currency[] = {"$", "\\$", "€",  "£", "¥",
                                                     "₹", "₽", "zł", "kr"};
     for (std::string_view c : currency)
       if (t.compare(k, c.size(), c) == 0) num[comma] = '.';

@@ -651,8 +651,8 @@ inline std::optional<expr> relation_to_set(const expr& r) {
 /// A side of relation `r` is `|v|`.
 inline bool mentions_abs_of(const expr& r, const std::string& v) {
   for (const expr& a : r.args)
-    if (a.k == kind::func && a.name == "abs" && a.args.size() == 1 &&
-        a.args[0].k == kind::symbol && a.args[0].name == v)
+    if (a.k == kind::func && a.name == "abs" && a.args.size() == 1 && a.args[0].k == kind::symbol &&
+        a.args[0].name == v)
       return true;
   return false;
 }
@@ -932,8 +932,7 @@ inline bool equiv(const expr& g, const expr& p, compare_ctx& c) {
     // the same assignments): compare the assignments.
     auto groups_of_relations = [](const std::vector<expr>& v) {
       return !v.empty() && std::all_of(v.begin(), v.end(), [](const expr& x) {
-        return x.k == kind::set && !x.braced && !x.args.empty() &&
-               x.args[0].k == kind::relation;
+        return x.k == kind::set && !x.braced && !x.args.empty() && x.args[0].k == kind::relation;
       });
     };
     auto flat_relations = [](const std::vector<expr>& v) {

@@ -423,8 +423,7 @@ inline std::optional<std::string> answer_after(std::string_view rest) {
         group && env_begin == 0) {
       std::string_view after = rest.substr(env_end, stop - env_end);
       std::size_t k = 0;
-      while (k < after.size() && (is_space(after[k]) || after[k] == '"' || after[k] == '\\'))
-        ++k;
+      while (k < after.size() && (is_space(after[k]) || after[k] == '"' || after[k] == '\\')) ++k;
       const bool ends = k == after.size() || after[k] == '.' || after[k] == '!';
       if (ends) return group;
     }

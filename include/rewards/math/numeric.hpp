@@ -251,8 +251,7 @@ struct ball_eval {
       case kind::pow: {
         auto b = small_rational(e.args[0], depth + 1);
         auto n = small_rational(e.args[1], depth + 1);
-        if (!b || !n || n->get_den() != 1 || (*n != 1 && *n != -1) || *b == 0)
-          return std::nullopt;
+        if (!b || !n || n->get_den() != 1 || (*n != 1 && *n != -1) || *b == 0) return std::nullopt;
         return *n == 1 ? *b : mpq_class(1 / *b);
       }
       default:

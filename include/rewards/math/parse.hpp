@@ -196,8 +196,8 @@ class parser {
     }
     if (items.size() == 1) return std::move(items[0]);
     const std::size_t width = group_ends.empty() ? 0 : group_ends[0];
-    bool grouped = width >= 2 && items.size() % width == 0 &&
-                   group_ends.size() + 1 == items.size() / width;
+    bool grouped =
+        width >= 2 && items.size() % width == 0 && group_ends.size() + 1 == items.size() / width;
     for (std::size_t k = 0; grouped && k < group_ends.size(); ++k)
       grouped = group_ends[k] == (k + 1) * width;
     if (grouped) {
