@@ -99,8 +99,8 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   R0.div = make_div_params<A>(rd.w);
   R0.vscale = static_cast<A>(t2);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
-  const auto bad = dispatch(rd.kind, [&](auto kind) {
-    return drive_rows(
+  dispatch(rd.kind, [&](auto kind) {
+    drive_rows(
         s, g, P, R0,
         [&](double c) { return static_cast<A>(c * o.grad_output * t2 / o.temperature); },
         u.stride(2) == 1,
@@ -108,14 +108,13 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
           R.next_u = u.data_handle() + b1 * u.stride(0) + t1 * u.stride(1);
           R.next_u_bytes = static_cast<index_t>(sizeof(U));
         },
-        row_loss,
+        row_loss, "student_logits", "teacher_logits",
         [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
             const dense_row_args<A>& R, double& value) {
           const U* up = u.data_handle() + b * u.stride(0) + t * u.stride(1);
           return dense_row<decltype(kind)::value>(sp, ss, up, u.stride(2), gp, gs, R, value);
         });
   });
-  throw_row_error(bad, L, "student_logits", "teacher_logits");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;

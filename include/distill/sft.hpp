@@ -159,15 +159,14 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
   dense_row_args<A> R0;
   R0.V = V;
   R0.beta_s = beta;
-  const auto bad = drive_rows(
+  drive_rows(
       s, g, P, R0, [&](double c) { return static_cast<A>(c * o.grad_output); }, true,
-      [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+      [](dense_row_args<A>&, index_t, index_t) {}, row_loss, "logits", "labels",
       [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
           const dense_row_args<A>& R, double& value) {
         local_caches<A>().student.reserve(V);
         return sft_row<A>(sp, ss, static_cast<index_t>(y(b, t)), beta, eps, gp, gs, R, value);
       });
-  throw_row_error(bad, L, "logits", "labels");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;

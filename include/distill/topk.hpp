@@ -298,11 +298,11 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
   R0.vscale = static_cast<A>(t2);
   const A power = static_cast<A>(o.teacher_power);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
-  const auto bad = dispatch(rd.kind, [&](auto kind) {
-    return drive_rows(
+  dispatch(rd.kind, [&](auto kind) {
+    drive_rows(
         s, g, P, R0,
         [&](double c) { return static_cast<A>(c * o.grad_output * t2 / o.temperature); }, true,
-        [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+        [](dense_row_args<A>&, index_t, index_t) {}, row_loss, "student_logits", "teacher top-k",
         [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
             const dense_row_args<A>& R, double& value) {
           const TV* lp = tl.data_handle() + b * tl.stride(0) + t * tl.stride(1);
@@ -311,7 +311,6 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
                                                  o.convention, power, gp, gs, R, value);
         });
   });
-  throw_row_error(bad, L, "student_logits", "teacher top-k");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;

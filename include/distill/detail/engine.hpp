@@ -2,7 +2,7 @@
 /// @file engine.hpp
 /// @brief Internal machinery of grpo::distill: chunked vocabulary passes over strided rows, the
 ///        per-chunk online log-sum-exp partials merged into grpo::online_lse, the aggregation plan,
-///        the OpenMP row loop with deferred errors, and the fused dense-divergence row kernel.
+///        the row driver over grpo::par::for_each_row, and the fused dense-divergence row kernel.
 ///
 /// Execution model (CPU variant B of the kernels note, one row per thread): a row of V logits is
 /// processed in chunks of `chunk` elements that are first widened into a small stack buffer of the
@@ -20,6 +20,7 @@
 #include <grpo/core/error.hpp>
 #include <grpo/core/half.hpp>
 #include <grpo/core/math.hpp>
+#include <grpo/core/parallel.hpp>
 #include <grpo/core/strided_view.hpp>
 #include <grpo/core/vmath512.hpp>
 #include <grpo/ops/distill.hpp>
@@ -34,10 +35,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace grpo::distill::detail {
 
@@ -69,8 +66,8 @@ using acc_t = std::conditional_t<std::is_same_v<std::remove_cv_t<T>, double>, do
 template <class A>
 inline constexpr A neg_inf = -std::numeric_limits<A>::infinity();
 
-/// Row status codes returned by the row kernels (0 = fine); turned into grpo::error after the
-/// parallel loop so no exception ever crosses an OpenMP region.
+/// Row status codes returned by the row kernels (0 = fine); the row driver throws the matching
+/// grpo::error from the row (throw_row_error), grpo::par::for_each_row carries it out of the loop.
 enum row_status : int {
   row_ok = 0,
   student_not_finite,      ///< NaN or +inf student logit
@@ -80,7 +77,6 @@ enum row_status : int {
   id_out_of_range,         ///< top-k id >= V, or label outside [0, V)
   id_duplicate,            ///< the same id twice in one top-k row
   teacher_mass_above_one,  ///< top-k probabilities sum to more than 1 (tail bucket)
-  row_alloc_failed,        ///< the per-thread row cache could not be allocated
 };
 
 /// Widen n elements at p (stride st, elements) into buf and pad to a multiple of `lanes` with -inf
@@ -811,52 +807,14 @@ token_plan make_plan(index_t B, index_t L, const token_args& args, const agg_opt
 }
 
 // -----------------------------------------------------------------------------------------------
-// Row loop with deferred errors.
-
-/// Runs f(row) -> row_status for every row in [0, n), threaded with OpenMP when compiled with it.
-/// Returns the first failing row (lowest index) and its status, or {-1, row_ok}.
-template <class F>
-std::pair<index_t, int> for_each_row(index_t n, F&& f) {
-  index_t bad_row = -1;
-  int bad_status = row_ok;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, 2)
-#endif
-  for (index_t r = 0; r < n; ++r) {
-    int s = row_ok;
-#if GRPO_USE_EXCEPTIONS
-    // No exception may leave an OpenMP region: a failed per-thread cache allocation is reported
-    // as a status and rethrown as std::bad_alloc after the loop.
-    try {
-      s = f(r);
-    } catch (...) {
-      s = row_alloc_failed;
-    }
-#else
-    s = f(r);
-#endif
-    if (s != row_ok) {
-#if defined(_OPENMP)
-#pragma omp critical(grpo_distill_row_error)
-#endif
-      {
-        if (bad_row < 0 || r < bad_row) {
-          bad_row = r;
-          bad_status = s;
-        }
-      }
-    }
-  }
-  return {bad_row, bad_status};
-}
+// Row errors: the row kernels return a row_status (they are noexcept and vectorised); the row
+// driver turns a non-zero status into the grpo::error below, thrown from the row, and
+// grpo::par::for_each_row rethrows the one of the lowest failing row (one error channel).
 
 /// Throws the grpo::error of a failed row (token (b, t) = row / L, row % L).
 inline void throw_row_error(std::pair<index_t, int> bad, index_t L, const char* student,
                             const char* teacher) {
   if (bad.first < 0) return;
-#if GRPO_USE_EXCEPTIONS
-  if (bad.second == row_alloc_failed) throw std::bad_alloc();
-#endif
   const std::string where =
       " at token (" + std::to_string(bad.first / L) + ", " + std::to_string(bad.first % L) + ")";
   switch (bad.second) {
@@ -1659,41 +1617,49 @@ void zero_row(G* g, index_t gs, index_t V) noexcept {
 }
 
 /// The per-row driver of every front end (dense, top-k, SFT): over the B x L rows of the rank-3
-/// student view s (and gradient view g, nullable), in parallel with deferred errors
-/// (for_each_row): row pointers from the strides, inactive rows (plan P) written as zero
-/// gradients, the per-row gradient factor R.gscale = gscale_of(P.coef[r]), and the next row's
-/// prefetch hints (student and gradient rows when contiguous and `prefetch` holds, plus whatever
-/// teacher_next(R, b1, t1) adds), then row(b, t, student row, its stride, gradient row, its
-/// stride, R, row value) -> row_status.
+/// student view s (and gradient view g, nullable), in parallel (grpo::par::for_each_row, static
+/// schedule: each thread takes a contiguous block of rows, so the next-row prefetch below
+/// warms the row that same thread processes next): row pointers from the strides, inactive rows
+/// (plan P) written as zero gradients, the per-row gradient factor R.gscale = gscale_of(P.coef[r]),
+/// and the next row's prefetch hints (student and gradient rows when contiguous and `prefetch`
+/// holds, plus whatever teacher_next(R, b1, t1) adds), then row(b, t, student row, its stride,
+/// gradient row, its stride, R, row value) -> row_status. A failed row throws its grpo::error
+/// (throw_row_error with the names `student` / `teacher`); the lowest failing row's leaves.
 template <class A, class S, class G, class GScale, class TeacherNext, class Row>
-std::pair<index_t, int> drive_rows(const strided_view<const S, 3>& s, const strided_view<G, 3>* g,
-                                   const token_plan& P, const dense_row_args<A>& R0,
-                                   GScale&& gscale_of, bool prefetch, TeacherNext&& teacher_next,
-                                   std::vector<double>& row_loss, Row&& row) {
+void drive_rows(const strided_view<const S, 3>& s, const strided_view<G, 3>* g,
+                const token_plan& P, const dense_row_args<A>& R0, GScale&& gscale_of,
+                bool prefetch, TeacherNext&& teacher_next, std::vector<double>& row_loss,
+                const char* student, const char* teacher, Row&& row) {
   const index_t L = s.extent(1), V = s.extent(2), n = s.extent(0) * L;
-  return for_each_row(n, [&](index_t r) -> int {
-    const index_t b = r / L, t = r % L;
-    const S* sp = s.data_handle() + b * s.stride(0) + t * s.stride(1);
-    G* gp = g ? g->data_handle() + b * g->stride(0) + t * g->stride(1) : nullptr;
-    const std::size_t k = static_cast<std::size_t>(r);
-    if (!P.active[k]) {
-      if (gp) zero_row(gp, g->stride(2), V);
-      return row_ok;
-    }
-    dense_row_args<A> R = R0;
-    R.gscale = gscale_of(P.coef[k]);
-    if (r + 1 < n && s.stride(2) == 1 && prefetch) {
-      const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
-      R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
-      R.next_s_bytes = static_cast<index_t>(sizeof(S));
-      teacher_next(R, b1, t1);
-      if (g != nullptr && g->stride(2) == 1) {
-        R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
-        R.next_g_bytes = static_cast<index_t>(sizeof(G));
-      }
-    }
-    return row(b, t, sp, s.stride(2), gp, g ? g->stride(2) : index_t(0), R, row_loss[k]);
-  });
+  par::loop_options lo;
+  lo.work_per_row = V;
+  par::for_each_row(
+      n,
+      [&](index_t r) {
+        const index_t b = r / L, t = r % L;
+        const S* sp = s.data_handle() + b * s.stride(0) + t * s.stride(1);
+        G* gp = g ? g->data_handle() + b * g->stride(0) + t * g->stride(1) : nullptr;
+        const std::size_t k = static_cast<std::size_t>(r);
+        if (!P.active[k]) {
+          if (gp) zero_row(gp, g->stride(2), V);
+          return;
+        }
+        dense_row_args<A> R = R0;
+        R.gscale = gscale_of(P.coef[k]);
+        if (r + 1 < n && s.stride(2) == 1 && prefetch) {
+          const index_t b1 = (r + 1) / L, t1 = (r + 1) % L;
+          R.next_s = s.data_handle() + b1 * s.stride(0) + t1 * s.stride(1);
+          R.next_s_bytes = static_cast<index_t>(sizeof(S));
+          teacher_next(R, b1, t1);
+          if (g != nullptr && g->stride(2) == 1) {
+            R.next_g = g->data_handle() + b1 * g->stride(0) + t1 * g->stride(1);
+            R.next_g_bytes = static_cast<index_t>(sizeof(G));
+          }
+        }
+        const int st = row(b, t, sp, s.stride(2), gp, g ? g->stride(2) : index_t(0), R, row_loss[k]);
+        if (st != row_ok) throw_row_error({r, st}, L, student, teacher);
+      },
+      lo);
 }
 
 }  // namespace grpo::distill::detail
