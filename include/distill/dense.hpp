@@ -22,6 +22,7 @@
 namespace grpo::distill {
 
 namespace detail {
+inline namespace GRPO_ISA_ABI {
 
 template <class T>
 using const_view3 = strided_view<const std::remove_cv_t<T>, 3>;
@@ -94,6 +95,7 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   const double t2 = o.scale_by_t2 ? o.temperature * o.temperature : 1.0;
   dense_row_args<A> R0;
   R0.V = V;
+  R0.path = kernel_path();  // read once per call
   R0.beta_s = static_cast<A>(1.0 / o.temperature);
   R0.beta_u = R0.beta_s;
   R0.div = make_div_params<A>(rd.w);
@@ -125,7 +127,12 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
 template <class X>
 inline constexpr bool is_options_v = std::is_same_v<std::remove_cvref_t<X>, distill_options>;
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
+
+// The entry points' bodies depend on the translation unit's flags (the portable row maths):
+// one inline namespace per flag set, so that two builds linked together never share a symbol.
+inline namespace GRPO_ISA_ABI {
 
 /// Dense distillation loss value (no gradient).
 /// @param student_logits [B, L, V] or [N, V] (float, double, bfloat16, float16; any strides).
@@ -157,4 +164,5 @@ requires(!detail::is_options_v<Gt>) loss_result
   return detail::dense_impl(s, u, &g, options, args);
 }
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace grpo::distill
