@@ -101,3 +101,69 @@ TEST_CASE("distill behaviour: the baseline path reproduces the pre-refactor outp
   }
   MESSAGE(same << " of " << recs.size() << " cases bitwise identical");
 }
+
+namespace {
+
+/// Largest |a - b| / (max |b| + 1e-3) over a record's values and |loss_a - loss_b| / (|loss_b| +
+/// 0.05): relative differences with an absolute floor for outputs that are identically 0 up to
+/// rounding (the JSD formula at beta = 0: lq - log q with q from the exp cache, ~1e-7 of noise on
+/// every path).
+struct diff {
+  double loss = 0.0, values = 0.0;
+};
+diff compare(const db::record& a, const db::record& b) {
+  diff d;
+  d.loss = std::fabs(a.loss - b.loss) / (std::fabs(b.loss) + 0.05);
+  double scale = 0.0;
+  for (double v : b.values)
+    if (std::isfinite(v)) scale = std::max(scale, std::fabs(v));
+  for (std::size_t i = 0; i < a.values.size() && i < b.values.size(); ++i) {
+    const double x = a.values[i], y = b.values[i];
+    if (x == y) continue;  // also equal infinities
+    d.values = std::max(d.values, std::fabs(x - y) / (scale + 1e-3));
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("distill behaviour: every ISA path agrees with the baseline path" *
+          doctest::test_suite("distill")) {
+  std::vector<db::record> base;
+  {
+    const grpo::scoped_isa_limit pin(grpo::isa::baseline);
+    base = run_all();
+  }
+  for (grpo::isa path : {grpo::isa::avx2, grpo::isa::avx512}) {
+    if (static_cast<int>(grpo::best_isa()) < static_cast<int>(path)) {
+      MESSAGE("SKIPPED: the " << std::string(grpo::isa_name(path)) << " path (this CPU or build lacks it)");
+      continue;
+    }
+    const grpo::scoped_isa_limit pin(path);
+    REQUIRE(grpo::active_isa() == path);
+    const std::vector<db::record> recs = run_all();
+    REQUIRE(recs.size() == base.size());
+    diff worst, worst32;
+    std::string wl, wv, wv32;
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      REQUIRE(recs[i].name == base[i].name);
+      REQUIRE(recs[i].values.size() == base[i].values.size());
+      const std::string& nm = recs[i].name;
+      const diff d = compare(recs[i], base[i]);
+      const bool half = nm.find("bf16") != std::string::npos || nm.find("f16") != std::string::npos;
+      const bool degenerate = nm.find("formula0") != std::string::npos;
+      if (!degenerate && d.loss > worst.loss) worst.loss = d.loss, wl = nm;
+      if (!degenerate && half && d.values > worst.values) worst.values = d.values, wv = nm;
+      if (!degenerate && !half && d.values > worst32.values) worst32.values = d.values, wv32 = nm;
+      // Bounds: the fp32 paths differ by the exp polynomials (portable fast_exp vs the packets'
+      // exp_fast, each < 3e-7 relative near 0), log, and the summation order: 2e-5 of the loss,
+      // 1e-4 of the largest output of fp32 / fp64 outputs; 16-bit gradients may round to the
+      // neighbouring value: one bf16 ulp (2^-8) of the largest output.
+      CHECK_MESSAGE(d.loss <= 2e-5, nm << " loss rel diff " << d.loss);
+      CHECK_MESSAGE(d.values <= (half || degenerate ? 8e-3 : 1e-4), nm << " values diff " << d.values);
+    }
+    MESSAGE(std::string(grpo::isa_name(path)) << " vs baseline: worst loss rel diff " << worst.loss << " ("
+                                 << wl << "), worst output diff " << worst32.values << " (" << wv32
+                                 << "; 16-bit outputs " << worst.values << ", " << wv << ")");
+  }
+}

@@ -17,12 +17,14 @@
 ///
 /// Files: detail/row_math.hpp (chunk helpers, pass 1, exp cache), detail/plan.hpp (views, plan,
 /// row errors, reduction), detail/divergence.hpp (element operators, passes 2 / 3),
-/// kernels/avx512/ (pass 1 and the dense passes on 16-float registers).
+/// kernels/avx512/ (pass 1 and the dense passes on 16-float registers), kernels/avx2/ (the same
+/// over the AVX2 packet).
 #pragma once
 
 #include <distill/detail/divergence.hpp>
 #include <distill/detail/plan.hpp>
 #include <distill/detail/row_math.hpp>
+#include <distill/kernels/avx2/dense.hpp>
 #include <distill/kernels/avx512/dense.hpp>
 #include <distill/kernels/avx512/pass1.hpp>
 #include <distill/options.hpp>
@@ -42,13 +44,15 @@ inline isa kernel_path() noexcept {
   return active_isa();
 #elif GRPO_SIMD_HAS_AVX512_PACKET
   return isa::avx512;
+#elif GRPO_SIMD_HAS_AVX2_PACKET
+  return isa::avx2;
 #else
   return isa::baseline;
 #endif
 }
 
 /// Pass 1 over one row (row_lse_store_portable's contract) on the vector path `path`: with float
-/// accumulation the AVX-512 kernel (the row widened to a contiguous float copy in cache.x when it
+/// accumulation the AVX-512 or AVX2 kernel (the row widened to a contiguous float copy in cache.x when it
 /// is 16-bit or strided; cache.row points at the row it read), else the portable pass.
 template <class A, class T>
 basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* buf,
@@ -57,6 +61,9 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
 #if GRPO_SIMD_HAS_AVX512_PACKET
     if (path == isa::avx512) return avx512::row_lse_store(p, st, V, beta, cache, bad);
 #endif
+#if GRPO_SIMD_HAS_AVX2_PACKET
+    if (path == isa::avx2) return avx2::row_lse_store(p, st, V, beta, cache, bad);
+#endif
   }
   (void)path;
   return row_lse_store_portable(p, st, V, beta, buf, cache, bad);
@@ -64,13 +71,16 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
 
 /// One row of a dense divergence (teacher logits at the student's temperature): pass 1 over both
 /// rows, then divergence_passes; with float accumulation on an ISA path, that path's kernel
-/// (avx512::dense_row).
+/// (avx512::dense_row, avx2::dense_row).
 template <divergence K, class A, class S, class U, class G>
 int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
               const dense_row_args<A>& R, double& value) {
   if constexpr (std::is_same_v<A, float>) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
     if (R.path == isa::avx512) return avx512::dense_row<K>(s, ss, u, us, g, gs, R, value);
+#endif
+#if GRPO_SIMD_HAS_AVX2_PACKET
+    if (R.path == isa::avx2) return avx2::dense_row<K>(s, ss, u, us, g, gs, R, value);
 #endif
   }
   alignas(64) A buf[chunk];
