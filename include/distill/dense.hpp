@@ -22,6 +22,7 @@
 namespace grpo::distill {
 
 namespace detail {
+inline namespace GRPO_ISA_ABI {
 
 template <class T>
 using const_view3 = strided_view<const std::remove_cv_t<T>, 3>;
@@ -94,13 +95,14 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
   const double t2 = o.scale_by_t2 ? o.temperature * o.temperature : 1.0;
   dense_row_args<A> R0;
   R0.V = V;
+  R0.path = kernel_path();  // read once per call
   R0.beta_s = static_cast<A>(1.0 / o.temperature);
   R0.beta_u = R0.beta_s;
   R0.div = make_div_params<A>(rd.w);
   R0.vscale = static_cast<A>(t2);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
-  const auto bad = dispatch(rd.kind, [&](auto kind) {
-    return drive_rows(
+  dispatch(rd.kind, [&](auto kind) {
+    drive_rows(
         s, g, P, R0,
         [&](double c) { return static_cast<A>(c * o.grad_output * t2 / o.temperature); },
         u.stride(2) == 1,
@@ -108,14 +110,13 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
           R.next_u = u.data_handle() + b1 * u.stride(0) + t1 * u.stride(1);
           R.next_u_bytes = static_cast<index_t>(sizeof(U));
         },
-        row_loss,
+        row_loss, "student_logits", "teacher_logits",
         [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
             const dense_row_args<A>& R, double& value) {
           const U* up = u.data_handle() + b * u.stride(0) + t * u.stride(1);
           return dense_row<decltype(kind)::value>(sp, ss, up, u.stride(2), gp, gs, R, value);
         });
   });
-  throw_row_error(bad, L, "student_logits", "teacher_logits");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;
@@ -126,7 +127,12 @@ loss_result dense_impl(const strided_view<const S, 3>& s, const strided_view<con
 template <class X>
 inline constexpr bool is_options_v = std::is_same_v<std::remove_cvref_t<X>, distill_options>;
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
+
+// The entry points' bodies depend on the translation unit's flags (the portable row maths):
+// one inline namespace per flag set, so that two builds linked together never share a symbol.
+inline namespace GRPO_ISA_ABI {
 
 /// Dense distillation loss value (no gradient).
 /// @param student_logits [B, L, V] or [N, V] (float, double, bfloat16, float16; any strides).
@@ -158,4 +164,5 @@ requires(!detail::is_options_v<Gt>) loss_result
   return detail::dense_impl(s, u, &g, options, args);
 }
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace grpo::distill

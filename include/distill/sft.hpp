@@ -37,6 +37,7 @@ struct sft_options {
 };
 
 namespace detail {
+inline namespace GRPO_ISA_ABI {
 
 /// One SFT row: value (returned through `value`) and, when g is non-null, the gradient
 /// g_j = R.gscale * dl/ds_j with R.gscale = c_bt * grad_output. Pass 1 is the shared
@@ -51,7 +52,7 @@ int sft_row(const S* s, index_t ss, index_t y, A beta, A eps, G* g, index_t gs,
   row_exp_cache<A>& cache = local_caches<A>().student;
   // Pass 1: the online state (and the exponentials, kept in the cache).
   bool bad = false;
-  const basic_online_lse<A> st = row_lse_store(s, ss, V, beta, xs, cache, bad);
+  const basic_online_lse<A> st = row_lse_store(s, ss, V, beta, xs, cache, bad, R.path);
   if (bad) return student_not_finite;
   if (st.empty()) return student_empty;
   // Label smoothing only: the sum of the finite logits (for the smoothing mean) and whether a
@@ -158,16 +159,16 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
   dense_row_args<A> R0;
   R0.V = V;
+  R0.path = kernel_path();  // read once per call
   R0.beta_s = beta;
-  const auto bad = drive_rows(
+  drive_rows(
       s, g, P, R0, [&](double c) { return static_cast<A>(c * o.grad_output); }, true,
-      [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+      [](dense_row_args<A>&, index_t, index_t) {}, row_loss, "logits", "labels",
       [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
           const dense_row_args<A>& R, double& value) {
         local_caches<A>().student.reserve(V);
         return sft_row<A>(sp, ss, static_cast<index_t>(y(b, t)), beta, eps, gp, gs, R, value);
       });
-  throw_row_error(bad, L, "logits", "labels");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;
@@ -178,7 +179,12 @@ loss_result sft_impl(const strided_view<const S, 3>& s, const strided_view<const
 template <class X>
 inline constexpr bool is_sft_options_v = std::is_same_v<std::remove_cvref_t<X>, sft_options>;
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
+
+// The entry points' bodies depend on the translation unit's flags (the portable row maths):
+// one inline namespace per flag set, so that two builds linked together never share a symbol.
+inline namespace GRPO_ISA_ABI {
 
 /// SFT loss value (no gradient).
 /// @param logits [B, L, V] or [N, V] (float, double, bfloat16, float16; any strides).
@@ -208,4 +214,5 @@ requires(!detail::is_sft_options_v<Gt>) loss_result
   return detail::sft_impl(s, y, &g, options, args);
 }
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace grpo::distill

@@ -56,6 +56,7 @@ struct topk_options : distill_options {
 inline constexpr index_t max_topk = 128;
 
 namespace detail {
+inline namespace GRPO_ISA_ABI {
 
 /// One teacher entry of a row after validation.
 template <class A>
@@ -80,15 +81,13 @@ struct scatter_loader {
   }
 };
 
-/// One top-k row (any divergence, any convention).
-template <divergence K, class A, class S, class TV, class TI, class G>
-int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, index_t tis,
-             index_t kk, topk_convention conv, A power, G* g, index_t gs,
-             const dense_row_args<A>& R, double& value) {
-  const index_t V = R.V;
-  // 1. Gather, validate and sort the teacher entries.
-  topk_entry<A> e[max_topk];
-  index_t k = 0;
+/// Gathers the kk teacher slots of a row (ids ti, log-probabilities tl; negative ids are padding)
+/// into e[0, k), sorted by id; a row_status for an id outside [0, V), a NaN / +inf value or a
+/// repeated id.
+template <class A, class TV, class TI>
+int gather_topk(const TV* tl, index_t tls, const TI* ti, index_t tis, index_t kk, index_t V,
+                topk_entry<A>* e, index_t& k) {
+  k = 0;
   for (index_t i = 0; i < kk; ++i) {
     const std::int64_t id = static_cast<std::int64_t>(ti[i * tis]);
     if (id < 0) continue;  // padding slot
@@ -100,6 +99,19 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   std::sort(e, e + k, [](const topk_entry<A>& a, const topk_entry<A>& b) { return a.id < b.id; });
   for (index_t i = 1; i < k; ++i)
     if (e[i].id == e[i - 1].id) return id_duplicate;
+  return row_ok;
+}
+
+/// One top-k row (any divergence, any convention).
+template <divergence K, class A, class S, class TV, class TI, class G>
+int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, index_t tis,
+             index_t kk, topk_convention conv, A power, G* g, index_t gs,
+             const dense_row_args<A>& R, double& value) {
+  const index_t V = R.V;
+  // 1. Gather, validate and sort the teacher entries.
+  topk_entry<A> e[max_topk];
+  index_t k = 0;
+  if (const int bad = gather_topk(tl, tls, ti, tis, kk, V, e, k); bad != row_ok) return bad;
 
   // 2. Teacher log-probabilities on the categories (normalised; the tail last for (b)).
   alignas(64) A lp[max_topk + lanes];
@@ -157,7 +169,7 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
   bool bad = false;
   row_exp_cache<A>& cache = local_caches<A>().student;
   cache.reserve(V);
-  const basic_online_lse<A> ls = row_lse_store(s, ss, V, R.beta_s, xs, cache, bad);
+  const basic_online_lse<A> ls = row_lse_store(s, ss, V, R.beta_s, xs, cache, bad, R.path);
   if (bad) return student_not_finite;
   if (ls.empty()) return student_empty;
   const row_state<A> st{ls.m, ls.log_sum(), R.beta_s};
@@ -292,17 +304,18 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
   const double t2 = o.scale_by_t2 ? o.temperature * o.temperature : 1.0;
   dense_row_args<A> R0;
   R0.V = V;
+  R0.path = kernel_path();  // read once per call
   R0.beta_s = static_cast<A>(1.0 / o.temperature);
   R0.beta_u = A(1);
   R0.div = make_div_params<A>(rd.w);
   R0.vscale = static_cast<A>(t2);
   const A power = static_cast<A>(o.teacher_power);
   std::vector<double> row_loss(static_cast<std::size_t>(B * L), 0.0);
-  const auto bad = dispatch(rd.kind, [&](auto kind) {
-    return drive_rows(
+  dispatch(rd.kind, [&](auto kind) {
+    drive_rows(
         s, g, P, R0,
         [&](double c) { return static_cast<A>(c * o.grad_output * t2 / o.temperature); }, true,
-        [](dense_row_args<A>&, index_t, index_t) {}, row_loss,
+        [](dense_row_args<A>&, index_t, index_t) {}, row_loss, "student_logits", "teacher top-k",
         [&](index_t b, index_t t, const S* sp, index_t ss, G* gp, index_t gs,
             const dense_row_args<A>& R, double& value) {
           const TV* lp = tl.data_handle() + b * tl.stride(0) + t * tl.stride(1);
@@ -311,7 +324,6 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
                                                  o.convention, power, gp, gs, R, value);
         });
   });
-  throw_row_error(bad, L, "student_logits", "teacher top-k");
   loss_result res;
   res.loss = reduce_loss(P, row_loss, args);
   res.active_tokens = P.active_tokens;
@@ -322,7 +334,12 @@ loss_result topk_impl(const strided_view<const S, 3>& s, const strided_view<cons
 template <class X>
 inline constexpr bool is_topk_options_v = std::is_same_v<std::remove_cvref_t<X>, topk_options>;
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
+
+// The entry points' bodies depend on the translation unit's flags (the portable row maths):
+// one inline namespace per flag set, so that two builds linked together never share a symbol.
+inline namespace GRPO_ISA_ABI {
 
 /// Top-k teacher distillation loss value (no gradient).
 /// @param student_logits [B, L, V] or [N, V] (float, double, bfloat16, float16; any strides).
@@ -356,4 +373,5 @@ requires(!detail::is_topk_options_v<Gt>) loss_result
                            detail::topk_id_view(teacher_ids), &g, options, args);
 }
 
+}  // inline namespace GRPO_ISA_ABI
 }  // namespace grpo::distill

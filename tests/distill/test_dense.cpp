@@ -5,6 +5,7 @@
 // (teacher = student, shift by 1e4, temperature chain rule, micro-batch split, layout, in place).
 #include <distill/distill.hpp>
 
+#include "isa_paths.hpp"
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
@@ -131,94 +132,99 @@ double max_abs(const std::vector<double>& a) {
 
 TEST_CASE("divergence_loss: every divergence matches the double reference in fp32/bf16/fp16" *
           doctest::test_suite("distill")) {
-  const index_t N = 5,
-                V = 1037;  // V: two full chunks plus a partial chunk and a partial lane block
-  const auto s0 = distill_ref::randn(N * V, 2.0, 11);
-  const auto u0 = distill_ref::randn(N * V, 2.5, 12);
-  for (kind k : all_kinds)
-    for (double T : {0.7, 1.0, 2.0}) {
-      const double w = param_of(k);
-      auto run = [&](auto tag) {
-        using St = decltype(tag);
-        const auto s = cast_to<St>(s0);
-        const auto u = cast_to<St>(u0);
-        // Reference on the same upcast inputs (target 12 of the kernels note).
-        const auto ref = reference(k, widen_all(s), widen_all(u), N, V, T, w);
-        std::vector<float> g(s.size());
-        const auto res = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                             grpo::make_view(u.data(), {N, V}),
-                                             grpo::make_view(g.data(), {N, V}), opts_for(k, T, w));
-        INFO(name(k), " T=", T, " dtype bytes=", sizeof(St));
-        CHECK(res.loss == doctest::Approx(ref.loss).epsilon(1e-5));
-        CHECK(res.active_tokens == N);
-        const double gmax = max_abs(ref.grad);
-        double err = 0;
-        for (std::size_t i = 0; i < g.size(); ++i)
-          err = grpo_test::err_max(err, std::fabs(g[i] - ref.grad[i]));
-        CHECK(err <= 1e-5 * gmax);
-        // bf16 gradient output: within one bf16 ulp of the rounded fp32-path value.
-        std::vector<grpo::bfloat16> gb(s.size());
-        gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
-                            grpo::make_view(gb.data(), {N, V}), opts_for(k, T, w));
-        int bad = 0;
-        for (std::size_t i = 0; i < g.size(); ++i) {
-          const double r = ref.grad[i];
-          const double ulp = std::ldexp(1.0, std::ilogb(std::fabs(r) > 0 ? r : 1e-30) - 7);
-          if (!(std::fabs(static_cast<float>(gb[i]) - r) <= ulp + 1e-6 * gmax)) ++bad;  // NaN: bad
-        }
-        CHECK(bad == 0);
-      };
-      run(float{});
-      run(grpo::bfloat16{});
-      run(grpo::float16{});
-    }
+  distill_paths::for_each([&] {
+    const index_t N = 5,
+                  V = 1037;  // V: two full chunks plus a partial chunk and a partial lane block
+    const auto s0 = distill_ref::randn(N * V, 2.0, 11);
+    const auto u0 = distill_ref::randn(N * V, 2.5, 12);
+    for (kind k : all_kinds)
+      for (double T : {0.7, 1.0, 2.0}) {
+        const double w = param_of(k);
+        auto run = [&](auto tag) {
+          using St = decltype(tag);
+          const auto s = cast_to<St>(s0);
+          const auto u = cast_to<St>(u0);
+          // Reference on the same upcast inputs (target 12 of the kernels note).
+          const auto ref = reference(k, widen_all(s), widen_all(u), N, V, T, w);
+          std::vector<float> g(s.size());
+          const auto res = gd::divergence_loss(
+              grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+              grpo::make_view(g.data(), {N, V}), opts_for(k, T, w));
+          INFO(name(k), " T=", T, " dtype bytes=", sizeof(St));
+          CHECK(res.loss == doctest::Approx(ref.loss).epsilon(1e-5));
+          CHECK(res.active_tokens == N);
+          const double gmax = max_abs(ref.grad);
+          double err = 0;
+          for (std::size_t i = 0; i < g.size(); ++i)
+            err = grpo_test::err_max(err, std::fabs(g[i] - ref.grad[i]));
+          CHECK(err <= 1e-5 * gmax);
+          // bf16 gradient output: within one bf16 ulp of the rounded fp32-path value.
+          std::vector<grpo::bfloat16> gb(s.size());
+          gd::divergence_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(u.data(), {N, V}),
+                              grpo::make_view(gb.data(), {N, V}), opts_for(k, T, w));
+          int bad = 0;
+          for (std::size_t i = 0; i < g.size(); ++i) {
+            const double r = ref.grad[i];
+            const double ulp = std::ldexp(1.0, std::ilogb(std::fabs(r) > 0 ? r : 1e-30) - 7);
+            if (!(std::fabs(static_cast<float>(gb[i]) - r) <= ulp + 1e-6 * gmax))
+              ++bad;  // NaN: bad
+          }
+          CHECK(bad == 0);
+        };
+        run(float{});
+        run(grpo::bfloat16{});
+        run(grpo::float16{});
+      }
+  });
 }
 
 TEST_CASE("divergence_loss: gradient equals central finite differences (double run)" *
           doctest::test_suite("distill")) {
-  const index_t B = 2, L = 2, V = 37;
-  const auto s = distill_ref::randn(B * L * V, 1.5, 21);
-  const auto u = distill_ref::randn(B * L * V, 1.5, 22);
-  std::vector<float> wts = {0.5f, 2.0f, 1.0f, 0.25f};
-  std::vector<std::uint8_t> mask = {1, 1, 0, 1};
-  for (kind k : all_kinds)
-    for (auto mode : {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_mean,
-                      grpo::agg_mode::seq_mean_token_sum, grpo::agg_mode::token_sum})
-      for (bool t2 : {false, true}) {
-        auto o = opts_for(k, 0.8, k == kind::jsd ? 0.4 : 0.2);
-        o.scale_by_t2 = t2;
-        o.aggregate.mode = mode;
-        o.grad_output = 1.7;
-        gd::token_args a;
-        a.mask = grpo::make_view(static_cast<const std::uint8_t*>(mask.data()), {B, L});
-        a.weights = grpo::make_view(static_cast<const float*>(wts.data()), {B, L});
-        std::vector<double> g(s.size());
-        auto sv = s;
-        gd::divergence_loss(grpo::make_view(sv.data(), {B, L, V}),
-                            grpo::make_view(u.data(), {B, L, V}),
-                            grpo::make_view(g.data(), {B, L, V}), o, a);
-        auto f = [&](std::size_t i, double d) {
-          sv[i] = s[i] + d;
-          const double r = gd::divergence_loss(grpo::make_view(sv.data(), {B, L, V}),
-                                               grpo::make_view(u.data(), {B, L, V}), o, a)
-                               .loss;
-          sv[i] = s[i];
-          return r;
-        };
-        double err = 0, gm = 0;
-        const double h = 1e-5;
-        for (std::size_t i = 0; i < s.size(); ++i) {
-          const double fd = o.grad_output * (f(i, h) - f(i, -h)) / (2 * h);
-          err = grpo_test::err_max(err, std::fabs(fd - g[i]));
-          gm = grpo_test::scale_max(gm, std::fabs(g[i]));
+  distill_paths::for_each([&] {
+    const index_t B = 2, L = 2, V = 37;
+    const auto s = distill_ref::randn(B * L * V, 1.5, 21);
+    const auto u = distill_ref::randn(B * L * V, 1.5, 22);
+    std::vector<float> wts = {0.5f, 2.0f, 1.0f, 0.25f};
+    std::vector<std::uint8_t> mask = {1, 1, 0, 1};
+    for (kind k : all_kinds)
+      for (auto mode : {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_mean,
+                        grpo::agg_mode::seq_mean_token_sum, grpo::agg_mode::token_sum})
+        for (bool t2 : {false, true}) {
+          auto o = opts_for(k, 0.8, k == kind::jsd ? 0.4 : 0.2);
+          o.scale_by_t2 = t2;
+          o.aggregate.mode = mode;
+          o.grad_output = 1.7;
+          gd::token_args a;
+          a.mask = grpo::make_view(static_cast<const std::uint8_t*>(mask.data()), {B, L});
+          a.weights = grpo::make_view(static_cast<const float*>(wts.data()), {B, L});
+          std::vector<double> g(s.size());
+          auto sv = s;
+          gd::divergence_loss(grpo::make_view(sv.data(), {B, L, V}),
+                              grpo::make_view(u.data(), {B, L, V}),
+                              grpo::make_view(g.data(), {B, L, V}), o, a);
+          auto f = [&](std::size_t i, double d) {
+            sv[i] = s[i] + d;
+            const double r = gd::divergence_loss(grpo::make_view(sv.data(), {B, L, V}),
+                                                 grpo::make_view(u.data(), {B, L, V}), o, a)
+                                 .loss;
+            sv[i] = s[i];
+            return r;
+          };
+          double err = 0, gm = 0;
+          const double h = 1e-5;
+          for (std::size_t i = 0; i < s.size(); ++i) {
+            const double fd = o.grad_output * (f(i, h) - f(i, -h)) / (2 * h);
+            err = grpo_test::err_max(err, std::fabs(fd - g[i]));
+            gm = grpo_test::scale_max(gm, std::fabs(g[i]));
+          }
+          INFO(name(k), " mode=", static_cast<int>(mode), " t2=", t2);
+          CHECK(gm > 0);
+          CHECK(err <= 1e-8 + 1e-6 * gm);
+          // The masked token (1, 0) has an all-zero gradient row.
+          for (index_t j = 0; j < V; ++j)
+            CHECK(g[static_cast<std::size_t>((1 * L + 0) * V + j)] == 0.0);
         }
-        INFO(name(k), " mode=", static_cast<int>(mode), " t2=", t2);
-        CHECK(gm > 0);
-        CHECK(err <= 1e-8 + 1e-6 * gm);
-        // The masked token (1, 0) has an all-zero gradient row.
-        for (index_t j = 0; j < V; ++j)
-          CHECK(g[static_cast<std::size_t>((1 * L + 0) * V + j)] == 0.0);
-      }
+  });
 }
 
 TEST_CASE("divergence_loss: teacher == student gives zero loss and zero gradient" *
@@ -326,123 +332,127 @@ TEST_CASE("divergence_loss: temperature chain rule and T^2 scaling" *
 
 TEST_CASE("divergence_loss: adversarial rows (offsets, -inf blocks, dominant logit, below -100)" *
           doctest::test_suite("distill")) {
-  const index_t V = 2000;
-  auto base_s = distill_ref::randn(V, 2.0, 51);
-  auto base_u = distill_ref::randn(V, 2.0, 52);
-  std::vector<std::vector<double>> S, U;
-  // 0: +1e4 offset on the student, -1e4 on the teacher (softmax is shift-invariant).
-  {
-    auto s = base_s, u = base_u;
-    for (auto& v : s) v += 1e4;
-    for (auto& v : u) v -= 1e4;
-    S.push_back(s);
-    U.push_back(u);
-  }
-  // 1: a whole -inf block (masked vocabulary) in both rows, crossing a chunk boundary.
-  {
-    auto s = base_s, u = base_u;
-    for (index_t j = 400; j < 1100; ++j) s[j] = u[j] = -inf;
-    S.push_back(s);
-    U.push_back(u);
-  }
-  // 2: one dominant logit in both (q_y > 1 - 1e-6).
-  {
-    auto s = base_s, u = base_u;
-    s[777] = 40.0;
-    u[777] = 35.0;
-    S.push_back(s);
-    U.push_back(u);
-  }
-  // 3: every logit below -100 (the verl max-initialised-to-0 bug).
-  {
-    auto s = base_s, u = base_u;
-    for (auto& v : s) v -= 150.0;
-    for (auto& v : u) v -= 300.0;
-    S.push_back(s);
-    U.push_back(u);
-  }
-  // 4: both distributions almost entirely in disjoint places: p and q underflow together on most
-  // entries (the Liger JSD log(0) -> NaN bug) but the loss is finite.
-  {
-    std::vector<double> s(V, -200.0), u(V, -200.0);
-    s[3] = 0.0;
-    u[1500] = 0.0;
-    for (index_t j = 10; j < 20; ++j) s[j] = -90.0, u[j] = -95.0;
-    S.push_back(s);
-    U.push_back(u);
-  }
-  const index_t N = static_cast<index_t>(S.size());
-  std::vector<double> s_all, u_all;
-  for (index_t i = 0; i < N; ++i) {
-    s_all.insert(s_all.end(), S[i].begin(), S[i].end());
-    u_all.insert(u_all.end(), U[i].begin(), U[i].end());
-  }
-  const auto sf = cast_to<float>(s_all), uf = cast_to<float>(u_all);
-  for (kind k : all_kinds)
-    for (index_t i = 0; i < N; ++i) {
-      const double w = param_of(k);
-      const std::vector<double> si =
-          widen_all(std::vector<float>(sf.begin() + i * V, sf.begin() + (i + 1) * V));
-      const std::vector<double> ui =
-          widen_all(std::vector<float>(uf.begin() + i * V, uf.begin() + (i + 1) * V));
-      const auto ref = reference(k, si, ui, 1, V, 1.0, w);
-      std::vector<float> g(static_cast<std::size_t>(V));
-      const auto res = gd::divergence_loss(grpo::make_view(sf.data() + i * V, {1, V}),
-                                           grpo::make_view(uf.data() + i * V, {1, V}),
-                                           grpo::make_view(g.data(), {1, V}), opts_for(k, 1.0, w));
-      INFO(name(k), " row ", i);
-      REQUIRE(std::isfinite(ref.loss));
-      CHECK(std::isfinite(res.loss));
-      CHECK(res.loss == doctest::Approx(ref.loss).epsilon(2e-5).scale(1.0));
-      double err = 0;
-      for (index_t j = 0; j < V; ++j) {
-        CHECK_FALSE(std::isnan(g[j]));
-        err = grpo_test::err_max(err, std::fabs(g[j] - ref.grad[j]));
-      }
-      CHECK(err <= 2e-6 * std::max(1.0, max_abs(ref.grad)));
+  distill_paths::for_each([&] {
+    const index_t V = 2000;
+    auto base_s = distill_ref::randn(V, 2.0, 51);
+    auto base_u = distill_ref::randn(V, 2.0, 52);
+    std::vector<std::vector<double>> S, U;
+    // 0: +1e4 offset on the student, -1e4 on the teacher (softmax is shift-invariant).
+    {
+      auto s = base_s, u = base_u;
+      for (auto& v : s) v += 1e4;
+      for (auto& v : u) v -= 1e4;
+      S.push_back(s);
+      U.push_back(u);
     }
+    // 1: a whole -inf block (masked vocabulary) in both rows, crossing a chunk boundary.
+    {
+      auto s = base_s, u = base_u;
+      for (index_t j = 400; j < 1100; ++j) s[j] = u[j] = -inf;
+      S.push_back(s);
+      U.push_back(u);
+    }
+    // 2: one dominant logit in both (q_y > 1 - 1e-6).
+    {
+      auto s = base_s, u = base_u;
+      s[777] = 40.0;
+      u[777] = 35.0;
+      S.push_back(s);
+      U.push_back(u);
+    }
+    // 3: every logit below -100 (the verl max-initialised-to-0 bug).
+    {
+      auto s = base_s, u = base_u;
+      for (auto& v : s) v -= 150.0;
+      for (auto& v : u) v -= 300.0;
+      S.push_back(s);
+      U.push_back(u);
+    }
+    // 4: both distributions almost entirely in disjoint places: p and q underflow together on most
+    // entries (the Liger JSD log(0) -> NaN bug) but the loss is finite.
+    {
+      std::vector<double> s(V, -200.0), u(V, -200.0);
+      s[3] = 0.0;
+      u[1500] = 0.0;
+      for (index_t j = 10; j < 20; ++j) s[j] = -90.0, u[j] = -95.0;
+      S.push_back(s);
+      U.push_back(u);
+    }
+    const index_t N = static_cast<index_t>(S.size());
+    std::vector<double> s_all, u_all;
+    for (index_t i = 0; i < N; ++i) {
+      s_all.insert(s_all.end(), S[i].begin(), S[i].end());
+      u_all.insert(u_all.end(), U[i].begin(), U[i].end());
+    }
+    const auto sf = cast_to<float>(s_all), uf = cast_to<float>(u_all);
+    for (kind k : all_kinds)
+      for (index_t i = 0; i < N; ++i) {
+        const double w = param_of(k);
+        const std::vector<double> si =
+            widen_all(std::vector<float>(sf.begin() + i * V, sf.begin() + (i + 1) * V));
+        const std::vector<double> ui =
+            widen_all(std::vector<float>(uf.begin() + i * V, uf.begin() + (i + 1) * V));
+        const auto ref = reference(k, si, ui, 1, V, 1.0, w);
+        std::vector<float> g(static_cast<std::size_t>(V));
+        const auto res = gd::divergence_loss(
+            grpo::make_view(sf.data() + i * V, {1, V}), grpo::make_view(uf.data() + i * V, {1, V}),
+            grpo::make_view(g.data(), {1, V}), opts_for(k, 1.0, w));
+        INFO(name(k), " row ", i);
+        REQUIRE(std::isfinite(ref.loss));
+        CHECK(std::isfinite(res.loss));
+        CHECK(res.loss == doctest::Approx(ref.loss).epsilon(2e-5).scale(1.0));
+        double err = 0;
+        for (index_t j = 0; j < V; ++j) {
+          CHECK_FALSE(std::isnan(g[j]));
+          err = grpo_test::err_max(err, std::fabs(g[j] - ref.grad[j]));
+        }
+        CHECK(err <= 2e-6 * std::max(1.0, max_abs(ref.grad)));
+      }
+  });
 }
 
 TEST_CASE("divergence_loss: any strides and in-place gradients give identical results" *
           doctest::test_suite("distill")) {
-  const index_t B = 2, L = 3, V = 530;
-  const auto s = cast_to<float>(distill_ref::randn(B * L * V, 2.0, 61));
-  const auto u = cast_to<float>(distill_ref::randn(B * L * V, 2.0, 62));
-  for (kind k : all_kinds) {
-    const auto o = opts_for(k, 1.3, 0.25);
-    std::vector<float> g(s.size());
-    const double l0 = gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}),
-                                          grpo::make_view(u.data(), {B, L, V}),
-                                          grpo::make_view(g.data(), {B, L, V}), o)
-                          .loss;
-    // Vocabulary-major storage of the student ([V, B, L] memory, viewed as [B, L, V] with strides
-    // {L, 1, B L}) and a teacher with padded rows (row stride V + 7); gradient with stride 2.
-    std::vector<float> st(s.size());
-    for (index_t b = 0; b < B; ++b)
-      for (index_t t = 0; t < L; ++t)
-        for (index_t j = 0; j < V; ++j) st[j * B * L + b * L + t] = s[(b * L + t) * V + j];
-    std::vector<float> up(static_cast<std::size_t>(B * L * (V + 7)), 123.0f);
-    for (index_t r = 0; r < B * L; ++r)
-      for (index_t j = 0; j < V; ++j) up[r * (V + 7) + j] = u[r * V + j];
-    std::vector<float> g2(2 * s.size(), -5.0f);
-    const double l1 =
-        gd::divergence_loss(grpo::make_view(st.data(), {B, L, V}, {L, 1, B * L}),
-                            grpo::make_view(up.data(), {B, L, V}, {L * (V + 7), V + 7, 1}),
-                            grpo::make_view(g2.data(), {B, L, V}, {2 * L * V, 2 * V, 2}), o)
-            .loss;
-    INFO(name(k));
-    CHECK(l1 == l0);
-    for (std::size_t i = 0; i < g.size(); ++i) CHECK(g2[2 * i] == g[i]);
-    CHECK(g2[1] == -5.0f);  // the gaps are untouched
-    // In place: the gradient overwrites the student buffer.
-    auto sp = s;
-    const double l2 = gd::divergence_loss(grpo::make_view(sp.data(), {B, L, V}),
-                                          grpo::make_view(u.data(), {B, L, V}),
-                                          grpo::make_view(sp.data(), {B, L, V}), o)
-                          .loss;
-    CHECK(l2 == l0);
-    CHECK(sp == g);
-  }
+  distill_paths::for_each([&] {
+    const index_t B = 2, L = 3, V = 530;
+    const auto s = cast_to<float>(distill_ref::randn(B * L * V, 2.0, 61));
+    const auto u = cast_to<float>(distill_ref::randn(B * L * V, 2.0, 62));
+    for (kind k : all_kinds) {
+      const auto o = opts_for(k, 1.3, 0.25);
+      std::vector<float> g(s.size());
+      const double l0 = gd::divergence_loss(grpo::make_view(s.data(), {B, L, V}),
+                                            grpo::make_view(u.data(), {B, L, V}),
+                                            grpo::make_view(g.data(), {B, L, V}), o)
+                            .loss;
+      // Vocabulary-major storage of the student ([V, B, L] memory, viewed as [B, L, V] with strides
+      // {L, 1, B L}) and a teacher with padded rows (row stride V + 7); gradient with stride 2.
+      std::vector<float> st(s.size());
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t < L; ++t)
+          for (index_t j = 0; j < V; ++j) st[j * B * L + b * L + t] = s[(b * L + t) * V + j];
+      std::vector<float> up(static_cast<std::size_t>(B * L * (V + 7)), 123.0f);
+      for (index_t r = 0; r < B * L; ++r)
+        for (index_t j = 0; j < V; ++j) up[r * (V + 7) + j] = u[r * V + j];
+      std::vector<float> g2(2 * s.size(), -5.0f);
+      const double l1 =
+          gd::divergence_loss(grpo::make_view(st.data(), {B, L, V}, {L, 1, B * L}),
+                              grpo::make_view(up.data(), {B, L, V}, {L * (V + 7), V + 7, 1}),
+                              grpo::make_view(g2.data(), {B, L, V}, {2 * L * V, 2 * V, 2}), o)
+              .loss;
+      INFO(name(k));
+      CHECK(l1 == l0);
+      for (std::size_t i = 0; i < g.size(); ++i) CHECK(g2[2 * i] == g[i]);
+      CHECK(g2[1] == -5.0f);  // the gaps are untouched
+      // In place: the gradient overwrites the student buffer.
+      auto sp = s;
+      const double l2 = gd::divergence_loss(grpo::make_view(sp.data(), {B, L, V}),
+                                            grpo::make_view(u.data(), {B, L, V}),
+                                            grpo::make_view(sp.data(), {B, L, V}), o)
+                            .loss;
+      CHECK(l2 == l0);
+      CHECK(sp == g);
+    }
+  });
 }
 
 TEST_CASE("divergence_loss: micro-batch split with global denominators reproduces the batch" *

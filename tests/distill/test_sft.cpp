@@ -4,6 +4,7 @@
 // (a different code path), ignore_index / mask semantics.
 #include <distill/distill.hpp>
 
+#include "isa_paths.hpp"
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
@@ -65,57 +66,62 @@ void reference(const std::vector<double>& s, const std::vector<std::int64_t>& y,
 
 TEST_CASE("sft_loss: hand-computed row with and without label smoothing" *
           doctest::test_suite("distill")) {
-  // q = (1/6, 2/6, 3/6) from logits (0, ln 2, ln 3); label 2.
-  std::vector<float> s = {0.0f, static_cast<float>(std::log(2.0)),
-                          static_cast<float>(std::log(3.0))};
-  std::vector<std::int64_t> y = {2};
-  std::vector<float> g(3);
-  gd::sft_options o;
-  auto r = gd::sft_loss(grpo::make_view(s.data(), {1, 3}), y, grpo::make_view(g.data(), {1, 3}), o);
-  CHECK(r.loss == doctest::Approx(std::log(2.0)).epsilon(1e-6));
-  CHECK(g[0] == doctest::Approx(1.0 / 6).epsilon(1e-6));
-  CHECK(g[1] == doctest::Approx(1.0 / 3).epsilon(1e-6));
-  CHECK(g[2] == doctest::Approx(-0.5).epsilon(1e-6));
-  // eps = 0.3: 0.7 ln 2 + 0.3 * (1/3)(ln 6 + ln 3 + ln 2) = 0.7 ln 2 + 0.1 ln 36.
-  o.label_smoothing = 0.3;
-  r = gd::sft_loss(grpo::make_view(s.data(), {1, 3}), y, grpo::make_view(g.data(), {1, 3}), o);
-  CHECK(r.loss == doctest::Approx(0.7 * std::log(2.0) + 0.1 * std::log(36.0)).epsilon(1e-6));
-  CHECK(g[0] == doctest::Approx(1.0 / 6 - 0.1).epsilon(1e-6));
-  CHECK(g[2] == doctest::Approx(0.5 - 0.7 - 0.1).epsilon(1e-6));
+  distill_paths::for_each([&] {
+    // q = (1/6, 2/6, 3/6) from logits (0, ln 2, ln 3); label 2.
+    std::vector<float> s = {0.0f, static_cast<float>(std::log(2.0)),
+                            static_cast<float>(std::log(3.0))};
+    std::vector<std::int64_t> y = {2};
+    std::vector<float> g(3);
+    gd::sft_options o;
+    auto r =
+        gd::sft_loss(grpo::make_view(s.data(), {1, 3}), y, grpo::make_view(g.data(), {1, 3}), o);
+    CHECK(r.loss == doctest::Approx(std::log(2.0)).epsilon(1e-6));
+    CHECK(g[0] == doctest::Approx(1.0 / 6).epsilon(1e-6));
+    CHECK(g[1] == doctest::Approx(1.0 / 3).epsilon(1e-6));
+    CHECK(g[2] == doctest::Approx(-0.5).epsilon(1e-6));
+    // eps = 0.3: 0.7 ln 2 + 0.3 * (1/3)(ln 6 + ln 3 + ln 2) = 0.7 ln 2 + 0.1 ln 36.
+    o.label_smoothing = 0.3;
+    r = gd::sft_loss(grpo::make_view(s.data(), {1, 3}), y, grpo::make_view(g.data(), {1, 3}), o);
+    CHECK(r.loss == doctest::Approx(0.7 * std::log(2.0) + 0.1 * std::log(36.0)).epsilon(1e-6));
+    CHECK(g[0] == doctest::Approx(1.0 / 6 - 0.1).epsilon(1e-6));
+    CHECK(g[2] == doctest::Approx(0.5 - 0.7 - 0.1).epsilon(1e-6));
+  });
 }
 
 TEST_CASE("sft_loss: matches the double reference in fp32/bf16/fp16 with T and smoothing" *
           doctest::test_suite("distill")) {
-  const index_t N = 6, V = 1500;
-  const auto s0 = distill_ref::randn(N * V, 3.0, 101);
-  std::vector<std::int64_t> y = {0, 1499, 700, 512, 511, 3};
-  for (double T : {0.7, 1.0})
-    for (double eps : {0.0, 0.1}) {
-      auto run = [&](auto tag) {
-        using St = decltype(tag);
-        const auto s = cast_to<St>(s0);
-        double ref_loss;
-        std::vector<double> ref_g;
-        reference(widen_all(s), y, N, V, T, eps, ref_loss, ref_g);
-        gd::sft_options o;
-        o.temperature = T;
-        o.label_smoothing = eps;
-        std::vector<float> g(s.size());
-        const auto r = gd::sft_loss(grpo::make_view(s.data(), {N, V}), y,
-                                    grpo::make_view(g.data(), {N, V}), o);
-        INFO("T=", T, " eps=", eps, " bytes=", sizeof(St));
-        CHECK(r.loss == doctest::Approx(ref_loss).epsilon(1e-6));
-        double err = 0, gm = 0;
-        for (std::size_t i = 0; i < g.size(); ++i) {
-          err = grpo_test::err_max(err, std::fabs(g[i] - ref_g[i]));
-          gm = grpo_test::scale_max(gm, std::fabs(ref_g[i]));
-        }
-        CHECK(err <= 1e-5 * gm);
-      };
-      run(float{});
-      run(grpo::bfloat16{});
-      run(grpo::float16{});
-    }
+  distill_paths::for_each([&] {
+    const index_t N = 6, V = 1500;
+    const auto s0 = distill_ref::randn(N * V, 3.0, 101);
+    std::vector<std::int64_t> y = {0, 1499, 700, 512, 511, 3};
+    for (double T : {0.7, 1.0})
+      for (double eps : {0.0, 0.1}) {
+        auto run = [&](auto tag) {
+          using St = decltype(tag);
+          const auto s = cast_to<St>(s0);
+          double ref_loss;
+          std::vector<double> ref_g;
+          reference(widen_all(s), y, N, V, T, eps, ref_loss, ref_g);
+          gd::sft_options o;
+          o.temperature = T;
+          o.label_smoothing = eps;
+          std::vector<float> g(s.size());
+          const auto r = gd::sft_loss(grpo::make_view(s.data(), {N, V}), y,
+                                      grpo::make_view(g.data(), {N, V}), o);
+          INFO("T=", T, " eps=", eps, " bytes=", sizeof(St));
+          CHECK(r.loss == doctest::Approx(ref_loss).epsilon(1e-6));
+          double err = 0, gm = 0;
+          for (std::size_t i = 0; i < g.size(); ++i) {
+            err = grpo_test::err_max(err, std::fabs(g[i] - ref_g[i]));
+            gm = grpo_test::scale_max(gm, std::fabs(ref_g[i]));
+          }
+          CHECK(err <= 1e-5 * gm);
+        };
+        run(float{});
+        run(grpo::bfloat16{});
+        run(grpo::float16{});
+      }
+  });
 }
 
 TEST_CASE("sft_loss: gradient equals central finite differences (double run)" *
@@ -165,31 +171,33 @@ TEST_CASE("sft_loss: gradient equals central finite differences (double run)" *
 
 TEST_CASE("sft_loss: equals the forward KL against a one-hot teacher; dominant target" *
           doctest::test_suite("distill")) {
-  const index_t N = 4, V = 3000;
-  auto s0 = distill_ref::randn(N * V, 2.0, 121);
-  std::vector<std::int64_t> y = {10, 2999, 1024, 5};
-  s0[3 * V + 5] = 26.0;  // q_y > 1 - 1e-6: the target gradient needs expm1, not q - 1
-  const auto s = cast_to<float>(s0);
-  std::vector<float> teacher(s.size(), -std::numeric_limits<float>::infinity());
-  for (index_t i = 0; i < N; ++i) teacher[i * V + y[i]] = 0.0f;
-  std::vector<float> g1(s.size()), g2(s.size());
-  const double l1 = gd::sft_loss(grpo::make_view(s.data(), {N, V}), y,
-                                 grpo::make_view(g1.data(), {N, V}), gd::sft_options{})
-                        .loss;
-  const double l2 = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
-                                        grpo::make_view(teacher.data(), {N, V}),
-                                        grpo::make_view(g2.data(), {N, V}), gd::distill_options{})
-                        .loss;
-  CHECK(l1 == doctest::Approx(l2).epsilon(1e-6));
-  for (std::size_t i = 0; i < g1.size(); ++i)
-    CHECK(g1[i] == doctest::Approx(g2[i]).epsilon(1e-5).scale(1e-7));
-  double ref_loss;
-  std::vector<double> ref_g;
-  reference(widen_all(s), y, N, V, 1.0, 0.0, ref_loss, ref_g);
-  const double gy = ref_g[3 * V + 5];
-  CHECK(gy < 0);
-  CHECK(gy > -1e-6 / N);
-  CHECK(g1[3 * V + 5] == doctest::Approx(gy).epsilon(1e-4));
+  distill_paths::for_each([&] {
+    const index_t N = 4, V = 3000;
+    auto s0 = distill_ref::randn(N * V, 2.0, 121);
+    std::vector<std::int64_t> y = {10, 2999, 1024, 5};
+    s0[3 * V + 5] = 26.0;  // q_y > 1 - 1e-6: the target gradient needs expm1, not q - 1
+    const auto s = cast_to<float>(s0);
+    std::vector<float> teacher(s.size(), -std::numeric_limits<float>::infinity());
+    for (index_t i = 0; i < N; ++i) teacher[i * V + y[i]] = 0.0f;
+    std::vector<float> g1(s.size()), g2(s.size());
+    const double l1 = gd::sft_loss(grpo::make_view(s.data(), {N, V}), y,
+                                   grpo::make_view(g1.data(), {N, V}), gd::sft_options{})
+                          .loss;
+    const double l2 = gd::divergence_loss(grpo::make_view(s.data(), {N, V}),
+                                          grpo::make_view(teacher.data(), {N, V}),
+                                          grpo::make_view(g2.data(), {N, V}), gd::distill_options{})
+                          .loss;
+    CHECK(l1 == doctest::Approx(l2).epsilon(1e-6));
+    for (std::size_t i = 0; i < g1.size(); ++i)
+      CHECK(g1[i] == doctest::Approx(g2[i]).epsilon(1e-5).scale(1e-7));
+    double ref_loss;
+    std::vector<double> ref_g;
+    reference(widen_all(s), y, N, V, 1.0, 0.0, ref_loss, ref_g);
+    const double gy = ref_g[3 * V + 5];
+    CHECK(gy < 0);
+    CHECK(gy > -1e-6 / N);
+    CHECK(g1[3 * V + 5] == doctest::Approx(gy).epsilon(1e-4));
+  });
 }
 
 TEST_CASE("sft_loss: rank-1 labels, offsets of 1e4, ignore-only batch" *

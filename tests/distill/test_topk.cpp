@@ -5,6 +5,7 @@
 // padding / layout / in-place invariances, and the error contract.
 #include <distill/distill.hpp>
 
+#include "isa_paths.hpp"
 #include "reference.hpp"
 
 #include <doctest/doctest.h>
@@ -151,55 +152,57 @@ double w_of(kind k) {
 
 TEST_CASE("topk_loss: each convention matches its double reference (fp32 student)" *
           doctest::test_suite("distill")) {
-  const index_t N = 3, V = 1100, K = 24, pad = 3, Kt = K + pad;
-  const auto s0 = distill_ref::randn(N * V, 2.0, 201);
-  std::vector<float> s(s0.begin(), s0.end());
-  const auto td = make_topk(N, V, K, pad, 300);
-  std::vector<float> tl(td.logp.begin(), td.logp.end());
-  std::vector<double> sd(s.begin(), s.end()), tld(tl.begin(), tl.end());
-  for (kind k : all_kinds)
-    for (auto conv : all_conv) {
-      if (k == kind::rkl && conv == gd::topk_convention::renormalized_teacher) continue;
-      for (double T : {0.8, 1.0}) {
-        const double power = conv == gd::topk_convention::renormalized_teacher ? 1.0 : 0.7;
-        const auto o = make_opts(k, conv, T, power);
-        std::vector<float> g(s.size());
-        const auto res = gd::topk_loss(
-            grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, Kt}),
-            grpo::make_view(td.ids.data(), {N, Kt}), grpo::make_view(g.data(), {N, V}), o);
-        double ref_loss = 0;
-        bool have_grad = true;
-        double err = 0, gmax = 0;
-        for (index_t i = 0; i < N; ++i) {
-          const std::vector<double> si(sd.begin() + i * V, sd.begin() + (i + 1) * V);
-          const std::vector<double> li(tld.begin() + i * Kt, tld.begin() + (i + 1) * Kt);
-          const std::vector<std::int64_t> ii(td.ids.begin() + i * Kt,
-                                             td.ids.begin() + (i + 1) * Kt);
-          const auto r = reference_row(k, conv, si, T, li, ii, power, w_of(k));
-          ref_loss += r.loss / N;
-          if (r.grad.empty()) {
-            have_grad = false;
-            continue;
-          }
-          for (index_t j = 0; j < V; ++j) {
-            err = grpo_test::err_max(err, std::fabs(g[i * V + j] - r.grad[j] / N));
-            gmax = grpo_test::scale_max(gmax, std::fabs(r.grad[j] / N));
-          }
-        }
-        INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv), " T=", T);
-        CHECK(res.loss == doctest::Approx(ref_loss).epsilon(1e-5));
-        if (have_grad) CHECK(err <= 1e-5 * gmax);
-        if (conv == gd::topk_convention::renormalized_both) {
-          // Exactly zero outside S.
-          for (index_t i = 0; i < N; ++i)
-            for (index_t j = 0; j < V; ++j) {
-              const bool in = std::find(td.ids.begin() + i * Kt, td.ids.begin() + (i + 1) * Kt,
-                                        j) != td.ids.begin() + (i + 1) * Kt;
-              if (!in) CHECK(g[i * V + j] == 0.0f);
+  distill_paths::for_each([&] {
+    const index_t N = 3, V = 1100, K = 24, pad = 3, Kt = K + pad;
+    const auto s0 = distill_ref::randn(N * V, 2.0, 201);
+    std::vector<float> s(s0.begin(), s0.end());
+    const auto td = make_topk(N, V, K, pad, 300);
+    std::vector<float> tl(td.logp.begin(), td.logp.end());
+    std::vector<double> sd(s.begin(), s.end()), tld(tl.begin(), tl.end());
+    for (kind k : all_kinds)
+      for (auto conv : all_conv) {
+        if (k == kind::rkl && conv == gd::topk_convention::renormalized_teacher) continue;
+        for (double T : {0.8, 1.0}) {
+          const double power = conv == gd::topk_convention::renormalized_teacher ? 1.0 : 0.7;
+          const auto o = make_opts(k, conv, T, power);
+          std::vector<float> g(s.size());
+          const auto res = gd::topk_loss(
+              grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, Kt}),
+              grpo::make_view(td.ids.data(), {N, Kt}), grpo::make_view(g.data(), {N, V}), o);
+          double ref_loss = 0;
+          bool have_grad = true;
+          double err = 0, gmax = 0;
+          for (index_t i = 0; i < N; ++i) {
+            const std::vector<double> si(sd.begin() + i * V, sd.begin() + (i + 1) * V);
+            const std::vector<double> li(tld.begin() + i * Kt, tld.begin() + (i + 1) * Kt);
+            const std::vector<std::int64_t> ii(td.ids.begin() + i * Kt,
+                                               td.ids.begin() + (i + 1) * Kt);
+            const auto r = reference_row(k, conv, si, T, li, ii, power, w_of(k));
+            ref_loss += r.loss / N;
+            if (r.grad.empty()) {
+              have_grad = false;
+              continue;
             }
+            for (index_t j = 0; j < V; ++j) {
+              err = grpo_test::err_max(err, std::fabs(g[i * V + j] - r.grad[j] / N));
+              gmax = grpo_test::scale_max(gmax, std::fabs(r.grad[j] / N));
+            }
+          }
+          INFO("kind=", static_cast<int>(k), " conv=", static_cast<int>(conv), " T=", T);
+          CHECK(res.loss == doctest::Approx(ref_loss).epsilon(1e-5));
+          if (have_grad) CHECK(err <= 1e-5 * gmax);
+          if (conv == gd::topk_convention::renormalized_both) {
+            // Exactly zero outside S.
+            for (index_t i = 0; i < N; ++i)
+              for (index_t j = 0; j < V; ++j) {
+                const bool in = std::find(td.ids.begin() + i * Kt, td.ids.begin() + (i + 1) * Kt,
+                                          j) != td.ids.begin() + (i + 1) * Kt;
+                if (!in) CHECK(g[i * V + j] == 0.0f);
+              }
+          }
         }
       }
-    }
+  });
 }
 
 TEST_CASE("topk_loss: gradient equals central finite differences in every convention" *
@@ -286,50 +289,53 @@ TEST_CASE("topk_loss: with S = the whole vocabulary every convention is the dens
 
 TEST_CASE("topk_loss: padding slots, bf16 values, strides and in-place do not change results" *
           doctest::test_suite("distill")) {
-  const index_t N = 3, V = 700, K = 16;
-  const auto s0 = distill_ref::randn(N * V, 2.0, 231);
-  std::vector<grpo::bfloat16> s(s0.size());
-  for (std::size_t i = 0; i < s.size(); ++i) s[i] = grpo::bfloat16(static_cast<float>(s0[i]));
-  const auto td = make_topk(N, V, K, 0, 500);
-  const auto tp = make_topk(N, V, K, 5, 500);  // same entries + 5 padding slots per row
-  std::vector<grpo::bfloat16> tl(td.logp.size()), tlp(tp.logp.size());
-  for (std::size_t i = 0; i < tl.size(); ++i)
-    tl[i] = grpo::bfloat16(static_cast<float>(td.logp[i]));
-  for (std::size_t i = 0; i < tlp.size(); ++i)
-    tlp[i] = grpo::bfloat16(static_cast<float>(tp.logp[i]));
-  for (auto conv : all_conv) {
-    auto o = make_opts(kind::jsd, conv, 1.0, 1.0);
-    std::vector<float> g1(s.size()), g2(s.size());
-    const double l1 =
-        gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, K}),
-                      grpo::make_view(td.ids.data(), {N, K}), grpo::make_view(g1.data(), {N, V}), o)
-            .loss;
-    const double l2 =
-        gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tlp.data(), {N, K + 5}),
-                      grpo::make_view(tp.ids.data(), {N, K + 5}),
-                      grpo::make_view(g2.data(), {N, V}), o)
-            .loss;
-    INFO("conv=", static_cast<int>(conv));
-    CHECK(l1 == l2);
-    CHECK(g1 == g2);
-    // Token-major teacher stored as [K, N] (strides {1, N}); in-place bf16 gradient.
-    std::vector<grpo::bfloat16> tt(tl.size());
-    std::vector<std::int64_t> it(td.ids.size());
-    for (index_t i = 0; i < N; ++i)
-      for (index_t j = 0; j < K; ++j)
-        tt[j * N + i] = tl[i * K + j], it[j * N + i] = td.ids[i * K + j];
-    auto sp = s;
-    const double l3 = gd::topk_loss(grpo::make_view(sp.data(), {N, V}),
-                                    grpo::make_view(tt.data(), {N, K}, {1, N}),
-                                    grpo::make_view(it.data(), {N, K}, {1, N}),
-                                    grpo::make_view(sp.data(), {N, V}), o)
-                          .loss;
-    CHECK(l3 == l1);
-    int bad = 0;
-    for (std::size_t i = 0; i < s.size(); ++i)
-      bad += !(static_cast<float>(sp[i]) == static_cast<float>(grpo::bfloat16(g1[i])));
-    CHECK(bad == 0);
-  }
+  distill_paths::for_each([&] {
+    const index_t N = 3, V = 700, K = 16;
+    const auto s0 = distill_ref::randn(N * V, 2.0, 231);
+    std::vector<grpo::bfloat16> s(s0.size());
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = grpo::bfloat16(static_cast<float>(s0[i]));
+    const auto td = make_topk(N, V, K, 0, 500);
+    const auto tp = make_topk(N, V, K, 5, 500);  // same entries + 5 padding slots per row
+    std::vector<grpo::bfloat16> tl(td.logp.size()), tlp(tp.logp.size());
+    for (std::size_t i = 0; i < tl.size(); ++i)
+      tl[i] = grpo::bfloat16(static_cast<float>(td.logp[i]));
+    for (std::size_t i = 0; i < tlp.size(); ++i)
+      tlp[i] = grpo::bfloat16(static_cast<float>(tp.logp[i]));
+    for (auto conv : all_conv) {
+      auto o = make_opts(kind::jsd, conv, 1.0, 1.0);
+      std::vector<float> g1(s.size()), g2(s.size());
+      const double l1 =
+          gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tl.data(), {N, K}),
+                        grpo::make_view(td.ids.data(), {N, K}), grpo::make_view(g1.data(), {N, V}),
+                        o)
+              .loss;
+      const double l2 =
+          gd::topk_loss(grpo::make_view(s.data(), {N, V}), grpo::make_view(tlp.data(), {N, K + 5}),
+                        grpo::make_view(tp.ids.data(), {N, K + 5}),
+                        grpo::make_view(g2.data(), {N, V}), o)
+              .loss;
+      INFO("conv=", static_cast<int>(conv));
+      CHECK(l1 == l2);
+      CHECK(g1 == g2);
+      // Token-major teacher stored as [K, N] (strides {1, N}); in-place bf16 gradient.
+      std::vector<grpo::bfloat16> tt(tl.size());
+      std::vector<std::int64_t> it(td.ids.size());
+      for (index_t i = 0; i < N; ++i)
+        for (index_t j = 0; j < K; ++j)
+          tt[j * N + i] = tl[i * K + j], it[j * N + i] = td.ids[i * K + j];
+      auto sp = s;
+      const double l3 = gd::topk_loss(grpo::make_view(sp.data(), {N, V}),
+                                      grpo::make_view(tt.data(), {N, K}, {1, N}),
+                                      grpo::make_view(it.data(), {N, K}, {1, N}),
+                                      grpo::make_view(sp.data(), {N, V}), o)
+                            .loss;
+      CHECK(l3 == l1);
+      int bad = 0;
+      for (std::size_t i = 0; i < s.size(); ++i)
+        bad += !(static_cast<float>(sp[i]) == static_cast<float>(grpo::bfloat16(g1[i])));
+      CHECK(bad == 0);
+    }
+  });
 }
 
 TEST_CASE("topk_loss: bad input raises grpo::error" * doctest::test_suite("distill")) {
