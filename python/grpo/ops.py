@@ -26,6 +26,9 @@ import torch
 from . import _C
 from ._C import GrpoError
 from ._tensors import np_desc
+from .experience import (METRIC_NAMES, kl_for_reward, masked_whiten, merge_stats, metrics_dict,
+                         openrlhf_advantages, openrlhf_approx_kl, openrlhf_args, openrlhf_metrics,
+                         verl_metrics)
 
 __all__ = [
     "LossOutput",
@@ -43,9 +46,15 @@ __all__ = [
     "topk_distill_loss",
     "metrics_dict",
     "METRIC_NAMES",
+    "kl_for_reward",
+    "masked_whiten",
+    "openrlhf_args",
+    "openrlhf_approx_kl",
+    "openrlhf_advantages",
+    "openrlhf_metrics",
+    "verl_metrics",
+    "merge_stats",
 ]
-
-METRIC_NAMES: tuple = tuple(_C.metric_names)
 
 _TORCH_CODES = {
     torch.float32: 0,
@@ -140,29 +149,35 @@ def loss_options(
     *,
     trl: Optional[dict] = None,
     verl: Optional[dict] = None,
+    openrlhf: Optional[dict] = None,
     overrides: Optional[dict] = None,
 ) -> str:
-    """The loss-options spec for a named preset, TRL GRPOConfig fields or verl actor fields.
+    """The loss-options spec for a named preset, TRL GRPOConfig fields, verl actor fields or
+    OpenRLHF flags.
 
     preset: "trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo",
     "trl_luspo", "trl_vespo", "trl_gspo", "trl_gmpo", "verl_vanilla", "verl_gspo", "verl_sapo",
     "verl_cispo", "verl_geo_mean", "openrlhf". trl: {"loss_type", "importance_sampling_level",
     "beta", "epsilon", "epsilon_high", "delta", "max_completion_length", ...} (TRL's names). verl:
     {"loss_mode", "loss_agg_mode", "clip_ratio", "clip_ratio_low", "clip_ratio_high",
-    "clip_ratio_c", "use_kl_loss", "kl_loss_coef", "kl_loss_type", ...}. overrides: kl_coef,
+    "clip_ratio_c", "use_kl_loss", "kl_loss_coef", "kl_loss_type", ...}. openrlhf: OpenRLHF's
+    flag names, flat ("actor.eps_clip") or nested (see openrlhf_args; grpo::from_openrlhf
+    reproduces PolicyLoss.forward + aggregate_loss + the actor's KL loss). overrides: kl_coef,
     kl_estimator, entropy_coef, top_entropy_quantile, opsm_threshold, loss_agg_mode,
     global_tokens, global_seqs (micro-batch / data-parallel denominators), agg_scale, epsilon_low,
     epsilon_high, dual_clip_c. Unknown names raise GrpoError [grpo.bad_option] at once.
     """
-    given = sum(x is not None for x in (preset, trl, verl))
+    given = sum(x is not None for x in (preset, trl, verl, openrlhf))
     if given != 1:
-        raise GrpoError("[grpo.bad_option] give exactly one of preset=, trl=, verl=")
+        raise GrpoError("[grpo.bad_option] give exactly one of preset=, trl=, verl=, openrlhf=")
     if preset is not None:
         kind, name, args = "preset", preset, {}
     elif trl is not None:
         kind, name, args = "trl", "", dict(trl)
-    else:
+    elif verl is not None:
         kind, name, args = "verl", "", dict(verl)
+    else:
+        kind, name, args = "openrlhf", "", openrlhf_args(openrlhf)
     spec = json.dumps([kind, name, args, dict(overrides or {})], sort_keys=True)
     _options(spec)  # validate now: errors surface at the call that made them
     return spec
@@ -194,25 +209,14 @@ def _spec_of(options) -> str:
     raise GrpoError("[grpo.bad_option] options: a preset name, a loss_options() spec or a dict")
 
 
-_N_STATS = 4 + 3 * len(METRIC_NAMES)  # loss, policy, kl, entropy, then (mean, min, max) per metric
-
-
-def metrics_dict(stats: torch.Tensor) -> dict:
-    """The named metrics of a LossOutput.stats tensor: {name: mean, name/min, name/max}."""
-    v = stats.detach().cpu().tolist()
-    out = {"loss": v[0], "policy_loss": v[1], "kl_loss": v[2], "entropy_loss": v[3]}
-    for k, name in enumerate(METRIC_NAMES):
-        out[name] = v[4 + 3 * k]
-        out[name + "/min"] = v[5 + 3 * k]
-        out[name + "/max"] = v[6 + 3 * k]
-    return out
+_N_STATS = int(_C.n_stats)  # layout: grpo.experience.metrics_dict / python/src/common.hpp
 
 
 class LossOutput(NamedTuple):
     """Result of policy_loss: ``loss`` (0-dim, differentiable), ``per_token_loss`` [B, T] (policy
-    integrand + kl_coef * KL), ``per_seq_loss`` [B] (GMPO) and ``stats`` (float64: loss,
-    policy_loss, kl_loss, entropy_loss, then mean / min / max of each METRIC_NAMES entry; use
-    metrics_dict)."""
+    integrand + kl_coef * KL), ``per_seq_loss`` [B] (GMPO) and ``stats`` (float64 [N_STATS]: loss,
+    policy_loss, kl_loss, entropy_loss, the metric accumulators and counts; read it with
+    metrics_dict / verl_metrics, combine micro-batches with merge_stats)."""
 
     loss: torch.Tensor
     per_token_loss: torch.Tensor

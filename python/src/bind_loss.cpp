@@ -102,6 +102,7 @@ loss_options make_options(const std::string& kind, const std::string& name, cons
   if (kind == "preset") o = preset(name);
   else if (kind == "trl") o = from_trl(trl_from_dict(args));
   else if (kind == "verl") o = from_verl(verl_from_dict(args));
+  else if (kind == "openrlhf") o = from_openrlhf(openrlhf_from_dict(args));
   else GRPO_THROW(bad_option, "loss options: unknown kind '" + kind + "'");
   apply_overrides(o, overrides);
   validate(o);
@@ -217,17 +218,24 @@ void kl_typed(const kl_params& p, const arr_t& lp, const arr_t& lr, const arr_t&
   kl_penalty(p, a, b, o, g);
 }
 
+/// KL estimator parameters from verl's name and a clamp convention ("verl": low_var_kl inner 20 /
+/// outer 10; "openrlhf": every value clamped to [-10, 10]; "none").
+kl_params kl_params_of(const std::string& name, const std::string& clamps) {
+  if (clamps == "verl") return kl_params_from_string(name, true);
+  if (clamps == "none") return kl_params_from_string(name, false);
+  if (clamps == "openrlhf") {
+    const kl_params base = kl_params_from_string(name, false);
+    kl_params p = openrlhf_kl_params(base.estimator);
+    p.straight_through = base.straight_through;
+    return p;
+  }
+  GRPO_THROW(bad_option, "kl clamps: expected 'verl', 'openrlhf' or 'none', got '" + clamps + "'");
+}
+
 /// Elementwise KL estimator (verl kl_penalty names; clamps: "verl" or "openrlhf" or "none").
 void kl_py(const std::string& name, const std::string& clamps, const arr_t& lp, const arr_t& lr,
            const arr_t& out, const opt_arr& grad) {
-  kl_params p;
-  if (clamps == "verl") p = kl_params_from_string(name, true);
-  else if (clamps == "none") p = kl_params_from_string(name, false);
-  else if (clamps == "openrlhf") {
-    const kl_params base = kl_params_from_string(name, false);
-    p = openrlhf_kl_params(base.estimator);
-    p.straight_through = base.straight_through;
-  } else GRPO_THROW(bad_option, "kl clamps: expected 'verl', 'openrlhf' or 'none', got '" + clamps + "'");
+  const kl_params p = kl_params_of(name, clamps);
   const int dt = dtype_of(lp);
   GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "logp: float32 or float64");
   expect_dtype(lr, dt, "ref_logp", "the dtype of logp");
@@ -333,6 +341,85 @@ void reinforce_pp_py(const arr_t& rewards, const arr_t& mask, double gamma, cons
   compute_reinforce_pp_advantages(r, m, gamma, a, g);
 }
 
+/// KL as a reward penalty (grpo::kl_for_reward), float64: placement "token" writes coef m kl
+/// into `out` [B, T]; "sequence_sum" writes coef sum_t m kl per row into `out` [B].
+void kl_for_reward_py(const std::string& name, const std::string& clamps, double coef,
+                      const std::string& placement, const arr_t& lp, const arr_t& lr,
+                      const arr_t& mask, const arr_t& out) {
+  const kl_params p = kl_params_of(name, clamps);
+  for (auto [a, w] : {std::pair{&lp, "logp"}, {&lr, "ref_logp"}, {&mask, "mask"}, {&out, "out"}})
+    expect_dtype(*a, f64, w, "float64");
+  const auto a = view_of<const double, 2>(lp, "logp");
+  const auto b = view_of<const double, 2>(lr, "ref_logp");
+  const auto m = view_of<const double, 2>(mask, "mask");
+  if (placement == "token") {
+    const auto o = view_of<double, 2>(out, "out");
+    nb::gil_scoped_release nogil;
+    kl_for_reward(p, coef, a, b, m, kl_reward_placement::token, o);
+  } else if (placement == "sequence_sum") {
+    const auto o = view_of<double, 1>(out, "out");
+    GRPO_EXPECTS(o.stride(0) == 1, shape_mismatch, "out: must be contiguous");
+    nb::gil_scoped_release nogil;
+    kl_for_reward(p, coef, a, b, m, kl_reward_placement::sequence_sum, strided_view<double, 2>{},
+                  std::span<double>(o.data_handle(), static_cast<std::size_t>(o.extent(0))));
+  } else {
+    GRPO_THROW(bad_option,
+               "placement: expected 'token' or 'sequence_sum', got '" + placement + "'");
+  }
+}
+
+/// verl masked_whiten / OpenRLHF token whitening (grpo::masked_whiten), float64 [B, T]; returns
+/// (mean, var, count).
+std::tuple<double, double, double> masked_whiten_py(const arr_t& values, const arr_t& mask,
+                                                    const arr_t& out, double eps,
+                                                    const std::string& place, bool bessel,
+                                                    double mean_eps, bool center_only) {
+  whiten_options wo;
+  wo.eps = eps;
+  if (place == "inside_sqrt") wo.place = eps_placement::inside_sqrt;
+  else if (place == "add_to_std") wo.place = eps_placement::add_to_std;
+  else if (place == "floor_var") wo.place = eps_placement::floor_var;
+  else
+    GRPO_THROW(bad_option, "eps_placement: 'inside_sqrt', 'add_to_std' or 'floor_var', got '" +
+                               place + "'");
+  wo.bessel = bessel;
+  wo.mean_eps = mean_eps;
+  wo.center_only = center_only;
+  for (auto [a, w] : {std::pair{&values, "values"}, {&mask, "mask"}, {&out, "out"}})
+    expect_dtype(*a, f64, w, "float64");
+  const auto v = view_of<const double, 2>(values, "values");
+  const auto m = view_of<const double, 2>(mask, "mask");
+  const auto o = view_of<double, 2>(out, "out");
+  whiten_stats st;
+  {
+    nb::gil_scoped_release nogil;
+    st = masked_whiten(v, m, o, wo);
+  }
+  return {st.mean, st.var, st.count};
+}
+
+/// verl's logged policy metrics (pg_clipfrac, pg_clipfrac_lower, ppo_kl) from a stats buffer.
+std::tuple<double, double, double> verl_metrics_py(const arr_t& stats, const nb::dict& args) {
+  const verl_policy_metrics r = verl_metrics(verl_from_dict(args), read_metrics(stats));
+  return {r.pg_clipfrac, r.pg_clipfrac_lower, r.ppo_kl};
+}
+
+/// Merges stats buffers of several micro-batches / ranks into `out` (loss_metrics::merge; the four
+/// scalars are summed).
+void merge_stats_py(const std::vector<arr_t>& parts, const arr_t& out) {
+  GRPO_EXPECTS(!parts.empty(), shape_mismatch, "merge_stats: no stats to merge");
+  loss_scalars r;
+  for (const arr_t& p : parts) {
+    const double* v = stats_ptr(p);
+    r.loss += v[0];
+    r.policy_loss += v[1];
+    r.kl_loss += v[2];
+    r.entropy_loss += v[3];
+    r.metrics.merge(read_metrics(p));
+  }
+  write_stats(r, out);
+}
+
 }  // namespace
 
 void bind_loss(nb::module_& m) {
@@ -349,6 +436,11 @@ void bind_loss(nb::module_& m) {
   m.def("kl_penalty", &kl_py);
   m.def("advantages", &advantages_py);
   m.def("reinforce_pp", &reinforce_pp_py);
+  m.def("kl_for_reward", &kl_for_reward_py);
+  m.def("masked_whiten", &masked_whiten_py);
+  m.def("verl_metrics", &verl_metrics_py);
+  m.def("merge_stats", &merge_stats_py);
+  m.attr("n_stats") = n_stats;
   m.attr("metric_names") =
       nb::make_tuple("clip_low", "clip_high", "clip_region", "clip_dual", "weight_clip",
                      "clip_low_seq", "clip_high_seq", "approx_kl", "ratio", "is_weight",
