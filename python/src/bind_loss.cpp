@@ -4,6 +4,7 @@
 ///        estimators and group advantages. Thin: each function checks dtypes, builds views and calls
 ///        the header with the GIL released.
 #include "common.hpp"
+#include "options.hpp"
 
 #include <grpo/advantage.hpp>
 #include <grpo/aggregate.hpp>
@@ -17,98 +18,6 @@
 namespace grpo::py {
 
 namespace {
-
-/// trl_args from a dict whose keys are GRPOConfig field names (unknown key: [grpo.bad_option]).
-trl_args trl_from_dict(const nb::dict& d) {
-  trl_args a;
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "loss_type") a.loss_type = str(v, key);
-    else if (key == "beta") a.beta = num(v, key);
-    else if (key == "epsilon") a.epsilon = num(v, key);
-    else if (key == "epsilon_high") a.epsilon_high = opt_num(v, key);
-    else if (key == "delta") a.delta = opt_num(v, key);
-    else if (key == "importance_sampling_level") a.importance_sampling_level = str(v, key);
-    else if (key == "max_completion_length") a.max_completion_length = num(v, key);
-    else if (key == "sapo_temperature_pos") a.sapo_temperature_pos = num(v, key);
-    else if (key == "sapo_temperature_neg") a.sapo_temperature_neg = num(v, key);
-    else if (key == "use_bias_correction_kl") a.use_bias_correction_kl = flag(v, key);
-    else if (key == "off_policy_mask_threshold") a.off_policy_mask_threshold = opt_num(v, key);
-    else if (key == "num_items_in_batch") a.num_items_in_batch = opt_num(v, key);
-    else if (key == "num_processes") a.num_processes = num(v, key);
-    else if (key == "gradient_accumulation_steps") a.gradient_accumulation_steps = num(v, key);
-    else if (key == "steps_per_generation") a.steps_per_generation = opt_num(v, key);
-    else if (key == "vespo_k_pos") a.vespo_k_pos = num(v, key);
-    else if (key == "vespo_lambda_pos") a.vespo_lambda_pos = num(v, key);
-    else if (key == "vespo_k_neg") a.vespo_k_neg = num(v, key);
-    else if (key == "vespo_lambda_neg") a.vespo_lambda_neg = num(v, key);
-    else if (key == "top_entropy_quantile") a.top_entropy_quantile = num(v, key);
-    else if (key == "entropy_coef") a.entropy_coef = num(v, key);
-    else unknown_key("trl", key);
-  }
-  return a;
-}
-
-/// verl_args from a dict whose keys are verl actor config names.
-verl_args verl_from_dict(const nb::dict& d) {
-  verl_args a;
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "loss_mode" || key == "policy_loss") a.loss_mode = str(v, key);
-    else if (key == "loss_agg_mode") a.loss_agg_mode = str(v, key);
-    else if (key == "clip_ratio") a.clip_ratio = num(v, key);
-    else if (key == "clip_ratio_low") a.clip_ratio_low = opt_num(v, key);
-    else if (key == "clip_ratio_high") a.clip_ratio_high = opt_num(v, key);
-    else if (key == "clip_ratio_c") a.clip_ratio_c = num(v, key);
-    else if (key == "tau_pos") a.tau_pos = num(v, key);
-    else if (key == "tau_neg") a.tau_neg = num(v, key);
-    else if (key == "use_kl_loss") a.use_kl_loss = flag(v, key);
-    else if (key == "kl_loss_coef") a.kl_loss_coef = num(v, key);
-    else if (key == "kl_loss_type") a.kl_loss_type = str(v, key);
-    else if (key == "entropy_coeff") a.entropy_coeff = num(v, key);
-    else if (key == "dp_size") a.dp_size = num(v, key);
-    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
-    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
-    else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
-    else unknown_key("verl", key);
-  }
-  return a;
-}
-
-/// Overrides applied on top of a preset (global denominators for micro-batching, coefficients).
-void apply_overrides(loss_options& o, const nb::dict& d) {
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "kl_coef") o.kl_coef = num(v, key);
-    else if (key == "kl_estimator") o.kl = kl_params_from_string(str(v, key), false);
-    else if (key == "entropy_coef") o.entropy_coef = num(v, key);
-    else if (key == "top_entropy_quantile") o.top_entropy_quantile = num(v, key);
-    else if (key == "opsm_threshold") o.opsm_threshold = opt_num(v, key);
-    else if (key == "loss_agg_mode") o.agg.mode = agg_mode_from_string(str(v, key));
-    else if (key == "global_tokens") o.agg.global_tokens = opt_num(v, key);
-    else if (key == "global_seqs") o.agg.global_seqs = opt_num(v, key);
-    else if (key == "agg_scale") o.agg.scale = num(v, key);
-    else if (key == "epsilon_low") o.policy.eps_low = num(v, key);
-    else if (key == "epsilon_high") o.policy.eps_high = num(v, key);
-    else if (key == "dual_clip_c") o.policy.dual_clip_c = num(v, key);
-    else unknown_key("overrides", key);
-  }
-}
-
-/// The loss options of `kind` in {"preset", "trl", "verl"}; validated.
-loss_options make_options(const std::string& kind, const std::string& name, const nb::dict& args,
-                          const nb::dict& overrides) {
-  loss_options o;
-  if (kind == "preset") o = preset(name);
-  else if (kind == "trl") o = from_trl(trl_from_dict(args));
-  else if (kind == "verl") o = from_verl(verl_from_dict(args));
-  else if (kind == "openrlhf") o = from_openrlhf(openrlhf_from_dict(args));
-  else GRPO_THROW(bad_option, "loss options: unknown kind '" + kind + "'");
-  apply_overrides(o, overrides);
-  validate(o);
-  return o;
-}
-
 
 template <class T>
 double loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,

@@ -4,71 +4,13 @@
 ///        openrlhf_metrics of <grpo/presets.hpp>): openrlhf_args from OpenRLHF's flag names,
 ///        compute_approx_kl, compute_advantages_and_returns and PolicyLoss's metrics.
 #include "common.hpp"
+#include "options.hpp"
 
 #include <grpo/openrlhf.hpp>
 
 #include <span>
 
 namespace grpo::py {
-
-namespace {
-
-std::array<double, 2> pair_of(nb::handle v, const std::string& key) {
-  GRPO_EXPECTS(nb::isinstance<nb::list>(v) || nb::isinstance<nb::tuple>(v), bad_option,
-               "option '" + key + "': expected a pair of numbers");
-  std::vector<double> x;
-  for (nb::handle e : v) x.push_back(num(e, key));
-  GRPO_EXPECTS(x.size() == 2, bad_option, "option '" + key + "': expected a pair of numbers");
-  return {x[0], x[1]};
-}
-
-}  // namespace
-
-/// The keys are OpenRLHF's command-line flags without the dashes (openrlhf/cli/train_ppo_ray.py at
-/// the snapshot presets.hpp cites), plus PolicyLoss's token_level_loss, the loss_batch_info counts
-/// and emulate_float32. None leaves an optional unset.
-openrlhf_args openrlhf_from_dict(const nb::dict& d) {
-  openrlhf_args a;
-  auto& ac = a.actor;
-  auto& ad = a.algo.advantage;
-  auto& kl = a.algo.kl;
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "actor.policy_loss_type") ac.policy_loss_type = str(v, key);
-    else if (key == "actor.eps_clip") ac.eps_clip = num(v, key);
-    else if (key == "actor.eps_clip_low_high") {
-      if (v.is_none()) ac.eps_clip_low_high.reset();
-      else ac.eps_clip_low_high = pair_of(v, key);
-    } else if (key == "actor.dual_clip") ac.dual_clip = opt_num(v, key);
-    else if (key == "actor.entropy_coef") ac.entropy_coef = opt_num(v, key);
-    else if (key == "actor.token_level_loss") ac.token_level_loss = flag(v, key);
-    else if (key == "algo.advantage.estimator") ad.estimator = str(v, key);
-    else if (key == "algo.advantage.gamma") ad.gamma = num(v, key);
-    else if (key == "algo.advantage.lambd") ad.lambd = num(v, key);
-    else if (key == "algo.advantage.no_std_norm") ad.no_std_norm = flag(v, key);
-    else if (key == "algo.advantage.is_correction_enable") ad.is_correction_enable = flag(v, key);
-    else if (key == "algo.advantage.is_correction_threshold")
-      ad.is_correction_threshold = pair_of(v, key);
-    else if (key == "algo.advantage.is_correction_type") ad.is_correction_type = str(v, key);
-    else if (key == "algo.kl.init_coef") kl.init_coef = num(v, key);
-    else if (key == "algo.kl.use_loss") kl.use_loss = flag(v, key);
-    else if (key == "algo.kl.estimator") kl.estimator = str(v, key);
-    else if (key == "reward.clip_range") {
-      if (v.is_none()) a.reward.clip_range.reset();
-      else a.reward.clip_range = pair_of(v, key);
-    } else if (key == "rollout.n_samples_per_prompt") {
-      const double n = num(v, key);
-      GRPO_EXPECTS(n >= 1 && n == std::floor(n), bad_option,
-                   "rollout.n_samples_per_prompt must be an integer >= 1");
-      a.rollout.n_samples_per_prompt = static_cast<index_t>(n);
-    } else if (key == "dp_size") a.dp_size = num(v, key);
-    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
-    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
-    else if (key == "emulate_float32") a.emulate_float32 = flag(v, key);
-    else unknown_key("openrlhf", key);
-  }
-  return a;
-}
 
 namespace {
 

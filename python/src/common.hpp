@@ -176,10 +176,6 @@ inline loss_metrics read_metrics(const arr_t& stats) {
   return m;
 }
 
-/// openrlhf_args from a dict of OpenRLHF flag names ("actor.eps_clip", "algo.kl.init_coef", ...;
-/// bind_openrlhf.cpp).
-openrlhf_args openrlhf_from_dict(const nb::dict& d);
-
 void bind_loss(nb::module_& m);
 void bind_openrlhf(nb::module_& m);
 void bind_logprob(nb::module_& m);
