@@ -47,6 +47,11 @@ strided_view<T, R> view_opt(const darr& a, const char* what) {
   return present(a) ? view<T, R>(a, what) : strided_view<T, R>{};
 }
 
+/// The launchers treat a null workspace as a size query (nothing launched): never pass one.
+void expect_workspace(std::uintptr_t ws) {
+  GRPO_EXPECTS(ws != 0, shape_mismatch, "workspace: a device buffer is required");
+}
+
 void expect(const darr& a, int dtype, const char* what, const char* want) {
   GRPO_EXPECTS(a.dtype == dtype, bad_dtype, std::string(what) + ": dtype must be " + want);
 }
@@ -60,10 +65,10 @@ void by_logit_dtype(int c, F&& f) {
   else GRPO_THROW(bad_dtype, "logits: float32, bfloat16 or float16 on CUDA");
 }
 
-device_loss_batch<double, double> batch_of(const loss_inputs& in) {
+cuda::device_loss_batch<double, double> batch_of(const loss_inputs& in) {
   for (const darr* a : {&in.old_logp, &in.ref_logp, &in.advantages, &in.mask, &in.sampler_logp})
     if (present(*a)) expect(*a, f64, "loss inputs", "float64 (the Python layer converts)");
-  device_loss_batch<double, double> b;
+  cuda::device_loss_batch<double, double> b;
   b.old_logp = view_opt<const double, 2>(in.old_logp, "old_logp");
   b.ref_logp = view_opt<const double, 2>(in.ref_logp, "ref_logp");
   b.advantages = view<const double, 2>(in.advantages, "advantages");
@@ -101,6 +106,7 @@ std::size_t loss_workspace_bytes(std::int64_t B, std::int64_t T) {
 void logprob_forward(const darr& logits, const darr& ids, const darr& logp, const darr& entropy,
                      double temperature, long long ignore_index, std::uintptr_t workspace,
                      std::uintptr_t stream) {
+  expect_workspace(workspace);
   expect(ids, i64, "ids", "int64");
   expect(logp, f32, "logp", "float32");
   expect(entropy, f32, "entropy", "float32");
@@ -121,6 +127,7 @@ void logprob_forward(const darr& logits, const darr& ids, const darr& logp, cons
 void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp, const darr& g_entropy,
                       const darr& grad, double temperature, long long ignore_index,
                       std::uintptr_t workspace, std::uintptr_t stream) {
+  expect_workspace(workspace);
   expect(ids, i64, "ids", "int64");
   expect(g_logp, f32, "grad_logp", "float32");
   expect(g_entropy, f32, "grad_entropy", "float32");
@@ -143,6 +150,7 @@ void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp, c
 void compute_loss(const loss_options& o, const darr& logp, const darr& entropy,
                   const loss_inputs& in, const darr& grad_logp, const darr& grad_entropy,
                   std::uintptr_t scalars, std::uintptr_t workspace, std::uintptr_t stream) {
+  expect_workspace(workspace);
   const cuda::loss_params p = params_of(o);
   for (const darr* a : {&logp, &grad_logp, &grad_entropy})
     expect(*a, f32, "logp / grads", "float32 (the Python layer converts)");
@@ -163,6 +171,7 @@ void fused_grpo_step(const loss_options& o, const darr& logits, const darr& ids,
                      const loss_inputs& in, const darr& grad_logits, const darr& logp,
                      const darr& entropy, std::uintptr_t scalars, double temperature,
                      std::uintptr_t workspace, std::uintptr_t stream) {
+  expect_workspace(workspace);
   const cuda::loss_params p = params_of(o);
   expect(ids, i64, "ids", "int64");
   expect(logp, f32, "logp", "float32");
