@@ -24,7 +24,8 @@ from ._C import GrpoError
 __version__ = "0.1.0"
 built_with_cuda: bool = bool(_C.built_with_cuda)
 
-__all__ = ["GrpoError", "error_id", "rewards", "experience", "ops", "trl", "verl", "built_with_cuda",
+__all__ = ["GrpoError", "error_id", "rewards", "experience", "ops", "trl", "verl",
+           "built_with_cuda",
            "__version__"]
 
 _ID = _re.compile(r"\[grpo\.([a-z_]+)\]")

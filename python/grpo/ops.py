@@ -440,7 +440,9 @@ def aggregate(loss_mat, mask, mode: str = "token-mean", *, dp_size: float = 1,
               loss_scale_factor: Optional[float] = None):
     """verl agg_loss: reduce a [B, T] per-token loss under a mask with a loss_agg_mode
     ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean",
-    "seq-mean-token-sum-norm", "group-token-mean") and optional global batch information.
+    "seq-mean-token-sum-norm", "group-token-mean") and optional global batch information; or
+    OpenRLHF aggregate_loss with mode "openrlhf-token" / "openrlhf-sample" (token_level_loss
+    true / false; dp_size, batch_num_tokens, global_batch_size as loss_batch_info).
     torch: differentiable in loss_mat. numpy: returns a float."""
     info = {"dp_size": dp_size, "batch_num_tokens": batch_num_tokens,
             "global_batch_size": global_batch_size, "loss_scale_factor": loss_scale_factor}

@@ -95,11 +95,29 @@ double aggregate_typed(const agg_options& ao, const arr_t& loss, const arr_t& ma
   return aggregate(l, m, ao, g);
 }
 
-/// agg_loss: verl's mode name plus optional global batch information.
+/// OpenRLHF aggregate_loss: mode "openrlhf-token" / "openrlhf-sample" (token_level_loss true /
+/// false) with loss_batch_info's dp_size, batch_num_tokens, global_batch_size (openrlhf_agg).
+agg_options openrlhf_agg_of(const std::string& mode, const nb::dict& info) {
+  openrlhf_args a;
+  for (auto [k, v] : info) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "dp_size") a.dp_size = num(v, key);
+    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
+    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
+    else if (key == "loss_scale_factor") {
+      GRPO_EXPECTS(v.is_none(), bad_option, "loss_scale_factor: verl only (not with " + mode + ")");
+    } else unknown_key("aggregate", key);
+  }
+  return openrlhf_agg(mode == "openrlhf-token", a);
+}
+
+/// agg_loss: verl's mode name plus optional global batch information (or OpenRLHF's
+/// aggregate_loss with mode "openrlhf-token" / "openrlhf-sample").
 double aggregate_py(const std::string& mode, const nb::dict& info, const arr_t& loss,
                     const arr_t& mask, const opt_arr& grad) {
+  const bool orl = mode == "openrlhf-token" || mode == "openrlhf-sample";
   verl_args a;
-  for (auto [k, v] : info) {
+  for (auto [k, v] : orl ? nb::dict() : info) {
     const std::string key = nb::cast<std::string>(k);
     if (key == "dp_size") a.dp_size = num(v, key);
     else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
@@ -107,7 +125,7 @@ double aggregate_py(const std::string& mode, const nb::dict& info, const arr_t& 
     else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
     else unknown_key("aggregate", key);
   }
-  const agg_options ao = verl_agg(mode, a);
+  const agg_options ao = orl ? openrlhf_agg_of(mode, info) : verl_agg(mode, a);
   const int dt = dtype_of(loss);
   GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "loss: float32 or float64");
   expect_dtype(mask, dt, "mask", "the dtype of loss");

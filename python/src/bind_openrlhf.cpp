@@ -32,7 +32,8 @@ void approx_kl_py(const std::string& estimator, bool emulate_float32, const arr_
 /// compute_advantages_and_returns: advantages and returns [B, T] (float64 outputs); returns
 /// (group_reward_std per row, whiten_mean, whiten_rstd, whitened).
 std::tuple<std::vector<double>, double, double, bool> advantages_py(
-    const nb::dict& args, const arr_t& rewards, const std::optional<std::vector<std::int64_t>>& index,
+    const nb::dict& args, const arr_t& rewards,
+    const std::optional<std::vector<std::int64_t>>& index,
     const arr_t& mask, const opt_arr& kl, const opt_arr& values, const arr_t& adv,
     const arr_t& ret) {
   const openrlhf_args a = openrlhf_from_dict(args);

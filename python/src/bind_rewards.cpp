@@ -64,7 +64,8 @@ rm::verify_options verify_opts(const nb::dict& d) {
 
 /// One sandbox_limits field (cpu_seconds, wall_seconds, memory_bytes, output_bytes, file_bytes,
 /// disk_bytes, max_processes, max_open_files); false for another key.
-bool fill_limits(rw::sandbox_limits& l, const std::string& key, nb::handle v, const std::string& full) {
+bool fill_limits(rw::sandbox_limits& l, const std::string& key, nb::handle v,
+                 const std::string& full) {
   auto bytes = [&] {
     const double b = num(v, full);
     GRPO_EXPECTS(b >= 0 && b <= 9.0e18, bad_option, "option '" + full + "': expected bytes >= 0");
@@ -116,7 +117,9 @@ bool fill_code(rw::code_exec_options& o, const std::string& key, nb::handle v,
     else if (m == "trim_lines") o.match = rw::output_match::trim_lines;
     else if (m == "tokens") o.match = rw::output_match::tokens;
     else if (m == "open_r1") o.match = rw::output_match::open_r1;
-    else GRPO_THROW(bad_option, "option '" + full + "': 'exact', 'trim_lines', 'tokens' or 'open_r1'");
+    else
+      GRPO_THROW(bad_option,
+                 "option '" + full + "': 'exact', 'trim_lines', 'tokens' or 'open_r1'");
   } else return false;
   return true;
 }

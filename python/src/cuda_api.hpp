@@ -43,9 +43,9 @@ void logprob_forward(const darr& logits, const darr& ids, const darr& logp, cons
                      std::uintptr_t stream);
 
 /// d/dlogits of sum(g_logp logp + g_entropy H) into grad [N, V] (the logits' dtype).
-void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp, const darr& g_entropy,
-                      const darr& grad, double temperature, long long ignore_index,
-                      std::uintptr_t workspace, std::uintptr_t stream);
+void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp,
+                      const darr& g_entropy, const darr& grad, double temperature,
+                      long long ignore_index, std::uintptr_t workspace, std::uintptr_t stream);
 
 /// The inputs of the loss besides logp / entropy: float64 [B, T] views (advantages may have a
 /// zero T-stride), absent ones with data == 0.

@@ -24,9 +24,13 @@ namespace {
 
 constexpr auto dev = memory_space::cuda;
 
-cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+cudaStream_t as_stream(std::uintptr_t s) {
+  return reinterpret_cast<cudaStream_t>(s);
+}
 
-bool present(const darr& a) { return a.data != 0; }
+bool present(const darr& a) {
+  return a.data != 0;
+}
 
 /// A rank-R device view of `a` (the Python layer checked dtype and rank; checked again here).
 template <class T, int R>
@@ -59,10 +63,14 @@ void expect(const darr& a, int dtype, const char* what, const char* want) {
 /// Calls f.template operator()<T>() with T the storage type of dtype code `c`.
 template <class F>
 void by_logit_dtype(int c, F&& f) {
-  if (c == f32) f.template operator()<float>();
-  else if (c == bf16) f.template operator()<bfloat16>();
-  else if (c == f16) f.template operator()<float16>();
-  else GRPO_THROW(bad_dtype, "logits: float32, bfloat16 or float16 on CUDA");
+  if (c == f32)
+    f.template operator()<float>();
+  else if (c == bf16)
+    f.template operator()<bfloat16>();
+  else if (c == f16)
+    f.template operator()<float16>();
+  else
+    GRPO_THROW(bad_dtype, "logits: float32, bfloat16 or float16 on CUDA");
 }
 
 cuda::device_loss_batch<double, double> batch_of(const loss_inputs& in) {
@@ -89,15 +97,18 @@ cuda::loss_params params_of(const loss_options& o) {
 /// refused before launching; anything else is a CUDA failure.
 void check(cudaError_t e, const char* what) {
   GRPO_EXPECTS(e != cudaErrorInvalidValue, shape_mismatch,
-               std::string(what) + ": the CUDA launcher refused the shapes, strides or inputs "
-                                   "(rows of a sequence must be adjacent, [B, T] outputs "
-                                   "row-major, ref_logp given when kl_coef != 0)");
+               std::string(what) +
+                   ": the CUDA launcher refused the shapes, strides or inputs "
+                   "(rows of a sequence must be adjacent, [B, T] outputs "
+                   "row-major, ref_logp given when kl_coef != 0)");
   cuda::throw_on_error(e, what);
 }
 
 }  // namespace
 
-std::size_t logprob_workspace_bytes() { return cuda::align_up(sizeof(unsigned int)); }
+std::size_t logprob_workspace_bytes() {
+  return cuda::align_up(sizeof(unsigned int));
+}
 
 std::size_t loss_workspace_bytes(std::int64_t B, std::int64_t T) {
   return cuda::loss_workspace_bytes(static_cast<index_t>(B), static_cast<index_t>(T));
@@ -124,9 +135,9 @@ void logprob_forward(const darr& logits, const darr& ids, const darr& logp, cons
   cuda::read_status(reinterpret_cast<const unsigned int*>(workspace), as_stream(stream));
 }
 
-void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp, const darr& g_entropy,
-                      const darr& grad, double temperature, long long ignore_index,
-                      std::uintptr_t workspace, std::uintptr_t stream) {
+void logprob_backward(const darr& logits, const darr& ids, const darr& g_logp,
+                      const darr& g_entropy, const darr& grad, double temperature,
+                      long long ignore_index, std::uintptr_t workspace, std::uintptr_t stream) {
   expect_workspace(workspace);
   expect(ids, i64, "ids", "int64");
   expect(g_logp, f32, "grad_logp", "float32");

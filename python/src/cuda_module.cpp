@@ -60,9 +60,9 @@ const loss_options& options_of(const std::string& spec, const std::string& kind,
 void compute_loss_cu(const std::string& spec, const std::string& kind, const std::string& name,
                      const nb::dict& args, const nb::dict& overrides, const arr_t& logp,
                      const opt_arr& entropy, const opt_arr& old_logp, const opt_arr& ref_logp,
-                     const arr_t& adv, const arr_t& mask, const opt_arr& sampler,
-                     const arr_t& grad, const arr_t& grad_h, std::uintptr_t scalars,
-                     std::uintptr_t workspace, std::uintptr_t stream) {
+                     const arr_t& adv, const arr_t& mask, const opt_arr& sampler, const arr_t& grad,
+                     const arr_t& grad_h, std::uintptr_t scalars, std::uintptr_t workspace,
+                     std::uintptr_t stream) {
   const loss_options& o = options_of(spec, kind, name, args, overrides);
   const pc::loss_inputs in = inputs_of(old_logp, ref_logp, adv, mask, sampler);
   const pc::darr lp = dev_of(logp, "logp"), h = dev_of(entropy, "entropy");
@@ -73,9 +73,9 @@ void compute_loss_cu(const std::string& spec, const std::string& kind, const std
 
 void fused_cu(const std::string& spec, const std::string& kind, const std::string& name,
               const nb::dict& args, const nb::dict& overrides, const arr_t& logits,
-              const arr_t& ids, const opt_arr& old_logp, const opt_arr& ref_logp,
-              const arr_t& adv, const arr_t& mask, const opt_arr& sampler, const arr_t& grad,
-              const arr_t& logp, const arr_t& entropy, std::uintptr_t scalars, double temperature,
+              const arr_t& ids, const opt_arr& old_logp, const opt_arr& ref_logp, const arr_t& adv,
+              const arr_t& mask, const opt_arr& sampler, const arr_t& grad, const arr_t& logp,
+              const arr_t& entropy, std::uintptr_t scalars, double temperature,
               std::uintptr_t workspace, std::uintptr_t stream) {
   const loss_options& o = options_of(spec, kind, name, args, overrides);
   const pc::loss_inputs in = inputs_of(old_logp, ref_logp, adv, mask, sampler);
@@ -85,18 +85,18 @@ void fused_cu(const std::string& spec, const std::string& kind, const std::strin
   pc::fused_grpo_step(o, x, y, in, g, lp, h, scalars, temperature, workspace, stream);
 }
 
-void logprob_fwd_cu(const arr_t& logits, const arr_t& ids, const arr_t& logp,
-                    const arr_t& entropy, double temperature, long long ignore_index,
-                    std::uintptr_t workspace, std::uintptr_t stream) {
+void logprob_fwd_cu(const arr_t& logits, const arr_t& ids, const arr_t& logp, const arr_t& entropy,
+                    double temperature, long long ignore_index, std::uintptr_t workspace,
+                    std::uintptr_t stream) {
   const pc::darr x = dev_of(logits, "logits"), y = dev_of(ids, "ids");
   const pc::darr lp = dev_of(logp, "logp"), h = dev_of(entropy, "entropy");
   nb::gil_scoped_release nogil;
   pc::logprob_forward(x, y, lp, h, temperature, ignore_index, workspace, stream);
 }
 
-void logprob_bwd_cu(const arr_t& logits, const arr_t& ids, const arr_t& g_logp,
-                    const arr_t& g_ent, const arr_t& grad, double temperature,
-                    long long ignore_index, std::uintptr_t workspace, std::uintptr_t stream) {
+void logprob_bwd_cu(const arr_t& logits, const arr_t& ids, const arr_t& g_logp, const arr_t& g_ent,
+                    const arr_t& grad, double temperature, long long ignore_index,
+                    std::uintptr_t workspace, std::uintptr_t stream) {
   const pc::darr x = dev_of(logits, "logits"), y = dev_of(ids, "ids");
   const pc::darr gl = dev_of(g_logp, "grad_logp"), gh = dev_of(g_ent, "grad_entropy");
   const pc::darr g = dev_of(grad, "grad");

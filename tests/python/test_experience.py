@@ -74,8 +74,8 @@ def test_kl_for_reward_matches_reference(est, clamps):
     close(E.kl_for_reward(lp, lr, m, coef, estimator=est, clamps=clamps,
                           placement="sequence_sum"), coef * (m * kl).sum(-1))
     # torch in, torch out (float64, CPU); the same values from grpo.ops
-    got = ops.kl_for_reward(torch.tensor(lp, dtype=torch.float32), torch.tensor(lr), torch.tensor(m),
-                            coef, estimator=est, clamps=clamps)
+    got = ops.kl_for_reward(torch.tensor(lp, dtype=torch.float32), torch.tensor(lr),
+                            torch.tensor(m), coef, estimator=est, clamps=clamps)
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
     close(got, coef * m * ref_kl(lp.astype(np.float32).astype(np.float64), lr, est, clamps))
 
@@ -190,6 +190,7 @@ def test_openrlhf_case_count():
     assert len(ORL) == 51
     assert len(orl_ids("PolicyLoss.forward")) == 24
     assert len(orl_ids("compute_approx_kl")) == 6
+    assert len(orl_ids("aggregate_loss")) == 4
     assert len(orl_ids("RemoteExperienceMaker.compute_advantages_and_returns")) == 17
 
 
@@ -240,6 +241,23 @@ def test_openrlhf_policy_loss(cid):
                                  inp["action_mask"], inp.get("rollout_log_probs"),
                                  openrlhf=dict(args, emulate_float32=False))
         close(m64["clip_ratio"], rerun["clip_ratio"])
+
+
+@pytest.mark.parametrize("cid", orl_ids("aggregate_loss"))
+def test_openrlhf_aggregate_loss(cid):
+    c = orl(cid)
+    o = c["options"]
+    L = t64(c["inputs"]["loss_mat"]).requires_grad_()
+    M = t64(c["inputs"]["loss_mask"])
+    mode = "openrlhf-token" if o["token_level_loss"] else "openrlhf-sample"
+    kw = {k: o[k] for k in ("dp_size", "batch_num_tokens", "global_batch_size")}
+    loss = ops.aggregate(L, M, mode, **kw)
+    close(loss.item(), c["outputs"]["loss"])
+    loss.backward()
+    close(L.grad, c["outputs"]["grad_loss_mat"])
+    close(ops.aggregate(L.detach().numpy(), M.numpy(), mode, **kw), c["outputs"]["loss"])
+    with pytest.raises(grpo.GrpoError, match=r"\[grpo.bad_option\]"):
+        ops.aggregate(L, M, mode, loss_scale_factor=2.0)
 
 
 @pytest.mark.parametrize("cid", orl_ids("compute_approx_kl"))
