@@ -7,6 +7,8 @@
 # adapters are compared with it) and runs tests/python.
 #   PYTHON=python3.12 scripts/test-python.sh   interpreter for the venv (default python3)
 #   GRPO_PY_NO_TRL=1                           skip trl / transformers (their tests are then skipped)
+#   GRPO_PY_CUDA=1                             build grpo._cuda too (needs nvcc; tests/python/test_cuda.py
+#                                              runs where a GPU is present, else it is skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -23,8 +25,13 @@ if [ -z "${GRPO_PY_NO_TRL:-}" ]; then
   stamp "pip install trl transformers"
   "${pip[@]}" install trl transformers
 fi
-stamp "pip install . (builds grpo._C)"
-"${pip[@]}" install .
+if [ -n "${GRPO_PY_CUDA:-}" ]; then
+  stamp "pip install . -C cmake.define.GRPO_PY_CUDA=ON (builds grpo._C and grpo._cuda)"
+  "${pip[@]}" install . -C cmake.define.GRPO_PY_CUDA=ON -C build-dir=build/python-cuda
+else
+  stamp "pip install . (builds grpo._C)"
+  "${pip[@]}" install .
+fi
 if [ ! -x build/default/tools/grpo-reward/grpo-reward ]; then
   stamp "building the grpo-reward CLI"
   cmake --preset default >/dev/null && cmake --build build/default --target grpo-reward -j"$(nproc)"

@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """grpo: the GRPO / DeepSeek-R1 core (C++20 headers) for Python.
 
-- ``grpo.rewards``: math verifier and rule rewards, batch scoring, TRL / verl adapters (no torch).
+- ``grpo.rewards``: math verifier, rule rewards, sandboxed code execution, batch scoring, TRL /
+  verl adapters (no torch).
+- ``grpo.experience``: KL in the reward, masked whitening, OpenRLHF's advantages / approx KL /
+  metrics, verl metrics of a loss call (numpy or torch, no torch needed).
 - ``grpo.ops``: losses, KL, advantages, fused log-prob / entropy and GRPO steps, distillation as
   torch custom ops (needs torch; imported lazily).
 - ``grpo.trl``: a GRPOTrainer subclass whose loss is grpo's (needs trl); ``grpo.verl``: verl's
@@ -14,13 +17,15 @@ import importlib as _importlib
 import re as _re
 
 from . import _C
+from . import experience
 from . import rewards
 from ._C import GrpoError
 
 __version__ = "0.1.0"
 built_with_cuda: bool = bool(_C.built_with_cuda)
 
-__all__ = ["GrpoError", "error_id", "rewards", "ops", "trl", "verl", "built_with_cuda",
+__all__ = ["GrpoError", "error_id", "rewards", "experience", "ops", "trl", "verl",
+           "built_with_cuda",
            "__version__"]
 
 _ID = _re.compile(r"\[grpo\.([a-z_]+)\]")

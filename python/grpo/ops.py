@@ -14,8 +14,11 @@ run in float32 or float64 (bfloat16 / float16 inputs are computed in float32 and
 back); logits of the log-prob and fused steps are read as float32, bfloat16 or float16 directly
 (float64 logits are converted to float32); the fused linear step reads float32 hidden states and
 weights (others converted); distillation reads float32 / float64 / bfloat16 / float16 logits.
-CUDA tensors raise ``GrpoError`` ``[grpo.bad_device]`` unless the module was built with CUDA
-(``grpo.built_with_cuda``): this build has no CUDA routing.
+CUDA tensors: with a build made with ``-C cmake.define.GRPO_PY_CUDA=ON`` (``grpo.built_with_cuda``),
+``policy_loss``, ``logprob_entropy`` and ``fused_grpo_step`` run the kernels of cuda/ on torch's
+current stream (float32 log-probs; per-token loss and metric accumulators are NaN there, the loss,
+gradients and four loss scalars are computed); every other op, and every op of a build without
+CUDA, raises ``GrpoError`` ``[grpo.bad_device]`` for a CUDA tensor.
 """
 import json
 from typing import Any, NamedTuple, Optional, Sequence
@@ -26,6 +29,9 @@ import torch
 from . import _C
 from ._C import GrpoError
 from ._tensors import np_desc
+from .experience import (METRIC_NAMES, kl_for_reward, masked_whiten, merge_stats, metrics_dict,
+                         openrlhf_advantages, openrlhf_approx_kl, openrlhf_args, openrlhf_metrics,
+                         verl_metrics)
 
 __all__ = [
     "LossOutput",
@@ -43,9 +49,15 @@ __all__ = [
     "topk_distill_loss",
     "metrics_dict",
     "METRIC_NAMES",
+    "kl_for_reward",
+    "masked_whiten",
+    "openrlhf_args",
+    "openrlhf_approx_kl",
+    "openrlhf_advantages",
+    "openrlhf_metrics",
+    "verl_metrics",
+    "merge_stats",
 ]
-
-METRIC_NAMES: tuple = tuple(_C.metric_names)
 
 _TORCH_CODES = {
     torch.float32: 0,
@@ -64,11 +76,75 @@ def _d(t: Optional[torch.Tensor]):
     if t is None:
         return None
     if not t.is_cpu:  # is_cpu: ~0.1 us; t.device.type costs ~2 us per tensor
-        raise GrpoError(
-            f"[grpo.bad_device] tensor on {t.device}: this grpo build has no CUDA kernels "
-            "(grpo.built_with_cuda is False); move the tensor to the CPU or build with CUDA"
-        )
+        raise _bad_device(t)
     return (t.data_ptr(), t.shape, t.stride(), _TORCH_CODES[t.dtype])
+
+
+def _bad_device(t: torch.Tensor) -> GrpoError:
+    if _cuda is not None:
+        return GrpoError(
+            f"[grpo.bad_device] tensor on {t.device}: this op runs on the CPU only (CUDA routes: "
+            f"{', '.join(CUDA_OPS)}); move the tensor to the CPU, or pass every tensor of a "
+            "routed op on the same CUDA device")
+    return GrpoError(
+        f"[grpo.bad_device] tensor on {t.device}: this grpo build has no CUDA kernels "
+        "(grpo.built_with_cuda is False); move the tensor to the CPU or build with CUDA "
+        "(pip install . -C cmake.define.GRPO_PY_CUDA=ON)"
+        + (f" [grpo._cuda failed to load: {_CUDA_IMPORT_ERROR}]" if _CUDA_IMPORT_ERROR else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA routes (grpo._cuda, built with -DGRPO_PY_CUDA=ON): policy_loss, logprob_entropy (forward and
+# backward) and fused_grpo_step run the launchers of cuda/grpo/cuda/ on torch's current stream of
+# the tensors' device. Each call reads the kernels' status word back (one stream synchronisation),
+# so bad ids and non-finite inputs raise GrpoError as on the CPU.
+
+CUDA_OPS = ("policy_loss", "logprob_entropy", "fused_grpo_step")
+_cuda = None
+_CUDA_IMPORT_ERROR = ""
+if _C.built_with_cuda:
+    try:
+        from . import _cuda  # noqa: F811
+    except ImportError as _e:  # e.g. no libcudart on this machine: CUDA tensors then raise
+        _CUDA_IMPORT_ERROR = str(_e)
+
+
+def _cu(t: Optional[torch.Tensor], dev: torch.device):
+    """Descriptor of a tensor on CUDA device `dev` (None passes through)."""
+    if t is None:
+        return None
+    if t.device != dev:
+        raise GrpoError(f"[grpo.bad_device] tensor on {t.device}: every tensor of this call must "
+                        f"be on {dev}")
+    return (t.data_ptr(), t.shape, t.stride(), _TORCH_CODES[t.dtype])
+
+
+def _cuda_ready(t: torch.Tensor) -> torch.device:
+    """The device of a CUDA call, after checking that this build can run it."""
+    if _cuda is None:
+        raise _bad_device(t)
+    return t.device
+
+
+def _workspace(nbytes: int, dev: torch.device) -> torch.Tensor:
+    return torch.empty((max(int(nbytes), 1),), dtype=torch.uint8, device=dev)
+
+
+def _stream(dev: torch.device) -> int:
+    return torch.cuda.current_stream(dev).cuda_stream
+
+
+def _cuda_stats(dev: torch.device) -> torch.Tensor:
+    """A stats buffer for a CUDA loss: the device kernels write the four scalars; they compute no
+    metric accumulators, so those read NaN (means, min, max) and 0 (sums, counts)."""
+    st = torch.zeros((_N_STATS,), dtype=torch.float64, device=dev)
+    st[4:4 + 3 * len(METRIC_NAMES)] = float("nan")
+    return st
+
+
+def _per_seq_adv(adv: torch.Tensor, B: int, T: int) -> torch.Tensor:
+    """[B] advantages as a [B, T] view with a zero T-stride (no copy)."""
+    return adv[:, None].expand(B, T) if adv.dim() == 1 else adv
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -140,29 +216,35 @@ def loss_options(
     *,
     trl: Optional[dict] = None,
     verl: Optional[dict] = None,
+    openrlhf: Optional[dict] = None,
     overrides: Optional[dict] = None,
 ) -> str:
-    """The loss-options spec for a named preset, TRL GRPOConfig fields or verl actor fields.
+    """The loss-options spec for a named preset, TRL GRPOConfig fields, verl actor fields or
+    OpenRLHF flags.
 
     preset: "trl_grpo", "trl_bnpo", "trl_dr_grpo", "trl_dapo", "trl_cispo", "trl_sapo",
     "trl_luspo", "trl_vespo", "trl_gspo", "trl_gmpo", "verl_vanilla", "verl_gspo", "verl_sapo",
     "verl_cispo", "verl_geo_mean", "openrlhf". trl: {"loss_type", "importance_sampling_level",
     "beta", "epsilon", "epsilon_high", "delta", "max_completion_length", ...} (TRL's names). verl:
     {"loss_mode", "loss_agg_mode", "clip_ratio", "clip_ratio_low", "clip_ratio_high",
-    "clip_ratio_c", "use_kl_loss", "kl_loss_coef", "kl_loss_type", ...}. overrides: kl_coef,
+    "clip_ratio_c", "use_kl_loss", "kl_loss_coef", "kl_loss_type", ...}. openrlhf: OpenRLHF's
+    flag names, flat ("actor.eps_clip") or nested (see openrlhf_args; grpo::from_openrlhf
+    reproduces PolicyLoss.forward + aggregate_loss + the actor's KL loss). overrides: kl_coef,
     kl_estimator, entropy_coef, top_entropy_quantile, opsm_threshold, loss_agg_mode,
     global_tokens, global_seqs (micro-batch / data-parallel denominators), agg_scale, epsilon_low,
     epsilon_high, dual_clip_c. Unknown names raise GrpoError [grpo.bad_option] at once.
     """
-    given = sum(x is not None for x in (preset, trl, verl))
+    given = sum(x is not None for x in (preset, trl, verl, openrlhf))
     if given != 1:
-        raise GrpoError("[grpo.bad_option] give exactly one of preset=, trl=, verl=")
+        raise GrpoError("[grpo.bad_option] give exactly one of preset=, trl=, verl=, openrlhf=")
     if preset is not None:
         kind, name, args = "preset", preset, {}
     elif trl is not None:
         kind, name, args = "trl", "", dict(trl)
-    else:
+    elif verl is not None:
         kind, name, args = "verl", "", dict(verl)
+    else:
+        kind, name, args = "openrlhf", "", openrlhf_args(openrlhf)
     spec = json.dumps([kind, name, args, dict(overrides or {})], sort_keys=True)
     _options(spec)  # validate now: errors surface at the call that made them
     return spec
@@ -194,25 +276,14 @@ def _spec_of(options) -> str:
     raise GrpoError("[grpo.bad_option] options: a preset name, a loss_options() spec or a dict")
 
 
-_N_STATS = 4 + 3 * len(METRIC_NAMES)  # loss, policy, kl, entropy, then (mean, min, max) per metric
-
-
-def metrics_dict(stats: torch.Tensor) -> dict:
-    """The named metrics of a LossOutput.stats tensor: {name: mean, name/min, name/max}."""
-    v = stats.detach().cpu().tolist()
-    out = {"loss": v[0], "policy_loss": v[1], "kl_loss": v[2], "entropy_loss": v[3]}
-    for k, name in enumerate(METRIC_NAMES):
-        out[name] = v[4 + 3 * k]
-        out[name + "/min"] = v[5 + 3 * k]
-        out[name + "/max"] = v[6 + 3 * k]
-    return out
+_N_STATS = int(_C.n_stats)  # layout: grpo.experience.metrics_dict / python/src/common.hpp
 
 
 class LossOutput(NamedTuple):
     """Result of policy_loss: ``loss`` (0-dim, differentiable), ``per_token_loss`` [B, T] (policy
-    integrand + kl_coef * KL), ``per_seq_loss`` [B] (GMPO) and ``stats`` (float64: loss,
-    policy_loss, kl_loss, entropy_loss, then mean / min / max of each METRIC_NAMES entry; use
-    metrics_dict)."""
+    integrand + kl_coef * KL), ``per_seq_loss`` [B] (GMPO) and ``stats`` (float64 [N_STATS]: loss,
+    policy_loss, kl_loss, entropy_loss, the metric accumulators and counts; read it with
+    metrics_dict / verl_metrics, combine micro-batches with merge_stats)."""
 
     loss: torch.Tensor
     per_token_loss: torch.Tensor
@@ -236,6 +307,9 @@ def _policy_loss_op(
     spec: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor]:
+    if logp.is_cuda:
+        return _policy_loss_cuda(logp, old_logp, ref_logp, advantages, mask, entropy,
+                                 sampler_logp, spec)
     dt = logp.dtype
     B, T = logp.shape
     grad = torch.empty((B, T), dtype=dt)
@@ -247,6 +321,33 @@ def _policy_loss_op(
         _options(spec), _d(logp), _d(old_logp), _d(ref_logp), _d(advantages), _d(mask),
         _d(entropy), _d(sampler_logp), _d(grad), _d(ptl), _d(gh), _d(per_seq), _d(stats))
     return stats[0].to(dt, copy=True), ptl, per_seq, stats, grad, gh
+
+
+def _policy_loss_cuda(logp, old_logp, ref_logp, advantages, mask, entropy, sampler_logp, spec):
+    """grpo::cuda::compute_loss: float32 log-probs / entropies, float64 side inputs. The device
+    kernels compute the loss, its gradients and the four scalars, not the per-token / per-sequence
+    loss or the metric accumulators: those outputs are NaN on CUDA."""
+    dev = _cuda_ready(logp)
+    dt = logp.dtype
+    B, T = logp.shape
+    f32, f64 = torch.float32, torch.float64
+    lp = logp.to(f32).contiguous()
+    h = None if entropy is None else entropy.to(f32).contiguous()
+    side = lambda x: None if x is None else x.to(f64)  # noqa: E731
+    adv = _per_seq_adv(advantages.to(f64), B, T)
+    grad = torch.empty((B, T), dtype=f32, device=dev)
+    gh = torch.zeros((B, T), dtype=f32, device=dev)
+    stats = _cuda_stats(dev)
+    ws = _workspace(_cuda.loss_workspace_bytes(B, T), dev)
+    kind, name, args, over = json.loads(spec)
+    with torch.cuda.device(dev):
+        _cuda.compute_loss(spec, kind, name, args, over, _cu(lp, dev), _cu(h, dev),
+                           _cu(side(old_logp), dev), _cu(side(ref_logp), dev), _cu(adv, dev),
+                           _cu(mask.to(f64), dev), _cu(side(sampler_logp), dev), _cu(grad, dev),
+                           _cu(gh, dev), stats.data_ptr(), ws.data_ptr(), _stream(dev))
+    nan = float("nan")
+    return (stats[0].to(dt, copy=True), torch.full((B, T), nan, dtype=dt, device=dev),
+            torch.full((B,), nan, dtype=dt, device=dev), stats, grad.to(dt), gh.to(dt))
 
 
 @_policy_loss_op.register_fake
@@ -339,7 +440,9 @@ def aggregate(loss_mat, mask, mode: str = "token-mean", *, dp_size: float = 1,
               loss_scale_factor: Optional[float] = None):
     """verl agg_loss: reduce a [B, T] per-token loss under a mask with a loss_agg_mode
     ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean",
-    "seq-mean-token-sum-norm", "group-token-mean") and optional global batch information.
+    "seq-mean-token-sum-norm", "group-token-mean") and optional global batch information; or
+    OpenRLHF aggregate_loss with mode "openrlhf-token" / "openrlhf-sample" (token_level_loss
+    true / false; dp_size, batch_num_tokens, global_batch_size as loss_batch_info).
     torch: differentiable in loss_mat. numpy: returns a float."""
     info = {"dp_size": dp_size, "batch_num_tokens": batch_num_tokens,
             "global_batch_size": global_batch_size, "loss_scale_factor": loss_scale_factor}
@@ -476,6 +579,17 @@ def _logits_in(x: torch.Tensor) -> torch.Tensor:
 def _logprob_op(logits: torch.Tensor, ids: torch.Tensor, temperature: float,
                 ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
     B, T = ids.shape
+    if logits.is_cuda:
+        dev = _cuda_ready(logits)
+        x, y = logits.reshape(B * T, logits.shape[-1]), ids.reshape(B * T)
+        logp = torch.empty((B, T), dtype=torch.float32, device=dev)
+        ent = torch.empty((B, T), dtype=torch.float32, device=dev)
+        ws = _workspace(_cuda.logprob_workspace_bytes(), dev)
+        with torch.cuda.device(dev):
+            _cuda.logprob_forward(_cu(x, dev), _cu(y, dev), _cu(logp.view(-1), dev),
+                                  _cu(ent.view(-1), dev), temperature, ignore_index,
+                                  ws.data_ptr(), _stream(dev))
+        return logp, ent
     logp = torch.empty((B, T), dtype=torch.float32)
     ent = torch.empty((B, T), dtype=torch.float32)
     _C.logprob_forward(_d(logits), _d(ids), _d(logp), None, _d(ent), temperature, ignore_index)
@@ -493,6 +607,19 @@ def _(logits, ids, temperature, ignore_index):
 def _logprob_bwd_op(logits: torch.Tensor, ids: torch.Tensor, g_logp: torch.Tensor,
                     g_entropy: torch.Tensor, temperature: float,
                     ignore_index: int) -> torch.Tensor:
+    if logits.is_cuda:
+        dev = _cuda_ready(logits)
+        B, T = ids.shape
+        V = logits.shape[-1]
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=dev)
+        ws = _workspace(_cuda.logprob_workspace_bytes(), dev)
+        with torch.cuda.device(dev):
+            _cuda.logprob_backward(_cu(logits.reshape(B * T, V), dev), _cu(ids.reshape(B * T), dev),
+                                   _cu(g_logp.reshape(B * T), dev),
+                                   _cu(g_entropy.reshape(B * T), dev),
+                                   _cu(grad.view(B * T, V), dev), temperature, ignore_index,
+                                   ws.data_ptr(), _stream(dev))
+        return grad
     grad = torch.empty(logits.shape, dtype=logits.dtype)
     _C.logprob_backward(_d(logits), _d(ids), _d(g_logp), _d(g_entropy), _d(grad), temperature,
                         ignore_index)
@@ -513,9 +640,9 @@ def _logprob_setup(ctx, inputs, output):
 def _logprob_backward(ctx, g_logp, g_ent):
     logits, ids = ctx.saved_tensors
     if g_logp is None:
-        g_logp = torch.zeros(ids.shape, dtype=torch.float32)
+        g_logp = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     if g_ent is None:
-        g_ent = torch.zeros(ids.shape, dtype=torch.float32)
+        g_ent = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     eager = not torch.compiler.is_compiling() and _plain((logits, ids, g_logp, g_ent))
     bwd = _logprob_bwd_op._grpo_impl if eager else _logprob_bwd_op
     grad = bwd(logits, ids, g_logp.to(torch.float32).contiguous(),
@@ -567,6 +694,9 @@ def _fused_op(logits: torch.Tensor, ids: torch.Tensor, old_logp: Optional[torch.
               temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                            torch.Tensor]:
     B, T, _ = logits.shape
+    if logits.is_cuda:
+        return _fused_cuda(logits, ids, old_logp, ref_logp, advantages, mask, sampler_logp, spec,
+                           temperature)
     grad = torch.empty(logits.shape, dtype=logits.dtype)
     logp = torch.empty((B, T), dtype=torch.float32)
     ent = torch.empty((B, T), dtype=torch.float32)
@@ -574,6 +704,29 @@ def _fused_op(logits: torch.Tensor, ids: torch.Tensor, old_logp: Optional[torch.
     _C.fused_grpo_step(
         _options(spec), _d(logits), _d(ids), _d(old_logp), _d(ref_logp), _d(advantages), _d(mask),
         _d(sampler_logp), _d(grad), _d(logp), _d(ent), _d(stats), temperature)
+    return stats[0].clone(), logp, ent, stats, grad
+
+
+def _fused_cuda(logits, ids, old_logp, ref_logp, advantages, mask, sampler_logp, spec,
+                temperature):
+    """grpo::cuda::fused_grpo_step (single pass or two phases, as the options need); the
+    metric accumulators of stats are NaN on CUDA (the device computes the four scalars)."""
+    dev = _cuda_ready(logits)
+    B, T, V = logits.shape
+    x = logits if B <= 1 or logits.stride(0) == T * logits.stride(1) else logits.contiguous()
+    grad = torch.empty(logits.shape, dtype=logits.dtype, device=dev)
+    logp = torch.empty((B, T), dtype=torch.float32, device=dev)
+    ent = torch.empty((B, T), dtype=torch.float32, device=dev)
+    stats = _cuda_stats(dev)
+    ws = _workspace(_cuda.loss_workspace_bytes(B, T), dev)
+    kind, name, args, over = json.loads(spec)
+    with torch.cuda.device(dev):
+        _cuda.fused_grpo_step(spec, kind, name, args, over, _cu(x, dev),
+                              _cu(ids.contiguous(), dev), _cu(old_logp, dev),
+                              _cu(ref_logp, dev), _cu(_per_seq_adv(advantages, B, T), dev),
+                              _cu(mask, dev), _cu(sampler_logp, dev), _cu(grad, dev),
+                              _cu(logp, dev), _cu(ent, dev), stats.data_ptr(), temperature,
+                              ws.data_ptr(), _stream(dev))
     return stats[0].clone(), logp, ent, stats, grad
 
 

@@ -10,12 +10,20 @@ Options are the C++ option fields by name (docs/python.md lists them): verify() 
 ``verify_options`` fields (``float_rel_tol``, ``percent_lenient``, ``multiple_choice``,
 ``budget_steps``, ``pred_boxed`` / ``gold_whole_string`` extraction switches, ...); the rule
 functions also take ``target_language``, ``grade_answer_block``, ``unit`` and per-rule fields
-(``repetition_ngram_size``, ``cosine_max_len``, ``overlong_max_len``, ...).
+(``repetition_ngram_size``, ``cosine_max_len``, ``overlong_max_len``, ``code_language``,
+``code_run_wall_seconds``, ...).
+
+Code execution (``run_tests``, ``code_reward``, ``code_reward_batch`` and the "code" /
+"binary_code" rules) runs each program in the sandbox of include/rewards/sandbox/ (fresh user,
+PID, mount, IPC, UTS and network namespaces, read-only minimal root, private tmpfs, no
+capabilities, seccomp, rlimits). It fails closed: where the kernel refuses an isolation step the
+call raises ``GrpoError`` ``[grpo.sandbox_unavailable]``, never runs the program unsandboxed.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+import json
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _C
 from ._C import GrpoError
@@ -45,6 +53,13 @@ __all__ = [
     "averify",
     "ascore",
     "GrpoError",
+    "CodeResult",
+    "run_tests",
+    "code_reward",
+    "binary_code_reward",
+    "code_reward_batch",
+    "extract_code",
+    "tests_from",
 ]
 
 _VERDICTS = ("correct", "incorrect", "unparseable_gold")
@@ -164,15 +179,177 @@ class ScoreResult(NamedTuple):
 
 def score(completions: Sequence[Any], answers: Optional[Sequence[str]] = None,
           rules: str = "accuracy:1,format:0.5", *, num_tokens: Optional[Sequence[int]] = None,
+          tests: Optional[Sequence[Any]] = None, languages: Optional[Sequence[str]] = None,
           threads: int = 0, **options: Any) -> ScoreResult:
     """Scores completions (strings or chat message lists) with a weighted rule spec
     ("accuracy:1,format:0.5,tag_count"; weight 1 when omitted) on `threads` native threads
-    (0: every core), GIL released. Same rules and numbers as the grpo-reward CLI."""
+    (0: every core), GIL released. Same rules and numbers as the grpo-reward CLI.
+
+    tests: per completion, the test cases of the "code" / "binary_code" rules (any form
+    tests_from() reads; an empty list skips the rule for that sample); languages: per
+    completion "python" / "cpp" (default: the code_language option, "python")."""
     comps = _texts(completions, "completions")
     ans = None if answers is None else [str(a) for a in answers]
     nt = None if num_tokens is None else [int(n) for n in num_tokens]
-    totals, per_rule, names = _C.score_batch(rules, comps, ans, nt, options, threads)
+    ts = None if tests is None else [tests_from(t) for t in _seq(tests, "tests")]
+    langs = None if languages is None else [str(x) for x in _seq(languages, "languages")]
+    totals, per_rule, names = _C.score_batch(rules, comps, ans, nt, options, threads, ts, langs)
     return ScoreResult(list(totals), dict(zip(names, per_rule)))
+
+
+def _seq(xs: Any, what: str) -> List[Any]:
+    if isinstance(xs, (str, bytes, dict)):
+        raise GrpoError(f"[grpo.bad_option] {what}: expected one entry per completion")
+    return list(xs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Code execution.
+
+
+class CodeResult(NamedTuple):
+    """Result of run_tests: pass_fraction = passed / len(tests); verdicts, one per test:
+    "passed", "wrong_answer", "runtime_error" (non-zero exit), "crashed" (a signal),
+    "time_limit", "output_limit", "compile_error" (C++), "sandbox_error" (could not start),
+    "skipped" (stop_at_first_failure); compile_log: the compiler's stderr (first 4 KiB);
+    network_isolated: every run had its own empty network namespace."""
+
+    pass_fraction: float
+    passed: int
+    verdicts: List[str]
+    compile_log: str
+    network_isolated: bool
+
+
+def tests_from(tests: Any) -> List[Tuple[str, str]]:
+    """Test cases as (stdin, expected stdout) pairs, from: a list of (input, output) pairs or of
+    {"input", "output"} dicts; open-r1's verification_info {"test_cases": [...], "language"};
+    the APPS / PRIME form {"inputs": [...], "outputs": [...]}; or a JSON string of any of these.
+    Non-string inputs / outputs are converted with str()."""
+    t = tests
+    if isinstance(t, (bytes, bytearray)):
+        t = t.decode("utf-8", "replace")
+    if isinstance(t, str):
+        try:
+            t = json.loads(t)
+        except ValueError as e:
+            raise GrpoError(f"[grpo.bad_option] tests: not valid JSON ({e})") from None
+    if isinstance(t, dict):
+        if "test_cases" in t:
+            return tests_from(t["test_cases"])
+        if "inputs" in t and "outputs" in t:
+            ins, outs = list(t["inputs"]), list(t["outputs"])
+            if len(ins) != len(outs):
+                raise GrpoError(f"[grpo.shape_mismatch] tests: {len(ins)} inputs for "
+                                f"{len(outs)} outputs")
+            return [(_io(i), _io(o)) for i, o in zip(ins, outs)]
+        raise GrpoError("[grpo.bad_option] tests: a dict needs 'test_cases' or 'inputs' and "
+                        "'outputs'")
+    if t is None:
+        return []
+    out = []
+    for k, c in enumerate(t):
+        if isinstance(c, dict):
+            if "input" not in c or "output" not in c:
+                raise GrpoError(f"[grpo.bad_option] tests[{k}]: needs 'input' and 'output'")
+            out.append((_io(c["input"]), _io(c["output"])))
+        elif isinstance(c, (list, tuple)) and len(c) == 2:
+            out.append((_io(c[0]), _io(c[1])))
+        else:
+            raise GrpoError(f"[grpo.bad_option] tests[{k}]: expected an (input, output) pair or "
+                            "an {'input', 'output'} dict")
+    return out
+
+
+def _io(x: Any) -> str:
+    return x if isinstance(x, str) else str(x)
+
+
+def _language_of(tests: Any, language: Optional[str]) -> str:
+    if language is not None:
+        return language
+    if isinstance(tests, (str, bytes, bytearray)):
+        try:
+            tests = json.loads(tests)
+        except ValueError:
+            return "python"  # tests_from reports the bad JSON
+    if isinstance(tests, dict) and isinstance(tests.get("language"), str):
+        return tests["language"]
+    return "python"
+
+
+_CODE_RULES = ("code", "binary_code")
+_TEST_KEYS = ("verification_info", "tests", "test_cases")
+
+
+def _uses_code(rules: str) -> bool:
+    return any(part.split(":")[0].strip() in _CODE_RULES for part in rules.split(","))
+
+
+def run_tests(source: str, tests: Any, language: Optional[str] = None,
+              **options: Any) -> CodeResult:
+    """Runs a program (Python via python3 -I, or a C++ translation unit compiled once with g++)
+    against stdin / stdout test cases, each run in a fresh sandbox, GIL released. A test passes
+    when the program exits 0 within the limits and its stdout matches under ``match``.
+
+    language: "python" (default, or verification_info's "language") / "cpp". Options
+    (code_exec_options): ``run_<limit>`` and ``compile_<limit>`` with limit cpu_seconds (2),
+    wall_seconds (5), memory_bytes (512 MiB), output_bytes, file_bytes, disk_bytes,
+    max_processes (32), max_open_files; ``match`` ("trim_lines" default, "exact", "tokens",
+    "open_r1"); ``stop_at_first_failure``; ``python``, ``python_args``, ``cxx``, ``cxx_flags``,
+    ``search_path``, ``extra_ro_binds``, ``extra_env``. Raises [grpo.bad_value] for no tests,
+    [grpo.bad_option] for bad limits, [grpo.sandbox_unavailable] where the kernel refuses the
+    sandbox."""
+    lang = _language_of(tests, language)
+    r = _C.run_tests(str(source), lang, tests_from(tests), options)
+    return CodeResult(float(r[0]), int(r[1]), list(r[2]), str(r[3]), bool(r[4]))
+
+
+def extract_code(completion: Any, language: str = "python") -> str:
+    """The body of the last fenced block of `language` (```python / ```py / ```cpp / ```c++ ...)
+    of a completion, as open-r1's extract_code; "" when there is none."""
+    return _C.extract_code(_completion_text(completion), language)
+
+
+def code_reward(completion: Any, tests: Any, language: Optional[str] = None,
+                **options: Any) -> float:
+    """open-r1 code_reward: the pass fraction of the completion's last fenced `language` block
+    on `tests` (0.0 when the completion has no such block). Options as run_tests."""
+    lang = _language_of(tests, language)
+    cases = tests_from(tests)
+    if not cases:
+        raise GrpoError("[grpo.bad_value] code_reward: tests is empty")
+    code = extract_code(completion, lang)
+    if not code:
+        return 0.0
+    return float(_C.run_tests(code, lang, cases, options)[0])
+
+
+def binary_code_reward(completion: Any, tests: Any, language: Optional[str] = None,
+                       **options: Any) -> float:
+    """open-r1 binary_code_reward: 1.0 when code_reward exceeds 0.99, else 0.0."""
+    return 1.0 if code_reward(completion, tests, language, **options) > 0.99 else 0.0
+
+
+def code_reward_batch(completions: Sequence[Any], tests: Sequence[Any],
+                      languages: Optional[Sequence[Optional[str]]] = None, *,
+                      binary: bool = False, threads: int = 0,
+                      **options: Any) -> List[Optional[float]]:
+    """code_reward (or binary_code_reward) of completions[i] on tests[i], on `threads` native
+    threads (0: every core), GIL released; programs run concurrently, each in its own sandbox.
+    None where a sample has no tests or names a language the rule cannot run (skipped, not
+    punished). languages[i] overrides verification_info's "language"; options as run_tests."""
+    comps = _seq(completions, "completions")
+    ts = _seq(tests, "tests")
+    langs = [None] * len(ts) if languages is None else _seq(languages, "languages")
+    if len(langs) != len(ts):
+        raise GrpoError(f"[grpo.shape_mismatch] code_reward_batch: {len(langs)} languages for "
+                        f"{len(ts)} test lists")
+    names = [_language_of(t, lang) for t, lang in zip(ts, langs)]
+    rule = "binary_code" if binary else "code"
+    res = score(comps, None, rule, tests=ts, languages=names, threads=threads,
+                **{"code_" + k: v for k, v in options.items()})
+    return res.per_rule[rule]
 
 
 async def averify(gold: str, pred: str, **options: Any) -> bool:
@@ -210,16 +387,20 @@ def _completion_text(c: Any) -> str:
 _ANSWER_KEYS = ("solution", "answer", "ground_truth", "gold")
 
 
-def trl_reward(rules: str = "accuracy", *, answer_key: Optional[str] = None, threads: int = 0,
-               name: Optional[str] = None, **options: Any) -> Callable[..., List[Optional[float]]]:
+def trl_reward(rules: str = "accuracy", *, answer_key: Optional[str] = None,
+               tests_key: Optional[str] = None, threads: int = 0, name: Optional[str] = None,
+               **options: Any) -> Callable[..., List[Optional[float]]]:
     """A TRL ``reward_funcs`` entry: ``f(completions, **kwargs) -> list[float | None]``.
 
     Works with plain and conversational completions. The reference answers come from the dataset
     column `answer_key` (default: the first of "solution", "answer", "ground_truth", "gold" that
     TRL passes). A sample every rule skipped (accuracy with an unparseable gold) gets None, which
-    TRL treats as "no reward" (NaN) rather than a wrong answer.
+    TRL treats as "no reward" (NaN) rather than a wrong answer. With the "code" / "binary_code"
+    rules the test cases come from the column `tests_key` (default: the first of
+    "verification_info" (open-r1: {"test_cases", "language"}), "tests", "test_cases").
     """
     from_spec = rules
+    code = _uses_code(rules)
 
     def reward(completions, **kwargs) -> List[Optional[float]]:
         key = answer_key or next((k for k in _ANSWER_KEYS if k in kwargs), None)
@@ -228,7 +409,16 @@ def trl_reward(rules: str = "accuracy", *, answer_key: Optional[str] = None, thr
             if key not in kwargs:
                 raise GrpoError(f"[grpo.bad_option] trl_reward: dataset column '{key}' missing")
             answers = [str(a) for a in kwargs[key]]
-        res = score(completions, answers, from_spec, threads=threads, **options)
+        tests = langs = None
+        if code:
+            tk = tests_key or next((k for k in _TEST_KEYS if k in kwargs), None)
+            if tk is None or tk not in kwargs:
+                raise GrpoError("[grpo.bad_option] trl_reward: the code rules need a tests column "
+                                f"({tests_key or ', '.join(_TEST_KEYS)})")
+            tests = list(kwargs[tk])
+            langs = [_language_of(t, None) for t in tests]
+        res = score(completions, answers, from_spec, tests=tests, languages=langs,
+                    threads=threads, **options)
         cols = list(res.per_rule.values())
         return [None if all(col[i] is None for col in cols) else t
                 for i, t in enumerate(res.totals)]
@@ -242,10 +432,19 @@ def trl_reward(rules: str = "accuracy", *, answer_key: Optional[str] = None, thr
 def make_compute_score(rules: str = "accuracy", **options: Any):
     """A verl ``custom_reward_function`` (``compute_score(data_source, solution_str,
     ground_truth, extra_info=None) -> float``) scoring with a rule spec; a skipped sample scores
-    0.0 (verl needs a number)."""
+    0.0 (verl needs a number). With the "code" / "binary_code" rules ground_truth holds the
+    test cases (any form tests_from() reads, e.g. PRIME's JSON {"inputs", "outputs"}); the
+    language comes from it or from extra_info["language"] (default python)."""
+    code = _uses_code(rules)
 
     def compute_score(data_source, solution_str, ground_truth, extra_info=None, **_: Any) -> float:
-        res = score([solution_str], [str(ground_truth)], rules, threads=1, **options)
+        tests = langs = None
+        if code:
+            tests = [ground_truth]
+            lang = extra_info.get("language") if isinstance(extra_info, dict) else None
+            langs = [_language_of(ground_truth, lang)]
+        res = score([solution_str], [str(ground_truth)], rules, tests=tests, languages=langs,
+                    threads=1, **options)
         return float(res.totals[0])
 
     return compute_score

@@ -4,6 +4,7 @@
 ///        estimators and group advantages. Thin: each function checks dtypes, builds views and calls
 ///        the header with the GIL released.
 #include "common.hpp"
+#include "options.hpp"
 
 #include <grpo/advantage.hpp>
 #include <grpo/aggregate.hpp>
@@ -17,97 +18,6 @@
 namespace grpo::py {
 
 namespace {
-
-/// trl_args from a dict whose keys are GRPOConfig field names (unknown key: [grpo.bad_option]).
-trl_args trl_from_dict(const nb::dict& d) {
-  trl_args a;
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "loss_type") a.loss_type = str(v, key);
-    else if (key == "beta") a.beta = num(v, key);
-    else if (key == "epsilon") a.epsilon = num(v, key);
-    else if (key == "epsilon_high") a.epsilon_high = opt_num(v, key);
-    else if (key == "delta") a.delta = opt_num(v, key);
-    else if (key == "importance_sampling_level") a.importance_sampling_level = str(v, key);
-    else if (key == "max_completion_length") a.max_completion_length = num(v, key);
-    else if (key == "sapo_temperature_pos") a.sapo_temperature_pos = num(v, key);
-    else if (key == "sapo_temperature_neg") a.sapo_temperature_neg = num(v, key);
-    else if (key == "use_bias_correction_kl") a.use_bias_correction_kl = flag(v, key);
-    else if (key == "off_policy_mask_threshold") a.off_policy_mask_threshold = opt_num(v, key);
-    else if (key == "num_items_in_batch") a.num_items_in_batch = opt_num(v, key);
-    else if (key == "num_processes") a.num_processes = num(v, key);
-    else if (key == "gradient_accumulation_steps") a.gradient_accumulation_steps = num(v, key);
-    else if (key == "steps_per_generation") a.steps_per_generation = opt_num(v, key);
-    else if (key == "vespo_k_pos") a.vespo_k_pos = num(v, key);
-    else if (key == "vespo_lambda_pos") a.vespo_lambda_pos = num(v, key);
-    else if (key == "vespo_k_neg") a.vespo_k_neg = num(v, key);
-    else if (key == "vespo_lambda_neg") a.vespo_lambda_neg = num(v, key);
-    else if (key == "top_entropy_quantile") a.top_entropy_quantile = num(v, key);
-    else if (key == "entropy_coef") a.entropy_coef = num(v, key);
-    else unknown_key("trl", key);
-  }
-  return a;
-}
-
-/// verl_args from a dict whose keys are verl actor config names.
-verl_args verl_from_dict(const nb::dict& d) {
-  verl_args a;
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "loss_mode" || key == "policy_loss") a.loss_mode = str(v, key);
-    else if (key == "loss_agg_mode") a.loss_agg_mode = str(v, key);
-    else if (key == "clip_ratio") a.clip_ratio = num(v, key);
-    else if (key == "clip_ratio_low") a.clip_ratio_low = opt_num(v, key);
-    else if (key == "clip_ratio_high") a.clip_ratio_high = opt_num(v, key);
-    else if (key == "clip_ratio_c") a.clip_ratio_c = num(v, key);
-    else if (key == "tau_pos") a.tau_pos = num(v, key);
-    else if (key == "tau_neg") a.tau_neg = num(v, key);
-    else if (key == "use_kl_loss") a.use_kl_loss = flag(v, key);
-    else if (key == "kl_loss_coef") a.kl_loss_coef = num(v, key);
-    else if (key == "kl_loss_type") a.kl_loss_type = str(v, key);
-    else if (key == "entropy_coeff") a.entropy_coeff = num(v, key);
-    else if (key == "dp_size") a.dp_size = num(v, key);
-    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
-    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
-    else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
-    else unknown_key("verl", key);
-  }
-  return a;
-}
-
-/// Overrides applied on top of a preset (global denominators for micro-batching, coefficients).
-void apply_overrides(loss_options& o, const nb::dict& d) {
-  for (auto [k, v] : d) {
-    const std::string key = nb::cast<std::string>(k);
-    if (key == "kl_coef") o.kl_coef = num(v, key);
-    else if (key == "kl_estimator") o.kl = kl_params_from_string(str(v, key), false);
-    else if (key == "entropy_coef") o.entropy_coef = num(v, key);
-    else if (key == "top_entropy_quantile") o.top_entropy_quantile = num(v, key);
-    else if (key == "opsm_threshold") o.opsm_threshold = opt_num(v, key);
-    else if (key == "loss_agg_mode") o.agg.mode = agg_mode_from_string(str(v, key));
-    else if (key == "global_tokens") o.agg.global_tokens = opt_num(v, key);
-    else if (key == "global_seqs") o.agg.global_seqs = opt_num(v, key);
-    else if (key == "agg_scale") o.agg.scale = num(v, key);
-    else if (key == "epsilon_low") o.policy.eps_low = num(v, key);
-    else if (key == "epsilon_high") o.policy.eps_high = num(v, key);
-    else if (key == "dual_clip_c") o.policy.dual_clip_c = num(v, key);
-    else unknown_key("overrides", key);
-  }
-}
-
-/// The loss options of `kind` in {"preset", "trl", "verl"}; validated.
-loss_options make_options(const std::string& kind, const std::string& name, const nb::dict& args,
-                          const nb::dict& overrides) {
-  loss_options o;
-  if (kind == "preset") o = preset(name);
-  else if (kind == "trl") o = from_trl(trl_from_dict(args));
-  else if (kind == "verl") o = from_verl(verl_from_dict(args));
-  else GRPO_THROW(bad_option, "loss options: unknown kind '" + kind + "'");
-  apply_overrides(o, overrides);
-  validate(o);
-  return o;
-}
-
 
 template <class T>
 double loss_typed(const loss_options& o, const arr_t& logp, const opt_arr& old_logp,
@@ -185,11 +95,29 @@ double aggregate_typed(const agg_options& ao, const arr_t& loss, const arr_t& ma
   return aggregate(l, m, ao, g);
 }
 
-/// agg_loss: verl's mode name plus optional global batch information.
+/// OpenRLHF aggregate_loss: mode "openrlhf-token" / "openrlhf-sample" (token_level_loss true /
+/// false) with loss_batch_info's dp_size, batch_num_tokens, global_batch_size (openrlhf_agg).
+agg_options openrlhf_agg_of(const std::string& mode, const nb::dict& info) {
+  openrlhf_args a;
+  for (auto [k, v] : info) {
+    const std::string key = nb::cast<std::string>(k);
+    if (key == "dp_size") a.dp_size = num(v, key);
+    else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
+    else if (key == "global_batch_size") a.global_batch_size = opt_num(v, key);
+    else if (key == "loss_scale_factor") {
+      GRPO_EXPECTS(v.is_none(), bad_option, "loss_scale_factor: verl only (not with " + mode + ")");
+    } else unknown_key("aggregate", key);
+  }
+  return openrlhf_agg(mode == "openrlhf-token", a);
+}
+
+/// agg_loss: verl's mode name plus optional global batch information (or OpenRLHF's
+/// aggregate_loss with mode "openrlhf-token" / "openrlhf-sample").
 double aggregate_py(const std::string& mode, const nb::dict& info, const arr_t& loss,
                     const arr_t& mask, const opt_arr& grad) {
+  const bool orl = mode == "openrlhf-token" || mode == "openrlhf-sample";
   verl_args a;
-  for (auto [k, v] : info) {
+  for (auto [k, v] : orl ? nb::dict() : info) {
     const std::string key = nb::cast<std::string>(k);
     if (key == "dp_size") a.dp_size = num(v, key);
     else if (key == "batch_num_tokens") a.batch_num_tokens = opt_num(v, key);
@@ -197,7 +125,7 @@ double aggregate_py(const std::string& mode, const nb::dict& info, const arr_t& 
     else if (key == "loss_scale_factor") a.loss_scale_factor = opt_num(v, key);
     else unknown_key("aggregate", key);
   }
-  const agg_options ao = verl_agg(mode, a);
+  const agg_options ao = orl ? openrlhf_agg_of(mode, info) : verl_agg(mode, a);
   const int dt = dtype_of(loss);
   GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "loss: float32 or float64");
   expect_dtype(mask, dt, "mask", "the dtype of loss");
@@ -217,17 +145,24 @@ void kl_typed(const kl_params& p, const arr_t& lp, const arr_t& lr, const arr_t&
   kl_penalty(p, a, b, o, g);
 }
 
+/// KL estimator parameters from verl's name and a clamp convention ("verl": low_var_kl inner 20 /
+/// outer 10; "openrlhf": every value clamped to [-10, 10]; "none").
+kl_params kl_params_of(const std::string& name, const std::string& clamps) {
+  if (clamps == "verl") return kl_params_from_string(name, true);
+  if (clamps == "none") return kl_params_from_string(name, false);
+  if (clamps == "openrlhf") {
+    const kl_params base = kl_params_from_string(name, false);
+    kl_params p = openrlhf_kl_params(base.estimator);
+    p.straight_through = base.straight_through;
+    return p;
+  }
+  GRPO_THROW(bad_option, "kl clamps: expected 'verl', 'openrlhf' or 'none', got '" + clamps + "'");
+}
+
 /// Elementwise KL estimator (verl kl_penalty names; clamps: "verl" or "openrlhf" or "none").
 void kl_py(const std::string& name, const std::string& clamps, const arr_t& lp, const arr_t& lr,
            const arr_t& out, const opt_arr& grad) {
-  kl_params p;
-  if (clamps == "verl") p = kl_params_from_string(name, true);
-  else if (clamps == "none") p = kl_params_from_string(name, false);
-  else if (clamps == "openrlhf") {
-    const kl_params base = kl_params_from_string(name, false);
-    p = openrlhf_kl_params(base.estimator);
-    p.straight_through = base.straight_through;
-  } else GRPO_THROW(bad_option, "kl clamps: expected 'verl', 'openrlhf' or 'none', got '" + clamps + "'");
+  const kl_params p = kl_params_of(name, clamps);
   const int dt = dtype_of(lp);
   GRPO_EXPECTS(dt == f32 || dt == f64, bad_option, "logp: float32 or float64");
   expect_dtype(lr, dt, "ref_logp", "the dtype of logp");
@@ -333,6 +268,85 @@ void reinforce_pp_py(const arr_t& rewards, const arr_t& mask, double gamma, cons
   compute_reinforce_pp_advantages(r, m, gamma, a, g);
 }
 
+/// KL as a reward penalty (grpo::kl_for_reward), float64: placement "token" writes coef m kl
+/// into `out` [B, T]; "sequence_sum" writes coef sum_t m kl per row into `out` [B].
+void kl_for_reward_py(const std::string& name, const std::string& clamps, double coef,
+                      const std::string& placement, const arr_t& lp, const arr_t& lr,
+                      const arr_t& mask, const arr_t& out) {
+  const kl_params p = kl_params_of(name, clamps);
+  for (auto [a, w] : {std::pair{&lp, "logp"}, {&lr, "ref_logp"}, {&mask, "mask"}, {&out, "out"}})
+    expect_dtype(*a, f64, w, "float64");
+  const auto a = view_of<const double, 2>(lp, "logp");
+  const auto b = view_of<const double, 2>(lr, "ref_logp");
+  const auto m = view_of<const double, 2>(mask, "mask");
+  if (placement == "token") {
+    const auto o = view_of<double, 2>(out, "out");
+    nb::gil_scoped_release nogil;
+    kl_for_reward(p, coef, a, b, m, kl_reward_placement::token, o);
+  } else if (placement == "sequence_sum") {
+    const auto o = view_of<double, 1>(out, "out");
+    GRPO_EXPECTS(o.stride(0) == 1, shape_mismatch, "out: must be contiguous");
+    nb::gil_scoped_release nogil;
+    kl_for_reward(p, coef, a, b, m, kl_reward_placement::sequence_sum, strided_view<double, 2>{},
+                  std::span<double>(o.data_handle(), static_cast<std::size_t>(o.extent(0))));
+  } else {
+    GRPO_THROW(bad_option,
+               "placement: expected 'token' or 'sequence_sum', got '" + placement + "'");
+  }
+}
+
+/// verl masked_whiten / OpenRLHF token whitening (grpo::masked_whiten), float64 [B, T]; returns
+/// (mean, var, count).
+std::tuple<double, double, double> masked_whiten_py(const arr_t& values, const arr_t& mask,
+                                                    const arr_t& out, double eps,
+                                                    const std::string& place, bool bessel,
+                                                    double mean_eps, bool center_only) {
+  whiten_options wo;
+  wo.eps = eps;
+  if (place == "inside_sqrt") wo.place = eps_placement::inside_sqrt;
+  else if (place == "add_to_std") wo.place = eps_placement::add_to_std;
+  else if (place == "floor_var") wo.place = eps_placement::floor_var;
+  else
+    GRPO_THROW(bad_option, "eps_placement: 'inside_sqrt', 'add_to_std' or 'floor_var', got '" +
+                               place + "'");
+  wo.bessel = bessel;
+  wo.mean_eps = mean_eps;
+  wo.center_only = center_only;
+  for (auto [a, w] : {std::pair{&values, "values"}, {&mask, "mask"}, {&out, "out"}})
+    expect_dtype(*a, f64, w, "float64");
+  const auto v = view_of<const double, 2>(values, "values");
+  const auto m = view_of<const double, 2>(mask, "mask");
+  const auto o = view_of<double, 2>(out, "out");
+  whiten_stats st;
+  {
+    nb::gil_scoped_release nogil;
+    st = masked_whiten(v, m, o, wo);
+  }
+  return {st.mean, st.var, st.count};
+}
+
+/// verl's logged policy metrics (pg_clipfrac, pg_clipfrac_lower, ppo_kl) from a stats buffer.
+std::tuple<double, double, double> verl_metrics_py(const arr_t& stats, const nb::dict& args) {
+  const verl_policy_metrics r = verl_metrics(verl_from_dict(args), read_metrics(stats));
+  return {r.pg_clipfrac, r.pg_clipfrac_lower, r.ppo_kl};
+}
+
+/// Merges stats buffers of several micro-batches / ranks into `out` (loss_metrics::merge; the four
+/// scalars are summed).
+void merge_stats_py(const std::vector<arr_t>& parts, const arr_t& out) {
+  GRPO_EXPECTS(!parts.empty(), shape_mismatch, "merge_stats: no stats to merge");
+  loss_scalars r;
+  for (const arr_t& p : parts) {
+    const double* v = stats_ptr(p);
+    r.loss += v[0];
+    r.policy_loss += v[1];
+    r.kl_loss += v[2];
+    r.entropy_loss += v[3];
+    r.metrics.merge(read_metrics(p));
+  }
+  write_stats(r, out);
+}
+
 }  // namespace
 
 void bind_loss(nb::module_& m) {
@@ -349,6 +363,11 @@ void bind_loss(nb::module_& m) {
   m.def("kl_penalty", &kl_py);
   m.def("advantages", &advantages_py);
   m.def("reinforce_pp", &reinforce_pp_py);
+  m.def("kl_for_reward", &kl_for_reward_py);
+  m.def("masked_whiten", &masked_whiten_py);
+  m.def("verl_metrics", &verl_metrics_py);
+  m.def("merge_stats", &merge_stats_py);
+  m.attr("n_stats") = n_stats;
   m.attr("metric_names") =
       nb::make_tuple("clip_low", "clip_high", "clip_region", "clip_dual", "weight_clip",
                      "clip_low_seq", "clip_high_seq", "approx_kl", "ratio", "is_weight",

@@ -11,7 +11,8 @@
 #include <grpo/core/error.hpp>
 #include <grpo/core/half.hpp>
 #include <grpo/core/strided_view.hpp>
-#include <grpo/loss.hpp>  // loss_scalars, loss_metrics
+#include <grpo/loss.hpp>     // loss_scalars, loss_metrics
+#include <grpo/presets.hpp>  // openrlhf_args
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
@@ -97,33 +98,86 @@ inline std::string str(nb::handle v, const std::string& key) {
   GRPO_THROW(bad_option, what + ": unknown option '" + key + "'");
 }
 
-/// Writes the scalars and metrics of a loss call into `stats` (float64, contiguous, n_stats):
-/// loss, policy_loss, kl_loss, entropy_loss, then per accumulator (grpo._C.metric_names order)
-/// mean, min, max (NaN when nothing was accumulated). One caller-owned buffer instead of a Python
-/// list: the torch side allocates it with the other outputs.
-inline constexpr std::int64_t n_stats = 4 + 3 * 14;
-inline void write_stats(const loss_scalars& r, const arr_t& stats) {
+/// The accumulators of loss_metrics in grpo._C.metric_names order.
+inline constexpr std::size_t n_accumulators = 14;
+inline std::array<stat_accumulator*, n_accumulators> accumulators(loss_metrics& m) {
+  return {&m.clip_low,     &m.clip_high,     &m.clip_region, &m.clip_dual, &m.weight_clip,
+          &m.clip_low_seq, &m.clip_high_seq, &m.approx_kl,   &m.ratio,     &m.is_weight,
+          &m.advantage,    &m.kl,            &m.entropy,     &m.vespo_phi};
+}
+
+/// Layout of the float64 stats buffer of a loss call (what LossOutput.stats holds):
+///   [0, 4)          loss, policy_loss, kl_loss, entropy_loss
+///   [4, 46)         per accumulator (metric_names order): mean, min, max (NaN when empty)
+///   [46, 88)        per accumulator: sum w x, sum w, sum w x^2 (the mergeable sums)
+///   [88, 93)        opsm_dropped_seqs, entropy_masked_tokens, truncated_seqs, tokens, sequences
+/// The first 46 entries are the readable summary; the rest lets shards be merged exactly
+/// (loss_metrics::merge) and verl's masked means (sum / (weight + 1e-8)) be reproduced.
+inline constexpr std::int64_t n_stats = 4 + 3 * n_accumulators + 3 * n_accumulators + 5;
+
+inline double* stats_ptr(const arr_t& stats) {
   GRPO_EXPECTS(std::get<3>(stats) == f64 && std::get<1>(stats).size() == 1 &&
                    std::get<1>(stats)[0] == n_stats && std::get<2>(stats)[0] == 1,
-               shape_mismatch, "stats: expected a contiguous float64 [46] buffer");
-  auto* out = reinterpret_cast<double*>(std::get<0>(stats));
-  *out++ = r.loss;
-  *out++ = r.policy_loss;
-  *out++ = r.kl_loss;
-  *out++ = r.entropy_loss;
-  const loss_metrics& m = r.metrics;
-  for (const stat_accumulator* s :
-       {&m.clip_low, &m.clip_high, &m.clip_region, &m.clip_dual, &m.weight_clip, &m.clip_low_seq,
-        &m.clip_high_seq, &m.approx_kl, &m.ratio, &m.is_weight, &m.advantage, &m.kl, &m.entropy,
-        &m.vespo_phi}) {
+               shape_mismatch,
+               "stats: expected a contiguous float64 [" + std::to_string(n_stats) + "] buffer");
+  return reinterpret_cast<double*>(std::get<0>(stats));
+}
+
+/// Writes the scalars and metrics of a loss call into `stats` (layout above). One caller-owned
+/// buffer instead of a Python list: the torch side allocates it with the other outputs.
+inline void write_stats(const loss_scalars& r, const arr_t& stats) {
+  double* out = stats_ptr(stats);
+  out[0] = r.loss;
+  out[1] = r.policy_loss;
+  out[2] = r.kl_loss;
+  out[3] = r.entropy_loss;
+  loss_metrics m = r.metrics;
+  const auto acc = accumulators(m);
+  for (std::size_t k = 0; k < n_accumulators; ++k) {
+    const stat_accumulator* s = acc[k];
     const bool any = s->weight > 0;
-    *out++ = s->mean();
-    *out++ = any ? s->min : std::numeric_limits<double>::quiet_NaN();
-    *out++ = any ? s->max : std::numeric_limits<double>::quiet_NaN();
+    out[4 + 3 * k] = s->mean();
+    out[5 + 3 * k] = any ? s->min : std::numeric_limits<double>::quiet_NaN();
+    out[6 + 3 * k] = any ? s->max : std::numeric_limits<double>::quiet_NaN();
+    out[4 + 3 * n_accumulators + 3 * k] = s->sum;
+    out[5 + 3 * n_accumulators + 3 * k] = s->weight;
+    out[6 + 3 * n_accumulators + 3 * k] = s->sum_sq;
   }
+  double* c = out + 4 + 6 * n_accumulators;
+  c[0] = m.opsm_dropped_seqs;
+  c[1] = m.entropy_masked_tokens;
+  c[2] = m.truncated_seqs;
+  c[3] = m.tokens;
+  c[4] = m.sequences;
+}
+
+/// The loss_metrics of a stats buffer written by write_stats (inverse of it; min / max of an empty
+/// accumulator come back as +-inf, as a fresh stat_accumulator).
+inline loss_metrics read_metrics(const arr_t& stats) {
+  const double* in = stats_ptr(stats);
+  loss_metrics m;
+  const auto acc = accumulators(m);
+  for (std::size_t k = 0; k < n_accumulators; ++k) {
+    stat_accumulator* s = acc[k];
+    s->sum = in[4 + 3 * n_accumulators + 3 * k];
+    s->weight = in[5 + 3 * n_accumulators + 3 * k];
+    s->sum_sq = in[6 + 3 * n_accumulators + 3 * k];
+    if (s->weight > 0) {
+      s->min = in[5 + 3 * k];
+      s->max = in[6 + 3 * k];
+    }
+  }
+  const double* c = in + 4 + 6 * n_accumulators;
+  m.opsm_dropped_seqs = c[0];
+  m.entropy_masked_tokens = c[1];
+  m.truncated_seqs = c[2];
+  m.tokens = c[3];
+  m.sequences = c[4];
+  return m;
 }
 
 void bind_loss(nb::module_& m);
+void bind_openrlhf(nb::module_& m);
 void bind_logprob(nb::module_& m);
 void bind_distill(nb::module_& m);
 void bind_rewards(nb::module_& m);

@@ -14,6 +14,7 @@ NB_MODULE(_C, m) {
   // std::invalid_argument / runtime_error keep nanobind's default mapping.
   nb::exception<grpo::error>(m, "GrpoError", PyExc_ValueError);
   bind_loss(m);
+  bind_openrlhf(m);
   bind_logprob(m);
   bind_distill(m);
   bind_rewards(m);

@@ -13,6 +13,11 @@ sys.modules["torch"] = None          # as if torch were not installed
 import grpo
 assert grpo.rewards.verify("\\frac12", "0.5") is True
 assert grpo.rewards.score(["<think>\nx\n</think>\n<answer>\n1\n</answer>"], ["1"]).totals == [1.5]
+import numpy as np                    # grpo.experience needs numpy only
+kl = grpo.experience.kl_for_reward(np.zeros((1, 2)), np.full((1, 2), -1.0), np.ones((1, 2)), 0.5)
+assert kl.tolist() == [[0.5, 0.5]], kl
+assert grpo.experience.masked_whiten([[1.0, 3.0]], [[1.0, 1.0]], preset="openrlhf").tolist() == [
+    [-1.0, 1.0]]
 try:
     grpo.ops
 except ImportError as e:
@@ -32,3 +37,6 @@ def test_stubs_and_marker_installed():
     assert (pkg / "py.typed").exists()
     stub = (pkg / "_C.pyi").read_text()
     assert "def compute_loss(" in stub and "class GrpoError(ValueError)" in stub
+    for name in ("run_tests", "extract_code", "kl_for_reward", "masked_whiten", "verl_metrics",
+                 "merge_stats", "openrlhf_advantages", "openrlhf_approx_kl", "openrlhf_metrics"):
+        assert f"def {name}(" in stub, name
