@@ -38,6 +38,7 @@
 #include <grpo/kl.hpp>
 #include <grpo/loss/options.hpp>
 #include <grpo/loss/params.hpp>
+#include <grpo/loss/plan.hpp>
 #include <grpo/metrics.hpp>
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
@@ -1858,41 +1859,15 @@ loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch
     if (!in.truncated.empty() && in.truncated[static_cast<std::size_t>(i)]) return 0.0;
     return static_cast<double>(in.mask(i, t));
   };
-  const bool row_stats = P.level != is_level::token || o.opsm_threshold.has_value() ||
-                         (o.tis.enabled && (o.tis.sequence || o.tis.seq_mask)) ||
-                         P.kind == policy_loss_kind::vespo;
-  // Token-level fast path (see below): the common configuration with no row-wide terms.
-  const bool fast = P.level == is_level::token && !gmpo && P.kind != policy_loss_kind::vespo &&
-                    !o.opsm_threshold.has_value() && !use_emask && !o.tis.enabled && !has_isw &&
-                    !has_ent && o.entropy_coef == 0.0;
-  // Its vectorised form needs float or double inputs and outputs, a mask of the input type (or an
-  // integer mask) and rows contiguous along t (advantages: contiguous or per sequence).
+  // The engine of the call (loss/plan.hpp: the one place of the dispatch rules).
+  const loss_plan pl = plan(o, in, out);
+  const bool row_stats = pl.row_stats;
+  const bool fast = pl.route == loss_route::token_rows;
   constexpr bool simd_types = (std::is_same_v<T, float> || std::is_same_v<T, double>)&&(
       std::is_same_v<G, float> || std::is_same_v<G, double>)&&(std::is_same_v<M, T> ||
                                                                std::is_integral_v<M>);
-  auto unit_t = [&](const auto& v) { return Tn <= 1 || v.stride(1) == 1; };
-  const bool simd_path =
-      simd_types && fast && unit_t(lpv) && (!has_old || unit_t(in.old_logp)) &&
-      (o.kl_coef == 0.0 || unit_t(in.ref_logp)) && unit_t(in.mask) &&
-      (in.advantages.stride(1) == 0 || unit_t(in.advantages)) && unit_t(out.grad_logp) &&
-      (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
-      (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
-      (P.kind == policy_loss_kind::ppo_clip || P.kind == policy_loss_kind::cispo ||
-       P.kind == policy_loss_kind::sapo || P.kind == policy_loss_kind::reinforce) &&
-      // the row kernels report the clamped log ratio: an unclamped approx_kl runs do_row
-      !(o.approx_kl_unclamped &&
-        (std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max)));
-  // Sequence-level ratios (GSPO, GSPO-token) with PPO clip and no row-wide term besides the
-  // sequence ratio: the row kernels below (AVX-512 for float, a scalar double twin otherwise),
-  // same layouts as the token-level vectorised path.
-  const bool gspo_path =
-      simd_types && P.level != is_level::token && P.kind == policy_loss_kind::ppo_clip &&
-      !o.opsm_threshold.has_value() && !use_emask && !o.tis.enabled && !has_isw && !has_ent &&
-      o.entropy_coef == 0.0 && unit_t(lpv) && (!has_old || unit_t(in.old_logp)) &&
-      (o.kl_coef == 0.0 || unit_t(in.ref_logp)) && unit_t(in.mask) &&
-      (in.advantages.stride(1) == 0 || unit_t(in.advantages)) && unit_t(out.grad_logp) &&
-      (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
-      (!has(out.grad_entropy) || unit_t(out.grad_entropy));
+  const bool simd_path = fast && pl.simd;
+  const bool gspo_path = pl.route == loss_route::sequence_rows;
   const bool vec_pass1 = simd_path || gspo_path;  // pass 1 = mask rows only
   std::vector<index_t> row_end;  // vectorised path: one past each row's last nonzero mask entry
   std::vector<unsigned char> row_bin;  // vectorised path: 0 / 1 mask (2: and a prefix of ones)

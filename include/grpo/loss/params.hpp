@@ -8,6 +8,7 @@
 #include <grpo/aggregate.hpp>
 #include <grpo/detail/loss_token.hpp>
 #include <grpo/loss/options.hpp>
+#include <grpo/loss/plan.hpp>
 
 namespace grpo::detail {
 
@@ -41,9 +42,9 @@ inline loss_params make_loss_params(const loss_options& o) noexcept {
   out.agg = make_agg_params(o.agg);
   out.kl_agg = o.kl_agg ? make_agg_params(*o.kl_agg) : out.agg;
   out.ent_agg = make_agg_params(o.entropy_agg);
-  out.needs_row_logp = P.level != is_level::token || out.opsm ||
-                       (out.tis && (out.tis_sequence || out.tis_seq_mask)) ||
-                       out.is_gmpo() || out.is_vespo() || out.emask;
+  // Row log-prob sums: every row statistic (needs_row_stats), a kind's own sequence weight
+  // (GMPO, VESPO: kind_traits::sequence_weight) and the top-entropy mask.
+  out.needs_row_logp = needs_row_stats(o) || kind_traits_of(P.kind).sequence_weight || out.emask;
   out.uses_entropy = o.entropy_coef != 0.0 || out.emask;
   return out;
 }
