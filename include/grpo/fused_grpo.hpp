@@ -63,12 +63,8 @@ struct fused_grpo_result : loss_scalars {
 
 /// True when every token's dL/dlogp and dL/dH can be computed from that token alone plus
 /// mask-only row factors (the single-pass schedule is exact).
-inline bool fused_single_pass_ok(const loss_options& o) noexcept {
-  const auto& P = o.policy;
-  return P.level == is_level::token && P.kind != policy_loss_kind::gmpo &&
-         P.kind != policy_loss_kind::vespo && !o.opsm_threshold && o.top_entropy_quantile >= 1.0 &&
-         !(o.tis.enabled && o.tis.sequence);
-}
+/// (loss/plan.hpp's single_pass_ok.)
+inline bool fused_single_pass_ok(const loss_options& o) noexcept { return single_pass_ok(o); }
 
 namespace detail {
 

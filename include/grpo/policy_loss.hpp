@@ -29,6 +29,8 @@ enum class policy_loss_kind : unsigned char {
   reinforce,  ///< -A lp (GPG, verl bypass reinforce); IS weights multiply it
   vespo,      ///< -sg[phi(w_i)] A lp, VESPO gamma weight of the sequence log-weight
 };
+/// Number of policy_loss_kind values (validate's range; loss/plan.hpp: every kind has traits).
+inline constexpr unsigned policy_loss_kind_count = 6;
 
 /// Which ratio a token sees.
 enum class is_level : unsigned char {
@@ -83,7 +85,7 @@ inline policy_loss_kind policy_loss_kind_from_string(std::string_view s) {
 /// producing a different objective: e.g. verl asserts clip_ratio_c > 1, and GMPO / VESPO /
 /// REINFORCE define their own sequence weighting so a sequence IS level would be ignored.
 inline void validate(const policy_options& p) {
-  detail::expect_enum(p.kind, 6, "policy_options.kind");
+  detail::expect_enum(p.kind, policy_loss_kind_count, "policy_options.kind");
   detail::expect_enum(p.level, 3, "policy_options.level");
   detail::expect_enum(p.cispo, 2, "policy_options.cispo");
   detail::expect_enum(p.gmpo, 2, "policy_options.gmpo");

@@ -12,7 +12,7 @@
 #include <grpo/aggregate.hpp>
 #include <grpo/core/error.hpp>
 #include <grpo/kl.hpp>
-#include <grpo/loss.hpp>
+#include <grpo/loss/options.hpp>
 #include <grpo/policy_loss.hpp>
 
 #include <array>

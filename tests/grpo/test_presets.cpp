@@ -2,6 +2,7 @@
 // Presets: each named preset carries its anchor's documented numbers (docs/algorithms.md table),
 // TRL/verl argument mapping, forced aggregations, and documented errors. Peer-value conformance of
 // the same mappings is in test_loss_conformance.cpp.
+#include <grpo/loss.hpp>
 #include <grpo/presets.hpp>
 
 #include <doctest/doctest.h>

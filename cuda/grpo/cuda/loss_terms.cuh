@@ -24,16 +24,13 @@
 /// loss_metrics schema (clip fractions, ratio statistics) is not computed on the device.
 #pragma once
 
-// The CPU loss engine's xsimd fast path instantiates the GRPO_HOST_DEVICE ops on xsimd batches,
-// which nvcc rejects in device code; an nvcc translation unit uses its scalar lanes (same maths).
-#if defined(__CUDACC__) && !defined(GRPO_NO_XSIMD)
-#define GRPO_NO_XSIMD 1
-#endif
-
+// Only the engine-free parts of the loss (options, validate, the parameter block): the CPU
+// engines' xsimd / AVX-512 row kernels are not included, so nvcc needs no GRPO_NO_XSIMD here.
 #include <grpo/aggregate.hpp>
 #include <grpo/core/config.hpp>
 #include <grpo/core/math.hpp>
-#include <grpo/loss.hpp>
+#include <grpo/loss/options.hpp>
+#include <grpo/loss/params.hpp>
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
 #include <grpo/policy_loss.hpp>

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file general_rows.hpp
+/// @brief The general engine of compute_loss_into (every option): pass 1 (base mask, row
+///        statistics, validation, the top-entropy threshold), the final-mask counts, and pass 2
+///        (per-token loss, gradient, metrics) over the shared per-token composition of
+///        <grpo/detail/loss_token.hpp> (the CUDA kernels' code), rows threaded and merged in row
+///        order. Also pass 1 of the scalar token-row engine (loss/token_rows.hpp).
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/error.hpp>
+#include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
+#include <grpo/core/parallel.hpp>
+#include <grpo/detail/loss_token.hpp>
+#include <grpo/loss/call.hpp>
+#include <grpo/loss/plan.hpp>
+#include <grpo/ops/kl.hpp>
+#include <grpo/ops/policy_loss.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace grpo::detail {
+
+/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear').
+inline double quantile_linear(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const auto hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+inline namespace GRPO_ISA_ABI {
+
+/// Pass-1 row state of the general engine: the row contexts of the shared composition and the
+/// row quantities pass 2 reads directly.
+struct general_stats {
+  std::vector<row_ctx> rows;
+  std::vector<double> xbar;      ///< mean log ratio (sequence levels)
+  std::vector<double> vespo_lw;  ///< VESPO sequence log weight
+};
+
+/// Pass 1: base mask, row statistics, validation. Row quantities that every token of the row
+/// needs before its loss can be formed:
+///   n_i    = sum_t m_it (base mask: loss mask x truncation)
+///   xbar_i = sum_t m (lp - lo) / max(n_i, 1)          sequence log ratio (GSPO, TRL clamp(min=1))
+///   gap_i  = sum_t m (ls - lp) / max(n_i, 1)          OPSM off-policy gap (ls = sampler or old)
+///   rho_i  = exp(sum_t m (lo - ls))                   sequence TIS weight (a product, not a mean)
+///   lw_i   = clamp(sum_t m clamp(lp-lo, +-20) + sum_t clamp(log rho_t), log 1e-8, 20)  VESPO
+/// then the top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear
+/// interpolation; TRL gathers the valid entropies of all ranks first, callers that shard pass the
+/// global value in entropy_threshold so every shard masks the same tokens).
+template <class T, class M, class G>
+general_stats general_pass1(const loss_call<T, M, G>& c, const loss_plan& pl, loss_rows& r) {
+  const index_t B = c.B, Tn = c.Tn;
+  const auto& o = c.o;
+  general_stats gs;
+  gs.rows.resize(static_cast<std::size_t>(B));
+  gs.xbar.assign(static_cast<std::size_t>(B), 0.0);
+  gs.vespo_lw.assign(static_cast<std::size_t>(B), 0.0);
+  std::vector<double> entropies;
+  for (index_t i = 0; i < B; ++i) {
+    const bool trunc = c.trunc(i);
+    if (trunc) r.met.truncated_seqs += 1;
+    row_sums rs;
+    for (index_t t = 0; t < Tn; ++t) {
+      const double mraw = static_cast<double>(c.in.mask(i, t));
+      expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
+      const double m = trunc ? 0.0 : mraw;
+      if (m == 0.0) continue;
+      if (pl.use_emask) {
+        const double h = static_cast<double>(c.in.entropy(i, t));
+        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+        entropies.push_back(h);
+      }
+      if (!pl.row_stats) {  // plain token-level losses need only the counts here
+        rs.n += m;
+        continue;
+      }
+      // (finiteness of lp / old / A / ref is checked in pass 2; NaN here cannot escape)
+      rs += token_row_sums(c.lpar, c.tok(i, t, m));
+    }
+    const auto k = static_cast<std::size_t>(i);
+    gs.rows[k] = finish_row(c.lpar, rs);
+    r.n_base[k] = gs.rows[k].n_base;
+    gs.xbar[k] = gs.rows[k].xbar;
+    gs.vespo_lw[k] = gs.rows[k].vespo_lw;
+  }
+  double h_thr = -std::numeric_limits<double>::infinity();
+  if (pl.use_emask) {
+    if (o.entropy_threshold)
+      h_thr = *o.entropy_threshold;
+    else if (!entropies.empty())
+      h_thr = quantile_linear(std::move(entropies), 1.0 - o.top_entropy_quantile);
+  }
+  for (auto& rc : gs.rows) rc.h_thr = h_thr;
+  return gs;
+}
+
+/// Final-mask counts n_fin, n_ent and the token / sequence metrics. Token multipliers: OPSM keep
+/// and entropy keep (both either in the mask or on the policy term). OPSM is evaluated per token
+/// so token-level advantages work: keep iff A_t >= 0 or gap_i <= delta (for per-sequence A this is
+/// TRL's (B, 1) sequence mask). Without OPSM and top-entropy mask the final mask is the base mask
+/// (gs may then be empty: the vectorised engines).
+template <class T, class M, class G>
+void final_counts(const loss_call<T, M, G>& c, const general_stats& gs, loss_rows& r) {
+  const index_t B = c.B, Tn = c.Tn;
+  r.n_fin.assign(static_cast<std::size_t>(B), 0.0);
+  r.n_ent.assign(static_cast<std::size_t>(B), 0.0);
+  const bool extra_masks = c.o.opsm_threshold.has_value() || c.o.top_entropy_quantile < 1.0;
+  auto& met = r.met;
+  for (index_t i = 0; i < B; ++i) {
+    if (!extra_masks) {  // final mask == base mask
+      r.n_fin[i] = r.n_ent[i] = r.n_base[i];
+      met.tokens += r.n_base[i];
+      met.sequences += r.n_base[i] > 0 ? 1 : 0;
+      continue;
+    }
+    const row_ctx& rc = gs.rows[static_cast<std::size_t>(i)];
+    double nf = 0, ne = 0;
+    bool dropped = false;
+    for (index_t t = 0; t < Tn; ++t) {
+      const double mb = c.base_m(i, t);
+      if (mb == 0.0) continue;
+      const token_in x = c.tok(i, t, mb);
+      if (!opsm_keep(c.lpar, rc, x)) dropped = true;
+      const bool ek = ent_keep(c.lpar, rc, x);
+      if (!ek) met.entropy_masked_tokens += mb;
+      const double mf = final_mask(c.lpar, rc, x);
+      nf += mf;
+      if (ek) ne += mf;
+    }
+    if (dropped) met.opsm_dropped_seqs += 1;
+    r.n_fin[i] = nf;
+    r.n_ent[i] = ne;
+    met.tokens += nf;
+    met.sequences += nf > 0 ? 1 : 0;
+  }
+}
+
+/// Partial results of one row of pass 2 (merged in row order).
+struct general_part {
+  double pol = 0.0, kl = 0.0, ent = 0.0;
+  double row_g = 0.0;  ///< sequence-level spread gradient of the row
+  loss_metrics met;
+};
+
+/// Clip indicators of one valid token (general engine rules, all kinds).
+struct clip_flags {
+  bool lo = false, hi = false, du = false;
+};
+inline clip_flags general_clip(const policy_options& P, double x, double r, double A) {
+  clip_flags f;
+  const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  if (!kind_traits_of(P.kind).clip_metrics) {
+    // SAPO, REINFORCE, VESPO have no clipping: fractions are 0 (verl/TRL report none).
+  } else if (P.kind == policy_loss_kind::gmpo) {  // verl geo_mean: log ratio outside the band
+    const bool out_band = x < -P.eps_low || x > P.eps_high;
+    f.lo = out_band && A < 0;
+    f.hi = out_band && A > 0;
+  } else if (P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap) {
+    f.hi = r > P.eps_high && A > 0;
+  } else {
+    f.lo = ops::ppo_clipped_low(r, A, cp);
+    f.hi = ops::ppo_clipped_high(r, A, cp);
+    f.du = ops::ppo_dual_clipped(r, A, cp);
+  }
+  return f;
+}
+
+/// GMPO's per-sequence ratio of sign-clipped log ratios (before the row's token loop):
+///   w_i = exp(sum_t m x~_t / den_i),  Abar_i = sum_t m A_t / den_i,  l_i = -Abar_i w_i
+///   den_i = n_i + 1e-8 (verl) or max(n_i, 1) (TRL); loss = scale * sum_i l_i / G (G = B in
+///   verl) d l_i / d lp_t = -Abar_i w_i x~'_t m_t / den_i
+template <class T, class M, class G>
+void general_gmpo_row(const loss_call<T, M, G>& c, const loss_rows& r, index_t i, row_ctx& rc,
+                      general_part& part) {
+  row_sums2 s2;
+  for (index_t t = 0; t < c.Tn; ++t) {
+    const double mb = c.base_m(i, t);
+    if (mb == 0.0) continue;
+    const auto c2 = token_row_sums2(c.lpar, rc, c.tok(i, t, mb));
+    if (c2.nf != 0.0) s2 += c2;
+  }
+  s2.nf = r.n_fin[i];  // the count of the final mask, as summed above
+  finish_row2(c.lpar, s2, c.has_isw, rc);
+  rc.n_ent = r.n_ent[i];
+  rc.s_gmpo = gmpo_scale(c.lpar, static_cast<double>(c.B));
+  const double g_loss = gmpo_seq_loss(rc);
+  if (!c.out.per_seq_loss.empty())
+    c.out.per_seq_loss[static_cast<std::size_t>(i)] = static_cast<G>(g_loss);
+  part.pol += gmpo_row_loss(c.lpar, rc);
+}
+
+/// Per-sequence clip statistics of a row (TRL clip_ratio/low_min and high_max are min / max over
+/// rows of the per-row token fractions; at sequence level with per-sequence advantages each row
+/// is one 0/1 value, over ALL rows, empty ones included).
+template <class T, class M, class G>
+void general_row_clips(const loss_call<T, M, G>& c, const general_stats& gs, const loss_rows& r,
+                       index_t i, const double* ls, loss_metrics& met) {
+  const auto& P = c.o.policy;
+  if (P.level == is_level::sequence && c.adv_per_row) {
+    const ratio_terms rt = token_ratio(P, 0.0, gs.xbar[i]);
+    const double rr = rt.r, A = c.A_at(i, 0);
+    const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+    bool lo_c = false, hi_c = false, du_c = false;
+    if (P.kind == policy_loss_kind::ppo_clip) {
+      lo_c = ops::ppo_clipped_low(rr, A, cp);
+      hi_c = ops::ppo_clipped_high(rr, A, cp);
+      du_c = ops::ppo_dual_clipped(rr, A, cp);
+    } else if (P.kind == policy_loss_kind::cispo && P.cispo == cispo_clip::trl_cap) {
+      hi_c = rr > P.eps_high && A > 0;
+    }
+    met.clip_low.add(lo_c ? 1.0 : 0.0);
+    met.clip_high.add(hi_c ? 1.0 : 0.0);
+    met.clip_region.add((lo_c || hi_c) ? 1.0 : 0.0);
+    met.clip_dual.add(du_c ? 1.0 : 0.0);
+    met.clip_low_seq.add(lo_c ? 1.0 : 0.0);
+    met.clip_high_seq.add(hi_c ? 1.0 : 0.0);
+  } else if (r.n_fin[i] > 0) {
+    met.clip_low.add_indicator(ls[0], r.n_fin[i]);
+    met.clip_high.add_indicator(ls[1], r.n_fin[i]);
+    met.clip_region.add_indicator(ls[2], r.n_fin[i]);
+    met.clip_dual.add_indicator(ls[3], r.n_fin[i]);
+    met.clip_low_seq.add(ls[0] / r.n_fin[i]);
+    met.clip_high_seq.add(ls[1] / r.n_fin[i]);
+  }
+}
+
+/// Pass 2 of one row. Each valid token contributes W_it * l_it with W_it = s_i m_it (aggregation
+/// weight) times its policy multiplier c_it; the gradient is therefore W_it c_it (dl/dr dr/dlp +
+/// dl/dlp) plus, for sequence-level ratios, a row-wide term accumulated in row_g and spread in a
+/// second sweep (TRL GSPO: d s_i / d lp_t = s_i m_t / max(n_i, 1)).
+template <class T, class M, class G>
+void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const loss_rows& r,
+                 index_t i, general_part& part) {
+  const auto& o = c.o;
+  const auto& P = o.policy;
+  const auto& in = c.in;
+  const auto& out = c.out;
+  const bool gmpo = P.kind == policy_loss_kind::gmpo;
+  const bool seq_level = P.level != is_level::token;
+  loss_metrics& met = part.met;  // (this row's metrics; merged into the call's below)
+  const double nc = r.n_base[i] < 1.0 ? 1.0 : r.n_base[i];
+  double ls[4] = {0, 0, 0, 0};  // per-row clip counts (token weight): low, high, region, dual
+  // Row context of the shared per-token composition: the pass-1 statistics, the final-mask
+  // counts and the aggregation factors of the three terms.
+  row_ctx rc = gs.rows[static_cast<std::size_t>(i)];
+  rc.n_fin = r.n_fin[i];
+  rc.n_ent = r.n_ent[i];
+  rc.s_pol = r.s_pol[i];
+  rc.s_kl = r.s_kl[i];
+  rc.s_ent = r.s_ent[i];
+  if (gmpo) general_gmpo_row(c, r, i, rc, part);
+  // VESPO phi of the row (sign of the row's advantage taken per token, as TRL's (B,1) tensor).
+  if (P.kind == policy_loss_kind::vespo)  // TRL logs the (B,1) phi over all rows
+    met.vespo_phi.add(ops::vespo_phi(gs.vespo_lw[i], c.A_at(i, 0), P.vespo_k_pos,
+                                     P.vespo_lambda_pos, P.vespo_k_neg, P.vespo_lambda_neg));
+  for (index_t t = 0; t < c.Tn; ++t) {
+    const double mb = c.base_m(i, t);
+    const double lp = c.lp_at(i, t), A = c.A_at(i, t);
+    if (mb != 0.0) {
+      GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+      GRPO_EXPECTS(std::isfinite(c.lo_at(i, t)), bad_value,
+                   "old_logp: non-finite value on a valid token");
+      GRPO_EXPECTS(std::isfinite(A), bad_value, "advantages: non-finite value on a valid token");
+      if (o.kl_coef != 0.0)
+        GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
+                     "ref_logp: non-finite value on a valid token");
+    }
+    // Steps 2-6 of loss.hpp's file comment for this token (shared with the CUDA kernels).
+    const token_in x = c.tok(i, t, mb);
+    const token_out tt = token_terms(c.lpar, rc, x, c.has_ent);
+    const double mf = tt.mf;
+    const double rt = tt.ratio, rho = tt.rho;
+    if (mf != 0.0) {
+      if (!gmpo) {
+        part.pol += tt.pol;
+        part.row_g += tt.spread_pol;
+        if (P.kind == policy_loss_kind::cispo) met.weight_clip.add(tt.weight != rt ? 1.0 : 0.0, mf);
+      }
+      if (o.kl_coef != 0.0) {
+        part.kl += tt.kl;
+        part.row_g += tt.spread_kl;
+        met.kl.add(tt.kl_value, mf);
+      }
+    }
+    // Entropy bonus: loss -= coef * sum s^H_i m^H_it H_it, so d loss / d H_it = -coef s^H_i
+    // m^H_it; the fused logits path chains this with d H / d logits (not computed here).
+    if (o.entropy_coef != 0.0 || c.has_ent) {
+      if (c.has_ent && tt.me != 0.0) {
+        part.ent += tt.ent;
+        met.entropy.add(x.h, tt.me);
+      }
+      if (has(out.grad_entropy)) out.grad_entropy(i, t) = static_cast<G>(tt.g_h);
+    } else if (has(out.grad_entropy)) {
+      out.grad_entropy(i, t) = G(0);
+    }
+    if (has(out.per_token_loss)) out.per_token_loss(i, t) = static_cast<G>(tt.ptl);
+    out.grad_logp(i, t) = static_cast<G>(tt.g_logp);  // spread term added in the second sweep
+    if (mf == 0.0) continue;
+    // Metrics over valid tokens of the final mask.
+    const double lx = lp - c.lo_at(i, t);
+    const double xc = seq_level || o.approx_kl_unclamped
+                          ? lx
+                          : ops::clamp_scalar(lx, P.log_ratio_min, P.log_ratio_max);
+    met.approx_kl.add(-xc, mf);
+    met.advantage.add(A, mf);
+    met.is_weight.add(rho, mf);
+    met.ratio.add(gmpo ? std::exp(lx) : rt, mf);
+    const clip_flags f = general_clip(P, lx, rt, A);
+    if (!(P.level == is_level::sequence && c.adv_per_row)) {
+      ls[0] += f.lo ? mf : 0.0;
+      ls[1] += f.hi ? mf : 0.0;
+      ls[2] += (f.lo || f.hi) ? mf : 0.0;
+      ls[3] += f.du ? mf : 0.0;
+    }
+  }
+  general_row_clips(c, gs, r, i, ls, met);
+  if (P.level == is_level::sequence && part.row_g != 0.0) {
+    for (index_t t = 0; t < c.Tn; ++t) {
+      const double mb = c.base_m(i, t);
+      if (mb == 0.0) continue;
+      out.grad_logp(i, t) =
+          static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + part.row_g * mb / nc);
+    }
+  }
+}
+
+/// Pass 2 over every row (threaded; rows are independent here: pass 1 produced every cross-row
+/// quantity), then the row-order merge, so the result does not depend on the number of threads.
+template <class T, class M, class G>
+loss_scalars general_rows(const loss_call<T, M, G>& c, const general_stats& gs, loss_rows& r) {
+  std::vector<general_part> parts(static_cast<std::size_t>(c.B));
+  par::for_each_row(
+      c.B, [&](index_t i) { general_row(c, gs, r, i, parts[static_cast<std::size_t>(i)]); },
+      loss_loop(c.Tn));
+  double pol_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0;
+  loss_metrics met = r.met;
+  for (const general_part& part : parts) {  // row order
+    pol_sum += part.pol;
+    kl_sum += part.kl;
+    ent_sum += part.ent;
+    met.merge(part.met);
+  }
+  loss_scalars res;
+  res.policy_loss = pol_sum;
+  res.kl_loss = kl_sum;
+  res.entropy_loss = ent_sum;
+  res.loss = pol_sum + c.o.kl_coef * kl_sum - c.o.entropy_coef * ent_sum;
+  res.metrics = met;
+  return res;
+}
+
+}  // namespace GRPO_ISA_ABI
+}  // namespace grpo::detail

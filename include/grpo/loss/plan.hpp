@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file plan.hpp
+/// @brief Which engine of compute_loss_into runs a call: per-kind traits (kind_traits<K>, one
+///        specialisation per policy_loss_kind, checked exhaustively at compile time) and
+///        plan(options, batch, outputs), the one place where the dispatch rules live (the
+///        token-level row path and its vectorised form, the sequence-level row path, the general
+///        engine, the host-side substitutions), plus the fused step's single-pass predicate.
+///
+/// Engines (see loss.hpp): a token-level ratio with no row-wide term runs the token rows
+/// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
+/// and no row-wide term besides the sequence ratio runs the sequence rows
+/// (loss/sequence_rows.hpp); everything else runs the general engine (loss/general_rows.hpp).
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/parallel.hpp>
+#include <grpo/loss/options.hpp>
+#include <grpo/policy_loss.hpp>
+
+#include <cmath>
+#include <type_traits>
+#include <utility>
+
+namespace grpo {
+
+/// What the engines need to know about a policy kind. Every policy_loss_kind has exactly one
+/// specialisation; the primary template is left undefined so that a kind without traits fails to
+/// compile (see kind_traits_complete below). Adding a kind: docs/adding-a-loss.md.
+template <policy_loss_kind K>
+struct kind_traits;
+
+template <>
+struct kind_traits<policy_loss_kind::ppo_clip> {
+  static constexpr bool token_rows = true;        ///< the token-level row engine supports it
+  static constexpr bool sequence_rows = true;     ///< the sequence-level (GSPO) row engine does
+  static constexpr bool sequence_weight = false;  ///< builds its own per-sequence weight
+  static constexpr bool row_stats = false;        ///< needs pass-1 row statistics at token level
+  static constexpr bool clip_metrics = true;      ///< reports clip fractions
+};
+template <>
+struct kind_traits<policy_loss_kind::cispo> {
+  static constexpr bool token_rows = true;
+  static constexpr bool sequence_rows = false;
+  static constexpr bool sequence_weight = false;
+  static constexpr bool row_stats = false;
+  static constexpr bool clip_metrics = true;
+};
+template <>
+struct kind_traits<policy_loss_kind::sapo> {
+  static constexpr bool token_rows = true;
+  static constexpr bool sequence_rows = false;
+  static constexpr bool sequence_weight = false;
+  static constexpr bool row_stats = false;
+  static constexpr bool clip_metrics = false;
+};
+template <>
+struct kind_traits<policy_loss_kind::gmpo> {
+  static constexpr bool token_rows = false;
+  static constexpr bool sequence_rows = false;
+  static constexpr bool sequence_weight = true;  ///< geometric mean of the row's token ratios
+  static constexpr bool row_stats = false;       ///< (its row sums run in the general pass)
+  static constexpr bool clip_metrics = true;
+};
+template <>
+struct kind_traits<policy_loss_kind::reinforce> {
+  static constexpr bool token_rows = true;
+  static constexpr bool sequence_rows = false;
+  static constexpr bool sequence_weight = false;
+  static constexpr bool row_stats = false;
+  static constexpr bool clip_metrics = false;
+};
+template <>
+struct kind_traits<policy_loss_kind::vespo> {
+  static constexpr bool token_rows = false;
+  static constexpr bool sequence_weight = true;  ///< phi of the row's log weight
+  static constexpr bool sequence_rows = false;
+  static constexpr bool row_stats = true;  ///< the log weight lw_i in pass 1
+  static constexpr bool clip_metrics = false;
+};
+
+namespace detail {
+template <std::size_t... I>
+constexpr bool all_kinds_have_traits(std::index_sequence<I...>) {
+  // sizeof on an incomplete kind_traits<K> is ill-formed: a kind without traits stops here.
+  return ((sizeof(kind_traits<static_cast<policy_loss_kind>(I)>) > 0) && ...);
+}
+/// One trait of kind k, read through the specialisations (runtime kind -> constexpr table).
+template <class F, std::size_t... I>
+constexpr bool kind_trait(policy_loss_kind k, F f, std::index_sequence<I...>) {
+  bool r = false;
+  ((static_cast<std::size_t>(k) == I ? (r = f(kind_traits<static_cast<policy_loss_kind>(I)>{}))
+                                     : false),
+   ...);
+  return r;
+}
+using kind_seq = std::make_index_sequence<policy_loss_kind_count>;
+}  // namespace detail
+
+static_assert(detail::all_kinds_have_traits(detail::kind_seq{}),
+              "every policy_loss_kind needs a kind_traits specialisation (loss/plan.hpp)");
+
+/// The traits of a run-time kind.
+struct kind_info {
+  bool token_rows, sequence_rows, sequence_weight, row_stats, clip_metrics;
+};
+constexpr kind_info kind_traits_of(policy_loss_kind k) noexcept {
+  const auto s = detail::kind_seq{};
+  return {detail::kind_trait(
+              k, [](auto t) { return decltype(t)::token_rows; }, s),
+          detail::kind_trait(
+              k, [](auto t) { return decltype(t)::sequence_rows; }, s),
+          detail::kind_trait(
+              k, [](auto t) { return decltype(t)::sequence_weight; }, s),
+          detail::kind_trait(
+              k, [](auto t) { return decltype(t)::row_stats; }, s),
+          detail::kind_trait(
+              k, [](auto t) { return decltype(t)::clip_metrics; }, s)};
+}
+
+/// The row loop of every pass of the loss engines (core/parallel.hpp): threaded from rows x tokens
+/// >= par::min_parallel_work (2^15), the one threshold.
+inline par::loop_options loss_loop(index_t Tn) noexcept {
+  par::loop_options lo;
+  lo.work_per_row = Tn;
+  return lo;
+}
+
+/// Which engine runs a call (the first applicable, in this order).
+enum class loss_route : unsigned char {
+  sampler_base,     ///< ratio_base_sampler: rerun with sampler_logp as old_logp, then metrics
+  openrlhf_kl_f32,  ///< kl_openrlhf_float32 with a KL term: engine without KL + float32 KL
+  sequence_rows,    ///< loss/sequence_rows.hpp
+  token_rows,       ///< loss/token_rows.hpp (vectorised when plan.simd)
+  general,          ///< loss/general_rows.hpp
+};
+
+/// The decisions of one call, taken once before any pass runs.
+struct loss_plan {
+  loss_route route = loss_route::general;
+  bool simd = false;       ///< token rows: the vectorised row kernels (token_rows_simd)
+  bool row_stats = false;  ///< general engine: pass 1 forms row statistics (not only counts)
+  bool use_emask = false;  ///< top-entropy mask on
+};
+
+/// The row statistics a configuration needs (n, xbar, gap, rho, lw of pass 1): sequence levels,
+/// OPSM, sequence TIS / seq-mask TIS, or a kind with row statistics (VESPO). GMPO and the
+/// top-entropy mask need the row log-probs as well (detail::loss_params::needs_row_logp).
+inline bool needs_row_stats(const loss_options& o) noexcept {
+  return o.policy.level != is_level::token || o.opsm_threshold.has_value() ||
+         (o.tis.enabled && (o.tis.sequence || o.tis.seq_mask)) ||
+         kind_traits_of(o.policy.kind).row_stats;
+}
+
+/// True when every token's dL/dlogp and dL/dH can be computed from that token alone plus
+/// mask-only row factors (the fused step's single-pass schedule is exact).
+inline bool single_pass_ok(const loss_options& o) noexcept {
+  const auto& P = o.policy;
+  return P.level == is_level::token && !kind_traits_of(P.kind).sequence_weight &&
+         !o.opsm_threshold && o.top_entropy_quantile >= 1.0 && !(o.tis.enabled && o.tis.sequence);
+}
+
+/// Storage types the vectorised engines take: float or double inputs and outputs, a mask of the
+/// input type (or an integer mask).
+template <class T, class M, class G>
+inline constexpr bool plan_simd_types = (std::is_same_v<T, float> || std::is_same_v<T, double>)&&(
+    std::is_same_v<G, float> || std::is_same_v<G, double>)&&(std::is_same_v<M, T> ||
+                                                             std::is_integral_v<M>);
+
+/// The engine of a call (after validate(o); before the batch checks, which it does not need). The
+/// vectorised paths need plan_simd_types and rows contiguous along t (advantages: contiguous or
+/// per sequence).
+template <class T, class M, class G>
+loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_outputs<G>& out) {
+  const auto& P = o.policy;
+  const kind_info K = kind_traits_of(P.kind);
+  loss_plan pl;
+  pl.use_emask = o.top_entropy_quantile < 1.0;
+  pl.row_stats = needs_row_stats(o);
+  if (o.ratio_base_sampler) {
+    pl.route = loss_route::sampler_base;
+    return pl;
+  }
+  if (o.kl_openrlhf_float32 && o.kl_coef != 0.0) {
+    pl.route = loss_route::openrlhf_kl_f32;
+    return pl;
+  }
+  auto has = [](const auto& v) { return v.data_handle() != nullptr; };
+  const index_t Tn = in.logp.extent(1);
+  const bool has_old = has(in.old_logp);
+  // No row-wide term besides (at most) the sequence ratio.
+  const bool local = !o.opsm_threshold.has_value() && !pl.use_emask && !o.tis.enabled &&
+                     !has(in.is_weights) && !has(in.entropy) && o.entropy_coef == 0.0;
+  constexpr bool simd_types = plan_simd_types<T, M, G>;
+  auto unit_t = [&](const auto& v) { return Tn <= 1 || v.stride(1) == 1; };
+  const bool unit_rows = unit_t(in.logp) && (!has_old || unit_t(in.old_logp)) &&
+                         (o.kl_coef == 0.0 || unit_t(in.ref_logp)) && unit_t(in.mask) &&
+                         (in.advantages.stride(1) == 0 || unit_t(in.advantages)) &&
+                         unit_t(out.grad_logp) &&
+                         (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
+                         (!has(out.grad_entropy) || unit_t(out.grad_entropy));
+  if (simd_types && P.level != is_level::token && K.sequence_rows && local && unit_rows) {
+    pl.route = loss_route::sequence_rows;
+    return pl;
+  }
+  if (P.level == is_level::token && K.token_rows && local) {
+    pl.route = loss_route::token_rows;
+    // the row kernels report the clamped log ratio: an unclamped approx_kl runs the scalar rows
+    pl.simd = simd_types && unit_rows &&
+              !(o.approx_kl_unclamped &&
+                (std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max)));
+    return pl;
+  }
+  pl.route = loss_route::general;
+  return pl;
+}
+
+}  // namespace grpo

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file sequence_rows.hpp
+/// @brief The sequence-level row engine of compute_loss_into: sequence-level ratios (GSPO,
+///        GSPO-token) with PPO clip and no row-wide term besides the sequence ratio
+///        (kind_traits<K>::sequence_rows). The sequence ratio is one number per row: each row is
+///        swept for sum m (lp - lo), then its tokens are evaluated against the row constants
+///        (kernels/avx512/sequence_row.hpp for float on AVX-512, loss/simd_sequence_rows.hpp
+///        otherwise). The scalar twin here runs the same algorithm in double with the general
+///        engine's exact operation order: it reruns a row flagged by a kernel (a non-finite input
+///        on a valid token: it throws the error naming the argument; a float overflow of a lane
+///        sum: it recomputes the row). Rows are threaded and merged in row order.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/error.hpp>
+#include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
+#include <grpo/core/parallel.hpp>
+#include <grpo/loss/call.hpp>
+#include <grpo/loss/plan.hpp>
+#include <grpo/loss/simd_sequence_rows.hpp>
+#include <grpo/ops/kl.hpp>
+#include <grpo/ops/policy_loss.hpp>
+
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+namespace grpo::detail {
+inline namespace GRPO_ISA_ABI {
+
+/// Sweep 2 of the scalar twin for one token: per-token loss at every position (as the general
+/// engine), gradient without the spread, metrics and clip counts.
+template <class T, class M, class G>
+void sequence_token_scalar(const loss_call<T, M, G>& c, index_t i, index_t t, double mb,
+                           const ratio_terms& rt, double sp, double sk, double& row_g,
+                           fast_row_part& rp) {
+  const auto& o = c.o;
+  const auto& P = o.policy;
+  const auto& out = c.out;
+  const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
+  const bool kl_on = o.kl_coef != 0.0;
+  const bool seq = P.level == is_level::sequence;
+  const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
+  const double lp = c.lp_at(i, t), A = c.A_at(i, t);
+  const policy_token_terms term = policy_token(P, r, A, lp);
+  double ptl = term.value, g = 0.0;
+  if (mb != 0.0) {
+    const double W = sp * mb;
+    rp.pol += W * term.value;
+    g += W * (term.d_ratio * drd + term.d_logp);
+    row_g += W * term.d_ratio * drs;
+  }
+  if (kl_on) {
+    const double lr = static_cast<double>(c.in.ref_logp(i, t));
+    const auto kv = ops::kl_value_grad(o.kl, lp, lr);
+    double k = kv.value, kg = kv.grad, kd = 0.0, ks = 0.0;
+    if (o.kl_bias_correction) {  // d(k r) = k' r + k r' (r' direct, or spread)
+      kd = k * drd;
+      ks = k * drs;
+      kg *= r;
+      k = ops::kl_bias_corrected(k, r);
+    }
+    ptl += o.kl_coef * k;
+    if (mb != 0.0) {
+      const double W = sk * mb;
+      rp.kls += W * k;
+      g += W * o.kl_coef * (kg + kd);
+      row_g += W * o.kl_coef * ks;
+      add_block(rp.kb, k, mb);
+    }
+  }
+  if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
+  if (want_ge) out.grad_entropy(i, t) = G(0);
+  out.grad_logp(i, t) = static_cast<G>(g);
+  if (mb == 0.0) return;
+  rp.wsum += mb;
+  add_block(rp.ak, -(lp - c.lo_at(i, t)), mb);
+  add_block(rp.av, A, mb);
+  add_block(rp.ra, r, mb);
+  if (!(seq && c.adv_per_row)) {
+    const bool lo_c = ops::ppo_clipped_low(r, A, cpd), hi_c = ops::ppo_clipped_high(r, A, cpd);
+    rp.c_lo += lo_c ? mb : 0.0;
+    rp.c_hi += hi_c ? mb : 0.0;
+    rp.c_re += (lo_c || hi_c) ? mb : 0.0;
+    rp.c_du += ops::ppo_dual_clipped(r, A, cpd) ? mb : 0.0;
+  }
+}
+
+/// The scalar twin of the sequence-level row kernels (one row, double, the general engine's
+/// order): sweep 1 validation and row sums, sweep 2 per token, sweep 3 GSPO's spread.
+template <class T, class M, class G>
+void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
+                         fast_row_part& rp) {
+  const auto& o = c.o;
+  const auto& P = o.policy;
+  const auto& out = c.out;
+  const bool want_ptl = has(out.per_token_loss), want_ge = has(out.grad_entropy);
+  const bool kl_on = o.kl_coef != 0.0;
+  const bool seq = P.level == is_level::sequence;
+  const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  rp = fast_row_part{};
+  const double sp = r.s_pol[i], sk = r.s_kl[i];
+  // Sweep 1: validation (the general engine's order) and the row sums in token order.
+  double n = 0.0, sx = 0.0;
+  for (index_t t = 0; t < c.Tn; ++t) {
+    const double mb = c.base_m(i, t);
+    if (mb == 0.0) continue;
+    const double lp = c.lp_at(i, t), lo = c.lo_at(i, t);
+    GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
+    GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
+    GRPO_EXPECTS(std::isfinite(c.A_at(i, t)), bad_value,
+                 "advantages: non-finite value on a valid token");
+    if (kl_on)
+      GRPO_EXPECTS(std::isfinite(static_cast<double>(c.in.ref_logp(i, t))), bad_value,
+                   "ref_logp: non-finite value on a valid token");
+    n += mb;
+    sx += mb * (lp - lo);
+  }
+  const double nc = n < 1.0 ? 1.0 : n;
+  const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
+  // Sweep 2: every token (per-token loss at every position, as the general engine).
+  double row_g = 0.0;
+  for (index_t t = 0; t < c.Tn; ++t) {
+    const double mb = c.base_m(i, t);
+    if (mb == 0.0 && !want_ptl) {
+      out.grad_logp(i, t) = G(0);
+      if (want_ge) out.grad_entropy(i, t) = G(0);
+      continue;
+    }
+    sequence_token_scalar(c, i, t, mb, rt, sp, sk, row_g, rp);
+  }
+  // Sweep 3 (GSPO): d r_i / d lp_t = r_i m_t / max(n_i, 1) times the row's summed d l / d r.
+  if (seq && row_g != 0.0) {
+    for (index_t t = 0; t < c.Tn; ++t) {
+      const double mb = c.base_m(i, t);
+      if (mb == 0.0) continue;
+      out.grad_logp(i, t) =
+          static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + row_g * mb / nc);
+    }
+  }
+  if (seq && c.adv_per_row) {
+    const double A = c.A_at(i, 0), rr = rt.r;
+    rp.seq_clip = static_cast<unsigned char>((ops::ppo_clipped_low(rr, A, cpd) ? 1 : 0) |
+                                             (ops::ppo_clipped_high(rr, A, cpd) ? 2 : 0) |
+                                             (ops::ppo_dual_clipped(rr, A, cpd) ? 4 : 0));
+  }
+}
+
+/// The sequence-level engine over every row (threaded), merged in row order.
+template <class T, class M, class G>
+loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
+  const auto& o = c.o;
+  const auto& P = o.policy;
+  const bool kl_on = o.kl_coef != 0.0;
+  const bool seq = P.level == is_level::sequence;
+  std::vector<fast_row_part> parts(static_cast<std::size_t>(c.B));
+  gspo_params gq;
+  gq.P = P;
+  gq.kl = o.kl;
+  gq.kl_coef = o.kl_coef;
+  gq.kl_bias = o.kl_bias_correction;
+  gq.seq = seq;
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
+  auto run_row = [&](index_t i) {
+    fast_row_part& rp = parts[static_cast<std::size_t>(i)];
+#if GRPO_HAS_AVX512
+    if constexpr (plan_simd_types<T, M, G> && std::is_same_v<T, float>) {
+      if (c.Tn > 0) {
+        const auto rw = row_desc<float>(c, r, i, stream_grad);
+        const bool ok = c.adv_per_row ? gspo_v512_row_run<true>(gq, kl_on, rw, c.Tn, rp)
+                                      : gspo_v512_row_run<false>(gq, kl_on, rw, c.Tn, rp);
+        if (!ok) sequence_row_scalar(c, r, i, rp);  // throws [grpo.bad_value] (or recomputes)
+        return;
+      }
+    }
+#endif
+    if constexpr (plan_simd_types<T, M, G>) {  // xsimd twin (double; float without AVX-512)
+      if (c.Tn > 0) {
+        using CT = std::conditional_t<std::is_same_v<T, double>, double, float>;
+        const auto rw = row_desc<CT>(c, r, i, stream_grad);
+        if (!gspo_simd_row(gq, kl_on, rw, c.Tn, rp)) sequence_row_scalar(c, r, i, rp);
+        return;
+      }
+    }
+    sequence_row_scalar(c, r, i, rp);
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, seq && c.adv_per_row, false, r.met);
+  res.engine_used = loss_engine::sequence_rows;
+  return res;
+}
+
+}  // namespace GRPO_ISA_ABI
+}  // namespace grpo::detail

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file simd_sequence_rows.hpp
+/// @brief The portable vectorised row of the sequence-level engine (gspo_simd_row: GSPO /
+///        GSPO-token with PPO clip on xsimd batches of the input type, scalar tail): double
+///        inputs, and float inputs where the TU does not target AVX-512
+///        (kernels/avx512/sequence_row.hpp). In the TU's ABI namespace.
+#pragma once
+
+#include <grpo/core/config.hpp>
+#include <grpo/core/isa.hpp>           // GRPO_ISA_ABI
+#include <grpo/detail/loss_token.hpp>  // token_ratio
+#include <grpo/detail/simd.hpp>
+#include <grpo/loss/kernels/avx512/sequence_row.hpp>
+#include <grpo/loss/row_types.hpp>
+#include <grpo/loss/simd_token_rows.hpp>  // fast_simd_acc helpers, loads / stores
+#include <grpo/policy_loss.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace grpo::detail {
+inline namespace GRPO_ISA_ABI {
+
+/// Lane state of the portable sequence-level kernel (gspo_simd_row): sweep 1 (x moments and
+/// extrema) and sweep 2 (policy / KL sums, advantage moments, sign counts, spread sums) over one
+/// lane type V (an xsimd batch, or the scalar C for the row tail), with the lane sums flushed to
+/// double every kFlushBatches steps as fast_simd_acc.
+template <class V>
+struct gspo_simd_acc {
+  using C = simd::scalar_of<V>;
+  static constexpr std::size_t L = simd::lane_traits<V>::size;
+  static constexpr C kInf = std::numeric_limits<C>::infinity();
+  // sums: m x, m x^2 | m l, m dl/dr, m A, m A^2, m [A < 0], m [A > 0], m k, m k^2, m k_raw
+  enum slot : int { sx, sx2, pol, dr, sa, sa2, neg, pos, sk, sk2, skr, n_slots };
+  V sum[n_slots];
+  V mn[3] = {V(kInf), V(kInf), V(kInf)};  // x, A, k
+  V mx[3] = {V(-kInf), V(-kInf), V(-kInf)};
+  double lanes[n_slots] = {};
+  simd::mask_of<V> bad = simd::none_set<V>();
+  index_t since = 0;
+  gspo_simd_acc() noexcept {
+    for (V& v : sum) v = V(C(0));
+  }
+  GRPO_FORCEINLINE void add(int k, const simd::mask_of<V>& valid, const V& x) noexcept {
+    sum[k] = sum[k] + simd::sel<V>(valid, x, V(C(0)));
+  }
+  GRPO_FORCEINLINE void ext(int k, const simd::mask_of<V>& valid, const V& x) noexcept {
+    mn[k] = simd::sel<V>(simd::band(valid, x < mn[k]), x, mn[k]);
+    mx[k] = simd::sel<V>(simd::band(valid, x > mx[k]), x, mx[k]);
+  }
+  void flush() noexcept {
+    for (int k = 0; k < n_slots; ++k) {
+      C tmp[L];
+      simd::store<V>(tmp, sum[k]);
+      for (std::size_t l = 0; l < L; ++l) lanes[k] += static_cast<double>(tmp[l]);
+      sum[k] = V(C(0));
+    }
+    since = 0;
+  }
+  GRPO_FORCEINLINE void step_done() noexcept {
+    if (++since == kFlushBatches) flush();
+  }
+  /// Minimum / maximum of extremum block k over the lanes (into lo / hi).
+  void extrema(int k, double& lo, double& hi) const noexcept {
+    C a[L], b[L];
+    simd::store<V>(a, mn[k]);
+    simd::store<V>(b, mx[k]);
+    for (std::size_t l = 0; l < L; ++l) {
+      lo = static_cast<double>(a[l]) < lo ? static_cast<double>(a[l]) : lo;
+      hi = static_cast<double>(b[l]) > hi ? static_cast<double>(b[l]) : hi;
+    }
+  }
+};
+
+/// The two lane states of gspo_simd_row: xsimd batches (ab) and the scalar tail (as).
+template <class C>
+struct gspo_simd_pair {
+#if GRPO_HAS_XSIMD
+  gspo_simd_acc<simd::batch_of<C>> ab;
+#endif
+  gspo_simd_acc<C> as;
+  /// Row total of sum slot k.
+  double total(int k) const noexcept {
+#if GRPO_HAS_XSIMD
+    return ab.lanes[k] + as.lanes[k];
+#else
+    return as.lanes[k];
+#endif
+  }
+  /// Row extrema of block k.
+  void extrema(int k, double& lo, double& hi) const noexcept {
+    lo = std::numeric_limits<double>::infinity();
+    hi = -lo;
+#if GRPO_HAS_XSIMD
+    ab.extrema(k, lo, hi);
+#endif
+    as.extrema(k, lo, hi);
+  }
+  bool any_bad() const noexcept {
+#if GRPO_HAS_XSIMD
+    if (simd::any(ab.bad)) return true;
+#endif
+    return static_cast<bool>(simd::any(as.bad));
+  }
+};
+
+/// Row totals of gspo_simd_row into rp (its last step, as gspo_v512_row_impl): policy / KL sums,
+/// the metric blocks and the clip counts. n: the row's valid weight; r: the sequence ratio;
+/// pt0: the row's surrogate when the advantage a0 is per sequence (row_a). Returns false if the
+/// row must be rerun by the scalar twin (a non-finite per-sequence advantage).
+template <class C>
+bool gspo_simd_finish(const gspo_params& q, bool kl_on, const gspo_simd_pair<C>& acc, double n,
+                      double r, bool row_a, double a0, const policy_token_terms& pt0, double sp,
+                      double sk, double sx, double sx2, fast_row_part& rp) {
+  using A = gspo_simd_acc<C>;
+  const policy_options& P = q.P;
+  auto total = [&](int k) { return acc.total(k); };
+  auto extrema = [&](int k, double& lo, double& hi) { acc.extrema(k, lo, hi); };
+  rp.wsum += n;
+  rp.pol += row_a ? sp * pt0.value * n : sp * total(A::pol);
+  const double sk_sum = kl_on ? total(A::sk) : 0.0;
+  rp.kls += sk * sk_sum;
+  const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
+  if (q.seq && row_a) {
+    rp.seq_clip = static_cast<unsigned char>((ops::ppo_clipped_low(r, a0, cpd) ? 1 : 0) |
+                                             (ops::ppo_clipped_high(r, a0, cpd) ? 2 : 0) |
+                                             (ops::ppo_dual_clipped(r, a0, cpd) ? 4 : 0));
+  }
+  if (!(n > 0)) return true;
+  if (row_a && !std::isfinite(a0)) return false;
+  double lo = 0, hi = 0;
+  extrema(0, lo, hi);
+  rp.ak[0] += -sx;
+  rp.ak[1] += sx2;
+  rp.ak[2] = std::min(rp.ak[2], -hi);
+  rp.ak[3] = std::max(rp.ak[3], -lo);
+  rp.ra[0] += n * r;
+  rp.ra[1] += n * r * r;
+  rp.ra[2] = std::min(rp.ra[2], r);
+  rp.ra[3] = std::max(rp.ra[3], r);
+  if (kl_on) {
+    extrema(2, lo, hi);
+    rp.kb[0] += sk_sum;
+    rp.kb[1] += total(A::sk2);
+    rp.kb[2] = std::min(rp.kb[2], lo);
+    rp.kb[3] = std::max(rp.kb[3], hi);
+  }
+  double c_lo = 0, c_hi = 0, c_du = 0;
+  if (row_a) {
+    rp.av[0] += n * a0;
+    rp.av[1] += n * a0 * a0;
+    rp.av[2] = std::min(rp.av[2], a0);
+    rp.av[3] = std::max(rp.av[3], a0);
+    if (!q.seq) {
+      c_lo = ops::ppo_clipped_low(r, a0, cpd) ? n : 0.0;
+      c_hi = ops::ppo_clipped_high(r, a0, cpd) ? n : 0.0;
+      c_du = ops::ppo_dual_clipped(r, a0, cpd) ? n : 0.0;
+    }
+  } else {
+    extrema(1, lo, hi);
+    rp.av[0] += total(A::sa);
+    rp.av[1] += total(A::sa2);
+    rp.av[2] = std::min(rp.av[2], lo);
+    rp.av[3] = std::max(rp.av[3], hi);
+    const double ng = total(A::neg), ps = total(A::pos);
+    c_lo = ops::ppo_clipped_low(r, -1.0, cpd) ? ng : 0.0;
+    c_hi = ops::ppo_clipped_high(r, 1.0, cpd) ? ps : 0.0;
+    c_du = ops::ppo_dual_clipped(r, -1.0, cpd) ? ng : 0.0;
+  }
+  rp.c_lo += c_lo;
+  rp.c_hi += c_hi;
+  rp.c_re += c_lo + c_hi;
+  rp.c_du += c_du;
+  return true;
+}
+
+/// GSPO's spread (sweep 3): g_u += row_g m_u / max(n, 1) on the valid tokens before end.
+template <class M, class G>
+void gspo_spread(const M* m, G* g, index_t end, double row_g, double nc) noexcept {
+  for (index_t u = 0; u < end; ++u) {
+    const double mb = static_cast<double>(m[u]);
+    if (mb == 0.0) continue;
+    g[u] = static_cast<G>(static_cast<double>(g[u]) + row_g * mb / nc);
+  }
+}
+
+/// The sequence-level row algorithm of gspo_v512_row_impl (sweep 1: sum m x; row constants in
+/// double through token_ratio / policy_token; sweep 2: KL, per-token surrogate, gradient; sweep 3
+/// when the spread needs a row sum) on xsimd batches of the input type C with a scalar tail:
+/// double inputs, and float inputs on builds without AVX-512. Every per-token formula is a
+/// grpo/detail/simd.hpp mirror of the ops (tested bitwise at scalar lanes). Returns false if a
+/// valid token has a non-finite input (the caller reruns the row on the scalar twin, which
+/// throws the error naming the argument).
+template <class C, class M, class G>
+bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw_in,
+                   index_t Tn, fast_row_part& rp) {
+  const fast_simd_row<C, M, G> rw = rw_in;  // (local copy: the stores may alias the parameters)
+  const policy_options& P = q.P;
+  const bool trunc = rw.trunc, on_policy = rw.lo == rw.lp, row_a = rw.A == nullptr;
+  const bool want_ptl = rw.ptl != nullptr, want_ge = rw.ge != nullptr;
+  const index_t end = trunc ? 0 : rw.end;
+  gspo_simd_pair<C> acc;
+#if GRPO_HAS_XSIMD
+  using VB = simd::batch_of<C>;
+  constexpr auto LB = static_cast<index_t>(simd::lane_traits<VB>::size);
+  auto& ab = acc.ab;
+#else
+  constexpr index_t LB = 1;
+#endif
+  auto& as = acc.as;
+  // Mask weights and valid lanes of the step at t (0 on a truncated row).
+  auto mask_of_step = [&](auto tag, index_t t, auto& m) {
+    using V = typename decltype(tag)::type;
+    m = trunc ? V(C(0)) : fast_load_as<V>(rw.m + t);
+    return !(m == V(C(0)));
+  };
+  // ---- sweep 1 ----
+  auto step1 = [&](auto tag, index_t t, auto& a) {
+    using V = typename decltype(tag)::type;
+    V m;
+    const auto valid = mask_of_step(tag, t, m);
+    const V lp = simd::load<V>(rw.lp + t);
+    const V lo = on_policy ? lp : simd::load<V>(rw.lo + t);
+    const V x = lp - lo;
+    const V w = m * x;
+    a.add(a.sx, valid, w);
+    a.add(a.sx2, valid, w * x);
+    a.ext(0, valid, x);
+    a.bad = simd::bor(a.bad, simd::band(valid, !((lp - lp) + (lo - lo) == V(C(0)))));
+    a.step_done();
+  };
+  index_t t = 0;
+  const index_t stop1 = std::min(Tn, (end + LB - 1) / LB * LB);
+#if GRPO_HAS_XSIMD
+  for (; t + LB <= stop1; t += LB) step1(std::type_identity<VB>{}, t, ab);
+  ab.flush();
+#endif
+  for (; t < stop1; ++t) step1(std::type_identity<C>{}, t, as);
+  as.flush();
+  auto total = [&](int k) { return acc.total(k); };
+  auto any_bad = [&] { return acc.any_bad(); };
+  if (any_bad()) return false;
+
+  // ---- row constants (double, the general engine's calls) ----
+  const double n = trunc ? 0.0 : rw.n, nc = n < 1.0 ? 1.0 : n;
+  const double sx = total(gspo_simd_acc<C>::sx), sx2 = total(gspo_simd_acc<C>::sx2);
+  // Finite inputs whose lane sums overflow C (float): rerun in double by the scalar twin.
+  if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
+  const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
+  const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
+  const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
+  const double a0 = static_cast<double>(rw.a0);
+  policy_token_terms pt0{};
+  if (row_a) pt0 = policy_token(P, r, a0, 0.0);
+  const bool spread_now = q.seq && row_a && !q.kl_bias, spread_later = q.seq && !spread_now;
+  double coef = 0.0;
+  if (row_a) {
+    coef = sp * (pt0.d_ratio * drd + pt0.d_logp);
+    if (spread_now) coef += sp * pt0.d_ratio * drs * n / nc;
+  }
+  const ops::ppo_clip_params<C> cpc{C(P.eps_low), C(P.eps_high), C(P.delta), C(P.dual_clip_c)};
+  const C c_coef = C(coef), c_val0 = C(pt0.value), c_r = C(r), c_drd = C(drd), c_sp = rw.sp;
+  const C c_kc = C(q.kl_coef), c_sk = rw.sk;
+
+  // ---- sweep 2 ----
+  auto step2 = [&](auto tag, index_t t, auto& a) {
+    using V = typename decltype(tag)::type;
+    const V zero(C(0));
+    V m;
+    const auto valid = mask_of_step(tag, t, m);
+    if (!want_ptl && !simd::any(valid)) {  // padding only: gradient exactly 0
+      fast_store_as<V>(rw.g + t, zero);
+      if (want_ge) fast_store_as<V>(rw.ge + t, zero);
+      return;
+    }
+    const V lp = simd::load<V>(rw.lp + t);
+    V value, g, nf = lp - lp;
+    if (row_a) {
+      value = V(c_val0);
+      g = m * V(c_coef);
+    } else {
+      const V A = simd::load<V>(rw.A + t);
+      const auto vg = simd::ppo_clip(V(c_r), A, cpc);
+      value = vg.value;
+      g = (V(c_sp) * m) * (vg.grad * V(c_drd));
+      a.add(a.pol, valid, m * value);
+      a.add(a.dr, valid, m * vg.grad);
+      const V ma = m * A;
+      a.add(a.sa, valid, ma);
+      a.add(a.sa2, valid, ma * A);
+      a.ext(1, valid, A);
+      a.add(a.neg, simd::band(valid, A < zero), m);
+      a.add(a.pos, simd::band(valid, A > zero), m);
+      nf = nf + (A - A);
+    }
+    V ptl = value;
+    if (kl_on) {
+      const V lr = simd::load<V>(rw.lr + t);
+      const auto kv = simd::kl(q.kl, lp, lr);
+      V k = kv.value, kg = kv.grad;
+      if (q.kl_bias) {  // value k r, gradient k' r + k dr_direct; the spread sums m k
+        a.add(a.skr, valid, m * k);
+        kg = kg * V(c_r) + k * V(c_drd);
+        k = k * V(c_r);
+      }
+      ptl = ptl + V(c_kc) * k;
+      g = g + (V(c_sk) * m) * V(c_kc) * kg;
+      const V mkv = m * k;
+      a.add(a.sk, valid, mkv);
+      a.add(a.sk2, valid, mkv * k);
+      a.ext(2, valid, k);
+      nf = nf + (lr - lr);
+    }
+    if (want_ptl) fast_store_as<V>(rw.ptl + t, ptl);
+    if (want_ge) fast_store_as<V>(rw.ge + t, zero);
+    fast_store_as<V>(rw.g + t, simd::sel<V>(valid, g, zero));
+    a.bad = simd::bor(a.bad, simd::band(valid, !(nf == zero)));
+    a.step_done();
+  };
+  const index_t stop2 = want_ptl ? Tn : stop1;
+  t = 0;
+#if GRPO_HAS_XSIMD
+  for (; t + LB <= stop2; t += LB) step2(std::type_identity<VB>{}, t, ab);
+  ab.flush();
+#endif
+  for (; t < stop2; ++t) step2(std::type_identity<C>{}, t, as);
+  as.flush();
+  for (; t < Tn; ++t) rw.g[t] = G(0);  // past the last valid token
+  if (want_ge)
+    for (t = stop2; t < Tn; ++t) rw.ge[t] = G(0);
+  if (any_bad()) return false;
+  if (n > 0 && kl_on &&
+      !(std::isfinite(total(gspo_simd_acc<C>::sk)) && std::isfinite(total(gspo_simd_acc<C>::sk2))))
+    return false;
+
+  // ---- sweep 3, row totals (as gspo_v512_row_impl) ----
+  if (spread_later) {
+    double row_g = (row_a ? sp * pt0.d_ratio * n : sp * total(gspo_simd_acc<C>::dr)) * drs;
+    if (q.kl_bias) row_g += sk * q.kl_coef * total(gspo_simd_acc<C>::skr) * drs;
+    if (row_g != 0.0) gspo_spread(rw.m, rw.g, end, row_g, nc);
+  }
+  return gspo_simd_finish<C>(q, kl_on, acc, n, r, row_a, a0, pt0, sp, sk, sx, sx2, rp);
+}
+
+}  // namespace GRPO_ISA_ABI
+}  // namespace grpo::detail
