@@ -139,7 +139,7 @@ struct settings {
   std::string input = "-", output = "-";
   std::string rules = "accuracy:1,format:0.5";
   std::size_t threads = 0;
-  std::size_t batch = 256;
+  std::size_t batch = 1024;  // lines per batch: three pool barriers each (parse, score, serialise)
   std::string overlong_variant = "dapo";
   double code_memory_mb = 512;
   bool quiet = false;
@@ -191,19 +191,26 @@ int run_score(const settings& s, rw::rule_options opt) {
   std::vector<double> rule_sum(set.size(), 0.0);
   std::vector<std::size_t> rule_n(set.size(), 0);
   std::vector<record> recs;
+  std::vector<std::string> lines, dumped;
+  std::vector<const rw::reward_breakdown*> of;
   std::string line;
   bool eof = false;
   while (!eof) {
-    recs.clear();
-    while (recs.size() < std::max<std::size_t>(1, s.batch)) {
+    // Only reading is serial: JSON parsing, scoring and serialising run on the pool (with them
+    // on the main thread, -j 2 gained 1.5-1.7x instead of ~2x on a symbolic-heavy batch).
+    lines.clear();
+    while (lines.size() < std::max<std::size_t>(1, s.batch)) {
       if (!std::getline(*in, line)) {
         eof = true;
         break;
       }
       if (!prepare_line(line)) continue;  // blank lines
-      recs.push_back(parse_line(line, n + recs.size(), opt));
+      lines.push_back(std::move(line));
     }
-    if (recs.empty()) break;
+    if (lines.empty()) break;
+    recs.assign(lines.size(), record{});
+    pool.parallel_for(lines.size(),
+                      [&](std::size_t k) { recs[k] = parse_line(lines[k], n + k, opt); });
     std::vector<rw::reward_breakdown> scores;
     try {
       scores = score_records(set, s.rules, recs, pool);
@@ -211,9 +218,15 @@ int run_score(const settings& s, rw::rule_options opt) {
       std::cerr << "grpo-reward: scoring failed: " << e.what() << "\n";
       return 2;
     }
-    std::size_t next = 0;
+    of.assign(recs.size(), nullptr);
+    for (std::size_t k = 0, next = 0; k < recs.size(); ++k)
+      if (recs[k].error.empty()) of[k] = &scores[next++];
+    dumped.assign(recs.size(), std::string{});
+    pool.parallel_for(recs.size(), [&](std::size_t k) {
+      dumped[k] = output_record(recs[k], of[k]).dump(-1, ' ', false, json::error_handler_t::replace);
+    });
     for (std::size_t k = 0; k < recs.size(); ++k) {
-      const rw::reward_breakdown* b = recs[k].error.empty() ? &scores[next++] : nullptr;
+      const rw::reward_breakdown* b = of[k];
       if (b) {
         for (std::size_t r = 0; r < b->rules.size(); ++r) {
           if (b->rules[r].value) {
@@ -225,8 +238,7 @@ int run_score(const settings& s, rw::rule_options opt) {
       } else {
         ++errors;
       }
-      *out << output_record(recs[k], b).dump(-1, ' ', false, json::error_handler_t::replace)
-           << '\n';
+      *out << dumped[k] << '\n';
     }
     n += recs.size();
     out->flush();
