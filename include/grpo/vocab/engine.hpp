@@ -94,6 +94,7 @@ template <class T, class G>
 void row_grad(const T* row, index_t stride, index_t V, float beta, const row_summary& rs, index_t y,
               float x_y, float g_logp, float g_entropy, G* out, index_t ostride, scratch& w,
               bool stream = false, isa k = kernel_isa()) noexcept {
+  (void)stream;  // packet paths only (none where GRPO_RUNTIME_DISPATCH is 0, e.g. under nvcc)
   if (stride == 1 && ostride == 1) {
     switch (k) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
@@ -117,6 +118,7 @@ template <class G>
 void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summary& rs, index_t y,
                      float x_y, float g_logp, G* out, index_t ostride, scratch& w,
                      bool stream = false, isa k = kernel_isa()) noexcept {
+  (void)stream;  // packet paths only
   if (ostride == 1) {
     switch (k) {
 #if GRPO_SIMD_HAS_AVX512_PACKET
