@@ -494,3 +494,36 @@ TEST_CASE("compute_advantages: bad shapes and options are documented errors" *
     CHECK(std::string(e.what()).find("advantages (out)") != std::string::npos);
   }
 }
+
+// Found by fuzz_numeric_core: batch_std, a singleton (its partner's reward NaN) under the unit
+// baseline, every other reward equal (batch std 0) and a subnormal eps gave r / eps = +inf for
+// finite rewards. Now eps must be 0 or >= 1e-150 (|R| <= 1e150, so |A| <= 2e300), and an
+// advantage the output type cannot hold is a named error instead of a silent +-inf.
+TEST_CASE("compute_advantages: a tiny eps or a narrowing overflow is a named error, never +-inf") {
+  const std::vector<double> r{nan_v, 0.5625, 0.5625, 0.5625, 0.5625, 0.5625};
+  auto o = plain(adv_estimator::batch_std, 1.295163e-318);
+  o.singleton = grpo::singleton_policy::unit_baseline;
+  std::vector<double> a(r.size(), -777.0);
+  expect_error([&] { grpo::compute_advantages(r, group_spec::fixed(2), a, o); },
+               grpo::errc::bad_option);
+  CHECK(a[1] == -777.0);  // nothing written
+  // The smallest accepted eps: the singleton gets 0.5625 / (0 + 1e-150), finite.
+  o.eps = grpo::detail::min_nonzero_eps;
+  const auto b = run(r, group_spec::fixed(2), o);
+  CHECK(b[1] == 0.5625 / 1e-150);
+  CHECK(std::isfinite(b[1]));
+  for (std::size_t i = 2; i < r.size(); ++i) CHECK(b[i] == 0.0);  // zero-spread groups
+  // eps = 0 stays allowed: a zero scale gives 0 (ops::zscore).
+  o.eps = 0.0;
+  CHECK(run(r, group_spec::fixed(2), o)[1] == 0.0);
+  // The same advantage into float storage overflows float: named error, nothing written.
+  o.eps = grpo::detail::min_nonzero_eps;
+  std::vector<float> af(r.size(), -777.0f);
+  expect_error([&] { grpo::compute_advantages(r, group_spec::fixed(2), af, o); },
+               grpo::errc::bad_value);
+  CHECK(af[1] == -777.0f);
+  // A representable result still goes through float unchanged.
+  o.eps = 1.0;
+  grpo::compute_advantages(r, group_spec::fixed(2), af, o);
+  CHECK(af[1] == static_cast<float>(0.5625 / 1.0));
+}

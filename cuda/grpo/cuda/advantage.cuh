@@ -35,13 +35,14 @@ using group_advantage_params = grpo::detail::row_advantage_params;
 
 /// Builds the device block from advantage_options.
 /// @return false for an estimator other than grpo / dr_grpo / rloo, the verl float32 emulation,
-///         or invalid options (negative eps / tolerance).
+///         or invalid options (negative eps / tolerance, 0 < eps < 1e-150).
 inline bool make_group_advantage_params(const advantage_options& o,
                                         group_advantage_params& out) noexcept {
   if (o.estimator != adv_estimator::grpo && o.estimator != adv_estimator::dr_grpo &&
       o.estimator != adv_estimator::rloo)
     return false;
   if (o.emulate_verl_float32 || !(o.eps >= 0) || !(o.zero_var_tol >= 0)) return false;
+  if (o.eps != 0 && !(o.eps >= grpo::detail::min_nonzero_eps)) return false;  // (the host rule)
   out = grpo::detail::make_row_advantage_params(o);
   return true;
 }

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <span>
 #include <string>
@@ -51,6 +52,13 @@ inline double row_advantage(double r, std::size_t g, const group_moments& m,
   return row_advantage_of(make_row_advantage_params(o), r, s);
 }
 
+/// %g text of a double for error messages (std::to_string prints 1e-318 as 0.000000).
+inline std::string to_chars_g(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", x);
+  return b;
+}
+
 /// Batch-independent checks of advantage_options, naming the field. [grpo.bad_option]
 inline void validate_advantage_options(const advantage_options& o) {
   expect_enum(o.estimator, 8, "advantage_options.estimator");
@@ -61,6 +69,10 @@ inline void validate_advantage_options(const advantage_options& o) {
   expect_enum(o.whiten.place, 3, "advantage_options.whiten.place");
   GRPO_EXPECTS(o.eps >= 0 && std::isfinite(o.eps), bad_option,
                "advantage_options.eps must be finite and >= 0, got " + std::to_string(o.eps));
+  GRPO_EXPECTS(o.eps == 0 || o.eps >= min_nonzero_eps, bad_option,
+               "advantage_options.eps must be 0 or >= 1e-150 (a smaller eps divides a reward by "
+               "almost nothing in a zero-spread group and overflows), got " +
+                   to_chars_g(o.eps));
   GRPO_EXPECTS(o.zero_var_tol >= 0 && !std::isnan(o.zero_var_tol), bad_option,
                "advantage_options.zero_var_tol must be >= 0");
   GRPO_EXPECTS(o.gpg_f_norm != 0 && std::isfinite(o.gpg_f_norm), bad_option,
@@ -190,10 +202,20 @@ std::vector<double> load_rewards(const V& v, double bound = max_abs_reward) {
   return r;
 }
 
+/// Writes the advantages to the caller's storage type. A finite advantage that the storage type
+/// cannot hold (|A| > 3.4e38 into float, > 65504 into float16) is a named error, never a silent
+/// +-inf: nothing is written then.
 template <class V>
 void store(const V& out, const std::vector<double>& a) {
   using E = typename V::value_type;
   static_assert(!std::is_const_v<typename V::element_type>, "advantages: output must be writable");
+  for (index_t i = 0; i < out.extent(0); ++i) {
+    const double x = a[static_cast<std::size_t>(i)];
+    GRPO_EXPECTS(!std::isfinite(x) || std::isfinite(static_cast<double>(widen(narrow<E>(x)))),
+                 bad_value,
+                 "advantages: the advantage " + to_chars_g(x) + " of row " + std::to_string(i) +
+                     " overflows the output type; use a double output or rescale the rewards");
+  }
   for (index_t i = 0; i < out.extent(0); ++i) out(i) = narrow<E>(a[static_cast<std::size_t>(i)]);
 }
 

@@ -197,5 +197,11 @@ inline void fill_stats(advantage_stats& st, const group_moments& m, const advant
 /// float: there 1e15.
 inline constexpr double max_abs_reward = 1e150;
 inline constexpr double max_abs_reward_f32 = 1e15;
+/// Smallest nonzero z-score eps accepted (advantage_options::eps). A singleton scored against the
+/// batch (batch_std, unit baseline) or any group whose spread is 0 divides |R - baseline| <=
+/// 2 max_abs_reward by a scale that may be eps alone: eps >= 1e-150 keeps that quotient <= 2e300
+/// (finite), where a subnormal eps (1e-318) made finite rewards give +-inf. eps = 0 stays allowed
+/// (a zero scale gives advantage 0, ops::zscore).
+inline constexpr double min_nonzero_eps = 1e-150;
 
 }  // namespace grpo::detail
