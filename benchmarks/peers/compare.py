@@ -22,10 +22,53 @@ MAP = {
     "fused_step/bf16/4096x32768": r"BM_ours_fused_grpo<grpo::bfloat16>/4096/32768(/|$)",
     "grpo_loss/fp32/33554432": r"BM_grpo_loss/8192/4096/{th}(/|$)",
     "grpo_loss/fp32/8388608": r"BM_grpo_loss/4096/2048/{th}(/|$)",
+    "gspo_loss/fp32/33554432": r"BM_grpo_loss_gspo/8192/4096/{th}(/|$)",
+    "gspo_loss/fp32/8388608": r"BM_grpo_loss_gspo/4096/2048/{th}(/|$)",
     "forward_kl/fp32/4096x32768": r"BM_ours_dense<float, gd::divergence::forward_kl>/4096/32768(/|$)",
     "forward_kl/bf16/4096x32768":
         r"BM_ours_dense<grpo::bfloat16, gd::divergence::forward_kl>/4096/32768(/|$)",
 }
+
+
+# torch_cpu.py key -> (probe run-name regex, bytes factor, kind) for the issue-15 probe targets:
+#   share: probe / ours (fraction of the bandwidth probe reached; target >= 70 % read, >= 60 % r+w)
+#   floor: ours / probe (multiple of the exp compute floor; target <= 1.3x)
+#   times: ours / (factor x probe) (multiple of one streaming pass / of the minimum traffic;
+#          targets <= 1.5x)
+PROBE = {
+    "logprob_fwd/fp32/4096x32768": (r"BM_probe_read/4096/32768(/|$)", 1.0, "share", "read"),
+    "logprob_fwd/bf16/4096x32768": (r"BM_probe_exp/4096/32768(/|$)", 1.0, "floor", "exp floor"),
+    "logprob_fwd/fp32/4096x151936": (r"BM_probe_read/4096/151936(/|$)", 1.0, "share", "read"),
+    "fused_step/fp32/4096x32768": (r"BM_probe_read_write/4096/32768(/|$)", 1.0, "share",
+                                   "read+write"),
+    "fused_step/bf16/4096x32768": (r"BM_probe_exp/4096/32768(/|$)", 1.0, "floor", "exp floor"),
+    "grpo_loss/fp32/33554432": (r"BM_stream_read/8192/4096/{th}(/|$)", 1.0, "times",
+                                "one streaming pass"),
+    "grpo_loss/fp32/8388608": (r"BM_stream_read/4096/2048/{th}(/|$)", 1.0, "times",
+                               "one streaming pass"),
+    "gspo_loss/fp32/33554432": (r"BM_stream_read/8192/4096/{th}(/|$)", 1.0, "times",
+                                "one streaming pass"),
+    "gspo_loss/fp32/8388608": (r"BM_stream_read/4096/2048/{th}(/|$)", 1.0, "times",
+                               "one streaming pass"),
+    # minimum traffic = 2 reads + 1 write of 4096 x 32768 floats = 1.5x the 1 GiB read probe
+    "forward_kl/fp32/4096x32768": (r"BM_probe_stream_read/268435456(/|$)", 1.5, "times",
+                                   "min traffic"),
+}
+
+
+def probe_cell(key, o, ours, th):
+    """The probe column of one row ('' when the probe did not run)."""
+    if key not in PROBE:
+        return ""
+    pat, factor, kind, label = PROBE[key]
+    rx = re.compile(pat.format(th=th))
+    hits = [v for n, v in ours.items() if rx.search(n)]
+    if not hits:
+        return ""
+    p = hits[0]
+    if kind == "share":
+        return f"{100.0 * p / o:.0f} % of {label}"
+    return f"{o / (factor * p):.2f}x {label}"
 
 
 def load_gbench(paths):
@@ -50,31 +93,38 @@ def load_gbench(paths):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--torch", required=True)
+    ap.add_argument("--torch", default="", help="torch_cpu.py JSON (omitted: ours and probes only)")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("gbench", nargs="+")
     a = ap.parse_args()
     ours = load_gbench(a.gbench)
-    with open(a.torch) as f:
-        peer = json.load(f)
-    print(f"torch {peer['torch']} ({peer['cpu_capability']}), {peer['threads']} threads, "
-          f"{peer['date']}\n")
-    print("| op, shape | ours | torch eager | torch.compile | eager / ours | compile / ours |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    peer = {"ops": {}}
+    if a.torch:
+        with open(a.torch) as f:
+            peer = json.load(f)
+        print(f"torch {peer['torch']} ({peer['cpu_capability']}), {peer['threads']} threads, "
+              f"{peer['date']}\n")
+    print("| op, shape | ours | against the probe | torch eager | torch.compile | eager / ours | "
+          "compile / ours |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for key, pat in MAP.items():
-        if key not in peer["ops"]:
-            continue
         rx = re.compile(pat.format(th=a.threads))
         hits = [v for n, v in ours.items() if rx.search(n)]
+        if key not in peer["ops"]:
+            if hits:  # no peer for it in this run: ours against the probe only
+                o = hits[0]
+                print(f"| {key} | {o:.1f} ms | {probe_cell(key, o, ours, a.threads)} | | | | |")
+            continue
         p = peer["ops"][key]
         if not hits:
-            print(f"| {key} | (not run) | {p['eager_ms']:.1f} ms | {p['compile_ms']:.1f} ms | | |")
+            print(f"| {key} | (not run) | | {p['eager_ms']:.1f} ms | {p['compile_ms']:.1f} ms | | |")
             continue
         o = hits[0]
         e, c = p["eager_ms"] / o, p["compile_ms"] / o
         em = "**" if e >= 20 else ""
         cm = "**" if c >= 3 else ""
-        print(f"| {key} | {o:.1f} ms | {p['eager_ms']:.1f} ms | {p['compile_ms']:.1f} ms | "
+        print(f"| {key} | {o:.1f} ms | {probe_cell(key, o, ours, a.threads)} | "
+              f"{p['eager_ms']:.1f} ms | {p['compile_ms']:.1f} ms | "
               f"{em}{e:.1f}x{em} | {cm}{c:.2f}x{cm} |")
     print("\nBold: the issue-15 target met (>= 20x eager, >= 3x torch.compile).")
 

@@ -3,7 +3,9 @@
 # Side-by-side run of the issue-15 table: ours (Google Benchmark binaries of a build dir) and the
 # PyTorch eager / torch.compile peers (benchmarks/peers/torch_cpu.py) in one window, same threads.
 #   benchmarks/peers/run.sh [build-dir (build/bench)] [threads (2)] [python (build/python-venv/bin/python)]
-# Env: GRPO_ISA=avx2|baseline pins the kernels' run-time path; REPS (3) repetitions per benchmark.
+# Env: GRPO_ISA=avx2|baseline pins the kernels' run-time path; REPS (3) repetitions per benchmark;
+#      SUFFIX=_portable runs the portable builds (bench_*_portable: no -march, run-time dispatch);
+#      NO_TORCH=1 skips the PyTorch peers (ours against the probes only).
 # Takes the shared benchmark lock itself. Writes build-dir/peers-<threads>/ and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,16 +13,17 @@ bdir=${1:-build/bench}
 th=${2:-2}
 py=${3:-build/python-venv/bin/python}
 reps=${REPS:-3}
-out="$bdir/peers-$th${GRPO_ISA:+-$GRPO_ISA}"
+sfx=${SUFFIX:-}
+out="$bdir/peers-$th${sfx}${GRPO_ISA:+-$GRPO_ISA}"
 mkdir -p "$out"
 exec 9>/tmp/grpo_bench.lock
 flock 9
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); GRPO_ISA=${GRPO_ISA:-unset}"
 gb=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
     --benchmark_out_format=json)
-lp=$(find "$bdir" -name bench_logprob -type f -perm -u+x | head -1)
-ls=$(find "$bdir" -name bench_loss -type f -perm -u+x | head -1)
-ds=$(find "$bdir" -name bench_distill -type f -perm -u+x | head -1)
+lp=$(find "$bdir" -name "bench_logprob$sfx" -type f -perm -u+x | head -1)
+ls=$(find "$bdir" -name "bench_loss$sfx" -type f -perm -u+x | head -1)
+ds=$(find "$bdir" -name "bench_distill$sfx" -type f -perm -u+x | head -1)
 files=()
 if [ -n "$lp" ]; then
   OMP_NUM_THREADS=$th "$lp" "${gb[@]}" --benchmark_out="$out/logprob.json" \
@@ -30,7 +33,7 @@ if [ -n "$lp" ]; then
 fi
 if [ -n "$ls" ]; then
   "$ls" "${gb[@]}" --benchmark_out="$out/loss.json" \
-    --benchmark_filter="BM_(grpo_loss|grpo_loss_gspo|stream_read)/[0-9]+/[0-9]+/$th/" >/dev/null
+    --benchmark_filter="BM_(grpo_loss[a-z_]*|stream_read)/[0-9]+/[0-9]+/$th/" >/dev/null
   files+=("$out/loss.json")
 fi
 if [ -n "$ds" ]; then
@@ -39,6 +42,10 @@ if [ -n "$ds" ]; then
     >/dev/null
   files+=("$out/distill.json")
 fi
-"$py" benchmarks/peers/torch_cpu.py --threads "$th" --out "$out/torch.json" >/dev/null
+targs=()
+if [ -z "${NO_TORCH:-}" ]; then
+  "$py" benchmarks/peers/torch_cpu.py --threads "$th" --out "$out/torch.json" >/dev/null
+  targs=(--torch "$out/torch.json")
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 benchmarks/peers/compare.py --torch "$out/torch.json" --threads "$th" "${files[@]}"
+python3 benchmarks/peers/compare.py "${targs[@]}" --threads "$th" "${files[@]}"

@@ -9,6 +9,7 @@ Each op is timed as the C++ benchmark times it (median of --reps calls after war
   logprob_fwd   selective log-softmax + entropy, no grad       (bench_logprob BM_ours_forward)
   fused_step    log-softmax -> gather -> DAPO loss -> backward (bench_logprob BM_ours_fused_grpo)
   grpo_loss     group advantages + DAPO loss + k3 KL, backward (bench_loss BM_grpo_loss)
+  gspo_loss     the same with the sequence-level ratio (TRL GSPO) (bench_loss BM_grpo_loss_gspo)
   forward_kl    KL(teacher || student) at T=0.9, backward      (bench_distill BM_ours_dense fwd KL)
 `benchmarks/peers/compare.py` joins this JSON with Google Benchmark JSON into the ratio table.
 """
@@ -55,6 +56,18 @@ def grpo_loss(lp, old, ref, mask, rewards, group=16, beta=0.04):
     adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)).reshape(-1, 1)
     ratio = torch.exp(lp - old)
     per_tok = -torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.28) * adv)
+    d = ref - lp
+    per_tok = per_tok + beta * (torch.exp(d) - d - 1)
+    return (per_tok * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def gspo_loss(lp, old, ref, mask, rewards, group=16, beta=0.04):
+    """TRL importance_sampling_level="sequence": s_i = exp(sum_t m (lp - old) / n_i) per row."""
+    r = rewards.view(-1, group)
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)).reshape(-1, 1)
+    n = mask.sum(1, keepdim=True).clamp(min=1.0)
+    s = torch.exp(((lp - old) * mask).sum(1, keepdim=True) / n)
+    per_tok = -torch.min(s * adv, torch.clamp(s, 0.8, 1.28) * adv)
     d = ref - lp
     per_tok = per_tok + beta * (torch.exp(d) - d - 1)
     return (per_tok * mask).sum() / mask.sum().clamp(min=1.0)
@@ -129,6 +142,15 @@ def run(args):
                 f(lp, old, ref, mask, rewards).backward()
             return call
         res[f"grpo_loss/fp32/{B0 * T}"] = bench_pair(mk, args.reps, args.quick)
+
+        def mk_gspo(comp, lp0=lp0, old=old, ref=ref, mask=mask, rewards=rewards):
+            f = torch.compile(gspo_loss, fullgraph=True) if comp else gspo_loss
+
+            def call():
+                lp = lp0.detach().requires_grad_()
+                f(lp, old, ref, mask, rewards).backward()
+            return call
+        res[f"gspo_loss/fp32/{B0 * T}"] = bench_pair(mk_gspo, args.reps, args.quick)
         del lp0, old, ref, mask
 
     for N, V, dn in [(4096, 32768, "fp32"), (4096, 32768, "bf16")]:
