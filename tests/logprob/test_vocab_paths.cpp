@@ -47,7 +47,7 @@ std::vector<grpo::isa> all_paths() {
 /// A [N, V] row-major logits matrix of type T: N(0, 3^2) values with +-20 offsets per 1024-block,
 /// every 7th entry masked (-inf), a dominant row, a row far below zero.
 template <class T>
-std::vector<T> make_logits(index_t N, index_t V, std::uint32_t seed) {
+std::vector<T> make_logits(index_t N, index_t V, std::uint32_t seed, float offset = 0.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::vector<T> x(static_cast<std::size_t>(N * V));
@@ -56,10 +56,11 @@ std::vector<T> make_logits(index_t N, index_t V, std::uint32_t seed) {
       float v = nd(rng) + ((j / 1024) % 2 == 0 ? 20.0f : -20.0f);
       if (i == 1) v = -18.0f + nd(rng) / 3.0f;  // dominated by the target below
       if (i == 2) v -= 140.0f;
+      v += offset;
       if (j % 7 == 3 && V > 1) v = -finf;
       x[static_cast<std::size_t>(i * V + j)] = grpo::narrow<T>(v);
     }
-  if (N > 1) x[static_cast<std::size_t>(V + 1 % V)] = grpo::narrow<T>(40.0f);
+  if (N > 1) x[static_cast<std::size_t>(V + 1 % V)] = grpo::narrow<T>(40.0f + offset);
   return x;
 }
 
@@ -113,9 +114,9 @@ std::vector<G> backward(const std::vector<T>& x, const std::vector<std::int64_t>
 
 /// Checks one path against the baseline run and the double reference.
 template <class T, class G>
-void compare_paths(index_t V, float temp, bool entropy_grad) {
+void compare_paths(index_t V, float temp, bool entropy_grad, float offset = 0.0f) {
   constexpr index_t N = 5;
-  const auto x = make_logits<T>(N, V, static_cast<std::uint32_t>(V * 3 + (temp < 1.0f)));
+  const auto x = make_logits<T>(N, V, static_cast<std::uint32_t>(V * 3 + (temp < 1.0f)), offset);
   std::vector<std::int64_t> ids = {0, 1 % V, V / 2, -100, V - 1};
   if (V > 3 && ids[4] % 7 == 3) ids[4] = V - 2;  // a finite target
   if (ids[0] % 7 == 3) ids[0] = 1;
@@ -131,7 +132,8 @@ void compare_paths(index_t V, float temp, bool entropy_grad) {
   }
   for (grpo::isa k : vector_paths()) {
     grpo::scoped_isa_limit pin(k);
-    INFO("path " << grpo::isa_name(k) << " V " << V << " T " << temp << " gh " << entropy_grad);
+    INFO("path " << grpo::isa_name(k) << " V " << V << " T " << temp << " gh " << entropy_grad
+                  << " offset " << offset);
     const auto f = forward(x, ids, V, temp);
     CHECK(f.rep.path == (k == grpo::isa::avx512 ? grpo::logprob_path::avx512
                                                 : grpo::logprob_path::avx2));
@@ -142,9 +144,10 @@ void compare_paths(index_t V, float temp, bool entropy_grad) {
         continue;
       }
       const auto r = lp_ref::row(widened_row(x.data() + i * V, V), temp, ids[si]);
-      // Bounds: the packets' exp_fast has relative error <= 3e-7 + 1e-7 |d| (d >= -87) against
-      // the portable exp's 2 ulp, and the sums run in another order; both move lse and log p by
-      // < 1e-5 relative (the same bound as test_logprob's against the double reference).
+      // Bounds: the packets' exp2_floor has relative error <= 1.9e-7 plus the rounding of its
+      // argument u (<= 6e-8 |u|, |u| <= 126) against the portable exp's 2 ulp, and the sums run
+      // in another order; both move lse and log p by < 1e-5 relative (the same bound as
+      // test_logprob's against the double reference).
       CHECK(std::abs(f.logp[si] - r.logp) <= 1e-5 * std::max(1.0, std::abs(r.logp)));
       CHECK(std::abs(f.lse[si] - r.lse) <= 1e-5 * std::max(1.0, std::abs(r.lse)));
       CHECK(std::abs(f.ent[si] - r.entropy) <= 1e-5 * std::max(1.0, r.entropy));
@@ -186,6 +189,59 @@ TEST_CASE("vocab engine: every path against the portable one and the double refe
       compare_paths<grpo::bfloat16, grpo::bfloat16>(V, temp, false);
       compare_paths<grpo::float16, grpo::float16>(V, temp, true);
       compare_paths<grpo::float16, float>(V, temp, false);
+    }
+  }
+}
+
+TEST_CASE("vocab engine: rows far from zero (the sweeps' rounding of c1 mb), all-negative rows") {
+  // Offsets put c1 mb at 4e3 .. 3e4, where its float rounding r (removed from the block sums and
+  // from the gradient's constants) reaches 2^-10 and beyond (the exp2 branch); -2000 makes every
+  // 16-bit pattern negative (the block maximum from the signed 16-bit minimum).
+  for (float offset : {3000.0f, -2000.0f, 20000.0f}) {
+    for (index_t V : {33, 2049, 5003}) {
+      compare_paths<float, float>(V, 1.0f, true, offset);
+      compare_paths<float, float>(V, 0.7f, false, offset);
+      compare_paths<grpo::bfloat16, float>(V, 1.0f, true, offset);
+      compare_paths<grpo::bfloat16, grpo::bfloat16>(V, 0.7f, false, offset);
+      compare_paths<grpo::float16, float>(V, 1.0f, true, offset / 8.0f);  // fp16 max 65504
+    }
+  }
+}
+
+TEST_CASE("vocab engine: 16-bit NaN patterns of either sign and +inf are reported on every path") {
+  for (grpo::isa k : all_paths()) {
+    grpo::scoped_isa_limit pin(k);
+    for (std::uint16_t bad : {std::uint16_t(0x7fc1), std::uint16_t(0xffc1), std::uint16_t(0x7f80)}) {
+      for (index_t at : {0, 17, 2047, 2100}) {
+        INFO("path " << std::string(grpo::isa_name(k)) << " pattern " << bad << " at " << at);
+        constexpr index_t V = 2200;
+        auto x = make_logits<grpo::bfloat16>(1, V, 5, -50.0f);  // every finite pattern negative
+        x[static_cast<std::size_t>(at)] = grpo::bfloat16::from_bits(bad);
+        std::vector<std::int64_t> ids = {1};
+        std::vector<float> lp(1);
+        CHECK_THROWS_WITH_AS(
+            grpo::selective_log_softmax(grpo::make_view(x.data(), {1, V}),
+                                        grpo::make_view(ids.data(), {1}),
+                                        grpo::make_view(lp.data(), {1})),
+            doctest::Contains("contains NaN or +inf"), grpo::error);
+      }
+    }
+  }
+}
+
+TEST_CASE("vocab engine: masked entries get exactly 0 gradient on every path") {
+  // (of either sign: the portable cached sweep writes c * 0 with c < 0)
+  for (grpo::isa k : all_paths()) {
+    grpo::scoped_isa_limit pin(k);
+    INFO("path " << std::string(grpo::isa_name(k)));
+    constexpr index_t V = 2063;
+    const auto x = make_logits<float>(3, V, 9);
+    for (bool gh : {false, true}) {
+      const auto g = backward<float, float>(x, {0, 5, V - 1}, V, 0.8f, gh);
+      int nonzero = 0;
+      for (std::size_t j = 0; j < x.size(); ++j)
+        if (x[j] == -finf) nonzero += !(g[j] == 0.0f);
+      CHECK(nonzero == 0);
     }
   }
 }

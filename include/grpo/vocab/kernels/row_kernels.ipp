@@ -6,13 +6,18 @@
 ///        sweep of the fused step. No include guard: vocab/kernels/<isa>/row.hpp includes it once
 ///        per ISA inside that ISA's target region and namespace, after `using A = ...;`.
 ///
-/// The maths is the portable path's (vocab/row.hpp, ops/softmax.hpp formulas, d_floor, exactly 0
-/// mass at or below the floor); only the exp (A::exp_fast, relative error <= 3e-7 + 1e-7 |x|)
-/// and the summation order differ. One packet costs: widening load (0 ops for fp32: a memory
-/// operand; 2 for bf16 / fp16), d = beta (x - mb) (1-2), keep mask (1), clamp (1), exp (8 + 2^n),
-/// s += e (1), t += e d (1), plus 1 max in the block-max pass. fp32 rows are read once from
-/// memory by the max pass and once more from L1 by the sweep; 16-bit rows are widened inside both
-/// sweeps (no copy).
+/// The maths is the portable path's (vocab/row.hpp, ops/softmax.hpp formulas, exactly 0 mass at
+/// the floor); the exp, the floor's exact position and the summation order differ. The sweeps
+/// work in base 2: u = beta log2(e) (x - mb), e = 2^u by A::exp2_floor (relative error 1.9e-7 of
+/// its polynomial, plus the rounding of u: <= 6e-8 |u|), u clamped at u_floor = -126, where
+/// exp2_floor gives exactly 0, so the clamp is also the mask (entries with u <= -125.5, i.e.
+/// d = beta (x - mb) <= -86.99, carry no mass; the portable path's floor is d <= -87).
+/// One packet of the statistics sweep costs 14 operations: u = fma(x, c1, -c1 mb) (1), clamp
+/// (1), exp2_floor (10), s += e (1), t += e u (1); the rounding of c1 mb is removed from the
+/// block's sums afterwards (block_sums). The block-max pass adds 1 per packet (fp32: vmaxps; bf16
+/// / fp16: signed 16-bit max and min of the raw patterns, 2 per 16 elements, no widening), and
+/// 16-bit rows are widened by one unpack per packet in an order-free sweep (load2_unordered).
+/// fp32 rows are read once from memory by the max pass and once more from L1 by the sweep.
 
 using vf = typename A::vf;
 /// Elements per packet, and per step of the unrolled sweeps (two independent packets).
@@ -82,12 +87,38 @@ struct side_block {
   }
 };
 
+/// log2(e): the sweeps' base-2 scale (u = beta log2(e) (x - mb)).
+inline constexpr float log2e = 1.44269504088896341f;
+/// The floor in base-2 units: exp2_floor(u_floor) = 0 exactly (see the file comment).
+inline constexpr float u_floor = -126.0f;
+
 /// Maximum of n widened elements (two independent accumulators). A NaN may or may not survive
-/// (vmaxps); row_stats catches it through the sum of exponentials.
+/// (vmaxps; a 16-bit NaN pattern of either sign may be skipped); row_stats catches it through the
+/// sum of exponentials. 16-bit rows (bf16, fp16: sign-magnitude patterns, NaN patterns beyond
+/// the infinities) are scanned as signed integers without widening: among non-negative patterns
+/// the integer maximum is the float maximum, among negative ones the integer minimum is (the
+/// smallest magnitude), and any non-negative pattern beats every negative one.
 template <class T>
 GRPO_FORCEINLINE float block_max(const T* x, index_t n) noexcept {
-  vf m0 = A::set1(-math::infinity<float>()), m1 = m0;
+  float m = -math::infinity<float>();
   index_t j = 0;
+  if constexpr (sizeof(T) == 2) {
+    constexpr index_t L16 = A::lanes16;
+    if (n >= L16) {
+      auto hi = A::set1_i16(std::numeric_limits<std::int16_t>::min());
+      auto lo = A::set1_i16(std::numeric_limits<std::int16_t>::max());
+      for (; j + L16 <= n; j += L16) {
+        const auto v = A::load_bits16(x + j);
+        hi = A::max_i16(hi, v);
+        lo = A::min_i16(lo, v);
+      }
+      const std::int16_t h = A::hmax_i16(hi);
+      const auto bits = static_cast<std::uint16_t>(h >= 0 ? h : A::hmin_i16(lo));
+      m = static_cast<float>(widen(T::from_bits(bits)));
+    }
+    if (j == n) return m;
+  }
+  vf m0 = A::set1(-math::infinity<float>()), m1 = m0;
   for (; j + L2 <= n; j += L2) {
     m0 = A::max(m0, A::load(x + j));
     m1 = A::max(m1, A::load(x + j + L));
@@ -97,79 +128,93 @@ GRPO_FORCEINLINE float block_max(const T* x, index_t n) noexcept {
     j += L;
   }
   if (j < n) m1 = A::max(m1, load_tail(x + j, n - j));
-  return A::hmax(A::max(m0, m1));
+  const float mv = A::hmax(A::max(m0, m1));
+  return mv > m ? mv : m;  // a NaN m (16-bit NaN pattern) stays
 }
 
-/// One packet of the statistics sweep: d = beta (x - mb) (Unit: beta = 1, no multiply), clamped
-/// at d_floor, e = exp(d) with exactly 0 for d <= d_floor (masked -inf entries included); NaN (a
-/// NaN or +inf logit) passes the mask and the clamp (max returns its second operand) and reaches
-/// the sums. Returns e; dc receives the clamped d.
-template <bool Unit>
-GRPO_FORCEINLINE vf exp_term(vf x, vf vmb, vf vbeta, vf& dc) noexcept {
-  const vf fl = A::set1(d_floor);
-  vf d = A::sub(x, vmb);
-  if constexpr (!Unit) d = A::mul(d, vbeta);
-  const auto keep = A::cmp_nle(d, fl);
-  dc = A::max(fl, d);
-  return A::keep(keep, A::exp_fast(dc));
-}
-
-/// The fused block pass over n widened elements of x: s = sum e_j, t = sum e_j d_j, e_j written
-/// to e when Store; side.step() once per 2L elements (side work of the fused pipeline).
-template <bool Unit, bool Store, class T, class Side>
+/// The fused block pass over n widened elements of x: s = sum e_j, t = sum e_j d_j with
+/// d_j = beta (x_j - mb), e_j = e^(d_j) (0 at the floor), e_j written to e when Store;
+/// side.step() once per 2L elements (side work of the fused pipeline).
+/// Store (the cache must hold e^(d_j), exactly 1 at the maximum): u = c1 (x - mb), 2 operations.
+/// Otherwise one fma, u' = c1 x - p with p = fl(c1 mb): u' = u + r with r = c1 mb - p (exact by
+/// an fma), so the sums carry the factor 2^r, removed from the block's sums: s = 2^-r s',
+/// sum e u = 2^-r (t' - r s'). The order of the elements is free there (bf16 widened by one
+/// unpack per packet). NaN (a NaN or +inf logit) passes the clamp (max returns its second
+/// operand) and reaches the sums; -inf gives u = -inf, clamped, e = 0.
+template <bool Store, class T, class Side>
 GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
                                  float mb, float beta, float& s, float& t, Side& side) noexcept {
-  const vf vmb = A::set1(mb), vb = A::set1(beta);
+  const float c1 = beta * log2e, p = c1 * mb;
+  const vf vc1 = A::set1(c1), vmb = A::set1(mb), vnp = A::set1(-p), fl = A::set1(u_floor);
   vf s0 = A::zero(), s1 = s0, t0 = s0, t1 = s0;
+  const auto term = [&](vf xv, vf& as, vf& at) noexcept {
+    const vf u = A::max(fl, Store ? A::mul(A::sub(xv, vmb), vc1) : A::fmadd(xv, vc1, vnp));
+    const vf ev = A::exp2_floor(u);
+    as = A::add(as, ev);
+    at = A::fmadd(ev, u, at);
+    return ev;
+  };
   index_t j = 0;
   for (; j + L2 <= n; j += L2) {
     prefetch_ahead(x + j);
     side.step();
-    vf d0, d1;
-    const vf e0 = exp_term<Unit>(A::load(x + j), vmb, vb, d0);
-    const vf e1 = exp_term<Unit>(A::load(x + j + L), vmb, vb, d1);
-    s0 = A::add(s0, e0);
-    t0 = A::fmadd(e0, d0, t0);
-    s1 = A::add(s1, e1);
-    t1 = A::fmadd(e1, d1, t1);
+    vf a, b;
+    if constexpr (Store) {
+      a = A::load(x + j);
+      b = A::load(x + j + L);
+    } else {
+      A::load2_unordered(x + j, a, b);
+    }
+    const vf e0 = term(a, s0, t0);
+    const vf e1 = term(b, s1, t1);
     if constexpr (Store) {
       A::store(e + j, e0);
       A::store(e + j + L, e1);
     }
   }
   if (j + L <= n) {
-    vf d0;
-    const vf e0 = exp_term<Unit>(A::load(x + j), vmb, vb, d0);
-    s0 = A::add(s0, e0);
-    t0 = A::fmadd(e0, d0, t0);
+    const vf e0 = term(A::load(x + j), s0, t0);
     if constexpr (Store) A::store(e + j, e0);
     j += L;
   }
   if (j < n) {
-    vf d0;
-    const vf e0 = exp_term<Unit>(load_tail(x + j, n - j), vmb, vb, d0);
-    s0 = A::add(s0, e0);
-    t0 = A::fmadd(e0, d0, t0);
+    const vf e0 = term(load_tail(x + j, n - j), s0, t0);
     if constexpr (Store) A::store_tail(e + j, e0, n - j);
   }
-  s = A::hsum(A::add(s0, s1));
-  t = A::hsum(A::add(t0, t1));
+  float sv = A::hsum(A::add(s0, s1)), tv = A::hsum(A::add(t0, t1));
+  if constexpr (!Store) {
+    const float r = std::fma(c1, mb, -p);  // c1 mb - p, exact
+    // k = 2^-r - 1: two terms of the series where |r| <= 2^-10 (|c1 mb| < 8192), error < 1e-10.
+    const float lr = -r * 0.693147180559945309f;
+    const float k = std::fabs(r) <= 0x1p-10f ? lr * (1.0f + 0.5f * lr) : std::exp2(-r) - 1.0f;
+    tv = std::fma(-r, sv, tv);  // sum e' (u' - r)
+    tv = std::fma(tv, k, tv);
+    sv = std::fma(sv, k, sv);
+  }
+  s = sv;
+  t = tv * (beta / c1);  // d = u beta / c1
 }
 
 /// (count of entries equal to mb) - 1 + (sum of e_j over the others): the exact e_blk of a block
-/// dominated by its maximum (rare: s - 1 < 2^-6).
-template <bool Unit, class T>
-float dominated_rest(const T* x, index_t n, float mb, float beta) noexcept {
-  const vf vmb = A::set1(mb), vb = A::set1(beta);
-  vf rest = A::zero();
+/// dominated by its maximum (rare: s - 1 < 2^-6), and its t = sum e_j d_j again with u = c1 (x -
+/// mb) (exactly 0 at the maximum: a row of one value has entropy exactly 0, as on the portable
+/// path, with no residue of the rounding that block_sums removes).
+template <class T>
+float dominated_rest(const T* x, index_t n, float mb, float beta, float& t) noexcept {
+  const float c1 = beta * log2e;
+  const vf vmb = A::set1(mb), vc1 = A::set1(c1), fl = A::set1(u_floor);
+  vf rest = A::zero(), tt = A::zero();
   int count = 0;
   for (index_t j = 0; j < n; j += L) {
     const vf xv = j + L <= n ? A::load(x + j) : load_tail(x + j, n - j);
     const auto top = A::cmp_eq(xv, vmb);
     count += A::count(top);
-    vf dc;
-    rest = A::add(rest, A::select(top, A::zero(), exp_term<Unit>(xv, vmb, vb, dc)));
+    const vf u = A::max(fl, A::mul(A::sub(xv, vmb), vc1));
+    const vf ev = A::select(top, A::zero(), A::exp2_floor(u));
+    rest = A::add(rest, ev);
+    tt = A::fmadd(ev, u, tt);
   }
+  t = A::hsum(tt) * (beta / c1);
   return static_cast<float>(count - 1) + A::hsum(rest);
 }
 
@@ -180,7 +225,7 @@ struct no_pending {};
 /// a pending_row, block b of that row's gradient is written during block b of this sweep;
 /// `pend_done` receives the first element of the pending row not yet written (the caller
 /// completes it after an early return).
-template <bool Unit, class T, class Pend = no_pending>
+template <class T, class Pend = no_pending>
 online_lse row_stats_contig(const T* row, index_t V, float beta, row_status& status,
                             row_cache* cache, Pend* pend = nullptr,
                             index_t* pend_done = nullptr) {
@@ -209,9 +254,9 @@ online_lse row_stats_contig(const T* row, index_t V, float beta, row_status& sta
     float s = 0.0f, t = 0.0f;
     const auto sweep = [&](auto& side) {
       if (cache)
-        block_sums<Unit, true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
+        block_sums<true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
       else
-        block_sums<Unit, false>(x, nullptr, n, mb, beta, s, t, side);
+        block_sums<false>(x, nullptr, n, mb, beta, s, t, side);
     };
     if constexpr (has_pend) {
       side_block sb(pend->cache->e.data() + j0, pend->out + j0, n, pend->coef(j0 / block));
@@ -227,7 +272,7 @@ online_lse row_stats_contig(const T* row, index_t V, float beta, row_status& sta
       return st;
     }
     float e_blk = s - 1.0f;
-    if (e_blk < 0.015625f) e_blk = dominated_rest<Unit>(x, n, mb, beta);
+    if (e_blk < 0.015625f) e_blk = dominated_rest(x, n, mb, beta, t);
     st.merge(online_lse::from_partial(beta, mb, e_blk, t));
   }
   if (st.empty()) status = row_status::all_masked;
@@ -237,8 +282,7 @@ online_lse row_stats_contig(const T* row, index_t V, float beta, row_status& sta
 /// The statistics pass of a contiguous row (cache already sized when given).
 template <class T>
 online_lse row_stats(const T* row, index_t V, float beta, row_status& status, row_cache* cache) {
-  return beta == 1.0f ? row_stats_contig<true>(row, V, beta, status, cache)
-                      : row_stats_contig<false>(row, V, beta, status, cache);
+  return row_stats_contig(row, V, beta, status, cache);
 }
 
 /// Writes o[0, n) from f(j, cnt), the packet of elements j.. (cnt < L: a partial packet whose
@@ -263,18 +307,35 @@ GRPO_FORCEINLINE void write_block(G* o, index_t n, F&& f) noexcept {
   if (j < n) A::store_tail(o + j, f(j, n - j), n - j);
 }
 
-/// The gradient sweep of one contiguous segment: per packet, log q = beta (x - m) - log s,
-/// q = exp(log q) with exactly 0 at or below d_floor (masked entries included), and the
-/// non-target gradient of ops::log_softmax_grad_nontarget rewritten as one product
-///   beta [-g q - h q (log q + H)] = q (a log q + b),  a = -beta h,  b = -beta (g + h H),
-/// (GradH = false: a = 0, o = b q). `o` may equal `x` (in place): each packet is loaded before
-/// its store.
-template <bool Unit, bool GradH, bool Stream, class T, class G>
-GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, float beta, const row_summary& rs,
-                                 float g_logp, float g_entropy) noexcept {
-  const vf vm = A::set1(rs.m), vls = A::set1(rs.log_s), vb = A::set1(beta);
-  const vf fl = A::set1(d_floor);
-  const vf a = A::set1(-beta * g_entropy), b = A::set1(-beta * (g_logp + g_entropy * rs.entropy));
+/// Per-row constants of the gradient sweep (grad_consts::make).
+struct grad_consts {
+  vf c1, c0, ga, gb;
+  /// The non-target gradient of ops::log_softmax_grad_nontarget,
+  ///   beta [-g q - h q (log q + H)] = q (a log q + b),  a = -beta h,  b = -beta (g + h H),
+  /// in base 2: u = c1 x + c0 ~ log2(e) log q (c1 = beta log2 e, c0 = -(c1 m + log2(e) log s)
+  /// rounded from double, remainder g: u_true = u + g), q = 2^u 2^g and log q = (u + g) beta / c1,
+  /// so o = 2^u (ga u + gb) with ga = 2^g a beta / c1, gb = 2^g (a g beta / c1 + b).
+  static grad_consts make(float beta, const row_summary& rs, float g_logp,
+                          float g_entropy) noexcept {
+    const float c1 = beta * log2e;
+    const double c0d = -(double(c1) * rs.m + double(rs.log_s) * 1.4426950408889634);
+    const float c0 = static_cast<float>(c0d);
+    const double g = c0d - c0, sc = std::exp2(g), r = double(beta) / c1;
+    const double a = -double(beta) * g_entropy;
+    const double b = -double(beta) * (double(g_logp) + double(g_entropy) * rs.entropy);
+    return {A::set1(c1), A::set1(c0), A::set1(static_cast<float>(sc * a * r)),
+            A::set1(static_cast<float>(sc * (a * r * g + b)))};
+  }
+};
+
+/// The gradient sweep of one contiguous segment: per packet u = max(c1 x + c0, u_floor),
+/// o = 2^u (ga u + gb) (GradH = false: ga = 0, o = 2^u gb), exactly 0 at the floor (masked
+/// entries included; -0 where the factor is negative, as on the portable path).
+/// 14 operations per packet (GradH), 13 without. `o` may equal `x` (in place): each packet is
+/// loaded before its store.
+template <bool GradH, bool Stream, class T, class G>
+GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, const grad_consts& k) noexcept {
+  const vf fl = A::set1(u_floor);
   write_block<Stream>(o, n, [&](index_t j, index_t cnt) noexcept {
     vf xv;
     if (cnt == L) {
@@ -283,12 +344,9 @@ GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, float beta, const 
     } else {
       xv = load_tail(x + j, cnt);
     }
-    vf lq = A::sub(xv, vm);
-    lq = Unit ? A::sub(lq, vls) : A::fmsub(lq, vb, vls);
-    const auto keep = A::cmp_nle(lq, fl);
-    const vf lqc = A::max(fl, lq);
-    const vf q = A::exp_fast(lqc);
-    return A::keep(keep, A::mul(q, GradH ? A::fmadd(a, lqc, b) : b));
+    const vf u = A::max(fl, A::fmadd(xv, k.c1, k.c0));
+    const vf q = A::exp2_floor(u);
+    return A::mul(q, GradH ? A::fmadd(k.ga, u, k.gb) : k.gb);
   });
 }
 
@@ -307,18 +365,14 @@ GRPO_FORCEINLINE void block_scale(const float* GRPO_RESTRICT e, G* GRPO_RESTRICT
 template <class T, class G>
 void row_grad(const T* row, index_t V, float beta, const row_summary& rs, index_t y, float x_y,
               float g_logp, float g_entropy, G* out, bool stream) noexcept {
-  const auto sweep = [&](auto unit, auto gradh, auto nt) {
+  const grad_consts k = grad_consts::make(beta, rs, g_logp, g_entropy);
+  const auto sweep = [&](auto gradh, auto nt) {
     for (index_t j0 = 0; j0 < V; j0 += block)
-      block_grad<decltype(unit)::value, decltype(gradh)::value, decltype(nt)::value>(
-          row + j0, out + j0, std::min(block, V - j0), beta, rs, g_logp, g_entropy);
+      block_grad<decltype(gradh)::value, decltype(nt)::value>(row + j0, out + j0,
+                                                              std::min(block, V - j0), k);
   };
   const auto with = [&](auto nt) {
-    using yes = std::true_type;
-    using no = std::false_type;
-    if (beta == 1.0f)
-      g_entropy != 0.0f ? sweep(yes{}, yes{}, nt) : sweep(yes{}, no{}, nt);
-    else
-      g_entropy != 0.0f ? sweep(no{}, yes{}, nt) : sweep(no{}, no{}, nt);
+    g_entropy != 0.0f ? sweep(std::true_type{}, nt) : sweep(std::false_type{}, nt);
   };
   if (stream) {
     with(std::true_type{});
@@ -363,9 +417,7 @@ template <class T, class G>
 online_lse row_stats_pipelined(const T* row, index_t V, float beta, row_status& status,
                                row_cache& cache, pending_row<G>& p) {
   index_t done = 0;
-  const online_lse st = beta == 1.0f
-                            ? row_stats_contig<true>(row, V, beta, status, &cache, &p, &done)
-                            : row_stats_contig<false>(row, V, beta, status, &cache, &p, &done);
+  const online_lse st = row_stats_contig(row, V, beta, status, &cache, &p, &done);
   for (index_t j0 = done; j0 < V; j0 += block)  // what an early return left of p
     block_scale<true>(p.cache->e.data() + j0, p.out + j0, std::min(block, V - j0),
                       p.coef(j0 / block));

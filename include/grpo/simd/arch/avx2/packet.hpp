@@ -114,6 +114,25 @@ struct avx2 {
     return _mm256_mul_ps(exp2_poly(f), pow2i(n));
   }
 
+  /// 2^u for u in [-126, 127] (callers clamp below at -126; NaN propagates), exactly 0 where u
+  /// rounds to -126 (u <= -125.5): the vocabulary sweeps' exp, their floor folded in (no mask).
+  /// n = round(u) by adding 1.5 * 2^23 + 126 (even, so ties go to even as in vroundps; the sum's
+  /// low bits are n + 126), f = u - n exact, 2^f by exp2_poly with doubled coefficients (every
+  /// Horner step exactly twice exp2_poly's), times 2^(n - 1) built by one shift of the sum's
+  /// bits ((n + 126) << 23: the zero pattern for n = -126). 10 operations against exp_fast's 12
+  /// (no vcvtps2dq / vpaddd); relative error that of exp2_poly (1.9e-7).
+  static GRPO_FORCEINLINE vf exp2_floor(vf u) noexcept {
+    const vf shift = set1(12583038.0f);  // 1.5 * 2^23 + 126
+    const vf y = _mm256_add_ps(u, shift);
+    const vf f = _mm256_sub_ps(u, _mm256_sub_ps(y, shift));
+    vf p = _mm256_fmadd_ps(set1(2.6529449969530106e-3f), f, set1(1.9343025982379913e-2f));
+    p = _mm256_fmadd_ps(p, f, set1(1.1101467162370682e-1f));
+    p = _mm256_fmadd_ps(p, f, set1(4.8044484853744507e-1f));
+    p = _mm256_fmadd_ps(p, f, set1(1.3862940073013306f));
+    p = _mm256_fmadd_ps(p, f, set1(2.0f));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(y), 23)));
+  }
+
   /// e^x with the libm edges (e^-inf = 0, +inf above 88.7, NaN -> NaN, exactly 0 below -103.3),
   /// subnormal results rounded once: 2^n applied as 2^(n - h) 2^h, h = trunc(n / 2), both
   /// factors normal for n in [-150, 128].
@@ -188,6 +207,49 @@ struct avx2 {
   static GRPO_FORCEINLINE vf load_fp16(const void* p) noexcept {
     return load(static_cast<const float16*>(p));
   }
+  /// 16 elements at p widened into a and b in a fixed lane order that is NOT memory order (a
+  /// permutation of the 16; for sums and maxima, which ignore order). bf16: one vpunpck{l,h}wd
+  /// with zero per 8 (the pattern lands in the upper half directly), against a zero-extension and
+  /// a shift for load(); a: elements 0-3, 8-11, b: 4-7, 12-15.
+  static GRPO_FORCEINLINE void load2_unordered(const float* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 8);
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const bfloat16* p, vf& a, vf& b) noexcept {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    a = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v));
+    b = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v));
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const float16* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 8);
+  }
+
+  // ----- 16-bit patterns (the block maximum of bf16 / fp16 rows) -----------------------------
+  using vi16 = __m256i;  ///< 16 x int16
+  static constexpr int lanes16 = 16;
+  /// The 16 bit patterns at p (bf16 / fp16) as signed 16-bit integers.
+  static GRPO_FORCEINLINE vi16 load_bits16(const void* p) noexcept {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  }
+  static GRPO_FORCEINLINE vi16 set1_i16(std::int16_t v) noexcept { return _mm256_set1_epi16(v); }
+  static GRPO_FORCEINLINE vi16 max_i16(vi16 a, vi16 b) noexcept { return _mm256_max_epi16(a, b); }
+  static GRPO_FORCEINLINE vi16 min_i16(vi16 a, vi16 b) noexcept { return _mm256_min_epi16(a, b); }
+  static GRPO_FORCEINLINE std::int16_t hmax_i16(vi16 v) noexcept {
+    alignas(32) std::int16_t b[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(b), v);
+    std::int16_t m = b[0];
+    for (int k = 1; k < 16; ++k) m = b[k] > m ? b[k] : m;
+    return m;
+  }
+  static GRPO_FORCEINLINE std::int16_t hmin_i16(vi16 v) noexcept {
+    alignas(32) std::int16_t b[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(b), v);
+    std::int16_t m = b[0];
+    for (int k = 1; k < 16; ++k) m = b[k] < m ? b[k] : m;
+    return m;
+  }
+
   /// The n < 8 elements at p widened, the other lanes `fill` (no read past p + n).
   static GRPO_FORCEINLINE vf load_tail(const float* p, std::ptrdiff_t n, float fill = 0.0f) noexcept {
     const mask m = first(n);

@@ -123,6 +123,15 @@ struct avx512 {
     return _mm512_scalef_ps(exp2_poly(f), n);
   }
 
+  /// 2^u for u in [-126, 127] (callers clamp below at -126; NaN propagates), exactly 0 where u
+  /// rounds to -126 (u <= -125.5): the vocabulary sweeps' exp (avx2::exp2_floor's contract).
+  /// n = round(u), f = u - n exact, exp2_poly(f) scaled by vscalefps, zeroed where n = -126.
+  static GRPO_FORCEINLINE vf exp2_floor(vf u) noexcept {
+    const vf n = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const mask live = _mm512_cmp_ps_mask(n, set1(-126.0f), _CMP_NEQ_UQ);  // NaN stays live
+    return _mm512_maskz_scalef_ps(live, exp2_poly(_mm512_sub_ps(u, n)), n);
+  }
+
   /// e^x with the libm edge behaviour: e^-inf = 0, e^x = +inf above 88.7, NaN -> NaN, and x
   /// below -103.3 gives exactly 0.
   static GRPO_FORCEINLINE vf exp_full(vf x) noexcept {
@@ -162,6 +171,42 @@ struct avx512 {
   /// 16 fp16 bit patterns -> float (vcvtph2ps: exact for every pattern incl. subnormals, NaN).
   static GRPO_FORCEINLINE vf load(const float16* p) noexcept {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  /// 32 elements at p widened into a and b in a fixed lane order that is NOT memory order (for
+  /// sums and maxima); bf16: one vpunpck{l,h}wd with zero per 16 (avx2::load2_unordered).
+  static GRPO_FORCEINLINE void load2_unordered(const float* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 16);
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const bfloat16* p, vf& a, vf& b) noexcept {
+    const __m512i v = _mm512_loadu_si512(static_cast<const void*>(p));
+    a = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), v));
+    b = _mm512_castsi512_ps(_mm512_unpackhi_epi16(_mm512_setzero_si512(), v));
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const float16* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 16);
+  }
+  /// 16-bit patterns as signed integers (the block maximum of bf16 / fp16 rows; avx2's API).
+  using vi16 = __m512i;  ///< 32 x int16
+  static constexpr int lanes16 = 32;
+  static GRPO_FORCEINLINE vi16 load_bits16(const void* p) noexcept { return _mm512_loadu_si512(p); }
+  static GRPO_FORCEINLINE vi16 set1_i16(std::int16_t v) noexcept { return _mm512_set1_epi16(v); }
+  static GRPO_FORCEINLINE vi16 max_i16(vi16 a, vi16 b) noexcept { return _mm512_max_epi16(a, b); }
+  static GRPO_FORCEINLINE vi16 min_i16(vi16 a, vi16 b) noexcept { return _mm512_min_epi16(a, b); }
+  static GRPO_FORCEINLINE std::int16_t hmax_i16(vi16 v) noexcept {
+    alignas(64) std::int16_t b[32];
+    _mm512_store_si512(b, v);
+    std::int16_t m = b[0];
+    for (int k = 1; k < 32; ++k) m = b[k] > m ? b[k] : m;
+    return m;
+  }
+  static GRPO_FORCEINLINE std::int16_t hmin_i16(vi16 v) noexcept {
+    alignas(64) std::int16_t b[32];
+    _mm512_store_si512(b, v);
+    std::int16_t m = b[0];
+    for (int k = 1; k < 32; ++k) m = b[k] < m ? b[k] : m;
+    return m;
   }
   static GRPO_FORCEINLINE vf load_bf16(const void* p) noexcept {
     return load(static_cast<const bfloat16*>(p));

@@ -9,6 +9,7 @@
 #include <grpo/vocab/row.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
