@@ -153,7 +153,6 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
   index_t rows = 0;
   for (index_t i = 0; i < N; ++i) rows += static_cast<std::int64_t>(ids(i)) != opt.ignore_index;
 
-  lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
     const auto y = static_cast<std::int64_t>(ids(i));
     if (y == opt.ignore_index) {
@@ -167,15 +166,13 @@ logprob_report selective_log_softmax(strided_view<LT, 2> logits, strided_view<IT
     const T* row = &logits(i, 0);
     const online_lse st = lp::row_stats(row, logits.stride(1), V, beta, w, status, nullptr, k);
     if (status != lp::row_status::ok) {
-      err.set(i, status);
-      return;
+      lp::raise_row_status("selective_log_softmax", i, status);
     }
     const float x_y = static_cast<float>(widen(row[y * logits.stride(1)]));
     logp(i) = ops::log_softmax(x_y, st.m, st.log_sum(), beta);
     if (want_lse) lse(i) = st.lse();
     if (want_h) entropy(i) = st.entropy();
   });
-  err.raise("selective_log_softmax");
   return detail::make_report<T>(rows, logits.stride(1), k);
 }
 
@@ -247,7 +244,6 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
   auto report = detail::make_report<T>(rows, logits.stride(1), k);
   report.cached_rows = cached;
 
-  lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
     const auto y = static_cast<std::int64_t>(ids(i));
     G* out = &grad_logits(i, 0);
@@ -267,8 +263,7 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
     const float x_y = static_cast<float>(widen(row[y * xs]));  // before an in-place overwrite
     const online_lse st = lp::row_stats(row, xs, V, beta, w, status, cp, k);
     if (status != lp::row_status::ok) {
-      err.set(i, status);
-      return;
+      lp::raise_row_status("selective_log_softmax_backward", i, status);
     }
     if (cp)
       lp::row_grad_cached(cache, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
@@ -277,7 +272,6 @@ logprob_report selective_log_softmax_backward(strided_view<LT, 2> logits, stride
       lp::row_grad(row, xs, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
                    static_cast<float>(grad_logp(i)), gh, out, os, w, /*stream=*/true, k);
   });
-  err.raise("selective_log_softmax_backward");
   return report;
 }
 

@@ -226,7 +226,6 @@ void sampler_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
   if (want_n) expect_extents(support_size, {N}, "support_size");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "sampler_log_softmax: ids");
-  lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
     const auto y = static_cast<std::int64_t>(ids(i));
     if (y == opt.ignore_index) {
@@ -241,8 +240,7 @@ void sampler_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
     const online_lse st = detail::sampler_support_row(&logits(i, 0), logits.stride(1), V, beta, opt,
                                                       buf, tmp, w, status);
     if (status != lp::row_status::ok) {
-      err.set(i, status);
-      return;
+      lp::raise_row_status("sampler_log_softmax", i, status);
     }
     const float x_y = buf[static_cast<std::size_t>(y)];
     logp(i) = x_y > -math::infinity<float>() ? ops::log_softmax(x_y, st.m, st.log_sum(), beta)
@@ -254,7 +252,6 @@ void sampler_log_softmax(strided_view<LT, 2> logits, strided_view<IT, 1> ids,
       support_size(i) = c;
     }
   });
-  err.raise("sampler_log_softmax");
 }
 
 /// Backward of sampler_log_softmax: dL/dx_j = (1/T) [g (delta_jy - p~_j) - h p~_j (log p~_j + H~)]
@@ -281,7 +278,6 @@ void sampler_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1
   expect_extents(grad_logits, {N, V}, "grad_logits");
   const float beta = lp::inverse_temperature(opt.temperature);
   lp::check_ids(ids, V, opt.ignore_index, "sampler_log_softmax_backward: ids");
-  lp::first_error err;
   lp::parallel_rows(N, opt.num_threads, [&](index_t i) {
     const auto y = static_cast<std::int64_t>(ids(i));
     G* out = &grad_logits(i, 0);
@@ -296,8 +292,7 @@ void sampler_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1
     const online_lse st = detail::sampler_support_row(&logits(i, 0), logits.stride(1), V, beta, opt,
                                                       buf, tmp, w, status);
     if (status != lp::row_status::ok) {
-      err.set(i, status);
-      return;
+      lp::raise_row_status("sampler_log_softmax_backward", i, status);
     }
     const float x_y = buf[static_cast<std::size_t>(y)];
     if (!(x_y > -math::infinity<float>())) return zero();
@@ -306,7 +301,6 @@ void sampler_log_softmax_backward(strided_view<LT, 2> logits, strided_view<IT, 1
     lp::row_grad(buf.data(), 1, V, beta, lp::summarise(st), static_cast<index_t>(y), x_y,
                  static_cast<float>(grad_logp(i)), gh, out, os, w);
   });
-  err.raise("sampler_log_softmax_backward");
 }
 
 }  // namespace GRPO_LOGPROB_ABI

@@ -6,6 +6,7 @@
 // step's pipelined sweep against row_stats + row_grad_cached. Paths the CPU lacks are reported as
 // SKIPPED.
 #include <grpo/logprob.hpp>
+#include <grpo/sampler.hpp>
 
 #include "logprob/reference.hpp"
 
@@ -225,6 +226,67 @@ TEST_CASE("vocab engine: 16-bit NaN patterns of either sign and +inf are reporte
                                         grpo::make_view(lp.data(), {1})),
             doctest::Contains("contains NaN or +inf"), grpo::error);
       }
+    }
+  }
+}
+
+TEST_CASE("vocab row loop: the lowest failing row is reported, with 1 and 2 threads") {
+  // 64 rows of 1024: above grpo::par's threshold, so num_threads = 2 runs threaded where OpenMP is
+  // built in. Row 40 is entirely -inf, row 50 holds +inf, row 9 a NaN (until it is repaired).
+  constexpr index_t N = 64, V = 1024;
+  auto x = make_logits<float>(N, V, 3);
+  for (index_t j = 0; j < V; ++j) x[static_cast<std::size_t>(40 * V + j)] = -finf;
+  x[static_cast<std::size_t>(50 * V + 7)] = finf;
+  x[static_cast<std::size_t>(9 * V + 100)] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::int64_t> ids(N, 2);
+  std::vector<float> lp(N), gl(N, 0.5f), ge(N, 0.0f), g(x.size());
+  const auto xv = grpo::make_view(static_cast<const float*>(x.data()), {N, V});
+  const auto iv = grpo::make_view(ids.data(), {N});
+  for (grpo::isa k : all_paths()) {
+    for (int threads : {1, 2}) {
+      grpo::scoped_isa_limit pin(k);
+      INFO("path " << std::string(grpo::isa_name(k)) << " threads " << threads);
+      grpo::logprob_options o;
+      o.num_threads = threads;
+      grpo::sampler_options so;
+      so.num_threads = threads;
+      so.top_k = 50;
+      const auto fwd = [&] {
+        grpo::selective_log_softmax(xv, iv, grpo::make_view(lp.data(), {N}), {}, {}, o);
+      };
+      const auto bwd = [&] {
+        grpo::selective_log_softmax_backward(xv, iv, grpo::make_view(gl.data(), {N}),
+                                             grpo::make_view(ge.data(), {N}),
+                                             grpo::make_view(g.data(), {N, V}), o);
+      };
+      const auto smp = [&] {
+        grpo::sampler_log_softmax(xv, iv, grpo::make_view(lp.data(), {N}), {}, {}, so);
+      };
+      const auto sbw = [&] {
+        grpo::sampler_log_softmax_backward(xv, iv, grpo::make_view(gl.data(), {N}),
+                                           grpo::make_view(ge.data(), {N}),
+                                           grpo::make_view(g.data(), {N, V}), so);
+      };
+      CHECK_THROWS_WITH_AS(
+          fwd(), doctest::Contains("] selective_log_softmax: logits row 9 contains NaN or +inf"),
+          grpo::error);
+      CHECK_THROWS_WITH_AS(
+          bwd(), doctest::Contains("selective_log_softmax_backward: logits row 9 contains NaN"),
+          grpo::error);
+      CHECK_THROWS_WITH_AS(smp(), doctest::Contains("sampler_log_softmax: logits row 9 contains"),
+                           grpo::error);
+      CHECK_THROWS_WITH_AS(sbw(), doctest::Contains("backward: logits row 9 contains"),
+                           grpo::error);
+      x[static_cast<std::size_t>(9 * V + 100)] = 0.5f;
+      CHECK_THROWS_WITH_AS(fwd(),
+                           doctest::Contains("] selective_log_softmax: logits row 40 is entirely "
+                                             "-inf (no token has probability mass)"),
+                           grpo::error);
+      CHECK_THROWS_WITH_AS(bwd(), doctest::Contains("logits row 40 is entirely -inf"),
+                           grpo::error);
+      CHECK_THROWS_WITH_AS(smp(), doctest::Contains("logits row 40 is entirely -inf"),
+                           grpo::error);
+      x[static_cast<std::size_t>(9 * V + 100)] = std::numeric_limits<float>::quiet_NaN();
     }
   }
 }

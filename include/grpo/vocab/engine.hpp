@@ -210,7 +210,20 @@ void check_ids(strided_view<I, 1> ids, index_t V, std::int64_t ignore_index, con
   }
 }
 
-/// Records the first failing row of a parallel loop (exceptions must not cross an OpenMP region).
+/// Throws the error of row `r` that failed with status s (bad_value: "<what>: logits row r
+/// contains NaN or +inf" / "... is entirely -inf ..."). Row bodies run by parallel_rows call it
+/// directly: grpo::par::for_each_row's channel rethrows the exception of the lowest failing row
+/// after the loop, whatever the thread count (serially the loop stops at that row).
+inline void raise_row_status(const char* what, index_t r, row_status s) {
+  if (s == row_status::all_masked)
+    GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
+                              " is entirely -inf (no token has probability mass)");
+  GRPO_THROW(bad_value,
+             std::string(what) + ": logits row " + std::to_string(r) + " contains NaN or +inf");
+}
+
+/// Records the first failing row of a loop that must not throw from its rows (the fused steps'
+/// pipelined ranges); the same messages as raise_row_status.
 struct first_error {
   std::atomic<index_t> row{std::numeric_limits<index_t>::max()};
   std::atomic<int> kind{0};
@@ -223,16 +236,13 @@ struct first_error {
   void raise(const char* what) const {
     const index_t r = row.load();
     if (r == std::numeric_limits<index_t>::max()) return;
-    if (kind.load() == static_cast<int>(row_status::all_masked))
-      GRPO_THROW(bad_value, std::string(what) + ": logits row " + std::to_string(r) +
-                                " is entirely -inf (no token has probability mass)");
-    GRPO_THROW(bad_value,
-               std::string(what) + ": logits row " + std::to_string(r) + " contains NaN or +inf");
+    raise_row_status(what, r, static_cast<row_status>(kind.load()));
   }
 };
 
 /// Runs body(i) for i in [0, n) on grpo::par::for_each_row (OpenMP when available; one thread
-/// below the threshold of work_per_row x n elements). Rows report failures through first_error.
+/// below the threshold of work_per_row x n elements). A row reports its failure by throwing
+/// (raise_row_status); the exception of the lowest failing row leaves.
 template <class F>
 void parallel_rows(index_t n, int num_threads, F&& body,
                    index_t work_per_row = par::min_parallel_work) {
