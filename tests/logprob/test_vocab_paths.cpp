@@ -212,7 +212,8 @@ TEST_CASE("vocab engine: rows far from zero (the sweeps' rounding of c1 mb), all
 TEST_CASE("vocab engine: 16-bit NaN patterns of either sign and +inf are reported on every path") {
   for (grpo::isa k : all_paths()) {
     grpo::scoped_isa_limit pin(k);
-    for (std::uint16_t bad : {std::uint16_t(0x7fc1), std::uint16_t(0xffc1), std::uint16_t(0x7f80)}) {
+    for (std::uint16_t bad :
+         {std::uint16_t(0x7fc1), std::uint16_t(0xffc1), std::uint16_t(0x7f80)}) {
       for (index_t at : {0, 17, 2047, 2100}) {
         INFO("path " << std::string(grpo::isa_name(k)) << " pattern " << bad << " at " << at);
         constexpr index_t V = 2200;
