@@ -207,6 +207,13 @@ TEST_CASE("vocab engine: rows far from zero (the sweeps' rounding of c1 mb), all
       compare_paths<grpo::float16, float>(V, 1.0f, true, offset / 8.0f);  // fp16 max 65504
     }
   }
+  // Logits of 3e38 at T = 1: c1 mb and the gradient's c0 overflow a float (the unshifted sweep,
+  // the per-element gradient) while lse does not (at T < 1 it would: beta x > FLT_MAX).
+  for (index_t V : {33, 2049}) {
+    compare_paths<float, float>(V, 1.0f, true, 3e38f);
+    compare_paths<float, float>(V, 1.0f, false, 3e38f);
+    compare_paths<grpo::bfloat16, grpo::bfloat16>(V, 1.0f, true, 3e38f);
+  }
 }
 
 TEST_CASE("vocab engine: 16-bit NaN patterns of either sign and +inf are reported on every path") {

@@ -135,20 +135,20 @@ GRPO_FORCEINLINE float block_max(const T* x, index_t n) noexcept {
 /// The fused block pass over n widened elements of x: s = sum e_j, t = sum e_j d_j with
 /// d_j = beta (x_j - mb), e_j = e^(d_j) (0 at the floor), e_j written to e when Store;
 /// side.step() once per 2L elements (side work of the fused pipeline).
-/// Store (the cache must hold e^(d_j), exactly 1 at the maximum): u = c1 (x - mb), 2 operations.
-/// Otherwise one fma, u' = c1 x - p with p = fl(c1 mb): u' = u + r with r = c1 mb - p (exact by
+/// Exact (always with Store: the cache must hold e^(d_j), exactly 1 at the maximum; and where
+/// c1 mb overflows a float): u = c1 (x - mb), 2 operations. Otherwise one fma, u' = c1 x - p with p = fl(c1 mb): u' = u + r with r = c1 mb - p (exact by
 /// an fma), so the sums carry the factor 2^r, removed from the block's sums: s = 2^-r s',
 /// sum e u = 2^-r (t' - r s'). The order of the elements is free there (bf16 widened by one
 /// unpack per packet). NaN (a NaN or +inf logit) passes the clamp (max returns its second
 /// operand) and reaches the sums; -inf gives u = -inf, clamped, e = 0.
-template <bool Store, class T, class Side>
+template <bool Store, bool Exact, class T, class Side>
 GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT e, index_t n,
                                  float mb, float beta, float& s, float& t, Side& side) noexcept {
   const float c1 = beta * log2e, p = c1 * mb;
   const vf vc1 = A::set1(c1), vmb = A::set1(mb), vnp = A::set1(-p), fl = A::set1(u_floor);
   vf s0 = A::zero(), s1 = s0, t0 = s0, t1 = s0;
   const auto term = [&](vf xv, vf& as, vf& at) noexcept {
-    const vf u = A::max(fl, Store ? A::mul(A::sub(xv, vmb), vc1) : A::fmadd(xv, vc1, vnp));
+    const vf u = A::max(fl, Exact ? A::mul(A::sub(xv, vmb), vc1) : A::fmadd(xv, vc1, vnp));
     const vf ev = A::exp2_floor(u);
     as = A::add(as, ev);
     at = A::fmadd(ev, u, at);
@@ -182,7 +182,7 @@ GRPO_FORCEINLINE void block_sums(const T* GRPO_RESTRICT x, float* GRPO_RESTRICT 
     if constexpr (Store) A::store_tail(e + j, e0, n - j);
   }
   float sv = A::hsum(A::add(s0, s1)), tv = A::hsum(A::add(t0, t1));
-  if constexpr (!Store) {
+  if constexpr (!Exact) {
     const float r = std::fma(c1, mb, -p);  // c1 mb - p, exact
     // k = 2^-r - 1: two terms of the series where |r| <= 2^-10 (|c1 mb| < 8192), error < 1e-10.
     const float lr = -r * 0.693147180559945309f;
@@ -254,9 +254,11 @@ online_lse row_stats_contig(const T* row, index_t V, float beta, row_status& sta
     float s = 0.0f, t = 0.0f;
     const auto sweep = [&](auto& side) {
       if (cache)
-        block_sums<true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
-      else
-        block_sums<false>(x, nullptr, n, mb, beta, s, t, side);
+        block_sums<true, true>(x, cache->e.data() + j0, n, mb, beta, s, t, side);
+      else if (std::fabs(beta * log2e * mb) <= std::numeric_limits<float>::max())
+        block_sums<false, false>(x, nullptr, n, mb, beta, s, t, side);
+      else  // |c1 mb| overflows (logits near the float range): no shift to correct
+        block_sums<false, true>(x, nullptr, n, mb, beta, s, t, side);
     };
     if constexpr (has_pend) {
       side_block sb(pend->cache->e.data() + j0, pend->out + j0, n, pend->coef(j0 / block));
@@ -374,7 +376,16 @@ void row_grad(const T* row, index_t V, float beta, const row_summary& rs, index_
   const auto with = [&](auto nt) {
     g_entropy != 0.0f ? sweep(std::true_type{}, nt) : sweep(std::false_type{}, nt);
   };
-  if (stream) {
+  if (!(std::fabs(A::hmax(k.c0)) <= std::numeric_limits<float>::max())) {
+    // c1 m + log2(e) log s overflows a float (logits near the float range): the formula per
+    // element, with the portable path's floor (exactly 0 at or below d_floor).
+    for (index_t j = 0; j < V; ++j) {
+      const float lq = ops::log_softmax(static_cast<float>(widen(row[j])), rs.m, rs.log_s, beta);
+      out[j] = narrow<G>(lq > d_floor ? ops::log_softmax_grad(lq, math::exp(lq), false, g_logp,
+                                                              g_entropy, rs.entropy, beta)
+                                      : 0.0f);
+    }
+  } else if (stream) {
     with(std::true_type{});
     A::sfence();  // order the non-temporal stores before the target's store below
   } else {
