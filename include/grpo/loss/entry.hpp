@@ -355,7 +355,7 @@ loss_scalars compute_loss_metrics(const loss_options& o, const loss_batch<T, M>&
   std::vector<T> sink(static_cast<std::size_t>(Tn > 0 ? Tn : 1));
   loss_outputs<T> out;
   out.grad_logp = strided_view<T, 2>(sink.data(), {B, Tn}, {0, 1});
-  const detail::one_thread_scope serial;
+  [[maybe_unused]] const detail::one_thread_scope serial;
   return compute_loss_into(o, in, out);
 }
 
