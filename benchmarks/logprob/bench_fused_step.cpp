@@ -74,9 +74,9 @@ void BM_fused_step(benchmark::State& st) {
   grpo::fused_grpo_options fo;
   fo.chunk_tokens = C;
   for (auto _ : st) {
-    auto r = grpo::fused_grpo_step(o, grpo::make_view(static_cast<const float*>(x.get()), {B, T, V}),
-                                   grpo::make_view(ids.data(), {B, T}), b,
-                                   grpo::make_view(g.get(), {B, T, V}), fo);
+    auto r = grpo::fused_grpo_step(
+        o, grpo::make_view(static_cast<const float*>(x.get()), {B, T, V}),
+        grpo::make_view(ids.data(), {B, T}), b, grpo::make_view(g.get(), {B, T, V}), fo);
     benchmark::DoNotOptimize(r.loss);
   }
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * 2 * sizeof(float)));
@@ -92,10 +92,10 @@ BENCHMARK(BM_probe_read_write)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_fused_step)
-    ->Args({1, 4096, 256, 1})     // one chunk per token: the per-chunk fixed cost dominates
-    ->Args({64, 64, 256, 1})      // the same over 64 sequences
-    ->Args({1, 4096, 256, 0})     // default chunks (64 tokens)
-    ->Args({1, 4096, 32768, 0})   // the shape, default chunks (4 tokens)
+    ->Args({1, 4096, 256, 1})    // one chunk per token: the per-chunk fixed cost dominates
+    ->Args({64, 64, 256, 1})     // the same over 64 sequences
+    ->Args({1, 4096, 256, 0})    // default chunks (64 tokens)
+    ->Args({1, 4096, 32768, 0})  // the shape, default chunks (4 tokens)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

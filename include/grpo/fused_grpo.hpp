@@ -157,8 +157,7 @@ struct fused_step {
         const auto y = static_cast<std::int64_t>(ids(i, t));
         GRPO_EXPECTS(y >= 0 && y < V, out_of_range,
                      "fused_grpo_step: ids(" + std::to_string(i) + ", " + std::to_string(t) +
-                         ") = " + std::to_string(y) + " is outside [0, " + std::to_string(V) +
-                         ")");
+                         ") = " + std::to_string(y) + " is outside [0, " + std::to_string(V) + ")");
       }
     xs = logits.stride(2);
     gs = grad.stride(2);
@@ -303,8 +302,8 @@ struct fused_step {
           const index_t t = t0 + r, tp = pt0 + r;
           const auto rz = static_cast<std::size_t>(r);
           // The pending row r rides along when it is a cached gradient row (h = 0).
-          const bool pend = r < pn && active(pi, tp) &&
-                            g_h[static_cast<std::size_t>(pi * Tn + tp)] == P(0);
+          const bool pend =
+              r < pn && active(pi, tp) && g_h[static_cast<std::size_t>(pi * Tn + tp)] == P(0);
           if (active(i, t) && pend) {
             lp::pending_row<G> p;
             p.cache = &sets[cur ^ 1][rz];
@@ -391,9 +390,10 @@ struct fused_step {
                           ? fopt.chunk_tokens
                           : std::clamp<index_t>(index_t(512 * 1024) / (V * bytes_per_logit), 1, 64);
     const bool can_pipeline = cached && xs == 1 && gs == 1 && sizeof(G) == 2;
-    res.pipelined = can_pipeline && (fopt.pipeline == fused_pipeline::on ||
-                                     (fopt.pipeline == fused_pipeline::automatic &&
-                                      lp::kernel_isa() == isa::avx512));
+    res.pipelined =
+        can_pipeline &&
+        (fopt.pipeline == fused_pipeline::on ||
+         (fopt.pipeline == fused_pipeline::automatic && lp::kernel_isa() == isa::avx512));
     if (res.pipelined)
       pipelined(cp, C);
     else

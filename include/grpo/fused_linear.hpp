@@ -178,7 +178,7 @@ struct linear_engine {
   }
 };
 
-}  // inline namespace GRPO_ISA_ABI
+}  // namespace GRPO_ISA_ABI
 }  // namespace detail
 
 namespace detail {
@@ -198,15 +198,21 @@ struct linear_step {
   const fused_linear_options& opt;
   index_t B = 0, Tn = 0, H = 0, V = 0;
   bool need_entropy = false;
-  std::vector<float> hid_copy;        // [N, H] when hidden's tokens do not flatten
-  std::vector<std::int64_t> idflat;   // [N]
-  std::vector<P> logp_p, ent_p;       // [N] in the loss's value type
+  std::vector<float> hid_copy;       // [N, H] when hidden's tokens do not flatten
+  std::vector<std::int64_t> idflat;  // [N]
+  std::vector<P> logp_p, ent_p;      // [N] in the loss's value type
   linear_engine<std::int64_t> eng;
 
   linear_step(const loss_options& l, strided_view<const float, 3> h, strided_view<const float, 2> w,
               strided_view<IT, 2> y, const loss_batch<P, M>& in, strided_view<float, 3> gh,
               strided_view<float, 2> gw, const fused_linear_options& o)
-      : loss(l), hidden(h), weight(w), ids(y), inputs(in), grad_hidden(gh), grad_weight(gw),
+      : loss(l),
+        hidden(h),
+        weight(w),
+        ids(y),
+        inputs(in),
+        grad_hidden(gh),
+        grad_weight(gw),
         opt(o) {}
 
   bool is_active(index_t i, index_t t) const {
@@ -377,7 +383,7 @@ struct linear_step {
   }
 };
 
-}  // inline namespace GRPO_ISA_ABI
+}  // namespace GRPO_ISA_ABI
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {

@@ -320,8 +320,7 @@ TEST_CASE("loss_chunk_plan: overflow rule, bad values and unsupported options" *
   for (const auto& o : {grpo::preset("trl_gspo"), grpo::preset("verl_geo_mean"),
                         grpo::preset("trl_vespo"), seqmask, f32kl}) {
     CHECK_FALSE(grpo::chunk_coefficients_ok(o));
-    CHECK_THROWS_WITH_AS(plan_d(o, in),
-                         doctest::Contains("[grpo.bad_option]"), grpo::error);
+    CHECK_THROWS_WITH_AS(plan_d(o, in), doctest::Contains("[grpo.bad_option]"), grpo::error);
   }
 }
 
@@ -392,7 +391,8 @@ TEST_CASE("compute_loss_metrics: scalars and metrics bitwise equal to compute_lo
       grpo::loss_outputs<float> out;
       out.grad_logp = grpo::make_view(gr.data(), {4, 19});
       const auto in = d.batch(false);
-      CHECK(same_scalars(grpo::compute_loss_into(f.o, in, out), grpo::compute_loss_metrics(f.o, in)));
+      CHECK(
+          same_scalars(grpo::compute_loss_into(f.o, in, out), grpo::compute_loss_metrics(f.o, in)));
       continue;
     }
     check_metrics<float>(g, 4, 19);

@@ -147,7 +147,8 @@ TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every p
         std::vector<float> g2;
         const auto r2 = fused(p, o, T, grpo::fused_schedule::two_phase, g2);
         CHECK(r2.loss == doctest::Approx(r.loss).epsilon(1e-12));
-        CHECK(r2.metrics.clip_region.sum == doctest::Approx(r.metrics.clip_region.sum).epsilon(1e-12));
+        CHECK(r2.metrics.clip_region.sum ==
+              doctest::Approx(r.metrics.clip_region.sum).epsilon(1e-12));
         double e2 = 0;
         for (std::size_t k = 0; k < g.size(); ++k)
           e2 = grpo_test::err_max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
@@ -266,14 +267,16 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" *
   CHECK(bad == 0);
   // Errors: an out-of-range id on a valid token, NaN logit on a valid row, single_pass refused.
   p.ids[0] = static_cast<std::int32_t>(p.V);
-  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), doctest::Contains("[grpo.out_of_range]"), grpo::error);
+  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g),
+                       doctest::Contains("[grpo.out_of_range]"), grpo::error);
   p.ids[0] = 0;
   p.logits[3] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g),
                        doctest::Contains("NaN"), grpo::error);
   p.logits[3] = 0.0f;
-  CHECK_THROWS_WITH_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
-                  doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(
+      fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
+      doctest::Contains("[grpo.bad_option]"), grpo::error);
 }
 
 TEST_CASE("fused_grpo_step: multi-block rows, fp32 and bf16, cached and entropy gradient paths" *
@@ -402,7 +405,8 @@ TEST_CASE("fused_grpo_step: the software pipeline (forced on) gives the per-chun
       r = grpo::fused_grpo_step(o, v, grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(), v, fo);
       g = x;
     } else {
-      r = grpo::fused_grpo_step(o, grpo::make_view(static_cast<const H*>(x.data()), {p.B, p.T, p.V}),
+      r = grpo::fused_grpo_step(o,
+                                grpo::make_view(static_cast<const H*>(x.data()), {p.B, p.T, p.V}),
                                 grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
                                 grpo::make_view(g.data(), {p.B, p.T, p.V}), fo);
     }
@@ -431,9 +435,10 @@ TEST_CASE("fused_grpo_step: the software pipeline (forced on) gives the per-chun
   std::vector<float> g;
   grpo::fused_grpo_options fo;
   fo.pipeline = grpo::fused_pipeline::on;
-  const auto rf = grpo::fused_grpo_step(o, grpo::make_view(p.logits.data(), {p.B, p.T, p.V}),
-                                        grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
-                                        grpo::make_view((g = p.logits).data(), {p.B, p.T, p.V}), fo);
+  const auto rf =
+      grpo::fused_grpo_step(o, grpo::make_view(p.logits.data(), {p.B, p.T, p.V}),
+                            grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+                            grpo::make_view((g = p.logits).data(), {p.B, p.T, p.V}), fo);
   CHECK_FALSE(rf.pipelined);
 }
 

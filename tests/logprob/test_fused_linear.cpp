@@ -461,7 +461,8 @@ TEST_CASE("fused_linear_grpo_step: seq-mask TIS runs two phases and equals the m
   CHECK_FALSE(grpo::fused_single_pass_ok(o));
   std::vector<double> smp(static_cast<std::size_t>(p.B * p.T));
   for (index_t k = 0; k < p.B * p.T; ++k)
-    smp[static_cast<std::size_t>(k)] = p.old_lp[static_cast<std::size_t>(k)] - ((k % p.T) < 3 ? 1.5 : -0.4);
+    smp[static_cast<std::size_t>(k)] =
+        p.old_lp[static_cast<std::size_t>(k)] - ((k % p.T) < 3 ? 1.5 : -0.4);
   auto b = p.batch();
   b.sampler_logp = grpo::make_view(static_cast<const double*>(smp.data()), {p.B, p.T});
   std::vector<float> gl(lg.size());

@@ -85,8 +85,12 @@ V row_slice(const V& v, index_t i, index_t t0, index_t n) {
 class one_thread_scope {
  public:
 #if defined(_OPENMP)
-  one_thread_scope() noexcept : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~one_thread_scope() { omp_set_num_threads(saved_); }
+  one_thread_scope() noexcept : saved_(omp_get_max_threads()) {
+    omp_set_num_threads(1);
+  }
+  ~one_thread_scope() {
+    omp_set_num_threads(saved_);
+  }
 #else
   one_thread_scope() noexcept = default;
 #endif
@@ -317,8 +321,8 @@ detail::chunk_outcome loss_chunk_plan<T, M, G>::run(const variant& v, index_t i,
                  "loss_chunk_plan: internal route error");
     d::general_part part;
     d::general_row(c, w.gs, r, 0, part);
-    oc.loss = (0.0 + part.pol) + v.o.kl_coef * (0.0 + part.kl) -
-              v.o.entropy_coef * (0.0 + part.ent);
+    oc.loss =
+        (0.0 + part.pol) + v.o.kl_coef * (0.0 + part.kl) - v.o.entropy_coef * (0.0 + part.ent);
     oc.ratio_inf = part.met.ratio.max == std::numeric_limits<double>::infinity();
   }
   return oc;
