@@ -178,7 +178,212 @@ struct linear_engine {
   }
 };
 
-}  // inline namespace GRPO_ISA_ABI
+}  // namespace GRPO_ISA_ABI
+}  // namespace detail
+
+namespace detail {
+inline namespace GRPO_ISA_ABI {
+
+/// The state of one fused_linear_grpo_step call and its phases (checks, token flattening, the
+/// single-pass and two-phase schedules), each a member function.
+template <class IT, class P, class M>
+struct linear_step {
+  const loss_options& loss;
+  strided_view<const float, 3> hidden;
+  strided_view<const float, 2> weight;
+  strided_view<IT, 2> ids;
+  const loss_batch<P, M>& inputs;
+  strided_view<float, 3> grad_hidden;
+  strided_view<float, 2> grad_weight;
+  const fused_linear_options& opt;
+  index_t B = 0, Tn = 0, H = 0, V = 0;
+  bool need_entropy = false;
+  std::vector<float> hid_copy;       // [N, H] when hidden's tokens do not flatten
+  std::vector<std::int64_t> idflat;  // [N]
+  std::vector<P> logp_p, ent_p;      // [N] in the loss's value type
+  linear_engine<std::int64_t> eng;
+
+  linear_step(const loss_options& l, strided_view<const float, 3> h, strided_view<const float, 2> w,
+              strided_view<IT, 2> y, const loss_batch<P, M>& in, strided_view<float, 3> gh,
+              strided_view<float, 2> gw, const fused_linear_options& o)
+      : loss(l),
+        hidden(h),
+        weight(w),
+        ids(y),
+        inputs(in),
+        grad_hidden(gh),
+        grad_weight(gw),
+        opt(o) {}
+
+  bool is_active(index_t i, index_t t) const {
+    if (!inputs.truncated.empty() && inputs.truncated[static_cast<std::size_t>(i)]) return false;
+    return static_cast<double>(inputs.mask(i, t)) != 0.0;
+  }
+
+  /// Every shape and alias check before anything is written.
+  void check() {
+    validate(loss);
+    B = hidden.extent(0);
+    Tn = hidden.extent(1);
+    H = hidden.extent(2);
+    V = weight.extent(0);
+    expect_host(hidden, "hidden");
+    expect_host(weight, "weight");
+    expect_extents(weight, {V, H}, "weight");
+    expect_extents(ids, {B, Tn}, "ids");
+    expect_extents(grad_hidden, {B, Tn, H}, "grad_hidden");
+    expect_extents(grad_weight, {V, H}, "grad_weight");
+    GRPO_EXPECTS(V > 0, shape_mismatch, "weight: vocabulary extent must be > 0");
+    expect_rows_contiguous(weight.stride(1), H, "weight");
+    expect_rows_contiguous(grad_weight.stride(1), H, "grad_weight");
+    GRPO_EXPECTS(inputs.mask.data_handle() != nullptr || B * Tn == 0, shape_mismatch,
+                 "mask: required");
+    expect_extents(inputs.mask, {B, Tn}, "mask");
+    // Outputs: distinct elements, disjoint from every input and from each other.
+    expect_distinct_elements(grad_hidden, "grad_hidden");
+    expect_distinct_elements(grad_weight, "grad_weight");
+    expect_disjoint(grad_hidden, hidden, "grad_hidden", "hidden");
+    expect_disjoint(grad_hidden, weight, "grad_hidden", "weight");
+    expect_disjoint(grad_weight, hidden, "grad_weight", "hidden");
+    expect_disjoint(grad_weight, weight, "grad_weight", "weight");
+    expect_disjoint(grad_hidden, grad_weight, "grad_hidden", "grad_weight");
+    GRPO_EXPECTS(inputs.truncated.empty() || static_cast<index_t>(inputs.truncated.size()) == B,
+                 shape_mismatch, "truncated: size must equal B");
+    GRPO_EXPECTS(opt.chunk_tokens >= 0, bad_option,
+                 "fused_linear_options::chunk_tokens must be >= 0");
+  }
+
+  /// The engine over the flattened tokens ([B, T, H] -> [B T, H] in place when the strides
+  /// allow, else a copy), the active tokens (ids checked), the per-token buffers, zeroed outputs.
+  void setup() {
+    const index_t N = B * Tn;
+    strided_view<const float, 2> hflat;
+    if (hidden.stride(0) == Tn * hidden.stride(1) || Tn == 1) {
+      hflat = strided_view<const float, 2>(hidden.data_handle(), {N, H},
+                                           {hidden.stride(1), hidden.stride(2)});
+    } else {
+      hid_copy.resize(static_cast<std::size_t>(N * H));
+      for (index_t i = 0; i < B; ++i)
+        for (index_t t = 0; t < Tn; ++t)
+          for (index_t h = 0; h < H; ++h)
+            hid_copy[static_cast<std::size_t>((i * Tn + t) * H + h)] = hidden(i, t, h);
+      hflat = make_view(static_cast<const float*>(hid_copy.data()), {N, H});
+    }
+    idflat.resize(static_cast<std::size_t>(N));
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < Tn; ++t)
+        idflat[static_cast<std::size_t>(i * Tn + t)] = static_cast<std::int64_t>(ids(i, t));
+    eng.hidden = hflat;
+    eng.weight = weight;
+    eng.ids = make_view(idflat.data(), {N});
+    eng.beta = lp::inverse_temperature(opt.logprob.temperature);
+    eng.C = fused_linear_chunk_tokens(opt, V);
+    eng.Vc = opt.vocab_chunk > 0 && opt.vocab_chunk < V ? opt.vocab_chunk : V;
+    eng.H = H;
+    eng.V = V;
+    eng.threads = opt.logprob.num_threads;
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < Tn; ++t)
+        if (is_active(i, t)) {
+          const auto y = idflat[static_cast<std::size_t>(i * Tn + t)];
+          GRPO_EXPECTS(y >= 0 && y < V, out_of_range,
+                       "fused_linear_grpo_step: ids(" + std::to_string(i) + ", " +
+                           std::to_string(t) + ") = " + std::to_string(y) + " is outside [0, " +
+                           std::to_string(V) + ")");
+          eng.active.push_back(i * Tn + t);
+        }
+    eng.state.resize(eng.active.size());
+    eng.logp.assign(static_cast<std::size_t>(N), 0.0f);
+    eng.entropy.assign(static_cast<std::size_t>(N), 0.0f);
+    eng.g_lp.assign(static_cast<std::size_t>(N), 0.0f);
+    eng.g_h.assign(static_cast<std::size_t>(N), 0.0f);
+    logp_p.assign(static_cast<std::size_t>(N), P(0));
+    ent_p.assign(static_cast<std::size_t>(N), P(0));
+    need_entropy = loss.entropy_coef != 0.0 || loss.top_entropy_quantile < 1.0;
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < Tn; ++t)
+        for (index_t h = 0; h < H; ++h) grad_hidden(i, t, h) = 0.0f;
+    gw_map().setZero();
+  }
+
+  lin_map gw_map() const {
+    return lin_map(grad_weight.data_handle(), V, H, lin_stride(grad_weight.stride(0)));
+  }
+  /// (k, h) -> grad_hidden(k / T, k % T, h): the engine's flat token index.
+  struct gh_flat {
+    strided_view<float, 3> g;
+    index_t T;
+    float& operator()(index_t k, index_t h) const { return g(k / T, k % T, h); }
+  };
+  /// log p and H of the chunk's tokens in the loss's value type.
+  void to_p(index_t c0, index_t n) {
+    for (index_t r = 0; r < n; ++r) {
+      const auto k = static_cast<std::size_t>(eng.active[static_cast<std::size_t>(c0 + r)]);
+      logp_p[k] = static_cast<P>(eng.logp[k]);
+      ent_p[k] = static_cast<P>(eng.entropy[k]);
+    }
+  }
+  loss_batch<P, M> batch() const {
+    loss_batch<P, M> b = inputs;
+    b.logp = make_view(static_cast<const P*>(logp_p.data()), {B, Tn});
+    b.entropy = need_entropy ? make_view(static_cast<const P*>(ent_p.data()), {B, Tn})
+                             : strided_view<const P, 2>{};
+    return b;
+  }
+
+  /// Token-local options: per chunk of active tokens (of several sequences), the statistics,
+  /// each token's coefficients (loss_chunk_plan over that one token, with its row's mask-only
+  /// factors), then the gradient (3 GEMMs when one vocabulary block covers V).
+  void single_pass(fused_grpo_result& res) {
+    const loss_chunk_plan<P, M> cp(loss, batch());
+    const auto na = static_cast<index_t>(eng.active.size());
+    lin_map gw = gw_map();
+    gh_flat ghf{grad_hidden, Tn};
+    for (index_t c0 = 0; c0 < na; c0 += eng.C) {
+      const index_t n = std::min(eng.C, na - c0);
+      eng.forward_chunk(c0, n);
+      eng.err.raise("fused_linear_grpo_step");
+      to_p(c0, n);
+      for (index_t r = 0; r < n; ++r) {
+        const index_t k = eng.active[static_cast<std::size_t>(c0 + r)];
+        P glp = 0, gh = 0;
+        cp.coefficients(k / Tn, k % Tn, 1, &glp, &gh);
+        eng.g_lp[static_cast<std::size_t>(k)] = static_cast<float>(glp);
+        eng.g_h[static_cast<std::size_t>(k)] = static_cast<float>(gh);
+      }
+      eng.backward_chunk(c0, n, eng.Vc >= V, ghf, gw);
+    }
+    static_cast<loss_scalars&>(res) = compute_loss_metrics(loss, batch());
+  }
+
+  /// Statistics of every chunk, the loss on [B, T], then the gradient recomputing the logits
+  /// (4 GEMMs).
+  void two_phase(fused_grpo_result& res) {
+    const auto na = static_cast<index_t>(eng.active.size());
+    for (index_t c0 = 0; c0 < na; c0 += eng.C) {
+      const index_t n = std::min(eng.C, na - c0);
+      eng.forward_chunk(c0, n);
+      to_p(c0, n);
+    }
+    eng.err.raise("fused_linear_grpo_step");
+    const auto N = static_cast<std::size_t>(B * Tn);
+    std::vector<P> glp(N), gh(N);
+    loss_outputs<P> out;
+    out.grad_logp = make_view(glp.data(), {B, Tn});
+    out.grad_entropy = make_view(gh.data(), {B, Tn});
+    static_cast<loss_scalars&>(res) = compute_loss_into(loss, batch(), out);
+    for (std::size_t k = 0; k < N; ++k) {
+      eng.g_lp[k] = static_cast<float>(glp[k]);
+      eng.g_h[k] = static_cast<float>(gh[k]);
+    }
+    lin_map gw = gw_map();
+    gh_flat ghf{grad_hidden, Tn};
+    for (index_t c0 = 0; c0 < na; c0 += eng.C)
+      eng.backward_chunk(c0, std::min(eng.C, na - c0), false, ghf, gw);
+  }
+};
+
+}  // namespace GRPO_ISA_ABI
 }  // namespace detail
 
 inline namespace GRPO_LOGPROB_ABI {
@@ -238,11 +443,13 @@ void linear_log_softmax(strided_view<const float, 2> hidden, strided_view<const 
 }
 
 /// Fused linear GRPO step: hidden [B, T, H] and W [V, H] -> logits chunks -> log pi(y), H ->
-/// compute_loss_into(loss, ...) -> grad_hidden [B, T, H] and grad_weight [V, H] (both overwritten).
+/// the loss engine -> grad_hidden [B, T, H] and grad_weight [V, H] (both overwritten).
 /// Only tokens with mask != 0 (and not truncated) are projected; the others get zero gradient rows.
-/// Token-local loss options run in one pass per chunk (3 GEMMs when vocab_chunk covers V); others
-/// (GSPO, OPSM, GMPO, VESPO, top-entropy quantile, sequence TIS) run statistics first and recompute
-/// the logits chunks in the gradient pass (4 GEMMs).
+/// Token-local loss options (fused_single_pass_ok) run in one pass per chunk (3 GEMMs when
+/// vocab_chunk covers V), the coefficients from loss_chunk_plan and the scalars from
+/// compute_loss_metrics (loss/entry.hpp); others (GSPO, OPSM, GMPO, VESPO, top-entropy quantile,
+/// sequence or seq-mask TIS, OpenRLHF float32 KL) run statistics first, compute_loss_into on
+/// [B, T], and recompute the logits chunks in the gradient pass (4 GEMMs).
 /// @pre fp32 hidden / weight / gradients in host memory; ids of valid tokens in [0, V).
 /// @post result as fused_grpo_step (loss, metrics, logp, entropy); gradients exact up to fp32
 ///       GEMM rounding.
@@ -254,190 +461,27 @@ fused_grpo_result fused_linear_grpo_step(const loss_options& loss,
                                          strided_view<float, 3> grad_hidden,
                                          strided_view<float, 2> grad_weight,
                                          const fused_linear_options& opt = {}) {
-  namespace lp = detail::lp;
-  validate(loss);
-  const index_t B = hidden.extent(0), Tn = hidden.extent(1), H = hidden.extent(2);
-  const index_t V = weight.extent(0);
-  expect_host(hidden, "hidden");
-  expect_host(weight, "weight");
-  expect_extents(weight, {V, H}, "weight");
-  expect_extents(ids, {B, Tn}, "ids");
-  expect_extents(grad_hidden, {B, Tn, H}, "grad_hidden");
-  expect_extents(grad_weight, {V, H}, "grad_weight");
-  GRPO_EXPECTS(V > 0, shape_mismatch, "weight: vocabulary extent must be > 0");
-  detail::expect_rows_contiguous(weight.stride(1), H, "weight");
-  detail::expect_rows_contiguous(grad_weight.stride(1), H, "grad_weight");
-  GRPO_EXPECTS(inputs.mask.data_handle() != nullptr || B * Tn == 0, shape_mismatch,
-               "mask: required");
-  expect_extents(inputs.mask, {B, Tn}, "mask");
-  // Outputs: distinct elements, disjoint from every input and from each other.
-  expect_distinct_elements(grad_hidden, "grad_hidden");
-  expect_distinct_elements(grad_weight, "grad_weight");
-  expect_disjoint(grad_hidden, hidden, "grad_hidden", "hidden");
-  expect_disjoint(grad_hidden, weight, "grad_hidden", "weight");
-  expect_disjoint(grad_weight, hidden, "grad_weight", "hidden");
-  expect_disjoint(grad_weight, weight, "grad_weight", "weight");
-  expect_disjoint(grad_hidden, grad_weight, "grad_hidden", "grad_weight");
-  GRPO_EXPECTS(inputs.truncated.empty() || static_cast<index_t>(inputs.truncated.size()) == B,
-               shape_mismatch, "truncated: size must equal B");
-  GRPO_EXPECTS(opt.chunk_tokens >= 0, bad_option,
-               "fused_linear_options::chunk_tokens must be >= 0");
+  detail::linear_step<IT, P, M> st(loss, hidden, weight, ids, inputs, grad_hidden, grad_weight,
+                                   opt);
+  st.check();
   const bool single = opt.schedule == fused_schedule::single_pass ||
                       (opt.schedule == fused_schedule::automatic && fused_single_pass_ok(loss));
-  GRPO_EXPECTS(!single || fused_single_pass_ok(loss), bad_option,
+  GRPO_EXPECTS(!single || single_pass_ok(loss), bad_option,
                "fused_linear_options::schedule = single_pass needs token-local loss options");
-
-  // Flatten tokens: [B, T, H] -> [B*T, H] needs stride(0) == T * stride(1); else gather per token.
-  const index_t N = B * Tn;
-  std::vector<float> hid_copy;
-  strided_view<const float, 2> hflat;
-  if (hidden.stride(0) == Tn * hidden.stride(1) || Tn == 1)
-    hflat = strided_view<const float, 2>(hidden.data_handle(), {N, H},
-                                         {hidden.stride(1), hidden.stride(2)});
-  else {
-    hid_copy.resize(static_cast<std::size_t>(N * H));
-    for (index_t i = 0; i < B; ++i)
-      for (index_t t = 0; t < Tn; ++t)
-        for (index_t h = 0; h < H; ++h)
-          hid_copy[static_cast<std::size_t>((i * Tn + t) * H + h)] = hidden(i, t, h);
-    hflat = make_view(static_cast<const float*>(hid_copy.data()), {N, H});
-  }
-  std::vector<std::int64_t> idflat(static_cast<std::size_t>(N));
-  for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t)
-      idflat[static_cast<std::size_t>(i * Tn + t)] = static_cast<std::int64_t>(ids(i, t));
-
-  detail::linear_engine<std::int64_t> eng;
-  eng.hidden = hflat;
-  eng.weight = weight;
-  eng.ids = make_view(idflat.data(), {N});
-  eng.beta = lp::inverse_temperature(opt.logprob.temperature);
-  eng.C = fused_linear_chunk_tokens(opt, V);
-  eng.Vc = opt.vocab_chunk > 0 && opt.vocab_chunk < V ? opt.vocab_chunk : V;
-  eng.H = H;
-  eng.V = V;
-  eng.threads = opt.logprob.num_threads;
-  auto is_active = [&](index_t i, index_t t) {
-    if (!inputs.truncated.empty() && inputs.truncated[static_cast<std::size_t>(i)]) return false;
-    return static_cast<double>(inputs.mask(i, t)) != 0.0;
-  };
-  for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t)
-      if (is_active(i, t)) {
-        const auto y = idflat[static_cast<std::size_t>(i * Tn + t)];
-        GRPO_EXPECTS(y >= 0 && y < V, out_of_range,
-                     "fused_linear_grpo_step: ids(" + std::to_string(i) + ", " + std::to_string(t) +
-                         ") = " + std::to_string(y) + " is outside [0, " + std::to_string(V) + ")");
-        eng.active.push_back(i * Tn + t);
-      }
-  const auto na = static_cast<index_t>(eng.active.size());
-  eng.state.resize(eng.active.size());
-  eng.logp.assign(static_cast<std::size_t>(N), 0.0f);
-  eng.entropy.assign(static_cast<std::size_t>(N), 0.0f);
-  eng.g_lp.assign(static_cast<std::size_t>(N), 0.0f);
-  eng.g_h.assign(static_cast<std::size_t>(N), 0.0f);
-
-  // Outputs: zero, then accumulate per chunk.
-  for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < Tn; ++t)
-      for (index_t h = 0; h < H; ++h) grad_hidden(i, t, h) = 0.0f;
-  detail::lin_map gw(grad_weight.data_handle(), V, H, detail::lin_stride(grad_weight.stride(0)));
-  gw.setZero();
-  struct gh_flat {  // (k, h) -> grad_hidden(k / T, k % T, h)
-    strided_view<float, 3> g;
-    index_t T;
-    float& operator()(index_t k, index_t h) const { return g(k / T, k % T, h); }
-  } ghf{grad_hidden, Tn};
-
-  const bool need_entropy = loss.entropy_coef != 0.0 || loss.top_entropy_quantile < 1.0;
-  std::vector<P> logp_p(static_cast<std::size_t>(N), P(0)),
-      ent_p(static_cast<std::size_t>(N), P(0));
-  auto to_p = [&](index_t c0, index_t n) {
-    for (index_t r = 0; r < n; ++r) {
-      const auto k = static_cast<std::size_t>(eng.active[static_cast<std::size_t>(c0 + r)]);
-      logp_p[k] = static_cast<P>(eng.logp[k]);
-      ent_p[k] = static_cast<P>(eng.entropy[k]);
-    }
-  };
-  auto full_batch = [&] {
-    loss_batch<P, M> b = inputs;
-    b.logp = make_view(static_cast<const P*>(logp_p.data()), {B, Tn});
-    b.entropy = need_entropy ? make_view(static_cast<const P*>(ent_p.data()), {B, Tn})
-                             : strided_view<const P, 2>{};
-    return b;
-  };
-
+  GRPO_EXPECTS(!single || fused_single_pass_ok(loss), bad_option,
+               "fused_linear_options::schedule = single_pass: OpenRLHF's seq-mask TIS and "
+               "float32 in-loss KL need two_phase");
+  st.setup();
   fused_grpo_result res;
-  res.rows = B;
-  res.cols = Tn;
+  res.rows = st.B;
+  res.cols = st.Tn;
   res.schedule_used = single ? fused_schedule::single_pass : fused_schedule::two_phase;
-  const bool one_block = eng.Vc >= V;
-  if (single) {
-    // Token-local options: per-token coefficients from the loss code on the whole batch would need
-    // every logp first; instead, as in fused_grpo_step, each token's coefficient uses mask-only row
-    // factors. Here the chunk holds tokens of several sequences, so the [B, T] coefficient call is
-    // made per chunk on a batch in which only the chunk's tokens are valid.
-    std::vector<double> n_row(static_cast<std::size_t>(B), 0.0);
-    for (index_t i = 0; i < B; ++i)
-      for (index_t t = 0; t < Tn; ++t)
-        if (is_active(i, t))
-          n_row[static_cast<std::size_t>(i)] += static_cast<double>(inputs.mask(i, t));
-    const auto s_pol = aggregation_row_scales(n_row, Tn, loss.agg);
-    const auto s_kl = loss.kl_agg ? aggregation_row_scales(n_row, Tn, *loss.kl_agg) : s_pol;
-    const auto s_ent = aggregation_row_scales(n_row, Tn, loss.entropy_agg);
-    std::vector<P> glp(1), gh(1);
-    for (index_t c0 = 0; c0 < na; c0 += eng.C) {
-      const index_t n = std::min(eng.C, na - c0);
-      eng.forward_chunk(c0, n);
-      eng.err.raise("fused_linear_grpo_step");
-      to_p(c0, n);
-      // Coefficients token by token through a [1, 1] view of the loss code with the row factors.
-      for (index_t r = 0; r < n; ++r) {
-        const index_t k = eng.active[static_cast<std::size_t>(c0 + r)];
-        const index_t i = k / Tn, t = k % Tn;
-        const auto si = static_cast<std::size_t>(i);
-        const loss_options lo =
-            detail::row_token_sum_options(loss, s_pol[si], s_kl[si], s_ent[si]);
-        loss_batch<P, M> b = inputs;
-        b.logp = strided_view<const P, 2>(logp_p.data() + k, {1, 1}, {1, 1});
-        b.entropy = need_entropy ? strided_view<const P, 2>(ent_p.data() + k, {1, 1}, {1, 1})
-                                 : strided_view<const P, 2>{};
-        detail::slice_token_inputs(b, inputs, i, t, 1);
-        b.truncated = {};
-        loss_outputs<P> out;
-        out.grad_logp = make_view(glp.data(), {1, 1});
-        out.grad_entropy = make_view(gh.data(), {1, 1});
-        compute_loss_into(lo, b, out);
-        eng.g_lp[static_cast<std::size_t>(k)] = static_cast<float>(glp[0]);
-        eng.g_h[static_cast<std::size_t>(k)] = static_cast<float>(gh[0]);
-      }
-      eng.backward_chunk(c0, n, one_block, ghf, gw);
-    }
-    std::vector<P> scratch(static_cast<std::size_t>(N));
-    loss_outputs<P> out;
-    out.grad_logp = make_view(scratch.data(), {B, Tn});
-    static_cast<loss_scalars&>(res) = compute_loss_into(loss, full_batch(), out);
-  } else {
-    for (index_t c0 = 0; c0 < na; c0 += eng.C) {
-      const index_t n = std::min(eng.C, na - c0);
-      eng.forward_chunk(c0, n);
-      to_p(c0, n);
-    }
-    eng.err.raise("fused_linear_grpo_step");
-    std::vector<P> glp(static_cast<std::size_t>(N)), gh(static_cast<std::size_t>(N));
-    loss_outputs<P> out;
-    out.grad_logp = make_view(glp.data(), {B, Tn});
-    out.grad_entropy = make_view(gh.data(), {B, Tn});
-    static_cast<loss_scalars&>(res) = compute_loss_into(loss, full_batch(), out);
-    for (std::size_t k = 0; k < glp.size(); ++k) {
-      eng.g_lp[k] = static_cast<float>(glp[k]);
-      eng.g_h[k] = static_cast<float>(gh[k]);
-    }
-    for (index_t c0 = 0; c0 < na; c0 += eng.C)
-      eng.backward_chunk(c0, std::min(eng.C, na - c0), false, ghf, gw);
-  }
-  res.logp = std::move(eng.logp);
-  res.entropy = std::move(eng.entropy);
+  if (single)
+    st.single_pass(res);
+  else
+    st.two_phase(res);
+  res.logp = std::move(st.eng.logp);
+  res.entropy = std::move(st.eng.entropy);
   return res;
 }
 

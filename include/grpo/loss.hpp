@@ -32,5 +32,6 @@
 #pragma once
 
 #include <grpo/loss/compute.hpp>
+#include <grpo/loss/entry.hpp>
 #include <grpo/loss/options.hpp>
 #include <grpo/loss/plan.hpp>

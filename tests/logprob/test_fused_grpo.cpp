@@ -11,8 +11,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -144,7 +147,8 @@ TEST_CASE("fused_grpo_step: equals forward + compute_loss + backward for every p
         std::vector<float> g2;
         const auto r2 = fused(p, o, T, grpo::fused_schedule::two_phase, g2);
         CHECK(r2.loss == doctest::Approx(r.loss).epsilon(1e-12));
-        CHECK(r2.metrics.clip_region.sum == doctest::Approx(r.metrics.clip_region.sum).epsilon(1e-12));
+        CHECK(r2.metrics.clip_region.sum ==
+              doctest::Approx(r.metrics.clip_region.sum).epsilon(1e-12));
         double e2 = 0;
         for (std::size_t k = 0; k < g.size(); ++k)
           e2 = grpo_test::err_max(e2, static_cast<double>(std::abs(g[k] - g2[k])));
@@ -263,14 +267,16 @@ TEST_CASE("fused_grpo_step: in place, bf16 logits, masked rows and errors" *
   CHECK(bad == 0);
   // Errors: an out-of-range id on a valid token, NaN logit on a valid row, single_pass refused.
   p.ids[0] = static_cast<std::int32_t>(p.V);
-  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g), doctest::Contains("[grpo.out_of_range]"), grpo::error);
+  CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g),
+                       doctest::Contains("[grpo.out_of_range]"), grpo::error);
   p.ids[0] = 0;
   p.logits[3] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::automatic, g),
                        doctest::Contains("NaN"), grpo::error);
   p.logits[3] = 0.0f;
-  CHECK_THROWS_WITH_AS(fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
-                  doctest::Contains("[grpo.bad_option]"), grpo::error);
+  CHECK_THROWS_WITH_AS(
+      fused(p, options_for("trl_gspo"), 1.0f, grpo::fused_schedule::single_pass, g),
+      doctest::Contains("[grpo.bad_option]"), grpo::error);
 }
 
 TEST_CASE("fused_grpo_step: multi-block rows, fp32 and bf16, cached and entropy gradient paths" *
@@ -374,4 +380,135 @@ TEST_CASE("fused_grpo_step: pipelined bf16 gradients (chunks, masks, in place, e
           grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
           grpo::make_view(gb.data(), {p.B, p.T, p.V}), fo),
       doctest::Contains("row 18"), grpo::error);
+}
+
+TEST_CASE("fused_grpo_step: the software pipeline (forced on) gives the per-chunk schedule's bits" *
+          doctest::test_suite("logprob")) {
+  // fused_pipeline::automatic runs the pipeline on AVX-512 only; `on` runs its text on this CPU's
+  // path (GRPO_ISA reruns: baseline and AVX2), which must equal the per-chunk schedule bit for
+  // bit (the pipelined sweep writes row_grad_cached's values): bf16 and fp16 gradients, chunk
+  // boundaries, masked / truncated rows between pipelined ones, in place.
+  problem p(3, 7, 2100, 41);
+  p.mask[4] = 0.0f;
+  p.trunc[1] = 1;
+  const auto o = options_for("trl_dapo", 0.0);
+  auto run = [&](auto tag, grpo::fused_pipeline pl, index_t chunk, bool inplace) {
+    using H = decltype(tag);
+    std::vector<H> x(p.logits.size()), g(p.logits.size(), H(5.0f));
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = H(p.logits[k]);
+    grpo::fused_grpo_options fo;
+    fo.chunk_tokens = chunk;
+    fo.pipeline = pl;
+    grpo::fused_grpo_result r;
+    if (inplace) {
+      auto v = grpo::make_view(x.data(), {p.B, p.T, p.V});
+      r = grpo::fused_grpo_step(o, v, grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(), v, fo);
+      g = x;
+    } else {
+      r = grpo::fused_grpo_step(o,
+                                grpo::make_view(static_cast<const H*>(x.data()), {p.B, p.T, p.V}),
+                                grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+                                grpo::make_view(g.data(), {p.B, p.T, p.V}), fo);
+    }
+    return std::make_pair(r, g);
+  };
+  for (index_t chunk : {index_t(3), index_t(1), index_t(0)})
+    for (bool inplace : {false, true}) {
+      INFO("chunk " << chunk << " in place " << inplace);
+      const auto [ra, ga] = run(grpo::bfloat16{}, grpo::fused_pipeline::on, chunk, inplace);
+      const auto [rb, gb] = run(grpo::bfloat16{}, grpo::fused_pipeline::off, chunk, inplace);
+      CHECK(ra.pipelined);
+      CHECK_FALSE(rb.pipelined);
+      CHECK(ra.loss == rb.loss);
+      CHECK(ra.logp == rb.logp);
+      CHECK(std::memcmp(ga.data(), gb.data(), ga.size() * sizeof(grpo::bfloat16)) == 0);
+      const auto [rc, gc] = run(grpo::float16{}, grpo::fused_pipeline::on, chunk, inplace);
+      const auto [rd, gd] = run(grpo::float16{}, grpo::fused_pipeline::off, chunk, inplace);
+      CHECK(rc.pipelined);
+      CHECK(rc.loss == rd.loss);
+      CHECK(std::memcmp(gc.data(), gd.data(), gc.size() * sizeof(grpo::float16)) == 0);
+    }
+  // automatic: pipelined exactly where the kernel path is AVX-512.
+  const auto [re, ge] = run(grpo::bfloat16{}, grpo::fused_pipeline::automatic, 3, false);
+  CHECK(re.pipelined == (grpo::vocab::kernel_isa() == grpo::isa::avx512));
+  // fp32 gradients and an entropy term never pipeline.
+  std::vector<float> g;
+  grpo::fused_grpo_options fo;
+  fo.pipeline = grpo::fused_pipeline::on;
+  const auto rf =
+      grpo::fused_grpo_step(o, grpo::make_view(p.logits.data(), {p.B, p.T, p.V}),
+                            grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(),
+                            grpo::make_view((g = p.logits).data(), {p.B, p.T, p.V}), fo);
+  CHECK_FALSE(rf.pipelined);
+}
+
+TEST_CASE("fused_grpo_step: errors leave from the lowest failing chunk, whatever the threads" *
+          doctest::test_suite("logprob")) {
+  problem p(4, 8, 700, 43);
+  const auto o = options_for("trl_dapo", 0.0);
+  for (int threads : {1, 2}) {
+    for (auto pl : {grpo::fused_pipeline::off, grpo::fused_pipeline::on}) {
+      INFO("threads " << threads << " pipeline " << static_cast<int>(pl));
+      problem q = p;
+      q.logits[static_cast<std::size_t>((3 * q.T + 5) * q.V + 9)] = std::nanf("");  // row 29
+      q.logits[static_cast<std::size_t>((1 * q.T + 2) * q.V + 1)] =
+          std::numeric_limits<float>::infinity();  // row 10: the lowest
+      std::vector<grpo::bfloat16> x(q.logits.size()), g(q.logits.size());
+      for (std::size_t k = 0; k < x.size(); ++k) x[k] = grpo::bfloat16(q.logits[k]);
+      grpo::fused_grpo_options fo;
+      fo.chunk_tokens = 3;
+      fo.pipeline = pl;
+      fo.logprob.num_threads = threads;
+      auto call = [&] {
+        return grpo::fused_grpo_step(
+            o, grpo::make_view(static_cast<const grpo::bfloat16*>(x.data()), {q.B, q.T, q.V}),
+            grpo::make_view(q.ids.data(), {q.B, q.T}), q.batch(),
+            grpo::make_view(g.data(), {q.B, q.T, q.V}), fo);
+      };
+      CHECK_THROWS_WITH_AS(call(), doctest::Contains("logits row 10 contains NaN"), grpo::error);
+      // A loss error (non-finite old_logp on a valid token) in a lower chunk than a logits error
+      // leaves first (the chunk order is the row order).
+      q.old_lp[static_cast<std::size_t>(0 * q.T + 4)] = std::nanf("");
+      CHECK_THROWS_WITH_AS(call(), doctest::Contains("old_logp: non-finite"), grpo::error);
+    }
+  }
+}
+
+TEST_CASE("fused_grpo_step: seq-mask TIS and OpenRLHF float32 KL run two phases, exactly" *
+          doctest::test_suite("logprob")) {
+  // Their coefficients are row-wide (seq-mask TIS keeps or drops a whole row on its mean log
+  // weight) or batch-wide (torch's float32 KL sum): automatic takes two phases and matches the
+  // unfused composition; single_pass is refused with a named error.
+  problem p(3, 9, 200, 45);
+  for (std::size_t k = 0; k < p.smp.size(); ++k)  // row 0 kept only as a whole
+    p.smp[k] = p.old_lp[k] - ((k % p.T) < 4 ? 1.2f : -0.9f);
+  auto seqmask = options_for("trl_dapo", 0.0);
+  seqmask.tis.enabled = true;
+  seqmask.tis.seq_mask = true;
+  seqmask.tis.c_min = 0.5;
+  seqmask.tis.c_max = 2.0;
+  grpo::openrlhf_args a;
+  a.algo.kl.use_loss = true;
+  a.algo.kl.estimator = "k3";
+  a.emulate_float32 = true;
+  auto f32kl = grpo::from_openrlhf(a);
+  f32kl.kl_coef = 0.01;
+  for (const auto& o : {seqmask, f32kl}) {
+    CHECK_FALSE(grpo::fused_single_pass_ok(o));
+    double loss_ref = 0;
+    const auto g_ref = unfused_grad(p, o, 1.0f, &loss_ref);
+    std::vector<float> g;
+    const auto r = fused(p, o, 1.0f, grpo::fused_schedule::automatic, g);
+    CHECK(r.schedule_used == grpo::fused_schedule::two_phase);
+    CHECK(r.loss == doctest::Approx(loss_ref).epsilon(1e-12));
+    double gmax = 0, err = 0;
+    for (std::size_t k = 0; k < g.size(); ++k) {
+      gmax = grpo_test::scale_max(gmax, static_cast<double>(std::abs(g_ref[k])));
+      err = grpo_test::err_max(err, static_cast<double>(std::abs(g[k] - g_ref[k])));
+    }
+    CHECK(gmax > 0);
+    CHECK(err <= 1e-6 * gmax);
+    CHECK_THROWS_WITH_AS(fused(p, o, 1.0f, grpo::fused_schedule::single_pass, g),
+                         doctest::Contains("need two_phase"), grpo::error);
+  }
 }

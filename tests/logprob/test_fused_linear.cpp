@@ -446,3 +446,44 @@ TEST_CASE("fused_linear_grpo_step: KL + ref_logp, truncated rows, sampler_logp (
     }
   }
 }
+
+TEST_CASE("fused_linear_grpo_step: seq-mask TIS runs two phases and equals the materialised path" *
+          doctest::test_suite("logprob")) {
+  // Its keep decision is a mean over the whole row: the single pass (per-token coefficients) would
+  // decide on one token; automatic takes two phases and single_pass is refused.
+  lin_problem p(2, 9, 16, 120, 7);
+  const auto lg = p.logits();
+  auto o = grpo::preset("trl_dapo");
+  o.tis.enabled = true;
+  o.tis.seq_mask = true;
+  o.tis.c_min = 0.5;
+  o.tis.c_max = 2.0;
+  CHECK_FALSE(grpo::fused_single_pass_ok(o));
+  std::vector<double> smp(static_cast<std::size_t>(p.B * p.T));
+  for (index_t k = 0; k < p.B * p.T; ++k)
+    smp[static_cast<std::size_t>(k)] =
+        p.old_lp[static_cast<std::size_t>(k)] - ((k % p.T) < 3 ? 1.5 : -0.4);
+  auto b = p.batch();
+  b.sampler_logp = grpo::make_view(static_cast<const double*>(smp.data()), {p.B, p.T});
+  std::vector<float> gl(lg.size());
+  const auto ref = grpo::fused_grpo_step(o, grpo::make_view(lg.data(), {p.B, p.T, p.V}),
+                                         grpo::make_view(p.ids.data(), {p.B, p.T}), b,
+                                         grpo::make_view(gl.data(), {p.B, p.T, p.V}));
+  CHECK(ref.schedule_used == grpo::fused_schedule::two_phase);
+  std::vector<float> gh(p.h.size()), gw(p.w.size());
+  grpo::fused_linear_options fo;
+  fo.chunk_tokens = 1;
+  auto call = [&] {
+    return grpo::fused_linear_grpo_step(
+        o, grpo::make_view(static_cast<const float*>(p.h.data()), {p.B, p.T, p.H}),
+        grpo::make_view(static_cast<const float*>(p.w.data()), {p.V, p.H}),
+        grpo::make_view(p.ids.data(), {p.B, p.T}), b, grpo::make_view(gh.data(), {p.B, p.T, p.H}),
+        grpo::make_view(gw.data(), {p.V, p.H}), fo);
+  };
+  const auto r = call();
+  CHECK(r.schedule_used == grpo::fused_schedule::two_phase);
+  CHECK(r.loss == doctest::Approx(ref.loss).epsilon(1e-5));
+  CHECK(r.metrics.is_weight.sum == doctest::Approx(ref.metrics.is_weight.sum).epsilon(1e-5));
+  fo.schedule = grpo::fused_schedule::single_pass;
+  CHECK_THROWS_WITH_AS(call(), doctest::Contains("need two_phase"), grpo::error);
+}
