@@ -8,6 +8,7 @@
 #include <grpo/core/strided_view.hpp>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace grpo::distill {
 
@@ -20,6 +21,24 @@ enum class divergence : unsigned char {
   skew_forward_kl,  ///< KL(p || a p + (1 - a) q)                  (DistiLLM SKL, a = alpha)
   skew_reverse_kl,  ///< KL(q || (1 - a) p + a q)                  (DistiLLM SRKL, a = alpha)
 };
+
+/// Calls f(std::integral_constant<divergence, K>{}) for the run-time kind k (one instantiation per
+/// kind, so the element maths inline without a per-element switch), or unknown() for a value
+/// outside the enumeration: the one divergence dispatch of the CPU engine (unknown throws
+/// bad_option) and of the CUDA launchers (unknown returns cudaErrorInvalidValue). Host code on
+/// both sides (it calls host lambdas), so not GRPO_HOST_DEVICE.
+template <class F, class Unknown>
+decltype(auto) visit_divergence(divergence k, F&& f, Unknown&& unknown) {
+  using K = divergence;
+  switch (k) {
+    case K::forward_kl: return f(std::integral_constant<K, K::forward_kl>{});
+    case K::reverse_kl: return f(std::integral_constant<K, K::reverse_kl>{});
+    case K::jsd: return f(std::integral_constant<K, K::jsd>{});
+    case K::skew_forward_kl: return f(std::integral_constant<K, K::skew_forward_kl>{});
+    case K::skew_reverse_kl: return f(std::integral_constant<K, K::skew_reverse_kl>{});
+  }
+  return unknown();
+}
 
 /// What the generalised JSD does at beta = 0 and beta = 1, where its formula is identically 0.
 enum class jsd_endpoints : unsigned char {

@@ -11,6 +11,8 @@
 
 #include <distill/distill.hpp>
 
+#include "convert.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -62,17 +64,8 @@ inline std::vector<double> uniform(std::size_t n, double a, std::uint64_t seed) 
   return r;
 }
 
-template <class T>
-std::vector<T> cast(const std::vector<double>& x) {
-  std::vector<T> r(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>)
-      r[i] = x[i];
-    else
-      r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
-  }
-  return r;
-}
+/// Test data in a storage type (convert.hpp).
+using distill_test::cast_to;
 
 /// A buffer whose first element sits `offset` elements past a 64-byte boundary (gradient rows of
 /// V = 1024 then start 64-byte aligned or not: the streaming and the plain store paths).
@@ -123,8 +116,8 @@ void dense_case(const std::string& tag, gd::distill_options o, index_t B, index_
                 const sink_t& sink) {
   std::vector<double> s0, u0;
   make_logits(B, L, V, seed, s0, u0);
-  const auto s = cast<S>(s0);
-  const auto u = cast<U>(u0);
+  const auto s = cast_to<S>(s0);
+  const auto u = cast_to<U>(u0);
   const std::size_t n = s.size();
   record rec;
   rec.name = tag;
@@ -161,7 +154,7 @@ inline void dense_layout_cases(const gd::distill_options& o, const std::string& 
   {
     std::vector<float> s(static_cast<std::size_t>(2 * N * V), 0.0f);
     for (std::size_t i = 0; i < s0.size(); ++i) s[2 * i] = static_cast<float>(s0[i]);
-    const auto u = cast<float>(u0);
+    const auto u = cast_to<float>(u0);
     std::vector<float> g(static_cast<std::size_t>(3 * N * V), 0.0f);
     record rec;
     rec.name = tag + "/strided";
@@ -173,8 +166,8 @@ inline void dense_layout_cases(const gd::distill_options& o, const std::string& 
     sink(std::move(rec));
   }
   {
-    auto s = cast<grpo::bfloat16>(s0);
-    const auto u = cast<grpo::bfloat16>(u0);
+    auto s = cast_to<grpo::bfloat16>(s0);
+    const auto u = cast_to<grpo::bfloat16>(u0);
     record rec;
     rec.name = tag + "/inplace_bf16";
     auto sv = grpo::make_view(s.data(), {N, V});
@@ -207,7 +200,7 @@ inline void sft_cases(const sink_t& sink) {
         auto run = [&](auto proto, auto gproto, const std::string& dt) {
           using S = decltype(proto);
           using G = decltype(gproto);
-          const auto s = cast<S>(s0);
+          const auto s = cast_to<S>(s0);
           placed<G> g(s.size(), 0);
           std::vector<float> ptl(static_cast<std::size_t>(B * L), 0.0f);
           gd::token_args a;
@@ -268,7 +261,7 @@ inline void topk_cases(const sink_t& sink) {
         o.convention = convs[ci];
         o.temperature = ki % 2 ? 1.0 : 1.7;
         o.teacher_power = ki == 2 ? 0.8 : 1.0;
-        const auto s = cast<float>(s0);
+        const auto s = cast_to<float>(s0);
         std::vector<float> g(s.size(), 0.0f);
         record rec;
         rec.name = "topk/V" + std::to_string(V) + "/conv" + std::to_string(ci) + "/kind" +
@@ -281,7 +274,7 @@ inline void topk_cases(const sink_t& sink) {
         rec.add(g);
         const std::string name = rec.name;
         sink(std::move(rec));
-        const auto sb = cast<grpo::bfloat16>(s0);
+        const auto sb = cast_to<grpo::bfloat16>(s0);
         std::vector<grpo::bfloat16> gb(s.size());
         record rb;
         rb.name = name + "/bf16";

@@ -5,6 +5,7 @@
 // (teacher = student, shift by 1e4, temperature chain rule, micro-batch split, layout, in place).
 #include <distill/distill.hpp>
 
+#include "convert.hpp"
 #include "isa_paths.hpp"
 #include "reference.hpp"
 
@@ -77,28 +78,8 @@ gd::distill_options opts_for(kind k, double T, double w) {
   return o;
 }
 
-template <class T>
-std::vector<T> cast_to(const std::vector<double>& x) {
-  std::vector<T> r(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>)
-      r[i] = x[i];
-    else
-      r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
-  }
-  return r;
-}
-template <class T>
-std::vector<double> widen_all(const std::vector<T>& x) {
-  std::vector<double> r(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>)
-      r[i] = x[i];
-    else
-      r[i] = static_cast<double>(static_cast<float>(x[i]));
-  }
-  return r;
-}
+using distill_test::cast_to;
+using distill_test::widen_all;
 
 /// Reference token-mean loss and gradient over N rows of V (all active), T^2 optional.
 struct ref_out {

@@ -4,6 +4,7 @@
 // (a different code path), ignore_index / mask semantics.
 #include <distill/distill.hpp>
 
+#include "convert.hpp"
 #include "isa_paths.hpp"
 #include "reference.hpp"
 
@@ -22,23 +23,8 @@ using grpo::index_t;
 
 namespace {
 
-template <class T>
-std::vector<T> cast_to(const std::vector<double>& x) {
-  std::vector<T> r(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if constexpr (std::is_same_v<T, double>)
-      r[i] = x[i];
-    else
-      r[i] = grpo::narrow<T>(static_cast<float>(x[i]));
-  }
-  return r;
-}
-template <class T>
-std::vector<double> widen_all(const std::vector<T>& x) {
-  std::vector<double> r(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) r[i] = static_cast<double>(static_cast<float>(x[i]));
-  return r;
-}
+using distill_test::cast_to;
+using distill_test::widen_all;
 
 /// Token-mean smoothed NLL and gradient in double (all rows active).
 void reference(const std::vector<double>& s, const std::vector<std::int64_t>& y, index_t N,

@@ -333,23 +333,12 @@ __global__ void __launch_bounds__(BT)
 }
 
 /// Calls f(std::integral_constant<divergence, K>{}) for the run-time kind (one kernel per kind, so
-/// the element maths inline without a per-element switch).
+/// the element maths inline without a per-element switch): distill::visit_divergence, the CPU
+/// engine's dispatch, with cudaErrorInvalidValue for a value outside the enumeration.
 template <class F>
 cudaError_t dispatch_divergence(distill::divergence k, F&& f) {
-  using distill::divergence;
-  switch (k) {
-    case divergence::forward_kl:
-      return f(std::integral_constant<divergence, divergence::forward_kl>{});
-    case divergence::reverse_kl:
-      return f(std::integral_constant<divergence, divergence::reverse_kl>{});
-    case divergence::jsd:
-      return f(std::integral_constant<divergence, divergence::jsd>{});
-    case divergence::skew_forward_kl:
-      return f(std::integral_constant<divergence, divergence::skew_forward_kl>{});
-    case divergence::skew_reverse_kl:
-      return f(std::integral_constant<divergence, divergence::skew_reverse_kl>{});
-  }
-  return cudaErrorInvalidValue;
+  return distill::visit_divergence(k, static_cast<F&&>(f),
+                                   []() -> cudaError_t { return cudaErrorInvalidValue; });
 }
 
 }  // namespace detail

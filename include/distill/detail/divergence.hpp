@@ -94,22 +94,13 @@ struct div_op<divergence::skew_reverse_kl> {
   }
 };
 
-/// Calls f(std::integral_constant<divergence, K>{}) for the run-time kind k.
+/// Calls f(std::integral_constant<divergence, K>{}) for the run-time kind k (visit_divergence,
+/// shared with the CUDA launchers); a value outside the enumeration is a bad_option.
 template <class F>
 decltype(auto) dispatch(divergence k, F&& f) {
-  switch (k) {
-    case divergence::forward_kl:
-      return f(std::integral_constant<divergence, divergence::forward_kl>{});
-    case divergence::reverse_kl:
-      return f(std::integral_constant<divergence, divergence::reverse_kl>{});
-    case divergence::jsd:
-      return f(std::integral_constant<divergence, divergence::jsd>{});
-    case divergence::skew_forward_kl:
-      return f(std::integral_constant<divergence, divergence::skew_forward_kl>{});
-    case divergence::skew_reverse_kl:
-      return f(std::integral_constant<divergence, divergence::skew_reverse_kl>{});
-  }
-  GRPO_THROW(bad_option, "distill_options.kind: unknown divergence");
+  return visit_divergence(k, static_cast<F&&>(f), [] {
+    GRPO_THROW(bad_option, "distill_options.kind: unknown divergence");
+  });
 }
 
 /// The divergence actually computed and its constants after option validation: the JSD endpoints
@@ -234,6 +225,32 @@ GRPO_FORCEINLINE A prob_of(const A* e, A scale, A logp) noexcept {
   }
 }
 
+/// lq, lp, q, p of one element of a divergence row.
+template <class A>
+struct elem_terms {
+  A lq, lp, q, p;
+};
+
+/// One chunk of a divergence row as passes 2 / 3 read it: both rows' logits (chunk buffers xs, xu,
+/// padded length np), the probability sources' exps at the chunk (eq, ep; `no_cache` when the
+/// probability is exp(log-probability)) and chunk factors (cq, cp).
+template <bool QC, bool PC, class A>
+struct chunk_terms {
+  const A* xs;
+  const A* xu;
+  const A* eq;
+  const A* ep;
+  A cq, cp;
+  index_t np;
+  /// The terms of element i under the rows' states (m, log s, beta) of student st and teacher tt.
+  GRPO_FORCEINLINE elem_terms<A> at(index_t i, const row_state<A>& st,
+                                    const row_state<A>& tt) const noexcept {
+    const A lq = ops::log_softmax(xs[i], st.m, st.log_s, st.beta);
+    const A lp = ops::log_softmax(xu[i], tt.m, tt.log_s, tt.beta);
+    return {lq, lp, prob_of<QC>(QC ? eq + i : eq, cq, lq), prob_of<PC>(PC ? ep + i : ep, cp, lp)};
+  }
+};
+
 /// Core of every divergence row: pass 2 (loss and G, when G is not known in advance) and the
 /// gradient pass, over a student row s (stride ss, length R.V) in state st and a teacher whose
 /// chunks come from `tload(j0, n, buf)` (padded length returned) in state tt. QC / PC: whether the
@@ -251,9 +268,20 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
   alignas(64) A gb[chunk];
   alignas(64) static constexpr A no_cache[lanes] = {};
   const index_t V = R.V;
-  const A ms = st.m, logs = st.log_s, bs = st.beta;
-  const A mu = tt.m, logu = tt.log_s, bu = tt.beta;
   const div_params<A> P = R.div;
+  // Chunk c at j0 of both rows: the logits read into xs / xu, the probability sources located.
+  auto load_terms = [&](index_t j0, index_t c, index_t n) noexcept {
+    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
+    tload(j0, n, xu);
+    const std::size_t k = static_cast<std::size_t>(c);
+    return chunk_terms<QC, PC, A>{xs,
+                                  xu,
+                                  QC ? qs.cache->e.data() + j0 : no_cache,
+                                  PC ? ps.cache->e.data() + j0 : no_cache,
+                                  QC ? qs.cache->scale[k] : A(0),
+                                  PC ? ps.cache->scale[k] : A(0),
+                                  np};
+  };
   double total = 0.0;
   [[maybe_unused]] A big_g = A(-1);
   if constexpr (!op::unit_g) {
@@ -261,20 +289,12 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
     double gsum = 0.0;
     for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
       const index_t n = std::min(chunk, V - j0);
-      const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-      tload(j0, n, xu);
-      const A* eq = QC ? qs.cache->e.data() + j0 : no_cache;
-      const A* ep = PC ? ps.cache->e.data() + j0 : no_cache;
-      const A cq = QC ? qs.cache->scale[static_cast<std::size_t>(c)] : A(0);
-      const A cp = PC ? ps.cache->scale[static_cast<std::size_t>(c)] : A(0);
+      const chunk_terms<QC, PC, A> ct = load_terms(j0, c, n);
       A va[lanes] = {}, ga[lanes] = {};
-      for (index_t i = 0; i < np; i += lanes)
+      for (index_t i = 0; i < ct.np; i += lanes)
         for (index_t k = 0; k < lanes; ++k) {
-          const A lq = ops::log_softmax(xs[i + k], ms, logs, bs);
-          const A lp = ops::log_softmax(xu[i + k], mu, logu, bu);
-          const A q = prob_of<QC>(QC ? eq + i + k : eq, cq, lq);
-          const A p = prob_of<PC>(PC ? ep + i + k : ep, cp, lp);
-          const value_grad<A> vg = op::eval(lp, lq, p, q, P);
+          const elem_terms<A> e = ct.at(i + k, st, tt);
+          const value_grad<A> vg = op::eval(e.lp, e.lq, e.p, e.q, P);
           va[k] += vg.value;
           ga[k] += vg.grad;
         }
@@ -294,32 +314,21 @@ void divergence_passes(const S* s, index_t ss, const row_state<A>& st, const TL&
   const A gscale = R.gscale;
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
-    const index_t np = load_chunk(s + j0 * ss, ss, n, xs);
-    tload(j0, n, xu);
-    const A* eq = QC ? qs.cache->e.data() + j0 : no_cache;
-    const A* ep = PC ? ps.cache->e.data() + j0 : no_cache;
-    const A cq = QC ? qs.cache->scale[static_cast<std::size_t>(c)] : A(0);
-    const A cp = PC ? ps.cache->scale[static_cast<std::size_t>(c)] : A(0);
+    const chunk_terms<QC, PC, A> ct = load_terms(j0, c, n);
     if constexpr (op::unit_g) {
       A va[lanes] = {};
-      for (index_t i = 0; i < np; i += lanes)
+      for (index_t i = 0; i < ct.np; i += lanes)
         for (index_t k = 0; k < lanes; ++k) {
-          const A lq = ops::log_softmax(xs[i + k], ms, logs, bs);
-          const A lp = ops::log_softmax(xu[i + k], mu, logu, bu);
-          const A q = prob_of<QC>(QC ? eq + i + k : eq, cq, lq);
-          const A p = prob_of<PC>(PC ? ep + i + k : ep, cp, lp);
-          const value_grad<A> vg = op::eval_dz(lp, lq, p, q, P);
+          const elem_terms<A> e = ct.at(i + k, st, tt);
+          const value_grad<A> vg = op::eval_dz(e.lp, e.lq, e.p, e.q, P);
           va[k] += vg.value;
           gb[i + k] = gscale * vg.grad;
         }
       total += static_cast<double>(lane_sum(va));
     } else {
-      for (index_t i = 0; i < np; ++i) {
-        const A lq = ops::log_softmax(xs[i], ms, logs, bs);
-        const A lp = ops::log_softmax(xu[i], mu, logu, bu);
-        const A q = prob_of<QC>(QC ? eq + i : eq, cq, lq);
-        const A p = prob_of<PC>(PC ? ep + i : ep, cp, lp);
-        gb[i] = gscale * ops::softmax_chain(op::eval(lp, lq, p, q, P).grad, q, big_g);
+      for (index_t i = 0; i < ct.np; ++i) {
+        const elem_terms<A> e = ct.at(i, st, tt);
+        gb[i] = gscale * ops::softmax_chain(op::eval(e.lp, e.lq, e.p, e.q, P).grad, e.q, big_g);
       }
     }
     if (g != nullptr) store_chunk(g + j0 * gs, gs, n, gb);

@@ -8,7 +8,8 @@
 ///
 /// Textually included by kernels/<isa>/dense.hpp INSIDE that ISA's target region and namespace
 /// (GRPO_BEGIN_TARGET_<ISA> ... namespace <isa>), after it declared `using P = simd::<isa>;` and
-/// the helpers fnmadd_(a, b, c) = c - a b and div_(a, b): a template defined outside a target
+/// the helpers fnmadd_(a, b, c) = c - a b, div_(a, b) and the lane counters (vcount,
+/// count_zero_(), count_add_(c, m): +1 in the lanes of mask m, count_total_(c)): a template defined outside a target
 /// region cannot use the region's instructions, so the text is compiled once per ISA (the
 /// technique of Highway's foreach_target). No include guard, no intrinsics.
 
@@ -30,6 +31,20 @@ GRPO_FORCEINLINE vf exp_clamped(vf x) noexcept {
 GRPO_FORCEINLINE vf masked_zero(vf x, vf v) noexcept {
   return P::keep(P::cmp_gt(x, P::set1(-std::numeric_limits<float>::infinity())), v);
 }
+
+/// 2^t with exact zeros below: t is clamped at -127, where the 2^n build P::pow2i(-127) is the
+/// bit pattern 0, so -inf (a masked entry, or the -inf padding of a tail) and every t <= -126.5
+/// give exactly 0.0f without a separate mask; t in (-126.5, -126) gives a subnormal. The exps of
+/// the sweeps are taken as 2^((x - m) beta log2(e)): the factor beta log2(e) is one multiply
+/// (P::exp_fast's own x log2(e) folded into the temperature), exp2_poly's relative error 3e-7.
+GRPO_FORCEINLINE vf exp2_floor0(vf t) noexcept {
+  const vf tc = P::max(P::set1(-127.0f), t);  // NaN stays NaN (max returns its 2nd operand)
+  const vf n = P::round(tc);
+  return P::mul(P::exp2_poly(P::sub(tc, n)), P::pow2i(n));
+}
+/// beta log2(e) and ln 2 (the sweeps work in base 2: a = beta (x - m) = t ln 2).
+inline constexpr float log2e = 1.44269504088896341f;
+inline constexpr float ln2 = 0.693147180559945309f;
 
 /// Combines a row's chunk partials (cache.m, cache.part) into its online state and writes the
 /// per-chunk factors cache.scale (avx512::finish_row).
@@ -129,14 +144,14 @@ inline void sweep_one(const float* GRPO_RESTRICT xc, float* GRPO_RESTRICT e, ind
                       float beta, float& part, bool& nan) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   constexpr float pinf = std::numeric_limits<float>::infinity();
-  const vf vb = P::set1(beta), vm = P::set1(mc);
+  const vf c2 = P::set1(beta * log2e), vm = P::set1(mc);
   vf acc0 = P::zero(), acc1 = P::zero();
   index_t below = 0;
   const index_t np = (n + lanes - 1) / lanes * lanes;
   for (index_t i = 0; i < np; i += W) {
     const index_t k = std::min<index_t>(W, n - i);
     const vf xv = k == W ? P::load(xc + i) : k > 0 ? P::load_tail(xc + i, k, ninf) : P::set1(ninf);
-    const vf ev = masked_zero(xv, exp_clamped(P::mul(vb, P::sub(xv, vm))));
+    const vf ev = exp2_floor0(P::mul(P::sub(xv, vm), c2));  // 0 on -inf
     P::store(e + i, ev);
     const vmask lt = P::cmp_gt(vm, xv);
     if ((i / W) % 2 == 0)
@@ -242,37 +257,41 @@ double pair_kl_total(const row_exp_cache<float>& cs, const row_exp_cache<float>&
   return total;
 }
 
-/// Per-chunk state of the fused exp sweep of pair_pass1.
+/// Per-chunk state of the fused exp sweep of pair_pass1: the sums below the chunk maxima, the
+/// KL partial (base-2 units: times ln 2 at the end) and the counts of lanes below the maxima.
 struct pair_acc {
-  vf accs, accu, lacc, cnts, cntu;
+  vf accs, accu, lacc;
+  vcount cnts, cntu;
 };
 
 /// One vector of the fused exp sweep of pair_pass1 (x student, y teacher, at element i of the
-/// chunk whose exps go to es / eu): the exps stored, the sums below the chunk maxima and their
-/// counts accumulated, and for Loss = 1 / 2 the KL partial (avx512::pair_pass1's `step`).
+/// chunk whose exps go to es / eu; c2 = beta log2(e)): the exps stored, the sums below the chunk
+/// maxima and their counts accumulated, and for Loss = 1 / 2 the KL partial (avx512::pair_pass1's
+/// `step`). Per vector and row: sub, mul, the 2^t of exp2_floor0 (10 operations), store, compare,
+/// and + add (sum), one integer subtract (count); the KL partial 4 more.
 template <int Loss>
-GRPO_FORCEINLINE void pair_step(vf vb, vf vms, vf vmu, vf x, vf y, float* GRPO_RESTRICT es,
+GRPO_FORCEINLINE void pair_step(vf c2, vf vms, vf vmu, vf x, vf y, float* GRPO_RESTRICT es,
                                 float* GRPO_RESTRICT eu, pair_acc& a) noexcept {
-  const vf zero = P::zero(), one = P::set1(1.0f);
-  const vf as = P::mul(vb, P::sub(x, vms));
-  const vf au = P::mul(vb, P::sub(y, vmu));
-  const vf ex = masked_zero(x, exp_clamped(as)), ey = masked_zero(y, exp_clamped(au));
+  const vf zero = P::zero();
+  const vf ts = P::mul(P::sub(x, vms), c2);  // a^s log2(e), a^s = beta (x - m^s_c)
+  const vf tu = P::mul(P::sub(y, vmu), c2);
+  const vf ex = exp2_floor0(ts), ey = exp2_floor0(tu);  // exactly 0 on -inf
   P::store(es, ex);
   // Reverse KL: its gradient needs the teacher only through a^s - a^u (never p), so the
   // teacher's cache keeps that difference and the gradient sweep reads no logit.
-  P::store(eu, Loss == 2 ? P::sub(as, au) : ey);
+  P::store(eu, Loss == 2 ? P::mul(P::sub(ts, tu), P::set1(ln2)) : ey);
   const vmask lts = P::cmp_gt(vms, x);
   const vmask ltu = P::cmp_gt(vmu, y);
   a.accs = P::add(a.accs, P::keep(lts, ex));
   a.accu = P::add(a.accu, P::keep(ltu, ey));
-  a.cnts = P::add(a.cnts, P::keep(lts, one));
-  a.cntu = P::add(a.cntu, P::keep(ltu, one));
-  if constexpr (Loss == 1) {  // e^u (a^u - a^s), 0 where e^u = 0
+  a.cnts = count_add_(a.cnts, lts);
+  a.cntu = count_add_(a.cntu, ltu);
+  if constexpr (Loss == 1) {  // e^u (t^u - t^s), 0 where e^u = 0
     const vmask kp = P::cmp_gt(ey, zero);
-    a.lacc = P::select(kp, P::fmadd(ey, P::sub(au, as), a.lacc), a.lacc);
-  } else if constexpr (Loss == 2) {  // e^s (a^s - a^u), 0 where e^s = 0
+    a.lacc = P::select(kp, P::fmadd(ey, P::sub(tu, ts), a.lacc), a.lacc);
+  } else if constexpr (Loss == 2) {  // e^s (t^s - t^u), 0 where e^s = 0
     const vmask kq = P::cmp_gt(ex, zero);
-    a.lacc = P::select(kq, P::fmadd(ex, P::sub(as, au), a.lacc), a.lacc);
+    a.lacc = P::select(kq, P::fmadd(ex, P::sub(ts, tu), a.lacc), a.lacc);
   }
 }
 
@@ -298,67 +317,105 @@ void pair_chunk_split(const float* xs, const float* xu, float* es, float* eu, in
   if constexpr (Loss == 2) lc = has_s && !has_u ? pinf : 0.0f;
 }
 
+/// The exp sweep of chunk [j0, j0 + n) of both rows (maxima mcs, mcu: both rows have mass), with
+/// the maxima of the next chunk [j1, j1 + n1) fused in (n1 = 0: none): the memory read of the next
+/// chunk overlaps this chunk's exps, which re-read the current one from L1 (avx512::pair_pass1's
+/// design). Fills the chunk's partials and, for Loss != 0, its KL sum; returns the next maxima.
+template <int Loss, class S, class U>
+void pair_chunk(const row_src<S>& rs, const row_src<U>& ru, index_t j0, index_t n, index_t j1,
+                index_t n1, float mcs, float mcu, vf c2, float* GRPO_RESTRICT es,
+                float* GRPO_RESTRICT eu, float& ps, float& pu, float* lc, bool& nan_s,
+                bool& nan_u, float& mns, float& mnu) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  const float* GRPO_RESTRICT xs = rs.x + j0;
+  const float* GRPO_RESTRICT xu = ru.x + j0;
+  const index_t nf = n / W * W, nf1 = std::min(nf, n1 / W * W);
+  const vf vms = P::set1(mcs), vmu = P::set1(mcu);
+  pair_acc a{P::zero(), P::zero(), P::zero(), count_zero_(), count_zero_()};
+  vf m0 = P::set1(ninf), m1 = m0;
+  index_t i = 0;
+  for (; i < nf1; i += W) {  // fused: this chunk's exps, the next chunk's maxima
+    rs.max_vec(j1 + i, m0);
+    ru.max_vec(j1 + i, m1);
+    pair_step<Loss>(c2, vms, vmu, P::load(xs + i), P::load(xu + i), es + i, eu + i, a);
+  }
+  for (; i < nf; i += W)
+    pair_step<Loss>(c2, vms, vmu, P::load(xs + i), P::load(xu + i), es + i, eu + i, a);
+  for (index_t k = nf1; k < n1 / W * W; k += W) {  // only if the next chunk were longer
+    rs.max_vec(j1 + k, m0);
+    ru.max_vec(j1 + k, m1);
+  }
+  if (n1 > 0) {
+    rs.max_tail(j1, n1, n1 / W * W, m0);
+    ru.max_tail(j1, n1, n1 / W * W, m1);
+  }
+  mns = P::hmax(m0);
+  mnu = P::hmax(m1);
+  index_t np = nf;
+  for (; np < n || np % lanes != 0; np += W) {  // tail and -inf padding up to `lanes`
+    const index_t t = std::max<index_t>(0, std::min<index_t>(W, n - np));
+    const vf x = t > 0 ? P::load_tail(xs + np, t, ninf) : P::set1(ninf);
+    const vf y = t > 0 ? P::load_tail(xu + np, t, ninf) : P::set1(ninf);
+    pair_step<Loss>(c2, vms, vmu, x, y, es + np, eu + np, a);
+  }
+  const float ties_s = static_cast<float>(np - count_total_(a.cnts));  // exact (< 2^24)
+  const float ties_u = static_cast<float>(np - count_total_(a.cntu));
+  ps = (ties_s - 1.0f) + P::hsum(a.accs);
+  pu = (ties_u - 1.0f) + P::hsum(a.accu);
+  if (ties_s != 1.0f || !(mcs < pinf))
+    for (index_t j = 0; j < n; ++j) nan_s = nan_s || !(xs[j] < pinf);
+  if (ties_u != 1.0f || !(mcu < pinf))
+    for (index_t j = 0; j < n; ++j) nan_u = nan_u || !(xu[j] < pinf);
+  nan_s = nan_s || !(ps == ps);
+  nan_u = nan_u || !(pu == pu);
+  if constexpr (Loss != 0) *lc = P::hsum(a.lacc) * ln2;
+}
+
 /// Pass 1 of a dense row pair on this ISA (avx512::pair_pass1's contract): both rows' caches,
-/// states and NaN flags; for Loss = 1 (forward KL) / 2 (reverse KL) the row value in *kl.
+/// states and NaN flags; for Loss = 1 (forward KL) / 2 (reverse KL) the row value in *kl. The
+/// row is read from memory once, by the maxima sweep of chunk c + 1 fused into chunk c's exps.
 template <int Loss, class S, class U>
 void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float beta,
                 row_exp_cache<float>& cs, row_exp_cache<float>& cu, const void* next,
                 index_t next_bytes, basic_online_lse<float>& ls, basic_online_lse<float>& lu,
                 bool& bad_s, bool& bad_u, double* kl) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
-  constexpr float pinf = std::numeric_limits<float>::infinity();
   constexpr index_t D = GRPO_DISTILL_PREFETCH_CHUNKS * chunk;
   const index_t nc = (V + chunk - 1) / chunk;
   const row_src<S> rs(s, ss, V, cs);
   const row_src<U> ru(u, us, V, cu);
-  const vf vb = P::set1(beta);
+  const vf c2 = P::set1(beta * log2e);
   float Ms = ninf, Mu = ninf;
   bool nan_s = false, nan_u = false;
   float* GRPO_RESTRICT lc = cu.aux.data();
+  float mns, mnu;  // the maxima of the chunk processed next
+  pair_first_max(rs, ru, V, mns, mnu);
   for (index_t c = 0; c < nc; ++c) {
     const std::size_t k = static_cast<std::size_t>(c);
-    const index_t j0 = c * chunk, n = std::min(chunk, V - j0), nf = n / W * W;
+    const index_t j0 = c * chunk, n = std::min(chunk, V - j0);
+    const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
     // Prefetch D elements ahead (one line per 64 bytes), then into the next row pair's head.
     for (index_t i = 0; i < n; i += 64 / static_cast<index_t>(sizeof(S))) rs.prefetch(j0 + D + i, V);
     for (index_t i = 0; i < n; i += 64 / static_cast<index_t>(sizeof(U))) ru.prefetch(j0 + D + i, V);
     if (next != nullptr && j0 + D >= V && j0 + D - V < D)
       prefetch_range(next, (j0 + D - V) * next_bytes, n * next_bytes);
-    const float mcs = chunk_max_of(rs, j0, n), mcu = chunk_max_of(ru, j0, n);
+    const float mcs = mns, mcu = mnu;
     cs.m[k] = mcs;
     cu.m[k] = mcu;
-    const float* GRPO_RESTRICT xs = rs.x + j0;
-    const float* GRPO_RESTRICT xu = ru.x + j0;
     float* GRPO_RESTRICT es = cs.e.data() + j0;
     float* GRPO_RESTRICT eu = cu.e.data() + j0;
     const bool has_s = mcs > ninf, has_u = mcu > ninf;
     if (!(has_s && has_u)) {
-      pair_chunk_split<Loss>(xs, xu, es, eu, n, mcs, mcu, beta, has_s, has_u, cs.part[k],
-                             cu.part[k], lc[c], nan_s, nan_u);
-    } else {
-      const vf vms = P::set1(mcs), vmu = P::set1(mcu);
-      pair_acc a{P::zero(), P::zero(), P::zero(), P::zero(), P::zero()};
-      for (index_t i = 0; i < nf; i += W)
-        pair_step<Loss>(vb, vms, vmu, P::load(xs + i), P::load(xu + i), es + i, eu + i, a);
-      index_t np = nf;
-      for (; np < n || np % lanes != 0; np += W) {  // tail and -inf padding up to `lanes`
-        const index_t t = std::max<index_t>(0, std::min<index_t>(W, n - np));
-        const vf x = t > 0 ? P::load_tail(xs + np, t, ninf) : P::set1(ninf);
-        const vf y = t > 0 ? P::load_tail(xu + np, t, ninf) : P::set1(ninf);
-        pair_step<Loss>(vb, vms, vmu, x, y, es + np, eu + np, a);
+      pair_chunk_split<Loss>(rs.x + j0, ru.x + j0, es, eu, n, mcs, mcu, beta, has_s, has_u,
+                             cs.part[k], cu.part[k], lc[c], nan_s, nan_u);
+      if (n1 > 0) {
+        mns = chunk_max_of(rs, j1, n1);
+        mnu = chunk_max_of(ru, j1, n1);
       }
-      const float ties_s = static_cast<float>(np) - P::hsum(a.cnts);  // exact (< 2^24)
-      const float ties_u = static_cast<float>(np) - P::hsum(a.cntu);
-      float& ps = cs.part[k];
-      float& pu = cu.part[k];
-      ps = (ties_s - 1.0f) + P::hsum(a.accs);
-      pu = (ties_u - 1.0f) + P::hsum(a.accu);
-      if (ties_s != 1.0f || !(mcs < pinf))
-        for (index_t j = 0; j < n; ++j) nan_s = nan_s || !(xs[j] < pinf);
-      if (ties_u != 1.0f || !(mcu < pinf))
-        for (index_t j = 0; j < n; ++j) nan_u = nan_u || !(xu[j] < pinf);
-      nan_s = nan_s || !(ps == ps);
-      nan_u = nan_u || !(pu == pu);
-      if constexpr (Loss != 0) lc[c] = P::hsum(a.lacc);
+    } else {
+      pair_chunk<Loss>(rs, ru, j0, n, j1, n1, mcs, mcu, c2, es, eu, cs.part[k], cu.part[k],
+                       lc + c, nan_s, nan_u, mns, mnu);
     }
     if (has_s) Ms = mcs > Ms ? mcs : Ms;
     if (has_u) Mu = mcu > Mu ? mcu : Mu;

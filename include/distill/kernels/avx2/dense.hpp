@@ -43,6 +43,16 @@ GRPO_FORCEINLINE __m256 fnmadd_(__m256 a, __m256 b, __m256 c) noexcept {
 GRPO_FORCEINLINE __m256 div_(__m256 a, __m256 b) noexcept {
   return _mm256_div_ps(a, b);
 }
+/// Lane counters of the exp sweeps: P::mask lanes are all-ones (-1) or 0, so c - m adds 1 where m
+/// holds (one integer operation instead of and + add on floats).
+using vcount = __m256i;
+GRPO_FORCEINLINE vcount count_zero_() noexcept { return _mm256_setzero_si256(); }
+GRPO_FORCEINLINE vcount count_add_(vcount c, __m256i m) noexcept { return _mm256_sub_epi32(c, m); }
+GRPO_FORCEINLINE index_t count_total_(vcount c) noexcept {
+  const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+  const __m128i q = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1)));
+}
 
 #include <distill/kernels/vector_pass1.ipp>
 #include <distill/kernels/vector_dense.ipp>
