@@ -76,31 +76,45 @@ avec<T> random_logits(std::size_t n, std::uint32_t seed, float scale) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bandwidth probes: a streaming read (sum of floats) and a streaming read + write (scale copy).
+// Bandwidth probes: a streaming read (sum of floats) and a streaming read + write (scale copy),
+// on GRPO_BENCH_THREADS threads like the kernels (contiguous blocks per thread), so that a
+// 2-thread kernel is compared with the 2-thread bandwidth.
 
 void BM_probe_stream_read(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   avec<float> a(n, 1.0f);
+  constexpr std::size_t blk = 4096;
+  const auto blocks = static_cast<std::ptrdiff_t>(n / blk);
+  set_threads();
   for (auto _ : state) {
-    float acc[16] = {};
-    for (std::size_t i = 0; i < n; i += 16)
-      for (int k = 0; k < 16; ++k) acc[k] += a[i + k];
     float s = 0;
-    for (float v : acc) s += v;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+    for (std::ptrdiff_t b = 0; b < blocks; ++b) {
+      const float* p = a.data() + static_cast<std::size_t>(b) * blk;
+      float acc[16] = {};
+      for (std::size_t i = 0; i < blk; i += 16)
+        for (int k = 0; k < 16; ++k) acc[k] += p[i + k];
+      for (float v : acc) s += v;
+    }
     benchmark::DoNotOptimize(s);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * sizeof(float));
+  state.counters["threads"] = bench_threads();
 }
 BENCHMARK(BM_probe_stream_read)->Arg(1 << 28)->Unit(benchmark::kMillisecond);
 
 void BM_probe_stream_read_write(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   avec<float> a(n, 1.0f), b(n);
+  set_threads();
   for (auto _ : state) {
-    for (std::size_t i = 0; i < n; ++i) b[i] = 0.5f * a[i];
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i)
+      b[static_cast<std::size_t>(i)] = 0.5f * a[static_cast<std::size_t>(i)];
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * 2 * sizeof(float));
+  state.counters["threads"] = bench_threads();
 }
 BENCHMARK(BM_probe_stream_read_write)->Arg(1 << 27)->Unit(benchmark::kMillisecond);
 
