@@ -104,6 +104,22 @@ struct neon {
     return vmulq_f32(exp2_poly(f), pow2i(n));
   }
 
+  /// 2^u for u in [-126, 127] (callers clamp below at -126; NaN propagates), exactly 0 where u
+  /// rounds to -126: avx2::exp2_floor, operation for operation (n = round(u) through the sum
+  /// u + 1.5 * 2^23 + 126, whose low bits are n + 126; 2^f by exp2_poly's doubled coefficients;
+  /// times 2^(n - 1) from one shift of the sum's bits).
+  static GRPO_FORCEINLINE vf exp2_floor(vf u) noexcept {
+    const vf shift = set1(12583038.0f);  // 1.5 * 2^23 + 126
+    const vf y = vaddq_f32(u, shift);
+    const vf f = vsubq_f32(u, vsubq_f32(y, shift));
+    vf p = vfmaq_f32(set1(1.9343025982379913e-2f), set1(2.6529449969530106e-3f), f);
+    p = vfmaq_f32(set1(1.1101467162370682e-1f), p, f);
+    p = vfmaq_f32(set1(4.8044484853744507e-1f), p, f);
+    p = vfmaq_f32(set1(1.3862940073013306f), p, f);
+    p = vfmaq_f32(set1(2.0f), p, f);
+    return vmulq_f32(p, vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(y), 23)));
+  }
+
   /// e^x with the libm edges (e^-inf = 0, +inf above 88.7, NaN -> NaN, exactly 0 below -103.3),
   /// subnormal results rounded once: 2^n applied as 2^(n - h) 2^h, h = trunc(n / 2).
   static GRPO_FORCEINLINE vf exp_full(vf x) noexcept {
@@ -157,6 +173,36 @@ struct neon {
   static GRPO_FORCEINLINE vf load_fp16(const void* p) noexcept {
     return load(static_cast<const float16*>(p));
   }
+  /// 8 elements at p widened into a and b in a fixed lane order (avx2::load2_unordered's
+  /// contract: a permutation, for sums and maxima). bf16: zip with zero puts each pattern in the
+  /// upper half of a 32-bit lane; here a holds elements 0-3 and b 4-7.
+  static GRPO_FORCEINLINE void load2_unordered(const float* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 4);
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const bfloat16* p, vf& a, vf& b) noexcept {
+    const uint16x8_t v = vld1q_u16(reinterpret_cast<const std::uint16_t*>(p));
+    a = vreinterpretq_f32_u16(vzip1q_u16(vdupq_n_u16(0), v));
+    b = vreinterpretq_f32_u16(vzip2q_u16(vdupq_n_u16(0), v));
+  }
+  static GRPO_FORCEINLINE void load2_unordered(const float16* p, vf& a, vf& b) noexcept {
+    a = load(p);
+    b = load(p + 4);
+  }
+
+  // ----- 16-bit patterns (the block maximum of bf16 / fp16 rows) -----------------------------
+  using vi16 = int16x8_t;  ///< 8 x int16 (2 lanes per float lane, as on AVX2)
+  static constexpr int lanes16 = 8;
+  /// The 8 bit patterns at p (bf16 / fp16) as signed 16-bit integers.
+  static GRPO_FORCEINLINE vi16 load_bits16(const void* p) noexcept {
+    return vld1q_s16(static_cast<const std::int16_t*>(p));
+  }
+  static GRPO_FORCEINLINE vi16 set1_i16(std::int16_t v) noexcept { return vdupq_n_s16(v); }
+  static GRPO_FORCEINLINE vi16 max_i16(vi16 a, vi16 b) noexcept { return vmaxq_s16(a, b); }
+  static GRPO_FORCEINLINE vi16 min_i16(vi16 a, vi16 b) noexcept { return vminq_s16(a, b); }
+  static GRPO_FORCEINLINE std::int16_t hmax_i16(vi16 v) noexcept { return vmaxvq_s16(v); }
+  static GRPO_FORCEINLINE std::int16_t hmin_i16(vi16 v) noexcept { return vminvq_s16(v); }
+
   /// The n < 4 elements at p widened, the other lanes `fill` (no read past p + n).
   static GRPO_FORCEINLINE vf load_tail(const float* p, std::ptrdiff_t n, float fill = 0.0f) noexcept {
     float b[4] = {fill, fill, fill, fill};
