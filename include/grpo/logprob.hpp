@@ -47,6 +47,7 @@ enum class logprob_path : unsigned char {
   block_direct,   ///< portable L1-block kernels reading fp32 contiguous rows where they lie
   block_widened,  ///< portable L1-block kernels on rows widened (bf16 / fp16) or gathered (strided)
   avx2,           ///< AVX2 packet kernels on contiguous rows (active_isa() == avx2)
+  neon,           ///< NEON packet kernels on contiguous rows (aarch64, active_isa() == neon)
 };
 
 /// Report of one call (see logprob_path; the portable block kernels are the auto-vectorised loops
@@ -79,6 +80,10 @@ logprob_report make_report(index_t rows, index_t stride, isa k) {
     }
     if (k == isa::avx2 && GRPO_SIMD_HAS_AVX2_PACKET) {
       r.path = logprob_path::avx2;
+      return r;
+    }
+    if (k == isa::neon && GRPO_SIMD_HAS_NEON_PACKET) {
+      r.path = logprob_path::neon;
       return r;
     }
   }

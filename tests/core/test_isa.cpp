@@ -81,6 +81,8 @@ TEST_CASE("isa: detection agrees with /proc/cpuinfo") {
   CHECK(grpo::best_isa() ==
         (avx512 ? grpo::isa::avx512 : avx2 ? grpo::isa::avx2 : grpo::isa::baseline));
   MESSAGE("this CPU's best path: " << std::string(grpo::isa_name(grpo::best_isa())));
+#elif GRPO_ARCH_AARCH64 && defined(__ARM_NEON)
+  CHECK(grpo::best_isa() == grpo::isa::neon);  // Advanced SIMD: baseline of AArch64
 #else
   CHECK(grpo::best_isa() == grpo::isa::baseline);
 #endif
@@ -94,8 +96,9 @@ TEST_CASE("isa: limits cap the active path and restore") {
     CHECK(grpo::active_isa() == grpo::isa::baseline);
     {
       grpo::scoped_isa_limit inner(grpo::isa::avx2);
-      CHECK(grpo::active_isa() ==
-            (best == grpo::isa::baseline ? grpo::isa::baseline : grpo::isa::avx2));
+      CHECK(grpo::active_isa() == (best == grpo::isa::baseline ? grpo::isa::baseline
+                                   : best == grpo::isa::neon   ? grpo::isa::neon
+                                                               : grpo::isa::avx2));
     }
     CHECK(grpo::active_isa() == grpo::isa::baseline);
   }
@@ -107,8 +110,32 @@ TEST_CASE("isa: limits cap the active path and restore") {
   grpo::clear_isa_limit();
 }
 
+TEST_CASE("isa: cap_isa ranks paths per architecture (hand table)") {
+  using grpo::isa;
+  using grpo::cap_isa;
+  // x86-64: baseline < avx2 < avx512; a neon limit is rank 1 (avx2 there).
+  CHECK(cap_isa(isa::avx512, isa::avx512) == isa::avx512);
+  CHECK(cap_isa(isa::avx512, isa::avx2) == isa::avx2);
+  CHECK(cap_isa(isa::avx512, isa::neon) == isa::avx2);
+  CHECK(cap_isa(isa::avx512, isa::baseline) == isa::baseline);
+  CHECK(cap_isa(isa::avx2, isa::avx512) == isa::avx2);
+  CHECK(cap_isa(isa::avx2, isa::baseline) == isa::baseline);
+  CHECK(cap_isa(isa::baseline, isa::avx512) == isa::baseline);
+  // aarch64: baseline < neon; every x86 limit above baseline keeps neon.
+  CHECK(cap_isa(isa::neon, isa::avx512) == isa::neon);
+  CHECK(cap_isa(isa::neon, isa::avx2) == isa::neon);
+  CHECK(cap_isa(isa::neon, isa::neon) == isa::neon);
+  CHECK(cap_isa(isa::neon, isa::baseline) == isa::baseline);
+  // isa_available: exactly the paths scoped_isa_limit(k) selects as k.
+  for (isa k : {isa::baseline, isa::avx2, isa::avx512, isa::neon}) {
+    CAPTURE(std::string(grpo::isa_name(k)));
+    grpo::scoped_isa_limit pin(k);
+    CHECK(grpo::isa_available(k) == (grpo::active_isa() == k));
+  }
+}
+
 TEST_CASE("isa: names parse back; unknown names are refused") {
-  for (auto i : {grpo::isa::baseline, grpo::isa::avx2, grpo::isa::avx512}) {
+  for (auto i : {grpo::isa::baseline, grpo::isa::avx2, grpo::isa::avx512, grpo::isa::neon}) {
     grpo::isa out{};
     bool unl = true;
     REQUIRE(grpo::parse_isa(grpo::isa_name(i), out, unl));

@@ -17,9 +17,10 @@ namespace distill_paths {
 /// body() on every path; INFO names the path for failures inside it.
 template <class F>
 void for_each(F&& body) {
-  for (grpo::isa path : {grpo::isa::baseline, grpo::isa::avx2, grpo::isa::avx512}) {
+  for (grpo::isa path :
+       {grpo::isa::baseline, grpo::isa::avx2, grpo::isa::avx512, grpo::isa::neon}) {
     const std::string name = grpo::isa_name(path);
-    if (static_cast<int>(grpo::best_isa()) < static_cast<int>(path)) {
+    if (!grpo::isa_available(path)) {
       MESSAGE("SKIPPED: the " << name << " path (this CPU or build lacks it)");
       continue;
     }

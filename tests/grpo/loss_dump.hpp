@@ -424,6 +424,9 @@ inline std::string signature() {
 #if GRPO_HAS_XSIMD
   s += " xsimd";
 #endif
+#if defined(__aarch64__)
+  s += " aarch64";  // xsimd's NEON rows (fused fmla) round differently from x86-64's SSE2 rows
+#endif
 #if defined(__clang__)
   s += " clang";
 #elif defined(__GNUC__)

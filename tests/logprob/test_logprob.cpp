@@ -90,6 +90,7 @@ grpo::logprob_path expected_path(index_t col_stride) {
   if (col_stride == 1 && grpo::active_isa() == grpo::isa::avx512)
     return grpo::logprob_path::avx512;
   if (col_stride == 1 && grpo::active_isa() == grpo::isa::avx2) return grpo::logprob_path::avx2;
+  if (col_stride == 1 && grpo::active_isa() == grpo::isa::neon) return grpo::logprob_path::neon;
   return std::is_same_v<T, float> && col_stride == 1 ? grpo::logprob_path::block_direct
                                                      : grpo::logprob_path::block_widened;
 }

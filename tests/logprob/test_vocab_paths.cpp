@@ -29,8 +29,8 @@ constexpr float finf = std::numeric_limits<float>::infinity();
 /// The vector paths to run here; the others get a SKIPPED message (once per test case).
 std::vector<grpo::isa> vector_paths(bool report = false) {
   std::vector<grpo::isa> r;
-  for (grpo::isa k : {grpo::isa::avx2, grpo::isa::avx512}) {
-    if (static_cast<int>(grpo::best_isa()) >= static_cast<int>(k))
+  for (grpo::isa k : {grpo::isa::avx2, grpo::isa::avx512, grpo::isa::neon}) {
+    if (grpo::isa_available(k))
       r.push_back(k);
     else if (report)
       MESSAGE("SKIPPED: the " << std::string(grpo::isa_name(k))
@@ -137,6 +137,7 @@ void compare_paths(index_t V, float temp, bool entropy_grad, float offset = 0.0f
                   << " offset " << offset);
     const auto f = forward(x, ids, V, temp);
     CHECK(f.rep.path == (k == grpo::isa::avx512 ? grpo::logprob_path::avx512
+                         : k == grpo::isa::neon ? grpo::logprob_path::neon
                                                 : grpo::logprob_path::avx2));
     for (index_t i = 0; i < N; ++i) {
       const auto si = static_cast<std::size_t>(i);

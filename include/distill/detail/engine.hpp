@@ -27,6 +27,7 @@
 #include <distill/kernels/avx2/dense.hpp>
 #include <distill/kernels/avx512/dense.hpp>
 #include <distill/kernels/avx512/pass1.hpp>
+#include <distill/kernels/neon/dense.hpp>
 #include <distill/options.hpp>
 #include <grpo/core/isa.hpp>
 #include <grpo/core/parallel.hpp>
@@ -46,6 +47,8 @@ inline isa kernel_path() noexcept {
   return isa::avx512;
 #elif GRPO_SIMD_HAS_AVX2_PACKET
   return isa::avx2;
+#elif GRPO_SIMD_HAS_NEON_PACKET
+  return active_isa();  // neon, or baseline under GRPO_ISA / scoped_isa_limit
 #else
   return isa::baseline;
 #endif
@@ -64,6 +67,9 @@ basic_online_lse<A> row_lse_store(const T* p, index_t st, index_t V, A beta, A* 
 #if GRPO_SIMD_HAS_AVX2_PACKET
     if (path == isa::avx2) return avx2::row_lse_store(p, st, V, beta, cache, bad);
 #endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+    if (path == isa::neon) return neon::row_lse_store(p, st, V, beta, cache, bad);
+#endif
   }
   (void)path;
   return row_lse_store_portable(p, st, V, beta, buf, cache, bad);
@@ -81,6 +87,9 @@ int dense_row(const S* s, index_t ss, const U* u, index_t us, G* g, index_t gs,
 #endif
 #if GRPO_SIMD_HAS_AVX2_PACKET
     if (R.path == isa::avx2) return avx2::dense_row<K>(s, ss, u, us, g, gs, R, value);
+#endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+    if (R.path == isa::neon) return neon::dense_row<K>(s, ss, u, us, g, gs, R, value);
 #endif
   }
   alignas(64) A buf[chunk];

@@ -153,7 +153,7 @@ struct row_exp_cache {
     const index_t nc = (V + chunk - 1) / chunk;
     if (static_cast<index_t>(e.size()) < nc * chunk) {
       e.resize(static_cast<std::size_t>(nc * chunk));
-#if GRPO_ARCH_X86_64
+#if GRPO_ARCH_X86_64 || GRPO_ARCH_AARCH64  // the packet kernels (x86 ISAs, NEON)
       x.resize(static_cast<std::size_t>(nc * chunk));
 #endif
     }

@@ -129,20 +129,36 @@
 
 namespace grpo {
 
-/// The vector paths a CPU kernel may take, ordered: a higher value includes the lower ones on its
-/// architecture. `baseline` is the translation unit's own flags (SSE2 on x86-64 without -m flags;
-/// NEON on aarch64).
+/// The vector paths a CPU kernel may take. `baseline` is the translation unit's own flags (SSE2 on
+/// x86-64 without -m flags; the auto-vectorised loops on aarch64). Paths are ranked by isa_rank:
+/// on one architecture a higher rank includes the lower ones (x86-64: baseline < avx2 < avx512;
+/// aarch64: baseline < neon). The values are not ranks (neon = 3 keeps the x86 values stable).
 enum class isa : unsigned char {
   baseline = 0,  ///< portable code as compiled (auto-vectorised for the TU's flags)
   avx2 = 1,      ///< x86-64 AVX2 + FMA + F16C
   avx512 = 2,    ///< x86-64 AVX-512 F/BW/DQ/VL
+  neon = 3,      ///< aarch64 Advanced SIMD (the packet kernels; part of every aarch64 CPU)
 };
 
-/// Lower-case name of a path ("baseline", "avx2", "avx512").
+/// Rank of a path for limits: baseline 0, avx2 and neon 1 (128/256-bit packet kernels), avx512 2.
+constexpr int isa_rank(isa i) noexcept {
+  return i == isa::avx512 ? 2 : i == isa::baseline ? 0 : 1;
+}
+
+/// The path that a CPU whose best path is `best` runs under the limit `limit`: best when its rank
+/// is within the limit, else the best path of that CPU's architecture at the limit's rank (only
+/// x86-64 has paths above rank 1).
+constexpr isa cap_isa(isa best, isa limit) noexcept {
+  if (isa_rank(best) <= isa_rank(limit)) return best;
+  return isa_rank(limit) == 0 ? isa::baseline : isa::avx2;
+}
+
+/// Lower-case name of a path ("baseline", "avx2", "avx512", "neon").
 constexpr const char* isa_name(isa i) noexcept {
   switch (i) {
     case isa::avx2: return "avx2";
     case isa::avx512: return "avx512";
+    case isa::neon: return "neon";
     default: return "baseline";
   }
 }
@@ -161,6 +177,7 @@ constexpr bool parse_isa(const char* s, isa& out, bool& unlimited) noexcept {
   if (!s) return false;
   if (eq(s, "avx512")) out = isa::avx512;
   else if (eq(s, "avx2")) out = isa::avx2;
+  else if (eq(s, "neon")) out = isa::neon;
   else if (eq(s, "baseline") || eq(s, "sse2") || eq(s, "scalar") || eq(s, "portable") ||
            eq(s, "none"))
     out = isa::baseline;
@@ -214,8 +231,18 @@ inline isa best_isa() noexcept {
 #if GRPO_RUNTIME_DISPATCH
   if (cpu().avx512) return isa::avx512;
   if (cpu().avx2) return isa::avx2;
+#elif GRPO_ARCH_AARCH64 && defined(__ARM_NEON)
+  return isa::neon;  // Advanced SIMD is mandatory on AArch64: no run-time check
 #endif
   return isa::baseline;
+}
+
+/// Whether path k can run here (scoped_isa_limit(k) then selects exactly k): the baseline, the
+/// best path, or (x86-64) a lower-ranked path of the same architecture.
+inline bool isa_available(isa k) noexcept {
+  const isa b = best_isa();
+  if (k == isa::baseline || k == b) return true;
+  return b != isa::neon && k != isa::neon && isa_rank(k) <= isa_rank(b);
 }
 
 /// The limit from the environment variable GRPO_ISA (read once; "avx2", "avx512", "baseline",
@@ -231,7 +258,7 @@ inline isa env_isa_limit() noexcept {
   return lim;
 }
 
-/// Pins the path of every later call (tests, benchmarks, debugging): min(best_isa(), limit).
+/// Pins the path of every later call (tests, benchmarks, debugging): cap_isa(best_isa(), limit).
 /// Thread-safe; takes precedence over GRPO_ISA.
 inline void set_isa_limit(isa limit) noexcept {
   detail::isa_limit_override.store(static_cast<int>(limit), std::memory_order_relaxed);
@@ -245,8 +272,7 @@ inline void clear_isa_limit() noexcept {
 inline isa active_isa() noexcept {
   const int o = detail::isa_limit_override.load(std::memory_order_relaxed);
   const isa lim = o >= 0 ? static_cast<isa>(o) : env_isa_limit();
-  const isa b = best_isa();
-  return static_cast<int>(b) < static_cast<int>(lim) ? b : lim;
+  return cap_isa(best_isa(), lim);
 }
 
 /// Scoped limit for tests and benchmarks: pins the path for its lifetime, then restores.

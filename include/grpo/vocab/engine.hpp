@@ -24,6 +24,7 @@
 #include <grpo/core/vmath512.hpp>
 #include <grpo/vocab/kernels/avx2/row.hpp>
 #include <grpo/vocab/kernels/avx512/row.hpp>
+#include <grpo/vocab/kernels/neon/row.hpp>
 #include <grpo/vocab/row.hpp>
 
 #include <atomic>
@@ -47,10 +48,12 @@ inline isa kernel_isa() noexcept {
   const isa best = isa::avx512;
 #elif GRPO_SIMD_HAS_AVX2_PACKET
   const isa best = isa::avx2;
+#elif GRPO_SIMD_HAS_NEON_PACKET
+  const isa best = isa::neon;
 #else
   const isa best = isa::baseline;
 #endif
-  return static_cast<int>(best) < static_cast<int>(lim) ? best : lim;
+  return cap_isa(best, lim);
 #endif
 }
 
@@ -76,6 +79,9 @@ online_lse row_stats(const T* row, index_t stride, index_t V, float beta, scratc
 #endif
 #if GRPO_SIMD_HAS_AVX2_PACKET
       case isa::avx2: return avx2::row_stats(row, V, beta, status, cache);
+#endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+      case isa::neon: return neon::row_stats(row, V, beta, status, cache);
 #endif
       default: break;
     }
@@ -105,6 +111,10 @@ void row_grad(const T* row, index_t stride, index_t V, float beta, const row_sum
       case isa::avx2:
         return avx2::row_grad(row, V, beta, rs, y, x_y, g_logp, g_entropy, out, stream);
 #endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+      case isa::neon:
+        return neon::row_grad(row, V, beta, rs, y, x_y, g_logp, g_entropy, out, stream);
+#endif
       default: break;
     }
   }
@@ -126,6 +136,9 @@ void row_grad_cached(const row_cache& c, index_t V, float beta, const row_summar
 #endif
 #if GRPO_SIMD_HAS_AVX2_PACKET
       case isa::avx2: return avx2::row_grad_cached(c, V, beta, rs, y, x_y, g_logp, out, stream);
+#endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+      case isa::neon: return neon::row_grad_cached(c, V, beta, rs, y, x_y, g_logp, out, stream);
 #endif
       default: break;
     }
@@ -151,6 +164,9 @@ online_lse row_stats_pipelined(const T* row, index_t V, float beta, row_status& 
 #if GRPO_SIMD_HAS_AVX2_PACKET
     case isa::avx2: return avx2::row_stats_pipelined(row, V, beta, status, cache, p);
 #endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+    case isa::neon: return neon::row_stats_pipelined(row, V, beta, status, cache, p);
+#endif
     default: break;
   }
   scratch w;
@@ -169,6 +185,9 @@ inline float exp_probe(const float* x, index_t n) noexcept {
 #endif
 #if GRPO_SIMD_HAS_AVX2_PACKET
     case isa::avx2: return avx2::exp_probe(x, n);
+#endif
+#if GRPO_SIMD_HAS_NEON_PACKET
+    case isa::neon: return neon::exp_probe(x, n);
 #endif
     default: break;
   }
