@@ -39,6 +39,14 @@ GRPO_FORCEINLINE float32x4_t fnmadd_(float32x4_t a, float32x4_t b, float32x4_t c
   return P::fnmadd(a, b, c);
 }
 GRPO_FORCEINLINE float32x4_t div_(float32x4_t a, float32x4_t b) noexcept { return P::div(a, b); }
+/// Lane counters of the exp sweeps (as on AVX2): P::mask lanes are all-ones or 0, so c - m adds 1
+/// where m holds.
+using vcount = uint32x4_t;
+GRPO_FORCEINLINE vcount count_zero_() noexcept { return vdupq_n_u32(0); }
+GRPO_FORCEINLINE vcount count_add_(vcount c, uint32x4_t m) noexcept { return vsubq_u32(c, m); }
+GRPO_FORCEINLINE index_t count_total_(vcount c) noexcept {
+  return static_cast<index_t>(vaddvq_u32(c));
+}
 
 #include <distill/kernels/vector_pass1.ipp>
 #include <distill/kernels/vector_dense.ipp>
