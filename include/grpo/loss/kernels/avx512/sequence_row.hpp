@@ -5,7 +5,6 @@
 ///        where the TU targets AVX-512F + DQ (GRPO_HAS_AVX512), in its ABI namespace.
 #pragma once
 
-#include <grpo/loss/kernels/avx512/token_row.hpp>  // v512_load_as, v512_dsum
 #include <grpo/core/config.hpp>
 #include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
 #include <grpo/detail/loss_token.hpp>  // token_ratio (the sequence kernel's row constants)
@@ -35,6 +34,48 @@ inline namespace GRPO_ISA_ABI {
 #else
 #define GRPO_DETAIL_INLINE_LAMBDA
 #endif
+// (v512_load_as / v512_store_as / v512_dsum: formerly in token_row.hpp, whose hand-written row
+// is replaced by the packet rows of kernels/token_row.ipp.)
+/// Loads 16 (or the n < 16 lanes of `in`) mask entries as float.
+template <bool Tail, class M>
+GRPO_FORCEINLINE __m512 v512_load_as(const M* p, __mmask16 in, index_t n) noexcept {
+  if constexpr (std::is_same_v<M, float>) {
+    if constexpr (Tail)
+      return _mm512_maskz_loadu_ps(in, p);
+    else
+      return _mm512_loadu_ps(p);
+  } else {
+    float tmp[16] = {};
+    const index_t k = Tail ? n : 16;
+    for (index_t l = 0; l < k; ++l) tmp[l] = static_cast<float>(p[l]);
+    return _mm512_loadu_ps(tmp);
+  }
+}
+/// Stores 16 (or the n lanes of `in`) floats to p as G.
+template <bool Tail, class G>
+GRPO_FORCEINLINE void v512_store_as(G* p, __m512 v, __mmask16 in, index_t n) noexcept {
+  if constexpr (std::is_same_v<G, float>) {
+    if constexpr (Tail)
+      _mm512_mask_storeu_ps(p, in, v);
+    else
+      _mm512_storeu_ps(p, v);
+  } else {
+    float tmp[16];
+    _mm512_storeu_ps(tmp, v);
+    const index_t k = Tail ? n : 16;
+    for (index_t l = 0; l < k; ++l) p[l] = static_cast<G>(tmp[l]);
+  }
+}
+/// 16 float lane sums widened into 16 double lanes.
+struct v512_dsum {
+  __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+  GRPO_FORCEINLINE void add(__m512 s) noexcept {
+    a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(s)));
+    b = _mm512_add_pd(b, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1)));
+  }
+  double total() const noexcept { return _mm512_reduce_add_pd(_mm512_add_pd(a, b)); }
+};
+
 // ---- AVX-512 row kernel of the sequence-level ratio (GSPO, GSPO-token; float inputs) -----------
 // At sequence level the ratio r_i = exp(clamp(xbar_i)), xbar_i = sum_t m (lp - lo) / max(n_i, 1),
 // is one number per row, so the surrogate's clip decision, value and d l / d r depend on the token
