@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The token formulas of grpo/detail/lane_formulas.ipp instantiated on the packet lane types of the
-// loss rows (loss/kernels/<isa>/token_row.hpp: simd::avx2, simd::avx512) equal the scalar ops lane
+// loss rows (loss/kernels/<isa>/rows.hpp: simd::avx2, simd::avx512) equal the scalar ops lane
 // by lane: bitwise where no exp is involved (PPO clip with delta / dual clip and its ties, the
 // row-constant PPO form, CISPO weights, clamps, the k1 / abs / k2 KL estimators with clamps and
 // straight-through, clip predicates, NaN lanes), within the packet exp's error carried through the

@@ -2,17 +2,18 @@
 /// @file simd_token_rows.hpp
 /// @brief The vectorised rows of the token-level engine: fast_simd_step on a lane type V (an
 ///        xsimd batch of the TU's architecture, or the scalar C for the row tail and builds
-///        without xsimd) through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (the
-///        AVX-512 kernel of kernels/avx512/token_row.hpp for float where the TU targets it), its
-///        kind / KL dispatch, and pass 1's mask row sum. In the TU's ABI namespace.
+///        without xsimd) through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (float
+///        rows go to the packet rows of kernels/token_row.ipp on the avx2 / avx512 paths, chosen
+///        per call by loss_kernel_isa()), its kind / KL dispatch, and pass 1's mask row sum. In
+///        the TU's ABI namespace.
 #pragma once
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/isa.hpp>       // GRPO_ISA_ABI
 #include <grpo/core/validate.hpp>  // mask_entry_ok
 #include <grpo/detail/simd.hpp>
-#include <grpo/loss/kernels/avx2/token_row.hpp>
-#include <grpo/loss/kernels/avx512/token_row.hpp>
+#include <grpo/loss/kernels/avx2/rows.hpp>
+#include <grpo/loss/kernels/avx512/rows.hpp>
 #include <grpo/loss/row_types.hpp>
 #include <grpo/policy_loss.hpp>
 

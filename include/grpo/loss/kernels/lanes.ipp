@@ -4,7 +4,7 @@
 ///        simd::avx2 / simd::avx512) with the arithmetic and compare operators and the lane
 ///        helpers (sel, band, bor, vexp, none_set, any, scalar_of, mask_of) that
 ///        <grpo/detail/lane_formulas.ipp> is written against. No include guard: included by
-///        loss/kernels/<isa>/token_row.hpp inside that ISA's target region and namespace, after
+///        loss/kernels/<isa>/rows.hpp inside that ISA's target region and namespace, after
 ///        `using A = ...;`, followed by lane_formulas.ipp, so that the formulas are compiled
 ///        for the packet where the packet's instructions are enabled (a template defined outside
 ///        the region cannot inline them: GCC refuses always_inline across targets).

@@ -3,7 +3,7 @@
 /// @brief The token-level loss row (kinds ppo_clip, cispo, sapo, reinforce; KL on / off;
 ///        per-token or per-sequence advantages; the lean instantiation) and pass 1's mask row
 ///        sum, written ONCE over the packet `A` with the lane type of lanes.ipp and the formulas
-///        of lane_formulas.ipp. No include guard: loss/kernels/<isa>/token_row.hpp includes it
+///        of lane_formulas.ipp. No include guard: loss/kernels/<isa>/rows.hpp includes it
 ///        inside its ISA's target region and namespace, after lanes.ipp and lane_formulas.ipp.
 ///
 /// Same maths as fast_simd_step (simd_token_rows.hpp) with float inputs, and a cheaper
