@@ -196,14 +196,16 @@ void check_isa(eval_fn ev) {
       ev(f, cfgs[k], a);
       eval_ops(f, cfgs[k], b);
       for (std::size_t i = 0; i < a.x.size(); ++i) {
-        INFO("formula " << static_cast<int>(f) << " cfg " << k << " x=" << a.x[i] << " y=" << a.y[i]);
+        INFO("formula " << static_cast<int>(f) << " cfg " << k << " x=" << a.x[i]
+                        << " y=" << a.y[i]);
         CHECK(same_bits(a.o1[i], b.o1[i]));
         CHECK(same_bits(a.o2[i], b.o2[i]));
       }
     }
-    // KL: k1 / abs / k2 without exp are bitwise; k3 and the ratio / SAPO carry exp's error
-    // (A::exp_full, < 2 ulp): relative 1e-6 of the value, plus 1e-6 absolute for the
-    // cancellations of e^d - d - 1 and 1 - e^d near d = 0.
+    // KL: k1 / abs / k2 without exp are bitwise; k3 and the ratio / SAPO carry the rows' exp
+    // error (A::exp_fast on [-87, 88]: relative 3e-7 + 1e-7 |x|, |x| <= 88 here; A::exp_full
+    // outside): relative 2e-5 of the value, plus 1e-6 absolute for the cancellations of
+    // e^d - d - 1 and 1 - e^d near d = 0.
     const formula approx[] = {formula::kl, formula::sapo, formula::ratio};
     for (formula f : approx) {
       formula_cfg c = cfgs[k];
@@ -214,13 +216,14 @@ void check_isa(eval_fn ev) {
       ev(f, c, a);
       eval_ops(f, c, b);
       for (std::size_t i = 0; i < a.x.size(); ++i) {
-        INFO("formula " << static_cast<int>(f) << " cfg " << k << " x=" << a.x[i] << " y=" << a.y[i]);
+        INFO("formula " << static_cast<int>(f) << " cfg " << k << " x=" << a.x[i]
+                        << " y=" << a.y[i]);
         for (int o = 0; o < 2; ++o) {
           const float u = o == 0 ? a.o1[i] : a.o2[i], v = o == 0 ? b.o1[i] : b.o2[i];
           if (bitwise || !std::isfinite(v)) {
             CHECK(same_bits(u, v));
           } else {
-            CHECK(std::fabs(u - v) <= 1e-6f * std::fabs(v) + 1e-6f);
+            CHECK(std::fabs(u - v) <= 2e-5f * std::fabs(v) + 1e-6f);
           }
         }
       }

@@ -58,8 +58,17 @@ GRPO_FORCEINLINE W sel(const Mk& c, const W& a, const W& b) noexcept {
 }
 GRPO_FORCEINLINE Mk band(const Mk& a, const Mk& b) noexcept { return a & b; }
 GRPO_FORCEINLINE Mk bor(const Mk& a, const Mk& b) noexcept { return a | b; }
-/// e^x with the libm edges (A::exp_full: e^-inf = 0, +inf above 88.7, NaN -> NaN; < 2 ulp).
-GRPO_FORCEINLINE V vexp(const V& x) noexcept { return V(A::exp_full(x.v)); }
+/// e^x of the rows: A::exp_fast (8 operations; relative error <= 3e-7 + 1e-7 |x|) for x in
+/// [-87, 88], and A::exp_full (libm edges: e^-inf = 0, +inf above 88.7, NaN -> NaN, subnormal
+/// results) for the lanes outside, only when a step has one (a rare, predictable branch). One exp
+/// for every row variant, so that the lean and general rows of one call give the same values
+/// whichever outputs are requested (the fused step asks for more than compute_loss does).
+GRPO_FORCEINLINE V vexp(const V& x) noexcept {
+  const Mk in = (!Mk{A::cmp_nle(A::set1(-87.0f), x.v)}) & (!Mk{A::cmp_nle(x.v, A::set1(88.0f))});
+  const vf e = A::exp_fast(A::min(A::set1(88.0f), A::max(A::set1(-87.0f), x.v)));
+  if (A::count(in.m) == A::lanes) return V(e);
+  return V(A::select(in.m, e, A::exp_full(x.v)));
+}
 template <class W>
 GRPO_FORCEINLINE Mk none_set() noexcept {
   return {A::cmp_gt(A::zero(), A::zero())};
@@ -70,10 +79,5 @@ GRPO_FORCEINLINE V keep(const Mk& m, const V& x) noexcept { return V(A::keep(m.m
 /// vminps / vmaxps: a NaN lane in either operand returns b.
 GRPO_FORCEINLINE V vmin(const V& a, const V& b) noexcept { return V(A::min(a.v, b.v)); }
 GRPO_FORCEINLINE V vmax(const V& a, const V& b) noexcept { return V(A::max(a.v, b.v)); }
-/// e^x for the lean rows: A::exp_fast (relative error <= 3e-7 + 1e-7 |x|) on x clamped to
-/// [-87, 89] (NaN kept: it is the second operand of the max): e^x below -87 reads e^-87 ~ 1.6e-38
-/// (an absolute error below 2e-38), from ~88.4 up it reads +inf (the sums then flag the row, which
-/// is rerun on the scalar path).
-GRPO_FORCEINLINE V vexp_lean(const V& x) noexcept {
-  return V(A::exp_fast(A::min(A::set1(89.0f), A::max(A::set1(-87.0f), x.v))));
-}
+/// The lean rows' exp is the same function (see vexp).
+GRPO_FORCEINLINE V vexp_lean(const V& x) noexcept { return vexp(x); }

@@ -4,12 +4,13 @@
 ///        packet `A` (lanes.ipp, lane_formulas.ipp, token_row.ipp's helpers). No include guard:
 ///        loss/kernels/<isa>/rows.hpp includes it inside its ISA's target region and namespace.
 ///
-/// At sequence level the ratio r_i = exp(clamp(xbar_i)), xbar_i = sum_t m (lp - lo) / max(n_i, 1),
-/// is one number per row, so the surrogate's clip decision, value and d l / d r depend on the
-/// token only through A_t (per-token advantages) or not at all (per-sequence advantages):
+/// At sequence level the ratio r_i = exp(clamp(xbar_i)),
+/// xbar_i = sum_t m (lp - lo) / max(n_i, 1), is one number per row, so the surrogate's clip
+/// decision, value and d l / d r depend on the token only through A_t (per-token advantages) or
+/// not at all (per-sequence advantages):
 ///   sweep 1  sum m x, sum m x^2 and the extrema of x (the approximate-KL metric); the row
-///            constants r, dr_direct, dr_spread and, for per-sequence A, the surrogate (policy_token)
-///            are then formed in double, as the general engine does;
+///            constants r, dr_direct, dr_spread and, for per-sequence A, the surrogate
+///            (policy_token) are then formed in double, as the general engine does;
 ///   sweep 2  (the row is L1/L2-resident): KL value / gradient per token (one exp), the surrogate
 ///            per token when A is per token, the gradient g_t = m_t (s_pol l'(r) dr_direct +
 ///            s_kl c k'_t) [+ m_t row_g / max(n_i, 1), GSPO's spread, when row_g is known here];
@@ -56,7 +57,7 @@ struct gspo_row {
     } else {
       if (trunc) {
         m = zero;
-        return !in & in;
+        return (!in) & in;
       }
       m = k >= L ? load_as<false>(rw.m + t, L) : load_as<true>(rw.m + t, k);
       return (m != zero) & in;

@@ -23,7 +23,7 @@
 ///     gradient of a large output is written with streaming stores (aligned steps);
 ///   - the common configuration (binary mask, no clamps / delta / dual clip / extra outputs) runs
 ///     a "lean" instantiation: m = 1 on valid lanes (a prefix row never reads its mask), clip
-///     counts are popcounts of the compare masks, the ratio takes A::exp_fast, PPO's gradient is
+///     counts are popcounts of the compare masks, PPO's gradient is
 ///     the row-constant selects of ppo_clip_row for per-sequence advantages.
 /// Float lane sums are flushed into double lanes every kFlushBatches steps.
 

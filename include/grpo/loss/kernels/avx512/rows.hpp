@@ -3,9 +3,9 @@
 /// @brief The loss row kernels written once over the packet (kernels/token_row.ipp: token-level
 ///        rows and pass 1's mask sum; kernels/sequence_row.ipp: GSPO / GSPO-token rows; over
 ///        kernels/lanes.ipp and detail/lane_formulas.ipp) instantiated for avx512:
-///        grpo::detail::GRPO_ISA_ABI::loss_avx512, compiled inside GRPO_BEGIN_TARGET_AVX512 in every
-///        x86-64 build, run only when grpo::active_isa() allows avx512 (detail::loss_kernel_isa,
-///        simd_token_rows.hpp).
+///        grpo::detail::GRPO_ISA_ABI::loss_avx512, compiled inside GRPO_BEGIN_TARGET_AVX512 in
+///        every x86-64 build, run only when grpo::active_isa() allows avx512
+///        (detail::loss_kernel_isa, simd_token_rows.hpp).
 #pragma once
 
 #include <grpo/core/config.hpp>
