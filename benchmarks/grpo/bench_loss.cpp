@@ -141,6 +141,23 @@ void BM_grpo_loss_gspo(benchmark::State& st) {
   run_loss(st, grpo::from_trl(a));
 }
 
+// The other policy-loss kinds of the token-level rows on the same workload (dapo aggregation,
+// k3 KL, per-sequence advantages): CISPO, SAPO, REINFORCE.
+grpo::loss_options kind_options(grpo::policy_loss_kind k) {
+  grpo::loss_options o = options();
+  o.policy.kind = k;
+  return o;
+}
+void BM_grpo_loss_cispo(benchmark::State& st) {
+  run_loss(st, kind_options(grpo::policy_loss_kind::cispo));
+}
+void BM_grpo_loss_sapo(benchmark::State& st) {
+  run_loss(st, kind_options(grpo::policy_loss_kind::sapo));
+}
+void BM_grpo_loss_reinforce(benchmark::State& st) {
+  run_loss(st, kind_options(grpo::policy_loss_kind::reinforce));
+}
+
 // One streaming pass over the same bytes: g = lp + old + ref + mask (vectorisable, no reduction).
 void BM_stream_read(benchmark::State& st) {
   auto& in = shared(st.range(0), st.range(1));
@@ -211,6 +228,9 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_grpo_loss)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_gspo)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_cispo)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_sapo)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_reinforce)->Apply(shapes);
 BENCHMARK(BM_stream_read)->Apply(shapes);
 #if defined(GRPO_BENCH_HAS_TORCH)
 BENCHMARK(BM_torch_loss)->Apply(shapes);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The sequence-level ratio path of grpo::compute_loss_into (GSPO, TRL importance_sampling_level
-// "sequence" / verl "gspo", and GSPO-token with PPO clip: detail::gspo_v512_row_impl for float
-// inputs on AVX-512 builds, its scalar double twin otherwise):
+// "sequence" / verl "gspo", and GSPO-token with PPO clip: the packet rows of
+// loss/kernels/sequence_row.ipp for float inputs on the avx2 / avx512 paths (run-time dispatch;
+// ctest reruns this file with GRPO_ISA=baseline: the xsimd rows), its scalar double twin otherwise):
 //   1. double inputs: equal to the general engine (forced by a non-unit stride) to 1e-12: loss,
 //      gradient, per-token loss and every metric (TRL's per-sequence clip metrics included);
 //   2. double inputs: the naive reference of tests/support/reference.hpp (value) and its central

@@ -4,8 +4,8 @@
 ///        GSPO-token) with PPO clip and no row-wide term besides the sequence ratio
 ///        (kind_traits<K>::sequence_rows). The sequence ratio is one number per row: each row is
 ///        swept for sum m (lp - lo), then its tokens are evaluated against the row constants
-///        (kernels/avx512/sequence_row.hpp for float on AVX-512, loss/simd_sequence_rows.hpp
-///        otherwise). The scalar twin here runs the same algorithm in double with the general
+///        (kernels/sequence_row.ipp for float on the avx2 / avx512 paths,
+///        loss/simd_sequence_rows.hpp otherwise). The scalar twin here runs the same algorithm in double with the general
 ///        engine's exact operation order: it reruns a row flagged by a kernel (a non-finite input
 ///        on a valid token: it throws the error naming the argument; a float overflow of a lane
 ///        sum: it recomputes the row). Rows are threaded and merged in row order.
@@ -164,17 +164,31 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
   auto run_row = [&](index_t i) {
     fast_row_part& rp = parts[static_cast<std::size_t>(i)];
-#if GRPO_HAS_AVX512
     if constexpr (plan_simd_types<T, M, G> && std::is_same_v<T, float>) {
-      if (c.Tn > 0) {
+      // The packet rows (kernels/sequence_row.ipp) on the run-time path; a row they flag (a
+      // non-finite input on a valid token, or a float overflow) is rerun by the scalar twin,
+      // which throws [grpo.bad_value] or recomputes it in double.
+      [[maybe_unused]] const isa path = loss_kernel_isa();
+      if (c.Tn > 0 && path >= isa::avx2) {
         const auto rw = row_desc<float>(c, r, i, stream_grad);
-        const bool ok = c.adv_per_row ? gspo_v512_row_run<true>(gq, kl_on, rw, c.Tn, rp)
-                                      : gspo_v512_row_run<false>(gq, kl_on, rw, c.Tn, rp);
-        if (!ok) sequence_row_scalar(c, r, i, rp);  // throws [grpo.bad_value] (or recomputes)
+        bool ok = false;
+#if GRPO_LOSS_HAS_AVX512_ROWS
+        if (path >= isa::avx512)
+          ok = c.adv_per_row ? loss_avx512::gspo_row_run<true>(gq, kl_on, rw, c.Tn, rp)
+                             : loss_avx512::gspo_row_run<false>(gq, kl_on, rw, c.Tn, rp);
+        else
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+          ok = c.adv_per_row ? loss_avx2::gspo_row_run<true>(gq, kl_on, rw, c.Tn, rp)
+                             : loss_avx2::gspo_row_run<false>(gq, kl_on, rw, c.Tn, rp);
+#endif
+        if (!ok) {
+          rp = fast_row_part{};
+          sequence_row_scalar(c, r, i, rp);
+        }
         return;
       }
     }
-#endif
     if constexpr (plan_simd_types<T, M, G>) {  // xsimd twin (double; float without AVX-512)
       if (c.Tn > 0) {
         using CT = std::conditional_t<std::is_same_v<T, double>, double, float>;

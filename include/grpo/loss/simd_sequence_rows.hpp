@@ -2,15 +2,14 @@
 /// @file simd_sequence_rows.hpp
 /// @brief The portable vectorised row of the sequence-level engine (gspo_simd_row: GSPO /
 ///        GSPO-token with PPO clip on xsimd batches of the input type, scalar tail): double
-///        inputs, and float inputs where the TU does not target AVX-512
-///        (kernels/avx512/sequence_row.hpp). In the TU's ABI namespace.
+///        inputs, and float inputs on the baseline path (the avx2 / avx512 paths take the packet
+///        rows of kernels/sequence_row.ipp). In the TU's ABI namespace.
 #pragma once
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/isa.hpp>           // GRPO_ISA_ABI
 #include <grpo/detail/loss_token.hpp>  // token_ratio
 #include <grpo/detail/simd.hpp>
-#include <grpo/loss/kernels/avx512/sequence_row.hpp>
 #include <grpo/loss/row_types.hpp>
 #include <grpo/loss/simd_token_rows.hpp>  // fast_simd_acc helpers, loads / stores
 #include <grpo/policy_loss.hpp>
@@ -107,7 +106,7 @@ struct gspo_simd_pair {
   }
 };
 
-/// Row totals of gspo_simd_row into rp (its last step, as gspo_v512_row_impl): policy / KL sums,
+/// Row totals of gspo_simd_row into rp (its last step, as gspo_row of kernels/sequence_row.ipp): policy / KL sums,
 /// the metric blocks and the clip counts. n: the row's valid weight; r: the sequence ratio;
 /// pt0: the row's surrogate when the advantage a0 is per sequence (row_a). Returns false if the
 /// row must be rerun by the scalar twin (a non-finite per-sequence advantage).
@@ -187,7 +186,7 @@ void gspo_spread(const M* m, G* g, index_t end, double row_g, double nc) noexcep
   }
 }
 
-/// The sequence-level row algorithm of gspo_v512_row_impl (sweep 1: sum m x; row constants in
+/// The sequence-level row algorithm of kernels/sequence_row.ipp (sweep 1: sum m x; row constants in
 /// double through token_ratio / policy_token; sweep 2: KL, per-token surrogate, gradient; sweep 3
 /// when the spread needs a row sum) on xsimd batches of the input type C with a scalar tail:
 /// double inputs, and float inputs on builds without AVX-512. Every per-token formula is a
@@ -336,7 +335,7 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
       !(std::isfinite(total(gspo_simd_acc<C>::sk)) && std::isfinite(total(gspo_simd_acc<C>::sk2))))
     return false;
 
-  // ---- sweep 3, row totals (as gspo_v512_row_impl) ----
+  // ---- sweep 3, row totals (as gspo_row of kernels/sequence_row.ipp) ----
   if (spread_later) {
     double row_g = (row_a ? sp * pt0.d_ratio * n : sp * total(gspo_simd_acc<C>::dr)) * drs;
     if (q.kl_bias) row_g += sk * q.kl_coef * total(gspo_simd_acc<C>::skr) * drs;

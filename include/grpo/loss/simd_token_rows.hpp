@@ -2,16 +2,18 @@
 /// @file simd_token_rows.hpp
 /// @brief The vectorised rows of the token-level engine: fast_simd_step on a lane type V (an
 ///        xsimd batch of the TU's architecture, or the scalar C for the row tail and builds
-///        without xsimd) through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (the
-///        AVX-512 kernel of kernels/avx512/token_row.hpp for float where the TU targets it), its
-///        kind / KL dispatch, and pass 1's mask row sum. In the TU's ABI namespace.
+///        without xsimd) through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (float
+///        rows go to the packet rows of kernels/token_row.ipp on the avx2 / avx512 paths, chosen
+///        per call by loss_kernel_isa()), its kind / KL dispatch, and pass 1's mask row sum. In
+///        the TU's ABI namespace.
 #pragma once
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/isa.hpp>       // GRPO_ISA_ABI
 #include <grpo/core/validate.hpp>  // mask_entry_ok
 #include <grpo/detail/simd.hpp>
-#include <grpo/loss/kernels/avx512/token_row.hpp>
+#include <grpo/loss/kernels/avx2/rows.hpp>
+#include <grpo/loss/kernels/avx512/rows.hpp>
 #include <grpo/loss/row_types.hpp>
 #include <grpo/policy_loss.hpp>
 
@@ -23,6 +25,27 @@
 
 namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
+
+/// The packet rows a float call takes: active_isa() (the CPU's best, capped by GRPO_ISA /
+/// set_isa_limit) with run-time dispatch; without it (GRPO_RUNTIME_DISPATCH = 0: not x86-64, or
+/// nvcc) the best packet this translation unit is compiled for, under the same cap. baseline:
+/// the lane-generic rows below at the TU's xsimd width (the oracle path of the golden tests).
+inline isa loss_kernel_isa() noexcept {
+#if GRPO_RUNTIME_DISPATCH
+  return active_isa();
+#else
+  const int o = ::grpo::detail::isa_limit_override.load(std::memory_order_relaxed);
+  const isa lim = o >= 0 ? static_cast<isa>(o) : env_isa_limit();
+#if GRPO_LOSS_HAS_AVX512_ROWS
+  const isa best = isa::avx512;
+#elif GRPO_LOSS_HAS_AVX2_ROWS
+  const isa best = isa::avx2;
+#else
+  const isa best = isa::baseline;
+#endif
+  return static_cast<int>(lim) < static_cast<int>(best) ? lim : best;
+#endif
+}
 
 /// Per-lane accumulators of one row: the sums of fast_row_part plus the block minima / maxima.
 /// Sums run per lane in C for at most kFlushBatches steps, then are added lane by lane into double
@@ -233,12 +256,15 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
                        index_t Tn, fast_row_part& rp) {
   // Local copies: the output stores (G*) could otherwise alias the parameters, forcing the compiler
   // to reload and re-broadcast every parameter after every store.
-#if GRPO_HAS_AVX512
-  if constexpr (std::is_same_v<C, float>) {  // the hand-written AVX-512 kernel above
-    return rw_in.A == nullptr ? fast_v512_row_run<K, KL, true>(p_in, rw_in, Tn, rp)
-                              : fast_v512_row_run<K, KL, false>(p_in, rw_in, Tn, rp);
-  }
+  if constexpr (std::is_same_v<C, float>) {  // the packet rows (kernels/token_row.ipp)
+    [[maybe_unused]] const isa path = loss_kernel_isa();
+#if GRPO_LOSS_HAS_AVX512_ROWS
+    if (path >= isa::avx512) return loss_avx512::row_run<K, KL>(p_in, rw_in, Tn, rp);
 #endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+    if (path >= isa::avx2) return loss_avx2::row_run<K, KL>(p_in, rw_in, Tn, rp);
+#endif
+  }
   const fast_simd_params<C> p = p_in;
   const fast_simd_row<C, M, G> rw = rw_in;
   bool bad = false;
@@ -338,12 +364,16 @@ double fast_mask_row_sum(const M* m, index_t Tn, bool& bad, index_t& end, bool& 
   index_t t = 0;
   end = 0;
   bin = true;
-#if GRPO_HAS_AVX512
+  [[maybe_unused]] const isa path = loss_kernel_isa();
   if constexpr (std::is_same_v<M, float> && std::is_same_v<C, float>) {
-    v512_mask_row_sum(m, Tn, t, n, bad, end, bin);
-  } else
+#if GRPO_LOSS_HAS_AVX512_ROWS
+    if (path >= isa::avx512) loss_avx512::mask_row_sum(m, Tn, t, n, bad, end, bin);
 #endif
-  {
+#if GRPO_LOSS_HAS_AVX2_ROWS
+    if (path == isa::avx2) loss_avx2::mask_row_sum(m, Tn, t, n, bad, end, bin);
+#endif
+  }
+  if (t == 0) {
 #if GRPO_HAS_XSIMD
     if constexpr (std::is_same_v<M, C>) {
       using V = simd::batch_of<C>;

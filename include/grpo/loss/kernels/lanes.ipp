@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file lanes.ipp
+/// @brief The packet lane type of the loss rows: a thin value wrapper `V` over `A::vf` (A =
+///        simd::avx2 / simd::avx512) with the arithmetic and compare operators and the lane
+///        helpers (sel, band, bor, vexp, none_set, any, scalar_of, mask_of) that
+///        <grpo/detail/lane_formulas.ipp> is written against. No include guard: included by
+///        loss/kernels/<isa>/rows.hpp inside that ISA's target region and namespace, after
+///        `using A = ...;`, followed by lane_formulas.ipp, so that the formulas are compiled
+///        for the packet where the packet's instructions are enabled (a template defined outside
+///        the region cannot inline them: GCC refuses always_inline across targets).
+///
+/// Arithmetic is the compilers' vector extension on A::vf (+ - * / and unary -, exact IEEE
+/// single operations lane by lane, as the scalar ops); compares map onto the packet's ordered /
+/// unordered compares so that each operator has C++'s NaN semantics (`<`, `>`, `<=`, `>=`, `==`
+/// false on NaN, `!=` true); masks combine with the mask type's own bitwise operators (an
+/// integer vector on AVX2, a k-mask on AVX-512).
+
+using vf = typename A::vf;
+using vmask = typename A::mask;
+
+/// Lane mask: A::mask (all-ones lanes on AVX2, a k-mask on AVX-512).
+struct Mk {
+  vmask m;
+};
+GRPO_FORCEINLINE Mk operator&(Mk a, Mk b) noexcept { return {static_cast<vmask>(a.m & b.m)}; }
+GRPO_FORCEINLINE Mk operator|(Mk a, Mk b) noexcept { return {static_cast<vmask>(a.m | b.m)}; }
+GRPO_FORCEINLINE Mk operator!(Mk a) noexcept { return {static_cast<vmask>(~a.m)}; }
+
+/// A::lanes floats.
+struct V {
+  vf v;
+  V() = default;
+  GRPO_FORCEINLINE V(vf x) noexcept : v(x) {}  // NOLINT(google-explicit-constructor)
+  template <class S, std::enable_if_t<std::is_arithmetic_v<S>, int> = 0>
+  GRPO_FORCEINLINE explicit V(S c) noexcept : v(A::set1(static_cast<float>(c))) {}
+};
+GRPO_FORCEINLINE V operator+(V a, V b) noexcept { return V(a.v + b.v); }
+GRPO_FORCEINLINE V operator-(V a, V b) noexcept { return V(a.v - b.v); }
+GRPO_FORCEINLINE V operator*(V a, V b) noexcept { return V(a.v * b.v); }
+GRPO_FORCEINLINE V operator/(V a, V b) noexcept { return V(a.v / b.v); }
+GRPO_FORCEINLINE V operator-(V a) noexcept { return V(-a.v); }
+GRPO_FORCEINLINE Mk operator>(V a, V b) noexcept { return {A::cmp_gt(a.v, b.v)}; }
+GRPO_FORCEINLINE Mk operator<(V a, V b) noexcept { return {A::cmp_gt(b.v, a.v)}; }
+/// a >= b (ordered) = not (b > a or unordered) = !cmp_nle(b, a).
+GRPO_FORCEINLINE Mk operator>=(V a, V b) noexcept { return !Mk{A::cmp_nle(b.v, a.v)}; }
+GRPO_FORCEINLINE Mk operator<=(V a, V b) noexcept { return !Mk{A::cmp_nle(a.v, b.v)}; }
+GRPO_FORCEINLINE Mk operator==(V a, V b) noexcept { return {A::cmp_eq(a.v, b.v)}; }
+GRPO_FORCEINLINE Mk operator!=(V a, V b) noexcept { return !Mk{A::cmp_eq(a.v, b.v)}; }
+
+// Lane helpers under the names lane_formulas.ipp uses (they hide grpo::detail::simd's).
+template <class W>
+using scalar_of = float;
+template <class W>
+using mask_of = Mk;
+template <class W>
+GRPO_FORCEINLINE W sel(const Mk& c, const W& a, const W& b) noexcept {
+  return W(A::select(c.m, a.v, b.v));
+}
+GRPO_FORCEINLINE Mk band(const Mk& a, const Mk& b) noexcept { return a & b; }
+GRPO_FORCEINLINE Mk bor(const Mk& a, const Mk& b) noexcept { return a | b; }
+/// e^x of the rows: A::exp_fast (8 operations; relative error <= 3e-7 + 1e-7 |x|) for x in
+/// [-87, 88], and A::exp_full (libm edges: e^-inf = 0, +inf above 88.7, NaN -> NaN, subnormal
+/// results) for the lanes outside, only when a step has one (a rare, predictable branch). One exp
+/// for every row variant, so that the lean and general rows of one call give the same values
+/// whichever outputs are requested (the fused step asks for more than compute_loss does).
+GRPO_FORCEINLINE V vexp(const V& x) noexcept {
+  const Mk in = (!Mk{A::cmp_nle(A::set1(-87.0f), x.v)}) & (!Mk{A::cmp_nle(x.v, A::set1(88.0f))});
+  const vf e = A::exp_fast(A::min(A::set1(88.0f), A::max(A::set1(-87.0f), x.v)));
+  if (A::count(in.m) == A::lanes) return V(e);
+  return V(A::select(in.m, e, A::exp_full(x.v)));
+}
+template <class W>
+GRPO_FORCEINLINE Mk none_set() noexcept {
+  return {A::cmp_gt(A::zero(), A::zero())};
+}
+GRPO_FORCEINLINE bool any(const Mk& m) noexcept { return A::count(m.m) != 0; }
+/// m ? x : 0 per lane.
+GRPO_FORCEINLINE V keep(const Mk& m, const V& x) noexcept { return V(A::keep(m.m, x.v)); }
+/// vminps / vmaxps: a NaN lane in either operand returns b.
+GRPO_FORCEINLINE V vmin(const V& a, const V& b) noexcept { return V(A::min(a.v, b.v)); }
+GRPO_FORCEINLINE V vmax(const V& a, const V& b) noexcept { return V(A::max(a.v, b.v)); }
+/// The lean rows' exp is the same function (see vexp).
+GRPO_FORCEINLINE V vexp_lean(const V& x) noexcept { return vexp(x); }
