@@ -22,7 +22,9 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); GRPO_ISA=${GRPO_ISA
 gb=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
     --benchmark_out_format=json)
 lp=$(find "$bdir" -name "bench_logprob$sfx" -type f -perm -u+x | head -1)
-ls=$(find "$bdir" -name "bench_loss$sfx" -type f -perm -u+x | head -1)
+lsn=bench_loss_omp  # the OpenMP-threaded loss binary (bench_loss runs its rows on one thread)
+[ -n "$sfx" ] && lsn=bench_loss$sfx
+ls=$(find "$bdir" -name "$lsn" -type f -perm -u+x | head -1)
 ds=$(find "$bdir" -name "bench_distill$sfx" -type f -perm -u+x | head -1)
 files=()
 if [ -n "$lp" ]; then
