@@ -14,7 +14,7 @@
 #                                      logprob.hpp's public entry points, whose NEON kernels
 #                                      test_vocab_paths / test_fused_grpo / test_sampler also run;
 #                                      test_loss_gspo_fast: the 4.3 M-token GSPO case; test_math:
-#                                      scalar core/math.hpp, no NEON code). notes/h15arm.md.
+#                                      scalar core/math.hpp, no NEON code). docs/kernel-notes/aarch64-neon.md.
 # Needs: g++-aarch64-linux-gnu qemu-user (installed here with apt-get when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
