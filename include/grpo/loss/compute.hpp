@@ -216,6 +216,35 @@ loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch
 template <class T>
 inline constexpr double overflow_log_ratio_max = std::is_same_v<T, float> ? 88.0 : 700.0;
 
+}  // namespace GRPO_ISA_ABI
+namespace detail {
+inline namespace GRPO_ISA_ABI {
+/// The overflow rule's decision, shared by compute_loss_into and loss/entry.hpp's chunks: true
+/// when a ratio overflowed (ratio_inf) and the log-ratio bound is above overflow_log_ratio_max<T>,
+/// i.e. the call is rerun with the log-ratio clamped there; plain PPO-clip (no dual clip, no delta)
+/// cannot be rescued that way: [grpo.bad_value].
+template <class T>
+bool overflow_rerun(const loss_options& o, bool ratio_inf) {
+  const auto& P = o.policy;
+  if (!ratio_inf || !(P.log_ratio_max > overflow_log_ratio_max<T>)) return false;
+  GRPO_EXPECTS(!(P.kind == policy_loss_kind::ppo_clip && P.dual_clip_c == 0 && P.delta == 0),
+               bad_value,
+               "logp - old_logp >= 709.78 on a valid token: the importance ratio overflows and "
+               "the PPO-clip loss -A r is not finite for A < 0; set "
+               "policy_options.log_ratio_max (verl: 20) or dual_clip_c");
+  return true;
+}
+/// The last step of the overflow rule: a loss that is still not finite is a named error.
+inline void expect_finite_loss(double loss) {
+  GRPO_EXPECTS(std::isfinite(loss), bad_value,
+               "compute_loss_into: the loss is not finite for finite inputs (a log-ratio or KL "
+               "term overflows double); clamp it with policy_options.log_ratio_max / "
+               "loss_options.kl clamps");
+}
+}  // namespace GRPO_ISA_ABI
+}  // namespace detail
+inline namespace GRPO_ISA_ABI {
+
 /// compute_loss_into_unchecked, then the overflow rule (design.md section 4: a finite input never
 /// gives a NaN gradient beside a finite loss). A valid token with logp - old_logp >= log(DBL_MAX)
 /// ~ 709.78 (88.7 for float storage; where log_ratio_max does not clamp) makes r = exp(x) = +inf,
@@ -231,22 +260,12 @@ template <class T, class M, class G>
 loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
                                const loss_outputs<G>& out) {
   loss_scalars s = compute_loss_into_unchecked(o, in, out);
-  const auto& P = o.policy;
-  constexpr double bound = overflow_log_ratio_max<T>;
-  if (s.metrics.ratio.max == std::numeric_limits<double>::infinity() && P.log_ratio_max > bound) {
-    GRPO_EXPECTS(!(P.kind == policy_loss_kind::ppo_clip && P.dual_clip_c == 0 && P.delta == 0),
-                 bad_value,
-                 "logp - old_logp >= 709.78 on a valid token: the importance ratio overflows and "
-                 "the PPO-clip loss -A r is not finite for A < 0; set "
-                 "policy_options.log_ratio_max (verl: 20) or dual_clip_c");
+  if (detail::overflow_rerun<T>(o, s.metrics.ratio.max == std::numeric_limits<double>::infinity())) {
     loss_options o2 = o;
-    o2.policy.log_ratio_max = bound;
+    o2.policy.log_ratio_max = overflow_log_ratio_max<T>;
     s = compute_loss_into_unchecked(o2, in, out);
   }
-  GRPO_EXPECTS(std::isfinite(s.loss), bad_value,
-               "compute_loss_into: the loss is not finite for finite inputs (a log-ratio or KL "
-               "term overflows double); clamp it with policy_options.log_ratio_max / "
-               "loss_options.kl clamps");
+  detail::expect_finite_loss(s.loss);
   return s;
 }
 

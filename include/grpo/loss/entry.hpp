@@ -331,20 +331,9 @@ detail::chunk_outcome loss_chunk_plan<T, M, G>::run(const variant& v, index_t i,
 template <class T, class M, class G>
 void loss_chunk_plan<T, M, G>::coefficients(index_t i, index_t t0, index_t n, G* g, G* h) const {
   detail::chunk_outcome oc = run(base_, i, t0, n, g, h);
-  // compute_loss_into's overflow rule on the micro-batch (see there).
-  const auto& P = base_.o.policy;
-  if (oc.ratio_inf && P.log_ratio_max > overflow_log_ratio_max<T>) {
-    GRPO_EXPECTS(!(P.kind == policy_loss_kind::ppo_clip && P.dual_clip_c == 0 && P.delta == 0),
-                 bad_value,
-                 "logp - old_logp >= 709.78 on a valid token: the importance ratio overflows and "
-                 "the PPO-clip loss -A r is not finite for A < 0; set "
-                 "policy_options.log_ratio_max (verl: 20) or dual_clip_c");
-    oc = run(clamped_, i, t0, n, g, h);
-  }
-  GRPO_EXPECTS(std::isfinite(oc.loss), bad_value,
-               "compute_loss_into: the loss is not finite for finite inputs (a log-ratio or KL "
-               "term overflows double); clamp it with policy_options.log_ratio_max / "
-               "loss_options.kl clamps");
+  // compute_loss_into's overflow rule on the micro-batch (loss/compute.hpp).
+  if (detail::overflow_rerun<T>(base_.o, oc.ratio_inf)) oc = run(clamped_, i, t0, n, g, h);
+  detail::expect_finite_loss(oc.loss);
 }
 
 /// The loss scalars and metrics of compute_loss_into(o, in, out) with out = {grad_logp of the
