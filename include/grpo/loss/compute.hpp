@@ -310,3 +310,6 @@ loss_result compute_loss(const loss_options& o, strided_view<const T, 2> logp,
 }  // namespace GRPO_ISA_ABI
 
 }  // namespace grpo
+
+// Opt-in compiled instances (GRPO_LOSS_EXTERN_TEMPLATES / GRPO_LOSS_INSTANTIATE; nothing otherwise).
+#include <grpo/loss/extern_instances.hpp>

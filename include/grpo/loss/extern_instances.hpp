@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file extern_instances.hpp
+/// @brief Opt-in compiled instances of the loss engine (build time only; no change in results).
+///
+/// A float compute_loss_into instantiates the row kernels of every ISA path (the avx2 and avx512
+/// packet rows and the portable xsimd rows) for every policy kind and KL switch: ~40 s of g++ -O2
+/// and ~3-7 min under AddressSanitizer + UBSan per translation unit. A program whose many
+/// translation units call the engine can compile it once:
+///   - every translation unit defines GRPO_LOSS_EXTERN_TEMPLATES (the instantiations below become
+///     explicit instantiation declarations: the units reference them and compile none), and
+///   - exactly one translation unit, compiled with the same flags (the same GRPO_ISA_ABI namespace,
+///     the same OpenMP setting), defines GRPO_LOSS_INSTANTIATE before including <grpo/loss.hpp>
+///     (they become explicit instantiation definitions), or five units define
+///     GRPO_LOSS_INSTANTIATE_PART = 1 .. 5 (one part each, compiled in parallel).
+/// Other type combinations are instantiated where they are used, as without the macro. A unit
+/// compiled with other -m flags has another ABI namespace: it must not define the macro (its
+/// references would not link). The test suite uses this (tests/support/loss_instances.cpp, built five times).
+///
+/// The list: T (inputs), M (mask), G (outputs) = (double, double, double), (float, float, double)
+/// (what compute_loss returns for float inputs) and (float, float, float); the row kernels that
+/// the fused paths call directly (fast_simd_row_dispatch, gspo_simd_row) for the float pairs.
+#pragma once
+
+#include <grpo/loss/compute.hpp>
+#include <grpo/loss/simd_sequence_rows.hpp>
+#include <grpo/loss/simd_token_rows.hpp>
+
+// Which instances this unit defines: GRPO_LOSS_INSTANTIATE (every one), or GRPO_LOSS_INSTANTIATE_PART
+// = 1 .. 5 (one each: row kernels <float, float, double>, <float, float, float>, then the engine for
+// <double, double, double>, <float, float, double>, <float, float, float>; the others are declared
+// extern there, so that five units build the set in parallel without compiling anything twice).
+#if defined(GRPO_LOSS_INSTANTIATE) || defined(GRPO_LOSS_INSTANTIATE_PART) || \
+    defined(GRPO_LOSS_EXTERN_TEMPLATES)
+#if defined(GRPO_LOSS_INSTANTIATE)
+#define GRPO_LOSS_DEFINES_(k) 1
+#elif defined(GRPO_LOSS_INSTANTIATE_PART)
+#define GRPO_LOSS_DEFINES_(k) (GRPO_LOSS_INSTANTIATE_PART == (k))
+#else
+#define GRPO_LOSS_DEFINES_(k) 0
+#endif
+
+#define GRPO_LOSS_ENGINE_INSTANCE_(KW, T, M, G)                                                    \
+  KW loss_scalars compute_loss_into<T, M, G>(const loss_options&, const loss_batch<T, M>&,        \
+                                             const loss_outputs<G>&);
+#define GRPO_LOSS_ROW_INSTANCE_(KW, C, M, G)                                                       \
+  KW bool fast_simd_row_dispatch<C, M, G>(policy_loss_kind, bool, const fast_simd_params<C>&,     \
+                                          const fast_simd_row<C, M, G>&, index_t, fast_row_part&); \
+  KW bool gspo_simd_row<C, M, G>(const gspo_params&, bool, const fast_simd_row<C, M, G>&, index_t, \
+                                 fast_row_part&);
+
+namespace grpo {
+namespace detail {
+inline namespace GRPO_ISA_ABI {
+#if GRPO_LOSS_DEFINES_(1)
+GRPO_LOSS_ROW_INSTANCE_(template, float, float, double)
+#else
+GRPO_LOSS_ROW_INSTANCE_(extern template, float, float, double)
+#endif
+#if GRPO_LOSS_DEFINES_(2)
+GRPO_LOSS_ROW_INSTANCE_(template, float, float, float)
+#else
+GRPO_LOSS_ROW_INSTANCE_(extern template, float, float, float)
+#endif
+}  // inline namespace GRPO_ISA_ABI
+}  // namespace detail
+inline namespace GRPO_ISA_ABI {
+#if GRPO_LOSS_DEFINES_(3)
+GRPO_LOSS_ENGINE_INSTANCE_(template, double, double, double)
+#else
+GRPO_LOSS_ENGINE_INSTANCE_(extern template, double, double, double)
+#endif
+#if GRPO_LOSS_DEFINES_(4)
+GRPO_LOSS_ENGINE_INSTANCE_(template, float, float, double)
+#else
+GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, float, double)
+#endif
+#if GRPO_LOSS_DEFINES_(5)
+GRPO_LOSS_ENGINE_INSTANCE_(template, float, float, float)
+#else
+GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, float, float)
+#endif
+}  // inline namespace GRPO_ISA_ABI
+}  // namespace grpo
+
+#undef GRPO_LOSS_ENGINE_INSTANCE_
+#undef GRPO_LOSS_ROW_INSTANCE_
+#undef GRPO_LOSS_DEFINES_
+#endif
