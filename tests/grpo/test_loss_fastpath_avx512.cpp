@@ -11,6 +11,8 @@
 //      would hide it from the kernel's sums (log-ratio clamp, KL inner / outer clamps);
 //   5. an integer (uint8) mask gives the float mask's loss, gradient and metrics.
 #define GRPO_LOSS_STREAM_STORE_BYTES 1u
+// (so this TU compiles its own engine, not the suite's instances: tests/CMakeLists.txt)
+#undef GRPO_LOSS_EXTERN_TEMPLATES
 #include <grpo/detail/simd.hpp>
 #include <grpo/loss.hpp>
 #include <grpo/presets.hpp>

@@ -14,7 +14,8 @@
 ///     GRPO_LOSS_INSTANTIATE_PART = 1 .. 5 (one part each, compiled in parallel).
 /// Other type combinations are instantiated where they are used, as without the macro. A unit
 /// compiled with other -m flags has another ABI namespace: it must not define the macro (its
-/// references would not link). The test suite uses this (tests/support/loss_instances.cpp, built five times).
+/// references would not link), and neither must a unit that sets the engine's tuning macros
+/// (GRPO_LOSS_STREAM_STORE_BYTES, GRPO_LOSS_PREFETCH_*: a named #error). The test suite uses this (tests/support/loss_instances.cpp, built five times).
 ///
 /// The list: T (inputs), M (mask), G (outputs) = (double, double, double), (float, float, double)
 /// (what compute_loss returns for float inputs) and (float, float, float); the row kernels that
@@ -24,6 +25,15 @@
 #include <grpo/loss/compute.hpp>
 #include <grpo/loss/simd_sequence_rows.hpp>
 #include <grpo/loss/simd_token_rows.hpp>
+
+// The engine's tuning macros change its body: a unit that sets them compiles its own instances.
+#if defined(GRPO_LOSS_EXTERN_TEMPLATES) && !defined(GRPO_LOSS_INSTANTIATE) && \
+    !defined(GRPO_LOSS_INSTANTIATE_PART)
+#if GRPO_LOSS_STREAM_STORE_BYTES != (16u << 20) || GRPO_LOSS_PREFETCH_LOCALITY != 3 || \
+    GRPO_LOSS_PREFETCH_DISTANCE != 256
+#error "GRPO_LOSS_EXTERN_TEMPLATES: this unit sets GRPO_LOSS_STREAM_STORE_BYTES / GRPO_LOSS_PREFETCH_*, so the compiled instances (default values) are not its engine; #undef GRPO_LOSS_EXTERN_TEMPLATES here"
+#endif
+#endif
 
 // Which instances this unit defines: GRPO_LOSS_INSTANTIATE (every one), or GRPO_LOSS_INSTANTIATE_PART
 // = 1 .. 5 (one each: row kernels <float, float, double>, <float, float, float>, then the engine for
