@@ -10,15 +10,16 @@
 ///     explicit instantiation declarations: the units reference them and compile none), and
 ///   - exactly one translation unit, compiled with the same flags (the same GRPO_ISA_ABI namespace,
 ///     the same OpenMP setting), defines GRPO_LOSS_INSTANTIATE before including <grpo/loss.hpp>
-///     (they become explicit instantiation definitions), or five units define
-///     GRPO_LOSS_INSTANTIATE_PART = 1 .. 5 (one part each, compiled in parallel).
+///     (they become explicit instantiation definitions), or seven units define
+///     GRPO_LOSS_INSTANTIATE_PART = 1 .. 7 (one part each, compiled in parallel).
 /// Other type combinations are instantiated where they are used, as without the macro. A unit
 /// compiled with other -m flags has another ABI namespace: it must not define the macro (its
 /// references would not link), and neither must a unit that sets the engine's tuning macros
-/// (GRPO_LOSS_STREAM_STORE_BYTES, GRPO_LOSS_PREFETCH_*: a named #error). The test suite uses this (tests/support/loss_instances.cpp, built five times).
+/// (GRPO_LOSS_STREAM_STORE_BYTES, GRPO_LOSS_PREFETCH_*: a named #error). The test suite uses this (tests/support/loss_instances.cpp, built seven times).
 ///
 /// The list: T (inputs), M (mask), G (outputs) = (double, double, double), (float, float, double)
-/// (what compute_loss returns for float inputs) and (float, float, float); the row kernels that
+/// (what compute_loss returns for float inputs), (float, float, float), (float, int, float) and
+/// (float, int, double) (integer masks); the row kernels that
 /// the fused paths call directly (fast_simd_row_dispatch, gspo_simd_row) for the float pairs.
 #pragma once
 
@@ -36,9 +37,10 @@
 #endif
 
 // Which instances this unit defines: GRPO_LOSS_INSTANTIATE (every one), or GRPO_LOSS_INSTANTIATE_PART
-// = 1 .. 5 (one each: row kernels <float, float, double>, <float, float, float>, then the engine for
-// <double, double, double>, <float, float, double>, <float, float, float>; the others are declared
-// extern there, so that five units build the set in parallel without compiling anything twice).
+// = 1 .. 7 (one each: row kernels <float, float, double>, <float, float, float>, then the engine for
+// <double, double, double>, <float, float, double>, <float, float, float>, <float, int, float>,
+// <float, int, double>; the others are declared extern there, so that seven units build the set in
+// parallel without compiling anything twice).
 #if defined(GRPO_LOSS_INSTANTIATE) || defined(GRPO_LOSS_INSTANTIATE_PART) || \
     defined(GRPO_LOSS_EXTERN_TEMPLATES)
 #if defined(GRPO_LOSS_INSTANTIATE)
@@ -88,6 +90,16 @@ GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, float, double)
 GRPO_LOSS_ENGINE_INSTANCE_(template, float, float, float)
 #else
 GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, float, float)
+#endif
+#if GRPO_LOSS_DEFINES_(6)
+GRPO_LOSS_ENGINE_INSTANCE_(template, float, int, float)
+#else
+GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, int, float)
+#endif
+#if GRPO_LOSS_DEFINES_(7)
+GRPO_LOSS_ENGINE_INSTANCE_(template, float, int, double)
+#else
+GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, int, double)
 #endif
 }  // inline namespace GRPO_ISA_ABI
 }  // namespace grpo
