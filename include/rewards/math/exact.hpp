@@ -45,6 +45,93 @@ inline std::size_t bits_of(const mpq_class& v) {
   return mpz_sizeinbase(v.get_num_mpz_t(), 2) + mpz_sizeinbase(v.get_den_mpz_t(), 2);
 }
 
+/// True when the rational is an integer.
+inline bool is_integer(const mpq_class& v) {
+  return v.get_den() == 1;
+}
+
+/// Exact `base^ex`, or nullopt when it is irrational (x^(p/q): exact only when x is a perfect q-th
+/// power) or too large (|p| <= 1e5 and bits(x) * |p| <= 2^20; the budget is charged that size).
+inline std::optional<mpq_class> rational_power(const mpq_class& base, const mpq_class& ex,
+                                               budget& b) {
+  mpq_class x = base;
+  const mpz_class q = ex.get_den();
+  // x^(p/q): exact only when x is a perfect q-th power (8^(2/3) = 4); otherwise irrational, and
+  // the CAS path takes over. Then x^p with |p| <= 1e5 and a size estimate bits(x)*|p|.
+  if (q != 1) {
+    if (q > 64) return std::nullopt;
+    auto r = rational_root(x, q.get_si());
+    if (!r) return std::nullopt;
+    x = *r;
+  }
+  const mpz_class p = ex.get_num();
+  if (abs(p) > 100000) return std::nullopt;
+  const long n = p.get_si();
+  if (x == 0 && n < 0) return std::nullopt;
+  const std::size_t cost = bits_of(x) * static_cast<std::size_t>(n < 0 ? -n : n);
+  if (cost > (1u << 20)) return std::nullopt;
+  b.spend(cost / 4096);
+  const unsigned long un = static_cast<unsigned long>(n < 0 ? -n : n);
+  mpz_class num, den;
+  mpz_pow_ui(num.get_mpz_t(), x.get_num_mpz_t(), un);
+  mpz_pow_ui(den.get_mpz_t(), x.get_den_mpz_t(), un);
+  mpq_class r = n < 0 ? mpq_class(den, num) : mpq_class(num, den);
+  r.canonicalize();
+  return r;
+}
+
+/// Exact value of the function `f` at rational arguments `v`: sqrt / root of perfect powers, abs,
+/// floor, ceil, binom, gcd, lcm, max, min, and the elementary functions at the points where their
+/// value is rational; nullopt otherwise.
+inline std::optional<mpq_class> rational_function(const std::string& f,
+                                                  const std::vector<mpq_class>& v, budget& b) {
+  // Elementary functions are exact only at the rational points where their value is rational;
+  // everything else (sqrt 2, sin 1, log 3) goes to the CAS.
+  if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
+  if (f == "root" && v.size() == 2 && is_integer(v[1]) && v[1] > 0 && v[1] <= 64)
+    return rational_root(v[0], v[1].get_num().get_si());
+  if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
+  if ((f == "floor" || f == "ceil") && v.size() == 1) {
+    mpz_class r;
+    if (f == "floor")
+      mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+    else
+      mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
+    return mpq_class(r);
+  }
+  // C(n, k) = 0 outside 0 <= k <= n (the combinatorial convention).
+  if (f == "binom" && v.size() == 2 && is_integer(v[0]) && is_integer(v[1]) && v[0] >= 0 &&
+      v[0] <= 100000) {
+    if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
+    b.spend(v[1].get_num().get_ui() / 8 + 1);
+    mpz_class r;
+    mpz_bin_uiui(r.get_mpz_t(), v[0].get_num().get_ui(), v[1].get_num().get_ui());
+    return mpq_class(r);
+  }
+  if ((f == "gcd" || f == "lcm") && v.size() >= 2) {
+    mpz_class r = v[0].get_num();
+    for (const auto& x : v) {
+      if (!is_integer(x)) return std::nullopt;
+      if (f == "gcd")
+        mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+      else
+        mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
+    }
+    return mpq_class(r);
+  }
+  if ((f == "max" || f == "min") && !v.empty()) {
+    mpq_class r = v[0];
+    for (const auto& x : v) r = (f == "max") ? (x > r ? x : r) : (x < r ? x : r);
+    return r;
+  }
+  if (f == "exp" && v.size() == 1 && v[0] == 0) return mpq_class(1);
+  if ((f == "ln" || f == "log") && v.size() == 1 && v[0] == 1) return mpq_class(0);
+  if ((f == "sin" || f == "tan" || f == "arcsin" || f == "arctan") && v.size() == 1 && v[0] == 0)
+    return mpq_class(0);
+  if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
+  return std::nullopt;
+}
+
 /// Why a separate exact evaluator before the ball arithmetic: most answers are numbers,
 /// fractions or small expressions of them; GMP rationals decide those exactly in microseconds,
 /// without the 15-digit evalf collisions of Math-Verify (`1/2004!` vs `1/2006!`).
@@ -55,7 +142,6 @@ inline std::size_t bits_of(const mpq_class& v) {
 inline std::optional<mpq_class> eval_rational(const expr& e, budget& b,
                                               const point_map* at = nullptr) {
   b.spend();
-  auto integer = [](const mpq_class& v) { return v.get_den() == 1; };
   switch (e.k) {
     case kind::number:
       return e.value;
@@ -98,35 +184,12 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b,
       if (!base) return std::nullopt;
       auto ex = eval_rational(e.args[1], b, at);
       if (!ex) return std::nullopt;
-      mpq_class x = *base;
-      const mpz_class q = ex->get_den();
-      // x^(p/q): exact only when x is a perfect q-th power (8^(2/3) = 4); otherwise irrational, and
-      // the CAS path takes over. Then x^p with |p| <= 1e5 and a size estimate bits(x)*|p|.
-      if (q != 1) {
-        if (q > 64) return std::nullopt;
-        auto r = rational_root(x, q.get_si());
-        if (!r) return std::nullopt;
-        x = *r;
-      }
-      const mpz_class p = ex->get_num();
-      if (abs(p) > 100000) return std::nullopt;
-      const long n = p.get_si();
-      if (x == 0 && n < 0) return std::nullopt;
-      const std::size_t cost = bits_of(x) * static_cast<std::size_t>(n < 0 ? -n : n);
-      if (cost > (1u << 20)) return std::nullopt;
-      b.spend(cost / 4096);
-      const unsigned long un = static_cast<unsigned long>(n < 0 ? -n : n);
-      mpz_class num, den;
-      mpz_pow_ui(num.get_mpz_t(), x.get_num_mpz_t(), un);
-      mpz_pow_ui(den.get_mpz_t(), x.get_den_mpz_t(), un);
-      mpq_class r = n < 0 ? mpq_class(den, num) : mpq_class(num, den);
-      r.canonicalize();
-      return r;
+      return rational_power(*base, *ex, b);
     }
     case kind::factorial: {
       auto a = eval_rational(e.args[0], b, at);
       // 3000! has ~9100 digits: enough for contest answers (2006!), bounded for hostile ones.
-      if (!a || !integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
+      if (!a || !is_integer(*a) || *a < 0 || *a > 3000) return std::nullopt;
       b.spend(a->get_num().get_ui());
       mpz_class r;
       mpz_fac_ui(r.get_mpz_t(), a->get_num().get_ui());
@@ -139,53 +202,7 @@ inline std::optional<mpq_class> eval_rational(const expr& e, budget& b,
         if (!x) return std::nullopt;
         v.push_back(*x);
       }
-      const std::string& f = e.name;
-      // Elementary functions are exact only at the rational points where their value is rational;
-      // everything else (sqrt 2, sin 1, log 3) goes to the CAS.
-      if (f == "sqrt" && v.size() == 1) return rational_root(v[0], 2);
-      if (f == "root" && v.size() == 2 && integer(v[1]) && v[1] > 0 && v[1] <= 64)
-        return rational_root(v[0], v[1].get_num().get_si());
-      if (f == "abs" && v.size() == 1) return mpq_class(abs(v[0]));
-      if ((f == "floor" || f == "ceil") && v.size() == 1) {
-        mpz_class r;
-        if (f == "floor")
-          mpz_fdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        else
-          mpz_cdiv_q(r.get_mpz_t(), v[0].get_num_mpz_t(), v[0].get_den_mpz_t());
-        return mpq_class(r);
-      }
-      // C(n, k) = 0 outside 0 <= k <= n (the combinatorial convention).
-      if (f == "binom" && v.size() == 2 && integer(v[0]) && integer(v[1]) && v[0] >= 0 &&
-          v[0] <= 100000) {
-        if (v[1] < 0 || v[1] > v[0]) return mpq_class(0);
-        b.spend(v[1].get_num().get_ui() / 8 + 1);
-        mpz_class r;
-        mpz_bin_uiui(r.get_mpz_t(), v[0].get_num().get_ui(), v[1].get_num().get_ui());
-        return mpq_class(r);
-      }
-      if ((f == "gcd" || f == "lcm") && v.size() >= 2) {
-        mpz_class r = v[0].get_num();
-        for (const auto& x : v) {
-          if (!integer(x)) return std::nullopt;
-          if (f == "gcd")
-            mpz_gcd(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-          else
-            mpz_lcm(r.get_mpz_t(), r.get_mpz_t(), x.get_num_mpz_t());
-        }
-        return mpq_class(r);
-      }
-      if ((f == "max" || f == "min") && !v.empty()) {
-        mpq_class r = v[0];
-        for (const auto& x : v) r = (f == "max") ? (x > r ? x : r) : (x < r ? x : r);
-        return r;
-      }
-      if (f == "exp" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      if ((f == "ln" || f == "log") && v.size() == 1 && v[0] == 1) return mpq_class(0);
-      if ((f == "sin" || f == "tan" || f == "arcsin" || f == "arctan") && v.size() == 1 &&
-          v[0] == 0)
-        return mpq_class(0);
-      if (f == "cos" && v.size() == 1 && v[0] == 0) return mpq_class(1);
-      return std::nullopt;
+      return rational_function(e.name, v, b);
     }
     default:
       return std::nullopt;

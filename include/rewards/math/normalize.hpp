@@ -9,6 +9,8 @@
 #include <rewards/math/text.hpp>
 
 #include <array>
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -89,190 +91,199 @@ inline bool is_unit_word(std::string_view w) noexcept {
   return false;
 }
 
+/// Synonyms mapped to one spelling so that the parser knows a single name for each (`\dfrac` ->
+/// `\frac`, `\leq` -> `\le`, `\quad` -> a blank, a stray `\circ` -> nothing); nullopt: the command
+/// is kept as written.
+inline std::optional<std::string_view> command_synonym(std::string_view name) noexcept {
+  if (name == "dfrac" || name == "tfrac" || name == "cfrac") return "\\frac";
+  if (name == "dbinom" || name == "tbinom") return "\\binom";
+  if (name == "quad" || name == "qquad" || name == "enspace" || name == "thinspace") return " ";
+  if (name == "circ" || name == "degree") return "";  // stray degree sign
+  if (name == "leqslant" || name == "leq") return "\\le";
+  if (name == "geqslant" || name == "geq") return "\\ge";
+  if (name == "neq") return "\\ne";
+  if (name == "lt") return "<";
+  if (name == "gt") return ">";
+  if (name == "varnothing") return "\\emptyset";
+  if (name == "ldots" || name == "cdots" || name == "dots") return "\\ldots";
+  return std::nullopt;
+}
+
+// The steps of normalize_commands. Each looks at the byte at `i`; when its rule applies it appends
+// the rewrite to `out`, moves `i` past what it consumed (at least one byte) and returns true.
+
+/// Non-ASCII: a known maths symbol becomes its LaTeX spelling, any other byte is kept (text in
+/// other scripts then fails to parse, which is the right outcome). Applies to every byte >= 0x80.
+inline bool map_unicode_symbol(std::string_view s, std::size_t& i, std::string& out) {
+  if (static_cast<unsigned char>(s[i]) < 0x80) return false;
+  for (const auto& e : unicode_map) {
+    if (s.compare(i, e.utf8.size(), e.utf8) == 0) {
+      out += e.latex;
+      i += e.utf8.size();
+      return true;
+    }
+  }
+  out += s[i++];
+  return true;
+}
+
+/// Braces: `{,}` (how LaTeX writes a comma without math spacing) is a thousands separator when 3
+/// digits follow (`14{,}916`), else a decimal comma (`3{,}5`, German LaTeX); spaces around it
+/// (`14 {, }916`, spaced out by a tokenizer) change nothing. An empty group `{}` (`{}^\circ`) is
+/// dropped, and so is a group left empty by these rules or a dropped command: `{{}}` goes whole,
+/// so that a second pass has nothing left to drop (found by fuzz_math_parse).
+inline bool rewrite_braces(std::string_view s, std::size_t& i, std::string& out) {
+  const char c = s[i];
+  if (c == '{') {
+    std::size_t j = i + 1;
+    while (j < s.size() && s[j] == ' ') ++j;
+    std::size_t k = j + 1;
+    while (k < s.size() && s[k] == ' ') ++k;
+    if (j < s.size() && s[j] == ',' && k < s.size() && s[k] == '}') {
+      std::size_t d = k + 1, nd = 0;
+      while (d < s.size() && is_digit(s[d])) ++d, ++nd;
+      while (!out.empty() && out.back() == ' ') out.pop_back();
+      out += (nd == 3) ? "" : ".";
+      i = k + 1;
+      return true;
+    }
+    if (i + 1 < s.size() && s[i + 1] == '}') {
+      i += 2;
+      return true;
+    }
+  }
+  if (c == '}' && !out.empty() && out.back() == '{' &&
+      (out.size() < 2 || out[out.size() - 2] != '\\')) {
+    out.pop_back();
+    ++i;
+    return true;
+  }
+  return false;
+}
+
+/// Degrees are dropped, not converted (Math-Verify convert_degrees=False): `90^\circ`,
+/// `90^\degree` and `90^{\circ}` are 90.
+inline bool drop_degrees(std::string_view s, std::size_t& i) noexcept {
+  if (s[i] != '^') return false;
+  if (command_at(s, i + 1, "circ") || command_at(s, i + 1, "degree")) {
+    i += command_at(s, i + 1, "circ") ? 6 : 8;
+    return true;
+  }
+  if (s.compare(i, 8, "^{\\circ}") == 0) {
+    i += 8;
+    return true;
+  }
+  return false;
+}
+
+/// A command `\name` at `i` (a letter follows the backslash): dropped (sizing, style, `\left` /
+/// `\right` with an invisible `.` delimiter), a font command -> `\text`, a synonym -> its
+/// spelling, anything else kept. `\quadx_{2}` (a spacing command glued to the next letters, which
+/// LaTeX would reject): the spacing, then the letters are read again. Names are compared whole, so
+/// `\left` never matches inside `\leftarrow`.
+inline void rewrite_command(std::string_view s, std::size_t& i, std::string& out) {
+  std::size_t e = i + 1;
+  while (e < s.size() && is_alpha(s[e])) ++e;
+  std::string_view name = s.substr(i + 1, e - i - 1);
+  for (std::string_view sp : {std::string_view("qquad"), std::string_view("quad")}) {
+    if (name.size() > sp.size() && name.substr(0, sp.size()) == sp) {
+      e = i + 1 + sp.size();
+      name = sp;
+      break;
+    }
+  }
+  for (std::string_view dc : dropped_commands) {
+    if (name == dc) {
+      i = e;
+      if (i < s.size() && s[i] == '.') ++i;
+      return;
+    }
+  }
+  for (std::string_view tc : text_commands) {
+    if (name == tc) {
+      out += "\\text";
+      i = e;
+      return;
+    }
+  }
+  if (const auto syn = command_synonym(name))
+    out += *syn;
+  else
+    out.append(s.substr(i, e - i));
+  i = e;
+}
+
+/// A backslash at `i`. `\\frac` (an over-escaped command, common in JSON-sourced golds) is `\frac`
+/// unless the answer has an environment (`has_env`: a matrix, where `\\` ends a row): one backslash
+/// is dropped and the command is read next round. Spacing: `\!` joins and eats following blanks
+/// ("11,\! 111" is one number), `\,` `\;` `\:` `\ ` `\>` separate. `\$` goes, `\%` is `%`;
+/// commands go to rewrite_command; any other escape is kept.
+inline bool rewrite_backslash(std::string_view s, std::size_t& i, std::string& out, bool has_env) {
+  if (s[i] != '\\' || i + 1 >= s.size()) return false;
+  const char d = s[i + 1];
+  if (d == '\\' && i + 2 < s.size() && is_alpha(s[i + 2]) && !has_env) {
+    ++i;
+    return true;
+  }
+  if (d == '!') {
+    i += 2;
+    while (i < s.size() && s[i] == ' ') ++i;
+  } else if (d == ',' || d == ';' || d == ':' || d == ' ' || d == '>') {
+    out += ' ';
+    i += 2;
+  } else if (d == '$') {
+    i += 2;
+  } else if (d == '%') {
+    out += '%';
+    i += 2;
+  } else if (is_alpha(d)) {
+    rewrite_command(s, i, out);
+  } else {
+    out += s[i];
+    out += d;
+    i += 2;
+  }
+  return true;
+}
+
+/// A word (letters not preceded by a letter): the percent words (`28 percent`, `percentage`,
+/// `pct`, any case; not `\percent`) become the `%` postfix operator; other words are copied whole.
+inline bool rewrite_word(std::string_view s, std::size_t& i, std::string& out) {
+  if (!is_alpha(s[i]) || (i != 0 && is_alpha(s[i - 1]))) return false;
+  std::size_t e = i;
+  while (e < s.size() && is_alpha(s[e])) ++e;
+  const std::string_view w = s.substr(i, e - i);
+  const std::string lw = ascii_lower(w);
+  if ((i == 0 || s[i - 1] != '\\') && (lw == "percent" || lw == "percentage" || lw == "pct"))
+    out += '%';
+  else
+    out.append(w);
+  i = e;
+  return true;
+}
+
 // Single left-to-right pass over the bytes: each position is consumed exactly once (commands are
-// read as a whole name), so the cost is linear and the budget is charged one step per byte.
+// read as a whole name), so the cost is linear and the budget is charged one step per rule
+// applied (at most one per byte).
 /// Pass 1: Unicode symbols -> LaTeX, drop style commands, map font commands to `\text`,
 /// `\dfrac`->`\frac`, spacing to a blank, `\!` away, `\$` away, `\%`->`%`, degrees away,
 /// `{,}` -> thousands (3 digits follow) or decimal comma, "percent" -> `%`.
 inline std::string normalize_commands(std::string_view s, budget& b) {
   std::string out;
   out.reserve(s.size() + 8);
-  // `\\frac` (an over-escaped command, common in JSON-sourced golds) is `\frac` unless the answer
-  // is a matrix, where `\\` ends a row.
   const bool has_env = s.find("\\begin") != npos;
   std::size_t i = 0;
   while (i < s.size()) {
     b.spend();
-    const char c = s[i];
-    // Non-ASCII: map known maths symbols, keep the rest (they make the parse fail, which is the
-    // right outcome for text in other scripts).
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      bool mapped = false;
-      for (const auto& e : unicode_map) {
-        if (s.compare(i, e.utf8.size(), e.utf8) == 0) {
-          out += e.latex;
-          i += e.utf8.size();
-          mapped = true;
-          break;
-        }
-      }
-      if (!mapped) out += s[i++];
-      continue;
-    }
-    // `{,}` is how LaTeX writes a comma without math spacing: thousands separator or decimal comma.
-    // Spaces around it (`14 {, }916`, spaced out by a tokenizer) change nothing.
-    if (c == '{') {
-      std::size_t j = i + 1;
-      while (j < s.size() && s[j] == ' ') ++j;
-      std::size_t k = j + 1;
-      while (k < s.size() && s[k] == ' ') ++k;
-      if (j < s.size() && s[j] == ',' && k < s.size() && s[k] == '}') {
-        // 14{,}916 is a thousands group; 3{,}5 a decimal comma (German LaTeX).
-        std::size_t d = k + 1, nd = 0;
-        while (d < s.size() && is_digit(s[d])) ++d, ++nd;
-        while (!out.empty() && out.back() == ' ') out.pop_back();
-        out += (nd == 3) ? "" : ".";
-        i = k + 1;
-        continue;
-      }
-    }
-    if (c == '{' && i + 1 < s.size() && s[i + 1] == '}') {  // empty group `{}^\circ`
-      i += 2;
-      continue;
-    }
-    // A group left empty by the rule above or a dropped command: `{{}}` is dropped whole, so a
-    // second pass has nothing left to drop (found by fuzz_math_parse).
-    if (c == '}' && !out.empty() && out.back() == '{' &&
-        (out.size() < 2 || out[out.size() - 2] != '\\')) {
-      out.pop_back();
-      ++i;
-      continue;
-    }
-    if (c == '~') {
+    if (map_unicode_symbol(s, i, out) || rewrite_braces(s, i, out)) continue;
+    if (s[i] == '~') {
       out += ' ';
       ++i;
       continue;
     }
-    // Degrees are dropped, not converted (Math-Verify convert_degrees=False): `90^\circ` is 90.
-    if (c == '^' && (command_at(s, i + 1, "circ") || command_at(s, i + 1, "degree"))) {
-      i += command_at(s, i + 1, "circ") ? 6 : 8;
+    if (drop_degrees(s, i) || rewrite_backslash(s, i, out, has_env) || rewrite_word(s, i, out))
       continue;
-    }
-    if (c == '^' && s.compare(i, 8, "^{\\circ}") == 0) {
-      i += 8;
-      continue;
-    }
-    if (c == '\\' && i + 2 < s.size() && s[i + 1] == '\\' && is_alpha(s[i + 2]) && !has_env) {
-      ++i;  // drop one backslash, the command is read next round
-      continue;
-    }
-    if (c == '\\' && i + 1 < s.size()) {
-      const char d = s[i + 1];
-      // Spacing commands: `\!` joins ("11,\! 111" is one number), the others separate.
-      if (d == '!') {  // negative thin space: also eats following blanks ("11,\! 111")
-        i += 2;
-        while (i < s.size() && s[i] == ' ') ++i;
-        continue;
-      }
-      if (d == ',' || d == ';' || d == ':' || d == ' ' || d == '>') {
-        out += ' ';
-        i += 2;
-        continue;
-      }
-      if (d == '$') {
-        i += 2;
-        continue;
-      }
-      if (d == '%') {
-        out += '%';
-        i += 2;
-        continue;
-      }
-      if (is_alpha(d)) {
-        std::size_t e = i + 1;
-        while (e < s.size() && is_alpha(s[e])) ++e;
-        std::string_view name = s.substr(i + 1, e - i - 1);
-        // `\quadx_{2}` (a spacing command glued to the next letters, which LaTeX would reject):
-        // the spacing, then the letters are read again.
-        for (std::string_view sp : {std::string_view("qquad"), std::string_view("quad")}) {
-          if (name.size() > sp.size() && name.substr(0, sp.size()) == sp) {
-            e = i + 1 + sp.size();
-            name = sp;
-            break;
-          }
-        }
-        bool done = false;
-        // Command names are compared whole, so `\left` never matches inside `\leftarrow`.
-        for (std::string_view dc : dropped_commands) {
-          if (name == dc) {
-            i = e;
-            // `\left.` / `\right.` are invisible delimiters.
-            if (i < s.size() && s[i] == '.') ++i;
-            done = true;
-            break;
-          }
-        }
-        if (done) continue;
-        for (std::string_view tc : text_commands) {
-          if (name == tc) {
-            out += "\\text";
-            i = e;
-            done = true;
-            break;
-          }
-        }
-        if (done) continue;
-        // Synonyms mapped to one spelling so that the parser knows a single name for each.
-        if (name == "dfrac" || name == "tfrac" || name == "cfrac") {
-          out += "\\frac";
-        } else if (name == "dbinom" || name == "tbinom") {
-          out += "\\binom";
-        } else if (name == "quad" || name == "qquad" || name == "enspace" || name == "thinspace") {
-          out += ' ';
-        } else if (name == "circ" || name == "degree") {
-          // stray degree sign
-        } else if (name == "leqslant" || name == "leq") {
-          out += "\\le";
-        } else if (name == "geqslant" || name == "geq") {
-          out += "\\ge";
-        } else if (name == "neq") {
-          out += "\\ne";
-        } else if (name == "lt") {
-          out += '<';
-        } else if (name == "gt") {
-          out += '>';
-        } else if (name == "varnothing") {
-          out += "\\emptyset";
-        } else if (name == "ldots" || name == "cdots" || name == "dots") {
-          out += "\\ldots";
-        } else {
-          out.append(s.substr(i, e - i));
-        }
-        i = e;
-        continue;
-      }
-      out += c;
-      out += d;
-      i += 2;
-      continue;
-    }
-    if (is_alpha(c) && (i == 0 || !is_alpha(s[i - 1]))) {
-      std::size_t e = i;
-      while (e < s.size() && is_alpha(s[e])) ++e;
-      const std::string_view w = s.substr(i, e - i);
-      // Percent words become the `%` postfix operator (`28 percent` = `28%`).
-      const std::string lw = ascii_lower(w);
-      if ((i == 0 || s[i - 1] != '\\') && (lw == "percent" || lw == "percentage" || lw == "pct")) {
-        out += '%';
-        i = e;
-        continue;
-      }
-      out.append(w);
-      i = e;
-      continue;
-    }
-    out += c;
-    ++i;
+    out += s[i++];
   }
   return out;
 }
