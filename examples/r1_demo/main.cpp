@@ -26,10 +26,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <grpo/presets.hpp>
 #include <iostream>
 #include <numeric>
 #include <optional>
 #include <random>
+#include <rewards/length.hpp>
+#include <rewards/repetition.hpp>
 #include <span>
 #include <stdexcept>
 #include <string>
