@@ -2,33 +2,21 @@
 // Format rules: strict R1 layout, open-r1 lenient regex, tag count, reasoning steps.
 // Oracles: hand-computed cases, open-r1's own test values, and a differential test against the
 // open-r1 regexes run by the real Python `re` module on random tag soups.
-#include <rewards/code_exec.hpp>
 #include <rewards/format.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
+#include "python_oracle.hpp"
 
 #include <random>
 #include <string>
 #include <vector>
 
 using namespace grpo::rewards;
+using grpo::rewards::test::python_oracle;
 
 namespace {
-// Runs a Python script with `input` (JSON) on stdin and returns its JSON stdout.
-nlohmann::json python_oracle(const std::string& script, const nlohmann::json& input) {
-  code_exec_options o;
-  o.run.wall_seconds = 120;
-  o.run.cpu_seconds = 60;
-  o.run.memory_bytes = std::size_t{1} << 30;
-  o.run.output_bytes = std::size_t{64} << 20;
-  const std::string py = detail::resolve_program("python3", o.search_path);
-  REQUIRE_MESSAGE(!py.empty(), "python3 is needed for the peer oracle (scripts/install-deps.sh)");
-  const run_result r = run_sandboxed({py, "-I", "-c", script}, input.dump(), "/tmp", o.run, o);
-  REQUIRE_MESSAGE(r.status == run_status::exited_ok, r.err);
-  return nlohmann::json::parse(r.out);
-}
-
 std::string random_soup(std::mt19937& g, const std::vector<std::string>& tokens, int max_tokens) {
   std::uniform_int_distribution<int> len(0, max_tokens);
   std::uniform_int_distribution<std::size_t> pick(0, tokens.size() - 1);

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Length rules: cosine-scaled reward (open-r1 formula, run in Python as the oracle, plus hand
 // values), DAPO / verl / OpenRLHF soft overlong punishment, Kimi group length reward.
-#include <rewards/code_exec.hpp>
 #include <rewards/length.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
+#include "python_oracle.hpp"
 
 #include <cmath>
 #include <numbers>
@@ -13,22 +14,9 @@
 #include <vector>
 
 using namespace grpo::rewards;
+using grpo::rewards::test::python_oracle;
 using grpo::index_t;
 
-namespace {
-nlohmann::json python_oracle(const std::string& script, const nlohmann::json& input) {
-  code_exec_options o;
-  o.run.wall_seconds = 120;
-  o.run.cpu_seconds = 60;
-  o.run.memory_bytes = std::size_t{1} << 30;
-  o.run.output_bytes = std::size_t{64} << 20;
-  const std::string py = detail::resolve_program("python3", o.search_path);
-  REQUIRE_MESSAGE(!py.empty(), "python3 is needed for the peer oracle");
-  const run_result r = run_sandboxed({py, "-I", "-c", script}, input.dump(), "/tmp", o.run, o);
-  REQUIRE_MESSAGE(r.status == run_status::exited_ok, r.err);
-  return nlohmann::json::parse(r.out);
-}
-}  // namespace
 
 TEST_CASE("length: cosine reward hand values (max_len 100)" * doctest::test_suite("rewards")) {
   cosine_options o;

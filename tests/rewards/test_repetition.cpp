@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Repetition penalty: open-r1 test values, hand counts, open-r1's Python function as a
 // differential oracle on random texts, token-id variant, adversarial inputs.
-#include <rewards/code_exec.hpp>
 #include <rewards/repetition.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
+#include "python_oracle.hpp"
 
 #include <cstdint>
 #include <random>
@@ -13,21 +14,8 @@
 #include <vector>
 
 using namespace grpo::rewards;
+using grpo::rewards::test::python_oracle;
 
-namespace {
-nlohmann::json python_oracle(const std::string& script, const nlohmann::json& input) {
-  code_exec_options o;
-  o.run.wall_seconds = 120;
-  o.run.cpu_seconds = 60;
-  o.run.memory_bytes = std::size_t{1} << 30;
-  o.run.output_bytes = std::size_t{64} << 20;
-  const std::string py = detail::resolve_program("python3", o.search_path);
-  REQUIRE_MESSAGE(!py.empty(), "python3 is needed for the peer oracle");
-  const run_result r = run_sandboxed({py, "-I", "-c", script}, input.dump(), "/tmp", o.run, o);
-  REQUIRE_MESSAGE(r.status == run_status::exited_ok, r.err);
-  return nlohmann::json::parse(r.out);
-}
-}  // namespace
 
 TEST_CASE("repetition: open-r1 test values" * doctest::test_suite("rewards")) {
   CHECK(repetition_penalty_reward("this this this this this", {2, -1.0}) == doctest::Approx(-0.75).epsilon(1e-12));
