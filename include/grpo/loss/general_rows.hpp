@@ -13,6 +13,7 @@
 #include <grpo/core/parallel.hpp>
 #include <grpo/detail/loss_token.hpp>
 #include <grpo/loss/call.hpp>
+#include <grpo/loss/kernels/general_rows.hpp>
 #include <grpo/loss/plan.hpp>
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
@@ -20,6 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace grpo::detail {
@@ -199,11 +202,11 @@ void general_gmpo_row(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
 /// rows of the per-row token fractions; at sequence level with per-sequence advantages each row
 /// is one 0/1 value, over ALL rows, empty ones included).
 template <class T, class M, class G>
-void general_row_clips(const loss_call<T, M, G>& c, const general_stats& gs, const loss_rows& r,
-                       index_t i, const double* ls, loss_metrics& met) {
+void general_row_clips(const loss_call<T, M, G>& c, double xbar, const loss_rows& r, index_t i,
+                       const double* ls, loss_metrics& met) {
   const auto& P = c.o.policy;
   if (P.level == is_level::sequence && c.adv_per_row) {
-    const ratio_terms rt = token_ratio(P, 0.0, gs.xbar[i]);
+    const ratio_terms rt = token_ratio(P, 0.0, xbar);
     const double rr = rt.r, A = c.A_at(i, 0);
     const ops::ppo_clip_params<double> cp{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
     bool lo_c = false, hi_c = false, du_c = false;
@@ -234,9 +237,10 @@ void general_row_clips(const loss_call<T, M, G>& c, const general_stats& gs, con
 /// weight) times its policy multiplier c_it; the gradient is therefore W_it c_it (dl/dr dr/dlp +
 /// dl/dlp) plus, for sequence-level ratios, a row-wide term accumulated in row_g and spread in a
 /// second sweep (TRL GSPO: d s_i / d lp_t = s_i m_t / max(n_i, 1)).
+/// rc0: the row's pass-1 context (general_pass1's gs.rows[i]).
 template <class T, class M, class G>
-void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const loss_rows& r,
-                 index_t i, general_part& part) {
+void general_row(const loss_call<T, M, G>& c, const row_ctx& rc0, const loss_rows& r, index_t i,
+                 general_part& part) {
   const auto& o = c.o;
   const auto& P = o.policy;
   const auto& in = c.in;
@@ -248,7 +252,7 @@ void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const los
   double ls[4] = {0, 0, 0, 0};  // per-row clip counts (token weight): low, high, region, dual
   // Row context of the shared per-token composition: the pass-1 statistics, the final-mask
   // counts and the aggregation factors of the three terms.
-  row_ctx rc = gs.rows[static_cast<std::size_t>(i)];
+  row_ctx rc = rc0;
   rc.n_fin = r.n_fin[i];
   rc.n_ent = r.n_ent[i];
   rc.s_pol = r.s_pol[i];
@@ -257,7 +261,7 @@ void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const los
   if (gmpo) general_gmpo_row(c, r, i, rc, part);
   // VESPO phi of the row (sign of the row's advantage taken per token, as TRL's (B,1) tensor).
   if (P.kind == policy_loss_kind::vespo)  // TRL logs the (B,1) phi over all rows
-    met.vespo_phi.add(ops::vespo_phi(gs.vespo_lw[i], c.A_at(i, 0), P.vespo_k_pos,
+    met.vespo_phi.add(ops::vespo_phi(rc0.vespo_lw, c.A_at(i, 0), P.vespo_k_pos,
                                      P.vespo_lambda_pos, P.vespo_k_neg, P.vespo_lambda_neg));
   for (index_t t = 0; t < c.Tn; ++t) {
     const double mb = c.base_m(i, t);
@@ -319,7 +323,7 @@ void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const los
       ls[3] += f.du ? mf : 0.0;
     }
   }
-  general_row_clips(c, gs, r, i, ls, met);
+  general_row_clips(c, rc0.xbar, r, i, ls, met);
   if (P.level == is_level::sequence && part.row_g != 0.0) {
     for (index_t t = 0; t < c.Tn; ++t) {
       const double mb = c.base_m(i, t);
@@ -328,6 +332,30 @@ void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const los
           static_cast<G>(static_cast<double>(out.grad_logp(i, t)) + part.row_g * mb / nc);
     }
   }
+}
+
+/// general_row of row i with the row's context from pass 1 (gs.rows[i]).
+template <class T, class M, class G>
+void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const loss_rows& r,
+                 index_t i, general_part& part) {
+  general_row(c, gs.rows[static_cast<std::size_t>(i)], r, i, part);
+}
+
+/// One row of the general engine on its own: the row's pass-1 sums (in token order, as
+/// general_pass1), then general_row. The double fallback of the packet rows for a configuration
+/// whose final mask is the base mask (no OPSM, no top-entropy mask) and no global threshold.
+template <class T, class M, class G>
+void general_row_alone(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
+                       general_part& part) {
+  row_sums rs;
+  for (index_t t = 0; t < c.Tn; ++t) {
+    const double mb = c.base_m(i, t);
+    if (mb == 0.0) continue;
+    rs += token_row_sums(c.lpar, c.tok(i, t, mb));
+  }
+  row_ctx rc = finish_row(c.lpar, rs);
+  rc.h_thr = -std::numeric_limits<double>::infinity();
+  general_row(c, rc, r, i, part);
 }
 
 /// Pass 2 over every row (threaded; rows are independent here: pass 1 produced every cross-row
@@ -352,6 +380,80 @@ loss_scalars general_rows(const loss_call<T, M, G>& c, const general_stats& gs, 
   res.entropy_loss = ent_sum;
   res.loss = pol_sum + c.o.kl_coef * kl_sum - c.o.entropy_coef * ent_sum;
   res.metrics = met;
+  return res;
+}
+
+/// The weighted rows' parameters of a call (weighted_params; side is set per row).
+template <class T, class M, class G>
+weighted_params weighted_rows_params(const loss_call<T, M, G>& c) {
+  const auto& o = c.o;
+  const auto& P = o.policy;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  weighted_params q;
+  q.P = P;
+  q.kl = o.kl;
+  q.kl_coef = o.kl_coef;
+  q.gmpo = P.kind == policy_loss_kind::gmpo;
+  q.lr_min = static_cast<float>(P.log_ratio_min);
+  q.lr_max = static_cast<float>(P.log_ratio_max);
+  q.ak_min = o.approx_kl_unclamped ? -inf : q.lr_min;
+  q.ak_max = o.approx_kl_unclamped ? inf : q.lr_max;
+  q.row_count_eps = c.lpar.agg.row_count_eps;
+  q.row_count_floor = c.lpar.agg.row_count_floor;
+  q.s_gmpo = gmpo_scale(c.lpar, static_cast<double>(c.B));
+  return q;
+}
+
+/// The general engine's sequence-weighted kinds (GMPO, VESPO) at token level with per-sequence
+/// advantages and no other row-wide term (plan(): float inputs where weighted_rows_isa() has
+/// packet rows), after the vectorised mask pass: each row runs the packet row of
+/// kernels/general_row.ipp; a row it flags runs general_row_alone (double: the named error, or
+/// the exact row). Rows threaded, merged in row order (the result does not depend on the number
+/// of threads); the metric schema is the general engine's (merge_row_parts + VESPO's phi).
+template <class T, class M, class G>
+loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
+  const auto& o = c.o;
+  const auto B = static_cast<std::size_t>(c.B);
+  const bool kl_on = o.kl_coef != 0.0, vespo = o.policy.kind == policy_loss_kind::vespo;
+  std::vector<fast_row_part> parts(B);
+  std::vector<weighted_row_out> outs(B);
+  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
+  const weighted_params q = weighted_rows_params(c);
+  [[maybe_unused]] const isa path = weighted_rows_isa();
+  auto run_row = [&](index_t i) {
+    const auto k = static_cast<std::size_t>(i);
+    bool ok = false;
+    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+      const auto rw = row_desc<float>(c, r, i, false);
+      weighted_params qi = q;
+      qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
+#if GRPO_LOSS_HAS_AVX512_ROWS
+      if (path == isa::avx512) ok = loss_avx512::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+      if (path == isa::avx2) ok = loss_avx2::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+#endif
+    }
+    if (!ok) {
+      parts[k] = fast_row_part{};
+      fell[k] = std::make_unique<general_part>();
+      general_row_alone(c, r, i, *fell[k]);
+    }
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false, false, r.met);
+  for (std::size_t k = 0; k < B; ++k) {  // row order
+    if (fell[k]) {
+      res.policy_loss += fell[k]->pol;
+      res.kl_loss += fell[k]->kl;
+      res.metrics.merge(fell[k]->met);
+      continue;
+    }
+    if (vespo) res.metrics.vespo_phi.add(outs[k].phi);  // TRL logs the (B, 1) phi of all rows
+    if (!vespo && !c.out.per_seq_loss.empty()) c.out.per_seq_loss[k] = static_cast<G>(outs[k].seq_loss);
+  }
+  res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
+  res.engine_used = loss_engine::sequence_rows;
   return res;
 }
 

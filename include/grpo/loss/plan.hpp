@@ -14,6 +14,7 @@
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/parallel.hpp>
+#include <grpo/loss/kernels/general_rows.hpp>  // weighted_rows_isa
 #include <grpo/loss/options.hpp>
 #include <grpo/policy_loss.hpp>
 
@@ -129,7 +130,7 @@ inline par::loop_options loss_loop(index_t Tn) noexcept {
 enum class loss_route : unsigned char {
   sampler_base,     ///< ratio_base_sampler: rerun with sampler_logp as old_logp, then metrics
   openrlhf_kl_f32,  ///< kl_openrlhf_float32 with a KL term: engine without KL + float32 KL
-  sequence_rows,    ///< loss/sequence_rows.hpp
+  sequence_rows,    ///< loss/sequence_rows.hpp (and GMPO / VESPO's packet rows: weighted_rows)
   token_rows,       ///< loss/token_rows.hpp (vectorised when plan.simd)
   general,          ///< loss/general_rows.hpp
 };
@@ -199,6 +200,16 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
                          (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
                          (!has(out.grad_entropy) || unit_t(out.grad_entropy));
   if (simd_types && P.level != is_level::token && K.sequence_rows && local && unit_rows) {
+    pl.route = loss_route::sequence_rows;
+    return pl;
+  }
+  // GMPO / VESPO at token level with per-sequence advantages and no other row-wide term: one
+  // weight per row, so the rows are two sweeps like GSPO's (loss/general_rows.hpp weighted_rows,
+  // kernels/general_row.ipp), where packet rows exist (float inputs, avx2 / avx512 paths; on the
+  // baseline path the general engine runs).
+  if (std::is_same_v<T, float> && simd_types && P.level == is_level::token && K.sequence_weight &&
+      local && unit_rows && in.advantages.stride(1) == 0 && !o.kl_bias_correction &&
+      detail::weighted_rows_isa() != isa::baseline) {
     pl.route = loss_route::sequence_rows;
     return pl;
   }

@@ -16,6 +16,7 @@
 #include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
 #include <grpo/core/parallel.hpp>
 #include <grpo/loss/call.hpp>
+#include <grpo/loss/general_rows.hpp>  // weighted_rows (GMPO / VESPO)
 #include <grpo/loss/plan.hpp>
 #include <grpo/loss/simd_sequence_rows.hpp>
 #include <grpo/ops/kl.hpp>
@@ -150,6 +151,8 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
 /// The sequence-level engine over every row (threaded), merged in row order.
 template <class T, class M, class G>
 loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
+  // Sequence-weighted kinds (plan(): GMPO / VESPO with per-sequence advantages): their rows.
+  if (kind_traits_of(c.o.policy.kind).sequence_weight) return weighted_rows(c, r);
   const auto& o = c.o;
   const auto& P = o.policy;
   const bool kl_on = o.kl_coef != 0.0;

@@ -186,41 +186,54 @@ void gspo_spread(const M* m, G* g, index_t end, double row_g, double nc) noexcep
   }
 }
 
-/// The sequence-level row algorithm of kernels/sequence_row.ipp (sweep 1: sum m x; row constants in
-/// double through token_ratio / policy_token; sweep 2: KL, per-token surrogate, gradient; sweep 3
-/// when the spread needs a row sum) on xsimd batches of the input type C with a scalar tail:
-/// double inputs, and float inputs on builds without AVX-512. Every per-token formula is a
-/// grpo/detail/simd.hpp mirror of the ops (tested bitwise at scalar lanes). Returns false if a
-/// valid token has a non-finite input (the caller reruns the row on the scalar twin, which
-/// throws the error naming the argument).
+/// The state of one row of gspo_simd_row: the row descriptor and its flags, the lane states of
+/// both sweeps and (after sweep 1) the row constants in the input type C. step1 / step2 evaluate
+/// one step of a lane type V (an xsimd batch, or the scalar C for the row tail); every per-token
+/// formula is a grpo/detail/simd.hpp mirror of the ops (tested bitwise at scalar lanes).
 template <class C, class M, class G>
-bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw_in,
-                   index_t Tn, fast_row_part& rp) {
-  const fast_simd_row<C, M, G> rw = rw_in;  // (local copy: the stores may alias the parameters)
-  const policy_options& P = q.P;
-  const bool trunc = rw.trunc, on_policy = rw.lo == rw.lp, row_a = rw.A == nullptr;
+struct gspo_simd_state {
+#if GRPO_HAS_XSIMD
+  static constexpr auto LB = static_cast<index_t>(simd::lane_traits<simd::batch_of<C>>::size);
+#else
+  static constexpr index_t LB = 1;
+#endif
+  const gspo_params& q;
+  const fast_simd_row<C, M, G> rw;  // (local copy: the stores may alias the parameters)
+  const bool kl_on, trunc = rw.trunc, on_policy = rw.lo == rw.lp, row_a = rw.A == nullptr;
   const bool want_ptl = rw.ptl != nullptr, want_ge = rw.ge != nullptr;
   const index_t end = trunc ? 0 : rw.end;
   gspo_simd_pair<C> acc;
-#if GRPO_HAS_XSIMD
-  using VB = simd::batch_of<C>;
-  constexpr auto LB = static_cast<index_t>(simd::lane_traits<VB>::size);
-  auto& ab = acc.ab;
-#else
-  constexpr index_t LB = 1;
-#endif
-  auto& as = acc.as;
-  // Mask weights and valid lanes of the step at t (0 on a truncated row).
-  auto mask_of_step = [&](auto tag, index_t t, auto& m) {
-    using V = typename decltype(tag)::type;
+  // row constants of sweep 2
+  ops::ppo_clip_params<C> cpc{};
+  C c_coef = C(0), c_val0 = C(0), c_r = C(0), c_drd = C(0), c_sp = C(0), c_kc = C(0), c_sk = C(0);
+
+  gspo_simd_state(const gspo_params& q_in, bool kl, const fast_simd_row<C, M, G>& rw_in) noexcept
+      : q(q_in), rw(rw_in), kl_on(kl) {}
+
+  /// Mask weights and valid lanes of the step at t (0 on a truncated row).
+  template <class V>
+  GRPO_FORCEINLINE simd::mask_of<V> mask_at(index_t t, V& m) const noexcept {
     m = trunc ? V(C(0)) : fast_load_as<V>(rw.m + t);
     return !(m == V(C(0)));
-  };
-  // ---- sweep 1 ----
-  auto step1 = [&](auto tag, index_t t, auto& a) {
-    using V = typename decltype(tag)::type;
+  }
+
+  /// Runs f(t, lane state) over [0, stop): batches, then the scalar tail; flushes both.
+  template <class F>
+  void sweep(index_t stop, F&& f) {
+    index_t t = 0;
+#if GRPO_HAS_XSIMD
+    for (; t + LB <= stop; t += LB) f(t, acc.ab);
+    acc.ab.flush();
+#endif
+    for (; t < stop; ++t) f(t, acc.as);
+    acc.as.flush();
+  }
+
+  /// Sweep 1: sum m x, sum m x^2, extrema of x, finiteness of lp / lo on valid lanes.
+  template <class V>
+  GRPO_FORCEINLINE void step1(index_t t, gspo_simd_acc<V>& a) const noexcept {
     V m;
-    const auto valid = mask_of_step(tag, t, m);
+    const auto valid = mask_at(t, m);
     const V lp = simd::load<V>(rw.lp + t);
     const V lo = on_policy ? lp : simd::load<V>(rw.lo + t);
     const V x = lp - lo;
@@ -230,46 +243,43 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
     a.ext(0, valid, x);
     a.bad = simd::bor(a.bad, simd::band(valid, !((lp - lp) + (lo - lo) == V(C(0)))));
     a.step_done();
-  };
-  index_t t = 0;
-  const index_t stop1 = std::min(Tn, (end + LB - 1) / LB * LB);
-#if GRPO_HAS_XSIMD
-  for (; t + LB <= stop1; t += LB) step1(std::type_identity<VB>{}, t, ab);
-  ab.flush();
-#endif
-  for (; t < stop1; ++t) step1(std::type_identity<C>{}, t, as);
-  as.flush();
-  auto total = [&](int k) { return acc.total(k); };
-  auto any_bad = [&] { return acc.any_bad(); };
-  if (any_bad()) return false;
-
-  // ---- row constants (double, the general engine's calls) ----
-  const double n = trunc ? 0.0 : rw.n, nc = n < 1.0 ? 1.0 : n;
-  const double sx = total(gspo_simd_acc<C>::sx), sx2 = total(gspo_simd_acc<C>::sx2);
-  // Finite inputs whose lane sums overflow C (float): rerun in double by the scalar twin.
-  if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
-  const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
-  const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
-  const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
-  const double a0 = static_cast<double>(rw.a0);
-  policy_token_terms pt0{};
-  if (row_a) pt0 = policy_token(P, r, a0, 0.0);
-  const bool spread_now = q.seq && row_a && !q.kl_bias, spread_later = q.seq && !spread_now;
-  double coef = 0.0;
-  if (row_a) {
-    coef = sp * (pt0.d_ratio * drd + pt0.d_logp);
-    if (spread_now) coef += sp * pt0.d_ratio * drs * n / nc;
   }
-  const ops::ppo_clip_params<C> cpc{C(P.eps_low), C(P.eps_high), C(P.delta), C(P.dual_clip_c)};
-  const C c_coef = C(coef), c_val0 = C(pt0.value), c_r = C(r), c_drd = C(drd), c_sp = rw.sp;
-  const C c_kc = C(q.kl_coef), c_sk = rw.sk;
 
-  // ---- sweep 2 ----
-  auto step2 = [&](auto tag, index_t t, auto& a) {
-    using V = typename decltype(tag)::type;
+  /// Row constants of sweep 2 in C from the double ones (r, dr_direct, the per-sequence
+  /// surrogate pt0 and the row-constant gradient coef of RowA rows).
+  void constants(const policy_options& P, double r, double drd, double coef,
+                 const policy_token_terms& pt0) noexcept {
+    cpc = {C(P.eps_low), C(P.eps_high), C(P.delta), C(P.dual_clip_c)};
+    c_coef = C(coef), c_val0 = C(pt0.value), c_r = C(r), c_drd = C(drd), c_sp = rw.sp;
+    c_kc = C(q.kl_coef), c_sk = rw.sk;
+  }
+
+  /// The policy part of a step with per-token advantages: value, gradient (before KL), sums.
+  template <class V>
+  GRPO_FORCEINLINE void policy_step(index_t t, const simd::mask_of<V>& valid, const V& m,
+                                    gspo_simd_acc<V>& a, V& value, V& g, V& nf) const noexcept {
+    const V zero(C(0));
+    const V A = simd::load<V>(rw.A + t);
+    const auto vg = simd::ppo_clip(V(c_r), A, cpc);
+    value = vg.value;
+    g = (V(c_sp) * m) * (vg.grad * V(c_drd));
+    a.add(a.pol, valid, m * value);
+    a.add(a.dr, valid, m * vg.grad);
+    const V ma = m * A;
+    a.add(a.sa, valid, ma);
+    a.add(a.sa2, valid, ma * A);
+    a.ext(1, valid, A);
+    a.add(a.neg, simd::band(valid, A < zero), m);
+    a.add(a.pos, simd::band(valid, A > zero), m);
+    nf = nf + (A - A);
+  }
+
+  /// Sweep 2: KL, per-token surrogate, gradient, per-token loss of one step.
+  template <class V>
+  GRPO_FORCEINLINE void step2(index_t t, gspo_simd_acc<V>& a) const noexcept {
     const V zero(C(0));
     V m;
-    const auto valid = mask_of_step(tag, t, m);
+    const auto valid = mask_at(t, m);
     if (!want_ptl && !simd::any(valid)) {  // padding only: gradient exactly 0
       fast_store_as<V>(rw.g + t, zero);
       if (want_ge) fast_store_as<V>(rw.ge + t, zero);
@@ -281,19 +291,7 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
       value = V(c_val0);
       g = m * V(c_coef);
     } else {
-      const V A = simd::load<V>(rw.A + t);
-      const auto vg = simd::ppo_clip(V(c_r), A, cpc);
-      value = vg.value;
-      g = (V(c_sp) * m) * (vg.grad * V(c_drd));
-      a.add(a.pol, valid, m * value);
-      a.add(a.dr, valid, m * vg.grad);
-      const V ma = m * A;
-      a.add(a.sa, valid, ma);
-      a.add(a.sa2, valid, ma * A);
-      a.ext(1, valid, A);
-      a.add(a.neg, simd::band(valid, A < zero), m);
-      a.add(a.pos, simd::band(valid, A > zero), m);
-      nf = nf + (A - A);
+      policy_step(t, valid, m, a, value, g, nf);
     }
     V ptl = value;
     if (kl_on) {
@@ -318,30 +316,64 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
     fast_store_as<V>(rw.g + t, simd::sel<V>(valid, g, zero));
     a.bad = simd::bor(a.bad, simd::band(valid, !(nf == zero)));
     a.step_done();
-  };
-  const index_t stop2 = want_ptl ? Tn : stop1;
-  t = 0;
-#if GRPO_HAS_XSIMD
-  for (; t + LB <= stop2; t += LB) step2(std::type_identity<VB>{}, t, ab);
-  ab.flush();
-#endif
-  for (; t < stop2; ++t) step2(std::type_identity<C>{}, t, as);
-  as.flush();
-  for (; t < Tn; ++t) rw.g[t] = G(0);  // past the last valid token
-  if (want_ge)
-    for (t = stop2; t < Tn; ++t) rw.ge[t] = G(0);
-  if (any_bad()) return false;
-  if (n > 0 && kl_on &&
-      !(std::isfinite(total(gspo_simd_acc<C>::sk)) && std::isfinite(total(gspo_simd_acc<C>::sk2))))
+  }
+};
+
+/// The sequence-level row algorithm of kernels/sequence_row.ipp (sweep 1: sum m x; row constants in
+/// double through token_ratio / policy_token; sweep 2: KL, per-token surrogate, gradient; sweep 3
+/// when the spread needs a row sum) on xsimd batches of the input type C with a scalar tail:
+/// double inputs, and float inputs on the baseline path. Returns false if a valid token has a
+/// non-finite input (the caller reruns the row on the scalar twin, which throws the error naming
+/// the argument) or a float lane sum overflowed (the twin recomputes the row in double).
+template <class C, class M, class G>
+bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw_in,
+                   index_t Tn, fast_row_part& rp) {
+  using S = gspo_simd_state<C, M, G>;
+  using Acc = gspo_simd_acc<C>;
+  S s(q, kl_on, rw_in);
+  const auto& rw = s.rw;
+  const policy_options& P = q.P;
+  // ---- sweep 1 ----
+  const index_t stop1 = std::min(Tn, (s.end + S::LB - 1) / S::LB * S::LB);
+  s.sweep(stop1, [&](index_t t, auto& a) { s.step1(t, a); });
+  if (s.acc.any_bad()) return false;
+
+  // ---- row constants (double, the general engine's calls) ----
+  const double n = s.trunc ? 0.0 : rw.n, nc = n < 1.0 ? 1.0 : n;
+  const double sx = s.acc.total(Acc::sx), sx2 = s.acc.total(Acc::sx2);
+  // Finite inputs whose lane sums overflow C (float): rerun in double by the scalar twin.
+  if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
+  const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
+  const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
+  const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
+  const double a0 = static_cast<double>(rw.a0);
+  policy_token_terms pt0{};
+  if (s.row_a) pt0 = policy_token(P, r, a0, 0.0);
+  const bool spread_now = q.seq && s.row_a && !q.kl_bias, spread_later = q.seq && !spread_now;
+  double coef = 0.0;
+  if (s.row_a) {
+    coef = sp * (pt0.d_ratio * drd + pt0.d_logp);
+    if (spread_now) coef += sp * pt0.d_ratio * drs * n / nc;
+  }
+  s.constants(P, r, drd, coef, pt0);
+
+  // ---- sweep 2 ----
+  const index_t stop2 = s.want_ptl ? Tn : stop1;
+  s.sweep(stop2, [&](index_t t, auto& a) { s.step2(t, a); });
+  for (index_t t = stop2; t < Tn; ++t) rw.g[t] = G(0);  // past the last valid token
+  if (s.want_ge)
+    for (index_t t = stop2; t < Tn; ++t) rw.ge[t] = G(0);
+  if (s.acc.any_bad()) return false;
+  if (n > 0 && kl_on && !(std::isfinite(s.acc.total(Acc::sk)) && std::isfinite(s.acc.total(Acc::sk2))))
     return false;
 
   // ---- sweep 3, row totals (as gspo_row of kernels/sequence_row.ipp) ----
   if (spread_later) {
-    double row_g = (row_a ? sp * pt0.d_ratio * n : sp * total(gspo_simd_acc<C>::dr)) * drs;
-    if (q.kl_bias) row_g += sk * q.kl_coef * total(gspo_simd_acc<C>::skr) * drs;
-    if (row_g != 0.0) gspo_spread(rw.m, rw.g, end, row_g, nc);
+    double row_g = (s.row_a ? sp * pt0.d_ratio * n : sp * s.acc.total(Acc::dr)) * drs;
+    if (q.kl_bias) row_g += sk * q.kl_coef * s.acc.total(Acc::skr) * drs;
+    if (row_g != 0.0) gspo_spread(rw.m, rw.g, s.end, row_g, nc);
   }
-  return gspo_simd_finish<C>(q, kl_on, acc, n, r, row_a, a0, pt0, sp, sk, sx, sx2, rp);
+  return gspo_simd_finish<C>(q, kl_on, s.acc, n, r, s.row_a, a0, pt0, sp, sk, sx, sx2, rp);
 }
 
 }  // namespace GRPO_ISA_ABI

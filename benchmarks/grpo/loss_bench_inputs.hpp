@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file loss_bench_inputs.hpp
+/// @brief The loss benchmarks' workload (bench_loss_general; bench_loss.cpp carries the same
+///        generator and can switch to this header): per-sequence pass / fail rewards, right-padded
+///        masks 25-100 % valid, float log-probs around -2 with old / ref within +-0.3, plus the
+///        optional streams of the general engine's options (sampler log-probs, entropies, the
+///        entropy gradient), and the streaming probe over a given set of streams.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <utility>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace grpo_bench {
+
+constexpr long kGroup = 16;  ///< completions per prompt
+
+/// One shape's inputs. lp / old / ref / mask / rewards are bench_loss.cpp's, bit for bit (same
+/// generator, same draw order); the extra streams come from a second generator afterwards.
+struct loss_inputs {
+  long B = 0, T = 0;
+  std::vector<float> lp, old, ref, mask, grad, rewards, adv;
+  std::vector<float> smp, ent, grad_ent;  ///< sampler log-probs, entropies, dL/dH
+};
+
+inline std::unique_ptr<loss_inputs> make_loss_inputs(long B, long T) {
+  auto in = std::make_unique<loss_inputs>();
+  in->B = B;
+  in->T = T;
+  const auto n = static_cast<std::size_t>(B * T);
+  in->lp.resize(n);
+  in->old.resize(n);
+  in->ref.resize(n);
+  in->mask.resize(n);
+  in->grad.resize(n);
+  in->rewards.resize(static_cast<std::size_t>(B));
+  in->adv.resize(static_cast<std::size_t>(B));
+  std::mt19937 g(1);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (long i = 0; i < B; ++i) {
+    in->rewards[static_cast<std::size_t>(i)] = u(g) > 0.f ? 1.f : 0.f;  // pass / fail reward
+    // right-padded completions, 25-100 % of T valid
+    const long len = T / 4 + static_cast<long>((u(g) + 1.f) * 0.375f * static_cast<float>(T));
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      in->lp[k] = -2.f + u(g);
+      in->old[k] = in->lp[k] - 0.3f * u(g);
+      in->ref[k] = in->lp[k] - 0.3f * u(g);
+      in->mask[k] = t < len ? 1.f : 0.f;
+    }
+  }
+  // Extra streams: sampler log-probs within +-0.2 of old (rollout / training mismatch), token
+  // entropies in [0, 4) nats.
+  std::mt19937 g2(2);
+  in->smp.resize(n);
+  in->ent.resize(n);
+  in->grad_ent.resize(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    in->smp[k] = in->old[k] - 0.2f * u(g2);
+    in->ent[k] = 2.f + 2.f * u(g2);
+  }
+  return in;
+}
+
+/// Both shapes stay resident so that switching benchmarks does not regenerate.
+inline loss_inputs& shared_loss_inputs(long B, long T) {
+  static std::map<std::pair<long, long>, std::unique_ptr<loss_inputs>> cache;
+  auto& slot = cache[{B, T}];
+  if (!slot) slot = make_loss_inputs(B, T);
+  return *slot;
+}
+
+/// OpenMP threads from the benchmark's third argument.
+inline void set_threads(benchmark::State& st) {
+#if defined(_OPENMP)
+  omp_set_num_threads(static_cast<int>(st.range(2)));
+#else
+  (void)st;
+#endif
+}
+
+/// Items = tokens; bytes = (reads + writes) float streams per token.
+inline void report(benchmark::State& st, const loss_inputs& in, int streams) {
+  const auto tokens = static_cast<int64_t>(in.B * in.T);
+  st.SetItemsProcessed(st.iterations() * tokens);
+  st.SetBytesProcessed(st.iterations() * tokens * static_cast<int64_t>(streams * sizeof(float)));
+}
+
+/// One streaming pass: reads `nr` of (lp, old, ref, mask, smp/ent) and writes grad (and grad_ent
+/// when two_out), elementwise, threaded over rows as the engines.
+inline void stream_pass(benchmark::State& st, int nr, bool two_out) {
+  auto& in = shared_loss_inputs(st.range(0), st.range(1));
+  set_threads(st);
+  const long B = in.B, T = in.T;
+  const float *a = in.lp.data(), *b = in.old.data(), *c = in.ref.data(), *d = in.mask.data();
+  const float* e = in.smp.data();
+  float *g = in.grad.data(), *h = in.grad_ent.data();
+  for (auto _ : st) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (long i = 0; i < B; ++i) {
+      const long o = i * T;
+      if (nr == 4) {
+        for (long t = 0; t < T; ++t) g[o + t] = a[o + t] + b[o + t] + c[o + t] + d[o + t];
+      } else if (!two_out) {
+        for (long t = 0; t < T; ++t)
+          g[o + t] = a[o + t] + b[o + t] + c[o + t] + d[o + t] + e[o + t];
+      } else {
+        for (long t = 0; t < T; ++t) {
+          g[o + t] = a[o + t] + b[o + t] + c[o + t] + d[o + t] + e[o + t];
+          h[o + t] = d[o + t] * e[o + t];
+        }
+      }
+    }
+    benchmark::DoNotOptimize(g);
+    benchmark::ClobberMemory();
+  }
+  report(st, in, nr + (two_out ? 2 : 1));
+}
+
+/// {sequences, tokens, threads}: 8192 x 4096 (33.5M tokens) and 4096 x 2048 (8.4M), 1 and 2
+/// threads (1 only without OpenMP).
+inline void shapes(benchmark::internal::Benchmark* b) {
+  for (long th : {1L, 2L}) {
+#if !defined(_OPENMP)
+    if (th > 1) continue;
+#endif
+    b->Args({512 * kGroup, 4096, th});
+    b->Args({256 * kGroup, 2048, th});
+  }
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+}
+
+}  // namespace grpo_bench

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file test_loss_general_rows.cpp
+/// @brief The general engine's packet rows for GMPO and VESPO (loss/general_rows.hpp
+///        weighted_rows, kernels/general_row.ipp: float inputs, per-sequence advantages, avx2 /
+///        avx512 paths) against the general engine in double (the op: the same inputs widened to
+///        double, which plan() routes to the general engine), on random batches with row tails,
+///        fractional and holed masks, all-masked and truncated rows, KL on / off (plain k3 and a
+///        clamped estimator), per-token loss on / off; the double fallback of flagged rows
+///        (non-finite inputs name the argument; an overflowing float ratio reruns the row in
+///        double); and the baseline path (general engine, unchanged).
+#include <grpo/core/isa.hpp>
+#include <grpo/loss.hpp>
+#include <grpo/presets.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct data {
+  long B = 0, T = 0;
+  std::vector<float> lp, lo, lr, mask, adv;  // adv: one per row
+  std::vector<unsigned char> trunc;
+};
+
+/// Rows of varying length (tails of every residue mod 16), binary right-padded masks, one holed
+/// fractional mask row, one all-masked row, one truncated row; log ratios within +-0.6 so that
+/// the GMPO band (0.4 / 0.2 .. 0.28) binds on some tokens.
+data make(long B, long T, unsigned seed) {
+  data d;
+  d.B = B;
+  d.T = T;
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const auto n = static_cast<std::size_t>(B * T);
+  d.lp.resize(n);
+  d.lo.resize(n);
+  d.lr.resize(n);
+  d.mask.assign(n, 0.f);
+  d.adv.resize(static_cast<std::size_t>(B));
+  d.trunc.assign(static_cast<std::size_t>(B), 0);
+  for (long i = 0; i < B; ++i) {
+    d.adv[static_cast<std::size_t>(i)] = i % 5 == 3 ? 0.f : u(g);  // A = 0 rows too
+    const long len = (i * 7 + 3) % (T + 1);
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      d.lp[k] = -1.5f + u(g);
+      d.lo[k] = d.lp[k] - 0.6f * u(g);
+      d.lr[k] = d.lp[k] - 0.4f * u(g);
+      if (i == 1)
+        d.mask[k] = t % 3 == 1 ? 0.f : 0.5f + 0.25f * static_cast<float>(t % 2);
+      else if (i != 2)
+        d.mask[k] = t < len ? 1.f : 0.f;
+    }
+  }
+  if (B > 4) d.trunc[4] = 1;
+  return d;
+}
+
+template <class X>
+std::vector<double> widen(const std::vector<X>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+struct run_out {
+  grpo::loss_scalars s;
+  std::vector<double> g, ptl, seq, ge;
+};
+
+/// compute_loss_into on storage type X (float: the packet rows where plan() takes them; double:
+/// the general engine), outputs in double.
+template <class X>
+run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
+  const std::vector<X> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
+      lr(d.lr.begin(), d.lr.end()), m(d.mask.begin(), d.mask.end()),
+      a(d.adv.begin(), d.adv.end());
+  grpo::loss_batch<X, X> b;
+  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
+  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
+  if (o.kl_coef != 0.0) b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
+  b.mask = grpo::make_view(m.data(), {d.B, d.T});
+  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
+  b.truncated = d.trunc;
+  run_out r;
+  const auto n = static_cast<std::size_t>(d.B * d.T);
+  r.g.assign(n, -7.0);  // (every position must be written)
+  r.ptl.assign(n, -7.0);
+  r.ge.assign(n, -7.0);
+  r.seq.assign(static_cast<std::size_t>(d.B), -7.0);
+  grpo::loss_outputs<double> out;
+  out.grad_logp = grpo::make_view(r.g.data(), {d.B, d.T});
+  if (want_ptl) out.per_token_loss = grpo::make_view(r.ptl.data(), {d.B, d.T});
+  out.grad_entropy = grpo::make_view(r.ge.data(), {d.B, d.T});
+  out.per_seq_loss = r.seq;
+  r.s = grpo::compute_loss_into(o, b, out);
+  return r;
+}
+
+/// |a - b| <= tol (1 + |b|), with a message naming what and where.
+int close(double a, double b, double tol, const std::string& what) {
+  const bool ok = (std::isnan(a) && std::isnan(b)) || std::abs(a - b) <= tol * (1.0 + std::abs(b));
+  CHECK_MESSAGE(ok, what << ": " << a << " vs " << b);
+  return ok ? 0 : 1;
+}
+
+void close_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b, double tol,
+                const std::string& what) {
+  close(a.weight, b.weight, 1e-12, what + ".weight");
+  close(a.sum, b.sum, tol, what + ".sum");
+  close(a.sum_sq, b.sum_sq, tol, what + ".sum_sq");
+  if (b.weight > 0) {
+    close(a.min, b.min, tol, what + ".min");
+    close(a.max, b.max, tol, what + ".max");
+  }
+}
+
+/// Float packet rows vs the double general engine: every output and metric within tol (float
+/// inputs are exact in double, so the only difference is the rows' float arithmetic).
+void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double tol) {
+  const run_out f = run<float>(o, d, want_ptl);
+  const run_out e = run<double>(o, d, want_ptl);
+  CHECK(e.s.engine_used == grpo::loss_engine::general);
+  const bool packet = grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (packet) CHECK(f.s.engine_used == grpo::loss_engine::sequence_rows);
+  close(f.s.loss, e.s.loss, tol, "loss");
+  close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss");
+  close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss");
+  CHECK(f.s.entropy_loss == 0.0);
+  int bad = 0;
+  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
+    bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
+    if (want_ptl) bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
+    bad += close(f.ge[k], 0.0, 0.0, "grad_entropy");
+  }
+  for (std::size_t k = 0; k < f.seq.size(); ++k)
+    close(f.seq[k], e.seq[k], tol, "per_seq_loss[" + std::to_string(k) + "]");
+  const auto& a = f.s.metrics;
+  const auto& b = e.s.metrics;
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.sequences == b.sequences);
+  CHECK(a.truncated_seqs == b.truncated_seqs);
+  close_stat(a.approx_kl, b.approx_kl, tol, "approx_kl");
+  close_stat(a.ratio, b.ratio, tol, "ratio");
+  close_stat(a.is_weight, b.is_weight, tol, "is_weight");
+  close_stat(a.advantage, b.advantage, tol, "advantage");
+  close_stat(a.kl, b.kl, tol, "kl");
+  close_stat(a.vespo_phi, b.vespo_phi, tol, "vespo_phi");
+  close_stat(a.clip_low, b.clip_low, 1e-12, "clip_low");
+  close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
+  close_stat(a.clip_region, b.clip_region, 1e-12, "clip_region");
+  close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
+  close_stat(a.clip_low_seq, b.clip_low_seq, 1e-12, "clip_low_seq");
+  close_stat(a.clip_high_seq, b.clip_high_seq, 1e-12, "clip_high_seq");
+}
+
+grpo::loss_options gmpo_trl(double beta) {
+  grpo::loss_options o = grpo::preset("trl_gmpo");
+  o.kl_coef = beta;
+  return o;
+}
+grpo::loss_options vespo(double beta) {
+  grpo::trl_args a;
+  a.loss_type = "vespo";
+  a.beta = beta;
+  return grpo::from_trl(a);
+}
+
+// Float rounding of the rows: one float exp / product per token against double, lane sums
+// flushed to double every 16 steps; 2e-5 relative covers it with a wide margin at these sizes.
+constexpr double kTol = 2e-5;
+
+}  // namespace
+
+TEST_CASE("general rows: GMPO (TRL and verl) and VESPO equal the double general engine") {
+  for (long T : {1L, 13L, 37L, 64L, 300L}) {
+    const data d = make(9, T, static_cast<unsigned>(T));
+    for (double beta : {0.0, 0.04}) {
+      for (bool ptl : {false, true}) {
+        CAPTURE(T);
+        CAPTURE(beta);
+        CAPTURE(ptl);
+        compare(gmpo_trl(beta), d, ptl, kTol);
+        grpo::loss_options v = grpo::preset("verl_geo_mean");
+        v.kl_coef = beta;
+        compare(v, d, ptl, kTol);
+        compare(vespo(beta), d, ptl, kTol);
+      }
+    }
+  }
+}
+
+TEST_CASE("general rows: clamped KL estimator, log-ratio clamp, unclamped approx_kl") {
+  const data d = make(11, 45, 7);
+  for (bool unclamped : {false, true}) {
+    CAPTURE(unclamped);
+    grpo::loss_options o = vespo(0.1);
+    o.kl.estimator = grpo::ops::kl_estimator::k2;
+    o.kl.outer_clamp = 10.0;
+    o.policy.log_ratio_min = -0.3;
+    o.policy.log_ratio_max = 0.25;
+    o.approx_kl_unclamped = unclamped;
+    compare(o, d, true, kTol);
+    grpo::loss_options g = gmpo_trl(0.1);
+    g.policy.log_ratio_min = -0.3;
+    g.policy.log_ratio_max = 0.25;
+    g.approx_kl_unclamped = unclamped;
+    compare(g, d, false, kTol);
+  }
+}
+
+TEST_CASE("general rows: flagged rows rerun in double (named errors, float overflow)") {
+  data d = make(6, 40, 3);
+  // A NaN on a padding position is ignored; on a valid token it is the named error.
+  d.lp[static_cast<std::size_t>(0 * d.T + d.T - 1)] = std::nanf("");  // row 0: len 3
+  compare(gmpo_trl(0.04), d, false, kTol);
+  compare(vespo(0.04), d, false, kTol);
+  data bad = d;
+  bad.lp[static_cast<std::size_t>(5 * bad.T + 1)] = std::nanf("");  // row 5: len 38
+  CHECK_THROWS_WITH_AS(run<float>(vespo(0.0), bad, false), doctest::Contains("logp"),
+                       grpo::error);
+  bad = d;
+  bad.lr[static_cast<std::size_t>(5 * bad.T + 2)] = INFINITY;
+  CHECK_THROWS_WITH_AS(run<float>(gmpo_trl(0.04), bad, false), doctest::Contains("ref_logp"),
+                       grpo::error);
+  // A log ratio of 100 on a valid token: exp overflows float (the ratio metric) but not double.
+  // The row is rerun in double, so the float call equals the double engine bit for bit there.
+  data big = d;
+  big.lo[static_cast<std::size_t>(5 * big.T + 4)] = big.lp[static_cast<std::size_t>(5 * big.T + 4)] - 100.f;
+  for (const auto& o : {gmpo_trl(0.04), vespo(0.04)}) {
+    const run_out f = run<float>(o, big, true);
+    const run_out e = run<double>(o, big, true);
+    CHECK(std::isfinite(f.s.metrics.ratio.max));
+    CHECK(f.s.metrics.ratio.max == e.s.metrics.ratio.max);
+    for (long t = 0; t < big.T; ++t) {
+      const auto k = static_cast<std::size_t>(5 * big.T + t);
+      CHECK(f.g[k] == e.g[k]);
+      CHECK(f.ptl[k] == e.ptl[k]);
+    }
+    close(f.s.loss, e.s.loss, kTol, "loss");
+  }
+}
+
+TEST_CASE("general rows: the baseline path runs the general engine (bitwise as the double call)") {
+  const grpo::scoped_isa_limit pin(grpo::isa::baseline);
+  const data d = make(5, 33, 11);
+  for (const auto& o : {gmpo_trl(0.04), vespo(0.04)}) {
+    const run_out f = run<float>(o, d, true);
+    const run_out e = run<double>(o, d, true);
+    CHECK(f.s.engine_used == grpo::loss_engine::general);
+    CHECK(f.s.loss == e.s.loss);
+    CHECK(f.g == e.g);
+    CHECK(f.ptl == e.ptl);
+  }
+}
