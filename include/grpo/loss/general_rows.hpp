@@ -420,11 +420,12 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
   const weighted_params q = weighted_rows_params(c);
   [[maybe_unused]] const isa path = weighted_rows_isa();
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
   auto run_row = [&](index_t i) {
     const auto k = static_cast<std::size_t>(i);
     bool ok = false;
     if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      const auto rw = row_desc<float>(c, r, i, false);
+      const auto rw = row_desc<float>(c, r, i, stream_grad);
       weighted_params qi = q;
       qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
 #if GRPO_LOSS_HAS_AVX512_ROWS

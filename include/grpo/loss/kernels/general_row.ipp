@@ -67,6 +67,13 @@ struct weighted_row {
     else
       store_as<true>(p, v, k);
   }
+  /// Gradient store: streaming on full aligned steps of a large float gradient.
+  GRPO_FORCEINLINE void store_g(index_t t, const V& v, index_t k, bool full) const noexcept {
+    if constexpr (std::is_same_v<G, float>) {
+      if (full) return A::stream(rw.g + t, v.v);
+    }
+    st(rw.g + t, v, k);
+  }
   /// GMPO's x~ (ops::gmpo_clip_log_ratio with the row's advantage sign).
   GRPO_FORCEINLINE V gmpo_clip(const V& x) const noexcept {
     return side == 0 ? vmin(x, eh) : side == 1 ? vmax(x, el) : zero;
@@ -171,18 +178,27 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   const V v_kc(static_cast<float>(q.kl_coef)), v_skc(static_cast<float>(sk * q.kl_coef));
   const index_t stop = want_ptl ? Tn : end;
   const index_t nend = rw.nlp != nullptr ? rw.nend : 0;
+  // Streaming gradient stores for a large float gradient (written once here): full steps start
+  // at its first aligned boundary (`head` tokens before it run as one masked step).
+  const bool nt = std::is_same_v<G, float> && rw.nt;
+  constexpr std::uintptr_t kAlign = sizeof(float) * L;
+  const index_t head =
+      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
+                                kAlign / sizeof(float))
+         : 0;
   index_t since = 0;
-  for (index_t t = 0; t < stop; t += L) {
+  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
     if (t < nend) {  // the next row's valid part, while this one reads cached lines
       fast_prefetch(rw.nlp + t, 0);
       if (!on_policy) fast_prefetch(rw.nlo + t, 0);
       fast_prefetch(rw.nm + t, 0);
     }
-    const index_t k = std::min(stop - t, L);
+    const index_t k = std::min(stop - t, w);
+    const bool full = nt && k == L && t >= head;
     V m;
     const Mk valid = valid_of(t, k, m);
     if (!want_ptl && !any(valid)) {  // a hole of padding: gradient exactly 0
-      st(rw.g + t, zero, k);
+      store_g(t, zero, k, full);
       if (want_ge) st(rw.ge + t, zero, k);
       continue;
     }
@@ -220,7 +236,7 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
     }
     if (want_ptl) st(rw.ptl + t, ptl, k);
     if (want_ge) st(rw.ge + t, zero, k);
-    st(rw.g + t, keep(valid, g), k);
+    store_g(t, keep(valid, g), k, full);
     if (++since == kFlushBatches) {
       d_pol.add(s_pol), d_r.add(s_r), d_r2.add(s_r2), d_ob.add(s_ob);
       s_pol = s_r = s_r2 = s_ob = zero;
@@ -231,9 +247,17 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   }
   d_pol.add(s_pol), d_r.add(s_r), d_r2.add(s_r2), d_ob.add(s_ob);
   d_k.add(s_k), d_k2.add(s_k2), d_chk.add(chk);
-  for (index_t t = stop; t < Tn; ++t) rw.g[t] = G(0);  // past the last valid token
+  index_t t = stop;  // past the last valid token: zeros
+  if constexpr (std::is_same_v<G, float>) {
+    if (nt) {
+      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+      for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
+    }
+  }
+  for (; t < Tn; ++t) rw.g[t] = G(0);
+  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
   if (want_ge)
-    for (index_t t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+    for (index_t u = stop; u < Tn; ++u) rw.ge[u] = G(0);
 }
 
 /// Checks and the row totals into rp (the general engine's metric schema, as merge_row_parts
