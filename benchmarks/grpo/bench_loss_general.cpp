@@ -148,9 +148,15 @@ void BM_grpo_loss_seq_mean_token_sum_norm(benchmark::State& st) {
   run_loss(st, o, {});
 }
 
-void BM_stream_read(benchmark::State& st) { stream_pass(st, 4, false); }
-void BM_stream_read5(benchmark::State& st) { stream_pass(st, 5, false); }
-void BM_stream_read5w2(benchmark::State& st) { stream_pass(st, 5, true); }
+void BM_stream_read(benchmark::State& st) {
+  stream_pass(st, 4, false);
+}
+void BM_stream_read5(benchmark::State& st) {
+  stream_pass(st, 5, false);
+}
+void BM_stream_read5w2(benchmark::State& st) {
+  stream_pass(st, 5, true);
+}
 
 }  // namespace
 

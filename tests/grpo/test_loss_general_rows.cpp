@@ -17,6 +17,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -73,12 +74,12 @@ struct run_out {
 
 /// compute_loss_into on storage type X (float: the packet rows where plan() takes them; double:
 /// the general engine), outputs in double.
-template <class X, class G = double>
+template <class X, class G = double, class MK = X>
 run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
   const std::vector<X> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
-      lr(d.lr.begin(), d.lr.end()), m(d.mask.begin(), d.mask.end()),
-      a(d.adv.begin(), d.adv.end());
-  grpo::loss_batch<X, X> b;
+      lr(d.lr.begin(), d.lr.end()), a(d.adv.begin(), d.adv.end());
+  const std::vector<MK> m(d.mask.begin(), d.mask.end());
+  grpo::loss_batch<X, MK> b;
   b.logp = grpo::make_view(lp.data(), {d.B, d.T});
   b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
   if (o.kl_coef != 0.0) b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
@@ -86,7 +87,8 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
   b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
   b.truncated = d.trunc;
   const auto n = static_cast<std::size_t>(d.B * d.T);
-  std::vector<G> g(n, G(-7)), ptl(n, G(-7)), ge(n, G(-7)), seq(static_cast<std::size_t>(d.B), G(-7));
+  std::vector<G> g(n, G(-7)), ptl(n, G(-7)), ge(n, G(-7)),
+      seq(static_cast<std::size_t>(d.B), G(-7));
   grpo::loss_outputs<G> out;  // (every position must be written)
   out.grad_logp = grpo::make_view(g.data(), {d.B, d.T});
   if (want_ptl) out.per_token_loss = grpo::make_view(ptl.data(), {d.B, d.T});
@@ -122,13 +124,14 @@ void close_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b
 
 /// Float packet rows vs the double general engine: every output and metric within tol (float
 /// inputs are exact in double, so the only difference is the rows' float arithmetic).
-template <class G = double>
+template <class G = double, class MK = float>
 void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double tol) {
-  const run_out f = run<float, G>(o, d, want_ptl);
+  const run_out f = run<float, G, MK>(o, d, want_ptl);
   const run_out e = run<double>(o, d, want_ptl);
   CHECK(e.s.engine_used == grpo::loss_engine::general);
-  const bool packet = grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-  if (packet) CHECK(f.s.engine_used == grpo::loss_engine::sequence_rows);
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (packet && d.B * d.T > 0) CHECK(f.s.engine_used == grpo::loss_engine::sequence_rows);
   CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
   CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
   CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
@@ -136,7 +139,8 @@ void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double t
   int bad = 0;
   for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
     bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
-    if (want_ptl) bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
+    if (want_ptl)
+      bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
     bad += close(f.ge[k], 0.0, 0.0, "grad_entropy");
   }
   for (std::size_t k = 0; k < f.seq.size(); ++k)
@@ -224,6 +228,21 @@ TEST_CASE("general rows: float outputs past the streaming-store size, unaligned 
   compare<float>(vespo(0.0), d, false, kTol);
 }
 
+TEST_CASE("general rows: empty batches (no rows, no columns)") {
+  for (const auto& shape : {std::pair<long, long>{0, 5}, std::pair<long, long>{3, 0}}) {
+    const data d = make(shape.first, shape.second, 1);
+    compare(gmpo_trl(0.04), d, true, kTol);
+    compare(vespo(0.0), d, false, kTol);
+  }
+}
+
+TEST_CASE("general rows: integer masks") {
+  data d = make(8, 57, 9);
+  for (float& m : d.mask) m = m != 0.f ? 1.f : 0.f;  // (an integer mask is 0 / 1 here)
+  compare<double, int>(gmpo_trl(0.04), d, true, kTol);
+  compare<float, int>(vespo(0.04), d, false, kTol);
+}
+
 TEST_CASE("general rows: flagged rows rerun in double (named errors, float overflow)") {
   data d = make(6, 40, 3);
   // A NaN on a padding position is ignored; on a valid token it is the named error.
@@ -232,8 +251,7 @@ TEST_CASE("general rows: flagged rows rerun in double (named errors, float overf
   compare(vespo(0.04), d, false, kTol);
   data bad = d;
   bad.lp[static_cast<std::size_t>(5 * bad.T + 1)] = std::nanf("");  // row 5: len 38
-  CHECK_THROWS_WITH_AS(run<float>(vespo(0.0), bad, false), doctest::Contains("logp"),
-                       grpo::error);
+  CHECK_THROWS_WITH_AS(run<float>(vespo(0.0), bad, false), doctest::Contains("logp"), grpo::error);
   bad = d;
   bad.lr[static_cast<std::size_t>(5 * bad.T + 2)] = INFINITY;
   CHECK_THROWS_WITH_AS(run<float>(gmpo_trl(0.04), bad, false), doctest::Contains("ref_logp"),
@@ -241,7 +259,8 @@ TEST_CASE("general rows: flagged rows rerun in double (named errors, float overf
   // A log ratio of 100 on a valid token: exp overflows float (the ratio metric) but not double.
   // The row is rerun in double, so the float call equals the double engine bit for bit there.
   data big = d;
-  big.lo[static_cast<std::size_t>(5 * big.T + 4)] = big.lp[static_cast<std::size_t>(5 * big.T + 4)] - 100.f;
+  big.lo[static_cast<std::size_t>(5 * big.T + 4)] =
+      big.lp[static_cast<std::size_t>(5 * big.T + 4)] - 100.f;
   for (const auto& o : {gmpo_trl(0.04), vespo(0.04)}) {
     const run_out f = run<float>(o, big, true);
     const run_out e = run<double>(o, big, true);

@@ -4,7 +4,10 @@
 ///        statistics, validation, the top-entropy threshold), the final-mask counts, and pass 2
 ///        (per-token loss, gradient, metrics) over the shared per-token composition of
 ///        <grpo/detail/loss_token.hpp> (the CUDA kernels' code), rows threaded and merged in row
-///        order. Also pass 1 of the scalar token-row engine (loss/token_rows.hpp).
+///        order. Also pass 1 of the scalar token-row engine (loss/token_rows.hpp), and the
+///        packet rows of the sequence-weighted kinds (weighted_rows: GMPO / VESPO with
+///        per-sequence advantages, kernels/general_row.ipp) with this engine's row as their
+///        double fallback (general_row_alone).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -261,8 +264,8 @@ void general_row(const loss_call<T, M, G>& c, const row_ctx& rc0, const loss_row
   if (gmpo) general_gmpo_row(c, r, i, rc, part);
   // VESPO phi of the row (sign of the row's advantage taken per token, as TRL's (B,1) tensor).
   if (P.kind == policy_loss_kind::vespo)  // TRL logs the (B,1) phi over all rows
-    met.vespo_phi.add(ops::vespo_phi(rc0.vespo_lw, c.A_at(i, 0), P.vespo_k_pos,
-                                     P.vespo_lambda_pos, P.vespo_k_neg, P.vespo_lambda_neg));
+    met.vespo_phi.add(ops::vespo_phi(rc0.vespo_lw, c.A_at(i, 0), P.vespo_k_pos, P.vespo_lambda_pos,
+                                     P.vespo_k_neg, P.vespo_lambda_neg));
   for (index_t t = 0; t < c.Tn; ++t) {
     const double mb = c.base_m(i, t);
     const double lp = c.lp_at(i, t), A = c.A_at(i, t);
@@ -425,15 +428,18 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
     const auto k = static_cast<std::size_t>(i);
     bool ok = false;
     if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      const auto rw = row_desc<float>(c, r, i, stream_grad);
-      weighted_params qi = q;
-      qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
+      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
+        const auto rw = row_desc<float>(c, r, i, stream_grad);
+        weighted_params qi = q;
+        qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
 #if GRPO_LOSS_HAS_AVX512_ROWS
-      if (path == isa::avx512) ok = loss_avx512::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx512)
+          ok = loss_avx512::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
 #endif
 #if GRPO_LOSS_HAS_AVX2_ROWS
-      if (path == isa::avx2) ok = loss_avx2::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx2) ok = loss_avx2::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
 #endif
+      }
     }
     if (!ok) {
       parts[k] = fast_row_part{};
@@ -451,7 +457,8 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
       continue;
     }
     if (vespo) res.metrics.vespo_phi.add(outs[k].phi);  // TRL logs the (B, 1) phi of all rows
-    if (!vespo && !c.out.per_seq_loss.empty()) c.out.per_seq_loss[k] = static_cast<G>(outs[k].seq_loss);
+    if (!vespo && !c.out.per_seq_loss.empty())
+      c.out.per_seq_loss[k] = static_cast<G>(outs[k].seq_loss);
   }
   res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
   res.engine_used = loss_engine::sequence_rows;

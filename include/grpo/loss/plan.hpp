@@ -9,7 +9,10 @@
 /// Engines (see loss.hpp): a token-level ratio with no row-wide term runs the token rows
 /// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
 /// and no row-wide term besides the sequence ratio runs the sequence rows
-/// (loss/sequence_rows.hpp); everything else runs the general engine (loss/general_rows.hpp).
+/// (loss/sequence_rows.hpp); GMPO / VESPO at token level with per-sequence advantages and no other
+/// row-wide term run their packet rows through the same row loop where those exist (float inputs
+/// on the avx2 / avx512 paths: loss/general_rows.hpp weighted_rows); everything else runs the
+/// general engine (loss/general_rows.hpp).
 #pragma once
 
 #include <grpo/core/config.hpp>

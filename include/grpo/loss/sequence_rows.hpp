@@ -5,10 +5,12 @@
 ///        (kind_traits<K>::sequence_rows). The sequence ratio is one number per row: each row is
 ///        swept for sum m (lp - lo), then its tokens are evaluated against the row constants
 ///        (kernels/sequence_row.ipp for float on the avx2 / avx512 paths,
-///        loss/simd_sequence_rows.hpp otherwise). The scalar twin here runs the same algorithm in double with the general
-///        engine's exact operation order: it reruns a row flagged by a kernel (a non-finite input
-///        on a valid token: it throws the error naming the argument; a float overflow of a lane
-///        sum: it recomputes the row). Rows are threaded and merged in row order.
+///        loss/simd_sequence_rows.hpp otherwise). The scalar twin here runs the same algorithm in
+///        double with the general engine's exact operation order: it reruns a row flagged by a
+///        kernel (a non-finite input on a valid token: it throws the error naming the argument; a
+///        float overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row
+///        order. The sequence-weighted kinds that plan() sends here (GMPO / VESPO) run
+///        weighted_rows (loss/general_rows.hpp).
 #pragma once
 
 #include <grpo/core/config.hpp>

@@ -106,10 +106,10 @@ struct gspo_simd_pair {
   }
 };
 
-/// Row totals of gspo_simd_row into rp (its last step, as gspo_row of kernels/sequence_row.ipp): policy / KL sums,
-/// the metric blocks and the clip counts. n: the row's valid weight; r: the sequence ratio;
-/// pt0: the row's surrogate when the advantage a0 is per sequence (row_a). Returns false if the
-/// row must be rerun by the scalar twin (a non-finite per-sequence advantage).
+/// Row totals of gspo_simd_row into rp (its last step, as gspo_row of kernels/sequence_row.ipp):
+/// policy / KL sums, the metric blocks and the clip counts. n: the row's valid weight; r: the
+/// sequence ratio; pt0: the row's surrogate when the advantage a0 is per sequence (row_a). Returns
+/// false if the row must be rerun by the scalar twin (a non-finite per-sequence advantage).
 template <class C>
 bool gspo_simd_finish(const gspo_params& q, bool kl_on, const gspo_simd_pair<C>& acc, double n,
                       double r, bool row_a, double a0, const policy_token_terms& pt0, double sp,
@@ -364,7 +364,8 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
   if (s.want_ge)
     for (index_t t = stop2; t < Tn; ++t) rw.ge[t] = G(0);
   if (s.acc.any_bad()) return false;
-  if (n > 0 && kl_on && !(std::isfinite(s.acc.total(Acc::sk)) && std::isfinite(s.acc.total(Acc::sk2))))
+  if (n > 0 && kl_on &&
+      !(std::isfinite(s.acc.total(Acc::sk)) && std::isfinite(s.acc.total(Acc::sk2))))
     return false;
 
   // ---- sweep 3, row totals (as gspo_row of kernels/sequence_row.ipp) ----

@@ -78,7 +78,7 @@ inline namespace GRPO_ISA_ABI {
 namespace loss_avx2 {
 #include <grpo/loss/kernels/general_row.ipp>
 }  // namespace loss_avx2
-}  // inline namespace GRPO_ISA_ABI
+}  // namespace GRPO_ISA_ABI
 }  // namespace grpo::detail
 GRPO_END_TARGET
 #endif
@@ -90,7 +90,7 @@ inline namespace GRPO_ISA_ABI {
 namespace loss_avx512 {
 #include <grpo/loss/kernels/general_row.ipp>
 }  // namespace loss_avx512
-}  // inline namespace GRPO_ISA_ABI
+}  // namespace GRPO_ISA_ABI
 }  // namespace grpo::detail
 GRPO_END_TARGET
 #endif
