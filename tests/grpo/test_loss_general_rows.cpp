@@ -231,7 +231,8 @@ TEST_CASE("general rows: float outputs past the streaming-store size, unaligned 
 TEST_CASE("general rows: empty batches (no rows, no columns)") {
   for (const auto& shape : {std::pair<long, long>{0, 5}, std::pair<long, long>{3, 0}}) {
     const data d = make(shape.first, shape.second, 1);
-    compare(gmpo_trl(0.04), d, true, kTol);
+    // (no KL: an empty ref_logp view beside kl_coef != 0 is a named error of every engine)
+    compare(gmpo_trl(0.0), d, true, kTol);
     compare(vespo(0.0), d, false, kTol);
   }
 }
