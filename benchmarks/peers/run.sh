@@ -5,7 +5,8 @@
 #   benchmarks/peers/run.sh [build-dir (build/bench)] [threads (2)] [python (build/python-venv/bin/python)]
 # Env: GRPO_ISA=avx2|baseline pins the kernels' run-time path; REPS (3) repetitions per benchmark;
 #      SUFFIX=_portable runs the portable builds (bench_*_portable: no -march, run-time dispatch);
-#      NO_TORCH=1 skips the PyTorch peers (ours against the probes only).
+#      NO_TORCH=1 skips the PyTorch peers (ours against the probes only);
+#      GENERAL=1 adds bench_loss_general's rows (GENERAL_SHAPE=4096/2048: the 8.4M-token shape only).
 # Takes the shared benchmark lock itself. Writes build-dir/peers-<threads>/ and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +38,17 @@ if [ -n "$ls" ]; then
   "$ls" "${gb[@]}" --benchmark_out="$out/loss.json" \
     --benchmark_filter="BM_(grpo_loss[a-z_]*|stream_read)/[0-9]+/[0-9]+/$th/" >/dev/null
   files+=("$out/loss.json")
+fi
+# GENERAL=1: also the general-engine rows (bench_loss_general; its scalar rows take seconds per call);
+# GENERAL_SHAPE restricts them (e.g. 4096/2048 = 8.4M tokens only); their 4-read probe is bench_loss's.
+gn=bench_loss_general_omp
+[ -n "$sfx" ] && gn=bench_loss_general$sfx
+gl=$(find "$bdir" -name "$gn" -type f -perm -u+x | head -1)
+if [ -n "${GENERAL:-}" ] && [ -n "$gl" ]; then
+  "$gl" "${gb[@]}" --benchmark_out="$out/loss_general.json" \
+    --benchmark_filter="BM_(grpo_loss_[a-z_]*|stream_read5(w2)?)/${GENERAL_SHAPE:-[0-9]+/[0-9]+}/$th/" \
+    >/dev/null
+  files+=("$out/loss_general.json")
 fi
 if [ -n "$ds" ]; then
   GRPO_BENCH_THREADS=$th OMP_NUM_THREADS=$th "$ds" "${gb[@]}" --benchmark_out="$out/distill.json" \
