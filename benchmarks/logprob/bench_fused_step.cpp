@@ -8,42 +8,24 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
 
 using grpo::index_t;
 
-int threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+using grpo_bench::threads;
 
 /// One read of the logits and one write of the gradient (what the fused step must move).
 void BM_probe_read_write(benchmark::State& st) {
-  const auto n = static_cast<std::size_t>(st.range(0)) * static_cast<std::size_t>(st.range(1)) *
-                 static_cast<std::size_t>(st.range(2));
-  std::unique_ptr<float[]> a(new float[n]), b(new float[n]);
-#pragma omp parallel for schedule(static)
-  for (std::size_t k = 0; k < n; ++k) a[k] = b[k] = 1.0f;
-  for (auto _ : st) {
-#pragma omp parallel for schedule(static)
-    for (std::size_t k = 0; k < n; ++k) b[k] = 0.5f * a[k];
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * 2 * sizeof(float)));
-  st.counters["threads"] = threads();
+  const index_t n = st.range(0) * st.range(1) * st.range(2);
+  grpo_bench::probe_read_write(st, static_cast<std::size_t>(n));
 }
 
 /// Args: B, T, V, chunk_tokens (0 = default).

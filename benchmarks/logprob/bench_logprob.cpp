@@ -9,7 +9,8 @@
 #include <grpo/logprob.hpp>
 
 #include <benchmark/benchmark.h>
-#include <Eigen/Core>
+
+#include "bench_common.hpp"
 
 #if __has_include(<torch/torch.h>) && defined(GRPO_BENCH_WITH_TORCH)
 #include <torch/torch.h>
@@ -26,21 +27,11 @@
 #include <string>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace {
 
 using grpo::index_t;
 
-int threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+using grpo_bench::threads;
 
 double max_gb() {
   const char* s = std::getenv("GRPO_BENCH_MAX_GB");
@@ -95,76 +86,16 @@ struct data {
   }
 };
 
-// ---------------------------------------------------------------- bandwidth probes
+// ---------------------------------------------------------------- probes (bench_common.hpp)
 void BM_probe_read(benchmark::State& st) {
-  const auto n = static_cast<std::size_t>(st.range(0)) * static_cast<std::size_t>(st.range(1));
-  std::unique_ptr<float[]> a(new float[n]);
-#pragma omp parallel for schedule(static)
-  for (std::size_t k = 0; k < n; ++k) a[k] = 1.0f;
-  for (auto _ : st) {
-    // Each thread sums its static slice with Eigen's vectorised, multi-accumulator reduction, so
-    // the probe is bound by memory, not by a float add chain.
-    double s = 0;
-#pragma omp parallel reduction(+ : s)
-    {
-      int nt = 1, t = 0;
-#if defined(_OPENMP)
-      nt = omp_get_num_threads();
-      t = omp_get_thread_num();
-#endif
-      const std::size_t b = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(nt);
-      const std::size_t e = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(nt);
-      s += Eigen::Map<const Eigen::ArrayXf>(a.get() + b, static_cast<Eigen::Index>(e - b)).sum();
-    }
-    benchmark::DoNotOptimize(s);
-  }
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * sizeof(float)));
-  st.counters["threads"] = threads();
+  grpo_bench::probe_read(st, static_cast<std::size_t>(st.range(0) * st.range(1)));
 }
 void BM_probe_read_write(benchmark::State& st) {
-  const auto n = static_cast<std::size_t>(st.range(0)) * static_cast<std::size_t>(st.range(1));
-  std::unique_ptr<float[]> a(new float[n]), b(new float[n]);
-#pragma omp parallel for schedule(static)
-  for (std::size_t k = 0; k < n; ++k) a[k] = b[k] = 1.0f;
-  for (auto _ : st) {
-#pragma omp parallel for schedule(static)
-    for (std::size_t k = 0; k < n; ++k) b[k] = 0.5f * a[k];
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n * 2 * sizeof(float)));
-  st.counters["threads"] = threads();
+  grpo_bench::probe_read_write(st, static_cast<std::size_t>(st.range(0) * st.range(1)));
 }
-
-/// Compute-floor probe: N x V exponentials, one per logit, with the exp of the statistics sweep on
-/// the active path (vocab::exp_probe: exp_fast on the packets, fast_exp_bounded on the baseline)
-/// over an L1-resident 2048-float block per thread, so no memory traffic: the time the forward
-/// would take if it did nothing but its exps.
+/// One exp per logit on an L1-resident block: the compute floor of the statistics sweep.
 void BM_probe_exp(benchmark::State& st) {
-  const index_t n = st.range(0) * st.range(1);
-  constexpr index_t blk = 2048;
-  for (auto _ : st) {
-    float s = 0.0f;
-#pragma omp parallel reduction(+ : s)
-    {
-      alignas(64) float buf[blk];
-      for (index_t j = 0; j < blk; ++j) buf[j] = -0.005f * static_cast<float>(j);
-      int nt = 1, t = 0;
-#if defined(_OPENMP)
-      nt = omp_get_num_threads();
-      t = omp_get_thread_num();
-#endif
-      const index_t chunks = n / blk;
-      const index_t b = chunks * t / nt, e = chunks * (t + 1) / nt;
-      for (index_t c = b; c < e; ++c) {
-        s += grpo::vocab::exp_probe(buf, blk);
-        benchmark::ClobberMemory();
-      }
-    }
-    benchmark::DoNotOptimize(s);
-  }
-  st.SetItemsProcessed(st.iterations() * n);
-  st.counters["threads"] = threads();
-  st.counters["isa"] = static_cast<double>(grpo::active_isa());
+  grpo_bench::probe_exp(st, st.range(0) * st.range(1));
 }
 
 // ---------------------------------------------------------------- forward: log p + entropy
@@ -221,7 +152,9 @@ grpo::loss_options dapo() {
   return o;
 }
 
-template <class T>
+/// Pipe: the fused step's schedule (automatic: the library's choice for the active path; on / off:
+/// the software pipeline forced, to measure both on one machine).
+template <class T, grpo::fused_pipeline Pipe = grpo::fused_pipeline::automatic>
 void BM_ours_fused_grpo(benchmark::State& st) {
   const index_t N = st.range(0), V = st.range(1);
   if (skip_if_too_big(st, 2.0 * static_cast<double>(N) * V * sizeof(T))) return;
@@ -235,13 +168,17 @@ void BM_ours_fused_grpo(benchmark::State& st) {
   b.advantages = grpo::make_view(d.adv.data(), {1, N});
   b.mask = grpo::make_view(d.mask.data(), {1, N});
   grpo::fused_grpo_options fo;
+  fo.pipeline = Pipe;
   const auto o = dapo();
+  bool pipelined = false;
   for (auto _ : st) {
     auto r = grpo::fused_grpo_step(o, grpo::make_view(static_cast<const T*>(d.x.get()), {1, N, V}),
                                    grpo::make_view(d.ids.data(), {1, N}), b,
                                    grpo::make_view(g.get(), {1, N, V}), fo);
     benchmark::DoNotOptimize(r.loss);
+    pipelined = r.pipelined;
   }
+  st.counters["pipelined"] = pipelined ? 1.0 : 0.0;
   // One read of the logits, one write of the gradient.
   st.SetBytesProcessed(st.iterations() * N * V * static_cast<std::int64_t>(2 * sizeof(T)));
   st.counters["threads"] = threads();
@@ -325,6 +262,8 @@ BENCHMARK(BM_naive_forward<float>)->Apply(shapes);
 BENCHMARK(BM_naive_forward<grpo::bfloat16>)->Apply(shapes);
 BENCHMARK(BM_ours_fused_grpo<float>)->Apply(shapes);
 BENCHMARK(BM_ours_fused_grpo<grpo::bfloat16>)->Apply(shapes);
+BENCHMARK(BM_ours_fused_grpo<grpo::bfloat16, grpo::fused_pipeline::on>)->Apply(floor_shapes);
+BENCHMARK(BM_ours_fused_grpo<grpo::bfloat16, grpo::fused_pipeline::off>)->Apply(floor_shapes);
 #if GRPO_HAVE_TORCH
 BENCHMARK(BM_torch_forward<float>)->Apply(shapes);
 BENCHMARK(BM_torch_forward<grpo::bfloat16>)->Apply(shapes);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -341,42 +342,70 @@ TEST_CASE("vocab engine: in place and streamed gradients equal the out-of-place 
   }
 }
 
+/// Row 0's gradient from its cache written three ways into storage G at an output offset `off`
+/// (elements): row_grad_cached with plain stores (the oracle), row_grad_cached streamed, and
+/// during row 1's pipelined statistics sweep. Returns the elements where either differs from the
+/// oracle (0: bitwise equal), and checks row 1's statistics against row_stats.
+template <class G>
+int pipelined_mismatches(const std::vector<grpo::bfloat16>& x, index_t V, float beta,
+                         std::size_t off) {
+  lp::scratch w;
+  lp::row_cache c0, c1, c2;
+  lp::row_status s0, s1, s2;
+  const auto st0 = lp::row_stats(x.data(), 1, V, beta, w, s0, &c0);
+  REQUIRE(s0 == lp::row_status::ok);
+  const std::size_t n = static_cast<std::size_t>(V) + 80;
+  std::vector<G> want(n), streamed(n), got(n);
+  // 64-byte aligned starts plus `off`: the heads of every alignment case of the pair stores.
+  const auto at = [&](std::vector<G>& v) {
+    const auto q = reinterpret_cast<std::uintptr_t>(v.data());
+    return v.data() + (64 - q % 64) % 64 / sizeof(G) + off;
+  };
+  const float xy = static_cast<float>(x[1]);
+  G* const pw = at(want);
+  G* const ps = at(streamed);
+  G* const pg = at(got);
+  lp::row_grad_cached(c0, V, beta, lp::summarise(st0), 1, xy, 0.5f, pw, 1, w);
+  lp::row_grad_cached(c0, V, beta, lp::summarise(st0), 1, xy, 0.5f, ps, 1, w, true);
+  lp::pending_row<G> p;
+  p.cache = &c0;
+  p.out = pg;
+  p.rs = lp::summarise(st0);
+  p.beta = beta;
+  p.g_logp = 0.5f;
+  p.y = 1;
+  p.x_y = xy;
+  const auto st1 = lp::row_stats_pipelined(x.data() + V, V, beta, s1, c1, p);
+  const auto st2 = lp::row_stats(x.data() + V, 1, V, beta, w, s2, &c2);
+  CHECK(s1 == s2);
+  CHECK(st1.lse() == st2.lse());
+  CHECK(st1.entropy() == st2.entropy());
+  CHECK(c1.e == c2.e);
+  // The V elements and the 8 after them (still zero: nothing written past the row).
+  int diff = 0;
+  for (index_t j = 0; j < V + 8; ++j) {
+    diff += std::memcmp(pw + j, pg + j, sizeof(G)) != 0;
+    diff += std::memcmp(pw + j, ps + j, sizeof(G)) != 0;
+    diff += j >= V && std::memcmp(pw + j, &want.back(), sizeof(G)) != 0;
+  }
+  return diff;
+}
+
 TEST_CASE("vocab engine: the pipelined sweep equals row_stats + row_grad_cached on every path") {
+  // The pipelined and the streamed gradient (pairs of packets per non-temporal store after a head
+  // up to their alignment) against plain stores, bit for bit: bf16, fp16 and fp32 gradients,
+  // output starts at every alignment class of the AVX2 / AVX-512 pair stores.
   for (grpo::isa k : all_paths()) {
     grpo::scoped_isa_limit pin(k);
     for (index_t V : {5, 100, 2048, 4099}) {
-      for (float beta : {1.0f, 1.25f}) {
-        INFO("path " << grpo::isa_name(k) << " V " << V << " beta " << beta);
-        const auto x = make_logits<grpo::bfloat16>(2, V, 11);
-        lp::scratch w;
-        lp::row_cache c0, c1, c2;
-        lp::row_status s0, s1, s2;
-        // Row 0's statistics and cache, then its gradient written directly (the oracle) ...
-        const auto st0 = lp::row_stats(x.data(), 1, V, beta, w, s0, &c0);
-        REQUIRE(s0 == lp::row_status::ok);
-        std::vector<grpo::bfloat16> want(static_cast<std::size_t>(V) + 16),
-            got(static_cast<std::size_t>(V) + 16);
-        lp::row_grad_cached(c0, V, beta, lp::summarise(st0), 1, static_cast<float>(x[1]), 0.5f,
-                            want.data() + 3, 1, w);
-        // ... and written during row 1's statistics sweep (an unaligned output start).
-        lp::pending_row<grpo::bfloat16> p;
-        p.cache = &c0;
-        p.out = got.data() + 3;
-        p.rs = lp::summarise(st0);
-        p.beta = beta;
-        p.g_logp = 0.5f;
-        p.y = 1;
-        p.x_y = static_cast<float>(x[1]);
-        const auto st1 = lp::row_stats_pipelined(x.data() + V, V, beta, s1, c1, p);
-        const auto st2 = lp::row_stats(x.data() + V, 1, V, beta, w, s2, &c2);
-        CHECK(s1 == s2);
-        CHECK(st1.lse() == st2.lse());
-        CHECK(st1.entropy() == st2.entropy());
-        CHECK(c1.e == c2.e);
-        int diff = 0;
-        for (std::size_t j = 0; j < want.size(); ++j) diff += !(want[j] == got[j]);
-        CHECK(diff == 0);
-      }
+      const auto x = make_logits<grpo::bfloat16>(2, V, 11);
+      for (float beta : {1.0f, 1.25f})
+        for (std::size_t off : {0, 3, 8, 16, 24}) {
+          INFO("path " << grpo::isa_name(k) << " V " << V << " beta " << beta << " offset " << off);
+          CHECK(pipelined_mismatches<grpo::bfloat16>(x, V, beta, off) == 0);
+          CHECK(pipelined_mismatches<grpo::float16>(x, V, beta, off) == 0);
+          CHECK(pipelined_mismatches<float>(x, V, beta, off) == 0);
+        }
     }
   }
 }

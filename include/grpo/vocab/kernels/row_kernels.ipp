@@ -55,7 +55,11 @@ struct no_side {
 /// elements per step of a statistics sweep: software pipelining of the fused step, so that the
 /// gradient's non-temporal stores drain to memory while the exps of the next row are computed,
 /// instead of the two phases alternating (one memory-bound, one compute-bound). The constructor
-/// peels a head up to the stores' alignment; finish() writes what the steps left.
+/// peels a head up to the stores' alignment (2L elements); finish() writes what the steps left
+/// (alone, it is block_scale's streaming sweep). The exps are finite and in [0, 1] (a row whose
+/// statistics succeeded), so with a finite c no product is NaN and the pair stores
+/// (A::stream2_nonan: bf16 without the NaN repair, one pack per 2L) write the bits of stream();
+/// a non-finite c (outside the fused step's contract, kept exact) takes stream() per packet.
 template <class G>
 struct side_block {
   const float* e;
@@ -63,25 +67,47 @@ struct side_block {
   index_t n;
   vf c;
   index_t j = 0;
+  bool finite;  ///< c is finite: the pair stores apply
   side_block(const float* e_, G* o_, index_t n_, float c_) noexcept
-      : e(e_), o(o_), n(n_), c(A::set1(c_)) {
-    constexpr std::uintptr_t align = std::uintptr_t(L) * sizeof(G);
+      : e(e_), o(o_), n(n_), c(A::set1(c_)), finite(std::isfinite(c_)) {
+    constexpr std::uintptr_t align = std::uintptr_t(L2) * sizeof(G);
     const auto mis =
         static_cast<index_t>((reinterpret_cast<std::uintptr_t>(o) % align) / sizeof(G));
-    if (mis != 0) {
-      j = std::min<index_t>(n, L - mis);
-      A::store_tail(o, A::mul(c, A::load_tail(e, j)), j);
+    if (mis == 0) return;
+    const index_t h = std::min<index_t>(n, L2 - mis);
+    if (mis % L == 0) {  // o is aligned to L elements: one packet streamed (h = L or n < L)
+      if (h == L) {
+        A::stream(o, A::mul(c, A::load(e)));
+        j = L;
+        return;
+      }
     }
+    for (; j < h; j += L) {
+      const index_t cnt = std::min<index_t>(L, h - j);
+      A::store_tail(o + j, A::mul(c, A::load_tail(e + j, cnt)), cnt);
+    }
+    j = h;
+  }
+  /// 2L elements at j (aligned), streamed.
+  GRPO_FORCEINLINE void pair() noexcept {
+    const vf a = A::mul(c, A::load(e + j)), b = A::mul(c, A::load(e + j + L));
+    if (finite) {
+      A::stream2_nonan(o + j, a, b);
+    } else {
+      A::stream(o + j, a);
+      A::stream(o + j + L, b);
+    }
+    j += L2;
   }
   GRPO_FORCEINLINE void step() noexcept {
-    if (j + L2 <= n) {
-      A::stream(o + j, A::mul(c, A::load(e + j)));
-      A::stream(o + j + L, A::mul(c, A::load(e + j + L)));
-      j += L2;
-    }
+    if (j + L2 <= n) pair();
   }
   void finish() noexcept {
-    for (; j + L <= n; j += L) A::stream(o + j, A::mul(c, A::load(e + j)));
+    while (j + L2 <= n) pair();
+    if (j + L <= n) {
+      A::stream(o + j, A::mul(c, A::load(e + j)));
+      j += L;
+    }
     if (j < n) A::store_tail(o + j, A::mul(c, A::load_tail(e + j, n - j)), n - j);
     j = n;
   }
@@ -352,14 +378,19 @@ GRPO_FORCEINLINE void block_grad(const T* x, G* o, index_t n, const grad_consts&
   });
 }
 
-/// The gradient sweep of row_grad_cached over one block: o_j = c e_j.
+/// The gradient sweep of row_grad_cached over one block: o_j = c e_j (Stream: side_block's
+/// sweep, pairs of packets per non-temporal store).
 template <bool Stream, class G>
 GRPO_FORCEINLINE void block_scale(const float* GRPO_RESTRICT e, G* GRPO_RESTRICT o, index_t n,
                                   float c) noexcept {
-  const vf vc = A::set1(c);
-  write_block<Stream>(o, n, [&](index_t j, index_t cnt) noexcept {
-    return A::mul(vc, cnt == L ? A::load(e + j) : A::load_tail(e + j, cnt));
-  });
+  if constexpr (Stream) {
+    side_block<G>(e, o, n, c).finish();
+  } else {
+    const vf vc = A::set1(c);
+    write_block<false>(o, n, [&](index_t j, index_t cnt) noexcept {
+      return A::mul(vc, cnt == L ? A::load(e + j) : A::load_tail(e + j, cnt));
+    });
+  }
 }
 
 /// vocab/engine.hpp's row_grad on a contiguous row and a contiguous output: one sweep per block

@@ -309,6 +309,30 @@ struct avx2 {
   static GRPO_FORCEINLINE void stream(float16* p, vf v) noexcept {
     _mm_stream_si128(reinterpret_cast<__m128i*>(p), to_fp16(v));
   }
+  /// Non-temporal stores of the 16 values of a then b (p aligned to 16 elements), for lanes that
+  /// are not NaN (a NaN lane is outside the contract: it may be written as another pattern).
+  /// Every other value is narrowed exactly as store() narrows it (bitwise); bf16 rounds both
+  /// packets without stream()'s NaN repair and narrows them with one pack and one permute into
+  /// one 32-byte store: 12 operations for 16 values against 22.
+  static GRPO_FORCEINLINE void stream2_nonan(float* p, vf a, vf b) noexcept {
+    _mm256_stream_ps(p, a);
+    _mm256_stream_ps(p + 8, b);
+  }
+  static GRPO_FORCEINLINE void stream2_nonan(bfloat16* p, vf a, vf b) noexcept {
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const auto rnd = [&](vf v) noexcept {  // nearest even: (x + 0x7fff + lsb) >> 16
+      const __m256i x = _mm256_castps_si256(v);
+      const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+      return _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(bias, lsb)), 16);
+    };
+    // packus works per 128-bit half: quadwords [a0-3, b0-3, a4-7, b4-7] -> order 0, 2, 1, 3.
+    const __m256i r = _mm256_permute4x64_epi64(_mm256_packus_epi32(rnd(a), rnd(b)), 0xD8);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), r);
+  }
+  static GRPO_FORCEINLINE void stream2_nonan(float16* p, vf a, vf b) noexcept {
+    stream(p, a);
+    stream(p + 8, b);
+  }
   static GRPO_FORCEINLINE void sfence() noexcept { _mm_sfence(); }
   static GRPO_FORCEINLINE void prefetch(const void* p) noexcept {
     _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);

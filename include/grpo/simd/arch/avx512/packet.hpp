@@ -275,6 +275,31 @@ struct avx512 {
   static GRPO_FORCEINLINE void stream(float16* p, vf v) noexcept {
     _mm256_stream_si256(reinterpret_cast<__m256i*>(p), to_fp16(v));
   }
+  /// Non-temporal stores of the 32 values of a then b (p aligned to 32 elements), for lanes that
+  /// are not NaN (a NaN lane is outside the contract: it may be written as another pattern).
+  /// Every other value is narrowed exactly as store() narrows it (bitwise); bf16 rounds both
+  /// packets without stream()'s NaN repair and narrows them with one pack and one permute into
+  /// one 64-byte store.
+  static GRPO_FORCEINLINE void stream2_nonan(float* p, vf a, vf b) noexcept {
+    _mm512_stream_ps(p, a);
+    _mm512_stream_ps(p + 16, b);
+  }
+  static GRPO_FORCEINLINE void stream2_nonan(bfloat16* p, vf a, vf b) noexcept {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const auto rnd = [&](vf v) noexcept {  // nearest even: (x + 0x7fff + lsb) >> 16
+      const __m512i x = _mm512_castps_si512(v);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), one);
+      return _mm512_srli_epi32(_mm512_add_epi32(x, _mm512_add_epi32(bias, lsb)), 16);
+    };
+    // packus works per 128-bit lane: quadwords [a0-3, b0-3, a4-7, b4-7, ...] -> a's, then b's.
+    const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m512i r = _mm512_permutexvar_epi64(idx, _mm512_packus_epi32(rnd(a), rnd(b)));
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), r);
+  }
+  static GRPO_FORCEINLINE void stream2_nonan(float16* p, vf a, vf b) noexcept {
+    stream(p, a);
+    stream(p + 16, b);
+  }
   static GRPO_FORCEINLINE void sfence() noexcept { _mm_sfence(); }
   /// Prefetch of the line holding p into L1 (never faults).
   static GRPO_FORCEINLINE void prefetch(const void* p) noexcept {

@@ -258,6 +258,12 @@ struct neon {
   static GRPO_FORCEINLINE void stream(float* p, vf v) noexcept { store(p, v); }
   static GRPO_FORCEINLINE void stream(bfloat16* p, vf v) noexcept { store(p, v); }
   static GRPO_FORCEINLINE void stream(float16* p, vf v) noexcept { store(p, v); }
+  /// The 8 values of a then b (p aligned to 8 elements; lanes not NaN): two stream()s here.
+  template <class G>
+  static GRPO_FORCEINLINE void stream2_nonan(G* p, vf a, vf b) noexcept {
+    stream(p, a);
+    stream(p + 4, b);
+  }
   static GRPO_FORCEINLINE void sfence() noexcept {}
   static GRPO_FORCEINLINE void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }
 
