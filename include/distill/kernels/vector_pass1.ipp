@@ -32,15 +32,15 @@ GRPO_FORCEINLINE vf masked_zero(vf x, vf v) noexcept {
   return P::keep(P::cmp_gt(x, P::set1(-std::numeric_limits<float>::infinity())), v);
 }
 
-/// 2^t with exact zeros below: t is clamped at -127, where the 2^n build P::pow2i(-127) is the
-/// bit pattern 0, so -inf (a masked entry, or the -inf padding of a tail) and every t <= -126.5
-/// give exactly 0.0f without a separate mask; t in (-126.5, -126) gives a subnormal. The exps of
-/// the sweeps are taken as 2^((x - m) beta log2(e)): the factor beta log2(e) is one multiply
-/// (P::exp_fast's own x log2(e) folded into the temperature), exp2_poly's relative error 3e-7.
+/// 2^t with exact zeros below: t is clamped at -126 and P::exp2_floor gives exactly 0.0f where
+/// the clamped t rounds to -126 (t <= -125.5), so -inf (a masked entry, or the -inf padding of a
+/// tail) gives 0 without a separate mask. The exps of the sweeps are taken as
+/// 2^((x - m) beta log2(e)): the factor beta log2(e) is one multiply (P::exp_fast's own x log2(e)
+/// folded into the temperature), exp2_poly's relative error 1.9e-7, 11 operations (the former
+/// clamp at -127 + round + 2^n build took 13 and kept subnormals for t in (-126.5, -125.5]:
+/// values below 2^-125 next to the chunk maximum's 1, now 0).
 GRPO_FORCEINLINE vf exp2_floor0(vf t) noexcept {
-  const vf tc = P::max(P::set1(-127.0f), t);  // NaN stays NaN (max returns its 2nd operand)
-  const vf n = P::round(tc);
-  return P::mul(P::exp2_poly(P::sub(tc, n)), P::pow2i(n));
+  return P::exp2_floor(P::max(P::set1(-126.0f), t));  // NaN stays NaN (max returns its 2nd operand)
 }
 /// beta log2(e) and ln 2 (the sweeps work in base 2: a = beta (x - m) = t ln 2).
 inline constexpr float log2e = 1.44269504088896341f;
@@ -267,12 +267,11 @@ struct pair_acc {
 /// One vector of the fused exp sweep of pair_pass1 (x student, y teacher, at element i of the
 /// chunk whose exps go to es / eu; c2 = beta log2(e)): the exps stored, the sums below the chunk
 /// maxima and their counts accumulated, and for Loss = 1 / 2 the KL partial (avx512::pair_pass1's
-/// `step`). Per vector and row: sub, mul, the 2^t of exp2_floor0 (10 operations), store, compare,
-/// and + add (sum), one integer subtract (count); the KL partial 4 more.
+/// `step`). Per vector and row: sub, mul, the 2^t of exp2_floor0 (11 operations), store, compare,
+/// and + add (sum), one integer subtract (count); the KL partial 2 more (sub, fma).
 template <int Loss>
 GRPO_FORCEINLINE void pair_step(vf c2, vf vms, vf vmu, vf x, vf y, float* GRPO_RESTRICT es,
                                 float* GRPO_RESTRICT eu, pair_acc& a) noexcept {
-  const vf zero = P::zero();
   const vf ts = P::mul(P::sub(x, vms), c2);  // a^s log2(e), a^s = beta (x - m^s_c)
   const vf tu = P::mul(P::sub(y, vmu), c2);
   const vf ex = exp2_floor0(ts), ey = exp2_floor0(tu);  // exactly 0 on -inf
@@ -286,13 +285,35 @@ GRPO_FORCEINLINE void pair_step(vf c2, vf vms, vf vmu, vf x, vf y, float* GRPO_R
   a.accu = P::add(a.accu, P::keep(ltu, ey));
   a.cnts = count_add_(a.cnts, lts);
   a.cntu = count_add_(a.cntu, ltu);
-  if constexpr (Loss == 1) {  // e^u (t^u - t^s), 0 where e^u = 0
-    const vmask kp = P::cmp_gt(ey, zero);
-    a.lacc = P::select(kp, P::fmadd(ey, P::sub(tu, ts), a.lacc), a.lacc);
-  } else if constexpr (Loss == 2) {  // e^s (t^s - t^u), 0 where e^s = 0
-    const vmask kq = P::cmp_gt(ex, zero);
-    a.lacc = P::select(kq, P::fmadd(ex, P::sub(ts, tu), a.lacc), a.lacc);
+  // The KL partial e^u (t^u - t^s) (Loss 1) / e^s (t^s - t^u) (Loss 2) without the mask "0 where
+  // e = 0": it differs from the masked sum only by NaN (0 x inf where a row holds -inf), and a
+  // chunk whose sum is NaN is summed again with the mask (pair_kl_masked): bitwise the masked
+  // sum, two operations less per vector.
+  if constexpr (Loss == 1) a.lacc = P::fmadd(ey, P::sub(tu, ts), a.lacc);
+  if constexpr (Loss == 2) a.lacc = P::fmadd(ex, P::sub(ts, tu), a.lacc);
+}
+
+/// The KL partial of pair_step with the mask (0 where the weighting exp is 0: a masked entry of
+/// the weighting row, p log(p / q) = 0 for p = 0), over the np (multiple of `lanes`) lanes of a
+/// chunk of n entries in pair_step's order, from the exps pair_step stored (es, eu) and the
+/// logits; for chunks where the unmasked sum is NaN.
+template <int Loss>
+vf pair_kl_masked(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
+                  const float* GRPO_RESTRICT es, const float* GRPO_RESTRICT eu, index_t n,
+                  index_t np, vf vms, vf vmu, vf c2) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  const vf zero = P::zero();
+  vf lacc = zero;
+  for (index_t i = 0; i < np; i += W) {
+    const index_t t = std::max<index_t>(0, std::min<index_t>(W, n - i));
+    const vf x = t == W ? P::load(xs + i) : t > 0 ? P::load_tail(xs + i, t, ninf) : P::set1(ninf);
+    const vf y = t == W ? P::load(xu + i) : t > 0 ? P::load_tail(xu + i, t, ninf) : P::set1(ninf);
+    const vf ts = P::mul(P::sub(x, vms), c2), tu = P::mul(P::sub(y, vmu), c2);
+    const vf e = P::load(Loss == 1 ? eu + i : es + i);
+    const vf d = Loss == 1 ? P::sub(tu, ts) : P::sub(ts, tu);
+    lacc = P::select(P::cmp_gt(e, zero), P::fmadd(e, d, lacc), lacc);
   }
+  return lacc;
 }
 
 /// A chunk where one row has no mass (a masked vocabulary block): each row on its own, and the
@@ -322,8 +343,8 @@ void pair_chunk_split(const float* xs, const float* xu, float* es, float* eu, in
 /// chunk overlaps this chunk's exps, which re-read the current one from L1 (avx512::pair_pass1's
 /// design). Fills the chunk's partials and, for Loss != 0, its KL sum; returns the next maxima.
 template <int Loss, class S, class U>
-void pair_chunk(const row_src<S>& rs, const row_src<U>& ru, index_t j0, index_t n, index_t j1,
-                index_t n1, float mcs, float mcu, vf c2, float* GRPO_RESTRICT es,
+void pair_chunk(const row_src<S>& rs, const row_src<U>& ru, index_t V, index_t j0, index_t n,
+                index_t j1, index_t n1, float mcs, float mcu, vf c2, float* GRPO_RESTRICT es,
                 float* GRPO_RESTRICT eu, float& ps, float& pu, float* lc, bool& nan_s,
                 bool& nan_u, float& mns, float& mnu) noexcept {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
@@ -334,8 +355,16 @@ void pair_chunk(const row_src<S>& rs, const row_src<U>& ru, index_t j0, index_t 
   const vf vms = P::set1(mcs), vmu = P::set1(mcu);
   pair_acc a{P::zero(), P::zero(), P::zero(), count_zero_(), count_zero_()};
   vf m0 = P::set1(ninf), m1 = m0;
+  // One software prefetch per cache line and row, GRPO_DISTILL_PREFETCH_CHUNKS chunks ahead,
+  // spread over the sweep (a burst of 64 prefetches at the chunk's start stalls on the line fill
+  // buffers: ~1/3 of pass 1's samples on AVX2 were there).
+  constexpr index_t D = GRPO_DISTILL_PREFETCH_CHUNKS * chunk;
+  constexpr index_t ls = 64 / static_cast<index_t>(sizeof(S)), lu = 64 / static_cast<index_t>(sizeof(U));
+  const bool pf_s = rs.direct && j0 + D + n <= V, pf_u = ru.direct && j0 + D + n <= V;
   index_t i = 0;
   for (; i < nf1; i += W) {  // fused: this chunk's exps, the next chunk's maxima
+    if (pf_s && i % ls == 0) P::prefetch(rs.p + j0 + D + i);
+    if (pf_u && i % lu == 0) P::prefetch(ru.p + j0 + D + i);
     rs.max_vec(j1 + i, m0);
     ru.max_vec(j1 + i, m1);
     pair_step<Loss>(c2, vms, vmu, P::load(xs + i), P::load(xu + i), es + i, eu + i, a);
@@ -369,7 +398,11 @@ void pair_chunk(const row_src<S>& rs, const row_src<U>& ru, index_t j0, index_t 
     for (index_t j = 0; j < n; ++j) nan_u = nan_u || !(xu[j] < pinf);
   nan_s = nan_s || !(ps == ps);
   nan_u = nan_u || !(pu == pu);
-  if constexpr (Loss != 0) *lc = P::hsum(a.lacc) * ln2;
+  if constexpr (Loss != 0) {
+    float l = P::hsum(a.lacc);
+    if (l != l) l = P::hsum(pair_kl_masked<Loss>(xs, xu, es, eu, n, np, vms, vmu, c2));
+    *lc = l * ln2;
+  }
 }
 
 /// Pass 1 of a dense row pair on this ISA (avx512::pair_pass1's contract): both rows' caches,
@@ -395,9 +428,8 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
     const std::size_t k = static_cast<std::size_t>(c);
     const index_t j0 = c * chunk, n = std::min(chunk, V - j0);
     const index_t j1 = j0 + chunk, n1 = c + 1 < nc ? std::min(chunk, V - j1) : 0;
-    // Prefetch D elements ahead (one line per 64 bytes), then into the next row pair's head.
-    for (index_t i = 0; i < n; i += 64 / static_cast<index_t>(sizeof(S))) rs.prefetch(j0 + D + i, V);
-    for (index_t i = 0; i < n; i += 64 / static_cast<index_t>(sizeof(U))) ru.prefetch(j0 + D + i, V);
+    // The rows are prefetched D elements ahead inside pair_chunk; near the row's end, the next
+    // row pair's head.
     if (next != nullptr && j0 + D >= V && j0 + D - V < D)
       prefetch_range(next, (j0 + D - V) * next_bytes, n * next_bytes);
     const float mcs = mns, mcu = mnu;
@@ -414,7 +446,7 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
         mnu = chunk_max_of(ru, j1, n1);
       }
     } else {
-      pair_chunk<Loss>(rs, ru, j0, n, j1, n1, mcs, mcu, c2, es, eu, cs.part[k], cu.part[k],
+      pair_chunk<Loss>(rs, ru, V, j0, n, j1, n1, mcs, mcu, c2, es, eu, cs.part[k], cu.part[k],
                        lc + c, nan_s, nan_u, mns, mnu);
     }
     if (has_s) Ms = mcs > Ms ? mcs : Ms;
