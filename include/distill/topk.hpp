@@ -102,96 +102,71 @@ int gather_topk(const TV* tl, index_t tls, const TI* ti, index_t tis, index_t kk
   return row_ok;
 }
 
-/// One top-k row (any divergence, any convention).
-template <divergence K, class A, class S, class TV, class TI, class G>
-int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, index_t tis,
-             index_t kk, topk_convention conv, A power, G* g, index_t gs,
-             const dense_row_args<A>& R, double& value) {
+/// Step 2 of a top-k row: the teacher log-probabilities lp[0..k) on the sorted categories e
+/// (normalised, tempered by `power`) and, for the tail bucket with k < V, the tail category's
+/// lp_tail (-inf otherwise) -> row_status.
+template <class A>
+int topk_teacher_logp(const topk_entry<A>* e, index_t k, index_t V, topk_convention conv,
+                      A power, A* lp, A& lp_tail) noexcept {
+  lp_tail = neg_inf<A>;
+  basic_online_lse<A> raw(A(1)), tempered(A(1));
+  for (index_t i = 0; i < k; ++i) {
+    raw.push(e[i].logp);
+    tempered.push(power * e[i].logp);
+  }
+  if (conv == topk_convention::tail_bucket && raw.lse() > A(1e-3)) return teacher_mass_above_one;
+  if (conv == topk_convention::tail_bucket && k < V) {
+    // (When S is the whole vocabulary there is no tail category on either side: p_0 = q_0 = 0.)
+    const A lse_raw = raw.lse();
+    // Tail log-mass log(1 - sum_S p) without cancellation, re-tempered like the listed entries.
+    lp_tail = power * ops::log1m_exp(lse_raw);
+    tempered.push(lp_tail);
+  } else if (tempered.empty()) {
+    return teacher_empty;
+  }
+  const A norm = tempered.lse();
+  for (index_t i = 0; i < k; ++i) lp[i] = power * e[i].logp - norm;
+  lp_tail -= norm;
+  return row_ok;
+}
+
+/// Convention (c), both renormalised over S: a dense divergence over the k gathered entries only
+/// (no pass over the vocabulary: the rest of the student row is never read).
+template <divergence K, class A, class S, class G>
+int topk_renormalized_both(const S* s, index_t ss, const topk_entry<A>* e, index_t k,
+                           const A* lp, G* g, index_t gs, const dense_row_args<A>& R,
+                           double& value) {
   const index_t V = R.V;
-  // 1. Gather, validate and sort the teacher entries.
-  topk_entry<A> e[max_topk];
-  index_t k = 0;
-  if (const int bad = gather_topk(tl, tls, ti, tis, kk, V, e, k); bad != row_ok) return bad;
-
-  // 2. Teacher log-probabilities on the categories (normalised; the tail last for (b)).
-  alignas(64) A lp[max_topk + lanes];
-  A lp_tail = neg_inf<A>;
-  {
-    basic_online_lse<A> raw(A(1)), tempered(A(1));
-    for (index_t i = 0; i < k; ++i) {
-      raw.push(e[i].logp);
-      tempered.push(power * e[i].logp);
-    }
-    if (conv == topk_convention::tail_bucket && raw.lse() > A(1e-3)) return teacher_mass_above_one;
-    if (conv == topk_convention::tail_bucket && k < V) {
-      // (When S is the whole vocabulary there is no tail category on either side: p_0 = q_0 = 0.)
-      const A lse_raw = raw.lse();
-      // Tail log-mass log(1 - sum_S p) without cancellation, re-tempered like the listed entries.
-      lp_tail = power * ops::log1m_exp(lse_raw);
-      tempered.push(lp_tail);
-    } else if (tempered.empty()) {
-      return teacher_empty;
-    }
-    const A norm = tempered.lse();
-    for (index_t i = 0; i < k; ++i) lp[i] = power * e[i].logp - norm;
-    lp_tail -= norm;
+  alignas(64) A zs[max_topk + lanes];
+  alignas(64) A gk[max_topk + lanes];
+  for (index_t i = 0; i < k; ++i) {
+    zs[i] = static_cast<A>(widen(s[e[i].id * ss]));
+    if (!(zs[i] <= std::numeric_limits<A>::max()) && !(zs[i] == neg_inf<A>))
+      return student_not_finite;
   }
-
-  // 3. (c) both renormalised over S: a dense divergence over the K gathered entries.
-  if (conv == topk_convention::renormalized_both) {
-    alignas(64) A zs[max_topk + lanes];
-    alignas(64) A gk[max_topk + lanes];
-    // Only the K gathered student logits enter this loss (no pass over the vocabulary): they are
-    // validated, the rest of the row is never read.
-    for (index_t i = 0; i < k; ++i) {
-      zs[i] = static_cast<A>(widen(s[e[i].id * ss]));
-      if (!(zs[i] <= std::numeric_limits<A>::max()) && !(zs[i] == neg_inf<A>))
-        return student_not_finite;
-    }
-    basic_online_lse<A> st(R.beta_s);
-    for (index_t i = 0; i < k; ++i) st.push(zs[i]);
-    if (st.empty()) return student_empty;
-    dense_row_args<A> Rk = R;
-    Rk.V = k;
-    divergence_passes<K, false, false>(zs, 1, row_state<A>{st.m, st.log_sum(), R.beta_s},
-                                       strided_loader<A>{lp, 1}, row_state<A>{A(0), A(0), A(1)},
-                                       prob_source<A>{}, prob_source<A>{},
-                                       g ? gk : static_cast<A*>(nullptr), 1, Rk, value);
-    if (g != nullptr) {
-      for (index_t j = 0; j < V; ++j) g[j * gs] = narrow<G>(A(0));
-      for (index_t i = 0; i < k; ++i) g[e[i].id * gs] = narrow<G>(gk[i]);
-    }
-    return row_ok;
+  basic_online_lse<A> st(R.beta_s);
+  for (index_t i = 0; i < k; ++i) st.push(zs[i]);
+  if (st.empty()) return student_empty;
+  dense_row_args<A> Rk = R;
+  Rk.V = k;
+  divergence_passes<K, false, false>(zs, 1, row_state<A>{st.m, st.log_sum(), R.beta_s},
+                                     strided_loader<A>{lp, 1}, row_state<A>{A(0), A(0), A(1)},
+                                     prob_source<A>{}, prob_source<A>{},
+                                     g ? gk : static_cast<A*>(nullptr), 1, Rk, value);
+  if (g != nullptr) {
+    for (index_t j = 0; j < V; ++j) g[j * gs] = narrow<G>(A(0));
+    for (index_t i = 0; i < k; ++i) g[e[i].id * gs] = narrow<G>(gk[i]);
   }
+  return row_ok;
+}
 
-  // Student pass 1 over the full vocabulary ((a) and (b)).
-  alignas(64) A xs[chunk];
-  bool bad = false;
-  row_exp_cache<A>& cache = local_caches<A>().student;
-  cache.reserve(V);
-  const basic_online_lse<A> ls = row_lse_store(s, ss, V, R.beta_s, xs, cache, bad, R.path);
-  if (bad) return student_not_finite;
-  if (ls.empty()) return student_empty;
-  const row_state<A> st{ls.m, ls.log_sum(), R.beta_s};
-
-  // 4. (a) teacher renormalised over S, student over V: a dense divergence against a teacher row
-  // that is -inf outside S (scattered chunk by chunk, never materialised).
-  if (conv == topk_convention::renormalized_teacher) {
-    divergence_passes<K, true, false>(s, ss, st, scatter_loader<A>{e, lp, k},
-                                      row_state<A>{A(0), A(0), A(1)}, prob_source<A>{&cache},
-                                      prob_source<A>{}, g, gs, R, value);
-    return row_ok;
-  }
-
-  // 5. (b) tail bucket. Student log-probabilities on S, and the complement mass q_0 summed over the
-  // entries outside S (members zeroed in a chunk copy of q: no 1 - Q_S cancellation); q comes from
-  // the exponentials cached by pass 1.
-  using op = div_op<K>;
-  alignas(64) A lq[max_topk + lanes];
-  for (index_t i = 0; i < k; ++i)
-    lq[i] = ops::log_softmax(static_cast<A>(widen(s[e[i].id * ss])), st.m, st.log_s, st.beta);
+/// The student's complement mass q_0 = sum of q over the entries outside S (members zeroed in a
+/// chunk copy of q: no 1 - Q_S cancellation), from the exponentials cached by pass 1; xs is a
+/// chunk-sized scratch buffer.
+template <class A>
+double topk_student_tail_mass(const prob_source<A>& qsrc, const topk_entry<A>* e, index_t k,
+                              index_t V, A* xs) noexcept {
   double q_tail_d = 0.0;
-  const prob_source<A> qsrc{&cache};
   for (index_t j0 = 0, c = 0; j0 < V; j0 += chunk, ++c) {
     const index_t n = std::min(chunk, V - j0);
     const index_t np = (n + lanes - 1) / lanes * lanes;
@@ -204,6 +179,23 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
       for (index_t l = 0; l < lanes; ++l) acc[l] += xs[i + l];
     q_tail_d += static_cast<double>(lane_sum(acc));
   }
+  return q_tail_d;
+}
+
+/// Convention (b), tail bucket, after the student's pass 1 (state st, exponentials in cache): the
+/// divergence over the k categories plus the tail category, and the gradient (members from their
+/// categories, the rest of the row spread from the tail's); xs is a chunk-sized scratch buffer.
+template <divergence K, class A, class S, class G>
+int topk_tail_bucket(const S* s, index_t ss, const topk_entry<A>* e, index_t k, const A* lp,
+                     A lp_tail, const row_state<A>& st, const row_exp_cache<A>& cache, G* g,
+                     index_t gs, const dense_row_args<A>& R, double& value, A* xs) {
+  using op = div_op<K>;
+  const index_t V = R.V;
+  alignas(64) A lq[max_topk + lanes];
+  for (index_t i = 0; i < k; ++i)
+    lq[i] = ops::log_softmax(static_cast<A>(widen(s[e[i].id * ss])), st.m, st.log_s, st.beta);
+  const prob_source<A> qsrc{&cache};
+  const double q_tail_d = topk_student_tail_mass(qsrc, e, k, V, xs);
   const A q_tail = static_cast<A>(q_tail_d);
   const A lq_tail = q_tail > A(0) ? static_cast<A>(math::log(q_tail_d)) : neg_inf<A>;
   const div_params<A> P = R.div;
@@ -250,6 +242,46 @@ int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, in
     prefetch_range<1>(R.next_g, j0 * R.next_g_bytes, n * R.next_g_bytes);
   }
   return row_ok;
+}
+
+/// One top-k row (any divergence, any convention): gather and validate the teacher entries, their
+/// log-probabilities, then the convention's divergence and gradient.
+template <divergence K, class A, class S, class TV, class TI, class G>
+int topk_row(const S* s, index_t ss, const TV* tl, index_t tls, const TI* ti, index_t tis,
+             index_t kk, topk_convention conv, A power, G* g, index_t gs,
+             const dense_row_args<A>& R, double& value) {
+  const index_t V = R.V;
+  // 1. Gather, validate and sort the teacher entries.
+  topk_entry<A> e[max_topk];
+  index_t k = 0;
+  if (const int bad = gather_topk(tl, tls, ti, tis, kk, V, e, k); bad != row_ok) return bad;
+  // 2. Teacher log-probabilities on the categories (normalised; the tail last for (b)).
+  alignas(64) A lp[max_topk + lanes];
+  A lp_tail;
+  if (const int bad = topk_teacher_logp(e, k, V, conv, power, lp, lp_tail); bad != row_ok)
+    return bad;
+  // 3. (c) both renormalised over S.
+  if (conv == topk_convention::renormalized_both)
+    return topk_renormalized_both<K>(s, ss, e, k, lp, g, gs, R, value);
+  // Student pass 1 over the full vocabulary ((a) and (b)).
+  alignas(64) A xs[chunk];
+  bool bad = false;
+  row_exp_cache<A>& cache = local_caches<A>().student;
+  cache.reserve(V);
+  const basic_online_lse<A> ls = row_lse_store(s, ss, V, R.beta_s, xs, cache, bad, R.path);
+  if (bad) return student_not_finite;
+  if (ls.empty()) return student_empty;
+  const row_state<A> st{ls.m, ls.log_sum(), R.beta_s};
+  // 4. (a) teacher renormalised over S, student over V: a dense divergence against a teacher row
+  // that is -inf outside S (scattered chunk by chunk, never materialised).
+  if (conv == topk_convention::renormalized_teacher) {
+    divergence_passes<K, true, false>(s, ss, st, scatter_loader<A>{e, lp, k},
+                                      row_state<A>{A(0), A(0), A(1)}, prob_source<A>{&cache},
+                                      prob_source<A>{}, g, gs, R, value);
+    return row_ok;
+  }
+  // 5. (b) tail bucket.
+  return topk_tail_bucket<K>(s, ss, e, k, lp, lp_tail, st, cache, g, gs, R, value, xs);
 }
 
 template <class X>

@@ -354,6 +354,40 @@ void pair_first_max(const row_src<S>& rs, const row_src<U>& ru, index_t V, float
   mnu = v5::hmax(_mm512_max_ps(b0, b1));
 }
 
+/// A chunk of pair_pass1 where one row has no mass (a masked vocabulary block): each row on its
+/// own (sweep_one, or zeros and the NaN check), and the Loss-specific entries of the caches: the
+/// reverse KL's a^s - a^u (0, or +inf where the teacher has no mass) and the chunk's KL sum (+inf
+/// where the weighting row has mass and the other none, else 0).
+template <int Loss>
+void pair_chunk_split(const float* GRPO_RESTRICT xs, const float* GRPO_RESTRICT xu,
+                      float* GRPO_RESTRICT es, float* GRPO_RESTRICT eu, index_t n, float mcs,
+                      float mcu, float beta, bool has_s, bool has_u, float& ps, float& pu,
+                      float& lc, bool& nan_s, bool& nan_u) noexcept {
+  constexpr float pinf = std::numeric_limits<float>::infinity();
+  const index_t np = (n + lanes - 1) / lanes * lanes;
+  if (has_s) {
+    sweep_one(xs, es, n, mcs, beta, ps, nan_s);
+  } else {
+    for (index_t j = 0; j < n; ++j) nan_s = nan_s || (xs[j] != xs[j]);
+    for (index_t j = 0; j < np; ++j) es[j] = 0.0f;
+    ps = 0.0f;
+  }
+  if (has_u) {
+    sweep_one(xu, eu, n, mcu, beta, pu, nan_u);
+  } else {
+    for (index_t j = 0; j < n; ++j) nan_u = nan_u || (xu[j] != xu[j]);
+    for (index_t j = 0; j < np; ++j) eu[j] = 0.0f;
+    pu = 0.0f;
+  }
+  // Reverse KL (a^s - a^u in the teacher's cache, see pair_pass1's step): a^u = -inf on the
+  // whole chunk without teacher mass; where the student has none its q = 0 masks the value.
+  if constexpr (Loss == 2)
+    for (index_t j = 0; j < np; ++j) eu[j] = has_u ? 0.0f : pinf;
+  // Mass of the weighting row where the other has none: w log(w / 0) = +inf; none: 0.
+  if constexpr (Loss == 1) lc = has_u && !has_s ? pinf : 0.0f;
+  if constexpr (Loss == 2) lc = has_s && !has_u ? pinf : 0.0f;
+}
+
 /// Pass 1 of a dense row pair: the student row s and the teacher row u go through one sweep per
 /// chunk (both maxima of the next chunk fused into this chunk's exp sweep, both rows' exps, one
 /// software prefetch per row and 16 elements GRPO_DISTILL_PREFETCH_CHUNKS (4) chunks ahead,
@@ -396,30 +430,9 @@ void pair_pass1(const S* s, index_t ss, const U* u, index_t us, index_t V, float
     vf na0 = vninf, na1 = vninf, nb0 = vninf, nb1 = vninf;
     const bool has_s = mcs > ninf, has_u = mcu > ninf;
     if (!(has_s && has_u)) {
-      // A chunk without mass in one row (a masked vocabulary block): each row on its own.
-      const index_t np = (n + lanes - 1) / lanes * lanes;
-      if (has_s) {
-        sweep_one(xs, es, n, mcs, beta, cs.part[static_cast<std::size_t>(c)], nan_s);
-      } else {
-        for (index_t j = 0; j < n; ++j) nan_s = nan_s || (xs[j] != xs[j]);
-        for (index_t j = 0; j < np; ++j) es[j] = 0.0f;
-        cs.part[static_cast<std::size_t>(c)] = 0.0f;
-      }
-      if (has_u) {
-        sweep_one(xu, eu, n, mcu, beta, cu.part[static_cast<std::size_t>(c)], nan_u);
-      } else {
-        for (index_t j = 0; j < n; ++j) nan_u = nan_u || (xu[j] != xu[j]);
-        for (index_t j = 0; j < np; ++j) eu[j] = 0.0f;
-        cu.part[static_cast<std::size_t>(c)] = 0.0f;
-      }
-      // Reverse KL (a^s - a^u in the teacher's cache, see step below): a^u = -inf on the whole
-      // chunk without teacher mass; where the student has none its q = 0 masks the value.
-      if constexpr (Loss == 2)
-        for (index_t j = 0; j < np; ++j) eu[j] = has_u ? 0.0f : pinf;
-      // Teacher mass where the student has none: p log(p / 0) = +inf; no teacher mass: 0.
-      // Mass of the weighting row where the other has none: w log(w / 0) = +inf; none: 0.
-      if constexpr (Loss == 1) lc[c] = has_u && !has_s ? pinf : 0.0f;
-      if constexpr (Loss == 2) lc[c] = has_s && !has_u ? pinf : 0.0f;
+      pair_chunk_split<Loss>(xs, xu, es, eu, n, mcs, mcu, beta, has_s, has_u,
+                             cs.part[static_cast<std::size_t>(c)],
+                             cu.part[static_cast<std::size_t>(c)], lc[c], nan_s, nan_u);
       for (index_t i = 0; i < nf1; i += 16) {
         rs.max_vec(j1 + i, na0);
         ru.max_vec(j1 + i, nb0);
