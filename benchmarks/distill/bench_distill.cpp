@@ -4,11 +4,15 @@
 // element), so "bytes_per_second" divided by the streaming-read probe's figure is the fraction of
 // the memory bandwidth reached. The libtorch-eager peer (log_softmax + kl_div + backward) runs in
 // the same binary with the same thread count. Arguments: {tokens, vocab}.
+// BM_probe_exp_pair is the compute floor of the dense rows (two exps per logit pair), the
+// reference of the bf16 rows.
 //
 // Threads: GRPO_BENCH_THREADS (default 1) for our OpenMP loop and torch::set_num_threads alike.
 // Buffers are 64-byte aligned, as torch's CPU allocator aligns tensors (the gradient rows then
 // take non-temporal stores); BM_ours_dense_unaligned measures a gradient buffer 16 bytes off.
 #include <distill/distill.hpp>
+#include <grpo/core/isa.hpp>
+#include <grpo/vocab/engine.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -117,6 +121,43 @@ void BM_probe_stream_read_write(benchmark::State& state) {
   state.counters["threads"] = bench_threads();
 }
 BENCHMARK(BM_probe_stream_read_write)->Arg(1 << 27)->Unit(benchmark::kMillisecond);
+
+// The compute floor of a dense divergence row pair: TWO exponentials per logit pair (q needs
+// exp of the student logit, p of the teacher's; pass 1 computes each once and the later passes
+// reuse them from the per-thread cache), with the vocabulary sweeps' exp
+// (grpo::vocab::exp_probe on the active path: one exp per element of an L1-resident block,
+// bench_logprob's BM_probe_exp) over 2 x tokens x vocab elements. For bf16 rows the memory
+// traffic (2 bytes per element) is below this floor on this class of machine, so the bf16 rows
+// compare with it. Arguments: {tokens, vocab}.
+void BM_probe_exp_pair(benchmark::State& state) {
+  const index_t n = 2 * state.range(0) * state.range(1);
+  constexpr index_t blk = 2048;
+  set_threads();
+  for (auto _ : state) {
+    float s = 0.0f;
+#pragma omp parallel reduction(+ : s)
+    {
+      alignas(64) float buf[blk];
+      for (index_t j = 0; j < blk; ++j) buf[j] = -0.005f * static_cast<float>(j);
+      int nt = 1, t = 0;
+#if defined(_OPENMP)
+      nt = omp_get_num_threads();
+      t = omp_get_thread_num();
+#endif
+      const index_t chunks = n / blk;
+      const index_t b = chunks * t / nt, e = chunks * (t + 1) / nt;
+      for (index_t c = b; c < e; ++c) {
+        s += grpo::vocab::exp_probe(buf, blk);
+        benchmark::ClobberMemory();
+      }
+    }
+    benchmark::DoNotOptimize(s);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  state.counters["threads"] = bench_threads();
+  state.counters["isa"] = static_cast<double>(grpo::active_isa());
+}
+BENCHMARK(BM_probe_exp_pair)->Args({4096, 32768})->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------------------------
 // Ours: fused dense divergence, value + gradient written (gradient in the logits' dtype).
