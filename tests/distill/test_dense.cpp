@@ -392,6 +392,42 @@ TEST_CASE("divergence_loss: adversarial rows (offsets, -inf blocks, dominant log
   });
 }
 
+TEST_CASE("divergence_loss: -inf entries in the weighting row only (forward KL teacher, reverse "
+          "KL student) match the double reference" *
+          doctest::test_suite("distill")) {
+  // The KL partial of the fused pass 1 (forward KL: p (lp - lq), reverse KL: q (lq - lp)) is
+  // summed without its "0 where the weight is 0" mask and a chunk whose sum is NaN (0 x -inf)
+  // is summed again with it: -inf entries scattered through chunks that hold mass in both rows
+  // (and a whole -inf chunk) must give the reference's finite loss and gradient on every path.
+  distill_paths::for_each([&] {
+    const index_t V = 1600;
+    const auto a = distill_ref::randn(V, 2.0, 61);
+    const auto b = distill_ref::randn(V, 2.0, 62);
+    for (kind k : {kind::fkl, kind::rkl}) {
+      auto w = k == kind::fkl ? b : a;  // the weighting row (teacher for the forward KL)
+      for (index_t j = 3; j < V; j += 7) w[j] = -inf;        // scattered through every chunk
+      for (index_t j = 1024; j < 1536; ++j) w[j] = -inf;     // one whole chunk
+      const auto sd = k == kind::fkl ? a : w, ud = k == kind::fkl ? w : b;
+      const auto sf = cast_to<float>(sd), uf = cast_to<float>(ud);
+      const auto ref = reference(k, widen_all(sf), widen_all(uf), 1, V, 0.9, param_of(k));
+      std::vector<float> g(static_cast<std::size_t>(V));
+      const auto res = gd::divergence_loss(grpo::make_view(sf.data(), {1, V}),
+                                           grpo::make_view(uf.data(), {1, V}),
+                                           grpo::make_view(g.data(), {1, V}),
+                                           opts_for(k, 0.9, param_of(k)));
+      INFO(name(k));
+      REQUIRE(std::isfinite(ref.loss));
+      CHECK(res.loss == doctest::Approx(ref.loss).epsilon(2e-5));
+      double err = 0;
+      for (index_t j = 0; j < V; ++j) {
+        CHECK_FALSE(std::isnan(g[j]));
+        err = grpo_test::err_max(err, std::fabs(g[j] - ref.grad[j]));
+      }
+      CHECK(err <= 2e-6 * std::max(1.0, max_abs(ref.grad)));
+    }
+  });
+}
+
 TEST_CASE("divergence_loss: any strides and in-place gradients give identical results" *
           doctest::test_suite("distill")) {
   distill_paths::for_each([&] {
