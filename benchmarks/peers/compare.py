@@ -124,6 +124,9 @@ PROBE = {
         "one streaming pass"),
     "seq_mean_token_sum_norm_loss/fp32/8388608": (r"BM_stream_read/4096/2048/{th}(/|$)", 1.0, "times",
         "one streaming pass"),
+    # the compute floor of a dense row pair: two exps per logit pair (BM_probe_exp_pair)
+    "forward_kl/bf16/4096x32768": (r"BM_probe_exp_pair/4096/32768(/|$)", 1.0, "floor",
+                                   "exp-pair floor"),
     # minimum traffic = 2 reads + 1 write of 4096 x 32768 floats = 1.5x the 1 GiB read probe
     "forward_kl/fp32/4096x32768": (r"BM_probe_stream_read/268435456(/|$)", 1.5, "times",
                                    "min traffic"),
