@@ -520,4 +520,29 @@ TEST_CASE("loss fast path: errors name the argument; padding values are ignored"
   expect("mask");
   mask[2 * T + 9] = 1.f;
   CHECK(call().loss == r.loss);  // every valid value restored: the clean loss again
+  // Pass 1's range test (folded into the row sum and a lane minimum, checked again entry by entry
+  // when flagged): every entry outside [0, FLT_MAX] is named, in a vector body and in a row tail.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {inf, -inf, -1e-30f, -std::numeric_limits<float>::max()})
+    for (const long t : {9L, 67L}) {
+      INFO("mask entry " << bad << " at t = " << t);
+      mask[static_cast<std::size_t>(2 * T + t)] = bad;
+      expect("mask");
+      mask[static_cast<std::size_t>(2 * T + t)] = 1.f;
+    }
+  // -0 is a valid entry (-0 >= 0): the clean result, bit for bit.
+  mask[2 * T + 9] = -0.0f;
+  CHECK(call().loss == r.loss);
+  mask[2 * T + 9] = 1.f;
+  // FLT_MAX is a valid entry even where a float lane sum of the row overflows (two in one lane
+  // for 8 and 16 lanes): whatever the loss, the mask is not reported.
+  mask[2 * T + 9] = std::numeric_limits<float>::max();
+  mask[2 * T + 41] = std::numeric_limits<float>::max();
+  try {
+    (void)call();
+  } catch (const grpo::error& e) {
+    CHECK(std::string(e.what()).find("mask:") == std::string::npos);
+  }
+  mask[2 * T + 9] = mask[2 * T + 41] = 1.f;
+  CHECK(call().loss == r.loss);
 }
