@@ -520,4 +520,35 @@ TEST_CASE("loss fast path: errors name the argument; padding values are ignored"
   expect("mask");
   mask[2 * T + 9] = 1.f;
   CHECK(call().loss == r.loss);  // every valid value restored: the clean loss again
+  // Pass 1's range test (folded into the row sum and a lane minimum, checked again entry by entry
+  // when flagged): every entry outside [0, FLT_MAX] is named, in a vector body and in a row tail.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {inf, -inf, -1e-30f, -std::numeric_limits<float>::max()})
+    for (const long t : {9L, 67L}) {
+      INFO("mask entry " << bad << " at t = " << t);
+      mask[static_cast<std::size_t>(2 * T + t)] = bad;
+      expect("mask");
+      mask[static_cast<std::size_t>(2 * T + t)] = 1.f;
+    }
+  // -0 is a valid entry (-0 >= 0), a padding token like +0: the same result bit for bit.
+  mask[2 * T + 9] = 0.0f;
+  const auto pos0 = call();
+  mask[2 * T + 9] = -0.0f;
+  const auto neg0 = call();
+  CHECK(neg0.loss == pos0.loss);
+  CHECK(neg0.grad_logp == pos0.grad_logp);
+  CHECK(neg0.metrics.tokens == pos0.metrics.tokens);
+  mask[2 * T + 9] = 1.f;
+  // FLT_MAX is a valid entry: two in one lane (8 and 16 lanes) overflow the float row sum, which
+  // is reported as such by the aggregation (aggregate.hpp), not as a bad entry.
+  mask[2 * T + 9] = std::numeric_limits<float>::max();
+  mask[2 * T + 41] = std::numeric_limits<float>::max();
+  try {
+    (void)call();
+    FAIL("no error for a row sum past FLT_MAX");
+  } catch (const grpo::error& e) {
+    CHECK(std::string(e.what()).find("mask: row sums must be finite") != std::string::npos);
+  }
+  mask[2 * T + 9] = mask[2 * T + 41] = 1.f;
+  CHECK(call().loss == r.loss);
 }

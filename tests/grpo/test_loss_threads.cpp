@@ -165,3 +165,90 @@ TEST_CASE("compute_loss: results do not depend on the number of threads" *
     }
   }
 }
+
+// compute_loss_metrics (loss/entry.hpp) stores no [B, T] gradient: its rows share one scratch row.
+// The token-level row engine gives each thread a private row and runs threaded; the other engines
+// run on one thread. Either way the scalars and metrics equal compute_loss_into's bit for bit,
+// for every thread count.
+template <class E>
+void check_metrics_threads(const grpo::loss_options& o, const problem& p) {
+  auto cast = [](const std::vector<double>& v) { return std::vector<E>(v.begin(), v.end()); };
+  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
+             adv = cast(p.adv), smp = cast(p.smp), ent = cast(p.ent);
+  auto v = [&](const std::vector<E>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
+  grpo::loss_batch<E, E> b;
+  b.logp = v(lp);
+  b.old_logp = v(old);
+  b.ref_logp = v(ref);
+  b.mask = v(mask);
+  b.advantages = grpo::broadcast_rows(adv.data(), p.B, p.T);
+  if (o.tis.enabled || o.opsm_threshold) b.sampler_logp = v(smp);
+  if (o.entropy_coef != 0.0 || o.top_entropy_quantile < 1.0) b.entropy = v(ent);
+  std::vector<E> g(lp.size());
+  grpo::loss_outputs<E> out;
+  out.grad_logp = grpo::make_view(g.data(), {p.B, p.T});
+#if defined(_OPENMP)
+  omp_set_num_threads(1);
+#endif
+  const grpo::loss_scalars ref_s = grpo::compute_loss_into(o, b, out);
+  CHECK(std::isfinite(ref_s.loss));
+  for (int th : {1, 2, 3}) {
+    INFO("threads " << th);
+#if defined(_OPENMP)
+    omp_set_num_threads(th);
+#endif
+    const grpo::loss_scalars s = grpo::compute_loss_metrics(o, b);
+#if defined(_OPENMP)
+    CHECK(omp_get_max_threads() == th);  // the caller's thread count is left as it was
+#endif
+    CHECK(same(s.loss, ref_s.loss));
+    CHECK(same(s.policy_loss, ref_s.policy_loss));
+    CHECK(same(s.kl_loss, ref_s.kl_loss));
+    CHECK(same(s.entropy_loss, ref_s.entropy_loss));
+    CHECK(s.engine_used == ref_s.engine_used);
+    const auto &m = s.metrics, &n = ref_s.metrics;
+    check_same(m.clip_low, n.clip_low, "clip_low");
+    check_same(m.clip_high, n.clip_high, "clip_high");
+    check_same(m.clip_region, n.clip_region, "clip_region");
+    check_same(m.weight_clip, n.weight_clip, "weight_clip");
+    check_same(m.clip_low_seq, n.clip_low_seq, "clip_low_seq");
+    check_same(m.clip_high_seq, n.clip_high_seq, "clip_high_seq");
+    check_same(m.approx_kl, n.approx_kl, "approx_kl");
+    check_same(m.ratio, n.ratio, "ratio");
+    check_same(m.advantage, n.advantage, "advantage");
+    check_same(m.kl, n.kl, "kl");
+    check_same(m.entropy, n.entropy, "entropy");
+    CHECK(m.tokens == n.tokens);
+    CHECK(m.sequences == n.sequences);
+  }
+}
+
+TEST_CASE("compute_loss_metrics: threaded token rows, bitwise compute_loss_into's for any "
+          "thread count" * doctest::test_suite("loss")) {
+  const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = 0.04;
+  std::vector<std::pair<const char*, grpo::loss_options>> cs;
+  cs.emplace_back("TRL dapo + k3 (token rows)", grpo::from_trl(a));
+  grpo::loss_options o = grpo::from_trl(a);
+  o.policy.kind = grpo::policy_loss_kind::cispo;
+  cs.emplace_back("CISPO (token rows)", o);
+  o.policy.kind = grpo::policy_loss_kind::sapo;
+  o.kl.estimator = grpo::ops::kl_estimator::k2;
+  cs.emplace_back("SAPO + k2 (token rows)", o);
+  a.importance_sampling_level = "sequence";
+  cs.emplace_back("GSPO (sequence rows: one thread)", grpo::from_trl(a));
+  o = grpo::loss_options{};
+  o.top_entropy_quantile = 0.8;
+  o.entropy_coef = 0.01;
+  cs.emplace_back("top-entropy mask (general rows: one thread)", o);
+  for (const auto& [name, opt] : cs) {
+    INFO(std::string(name));
+    check_metrics_threads<float>(opt, p);
+    check_metrics_threads<double>(opt, p);
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(2);
+#endif
+}

@@ -96,7 +96,9 @@ GRPO_FORCEINLINE V cispo_weight_clip(const V& r, scalar_of<V> eps_low,
 
 /// ops::sapo_loss and ops::sapo_loss_grad: tau = A > 0 ? tau_pos : tau_neg, z = tau (r - 1),
 /// s = sigmoid(z) evaluated as the op does (1/(1+e^-z) for z >= 0, e^z/(1+e^z) otherwise: both
-/// branches need e^-|z|, so one exp), value -(s 4 / tau) A, d/dr -4 s (1 - s) A.
+/// branches need e^-|z|, so one exp, and divide by 1 + e^-|z|, so one division of the selected
+/// numerator: the same correctly rounded quotient as the op's branch), value -(s 4 / tau) A,
+/// d/dr -4 s (1 - s) A.
 template <class V>
 GRPO_FORCEINLINE value_grad<V> sapo(const V& r, const V& A, scalar_of<V> tau_pos,
                                     scalar_of<V> tau_neg) noexcept {
@@ -106,7 +108,7 @@ GRPO_FORCEINLINE value_grad<V> sapo(const V& r, const V& A, scalar_of<V> tau_pos
   const V z = tau * (r - one);
   const auto nonneg = z >= V(C(0));
   const V e = vexp(sel<V>(nonneg, -z, z));
-  const V s = sel<V>(nonneg, one / (one + e), e / (one + e));
+  const V s = sel<V>(nonneg, one, e) / (one + e);
   return {-(s * V(C(4)) / tau) * A, -V(C(4)) * s * (one - s) * A};
 }
 

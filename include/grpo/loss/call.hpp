@@ -22,6 +22,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 
@@ -81,6 +85,46 @@ struct loss_call {
     x.h = has_ent ? static_cast<double>(in.entropy(i, t)) : 0.0;
     return x;
   }
+};
+
+/// Whether the gradient view's rows share one buffer (row stride 0, more than one row): a scratch
+/// row whose contents are unspecified afterwards (compute_loss_metrics passes one). The
+/// token-level rows then write each thread's rows to a private row (token_rows); the other
+/// engines store into the shared row and run on one thread (run_engines).
+template <class G>
+bool shared_row_gradient(const loss_outputs<G>& out, index_t B) noexcept {
+  return B > 1 && out.grad_logp.extent(1) > 0 && out.grad_logp.stride(0) == 0;
+}
+/// Whether an optional per-token output (per_token_loss, grad_entropy) has rows sharing one buffer.
+template <class G>
+bool shared_row_extra_output(const loss_outputs<G>& out, index_t B) noexcept {
+  auto sh = [&](const strided_view<G, 2>& v) {
+    return has(v) && v.extent(1) > 0 && v.stride(0) == 0;
+  };
+  return B > 1 && (sh(out.per_token_loss) || sh(out.grad_entropy));
+}
+
+/// Runs a block on one OpenMP thread: loops inside it (core/parallel.hpp reads
+/// omp_get_max_threads()) stay serial. Restores the caller's thread count on exit.
+class one_thread_scope {
+ public:
+#if defined(_OPENMP)
+  one_thread_scope() noexcept : saved_(omp_get_max_threads()) {
+    omp_set_num_threads(1);
+  }
+  ~one_thread_scope() {
+    omp_set_num_threads(saved_);
+  }
+#else
+  one_thread_scope() noexcept = default;
+#endif
+  one_thread_scope(const one_thread_scope&) = delete;
+  one_thread_scope& operator=(const one_thread_scope&) = delete;
+
+ private:
+#if defined(_OPENMP)
+  int saved_;
+#endif
 };
 
 /// Per-row counts and aggregation factors of a call, and the metrics pass 1 starts.

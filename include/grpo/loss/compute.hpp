@@ -154,8 +154,8 @@ loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>&
 /// The engines after the batch checks: pass 1 (vectorised mask pass, or the general pass 1),
 /// the final-mask counts, the row factors, then the engine of the plan.
 template <class T, class M, class G>
-loss_scalars run_engines(const loss_options& o, const loss_plan& pl, const loss_batch<T, M>& in,
-                         const loss_outputs<G>& out) {
+loss_scalars run_engines_on(const loss_options& o, const loss_plan& pl, const loss_batch<T, M>& in,
+                            const loss_outputs<G>& out) {
   const loss_call<T, M, G> c(o, in, out);
   loss_rows r(c.B);
   general_stats gs;
@@ -177,6 +177,21 @@ loss_scalars run_engines(const loss_options& o, const loss_plan& pl, const loss_
     default:
       return general_rows(c, gs, r);
   }
+}
+
+/// run_engines_on, on one thread where outputs whose rows share one buffer (row stride 0:
+/// compute_loss_metrics' scratch row) would be stored from several threads: every engine but the
+/// token-level rows (which give each thread a private row for a shared gradient).
+template <class T, class M, class G>
+loss_scalars run_engines(const loss_options& o, const loss_plan& pl, const loss_batch<T, M>& in,
+                         const loss_outputs<G>& out) {
+  const index_t B = in.logp.extent(0);
+  if (shared_row_extra_output(out, B) ||
+      (shared_row_gradient(out, B) && pl.route != loss_route::token_rows)) {
+    [[maybe_unused]] const one_thread_scope serial;
+    return run_engines_on(o, pl, in, out);
+  }
+  return run_engines_on(o, pl, in, out);
 }
 
 }  // namespace GRPO_ISA_ABI

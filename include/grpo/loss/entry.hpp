@@ -36,9 +36,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace grpo {
 
@@ -79,29 +76,6 @@ V row_slice(const V& v, index_t i, index_t t0, index_t n) {
   if (v.data_handle() == nullptr) return v;
   return V(&v(i, t0), {1, n}, {v.stride(0), v.stride(1)}, v.space());
 }
-
-/// Runs a block on one OpenMP thread: loops inside it (core/parallel.hpp reads
-/// omp_get_max_threads()) stay serial. Restores the caller's thread count on exit.
-class one_thread_scope {
- public:
-#if defined(_OPENMP)
-  one_thread_scope() noexcept : saved_(omp_get_max_threads()) {
-    omp_set_num_threads(1);
-  }
-  ~one_thread_scope() {
-    omp_set_num_threads(saved_);
-  }
-#else
-  one_thread_scope() noexcept = default;
-#endif
-  one_thread_scope(const one_thread_scope&) = delete;
-  one_thread_scope& operator=(const one_thread_scope&) = delete;
-
- private:
-#if defined(_OPENMP)
-  int saved_;
-#endif
-};
 
 inline namespace GRPO_ISA_ABI {
 
@@ -339,8 +313,10 @@ void loss_chunk_plan<T, M, G>::coefficients(index_t i, index_t t0, index_t n, G*
 /// The loss scalars and metrics of compute_loss_into(o, in, out) with out = {grad_logp of the
 /// batch's value type T, nothing else}, bit for bit, without a [B, T] gradient buffer: the
 /// engines still store a gradient row per row, into one [T] row that every row shares (a
-/// [B, T] view with row stride 0), so the call runs on one thread (core/parallel.hpp's loops see
-/// one OpenMP thread). O(T) extra memory. @pre as compute_loss_into.
+/// [B, T] view with row stride 0). The token-level row engine gives each thread a row of its own
+/// then and runs threaded; the other engines store into the shared row on one thread (run_engines,
+/// loss/compute.hpp). The result does not depend on the thread count (row-order merge).
+/// O(T) extra memory (per thread). @pre as compute_loss_into.
 template <class T, class M>
 loss_scalars compute_loss_metrics(const loss_options& o, const loss_batch<T, M>& in) {
   detail::check_view(in.logp, "logp");
@@ -348,7 +324,6 @@ loss_scalars compute_loss_metrics(const loss_options& o, const loss_batch<T, M>&
   std::vector<T> sink(static_cast<std::size_t>(Tn > 0 ? Tn : 1));
   loss_outputs<T> out;
   out.grad_logp = strided_view<T, 2>(sink.data(), {B, Tn}, {0, 1});
-  [[maybe_unused]] const detail::one_thread_scope serial;
   return compute_loss_into(o, in, out);
 }
 

@@ -143,23 +143,34 @@ loss_scalars token_rows(const loss_call<T, M, G>& c, const loss_plan& pl, loss_r
   const fast_simd_params<CT> sprm = token_simd_params<CT>(o);
   const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
   const bool simd = pl.simd && c.Tn > 0;
-  auto run_row = [&](index_t i) {
+  auto run_one = [&](const loss_call<T, M, G>& cc, index_t i) {
     fast_row_part& rp = parts[static_cast<std::size_t>(i)];
     if constexpr (plan_simd_types<T, M, G>) {
       if (simd) {
         // Vectorised rows: the same maths on xsimd batches (or AVX-512), inputs in their own
         // precision. A row with a non-finite input on a valid token is rerun by the scalar row,
         // which throws the error that names the argument.
-        const auto rw = row_desc<CT>(c, r, i, stream_grad);
-        if (!fast_simd_row_dispatch(P.kind, kl_on, sprm, rw, c.Tn, rp)) {
+        const auto rw = row_desc<CT>(cc, r, i, stream_grad);
+        if (!fast_simd_row_dispatch(P.kind, kl_on, sprm, rw, cc.Tn, rp)) {
           rp = fast_row_part{};
-          token_row_scalar(c, r, i, rp);  // throws [grpo.bad_value] naming the input
+          token_row_scalar(cc, r, i, rp);  // throws [grpo.bad_value] naming the input
         }
-        if (!c.out.per_seq_loss.empty()) c.out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
+        if (!cc.out.per_seq_loss.empty()) cc.out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
         return;
       }
     }
-    token_row_scalar(c, r, i, rp);
+    token_row_scalar(cc, r, i, rp);
+  };
+  // A gradient whose rows share one buffer (shared_row_gradient: compute_loss_metrics' scratch
+  // row) is written to a row of each thread's own instead, so that the rows run threaded.
+  const bool shared = shared_row_gradient(c.out, c.B);
+  auto run_row = [&](index_t i) {
+    if (!shared) return run_one(c, i);
+    thread_local std::vector<G> own;  // O(T) per thread, kept for the next call
+    if (own.size() < static_cast<std::size_t>(c.Tn)) own.resize(static_cast<std::size_t>(c.Tn));
+    loss_outputs<G> out = c.out;
+    out.grad_logp = strided_view<G, 2>(own.data(), {c.B, c.Tn}, {0, 1});
+    run_one(loss_call<T, M, G>(c.o, c.in, out), i);
   };
   par::for_each_row(c.B, run_row, loss_loop(c.Tn));
   loss_scalars res =

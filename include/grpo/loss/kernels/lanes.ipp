@@ -63,11 +63,14 @@ GRPO_FORCEINLINE Mk bor(const Mk& a, const Mk& b) noexcept { return a | b; }
 /// results) for the lanes outside, only when a step has one (a rare, predictable branch). One exp
 /// for every row variant, so that the lean and general rows of one call give the same values
 /// whichever outputs are requested (the fused step asks for more than compute_loss does).
+/// exp_fast runs on x unclamped: its lanes outside [-87, 88] (garbage there, no trap) are
+/// replaced by exp_full's, so the result is bitwise that of exp_fast(clamp(x)) on the lanes
+/// inside; the test is two unordered compares (NaN lanes go to exp_full).
 GRPO_FORCEINLINE V vexp(const V& x) noexcept {
-  const Mk in = (!Mk{A::cmp_nle(A::set1(-87.0f), x.v)}) & (!Mk{A::cmp_nle(x.v, A::set1(88.0f))});
-  const vf e = A::exp_fast(A::min(A::set1(88.0f), A::max(A::set1(-87.0f), x.v)));
-  if (A::count(in.m) == A::lanes) return V(e);
-  return V(A::select(in.m, e, A::exp_full(x.v)));
+  const Mk out = Mk{A::cmp_nle(A::set1(-87.0f), x.v)} | Mk{A::cmp_nle(x.v, A::set1(88.0f))};
+  const vf e = A::exp_fast(x.v);
+  if (A::count(out.m) == 0) return V(e);
+  return V(A::select(out.m, A::exp_full(x.v), e));
 }
 template <class W>
 GRPO_FORCEINLINE Mk none_set() noexcept {
@@ -79,5 +82,14 @@ GRPO_FORCEINLINE V keep(const Mk& m, const V& x) noexcept { return V(A::keep(m.m
 /// vminps / vmaxps: a NaN lane in either operand returns b.
 GRPO_FORCEINLINE V vmin(const V& a, const V& b) noexcept { return V(A::min(a.v, b.v)); }
 GRPO_FORCEINLINE V vmax(const V& a, const V& b) noexcept { return V(A::max(a.v, b.v)); }
+/// v unchanged, opaque to the compiler's floating-point contraction: s + opaque(a * b) is never
+/// fused into an FMA (GNU mode contracts a * b + c), so that a step which drops keep(valid, a * b)
+/// (token_row's Full steps) rounds exactly as the step that keeps it. No instruction.
+GRPO_FORCEINLINE V opaque(V v) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __asm__("" : "+v"(v.v));
+#endif
+  return v;
+}
 /// The lean rows' exp is the same function (see vexp).
 GRPO_FORCEINLINE V vexp_lean(const V& x) noexcept { return vexp(x); }

@@ -98,25 +98,32 @@ struct token_row {
   const bool nt = std::is_same_v<G, float> && rw.nt;
   const Mk all = Mk{A::first(L)};
   const Mk a0_neg = rw.a0 < 0.0f ? all : !all, a0_pos = rw.a0 > 0.0f ? all : !all;
-  // Float lane accumulators (flushed to double every kFlushBatches steps).
-  V s_pol = zero, s_x = zero, s_x2 = zero, s_r = zero, s_r2 = zero, s_k = zero, s_k2 = zero;
-  V s_a = zero, s_a2 = zero, c_lo = zero, c_hi = zero, c_du = zero, c_w = zero, chk = zero;
-  V x_mn = pinf, x_mx = -pinf, k_mn = pinf, k_mx = -pinf, a_mn = pinf, a_mx = -pinf;
-  std::int64_t n_lo = 0, n_hi = 0, n_du = 0, n_w = 0;  // Lean: clip counts (popcounts)
+  /// The float lane accumulators of the row loop: a local of run() (passed to step / flush by
+  /// reference), so that after inlining they live in registers. (As members of *this they were
+  /// reloaded and stored around every output store: a packet store may alias any object.)
+  struct lanes_acc {
+    V s_pol, s_x, s_x2, s_r, s_r2, s_k, s_k2, s_a, s_a2, c_lo, c_hi, c_du, c_w, chk;
+    V x_mn, x_mx, k_mn, k_mx, a_mn, a_mx;
+    std::int64_t n_lo = 0, n_hi = 0, n_du = 0, n_w = 0;  // Lean: clip counts (popcounts)
+    explicit lanes_acc(const V& zero, const V& inf) noexcept
+        : s_pol(zero), s_x(zero), s_x2(zero), s_r(zero), s_r2(zero), s_k(zero), s_k2(zero),
+          s_a(zero), s_a2(zero), c_lo(zero), c_hi(zero), c_du(zero), c_w(zero), chk(zero),
+          x_mn(inf), x_mx(-inf), k_mn(inf), k_mx(-inf), a_mn(inf), a_mx(-inf) {}
+  };
   dsum d_pol, d_x, d_x2, d_r, d_r2, d_k, d_k2, d_a, d_a2, d_lo, d_hi, d_du, d_w, d_chk;
 
   token_row(const fast_simd_params<float>& p_in, const fast_simd_row<float, M, G>& rw_in) noexcept
       : p(p_in), rw(rw_in) {}
 
-  GRPO_FORCEINLINE void flush() noexcept {
-    d_pol.add(s_pol), d_x.add(s_x), d_x2.add(s_x2), d_r.add(s_r), d_r2.add(s_r2);
-    s_pol = s_x = s_x2 = s_r = s_r2 = zero;
-    if constexpr (KL) d_k.add(s_k), d_k2.add(s_k2), s_k = s_k2 = zero;
-    if constexpr (!RowA) d_a.add(s_a), d_a2.add(s_a2), s_a = s_a2 = zero;
-    if constexpr (kClip && !Lean) d_lo.add(c_lo), d_hi.add(c_hi), d_du.add(c_du);
-    if constexpr (kClip && !Lean) c_lo = c_hi = c_du = zero;
-    if constexpr (kCispo && !Lean) d_w.add(c_w), c_w = zero;
-    if (need_chk) d_chk.add(chk), chk = zero;
+  GRPO_FORCEINLINE void flush(lanes_acc& a) noexcept {
+    d_pol.add(a.s_pol), d_x.add(a.s_x), d_x2.add(a.s_x2), d_r.add(a.s_r), d_r2.add(a.s_r2);
+    a.s_pol = a.s_x = a.s_x2 = a.s_r = a.s_r2 = zero;
+    if constexpr (KL) d_k.add(a.s_k), d_k2.add(a.s_k2), a.s_k = a.s_k2 = zero;
+    if constexpr (!RowA) d_a.add(a.s_a), d_a2.add(a.s_a2), a.s_a = a.s_a2 = zero;
+    if constexpr (kClip && !Lean) d_lo.add(a.c_lo), d_hi.add(a.c_hi), d_du.add(a.c_du);
+    if constexpr (kClip && !Lean) a.c_lo = a.c_hi = a.c_du = zero;
+    if constexpr (kCispo && !Lean) d_w.add(a.c_w), a.c_w = zero;
+    if (need_chk) d_chk.add(a.chk), a.chk = zero;
   }
   /// m x (Lean: the mask row is binary, m = 1 on every valid lane).
   GRPO_FORCEINLINE V wm(const V& m, const V& v) const noexcept {
@@ -132,13 +139,28 @@ struct token_row {
     else
       acc = acc + keep(k, m);
   }
+  /// keep(valid, v); Full (every lane valid): v itself (bitwise the same; opaque, so that a sum
+  /// s + kv(a * b) is not contracted into an FMA where the masked step's is not).
+  template <bool Full>
+  GRPO_FORCEINLINE static V kv(const Mk& valid, const V& v) noexcept {
+    if constexpr (Full)
+      return opaque(v);
+    else
+      return keep(valid, v);
+  }
   /// s += v, s2 += v x, extrema of x over the valid lanes (one metric block).
+  template <bool Full>
   GRPO_FORCEINLINE static void moments(V& s, V& s2, V& mn, V& mx, const Mk& valid, const V& v,
                                        const V& x, const V& inf) noexcept {
-    s = s + keep(valid, v);
-    s2 = s2 + keep(valid, v * x);
-    mn = vmin(sel<V>(valid, x, inf), mn);
-    mx = vmax(sel<V>(valid, x, -inf), mx);
+    s = s + kv<Full>(valid, v);
+    s2 = s2 + kv<Full>(valid, v * x);
+    if constexpr (Full) {
+      mn = vmin(x, mn);
+      mx = vmax(x, mx);
+    } else {
+      mn = vmin(sel<V>(valid, x, inf), mn);
+      mx = vmax(sel<V>(valid, x, -inf), mx);
+    }
   }
   GRPO_FORCEINLINE void store_g(index_t t, const V& v, index_t n, bool tail) noexcept {
     if constexpr (std::is_same_v<G, float>) {
@@ -149,28 +171,36 @@ struct token_row {
     else
       store_as<false>(rw.g + t, v, n);
   }
-  template <bool Tail>
-  GRPO_FORCEINLINE void step(index_t t, index_t n) noexcept;
-  bool finish(fast_row_part& rp) noexcept;
+  template <bool Tail, bool Full = false>
+  GRPO_FORCEINLINE void step(lanes_acc& a, index_t t, index_t n) noexcept;
+  template <bool Full>
+  GRPO_FORCEINLINE void full_step(lanes_acc& a, index_t t, index_t stop, index_t& since) noexcept;
+  bool finish(fast_row_part& rp, const lanes_acc& a) noexcept;
   bool run(index_t Tn, fast_row_part& rp) noexcept;
 };
 
-/// One step: tokens [t, t + L) (Tail: the first n of them).
+/// One step: tokens [t, t + L) (Tail: the first n of them). Full: a step of a prefix row that
+/// lies inside [0, end) (Lean only): every lane valid, so the lane masks of the valid tokens are
+/// dropped (keep / select on an all-true mask are the identity: the same bits).
 template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
-template <bool Tail>
-GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(index_t t, index_t n) noexcept {
+template <bool Tail, bool Full>
+GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(lanes_acc& a, index_t t,
+                                                               index_t n) noexcept {
+  static_assert(!Full || (Lean && !Tail), "full steps: lean rows, whole steps");
   V m = zero;
-  Mk valid;
-  if (prefix) {  // lanes t + l < min(end, t + n) (m is never read: Lean)
-    valid = Mk{A::first(std::max<index_t>(0, std::min<index_t>(n, rw.end - t)))};
-  } else {
-    m = trunc ? zero : load_as<Tail>(rw.m + t, n);
-    valid = m != zero;  // 0 on lanes beyond the tail
-  }
-  if (!want_ptl && !any(valid)) {  // padding only: gradient exactly 0
-    store_g(t, zero, n, Tail);
-    if (want_ge) store_as<Tail>(rw.ge + t, zero, n);
-    return;
+  Mk valid = all;
+  if constexpr (!Full) {
+    if (prefix) {  // lanes t + l < min(end, t + n) (m is never read: Lean)
+      valid = Mk{A::first(std::max<index_t>(0, std::min<index_t>(n, rw.end - t)))};
+    } else {
+      m = trunc ? zero : load_as<Tail>(rw.m + t, n);
+      valid = m != zero;  // 0 on lanes beyond the tail
+    }
+    if (!want_ptl && !any(valid)) {  // padding only: gradient exactly 0
+      store_g(t, zero, n, Tail);
+      if (want_ge) store_as<Tail>(rw.ge + t, zero, n);
+      return;
+    }
   }
   const V lp = load_as<Tail>(rw.lp + t, n);
   const V lo = on_policy ? lp : load_as<Tail>(rw.lo + t, n);
@@ -212,7 +242,7 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(index_t t, index
     value = gpol * lp;
   }
   V ptl = value, g = wm(m, sp) * gpol;
-  s_pol = s_pol + keep(valid, wm(m, value));
+  a.s_pol = a.s_pol + kv<Full>(valid, wm(m, value));
   V chk_in = x;
   if constexpr (KL) {
     const V lr = load_as<Tail>(rw.lr + t, n);
@@ -222,9 +252,9 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(index_t t, index
       k = e - d - one;
       kg = one - e;
     } else {
-      const value_grad<V> kv = kl(p.kl, lp, lr);
-      k = kv.value;
-      kg = kv.grad;
+      const value_grad<V> kvg = kl(p.kl, lp, lr);
+      k = kvg.value;
+      kg = kvg.grad;
     }
     if (kl_bias) {  // value k r, gradient k' r + k r'
       kg = k * dr + kg * r;
@@ -233,43 +263,72 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(index_t t, index
     ptl = ptl + kcoef * k;
     g = g + wm(m, skc) * kg;
     V mk_ = wm(m, k);
-    moments(s_k, s_k2, k_mn, k_mx, valid, mk_, k, pinf);
+    moments<Full>(a.s_k, a.s_k2, a.k_mn, a.k_mx, valid, mk_, k, pinf);
     if (kl_hidden) chk_in = x + (lr - lp);
   }
   if (want_ptl) store_as<Tail>(rw.ptl + t, ptl, n);
   if (want_ge) store_as<Tail>(rw.ge + t, zero, n);
-  store_g(t, keep(valid, g), n, Tail);
-  if (need_chk) chk = chk + keep(valid, chk_in);
+  store_g(t, kv<Full>(valid, g), n, Tail);
+  if (need_chk) a.chk = a.chk + kv<Full>(valid, chk_in);
   // Metrics over valid tokens: log ratio (approx KL = -xc), ratio, advantage moments.
-  moments(s_x, s_x2, x_mn, x_mx, valid, wm(m, xc), xc, pinf);
+  moments<Full>(a.s_x, a.s_x2, a.x_mn, a.x_mx, valid, wm(m, xc), xc, pinf);
   const V mr = wm(m, r);
-  s_r = s_r + keep(valid, mr);
-  s_r2 = s_r2 + keep(valid, mr * r);
+  a.s_r = a.s_r + kv<Full>(valid, mr);
+  a.s_r2 = a.s_r2 + kv<Full>(valid, mr * r);
   Mk aneg = a0_neg, apos = a0_pos;
   if constexpr (!RowA) {
-    moments(s_a, s_a2, a_mn, a_mx, valid, wm(m, Av), Av, pinf);
+    moments<Full>(a.s_a, a.s_a2, a.a_mn, a.a_mx, valid, wm(m, Av), Av, pinf);
     if constexpr (kClip) aneg = Av < zero, apos = Av > zero;
   }
   if constexpr (kCispo)  // weight differs from the ratio (NaN: unordered, counted)
-    count(c_w, n_w, m, valid & (w != r));
+    count(a.c_w, a.n_w, m, valid & (w != r));
   if constexpr (kClip) {  // clip indicators (ops::ppo_clipped_low / high / dual), weight m
     if (cap_only) {
-      count(c_hi, n_hi, m, valid & apos & (r > cap));
+      count(a.c_hi, a.n_hi, m, valid & apos & (r > cap));
     } else if (Lean && RowA) {  // one sign per row: one compare (dual clip off)
       if (rw.a0 < 0.0f)
-        count(c_lo, n_lo, m, valid & (r < cw_lo));
+        count(a.c_lo, a.n_lo, m, valid & (r < cw_lo));
       else if (rw.a0 > 0.0f)
-        count(c_hi, n_hi, m, valid & (r > cw_hi));
+        count(a.c_hi, a.n_hi, m, valid & (r > cw_hi));
     } else {
-      count(c_lo, n_lo, m, valid & aneg & (r < cw_lo));
-      count(c_hi, n_hi, m, valid & apos & (r > cw_hi));
-      if (dual) count(c_du, n_du, m, valid & aneg & (r > cp_dual));
+      count(a.c_lo, a.n_lo, m, valid & aneg & (r < cw_lo));
+      count(a.c_hi, a.n_hi, m, valid & apos & (r > cw_hi));
+      if (dual) count(a.c_du, a.n_du, m, valid & aneg & (r > cp_dual));
     }
   }
 }
 
-/// The row loop: head (alignment of streaming stores), full steps with prefetch, masked tail,
-/// zero fill past the last valid token, then finish().
+/// A whole step of the row loop at t: the prefetch of the input streams kPrefetch ahead (near the
+/// row's end: the next row's first lines), the step, and the flush every kFlushBatches steps.
+template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
+template <bool Full>
+GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::full_step(lanes_acc& a, index_t t,
+                                                                    index_t stop,
+                                                                    index_t& since) noexcept {
+  if (t + kPrefetch < stop) {
+    fast_prefetch(rw.lp + t, kPrefetch);
+    if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
+    if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
+    if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
+    if (!prefix) fast_prefetch(rw.m + t, kPrefetch);
+  } else if (rw.nlp != nullptr) {  // the row's last steps: the next row's first lines
+    const index_t u = t + kPrefetch - stop;
+    fast_prefetch(rw.nlp, u);
+    if (!on_policy) fast_prefetch(rw.nlo, u);
+    if constexpr (KL) fast_prefetch(rw.nlr, u);
+    if constexpr (!RowA) fast_prefetch(rw.nA, u);
+    fast_prefetch(rw.nm, u);
+  }
+  step<false, Full>(a, t, L);
+  if (++since == kFlushBatches) {
+    flush(a);
+    since = 0;
+  }
+}
+
+/// The row loop: head (alignment of streaming stores), whole steps with prefetch (a prefix row's
+/// steps inside [0, end) as Full steps), masked tail, zero fill past the last valid token, then
+/// finish().
 template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
 bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noexcept {
   constexpr std::uintptr_t kAlign = sizeof(float) * L;
@@ -279,37 +338,24 @@ bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noe
          : 0;
   const index_t last = want_ptl ? Tn : std::max(rw.end, head);
   const index_t stop = std::min(Tn, head + (last - head + L - 1) / L * L);
+  lanes_acc a(zero, pinf);
   index_t t = 0, since = 0;
   if (head > 0 && stop > 0) {
     t = std::min(head, stop);
-    step<true>(0, t);
+    step<true>(a, 0, t);
   }
-  for (; t + L <= stop; t += L) {
-    if (t + kPrefetch < stop) {
-      fast_prefetch(rw.lp + t, kPrefetch);
-      if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
-      if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
-      if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
-      if (!prefix) fast_prefetch(rw.m + t, kPrefetch);
-    } else if (rw.nlp != nullptr) {  // the row's last steps: the next row's first lines
-      const index_t u = t + kPrefetch - stop;
-      fast_prefetch(rw.nlp, u);
-      if (!on_policy) fast_prefetch(rw.nlo, u);
-      if constexpr (KL) fast_prefetch(rw.nlr, u);
-      if constexpr (!RowA) fast_prefetch(rw.nA, u);
-      fast_prefetch(rw.nm, u);
-    }
-    step<false>(t, L);
-    if (++since == kFlushBatches) {
-      flush();
-      since = 0;
+  if constexpr (Lean) {
+    if (prefix) {  // steps with every lane inside [0, end)
+      const index_t full_stop = std::min(stop, rw.end);
+      for (; t + L <= full_stop; t += L) full_step<true>(a, t, stop, since);
     }
   }
+  for (; t + L <= stop; t += L) full_step<false>(a, t, stop, since);
   if (t < stop) {
-    step<true>(t, stop - t);
+    step<true>(a, t, stop - t);
     t = stop;
   }
-  flush();
+  flush(a);
   if (t < Tn) {  // past the last valid token: zeros
     if constexpr (std::is_same_v<G, float>) {
       for (; t + L <= Tn && nt && t >= head; t += L) A::stream(rw.g + t, zero.v);
@@ -319,13 +365,13 @@ bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noe
   if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
   if (want_ge)
     for (t = stop; t < Tn; ++t) rw.ge[t] = G(0);
-  return finish(rp);
+  return finish(rp, a);
 }
 
 /// Row totals into the partial (fast_row_part: the same quantities as fast_simd_acc::finish).
 /// False: the row must be rerun on the scalar path.
 template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
-bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp) noexcept {
+bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp, const lanes_acc& a) noexcept {
   const double n_row = rw.n;
   rp.pol += static_cast<double>(rw.sp) * d_pol.total();
   rp.wsum += n_row;
@@ -337,7 +383,7 @@ bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp) noexcept {
   } else {
     if (!std::isfinite(d_a.total())) return false;
   }
-  const float xmin = hmin(x_mn), xmax = hmax(x_mx);
+  const float xmin = hmin(a.x_mn), xmax = hmax(a.x_mx);
   rp.ak[0] += -sx;
   rp.ak[1] += sx2;
   rp.ak[2] = std::min(rp.ak[2], -static_cast<double>(xmax));
@@ -359,8 +405,8 @@ bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp) noexcept {
     rp.kls += static_cast<double>(rw.sk) * sk;
     rp.kb[0] += sk;
     rp.kb[1] += d_k2.total();
-    rp.kb[2] = std::min(rp.kb[2], static_cast<double>(hmin(k_mn)));
-    rp.kb[3] = std::max(rp.kb[3], static_cast<double>(hmax(k_mx)));
+    rp.kb[2] = std::min(rp.kb[2], static_cast<double>(hmin(a.k_mn)));
+    rp.kb[3] = std::max(rp.kb[3], static_cast<double>(hmax(a.k_mx)));
   }
   if constexpr (RowA) {  // constant over the row
     const double A0 = static_cast<double>(rw.a0);
@@ -371,18 +417,18 @@ bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp) noexcept {
   } else {
     rp.av[0] += d_a.total();
     rp.av[1] += d_a2.total();
-    rp.av[2] = std::min(rp.av[2], static_cast<double>(hmin(a_mn)));
-    rp.av[3] = std::max(rp.av[3], static_cast<double>(hmax(a_mx)));
+    rp.av[2] = std::min(rp.av[2], static_cast<double>(hmin(a.a_mn)));
+    rp.av[3] = std::max(rp.av[3], static_cast<double>(hmax(a.a_mx)));
   }
   if constexpr (kClip) {
-    const double lo = d_lo.total() + static_cast<double>(n_lo);
-    const double hi = d_hi.total() + static_cast<double>(n_hi);
+    const double lo = d_lo.total() + static_cast<double>(a.n_lo);
+    const double hi = d_hi.total() + static_cast<double>(a.n_hi);
     rp.c_lo += lo;
     rp.c_hi += hi;
     rp.c_re += lo + hi;  // disjoint indicators (A < 0 vs A > 0)
-    rp.c_du += d_du.total() + static_cast<double>(n_du);
+    rp.c_du += d_du.total() + static_cast<double>(a.n_du);
   }
-  if constexpr (kCispo) rp.c_w += d_w.total() + static_cast<double>(n_w);
+  if constexpr (kCispo) rp.c_w += d_w.total() + static_cast<double>(a.n_w);
   return true;
 }
 
@@ -411,18 +457,38 @@ bool row_run(const fast_simd_params<float>& p, const fast_simd_row<float, M, G>&
                          : token_row_run<K, KL, false>(p, rw, Tn, rp);
 }
 
+/// Whether an entry of m[t0, t1) lies outside [0, FLT_MAX] (NaN included): the exact range test
+/// of pass 1 (mask_row_sum's fallback).
+inline bool mask_row_bad(const float* m, index_t t0, index_t t1) noexcept {
+  const V zero(0.0f), fmax(std::numeric_limits<float>::max());
+  Mk ok = !none_set<V>();
+  index_t t = t0;
+  for (; t + L <= t1; t += L) {
+    const V x(A::load(m + t));
+    ok = ok & (x >= zero) & (x <= fmax);
+  }
+  bool bad = A::count(ok.m) != L;
+  for (; t < t1; ++t) bad = bad || !(m[t] >= 0.0f && m[t] <= std::numeric_limits<float>::max());
+  return bad;
+}
+
 /// Pass 1 for a float mask row (the vector part of fast_mask_row_sum, which finishes the tail
 /// from t): sum (lane sums flushed to double every kFlushBatches steps), every entry in
 /// [0, FLT_MAX] (bad), all 0 / 1 (bin), one past the last nonzero entry (end).
+/// The range test is folded into the sum and a lane minimum: a NaN or infinite entry makes the
+/// sum non-finite, a negative one the minimum negative (-0 passes, as x >= 0). A row so flagged
+/// (or whose float sum overflowed: entries near FLT_MAX) is checked again entry by entry
+/// (mask_row_bad), so `bad` is exactly "an entry outside [0, FLT_MAX]".
 inline void mask_row_sum(const float* m, index_t Tn, index_t& t, double& n, bool& bad,
                          index_t& end, bool& bin) noexcept {
-  const V zero(0.0f), one(1.0f), fmax(std::numeric_limits<float>::max());
-  V acc = zero;
-  Mk ok = !none_set<V>(), b01 = ok;
+  const V zero(0.0f), one(1.0f);
+  V acc = zero, mn = zero;
+  Mk b01 = !none_set<V>();
   index_t since = 0;
+  const index_t t0 = t;
   for (; t + L <= Tn; t += L) {
     const V x(A::load(m + t));
-    ok = ok & (x >= zero) & (x <= fmax);
+    mn = vmin(x, mn);  // (a NaN x keeps mn: the sum sees it)
     const Mk z = x == zero;
     b01 = b01 & (z | (x == one));
     end = A::count(z.m) != L ? t + L : end;
@@ -434,7 +500,7 @@ inline void mask_row_sum(const float* m, index_t Tn, index_t& t, double& n, bool
     }
   }
   n += static_cast<double>(A::hsum(acc.v));
-  bad = bad || A::count(ok.m) != L;
+  if (any(mn < zero) || !std::isfinite(n)) bad = bad || mask_row_bad(m, t0, t);
   bin = A::count(b01.m) == L;
   while (end > 0 && m[end - 1] == 0.0f) --end;  // exact (stops at the step's nonzero)
 }
