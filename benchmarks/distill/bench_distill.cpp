@@ -11,10 +11,10 @@
 // Buffers are 64-byte aligned, as torch's CPU allocator aligns tensors (the gradient rows then
 // take non-temporal stores); BM_ours_dense_unaligned measures a gradient buffer 16 bytes off.
 #include <distill/distill.hpp>
-#include <grpo/core/isa.hpp>
-#include <grpo/vocab/engine.hpp>
 
 #include <benchmark/benchmark.h>
+
+#include "../common/bench_probe_exp.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -126,36 +126,12 @@ BENCHMARK(BM_probe_stream_read_write)->Arg(1 << 27)->Unit(benchmark::kMillisecon
 // exp of the student logit, p of the teacher's; pass 1 computes each once and the later passes
 // reuse them from the per-thread cache), with the vocabulary sweeps' exp
 // (grpo::vocab::exp_probe on the active path: one exp per element of an L1-resident block,
-// bench_logprob's BM_probe_exp) over 2 x tokens x vocab elements. For bf16 rows the memory
-// traffic (2 bytes per element) is below this floor on this class of machine, so the bf16 rows
-// compare with it. Arguments: {tokens, vocab}.
+// bench_logprob's BM_probe_exp: the same loop, ../common/bench_probe_exp.hpp) over 2 x tokens x
+// vocab elements. For bf16 rows the memory traffic (2 bytes per element) is below this floor on
+// this class of machine, so the bf16 rows compare with it. Arguments: {tokens, vocab}.
 void BM_probe_exp_pair(benchmark::State& state) {
-  const index_t n = 2 * state.range(0) * state.range(1);
-  constexpr index_t blk = 2048;
   set_threads();
-  for (auto _ : state) {
-    float s = 0.0f;
-#pragma omp parallel reduction(+ : s)
-    {
-      alignas(64) float buf[blk];
-      for (index_t j = 0; j < blk; ++j) buf[j] = -0.005f * static_cast<float>(j);
-      int nt = 1, t = 0;
-#if defined(_OPENMP)
-      nt = omp_get_num_threads();
-      t = omp_get_thread_num();
-#endif
-      const index_t chunks = n / blk;
-      const index_t b = chunks * t / nt, e = chunks * (t + 1) / nt;
-      for (index_t c = b; c < e; ++c) {
-        s += grpo::vocab::exp_probe(buf, blk);
-        benchmark::ClobberMemory();
-      }
-    }
-    benchmark::DoNotOptimize(s);
-  }
-  state.SetItemsProcessed(state.iterations() * n);
-  state.counters["threads"] = bench_threads();
-  state.counters["isa"] = static_cast<double>(grpo::active_isa());
+  grpo_bench::probe_exp(state, 2 * state.range(0) * state.range(1));
 }
 BENCHMARK(BM_probe_exp_pair)->Args({4096, 32768})->Unit(benchmark::kMillisecond);
 
