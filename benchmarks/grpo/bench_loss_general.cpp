@@ -48,6 +48,8 @@ const char* engine_name(grpo::loss_engine e) {
       return "token_rows";
     case grpo::loss_engine::token_rows_simd:
       return "token_rows_simd";
+    case grpo::loss_engine::general_rows:
+      return "general_rows";
     default:
       return "sequence_rows";
   }

@@ -368,6 +368,43 @@ TEST_CASE("bad input: compute_loss_into shapes, null data, options" *
                   }),
                   b);
        }},
+      // Output views whose indices address one element twice (row stride 0: the rows would be
+      // written over each other, from several threads): named errors. Only compute_loss_metrics'
+      // own scratch row may be shared (loss_call_flags::scratch_grad).
+      {"grad_logp with row stride 0", errc::bad_option, "grad_logp",
+       [&] {
+         grpo::loss_outputs<double> o;
+         o.grad_logp = raw<double, 2>(b.grad.data(), {2, 2}, {0, 1});
+         grpo::compute_loss_into(base, b.in(), o);
+       }},
+      {"grad_logp with stride 0 along t", errc::bad_option, "grad_logp",
+       [&] {
+         grpo::loss_outputs<double> o;
+         o.grad_logp = raw<double, 2>(b.grad.data(), {2, 2}, {1, 0});
+         grpo::compute_loss_into(base, b.in(), o);
+       }},
+      {"grad_logp with row stride 0 (ratio_base_sampler route)", errc::bad_option, "grad_logp",
+       [&] {
+         auto in = b.in();
+         in.sampler_logp = in.old_logp;
+         grpo::loss_outputs<double> o;
+         o.grad_logp = raw<double, 2>(b.grad.data(), {2, 2}, {0, 1});
+         grpo::compute_loss_into(with([](auto& x) { x.ratio_base_sampler = true; }), in, o);
+       }},
+      {"per_token_loss with row stride 0", errc::bad_option, "per_token_loss",
+       [&] {
+         auto o = b.out();
+         std::vector<double> row(2);
+         o.per_token_loss = raw<double, 2>(row.data(), {2, 2}, {0, 1});
+         grpo::compute_loss_into(base, b.in(), o);
+       }},
+      {"grad_entropy with row stride 0", errc::bad_option, "grad_entropy",
+       [&] {
+         auto o = b.out();
+         std::vector<double> row(2);
+         o.grad_entropy = raw<double, 2>(row.data(), {2, 2}, {0, 1});
+         grpo::compute_loss_into(base, b.in(), o);
+       }},
       {"mask -1", errc::bad_value, "mask",
        [&] {
          b.mask[1] = -1;
@@ -375,6 +412,24 @@ TEST_CASE("bad input: compute_loss_into shapes, null data, options" *
        }},
   });
   b.mask[1] = 1;
+  {
+    // A single row may have any row stride (its rows cannot collide); compute_loss_metrics' shared
+    // scratch row is accepted and gives compute_loss_into's scalars bit for bit.
+    std::vector<double> g1(2);
+    grpo::loss_batch<double, double> in1;
+    in1.logp = make_view(b.lp.data(), {1, 2});
+    in1.old_logp = make_view(b.old.data(), {1, 2});
+    in1.advantages = make_view(b.adv.data(), {1, 2});
+    in1.mask = make_view(b.mask.data(), {1, 2});
+    grpo::loss_outputs<double> o1;
+    o1.grad_logp = raw<double, 2>(g1.data(), {1, 2}, {0, 1});
+    CHECK_NOTHROW(grpo::compute_loss_into(base, in1, o1));
+    const grpo::loss_scalars full = run_loss(base, b);
+    grpo::loss_scalars met;
+    CHECK_NOTHROW(met = grpo::compute_loss_metrics(base, b.in()));
+    CHECK(met.loss == full.loss);
+    CHECK(met.metrics.ratio.sum == full.metrics.ratio.sum);
+  }
   // A zero-size batch from empty vectors (null data, extent 0) is accepted: loss 0.
   std::vector<double> e;
   grpo::loss_batch<double, double> in0;

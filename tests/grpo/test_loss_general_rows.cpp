@@ -25,7 +25,9 @@ namespace {
 struct data {
   long B = 0, T = 0;
   std::vector<float> lp, lo, lr, mask, adv;  // adv: one per row
+  std::vector<float> ls, adv_tok;            // sampler log-probs; per-token advantages (or empty)
   std::vector<unsigned char> trunc;
+  bool on_policy = false;  ///< no old_logp view
 };
 
 /// Rows of varying length (tails of every residue mod 16), binary right-padded masks, one holed
@@ -59,6 +61,24 @@ data make(long B, long T, unsigned seed) {
     }
   }
   if (B > 4) d.trunc[4] = 1;
+  // Sampler log-probs: token weights exp(lo - ls) in about [0.6, 1.6], a per-row drift so that
+  // sequence weights and seq-mask-tis's geometric means fall on both sides of their bounds.
+  d.ls.resize(n);
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      d.ls[k] = d.lo[k] - 0.45f * u(g) + 0.03f * static_cast<float>(i % 5 - 2);
+    }
+  return d;
+}
+
+/// make() with per-token advantages (A = 0 tokens included).
+data make_tok(long B, long T, unsigned seed) {
+  data d = make(B, T, seed);
+  std::mt19937 g(seed + 99);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  d.adv_tok.resize(d.lp.size());
+  for (std::size_t k = 0; k < d.adv_tok.size(); ++k) d.adv_tok[k] = k % 11 == 5 ? 0.f : u(g);
   return d;
 }
 
@@ -77,14 +97,17 @@ struct run_out {
 template <class X, class G = double, class MK = X>
 run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
   const std::vector<X> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
-      lr(d.lr.begin(), d.lr.end()), a(d.adv.begin(), d.adv.end());
+      lr(d.lr.begin(), d.lr.end()), a(d.adv.begin(), d.adv.end()), ls(d.ls.begin(), d.ls.end()),
+      at(d.adv_tok.begin(), d.adv_tok.end());
   const std::vector<MK> m(d.mask.begin(), d.mask.end());
   grpo::loss_batch<X, MK> b;
   b.logp = grpo::make_view(lp.data(), {d.B, d.T});
-  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
+  if (!d.on_policy) b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
   if (o.kl_coef != 0.0) b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
   b.mask = grpo::make_view(m.data(), {d.B, d.T});
-  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
+  b.advantages = at.empty() ? grpo::broadcast_rows(a.data(), d.B, d.T)
+                            : grpo::make_view(at.data(), {d.B, d.T});
+  if (o.tis.enabled) b.sampler_logp = grpo::make_view(ls.data(), {d.B, d.T});
   b.truncated = d.trunc;
   const auto n = static_cast<std::size_t>(d.B * d.T);
   std::vector<G> g(n, G(-7)), ptl(n, G(-7)), ge(n, G(-7)),
@@ -131,7 +154,7 @@ void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double t
   CHECK(e.s.engine_used == grpo::loss_engine::general);
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-  if (packet && d.B * d.T > 0) CHECK(f.s.engine_used == grpo::loss_engine::sequence_rows);
+  if (packet && d.B * d.T > 0) CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
   CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
   CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
   CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
@@ -181,6 +204,37 @@ grpo::loss_options vespo(double beta) {
 // flushed to double every 16 steps; 2e-5 relative covers it with a wide margin at these sizes.
 constexpr double kTol = 2e-5;
 
+/// The rollout-IS configurations: 0 token TIS, 1 sequence TIS, 2 OpenRLHF seq-mask-tis.
+enum class tis_w { token, sequence, seq_mask };
+
+/// TRL dapo (clip-higher 0.28) with `kind` and a rollout IS weight: token TIS truncate at 1.3
+/// (mask mode: IcePop [0.8, 1.3]), sequence TIS truncate at 2 with verl's log clamp 20 (mask
+/// mode: [0.5, 2]), seq-mask-tis keeping rows whose geometric-mean weight is in [0.97, 1.03].
+grpo::loss_options tis_opts(grpo::policy_loss_kind kind, tis_w w, bool mask_mode, double beta) {
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = beta;
+  a.epsilon_high = 0.28;
+  grpo::loss_options o = grpo::from_trl(a);
+  o.policy.kind = kind;
+  o.tis.enabled = true;
+  o.tis.mode = mask_mode ? grpo::ops::tis_mode::mask : grpo::ops::tis_mode::truncate;
+  if (w == tis_w::token) {
+    o.tis.c_min = mask_mode ? 0.8 : 0.0;
+    o.tis.c_max = 1.3;
+  } else if (w == tis_w::sequence) {
+    o.tis.sequence = true;
+    o.tis.c_min = mask_mode ? 0.5 : 0.0;
+    o.tis.c_max = 2.0;
+    o.tis.log_clamp = 20.0;
+  } else {
+    o.tis.seq_mask = true;
+    o.tis.c_min = 0.97;
+    o.tis.c_max = 1.03;
+  }
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("general rows: GMPO (TRL and verl) and VESPO equal the double general engine") {
@@ -199,6 +253,68 @@ TEST_CASE("general rows: GMPO (TRL and verl) and VESPO equal the double general 
       }
     }
   }
+}
+
+TEST_CASE("general rows: rollout IS (token TIS, sequence TIS, seq-mask-tis) equal the double "
+          "general engine, every token-level kind") {
+  using K = grpo::policy_loss_kind;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const data d = tok_adv ? make_tok(9, T, static_cast<unsigned>(T) + 3)
+                             : make(9, T, static_cast<unsigned>(T) + 3);
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (tis_w w : {tis_w::token, tis_w::sequence, tis_w::seq_mask}) {
+          for (bool mask_mode : {false, true}) {
+            if (w == tis_w::seq_mask && mask_mode) continue;  // (mode ignored there)
+            for (double beta : {0.0, 0.04}) {
+              CAPTURE(T);
+              CAPTURE(tok_adv);
+              CAPTURE(static_cast<int>(kind));
+              CAPTURE(static_cast<int>(w));
+              CAPTURE(mask_mode);
+              CAPTURE(beta);
+              grpo::loss_options o = tis_opts(kind, w, mask_mode, beta);
+              compare(o, d, beta != 0.0, kTol);  // per-token loss on with KL, off without
+              if (kind == K::cispo) {
+                o.policy.cispo = grpo::cispo_clip::verl_clip;
+                compare(o, d, beta == 0.0, kTol);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("general rows: rollout IS with verl clamps, dual clip, other aggregations, unclamped "
+          "approx_kl, a clamped KL estimator, on-policy") {
+  const data d = make(11, 45, 17);
+  const data dt = make_tok(11, 45, 19);
+  for (bool unclamped : {false, true}) {
+    CAPTURE(unclamped);
+    grpo::loss_options o = tis_opts(grpo::policy_loss_kind::ppo_clip, tis_w::token, false, 0.1);
+    o.kl.estimator = grpo::ops::kl_estimator::k2;
+    o.kl.outer_clamp = 10.0;
+    o.policy.log_ratio_min = -0.3;
+    o.policy.log_ratio_max = 0.25;
+    o.policy.dual_clip_c = 3.0;
+    o.tis.log_clamp = 0.2;  // binds on some tokens (|lo - ls| up to ~0.5)
+    o.approx_kl_unclamped = unclamped;
+    compare(o, d, true, kTol);
+    compare(o, dt, false, kTol);
+    o.agg.mode = grpo::agg_mode::seq_mean_token_mean;
+    compare(o, dt, true, kTol);
+    o.agg.mode = grpo::agg_mode::seq_mean_token_sum_norm;
+    o.tis.sequence = true;
+    compare(o, d, false, kTol);
+  }
+  // On-policy (no old_logp): the ratio is 1, the weight exp(lp - ls) still bounds the term.
+  grpo::loss_options o = tis_opts(grpo::policy_loss_kind::ppo_clip, tis_w::token, true, 0.04);
+  data on = d;
+  on.on_policy = true;
+  on.lo = on.lp;  // (the double engine's sampler base: lp, as the rows' on-policy lo)
+  compare(o, on, true, kTol);
 }
 
 TEST_CASE("general rows: clamped KL estimator, log-ratio clamp, unclamped approx_kl") {

@@ -218,6 +218,7 @@ void check_metrics_threads(const grpo::loss_options& o, const problem& p) {
     check_same(m.advantage, n.advantage, "advantage");
     check_same(m.kl, n.kl, "kl");
     check_same(m.entropy, n.entropy, "entropy");
+    check_same(m.is_weight, n.is_weight, "is_weight");
     CHECK(m.tokens == n.tokens);
     CHECK(m.sequences == n.sequences);
   }
@@ -237,6 +238,13 @@ TEST_CASE("compute_loss_metrics: threaded token rows, bitwise compute_loss_into'
   o.policy.kind = grpo::policy_loss_kind::sapo;
   o.kl.estimator = grpo::ops::kl_estimator::k2;
   cs.emplace_back("SAPO + k2 (token rows)", o);
+  o = grpo::from_trl(a);
+  o.tis.enabled = true;
+  o.tis.c_max = 1.05;  // (sampler gaps within +-0.1: the bound binds on some tokens)
+  cs.emplace_back("token TIS (general rows: one thread)", o);
+  o.tis.sequence = true;
+  o.tis.c_max = 2.0;
+  cs.emplace_back("sequence TIS (general rows: one thread)", o);
   a.importance_sampling_level = "sequence";
   cs.emplace_back("GSPO (sequence rows: one thread)", grpo::from_trl(a));
   o = grpo::loss_options{};

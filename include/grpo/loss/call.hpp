@@ -29,6 +29,16 @@
 namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 
+/// How compute_loss_into was entered (the library's own entry points; a caller's call has the
+/// defaults).
+struct loss_call_flags {
+  /// grad_logp is a scratch [B, T] view whose rows share one row buffer (row stride 0), its
+  /// contents unspecified afterwards: compute_loss_metrics' (loss/entry.hpp). Only then may the
+  /// gradient's rows share memory: a caller's output view that addresses an element twice is
+  /// [grpo.bad_option] (expect_loss_outputs).
+  bool scratch_grad = false;
+};
+
 /// The checked inputs of one call and their element accessors. Element accessors widen to double:
 /// all arithmetic and every accumulation of the scalar engines runs in double whatever the
 /// storage type. With no old_logp the batch is on-policy: old = sg[logp], r = 1 with d r / d lp = 1
@@ -44,9 +54,12 @@ struct loss_call {
   /// metrics per row (its (B, 1) tensors) instead of per token.
   bool adv_per_row = false;
   loss_params lpar{};  ///< the per-token composition's parameters (<grpo/detail/loss_token.hpp>)
+  /// out.grad_logp is compute_loss_metrics' scratch row (loss_call_flags::scratch_grad).
+  bool scratch_grad = false;
 
-  loss_call(const loss_options& o_, const loss_batch<T, M>& in_, const loss_outputs<G>& out_)
-      : o(o_), in(in_), out(out_) {
+  loss_call(const loss_options& o_, const loss_batch<T, M>& in_, const loss_outputs<G>& out_,
+            loss_call_flags f = {})
+      : o(o_), in(in_), out(out_), scratch_grad(f.scratch_grad) {
     B = in.logp.extent(0);
     Tn = in.logp.extent(1);
     has_old = has(in.old_logp);
@@ -87,21 +100,25 @@ struct loss_call {
   }
 };
 
-/// Whether the gradient view's rows share one buffer (row stride 0, more than one row): a scratch
-/// row whose contents are unspecified afterwards (compute_loss_metrics passes one). The
-/// token-level rows then write each thread's rows to a private row (token_rows); the other
-/// engines store into the shared row and run on one thread (run_engines).
+/// Whether the gradient view's rows share one buffer (row stride 0, more than one row). Only
+/// compute_loss_metrics' scratch row (loss_call_flags::scratch_grad) reaches the engines so:
+/// compute_loss_into rejects a caller's such view (expect_loss_outputs). The token-level rows
+/// then write each thread's rows to a private row (token_rows); the other engines store into the
+/// shared row and run on one thread (run_engines, which reads the flag).
 template <class G>
 bool shared_row_gradient(const loss_outputs<G>& out, index_t B) noexcept {
   return B > 1 && out.grad_logp.extent(1) > 0 && out.grad_logp.stride(0) == 0;
 }
-/// Whether an optional per-token output (per_token_loss, grad_entropy) has rows sharing one buffer.
+
+/// The output views of a call address distinct elements (as every other entry point's outputs,
+/// core/strided_view.hpp expect_distinct_elements): [grpo.bad_option] naming the view otherwise,
+/// e.g. a gradient with row stride 0, whose rows the engines would write over each other from
+/// several threads. The scratch gradient of compute_loss_metrics (f.scratch_grad) is exempt.
 template <class G>
-bool shared_row_extra_output(const loss_outputs<G>& out, index_t B) noexcept {
-  auto sh = [&](const strided_view<G, 2>& v) {
-    return has(v) && v.extent(1) > 0 && v.stride(0) == 0;
-  };
-  return B > 1 && (sh(out.per_token_loss) || sh(out.grad_entropy));
+void expect_loss_outputs(const loss_outputs<G>& out, loss_call_flags f) {
+  if (!f.scratch_grad) expect_distinct_elements(out.grad_logp, "grad_logp");
+  if (has(out.per_token_loss)) expect_distinct_elements(out.per_token_loss, "per_token_loss");
+  if (has(out.grad_entropy)) expect_distinct_elements(out.grad_entropy, "grad_entropy");
 }
 
 /// Runs a block on one OpenMP thread: loops inside it (core/parallel.hpp reads

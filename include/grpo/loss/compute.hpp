@@ -41,21 +41,18 @@ struct loss_result : loss_scalars {
   }
 };
 
-inline namespace GRPO_ISA_ABI {
-template <class T, class M, class G>
-loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
-                               const loss_outputs<G>& out);
-}  // namespace GRPO_ISA_ABI
-
 namespace detail {
 inline namespace GRPO_ISA_ABI {
+template <class T, class M, class G>
+loss_scalars compute_loss_into_flagged(const loss_options& o, const loss_batch<T, M>& in,
+                                       const loss_outputs<G>& out, loss_call_flags f);
 
 /// OpenRLHF GSPO + vLLM IS (loss_options::ratio_base_sampler): the sampler log-probs are the
 /// ratio base. metrics.approx_kl stays lo - lp against old_logp when given (OpenRLHF's ppo_kl),
 /// not the ratio base; over the mask after truncation (no OPSM / entropy mask: else the base's).
 template <class T, class M, class G>
 loss_scalars loss_sampler_base(const loss_options& o, const loss_batch<T, M>& in,
-                               const loss_outputs<G>& out) {
+                               const loss_outputs<G>& out, loss_call_flags f) {
   GRPO_EXPECTS(has(in.sampler_logp), shape_mismatch,
                "sampler_logp: required when ratio_base_sampler is set");
   loss_options o2 = o;
@@ -63,7 +60,7 @@ loss_scalars loss_sampler_base(const loss_options& o, const loss_batch<T, M>& in
   loss_batch<T, M> b2 = in;
   b2.old_logp = in.sampler_logp;
   b2.sampler_logp = {};
-  loss_scalars r = compute_loss_into(o2, b2, out);
+  loss_scalars r = compute_loss_into_flagged(o2, b2, out, f);
   if (has(in.old_logp) && !o.opsm_threshold && !(o.top_entropy_quantile < 1.0)) {
     expect_extents(in.old_logp, in.logp.extents(), "old_logp");
     stat_accumulator ak;
@@ -90,14 +87,14 @@ loss_scalars loss_sampler_base(const loss_options& o, const loss_batch<T, M>& in
 /// convention; OpenRLHF: NaN). The mask (after truncation) must be 0 / 1, as OpenRLHF's bool.
 template <class T, class M, class G>
 loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>& in,
-                                  const loss_outputs<G>& out) {
+                                  const loss_outputs<G>& out, loss_call_flags f) {
   GRPO_EXPECTS(has(in.ref_logp), shape_mismatch, "ref_logp: required when kl_coef != 0");
   loss_options o2 = o;
   o2.kl_coef = 0.0;
   o2.kl_openrlhf_float32 = false;
   loss_batch<T, M> b2 = in;
   b2.ref_logp = {};
-  loss_scalars res = compute_loss_into(o2, b2, out);  // validates every other input
+  loss_scalars res = compute_loss_into_flagged(o2, b2, out, f);  // validates the other inputs
   const index_t B = in.logp.extent(0), Tn = in.logp.extent(1);
   expect_extents(in.ref_logp, {B, Tn}, "ref_logp");
   expect_host(in.ref_logp, "ref_logp");
@@ -155,12 +152,13 @@ loss_scalars loss_openrlhf_kl_f32(const loss_options& o, const loss_batch<T, M>&
 /// the final-mask counts, the row factors, then the engine of the plan.
 template <class T, class M, class G>
 loss_scalars run_engines_on(const loss_options& o, const loss_plan& pl, const loss_batch<T, M>& in,
-                            const loss_outputs<G>& out) {
-  const loss_call<T, M, G> c(o, in, out);
+                            const loss_outputs<G>& out, loss_call_flags f) {
+  const loss_call<T, M, G> c(o, in, out, f);
   loss_rows r(c.B);
   general_stats gs;
   const bool vec_pass1 =
-      pl.route == loss_route::sequence_rows || (pl.route == loss_route::token_rows && pl.simd);
+      pl.route == loss_route::sequence_rows || pl.route == loss_route::general_rows ||
+      (pl.route == loss_route::token_rows && pl.simd);
   if constexpr (plan_simd_types<T, M, G>) {
     if (vec_pass1) vector_mask_pass(c, r);
   }
@@ -174,24 +172,24 @@ loss_scalars run_engines_on(const loss_options& o, const loss_plan& pl, const lo
       return sequence_rows(c, r);
     case loss_route::token_rows:
       return token_rows(c, pl, r);
+    case loss_route::general_rows:
+      return general_packet_rows(c, r);
     default:
       return general_rows(c, gs, r);
   }
 }
 
-/// run_engines_on, on one thread where outputs whose rows share one buffer (row stride 0:
-/// compute_loss_metrics' scratch row) would be stored from several threads: every engine but the
-/// token-level rows (which give each thread a private row for a shared gradient).
+/// run_engines_on, on one thread where the gradient is compute_loss_metrics' scratch row
+/// (f.scratch_grad: rows sharing one buffer would be stored from several threads): every engine
+/// but the token-level rows (which give each thread a private row for it).
 template <class T, class M, class G>
 loss_scalars run_engines(const loss_options& o, const loss_plan& pl, const loss_batch<T, M>& in,
-                         const loss_outputs<G>& out) {
-  const index_t B = in.logp.extent(0);
-  if (shared_row_extra_output(out, B) ||
-      (shared_row_gradient(out, B) && pl.route != loss_route::token_rows)) {
+                         const loss_outputs<G>& out, loss_call_flags f) {
+  if (f.scratch_grad && in.logp.extent(0) > 1 && pl.route != loss_route::token_rows) {
     [[maybe_unused]] const one_thread_scope serial;
-    return run_engines_on(o, pl, in, out);
+    return run_engines_on(o, pl, in, out, f);
   }
-  return run_engines_on(o, pl, in, out);
+  return run_engines_on(o, pl, in, out, f);
 }
 
 }  // namespace GRPO_ISA_ABI
@@ -206,24 +204,28 @@ inline namespace GRPO_ISA_ABI {
 /// @post out.grad_logp(i, t) = d loss / d logp(i, t); exactly 0 where the mask (after truncation)
 ///       is 0. (A token removed only by OPSM / the entropy mask still moves a sequence-level
 ///       ratio.) On an exception the contents of `out` are unspecified.
-/// This is the computation without the overflow handling of compute_loss_into (below).
+/// This is the computation without the overflow handling of compute_loss_into (below). The output
+/// views must address distinct elements ([grpo.bad_option] naming the view: e.g. a gradient
+/// with row stride 0); f: the library's own entry points (compute_loss_metrics' scratch row).
 template <class T, class M, class G>
 loss_scalars compute_loss_into_unchecked(const loss_options& o, const loss_batch<T, M>& in,
-                                         const loss_outputs<G>& out) {
+                                         const loss_outputs<G>& out,
+                                         detail::loss_call_flags f = {}) {
   // Validation first: every shape and option error is reported before any output is written,
   // and names the argument.
   validate(o);
   const loss_plan pl = plan(o, in, out);
   switch (pl.route) {
     case loss_route::sampler_base:
-      return detail::loss_sampler_base(o, in, out);
+      return detail::loss_sampler_base(o, in, out, f);
     case loss_route::openrlhf_kl_f32:
-      return detail::loss_openrlhf_kl_f32(o, in, out);
+      return detail::loss_openrlhf_kl_f32(o, in, out, f);
     default:
       break;
   }
   detail::check_batch(o, in, out);
-  return detail::run_engines(o, pl, in, out);
+  detail::expect_loss_outputs(out, f);
+  return detail::run_engines(o, pl, in, out, f);
 }
 
 /// Log-ratio bound of the overflow rerun of compute_loss_into: exp(700) ~ 1.0e304 is a finite
@@ -256,6 +258,20 @@ inline void expect_finite_loss(double loss) {
                "term overflows double); clamp it with policy_options.log_ratio_max / "
                "loss_options.kl clamps");
 }
+
+/// compute_loss_into with the entry flags f (see compute_loss_into below for the overflow rule).
+template <class T, class M, class G>
+loss_scalars compute_loss_into_flagged(const loss_options& o, const loss_batch<T, M>& in,
+                                       const loss_outputs<G>& out, loss_call_flags f) {
+  loss_scalars s = compute_loss_into_unchecked(o, in, out, f);
+  if (overflow_rerun<T>(o, s.metrics.ratio.max == std::numeric_limits<double>::infinity())) {
+    loss_options o2 = o;
+    o2.policy.log_ratio_max = overflow_log_ratio_max<T>;
+    s = compute_loss_into_unchecked(o2, in, out, f);
+  }
+  expect_finite_loss(s.loss);
+  return s;
+}
 }  // namespace GRPO_ISA_ABI
 }  // namespace detail
 inline namespace GRPO_ISA_ABI {
@@ -274,14 +290,7 @@ inline namespace GRPO_ISA_ABI {
 template <class T, class M, class G>
 loss_scalars compute_loss_into(const loss_options& o, const loss_batch<T, M>& in,
                                const loss_outputs<G>& out) {
-  loss_scalars s = compute_loss_into_unchecked(o, in, out);
-  if (detail::overflow_rerun<T>(o, s.metrics.ratio.max == std::numeric_limits<double>::infinity())) {
-    loss_options o2 = o;
-    o2.policy.log_ratio_max = overflow_log_ratio_max<T>;
-    s = compute_loss_into_unchecked(o2, in, out);
-  }
-  detail::expect_finite_loss(s.loss);
-  return s;
+  return detail::compute_loss_into_flagged(o, in, out, {});
 }
 
 /// Allocating convenience front end of compute_loss_into (double outputs).

@@ -142,6 +142,7 @@ class loss_chunk_plan {
     loss_options o;
     loss_plan pl[2];  // chunks of one token (every stride is unit then), longer chunks
     detail::fast_simd_params<CT> sprm{};
+    detail::tis_params tq{};  ///< the TIS rows' parameters (route general_rows)
   };
   loss_batch<T, M> micro(index_t i, index_t t0, index_t n) const;
   void make_variant(variant& v) const;
@@ -223,6 +224,7 @@ loss_batch<T, M> loss_chunk_plan<T, M, G>::micro(index_t i, index_t t0, index_t 
 template <class T, class M, class G>
 void loss_chunk_plan<T, M, G>::make_variant(variant& v) const {
   v.sprm = detail::token_simd_params<CT>(v.o);
+  v.tq = detail::tis_rows_params(v.o);
   if (B_ == 0 || Tn_ == 0) return;
   // plan() reads only the options, the strides along t and which views are given: one plan per
   // chunk length class (a [1, 1] view counts as unit-stride whatever its stride).
@@ -251,7 +253,9 @@ detail::chunk_outcome loss_chunk_plan<T, M, G>::run(const variant& v, index_t i,
   const auto si = static_cast<std::size_t>(i);
   const bool trunc = c.trunc(0);
   // Pass 1 of the [1, n] call (run_engines): the vectorised mask pass or the general one.
-  const bool vec = pl.route == loss_route::token_rows && pl.simd;
+  // (token-local options: the general_rows route is the TIS rows here, never GMPO / VESPO)
+  const bool vec = (pl.route == loss_route::token_rows && pl.simd) ||
+                   pl.route == loss_route::general_rows;
   double n_base = 0.0;
   if (vec) {
     bool bad = false, bin = false;
@@ -290,6 +294,24 @@ detail::chunk_outcome loss_chunk_plan<T, M, G>::run(const variant& v, index_t i,
     if (!done) d::token_row_scalar(c, r, 0, rp);
     oc.loss = (0.0 + rp.pol) + v.o.kl_coef * (0.0 + rp.kls);
     oc.ratio_inf = rp.wsum > 0 && rp.ra[3] == std::numeric_limits<double>::infinity();
+  } else if (pl.route == loss_route::general_rows) {  // tis_rows() for one row, as above
+    d::fast_row_part rp;
+    d::tis_row_out tw;
+    bool done = false;
+    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+      const auto rw = d::row_desc<float>(c, r, 0, d::stream_gradient<G>(1, n));
+      const float* ls = c.has_smp ? &b.sampler_logp(0, 0) : nullptr;
+      done = d::tis_row_packet(v.tq, rw, ls, nullptr, n, rp, tw);
+    }
+    if (done) {
+      oc.loss = (0.0 + rp.pol) + v.o.kl_coef * (0.0 + rp.kls);
+      oc.ratio_inf = rp.wsum > 0 && rp.ra[3] == std::numeric_limits<double>::infinity();
+    } else {  // (the named error, or the exact row in double)
+      d::general_part part;
+      d::general_row_alone(c, r, 0, part);
+      oc.loss = (0.0 + part.pol) + v.o.kl_coef * (0.0 + part.kl);
+      oc.ratio_inf = part.met.ratio.max == std::numeric_limits<double>::infinity();
+    }
   } else {
     GRPO_EXPECTS(pl.route == loss_route::general, bad_option,
                  "loss_chunk_plan: internal route error");
@@ -313,7 +335,8 @@ void loss_chunk_plan<T, M, G>::coefficients(index_t i, index_t t0, index_t n, G*
 /// The loss scalars and metrics of compute_loss_into(o, in, out) with out = {grad_logp of the
 /// batch's value type T, nothing else}, bit for bit, without a [B, T] gradient buffer: the
 /// engines still store a gradient row per row, into one [T] row that every row shares (a
-/// [B, T] view with row stride 0). The token-level row engine gives each thread a row of its own
+/// [B, T] view with row stride 0, flagged as scratch: loss_call_flags). The token-level row
+/// engine gives each thread a row of its own
 /// then and runs threaded; the other engines store into the shared row on one thread (run_engines,
 /// loss/compute.hpp). The result does not depend on the thread count (row-order merge).
 /// O(T) extra memory (per thread). @pre as compute_loss_into.
@@ -324,7 +347,9 @@ loss_scalars compute_loss_metrics(const loss_options& o, const loss_batch<T, M>&
   std::vector<T> sink(static_cast<std::size_t>(Tn > 0 ? Tn : 1));
   loss_outputs<T> out;
   out.grad_logp = strided_view<T, 2>(sink.data(), {B, Tn}, {0, 1});
-  return compute_loss_into(o, in, out);
+  detail::loss_call_flags f;
+  f.scratch_grad = true;  // (a caller's row-stride-0 gradient is an error: this one is ours)
+  return detail::compute_loss_into_flagged(o, in, out, f);
 }
 
 }  // namespace GRPO_ISA_ABI

@@ -54,6 +54,9 @@
 #define GRPO_LOSS_ENGINE_INSTANCE_(KW, T, M, G)                                                    \
   KW loss_scalars compute_loss_into<T, M, G>(const loss_options&, const loss_batch<T, M>&,        \
                                              const loss_outputs<G>&);
+#define GRPO_LOSS_FLAGGED_INSTANCE_(KW, T, M, G)                                                   \
+  KW loss_scalars compute_loss_into_flagged<T, M, G>(                                              \
+      const loss_options&, const loss_batch<T, M>&, const loss_outputs<G>&, loss_call_flags);
 #define GRPO_LOSS_ROW_INSTANCE_(KW, C, M, G)                                                       \
   KW bool fast_simd_row_dispatch<C, M, G>(policy_loss_kind, bool, const fast_simd_params<C>&,     \
                                           const fast_simd_row<C, M, G>&, index_t, fast_row_part&); \
@@ -72,6 +75,33 @@ GRPO_LOSS_ROW_INSTANCE_(extern template, float, float, double)
 GRPO_LOSS_ROW_INSTANCE_(template, float, float, float)
 #else
 GRPO_LOSS_ROW_INSTANCE_(extern template, float, float, float)
+#endif
+// compute_loss_into's body (compute_loss_metrics calls it with its scratch flag), in the same
+// parts as compute_loss_into below.
+#if GRPO_LOSS_DEFINES_(3)
+GRPO_LOSS_FLAGGED_INSTANCE_(template, double, double, double)
+#else
+GRPO_LOSS_FLAGGED_INSTANCE_(extern template, double, double, double)
+#endif
+#if GRPO_LOSS_DEFINES_(4)
+GRPO_LOSS_FLAGGED_INSTANCE_(template, float, float, double)
+#else
+GRPO_LOSS_FLAGGED_INSTANCE_(extern template, float, float, double)
+#endif
+#if GRPO_LOSS_DEFINES_(5)
+GRPO_LOSS_FLAGGED_INSTANCE_(template, float, float, float)
+#else
+GRPO_LOSS_FLAGGED_INSTANCE_(extern template, float, float, float)
+#endif
+#if GRPO_LOSS_DEFINES_(6)
+GRPO_LOSS_FLAGGED_INSTANCE_(template, float, int, float)
+#else
+GRPO_LOSS_FLAGGED_INSTANCE_(extern template, float, int, float)
+#endif
+#if GRPO_LOSS_DEFINES_(7)
+GRPO_LOSS_FLAGGED_INSTANCE_(template, float, int, double)
+#else
+GRPO_LOSS_FLAGGED_INSTANCE_(extern template, float, int, double)
 #endif
 }  // inline namespace GRPO_ISA_ABI
 }  // namespace detail
@@ -106,5 +136,6 @@ GRPO_LOSS_ENGINE_INSTANCE_(extern template, float, int, double)
 
 #undef GRPO_LOSS_ENGINE_INSTANCE_
 #undef GRPO_LOSS_ROW_INSTANCE_
+#undef GRPO_LOSS_FLAGGED_INSTANCE_
 #undef GRPO_LOSS_DEFINES_
 #endif

@@ -18,6 +18,7 @@
 #include <grpo/loss/call.hpp>
 #include <grpo/loss/kernels/general_rows.hpp>
 #include <grpo/loss/plan.hpp>
+#include <grpo/loss/token_rows.hpp>  // token_simd_params
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
 
@@ -461,8 +462,105 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
       c.out.per_seq_loss[k] = static_cast<G>(outs[k].seq_loss);
   }
   res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
-  res.engine_used = loss_engine::sequence_rows;
+  res.engine_used = loss_engine::general_rows;
   return res;
+}
+
+/// The TIS rows' parameters of a call's options (tis_params).
+inline tis_params tis_rows_params(const loss_options& o) {
+  const auto& P = o.policy;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  tis_params q;
+  q.fp = token_simd_params<float>(o);
+  q.lpar = make_loss_params(o);
+  q.kind = P.kind;
+  q.ak_min = o.approx_kl_unclamped ? -inf : static_cast<float>(P.log_ratio_min);
+  q.ak_max = o.approx_kl_unclamped ? inf : static_cast<float>(P.log_ratio_max);
+  q.wkind = o.tis.seq_mask ? 2 : (o.tis.sequence ? 1 : 0);
+  q.mask_mode = o.tis.mode == ops::tis_mode::mask;
+  q.c_min = static_cast<float>(o.tis.c_min);
+  q.c_max = static_cast<float>(o.tis.c_max);
+  q.log_clamp = static_cast<float>(o.tis.log_clamp);
+  return q;
+}
+
+/// One TIS row on the packet path of this call (false: no packet path, or the row was flagged and
+/// must be rerun by general_row_alone). ls / nls: the row's and the next row's sampler log-probs.
+template <class M, class G>
+bool tis_row_packet([[maybe_unused]] const tis_params& q,
+                    [[maybe_unused]] const fast_simd_row<float, M, G>& rw,
+                    [[maybe_unused]] const float* ls, [[maybe_unused]] const float* nls,
+                    [[maybe_unused]] index_t Tn, [[maybe_unused]] fast_row_part& rp,
+                    [[maybe_unused]] tis_row_out& out) noexcept {
+  [[maybe_unused]] const isa path = weighted_rows_isa();
+#if GRPO_LOSS_HAS_AVX512_ROWS
+  if (path == isa::avx512) return loss_avx512::tis_row_run(q, rw, ls, nls, Tn, rp, out);
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+  if (path == isa::avx2) return loss_avx2::tis_row_run(q, rw, ls, nls, Tn, rp, out);
+#endif
+  return false;
+}
+
+/// The token-level kinds with a rollout IS weight and no other row-wide term (plan(): float
+/// inputs where weighted_rows_isa() has packet rows; token TIS, sequence TIS, seq-mask-tis),
+/// after the vectorised mask pass: each row runs the packet row of kernels/tis_row.ipp; a row it
+/// flags runs general_row_alone (double: the named error, or the exact row). Rows threaded,
+/// merged in row order; the metric schema is the general engine's (merge_row_parts, with the
+/// rows' IS-weight blocks in place of the token rows' weight 1).
+template <class T, class M, class G>
+loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
+  const auto& o = c.o;
+  const auto B = static_cast<std::size_t>(c.B);
+  const bool kl_on = o.kl_coef != 0.0;
+  std::vector<fast_row_part> parts(B);
+  std::vector<tis_row_out> outs(B);
+  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
+  const tis_params q = tis_rows_params(o);
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
+  auto run_row = [&](index_t i) {
+    const auto k = static_cast<std::size_t>(i);
+    bool ok = false;
+    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
+        const auto rw = row_desc<float>(c, r, i, stream_grad);
+        const float* ls = c.has_smp ? &c.in.sampler_logp(i, 0) : nullptr;
+        const float* nls = c.has_smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
+        ok = tis_row_packet(q, rw, ls, nls, c.Tn, parts[k], outs[k]);
+      }
+    }
+    if (!ok) {
+      parts[k] = fast_row_part{};
+      fell[k] = std::make_unique<general_part>();
+      general_row_alone(c, r, i, *fell[k]);
+    }
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  const stat_accumulator iw0 = r.met.is_weight;
+  loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,
+                                     o.policy.kind == policy_loss_kind::cispo, r.met);
+  res.metrics.is_weight = iw0;  // (merge_row_parts adds weight 1 blocks: replaced by the rows')
+  for (std::size_t k = 0; k < B; ++k) {  // row order
+    if (fell[k]) {
+      res.policy_loss += fell[k]->pol;
+      res.kl_loss += fell[k]->kl;
+      res.metrics.merge(fell[k]->met);
+    } else if (parts[k].wsum > 0) {
+      const double* w = outs[k].iw;
+      res.metrics.is_weight.add_block(w[0], w[1], parts[k].wsum, w[2], w[3]);
+    }
+  }
+  res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
+  res.engine_used = loss_engine::general_rows;
+  return res;
+}
+
+/// The general engine's packet rows (plan()'s loss_route::general_rows): GMPO / VESPO
+/// (weighted_rows) or the rollout-IS rows (tis_rows).
+template <class T, class M, class G>
+loss_scalars general_packet_rows(const loss_call<T, M, G>& c, loss_rows& r) {
+  if (kind_traits_of(c.o.policy.kind).sequence_weight) return weighted_rows(c, r);
+  return tis_rows(c, r);
 }
 
 }  // namespace GRPO_ISA_ABI

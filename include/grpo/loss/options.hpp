@@ -113,6 +113,10 @@ enum class loss_engine : unsigned char {
   token_rows,       ///< token-level fast path, scalar row loop
   token_rows_simd,  ///< token-level fast path, vectorised row kernels (AVX-512 / xsimd)
   sequence_rows,    ///< sequence-level (GSPO) row path (AVX-512 / xsimd / scalar row kernels)
+  /// the general engine's packet rows (float inputs, AVX2 / AVX-512 paths): GMPO / VESPO with
+  /// per-sequence advantages, and the token-level kinds with a rollout IS weight (token TIS,
+  /// sequence TIS, seq-mask-tis); a row with a non-finite input reruns the general engine's row
+  general_rows,
 };
 
 /// Scalars of a compute_loss call.

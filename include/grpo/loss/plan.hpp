@@ -10,9 +10,10 @@
 /// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
 /// and no row-wide term besides the sequence ratio runs the sequence rows
 /// (loss/sequence_rows.hpp); GMPO / VESPO at token level with per-sequence advantages and no other
-/// row-wide term run their packet rows through the same row loop where those exist (float inputs
-/// on the avx2 / avx512 paths: loss/general_rows.hpp weighted_rows); everything else runs the
-/// general engine (loss/general_rows.hpp).
+/// row-wide term, and the token-level kinds with a rollout IS weight (tis_options) and no other
+/// row-wide term, run the general engine's packet rows where those exist (float inputs on the
+/// avx2 / avx512 paths: loss/general_rows.hpp weighted_rows / tis_rows); everything else runs
+/// the general engine (loss/general_rows.hpp).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -133,7 +134,8 @@ inline par::loop_options loss_loop(index_t Tn) noexcept {
 enum class loss_route : unsigned char {
   sampler_base,     ///< ratio_base_sampler: rerun with sampler_logp as old_logp, then metrics
   openrlhf_kl_f32,  ///< kl_openrlhf_float32 with a KL term: engine without KL + float32 KL
-  sequence_rows,    ///< loss/sequence_rows.hpp (and GMPO / VESPO's packet rows: weighted_rows)
+  sequence_rows,    ///< loss/sequence_rows.hpp
+  general_rows,     ///< the general engine's packet rows (general_rows.hpp general_packet_rows)
   token_rows,       ///< loss/token_rows.hpp (vectorised when plan.simd)
   general,          ///< loss/general_rows.hpp
 };
@@ -206,14 +208,23 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
     pl.route = loss_route::sequence_rows;
     return pl;
   }
-  // GMPO / VESPO at token level with per-sequence advantages and no other row-wide term: one
-  // weight per row, so the rows are two sweeps like GSPO's (loss/general_rows.hpp weighted_rows,
-  // kernels/general_row.ipp), where packet rows exist (float inputs, avx2 / avx512 paths; on the
-  // baseline path the general engine runs).
-  if (std::is_same_v<T, float> && simd_types && P.level == is_level::token && K.sequence_weight &&
-      local && unit_rows && in.advantages.stride(1) == 0 && !o.kl_bias_correction &&
-      detail::weighted_rows_isa() != isa::baseline) {
-    pl.route = loss_route::sequence_rows;
+  // The general engine's packet rows, where they exist (float inputs, avx2 / avx512 paths; on the
+  // baseline path the general engine runs): GMPO / VESPO at token level with per-sequence
+  // advantages and no other row-wide term (one weight per row: two sweeps like GSPO's,
+  // kernels/general_row.ipp); the token-level kinds with a rollout IS weight from sampler_logp
+  // and no other row-wide term (kernels/tis_row.ipp).
+  const bool packet_ok = std::is_same_v<T, float> && simd_types && P.level == is_level::token &&
+                         unit_rows && !o.kl_bias_correction &&
+                         detail::weighted_rows_isa() != isa::baseline;
+  if (packet_ok && K.sequence_weight && local && in.advantages.stride(1) == 0) {
+    pl.route = loss_route::general_rows;
+    return pl;
+  }
+  const bool tis_only = o.tis.enabled && !o.opsm_threshold.has_value() && !pl.use_emask &&
+                        !has(in.is_weights) && !has(in.entropy) && o.entropy_coef == 0.0;
+  if (packet_ok && K.token_rows && tis_only &&
+      (!has(in.sampler_logp) || unit_t(in.sampler_logp))) {
+    pl.route = loss_route::general_rows;
     return pl;
   }
   if (P.level == is_level::token && K.token_rows && local) {

@@ -9,8 +9,7 @@
 ///        double with the general engine's exact operation order: it reruns a row flagged by a
 ///        kernel (a non-finite input on a valid token: it throws the error naming the argument; a
 ///        float overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row
-///        order. The sequence-weighted kinds that plan() sends here (GMPO / VESPO) run
-///        weighted_rows (loss/general_rows.hpp).
+///        order.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -18,7 +17,6 @@
 #include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
 #include <grpo/core/parallel.hpp>
 #include <grpo/loss/call.hpp>
-#include <grpo/loss/general_rows.hpp>  // weighted_rows (GMPO / VESPO)
 #include <grpo/loss/plan.hpp>
 #include <grpo/loss/simd_sequence_rows.hpp>
 #include <grpo/ops/kl.hpp>
@@ -153,8 +151,6 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
 /// The sequence-level engine over every row (threaded), merged in row order.
 template <class T, class M, class G>
 loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
-  // Sequence-weighted kinds (plan(): GMPO / VESPO with per-sequence advantages): their rows.
-  if (kind_traits_of(c.o.policy.kind).sequence_weight) return weighted_rows(c, r);
   const auto& o = c.o;
   const auto& P = o.policy;
   const bool kl_on = o.kl_coef != 0.0;

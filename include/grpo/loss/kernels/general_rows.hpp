@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file general_rows.hpp
 /// @brief The general engine's packet rows (kernels/general_row.ipp: GMPO and VESPO at token
-///        level with per-sequence advantages, float inputs) instantiated for avx2 and avx512
+///        level with per-sequence advantages; kernels/tis_row.ipp: the token-level kinds with a
+///        rollout IS weight; float inputs) instantiated for avx2 and avx512
 ///        inside each ISA's target region, in the same namespaces as the token / sequence rows
 ///        (loss_avx2, loss_avx512), plus their parameters and weighted_rows_isa(): the path they
 ///        run on (baseline: none, the general engine runs).
@@ -49,10 +50,33 @@ inline int weighted_side(double A, ops::gmpo_sign conv) noexcept {
   return 2;
 }
 
+/// Parameters of the TIS rows (token-level kinds ppo_clip / cispo / sapo / reinforce at token
+/// level with a rollout IS weight from sampler_logp; one call): the token rows' parameters, the
+/// composition's parameters (finish_row forms the sequence weights in double), the approx_kl
+/// metric clamp and the token weight's bounds as floats.
+struct tis_params {
+  fast_simd_params<float> fp{};
+  loss_params lpar{};
+  policy_loss_kind kind = policy_loss_kind::ppo_clip;
+  float ak_min = 0, ak_max = 0;  ///< approx_kl metric clamp (+-inf: none)
+  /// The weight of a token: 0 token (bounded exp(clamp(lo - ls))), 1 sequence (the row's
+  /// bounded exp(sum m (lo - ls))), 2 OpenRLHF seq-mask-tis (row keep x exp(lo - ls)).
+  int wkind = 0;
+  bool mask_mode = false;                    ///< ops::tis_mode::mask (else truncate)
+  float c_min = 0, c_max = 0, log_clamp = 0;  ///< as tis_options (<= 0: none)
+};
+
 /// Row outputs beside fast_row_part: VESPO's phi (its metric), GMPO's sequence loss and
 /// denominator.
 struct weighted_row_out {
   double phi = 0, seq_loss = 0, den = 0;
+};
+
+/// The TIS rows' is_weight metric block of a row: {sum m rho, sum m rho^2, min, max} over its
+/// valid tokens (fast_row_part has none: the token rows' weight is 1).
+struct tis_row_out {
+  double iw[4] = {0, 0, std::numeric_limits<double>::infinity(),
+                  -std::numeric_limits<double>::infinity()};
 };
 
 /// The packet path the weighted rows run on: avx512 / avx2 when compiled and allowed
@@ -77,6 +101,7 @@ namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 namespace loss_avx2 {
 #include <grpo/loss/kernels/general_row.ipp>
+#include <grpo/loss/kernels/tis_row.ipp>
 }  // namespace loss_avx2
 }  // namespace GRPO_ISA_ABI
 }  // namespace grpo::detail
@@ -89,6 +114,7 @@ namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 namespace loss_avx512 {
 #include <grpo/loss/kernels/general_row.ipp>
+#include <grpo/loss/kernels/tis_row.ipp>
 }  // namespace loss_avx512
 }  // namespace GRPO_ISA_ABI
 }  // namespace grpo::detail
