@@ -22,7 +22,7 @@
 /// ops::tis_weight over lanes (truncate: the bound that binds; mask: 0 outside [c_min, c_max];
 /// a bound <= 0 is open; NaN stays NaN, as the op's compares).
 GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept {
-  const bool lo = q.c_min > 0.0f, hi = q.c_max > 0.0f;
+  const bool lo = q.lpar.tis_c_min > 0.0, hi = q.lpar.tis_c_max > 0.0;  // (the op's tests)
   const V cmin(q.c_min), cmax(q.c_max);
   if (!q.mask_mode) {
     V r = rho;
@@ -196,7 +196,7 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
   V rho = V(static_cast<float>(rho_row));
   if (wk != 1) {
     V d = lo - lsv;
-    if (wk == 0 && q.log_clamp > 0.0f) d = clamp(d, -v_lc, v_lc);
+    if (wk == 0 && q.lpar.tis_log_clamp > 0.0) d = clamp(d, -v_lc, v_lc);
     const V e = vexp(d);
     rho = wk == 0 ? tis_weight_lanes(e, q) : rho * e;
   }
