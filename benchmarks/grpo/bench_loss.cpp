@@ -14,6 +14,8 @@
 // tokens, the shape) and 4096 x 2048 (8.4M tokens). Inputs float32: logp, old, ref, mask =
 // 16 B/token read, gradient 4 B/token written (bytes_per_second counts these 20 B; rewards and
 // advantages are 4 B per sequence). Process CPU time (all threads) is reported next to real time.
+#include "loss_bench_inputs.hpp"
+
 #include <grpo/advantage.hpp>
 #include <grpo/loss.hpp>
 #include <grpo/presets.hpp>
@@ -21,72 +23,19 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <random>
-#include <utility>
-#include <vector>
+#include <span>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #if defined(GRPO_BENCH_HAS_TORCH)
 #include <torch/torch.h>
 #endif
 
 namespace {
 
-constexpr long kGroup = 16;  // completions per prompt
+using namespace grpo_bench;
 
-struct inputs {
-  long B = 0, T = 0;
-  std::vector<float> lp, old, ref, mask, grad, rewards, adv;
-};
-
-std::unique_ptr<inputs> make(long B, long T) {
-  auto in = std::make_unique<inputs>();
-  in->B = B;
-  in->T = T;
-  const auto n = static_cast<std::size_t>(B * T);
-  in->lp.resize(n);
-  in->old.resize(n);
-  in->ref.resize(n);
-  in->mask.resize(n);
-  in->grad.resize(n);
-  in->rewards.resize(static_cast<std::size_t>(B));
-  in->adv.resize(static_cast<std::size_t>(B));
-  std::mt19937 g(1);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  for (long i = 0; i < B; ++i) {
-    in->rewards[static_cast<std::size_t>(i)] = u(g) > 0.f ? 1.f : 0.f;  // pass / fail reward
-    // right-padded completions, 25-100 % of T valid
-    const long len = T / 4 + static_cast<long>((u(g) + 1.f) * 0.375f * static_cast<float>(T));
-    for (long t = 0; t < T; ++t) {
-      const auto k = static_cast<std::size_t>(i * T + t);
-      in->lp[k] = -2.f + u(g);
-      in->old[k] = in->lp[k] - 0.3f * u(g);
-      in->ref[k] = in->lp[k] - 0.3f * u(g);
-      in->mask[k] = t < len ? 1.f : 0.f;
-    }
-  }
-  return in;
-}
-
-// Both shapes stay resident (0.8 GB + 0.2 GB) so that switching benchmarks does not regenerate.
-inputs& shared(long B, long T) {
-  static std::map<std::pair<long, long>, std::unique_ptr<inputs>> cache;
-  auto& slot = cache[{B, T}];
-  if (!slot) slot = make(B, T);
-  return *slot;
-}
-
-void set_threads(benchmark::State& st) {
-#if defined(_OPENMP)
-  omp_set_num_threads(static_cast<int>(st.range(2)));
-#else
-  (void)st;
-#endif
-}
+/// The shape's inputs without the general engine's extra streams (loss_bench_inputs.hpp: the
+/// same generator and draw order as before it was shared with bench_loss_general).
+loss_inputs& shared(long B, long T) { return shared_loss_inputs(B, T, false); }
 
 grpo::loss_options options() {
   grpo::trl_args a;
@@ -96,12 +45,8 @@ grpo::loss_options options() {
   return grpo::from_trl(a);
 }
 
-void report(benchmark::State& st, const inputs& in) {
-  const auto tokens = static_cast<int64_t>(in.B * in.T);
-  st.SetItemsProcessed(st.iterations() * tokens);
-  // bytes that must move: 4 float inputs read + 1 float gradient written per token
-  st.SetBytesProcessed(st.iterations() * tokens * static_cast<int64_t>(5 * sizeof(float)));
-}
+/// Bytes that must move: 4 float inputs read + 1 float gradient written per token.
+void report(benchmark::State& st, const loss_inputs& in) { grpo_bench::report(st, in, 5); }
 
 // advantages (grpo::compute_advantages) + loss and gradient (grpo::compute_loss_into)
 void run_loss(benchmark::State& st, const grpo::loss_options& o) {
@@ -159,25 +104,7 @@ void BM_grpo_loss_reinforce(benchmark::State& st) {
 }
 
 // One streaming pass over the same bytes: g = lp + old + ref + mask (vectorisable, no reduction).
-void BM_stream_read(benchmark::State& st) {
-  auto& in = shared(st.range(0), st.range(1));
-  set_threads(st);
-  const long B = in.B, T = in.T;
-  const float *a = in.lp.data(), *b = in.old.data(), *c = in.ref.data(), *d = in.mask.data();
-  float* g = in.grad.data();
-  for (auto _ : st) {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
-#endif
-    for (long i = 0; i < B; ++i) {
-      const long o = i * T;
-      for (long t = 0; t < T; ++t) g[o + t] = a[o + t] + b[o + t] + c[o + t] + d[o + t];
-    }
-    benchmark::DoNotOptimize(g);
-    benchmark::ClobberMemory();
-  }
-  report(st, in);
-}
+void BM_stream_read(benchmark::State& st) { stream_pass(st, 4, false); }
 
 #if defined(GRPO_BENCH_HAS_TORCH)
 // The same full loss in libtorch eager (TRL's code path): group z-score advantages, then
@@ -211,18 +138,6 @@ void BM_torch_loss(benchmark::State& st) {
   at::set_num_threads(1);
 }
 #endif
-
-// {sequences, tokens, threads}
-void shapes(benchmark::internal::Benchmark* b) {
-  for (long th : {1L, 2L}) {
-#if !defined(_OPENMP)
-    if (th > 1) continue;  // without OpenMP our path and the probe are single-threaded
-#endif
-    b->Args({512 * kGroup, 4096, th});
-    b->Args({256 * kGroup, 2048, th});
-  }
-  b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
-}
 
 }  // namespace
 

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file loss_bench_inputs.hpp
-/// @brief The loss benchmarks' workload (bench_loss_general; bench_loss.cpp carries the same
-///        generator and can switch to this header): per-sequence pass / fail rewards, right-padded
-///        masks 25-100 % valid, float log-probs around -2 with old / ref within +-0.3, plus the
-///        optional streams of the general engine's options (sampler log-probs, entropies, the
-///        entropy gradient), and the streaming probe over a given set of streams.
+/// @brief The loss benchmarks' workload (bench_loss, bench_loss_general): per-sequence pass / fail
+///        rewards, right-padded masks 25-100 % valid, float log-probs around -2 with old / ref
+///        within +-0.3, plus the optional streams of the general engine's options (sampler
+///        log-probs, entropies, the entropy gradient; made on first use, so that bench_loss does not
+///        allocate them), and the streaming probe over a given set of streams.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -24,15 +24,32 @@ namespace grpo_bench {
 
 constexpr long kGroup = 16;  ///< completions per prompt
 
-/// One shape's inputs. lp / old / ref / mask / rewards are bench_loss.cpp's, bit for bit (same
-/// generator, same draw order); the extra streams come from a second generator afterwards.
+/// One shape's inputs. lp / old / ref / mask / rewards are bench_loss.cpp's generator's (same
+/// draw order); the extra streams (empty until add_extra_streams) come from a second generator.
 struct loss_inputs {
   long B = 0, T = 0;
   std::vector<float> lp, old, ref, mask, grad, rewards, adv;
-  std::vector<float> smp, ent, grad_ent;  ///< sampler log-probs, entropies, dL/dH
+  std::vector<float> smp, ent, grad_ent;  ///< sampler log-probs, entropies, dL/dH (extras)
 };
 
-inline std::unique_ptr<loss_inputs> make_loss_inputs(long B, long T) {
+/// The extra streams of `in` (no-op when present): sampler log-probs within +-0.2 of old
+/// (rollout / training mismatch), token entropies in [0, 4) nats, the entropy gradient.
+inline void add_extra_streams(loss_inputs& in) {
+  if (!in.smp.empty()) return;
+  const auto n = static_cast<std::size_t>(in.B * in.T);
+  std::mt19937 g2(2);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  in.smp.resize(n);
+  in.ent.resize(n);
+  in.grad_ent.resize(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    in.smp[k] = in.old[k] - 0.2f * u(g2);
+    in.ent[k] = 2.f + 2.f * u(g2);
+  }
+}
+
+/// The inputs of one shape; `extras`: with the extra streams.
+inline std::unique_ptr<loss_inputs> make_loss_inputs(long B, long T, bool extras = true) {
   auto in = std::make_unique<loss_inputs>();
   in->B = B;
   in->T = T;
@@ -58,24 +75,17 @@ inline std::unique_ptr<loss_inputs> make_loss_inputs(long B, long T) {
       in->mask[k] = t < len ? 1.f : 0.f;
     }
   }
-  // Extra streams: sampler log-probs within +-0.2 of old (rollout / training mismatch), token
-  // entropies in [0, 4) nats.
-  std::mt19937 g2(2);
-  in->smp.resize(n);
-  in->ent.resize(n);
-  in->grad_ent.resize(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    in->smp[k] = in->old[k] - 0.2f * u(g2);
-    in->ent[k] = 2.f + 2.f * u(g2);
-  }
+  if (extras) add_extra_streams(*in);
   return in;
 }
 
-/// Both shapes stay resident so that switching benchmarks does not regenerate.
-inline loss_inputs& shared_loss_inputs(long B, long T) {
+/// Both shapes stay resident so that switching benchmarks does not regenerate; the extra streams
+/// are added on the first call that asks for them.
+inline loss_inputs& shared_loss_inputs(long B, long T, bool extras = true) {
   static std::map<std::pair<long, long>, std::unique_ptr<loss_inputs>> cache;
   auto& slot = cache[{B, T}];
-  if (!slot) slot = make_loss_inputs(B, T);
+  if (!slot) slot = make_loss_inputs(B, T, extras);
+  if (extras) add_extra_streams(*slot);
   return *slot;
 }
 
@@ -98,7 +108,7 @@ inline void report(benchmark::State& st, const loss_inputs& in, int streams) {
 /// One streaming pass: reads `nr` of (lp, old, ref, mask, smp/ent) and writes grad (and grad_ent
 /// when two_out), elementwise, threaded over rows as the engines.
 inline void stream_pass(benchmark::State& st, int nr, bool two_out) {
-  auto& in = shared_loss_inputs(st.range(0), st.range(1));
+  auto& in = shared_loss_inputs(st.range(0), st.range(1), nr != 4 || two_out);
   set_threads(st);
   const long B = in.B, T = in.T;
   const float *a = in.lp.data(), *b = in.old.data(), *c = in.ref.data(), *d = in.mask.data();

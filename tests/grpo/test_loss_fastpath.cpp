@@ -23,6 +23,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -551,4 +552,79 @@ TEST_CASE("loss fast path: errors name the argument; padding values are ignored"
   }
   mask[2 * T + 9] = mask[2 * T + 41] = 1.f;
   CHECK(call().loss == r.loss);
+}
+
+TEST_CASE("loss fast path: a lean float row whose exp arguments leave [-87, 88] equals the "
+          "general row" * doctest::test_suite("loss")) {
+  // The lean packet rows (binary right-padded masks, float, gradient only) run the ratio's,
+  // k3's and SAPO's exp without a range test and check the arguments' extrema once per row; a
+  // row out of range is rerun on the general row (requesting the per-token loss selects it for
+  // every row). Rows: 0 a ratio e^-90 (subnormal), 1 a k3 argument -95, 2 a SAPO argument
+  // -|tau (r - 1)| = -147 (r = e^5), 3 in range with out-of-range values on masked lanes only.
+  // On the baseline path both calls take the xsimd rows: equal as well.
+  const long B = 4, T = 203;
+  std::vector<float> lp(B * T), old(B * T), ref(B * T), mask(B * T), adv = {0.7f, -0.4f, 1.1f, -0.9f};
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      lp[k] = -2.f + u(g);
+      old[k] = lp[k] - 0.3f * u(g);
+      ref[k] = lp[k] - 0.3f * u(g);
+      mask[k] = t < T - 9 * i - 5 ? 1.f : 0.f;
+    }
+  old[0 * T + 21] = lp[0 * T + 21] + 90.f;
+  ref[1 * T + 50] = lp[1 * T + 50] - 95.f;
+  old[2 * T + 77] = lp[2 * T + 77] - 5.f;
+  old[3 * T + T - 2] = lp[3 * T + T - 2] + 200.f;  // padding (mask 0): never read as a token
+  ref[3 * T + T - 1] = 1e30f;
+  for (const auto kind : {grpo::policy_loss_kind::ppo_clip, grpo::policy_loss_kind::sapo,
+                          grpo::policy_loss_kind::cispo, grpo::policy_loss_kind::reinforce}) {
+    grpo::trl_args a;
+    a.loss_type = "dapo";
+    a.beta = 0.04;
+    a.epsilon_high = 0.28;
+    grpo::loss_options o = grpo::from_trl(a);
+    o.policy.kind = kind;
+    grpo::loss_batch<float, float> b;
+    b.logp = grpo::make_view(lp.data(), {B, T});
+    b.old_logp = grpo::make_view(old.data(), {B, T});
+    b.ref_logp = grpo::make_view(ref.data(), {B, T});
+    b.mask = grpo::make_view(mask.data(), {B, T});
+    b.advantages = grpo::broadcast_rows(adv.data(), B, T);
+    std::vector<float> g1(B * T, 7.f), g2(B * T, 9.f), ptl(B * T);
+    grpo::loss_outputs<float> lean, general;
+    lean.grad_logp = grpo::make_view(g1.data(), {B, T});
+    general.grad_logp = grpo::make_view(g2.data(), {B, T});
+    general.per_token_loss = grpo::make_view(ptl.data(), {B, T});
+    const auto r1 = grpo::compute_loss_into(o, b, lean);
+    const auto r2 = grpo::compute_loss_into(o, b, general);
+    INFO("kind " << static_cast<int>(kind));
+    CHECK(r1.engine_used == r2.engine_used);
+    CHECK(same(r1.loss, r2.loss));
+    CHECK(same(r1.policy_loss, r2.policy_loss));
+    CHECK(same(r1.kl_loss, r2.kl_loss));
+    const auto& m1 = r1.metrics;
+    const auto& m2 = r2.metrics;
+    for (const auto& [x, y] : {std::pair{&m1.clip_low, &m2.clip_low}, {&m1.clip_high, &m2.clip_high},
+                               {&m1.weight_clip, &m2.weight_clip}, {&m1.approx_kl, &m2.approx_kl},
+                               {&m1.ratio, &m2.ratio}, {&m1.advantage, &m2.advantage},
+                               {&m1.kl, &m2.kl}}) {
+      CHECK(same(x->sum, y->sum));
+      CHECK(same(x->sum_sq, y->sum_sq));
+      CHECK(same(x->weight, y->weight));
+      CHECK(same(x->min, y->min));
+      CHECK(same(x->max, y->max));
+    }
+    int differ = 0;
+    for (std::size_t k = 0; k < g1.size(); ++k) differ += same(g1[k], g2[k]) ? 0 : 1;
+    CHECK(differ == 0);
+    CHECK(std::isfinite(r1.loss));
+    // the out-of-range tokens' gradients are the exact edges' (finite, e.g. k3's 1 - e^-95 = 1)
+    CHECK(std::isfinite(g1[0 * T + 21]));
+    CHECK(std::isfinite(g1[1 * T + 50]));
+    CHECK(std::isfinite(g1[2 * T + 77]));
+    CHECK(g1[3 * T + T - 1] == 0.f);
+  }
 }

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -31,7 +32,12 @@ struct lanes_io {
   std::vector<float> x, y, o1, o2;
 };
 
-enum class formula : int { ppo, ppo_row, cispo_cap, cispo_clip, sapo, kl, clip_pred, ratio };
+enum class formula : int {
+  ppo, ppo_row, cispo_cap, cispo_clip, sapo, kl, clip_pred, ratio,
+  sapo_q,     // sapo with sapo_prep's constants (one division where both taus are powers of 2)
+  helpers,    // clamp_ordered(x, 1 - eps_low, 1 + eps_high), pick_gt(x, y)
+  neg_abs,    // neg_abs(x), and vexp_unguarded(x) next to vexp(x) (o2: their bit difference)
+};
 
 struct formula_cfg {
   grpo::ops::ppo_clip_params<float> cp{};
@@ -89,6 +95,19 @@ struct formula_cfg {
           o1 = rt.r, o2 = rt.dr;                                                               \
           break;                                                                               \
         }                                                                                      \
+        case formula::sapo_q: {                                                                \
+          const auto vg = sapo(x, y, sapo_prep<V>(c.tau_pos, c.tau_neg));                      \
+          o1 = vg.value, o2 = vg.grad;                                                         \
+          break;                                                                               \
+        }                                                                                      \
+        case formula::helpers:                                                                 \
+          o1 = clamp_ordered(x, V(1.0f - c.cp.eps_low), V(1.0f + c.cp.eps_high));              \
+          o2 = pick_gt(x, y);                                                                  \
+          break;                                                                               \
+        case formula::neg_abs:                                                                 \
+          o1 = neg_abs(x);                                                                     \
+          o2 = vexp_unguarded(x) - vexp(x);                                                    \
+          break;                                                                               \
       }                                                                                        \
       A::store(io.o1.data() + t, o1.v);                                                        \
       A::store(io.o2.data() + t, o2.v);                                                        \
@@ -146,6 +165,16 @@ void eval_ops(formula f, const formula_cfg& c, lanes_io& io) {
         a = ops::ratio_from_log(x, c.lr_lo, c.lr_hi);
         b = ops::clamp_scalar_grad(x, c.lr_lo, c.lr_hi) * a;
         break;
+      case formula::sapo_q:  // checked against the packet's sapo (division form) instead
+        break;
+      case formula::helpers:
+        a = ops::clamp_scalar(x, 1.0f - c.cp.eps_low, 1.0f + c.cp.eps_high);
+        b = x > y ? x : y;
+        break;
+      case formula::neg_abs:
+        a = -std::fabs(x);
+        b = x >= -87.0f && x <= 88.0f ? 0.0f : b;  // in range: the two exps are the same bits
+        break;
     }
     io.o1[i] = a, io.o2[i] = b;
   }
@@ -177,6 +206,36 @@ lanes_io grid(formula f) {
 
 using eval_fn = void (*)(formula, const formula_cfg&, lanes_io&);
 
+float c_tau(const formula_cfg& c, int neg) { return neg ? c.tau_neg : c.tau_pos; }
+
+/// neg_abs = -|x| (both zeros -> -0, NaN stays NaN) and vexp_unguarded == vexp bit for bit on
+/// [-87, 88]: a sweep of that range (and the ulps around its ends) plus the grid's edge values.
+void check_neg_abs(eval_fn ev) {
+  lanes_io io = grid(formula::neg_abs);
+  for (float x = -87.0f; x <= 88.0f; x += 0.0137f) io.x.push_back(x), io.y.push_back(0.0f);
+  for (float e : {-87.0f, 88.0f})
+    for (float x : {std::nextafter(e, -kInf), e, std::nextafter(e, kInf)})
+      io.x.push_back(x), io.y.push_back(0.0f);
+  for (float x : {-0.0f, 0.0f, -kInf, kInf, -1e-40f, 1e-40f, -100.0f, 100.0f})
+    io.x.push_back(x), io.y.push_back(0.0f);
+  while (io.x.size() % 16 != 0) io.x.push_back(1.0f), io.y.push_back(1.0f);
+  io.o1.assign(io.x.size(), 0.0f);
+  io.o2.assign(io.x.size(), 0.0f);
+  lanes_io ref = io;
+  ev(formula::neg_abs, formula_cfg{}, io);
+  eval_ops(formula::neg_abs, formula_cfg{}, ref);
+  int in_range = 0;
+  for (std::size_t i = 0; i < io.x.size(); ++i) {
+    INFO("x=" << io.x[i]);
+    CHECK(same_bits(io.o1[i], ref.o1[i]));
+    if (io.x[i] >= -87.0f && io.x[i] <= 88.0f) {
+      ++in_range;
+      CHECK(same_bits(io.o2[i], 0.0f));  // (a NaN difference would fail too)
+    }
+  }
+  CHECK(in_range > 12000);
+}
+
 /// Checks one ISA's evaluator against the ops on every formula and configuration.
 void check_isa(eval_fn ev) {
   std::vector<formula_cfg> cfgs(6);
@@ -188,8 +247,8 @@ void check_isa(eval_fn ev) {
   cfgs[4].kl = {grpo::ops::kl_estimator::abs, 0.0, 0.0, true};
   cfgs[5].kl = {grpo::ops::kl_estimator::k2, 0.0, 0.3, false};
   cfgs[5].lr_lo = -1.0f, cfgs[5].lr_hi = 0.5f;
-  const formula exact[] = {formula::ppo, formula::ppo_row, formula::cispo_cap, formula::cispo_clip,
-                           formula::clip_pred};
+  const formula exact[] = {formula::ppo,        formula::ppo_row,   formula::cispo_cap,
+                           formula::cispo_clip, formula::clip_pred, formula::helpers};
   for (std::size_t k = 0; k < cfgs.size(); ++k) {
     for (formula f : exact) {
       lanes_io a = grid(f), b = grid(f);
@@ -206,6 +265,22 @@ void check_isa(eval_fn ev) {
     // error (A::exp_fast on [-87, 88]: relative 3e-7 + 1e-7 |x|, |x| <= 88 here; A::exp_full
     // outside): relative 2e-5 of the value, plus 1e-6 absolute for the cancellations of
     // e^d - d - 1 and 1 - e^d near d = 0.
+    // SAPO with the per-call constants: bitwise the division form (taus 1 / 1.05 here, and
+    // powers of two below: one division less).
+    for (const auto& taus : {std::pair<float, float>{c_tau(cfgs[k], 0), c_tau(cfgs[k], 1)},
+                             std::pair<float, float>{0.5f, 2.0f}, std::pair<float, float>{1.0f, 0.25f}}) {
+      formula_cfg c = cfgs[k];
+      c.tau_pos = taus.first, c.tau_neg = taus.second;
+      lanes_io a = grid(formula::sapo_q), b = grid(formula::sapo);
+      ev(formula::sapo_q, c, a);
+      ev(formula::sapo, c, b);
+      for (std::size_t i = 0; i < a.x.size(); ++i) {
+        INFO("sapo_q cfg " << k << " tau " << c.tau_pos << " / " << c.tau_neg << " x=" << a.x[i]
+                           << " y=" << a.y[i]);
+        CHECK(same_bits(a.o1[i], b.o1[i]));
+        CHECK(same_bits(a.o2[i], b.o2[i]));
+      }
+    }
     const formula approx[] = {formula::kl, formula::sapo, formula::ratio};
     for (formula f : approx) {
       formula_cfg c = cfgs[k];
@@ -240,6 +315,7 @@ TEST_CASE("loss lanes: avx2 packet formulas equal the scalar ops lane by lane") 
     return;
   }
   check_isa(&grpo::detail::loss_avx2::eval);
+  check_neg_abs(&grpo::detail::loss_avx2::eval);
 #else
   MESSAGE("SKIPPED: no avx2 packet in this build (not x86-64)");
 #endif
@@ -253,6 +329,7 @@ TEST_CASE("loss lanes: avx512 packet formulas equal the scalar ops lane by lane"
     return;
   }
   check_isa(&grpo::detail::loss_avx512::eval);
+  check_neg_abs(&grpo::detail::loss_avx512::eval);
 #else
   MESSAGE("SKIPPED: no avx512 packet in this build (not x86-64)");
 #endif

@@ -25,6 +25,25 @@ template <class V>
 GRPO_FORCEINLINE V clamp(const V& x, const V& lo, const V& hi) noexcept {
   return sel<V>(x < lo, lo, sel<V>(x > hi, hi, x));
 }
+/// clamp for bounds known to satisfy lo <= hi (neither NaN): the same value as clamp bit for bit
+/// (x < lo implies x <= hi, so the two selects commute). A lane type may overload it (and
+/// pick_gt / pick_lt / neg_abs below) with cheaper instructions of the same semantics: the packet
+/// rows take vminps / vmaxps (kernels/lanes.ipp).
+template <class V>
+GRPO_FORCEINLINE V clamp_ordered(const V& x, const V& lo, const V& hi) noexcept {
+  return clamp(x, lo, hi);
+}
+/// a > b ? a : b (a NaN a or b gives b: vmaxps' rule).
+template <class V>
+GRPO_FORCEINLINE V pick_gt(const V& a, const V& b) noexcept {
+  return sel<V>(a > b, a, b);
+}
+/// -|z| as the sigmoid's branches use it: z >= 0 ? -z : z (NaN: z).
+template <class V>
+GRPO_FORCEINLINE V neg_abs(const V& z) noexcept {
+  using C = scalar_of<V>;
+  return sel<V>(z >= V(C(0)), -z, z);
+}
 /// ops::clamp_scalar_grad: 1 on [lo, hi], else 0.
 template <class V>
 GRPO_FORCEINLINE V clamp_grad(const V& x, const V& lo, const V& hi) noexcept {
@@ -94,22 +113,56 @@ GRPO_FORCEINLINE V cispo_weight_clip(const V& r, scalar_of<V> eps_low,
   return clamp(r, V(C(1) - eps_low), V(C(1) + eps_high));
 }
 
+/// The constants of sapo() for one call: tau per advantage sign and, where both are powers of
+/// two (2^-100 .. 2^100; the default tau_pos = 1), q = 4 / tau exactly, so that the value's
+/// (s 4) / tau is the product s q bit for bit (both round the exact s 4 / tau once; s 4 is
+/// exact): one division per token instead of two.
+template <class V>
+struct sapo_consts {
+  V tau_pos, tau_neg, q_pos, q_neg;
+  bool q_exact;
+};
+template <class V>
+inline sapo_consts<V> sapo_prep(scalar_of<V> tau_pos, scalar_of<V> tau_neg) noexcept {
+  using C = scalar_of<V>;
+  const auto pow2 = [](C t) {
+    int e = 0;
+    return t > C(0) && std::frexp(t, &e) == C(0.5) && e > -100 && e < 100;
+  };
+  const bool q = pow2(tau_pos) && pow2(tau_neg);
+  return {V(tau_pos), V(tau_neg), V(q ? C(4) / tau_pos : C(0)), V(q ? C(4) / tau_neg : C(0)), q};
+}
 /// ops::sapo_loss and ops::sapo_loss_grad: tau = A > 0 ? tau_pos : tau_neg, z = tau (r - 1),
 /// s = sigmoid(z) evaluated as the op does (1/(1+e^-z) for z >= 0, e^z/(1+e^z) otherwise: both
 /// branches need e^-|z|, so one exp, and divide by 1 + e^-|z|, so one division of the selected
 /// numerator: the same correctly rounded quotient as the op's branch), value -(s 4 / tau) A,
-/// d/dr -4 s (1 - s) A.
+/// d/dr -4 s (1 - s) A. (z < 0 picks the numerator: the op's z >= 0 test but for a NaN z, where
+/// both give NaN.)
+/// `ex`: the exp of the lane type (vexp; the packet rows' lean steps pass their range-tracking
+/// unguarded exp).
+template <class V, class Exp>
+GRPO_FORCEINLINE value_grad<V> sapo(const V& r, const V& A, const sapo_consts<V>& c,
+                                    Exp&& ex) noexcept {
+  using C = scalar_of<V>;
+  const V one(C(1));
+  const auto pos = A > V(C(0));
+  const V tau = sel<V>(pos, c.tau_pos, c.tau_neg);  // ops::sapo_tau
+  const V z = tau * (r - one);
+  const V e = ex(neg_abs(z));
+  const V s = sel<V>(z < V(C(0)), e, one) / (one + e);
+  const V q = c.q_exact ? s * sel<V>(pos, c.q_pos, c.q_neg) : s * V(C(4)) / tau;
+  return {-q * A, -V(C(4)) * s * (one - s) * A};
+}
+template <class V>
+GRPO_FORCEINLINE value_grad<V> sapo(const V& r, const V& A, const sapo_consts<V>& c) noexcept {
+  return sapo(r, A, c, [](const V& u) { return vexp(u); });
+}
+/// sapo without the per-call constants (the value's two divisions, as the op).
 template <class V>
 GRPO_FORCEINLINE value_grad<V> sapo(const V& r, const V& A, scalar_of<V> tau_pos,
                                     scalar_of<V> tau_neg) noexcept {
   using C = scalar_of<V>;
-  const V one(C(1));
-  const V tau = sel<V>(A > V(C(0)), V(tau_pos), V(tau_neg));  // ops::sapo_tau
-  const V z = tau * (r - one);
-  const auto nonneg = z >= V(C(0));
-  const V e = vexp(sel<V>(nonneg, -z, z));
-  const V s = sel<V>(nonneg, one, e) / (one + e);
-  return {-(s * V(C(4)) / tau) * A, -V(C(4)) * s * (one - s) * A};
+  return sapo(r, A, sapo_consts<V>{V(tau_pos), V(tau_neg), V(C(0)), V(C(0)), false});
 }
 
 /// ops::kl_value_grad for a configured estimator (k1, abs, k2, k3; inner clamp on k3, outer clamp,
@@ -192,17 +245,15 @@ GRPO_FORCEINLINE ppo_row_consts<V> ppo_row(scalar_of<V> A) noexcept {
   return {V(na), V(za), V(C(0.5) * na + C(0.5) * na), V(C(0.5) * na + C(0.5) * za)};
 }
 /// ppo_clip for a row-constant advantage without delta or dual clip (the common GRPO / DAPO row),
-/// with the gradient's cases as selects of row constants: bitwise ppo_clip's result. In range
-/// <=> clamp(r) == r (false for NaN, as clamp_scalar_grad's 0).
+/// with the gradient's cases as selects of row constants: bitwise ppo_clip's result. lo <= hi
+/// (1 - eps_low <= 1 + eps_high: eps >= 0 is validated). The op's cases: a tie l1 == l2 takes the
+/// tie value (in range, c == r: always a tie, tie_in; else tie_out), else l2 > l1 takes -A * 0,
+/// else -A (a NaN ratio: no tie, no win: -A, as the op).
 template <class V>
 GRPO_FORCEINLINE value_grad<V> ppo_clip_row(const V& r, const ppo_row_consts<V>& a, const V& lo,
                                             const V& hi) noexcept {
-  const V c = clamp(r, lo, hi);
+  const V c = clamp_ordered(r, lo, hi);
   const V l1 = a.nA * r, l2 = a.nA * c;
-  const auto in = c == r;
-  const auto g2_wins = l2 > l1, tie = l2 == l1;
-  V g = sel<V>(band(tie, !in), a.tie_out, a.nA);
-  g = sel<V>(band(tie, in), a.tie_in, g);
-  g = sel<V>(band(g2_wins, !in), a.zA, g);
-  return {sel<V>(l1 > l2, l1, l2), g};
+  const V g = sel<V>(l1 == l2, sel<V>(c == r, a.tie_in, a.tie_out), sel<V>(l2 > l1, a.zA, a.nA));
+  return {pick_gt(l1, l2), g};
 }

@@ -89,6 +89,7 @@ struct token_row {
   const V cw_hi = V(1.0f + p.eps_high), cap = V(p.eps_high), cp_dual = V(p.cp.dual_c);
   const V sp = V(rw.sp), skc = V(rw.sk * p.kl_coef), kcoef = V(p.kl_coef), a0 = V(rw.a0);
   const ppo_row_consts<V> prow = ppo_row<V>(rw.a0);
+  const sapo_consts<V> sapo_c = sapo_prep<V>(p.tau_pos, p.tau_neg);
   const bool lr_clamped = !Lean && p.lr_clamped, on_policy = rw.lo == rw.lp, trunc = rw.trunc;
   const bool prefix = Lean && rw.prefix && !rw.trunc;
   const bool want_ptl = !Lean && rw.ptl != nullptr, want_ge = !Lean && rw.ge != nullptr;
@@ -104,13 +105,18 @@ struct token_row {
   struct lanes_acc {
     V s_pol, s_x, s_x2, s_r, s_r2, s_k, s_k2, s_a, s_a2, c_lo, c_hi, c_du, c_w, chk;
     V x_mn, x_mx, k_mn, k_mx, a_mn, a_mx;
+    V e_mn, e_mx;  // Lean: extrema of the unguarded exps' arguments (other than x) on valid lanes
     std::int64_t n_lo = 0, n_hi = 0, n_du = 0, n_w = 0;  // Lean: clip counts (popcounts)
     explicit lanes_acc(const V& zero, const V& inf) noexcept
         : s_pol(zero), s_x(zero), s_x2(zero), s_r(zero), s_r2(zero), s_k(zero), s_k2(zero),
           s_a(zero), s_a2(zero), c_lo(zero), c_hi(zero), c_du(zero), c_w(zero), chk(zero),
-          x_mn(inf), x_mx(-inf), k_mn(inf), k_mx(-inf), a_mn(inf), a_mx(-inf) {}
+          x_mn(inf), x_mx(-inf), k_mn(inf), k_mx(-inf), a_mn(inf), a_mx(-inf), e_mn(inf),
+          e_mx(-inf) {}
   };
   dsum d_pol, d_x, d_x2, d_r, d_r2, d_k, d_k2, d_a, d_a2, d_lo, d_hi, d_du, d_w, d_chk;
+  /// Lean: a valid token's exp argument fell outside [-87, 88] (run() added nothing to the
+  /// partial; the caller reruns the row on the general instantiation, whose vexp has the edges).
+  bool out_of_range = false;
 
   token_row(const fast_simd_params<float>& p_in, const fast_simd_row<float, M, G>& rw_in) noexcept
       : p(p_in), rw(rw_in) {}
@@ -171,6 +177,24 @@ struct token_row {
     else
       store_as<false>(rw.g + t, v, n);
   }
+  /// e^u of a step. General rows: vexp. Lean rows: vexp_unguarded (no range test per step), u's
+  /// extrema over the valid lanes tracked into e_mn / e_mx (the ratio's argument x needs none:
+  /// x_mn / x_mx are its extrema already); run() checks the range once per row.
+  template <bool Full>
+  GRPO_FORCEINLINE V rexp(lanes_acc& a, const Mk& valid, const V& u) const noexcept {
+    if constexpr (!Lean) {
+      return vexp(u);
+    } else {
+      if constexpr (Full) {
+        a.e_mn = vmin(u, a.e_mn);
+        a.e_mx = vmax(u, a.e_mx);
+      } else {
+        a.e_mn = vmin(sel<V>(valid, u, pinf), a.e_mn);
+        a.e_mx = vmax(sel<V>(valid, u, -pinf), a.e_mx);
+      }
+      return vexp_unguarded(u);
+    }
+  }
   template <bool Tail, bool Full = false>
   GRPO_FORCEINLINE void step(lanes_acc& a, index_t t, index_t n) noexcept;
   template <bool Full>
@@ -215,7 +239,8 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(lanes_acc& a, in
     r = rt.r;
     dr = rt.dr;
   } else {
-    r = Lean ? vexp_lean(x) : vexp(x);  // (lean: nothing stored on non-valid lanes)
+    // (lean: unguarded, nothing stored on non-valid lanes; x's range is x_mn / x_mx's)
+    r = Lean ? vexp_unguarded(x) : vexp(x);
     dr = r;
   }
   // Policy surrogate: value and gpol = d_ratio dr + d_logp.
@@ -229,11 +254,12 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(lanes_acc& a, in
     value = vg.value;
     gpol = vg.grad * dr;
   } else if constexpr (kCispo) {  // -sg[w] A lp: value (-w A) lp, d/dlp -w A
-    w = p.cispo_cap ? cispo_weight_cap(r, cap) : clamp(r, cw_lo, cw_hi);
+    w = p.cispo_cap ? cispo_weight_cap(r, cap) : clamp_ordered(r, cw_lo, cw_hi);
     gpol = -w * Av;
     value = gpol * lp;
   } else if constexpr (kSapo) {
-    const value_grad<V> vg = sapo(r, Av, p.tau_pos, p.tau_neg);
+    const value_grad<V> vg =
+        sapo(r, Av, sapo_c, [&](const V& u) { return rexp<Full>(a, valid, u); });
     value = vg.value;
     gpol = vg.grad * dr;
   } else {
@@ -248,7 +274,7 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(lanes_acc& a, in
     const V lr = load_as<Tail>(rw.lr + t, n);
     V k, kg;
     if constexpr (KLM == 1) {  // k3 = e^d - d - 1, d = lr - lp; d k3 / d lp = 1 - e^d
-      const V d = lr - lp, e = vexp_lean(d);
+      const V d = lr - lp, e = rexp<Full>(a, valid, d);
       k = e - d - one;
       kg = one - e;
     } else {
@@ -328,7 +354,8 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::full_step(lanes_acc& 
 
 /// The row loop: head (alignment of streaming stores), whole steps with prefetch (a prefix row's
 /// steps inside [0, end) as Full steps), masked tail, zero fill past the last valid token, then
-/// finish().
+/// (Lean) the range check of the unguarded exps and finish(). Lean with an exp argument out of
+/// range: nothing is added to rp, out_of_range is set (token_row_run reruns the row).
 template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
 bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noexcept {
   constexpr std::uintptr_t kAlign = sizeof(float) * L;
@@ -365,6 +392,12 @@ bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noe
   if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
   if (want_ge)
     for (t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+  if constexpr (Lean) {
+    if (!vexp_in_range(a.x_mn, a.x_mx) || !vexp_in_range(a.e_mn, a.e_mx)) {
+      out_of_range = true;
+      return true;
+    }
+  }
   return finish(rp, a);
 }
 
@@ -393,7 +426,7 @@ bool token_row<K, KLM, RowA, Lean, M, G>::finish(fast_row_part& rp, const lanes_
   alignas(64) float e[L] = {};
   e[0] = xmin;
   e[1] = xmax;
-  const V ev = Lean ? vexp_lean(V(A::load(e))) : vexp(V(A::load(e)));
+  const V ev = vexp(V(A::load(e)));
   A::store(e, ev.v);
   rp.ra[0] += d_r.total();
   rp.ra[1] += d_r2.total();
@@ -438,14 +471,24 @@ bool token_row_run(const fast_simd_params<float>& p, const fast_simd_row<float, 
                    index_t Tn, fast_row_part& rp) noexcept {
   const bool lean = rw.bin && !(p.cp.delta > 0.0f) && !(p.cp.dual_c > 0.0f) && !p.lr_clamped &&
                     rw.ptl == nullptr && rw.ge == nullptr;
+  // A lean row whose exp arguments left [-87, 88] is rerun on the general instantiation (same
+  // bits on a lean configuration; vexp's exp_full lanes for the edges); it rewrites the gradient.
   if constexpr (!KL) {
-    return lean ? token_row<K, 0, RowA, true, M, G>(p, rw).run(Tn, rp)
-                : token_row<K, 0, RowA, false, M, G>(p, rw).run(Tn, rp);
+    if (lean) {
+      token_row<K, 0, RowA, true, M, G> row(p, rw);
+      const bool ok = row.run(Tn, rp);
+      if (!row.out_of_range) return ok;
+    }
+    return token_row<K, 0, RowA, false, M, G>(p, rw).run(Tn, rp);
   } else {
     const bool plain_k3 = p.kl.estimator == ops::kl_estimator::k3 && !(p.kl.inner_clamp > 0) &&
                           !(p.kl.outer_clamp > 0) && !p.kl.straight_through && !p.kl_bias;
-    return lean && plain_k3 ? token_row<K, 1, RowA, true, M, G>(p, rw).run(Tn, rp)
-                            : token_row<K, 2, RowA, false, M, G>(p, rw).run(Tn, rp);
+    if (lean && plain_k3) {
+      token_row<K, 1, RowA, true, M, G> row(p, rw);
+      const bool ok = row.run(Tn, rp);
+      if (!row.out_of_range) return ok;
+    }
+    return token_row<K, 2, RowA, false, M, G>(p, rw).run(Tn, rp);
   }
 }
 
