@@ -15,6 +15,8 @@
 //   tis_seq       dapo + sequence TIS (verl seq, C = 2, clamp 20)      stream_read5
 //   opsm          dapo + OPSM delta 0.5 (ratio base: old)              stream_read
 //   entropy       dapo + entropy bonus 1e-3, grad_entropy written      stream_read5w2
+//   entropy_metric  dapo + the entropy input alone (coef 0: the metric,  stream_read5
+//                 what verl and the fused step ask for on every step)
 //   top_entropy   dapo + top-entropy mask rho = 0.2                    stream_read5
 //   gspo_tis      GSPO + token TIS (verl gspo + rollout IS)            stream_read5
 //   seq_mean_token_sum_norm   dapo objective, Dr. GRPO aggregation     stream_read
@@ -127,6 +129,9 @@ void BM_grpo_loss_entropy(benchmark::State& st) {
   o.entropy_coef = 1e-3;
   run_loss(st, o, {.ent = true, .grad_ent = true});
 }
+void BM_grpo_loss_entropy_metric(benchmark::State& st) {
+  run_loss(st, dapo(), {.ent = true});
+}
 void BM_grpo_loss_top_entropy(benchmark::State& st) {
   grpo::loss_options o = dapo();
   o.top_entropy_quantile = 0.2;
@@ -168,6 +173,7 @@ BENCHMARK(BM_grpo_loss_tis)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_tis_seq)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_opsm)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_entropy)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_entropy_metric)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_top_entropy)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_gspo_tis)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_seq_mean_token_sum_norm)->Apply(shapes);

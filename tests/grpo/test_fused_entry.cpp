@@ -104,7 +104,7 @@ std::vector<family> chunk_families() {
   o = grpo::preset("trl_grpo");
   o.entropy_coef = 0.01;
   o.kl_coef = 0.03;
-  add("entropy coef (general engine)", o);
+  add("entropy coef (token rows: the entropy sweep)", o);
   o = grpo::preset("trl_dapo");
   o.agg.global_tokens = 61.0;
   o.kl_coef = 0.05;

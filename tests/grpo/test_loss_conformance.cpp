@@ -20,6 +20,13 @@
 
 namespace {
 
+/// Whether compute_loss would run the token rows for these options (token-level ratio, a kind of
+/// the token rows): pass 1 then adds IS weights of 1 to force the general engine, as the entropy
+/// input alone did before the token rows took it (IS weights of 1 are exact there: c = 1).
+bool token_rows_config(const grpo::loss_options& o) {
+  return o.policy.level == grpo::is_level::token && grpo::kind_traits_of(o.policy.kind).token_rows;
+}
+
 using json = nlohmann::json;
 
 constexpr double kTol = 1e-10;        // losses, per-token losses, gradients (float64 peers)
@@ -172,8 +179,9 @@ TEST_CASE("verl compute_policy_loss_*: loss, per-token loss, gradient, metrics" 
       const mat lo = to_mat(c["inputs"]["old_log_prob"]), lp = to_mat(c["inputs"]["log_prob"]);
       const mat A = to_mat(c["inputs"]["advantages"]), M = to_mat(c["inputs"]["response_mask"]);
       // Run twice: plain inputs (token-level fast path where it applies) and with an all-zero
-      // entropy input (coefficient 0), which forces the general two-pass engine.
-      const std::vector<double> zeros(lp.v.size(), 0.0);
+      // entropy input (coefficient 0) and IS weights of 1, which force the general two-pass
+      // engine (the entropy input alone no longer does: the token rows take it).
+      const std::vector<double> zeros(lp.v.size(), 0.0), ones(lp.v.size(), 1.0);
       for (int pass = 0; pass < 2; ++pass) {
         CAPTURE(pass);
         grpo::loss_batch<double, double> bt;
@@ -182,6 +190,8 @@ TEST_CASE("verl compute_policy_loss_*: loss, per-token loss, gradient, metrics" 
         bt.advantages = A.view();
         bt.mask = M.view();
         if (pass == 1) bt.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        if (pass == 1 && !opts.tis.enabled && token_rows_config(opts))
+          bt.is_weights = grpo::make_view(ones.data(), {lp.rows, lp.cols});
         const auto r = grpo::compute_loss(opts, bt);
         const json& out = c["outputs"];
         check_close(r.loss, out["loss"].get<double>(), kTol, "loss");
@@ -246,11 +256,13 @@ TEST_CASE("TRL GRPOTrainer._compute_loss: every loss_type" * doctest::test_suite
       b.advantages = grpo::broadcast_rows(adv.v.data(), lp.rows, lp.cols);
       b.mask = M.view();
       // Run twice: plain (fast path where it applies) and with TRL's fake all-zero entropies
-      // (general engine; TRL's logged entropy metric is then checkable too).
-      const std::vector<double> zeros(lp.v.size(), 0.0);
+      // and IS weights of 1 (general engine; TRL's logged entropy metric is then checkable too).
+      const std::vector<double> zeros(lp.v.size(), 0.0), ones(lp.v.size(), 1.0);
       for (int pass = 0; pass < 2; ++pass) {
         CAPTURE(pass);
         if (pass == 1) b.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        if (pass == 1 && !opts.tis.enabled && token_rows_config(opts))
+          b.is_weights = grpo::make_view(ones.data(), {lp.rows, lp.cols});
         const auto r = grpo::compute_loss(opts, b);
         const json& out = c["outputs"];
         check_close(r.loss, out["loss"].get<double>(), kTol, "loss");

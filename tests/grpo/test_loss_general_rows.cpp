@@ -26,6 +26,7 @@ struct data {
   long B = 0, T = 0;
   std::vector<float> lp, lo, lr, mask, adv;  // adv: one per row
   std::vector<float> ls, adv_tok;            // sampler log-probs; per-token advantages (or empty)
+  std::vector<float> ent;                    // per-token entropies (NaN / inf on some padding)
   std::vector<unsigned char> trunc;
   bool on_policy = false;  ///< no old_logp view
 };
@@ -69,6 +70,18 @@ data make(long B, long T, unsigned seed) {
       const auto k = static_cast<std::size_t>(i * T + t);
       d.ls[k] = d.lo[k] - 0.45f * u(g) + 0.03f * static_cast<float>(i % 5 - 2);
     }
+  // Entropies in [0.05, 3] (a vocabulary of ~20 nats at most), non-finite values where the mask
+  // is 0 (padding of row 0, the all-masked row 2, the truncated row 4): never read.
+  std::mt19937 ge(seed + 7);  // (its own stream: the other inputs stay as they were)
+  d.ent.resize(n);
+  for (std::size_t k = 0; k < n; ++k) d.ent[k] = 0.05f + 1.475f * (u(ge) + 1.f);
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      if ((i == 2 || i == 4) && t % 4 == 1) d.ent[k] = t % 8 == 1 ? INFINITY : std::nanf("");
+      if (i == 0 && t == T - 1 && d.mask[k] == 0.f) d.ent[k] = -INFINITY;
+      if (i == 1 && t % 3 == 1) d.ent[k] = std::nanf("");  // the holes of the fractional row
+    }
   return d;
 }
 
@@ -94,11 +107,13 @@ struct run_out {
 
 /// compute_loss_into on storage type X (float: the packet rows where plan() takes them; double:
 /// the general engine), outputs in double.
+/// with_ent: the entropy input is given; want_ge: the dL/dH output is.
 template <class X, class G = double, class MK = X>
-run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
+run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with_ent = false,
+            bool want_ge = true) {
   const std::vector<X> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
       lr(d.lr.begin(), d.lr.end()), a(d.adv.begin(), d.adv.end()), ls(d.ls.begin(), d.ls.end()),
-      at(d.adv_tok.begin(), d.adv_tok.end());
+      at(d.adv_tok.begin(), d.adv_tok.end()), h(d.ent.begin(), d.ent.end());
   const std::vector<MK> m(d.mask.begin(), d.mask.end());
   grpo::loss_batch<X, MK> b;
   b.logp = grpo::make_view(lp.data(), {d.B, d.T});
@@ -108,6 +123,7 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
   b.advantages = at.empty() ? grpo::broadcast_rows(a.data(), d.B, d.T)
                             : grpo::make_view(at.data(), {d.B, d.T});
   if (o.tis.enabled) b.sampler_logp = grpo::make_view(ls.data(), {d.B, d.T});
+  if (with_ent) b.entropy = grpo::make_view(h.data(), {d.B, d.T});
   b.truncated = d.trunc;
   const auto n = static_cast<std::size_t>(d.B * d.T);
   std::vector<G> g(n, G(-7)), ptl(n, G(-7)), ge(n, G(-7)),
@@ -115,7 +131,7 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl) {
   grpo::loss_outputs<G> out;  // (every position must be written)
   out.grad_logp = grpo::make_view(g.data(), {d.B, d.T});
   if (want_ptl) out.per_token_loss = grpo::make_view(ptl.data(), {d.B, d.T});
-  out.grad_entropy = grpo::make_view(ge.data(), {d.B, d.T});
+  if (want_ge) out.grad_entropy = grpo::make_view(ge.data(), {d.B, d.T});
   out.per_seq_loss = seq;
   run_out r;
   r.s = grpo::compute_loss_into(o, b, out);
@@ -186,6 +202,95 @@ void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double t
   close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
   close_stat(a.clip_low_seq, b.clip_low_seq, 1e-12, "clip_low_seq");
   close_stat(a.clip_high_seq, b.clip_high_seq, 1e-12, "clip_high_seq");
+}
+
+/// Bitwise equal statistics (the entropy sweep leaves the policy row's results alone).
+void same_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b,
+               const std::string& what) {
+  INFO(what);
+  CHECK(a.weight == b.weight);
+  CHECK(a.sum == b.sum);
+  CHECK(a.sum_sq == b.sum_sq);
+  CHECK(a.min == b.min);
+  CHECK(a.max == b.max);
+}
+
+/// A call with the entropy input (bonus entropy_coef, any sign, or 0: the metric only) on the
+/// float rows against the general engine in double: loss, policy / KL / entropy losses, every
+/// gradient and metric within tol; the rows are the expected engine (the token rows, or the TIS
+/// rows where the options carry a rollout IS weight); and the entropy term is separable: the same
+/// float call without it gives the same policy results bit for bit (grad_logp, per-token loss,
+/// policy and KL losses, every other metric) and loss = policy + kl_coef KL - entropy_coef H.
+/// The double oracle is the general engine: TIS options go there for double inputs; the others
+/// are forced there by an OPSM threshold that keeps every token (1e30).
+template <class G = double, class MK = float>
+void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
+                     double tol, bool separable = true) {
+  const run_out f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
+  grpo::loss_options og = o;
+  if (!o.tis.enabled) og.opsm_threshold = 1e30;
+  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
+  CHECK(e.s.engine_used == grpo::loss_engine::general);
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (d.B * d.T > 0) {
+    if (!o.tis.enabled)
+      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
+    else if (packet)
+      CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
+  }
+  CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
+  CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
+  CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
+  CHECK(close(f.s.entropy_loss, e.s.entropy_loss, tol, "entropy_loss") == 0);
+  int bad = 0;
+  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
+    bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
+    if (want_ptl)
+      bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
+    // (not requested: both untouched, -7)
+    bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
+  }
+  CHECK(bad == 0);
+  const auto& a = f.s.metrics;
+  const auto& b = e.s.metrics;
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.sequences == b.sequences);
+  close_stat(a.entropy, b.entropy, tol, "entropy");
+  close_stat(a.approx_kl, b.approx_kl, tol, "approx_kl");
+  close_stat(a.ratio, b.ratio, tol, "ratio");
+  close_stat(a.is_weight, b.is_weight, tol, "is_weight");
+  close_stat(a.advantage, b.advantage, tol, "advantage");
+  close_stat(a.kl, b.kl, tol, "kl");
+  close_stat(a.clip_low, b.clip_low, 1e-12, "clip_low");
+  close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
+  close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
+  close_stat(a.weight_clip, b.weight_clip, 1e-12, "weight_clip");
+  if (!o.tis.enabled) {  // double inputs: the token rows on double lanes, to 1e-12
+    const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
+    if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
+    CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
+    CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
+    close_stat(dd.s.metrics.entropy, e.s.metrics.entropy, 1e-12, "entropy (double)");
+    CHECK(dd.ge == e.ge);  // (-coef s_ent) m in double: the general engine's product
+  }
+  // Separable: the policy row's results do not see the entropy term (unless the sweep flagged a
+  // row, which is then rerun in double as a whole: separable = false).
+  if (!separable) return;
+  grpo::loss_options o0 = o;
+  o0.entropy_coef = 0.0;
+  const run_out z = run<float, G, MK>(o0, d, want_ptl, false, want_ge);
+  CHECK(f.g == z.g);
+  if (want_ptl) CHECK(f.ptl == z.ptl);
+  CHECK(f.s.policy_loss == z.s.policy_loss);
+  CHECK(f.s.kl_loss == z.s.kl_loss);
+  CHECK(f.s.loss == f.s.policy_loss + o.kl_coef * f.s.kl_loss - o.entropy_coef * f.s.entropy_loss);
+  same_stat(a.approx_kl, z.s.metrics.approx_kl, "approx_kl");
+  same_stat(a.ratio, z.s.metrics.ratio, "ratio");
+  same_stat(a.advantage, z.s.metrics.advantage, "advantage");
+  same_stat(a.kl, z.s.metrics.kl, "kl");
+  same_stat(a.clip_high, z.s.metrics.clip_high, "clip_high");
+  CHECK(z.s.metrics.entropy.weight == 0.0);
 }
 
 grpo::loss_options gmpo_trl(double beta) {
@@ -403,4 +508,254 @@ TEST_CASE("general rows: the baseline path runs the general engine (bitwise as t
     CHECK(f.g == e.g);
     CHECK(f.ptl == e.ptl);
   }
+}
+
+namespace {
+/// TRL dapo (clip-higher 0.28, beta) with `kind`, the entropy bonus `coef` and aggregation
+/// `ag` for the policy and the entropy terms (Dr. GRPO: the constant L = 1024).
+grpo::loss_options ent_opts(grpo::policy_loss_kind kind, double beta, double coef,
+                            grpo::agg_mode ag) {
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = beta;
+  a.epsilon_high = 0.28;
+  grpo::loss_options o = grpo::from_trl(a);
+  o.policy.kind = kind;
+  o.entropy_coef = coef;
+  o.agg.mode = ag;
+  o.entropy_agg = grpo::agg_options{};
+  o.entropy_agg.mode = ag;
+  if (ag == grpo::agg_mode::seq_mean_token_sum_norm) o.agg.norm_length = 1024.0;
+  if (ag == grpo::agg_mode::seq_mean_token_sum_norm) o.entropy_agg.norm_length = 1024.0;
+  return o;
+}
+constexpr grpo::agg_mode kEntAggs[] = {
+    grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_sum,
+    grpo::agg_mode::seq_mean_token_mean, grpo::agg_mode::seq_mean_token_sum_norm};
+}  // namespace
+
+TEST_CASE("token rows: the entropy term (bonus of either sign, or the metric alone) equals the "
+          "double general engine, every token kind, KL, aggregation and output set") {
+  using K = grpo::policy_loss_kind;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const data d = tok_adv ? make_tok(9, T, static_cast<unsigned>(T) + 5)
+                             : make(9, T, static_cast<unsigned>(T) + 5);
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (double beta : {0.0, 0.04}) {
+          int v = 0;
+          for (double coef : {0.0, 1e-2, -3e-3}) {
+            for (grpo::agg_mode ag : kEntAggs) {
+              const bool ptl = (v & 1) != 0, ge = (v & 2) != 0;  // every pair for each kind
+              ++v;
+              CAPTURE(T);
+              CAPTURE(tok_adv);
+              CAPTURE(static_cast<int>(kind));
+              CAPTURE(beta);
+              CAPTURE(coef);
+              CAPTURE(static_cast<int>(ag));
+              CAPTURE(ptl);
+              CAPTURE(ge);
+              compare_entropy(ent_opts(kind, beta, coef, ag), d, ptl, ge, kTol);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("token rows: entropy with verl clamps, dual clip, a clamped KL, a global token count, "
+          "integer masks, float outputs, on-policy") {
+  const data d = make(11, 45, 23);
+  grpo::loss_options o = ent_opts(grpo::policy_loss_kind::ppo_clip, 0.1, 1e-3,
+                                  grpo::agg_mode::token_mean);
+  o.kl.estimator = grpo::ops::kl_estimator::k2;
+  o.kl.outer_clamp = 10.0;
+  o.policy.log_ratio_min = -0.3;
+  o.policy.log_ratio_max = 0.25;
+  o.policy.dual_clip_c = 3.0;
+  compare_entropy(o, d, true, true, kTol);
+  o.entropy_agg.global_tokens = 4096.0;  // the step's token count (micro-batch invariance)
+  compare_entropy(o, d, false, true, kTol);
+  compare_entropy<float>(o, d, true, true, kTol);
+  data bin = d;
+  for (float& m : bin.mask) m = m != 0.f ? 1.f : 0.f;  // (an integer mask is 0 / 1)
+  compare_entropy<float, int>(o, bin, false, true, kTol);
+  compare_entropy<double, int>(ent_opts(grpo::policy_loss_kind::sapo, 0.0, -1e-3,
+                                        grpo::agg_mode::seq_mean_token_mean),
+                               bin, true, false, kTol);
+  data on = d;
+  on.on_policy = true;
+  compare_entropy(ent_opts(grpo::policy_loss_kind::cispo, 0.04, 2e-3, grpo::agg_mode::token_mean),
+                  on, false, true, kTol);
+}
+
+TEST_CASE("TIS rows: the entropy term (token TIS, sequence TIS, seq-mask-tis) equals the double "
+          "general engine") {
+  using K = grpo::policy_loss_kind;
+  for (long T : {13L, 300L}) {
+    const data d = make_tok(9, T, static_cast<unsigned>(T) + 9);
+    int v = 0;
+    for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+      for (tis_w w : {tis_w::token, tis_w::sequence, tis_w::seq_mask}) {
+        for (double coef : {0.0, 5e-3}) {
+          const bool ptl = (v & 1) != 0, ge = (v & 2) != 0;
+          ++v;
+          CAPTURE(T);
+          CAPTURE(static_cast<int>(kind));
+          CAPTURE(static_cast<int>(w));
+          CAPTURE(coef);
+          grpo::loss_options o = tis_opts(kind, w, false, v % 3 == 0 ? 0.0 : 0.04);
+          o.entropy_coef = coef;
+          o.entropy_agg.mode = v % 2 == 0 ? grpo::agg_mode::token_mean
+                                          : grpo::agg_mode::seq_mean_token_mean;
+          compare_entropy(o, d, ptl, ge, kTol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("token rows: the entropy term against a hand-computed token mean") {
+  // Independent of the library's aggregation code: token_mean over the valid tokens of the
+  // non-truncated rows, E = sum m H / sum m; loss -= coef E; dL/dH = -coef m / sum m.
+  const data d = make(9, 70, 31);
+  const double coef = 0.02;
+  double smh = 0.0, sm = 0.0, mn = INFINITY, mx = -INFINITY;
+  for (long i = 0; i < d.B; ++i) {
+    if (d.trunc[static_cast<std::size_t>(i)]) continue;
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.mask[k], h = d.ent[k];
+      if (m == 0.0) continue;
+      smh += m * h;
+      sm += m;
+      mn = std::min(mn, h);
+      mx = std::max(mx, h);
+    }
+  }
+  for (grpo::policy_loss_kind kind : {grpo::policy_loss_kind::ppo_clip,
+                                      grpo::policy_loss_kind::reinforce}) {
+    const grpo::loss_options o = ent_opts(kind, 0.04, coef, grpo::agg_mode::token_mean);
+    for (bool f32 : {true, false}) {
+      const run_out r = f32 ? run<float>(o, d, false, true, true) : run<double>(o, d, false, true);
+      CHECK(r.s.engine_used == grpo::loss_engine::token_rows_simd);
+      CHECK(close(r.s.entropy_loss, smh / sm, kTol, "entropy_loss") == 0);
+      CHECK(close(r.s.metrics.entropy.mean(), smh / sm, kTol, "entropy mean") == 0);
+      CHECK(r.s.metrics.entropy.weight == sm);
+      CHECK(r.s.metrics.entropy.min == doctest::Approx(mn).epsilon(1e-7));
+      CHECK(r.s.metrics.entropy.max == doctest::Approx(mx).epsilon(1e-7));
+      CHECK(close(r.s.loss, r.s.policy_loss + 0.04 * r.s.kl_loss - coef * smh / sm, kTol,
+                  "loss") == 0);
+      int bad = 0;
+      for (long i = 0; i < d.B; ++i)
+        for (long t = 0; t < d.T; ++t) {
+          const auto k = static_cast<std::size_t>(i * d.T + t);
+          const double m = d.trunc[static_cast<std::size_t>(i)] ? 0.0 : d.mask[k];
+          bad += close(r.ge[k], -coef * m / sm, 1e-7, "grad_entropy[" + std::to_string(k) + "]");
+        }
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("token rows: entropy past the streaming-store size, unaligned rows") {
+  // 1024 x 4099 float outputs: the dL/dH stores stream like the gradient's (aligned steps).
+  const data d = make(1024, 4099, 41);
+  compare_entropy<float>(ent_opts(grpo::policy_loss_kind::ppo_clip, 0.04, 1e-3,
+                                  grpo::agg_mode::token_mean),
+                         d, false, true, kTol);
+}
+
+TEST_CASE("token rows: a non-finite entropy on a valid token is the named error, on padding "
+          "ignored; float overflow of the sweep's sums reruns the row in double") {
+  const data d = make(6, 40, 3);  // (padding entropies are non-finite already: ignored)
+  for (bool tis : {false, true}) {
+    CAPTURE(tis);
+    grpo::loss_options o = tis ? tis_opts(grpo::policy_loss_kind::ppo_clip, tis_w::token, false, 0.04)
+                               : ent_opts(grpo::policy_loss_kind::ppo_clip, 0.04, 0.0,
+                                          grpo::agg_mode::token_mean);
+    for (double coef : {0.0, 1e-3}) {
+      o.entropy_coef = coef;
+      for (float v : {std::nanf(""), INFINITY, -INFINITY}) {
+        data bad = d;
+        bad.ent[static_cast<std::size_t>(5 * bad.T + 7)] = v;  // row 5: len 38
+        CHECK_THROWS_WITH_AS(run<float>(o, bad, false, true), doctest::Contains("entropy"),
+                             grpo::error);
+        CHECK_THROWS_WITH_AS(run<double>(o, bad, false, true), doctest::Contains("entropy"),
+                             grpo::error);
+        bad.ent[static_cast<std::size_t>(5 * bad.T + 7)] = d.ent[5 * 40 + 7];
+        bad.ent[static_cast<std::size_t>(5 * bad.T + 39)] = v;  // row 5's padding
+        bad.ent[static_cast<std::size_t>(1 * bad.T + 4)] = v;   // a hole of row 1
+        const run_out a = run<float>(o, bad, true, true);
+        const run_out b = run<float>(o, d, true, true);
+        CHECK(a.s.loss == b.s.loss);
+        CHECK(a.s.entropy_loss == b.s.entropy_loss);
+        CHECK(a.ge == b.ge);
+      }
+    }
+    // A huge finite entropy: m H^2 overflows float (the sweep's lane sum), not double: the row
+    // is rerun in double, so the call agrees with the double general engine.
+    data big = d;
+    big.ent[static_cast<std::size_t>(3 * big.T + 2)] = 1e30f;
+    o.entropy_coef = 1e-3;
+    compare_entropy(o, big, true, true, kTol, false);
+  }
+}
+
+TEST_CASE("token rows: entropy on the baseline path and with strided views (scalar rows)") {
+  const data d = make(7, 37, 43);
+  const grpo::loss_options o =
+      ent_opts(grpo::policy_loss_kind::sapo, 0.04, 5e-3, grpo::agg_mode::seq_mean_token_sum);
+  {
+    const grpo::scoped_isa_limit pin(grpo::isa::baseline);  // the lane-generic sweep
+    compare_entropy(o, d, true, true, kTol);
+  }
+  // A strided entropy view: the scalar token rows (double, token order), whose entropy term is
+  // the general engine's bit for bit.
+  std::vector<double> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
+      lr(d.lr.begin(), d.lr.end()), m(d.mask.begin(), d.mask.end()), a(d.adv.begin(), d.adv.end());
+  std::vector<double> h2(d.ent.size() * 2);
+  for (std::size_t k = 0; k < d.ent.size(); ++k) h2[2 * k] = d.ent[k];
+  grpo::loss_batch<double, double> b;
+  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
+  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
+  b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
+  b.mask = grpo::make_view(m.data(), {d.B, d.T});
+  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
+  b.entropy = grpo::make_view(h2.data(), {d.B, d.T}, {2 * d.T, 2});
+  b.truncated = d.trunc;
+  const grpo::loss_result s = grpo::compute_loss(o, b);
+  grpo::loss_options og = o;
+  og.opsm_threshold = 1e30;
+  const grpo::loss_result e = grpo::compute_loss(og, b);
+  CHECK(s.engine_used == grpo::loss_engine::token_rows);
+  CHECK(e.engine_used == grpo::loss_engine::general);
+  CHECK(s.entropy_loss == e.entropy_loss);
+  same_stat(s.metrics.entropy, e.metrics.entropy, "entropy");
+  CHECK(s.grad_entropy == e.grad_entropy);
+  CHECK(close(s.loss, e.loss, 1e-12, "loss") == 0);
+}
+
+TEST_CASE("token rows: compute_loss_metrics with the entropy metric (scratch gradient, threads)") {
+  const data d = make(40, 77, 47);
+  const grpo::loss_options o =
+      ent_opts(grpo::policy_loss_kind::ppo_clip, 0.04, 0.0, grpo::agg_mode::token_mean);
+  const std::vector<float> lp(d.lp), lo(d.lo), lr(d.lr), m(d.mask), a(d.adv), h(d.ent);
+  grpo::loss_batch<float, float> b;
+  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
+  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
+  b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
+  b.mask = grpo::make_view(m.data(), {d.B, d.T});
+  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
+  b.entropy = grpo::make_view(h.data(), {d.B, d.T});
+  b.truncated = d.trunc;
+  const grpo::loss_scalars s = grpo::compute_loss_metrics(o, b);
+  const run_out f = run<float, float>(o, d, false, true, false);
+  CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
+  CHECK(s.loss == f.s.loss);
+  CHECK(s.entropy_loss == f.s.entropy_loss);
+  same_stat(s.metrics.entropy, f.s.metrics.entropy, "entropy");
+  same_stat(s.metrics.ratio, f.s.metrics.ratio, "ratio");
 }

@@ -24,6 +24,13 @@
 
 namespace {
 
+/// Whether compute_loss would run the token rows for these options (token-level ratio, a kind of
+/// the token rows): pass 1 then adds IS weights of 1 to force the general engine, as the entropy
+/// input alone did before the token rows took it (IS weights of 1 are exact there: c = 1).
+bool token_rows_config(const grpo::loss_options& o) {
+  return o.policy.level == grpo::is_level::token && grpo::kind_traits_of(o.policy.kind).token_rows;
+}
+
 using json = nlohmann::json;
 
 constexpr double kTol = 1e-10;
@@ -134,9 +141,10 @@ TEST_CASE("OpenRLHF PolicyLoss.forward: loss, per-token loss, gradient, metrics"
       mat ls;
       if (in.contains("rollout_log_probs")) ls = to_mat(in["rollout_log_probs"]);
       const bool gspo = a.actor.policy_loss_type == "gspo";
-      const std::vector<double> zeros(lp.v.size(), 0.0);
+      const std::vector<double> zeros(lp.v.size(), 0.0), ones(lp.v.size(), 1.0);
       // Pass 0: the engine compute_loss picks (token fast path / sequence path / general);
-      // pass 1: an all-zero entropy input (coefficient 0) forces the general engine.
+      // pass 1: an all-zero entropy input (coefficient 0) and IS weights of 1 force the general
+      // engine (the entropy input alone no longer does: the token rows take it).
       for (int pass = 0; pass < 2; ++pass) {
         CAPTURE(pass);
         grpo::loss_batch<double, double> b;
@@ -146,6 +154,8 @@ TEST_CASE("OpenRLHF PolicyLoss.forward: loss, per-token loss, gradient, metrics"
         b.mask = M.view();
         if (!ls.v.empty()) b.sampler_logp = ls.view();
         if (pass == 1) b.entropy = grpo::make_view(zeros.data(), {lp.rows, lp.cols});
+        if (pass == 1 && !opts.tis.enabled && token_rows_config(opts))
+          b.is_weights = grpo::make_view(ones.data(), {lp.rows, lp.cols});
         const auto r = grpo::compute_loss(opts, b);
         const json& out = c["outputs"];
         check_close(r.loss, out["loss"].get<double>(), "loss");
@@ -750,7 +760,7 @@ TEST_CASE("OpenRLHF ppo_kl in the loss result: unclamped mean, hand-computed, ev
   const std::vector<double> A = {1.0, -0.5, 0.25, 2.0}, M = {1, 1, 0, 1};
   const std::vector<float> lpf(lp.begin(), lp.end()), lof(lo.begin(), lo.end()),
       Af(A.begin(), A.end()), Mf(M.begin(), M.end());
-  const std::vector<double> zeros(4, 0.0);
+  const std::vector<double> ones(4, 1.0);
   auto run = [&](const grpo::loss_options& o, int engine) {
     if (engine == 2) {  // float inputs
       grpo::loss_batch<float, float> b;
@@ -765,7 +775,7 @@ TEST_CASE("OpenRLHF ppo_kl in the loss result: unclamped mean, hand-computed, ev
     b.old_logp = grpo::make_view(lo.data(), {1, 4});
     b.advantages = grpo::make_view(A.data(), {1, 4});
     b.mask = grpo::make_view(M.data(), {1, 4});
-    if (engine == 1) b.entropy = grpo::make_view(zeros.data(), {1, 4});  // general engine
+    if (engine == 1) b.is_weights = grpo::make_view(ones.data(), {1, 4});  // general engine
     return grpo::compute_loss(o, b).metrics.approx_kl.mean();
   };
   const auto preset = grpo::from_openrlhf(grpo::openrlhf_args{});

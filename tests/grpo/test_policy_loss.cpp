@@ -363,8 +363,10 @@ TEST_CASE(
         const auto s1 = grpo::compute_loss_into(o, in, out);
         CHECK(s1.loss == full.loss);
         CHECK(g == full.grad_logp);
-        // (3) the general pass (an entropy input disables the fast path; coefficient 0)
-        in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});
+        // (3) the general pass (IS weights of 1 disable the fast path: double inputs run the
+        // general engine; an entropy input no longer does, the token rows take it)
+        const std::vector<double> ones(b.lp.size(), 1.0);
+        in.is_weights = grpo::make_view(ones.data(), {b.B, b.T});
         std::vector<double> g3(b.lp.size(), -1.0);
         out.grad_logp = grpo::make_view(g3.data(), {b.B, b.T});
         const auto s3 = grpo::compute_loss_into(o, in, out);
@@ -409,7 +411,8 @@ TEST_CASE(
   grpo::loss_outputs<double> out;
   out.grad_logp = grpo::make_view(g1.data(), {b.B, b.T});
   const auto fast = grpo::compute_loss_into(o, in, out);
-  in.entropy = grpo::make_view(b.entropy.data(), {b.B, b.T});  // forces the general pass
+  const std::vector<double> ones(b.lp.size(), 1.0);  // IS weights of 1: the general pass
+  in.is_weights = grpo::make_view(ones.data(), {b.B, b.T});
   out.grad_logp = grpo::make_view(g2.data(), {b.B, b.T});
   const auto gen = grpo::compute_loss_into(o, in, out);
   CHECK(fast.engine_used == grpo::loss_engine::token_rows_simd);

@@ -267,6 +267,11 @@ fast_simd_row<CT, M, G> row_desc(const loss_call<T, M, G>& c, const loss_rows& r
   rw.ge = has(out.grad_entropy) ? &out.grad_entropy(i, 0) : nullptr;
   rw.sp = static_cast<CT>(r.s_pol[k]);
   rw.sk = static_cast<CT>(r.s_kl[k]);
+  if (c.has_ent) {  // the entropy term (token / TIS rows; the other row engines take none)
+    rw.h = &in.entropy(i, 0);
+    rw.se = r.s_ent[k];
+    rw.gh = static_cast<CT>(-c.o.entropy_coef * r.s_ent[k]);
+  }
   rw.end = r.row_end[k];
   rw.n = r.n_base[k];
   rw.bin = r.row_bin[k] != 0;

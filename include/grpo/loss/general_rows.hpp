@@ -278,6 +278,9 @@ void general_row(const loss_call<T, M, G>& c, const row_ctx& rc0, const loss_row
       if (o.kl_coef != 0.0)
         GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
                      "ref_logp: non-finite value on a valid token");
+      if (c.has_ent)  // (else a NaN loss, caught only as "the loss is not finite")
+        GRPO_EXPECTS(std::isfinite(static_cast<double>(in.entropy(i, t))), bad_value,
+                     "entropy: non-finite value on a valid token");
     }
     // Steps 2-6 of loss.hpp's file comment for this token (shared with the CUDA kernels).
     const token_in x = c.tok(i, t, mb);
@@ -540,10 +543,12 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,
                                      o.policy.kind == policy_loss_kind::cispo, r.met);
   res.metrics.is_weight = iw0;  // (merge_row_parts adds weight 1 blocks: replaced by the rows')
+  double ent_fell = 0.0;  // the entropy term of the rows rerun in double
   for (std::size_t k = 0; k < B; ++k) {  // row order
     if (fell[k]) {
       res.policy_loss += fell[k]->pol;
       res.kl_loss += fell[k]->kl;
+      ent_fell += fell[k]->ent;
       res.metrics.merge(fell[k]->met);
     } else if (parts[k].wsum > 0) {
       const double* w = outs[k].iw;
@@ -551,6 +556,11 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
     }
   }
   res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
+  if (c.has_ent) {  // the rows' entropy sweeps (token_rows.hpp merge_entropy), then the reruns'
+    merge_entropy(parts, o.kl_coef, o.entropy_coef, res);
+    res.entropy_loss += ent_fell;
+    res.loss = res.policy_loss + o.kl_coef * res.kl_loss - o.entropy_coef * res.entropy_loss;
+  }
   res.engine_used = loss_engine::general_rows;
   return res;
 }

@@ -13,7 +13,9 @@
 /// row-wide term, and the token-level kinds with a rollout IS weight (tis_options) and no other
 /// row-wide term, run the general engine's packet rows where those exist (float inputs on the
 /// avx2 / avx512 paths: loss/general_rows.hpp weighted_rows / tis_rows); everything else runs
-/// the general engine (loss/general_rows.hpp).
+/// the general engine (loss/general_rows.hpp). The entropy term (the bonus, of any coefficient,
+/// or the entropy metric alone) without the top-entropy mask is token-local: the token rows and
+/// the TIS rows add it in one more sweep per row (entropy_row); the other row engines take none.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -193,9 +195,13 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
   auto has = [](const auto& v) { return v.data_handle() != nullptr; };
   const index_t Tn = in.logp.extent(1);
   const bool has_old = has(in.old_logp);
-  // No row-wide term besides (at most) the sequence ratio.
-  const bool local = !o.opsm_threshold.has_value() && !pl.use_emask && !o.tis.enabled &&
-                     !has(in.is_weights) && !has(in.entropy) && o.entropy_coef == 0.0;
+  // No row-wide term besides (at most) the sequence ratio. The entropy term (bonus or metric)
+  // without the top-entropy mask is token-local: the token rows add it in one more sweep per
+  // row (entropy_row); the other row engines take none.
+  const bool no_extra = !o.opsm_threshold.has_value() && !pl.use_emask && !o.tis.enabled &&
+                        !has(in.is_weights);
+  const bool entropy_term = has(in.entropy) || o.entropy_coef != 0.0;
+  const bool local = no_extra && !entropy_term;
   constexpr bool simd_types = plan_simd_types<T, M, G>;
   auto unit_t = [&](const auto& v) { return Tn <= 1 || v.stride(1) == 1; };
   const bool unit_rows = unit_t(in.logp) && (!has_old || unit_t(in.old_logp)) &&
@@ -203,7 +209,8 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
                          (in.advantages.stride(1) == 0 || unit_t(in.advantages)) &&
                          unit_t(out.grad_logp) &&
                          (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
-                         (!has(out.grad_entropy) || unit_t(out.grad_entropy));
+                         (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
+                         (!has(in.entropy) || unit_t(in.entropy));
   if (simd_types && P.level != is_level::token && K.sequence_rows && local && unit_rows) {
     pl.route = loss_route::sequence_rows;
     return pl;
@@ -220,14 +227,15 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
     pl.route = loss_route::general_rows;
     return pl;
   }
-  const bool tis_only = o.tis.enabled && !o.opsm_threshold.has_value() && !pl.use_emask &&
-                        !has(in.is_weights) && !has(in.entropy) && o.entropy_coef == 0.0;
+  // (the entropy term as on the token rows: one more sweep per row)
+  const bool tis_only =
+      o.tis.enabled && !o.opsm_threshold.has_value() && !pl.use_emask && !has(in.is_weights);
   if (packet_ok && K.token_rows && tis_only &&
       (!has(in.sampler_logp) || unit_t(in.sampler_logp))) {
     pl.route = loss_route::general_rows;
     return pl;
   }
-  if (P.level == is_level::token && K.token_rows && local) {
+  if (P.level == is_level::token && K.token_rows && no_extra) {
     pl.route = loss_route::token_rows;
     // the row kernels report the clamped log ratio: an unclamped approx_kl runs the scalar rows
     pl.simd = simd_types && unit_rows &&

@@ -33,6 +33,11 @@ struct fast_row_part {
   double ak[4] = {0, 0, kInf, -kInf}, av[4] = {0, 0, kInf, -kInf}, ra[4] = {0, 0, kInf, -kInf};
   double kb[4] = {0, 0, kInf, -kInf};
   double c_lo = 0, c_hi = 0, c_re = 0, c_du = 0, c_w = 0, wsum = 0;
+  /// Entropy term of the row (rows with an entropy input, fast_simd_row::h): ent = s_ent sum m H
+  /// (the row's share of entropy_loss) and the entropy metric's block {sum m H, sum m H^2, min,
+  /// max} over the valid tokens (weight: wsum, the same tokens).
+  double ent = 0;
+  double eb[4] = {0, 0, kInf, -kInf};
   /// GSPO (sequence level, per-sequence advantages): the row's one clip decision, TRL's (B, 1)
   /// metrics (bit 0 low, bit 1 high, bit 2 dual); recorded for every row, empty ones included.
   unsigned char seq_clip = 0;
@@ -80,6 +85,12 @@ struct fast_simd_row {
   bool trunc = false;
   G *g = nullptr, *ptl = nullptr, *ge = nullptr;
   C sp = 0, sk = 0;  ///< aggregation row factors of the policy and KL terms
+  /// Entropy input of the row (null: none). Given, the row's entropy sweep (token rows, TIS rows)
+  /// adds the entropy term: loss -= entropy_coef se sum m H, and writes ge = gh m at every
+  /// position, with gh = -entropy_coef se (d loss / d H) and se the entropy term's row factor.
+  const C* h = nullptr;
+  C gh = 0;
+  double se = 0;
   /// One past the last nonzero mask entry (pass 1): without per-token loss output the kernels
   /// stop reading at the first step boundary >= end and zero-fill the gradient after it.
   index_t end = 0;

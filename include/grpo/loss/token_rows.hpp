@@ -2,8 +2,9 @@
 /// @file token_rows.hpp
 /// @brief The token-level row engine of compute_loss_into: token-level ratio surrogates without
 ///        extra masks or IS weights (GRPO / DAPO / Dr. GRPO / CISPO / SAPO / GPG at token level,
-///        optional in-loss KL; kind_traits<K>::token_rows). No row-wide terms: one tight loop per
-///        row, metric statistics reduced per row, merged in row order. The vectorised rows
+///        optional in-loss KL and entropy term; kind_traits<K>::token_rows). No row-wide terms:
+///        one tight loop per row (plus, with an entropy input, one sweep over H and the mask),
+///        metric statistics reduced per row, merged in row order. The vectorised rows
 ///        (loss/simd_token_rows.hpp, the AVX-512 kernel for float) when the layouts allow; the
 ///        scalar row below otherwise, and for a row the kernels flag (it throws the named error).
 #pragma once
@@ -43,11 +44,15 @@ void token_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
   const bool clip_rules = ppo || (cispo_any && !cispo_cap);
   const bool trunc = c.trunc(i);
   const double sp = r.s_pol[i], sk = r.s_kl[i];
+  // Entropy term (the general engine's step 6 with no top-entropy mask: m_e = m): loss -= coef
+  // s_ent sum m H, d loss / d H = (-coef s_ent) m at every position (its signed zero off the
+  // mask), the entropy metric over the valid tokens; in double, token order.
+  const double se = c.has_ent ? r.s_ent[i] : 0.0, gh = -o.entropy_coef * se;
   for (index_t t = 0; t < c.Tn; ++t) {
     const double mf = trunc ? 0.0 : static_cast<double>(in.mask(i, t));
+    if (want_ge) out.grad_entropy(i, t) = c.has_ent ? static_cast<G>(gh * mf) : G(0);
     if (mf == 0.0 && !want_ptl) {  // padding: nothing to evaluate, gradient exactly 0
       out.grad_logp(i, t) = G(0);
-      if (want_ge) out.grad_entropy(i, t) = G(0);
       continue;
     }
     const double lp = c.lp_at(i, t), lo = c.lo_at(i, t), A = c.A_at(i, t);
@@ -55,6 +60,12 @@ void token_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
       GRPO_EXPECTS(std::isfinite(lp), bad_value, "logp: non-finite value on a valid token");
       GRPO_EXPECTS(std::isfinite(lo), bad_value, "old_logp: non-finite value on a valid token");
       GRPO_EXPECTS(std::isfinite(A), bad_value, "advantages: non-finite value on a valid token");
+      if (c.has_ent) {
+        const double h = static_cast<double>(in.entropy(i, t));
+        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+        rp.ent += se * mf * h;
+        add_block(rp.eb, h, mf);
+      }
     }
     const double x = lp - lo;
     const double rr = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
@@ -86,7 +97,6 @@ void token_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
       }
     }
     if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
-    if (want_ge) out.grad_entropy(i, t) = G(0);
     out.grad_logp(i, t) = static_cast<G>(g);
     if (mf == 0.0) continue;
     rp.wsum += mf;
@@ -132,6 +142,20 @@ fast_simd_params<CT> token_simd_params(const loss_options& o) {
   return sprm;
 }
 
+/// The entropy term of the row parts (rows with an entropy input: fast_row_part::ent / eb) into
+/// the merged result, in row order: entropy_loss, the entropy metric (weight: each row's valid
+/// tokens, wsum) and the loss, policy + kl_coef KL - entropy_coef entropy as the general engine.
+inline void merge_entropy(const std::vector<fast_row_part>& parts, double kl_coef,
+                          double entropy_coef, loss_scalars& res) {
+  double ent = 0.0;
+  for (const fast_row_part& rp : parts) {
+    ent += rp.ent;
+    res.metrics.entropy.add_block(rp.eb[0], rp.eb[1], rp.wsum, rp.eb[2], rp.eb[3]);
+  }
+  res.entropy_loss = ent;
+  res.loss = res.policy_loss + kl_coef * res.kl_loss - entropy_coef * ent;
+}
+
 /// The token-level engine over every row (threaded), merged in row order.
 template <class T, class M, class G>
 loss_scalars token_rows(const loss_call<T, M, G>& c, const loss_plan& pl, loss_rows& r) {
@@ -161,9 +185,9 @@ loss_scalars token_rows(const loss_call<T, M, G>& c, const loss_plan& pl, loss_r
     }
     token_row_scalar(cc, r, i, rp);
   };
-  // A gradient whose rows share one buffer (shared_row_gradient: compute_loss_metrics' scratch
-  // row) is written to a row of each thread's own instead, so that the rows run threaded.
-  const bool shared = shared_row_gradient(c.out, c.B);
+  // compute_loss_metrics' scratch gradient (loss_call_flags::scratch_grad: its rows share one
+  // buffer) is written to a row of each thread's own instead, so that the rows run threaded.
+  const bool shared = c.scratch_grad && c.B > 1;
   auto run_row = [&](index_t i) {
     if (!shared) return run_one(c, i);
     thread_local std::vector<G> own;  // O(T) per thread, kept for the next call
@@ -175,6 +199,7 @@ loss_scalars token_rows(const loss_call<T, M, G>& c, const loss_plan& pl, loss_r
   par::for_each_row(c.B, run_row, loss_loop(c.Tn));
   loss_scalars res =
       merge_row_parts(parts, o.kl_coef, kl_on, false, P.kind == policy_loss_kind::cispo, r.met);
+  if (c.has_ent) merge_entropy(parts, o.kl_coef, o.entropy_coef, res);
   res.engine_used = simd ? loss_engine::token_rows_simd : loss_engine::token_rows;
   return res;
 }

@@ -345,23 +345,33 @@ bool tis_row<Ppo, KL, RowA, M, G>::totals(fast_row_part& rp, tis_row_out& out) n
   return true;
 }
 
-/// tis_row for the kind, KL and advantage layout of the call.
+/// tis_row for the kind, KL and advantage layout of the call; then, for a row with an entropy
+/// input (rw.h), the entropy sweep of the token rows (token_row.ipp entropy_row: the policy term's
+/// weight rho does not multiply the entropy term, loss_token.hpp step 6), which writes dL/dH.
 template <class M, class G>
 bool tis_row_run(const tis_params& q, const fast_simd_row<float, M, G>& rw, const float* ls,
                  const float* nls, index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
   const bool kl_on = q.lpar.kl_coef != 0.0, ppo = q.kind == policy_loss_kind::ppo_clip;
   const bool row_a = rw.A == nullptr;
+  fast_simd_row<float, M, G> rw_pol = rw;
+  if (rw.h != nullptr) rw_pol.ge = nullptr;  // (written by the entropy sweep)
   auto go = [&](auto ppo_c, auto kl_c, auto row_c) {
     return tis_row<decltype(ppo_c)::value, decltype(kl_c)::value, decltype(row_c)::value, M, G>(
-               q, rw, ls, nls)
+               q, rw_pol, ls, nls)
         .run(Tn, rp, out);
   };
   using T_ = std::true_type;
   using F_ = std::false_type;
+  bool ok;
   if (ppo) {
-    if (kl_on) return row_a ? go(T_{}, T_{}, T_{}) : go(T_{}, T_{}, F_{});
-    return row_a ? go(T_{}, F_{}, T_{}) : go(T_{}, F_{}, F_{});
+    if (kl_on)
+      ok = row_a ? go(T_{}, T_{}, T_{}) : go(T_{}, T_{}, F_{});
+    else
+      ok = row_a ? go(T_{}, F_{}, T_{}) : go(T_{}, F_{}, F_{});
+  } else if (kl_on) {
+    ok = row_a ? go(F_{}, T_{}, T_{}) : go(F_{}, T_{}, F_{});
+  } else {
+    ok = row_a ? go(F_{}, F_{}, T_{}) : go(F_{}, F_{}, F_{});
   }
-  if (kl_on) return row_a ? go(F_{}, T_{}, T_{}) : go(F_{}, T_{}, F_{});
-  return row_a ? go(F_{}, F_{}, T_{}) : go(F_{}, F_{}, F_{});
+  return ok && (rw.h == nullptr || entropy_row(rw, Tn, rp));
 }

@@ -500,6 +500,103 @@ bool row_run(const fast_simd_params<float>& p, const fast_simd_row<float, M, G>&
                          : token_row_run<K, KL, false>(p, rw, Tn, rp);
 }
 
+/// The entropy sweep of a row with an entropy input (rw.h; token rows and TIS rows run it after
+/// the row, whose kernel then writes no dL/dH): the entropy term of the general engine
+/// (detail/loss_token.hpp token_terms step 6 with no top-entropy mask, so m_e = m) over the row's
+/// mask, into rp: ent += se sum m H, eb += {sum m H, sum m H^2, min, max} of H over the valid
+/// tokens; and, when rw.ge is given, ge = gh m at every position (gh = -entropy_coef se: the
+/// general engine's (-coef s_ent) m_e, so a padding position gets its signed zero). Reads stop
+/// at the step holding the last valid token (a prefix row never reads its mask); float lane sums
+/// are flushed into double lanes every kFlushBatches steps. False: a valid token's H is not
+/// finite, or a float sum overflowed (the caller reruns the row in double: the named error, or
+/// the exact row); rp's entropy fields are then incomplete.
+template <class M, class G>
+bool entropy_row(const fast_simd_row<float, M, G>& rw_in, index_t Tn, fast_row_part& rp) noexcept {
+  const fast_simd_row<float, M, G> rw = rw_in;  // (a copy: the output stores may alias it)
+  const V zero(0.0f), pinf(std::numeric_limits<float>::infinity()), gh(rw.gh);
+  const bool prefix = rw.prefix && !rw.trunc, want_ge = rw.ge != nullptr;
+  const index_t end = rw.trunc ? 0 : std::min(rw.end, Tn);
+  const index_t stop = std::min(Tn, (end + L - 1) / L * L);  // reads: the steps up to end
+  // Streaming dL/dH stores for a large float output (as the gradient's): full steps from its
+  // first aligned boundary.
+  const bool nt = std::is_same_v<G, float> && rw.nt && want_ge;
+  constexpr std::uintptr_t kAlign = sizeof(float) * L;
+  const index_t head =
+      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.ge) % kAlign) %
+                                kAlign / sizeof(float))
+         : 0;
+  V s = zero, s2 = zero, mn = pinf, mx = -pinf;
+  dsum d_s, d_s2;
+  index_t since = 0, t = 0;
+  for (index_t w = head > 0 ? head : L; t < stop; t += w, w = L) {
+    const index_t k = std::min(stop - t, w);
+    if (t + kPrefetch < stop) {
+      fast_prefetch(rw.h + t, kPrefetch);
+      if (!prefix) fast_prefetch(rw.m + t, kPrefetch);
+    }
+    V m, hv;
+    Mk valid;
+    if (prefix) {  // ones exactly on [0, end): m = 1 on the valid lanes
+      valid = Mk{A::first(std::max<index_t>(0, std::min<index_t>(k, end - t)))};
+      m = sel<V>(valid, V(1.0f), zero);
+    } else {
+      m = rw.trunc ? zero : (k == L ? load_as<false>(rw.m + t, L) : load_as<true>(rw.m + t, k));
+      valid = m != zero;  // (0 on the lanes past a tail)
+    }
+    hv = k == L ? load_as<false>(rw.h + t, L) : load_as<true>(rw.h + t, k);
+    const V mh = m * hv;
+    s = s + keep(valid, mh);
+    s2 = s2 + keep(valid, mh * hv);
+    mn = vmin(sel<V>(valid, hv, pinf), mn);
+    mx = vmax(sel<V>(valid, hv, -pinf), mx);
+    if (want_ge) {
+      const V ge = gh * m;
+      if constexpr (std::is_same_v<G, float>) {
+        if (nt && k == L && t >= head) {
+          A::stream(rw.ge + t, ge.v);
+        } else if (k == L) {
+          store_as<false>(rw.ge + t, ge, L);
+        } else {
+          store_as<true>(rw.ge + t, ge, k);
+        }
+      } else {
+        if (k == L)
+          store_as<false>(rw.ge + t, ge, L);
+        else
+          store_as<true>(rw.ge + t, ge, k);
+      }
+    }
+    if (++since == kFlushBatches) {
+      d_s.add(s), d_s2.add(s2);
+      s = s2 = zero;
+      since = 0;
+    }
+  }
+  d_s.add(s), d_s2.add(s2);
+  t = stop;  // (a last step narrower than its width w ends at stop)
+  if (want_ge) {  // past the last valid token's step: gh * 0 (the general engine's signed zero)
+    const float z = rw.gh * 0.0f;
+    if constexpr (std::is_same_v<G, float>) {
+      if (nt) {
+        for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.ge[t] = z;
+        for (; t + L <= Tn; t += L) A::stream(rw.ge + t, V(z).v);
+      }
+    }
+    for (; t < Tn; ++t) rw.ge[t] = static_cast<G>(z);
+    if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
+  }
+  const double sh = d_s.total(), sh2 = d_s2.total();
+  if (!std::isfinite(sh) || !std::isfinite(sh2)) return false;
+  rp.ent += rw.se * sh;
+  rp.eb[0] += sh;
+  rp.eb[1] += sh2;
+  if (end > 0) {
+    rp.eb[2] = std::min(rp.eb[2], static_cast<double>(hmin(mn)));
+    rp.eb[3] = std::max(rp.eb[3], static_cast<double>(hmax(mx)));
+  }
+  return true;
+}
+
 /// Whether an entry of m[t0, t1) lies outside [0, FLT_MAX] (NaN included): the exact range test
 /// of pass 1 (mask_row_sum's fallback).
 inline bool mask_row_bad(const float* m, index_t t0, index_t t1) noexcept {
