@@ -234,8 +234,9 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
   if (d.B * d.T > 0) {
-    if (!o.tis.enabled)
-      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
+    if (!o.tis.enabled)  // (elsewhere the scalar rows: position-independent bits, see plan())
+      CHECK(f.s.engine_used ==
+            (packet ? grpo::loss_engine::token_rows_simd : grpo::loss_engine::token_rows));
     else if (packet)
       CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
   }
@@ -266,20 +267,22 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
   close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
   close_stat(a.weight_clip, b.weight_clip, 1e-12, "weight_clip");
-  if (!o.tis.enabled) {  // double inputs: the token rows on double lanes, to 1e-12
+  if (!o.tis.enabled) {  // double inputs: the scalar token rows (double per token), to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
-    if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
+    if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows);
     CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
     CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
     close_stat(dd.s.metrics.entropy, e.s.metrics.entropy, 1e-12, "entropy (double)");
     CHECK(dd.ge == e.ge);  // (-coef s_ent) m in double: the general engine's product
   }
   // Separable: the policy row's results do not see the entropy term (unless the sweep flagged a
-  // row, which is then rerun in double as a whole: separable = false).
+  // row, which is then rerun in double as a whole: separable = false; or the call without the
+  // entropy term runs other rows: the lane-generic rows of the baseline path).
   if (!separable) return;
   grpo::loss_options o0 = o;
   o0.entropy_coef = 0.0;
   const run_out z = run<float, G, MK>(o0, d, want_ptl, false, want_ge);
+  if (z.s.engine_used != f.s.engine_used) return;
   CHECK(f.g == z.g);
   if (want_ptl) CHECK(f.ptl == z.ptl);
   CHECK(f.s.policy_loss == z.s.policy_loss);
@@ -640,7 +643,10 @@ TEST_CASE("token rows: the entropy term against a hand-computed token mean") {
     const grpo::loss_options o = ent_opts(kind, 0.04, coef, grpo::agg_mode::token_mean);
     for (bool f32 : {true, false}) {
       const run_out r = f32 ? run<float>(o, d, false, true, true) : run<double>(o, d, false, true);
-      CHECK(r.s.engine_used == grpo::loss_engine::token_rows_simd);
+      const bool packet =
+          grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+      CHECK(r.s.engine_used == (f32 && packet ? grpo::loss_engine::token_rows_simd
+                                              : grpo::loss_engine::token_rows));
       CHECK(close(r.s.entropy_loss, smh / sm, kTol, "entropy_loss") == 0);
       CHECK(close(r.s.metrics.entropy.mean(), smh / sm, kTol, "entropy mean") == 0);
       CHECK(r.s.metrics.entropy.weight == sm);
@@ -709,7 +715,7 @@ TEST_CASE("token rows: entropy on the baseline path and with strided views (scal
   const grpo::loss_options o =
       ent_opts(grpo::policy_loss_kind::sapo, 0.04, 5e-3, grpo::agg_mode::seq_mean_token_sum);
   {
-    const grpo::scoped_isa_limit pin(grpo::isa::baseline);  // the lane-generic sweep
+    const grpo::scoped_isa_limit pin(grpo::isa::baseline);  // the scalar rows
     compare_entropy(o, d, true, true, kTol);
   }
   // A strided entropy view: the scalar token rows (double, token order), whose entropy term is
@@ -753,7 +759,10 @@ TEST_CASE("token rows: compute_loss_metrics with the entropy metric (scratch gra
   b.truncated = d.trunc;
   const grpo::loss_scalars s = grpo::compute_loss_metrics(o, b);
   const run_out f = run<float, float>(o, d, false, true, false);
-  CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  CHECK(s.engine_used ==
+        (packet ? grpo::loss_engine::token_rows_simd : grpo::loss_engine::token_rows));
   CHECK(s.loss == f.s.loss);
   CHECK(s.entropy_loss == f.s.entropy_loss);
   same_stat(s.metrics.entropy, f.s.metrics.entropy, "entropy");

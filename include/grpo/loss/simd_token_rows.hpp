@@ -328,112 +328,33 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   return !bad;
 }
 
-/// One step of the lane-generic entropy sweep (tokens [t, t + lanes(V))): entropy_row of
-/// kernels/token_row.ipp on a lane type V (an xsimd batch, or the scalar C for the row tail).
-template <class V, class M, class G>
-GRPO_FORCEINLINE void entropy_step(const fast_simd_row<simd::scalar_of<V>, M, G>& rw, index_t t,
-                                   V& s, V& s2, V& mn, V& mx) noexcept {
-  using C = simd::scalar_of<V>;
-  const V zero(C(0));
-  const V m = rw.trunc ? zero : fast_load_as<V>(rw.m + t);
-  const auto valid = !(m == zero);
-  const V h = simd::load<V>(rw.h + t);
-  const V mh = m * h;
-  s = s + simd::sel<V>(valid, mh, zero);
-  s2 = s2 + simd::sel<V>(valid, mh * h, zero);
-  mn = simd::sel<V>(simd::band(valid, h < mn), h, mn);
-  mx = simd::sel<V>(simd::band(valid, h > mx), h, mx);
-  if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, V(rw.gh) * m);
-}
-
-/// The lane sums of V added lane by lane into double lanes d (and restarted), and the extrema
-/// of mn / mx into e[0] / e[1].
-template <class V>
-void entropy_flush(V& s, double* d) noexcept {
-  using C = simd::scalar_of<V>;
-  constexpr std::size_t L = simd::lane_traits<V>::size;
-  C tmp[L];
-  simd::store<V>(tmp, s);
-  for (std::size_t l = 0; l < L; ++l) d[l] += static_cast<double>(tmp[l]);
-  s = V(C(0));
-}
-template <class V>
-void entropy_extrema(const V& mn, const V& mx, double* e) noexcept {
-  using C = simd::scalar_of<V>;
-  constexpr std::size_t L = simd::lane_traits<V>::size;
-  C a[L], b[L];
-  simd::store<V>(a, mn);
-  simd::store<V>(b, mx);
-  for (std::size_t l = 0; l < L; ++l) {
-    e[0] = static_cast<double>(a[l]) < e[0] ? static_cast<double>(a[l]) : e[0];
-    e[1] = static_cast<double>(b[l]) > e[1] ? static_cast<double>(b[l]) : e[1];
+/// The entropy sweep of a row with an entropy input (rw.h): the packet sweep of
+/// kernels/token_row.ipp (entropy_row) for float rows on the avx2 / avx512 paths. Elsewhere there
+/// is no vectorised sweep (plan() sends such calls to the scalar rows): false, and the caller
+/// reruns the row on the scalar path (token_row_scalar), which adds the entropy term.
+template <class C>
+bool entropy_row_packet() noexcept {
+  if constexpr (std::is_same_v<C, float>) {
+    [[maybe_unused]] const isa path = loss_kernel_isa();
+#if GRPO_LOSS_HAS_AVX2_ROWS || GRPO_LOSS_HAS_AVX512_ROWS
+    return path >= isa::avx2;
+#endif
   }
+  return false;
 }
-
-/// The entropy sweep of a row with an entropy input (rw.h), on the lane type of the TU (every C;
-/// float rows on the avx2 / avx512 paths run kernels/token_row.ipp's entropy_row instead, the
-/// same contract): rp.ent += se sum m H, rp.eb += {sum m H, sum m H^2, min, max} over the valid
-/// tokens, rw.ge = gh m at every position when given. Lane sums in C flushed to double every
-/// kFlushBatches steps. False: a valid token's H is not finite or a C sum overflowed (the caller
-/// reruns the row in double).
 template <class C, class M, class G>
-bool entropy_row_run(const fast_simd_row<C, M, G>& rw_in, index_t Tn, fast_row_part& rp) {
-  if constexpr (std::is_same_v<C, float>) {  // the packet sweep (kernels/token_row.ipp)
+bool entropy_row_run([[maybe_unused]] const fast_simd_row<C, M, G>& rw,
+                     [[maybe_unused]] index_t Tn, [[maybe_unused]] fast_row_part& rp) {
+  if constexpr (std::is_same_v<C, float>) {
     [[maybe_unused]] const isa path = loss_kernel_isa();
 #if GRPO_LOSS_HAS_AVX512_ROWS
-    if (path >= isa::avx512) return loss_avx512::entropy_row(rw_in, Tn, rp);
+    if (path >= isa::avx512) return loss_avx512::entropy_row(rw, Tn, rp);
 #endif
 #if GRPO_LOSS_HAS_AVX2_ROWS
-    if (path >= isa::avx2) return loss_avx2::entropy_row(rw_in, Tn, rp);
+    if (path >= isa::avx2) return loss_avx2::entropy_row(rw, Tn, rp);
 #endif
   }
-  const fast_simd_row<C, M, G> rw = rw_in;  // (a copy: the output stores may alias it)
-  constexpr C kInf = std::numeric_limits<C>::infinity();
-#if GRPO_HAS_XSIMD
-  constexpr index_t kLanes = static_cast<index_t>(simd::lane_traits<simd::batch_of<C>>::size);
-#else
-  constexpr index_t kLanes = 1;
-#endif
-  const index_t end = rw.trunc ? 0 : std::min(rw.end, Tn);
-  const index_t stop = std::min(Tn, (end + kLanes - 1) / kLanes * kLanes);
-  double d_s[kLanes] = {}, d_s2[kLanes] = {}, e[2] = {kInf, -kInf};
-  index_t t = 0;
-#if GRPO_HAS_XSIMD
-  {
-    using V = simd::batch_of<C>;
-    V s(C(0)), s2(C(0)), mn(kInf), mx(-kInf);
-    index_t since = 0;
-    for (; t + kLanes <= stop; t += kLanes) {
-      entropy_step<V>(rw, t, s, s2, mn, mx);
-      if (++since == kFlushBatches) {
-        entropy_flush(s, d_s);
-        entropy_flush(s2, d_s2);
-        since = 0;
-      }
-    }
-    entropy_flush(s, d_s);
-    entropy_flush(s2, d_s2);
-    entropy_extrema(mn, mx, e);
-  }
-#endif
-  {  // the row tail (or the whole row without xsimd), one token at a time
-    C s(0), s2(0), mn(kInf), mx(-kInf);
-    for (; t < stop; ++t) entropy_step<C>(rw, t, s, s2, mn, mx);
-    d_s[0] += static_cast<double>(s);
-    d_s2[0] += static_cast<double>(s2);
-    entropy_extrema(mn, mx, e);
-  }
-  if (rw.ge != nullptr)  // past the last valid token: gh * 0 (the general engine's signed zero)
-    for (; t < Tn; ++t) rw.ge[t] = static_cast<G>(rw.gh * C(0));
-  double sh = 0.0, sh2 = 0.0;
-  for (index_t l = 0; l < kLanes; ++l) sh += d_s[l], sh2 += d_s2[l];
-  if (!std::isfinite(sh) || !std::isfinite(sh2)) return false;
-  rp.ent += rw.se * sh;
-  rp.eb[0] += sh;
-  rp.eb[1] += sh2;
-  rp.eb[2] = std::min(rp.eb[2], e[0]);
-  rp.eb[3] = std::max(rp.eb[3], e[1]);
-  return true;
+  return false;
 }
 
 /// The policy row of fast_simd_row_dispatch: fast_simd_row_run for the kind and KL switch.
@@ -464,6 +385,7 @@ template <class C, class M, class G>
 bool fast_simd_row_dispatch(policy_loss_kind k, bool kl, const fast_simd_params<C>& p,
                             const fast_simd_row<C, M, G>& rw, index_t Tn, fast_row_part& rp) {
   if (rw.h == nullptr) return fast_simd_policy_row(k, kl, p, rw, Tn, rp);
+  if (!entropy_row_packet<C>()) return false;  // (the scalar row takes it)
   fast_simd_row<C, M, G> rw_pol = rw;
   rw_pol.ge = nullptr;
   return fast_simd_policy_row(k, kl, p, rw_pol, Tn, rp) && entropy_row_run(rw, Tn, rp);
