@@ -100,16 +100,6 @@ struct loss_call {
   }
 };
 
-/// Whether the gradient view's rows share one buffer (row stride 0, more than one row). Only
-/// compute_loss_metrics' scratch row (loss_call_flags::scratch_grad) reaches the engines so:
-/// compute_loss_into rejects a caller's such view (expect_loss_outputs). The token-level rows
-/// then write each thread's rows to a private row (token_rows); the other engines store into the
-/// shared row and run on one thread (run_engines, which reads the flag).
-template <class G>
-bool shared_row_gradient(const loss_outputs<G>& out, index_t B) noexcept {
-  return B > 1 && out.grad_logp.extent(1) > 0 && out.grad_logp.stride(0) == 0;
-}
-
 /// The output views of a call address distinct elements (as every other entry point's outputs,
 /// core/strided_view.hpp expect_distinct_elements): [grpo.bad_option] naming the view otherwise,
 /// e.g. a gradient with row stride 0, whose rows the engines would write over each other from
