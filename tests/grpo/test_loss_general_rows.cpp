@@ -161,6 +161,28 @@ void close_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b
   }
 }
 
+/// Every metric of the packet rows' result against the general engine's: counts exactly, the
+/// statistics to tol, the clip fractions (decisions) to 1e-12.
+void close_metrics(const grpo::loss_metrics& a, const grpo::loss_metrics& b, double tol) {
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.sequences == b.sequences);
+  CHECK(a.truncated_seqs == b.truncated_seqs);
+  close_stat(a.entropy, b.entropy, tol, "entropy");
+  close_stat(a.approx_kl, b.approx_kl, tol, "approx_kl");
+  close_stat(a.ratio, b.ratio, tol, "ratio");
+  close_stat(a.is_weight, b.is_weight, tol, "is_weight");
+  close_stat(a.advantage, b.advantage, tol, "advantage");
+  close_stat(a.kl, b.kl, tol, "kl");
+  close_stat(a.vespo_phi, b.vespo_phi, tol, "vespo_phi");
+  close_stat(a.clip_low, b.clip_low, 1e-12, "clip_low");
+  close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
+  close_stat(a.clip_region, b.clip_region, 1e-12, "clip_region");
+  close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
+  close_stat(a.clip_low_seq, b.clip_low_seq, 1e-12, "clip_low_seq");
+  close_stat(a.clip_high_seq, b.clip_high_seq, 1e-12, "clip_high_seq");
+  close_stat(a.weight_clip, b.weight_clip, 1e-12, "weight_clip");
+}
+
 /// Float packet rows vs the double general engine: every output and metric within tol (float
 /// inputs are exact in double, so the only difference is the rows' float arithmetic).
 template <class G = double, class MK = float>
@@ -185,23 +207,7 @@ void compare(const grpo::loss_options& o, const data& d, bool want_ptl, double t
   for (std::size_t k = 0; k < f.seq.size(); ++k)
     bad += close(f.seq[k], e.seq[k], tol, "per_seq_loss[" + std::to_string(k) + "]");
   CHECK(bad == 0);
-  const auto& a = f.s.metrics;
-  const auto& b = e.s.metrics;
-  CHECK(a.tokens == b.tokens);
-  CHECK(a.sequences == b.sequences);
-  CHECK(a.truncated_seqs == b.truncated_seqs);
-  close_stat(a.approx_kl, b.approx_kl, tol, "approx_kl");
-  close_stat(a.ratio, b.ratio, tol, "ratio");
-  close_stat(a.is_weight, b.is_weight, tol, "is_weight");
-  close_stat(a.advantage, b.advantage, tol, "advantage");
-  close_stat(a.kl, b.kl, tol, "kl");
-  close_stat(a.vespo_phi, b.vespo_phi, tol, "vespo_phi");
-  close_stat(a.clip_low, b.clip_low, 1e-12, "clip_low");
-  close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
-  close_stat(a.clip_region, b.clip_region, 1e-12, "clip_region");
-  close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
-  close_stat(a.clip_low_seq, b.clip_low_seq, 1e-12, "clip_low_seq");
-  close_stat(a.clip_high_seq, b.clip_high_seq, 1e-12, "clip_high_seq");
+  close_metrics(f.s.metrics, e.s.metrics, tol);
 }
 
 /// Bitwise equal statistics (the entropy sweep leaves the policy row's results alone).
@@ -253,20 +259,7 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
     bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
   }
   CHECK(bad == 0);
-  const auto& a = f.s.metrics;
-  const auto& b = e.s.metrics;
-  CHECK(a.tokens == b.tokens);
-  CHECK(a.sequences == b.sequences);
-  close_stat(a.entropy, b.entropy, tol, "entropy");
-  close_stat(a.approx_kl, b.approx_kl, tol, "approx_kl");
-  close_stat(a.ratio, b.ratio, tol, "ratio");
-  close_stat(a.is_weight, b.is_weight, tol, "is_weight");
-  close_stat(a.advantage, b.advantage, tol, "advantage");
-  close_stat(a.kl, b.kl, tol, "kl");
-  close_stat(a.clip_low, b.clip_low, 1e-12, "clip_low");
-  close_stat(a.clip_high, b.clip_high, 1e-12, "clip_high");
-  close_stat(a.clip_dual, b.clip_dual, 1e-12, "clip_dual");
-  close_stat(a.weight_clip, b.weight_clip, 1e-12, "weight_clip");
+  close_metrics(f.s.metrics, e.s.metrics, tol);
   if (!o.tis.enabled) {  // double inputs: the scalar token rows (double per token), to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
     if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows);
@@ -288,11 +281,11 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   CHECK(f.s.policy_loss == z.s.policy_loss);
   CHECK(f.s.kl_loss == z.s.kl_loss);
   CHECK(f.s.loss == f.s.policy_loss + o.kl_coef * f.s.kl_loss - o.entropy_coef * f.s.entropy_loss);
-  same_stat(a.approx_kl, z.s.metrics.approx_kl, "approx_kl");
-  same_stat(a.ratio, z.s.metrics.ratio, "ratio");
-  same_stat(a.advantage, z.s.metrics.advantage, "advantage");
-  same_stat(a.kl, z.s.metrics.kl, "kl");
-  same_stat(a.clip_high, z.s.metrics.clip_high, "clip_high");
+  same_stat(f.s.metrics.approx_kl, z.s.metrics.approx_kl, "approx_kl");
+  same_stat(f.s.metrics.ratio, z.s.metrics.ratio, "ratio");
+  same_stat(f.s.metrics.advantage, z.s.metrics.advantage, "advantage");
+  same_stat(f.s.metrics.kl, z.s.metrics.kl, "kl");
+  same_stat(f.s.metrics.clip_high, z.s.metrics.clip_high, "clip_high");
   CHECK(z.s.metrics.entropy.weight == 0.0);
 }
 
