@@ -102,8 +102,23 @@ struct side_block {
   GRPO_FORCEINLINE void step() noexcept {
     if (j + L2 <= n) pair();
   }
+  /// The remaining pairs in one loop per store kind (the kind tested once, not per pair).
   void finish() noexcept {
-    while (j + L2 <= n) pair();
+    const index_t pairs = (n - j) / L2;
+    const float* GRPO_RESTRICT ej = e + j;
+    const float* const end = ej + pairs * L2;
+    G* GRPO_RESTRICT oj = o + j;
+    const vf vc = c;
+    if (finite) {
+      for (; ej != end; ej += L2, oj += L2)
+        A::stream2_nonan(oj, A::mul(vc, A::load(ej)), A::mul(vc, A::load(ej + L)));
+    } else {
+      for (; ej != end; ej += L2, oj += L2) {
+        A::stream(oj, A::mul(vc, A::load(ej)));
+        A::stream(oj + L, A::mul(vc, A::load(ej + L)));
+      }
+    }
+    j += pairs * L2;
     if (j + L <= n) {
       A::stream(o + j, A::mul(c, A::load(e + j)));
       j += L;
