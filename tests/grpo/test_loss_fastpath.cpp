@@ -733,8 +733,9 @@ TEST_CASE("loss fast path: a token's outputs do not depend on its position in th
         const bool ptl = variant & 1, per_tok = variant & 2;
         for (double ent : {-1.0, 0.0, 0.01}) {  // -1: no entropy input
           o.entropy_coef = ent > 0 ? ent : 0.0;
-          INFO(std::string(c.name) << " path " << grpo::isa_name(path) << " per-token loss " << ptl
-                                   << " per-token A " << per_tok << " entropy " << ent);
+          INFO(std::string(c.name)
+               << " path " << std::string(grpo::isa_name(path)) << " per-token loss " << ptl
+               << " per-token A " << per_tok << " entropy " << ent);
           CHECK(position_mismatches<float>(o, per_tok, ptl, ent >= 0, 11) == 0);
           CHECK(position_mismatches<double>(o, per_tok, ptl, ent >= 0, 23) == 0);
           ++cases;

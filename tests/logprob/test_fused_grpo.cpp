@@ -548,8 +548,8 @@ TEST_CASE("fused_grpo_step: the gradient does not depend on the chunk length, ev
         for (index_t chunk :
              {index_t(1), index_t(2), index_t(3), index_t(5), index_t(7), index_t(16), index_t(37)})
           for (bool inplace : {false, true}) {
-            INFO(name << " entropy_coef " << ec << " path " << grpo::isa_name(path) << " chunk "
-                      << chunk << " in place " << inplace);
+            INFO(name << " entropy_coef " << ec << " path " << std::string(grpo::isa_name(path))
+                      << " chunk " << chunk << " in place " << inplace);
             std::vector<float> g;
             const auto r = run(chunk, inplace, g);
             CHECK(r.loss == r0.loss);
