@@ -23,7 +23,11 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <span>
+#include <utility>
+#include <vector>
 
 #if defined(GRPO_BENCH_HAS_TORCH)
 #include <torch/torch.h>
@@ -103,6 +107,88 @@ void BM_grpo_loss_reinforce(benchmark::State& st) {
   run_loss(st, kind_options(grpo::policy_loss_kind::reinforce));
 }
 
+// The entropy term on the token rows (coefficient 1e-3, dL/dH written: one more sweep per row
+// over H and the mask), float inputs: the packet rows' sweep on avx2 / avx512, the lane-generic
+// sweep on GRPO_ISA=baseline.
+void BM_grpo_loss_entropy(benchmark::State& st) {
+  auto& in = shared_loss_inputs(st.range(0), st.range(1), true);
+  set_threads(st);
+  grpo::loss_options o = options();
+  o.entropy_coef = 1e-3;
+  grpo::loss_batch<float, float> b;
+  b.logp = grpo::make_view(in.lp.data(), {in.B, in.T});
+  b.old_logp = grpo::make_view(in.old.data(), {in.B, in.T});
+  b.ref_logp = grpo::make_view(in.ref.data(), {in.B, in.T});
+  b.mask = grpo::make_view(in.mask.data(), {in.B, in.T});
+  b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
+  b.entropy = grpo::make_view(in.ent.data(), {in.B, in.T});
+  grpo::loss_outputs<float> out;
+  out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
+  out.grad_entropy = grpo::make_view(in.grad_ent.data(), {in.B, in.T});
+  for (auto _ : st) {
+    auto r = grpo::compute_loss_into(o, b, out);
+    benchmark::DoNotOptimize(r.loss);
+    benchmark::ClobberMemory();
+  }
+  grpo_bench::report(st, in, 7);
+}
+
+/// Double copies of a shape's float inputs (the double rows: the lane-generic xsimd rows on every
+/// ISA path), with entropies and both outputs.
+struct f64_inputs {
+  std::vector<double> lp, old, ref, mask, adv, ent, grad, grad_ent;
+};
+f64_inputs& shared_f64(loss_inputs& in) {
+  static std::map<std::pair<long, long>, std::unique_ptr<f64_inputs>> cache;
+  auto& slot = cache[{in.B, in.T}];
+  if (!slot) {
+    slot = std::make_unique<f64_inputs>();
+    auto cp = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+    slot->lp = cp(in.lp);
+    slot->old = cp(in.old);
+    slot->ref = cp(in.ref);
+    slot->mask = cp(in.mask);
+    slot->ent = cp(in.ent);
+    slot->adv.resize(in.adv.size());
+    slot->grad.resize(in.lp.size());
+    slot->grad_ent.resize(in.lp.size());
+  }
+  return *slot;
+}
+// The TRL dapo loss on double inputs and outputs (advantages from the float rewards, converted),
+// without (BM_grpo_loss_f64) and with the entropy term (coefficient 1e-3, dL/dH written).
+void run_loss_f64(benchmark::State& st, bool entropy) {
+  auto& fin = shared_loss_inputs(st.range(0), st.range(1), true);
+  auto& in = shared_f64(fin);
+  set_threads(st);
+  grpo::loss_options o = options();
+  if (entropy) o.entropy_coef = 1e-3;
+  const auto ao = grpo::advantage_options::trl(grpo::trl_scale::group);
+  const auto groups = grpo::group_spec::fixed(kGroup);
+  grpo::compute_advantages(std::span<const float>(fin.rewards), groups, std::span<float>(fin.adv),
+                           ao);
+  for (std::size_t k = 0; k < fin.adv.size(); ++k) in.adv[k] = fin.adv[k];
+  const long B = fin.B, T = fin.T;
+  grpo::loss_batch<double, double> b;
+  b.logp = grpo::make_view(in.lp.data(), {B, T});
+  b.old_logp = grpo::make_view(in.old.data(), {B, T});
+  b.ref_logp = grpo::make_view(in.ref.data(), {B, T});
+  b.mask = grpo::make_view(in.mask.data(), {B, T});
+  b.advantages = grpo::broadcast_rows(in.adv.data(), B, T);
+  if (entropy) b.entropy = grpo::make_view(in.ent.data(), {B, T});
+  grpo::loss_outputs<double> out;
+  out.grad_logp = grpo::make_view(in.grad.data(), {B, T});
+  if (entropy) out.grad_entropy = grpo::make_view(in.grad_ent.data(), {B, T});
+  for (auto _ : st) {
+    auto r = grpo::compute_loss_into(o, b, out);
+    benchmark::DoNotOptimize(r.loss);
+    benchmark::ClobberMemory();
+  }
+  grpo_bench::report(st, fin, entropy ? 14 : 10);  // 8-byte streams: twice the float count
+}
+void BM_grpo_loss_f64(benchmark::State& st) { run_loss_f64(st, false); }
+void BM_grpo_loss_entropy_f64(benchmark::State& st) { run_loss_f64(st, true); }
+
 // One streaming pass over the same bytes: g = lp + old + ref + mask (vectorisable, no reduction).
 void BM_stream_read(benchmark::State& st) { stream_pass(st, 4, false); }
 
@@ -146,6 +232,9 @@ BENCHMARK(BM_grpo_loss_gspo)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_cispo)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_sapo)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_reinforce)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_entropy)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_f64)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_entropy_f64)->Apply(shapes);
 BENCHMARK(BM_stream_read)->Apply(shapes);
 #if defined(GRPO_BENCH_HAS_TORCH)
 BENCHMARK(BM_torch_loss)->Apply(shapes);

@@ -7,6 +7,7 @@
 //   oracle: compute_loss_into on [B, T]) to rounding;
 // - compute_loss_metrics equals the scalars and metrics of compute_loss_into bit for bit, for every
 //   option family (two-phase ones included), threaded batch sizes too.
+#include <grpo/core/isa.hpp>
 #include <grpo/loss.hpp>
 #include <grpo/presets.hpp>
 
@@ -196,8 +197,17 @@ void check_family(const family& f, index_t B, index_t Tn) {
   const grpo::loss_chunk_plan<T, float> cp(f.o, in);
   // Independent oracle: the gradient of the full batch (same formulas, other row segmentation).
   const auto full = grpo::compute_loss(f.o, in);
+  // The full batch with outputs of type T: on the token rows (vectorised or scalar) a token's bits
+  // do not depend on its position in the row, so every chunk equals it bit for bit.
+  std::vector<T> fg(static_cast<std::size_t>(B * Tn)), fh(fg.size());
+  grpo::loss_outputs<T> fo;
+  fo.grad_logp = grpo::make_view(fg.data(), {B, Tn});
+  fo.grad_entropy = grpo::make_view(fh.data(), {B, Tn});
+  const auto fe = grpo::compute_loss_into(f.o, in, fo).engine_used;
+  const bool token_rows =
+      fe == grpo::loss_engine::token_rows_simd || fe == grpo::loss_engine::token_rows;
   double gmax = 0, err = 0, hmax = 0, herr = 0;
-  int mismatches = 0, chunks = 0;
+  int mismatches = 0, chunks = 0, full_mismatches = 0;
   for (index_t C : {index_t(1), index_t(3), index_t(8), Tn}) {
     for (index_t i = 0; i < B; ++i)
       for (index_t t0 = 0; t0 < Tn; t0 += C) {
@@ -208,6 +218,9 @@ void check_family(const family& f, index_t B, index_t Tn) {
         ++chunks;
         mismatches += std::memcmp(g.data(), gm.data(), g.size() * sizeof(T)) != 0;
         mismatches += std::memcmp(h.data(), hm.data(), h.size() * sizeof(T)) != 0;
+        const auto at = static_cast<std::size_t>(i * Tn + t0);
+        full_mismatches += std::memcmp(g.data(), &fg[at], g.size() * sizeof(T)) != 0;
+        full_mismatches += std::memcmp(h.data(), &fh[at], h.size() * sizeof(T)) != 0;
         for (index_t k = 0; k < n; ++k) {
           const double a = static_cast<double>(g[static_cast<std::size_t>(k)]);
           const double b = full.at(full.grad_logp, i, t0 + k);
@@ -220,9 +233,12 @@ void check_family(const family& f, index_t B, index_t Tn) {
         }
       }
   }
-  INFO(f.name << (sizeof(T) == 4 ? " fp32" : " fp64") << " B " << B << " T " << Tn);
+  INFO(f.name << (sizeof(T) == 4 ? " fp32" : " fp64") << " B " << B << " T " << Tn << " path "
+              << std::string(grpo::isa_name(grpo::active_isa())) << " engine "
+              << static_cast<int>(fe));
   CHECK(chunks > 0);
-  CHECK(mismatches == 0);  // bitwise the micro-batch call
+  CHECK(mismatches == 0);                       // bitwise the micro-batch call
+  if (token_rows) CHECK(full_mismatches == 0);  // and bitwise the full call's rows
   CHECK(gmax > 0);
   const double tol = sizeof(T) == 4 ? 2e-6 : 1e-13;  // float lanes vs the full call's rows
   CHECK(err <= tol * gmax);
@@ -261,12 +277,26 @@ void check_metrics(const family& f, index_t B, index_t Tn) {
 
 TEST_CASE("loss_chunk_plan: coefficients bitwise equal to the [1, n] micro-batch call" *
           doctest::test_suite("grpo")) {
-  for (const auto& f : chunk_families()) {
-    check_family<float>(f, 4, 19);
-    check_family<double>(f, 4, 19);
+  // On this CPU's path and on baseline (the lane-generic rows for float inputs too).
+  std::vector<grpo::isa> paths = {grpo::active_isa()};
+  if (paths[0] != grpo::isa::baseline) paths.push_back(grpo::isa::baseline);
+  for (const grpo::isa path : paths) {
+    const grpo::scoped_isa_limit pin(path);
+    const auto fams = chunk_families();
+    for (const auto& f : fams) {
+      check_family<float>(f, 4, 19);
+      check_family<double>(f, 4, 19);
+    }
+    // Long rows: the vectorised rows' full batches and flushes inside one chunk (with the entropy
+    // term: its sweep's too).
+    check_family<float>(fams[3], 2, 300);
+    check_family<double>(fams[3], 2, 300);
+    for (const auto& f : fams)
+      if (f.name.rfind("entropy coef", 0) == 0) {
+        check_family<float>(f, 3, 301);
+        check_family<double>(f, 3, 301);
+      }
   }
-  // A long row: the vectorised rows' full batches and flushes inside one chunk.
-  check_family<float>(chunk_families()[3], 2, 300);
 }
 
 TEST_CASE("loss_chunk_plan: overflow rule, bad values and unsupported options" *
@@ -412,4 +442,73 @@ TEST_CASE("compute_loss_metrics: scalars and metrics bitwise equal to compute_lo
   grpo::loss_batch<float, float> empty;
   const auto r = grpo::compute_loss_metrics(fams[0].o, empty);
   CHECK(r.loss == 0.0);
+}
+
+TEST_CASE("token rows with the entropy term: bitwise the same for 1, 2 and 3 threads, every path" *
+          doctest::test_suite("grpo")) {
+  // B T >= 2^15: compute_loss_into threads its rows; the row parts merge in row order, so the
+  // loss, every metric (the entropy metric included), the gradient and dL/dH are the same bits
+  // for any thread count; on this CPU's path and on baseline (float: packet or lane-generic
+  // rows; double: the lane-generic rows on both), with the entropy bonus and the metric alone.
+  std::vector<grpo::isa> paths = {grpo::active_isa()};
+  if (paths[0] != grpo::isa::baseline) paths.push_back(grpo::isa::baseline);
+  auto check = [](auto tag, const grpo::loss_options& o) {
+    using T = decltype(tag);
+    batch_data<T> d(48, 701, 31);
+    const auto in_f = d.batch(true);
+    // (a mask of the value type: a float mask with double values takes the scalar rows)
+    const std::vector<T> mk(d.mask.begin(), d.mask.end());
+    grpo::loss_batch<T, T> in;
+    in.logp = in_f.logp;
+    in.old_logp = in_f.old_logp;
+    in.ref_logp = in_f.ref_logp;
+    in.advantages = in_f.advantages;
+    in.entropy = in_f.entropy;
+    in.truncated = in_f.truncated;
+    in.mask = grpo::make_view(mk.data(), {48, 701});
+    const auto n = static_cast<std::size_t>(48 * 701);
+    std::vector<T> g1(n), h1(n);
+    grpo::loss_scalars s1{};
+    int compared = 0;
+    for (int th : {1, 2, 3}) {
+#if defined(_OPENMP)
+      omp_set_num_threads(th);
+#endif
+      std::vector<T> g(n, T(-7)), h(n, T(-7));
+      grpo::loss_outputs<T> out;
+      out.grad_logp = grpo::make_view(g.data(), {48, 701});
+      out.grad_entropy = grpo::make_view(h.data(), {48, 701});
+      const auto s = grpo::compute_loss_into(o, in, out);
+      CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
+      CHECK(std::isfinite(s.entropy_loss));
+      CHECK(s.metrics.entropy.weight > 0);
+      if (th == 1) {
+        s1 = s, g1 = g, h1 = h;
+        continue;
+      }
+      INFO("threads " << th << (sizeof(T) == 4 ? " fp32" : " fp64"));
+      CHECK(same_scalars(s, s1));
+      CHECK(std::memcmp(g.data(), g1.data(), n * sizeof(T)) == 0);
+      CHECK(std::memcmp(h.data(), h1.data(), n * sizeof(T)) == 0);
+      ++compared;
+    }
+    CHECK(compared == 2);
+  };
+#if defined(_OPENMP)
+  const int before = omp_get_max_threads();
+#endif
+  for (const grpo::isa path : paths) {
+    const grpo::scoped_isa_limit pin(path);
+    for (double ec : {0.0, 0.01}) {
+      auto o = grpo::preset("trl_dapo");
+      o.kl_coef = 0.04;
+      o.entropy_coef = ec;
+      INFO("path " << std::string(grpo::isa_name(path)) << " entropy_coef " << ec);
+      check(float{}, o);
+      check(double{}, o);
+    }
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(before);
+#endif
 }

@@ -628,3 +628,120 @@ TEST_CASE("loss fast path: a lean float row whose exp arguments leave [-87, 88] 
     CHECK(g1[3 * T + T - 1] == 0.f);
   }
 }
+
+namespace {
+
+/// One row segment of n tokens placed at offset `pre` inside a longer row (pre + n + post tokens),
+/// every value and mask entry drawn afresh: the inputs of both calls.
+template <class E>
+struct shifted_row {
+  std::vector<E> lp, old, ref, adv, mask, ent;
+  shifted_row(index_t len, unsigned seed) {
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    for (index_t t = 0; t < len; ++t) {
+      lp.push_back(E(-2.0 + u(g)));
+      old.push_back(E(static_cast<double>(lp.back()) - 0.4 * u(g)));  // through both clip edges
+      ref.push_back(E(static_cast<double>(lp.back()) - 0.5 * u(g)));
+      adv.push_back(E(1.5 * u(g)));
+      ent.push_back(E(2.0 + 2.0 * u(g)));
+      const double v = u(g);
+      mask.push_back(E(v < -0.6 ? 0.0 : (v < -0.3 ? 0.5 : 1.0)));  // holes, fractional weights
+    }
+  }
+};
+
+/// The per-token outputs of compute_loss_into on the [1, n] row at `off` of r (token_sum, scale
+/// 1: every row factor is 1 whatever the row's mask, so the tokens' outputs are comparable).
+template <class E>
+struct row_outputs {
+  std::vector<E> g, ptl, ge;
+  grpo::loss_engine engine{};
+};
+template <class E>
+row_outputs<E> run_segment(const grpo::loss_options& o, const shifted_row<E>& r, index_t off,
+                           index_t n, bool per_tok_adv, bool want_ptl, bool entropy) {
+  grpo::loss_batch<E, E> b;
+  b.logp = grpo::make_view(r.lp.data() + off, {1, n});
+  b.old_logp = grpo::make_view(r.old.data() + off, {1, n});
+  b.ref_logp = grpo::make_view(r.ref.data() + off, {1, n});
+  b.mask = grpo::make_view(r.mask.data() + off, {1, n});
+  b.advantages = per_tok_adv ? grpo::make_view(r.adv.data() + off, {1, n})
+                             : grpo::broadcast_rows(r.adv.data(), 1, n);
+  if (entropy) b.entropy = grpo::make_view(r.ent.data() + off, {1, n});
+  row_outputs<E> out;
+  out.g.assign(static_cast<std::size_t>(n), E(7));
+  out.ptl.assign(static_cast<std::size_t>(n), E(7));
+  out.ge.assign(static_cast<std::size_t>(n), E(7));
+  grpo::loss_outputs<E> lo;
+  lo.grad_logp = grpo::make_view(out.g.data(), {1, n});
+  if (want_ptl) lo.per_token_loss = grpo::make_view(out.ptl.data(), {1, n});
+  lo.grad_entropy = grpo::make_view(out.ge.data(), {1, n});
+  out.engine = grpo::compute_loss_into(o, b, lo).engine_used;
+  return out;
+}
+
+/// Every token of the segment [pre, pre + n) has the same gradient, per-token loss and dL/dH bits
+/// evaluated as a [1, n] row (a chunk of the fused entry) and inside the whole row of
+/// pre + n + post tokens, for n = 1 .. 3 x 16 + 1 (16: the widest lane count of any path) and
+/// several offsets; returns the number of differing tokens.
+template <class E>
+int position_mismatches(const grpo::loss_options& o, bool per_tok_adv, bool want_ptl, bool entropy,
+                        unsigned seed) {
+  int bad = 0;
+  for (index_t n = 1; n <= 49; ++n)
+    for (index_t pre : {index_t(1), index_t(2), index_t(3), index_t(5), index_t(13)}) {
+      const index_t post = (n + pre) % 7 + 1, len = pre + n + post;
+      const shifted_row<E> r(len, seed + static_cast<unsigned>(n * 64 + pre));
+      const auto whole = run_segment(o, r, 0, len, per_tok_adv, want_ptl, entropy);
+      const auto part = run_segment(o, r, pre, n, per_tok_adv, want_ptl, entropy);
+      CHECK(whole.engine == grpo::loss_engine::token_rows_simd);
+      CHECK(part.engine == grpo::loss_engine::token_rows_simd);
+      for (index_t k = 0; k < n; ++k) {
+        const auto w = static_cast<std::size_t>(pre + k), p = static_cast<std::size_t>(k);
+        const bool differ = !same(whole.g[w], part.g[p]) ||
+                            (want_ptl && !same(whole.ptl[w], part.ptl[p])) ||
+                            !same(whole.ge[w], part.ge[p]);
+        bad += differ ? 1 : 0;
+      }
+    }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("loss fast path: a token's outputs do not depend on its position in the row" *
+          doctest::test_suite("loss")) {
+  // The vectorised rows give a token the same operations wherever it sits (full batches, the
+  // padded tail step of the lane-generic rows, the masked tail step of the packet rows): shifted
+  // inside a longer row, or cut into chunks (the fused entry's loss_chunk_plan), its outputs are
+  // bitwise the same. Every token-level kind x KL x per-token loss on / off x per-token /
+  // per-sequence advantages x entropy term (bonus, metric only) x row lengths 1 .. 49, float and
+  // double, on this CPU's path and on baseline (the lane-generic rows for float too).
+  std::vector<grpo::isa> paths = {grpo::active_isa()};
+  if (paths[0] != grpo::isa::baseline) paths.push_back(grpo::isa::baseline);
+  int cases = 0;
+  for (const grpo::isa path : paths) {
+    const grpo::scoped_isa_limit pin(path);
+    for (const auto& c : configs()) {
+      grpo::loss_options o = c.o;
+      o.agg = grpo::agg_options{};
+      o.agg.mode = grpo::agg_mode::token_sum;
+      o.kl_agg.reset();
+      o.entropy_agg = o.agg;
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool ptl = variant & 1, per_tok = variant & 2;
+        for (double ent : {-1.0, 0.0, 0.01}) {  // -1: no entropy input
+          o.entropy_coef = ent > 0 ? ent : 0.0;
+          INFO(std::string(c.name)
+               << " path " << std::string(grpo::isa_name(path)) << " per-token loss " << ptl
+               << " per-token A " << per_tok << " entropy " << ent);
+          CHECK(position_mismatches<float>(o, per_tok, ptl, ent >= 0, 11) == 0);
+          CHECK(position_mismatches<double>(o, per_tok, ptl, ent >= 0, 23) == 0);
+          ++cases;
+        }
+      }
+    }
+  }
+  CHECK(cases == static_cast<int>(paths.size() * configs().size()) * 12);
+}

@@ -512,3 +512,51 @@ TEST_CASE("fused_grpo_step: seq-mask TIS and OpenRLHF float32 KL run two phases,
                          doctest::Contains("need two_phase"), grpo::error);
   }
 }
+
+TEST_CASE("fused_grpo_step: the gradient does not depend on the chunk length, every loss-row path" *
+          doctest::test_suite("logprob")) {
+  // The loss rows give a token the same bits wherever it sits in the row (packet rows: masked
+  // tail steps; lane-generic rows: a padded tail step), so the fused step's chunked coefficients
+  // (loss_chunk_plan, chunks of any length) and therefore its logits gradient are the same for
+  // every chunk length, in place or not; with the entropy term too (its sweep on the token rows).
+  // On this CPU's path and on baseline (the lane-generic rows for these float inputs).
+  problem p(3, 37, 65, 77);
+  p.mask[5] = 0.5f;
+  std::vector<grpo::isa> paths = {grpo::active_isa()};
+  if (paths[0] != grpo::isa::baseline) paths.push_back(grpo::isa::baseline);
+  int compared = 0;
+  for (const grpo::isa path : paths) {
+    const grpo::scoped_isa_limit pin(path);
+    for (const char* name : {"trl_grpo", "trl_dapo", "trl_cispo", "trl_sapo", "verl_vanilla"})
+      for (double ec : {0.0, 0.01}) {
+        const auto o = options_for(name, ec);
+        auto run = [&](index_t chunk, bool inplace, std::vector<float>& g) {
+          grpo::fused_grpo_options fo;
+          fo.chunk_tokens = chunk;
+          fo.schedule = grpo::fused_schedule::single_pass;
+          std::vector<float> x = p.logits;
+          g.assign(x.size(), -7.0f);
+          auto gv = grpo::make_view((inplace ? x : g).data(), {p.B, p.T, p.V});
+          const auto r = grpo::fused_grpo_step(
+              o, grpo::make_view(static_cast<const float*>(x.data()), {p.B, p.T, p.V}),
+              grpo::make_view(p.ids.data(), {p.B, p.T}), p.batch(), gv, fo);
+          if (inplace) g = x;
+          return r;
+        };
+        std::vector<float> g0;
+        const auto r0 = run(0, false, g0);  // one chunk per row (the default length)
+        for (index_t chunk :
+             {index_t(1), index_t(2), index_t(3), index_t(5), index_t(7), index_t(16), index_t(37)})
+          for (bool inplace : {false, true}) {
+            INFO(name << " entropy_coef " << ec << " path " << std::string(grpo::isa_name(path))
+                      << " chunk " << chunk << " in place " << inplace);
+            std::vector<float> g;
+            const auto r = run(chunk, inplace, g);
+            CHECK(r.loss == r0.loss);
+            CHECK(std::memcmp(g.data(), g0.data(), g.size() * sizeof(float)) == 0);
+            ++compared;
+          }
+      }
+  }
+  CHECK(compared == static_cast<int>(paths.size()) * 5 * 2 * 7 * 2);
+}

@@ -238,13 +238,11 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
   if (P.level == is_level::token && K.token_rows && no_extra) {
     pl.route = loss_route::token_rows;
     // the row kernels report the clamped log ratio: an unclamped approx_kl runs the scalar rows.
-    // The entropy term runs vectorised where the packet rows do (float, avx2 / avx512: their
-    // masked tail steps make a token's bits independent of its position in the row, which the
-    // fused step's chunks rely on); elsewhere the scalar rows (double per token), whose tokens
-    // are position-independent too (the lane-generic rows' tails use another exp than their
-    // batches).
-    const bool entropy_packet = !entropy_term || (std::is_same_v<T, float> &&
-                                                  detail::weighted_rows_isa() != isa::baseline);
+    // The entropy term runs vectorised for float and double inputs on every path (the packet
+    // sweep, or the lane-generic one: entropy_row_packet); both rows give a token the same bits
+    // wherever it sits in the row (masked / padded tail steps), which the fused step's chunks
+    // rely on. Other types and strided views take the scalar rows (double per token).
+    const bool entropy_packet = !entropy_term || detail::entropy_row_packet<T>();
     pl.simd = simd_types && unit_rows && entropy_packet &&
               !(o.approx_kl_unclamped &&
                 (std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max)));

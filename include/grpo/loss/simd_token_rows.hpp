@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file simd_token_rows.hpp
 /// @brief The vectorised rows of the token-level engine: fast_simd_step on a lane type V (an
-///        xsimd batch of the TU's architecture, or the scalar C for the row tail and builds
-///        without xsimd) through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (float
-///        rows go to the packet rows of kernels/token_row.ipp on the avx2 / avx512 paths, chosen
-///        per call by loss_kernel_isa()), its kind / KL dispatch, and pass 1's mask row sum. In
-///        the TU's ABI namespace.
+///        xsimd batch of the TU's architecture; the scalar C only in builds without xsimd)
+///        through <grpo/detail/simd.hpp>, the row loop fast_simd_row_run (float rows go to the
+///        packet rows of kernels/token_row.ipp on the avx2 / avx512 paths, chosen per call by
+///        loss_kernel_isa()), the entropy sweep (entropy_row_lanes), the kind / KL dispatch, and
+///        pass 1's mask row sum. In the TU's ABI namespace. Position-independent: a row tail is
+///        one more V step on a padded copy, so a token's outputs do not depend on where it sits
+///        in the row (the fused step's chunks rely on it).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -249,6 +251,48 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
   return band(valid, !(nf == zero));
 }
 
+/// The row tail [t, t + n), 0 < n < lanes(V): the same V step on a padded copy, so that a token
+/// gets the same operations wherever it sits in the row (its batch's exp, never the scalar lane's
+/// libm exp): its gradient / per-token loss bits do not depend on the row length, its offset or
+/// the chunking of the fused entry (loss_chunk_plan). Inputs are copied into L-element stack
+/// buffers (only [t, t + n) is read), padded with mask 0 and neutral finite values (log-probs and
+/// advantage 0: ratio 1, no flag), and only the n tail lanes of the outputs are stored. Padded
+/// lanes contribute exactly 0 to every sum and no extremum (the step's valid-lane selects).
+template <policy_loss_kind K, bool KL, class V, class M, class G>
+GRPO_FORCEINLINE simd::mask_of<V> fast_simd_tail_step(
+    const fast_simd_params<simd::scalar_of<V>>& p,
+    const fast_simd_row<simd::scalar_of<V>, M, G>& rw, index_t t, index_t n,
+    fast_simd_acc<V>& a) noexcept {
+  using C = simd::scalar_of<V>;
+  constexpr index_t L = static_cast<index_t>(simd::lane_traits<V>::size);
+  alignas(64) C lp[L] = {}, lo[L] = {}, lr[L] = {}, A[L] = {};
+  alignas(64) M m[L] = {};
+  alignas(64) G g[L] = {}, ptl[L] = {}, ge[L] = {};
+  for (index_t l = 0; l < n; ++l) {
+    lp[l] = rw.lp[t + l];
+    if (rw.lo != rw.lp) lo[l] = rw.lo[t + l];
+    if constexpr (KL) lr[l] = rw.lr[t + l];
+    if (rw.A != nullptr) A[l] = rw.A[t + l];
+    if (!rw.trunc) m[l] = rw.m[t + l];
+  }
+  fast_simd_row<C, M, G> tr = rw;  // (row constants, factors and flags as the row's)
+  tr.lp = lp;
+  tr.lo = rw.lo == rw.lp ? lp : lo;
+  tr.lr = KL ? lr : nullptr;
+  tr.A = rw.A != nullptr ? A : nullptr;
+  tr.m = m;
+  tr.g = g;
+  tr.ptl = rw.ptl != nullptr ? ptl : nullptr;
+  tr.ge = rw.ge != nullptr ? ge : nullptr;
+  const auto bad = fast_simd_step<K, KL, V>(p, tr, 0, a);
+  for (index_t l = 0; l < n; ++l) {
+    rw.g[t + l] = g[l];
+    if (rw.ptl != nullptr) rw.ptl[t + l] = ptl[l];
+    if (rw.ge != nullptr) rw.ge[t + l] = ge[l];
+  }
+  return bad;
+}
+
 /// One row of the vectorised fast path into rp. Returns false if a valid token has a non-finite
 /// input (rp is then incomplete; the caller reports the error through the scalar path).
 template <policy_loss_kind K, bool KL, class C, class M, class G>
@@ -270,15 +314,8 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   bool bad = false;
   index_t t = 0;
   // Without per-token loss output nothing past the row's last valid token is read: the gradient
-  // there is zero-filled. (Rounded up to a batch boundary, so that every token is computed by the
-  // same lanes, vector or scalar tail, as with the output requested: the results are identical.)
-#if GRPO_HAS_XSIMD
-  constexpr index_t kLanes = static_cast<index_t>(simd::lane_traits<simd::batch_of<C>>::size);
-#else
-  constexpr index_t kLanes = 1;
-#endif
-  const index_t stop =
-      rw.ptl != nullptr ? Tn : std::min(Tn, (rw.end + kLanes - 1) / kLanes * kLanes);
+  // there is zero-filled (what the step computes for a token with mask 0: +0).
+  const index_t stop = rw.ptl != nullptr ? Tn : std::min(Tn, rw.end);
 #if GRPO_HAS_XSIMD
   using V = simd::batch_of<C>;
   constexpr auto L = static_cast<index_t>(V::size);
@@ -299,12 +336,16 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
         since = 0;
       }
     }
+    if (t < stop) {  // the row tail: one padded step (since < kFlushBatches here)
+      badv = simd::bor(badv, fast_simd_tail_step<K, KL, V>(p, rw, t, stop - t, a));
+      t = stop;
+    }
     a.flush();
     a.finish(rp);
     bad = simd::any(badv);
   }
-#endif
-  fast_simd_acc<C> s;  // row tail (or the whole row without xsimd), one token at a time
+#else
+  fast_simd_acc<C> s;  // no xsimd: the whole row one token at a time (the same scalar lanes)
   index_t since = 0;
   for (; t < stop; ++t) {
     bad = fast_simd_step<K, KL, C>(p, rw, t, s) || bad;
@@ -315,6 +356,7 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   }
   s.flush();
   s.finish(rp);
+#endif
   for (index_t u = t; u < Tn; ++u) rw.g[u] = G(0);
   if (rw.ge != nullptr)
     for (index_t u = t; u < Tn; ++u) rw.ge[u] = G(0);
@@ -328,23 +370,108 @@ bool fast_simd_row_run(const fast_simd_params<C>& p_in, const fast_simd_row<C, M
   return !bad;
 }
 
-/// The entropy sweep of a row with an entropy input (rw.h): the packet sweep of
-/// kernels/token_row.ipp (entropy_row) for float rows on the avx2 / avx512 paths. Elsewhere there
-/// is no vectorised sweep (plan() sends such calls to the scalar rows): false, and the caller
-/// reruns the row on the scalar path (token_row_scalar), which adds the entropy term.
-template <class C>
-bool entropy_row_packet() noexcept {
-  if constexpr (std::is_same_v<C, float>) {
-    [[maybe_unused]] const isa path = loss_kernel_isa();
-#if GRPO_LOSS_HAS_AVX2_ROWS || GRPO_LOSS_HAS_AVX512_ROWS
-    return path >= isa::avx2;
-#endif
-  }
-  return false;
-}
+/// The lane-generic entropy sweep of a row with an entropy input (rw.h): the sweep of
+/// kernels/token_row.ipp (entropy_row) over V = the TU's xsimd batch of C (the scalar C without
+/// xsimd), for double inputs on every path and float inputs on the baseline path. One pass over H
+/// and the mask up to the row's last valid token (nothing past it is read; a tail is one step on a
+/// padded copy, mask 0 and H 0 on the padded lanes, so a token's dL/dH is position-independent),
+/// lane sums of m H and m H^2 in C flushed into double lanes every kFlushBatches steps, extrema of
+/// H over the valid tokens, dL/dH = gh m at every position (gh * 0 past the last valid token: the
+/// general engine's signed zero for a +0 mask). False: a valid token's H is not finite, or a
+/// float sum overflowed (the caller reruns the row in double: the named error, or the exact row);
+/// rp's entropy fields are then incomplete.
 template <class C, class M, class G>
-bool entropy_row_run([[maybe_unused]] const fast_simd_row<C, M, G>& rw,
-                     [[maybe_unused]] index_t Tn, [[maybe_unused]] fast_row_part& rp) {
+bool entropy_row_lanes(const fast_simd_row<C, M, G>& rw_in, index_t Tn, fast_row_part& rp) {
+  const fast_simd_row<C, M, G> rw = rw_in;  // (a copy: the output stores may alias it)
+#if GRPO_HAS_XSIMD
+  using V = simd::batch_of<C>;
+#else
+  using V = C;
+#endif
+  constexpr index_t L = static_cast<index_t>(simd::lane_traits<V>::size);
+  const index_t end = rw.trunc ? 0 : std::min(rw.end, Tn);
+  const V zero(C(0)), gh(rw.gh), pinf(std::numeric_limits<C>::infinity());
+  V s = zero, s2 = zero, mn = pinf, mx = -pinf;
+  double d_s[L] = {}, d_s2[L] = {};
+  auto flush = [&] {
+    alignas(64) C a[L], b[L];
+    simd::store<V>(a, s);
+    simd::store<V>(b, s2);
+    for (index_t l = 0; l < L; ++l) d_s[l] += static_cast<double>(a[l]);
+    for (index_t l = 0; l < L; ++l) d_s2[l] += static_cast<double>(b[l]);
+    s = s2 = zero;
+  };
+  // One step on L tokens at (m, h); returns dL/dH of the step.
+  auto step = [&](const V& m, const V& h) {
+    const auto valid = !(m == zero);
+    const V mh = m * h;
+    s = s + simd::sel<V>(valid, mh, zero);
+    s2 = s2 + simd::sel<V>(valid, mh * h, zero);
+    mn = simd::sel<V>(simd::band(valid, h < mn), h, mn);
+    mx = simd::sel<V>(simd::band(valid, h > mx), h, mx);
+    return gh * m;
+  };
+  index_t t = 0, since = 0;
+  for (; t + L <= end; t += L) {
+    fast_prefetch(rw.h + t, kPrefetch);
+    fast_prefetch(rw.m + t, kPrefetch);
+    const V ge = step(fast_load_as<V>(rw.m + t), simd::load<V>(rw.h + t));
+    if (rw.ge != nullptr) fast_store_as<V>(rw.ge + t, ge);
+    if (++since == kFlushBatches) {
+      flush();
+      since = 0;
+    }
+  }
+  if (t < end) {  // the tail: one step on a padded copy (since < kFlushBatches here)
+    alignas(64) C h[L] = {};
+    alignas(64) M m[L] = {};
+    alignas(64) G ge[L] = {};
+    for (index_t l = 0; l < end - t; ++l) {
+      h[l] = rw.h[t + l];
+      m[l] = rw.m[t + l];
+    }
+    fast_store_as<V>(ge, step(fast_load_as<V>(m), simd::load<V>(h)));
+    if (rw.ge != nullptr)
+      for (index_t l = 0; l < end - t; ++l) rw.ge[t + l] = ge[l];
+    t = end;
+  }
+  flush();
+  if (rw.ge != nullptr) {  // past the last valid token: gh * 0
+    const G z = static_cast<G>(rw.gh * C(0));
+    for (; t < Tn; ++t) rw.ge[t] = z;
+  }
+  double sh = 0.0, sh2 = 0.0;
+  for (index_t l = 0; l < L; ++l) sh += d_s[l];
+  for (index_t l = 0; l < L; ++l) sh2 += d_s2[l];
+  if (!std::isfinite(sh) || !std::isfinite(sh2)) return false;
+  rp.ent += rw.se * sh;
+  rp.eb[0] += sh;
+  rp.eb[1] += sh2;
+  if (end > 0) {
+    alignas(64) C a[L], b[L];
+    simd::store<V>(a, mn);
+    simd::store<V>(b, mx);
+    for (index_t l = 0; l < L; ++l) {
+      rp.eb[2] = std::min(rp.eb[2], static_cast<double>(a[l]));
+      rp.eb[3] = std::max(rp.eb[3], static_cast<double>(b[l]));
+    }
+  }
+  return true;
+}
+
+/// Whether the token rows take the entropy term vectorised for inputs of type C (plan.hpp's
+/// entropy_packet): float and double, on every path (the packet sweep for float on avx2 /
+/// avx512, entropy_row_lanes elsewhere; both position-independent per token).
+template <class C>
+constexpr bool entropy_row_packet() noexcept {
+  return std::is_same_v<C, float> || std::is_same_v<C, double>;
+}
+/// The entropy sweep of a row with an entropy input (rw.h): the packet sweep of
+/// kernels/token_row.ipp (entropy_row) for float rows on the avx2 / avx512 paths, the
+/// lane-generic sweep otherwise. False: the caller reruns the row on the scalar path
+/// (token_row_scalar), which throws the named error or computes the row in double.
+template <class C, class M, class G>
+bool entropy_row_run(const fast_simd_row<C, M, G>& rw, index_t Tn, fast_row_part& rp) {
   if constexpr (std::is_same_v<C, float>) {
     [[maybe_unused]] const isa path = loss_kernel_isa();
 #if GRPO_LOSS_HAS_AVX512_ROWS
@@ -354,7 +481,7 @@ bool entropy_row_run([[maybe_unused]] const fast_simd_row<C, M, G>& rw,
     if (path >= isa::avx2) return loss_avx2::entropy_row(rw, Tn, rp);
 #endif
   }
-  return false;
+  return entropy_row_lanes(rw, Tn, rp);
 }
 
 /// The policy row of fast_simd_row_dispatch: fast_simd_row_run for the kind and KL switch.
@@ -385,7 +512,6 @@ template <class C, class M, class G>
 bool fast_simd_row_dispatch(policy_loss_kind k, bool kl, const fast_simd_params<C>& p,
                             const fast_simd_row<C, M, G>& rw, index_t Tn, fast_row_part& rp) {
   if (rw.h == nullptr) return fast_simd_policy_row(k, kl, p, rw, Tn, rp);
-  if (!entropy_row_packet<C>()) return false;  // (the scalar row takes it)
   fast_simd_row<C, M, G> rw_pol = rw;
   rw_pol.ge = nullptr;
   return fast_simd_policy_row(k, kl, p, rw_pol, Tn, rp) && entropy_row_run(rw, Tn, rp);
