@@ -411,6 +411,46 @@ weighted_params weighted_rows_params(const loss_call<T, M, G>& c) {
   return q;
 }
 
+/// The rows of a packet-row engine (weighted_rows, tis_rows), threaded: `packet(i, rw, part)`
+/// runs row i on the packet path (rw: the row's descriptor, row_desc) and returns false when it
+/// has none or flags the row (a non-finite input on a valid token, a float overflow); such a
+/// row's part is reset and the row rerun in double by general_row_alone (the named error, or the
+/// exact row) into the returned vector (null: the packet row stands). `packet` is a generic
+/// lambda, instantiated only for float inputs of the vectorised storage types.
+/// @post parts[k] holds the packet row's partial results, or is empty where fell[k] is set.
+template <class T, class M, class G, class Packet>
+std::vector<std::unique_ptr<general_part>> packet_rows_or_double(const loss_call<T, M, G>& c,
+                                                                 const loss_rows& r,
+                                                                 std::vector<fast_row_part>& parts,
+                                                                 Packet&& packet) {
+  std::vector<std::unique_ptr<general_part>> fell(static_cast<std::size_t>(c.B));
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
+  auto run_row = [&](index_t i) {
+    const auto k = static_cast<std::size_t>(i);
+    bool ok = false;
+    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+      if (c.Tn > 0)  // (an empty row has no row pointers: the general row below)
+        ok = packet(i, row_desc<float>(c, r, i, stream_grad), parts[k]);
+    }
+    if (!ok) {
+      parts[k] = fast_row_part{};
+      fell[k] = std::make_unique<general_part>();
+      general_row_alone(c, r, i, *fell[k]);
+    }
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  return fell;
+}
+
+/// Adds a row rerun in double (packet_rows_or_double) to the call's result, in row order: its
+/// policy and KL sums and metrics; its entropy sum into ent.
+inline void add_double_row(const general_part& p, loss_scalars& res, double& ent) noexcept {
+  res.policy_loss += p.pol;
+  res.kl_loss += p.kl;
+  ent += p.ent;
+  res.metrics.merge(p.met);
+}
+
 /// The general engine's sequence-weighted kinds (GMPO, VESPO) at token level with per-sequence
 /// advantages and no other row-wide term (plan(): float inputs where weighted_rows_isa() has
 /// packet rows), after the vectorised mask pass: each row runs the packet row of
@@ -424,40 +464,26 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool kl_on = o.kl_coef != 0.0, vespo = o.policy.kind == policy_loss_kind::vespo;
   std::vector<fast_row_part> parts(B);
   std::vector<weighted_row_out> outs(B);
-  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
   const weighted_params q = weighted_rows_params(c);
   [[maybe_unused]] const isa path = weighted_rows_isa();
-  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
-  auto run_row = [&](index_t i) {
-    const auto k = static_cast<std::size_t>(i);
-    bool ok = false;
-    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
-        const auto rw = row_desc<float>(c, r, i, stream_grad);
+  const auto fell = packet_rows_or_double(
+      c, r, parts, [&](index_t i, const auto& rw, fast_row_part& rp) {
+        const auto k = static_cast<std::size_t>(i);
         weighted_params qi = q;
         qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
 #if GRPO_LOSS_HAS_AVX512_ROWS
-        if (path == isa::avx512)
-          ok = loss_avx512::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx512) return loss_avx512::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
 #endif
 #if GRPO_LOSS_HAS_AVX2_ROWS
-        if (path == isa::avx2) ok = loss_avx2::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx2) return loss_avx2::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
 #endif
-      }
-    }
-    if (!ok) {
-      parts[k] = fast_row_part{};
-      fell[k] = std::make_unique<general_part>();
-      general_row_alone(c, r, i, *fell[k]);
-    }
-  };
-  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+        return false;
+      });
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false, false, r.met);
+  double ent_fell = 0.0;  // (no entropy term on these rows)
   for (std::size_t k = 0; k < B; ++k) {  // row order
     if (fell[k]) {
-      res.policy_loss += fell[k]->pol;
-      res.kl_loss += fell[k]->kl;
-      res.metrics.merge(fell[k]->met);
+      add_double_row(*fell[k], res, ent_fell);
       continue;
     }
     if (vespo) res.metrics.vespo_phi.add(outs[k].phi);  // TRL logs the (B, 1) phi of all rows
@@ -518,27 +544,13 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool kl_on = o.kl_coef != 0.0;
   std::vector<fast_row_part> parts(B);
   std::vector<tis_row_out> outs(B);
-  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
   const tis_params q = tis_rows_params(o);
-  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
-  auto run_row = [&](index_t i) {
-    const auto k = static_cast<std::size_t>(i);
-    bool ok = false;
-    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
-        const auto rw = row_desc<float>(c, r, i, stream_grad);
+  const auto fell = packet_rows_or_double(
+      c, r, parts, [&](index_t i, const auto& rw, fast_row_part& rp) {
         const float* ls = c.has_smp ? &c.in.sampler_logp(i, 0) : nullptr;
         const float* nls = c.has_smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
-        ok = tis_row_packet(q, rw, ls, nls, c.Tn, parts[k], outs[k]);
-      }
-    }
-    if (!ok) {
-      parts[k] = fast_row_part{};
-      fell[k] = std::make_unique<general_part>();
-      general_row_alone(c, r, i, *fell[k]);
-    }
-  };
-  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
+      });
   const stat_accumulator iw0 = r.met.is_weight;
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,
                                      o.policy.kind == policy_loss_kind::cispo, r.met);
@@ -546,10 +558,7 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   double ent_fell = 0.0;  // the entropy term of the rows rerun in double
   for (std::size_t k = 0; k < B; ++k) {  // row order
     if (fell[k]) {
-      res.policy_loss += fell[k]->pol;
-      res.kl_loss += fell[k]->kl;
-      ent_fell += fell[k]->ent;
-      res.metrics.merge(fell[k]->met);
+      add_double_row(*fell[k], res, ent_fell);
     } else if (parts[k].wsum > 0) {
       const double* w = outs[k].iw;
       res.metrics.is_weight.add_block(w[0], w[1], parts[k].wsum, w[2], w[3]);
