@@ -14,6 +14,10 @@
 //   tis           dapo + token TIS (truncate, C = 2), sampler_logp     stream_read5
 //   tis_seq       dapo + sequence TIS (verl seq, C = 2, clamp 20)      stream_read5
 //   opsm          dapo + OPSM delta 0.5 (ratio base: old)              stream_read
+//   opsm_tis      dapo + OPSM delta 0.05 (gap from the sampler) + token  stream_read5
+//                 TIS (C = 2): rows with A < 0 and a gap above 0.05 dropped
+//   is_weights    dapo + the caller's IS weights (the entropy stream,   stream_read5
+//                 values in [0, 4), as is_weights)
 //   entropy       dapo + entropy bonus 1e-3, grad_entropy written      stream_read5w2
 //   entropy_metric  dapo + the entropy input alone (coef 0: the metric,  stream_read5
 //                 what verl and the fused step ask for on every step)
@@ -59,8 +63,8 @@ const char* engine_name(grpo::loss_engine e) {
 
 /// Which optional streams a row reads / writes.
 struct streams {
-  bool smp = false, ent = false, grad_ent = false;
-  int count() const { return 5 + (smp || ent ? 1 : 0) + (grad_ent ? 1 : 0); }
+  bool smp = false, ent = false, grad_ent = false, isw = false;
+  int count() const { return 5 + (smp || ent || isw ? 1 : 0) + (grad_ent ? 1 : 0); }
 };
 
 void run_loss(benchmark::State& st, const grpo::loss_options& o, streams s) {
@@ -76,6 +80,7 @@ void run_loss(benchmark::State& st, const grpo::loss_options& o, streams s) {
   b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
   if (s.smp) b.sampler_logp = grpo::make_view(in.smp.data(), {in.B, in.T});
   if (s.ent) b.entropy = grpo::make_view(in.ent.data(), {in.B, in.T});
+  if (s.isw) b.is_weights = grpo::make_view(in.ent.data(), {in.B, in.T});
   grpo::loss_outputs<float> out;
   out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
   if (s.grad_ent) out.grad_entropy = grpo::make_view(in.grad_ent.data(), {in.B, in.T});
@@ -123,6 +128,16 @@ void BM_grpo_loss_opsm(benchmark::State& st) {
   grpo::loss_options o = dapo();
   o.opsm_threshold = 0.5;
   run_loss(st, o, {});
+}
+void BM_grpo_loss_opsm_tis(benchmark::State& st) {
+  grpo::loss_options o = dapo();
+  o.opsm_threshold = 0.05;
+  o.tis.enabled = true;
+  o.tis.c_max = 2.0;
+  run_loss(st, o, {.smp = true});
+}
+void BM_grpo_loss_is_weights(benchmark::State& st) {
+  run_loss(st, dapo(), {.isw = true});
 }
 void BM_grpo_loss_entropy(benchmark::State& st) {
   grpo::loss_options o = dapo();
@@ -172,6 +187,8 @@ BENCHMARK(BM_grpo_loss_vespo)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_tis)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_tis_seq)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_opsm)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_opsm_tis)->Apply(shapes);
+BENCHMARK(BM_grpo_loss_is_weights)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_entropy)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_entropy_metric)->Apply(shapes);
 BENCHMARK(BM_grpo_loss_top_entropy)->Apply(shapes);

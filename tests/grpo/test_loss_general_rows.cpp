@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <utility>
@@ -27,8 +28,10 @@ struct data {
   std::vector<float> lp, lo, lr, mask, adv;  // adv: one per row
   std::vector<float> ls, adv_tok;            // sampler log-probs; per-token advantages (or empty)
   std::vector<float> ent;                    // per-token entropies (NaN / inf on some padding)
+  std::vector<float> isw;  ///< external IS weights (given as is_weights when not empty)
   std::vector<unsigned char> trunc;
   bool on_policy = false;  ///< no old_logp view
+  bool smp = false;        ///< give sampler_logp without TIS (OPSM's gap reads it)
 };
 
 /// Rows of varying length (tails of every residue mod 16), binary right-padded masks, one holed
@@ -122,7 +125,9 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with
   b.mask = grpo::make_view(m.data(), {d.B, d.T});
   b.advantages = at.empty() ? grpo::broadcast_rows(a.data(), d.B, d.T)
                             : grpo::make_view(at.data(), {d.B, d.T});
-  if (o.tis.enabled) b.sampler_logp = grpo::make_view(ls.data(), {d.B, d.T});
+  const std::vector<X> w(d.isw.begin(), d.isw.end());
+  if (o.tis.enabled || d.smp) b.sampler_logp = grpo::make_view(ls.data(), {d.B, d.T});
+  if (!w.empty()) b.is_weights = grpo::make_view(w.data(), {d.B, d.T});
   if (with_ent) b.entropy = grpo::make_view(h.data(), {d.B, d.T});
   b.truncated = d.trunc;
   const auto n = static_cast<std::size_t>(d.B * d.T);
@@ -145,7 +150,8 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with
 /// |a - b| <= tol (1 + |b|), with a message naming what and where.
 /// (Element comparisons report only their failures: a batch has millions of them.)
 int close(double a, double b, double tol, const std::string& what) {
-  const bool ok = (std::isnan(a) && std::isnan(b)) || std::abs(a - b) <= tol * (1.0 + std::abs(b));
+  const bool ok = (std::isnan(a) && std::isnan(b)) || a == b ||  // (== : equal infinities)
+                  std::abs(a - b) <= tol * (1.0 + std::abs(b));
   if (!ok) FAIL_CHECK(what << ": " << a << " vs " << b);
   return ok ? 0 : 1;
 }
@@ -181,6 +187,8 @@ void close_metrics(const grpo::loss_metrics& a, const grpo::loss_metrics& b, dou
   close_stat(a.clip_low_seq, b.clip_low_seq, 1e-12, "clip_low_seq");
   close_stat(a.clip_high_seq, b.clip_high_seq, 1e-12, "clip_high_seq");
   close_stat(a.weight_clip, b.weight_clip, 1e-12, "weight_clip");
+  CHECK(a.opsm_dropped_seqs == b.opsm_dropped_seqs);
+  CHECK(a.entropy_masked_tokens == b.entropy_masked_tokens);
 }
 
 /// Float packet rows vs the double general engine: every output and metric within tol (float
@@ -233,14 +241,16 @@ template <class G = double, class MK = float>
 void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
                      double tol, bool separable = true) {
   const run_out f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
+  // (the TIS rows: rollout IS, is_weights or OPSM; else the token rows)
+  const bool tis_rows = o.tis.enabled || o.opsm_threshold.has_value() || !d.isw.empty();
   grpo::loss_options og = o;
-  if (!o.tis.enabled) og.opsm_threshold = 1e30;
+  if (!tis_rows) og.opsm_threshold = 1e30;
   const run_out e = run<double>(og, d, want_ptl, true, want_ge);
   CHECK(e.s.engine_used == grpo::loss_engine::general);
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
   if (d.B * d.T > 0) {
-    if (!o.tis.enabled)  // (elsewhere the scalar rows: position-independent bits, see plan())
+    if (!tis_rows)  // (elsewhere the scalar rows: position-independent bits, see plan())
       CHECK(f.s.engine_used ==
             (packet ? grpo::loss_engine::token_rows_simd : grpo::loss_engine::token_rows));
     else if (packet)
@@ -260,7 +270,7 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   }
   CHECK(bad == 0);
   close_metrics(f.s.metrics, e.s.metrics, tol);
-  if (!o.tis.enabled) {  // double inputs: the scalar token rows (double per token), to 1e-12
+  if (!tis_rows) {  // double inputs: the scalar token rows (double per token), to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
     if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows);
     CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
@@ -277,7 +287,10 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   const run_out z = run<float, G, MK>(o0, d, want_ptl, false, want_ge);
   if (z.s.engine_used != f.s.engine_used) return;
   CHECK(f.g == z.g);
-  if (want_ptl) CHECK(f.ptl == z.ptl);
+  // (bit for bit: a NaN is_weight on padding gives a NaN per-token loss there in both)
+  if (want_ptl)
+    CHECK((f.ptl.size() == z.ptl.size() &&
+           std::memcmp(f.ptl.data(), z.ptl.data(), f.ptl.size() * sizeof(double)) == 0));
   CHECK(f.s.policy_loss == z.s.policy_loss);
   CHECK(f.s.kl_loss == z.s.kl_loss);
   CHECK(f.s.loss == f.s.policy_loss + o.kl_coef * f.s.kl_loss - o.entropy_coef * f.s.entropy_loss);
@@ -760,4 +773,290 @@ TEST_CASE("token rows: compute_loss_metrics with the entropy metric (scratch gra
   CHECK(s.entropy_loss == f.s.entropy_loss);
   same_stat(s.metrics.entropy, f.s.metrics.entropy, "entropy");
   same_stat(s.metrics.ratio, f.s.metrics.ratio, "ratio");
+}
+
+namespace {
+/// d with external IS weights in [0.3, 2] (no bounds apply to them), NaN / inf where the mask
+/// is 0 (padding of row 0, the all-masked row 2, the truncated row 4, the holes of row 1): never
+/// read into a result.
+data with_isw(data d, unsigned seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(0.3f, 2.0f);
+  d.isw.resize(d.lp.size());
+  for (float& w : d.isw) w = u(g);
+  for (long i = 0; i < d.B; ++i)
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const bool hole = (i == 1 && t % 3 == 1) || i == 2 || i == 4 ||
+                        (i == 0 && d.mask[k] == 0.f);
+      if (hole && t % 2 == 0) d.isw[k] = t % 4 == 0 ? std::nanf("") : INFINITY;
+    }
+  return d;
+}
+
+/// TRL dapo (clip-higher 0.28, beta) with `kind`, aggregation `ag` and no rollout IS.
+grpo::loss_options plain_opts(grpo::policy_loss_kind kind, double beta, grpo::agg_mode ag) {
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = beta;
+  a.epsilon_high = 0.28;
+  grpo::loss_options o = grpo::from_trl(a);
+  o.policy.kind = kind;
+  o.agg.mode = ag;
+  if (ag == grpo::agg_mode::seq_mean_token_sum_norm) o.agg.norm_length = 1024.0;
+  return o;
+}
+
+/// The OPSM decisions of a batch computed here in double from the definition (TRL / the OPSM
+/// paper: gap_i = sum_t m (ls - lp) / max(n_i, 1), ls the sampler or old log-prob; a token is
+/// dropped iff A < 0 and gap_i > delta): the dropped-sequence count and the final token count.
+std::pair<double, double> opsm_oracle(const data& d, double delta, bool den) {
+  double dropped = 0, tokens = 0;
+  for (long i = 0; i < d.B; ++i) {
+    if (d.trunc[static_cast<std::size_t>(i)]) continue;
+    double n = 0, sg = 0;
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.mask[k];
+      if (m == 0.0) continue;
+      const double ls = d.smp ? d.ls[k] : (d.on_policy ? d.lp[k] : d.lo[k]);
+      n += m;
+      sg += m * (ls - static_cast<double>(d.lp[k]));
+    }
+    const double gap = sg / std::max(n, 1.0);
+    bool drop = false;
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.mask[k];
+      if (m == 0.0) continue;
+      const double A = d.adv_tok.empty() ? d.adv[static_cast<std::size_t>(i)] : d.adv_tok[k];
+      const bool keep = A >= 0.0 || gap <= delta;
+      drop = drop || !keep;
+      tokens += keep || !den ? m : 0.0;
+    }
+    dropped += drop ? 1 : 0;
+  }
+  return {dropped, tokens};
+}
+}  // namespace
+
+TEST_CASE("TIS rows: external is_weights equal the double general engine, every token-level "
+          "kind, KL, aggregation, output set") {
+  using K = grpo::policy_loss_kind;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const unsigned seed = static_cast<unsigned>(T) + 11;
+      const data d = with_isw(tok_adv ? make_tok(9, T, seed) : make(9, T, seed), seed);
+      int v = 0;
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (double beta : {0.0, 0.04}) {
+          for (grpo::agg_mode ag : kEntAggs) {
+            ++v;
+            CAPTURE(T);
+            CAPTURE(tok_adv);
+            CAPTURE(static_cast<int>(kind));
+            CAPTURE(beta);
+            CAPTURE(static_cast<int>(ag));
+            grpo::loss_options o = plain_opts(kind, beta, ag);
+            if (kind == K::cispo && v % 2 == 0) o.policy.cispo = grpo::cispo_clip::verl_clip;
+            compare(o, d, v % 3 != 0, kTol);
+          }
+        }
+      }
+    }
+  }
+  // verl clamps, dual clip, a clamped KL, unclamped approx_kl; float outputs; integer masks;
+  // on-policy; the entropy term beside the weights.
+  data d = with_isw(make_tok(11, 45, 29), 29);
+  grpo::loss_options o = plain_opts(K::ppo_clip, 0.1, grpo::agg_mode::token_mean);
+  o.kl.estimator = grpo::ops::kl_estimator::k2;
+  o.kl.outer_clamp = 10.0;
+  o.policy.log_ratio_min = -0.3;
+  o.policy.log_ratio_max = 0.25;
+  o.policy.dual_clip_c = 3.0;
+  o.approx_kl_unclamped = true;
+  compare(o, d, true, kTol);
+  compare<float>(o, d, false, kTol);
+  data bin = d;
+  for (float& m : bin.mask) m = m != 0.f ? 1.f : 0.f;
+  compare<double, int>(o, bin, true, kTol);
+  data on = d;
+  on.on_policy = true;
+  on.lo = on.lp;
+  compare(o, on, false, kTol);
+  o.entropy_coef = 2e-3;
+  compare_entropy(o, d, true, true, kTol);
+  // Hand-computed: REINFORCE with token_mean, no KL: loss = -sum m w A lp / sum m, dL/dlp =
+  // -m w A / sum m (the weight is the caller's, unbounded).
+  const grpo::loss_options r = plain_opts(K::reinforce, 0.0, grpo::agg_mode::token_mean);
+  const run_out f = run<float>(r, d, false);
+  double sm = 0, sl = 0;
+  for (long i = 0; i < d.B; ++i)
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.trunc[static_cast<std::size_t>(i)] ? 0.0 : d.mask[k];
+      sm += m;
+      if (m != 0.0) sl += m * static_cast<double>(d.isw[k]) * d.adv_tok[k] * d.lp[k];
+    }
+  CHECK(close(f.s.loss, -sl / sm, kTol, "REINFORCE loss") == 0);
+  int bad = 0;
+  for (long i = 0; i < d.B; ++i)
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.trunc[static_cast<std::size_t>(i)] ? 0.0 : d.mask[k];
+      const double want = m != 0.0 ? -m * static_cast<double>(d.isw[k]) * d.adv_tok[k] / sm : 0.0;
+      bad += close(f.g[k], want, 1e-6, "REINFORCE grad[" + std::to_string(k) + "]");
+    }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("TIS rows: a non-finite is_weight on a valid token is the named error, on padding "
+          "ignored; a strided weight view runs the general engine") {
+  const data d = with_isw(make(6, 40, 3), 3);  // (non-finite weights on padding already)
+  const grpo::loss_options o = plain_opts(grpo::policy_loss_kind::ppo_clip, 0.04,
+                                          grpo::agg_mode::token_mean);
+  compare(o, d, true, kTol);
+  for (float v : {std::nanf(""), INFINITY, -INFINITY}) {
+    data bad = d;
+    bad.isw[static_cast<std::size_t>(5 * bad.T + 7)] = v;  // row 5: len 38
+    CHECK_THROWS_WITH_AS(run<float>(o, bad, false), doctest::Contains("is_weights"), grpo::error);
+    CHECK_THROWS_WITH_AS(run<double>(o, bad, false), doctest::Contains("is_weights"),
+                         grpo::error);
+  }
+  // A huge finite weight: its products overflow float, not double: the row reruns in double.
+  data big = d;
+  big.isw[static_cast<std::size_t>(3 * big.T + 2)] = 3e38f;
+  const run_out f = run<float>(o, big, true);
+  const run_out e = run<double>(o, big, true);
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  CHECK(f.s.engine_used ==
+        (packet ? grpo::loss_engine::general_rows : grpo::loss_engine::general));
+  for (long t = 0; t < big.T; ++t) {
+    const auto k = static_cast<std::size_t>(3 * big.T + t);
+    CHECK(f.g[k] == doctest::Approx(e.g[k]).epsilon(1e-12));
+  }
+  // A strided is_weights view (stride 2 along t): the general engine, same values.
+  std::vector<float> lp(d.lp), lo(d.lo), lr(d.lr), m(d.mask), a(d.adv), w2(d.isw.size() * 2);
+  for (std::size_t k = 0; k < d.isw.size(); ++k) w2[2 * k] = d.isw[k];
+  grpo::loss_batch<float, float> b;
+  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
+  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
+  b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
+  b.mask = grpo::make_view(m.data(), {d.B, d.T});
+  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
+  b.is_weights = grpo::make_view(w2.data(), {d.B, d.T}, {2 * d.T, 2});
+  b.truncated = d.trunc;
+  const grpo::loss_result s = grpo::compute_loss(o, b);
+  CHECK(s.engine_used == grpo::loss_engine::general);
+  const run_out dd = run<double>(o, d, true);
+  CHECK(close(s.loss, dd.s.loss, 1e-12, "strided loss") == 0);
+  CHECK(close(s.metrics.is_weight.sum, dd.s.metrics.is_weight.sum, 1e-12, "strided weights") == 0);
+}
+
+TEST_CASE("TIS rows: OPSM (in / out of the denominator, with and without rollout IS or "
+          "is_weights, sampler or old log-probs) equals the double general engine") {
+  using K = grpo::policy_loss_kind;
+  const double delta = 0.02;  // (row gaps drift by -0.06 .. 0.06: rows on both sides)
+  double dropped_seen = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const unsigned seed = static_cast<unsigned>(T) + 21;
+      data d = tok_adv ? make_tok(9, T, seed) : make(9, T, seed);
+      int v = 0;
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (int w = 0; w < 4; ++w) {  // none (sampler / old), token TIS, sequence TIS, is_weights
+          for (bool den : {true, false}) {
+            ++v;
+            const double beta = v % 3 == 0 ? 0.0 : 0.04;
+            const grpo::agg_mode ag = kEntAggs[static_cast<std::size_t>(v % 4)];
+            CAPTURE(T);
+            CAPTURE(tok_adv);
+            CAPTURE(static_cast<int>(kind));
+            CAPTURE(w);
+            CAPTURE(den);
+            CAPTURE(beta);
+            CAPTURE(static_cast<int>(ag));
+            grpo::loss_options o =
+                w == 1 || w == 2 ? tis_opts(kind, w == 1 ? tis_w::token : tis_w::sequence,
+                                            v % 2 == 0, beta)
+                                 : plain_opts(kind, beta, ag);
+            o.agg.mode = ag;
+            o.agg.norm_length = 1024.0;
+            o.opsm_threshold = delta;
+            o.opsm_in_denominator = den;
+            data dd = w == 3 ? with_isw(d, seed) : d;
+            dd.smp = w != 0 || v % 2 == 0;
+            compare(o, dd, v % 5 != 0, kTol);
+            const auto want = opsm_oracle(dd, delta, den);
+            const run_out f = run<float>(o, dd, false);
+            CHECK(f.s.metrics.opsm_dropped_seqs == want.first);
+            CHECK(close(f.s.metrics.tokens, want.second, 1e-12, "tokens") == 0);
+            dropped_seen += want.first;
+          }
+        }
+      }
+    }
+  }
+  CHECK(dropped_seen > 20);  // (the data drop rows: the test can see a wrong decision)
+}
+
+TEST_CASE("TIS rows: OPSM with verl clamps, the entropy term (not in the denominator), "
+          "float outputs, integer masks, on-policy, NaN on valid vs dropped / masked tokens") {
+  data d = make_tok(11, 45, 31);
+  d.smp = true;
+  grpo::loss_options o = plain_opts(grpo::policy_loss_kind::ppo_clip, 0.1,
+                                    grpo::agg_mode::seq_mean_token_mean);
+  o.kl.estimator = grpo::ops::kl_estimator::k2;
+  o.kl.outer_clamp = 10.0;
+  o.policy.log_ratio_min = -0.3;
+  o.policy.log_ratio_max = 0.25;
+  o.policy.dual_clip_c = 3.0;
+  o.opsm_threshold = 0.0;
+  for (bool den : {true, false}) {
+    o.opsm_in_denominator = den;
+    compare(o, d, true, kTol);
+    compare<float>(o, d, false, kTol);
+    data bin = d;
+    for (float& m : bin.mask) m = m != 0.f ? 1.f : 0.f;
+    compare<double, int>(o, bin, true, kTol);
+  }
+  // The entropy term beside OPSM out of the denominator (TRL's default): the TIS rows' sweep.
+  o.opsm_in_denominator = false;
+  o.entropy_coef = 1e-3;
+  compare_entropy(o, d, true, true, kTol);
+  // In the denominator the entropy term's mask is the final mask: the general engine.
+  o.opsm_in_denominator = true;
+  CHECK(run<float>(o, d, false, true).s.engine_used == grpo::loss_engine::general);
+  o.entropy_coef = 0.0;
+  data on = d;  // on-policy, no sampler: the gap is 0, nothing dropped
+  on.on_policy = true;
+  on.smp = false;
+  on.lo = on.lp;
+  const run_out f = run<float>(o, on, false);
+  CHECK(f.s.metrics.opsm_dropped_seqs == 0.0);
+  compare(o, on, true, kTol);
+  // Row 5 (len 38, A < 0, gap 0.5 > delta) is dropped whole. A NaN logp on one of its valid
+  // tokens is still the named error (the general engine checks the base mask); NaN on its
+  // padding, and a log ratio of 100 on a kept row (float overflow: the row reruns in double),
+  // are not.
+  data rows = make(8, 40, 37);
+  rows.smp = true;
+  rows.adv[5] = -0.5f;
+  for (long t = 0; t < rows.T; ++t) rows.ls[static_cast<std::size_t>(5 * rows.T + t)] =
+      rows.lp[static_cast<std::size_t>(5 * rows.T + t)] + 0.5f;
+  rows.lp[static_cast<std::size_t>(5 * rows.T + 39)] = std::nanf("");
+  rows.adv[6] = 0.7f;
+  rows.lo[static_cast<std::size_t>(6 * rows.T + 2)] =
+      rows.lp[static_cast<std::size_t>(6 * rows.T + 2)] - 100.f;  // row 6: len 4
+  for (bool den : {true, false}) {
+    CAPTURE(den);
+    o.opsm_in_denominator = den;
+    compare(o, rows, true, kTol);
+    CHECK(run<float>(o, rows, false).s.metrics.opsm_dropped_seqs >= 1.0);
+    data bad = rows;
+    bad.lp[static_cast<std::size_t>(5 * bad.T + 1)] = std::nanf("");
+    CHECK_THROWS_WITH_AS(run<float>(o, bad, false), doctest::Contains("logp"), grpo::error);
+    CHECK_THROWS_WITH_AS(run<double>(o, bad, false), doctest::Contains("logp"), grpo::error);
+  }
 }

@@ -260,3 +260,82 @@ TEST_CASE("compute_loss_metrics: threaded token rows, bitwise compute_loss_into'
   omp_set_num_threads(2);
 #endif
 }
+
+// The TIS rows' new inputs (float, general_rows on the avx2 / avx512 paths): external is_weights
+// and OPSM (in and out of the denominator, with token TIS, per-sequence and per-token
+// advantages): compute_loss_into's gradient, per-token loss, scalars and metrics bitwise the
+// same for 1, 2 and 3 threads (OPSM's row counts are threaded too, merged in row order).
+TEST_CASE("compute_loss_into: the TIS rows with is_weights / OPSM do not depend on the number "
+          "of threads" * doctest::test_suite("loss")) {
+  const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
+  auto cast = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
+             adv = cast(p.adv), smp = cast(p.smp);
+  std::vector<float> isw(lp.size()), adv_tok(lp.size());
+  for (std::size_t k = 0; k < lp.size(); ++k) {
+    isw[k] = static_cast<float>(0.5 + 0.5 * p.ent[k]);  // in [0.5, 1.5]
+    adv_tok[k] = static_cast<float>(p.ent[k] - 1.0);    // in [-1, 1]
+  }
+  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = 0.04;
+  struct cfg {
+    const char* name;
+    grpo::loss_options o;
+    bool w, tok;
+  };
+  std::vector<cfg> cs;
+  grpo::loss_options o = grpo::from_trl(a);
+  cs.push_back({"is_weights", o, true, false});
+  o.policy.kind = grpo::policy_loss_kind::cispo;
+  cs.push_back({"CISPO + is_weights, per-token A", o, true, true});
+  o = grpo::from_trl(a);
+  o.opsm_threshold = 0.0;
+  cs.push_back({"OPSM in the denominator", o, false, false});
+  o.opsm_in_denominator = false;
+  cs.push_back({"OPSM out of the denominator, per-token A", o, false, true});
+  o.opsm_in_denominator = true;
+  o.tis.enabled = true;
+  o.tis.c_max = 1.05;
+  cs.push_back({"OPSM + token TIS, per-token A", o, false, true});
+  for (const auto& c : cs) {
+    INFO(std::string(c.name));
+    grpo::loss_batch<float, float> b;
+    b.logp = v(lp);
+    b.old_logp = v(old);
+    b.ref_logp = v(ref);
+    b.mask = v(mask);
+    b.advantages = c.tok ? v(adv_tok) : grpo::broadcast_rows(adv.data(), p.B, p.T);
+    if (c.w)
+      b.is_weights = v(isw);
+    else
+      b.sampler_logp = v(smp);
+    const auto n = lp.size();
+    grpo::loss_result r[3];
+    for (int th : {1, 2, 3}) {
+#if defined(_OPENMP)
+      omp_set_num_threads(th);
+#endif
+      grpo::loss_result& x = r[th - 1];
+      x.grad_logp.assign(n, -7.0);
+      x.per_token_loss.assign(n, -7.0);
+      x.grad_entropy.assign(n, 0.0);
+      x.per_seq_loss.assign(static_cast<std::size_t>(p.B), 0.0);
+      grpo::loss_outputs<double> out;
+      out.grad_logp = grpo::make_view(x.grad_logp.data(), {p.B, p.T});
+      out.per_token_loss = grpo::make_view(x.per_token_loss.data(), {p.B, p.T});
+      static_cast<grpo::loss_scalars&>(x) = grpo::compute_loss_into(c.o, b, out);
+    }
+    CHECK(std::isfinite(r[0].loss));
+    if (c.o.opsm_threshold) CHECK(r[0].metrics.opsm_dropped_seqs > 0);
+    for (int th : {2, 3}) {
+      INFO("threads " << th);
+      CHECK(r[th - 1].engine_used == r[0].engine_used);
+      check_same(r[0], r[th - 1]);
+    }
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(2);
+#endif
+}

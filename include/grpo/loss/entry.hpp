@@ -224,7 +224,7 @@ loss_batch<T, M> loss_chunk_plan<T, M, G>::micro(index_t i, index_t t0, index_t 
 template <class T, class M, class G>
 void loss_chunk_plan<T, M, G>::make_variant(variant& v) const {
   v.sprm = detail::token_simd_params<CT>(v.o);
-  v.tq = detail::tis_rows_params(v.o);
+  v.tq = detail::tis_rows_params(v.o, detail::has(in_.is_weights));
   if (B_ == 0 || Tn_ == 0) return;
   // plan() reads only the options, the strides along t and which views are given: one plan per
   // chunk length class (a [1, 1] view counts as unit-stride whatever its stride).
@@ -299,8 +299,9 @@ detail::chunk_outcome loss_chunk_plan<T, M, G>::run(const variant& v, index_t i,
     d::tis_row_out tw;
     bool done = false;
     if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      const auto rw = d::row_desc<float>(c, r, 0, d::stream_gradient<G>(1, n));
-      const float* ls = c.has_smp ? &b.sampler_logp(0, 0) : nullptr;
+      auto rw = d::row_desc<float>(c, r, 0, d::stream_gradient<G>(1, n));
+      if (c.has_isw) rw.w = &b.is_weights(0, 0);  // (the sampler is not read beside it)
+      const float* ls = c.has_smp && !c.has_isw ? &b.sampler_logp(0, 0) : nullptr;
       done = d::tis_row_packet(v.tq, rw, ls, nullptr, n, rp, tw);
     }
     if (done) {

@@ -107,6 +107,64 @@ general_stats general_pass1(const loss_call<T, M, G>& c, const loss_plan& pl, lo
   return gs;
 }
 
+/// OPSM's sums of a row on the packet path of this call (opsm_row_sums: the same code as the
+/// row's first sweep, so the row takes the keep decisions counted here). ls: the sampler row, or
+/// lo; A: per-token advantages (null: per sequence).
+template <class M>
+opsm_sums opsm_sums_packet([[maybe_unused]] const float* lp, [[maybe_unused]] const float* ls,
+                           [[maybe_unused]] const M* m, [[maybe_unused]] const float* A,
+                           [[maybe_unused]] index_t end) noexcept {
+  [[maybe_unused]] const isa path = weighted_rows_isa();
+#if GRPO_LOSS_HAS_AVX512_ROWS
+  if (path == isa::avx512) return loss_avx512::opsm_row_sums(lp, ls, m, A, end);
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+  if (path == isa::avx2) return loss_avx2::opsm_row_sums(lp, ls, m, A, end);
+#endif
+  return opsm_sums{};  // (unreachable: plan() routes OPSM here only where the rows exist)
+}
+
+/// Final-mask counts of the OPSM packet rows (after the vectorised mask pass; no top-entropy
+/// mask): per row the gap sum m (ls - lp) / max(n, 1) and the keeps of opsm_keep (A >= 0 or gap
+/// <= delta): per-sequence A keeps or drops the row; per-token A keeps the A >= 0 tokens of a
+/// row whose gap exceeds delta (n_fin = sum m [A >= 0] when OPSM joins the denominators, else
+/// n). opsm_dropped_seqs: the rows with a valid token dropped. Rows threaded, merged in order.
+template <class T, class M, class G>
+void opsm_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
+  const auto B = static_cast<std::size_t>(c.B);
+  std::vector<unsigned char> dropped(B, 0);
+  [[maybe_unused]] const double delta = c.o.opsm_threshold.value_or(0.0);
+  [[maybe_unused]] const bool den = c.o.opsm_in_denominator;
+  par::for_each_row(
+      c.B,
+      [&](index_t i) {
+        const auto k = static_cast<std::size_t>(i);
+        const double nb = r.n_base[k];
+        r.n_fin[k] = nb;
+        if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+          if (c.Tn == 0 || !(nb > 0)) return;  // (nothing valid: nothing dropped)
+          const auto& in = c.in;
+          const float* lp = &in.logp(i, 0);
+          const float* lo = c.has_old ? &in.old_logp(i, 0) : lp;
+          const bool row_a = c.adv_per_row;
+          const opsm_sums s =
+              opsm_sums_packet(lp, c.has_smp ? &in.sampler_logp(i, 0) : lo, &in.mask(i, 0),
+                               row_a ? nullptr : &in.advantages(i, 0), r.row_end[k]);
+          if (s.sg / (nb < 1.0 ? 1.0 : nb) <= delta) return;  // every token kept
+          if (row_a && in.advantages(i, 0) >= 0.0f) return;
+          dropped[k] = row_a || s.neg ? 1 : 0;
+          if (den) r.n_fin[k] = row_a ? 0.0 : s.npos;
+        }
+      },
+      loss_loop(c.Tn));
+  for (std::size_t k = 0; k < B; ++k) {  // row order
+    r.n_ent[k] = r.n_fin[k];
+    r.met.tokens += r.n_fin[k];
+    r.met.sequences += r.n_fin[k] > 0 ? 1 : 0;
+    r.met.opsm_dropped_seqs += dropped[k];
+  }
+}
+
 /// Final-mask counts n_fin, n_ent and the token / sequence metrics. Token multipliers: OPSM keep
 /// and entropy keep (both either in the mask or on the policy term). OPSM is evaluated per token
 /// so token-level advantages work: keep iff A_t >= 0 or gap_i <= delta (for per-sequence A this is
@@ -118,6 +176,10 @@ void final_counts(const loss_call<T, M, G>& c, const general_stats& gs, loss_row
   r.n_fin.assign(static_cast<std::size_t>(B), 0.0);
   r.n_ent.assign(static_cast<std::size_t>(B), 0.0);
   const bool extra_masks = c.o.opsm_threshold.has_value() || c.o.top_entropy_quantile < 1.0;
+  if (extra_masks && gs.rows.size() != static_cast<std::size_t>(B)) {
+    opsm_packet_counts(c, r);  // (the vectorised pass 1: OPSM on the TIS rows, plan())
+    return;
+  }
   auto& met = r.met;
   for (index_t i = 0; i < B; ++i) {
     if (!extra_masks) {  // final mask == base mask
@@ -278,7 +340,10 @@ void general_row(const loss_call<T, M, G>& c, const row_ctx& rc0, const loss_row
       if (o.kl_coef != 0.0)
         GRPO_EXPECTS(std::isfinite(static_cast<double>(in.ref_logp(i, t))), bad_value,
                      "ref_logp: non-finite value on a valid token");
-      if (c.has_ent)  // (else a NaN loss, caught only as "the loss is not finite")
+      if (c.has_isw)  // (else a NaN loss, caught only as "the loss is not finite")
+        GRPO_EXPECTS(std::isfinite(static_cast<double>(in.is_weights(i, t))), bad_value,
+                     "is_weights: non-finite value on a valid token");
+      if (c.has_ent)  // (likewise)
         GRPO_EXPECTS(std::isfinite(static_cast<double>(in.entropy(i, t))), bad_value,
                      "entropy: non-finite value on a valid token");
     }
@@ -350,7 +415,7 @@ void general_row(const loss_call<T, M, G>& c, const general_stats& gs, const los
 
 /// One row of the general engine on its own: the row's pass-1 sums (in token order, as
 /// general_pass1), then general_row. The double fallback of the packet rows for a configuration
-/// whose final mask is the base mask (no OPSM, no top-entropy mask) and no global threshold.
+/// with no top-entropy mask (OPSM: the row's gap from these sums, n_fin from final_counts).
 template <class T, class M, class G>
 void general_row_alone(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
                        general_part& part) {
@@ -411,6 +476,46 @@ weighted_params weighted_rows_params(const loss_call<T, M, G>& c) {
   return q;
 }
 
+/// The rows of a packet-row engine (weighted_rows, tis_rows), threaded: `packet(i, rw, part)`
+/// runs row i on the packet path (rw: the row's descriptor, row_desc) and returns false when it
+/// has none or flags the row (a non-finite input on a valid token, a float overflow); such a
+/// row's part is reset and the row rerun in double by general_row_alone (the named error, or the
+/// exact row) into the returned vector (null: the packet row stands). `packet` is a generic
+/// lambda, instantiated only for float inputs of the vectorised storage types.
+/// @post parts[k] holds the packet row's partial results, or is empty where fell[k] is set.
+template <class T, class M, class G, class Packet>
+std::vector<std::unique_ptr<general_part>> packet_rows_or_double(const loss_call<T, M, G>& c,
+                                                                 const loss_rows& r,
+                                                                 std::vector<fast_row_part>& parts,
+                                                                 Packet&& packet) {
+  std::vector<std::unique_ptr<general_part>> fell(static_cast<std::size_t>(c.B));
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
+  auto run_row = [&](index_t i) {
+    const auto k = static_cast<std::size_t>(i);
+    bool ok = false;
+    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
+      if (c.Tn > 0)  // (an empty row has no row pointers: the general row below)
+        ok = packet(i, row_desc<float>(c, r, i, stream_grad), parts[k]);
+    }
+    if (!ok) {
+      parts[k] = fast_row_part{};
+      fell[k] = std::make_unique<general_part>();
+      general_row_alone(c, r, i, *fell[k]);
+    }
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  return fell;
+}
+
+/// Adds a row rerun in double (packet_rows_or_double) to the call's result, in row order: its
+/// policy and KL sums and metrics; its entropy sum into ent.
+inline void add_double_row(const general_part& p, loss_scalars& res, double& ent) noexcept {
+  res.policy_loss += p.pol;
+  res.kl_loss += p.kl;
+  ent += p.ent;
+  res.metrics.merge(p.met);
+}
+
 /// The general engine's sequence-weighted kinds (GMPO, VESPO) at token level with per-sequence
 /// advantages and no other row-wide term (plan(): float inputs where weighted_rows_isa() has
 /// packet rows), after the vectorised mask pass: each row runs the packet row of
@@ -424,40 +529,26 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool kl_on = o.kl_coef != 0.0, vespo = o.policy.kind == policy_loss_kind::vespo;
   std::vector<fast_row_part> parts(B);
   std::vector<weighted_row_out> outs(B);
-  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
   const weighted_params q = weighted_rows_params(c);
   [[maybe_unused]] const isa path = weighted_rows_isa();
-  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
-  auto run_row = [&](index_t i) {
-    const auto k = static_cast<std::size_t>(i);
-    bool ok = false;
-    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
-        const auto rw = row_desc<float>(c, r, i, stream_grad);
+  const auto fell = packet_rows_or_double(
+      c, r, parts, [&](index_t i, const auto& rw, fast_row_part& rp) {
+        const auto k = static_cast<std::size_t>(i);
         weighted_params qi = q;
         qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
 #if GRPO_LOSS_HAS_AVX512_ROWS
-        if (path == isa::avx512)
-          ok = loss_avx512::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx512) return loss_avx512::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
 #endif
 #if GRPO_LOSS_HAS_AVX2_ROWS
-        if (path == isa::avx2) ok = loss_avx2::weighted_row_run(qi, rw, c.Tn, parts[k], outs[k]);
+        if (path == isa::avx2) return loss_avx2::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
 #endif
-      }
-    }
-    if (!ok) {
-      parts[k] = fast_row_part{};
-      fell[k] = std::make_unique<general_part>();
-      general_row_alone(c, r, i, *fell[k]);
-    }
-  };
-  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+        return false;
+      });
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false, false, r.met);
+  double ent_fell = 0.0;  // (no entropy term on these rows)
   for (std::size_t k = 0; k < B; ++k) {  // row order
     if (fell[k]) {
-      res.policy_loss += fell[k]->pol;
-      res.kl_loss += fell[k]->kl;
-      res.metrics.merge(fell[k]->met);
+      add_double_row(*fell[k], res, ent_fell);
       continue;
     }
     if (vespo) res.metrics.vespo_phi.add(outs[k].phi);  // TRL logs the (B, 1) phi of all rows
@@ -469,8 +560,9 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   return res;
 }
 
-/// The TIS rows' parameters of a call's options (tis_params).
-inline tis_params tis_rows_params(const loss_options& o) {
+/// The TIS rows' parameters of a call's options (tis_params); isw: the batch gives is_weights
+/// (the token weight is then the caller's, wkind 3).
+inline tis_params tis_rows_params(const loss_options& o, bool isw) {
   const auto& P = o.policy;
   constexpr float inf = std::numeric_limits<float>::infinity();
   tis_params q;
@@ -479,7 +571,10 @@ inline tis_params tis_rows_params(const loss_options& o) {
   q.kind = P.kind;
   q.ak_min = o.approx_kl_unclamped ? -inf : static_cast<float>(P.log_ratio_min);
   q.ak_max = o.approx_kl_unclamped ? inf : static_cast<float>(P.log_ratio_max);
-  q.wkind = o.tis.seq_mask ? 2 : (o.tis.sequence ? 1 : 0);
+  q.wkind = isw ? 3 : !o.tis.enabled ? 4 : (o.tis.seq_mask ? 2 : (o.tis.sequence ? 1 : 0));
+  q.opsm = o.opsm_threshold.has_value();
+  q.opsm_den = o.opsm_in_denominator;
+  q.opsm_delta = o.opsm_threshold.value_or(0.0);
   q.mask_mode = o.tis.mode == ops::tis_mode::mask;
   q.c_min = static_cast<float>(o.tis.c_min);
   q.c_max = static_cast<float>(o.tis.c_max);
@@ -506,7 +601,8 @@ bool tis_row_packet([[maybe_unused]] const tis_params& q,
 }
 
 /// The token-level kinds with a rollout IS weight and no other row-wide term (plan(): float
-/// inputs where weighted_rows_isa() has packet rows; token TIS, sequence TIS, seq-mask-tis),
+/// inputs where weighted_rows_isa() has packet rows; token TIS, sequence TIS, seq-mask-tis, or
+/// the caller's is_weights, unit stride along t),
 /// after the vectorised mask pass: each row runs the packet row of kernels/tis_row.ipp; a row it
 /// flags runs general_row_alone (double: the named error, or the exact row). Rows threaded,
 /// merged in row order; the metric schema is the general engine's (merge_row_parts, with the
@@ -518,27 +614,22 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool kl_on = o.kl_coef != 0.0;
   std::vector<fast_row_part> parts(B);
   std::vector<tis_row_out> outs(B);
-  std::vector<std::unique_ptr<general_part>> fell(B);  // the rows rerun in double
-  const tis_params q = tis_rows_params(o);
-  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
-  auto run_row = [&](index_t i) {
-    const auto k = static_cast<std::size_t>(i);
-    bool ok = false;
-    if constexpr (std::is_same_v<T, float> && plan_simd_types<T, M, G>) {
-      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
-        const auto rw = row_desc<float>(c, r, i, stream_grad);
-        const float* ls = c.has_smp ? &c.in.sampler_logp(i, 0) : nullptr;
-        const float* nls = c.has_smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
-        ok = tis_row_packet(q, rw, ls, nls, c.Tn, parts[k], outs[k]);
-      }
-    }
-    if (!ok) {
-      parts[k] = fast_row_part{};
-      fell[k] = std::make_unique<general_part>();
-      general_row_alone(c, r, i, *fell[k]);
-    }
-  };
-  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
+  const tis_params q = tis_rows_params(o, c.has_isw);
+  const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
+  const auto fell = packet_rows_or_double(
+      c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
+        const float* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
+        const float* nls = smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
+        if (c.has_isw) {
+          rw.w = &c.in.is_weights(i, 0);
+          rw.nw = i + 1 < c.B ? &c.in.is_weights(i + 1, 0) : nullptr;
+        }
+        if (q.opsm) {  // (the gap's sampler row; n_fin from final_counts)
+          rw.os = c.has_smp ? &c.in.sampler_logp(i, 0) : nullptr;
+          rw.nf = r.n_fin[static_cast<std::size_t>(i)];
+        }
+        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
+      });
   const stat_accumulator iw0 = r.met.is_weight;
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,
                                      o.policy.kind == policy_loss_kind::cispo, r.met);
@@ -546,10 +637,7 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   double ent_fell = 0.0;  // the entropy term of the rows rerun in double
   for (std::size_t k = 0; k < B; ++k) {  // row order
     if (fell[k]) {
-      res.policy_loss += fell[k]->pol;
-      res.kl_loss += fell[k]->kl;
-      ent_fell += fell[k]->ent;
-      res.metrics.merge(fell[k]->met);
+      add_double_row(*fell[k], res, ent_fell);
     } else if (parts[k].wsum > 0) {
       const double* w = outs[k].iw;
       res.metrics.is_weight.add_block(w[0], w[1], parts[k].wsum, w[2], w[3]);

@@ -10,12 +10,13 @@
 /// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
 /// and no row-wide term besides the sequence ratio runs the sequence rows
 /// (loss/sequence_rows.hpp); GMPO / VESPO at token level with per-sequence advantages and no other
-/// row-wide term, and the token-level kinds with a rollout IS weight (tis_options) and no other
-/// row-wide term, run the general engine's packet rows where those exist (float inputs on the
-/// avx2 / avx512 paths: loss/general_rows.hpp weighted_rows / tis_rows); everything else runs
-/// the general engine (loss/general_rows.hpp). The entropy term (the bonus, of any coefficient,
-/// or the entropy metric alone) without the top-entropy mask is token-local: the token rows and
-/// the TIS rows add it in one more sweep per row (entropy_row); the other row engines take none.
+/// row-wide term, and the token-level kinds with a rollout IS weight (tis_options or the caller's
+/// is_weights) and / or OPSM and no other row-wide term, run the general engine's packet rows
+/// where those exist (float inputs on the avx2 / avx512 paths: loss/general_rows.hpp
+/// weighted_rows / tis_rows); everything else runs the general engine (loss/general_rows.hpp).
+/// The entropy term (the bonus, of any coefficient, or the entropy metric alone) without the
+/// top-entropy mask is token-local: the token rows and the TIS rows add it in one more sweep per
+/// row (entropy_row; not beside OPSM in the denominator); the other row engines take none.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -218,8 +219,8 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
   // The general engine's packet rows, where they exist (float inputs, avx2 / avx512 paths; on the
   // baseline path the general engine runs): GMPO / VESPO at token level with per-sequence
   // advantages and no other row-wide term (one weight per row: two sweeps like GSPO's,
-  // kernels/general_row.ipp); the token-level kinds with a rollout IS weight from sampler_logp
-  // and no other row-wide term (kernels/tis_row.ipp).
+  // kernels/general_row.ipp); the token-level kinds with a rollout IS weight (sampler_logp or
+  // is_weights) and / or OPSM, and no other row-wide term (kernels/tis_row.ipp).
   const bool packet_ok = std::is_same_v<T, float> && simd_types && P.level == is_level::token &&
                          unit_rows && !o.kl_bias_correction &&
                          detail::weighted_rows_isa() != isa::baseline;
@@ -227,11 +228,16 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
     pl.route = loss_route::general_rows;
     return pl;
   }
-  // (the entropy term as on the token rows: one more sweep per row)
-  const bool tis_only =
-      o.tis.enabled && !o.opsm_threshold.has_value() && !pl.use_emask && !has(in.is_weights);
-  if (packet_ok && K.token_rows && tis_only &&
-      (!has(in.sampler_logp) || unit_t(in.sampler_logp))) {
+  // (the entropy term as on the token rows: one more sweep per row). The caller's is_weights
+  // (exclusive with tis, check_batch) take the TIS rows' place of exp(lo - ls). OPSM, with or
+  // without an IS weight: its row gap in a first sweep (final_counts counts the kept tokens with
+  // the same code); an entropy term only where OPSM stays out of the denominators (its mask is
+  // then the base mask).
+  const bool isw = has(in.is_weights), opsm = o.opsm_threshold.has_value();
+  const bool tis_rows_opts = (o.tis.enabled || isw || opsm) && !pl.use_emask &&
+                             !(opsm && o.opsm_in_denominator && entropy_term);
+  const bool smp_unit = !has(in.sampler_logp) || unit_t(in.sampler_logp);
+  if (packet_ok && K.token_rows && tis_rows_opts && smp_unit && (!isw || unit_t(in.is_weights))) {
     pl.route = loss_route::general_rows;
     return pl;
   }

@@ -51,19 +51,33 @@ inline int weighted_side(double A, ops::gmpo_sign conv) noexcept {
 }
 
 /// Parameters of the TIS rows (token-level kinds ppo_clip / cispo / sapo / reinforce at token
-/// level with a rollout IS weight from sampler_logp; one call): the token rows' parameters, the
-/// composition's parameters (finish_row forms the sequence weights in double), the approx_kl
-/// metric clamp and the token weight's bounds as floats.
+/// level with a rollout IS weight from sampler_logp, or the caller's is_weights; one call): the
+/// token rows' parameters, the composition's parameters (finish_row forms the sequence weights in
+/// double), the approx_kl metric clamp and the token weight's bounds as floats.
 struct tis_params {
   fast_simd_params<float> fp{};
   loss_params lpar{};
   policy_loss_kind kind = policy_loss_kind::ppo_clip;
   float ak_min = 0, ak_max = 0;  ///< approx_kl metric clamp (+-inf: none)
   /// The weight of a token: 0 token (bounded exp(clamp(lo - ls))), 1 sequence (the row's
-  /// bounded exp(sum m (lo - ls))), 2 OpenRLHF seq-mask-tis (row keep x exp(lo - ls)).
+  /// bounded exp(sum m (lo - ls))), 2 OpenRLHF seq-mask-tis (row keep x exp(lo - ls)), 3 the
+  /// caller's is_weights (fast_simd_row::w, as given: no bounds, the general engine's rule), 4
+  /// none (weight 1: OPSM without an IS weight).
   int wkind = 0;
-  bool mask_mode = false;                    ///< ops::tis_mode::mask (else truncate)
+  bool mask_mode = false;                     ///< ops::tis_mode::mask (else truncate)
   float c_min = 0, c_max = 0, log_clamp = 0;  ///< as tis_options (<= 0: none)
+  /// OPSM (loss_options::opsm_threshold): a token is kept iff A >= 0 or its row's off-policy gap
+  /// sum m (ls - lp) / max(n, 1) <= opsm_delta (ops::opsm_keep); opsm_den: a dropped token leaves
+  /// the final mask (denominators, KL, metrics), else only the policy term's multiplier is 0.
+  bool opsm = false, opsm_den = true;
+  double opsm_delta = 0;
+};
+
+/// OPSM's sums of one row over its base mask (opsm_row_sums, kernels/tis_row.ipp): sg = sum m
+/// (ls - lp), npos = sum m [A >= 0], neg: a valid token has !(A >= 0) (per-token advantages).
+struct opsm_sums {
+  double sg = 0, npos = 0;
+  bool neg = false;
 };
 
 /// Row outputs beside fast_row_part: VESPO's phi (its metric), GMPO's sequence loss and

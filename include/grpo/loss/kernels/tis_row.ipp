@@ -12,9 +12,9 @@
 ///            lanes, then the row weight by the general engine's own call (finish_row, double);
 ///   sweep 2  one pass per token: ratio, surrogate (lane_formulas.ipp: ppo_clip, CISPO weight,
 ///            SAPO, REINFORCE), the token weight (bounded exp(clamp(lo - ls)) lane by lane:
-///            ops::tis_weight mirrored below; or the row's), KL, gradient, per-token loss, and
-///            the general engine's metrics (approx_kl, ratio, advantage, is_weight, KL, clip
-///            fractions, CISPO's weight clip).
+///            ops::tis_weight mirrored below; the row's; or the caller's is_weights row), KL,
+///            gradient, per-token loss, and the general engine's metrics (approx_kl, ratio,
+///            advantage, is_weight, KL, clip fractions, CISPO's weight clip).
 /// Every input of a valid token is checked by one lane sum of (v - v) (NaN on a non-finite v);
 /// a flagged row (or a float overflow of a sum or of the ratio) returns false and is rerun by the
 /// general engine's row in double (general_row_alone): the named error, or the exact row.
@@ -34,6 +34,45 @@ GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept 
   if (lo) out = out | (rho < cmin);
   if (hi) out = out | (rho > cmax);
   return sel<V>(out, V(0.0f), rho);
+}
+
+/// OPSM's sums of a row over its base mask (tokens [0, end); a truncated row has end 0): sg =
+/// sum m (ls - lp) in double lanes (each input widened before the difference: the general
+/// engine's per-token terms, summed in another order), npos = sum m [A >= 0] and neg (a valid
+/// token with !(A >= 0)) for per-token advantages (Ap; null: none). Not inlined: final_counts
+/// (the row counts n_fin) and the row call the same code, so both see the same bits of the gap
+/// and take the same keep decisions.
+template <class M>
+__attribute__((noinline)) opsm_sums opsm_row_sums(const float* lp, const float* ls, const M* mp,
+                                                  const float* Ap, index_t end) noexcept {
+  using vdl = double __attribute__((vector_size(sizeof(double) * L)));
+  vdl sg{}, np{};
+  Mk neg = none_set<V>();
+  const V zero(0.0f);
+  for (index_t t = 0; t < end; t += L) {
+    const index_t k = end - t;
+    const Mk in{A::first(std::min<index_t>(k, L))};
+    const V m = k >= L ? load_as<false>(mp + t, L) : load_as<true>(mp + t, k);
+    const Mk valid = (m != zero) & in;
+    auto ld = [&](const float* p) {
+      return keep(valid, k >= L ? V(A::load(p + t)) : V(A::load_tail(p + t, k)));
+    };
+    const vdl md = __builtin_convertvector(keep(valid, m).v, vdl);
+    sg += md * (__builtin_convertvector(ld(ls).v, vdl) - __builtin_convertvector(ld(lp).v, vdl));
+    if (Ap != nullptr) {
+      const V a = ld(Ap);
+      const Mk pos = valid & (a >= zero);
+      np += __builtin_convertvector(keep(pos, m).v, vdl);
+      neg = neg | (valid & !(a >= zero));
+    }
+  }
+  opsm_sums s;
+  for (index_t l = 0; l < L; ++l) {
+    s.sg += sg[l];
+    s.npos += np[l];
+  }
+  s.neg = any(neg);
+  return s;
 }
 
 /// One TIS row. Ppo: the kind is ppo_clip (else cispo / sapo / reinforce, chosen per step from a
@@ -58,7 +97,9 @@ struct tis_row {
   const bool clip = Ppo || is_cispo, cap_only = is_cispo && p.cispo_cap;
   const bool dual = clip && !cap_only && p.cp.dual_c > 0.0f;
   const int wk = q.wkind;
-  double n = 0, rho_row = 1;
+  const bool opsm = q.opsm, opsm_nd = q.opsm && !q.opsm_den;
+  bool gap_ok = true;                 ///< OPSM: the row's gap <= delta (every token kept)
+  double n = 0, nb = 0, rho_row = 1;  ///< final-mask and base-mask counts, the row's weight
   V s_pol = zero, s_x = zero, s_x2 = zero, s_r = zero, s_r2 = zero, s_w = zero, s_w2 = zero;
   V s_a = zero, s_a2 = zero, s_k = zero, s_k2 = zero, c_lo = zero, c_hi = zero, c_du = zero;
   V c_cw = zero, chk = zero;
@@ -119,8 +160,15 @@ struct tis_row {
   void sweep2(index_t Tn) noexcept;
   bool totals(fast_row_part& rp, tis_row_out& out) noexcept;
   bool run(index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
-    n = trunc ? 0.0 : rw.n;
-    if (wk != 0) sweep1();
+    nb = trunc ? 0.0 : rw.n;
+    n = nb;
+    if (opsm) {  // the row's gap (the sums final_counts took, bit for bit) and n_fin
+      const opsm_sums sums =
+          opsm_row_sums(rw.lp, rw.os != nullptr ? rw.os : rw.lo, rw.m, rw.A, end);
+      gap_ok = sums.sg / (nb < 1.0 ? 1.0 : nb) <= q.opsm_delta;
+      if (!trunc) n = rw.nf;
+    }
+    if (wk == 1 || wk == 2) sweep1();
     sweep2(Tn);
     return totals(rp, out);
   }
@@ -153,8 +201,8 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep1() noexcept {
 template <bool Ppo, bool KL, bool RowA, class M, class G>
 GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, bool full) noexcept {
   V m;
-  const Mk valid = valid_of(t, k, m);
-  if (!want_ptl && !any(valid)) {  // a hole of padding: gradient exactly 0
+  const Mk valid0 = valid_of(t, k, m);  // the base mask (every input checked there)
+  if (!want_ptl && !any(valid0)) {      // a hole of padding: gradient exactly 0
     store_g(t, zero, k, full);
     if (want_ge) st(rw.ge + t, zero, k);
     return;
@@ -164,6 +212,15 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
   const V lsv = has_ls ? ld(ls + t, k) : lo;
   V Av = a0;
   if constexpr (!RowA) Av = ld(rw.A + t, k);
+  // OPSM (opsm_keep: A >= 0 or the row's gap <= delta): in the denominator, a dropped token
+  // leaves the final mask (valid); else its policy multiplier c is 0 (keep_c).
+  Mk valid = valid0, keep_c = valid0 | !valid0;
+  if (opsm && !gap_ok) {
+    if (opsm_nd)
+      keep_c = Av >= zero;
+    else
+      valid = valid0 & (Av >= zero);
+  }
   const V x = lp - lo;
   V r, dr;
   if (p.lr_clamped) {
@@ -192,18 +249,23 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
     gpol = -Av;
     value = gpol * lp;
   }
-  // Token weight (tis_token_weight): the row's, bounded exp(clamp(lo - ls)), or keep x exp.
+  // Token weight (tis_token_weight): the row's, bounded exp(clamp(lo - ls)), or keep x exp;
+  // or the caller's is_weights (token_terms: rho = isw as given, checked like every input).
   V rho = V(static_cast<float>(rho_row));
-  if (wk != 1) {
+  if (wk == 3) {
+    rho = ld(rw.w + t, k);
+  } else if (wk == 0 || wk == 2) {
     V d = lo - lsv;
     if (wk == 0 && q.lpar.tis_log_clamp > 0.0) d = clamp(d, -v_lc, v_lc);
     const V e = vexp(d);
     rho = wk == 0 ? tis_weight_lanes(e, q) : rho * e;
   }
-  const V cv = rho * value;
-  V ptl = cv, g = ((m * v_sp) * rho) * gpol;
+  const V c = opsm_nd ? keep(keep_c, rho) : rho;  // (the is_weight metric stays rho)
+  const V cv = c * value;
+  V ptl = cv, g = ((m * v_sp) * c) * gpol;
   s_pol = s_pol + keep(valid, m * cv);
   V in_chk = (lp - lp) + (x - x) + (lsv - lsv);
+  if (wk == 3) in_chk = in_chk + (rho - rho);
   if constexpr (!RowA) in_chk = in_chk + (Av - Av);
   if constexpr (KL) {
     const V lr = ld(rw.lr + t, k);
@@ -216,7 +278,7 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
   if (want_ptl) st(rw.ptl + t, ptl, k);
   if (want_ge) st(rw.ge + t, zero, k);
   store_g(t, keep(valid, g), k, full);
-  chk = chk + keep(valid, in_chk);
+  chk = chk + keep(valid0, in_chk);
   // Metrics over the valid tokens (the general engine's: approx_kl over the metric-clamped log
   // ratio, ratio, IS weight, advantage, clip fractions with weight m).
   moments(s_x, s_x2, x_mn, x_mx, valid, m, vmin(vmax(x, ak_lo), ak_hi));
@@ -253,6 +315,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
       fast_prefetch(rw.lp + t, kPrefetch);
       if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
       if (has_ls && wk != 1) fast_prefetch(ls + t, kPrefetch);
+      if (wk == 3) fast_prefetch(rw.w + t, kPrefetch);
       if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
       if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
       fast_prefetch(rw.m + t, kPrefetch);
@@ -261,6 +324,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
       fast_prefetch(rw.nlp, u);
       if (!on_policy) fast_prefetch(rw.nlo, u);
       if (nls != nullptr) fast_prefetch(nls, u);
+      if (rw.nw != nullptr) fast_prefetch(rw.nw, u);
       if constexpr (KL) fast_prefetch(rw.nlr, u);
       if constexpr (!RowA) fast_prefetch(rw.nA, u);
       fast_prefetch(rw.nm, u);
@@ -292,7 +356,7 @@ bool tis_row<Ppo, KL, RowA, M, G>::totals(fast_row_part& rp, tis_row_out& out) n
   const double sp = static_cast<double>(rw.sp), pol = d_pol.total();
   const double sr = d_r.total(), sw = d_w.total(), sx = d_x.total();
   const double sk = KL ? d_k.total() : 0.0;
-  if (n > 0) {
+  if (nb > 0) {
     if (!std::isfinite(d_chk.total()) || !std::isfinite(pol) || !std::isfinite(sr) ||
         !std::isfinite(d_r2.total()) || !std::isfinite(sw) || !std::isfinite(d_w2.total()) ||
         !std::isfinite(sx) || !std::isfinite(rho_row))
