@@ -111,9 +111,11 @@ struct run_out {
 /// compute_loss_into on storage type X (float: the packet rows where plan() takes them; double:
 /// the general engine), outputs in double.
 /// with_ent: the entropy input is given; want_ge: the dL/dH output is.
+/// out_off: the gradient and dL/dH views start out_off elements into their buffers (the
+/// buffers' own addresses are the allocator's).
 template <class X, class G = double, class MK = X>
 run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with_ent = false,
-            bool want_ge = true) {
+            bool want_ge = true, std::size_t out_off = 0) {
   const std::vector<X> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
       lr(d.lr.begin(), d.lr.end()), a(d.adv.begin(), d.adv.end()), ls(d.ls.begin(), d.ls.end()),
       at(d.adv_tok.begin(), d.adv_tok.end()), h(d.ent.begin(), d.ent.end());
@@ -131,18 +133,18 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with
   if (with_ent) b.entropy = grpo::make_view(h.data(), {d.B, d.T});
   b.truncated = d.trunc;
   const auto n = static_cast<std::size_t>(d.B * d.T);
-  std::vector<G> g(n, G(-7)), ptl(n, G(-7)), ge(n, G(-7)),
+  std::vector<G> g(n + out_off, G(-7)), ptl(n, G(-7)), ge(n + out_off, G(-7)),
       seq(static_cast<std::size_t>(d.B), G(-7));
   grpo::loss_outputs<G> out;  // (every position must be written)
-  out.grad_logp = grpo::make_view(g.data(), {d.B, d.T});
+  out.grad_logp = grpo::make_view(g.data() + out_off, {d.B, d.T});
   if (want_ptl) out.per_token_loss = grpo::make_view(ptl.data(), {d.B, d.T});
-  if (want_ge) out.grad_entropy = grpo::make_view(ge.data(), {d.B, d.T});
+  if (want_ge) out.grad_entropy = grpo::make_view(ge.data() + out_off, {d.B, d.T});
   out.per_seq_loss = seq;
   run_out r;
   r.s = grpo::compute_loss_into(o, b, out);
-  r.g.assign(g.begin(), g.end());
+  r.g.assign(g.begin() + static_cast<std::ptrdiff_t>(out_off), g.end());
   r.ptl.assign(ptl.begin(), ptl.end());
-  r.ge.assign(ge.begin(), ge.end());
+  r.ge.assign(ge.begin() + static_cast<std::ptrdiff_t>(out_off), ge.end());
   r.seq.assign(seq.begin(), seq.end());
   return r;
 }
@@ -250,9 +252,8 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
   if (d.B * d.T > 0) {
-    if (!tis_rows)  // (elsewhere the scalar rows: position-independent bits, see plan())
-      CHECK(f.s.engine_used ==
-            (packet ? grpo::loss_engine::token_rows_simd : grpo::loss_engine::token_rows));
+    if (!tis_rows)  // (the packet rows, or the lane-generic rows on baseline)
+      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
     else if (packet)
       CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
   }
@@ -270,9 +271,9 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
   }
   CHECK(bad == 0);
   close_metrics(f.s.metrics, e.s.metrics, tol);
-  if (!tis_rows) {  // double inputs: the scalar token rows (double per token), to 1e-12
+  if (!tis_rows) {  // double inputs: the lane-generic token rows, to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
-    if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows);
+    if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
     CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
     CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
     close_stat(dd.s.metrics.entropy, e.s.metrics.entropy, 1e-12, "entropy (double)");
@@ -649,10 +650,7 @@ TEST_CASE("token rows: the entropy term against a hand-computed token mean") {
     const grpo::loss_options o = ent_opts(kind, 0.04, coef, grpo::agg_mode::token_mean);
     for (bool f32 : {true, false}) {
       const run_out r = f32 ? run<float>(o, d, false, true, true) : run<double>(o, d, false, true);
-      const bool packet =
-          grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-      CHECK(r.s.engine_used == (f32 && packet ? grpo::loss_engine::token_rows_simd
-                                              : grpo::loss_engine::token_rows));
+      CHECK(r.s.engine_used == grpo::loss_engine::token_rows_simd);
       CHECK(close(r.s.entropy_loss, smh / sm, kTol, "entropy_loss") == 0);
       CHECK(close(r.s.metrics.entropy.mean(), smh / sm, kTol, "entropy mean") == 0);
       CHECK(r.s.metrics.entropy.weight == sm);
@@ -716,12 +714,13 @@ TEST_CASE("token rows: a non-finite entropy on a valid token is the named error,
   }
 }
 
-TEST_CASE("token rows: entropy on the baseline path and with strided views (scalar rows)") {
+TEST_CASE("token rows: entropy on the baseline path (lane-generic rows) and with strided views "
+          "(scalar rows)") {
   const data d = make(7, 37, 43);
   const grpo::loss_options o =
       ent_opts(grpo::policy_loss_kind::sapo, 0.04, 5e-3, grpo::agg_mode::seq_mean_token_sum);
   {
-    const grpo::scoped_isa_limit pin(grpo::isa::baseline);  // the scalar rows
+    const grpo::scoped_isa_limit pin(grpo::isa::baseline);  // the lane-generic rows
     compare_entropy(o, d, true, true, kTol);
   }
   // A strided entropy view: the scalar token rows (double, token order), whose entropy term is
@@ -765,10 +764,7 @@ TEST_CASE("token rows: compute_loss_metrics with the entropy metric (scratch gra
   b.truncated = d.trunc;
   const grpo::loss_scalars s = grpo::compute_loss_metrics(o, b);
   const run_out f = run<float, float>(o, d, false, true, false);
-  const bool packet =
-      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-  CHECK(s.engine_used ==
-        (packet ? grpo::loss_engine::token_rows_simd : grpo::loss_engine::token_rows));
+  CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
   CHECK(s.loss == f.s.loss);
   CHECK(s.entropy_loss == f.s.entropy_loss);
   same_stat(s.metrics.entropy, f.s.metrics.entropy, "entropy");
@@ -1058,5 +1054,57 @@ TEST_CASE("TIS rows: OPSM with verl clamps, the entropy term (not in the denomin
     bad.lp[static_cast<std::size_t>(5 * bad.T + 1)] = std::nanf("");
     CHECK_THROWS_WITH_AS(run<float>(o, bad, false), doctest::Contains("logp"), grpo::error);
     CHECK_THROWS_WITH_AS(run<double>(o, bad, false), doctest::Contains("logp"), grpo::error);
+  }
+}
+
+TEST_CASE("row kernels: results do not depend on where the output buffers lie (streaming stores)") {
+  // 1024 x 4099 float outputs (>= GRPO_LOSS_STREAM_STORE_BYTES): the stores stream in rows that
+  // start on a packet boundary. The same inputs with the gradient / dL/dH views moved by 0-15
+  // floats (every residue mod 64 bytes, so every row's alignment changes) must give the same
+  // loss, metrics and outputs bit for bit, on every row engine: token rows (with the entropy
+  // sweep), TIS rows, GMPO rows, GSPO's sequence rows. (A head step before the first aligned
+  // address used to move every token's lane with the address: the sums' last bits changed.)
+  const data d = make(1024, 4099, 61);
+  grpo::trl_args ga;  // TRL GSPO: sequence-level ratio, dapo aggregation, k3
+  ga.loss_type = "dapo";
+  ga.beta = 0.04;
+  ga.importance_sampling_level = "sequence";
+  const grpo::loss_options gspo = grpo::from_trl(ga);
+  struct cfg {
+    const char* name;
+    grpo::loss_options o;
+    bool ent;  ///< the entropy input (the GMPO / sequence rows take none)
+    grpo::loss_engine engine;
+  };
+  const cfg cfgs[] = {
+      {"token rows + entropy",
+       ent_opts(grpo::policy_loss_kind::ppo_clip, 0.04, 1e-3, grpo::agg_mode::token_mean), true,
+       grpo::loss_engine::token_rows_simd},
+      {"TIS rows", tis_opts(grpo::policy_loss_kind::cispo, tis_w::token, false, 0.04), true,
+       grpo::loss_engine::general_rows},
+      {"GMPO rows", gmpo_trl(0.04), false, grpo::loss_engine::general_rows},
+      {"GSPO sequence rows", gspo, false, grpo::loss_engine::sequence_rows}};
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  for (const cfg& c : cfgs) {
+    CAPTURE(c.name);
+    const grpo::loss_options& o = c.o;
+    const run_out r0 = run<float, float>(o, d, false, c.ent, true, 0);
+    if (packet) CHECK(r0.s.engine_used == c.engine);
+    for (std::size_t off : {1u, 3u, 4u, 8u, 13u}) {
+      CAPTURE(off);
+      const run_out r = run<float, float>(o, d, false, c.ent, true, off);
+      CHECK(r.s.engine_used == r0.s.engine_used);
+      CHECK(r.s.loss == r0.s.loss);
+      CHECK(r.s.policy_loss == r0.s.policy_loss);
+      CHECK(r.s.kl_loss == r0.s.kl_loss);
+      CHECK(r.s.entropy_loss == r0.s.entropy_loss);
+      same_stat(r.s.metrics.approx_kl, r0.s.metrics.approx_kl, "approx_kl");
+      same_stat(r.s.metrics.ratio, r0.s.metrics.ratio, "ratio");
+      same_stat(r.s.metrics.kl, r0.s.metrics.kl, "kl");
+      same_stat(r.s.metrics.entropy, r0.s.metrics.entropy, "entropy");
+      CHECK(r.g == r0.g);
+      CHECK(r.ge == r0.ge);
+    }
   }
 }

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -234,7 +235,17 @@ inline void row_factors(const loss_options& o, index_t Tn, loss_rows& r) {
 /// row's inputs and outputs, its scales and counts, and the next row's streams for the kernels'
 /// prefetch (each kernel reads the fields it uses). Gradient stores stream (stream_grad) once the
 /// gradient alone is far beyond the last-level cache (it is not read back here, and the caller's
-/// next pass over it misses the cache anyway).
+/// next pass over it misses the cache anyway), and only in a row whose gradient (and dL/dH) start
+/// on a packet boundary (64 bytes on the avx512 path, 32 on avx2): the row kernels then step from
+/// t = 0 as without streaming. (They used to run the tokens before the first aligned address as a
+/// head step, which moved every token's lane, and with it the order of the row's float sums, with
+/// the address of the caller's buffers: the same inputs gave the loss and metrics in other last
+/// bits from one allocation to the next.) A misaligned row stores normally.
+inline bool stream_row_aligned(const void* p) noexcept {
+  const std::uintptr_t a = loss_kernel_isa() >= isa::avx512 ? 64 : 32;
+  return p == nullptr || reinterpret_cast<std::uintptr_t>(p) % a == 0;
+}
+
 template <class CT, class T, class M, class G>
 fast_simd_row<CT, M, G> row_desc(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
                                  bool stream_grad) {
@@ -274,7 +285,7 @@ fast_simd_row<CT, M, G> row_desc(const loss_call<T, M, G>& c, const loss_rows& r
     rw.nm = &in.mask(i + 1, 0);
     rw.nend = r.row_end[k + 1];
   }
-  rw.nt = stream_grad;
+  rw.nt = stream_grad && stream_row_aligned(rw.g) && stream_row_aligned(rw.ge);
   return rw;
 }
 
