@@ -55,12 +55,13 @@ struct gspo_params {
 };
 
 // ---- vectorised token-level fast path ----------------------------------------------------------
-// The row kernel below runs the fast path's per-token maths on a lane type V (an xsimd batch, or
-// the scalar C for the row tail and for builds without xsimd) through grpo/detail/simd.hpp, whose
-// functions are the ops (called, or mirrored operation for operation and tested bitwise). Inputs
-// are processed in their own precision C (float stays float, double stays double); every sum is
-// accumulated per lane in C over at most kFlushBatches batches and then added to the row's double
-// partial, so float rounding never accumulates over more than a few dozen terms.
+// The row kernel below runs the fast path's per-token maths on a lane type V (an xsimd batch,
+// also for the row tail: one padded step; the scalar C only in builds without xsimd) through
+// grpo/detail/simd.hpp, whose functions are the ops (called, or mirrored operation for operation
+// and tested bitwise). Inputs are processed in their own precision C (float stays float, double
+// stays double); every sum is accumulated per lane in C over at most kFlushBatches batches and
+// then added to the row's double partial, so float rounding never accumulates over more than a
+// few dozen terms.
 
 /// Uniform parameters of the vectorised fast path, converted once to the compute type C.
 template <class C>
