@@ -149,6 +149,39 @@ run_out run(const grpo::loss_options& o, const data& d, bool want_ptl, bool with
   return r;
 }
 
+/// A batch of d in storage type X that owns its inputs (logp, old, ref, mask, per-row
+/// advantages, truncation) and one more per-token input `x` stored at stride 2 along t, for the
+/// strided-view cases: strided() is its [B, T] view, for the field the caller sets.
+template <class X>
+struct held_batch {
+  long B = 0, T = 0;
+  std::vector<X> lp, lo, lr, m, a, x2;
+  grpo::loss_batch<X, X> b;
+  grpo::strided_view<const X, 2> strided() const {
+    return grpo::make_view(x2.data(), {B, T}, {2 * T, 2});
+  }
+};
+template <class X = double>
+held_batch<X> held(const data& d, const std::vector<float>& x) {
+  held_batch<X> h;
+  h.B = d.B;
+  h.T = d.T;
+  h.lp.assign(d.lp.begin(), d.lp.end());
+  h.lo.assign(d.lo.begin(), d.lo.end());
+  h.lr.assign(d.lr.begin(), d.lr.end());
+  h.m.assign(d.mask.begin(), d.mask.end());
+  h.a.assign(d.adv.begin(), d.adv.end());
+  h.x2.assign(x.size() * 2, X(0));
+  for (std::size_t k = 0; k < x.size(); ++k) h.x2[2 * k] = static_cast<X>(x[k]);
+  h.b.logp = grpo::make_view(h.lp.data(), {d.B, d.T});
+  h.b.old_logp = grpo::make_view(h.lo.data(), {d.B, d.T});
+  h.b.ref_logp = grpo::make_view(h.lr.data(), {d.B, d.T});
+  h.b.mask = grpo::make_view(h.m.data(), {d.B, d.T});
+  h.b.advantages = grpo::broadcast_rows(h.a.data(), d.B, d.T);
+  h.b.truncated = d.trunc;
+  return h;  // (moving the vectors keeps their buffers: the views stay valid)
+}
+
 /// |a - b| <= tol (1 + |b|), with a message naming what and where.
 /// (Element comparisons report only their failures: a batch has millions of them.)
 int close(double a, double b, double tol, const std::string& what) {
@@ -725,18 +758,9 @@ TEST_CASE("token rows: entropy on the baseline path (lane-generic rows) and with
   }
   // A strided entropy view: the scalar token rows (double, token order), whose entropy term is
   // the general engine's bit for bit.
-  std::vector<double> lp(d.lp.begin(), d.lp.end()), lo(d.lo.begin(), d.lo.end()),
-      lr(d.lr.begin(), d.lr.end()), m(d.mask.begin(), d.mask.end()), a(d.adv.begin(), d.adv.end());
-  std::vector<double> h2(d.ent.size() * 2);
-  for (std::size_t k = 0; k < d.ent.size(); ++k) h2[2 * k] = d.ent[k];
-  grpo::loss_batch<double, double> b;
-  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
-  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
-  b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
-  b.mask = grpo::make_view(m.data(), {d.B, d.T});
-  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
-  b.entropy = grpo::make_view(h2.data(), {d.B, d.T}, {2 * d.T, 2});
-  b.truncated = d.trunc;
+  held_batch<double> hb = held(d, d.ent);
+  grpo::loss_batch<double, double>& b = hb.b;
+  b.entropy = hb.strided();
   const grpo::loss_result s = grpo::compute_loss(o, b);
   grpo::loss_options og = o;
   og.opsm_threshold = 1e30;
@@ -933,16 +957,9 @@ TEST_CASE("TIS rows: a non-finite is_weight on a valid token is the named error,
     CHECK(f.g[k] == doctest::Approx(e.g[k]).epsilon(1e-12));
   }
   // A strided is_weights view (stride 2 along t): the general engine, same values.
-  std::vector<float> lp(d.lp), lo(d.lo), lr(d.lr), m(d.mask), a(d.adv), w2(d.isw.size() * 2);
-  for (std::size_t k = 0; k < d.isw.size(); ++k) w2[2 * k] = d.isw[k];
-  grpo::loss_batch<float, float> b;
-  b.logp = grpo::make_view(lp.data(), {d.B, d.T});
-  b.old_logp = grpo::make_view(lo.data(), {d.B, d.T});
-  b.ref_logp = grpo::make_view(lr.data(), {d.B, d.T});
-  b.mask = grpo::make_view(m.data(), {d.B, d.T});
-  b.advantages = grpo::broadcast_rows(a.data(), d.B, d.T);
-  b.is_weights = grpo::make_view(w2.data(), {d.B, d.T}, {2 * d.T, 2});
-  b.truncated = d.trunc;
+  held_batch<float> hb = held<float>(d, d.isw);
+  grpo::loss_batch<float, float>& b = hb.b;
+  b.is_weights = hb.strided();
   const grpo::loss_result s = grpo::compute_loss(o, b);
   CHECK(s.engine_used == grpo::loss_engine::general);
   const run_out dd = run<double>(o, d, true);
