@@ -516,6 +516,23 @@ inline void add_double_row(const general_part& p, loss_scalars& res, double& ent
   res.metrics.merge(p.met);
 }
 
+/// One GMPO / VESPO row on the packet path of this call (false: no packet path, or the row was
+/// flagged and must be rerun by general_row_alone).
+template <class M, class G>
+bool weighted_row_packet([[maybe_unused]] const weighted_params& q,
+                         [[maybe_unused]] const fast_simd_row<float, M, G>& rw,
+                         [[maybe_unused]] index_t Tn, [[maybe_unused]] fast_row_part& rp,
+                         [[maybe_unused]] weighted_row_out& out) noexcept {
+  [[maybe_unused]] const isa path = weighted_rows_isa();
+#if GRPO_LOSS_HAS_AVX512_ROWS
+  if (path == isa::avx512) return loss_avx512::weighted_row_run(q, rw, Tn, rp, out);
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+  if (path == isa::avx2) return loss_avx2::weighted_row_run(q, rw, Tn, rp, out);
+#endif
+  return false;
+}
+
 /// The general engine's sequence-weighted kinds (GMPO, VESPO) at token level with per-sequence
 /// advantages and no other row-wide term (plan(): float inputs where weighted_rows_isa() has
 /// packet rows), after the vectorised mask pass: each row runs the packet row of
@@ -530,19 +547,11 @@ loss_scalars weighted_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   std::vector<fast_row_part> parts(B);
   std::vector<weighted_row_out> outs(B);
   const weighted_params q = weighted_rows_params(c);
-  [[maybe_unused]] const isa path = weighted_rows_isa();
   const auto fell = packet_rows_or_double(
       c, r, parts, [&](index_t i, const auto& rw, fast_row_part& rp) {
-        const auto k = static_cast<std::size_t>(i);
         weighted_params qi = q;
         qi.side = weighted_side(static_cast<double>(rw.a0), o.policy.gmpo);
-#if GRPO_LOSS_HAS_AVX512_ROWS
-        if (path == isa::avx512) return loss_avx512::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
-#endif
-#if GRPO_LOSS_HAS_AVX2_ROWS
-        if (path == isa::avx2) return loss_avx2::weighted_row_run(qi, rw, c.Tn, rp, outs[k]);
-#endif
-        return false;
+        return weighted_row_packet(qi, rw, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
       });
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false, false, r.met);
   double ent_fell = 0.0;  // (no entropy term on these rows)
@@ -618,8 +627,10 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
   const auto fell = packet_rows_or_double(
       c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
-        const float* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
-        const float* nls = smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
+        // (const auto*: this lambda is only called for float rows; typed `const float*` its
+        // body would not compile for double T under EDG / nvcc, which checks it eagerly)
+        const auto* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
+        const auto* nls = smp && i + 1 < c.B ? &c.in.sampler_logp(i + 1, 0) : nullptr;
         if (c.has_isw) {
           rw.w = &c.in.is_weights(i, 0);
           rw.nw = i + 1 < c.B ? &c.in.is_weights(i + 1, 0) : nullptr;
