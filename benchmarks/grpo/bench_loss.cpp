@@ -58,14 +58,8 @@ void run_loss(benchmark::State& st, const grpo::loss_options& o) {
   set_threads(st);
   const auto ao = grpo::advantage_options::trl(grpo::trl_scale::group);
   const auto groups = grpo::group_spec::fixed(kGroup);
-  grpo::loss_batch<float, float> b;
-  b.logp = grpo::make_view(in.lp.data(), {in.B, in.T});
-  b.old_logp = grpo::make_view(in.old.data(), {in.B, in.T});
-  b.ref_logp = grpo::make_view(in.ref.data(), {in.B, in.T});
-  b.mask = grpo::make_view(in.mask.data(), {in.B, in.T});
-  b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
-  grpo::loss_outputs<float> out;
-  out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
+  grpo::loss_batch<float, float> b = base_batch(in);
+  grpo::loss_outputs<float> out = base_outputs(in);
   for (auto _ : st) {
     grpo::compute_advantages(std::span<const float>(in.rewards), groups, std::span<float>(in.adv),
                              ao);
@@ -115,15 +109,9 @@ void BM_grpo_loss_entropy(benchmark::State& st) {
   set_threads(st);
   grpo::loss_options o = options();
   o.entropy_coef = 1e-3;
-  grpo::loss_batch<float, float> b;
-  b.logp = grpo::make_view(in.lp.data(), {in.B, in.T});
-  b.old_logp = grpo::make_view(in.old.data(), {in.B, in.T});
-  b.ref_logp = grpo::make_view(in.ref.data(), {in.B, in.T});
-  b.mask = grpo::make_view(in.mask.data(), {in.B, in.T});
-  b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
+  grpo::loss_batch<float, float> b = base_batch(in);
   b.entropy = grpo::make_view(in.ent.data(), {in.B, in.T});
-  grpo::loss_outputs<float> out;
-  out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
+  grpo::loss_outputs<float> out = base_outputs(in);
   out.grad_entropy = grpo::make_view(in.grad_ent.data(), {in.B, in.T});
   for (auto _ : st) {
     auto r = grpo::compute_loss_into(o, b, out);

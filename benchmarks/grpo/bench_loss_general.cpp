@@ -72,17 +72,11 @@ void run_loss(benchmark::State& st, const grpo::loss_options& o, streams s) {
   set_threads(st);
   const auto ao = grpo::advantage_options::trl(grpo::trl_scale::group);
   const auto groups = grpo::group_spec::fixed(kGroup);
-  grpo::loss_batch<float, float> b;
-  b.logp = grpo::make_view(in.lp.data(), {in.B, in.T});
-  b.old_logp = grpo::make_view(in.old.data(), {in.B, in.T});
-  b.ref_logp = grpo::make_view(in.ref.data(), {in.B, in.T});
-  b.mask = grpo::make_view(in.mask.data(), {in.B, in.T});
-  b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
+  grpo::loss_batch<float, float> b = base_batch(in);
   if (s.smp) b.sampler_logp = grpo::make_view(in.smp.data(), {in.B, in.T});
   if (s.ent) b.entropy = grpo::make_view(in.ent.data(), {in.B, in.T});
   if (s.isw) b.is_weights = grpo::make_view(in.ent.data(), {in.B, in.T});
-  grpo::loss_outputs<float> out;
-  out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
+  grpo::loss_outputs<float> out = base_outputs(in);
   if (s.grad_ent) out.grad_entropy = grpo::make_view(in.grad_ent.data(), {in.B, in.T});
   grpo::loss_engine used = grpo::loss_engine::general;
   for (auto _ : st) {

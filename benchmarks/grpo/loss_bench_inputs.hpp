@@ -7,6 +7,8 @@
 ///        allocate them), and the streaming probe over a given set of streams.
 #pragma once
 
+#include <grpo/loss/options.hpp>
+
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -87,6 +89,25 @@ inline loss_inputs& shared_loss_inputs(long B, long T, bool extras = true) {
   if (!slot) slot = make_loss_inputs(B, T, extras);
   if (extras) add_extra_streams(*slot);
   return *slot;
+}
+
+/// The batch every loss benchmark starts from: log-probs, old / ref log-probs, the mask and the
+/// per-sequence advantages of `in` (the callers add their optional streams).
+inline grpo::loss_batch<float, float> base_batch(loss_inputs& in) {
+  grpo::loss_batch<float, float> b;
+  b.logp = grpo::make_view(in.lp.data(), {in.B, in.T});
+  b.old_logp = grpo::make_view(in.old.data(), {in.B, in.T});
+  b.ref_logp = grpo::make_view(in.ref.data(), {in.B, in.T});
+  b.mask = grpo::make_view(in.mask.data(), {in.B, in.T});
+  b.advantages = grpo::broadcast_rows(in.adv.data(), in.B, in.T);
+  return b;
+}
+
+/// Outputs: dL/dlogp into `in.grad` (the callers add dL/dH where they write it).
+inline grpo::loss_outputs<float> base_outputs(loss_inputs& in) {
+  grpo::loss_outputs<float> out;
+  out.grad_logp = grpo::make_view(in.grad.data(), {in.B, in.T});
+  return out;
 }
 
 /// OpenMP threads from the benchmark's third argument.
