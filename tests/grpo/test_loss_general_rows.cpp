@@ -355,16 +355,22 @@ constexpr double kTol = 2e-5;
 /// The rollout-IS configurations: 0 token TIS, 1 sequence TIS, 2 OpenRLHF seq-mask-tis.
 enum class tis_w { token, sequence, seq_mask };
 
-/// TRL dapo (clip-higher 0.28) with `kind` and a rollout IS weight: token TIS truncate at 1.3
-/// (mask mode: IcePop [0.8, 1.3]), sequence TIS truncate at 2 with verl's log clamp 20 (mask
-/// mode: [0.5, 2]), seq-mask-tis keeping rows whose geometric-mean weight is in [0.97, 1.03].
-grpo::loss_options tis_opts(grpo::policy_loss_kind kind, tis_w w, bool mask_mode, double beta) {
+/// TRL dapo (clip-higher 0.28, beta) with `kind`: the base of the option builders below.
+grpo::loss_options dapo_opts(grpo::policy_loss_kind kind, double beta) {
   grpo::trl_args a;
   a.loss_type = "dapo";
   a.beta = beta;
   a.epsilon_high = 0.28;
   grpo::loss_options o = grpo::from_trl(a);
   o.policy.kind = kind;
+  return o;
+}
+
+/// TRL dapo (clip-higher 0.28) with `kind` and a rollout IS weight: token TIS truncate at 1.3
+/// (mask mode: IcePop [0.8, 1.3]), sequence TIS truncate at 2 with verl's log clamp 20 (mask
+/// mode: [0.5, 2]), seq-mask-tis keeping rows whose geometric-mean weight is in [0.97, 1.03].
+grpo::loss_options tis_opts(grpo::policy_loss_kind kind, tis_w w, bool mask_mode, double beta) {
+  grpo::loss_options o = dapo_opts(kind, beta);
   o.tis.enabled = true;
   o.tis.mode = mask_mode ? grpo::ops::tis_mode::mask : grpo::ops::tis_mode::truncate;
   if (w == tis_w::token) {
@@ -558,12 +564,7 @@ namespace {
 /// `ag` for the policy and the entropy terms (Dr. GRPO: the constant L = 1024).
 grpo::loss_options ent_opts(grpo::policy_loss_kind kind, double beta, double coef,
                             grpo::agg_mode ag) {
-  grpo::trl_args a;
-  a.loss_type = "dapo";
-  a.beta = beta;
-  a.epsilon_high = 0.28;
-  grpo::loss_options o = grpo::from_trl(a);
-  o.policy.kind = kind;
+  grpo::loss_options o = dapo_opts(kind, beta);
   o.entropy_coef = coef;
   o.agg.mode = ag;
   o.entropy_agg = grpo::agg_options{};
@@ -816,12 +817,7 @@ data with_isw(data d, unsigned seed) {
 
 /// TRL dapo (clip-higher 0.28, beta) with `kind`, aggregation `ag` and no rollout IS.
 grpo::loss_options plain_opts(grpo::policy_loss_kind kind, double beta, grpo::agg_mode ag) {
-  grpo::trl_args a;
-  a.loss_type = "dapo";
-  a.beta = beta;
-  a.epsilon_high = 0.28;
-  grpo::loss_options o = grpo::from_trl(a);
-  o.policy.kind = kind;
+  grpo::loss_options o = dapo_opts(kind, beta);
   o.agg.mode = ag;
   if (ag == grpo::agg_mode::seq_mean_token_sum_norm) o.agg.norm_length = 1024.0;
   return o;
