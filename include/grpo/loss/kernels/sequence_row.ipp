@@ -38,7 +38,6 @@ struct gspo_row {
   double n = 0, nc = 1, r = 1, drd = 0, drs = 0, sp = 0, sk = 0, a0 = 0;
   policy_token_terms pt0{};
   bool spread_later = false, nt = false;
-  index_t head = 0;
   // sweep 2
   V s_pol = zero, s_dr = zero, s_a = zero, s_a2 = zero, a_mn = pinf, a_mx = -pinf;
   V s_neg = zero, s_pos = zero, s_k = zero, s_k2 = zero, k_mn = pinf, k_mx = -pinf;
@@ -154,13 +153,10 @@ void gspo_row<KLM, RowA, Prefix, M, G>::constants() noexcept {
   // GSPO with per-sequence A and no bias correction: the whole spread is known now.
   const bool spread_now = q.seq && RowA && !q.kl_bias;
   spread_later = q.seq && !spread_now;
-  // Streaming gradient stores when the gradient is written once: full steps start at its
-  // first aligned boundary (`head` tokens before it run as one masked step).
+  // Streaming gradient stores when the gradient is written once. rw.nt is set only for a row
+  // whose gradient starts on a packet boundary (loss/call.hpp row_desc, stream_row_aligned), so
+  // every full step t = 0, L, 2L, ... is an aligned store.
   nt = std::is_same_v<G, float> && rw.nt && !spread_later;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  head = nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                   kAlign / sizeof(float))
-            : 0;
 }
 
 /// Sweep 2: KL, per-token surrogate, gradient, per-token loss; zero fill past the end.
@@ -182,16 +178,16 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   // Sweep 2 reads only cached lines: the next row's valid part is fetched meanwhile.
   const index_t nend = rw.nlp != nullptr ? rw.nend : 0;
   index_t since = 0;
-  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
+  for (index_t t = 0; t < stop; t += L) {
     if (t < nend) {
       fast_prefetch(rw.nlp + t, 0);
       if (!on_policy) fast_prefetch(rw.nlo + t, 0);
       if constexpr (KL) fast_prefetch(rw.nlr + t, 0);
     }
-    const index_t k = std::min(stop - t, w);
+    const index_t k = std::min(stop - t, L);
     V m;
     const Mk valid = valid_of(t, k, m);
-    const bool full = k == L && t >= head && nt;
+    const bool full = k == L && nt;
     if (!want_ptl && !any(valid)) {  // a hole of padding: gradient exactly 0
       store_g(t, zero, k, full);
       if (want_ge) st(rw.ge + t, zero, k);
@@ -262,8 +258,8 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   d_pos.add(s_pos), d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
   index_t t = stop;  // past the last valid token: zeros
   if constexpr (std::is_same_v<G, float>) {
-    if (nt) {
-      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+    if (nt) {  // (aligned row: the next packet boundary, then full streaming steps)
+      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;
       for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
     }
   }
