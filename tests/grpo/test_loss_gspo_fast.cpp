@@ -557,3 +557,266 @@ TEST_CASE("GSPO path: float outputs, streaming stores on unaligned rows, integer
     }
   }
 }
+
+// ---- GSPO with a rollout IS weight (verl GSPO with rollout correction) -----------------------
+// Float inputs on the sequence rows (packet rows on the avx2 / avx512 paths; elsewhere the general
+// engine) against the general engine in double (a stride-2 copy) on float-exact inputs: every
+// output and metric (is_weight included) within 1e-6 of its scale (docs/kernel-notes/
+// sequence-rows.md). Token / sequence / seq-mask TIS x truncate / mask, the caller's is_weights,
+// GSPO and GSPO-token, KL off / k3 / bias-corrected k2, four aggregations, per-row and per-token
+// advantages, per-token loss on / off, T = 1, 13, 64, 300, binary / holed / fractional masks with
+// a fully masked and a truncated row.
+namespace {
+
+struct tis_problem {
+  problem p;
+  std::vector<double> smp, isw;
+};
+
+tis_problem make_tis_problem(long B, long T, unsigned seed, int mk) {
+  tis_problem q;
+  q.p = make_problem(B, T, seed, mk == 2, mk >= 1);
+  std::mt19937 g(seed + 1);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  q.smp.resize(q.p.lp.size());
+  q.isw.resize(q.p.lp.size());
+  for (std::size_t k = 0; k < q.smp.size(); ++k) {
+    q.smp[k] = static_cast<float>(q.p.old[k] - 0.3 * u(g));
+    q.isw[k] = static_cast<float>(1.0 + 0.6 * u(g));
+  }
+  return q;
+}
+
+/// The rollout-IS configurations: 0-2 token TIS (truncate; mask; truncate with log clamp), 3-4
+/// sequence TIS (truncate with log clamp; mask), 5 seq-mask TIS, 6 the caller's is_weights.
+grpo::loss_options tis_config(grpo::is_level level, int w, int kl, int agg) {
+  grpo::loss_options o;
+  o.policy.level = level;
+  o.policy.eps_low = 3e-4;
+  o.policy.eps_high = 4e-4;
+  if (level == grpo::is_level::sequence_token) o.policy.eps_low = o.policy.eps_high = 0.02;
+  o.kl_coef = kl == 0 ? 0.0 : 0.05;
+  if (kl == 2) {
+    o.kl.estimator = grpo::kl_estimator::k2;
+    o.kl_bias_correction = true;
+  }
+  const grpo::agg_mode modes[] = {grpo::agg_mode::token_mean, grpo::agg_mode::seq_mean_token_mean,
+                                  grpo::agg_mode::token_sum, grpo::agg_mode::seq_mean_token_sum};
+  o.agg.mode = modes[agg % 4];
+  if (w == 6) return o;
+  o.tis.enabled = true;
+  o.tis.c_max = 1.2;
+  if (w == 1) {
+    o.tis.mode = grpo::ops::tis_mode::mask;
+    o.tis.c_min = 0.85;
+  }
+  if (w == 2) o.tis.log_clamp = 0.1;
+  if (w == 3 || w == 4) {
+    o.tis.sequence = true;
+    o.tis.c_max = 3.0;
+    o.tis.c_min = w == 4 ? 0.3 : 0.0;
+    if (w == 3) o.tis.log_clamp = 2.0;
+    if (w == 4) o.tis.mode = grpo::ops::tis_mode::mask;
+  }
+  if (w == 5) {
+    o.tis.seq_mask = true;
+    o.tis.c_min = 0.97;
+    o.tis.c_max = 1.03;
+  }
+  return o;
+}
+
+/// compute_loss_into with the IS weight inputs: E inputs, double outputs; stride 2 forces the
+/// general engine; want_ptl false: only the gradient (the lean kernels).
+template <class E>
+grpo::loss_result run_tis(const grpo::loss_options& o, const tis_problem& q, int stride,
+                          bool per_tok, bool want_ptl) {
+  const problem& p = q.p;
+  const long B = p.B, T = p.T;
+  auto spread = [&](const std::vector<double>& v) {
+    std::vector<E> s(static_cast<std::size_t>(B * T * stride), E(0));
+    for (std::size_t k = 0; k < v.size(); ++k) s[k * static_cast<std::size_t>(stride)] = E(v[k]);
+    return s;
+  };
+  const auto lp = spread(p.lp), old = spread(p.old), ref = spread(p.ref), mask = spread(p.mask),
+             adv = spread(p.adv_tok), smp = spread(q.smp), isw = spread(q.isw);
+  const std::vector<E> adv_row(p.adv_row.begin(), p.adv_row.end());
+  auto view = [&](const std::vector<E>& v) {
+    return grpo::make_view(v.data(), {B, T}, {T * stride, stride});
+  };
+  grpo::loss_batch<E, E> b;
+  b.logp = view(lp);
+  b.old_logp = view(old);
+  if (o.kl_coef != 0.0) b.ref_logp = view(ref);
+  b.mask = view(mask);
+  b.advantages = per_tok ? view(adv) : grpo::broadcast_rows(adv_row.data(), B, T);
+  b.truncated = std::span<const unsigned char>(p.truncated);
+  if (o.tis.enabled)
+    b.sampler_logp = view(smp);
+  else
+    b.is_weights = view(isw);
+  grpo::loss_result res;
+  res.grad_logp.assign(static_cast<std::size_t>(B * T), 7.0);
+  res.per_token_loss.assign(res.grad_logp.size(), 0.0);
+  grpo::loss_outputs<double> out;
+  out.grad_logp = grpo::make_view(res.grad_logp.data(), {B, T});
+  if (want_ptl) out.per_token_loss = grpo::make_view(res.per_token_loss.data(), {B, T});
+  const grpo::loss_scalars s = grpo::compute_loss_into(o, b, out);
+  res.loss = s.loss;
+  res.policy_loss = s.policy_loss;
+  res.kl_loss = s.kl_loss;
+  res.metrics = s.metrics;
+  res.engine_used = s.engine_used;
+  return res;
+}
+
+bool packet_rows_here() {
+  return grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+}
+
+/// f (float, sequence rows) against d (double, general engine): outputs and metrics to 1e-6 of
+/// their scales. The sums' scale is the magnitude of what is summed, sum_i s_i sum_t m |ptl| over
+/// the valid tokens (s_i: the aggregation's row factor; a weighted loss of mixed signs cancels);
+/// the per-token loss's is its largest magnitude plus kl_coef (k3 = e^d - d - 1 in float loses
+/// ~1e-7 e^d absolutely to cancellation where k is small).
+void check_tis_pair(const grpo::loss_options& o, const problem& p, const grpo::loss_result& f,
+                    const grpo::loss_result& d, bool want_ptl) {
+  std::vector<double> n(static_cast<std::size_t>(p.B), 0.0);
+  for (long i = 0; i < p.B; ++i)
+    for (long t = 0; t < p.T; ++t)
+      if (!p.truncated[static_cast<std::size_t>(i)])
+        n[static_cast<std::size_t>(i)] += p.mask[static_cast<std::size_t>(i * p.T + t)];
+  const std::vector<double> s = grpo::aggregation_row_scales(n, p.T, o.agg);
+  double sc = std::fabs(d.policy_loss) + std::fabs(d.kl_loss) + 1e-12;
+  for (long i = 0; i < p.B; ++i)
+    for (long t = 0; t < p.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * p.T + t);
+      if (!p.truncated[static_cast<std::size_t>(i)])
+        sc += s[static_cast<std::size_t>(i)] * p.mask[k] * std::fabs(d.per_token_loss[k]);
+    }
+  CHECK(std::fabs(f.loss - d.loss) <= 1e-6 * sc);
+  CHECK(std::fabs(f.policy_loss - d.policy_loss) <= 1e-6 * sc);
+  CHECK(std::fabs(f.kl_loss - d.kl_loss) <= 1e-6 * sc);
+  const double gs = max_abs(d.grad_logp) + 1e-30, ps = max_abs(d.per_token_loss) + o.kl_coef;
+  double g_err = 0, p_err = 0;
+  std::size_t nonzero_pad = 0;
+  for (std::size_t k = 0; k < d.grad_logp.size(); ++k) {
+    g_err = grpo_test::err_max(g_err, std::fabs(f.grad_logp[k] - d.grad_logp[k]));
+    p_err = grpo_test::err_max(p_err, std::fabs(f.per_token_loss[k] - d.per_token_loss[k]));
+    nonzero_pad += (d.grad_logp[k] == 0.0 && f.grad_logp[k] != 0.0) ? 1 : 0;
+  }
+  CHECK(g_err <= 1e-6 * gs);
+  if (want_ptl) CHECK(p_err <= 1e-6 * ps);
+  CHECK(nonzero_pad == 0);  // masked: exactly 0
+  check_metrics(f.metrics, d.metrics, 1e-6);
+}
+
+}  // namespace
+
+TEST_CASE("GSPO + rollout IS weight: sequence rows equal the general engine (double)" *
+          doctest::test_suite("loss")) {
+  const auto expect_engine =
+      packet_rows_here() ? grpo::loss_engine::sequence_rows : grpo::loss_engine::general;
+  int weights_bound = 0, calls = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (int mk = 0; mk < 3; ++mk) {
+      const tis_problem q = make_tis_problem(9, T, static_cast<unsigned>(31 * T + mk), mk);
+      for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+        for (int w = 0; w < 7; ++w) {
+          for (int kl = 0; kl < 3; ++kl) {
+            for (int var = 0; var < 4; ++var) {
+              const bool per_tok = var % 2 == 1, want_ptl = var >= 2;
+              const auto o = tis_config(level, w, kl, w + kl + var + mk);
+              INFO("T " << T << " mask " << mk << " level " << int(level) << " weight " << w
+                        << " kl " << kl << " variant " << var);
+              const auto f = run_tis<float>(o, q, 1, per_tok, want_ptl);
+              const auto d = run_tis<double>(o, q, 2, per_tok, true);
+              CHECK(f.engine_used == expect_engine);
+              CHECK(d.engine_used == grpo::loss_engine::general);
+              check_tis_pair(o, q.p, f, d, want_ptl);
+              // the weights vary and their bounds bind somewhere (else the test shows little)
+              const auto& iw = d.metrics.is_weight;
+              weights_bound += (iw.weight > 0 && iw.min < iw.max) ? 1 : 0;
+              ++calls;
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(weights_bound > calls / 2);
+}
+
+TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, errors" *
+          doctest::test_suite("loss")) {
+  const auto expect_engine =
+      packet_rows_here() ? grpo::loss_engine::sequence_rows : grpo::loss_engine::general;
+  tis_problem q = make_tis_problem(6, 70, 5, 1);
+  auto& mask = q.p.mask;
+  const long T = q.p.T;
+  long valid = -1, masked = -1;  // a valid and a masked token of row 3
+  for (long t = 0; t < T; ++t) {
+    const auto k = static_cast<std::size_t>(3 * T + t);
+    if (mask[k] != 0.0 && valid < 0) valid = t;
+    if (mask[k] == 0.0 && t > valid && valid >= 0 && masked < 0) masked = t;
+  }
+  REQUIRE(valid >= 0);
+  REQUIRE(masked >= 0);
+  const auto kv = static_cast<std::size_t>(3 * T + valid),
+             km = static_cast<std::size_t>(3 * T + masked);
+  for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+    const auto oi = tis_config(level, 6, 1, 0), ot = tis_config(level, 0, 1, 0);
+    INFO("level " << int(level));
+    const auto clean = run_tis<float>(oi, q, 1, false, false);
+    // a non-finite weight on a masked token: ignored (the loss, gradient and metrics unchanged)
+    for (double bad : {std::nan(""), HUGE_VAL}) {
+      q.isw[km] = bad;
+      const auto r = run_tis<float>(oi, q, 1, false, false);
+      CHECK(r.engine_used == expect_engine);
+      CHECK(r.loss == clean.loss);
+      CHECK(r.grad_logp == clean.grad_logp);
+      CHECK(r.metrics.is_weight.sum == clean.metrics.is_weight.sum);
+    }
+    q.isw[km] = 1.0;
+    // ... on a valid token: the general engine's named error
+    for (double bad : {std::nan(""), -HUGE_VAL}) {
+      q.isw[kv] = bad;
+      try {
+        run_tis<float>(oi, q, 1, false, true);
+        FAIL("no error for a non-finite is_weights entry");
+      } catch (const grpo::error& e) {
+        CHECK(e.code() == grpo::errc::bad_value);
+        CHECK(std::string(e.what()).find("is_weights") != std::string::npos);
+      }
+    }
+    // A finite weight whose float square overflows (1e30): the row is rerun in double, every
+    // output as the general engine's (the other rows stay on the packet path).
+    q.isw[kv] = 1e30;
+    check_tis_pair(oi, q.p, run_tis<float>(oi, q, 1, true, true),
+                   run_tis<double>(oi, q, 2, true, true), true);
+    q.isw[kv] = 1.0;
+    // Sampler values: NaN on a masked token is ignored; on a valid token the float rows and the
+    // general engine agree (the row is rerun there: the same error, or the same values).
+    const auto clean_t = run_tis<float>(ot, q, 1, true, false);
+    q.smp[km] = std::nan("");
+    const auto rt = run_tis<float>(ot, q, 1, true, false);
+    CHECK(rt.loss == clean_t.loss);
+    CHECK(rt.grad_logp == clean_t.grad_logp);
+    q.smp[km] = q.p.old[km];
+    q.smp[kv] = std::nan("");
+    auto outcome = [&](auto&& call) -> std::string {
+      try {
+        const auto r = call();
+        return std::isnan(r.loss) ? "NaN loss" : "finite loss";
+      } catch (const grpo::error& e) {
+        return e.what();
+      }
+    };
+    const std::string ef = outcome([&] { return run_tis<float>(ot, q, 1, true, true); });
+    const std::string ed = outcome([&] { return run_tis<double>(ot, q, 2, true, true); });
+    INFO("float rows: " << ef << "; general engine: " << ed);
+    CHECK(ef == ed);
+    CHECK(ed != "finite loss");
+    q.smp[kv] = q.p.old[kv];
+  }
+}

@@ -247,6 +247,13 @@ TEST_CASE("compute_loss_metrics: threaded token rows, bitwise compute_loss_into'
   cs.emplace_back("sequence TIS (general rows: one thread)", o);
   a.importance_sampling_level = "sequence";
   cs.emplace_back("GSPO (sequence rows: one thread)", grpo::from_trl(a));
+  o = grpo::from_trl(a);
+  o.tis.enabled = true;
+  o.tis.c_max = 1.05;
+  cs.emplace_back("GSPO + token TIS (sequence rows: one thread)", o);
+  o.tis.sequence = true;
+  o.tis.c_max = 2.0;
+  cs.emplace_back("GSPO + sequence TIS (sequence rows: one thread)", o);
   o = grpo::loss_options{};
   o.top_entropy_quantile = 0.8;
   o.entropy_coef = 0.01;
@@ -333,6 +340,66 @@ TEST_CASE("compute_loss_into: the TIS rows with is_weights / OPSM do not depend 
       INFO("threads " << th);
       CHECK(r[th - 1].engine_used == r[0].engine_used);
       check_same(r[0], r[th - 1]);
+    }
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(2);
+#endif
+}
+
+// GSPO / GSPO-token with a rollout IS weight on the float sequence rows (kernels/sequence_row.ipp
+// on the avx2 / avx512 paths): the rows are threaded and merged in row order, so every output is
+// the same bits for 1, 2 and 3 threads (token / sequence / seq-mask TIS, the caller's is_weights;
+// per-sequence and per-token advantages; one row rerun in double by a huge weight).
+TEST_CASE("GSPO + rollout IS weight (float sequence rows): results do not depend on the number "
+          "of threads" * doctest::test_suite("loss")) {
+  const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
+  auto cast = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
+             smp = cast(p.smp), ar = cast(p.adv), at = cast(p.ent);  // (ent: per-token A)
+  std::vector<float> isw(lp.size());
+  for (std::size_t k = 0; k < isw.size(); ++k) isw[k] = 0.5f + 0.25f * at[k];
+  isw[5 * 777 + 3] = 1e30f;  // (row 5: its float sums overflow, rerun in double)
+  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
+  for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+    for (int w = 0; w < 4; ++w) {
+      for (bool per_tok : {false, true}) {
+        grpo::loss_options o;
+        o.policy.level = level;
+        o.kl_coef = 0.02;
+        o.tis.enabled = w < 3;
+        o.tis.c_max = 1.05;
+        o.tis.sequence = w == 1;
+        o.tis.seq_mask = w == 2;
+        if (w == 2) o.tis.c_min = 0.9;
+        INFO("level " << int(level) << " weight " << w << " per_tok " << per_tok);
+        grpo::loss_batch<float, float> b;
+        b.logp = v(lp);
+        b.old_logp = v(old);
+        b.ref_logp = v(ref);
+        b.mask = v(mask);
+        b.advantages = per_tok ? v(at) : grpo::broadcast_rows(ar.data(), p.B, p.T);
+        if (w < 3)
+          b.sampler_logp = v(smp);
+        else
+          b.is_weights = v(isw);
+        auto run_f = [&](int th) {
+#if defined(_OPENMP)
+          omp_set_num_threads(th);
+#else
+          (void)th;
+#endif
+          return grpo::compute_loss(o, b);
+        };
+        const auto r1 = run_f(1);
+        CHECK(std::isfinite(r1.loss));
+        if (grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512)
+          CHECK(r1.engine_used == grpo::loss_engine::sequence_rows);
+        for (int th : {2, 3}) {
+          INFO("threads " << th);
+          check_same(r1, run_f(th));
+        }
+      }
     }
   }
 #if defined(_OPENMP)

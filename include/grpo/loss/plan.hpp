@@ -9,7 +9,8 @@
 /// Engines (see loss.hpp): a token-level ratio with no row-wide term runs the token rows
 /// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
 /// and no row-wide term besides the sequence ratio runs the sequence rows
-/// (loss/sequence_rows.hpp); GMPO / VESPO at token level with per-sequence advantages and no other
+/// (loss/sequence_rows.hpp), also with a rollout IS weight (TIS or is_weights) where the packet
+/// rows exist (float inputs, avx2 / avx512); GMPO / VESPO at token level with per-sequence advantages and no other
 /// row-wide term, and the token-level kinds with a rollout IS weight (tis_options or the caller's
 /// is_weights) and / or OPSM and no other row-wide term, run the general engine's packet rows
 /// where those exist (float inputs on the avx2 / avx512 paths: loss/general_rows.hpp
@@ -213,6 +214,18 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
                          (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
                          (!has(in.entropy) || unit_t(in.entropy));
   if (simd_types && P.level != is_level::token && K.sequence_rows && local && unit_rows) {
+    pl.route = loss_route::sequence_rows;
+    return pl;
+  }
+  // GSPO / GSPO-token with a rollout IS weight (token / sequence / seq-mask TIS, or the caller's
+  // is_weights) and no other row-wide or entropy term: the sequence rows carry the weight where
+  // their packet rows exist (float inputs, avx2 / avx512; kernels/sequence_row.ipp), unit stride
+  // along t for the sampler / weight rows too.
+  if (std::is_same_v<T, float> && simd_types && P.level != is_level::token && K.sequence_rows &&
+      unit_rows && (o.tis.enabled || has(in.is_weights)) && !o.opsm_threshold.has_value() &&
+      !pl.use_emask && !entropy_term && detail::weighted_rows_isa() != isa::baseline &&
+      (!has(in.sampler_logp) || unit_t(in.sampler_logp)) &&
+      (!has(in.is_weights) || unit_t(in.is_weights))) {
     pl.route = loss_route::sequence_rows;
     return pl;
   }

@@ -16,6 +16,8 @@
 
 namespace grpo::detail {
 
+struct loss_params;  // (detail/loss_token.hpp: the sequence rows' rollout IS weight, gspo_params)
+
 /// Whether an optional view is given (non-null data).
 template <class V>
 bool has(const V& v) noexcept {
@@ -52,6 +54,15 @@ struct gspo_params {
   double kl_coef = 0;
   bool kl_bias = false;
   bool seq = true;  ///< is_level::sequence (false: sequence_token, no spread term)
+  /// Rollout IS weight of the policy term (tis_options, or the caller's is_weights as
+  /// fast_simd_row::w), as tis_params::wkind: 0 token (bounded exp(clamp(lo - ls))), 1 sequence
+  /// (the row's bounded exp(sum m (lo - ls))), 2 OpenRLHF seq-mask-tis (row keep x exp(lo - ls)),
+  /// 3 is_weights (as given), 4 none. tis: the call's options block (finish_row's row weight,
+  /// the bounds' tests; null when wkind is 4); c_min / c_max / log_clamp: its bounds in float.
+  int wkind = 4;
+  const loss_params* tis = nullptr;
+  bool tis_mask = false;  ///< ops::tis_mode::mask (else truncate)
+  float c_min = 0, c_max = 0, log_clamp = 0;
 };
 
 // ---- vectorised token-level fast path ----------------------------------------------------------

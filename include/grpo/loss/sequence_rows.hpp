@@ -9,7 +9,10 @@
 ///        double with the general engine's exact operation order: it reruns a row flagged by a
 ///        kernel (a non-finite input on a valid token: it throws the error naming the argument; a
 ///        float overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row
-///        order.
+///        order. With a rollout IS weight (tis_options token / sequence / seq-mask, or the caller's
+///        is_weights; plan(): float inputs on the avx2 / avx512 paths) the packet rows carry the
+///        weight (sequence_tis_rows) and a row they flag is rerun by the general engine's row in
+///        double (general_row_alone: the named error, or the exact row).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -17,6 +20,7 @@
 #include <grpo/core/isa.hpp>  // GRPO_ISA_ABI
 #include <grpo/core/parallel.hpp>
 #include <grpo/loss/call.hpp>
+#include <grpo/loss/general_rows.hpp>  // packet_rows_or_double, tis_rows_params, tis_row_out
 #include <grpo/loss/plan.hpp>
 #include <grpo/loss/simd_sequence_rows.hpp>
 #include <grpo/ops/kl.hpp>
@@ -148,6 +152,88 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
   }
 }
 
+/// One sequence row with an IS weight on the packet path of this call (false: no packet path, or
+/// the row was flagged and must be rerun by general_row_alone). ls: the row's sampler log-probs.
+template <class M, class G>
+bool gspo_tis_row_packet([[maybe_unused]] const gspo_params& q, [[maybe_unused]] bool kl_on,
+                         [[maybe_unused]] const fast_simd_row<float, M, G>& rw,
+                         [[maybe_unused]] const float* ls, [[maybe_unused]] index_t Tn,
+                         [[maybe_unused]] fast_row_part& rp,
+                         [[maybe_unused]] tis_row_out& out) noexcept {
+  [[maybe_unused]] const isa path = weighted_rows_isa();
+  [[maybe_unused]] const bool row_a = rw.A == nullptr;
+#if GRPO_LOSS_HAS_AVX512_ROWS
+  if (path == isa::avx512)
+    return row_a ? loss_avx512::gspo_row_run<true>(q, kl_on, rw, Tn, rp, ls, out.iw)
+                 : loss_avx512::gspo_row_run<false>(q, kl_on, rw, Tn, rp, ls, out.iw);
+#endif
+#if GRPO_LOSS_HAS_AVX2_ROWS
+  if (path == isa::avx2)
+    return row_a ? loss_avx2::gspo_row_run<true>(q, kl_on, rw, Tn, rp, ls, out.iw)
+                 : loss_avx2::gspo_row_run<false>(q, kl_on, rw, Tn, rp, ls, out.iw);
+#endif
+  return false;
+}
+
+/// GSPO / GSPO-token with a rollout IS weight (plan(): token / sequence / seq-mask TIS or the
+/// caller's is_weights, no OPSM / entropy term / top-entropy mask): the packet rows with the
+/// weight (kernels/sequence_row.ipp), a flagged row (or every row where no packet path exists)
+/// rerun by general_row_alone. Merged in row order (the result does not depend on the number of
+/// threads), the metric schema the general engine's: TRL's per-sequence clip metrics once per
+/// row, the rows' is_weight blocks in place of merge_row_parts' weight 1.
+template <class T, class M, class G>
+loss_scalars sequence_tis_rows(const loss_call<T, M, G>& c, loss_rows& r, gspo_params gq) {
+  const auto& o = c.o;
+  const auto B = static_cast<std::size_t>(c.B);
+  const bool kl_on = o.kl_coef != 0.0;
+  const tis_params tq = tis_rows_params(o, c.has_isw);
+  gq.wkind = tq.wkind;
+  gq.tis = &c.lpar;
+  gq.tis_mask = tq.mask_mode;
+  gq.c_min = tq.c_min;
+  gq.c_max = tq.c_max;
+  gq.log_clamp = tq.log_clamp;
+  std::vector<fast_row_part> parts(B);
+  std::vector<tis_row_out> outs(B);
+  const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
+  const auto fell =
+      packet_rows_or_double(c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
+        // (const auto*: only called for float rows; EDG / nvcc checks the body eagerly)
+        const auto* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
+        if (c.has_isw) {
+          rw.w = &c.in.is_weights(i, 0);
+          rw.nw = i + 1 < c.B ? &c.in.is_weights(i + 1, 0) : nullptr;
+        }
+        return gspo_tis_row_packet(gq, kl_on, rw, ls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
+      });
+  // Row by row (a rerun row's general part holds its own per-sequence clip values and IS weights).
+  const bool seq_clip = gq.seq && c.adv_per_row;
+  loss_scalars res;
+  res.metrics = r.met;
+  double ent = 0.0;  // (no entropy term on these rows)
+  std::vector<fast_row_part> one(1);
+  for (std::size_t k = 0; k < B; ++k) {
+    if (fell[k]) {
+      add_double_row(*fell[k], res, ent);
+      continue;
+    }
+    one[0] = parts[k];
+    const stat_accumulator iw = res.metrics.is_weight;
+    const loss_scalars rk = merge_row_parts(one, o.kl_coef, kl_on, seq_clip, false, res.metrics);
+    res.policy_loss += rk.policy_loss;
+    res.kl_loss += rk.kl_loss;
+    res.metrics = rk.metrics;
+    res.metrics.is_weight = iw;  // (merge_row_parts adds a weight-1 block: the row's instead)
+    if (parts[k].wsum > 0) {
+      const double* w = outs[k].iw;
+      res.metrics.is_weight.add_block(w[0], w[1], parts[k].wsum, w[2], w[3]);
+    }
+  }
+  res.loss = res.policy_loss + o.kl_coef * res.kl_loss;
+  res.engine_used = loss_engine::sequence_rows;
+  return res;
+}
+
 /// The sequence-level engine over every row (threaded), merged in row order.
 template <class T, class M, class G>
 loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
@@ -162,6 +248,7 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   gq.kl_coef = o.kl_coef;
   gq.kl_bias = o.kl_bias_correction;
   gq.seq = seq;
+  if (o.tis.enabled || c.has_isw) return sequence_tis_rows(c, r, gq);
   const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
   auto run_row = [&](index_t i) {
     fast_row_part& rp = parts[static_cast<std::size_t>(i)];

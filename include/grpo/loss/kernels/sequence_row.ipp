@@ -18,35 +18,65 @@
 ///            row_g m_t / max(n_i, 1) to the gradient, as the general engine's second sweep.
 /// Non-finite inputs on valid tokens make a masked sum non-finite (as in token_row.ipp); the row
 /// is then rerun by the scalar twin, which throws the named error.
+/// Rollout IS weight (gspo_params::wkind != 4: GSPO + TIS / is_weights, loss_token.hpp
+/// token_terms): each token's policy term carries its detached weight rho_t (bounded
+/// exp(clamp(lo - ls)); the row's bounded exp(sum m (lo - ls)) from sweep 1 through finish_row;
+/// seq-mask keep x exp(lo - ls); or the caller's is_weights): value rho l, gradient
+/// s_pol m rho (l'(r) dr_direct), spread share s_pol m rho l'(r) dr_spread (so GSPO always takes
+/// sweep 3); the KL term is not weighted. The is_weight metric block {sum m rho, sum m rho^2,
+/// min, max} goes to iw. A non-finite weight on a valid token (or a float overflow of its sums)
+/// flags the row; the caller reruns it on the general engine's row in double (named errors).
 /// KLM: 0 no KL, 1 plain k3 (exp_fast; no per-token loss output), 2 any estimator (kl()).
 /// Prefix: a binary mask whose ones are exactly [0, end) (the mask is never read).
+
+/// ops::tis_weight over lanes from gspo_params (as tis_row.ipp's tis_weight_lanes: truncate: the
+/// bound that binds; mask: 0 outside [c_min, c_max]; a bound <= 0 is open; NaN stays NaN).
+GRPO_FORCEINLINE V tis_bound_lanes(const V& rho, const gspo_params& q) noexcept {
+  const bool lo = q.tis->tis_c_min > 0.0, hi = q.tis->tis_c_max > 0.0;  // (the op's tests)
+  const V cmin(q.c_min), cmax(q.c_max);
+  if (!q.tis_mask) {
+    V r = rho;
+    if (hi) r = sel<V>(rho > cmax, cmax, r);
+    if (lo) r = sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: the two never both bind)
+    return r;
+  }
+  Mk out = none_set<V>();
+  if (lo) out = out | (rho < cmin);
+  if (hi) out = out | (rho > cmax);
+  return sel<V>(out, V(0.0f), rho);
+}
 
 template <int KLM, bool RowA, bool Prefix, class M, class G>
 struct gspo_row {
   static constexpr bool KL = KLM != 0;
+  using vdl = double __attribute__((vector_size(sizeof(double) * L)));
   const gspo_params& q;
   const fast_simd_row<float, M, G> rw;  // (a copy: the stores may alias)
+  const float* const ls;                // sampler row (wkind 0-2; null: lo)
+  double* const iw;                     // the is_weight metric block (wkind != 4)
+  const int wk = q.wkind;
+  const bool tis = wk != 4, row_w = wk == 1 || wk == 2;
   const V zero = V(0.0f), one = V(1.0f), pinf = V(std::numeric_limits<float>::infinity());
   const bool trunc = rw.trunc, on_policy = rw.lo == rw.lp;
   const index_t end = rw.trunc ? 0 : rw.end;
   const bool want_ptl = rw.ptl != nullptr, want_ge = rw.ge != nullptr;
   const bool kl_hidden = KL && (q.kl.inner_clamp > 0.0 || q.kl.outer_clamp > 0.0);
   // sweep 1
-  double sx = 0, sx2 = 0;
+  double sx = 0, sx2 = 0, sq = 0, rho_row = 1;  // (sq, rho_row: the row weight, wkind 1 / 2)
   V x_mn = pinf, x_mx = -pinf;
   // row constants
   double n = 0, nc = 1, r = 1, drd = 0, drs = 0, sp = 0, sk = 0, a0 = 0;
   policy_token_terms pt0{};
   bool spread_later = false, nt = false;
-  index_t head = 0;
   // sweep 2
   V s_pol = zero, s_dr = zero, s_a = zero, s_a2 = zero, a_mn = pinf, a_mx = -pinf;
   V s_neg = zero, s_pos = zero, s_k = zero, s_k2 = zero, k_mn = pinf, k_mx = -pinf;
-  V s_kr = zero, chk = zero;
-  dsum d_pol, d_dr, d_a, d_a2, d_neg, d_pos, d_k, d_k2, d_kr, d_chk;
+  V s_kr = zero, chk = zero, s_w = zero, s_w2 = zero, w_mn = pinf, w_mx = -pinf;
+  dsum d_pol, d_dr, d_a, d_a2, d_neg, d_pos, d_k, d_k2, d_kr, d_chk, d_w, d_w2;
 
-  gspo_row(const gspo_params& q_in, const fast_simd_row<float, M, G>& rw_in) noexcept
-      : q(q_in), rw(rw_in) {}
+  gspo_row(const gspo_params& q_in, const fast_simd_row<float, M, G>& rw_in, const float* ls_in,
+           double* iw_in) noexcept
+      : q(q_in), rw(rw_in), ls(ls_in), iw(iw_in) {}
 
   /// Valid lanes (within the first k) and mask weights of the step at t.
   GRPO_FORCEINLINE Mk valid_of(index_t t, index_t k, V& m) const noexcept {
@@ -88,13 +118,14 @@ struct gspo_row {
   }
   void sweep1() noexcept;
   void constants() noexcept;
+  GRPO_FORCEINLINE V weight(index_t t, index_t k, const V& lp, const V& v_rho) const noexcept;
   void sweep2(index_t Tn) noexcept;
   bool totals(fast_row_part& rp) noexcept;
   bool run(index_t Tn, fast_row_part& rp) noexcept {
     sweep1();
     n = trunc ? 0.0 : rw.n;
     nc = n < 1.0 ? 1.0 : n;
-    if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
+    if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2) && std::isfinite(sq))) return false;
     constants();
     sweep2(Tn);
     return totals(rp);
@@ -106,6 +137,7 @@ template <int KLM, bool RowA, bool Prefix, class M, class G>
 void gspo_row<KLM, RowA, Prefix, M, G>::sweep1() noexcept {
   V s_x = zero, s_x2 = zero;
   dsum d_x, d_x2;
+  vdl acc_q{};  // (row weights: sum m (lo - ls), each step's float lanes widened, as tis_row.ipp)
   index_t since = 0;
   for (index_t t = 0; t < end; t += L) {
     const index_t k = end - t;
@@ -117,6 +149,7 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep1() noexcept {
       if constexpr (KL) fast_prefetch(rw.lr + t, kPrefetch);
       if constexpr (!RowA) fast_prefetch(rw.A + t, kPrefetch);
       if constexpr (!Prefix) fast_prefetch(rw.m + t, kPrefetch);
+      if (row_w && ls != nullptr) fast_prefetch(ls + t, kPrefetch);
     }
     if (t < kPrefetch) {  // the row's first lines of the sweep-2-only streams
       if constexpr (KL) fast_prefetch(rw.lr + t, 0);
@@ -125,7 +158,12 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep1() noexcept {
     V m;
     const Mk valid = valid_of(t, k, m);
     const V lp = ld(rw.lp + t, k);
-    const V x = on_policy ? zero : lp - ld(rw.lo + t, k);
+    const V lo = on_policy ? lp : ld(rw.lo + t, k);
+    const V x = on_policy ? zero : lp - lo;
+    if (row_w) {
+      const V d = lo - (ls != nullptr ? ld(ls + t, k) : lo);
+      acc_q += __builtin_convertvector(keep(valid, wm(m, d)).v, vdl);
+    }
     const V mx = wm(m, x);
     s_x = s_x + keep(valid, mx);
     s_x2 = s_x2 + keep(valid, mx * x);
@@ -141,6 +179,8 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep1() noexcept {
   d_x.add(s_x), d_x2.add(s_x2);
   sx = d_x.total();
   sx2 = d_x2.total();
+  if (row_w)
+    for (index_t l = 0; l < L; ++l) sq += acc_q[l];
 }
 
 /// Row constants in double (the general engine's calls).
@@ -151,16 +191,32 @@ void gspo_row<KLM, RowA, Prefix, M, G>::constants() noexcept {
   sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
   a0 = static_cast<double>(rw.a0);
   if constexpr (RowA) pt0 = policy_token(q.P, r, a0, 0.0);  // (PPO clip: no dependence on lp)
-  // GSPO with per-sequence A and no bias correction: the whole spread is known now.
-  const bool spread_now = q.seq && RowA && !q.kl_bias;
+  if (row_w) {  // the row weight by the general engine's call (bounds, log clamp, seq-mask keep)
+    row_sums rs;
+    rs.n = n;
+    rs.sq = sq;
+    rho_row = finish_row(*q.tis, rs).rho_seq;
+  }
+  // GSPO with per-sequence A, no bias correction and no IS weight: the whole spread is known now.
+  const bool spread_now = q.seq && RowA && !q.kl_bias && !tis;
   spread_later = q.seq && !spread_now;
-  // Streaming gradient stores when the gradient is written once: full steps start at its
-  // first aligned boundary (`head` tokens before it run as one masked step).
+  // Streaming gradient stores when the gradient is written once. rw.nt is set only for a row
+  // whose gradient starts on a packet boundary (loss/call.hpp row_desc, stream_row_aligned), so
+  // every full step t = 0, L, 2L, ... is an aligned store.
   nt = std::is_same_v<G, float> && rw.nt && !spread_later;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  head = nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                   kAlign / sizeof(float))
-            : 0;
+}
+
+/// The rollout IS weight of the step at t (wkind 0-3; v_rho: the row weight of wkind 1 / 2).
+template <int KLM, bool RowA, bool Prefix, class M, class G>
+GRPO_FORCEINLINE V gspo_row<KLM, RowA, Prefix, M, G>::weight(index_t t, index_t k, const V& lp,
+                                                             const V& v_rho) const noexcept {
+  if (wk == 1) return v_rho;
+  if (wk == 3) return ld(rw.w + t, k);
+  const V lo = on_policy ? lp : ld(rw.lo + t, k);
+  V d = lo - (ls != nullptr ? ld(ls + t, k) : lo);
+  if (wk == 0 && q.tis->tis_log_clamp > 0.0) d = clamp(d, -V(q.log_clamp), V(q.log_clamp));
+  const V e = vexp(d);
+  return wk == 0 ? tis_bound_lanes(e, q) : v_rho * e;
 }
 
 /// Sweep 2: KL, per-token surrogate, gradient, per-token loss; zero fill past the end.
@@ -175,6 +231,7 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   const V v_coef(static_cast<float>(coef)), v_val0(static_cast<float>(pt0.value));
   const V v_r(static_cast<float>(r)), v_drd(static_cast<float>(drd)), v_sp(rw.sp);
   const V v_kc(static_cast<float>(q.kl_coef)), v_skc(static_cast<float>(sk * q.kl_coef));
+  const V v_rho(static_cast<float>(rho_row));
   const ops::ppo_clip_params<float> cpf{static_cast<float>(P.eps_low),
                                         static_cast<float>(P.eps_high), static_cast<float>(P.delta),
                                         static_cast<float>(P.dual_clip_c)};
@@ -182,33 +239,50 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   // Sweep 2 reads only cached lines: the next row's valid part is fetched meanwhile.
   const index_t nend = rw.nlp != nullptr ? rw.nend : 0;
   index_t since = 0;
-  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
+  for (index_t t = 0; t < stop; t += L) {
     if (t < nend) {
       fast_prefetch(rw.nlp + t, 0);
       if (!on_policy) fast_prefetch(rw.nlo + t, 0);
       if constexpr (KL) fast_prefetch(rw.nlr + t, 0);
     }
-    const index_t k = std::min(stop - t, w);
+    if (tis && t + kPrefetch < stop) {  // (the weight's streams: not read by sweep 1)
+      if (wk == 3) fast_prefetch(rw.w + t, kPrefetch);
+      if ((wk == 0 || wk == 2) && ls != nullptr) fast_prefetch(ls + t, kPrefetch);
+    }
+    const index_t k = std::min(stop - t, L);
     V m;
     const Mk valid = valid_of(t, k, m);
-    const bool full = k == L && t >= head && nt;
+    const bool full = k == L && nt;
     if (!want_ptl && !any(valid)) {  // a hole of padding: gradient exactly 0
       store_g(t, zero, k, full);
       if (want_ge) st(rw.ge + t, zero, k);
       continue;
     }
     const V lp = ld(rw.lp + t, k);
+    V rho = one;
+    if (tis) {  // the token's IS weight and its metric block
+      rho = weight(t, k, lp, v_rho);
+      const V mw = wm(m, rho);
+      s_w = s_w + keep(valid, mw);
+      s_w2 = s_w2 + keep(valid, mw * rho);
+      w_mn = vmin(sel<V>(valid, rho, pinf), w_mn);
+      w_mx = vmax(sel<V>(valid, rho, -pinf), w_mx);
+      chk = chk + keep(valid, rho - rho);
+    }
     V value, g;
     if constexpr (RowA) {
       value = v_val0;
       g = wm(m, v_coef);
+      if (tis) value = value * rho, g = g * rho;
     } else {
       const V Av = ld(rw.A + t, k);
       const value_grad<V> vg = ppo_clip(v_r, Av, cpf);
       value = vg.value;
       g = wm(m, v_sp) * (vg.grad * v_drd);
+      V gr = vg.grad;
+      if (tis) value = value * rho, g = g * rho, gr = gr * rho;
       s_pol = s_pol + keep(valid, wm(m, value));
-      s_dr = s_dr + keep(valid, wm(m, vg.grad));
+      s_dr = s_dr + keep(valid, wm(m, gr));
       const V ma = wm(m, Av);
       s_a = s_a + keep(valid, ma);
       s_a2 = s_a2 + keep(valid, ma * Av);
@@ -253,17 +327,20 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
         d_neg.add(s_neg), d_pos.add(s_pos);
         s_pol = s_dr = s_a = s_a2 = s_neg = s_pos = zero;
       }
-      if constexpr (KL) d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
-      if constexpr (KL) s_k = s_k2 = s_kr = chk = zero;
+      if constexpr (KL) d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr);
+      if constexpr (KL) s_k = s_k2 = s_kr = zero;
+      if (tis) d_w.add(s_w), d_w2.add(s_w2), s_w = s_w2 = zero;
+      d_chk.add(chk), chk = zero;
       since = 0;
     }
   }
   d_pol.add(s_pol), d_dr.add(s_dr), d_a.add(s_a), d_a2.add(s_a2), d_neg.add(s_neg);
   d_pos.add(s_pos), d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
+  d_w.add(s_w), d_w2.add(s_w2);
   index_t t = stop;  // past the last valid token: zeros
   if constexpr (std::is_same_v<G, float>) {
-    if (nt) {
-      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+    if (nt) {  // (aligned row: the next packet boundary, then full streaming steps)
+      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;
       for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
     }
   }
@@ -283,9 +360,15 @@ bool gspo_row<KLM, RowA, Prefix, M, G>::totals(fast_row_part& rp) noexcept {
     if (KL && (!std::isfinite(sk_sum) || !std::isfinite(d_k2.total()) ||
                (kl_hidden && !std::isfinite(d_chk.total()))))
       return false;
+    // IS weight: a non-finite weight on a valid token, or a float overflow of the weighted sums
+    if (tis && (!std::isfinite(d_chk.total()) || !std::isfinite(d_w.total()) ||
+                !std::isfinite(d_w2.total()) || !std::isfinite(rho_row) ||
+                (!RowA && (!std::isfinite(d_pol.total()) || !std::isfinite(d_dr.total())))))
+      return false;
   }
+  const double nw = tis ? d_w.total() : n;  // sum m rho over the valid tokens (n: weight 1)
   if (spread_later) {  // GSPO: row_g = sum_t s_pol m l'_t dr_spread (+ s_kl c m k_t dr_spread)
-    double row_g = (RowA ? sp * pt0.d_ratio * n : sp * d_dr.total()) * drs;
+    double row_g = (RowA ? sp * pt0.d_ratio * nw : sp * d_dr.total()) * drs;
     if (q.kl_bias) row_g += sk * q.kl_coef * d_kr.total() * drs;
     if (row_g != 0.0) {
       for (index_t t = 0; t < end; ++t) {
@@ -295,7 +378,7 @@ bool gspo_row<KLM, RowA, Prefix, M, G>::totals(fast_row_part& rp) noexcept {
       }
     }
   }
-  rp.pol += RowA ? sp * pt0.value * n : sp * d_pol.total();
+  rp.pol += RowA ? sp * pt0.value * nw : sp * d_pol.total();
   if constexpr (KL) rp.kls += sk * sk_sum;
   const policy_options& P = q.P;
   const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
@@ -305,6 +388,12 @@ bool gspo_row<KLM, RowA, Prefix, M, G>::totals(fast_row_part& rp) noexcept {
                                              (ops::ppo_dual_clipped(r, a0, cpd) ? 4 : 0));
   }
   if (!(n > 0)) return true;
+  if (tis) {
+    iw[0] += nw;
+    iw[1] += d_w2.total();
+    iw[2] = std::min(iw[2], static_cast<double>(hmin(w_mn)));
+    iw[3] = std::max(iw[3], static_cast<double>(hmax(w_mx)));
+  }
   rp.ak[0] += -sx;
   rp.ak[1] += sx2;
   rp.ak[2] = std::min(rp.ak[2], -static_cast<double>(hmax(x_mx)));
@@ -349,18 +438,20 @@ bool gspo_row<KLM, RowA, Prefix, M, G>::totals(fast_row_part& rp) noexcept {
 }
 
 /// gspo_row for the KL configuration and mask layout of the row.
+/// ls: the sampler row (IS weights, wkind 0-2); iw: the row's is_weight block (wkind != 4).
 template <bool RowA, class M, class G>
 bool gspo_row_run(const gspo_params& q, bool kl_on, const fast_simd_row<float, M, G>& rw,
-                  index_t Tn, fast_row_part& rp) noexcept {
+                  index_t Tn, fast_row_part& rp, const float* ls = nullptr,
+                  double* iw = nullptr) noexcept {
   const bool prefix = rw.prefix && !rw.trunc;
   const bool plain_k3 = q.kl.estimator == ops::kl_estimator::k3 && !(q.kl.inner_clamp > 0) &&
                         !(q.kl.outer_clamp > 0) && !q.kl.straight_through && rw.ptl == nullptr;
   if (!kl_on)
-    return prefix ? gspo_row<0, RowA, true, M, G>(q, rw).run(Tn, rp)
-                  : gspo_row<0, RowA, false, M, G>(q, rw).run(Tn, rp);
+    return prefix ? gspo_row<0, RowA, true, M, G>(q, rw, ls, iw).run(Tn, rp)
+                  : gspo_row<0, RowA, false, M, G>(q, rw, ls, iw).run(Tn, rp);
   if (plain_k3)
-    return prefix ? gspo_row<1, RowA, true, M, G>(q, rw).run(Tn, rp)
-                  : gspo_row<1, RowA, false, M, G>(q, rw).run(Tn, rp);
-  return prefix ? gspo_row<2, RowA, true, M, G>(q, rw).run(Tn, rp)
-                : gspo_row<2, RowA, false, M, G>(q, rw).run(Tn, rp);
+    return prefix ? gspo_row<1, RowA, true, M, G>(q, rw, ls, iw).run(Tn, rp)
+                  : gspo_row<1, RowA, false, M, G>(q, rw, ls, iw).run(Tn, rp);
+  return prefix ? gspo_row<2, RowA, true, M, G>(q, rw, ls, iw).run(Tn, rp)
+                : gspo_row<2, RowA, false, M, G>(q, rw, ls, iw).run(Tn, rp);
 }
