@@ -301,16 +301,11 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
 template <bool Ppo, bool KL, bool RowA, class M, class G>
 void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
   const index_t stop = want_ptl ? Tn : end;
-  // Streaming gradient stores for a large float gradient: full steps start at its first aligned
-  // boundary (`head` tokens before it run as one masked step).
+  // Streaming gradient stores for a large float gradient: the whole steps from t = 0 (row_desc
+  // sets nt only where the row's gradient starts on a packet boundary).
   const bool nt = std::is_same_v<G, float> && rw.nt;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  const index_t head =
-      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                kAlign / sizeof(float))
-         : 0;
   index_t since = 0;
-  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
+  for (index_t t = 0; t < stop; t += L) {
     if (t + kPrefetch < stop) {
       fast_prefetch(rw.lp + t, kPrefetch);
       if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
@@ -329,8 +324,8 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
       if constexpr (!RowA) fast_prefetch(rw.nA, u);
       fast_prefetch(rw.nm, u);
     }
-    const index_t k = std::min(stop - t, w);
-    step(t, k, nt && k == L && t >= head);
+    const index_t k = std::min(stop - t, L);
+    step(t, k, nt && k == L);
     if (++since == kFlushBatches) {
       flush();
       since = 0;
@@ -340,7 +335,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
   index_t t = stop;  // past the last valid token: zeros
   if constexpr (std::is_same_v<G, float>) {
     if (nt) {
-      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;  // (to the next aligned step)
       for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
     }
   }
