@@ -39,9 +39,9 @@ GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept 
 /// OPSM's sums of a row over its base mask (tokens [0, end); a truncated row has end 0): sg =
 /// sum m (ls - lp) in double lanes (each input widened before the difference: the general
 /// engine's per-token terms, summed in another order), npos = sum m [A >= 0] and neg (a valid
-/// token with !(A >= 0)) for per-token advantages (Ap; null: none). Not inlined: final_counts
-/// (the row counts n_fin) and the row call the same code, so both see the same bits of the gap
-/// and take the same keep decisions.
+/// token with !(A >= 0)) for per-token advantages (Ap; null: none). Run once per row, by
+/// final_counts (opsm_packet_counts: the row counts n_fin and the gap decision that the row
+/// kernel reads as fast_simd_row::gap_ok). (Not inlined, as when the row called it too.)
 template <class M>
 __attribute__((noinline)) opsm_sums opsm_row_sums(const float* lp, const float* ls, const M* mp,
                                                   const float* Ap, index_t end) noexcept {
@@ -162,10 +162,8 @@ struct tis_row {
   bool run(index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
     nb = trunc ? 0.0 : rw.n;
     n = nb;
-    if (opsm) {  // the row's gap (the sums final_counts took, bit for bit) and n_fin
-      const opsm_sums sums =
-          opsm_row_sums(rw.lp, rw.os != nullptr ? rw.os : rw.lo, rw.m, rw.A, end);
-      gap_ok = sums.sg / (nb < 1.0 ? 1.0 : nb) <= q.opsm_delta;
+    if (opsm) {  // the row's gap decision and n_fin (final_counts: opsm_packet_counts)
+      gap_ok = rw.gap_ok;
       if (!trunc) n = rw.nf;
     }
     if (wk == 1 || wk == 2) sweep1();
