@@ -143,6 +143,9 @@ struct loss_rows {
   std::vector<index_t>
       row_end;  ///< vectorised engines: one past each row's last nonzero mask entry
   std::vector<unsigned char> row_bin;  ///< vectorised: 0 / 1 mask (2: and a prefix of ones)
+  /// OPSM on the TIS rows: 1 where the row's gap sum m (ls - lp) / max(n, 1) is <= delta
+  /// (opsm_packet_counts; the row kernels read it instead of summing the gap again)
+  std::vector<unsigned char> opsm_gap_ok;
   loss_metrics met;
   explicit loss_rows(index_t B) : n_base(static_cast<std::size_t>(B), 0.0) {}
 };

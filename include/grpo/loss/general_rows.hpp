@@ -135,6 +135,9 @@ void opsm_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
   std::vector<unsigned char> dropped(B, 0);
   [[maybe_unused]] const double delta = c.o.opsm_threshold.value_or(0.0);
   [[maybe_unused]] const bool den = c.o.opsm_in_denominator;
+  // A row with nothing valid (its gap sum is 0: 0 / 1 <= delta) keeps its tokens' multipliers
+  // as its row kernel decides on that gap (its per-token loss at masked positions reads them).
+  r.opsm_gap_ok.assign(B, 0.0 <= delta ? 1 : 0);
   par::for_each_row(
       c.B,
       [&](index_t i) {
@@ -150,7 +153,8 @@ void opsm_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
           const opsm_sums s =
               opsm_sums_packet(lp, c.has_smp ? &in.sampler_logp(i, 0) : lo, &in.mask(i, 0),
                                row_a ? nullptr : &in.advantages(i, 0), r.row_end[k]);
-          if (s.sg / (nb < 1.0 ? 1.0 : nb) <= delta) return;  // every token kept
+          r.opsm_gap_ok[k] = s.sg / (nb < 1.0 ? 1.0 : nb) <= delta ? 1 : 0;
+          if (r.opsm_gap_ok[k]) return;  // every token kept
           if (row_a && in.advantages(i, 0) >= 0.0f) return;
           dropped[k] = row_a || s.neg ? 1 : 0;
           if (den) r.n_fin[k] = row_a ? 0.0 : s.npos;
@@ -635,8 +639,8 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
           rw.w = &c.in.is_weights(i, 0);
           rw.nw = i + 1 < c.B ? &c.in.is_weights(i + 1, 0) : nullptr;
         }
-        if (q.opsm) {  // (the gap's sampler row; n_fin from final_counts)
-          rw.os = c.has_smp ? &c.in.sampler_logp(i, 0) : nullptr;
+        if (q.opsm) {  // (the row's gap decision and n_fin from final_counts)
+          rw.gap_ok = r.opsm_gap_ok[static_cast<std::size_t>(i)] != 0;
           rw.nf = r.n_fin[static_cast<std::size_t>(i)];
         }
         return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);

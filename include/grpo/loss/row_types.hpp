@@ -106,9 +106,10 @@ struct fast_simd_row {
   /// Per-token weight row (the TIS rows with an external is_weights input: each token's detached
   /// IS weight, read in place of exp(lo - ls)) and the next row's (prefetch); null: none.
   const C *w = nullptr, *nw = nullptr;
-  /// OPSM rows: the sampler row of the off-policy gap (null: lo) and the row's final-mask count
-  /// n_fin (final_counts; the base count n without OPSM in the denominator).
-  const C* os = nullptr;
+  /// OPSM rows: whether the row's off-policy gap is <= delta (every token kept; the decision of
+  /// opsm_packet_counts, which summed the gap once per row) and the row's final-mask count n_fin
+  /// (final_counts; the base count n without OPSM in the denominator).
+  bool gap_ok = true;
   double nf = 0;
   /// One past the last nonzero mask entry (pass 1): without per-token loss output the kernels
   /// stop reading at the first step boundary >= end and zero-fill the gradient after it.

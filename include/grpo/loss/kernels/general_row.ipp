@@ -178,23 +178,18 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   const V v_kc(static_cast<float>(q.kl_coef)), v_skc(static_cast<float>(sk * q.kl_coef));
   const index_t stop = want_ptl ? Tn : end;
   const index_t nend = rw.nlp != nullptr ? rw.nend : 0;
-  // Streaming gradient stores for a large float gradient (written once here): full steps start
-  // at its first aligned boundary (`head` tokens before it run as one masked step).
+  // Streaming gradient stores for a large float gradient (written once here): the whole steps
+  // from t = 0 (row_desc sets nt only where the row's gradient starts on a packet boundary).
   const bool nt = std::is_same_v<G, float> && rw.nt;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  const index_t head =
-      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                kAlign / sizeof(float))
-         : 0;
   index_t since = 0;
-  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
+  for (index_t t = 0; t < stop; t += L) {
     if (t < nend) {  // the next row's valid part, while this one reads cached lines
       fast_prefetch(rw.nlp + t, 0);
       if (!on_policy) fast_prefetch(rw.nlo + t, 0);
       fast_prefetch(rw.nm + t, 0);
     }
-    const index_t k = std::min(stop - t, w);
-    const bool full = nt && k == L && t >= head;
+    const index_t k = std::min(stop - t, L);
+    const bool full = nt && k == L;
     V m;
     const Mk valid = valid_of(t, k, m);
     if (!want_ptl && !any(valid)) {  // a hole of padding: gradient exactly 0
@@ -250,7 +245,7 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   index_t t = stop;  // past the last valid token: zeros
   if constexpr (std::is_same_v<G, float>) {
     if (nt) {
-      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;  // (to the next aligned step)
       for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
     }
   }

@@ -39,9 +39,9 @@ GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept 
 /// OPSM's sums of a row over its base mask (tokens [0, end); a truncated row has end 0): sg =
 /// sum m (ls - lp) in double lanes (each input widened before the difference: the general
 /// engine's per-token terms, summed in another order), npos = sum m [A >= 0] and neg (a valid
-/// token with !(A >= 0)) for per-token advantages (Ap; null: none). Not inlined: final_counts
-/// (the row counts n_fin) and the row call the same code, so both see the same bits of the gap
-/// and take the same keep decisions.
+/// token with !(A >= 0)) for per-token advantages (Ap; null: none). Run once per row, by
+/// final_counts (opsm_packet_counts: the row counts n_fin and the gap decision that the row
+/// kernel reads as fast_simd_row::gap_ok). (Not inlined, as when the row called it too.)
 template <class M>
 __attribute__((noinline)) opsm_sums opsm_row_sums(const float* lp, const float* ls, const M* mp,
                                                   const float* Ap, index_t end) noexcept {
@@ -162,10 +162,8 @@ struct tis_row {
   bool run(index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
     nb = trunc ? 0.0 : rw.n;
     n = nb;
-    if (opsm) {  // the row's gap (the sums final_counts took, bit for bit) and n_fin
-      const opsm_sums sums =
-          opsm_row_sums(rw.lp, rw.os != nullptr ? rw.os : rw.lo, rw.m, rw.A, end);
-      gap_ok = sums.sg / (nb < 1.0 ? 1.0 : nb) <= q.opsm_delta;
+    if (opsm) {  // the row's gap decision and n_fin (final_counts: opsm_packet_counts)
+      gap_ok = rw.gap_ok;
       if (!trunc) n = rw.nf;
     }
     if (wk == 1 || wk == 2) sweep1();
@@ -301,16 +299,11 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
 template <bool Ppo, bool KL, bool RowA, class M, class G>
 void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
   const index_t stop = want_ptl ? Tn : end;
-  // Streaming gradient stores for a large float gradient: full steps start at its first aligned
-  // boundary (`head` tokens before it run as one masked step).
+  // Streaming gradient stores for a large float gradient: the whole steps from t = 0 (row_desc
+  // sets nt only where the row's gradient starts on a packet boundary).
   const bool nt = std::is_same_v<G, float> && rw.nt;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  const index_t head =
-      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                kAlign / sizeof(float))
-         : 0;
   index_t since = 0;
-  for (index_t t = 0, w = head > 0 ? head : L; t < stop; t += w, w = L) {
+  for (index_t t = 0; t < stop; t += L) {
     if (t + kPrefetch < stop) {
       fast_prefetch(rw.lp + t, kPrefetch);
       if (!on_policy) fast_prefetch(rw.lo + t, kPrefetch);
@@ -329,8 +322,8 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
       if constexpr (!RowA) fast_prefetch(rw.nA, u);
       fast_prefetch(rw.nm, u);
     }
-    const index_t k = std::min(stop - t, w);
-    step(t, k, nt && k == L && t >= head);
+    const index_t k = std::min(stop - t, L);
+    step(t, k, nt && k == L);
     if (++since == kFlushBatches) {
       flush();
       since = 0;
@@ -340,7 +333,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
   index_t t = stop;  // past the last valid token: zeros
   if constexpr (std::is_same_v<G, float>) {
     if (nt) {
-      for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.g[t] = 0.0f;
+      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;  // (to the next aligned step)
       for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
     }
   }

@@ -352,25 +352,18 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::full_step(lanes_acc& 
   }
 }
 
-/// The row loop: head (alignment of streaming stores), whole steps with prefetch (a prefix row's
-/// steps inside [0, end) as Full steps), masked tail, zero fill past the last valid token, then
-/// (Lean) the range check of the unguarded exps and finish(). Lean with an exp argument out of
-/// range: nothing is added to rp, out_of_range is set (token_row_run reruns the row).
+/// The row loop: whole steps with prefetch (a prefix row's steps inside [0, end) as Full steps),
+/// masked tail, zero fill past the last valid token, then (Lean) the range check of the
+/// unguarded exps and finish(). Lean with an exp argument out of range: nothing is added to rp,
+/// out_of_range is set (token_row_run reruns the row). Streaming stores (nt): row_desc sets nt
+/// only for a row whose gradient (and dL/dH) start on a packet boundary, so every whole step
+/// from t = 0 is an aligned store.
 template <policy_loss_kind K, int KLM, bool RowA, bool Lean, class M, class G>
 bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noexcept {
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  const index_t head =
-      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.g) % kAlign) %
-                                kAlign / sizeof(float))
-         : 0;
-  const index_t last = want_ptl ? Tn : std::max(rw.end, head);
-  const index_t stop = std::min(Tn, head + (last - head + L - 1) / L * L);
+  const index_t last = want_ptl ? Tn : rw.end;
+  const index_t stop = std::min(Tn, (last + L - 1) / L * L);
   lanes_acc a(zero, pinf);
   index_t t = 0, since = 0;
-  if (head > 0 && stop > 0) {
-    t = std::min(head, stop);
-    step<true>(a, 0, t);
-  }
   if constexpr (Lean) {
     if (prefix) {  // steps with every lane inside [0, end)
       const index_t full_stop = std::min(stop, rw.end);
@@ -383,9 +376,9 @@ bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noe
     t = stop;
   }
   flush(a);
-  if (t < Tn) {  // past the last valid token: zeros
+  if (t < Tn) {  // past the last valid token: zeros (t = stop: a whole step's boundary or Tn)
     if constexpr (std::is_same_v<G, float>) {
-      for (; t + L <= Tn && nt && t >= head; t += L) A::stream(rw.g + t, zero.v);
+      for (; t + L <= Tn && nt; t += L) A::stream(rw.g + t, zero.v);
     }
     for (; t < Tn; ++t) rw.g[t] = G(0);
   }
@@ -517,19 +510,14 @@ bool entropy_row(const fast_simd_row<float, M, G>& rw_in, index_t Tn, fast_row_p
   const bool prefix = rw.prefix && !rw.trunc, want_ge = rw.ge != nullptr;
   const index_t end = rw.trunc ? 0 : std::min(rw.end, Tn);
   const index_t stop = std::min(Tn, (end + L - 1) / L * L);  // reads: the steps up to end
-  // Streaming dL/dH stores for a large float output (as the gradient's): full steps from its
-  // first aligned boundary.
+  // Streaming dL/dH stores for a large float output (as the gradient's): whole steps from t = 0
+  // (row_desc sets nt only where dL/dH starts on a packet boundary).
   const bool nt = std::is_same_v<G, float> && rw.nt && want_ge;
-  constexpr std::uintptr_t kAlign = sizeof(float) * L;
-  const index_t head =
-      nt ? static_cast<index_t>((kAlign - reinterpret_cast<std::uintptr_t>(rw.ge) % kAlign) %
-                                kAlign / sizeof(float))
-         : 0;
   V s = zero, s2 = zero, mn = pinf, mx = -pinf;
   dsum d_s, d_s2;
   index_t since = 0, t = 0;
-  for (index_t w = head > 0 ? head : L; t < stop; t += w, w = L) {
-    const index_t k = std::min(stop - t, w);
+  for (; t < stop; t += L) {
+    const index_t k = std::min(stop - t, L);
     if (t + kPrefetch < stop) {
       fast_prefetch(rw.h + t, kPrefetch);
       if (!prefix) fast_prefetch(rw.m + t, kPrefetch);
@@ -552,7 +540,7 @@ bool entropy_row(const fast_simd_row<float, M, G>& rw_in, index_t Tn, fast_row_p
     if (want_ge) {
       const V ge = gh * m;
       if constexpr (std::is_same_v<G, float>) {
-        if (nt && k == L && t >= head) {
+        if (nt && k == L) {
           A::stream(rw.ge + t, ge.v);
         } else if (k == L) {
           store_as<false>(rw.ge + t, ge, L);
@@ -573,14 +561,12 @@ bool entropy_row(const fast_simd_row<float, M, G>& rw_in, index_t Tn, fast_row_p
     }
   }
   d_s.add(s), d_s2.add(s2);
-  t = stop;  // (a last step narrower than its width w ends at stop)
+  t = stop;  // (a last step narrower than L ends at stop = Tn)
   if (want_ge) {  // past the last valid token's step: gh * 0 (the general engine's signed zero)
     const float z = rw.gh * 0.0f;
     if constexpr (std::is_same_v<G, float>) {
-      if (nt) {
-        for (; t < Tn && (t < head || (t - head) % L != 0); ++t) rw.ge[t] = z;
+      if (nt)  // (stop < Tn: a whole step's boundary, aligned)
         for (; t + L <= Tn; t += L) A::stream(rw.ge + t, V(z).v);
-      }
     }
     for (; t < Tn; ++t) rw.ge[t] = static_cast<G>(z);
     if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
