@@ -266,8 +266,7 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
       s_w = s_w + keep(valid, mw);
       s_w2 = s_w2 + keep(valid, mw * rho);
       w_mn = vmin(sel<V>(valid, rho, pinf), w_mn);
-      w_mx = vmax(sel<V>(valid, rho, -pinf), w_mx);
-      chk = chk + keep(valid, rho - rho);
+      w_mx = vmax(sel<V>(valid, rho, -pinf), w_mx);  // (a non-finite rho: s_w is not finite)
     }
     V value, g;
     if constexpr (RowA) {
@@ -329,8 +328,8 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
       }
       if constexpr (KL) d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr);
       if constexpr (KL) s_k = s_k2 = s_kr = zero;
+      if constexpr (KL) d_chk.add(chk), chk = zero;
       if (tis) d_w.add(s_w), d_w2.add(s_w2), s_w = s_w2 = zero;
-      d_chk.add(chk), chk = zero;
       since = 0;
     }
   }
@@ -360,8 +359,9 @@ bool gspo_row<KLM, RowA, Prefix, M, G>::totals(fast_row_part& rp) noexcept {
     if (KL && (!std::isfinite(sk_sum) || !std::isfinite(d_k2.total()) ||
                (kl_hidden && !std::isfinite(d_chk.total()))))
       return false;
-    // IS weight: a non-finite weight on a valid token, or a float overflow of the weighted sums
-    if (tis && (!std::isfinite(d_chk.total()) || !std::isfinite(d_w.total()) ||
+    // IS weight: a non-finite weight on a valid token (m rho is then not finite in s_w), or a
+    // float overflow of the weighted sums
+    if (tis && (!std::isfinite(d_w.total()) ||
                 !std::isfinite(d_w2.total()) || !std::isfinite(rho_row) ||
                 (!RowA && (!std::isfinite(d_pol.total()) || !std::isfinite(d_dr.total())))))
       return false;
