@@ -29,21 +29,10 @@
 /// KLM: 0 no KL, 1 plain k3 (exp_fast; no per-token loss output), 2 any estimator (kl()).
 /// Prefix: a binary mask whose ones are exactly [0, end) (the mask is never read).
 
-/// ops::tis_weight over lanes from gspo_params (as tis_row.ipp's tis_weight_lanes: truncate: the
-/// bound that binds; mask: 0 outside [c_min, c_max]; a bound <= 0 is open; NaN stays NaN).
+/// ops::tis_weight over lanes from gspo_params (lanes.ipp tis_bound).
 GRPO_FORCEINLINE V tis_bound_lanes(const V& rho, const gspo_params& q) noexcept {
-  const bool lo = q.tis->tis_c_min > 0.0, hi = q.tis->tis_c_max > 0.0;  // (the op's tests)
-  const V cmin(q.c_min), cmax(q.c_max);
-  if (!q.tis_mask) {
-    V r = rho;
-    if (hi) r = sel<V>(rho > cmax, cmax, r);
-    if (lo) r = sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: the two never both bind)
-    return r;
-  }
-  Mk out = none_set<V>();
-  if (lo) out = out | (rho < cmin);
-  if (hi) out = out | (rho > cmax);
-  return sel<V>(out, V(0.0f), rho);
+  return tis_bound(rho, q.c_min, q.c_max, q.tis->tis_c_min > 0.0, q.tis->tis_c_max > 0.0,
+                   q.tis_mask);
 }
 
 template <int KLM, bool RowA, bool Prefix, class M, class G>

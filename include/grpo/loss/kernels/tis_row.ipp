@@ -19,21 +19,10 @@
 /// a flagged row (or a float overflow of a sum or of the ratio) returns false and is rerun by the
 /// general engine's row in double (general_row_alone): the named error, or the exact row.
 
-/// ops::tis_weight over lanes (truncate: the bound that binds; mask: 0 outside [c_min, c_max];
-/// a bound <= 0 is open; NaN stays NaN, as the op's compares).
+/// ops::tis_weight over lanes from tis_params (lanes.ipp tis_bound).
 GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept {
-  const bool lo = q.lpar.tis_c_min > 0.0, hi = q.lpar.tis_c_max > 0.0;  // (the op's tests)
-  const V cmin(q.c_min), cmax(q.c_max);
-  if (!q.mask_mode) {
-    V r = rho;
-    if (hi) r = sel<V>(rho > cmax, cmax, r);
-    if (lo) r = sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: the two never both bind)
-    return r;
-  }
-  Mk out = none_set<V>();
-  if (lo) out = out | (rho < cmin);
-  if (hi) out = out | (rho > cmax);
-  return sel<V>(out, V(0.0f), rho);
+  return tis_bound(rho, q.c_min, q.c_max, q.lpar.tis_c_min > 0.0, q.lpar.tis_c_max > 0.0,
+                   q.mask_mode);
 }
 
 /// OPSM's sums of a row over its base mask (tokens [0, end); a truncated row has end 0): sg =
