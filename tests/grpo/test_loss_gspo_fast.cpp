@@ -82,17 +82,21 @@ problem make_problem(long B, long T, unsigned seed, bool weighted, bool holes) {
   return p;
 }
 
+/// v as E with stride - 1 zeros after each value (a strided view's storage).
+template <class E>
+std::vector<E> strided_copy(const std::vector<double>& v, int stride) {
+  std::vector<E> s(v.size() * static_cast<std::size_t>(stride), E(0));
+  for (std::size_t k = 0; k < v.size(); ++k) s[k * static_cast<std::size_t>(stride)] = E(v[k]);
+  return s;
+}
+
 /// compute_loss_into on inputs of type E, outputs double. stride 2 (a copy with gaps) forces the
 /// general engine; per_tok selects token-level advantages; on_policy drops old_logp.
 template <class E>
 grpo::loss_result run(const grpo::loss_options& o, const problem& p, int stride, bool per_tok,
                       bool on_policy, bool truncate) {
   const long B = p.B, T = p.T;
-  auto spread = [&](const std::vector<double>& v) {
-    std::vector<E> s(static_cast<std::size_t>(B * T * stride), E(0));
-    for (std::size_t k = 0; k < v.size(); ++k) s[k * static_cast<std::size_t>(stride)] = E(v[k]);
-    return s;
-  };
+  auto spread = [stride](const std::vector<double>& v) { return strided_copy<E>(v, stride); };
   const auto lp = spread(p.lp), old = spread(p.old), ref = spread(p.ref), mask = spread(p.mask),
              adv = spread(p.adv_tok);
   const std::vector<E> adv_row(p.adv_row.begin(), p.adv_row.end());
@@ -633,11 +637,7 @@ grpo::loss_result run_tis(const grpo::loss_options& o, const tis_problem& q, int
                           bool per_tok, bool want_ptl) {
   const problem& p = q.p;
   const long B = p.B, T = p.T;
-  auto spread = [&](const std::vector<double>& v) {
-    std::vector<E> s(static_cast<std::size_t>(B * T * stride), E(0));
-    for (std::size_t k = 0; k < v.size(); ++k) s[k * static_cast<std::size_t>(stride)] = E(v[k]);
-    return s;
-  };
+  auto spread = [stride](const std::vector<double>& v) { return strided_copy<E>(v, stride); };
   const auto lp = spread(p.lp), old = spread(p.old), ref = spread(p.ref), mask = spread(p.mask),
              adv = spread(p.adv_tok), smp = spread(q.smp), isw = spread(q.isw);
   const std::vector<E> adv_row(p.adv_row.begin(), p.adv_row.end());
