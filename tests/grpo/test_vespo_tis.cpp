@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -213,4 +214,127 @@ TEST_CASE("metrics: TRL entropy metric with non-zero entropies, by hand" *
   CHECK(got.metrics.entropy.max == 2.4);
   // The entropy bonus uses the same mean (token_mean): loss contribution -0.01 * sum / 14.
   CHECK(got.entropy_loss == doctest::Approx(sum / 14.0).epsilon(1e-14));
+}
+
+namespace {
+
+/// One sampler-log-prob configuration of the NaN / inf probe below.
+struct sampler_route {
+  const char* name;
+  void (*set)(grpo::loss_options&);
+};
+
+/// compute_loss with the make_data() batch in storage type E (float: the packet rows where this
+/// CPU has them; double: the general engine), sampler_logp = ls.
+template <class E>
+double sampler_loss(const batch_data& d, const std::vector<double>& ls,
+                    const grpo::loss_options& o) {
+  auto cv = [](const std::vector<double>& x) { return std::vector<E>(x.begin(), x.end()); };
+  const std::vector<E> lp = cv(d.lp), lo = cv(d.lo), s = cv(ls), a = cv(d.adv), m = cv(d.mask);
+  grpo::loss_batch<E, E> b;
+  auto v = [](const std::vector<E>& x) { return grpo::make_view(x.data(), {B, T}); };
+  b.logp = v(lp);
+  b.old_logp = v(lo);
+  b.sampler_logp = v(s);
+  b.advantages = v(a);
+  b.mask = v(m);
+  return grpo::compute_loss(o, b).loss;
+}
+
+}  // namespace
+
+TEST_CASE("sampler_logp: a non-finite value on a valid token is [grpo.bad_value] on every route" *
+          doctest::test_suite("bad_input")) {
+  // The weight exp(lo - ls), the sequence weight, OpenRLHF's seq-mask filter and OPSM's gap read
+  // the sampler's log-prob of every valid token: NaN / +-inf there (a sampler reports a finite
+  // log-prob for a token it sampled) is hostile input, named like old_logp's; a masked token is
+  // never read. The routes: the general engine (double inputs), the float packet rows (TIS rows,
+  // OPSM rows, GSPO's sequence rows; the general engine again on the baseline path).
+  const sampler_route routes[] = {
+      {"ppo token TIS", [](grpo::loss_options& o) { o.tis.enabled = true; }},
+      {"ppo token TIS, mask mode",
+       [](grpo::loss_options& o) {
+         o.tis.enabled = true;
+         o.tis.mode = grpo::ops::tis_mode::mask;
+         o.tis.c_min = 0.5;
+         o.tis.c_max = 2.0;
+       }},
+      {"ppo sequence TIS",
+       [](grpo::loss_options& o) {
+         o.tis.enabled = true;
+         o.tis.sequence = true;
+       }},
+      {"ppo seq-mask TIS",
+       [](grpo::loss_options& o) {
+         o.tis.enabled = true;
+         o.tis.seq_mask = true;
+         o.tis.c_min = 0.5;
+         o.tis.c_max = 2.0;
+       }},
+      {"ppo OPSM (gap from the sampler)", [](grpo::loss_options& o) { o.opsm_threshold = 0.1; }},
+      {"ppo OPSM out of the denominator + token TIS",
+       [](grpo::loss_options& o) {
+         o.opsm_threshold = 0.1;
+         o.opsm_in_denominator = false;
+         o.tis.enabled = true;
+       }},
+      {"GSPO + token TIS",
+       [](grpo::loss_options& o) {
+         o.policy.level = grpo::is_level::sequence;
+         o.tis.enabled = true;
+       }},
+      {"GSPO-token + sequence TIS",
+       [](grpo::loss_options& o) {
+         o.policy.level = grpo::is_level::sequence_token;
+         o.tis.enabled = true;
+         o.tis.sequence = true;
+       }},
+      {"VESPO + token TIS",
+       [](grpo::loss_options& o) {
+         o.policy.kind = grpo::policy_loss_kind::vespo;
+         o.tis.enabled = true;
+       }},
+  };
+  const batch_data d = make_data();
+  const double bad_values[] = {std::numeric_limits<double>::quiet_NaN(),
+                               std::numeric_limits<double>::infinity(),
+                               -std::numeric_limits<double>::infinity()};
+  int thrown = 0, probes = 0;
+  for (const auto& rt : routes) {
+    grpo::loss_options o;
+    rt.set(o);
+    if (o.tis.enabled && o.tis.c_min == 0.0 && o.tis.c_max == 0.0) o.tis.c_max = 2.0;
+    for (int dbl = 0; dbl < 2; ++dbl) {
+      auto loss = [&](const std::vector<double>& ls) {
+        return dbl ? sampler_loss<double>(d, ls, o) : sampler_loss<float>(d, ls, o);
+      };
+      const double ref = loss(d.ls);
+      REQUIRE(std::isfinite(ref));
+      for (double bv : bad_values) {
+        const std::string route = rt.name;
+        CAPTURE(route);
+        CAPTURE(dbl);
+        CAPTURE(bv);
+        // Valid token (row 1, t 2): the named error.
+        std::vector<double> ls = d.ls;
+        ls[1 * T + 2] = bv;
+        ++probes;
+        try {
+          (void)loss(ls);
+          FAIL_CHECK("no error thrown");
+        } catch (const grpo::error& e) {
+          ++thrown;
+          CHECK(e.code() == grpo::errc::bad_value);
+          CHECK_MESSAGE(std::string(e.what()).find("sampler_logp") != std::string::npos, e.what());
+        }
+        // Masked tokens (row 1, t 4; row 3, t 3): never read, the loss of the finite batch.
+        ls = d.ls;
+        ls[1 * T + 4] = bv;
+        ls[3 * T + 3] = bv;
+        CHECK(loss(ls) == ref);
+      }
+    }
+  }
+  CHECK(probes == 9 * 2 * 3);
+  CHECK(thrown == probes);
 }

@@ -366,7 +366,9 @@ GRPO_HOST_DEVICE inline token_out token_terms(const loss_params& p, const row_ct
   o.mf = mf;
   if (x.m != 0.0) {
     const bool fin = (x.lp - x.lp == 0.0) && (x.lo - x.lo == 0.0) && (x.A - x.A == 0.0) &&
-                     (p.kl_coef == 0.0 || x.lr - x.lr == 0.0) && (!p.emask || x.h - x.h == 0.0);
+                     (p.kl_coef == 0.0 || x.lr - x.lr == 0.0) && (!p.emask || x.h - x.h == 0.0) &&
+                     (!(p.tis || p.opsm) || x.ls - x.ls == 0.0) &&
+                     (!x.has_isw || x.isw - x.isw == 0.0);
     o.bad = !fin;
   }
   // Step 2: ratio and its derivative with respect to lp (direct, or spread over the row).

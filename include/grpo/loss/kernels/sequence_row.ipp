@@ -253,6 +253,10 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
       rho = weight(t, k, lp, v_rho);
       const V mw = wm(m, rho);
       s_w = s_w + keep(valid, mw);
+      if ((wk == 0 || wk == 2) && ls != nullptr) {  // a non-finite sampler_logp (bounded or
+        const V sv = ld(ls + t, k);                 // 0 through exp): NaN in s_w, so the row
+        s_w = s_w + keep(valid, sv - sv);           // reruns in double (the named error)
+      }
       s_w2 = s_w2 + keep(valid, mw * rho);
       w_mn = vmin(sel<V>(valid, rho, pinf), w_mn);
       w_mx = vmax(sel<V>(valid, rho, -pinf), w_mx);  // (a non-finite rho: s_w is not finite)
