@@ -124,24 +124,6 @@ opsm_sums opsm_sums_packet([[maybe_unused]] const float* lp, [[maybe_unused]] co
   return opsm_sums{};  // (unreachable: plan() routes OPSM here only where the rows exist)
 }
 
-/// A row whose OPSM gap sum m (ls - lp) is not finite (a double sum of floats cannot overflow:
-/// some valid token's logp or sampler_logp, or old_logp standing in for it, is NaN / +-inf):
-/// throws the general engine's named error for the first such token (cold path).
-template <class T, class M, class G>
-[[noreturn]] void opsm_row_not_finite(const loss_call<T, M, G>& c, index_t i) {
-  for (index_t t = 0; t < c.Tn; ++t) {
-    if (c.base_m(i, t) == 0.0) continue;
-    GRPO_EXPECTS(std::isfinite(c.lp_at(i, t)), bad_value,
-                 "logp: non-finite value on a valid token");
-    const token_in x = c.tok(i, t, 1.0);
-    GRPO_EXPECTS(c.has_smp || std::isfinite(x.lo), bad_value,
-                 "old_logp: non-finite value on a valid token");
-    GRPO_EXPECTS(std::isfinite(x.ls), bad_value,
-                 "sampler_logp: non-finite value on a valid token");
-  }
-  GRPO_THROW(bad_value, "OPSM: non-finite off-policy gap");  // (unreachable)
-}
-
 /// Final-mask counts of the OPSM packet rows (after the vectorised mask pass; no top-entropy
 /// mask): per row the gap sum m (ls - lp) / max(n, 1) and the keeps of opsm_keep (A >= 0 or gap
 /// <= delta): per-sequence A keeps or drops the row; per-token A keeps the A >= 0 tokens of a
@@ -171,7 +153,6 @@ void opsm_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
           const opsm_sums s =
               opsm_sums_packet(lp, c.has_smp ? &in.sampler_logp(i, 0) : lo, &in.mask(i, 0),
                                row_a ? nullptr : &in.advantages(i, 0), r.row_end[k]);
-          if (!std::isfinite(s.sg)) opsm_row_not_finite(c, i);  // (throws: the named error)
           r.opsm_gap_ok[k] = s.sg / (nb < 1.0 ? 1.0 : nb) <= delta ? 1 : 0;
           if (r.opsm_gap_ok[k]) return;  // every token kept
           if (row_a && in.advantages(i, 0) >= 0.0f) return;
