@@ -325,17 +325,9 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   d_pol.add(s_pol), d_dr.add(s_dr), d_a.add(s_a), d_a2.add(s_a2), d_neg.add(s_neg);
   d_pos.add(s_pos), d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
   d_w.add(s_w), d_w2.add(s_w2);
-  index_t t = stop;  // past the last valid token: zeros
-  if constexpr (std::is_same_v<G, float>) {
-    if (nt) {  // (aligned row: the next packet boundary, then full streaming steps)
-      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;
-      for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
-    }
-  }
-  for (; t < Tn; ++t) rw.g[t] = G(0);
-  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
+  zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
   if (want_ge)
-    for (t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+    for (index_t t = stop; t < Tn; ++t) rw.ge[t] = G(0);
 }
 
 /// Checks, sweep 3 (GSPO's spread when it sums the row), row totals into rp.
