@@ -187,12 +187,7 @@ loss_scalars sequence_tis_rows(const loss_call<T, M, G>& c, loss_rows& r, gspo_p
   const auto B = static_cast<std::size_t>(c.B);
   const bool kl_on = o.kl_coef != 0.0;
   const tis_params tq = tis_rows_params(o, c.has_isw);
-  gq.wkind = tq.wkind;
-  gq.tis = &c.lpar;
-  gq.tis_mask = tq.mask_mode;
-  gq.c_min = tq.c_min;
-  gq.c_max = tq.c_max;
-  gq.log_clamp = tq.log_clamp;
+  gq.tis = &tq;
   std::vector<fast_row_part> parts(B);
   std::vector<tis_row_out> outs(B);
   const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
