@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -563,9 +564,10 @@ TEST_CASE("GSPO path: float outputs, streaming stores on unaligned rows, integer
 }
 
 // ---- GSPO with a rollout IS weight (verl GSPO with rollout correction) -----------------------
-// Float inputs on the sequence rows (packet rows on the avx2 / avx512 paths; elsewhere the general
-// engine) against the general engine in double (a stride-2 copy) on float-exact inputs: every
-// output and metric (is_weight included) within 1e-6 of its scale (docs/kernel-notes/
+// Float inputs on the sequence rows (packet rows on the avx2 / avx512 paths, the lane-generic rows
+// on the baseline path) against the general engine in double (a stride-2 copy) on float-exact
+// inputs: every output and metric (is_weight included) within 1e-6 of its scale; double inputs
+// on the sequence rows (lane-generic rows, every path) within 1e-12 (docs/kernel-notes/
 // sequence-rows.md). Token / sequence / seq-mask TIS x truncate / mask, the caller's is_weights,
 // GSPO and GSPO-token, KL off / k3 / bias-corrected k2, four aggregations, per-row and per-token
 // advantages, per-token loss on / off, T = 1, 13, 64, 300, binary / holed / fractional masks with
@@ -574,7 +576,7 @@ namespace {
 
 struct tis_problem {
   problem p;
-  std::vector<double> smp, isw;
+  std::vector<double> smp, isw, ent;  // (ent: token entropies, the entropy-term tests)
 };
 
 tis_problem make_tis_problem(long B, long T, unsigned seed, int mk) {
@@ -584,9 +586,11 @@ tis_problem make_tis_problem(long B, long T, unsigned seed, int mk) {
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   q.smp.resize(q.p.lp.size());
   q.isw.resize(q.p.lp.size());
+  q.ent.resize(q.p.lp.size());
   for (std::size_t k = 0; k < q.smp.size(); ++k) {
     q.smp[k] = static_cast<float>(q.p.old[k] - 0.3 * u(g));
     q.isw[k] = static_cast<float>(1.0 + 0.6 * u(g));
+    q.ent[k] = static_cast<float>(1.5 + 1.4 * u(g));
   }
   return q;
 }
@@ -631,15 +635,17 @@ grpo::loss_options tis_config(grpo::is_level level, int w, int kl, int agg) {
 }
 
 /// compute_loss_into with the IS weight inputs: E inputs, double outputs; stride 2 forces the
-/// general engine; want_ptl false: only the gradient (the lean kernels).
+/// general engine; want_ptl false: only the gradient (the lean kernels). ent: the entropy input
+/// and dL/dH output instead of an IS weight (tis disabled: no is_weights either).
 template <class E>
 grpo::loss_result run_tis(const grpo::loss_options& o, const tis_problem& q, int stride,
-                          bool per_tok, bool want_ptl) {
+                          bool per_tok, bool want_ptl, bool ent = false) {
   const problem& p = q.p;
   const long B = p.B, T = p.T;
   auto spread = [stride](const std::vector<double>& v) { return strided_copy<E>(v, stride); };
   const auto lp = spread(p.lp), old = spread(p.old), ref = spread(p.ref), mask = spread(p.mask),
-             adv = spread(p.adv_tok), smp = spread(q.smp), isw = spread(q.isw);
+             adv = spread(p.adv_tok), smp = spread(q.smp), isw = spread(q.isw),
+             entv = spread(q.ent);
   const std::vector<E> adv_row(p.adv_row.begin(), p.adv_row.end());
   auto view = [&](const std::vector<E>& v) {
     return grpo::make_view(v.data(), {B, T}, {T * stride, stride});
@@ -653,25 +659,25 @@ grpo::loss_result run_tis(const grpo::loss_options& o, const tis_problem& q, int
   b.truncated = std::span<const unsigned char>(p.truncated);
   if (o.tis.enabled)
     b.sampler_logp = view(smp);
-  else
+  else if (!ent)
     b.is_weights = view(isw);
+  if (ent) b.entropy = view(entv);
   grpo::loss_result res;
   res.grad_logp.assign(static_cast<std::size_t>(B * T), 7.0);
   res.per_token_loss.assign(res.grad_logp.size(), 0.0);
+  res.grad_entropy.assign(res.grad_logp.size(), 7.0);
   grpo::loss_outputs<double> out;
   out.grad_logp = grpo::make_view(res.grad_logp.data(), {B, T});
   if (want_ptl) out.per_token_loss = grpo::make_view(res.per_token_loss.data(), {B, T});
+  if (ent) out.grad_entropy = grpo::make_view(res.grad_entropy.data(), {B, T});
   const grpo::loss_scalars s = grpo::compute_loss_into(o, b, out);
   res.loss = s.loss;
   res.policy_loss = s.policy_loss;
   res.kl_loss = s.kl_loss;
+  res.entropy_loss = s.entropy_loss;
   res.metrics = s.metrics;
   res.engine_used = s.engine_used;
   return res;
-}
-
-bool packet_rows_here() {
-  return grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
 }
 
 /// f (float, sequence rows) against d (double, general engine): outputs and metrics to 1e-6 of
@@ -680,7 +686,7 @@ bool packet_rows_here() {
 /// the per-token loss's is its largest magnitude plus kl_coef (k3 = e^d - d - 1 in float loses
 /// ~1e-7 e^d absolutely to cancellation where k is small).
 void check_tis_pair(const grpo::loss_options& o, const problem& p, const grpo::loss_result& f,
-                    const grpo::loss_result& d, bool want_ptl) {
+                    const grpo::loss_result& d, bool want_ptl, double tol = 1e-6) {
   std::vector<double> n(static_cast<std::size_t>(p.B), 0.0);
   for (long i = 0; i < p.B; ++i)
     for (long t = 0; t < p.T; ++t)
@@ -694,9 +700,9 @@ void check_tis_pair(const grpo::loss_options& o, const problem& p, const grpo::l
       if (!p.truncated[static_cast<std::size_t>(i)])
         sc += s[static_cast<std::size_t>(i)] * p.mask[k] * std::fabs(d.per_token_loss[k]);
     }
-  CHECK(std::fabs(f.loss - d.loss) <= 1e-6 * sc);
-  CHECK(std::fabs(f.policy_loss - d.policy_loss) <= 1e-6 * sc);
-  CHECK(std::fabs(f.kl_loss - d.kl_loss) <= 1e-6 * sc);
+  CHECK(std::fabs(f.loss - d.loss) <= tol * sc);
+  CHECK(std::fabs(f.policy_loss - d.policy_loss) <= tol * sc);
+  CHECK(std::fabs(f.kl_loss - d.kl_loss) <= tol * sc);
   const double gs = max_abs(d.grad_logp) + 1e-30, ps = max_abs(d.per_token_loss) + o.kl_coef;
   double g_err = 0, p_err = 0;
   std::size_t nonzero_pad = 0;
@@ -705,18 +711,17 @@ void check_tis_pair(const grpo::loss_options& o, const problem& p, const grpo::l
     p_err = grpo_test::err_max(p_err, std::fabs(f.per_token_loss[k] - d.per_token_loss[k]));
     nonzero_pad += (d.grad_logp[k] == 0.0 && f.grad_logp[k] != 0.0) ? 1 : 0;
   }
-  CHECK(g_err <= 1e-6 * gs);
-  if (want_ptl) CHECK(p_err <= 1e-6 * ps);
+  CHECK(g_err <= tol * gs);
+  if (want_ptl) CHECK(p_err <= tol * ps);
   CHECK(nonzero_pad == 0);  // masked: exactly 0
-  check_metrics(f.metrics, d.metrics, 1e-6);
+  check_metrics(f.metrics, d.metrics, tol);
 }
 
 }  // namespace
 
 TEST_CASE("GSPO + rollout IS weight: sequence rows equal the general engine (double)" *
           doctest::test_suite("loss")) {
-  const auto expect_engine =
-      packet_rows_here() ? grpo::loss_engine::sequence_rows : grpo::loss_engine::general;
+  const auto expect_engine = grpo::loss_engine::sequence_rows;  // (every path, float and double)
   int weights_bound = 0, calls = 0;
   for (long T : {1L, 13L, 64L, 300L}) {
     for (int mk = 0; mk < 3; ++mk) {
@@ -731,9 +736,14 @@ TEST_CASE("GSPO + rollout IS weight: sequence rows equal the general engine (dou
                         << " kl " << kl << " variant " << var);
               const auto f = run_tis<float>(o, q, 1, per_tok, want_ptl);
               const auto d = run_tis<double>(o, q, 2, per_tok, true);
+              const auto dr = run_tis<double>(o, q, 1, per_tok, want_ptl);  // lane-generic rows
               CHECK(f.engine_used == expect_engine);
-              CHECK(d.engine_used == grpo::loss_engine::general);
+              CHECK(dr.engine_used == expect_engine);
+              // (T = 1: every stride is unit, so the "strided" double run takes the sequence
+              // rows too; the float rows are then compared with the lane-generic double rows)
+              if (T > 1) CHECK(d.engine_used == grpo::loss_engine::general);
               check_tis_pair(o, q.p, f, d, want_ptl);
+              check_tis_pair(o, q.p, dr, d, want_ptl, 1e-12);
               // the weights vary and their bounds bind somewhere (else the test shows little)
               const auto& iw = d.metrics.is_weight;
               weights_bound += (iw.weight > 0 && iw.min < iw.max) ? 1 : 0;
@@ -749,8 +759,9 @@ TEST_CASE("GSPO + rollout IS weight: sequence rows equal the general engine (dou
 
 TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, errors" *
           doctest::test_suite("loss")) {
-  const auto expect_engine =
-      packet_rows_here() ? grpo::loss_engine::sequence_rows : grpo::loss_engine::general;
+  // Float inputs (packet rows, or the lane-generic rows on the baseline path) and double inputs
+  // (the lane-generic rows): the same rules.
+  const auto expect_engine = grpo::loss_engine::sequence_rows;
   tis_problem q = make_tis_problem(6, 70, 5, 1);
   auto& mask = q.p.mask;
   const long T = q.p.T;
@@ -764,14 +775,15 @@ TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, e
   REQUIRE(masked >= 0);
   const auto kv = static_cast<std::size_t>(3 * T + valid),
              km = static_cast<std::size_t>(3 * T + masked);
-  for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+  auto body = [&](auto tag, grpo::is_level level) {
+    using E = decltype(tag);
     const auto oi = tis_config(level, 6, 1, 0), ot = tis_config(level, 0, 1, 0);
-    INFO("level " << int(level));
-    const auto clean = run_tis<float>(oi, q, 1, false, false);
+    INFO("level " << int(level) << (std::is_same_v<E, float> ? " float" : " double"));
+    const auto clean = run_tis<E>(oi, q, 1, false, false);
     // a non-finite weight on a masked token: ignored (the loss, gradient and metrics unchanged)
     for (double bad : {std::nan(""), HUGE_VAL}) {
       q.isw[km] = bad;
-      const auto r = run_tis<float>(oi, q, 1, false, false);
+      const auto r = run_tis<E>(oi, q, 1, false, false);
       CHECK(r.engine_used == expect_engine);
       CHECK(r.loss == clean.loss);
       CHECK(r.grad_logp == clean.grad_logp);
@@ -782,7 +794,7 @@ TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, e
     for (double bad : {std::nan(""), -HUGE_VAL}) {
       q.isw[kv] = bad;
       try {
-        run_tis<float>(oi, q, 1, false, true);
+        run_tis<E>(oi, q, 1, false, true);
         FAIL("no error for a non-finite is_weights entry");
       } catch (const grpo::error& e) {
         CHECK(e.code() == grpo::errc::bad_value);
@@ -790,16 +802,16 @@ TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, e
       }
     }
     // A finite weight whose float square overflows (1e30): the row is rerun in double, every
-    // output as the general engine's (the other rows stay on the packet path).
+    // output as the general engine's (the other rows stay on the sequence rows).
     q.isw[kv] = 1e30;
-    check_tis_pair(oi, q.p, run_tis<float>(oi, q, 1, true, true),
-                   run_tis<double>(oi, q, 2, true, true), true);
+    check_tis_pair(oi, q.p, run_tis<E>(oi, q, 1, true, true), run_tis<double>(oi, q, 2, true, true),
+                   true);
     q.isw[kv] = 1.0;
     // Sampler values: NaN on a masked token is ignored; on a valid token the float rows and the
     // general engine agree (the row is rerun there: the same error, or the same values).
-    const auto clean_t = run_tis<float>(ot, q, 1, true, false);
+    const auto clean_t = run_tis<E>(ot, q, 1, true, false);
     q.smp[km] = std::nan("");
-    const auto rt = run_tis<float>(ot, q, 1, true, false);
+    const auto rt = run_tis<E>(ot, q, 1, true, false);
     CHECK(rt.loss == clean_t.loss);
     CHECK(rt.grad_logp == clean_t.grad_logp);
     q.smp[km] = q.p.old[km];
@@ -812,11 +824,111 @@ TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, e
         return e.what();
       }
     };
-    const std::string ef = outcome([&] { return run_tis<float>(ot, q, 1, true, true); });
+    const std::string ef = outcome([&] { return run_tis<E>(ot, q, 1, true, true); });
     const std::string ed = outcome([&] { return run_tis<double>(ot, q, 2, true, true); });
-    INFO("float rows: " << ef << "; general engine: " << ed);
+    INFO("sequence rows: " << ef << "; general engine: " << ed);
     CHECK(ef == ed);
     CHECK(ed != "finite loss");
     q.smp[kv] = q.p.old[kv];
+  };
+  for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+    body(float{}, level);
+    body(double{}, level);
+  }
+}
+
+// ---- GSPO with the entropy term (bonus of any coefficient, or the entropy metric alone) -------
+// The sequence rows run the token rows' entropy sweep after the row (float: the packet sweep on
+// avx2 / avx512, the lane-generic one on baseline; double: lane-generic), against the general
+// engine in double (stride 2) on float-exact inputs: the outputs and metrics of check_tis_pair,
+// entropy_loss, the entropy metric and dL/dH (at every position: -coef s_ent m) within 1e-6
+// (float) / 1e-12 (double) of their scales. No top-entropy mask (that stays on the general engine).
+TEST_CASE("GSPO + entropy term: sequence rows equal the general engine" *
+          doctest::test_suite("loss")) {
+  int calls = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (int mk = 0; mk < 3; ++mk) {
+      const tis_problem q = make_tis_problem(9, T, static_cast<unsigned>(57 * T + mk), mk);
+      for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+        for (double coef : {0.0, 1e-2, -3e-3}) {
+          for (int kl = 0; kl < 3; ++kl) {
+            for (int var = 0; var < 4; ++var) {
+              const bool per_tok = var % 2 == 1, want_ptl = var >= 2;
+              auto o = tis_config(level, 6, kl, kl + var + mk);
+              o.entropy_coef = coef;
+              if (var == 1) o.entropy_agg.mode = grpo::agg_mode::seq_mean_token_mean;
+              INFO("T " << T << " mask " << mk << " level " << int(level) << " coef " << coef
+                        << " kl " << kl << " variant " << var);
+              const auto d = run_tis<double>(o, q, 2, per_tok, true, true);
+              if (T > 1) CHECK(d.engine_used == grpo::loss_engine::general);  // (T = 1: unit)
+              const double es = std::fabs(d.metrics.entropy.sum) + 1e-30;
+              const double gs = max_abs(d.grad_entropy) + 1e-30;
+              auto check = [&](const grpo::loss_result& f, double tol) {
+                CHECK(f.engine_used == grpo::loss_engine::sequence_rows);
+                check_tis_pair(o, q.p, f, d, want_ptl, tol);
+                CHECK(std::fabs(f.entropy_loss - d.entropy_loss) <= tol * es);
+                check_metric(f.metrics.entropy, d.metrics.entropy, tol, "entropy");
+                double ge_err = 0;
+                for (std::size_t k = 0; k < d.grad_entropy.size(); ++k)
+                  ge_err =
+                      grpo_test::err_max(ge_err, std::fabs(f.grad_entropy[k] - d.grad_entropy[k]));
+                CHECK(ge_err <= tol * gs);
+              };
+              check(run_tis<float>(o, q, 1, per_tok, want_ptl, true), 1e-6);
+              check(run_tis<double>(o, q, 1, per_tok, want_ptl, true), 1e-12);
+              ++calls;
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(calls == 4 * 3 * 2 * 3 * 3 * 4);
+}
+
+TEST_CASE("GSPO + entropy term: non-finite entropy on a valid token is the named error" *
+          doctest::test_suite("loss")) {
+  tis_problem q = make_tis_problem(5, 40, 11, 1);
+  const long T = q.p.T;
+  long valid = -1, masked = -1;  // a valid and a masked token of row 3 (row 2 is truncated)
+  for (long t = 0; t < T; ++t) {
+    const auto k = static_cast<std::size_t>(3 * T + t);
+    if (q.p.mask[k] != 0.0 && valid < 0) valid = t;
+    if (q.p.mask[k] == 0.0 && masked < 0) masked = t;
+  }
+  REQUIRE(valid >= 0);
+  REQUIRE(masked >= 0);
+  const auto kv = static_cast<std::size_t>(3 * T + valid),
+             km = static_cast<std::size_t>(3 * T + masked);
+  auto body = [&](auto tag, grpo::is_level level) {
+    using E = decltype(tag);
+    auto o = tis_config(level, 6, 1, 0);
+    o.entropy_coef = 0.01;
+    INFO("level " << int(level) << (std::is_same_v<E, float> ? " float" : " double"));
+    const auto clean = run_tis<E>(o, q, 1, false, true, true);
+    CHECK(clean.engine_used == grpo::loss_engine::sequence_rows);
+    const double hm = q.ent[km], hv = q.ent[kv];
+    for (double bad : {std::nan(""), HUGE_VAL}) {
+      q.ent[km] = bad;  // masked: ignored
+      const auto r = run_tis<E>(o, q, 1, false, true, true);
+      CHECK(r.loss == clean.loss);
+      CHECK(r.grad_logp == clean.grad_logp);
+      CHECK(r.grad_entropy == clean.grad_entropy);
+      CHECK(r.metrics.entropy.sum == clean.metrics.entropy.sum);
+      q.ent[km] = hm;
+      q.ent[kv] = bad;  // valid: the general engine's error
+      try {
+        run_tis<E>(o, q, 1, false, false, true);
+        FAIL("no error for a non-finite entropy entry");
+      } catch (const grpo::error& e) {
+        CHECK(e.code() == grpo::errc::bad_value);
+        CHECK(std::string(e.what()).find("entropy") != std::string::npos);
+      }
+      q.ent[kv] = hv;
+    }
+  };
+  for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
+    body(float{}, level);
+    body(double{}, level);
   }
 }

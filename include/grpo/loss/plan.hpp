@@ -213,18 +213,20 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
                          (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
                          (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
                          (!has(in.entropy) || unit_t(in.entropy));
-  if (simd_types && P.level != is_level::token && K.sequence_rows && local && unit_rows) {
+  // The sequence rows (GSPO / GSPO-token) take the entropy term too (one more sweep per row, the
+  // token rows' entropy_row_run; float and double inputs, every path).
+  if (simd_types && P.level != is_level::token && K.sequence_rows && no_extra && unit_rows) {
     pl.route = loss_route::sequence_rows;
     return pl;
   }
   // GSPO / GSPO-token with a rollout IS weight (token / sequence / seq-mask TIS, or the caller's
-  // is_weights) and no other row-wide or entropy term: the sequence rows carry the weight where
-  // their packet rows exist (float inputs, avx2 / avx512; kernels/sequence_row.ipp), unit stride
-  // along t for the sampler / weight rows too.
-  if (std::is_same_v<T, float> && simd_types && P.level != is_level::token && K.sequence_rows &&
-      unit_rows && (o.tis.enabled || has(in.is_weights)) && !o.opsm_threshold.has_value() &&
-      !pl.use_emask && !entropy_term && detail::weighted_rows_isa() != isa::baseline &&
-      (!has(in.sampler_logp) || unit_t(in.sampler_logp)) &&
+  // is_weights) and no other row-wide or entropy term: the sequence rows carry the weight (the
+  // packet rows of kernels/sequence_row.ipp for float inputs on avx2 / avx512, the lane-generic
+  // rows for double inputs and on the baseline path), unit stride along t for the sampler /
+  // weight rows too.
+  if (simd_types && P.level != is_level::token && K.sequence_rows && unit_rows &&
+      (o.tis.enabled || has(in.is_weights)) && !o.opsm_threshold.has_value() && !pl.use_emask &&
+      !entropy_term && (!has(in.sampler_logp) || unit_t(in.sampler_logp)) &&
       (!has(in.is_weights) || unit_t(in.is_weights))) {
     pl.route = loss_route::sequence_rows;
     return pl;

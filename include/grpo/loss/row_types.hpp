@@ -16,8 +16,6 @@
 
 namespace grpo::detail {
 
-struct loss_params;  // (detail/loss_token.hpp: the sequence rows' rollout IS weight, gspo_params)
-
 /// Whether an optional view is given (non-null data).
 template <class V>
 bool has(const V& v) noexcept {
@@ -25,6 +23,8 @@ bool has(const V& v) noexcept {
 }
 
 inline namespace GRPO_ISA_ABI {
+
+struct tis_params;  // (loss/kernels/general_rows.hpp: gspo_params::tis)
 
 /// Per-row partial results of the token-level fast path, merged serially in row order so that the
 /// loss, gradient and metrics are bitwise identical whatever the number of threads.
@@ -55,14 +55,11 @@ struct gspo_params {
   bool kl_bias = false;
   bool seq = true;  ///< is_level::sequence (false: sequence_token, no spread term)
   /// Rollout IS weight of the policy term (tis_options, or the caller's is_weights as
-  /// fast_simd_row::w), as tis_params::wkind: 0 token (bounded exp(clamp(lo - ls))), 1 sequence
-  /// (the row's bounded exp(sum m (lo - ls))), 2 OpenRLHF seq-mask-tis (row keep x exp(lo - ls)),
-  /// 3 is_weights (as given), 4 none. tis: the call's options block (finish_row's row weight,
-  /// the bounds' tests; null when wkind is 4); c_min / c_max / log_clamp: its bounds in float.
-  int wkind = 4;
-  const loss_params* tis = nullptr;
-  bool tis_mask = false;  ///< ops::tis_mode::mask (else truncate)
-  float c_min = 0, c_max = 0, log_clamp = 0;
+  /// fast_simd_row::w): the call's TIS row parameters (kernels/general_rows.hpp tis_rows_params:
+  /// wkind 0 token, 1 sequence, 2 OpenRLHF seq-mask-tis, 3 is_weights; its bounds, log clamp and
+  /// loss_params for finish_row's row weight), held, not copied, so that the sequence rows bind
+  /// the TIS rows' own weight helpers. Null: no IS weight (weight 1).
+  const tis_params* tis = nullptr;
 };
 
 // ---- vectorised token-level fast path ----------------------------------------------------------

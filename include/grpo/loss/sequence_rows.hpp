@@ -9,8 +9,9 @@
 ///        double with the general engine's exact operation order: it reruns a row flagged by a
 ///        kernel (a non-finite input on a valid token: it throws the error naming the argument; a
 ///        float overflow of a lane sum: it recomputes the row). Rows are threaded and merged in row
-///        order. With a rollout IS weight (tis_options token / sequence / seq-mask, or the caller's
-///        is_weights; plan(): float inputs on the avx2 / avx512 paths) the packet rows carry the
+///        order. The entropy term (no top-entropy mask) is the token rows' entropy sweep, run after
+///        each row (entropy_row_run). With a rollout IS weight (tis_options token / sequence /
+///        seq-mask, or the caller's is_weights) the packet rows or the lane-generic rows carry the
 ///        weight (sequence_tis_rows) and a row they flag is rerun by the general engine's row in
 ///        double (general_row_alone: the named error, or the exact row).
 #pragma once
@@ -23,10 +24,12 @@
 #include <grpo/loss/general_rows.hpp>  // packet_rows_or_double, tis_rows_params, tis_row_out
 #include <grpo/loss/plan.hpp>
 #include <grpo/loss/simd_sequence_rows.hpp>
+#include <grpo/loss/token_rows.hpp>  // merge_entropy (the entropy term's merge, as the token rows)
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
 
 #include <cmath>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -34,10 +37,12 @@ namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 
 /// Sweep 2 of the scalar twin for one token: per-token loss at every position (as the general
-/// engine), gradient without the spread, metrics and clip counts.
+/// engine), gradient without the spread, metrics and clip counts; the entropy term (an entropy
+/// input: s_ent m H into the row's entropy sum and block, dL/dH = (-coef s_ent) m, as the token
+/// rows' token_row_scalar).
 template <class T, class M, class G>
 void sequence_token_scalar(const loss_call<T, M, G>& c, index_t i, index_t t, double mb,
-                           const ratio_terms& rt, double sp, double sk, double& row_g,
+                           const ratio_terms& rt, double sp, double sk, double se, double& row_g,
                            fast_row_part& rp) {
   const auto& o = c.o;
   const auto& P = o.policy;
@@ -76,9 +81,15 @@ void sequence_token_scalar(const loss_call<T, M, G>& c, index_t i, index_t t, do
     }
   }
   if (want_ptl) out.per_token_loss(i, t) = static_cast<G>(ptl);
-  if (want_ge) out.grad_entropy(i, t) = G(0);
+  if (want_ge)
+    out.grad_entropy(i, t) = c.has_ent ? static_cast<G>(-o.entropy_coef * se * mb) : G(0);
   out.grad_logp(i, t) = static_cast<G>(g);
   if (mb == 0.0) return;
+  if (c.has_ent) {  // (validated by sweep 1)
+    const double h = static_cast<double>(c.in.entropy(i, t));
+    rp.ent += se * mb * h;
+    add_block(rp.eb, h, mb);
+  }
   rp.wsum += mb;
   add_block(rp.ak, -(lp - c.lo_at(i, t)), mb);
   add_block(rp.av, A, mb);
@@ -105,7 +116,7 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
   const bool seq = P.level == is_level::sequence;
   const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
   rp = fast_row_part{};
-  const double sp = r.s_pol[i], sk = r.s_kl[i];
+  const double sp = r.s_pol[i], sk = r.s_kl[i], se = c.has_ent ? r.s_ent[i] : 0.0;
   // Sweep 1: validation (the general engine's order) and the row sums in token order.
   double n = 0.0, sx = 0.0;
   for (index_t t = 0; t < c.Tn; ++t) {
@@ -119,6 +130,9 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
     if (kl_on)
       GRPO_EXPECTS(std::isfinite(static_cast<double>(c.in.ref_logp(i, t))), bad_value,
                    "ref_logp: non-finite value on a valid token");
+    if (c.has_ent)
+      GRPO_EXPECTS(std::isfinite(static_cast<double>(c.in.entropy(i, t))), bad_value,
+                   "entropy: non-finite value on a valid token");
     n += mb;
     sx += mb * (lp - lo);
   }
@@ -130,10 +144,11 @@ void sequence_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_
     const double mb = c.base_m(i, t);
     if (mb == 0.0 && !want_ptl) {
       out.grad_logp(i, t) = G(0);
-      if (want_ge) out.grad_entropy(i, t) = G(0);
+      if (want_ge)
+        out.grad_entropy(i, t) = c.has_ent ? static_cast<G>(-o.entropy_coef * se * mb) : G(0);
       continue;
     }
-    sequence_token_scalar(c, i, t, mb, rt, sp, sk, row_g, rp);
+    sequence_token_scalar(c, i, t, mb, rt, sp, sk, se, row_g, rp);
   }
   // Sweep 3 (GSPO): d r_i / d lp_t = r_i m_t / max(n_i, 1) times the row's summed d l / d r.
   if (seq && row_g != 0.0) {
@@ -176,36 +191,55 @@ bool gspo_tis_row_packet([[maybe_unused]] const gspo_params& q, [[maybe_unused]]
 }
 
 /// GSPO / GSPO-token with a rollout IS weight (plan(): token / sequence / seq-mask TIS or the
-/// caller's is_weights, no OPSM / entropy term / top-entropy mask): the packet rows with the
-/// weight (kernels/sequence_row.ipp), a flagged row (or every row where no packet path exists)
-/// rerun by general_row_alone. Merged in row order (the result does not depend on the number of
-/// threads), the metric schema the general engine's: TRL's per-sequence clip metrics once per
-/// row, the rows' is_weight blocks in place of merge_row_parts' weight 1.
+/// caller's is_weights, no OPSM / entropy term / top-entropy mask; rows contiguous along t): the
+/// packet rows with the weight (kernels/sequence_row.ipp) for float inputs on the avx2 / avx512
+/// paths, the lane-generic rows (gspo_simd_tis_row) for double inputs and on the baseline path; a
+/// row either flags is rerun by general_row_alone (double: the named error, or the exact row).
+/// Merged in row order (the result does not depend on the number of threads), the metric schema
+/// the general engine's: TRL's per-sequence clip metrics once per row, the rows' is_weight blocks
+/// in place of merge_row_parts' weight 1.
 template <class T, class M, class G>
 loss_scalars sequence_tis_rows(const loss_call<T, M, G>& c, loss_rows& r, gspo_params gq) {
   const auto& o = c.o;
   const auto B = static_cast<std::size_t>(c.B);
   const bool kl_on = o.kl_coef != 0.0;
   const tis_params tq = tis_rows_params(o, c.has_isw);
-  gq.wkind = tq.wkind;
-  gq.tis = &c.lpar;
-  gq.tis_mask = tq.mask_mode;
-  gq.c_min = tq.c_min;
-  gq.c_max = tq.c_max;
-  gq.log_clamp = tq.log_clamp;
+  gq.tis = &tq;
   std::vector<fast_row_part> parts(B);
   std::vector<tis_row_out> outs(B);
+  std::vector<std::unique_ptr<general_part>> fell(B);
   const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
-  const auto fell =
-      packet_rows_or_double(c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
-        // (const auto*: only called for float rows; EDG / nvcc checks the body eagerly)
-        const auto* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
+  const bool stream_grad = stream_gradient<G>(c.B, c.Tn);
+  [[maybe_unused]] const bool packet =
+      std::is_same_v<T, float> && weighted_rows_isa() != isa::baseline;
+  auto run_row = [&](index_t i) {
+    const auto k = static_cast<std::size_t>(i);
+    bool ok = false;
+    if constexpr (plan_simd_types<T, M, G>) {
+      if (c.Tn > 0) {  // (an empty row has no row pointers: the general row below)
+        auto rw = row_desc<T>(c, r, i, stream_grad);
+        const T* ls = smp ? &c.in.sampler_logp(i, 0) : nullptr;
         if (c.has_isw) {
           rw.w = &c.in.is_weights(i, 0);
           rw.nw = i + 1 < c.B ? &c.in.is_weights(i + 1, 0) : nullptr;
         }
-        return gspo_tis_row_packet(gq, kl_on, rw, ls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
-      });
+        if constexpr (std::is_same_v<T, float>) {
+          if (packet)
+            ok = gspo_tis_row_packet(gq, kl_on, rw, ls, c.Tn, parts[k], outs[k]);
+          else
+            ok = gspo_simd_tis_row(gq, kl_on, rw, c.Tn, parts[k], ls, outs[k].iw);
+        } else {
+          ok = gspo_simd_tis_row(gq, kl_on, rw, c.Tn, parts[k], ls, outs[k].iw);
+        }
+      }
+    }
+    if (!ok) {
+      parts[k] = fast_row_part{};
+      fell[k] = std::make_unique<general_part>();
+      general_row_alone(c, r, i, *fell[k]);
+    }
+  };
+  par::for_each_row(c.B, run_row, loss_loop(c.Tn));
   // Row by row (a rerun row's general part holds its own per-sequence clip values and IS weights).
   const bool seq_clip = gq.seq && c.adv_per_row;
   loss_scalars res;
@@ -258,7 +292,9 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
       // which throws [grpo.bad_value] or recomputes it in double.
       [[maybe_unused]] const isa path = loss_kernel_isa();
       if (c.Tn > 0 && path >= isa::avx2) {
-        const auto rw = row_desc<float>(c, r, i, stream_grad);
+        const auto rw_all = row_desc<float>(c, r, i, stream_grad);
+        auto rw = rw_all;
+        if (rw.h != nullptr) rw.ge = nullptr;  // (dL/dH: the entropy sweep's)
         bool ok = false;
 #if GRPO_LOSS_HAS_AVX512_ROWS
         if (path >= isa::avx512)
@@ -270,6 +306,7 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
           ok = c.adv_per_row ? loss_avx2::gspo_row_run<true>(gq, kl_on, rw, c.Tn, rp)
                              : loss_avx2::gspo_row_run<false>(gq, kl_on, rw, c.Tn, rp);
 #endif
+        ok = ok && (rw_all.h == nullptr || entropy_row_run(rw_all, c.Tn, rp));
         if (!ok) {
           rp = fast_row_part{};
           sequence_row_scalar(c, r, i, rp);
@@ -280,8 +317,14 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
     if constexpr (plan_simd_types<T, M, G>) {  // xsimd twin (double; float without AVX-512)
       if (c.Tn > 0) {
         using CT = std::conditional_t<std::is_same_v<T, double>, double, float>;
-        const auto rw = row_desc<CT>(c, r, i, stream_grad);
-        if (!gspo_simd_row(gq, kl_on, rw, c.Tn, rp)) sequence_row_scalar(c, r, i, rp);
+        const auto rw_all = row_desc<CT>(c, r, i, stream_grad);
+        auto rw = rw_all;
+        if (rw.h != nullptr) rw.ge = nullptr;  // (dL/dH: the entropy sweep's)
+        if (!gspo_simd_row(gq, kl_on, rw, c.Tn, rp) ||
+            (rw_all.h != nullptr && !entropy_row_run(rw_all, c.Tn, rp))) {
+          rp = fast_row_part{};
+          sequence_row_scalar(c, r, i, rp);
+        }
         return;
       }
     }
@@ -289,6 +332,7 @@ loss_scalars sequence_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   };
   par::for_each_row(c.B, run_row, loss_loop(c.Tn));
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, seq && c.adv_per_row, false, r.met);
+  if (c.has_ent) merge_entropy(parts, o.kl_coef, o.entropy_coef, res);
   res.engine_used = loss_engine::sequence_rows;
   return res;
 }

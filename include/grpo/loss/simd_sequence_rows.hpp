@@ -3,13 +3,15 @@
 /// @brief The portable vectorised row of the sequence-level engine (gspo_simd_row: GSPO /
 ///        GSPO-token with PPO clip on xsimd batches of the input type, scalar tail): double
 ///        inputs, and float inputs on the baseline path (the avx2 / avx512 paths take the packet
-///        rows of kernels/sequence_row.ipp). In the TU's ABI namespace.
+///        rows of kernels/sequence_row.ipp), with or without a rollout IS weight. In the TU's ABI
+///        namespace.
 #pragma once
 
 #include <grpo/core/config.hpp>
 #include <grpo/core/isa.hpp>           // GRPO_ISA_ABI
 #include <grpo/detail/loss_token.hpp>  // token_ratio
 #include <grpo/detail/simd.hpp>
+#include <grpo/loss/kernels/general_rows.hpp>  // tis_params (gspo_params::tis)
 #include <grpo/loss/row_types.hpp>
 #include <grpo/loss/simd_token_rows.hpp>  // fast_simd_acc helpers, loads / stores
 #include <grpo/policy_loss.hpp>
@@ -32,11 +34,12 @@ struct gspo_simd_acc {
   using C = simd::scalar_of<V>;
   static constexpr std::size_t L = simd::lane_traits<V>::size;
   static constexpr C kInf = std::numeric_limits<C>::infinity();
-  // sums: m x, m x^2 | m l, m dl/dr, m A, m A^2, m [A < 0], m [A > 0], m k, m k^2, m k_raw
-  enum slot : int { sx, sx2, pol, dr, sa, sa2, neg, pos, sk, sk2, skr, n_slots };
+  // sums: m x, m x^2 | m l, m dl/dr, m A, m A^2, m [A < 0], m [A > 0], m k, m k^2, m k_raw,
+  // m rho, m rho^2 (the IS weight's metric block)
+  enum slot : int { sx, sx2, pol, dr, sa, sa2, neg, pos, sk, sk2, skr, sw, sw2, n_slots };
   V sum[n_slots];
-  V mn[3] = {V(kInf), V(kInf), V(kInf)};  // x, A, k
-  V mx[3] = {V(-kInf), V(-kInf), V(-kInf)};
+  V mn[4] = {V(kInf), V(kInf), V(kInf), V(kInf)};  // x, A, k, rho
+  V mx[4] = {V(-kInf), V(-kInf), V(-kInf), V(-kInf)};
   double lanes[n_slots] = {};
   simd::mask_of<V> bad = simd::none_set<V>();
   index_t since = 0;
@@ -109,17 +112,18 @@ struct gspo_simd_pair {
 /// Row totals of gspo_simd_row into rp (its last step, as gspo_row of kernels/sequence_row.ipp):
 /// policy / KL sums, the metric blocks and the clip counts. n: the row's valid weight; r: the
 /// sequence ratio; pt0: the row's surrogate when the advantage a0 is per sequence (row_a). Returns
-/// false if the row must be rerun by the scalar twin (a non-finite per-sequence advantage).
+/// false if the row must be rerun by the scalar twin (a non-finite per-sequence advantage). nw: the
+/// row's sum m rho (n without an IS weight).
 template <class C>
 bool gspo_simd_finish(const gspo_params& q, bool kl_on, const gspo_simd_pair<C>& acc, double n,
-                      double r, bool row_a, double a0, const policy_token_terms& pt0, double sp,
-                      double sk, double sx, double sx2, fast_row_part& rp) {
+                      double nw, double r, bool row_a, double a0, const policy_token_terms& pt0,
+                      double sp, double sk, double sx, double sx2, fast_row_part& rp) {
   using A = gspo_simd_acc<C>;
   const policy_options& P = q.P;
   auto total = [&](int k) { return acc.total(k); };
   auto extrema = [&](int k, double& lo, double& hi) { acc.extrema(k, lo, hi); };
   rp.wsum += n;
-  rp.pol += row_a ? sp * pt0.value * n : sp * total(A::pol);
+  rp.pol += row_a ? sp * pt0.value * nw : sp * total(A::pol);
   const double sk_sum = kl_on ? total(A::sk) : 0.0;
   rp.kls += sk * sk_sum;
   const ops::ppo_clip_params<double> cpd{P.eps_low, P.eps_high, P.delta, P.dual_clip_c};
@@ -189,7 +193,10 @@ void gspo_spread(const M* m, G* g, index_t end, double row_g, double nc) noexcep
 /// The state of one row of gspo_simd_row: the row descriptor and its flags, the lane states of
 /// both sweeps and (after sweep 1) the row constants in the input type C. step1 / step2 evaluate
 /// one step of a lane type V (an xsimd batch, or the scalar C for the row tail); every per-token
-/// formula is a grpo/detail/simd.hpp mirror of the ops (tested bitwise at scalar lanes).
+/// formula is a grpo/detail/simd.hpp mirror of the ops (tested bitwise at scalar lanes). With a
+/// rollout IS weight (q.tis) each token's policy term carries its detached weight rho_t, as the
+/// packet rows (kernels/sequence_row.ipp): value rho l, gradient and spread share times rho; the
+/// KL term is not weighted.
 template <class C, class M, class G>
 struct gspo_simd_state {
 #if GRPO_HAS_XSIMD
@@ -199,16 +206,22 @@ struct gspo_simd_state {
 #endif
   const gspo_params& q;
   const fast_simd_row<C, M, G> rw;  // (local copy: the stores may alias the parameters)
+  const C* const ls;                // the sampler row (IS weight kinds 0-2; null: lo)
   const bool kl_on, trunc = rw.trunc, on_policy = rw.lo == rw.lp, row_a = rw.A == nullptr;
   const bool want_ptl = rw.ptl != nullptr, want_ge = rw.ge != nullptr;
   const index_t end = trunc ? 0 : rw.end;
+  const tis_params* const tp = q.tis;  // the IS weight (tis_params::wkind; null: none)
+  const int wk = tp != nullptr ? tp->wkind : 4;
+  const bool tis = wk != 4;
   gspo_simd_pair<C> acc;
   // row constants of sweep 2
   ops::ppo_clip_params<C> cpc{};
   C c_coef = C(0), c_val0 = C(0), c_r = C(0), c_drd = C(0), c_sp = C(0), c_kc = C(0), c_sk = C(0);
+  C c_rho = C(1);  // the row weight (wkind 1 / 2)
 
-  gspo_simd_state(const gspo_params& q_in, bool kl, const fast_simd_row<C, M, G>& rw_in) noexcept
-      : q(q_in), rw(rw_in), kl_on(kl) {}
+  gspo_simd_state(const gspo_params& q_in, bool kl, const fast_simd_row<C, M, G>& rw_in,
+                  const C* ls_in) noexcept
+      : q(q_in), rw(rw_in), ls(ls_in), kl_on(kl) {}
 
   /// Mask weights and valid lanes of the step at t (0 on a truncated row).
   template <class V>
@@ -254,17 +267,52 @@ struct gspo_simd_state {
     c_kc = C(q.kl_coef), c_sk = rw.sk;
   }
 
-  /// The policy part of a step with per-token advantages: value, gradient (before KL), sums.
+  /// ops::tis_weight over lanes with the call's bounds (as lanes.ipp tis_bound on the packets).
+  template <class V>
+  GRPO_FORCEINLINE V tis_bound(const V& rho) const noexcept {
+    const V cmin(C(tp->lpar.tis_c_min)), cmax(C(tp->lpar.tis_c_max));
+    const bool lo = tp->lpar.tis_c_min > 0.0, hi = tp->lpar.tis_c_max > 0.0;
+    if (!tp->mask_mode) {
+      V r = rho;
+      if (hi) r = simd::sel<V>(rho > cmax, cmax, r);
+      if (lo) r = simd::sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: never both)
+      return r;
+    }
+    auto out = simd::none_set<V>();
+    if (lo) out = simd::bor(out, rho < cmin);
+    if (hi) out = simd::bor(out, rho > cmax);
+    return simd::sel<V>(out, V(C(0)), rho);
+  }
+
+  /// The rollout IS weight of the step at t (wkind 0-3), as gspo_row::weight: the row weight, the
+  /// caller's is_weights, bounded exp(clamp(lo - ls)), or the row keep x exp(lo - ls).
+  template <class V>
+  GRPO_FORCEINLINE V weight(index_t t, const V& lp) const noexcept {
+    if (wk == 1) return V(c_rho);
+    if (wk == 3) return simd::load<V>(rw.w + t);
+    const V lo = on_policy ? lp : simd::load<V>(rw.lo + t);
+    V d = lo - (ls != nullptr ? simd::load<V>(ls + t) : lo);
+    const C lc = C(tp->lpar.tis_log_clamp);
+    if (wk == 0 && tp->lpar.tis_log_clamp > 0.0) d = simd::clamp(d, V(-lc), V(lc));
+    const V e = simd::vexp(d);
+    return wk == 0 ? tis_bound(e) : V(c_rho) * e;
+  }
+
+  /// The policy part of a step with per-token advantages: value, gradient (before KL), sums; rho:
+  /// the IS weight (1 without one).
   template <class V>
   GRPO_FORCEINLINE void policy_step(index_t t, const simd::mask_of<V>& valid, const V& m,
-                                    gspo_simd_acc<V>& a, V& value, V& g, V& nf) const noexcept {
+                                    const V& rho, gspo_simd_acc<V>& a, V& value, V& g,
+                                    V& nf) const noexcept {
     const V zero(C(0));
     const V A = simd::load<V>(rw.A + t);
     const auto vg = simd::ppo_clip(V(c_r), A, cpc);
     value = vg.value;
     g = (V(c_sp) * m) * (vg.grad * V(c_drd));
+    V gr = vg.grad;
+    if (tis) value = value * rho, g = g * rho, gr = gr * rho;
     a.add(a.pol, valid, m * value);
-    a.add(a.dr, valid, m * vg.grad);
+    a.add(a.dr, valid, m * gr);
     const V ma = m * A;
     a.add(a.sa, valid, ma);
     a.add(a.sa2, valid, ma * A);
@@ -286,12 +334,21 @@ struct gspo_simd_state {
       return;
     }
     const V lp = simd::load<V>(rw.lp + t);
-    V value, g, nf = lp - lp;
+    V value, g, nf = lp - lp, rho(C(1));
+    if (tis) {  // the token's IS weight and its metric block (a non-finite one flags the row)
+      rho = weight(t, lp);
+      const V mw = m * rho;
+      a.add(a.sw, valid, mw);
+      a.add(a.sw2, valid, mw * rho);
+      a.ext(3, valid, rho);
+      nf = nf + (rho - rho);
+    }
     if (row_a) {
       value = V(c_val0);
       g = m * V(c_coef);
+      if (tis) value = value * rho, g = g * rho;
     } else {
-      policy_step(t, valid, m, a, value, g, nf);
+      policy_step(t, valid, m, rho, a, value, g, nf);
     }
     V ptl = value;
     if (kl_on) {
@@ -325,12 +382,16 @@ struct gspo_simd_state {
 /// double inputs, and float inputs on the baseline path. Returns false if a valid token has a
 /// non-finite input (the caller reruns the row on the scalar twin, which throws the error naming
 /// the argument) or a float lane sum overflowed (the twin recomputes the row in double).
+/// With a rollout IS weight (q.tis; ls: the row's sampler log-probs, iw: its is_weight metric
+/// block; gspo_simd_row below: none) a false return asks for the general engine's row in double
+/// (general_row_alone), as for the packet rows: the weight's inputs are only checked through the
+/// weight.
 template <class C, class M, class G>
-bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw_in,
-                   index_t Tn, fast_row_part& rp) {
+bool gspo_simd_tis_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw_in,
+                       index_t Tn, fast_row_part& rp, const C* ls, double* iw) {
   using S = gspo_simd_state<C, M, G>;
   using Acc = gspo_simd_acc<C>;
-  S s(q, kl_on, rw_in);
+  S s(q, kl_on, rw_in, ls);
   const auto& rw = s.rw;
   const policy_options& P = q.P;
   // ---- sweep 1 ----
@@ -343,13 +404,26 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
   const double sx = s.acc.total(Acc::sx), sx2 = s.acc.total(Acc::sx2);
   // Finite inputs whose lane sums overflow C (float): rerun in double by the scalar twin.
   if (n > 0 && !(std::isfinite(sx) && std::isfinite(sx2))) return false;
+  double rho_row = 1.0;
+  if (s.wk == 1 || s.wk == 2) {  // the row weight: sum m (lo - ls) in double, token order
+    row_sums rs;
+    rs.n = n;
+    for (index_t t = 0; t < s.end; ++t) {
+      const double mb = static_cast<double>(rw.m[t]), lo = static_cast<double>(rw.lo[t]);
+      if (mb != 0.0) rs.sq += mb * (lo - (ls != nullptr ? static_cast<double>(ls[t]) : lo));
+    }
+    if (n > 0 && !std::isfinite(rs.sq)) return false;
+    rho_row = finish_row(s.tp->lpar, rs).rho_seq;  // (bounds, log clamp, seq-mask keep)
+    s.c_rho = static_cast<C>(rho_row);
+  }
   const ratio_terms rt = token_ratio(P, 0.0, sx / nc);
   const double r = rt.r, drd = rt.d_direct, drs = rt.d_spread;
   const double sp = static_cast<double>(rw.sp), sk = static_cast<double>(rw.sk);
   const double a0 = static_cast<double>(rw.a0);
   policy_token_terms pt0{};
   if (s.row_a) pt0 = policy_token(P, r, a0, 0.0);
-  const bool spread_now = q.seq && s.row_a && !q.kl_bias, spread_later = q.seq && !spread_now;
+  const bool spread_now = q.seq && s.row_a && !q.kl_bias && !s.tis;
+  const bool spread_later = q.seq && !spread_now;
   double coef = 0.0;
   if (s.row_a) {
     coef = sp * (pt0.d_ratio * drd + pt0.d_logp);
@@ -368,13 +442,38 @@ bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G
       !(std::isfinite(s.acc.total(Acc::sk)) && std::isfinite(s.acc.total(Acc::sk2))))
     return false;
 
+  // IS weight: sum m rho over the valid tokens (n: weight 1); a float overflow of its sums
+  const double nw = s.tis ? s.acc.total(Acc::sw) : n;
+  if (s.tis && n > 0 &&
+      (!std::isfinite(nw) || !std::isfinite(s.acc.total(Acc::sw2)) || !std::isfinite(rho_row) ||
+       (!s.row_a &&
+        (!std::isfinite(s.acc.total(Acc::pol)) || !std::isfinite(s.acc.total(Acc::dr))))))
+    return false;
+
   // ---- sweep 3, row totals (as gspo_row of kernels/sequence_row.ipp) ----
   if (spread_later) {
-    double row_g = (s.row_a ? sp * pt0.d_ratio * n : sp * s.acc.total(Acc::dr)) * drs;
+    double row_g = (s.row_a ? sp * pt0.d_ratio * nw : sp * s.acc.total(Acc::dr)) * drs;
     if (q.kl_bias) row_g += sk * q.kl_coef * s.acc.total(Acc::skr) * drs;
     if (row_g != 0.0) gspo_spread(rw.m, rw.g, s.end, row_g, nc);
   }
-  return gspo_simd_finish<C>(q, kl_on, s.acc, n, r, s.row_a, a0, pt0, sp, sk, sx, sx2, rp);
+  if (!gspo_simd_finish<C>(q, kl_on, s.acc, n, nw, r, s.row_a, a0, pt0, sp, sk, sx, sx2, rp))
+    return false;
+  if (s.tis && n > 0) {  // the is_weight metric block
+    double lo = 0, hi = 0;
+    s.acc.extrema(3, lo, hi);
+    iw[0] += nw;
+    iw[1] += s.acc.total(Acc::sw2);
+    iw[2] = std::min(iw[2], lo);
+    iw[3] = std::max(iw[3], hi);
+  }
+  return true;
+}
+
+/// gspo_simd_tis_row without an IS weight (q.tis null): the sequence rows' lane-generic row.
+template <class C, class M, class G>
+bool gspo_simd_row(const gspo_params& q, bool kl_on, const fast_simd_row<C, M, G>& rw, index_t Tn,
+                   fast_row_part& rp) {
+  return gspo_simd_tis_row<C, M, G>(q, kl_on, rw, Tn, rp, nullptr, nullptr);
 }
 
 }  // namespace GRPO_ISA_ABI

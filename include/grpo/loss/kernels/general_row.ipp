@@ -242,15 +242,7 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   }
   d_pol.add(s_pol), d_r.add(s_r), d_r2.add(s_r2), d_ob.add(s_ob);
   d_k.add(s_k), d_k2.add(s_k2), d_chk.add(chk);
-  index_t t = stop;  // past the last valid token: zeros
-  if constexpr (std::is_same_v<G, float>) {
-    if (nt) {
-      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;  // (to the next aligned step)
-      for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
-    }
-  }
-  for (; t < Tn; ++t) rw.g[t] = G(0);
-  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
+  zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
   if (want_ge)
     for (index_t u = stop; u < Tn; ++u) rw.ge[u] = G(0);
 }

@@ -136,3 +136,22 @@ GRPO_FORCEINLINE V tis_bound(const V& rho, float c_min, float c_max, bool lo, bo
   if (hi) out = out | (rho > cmax);
   return sel<V>(out, V(0.0f), rho);
 }
+/// The fill of a row's output past its last step: p[t, Tn) = v (the rows' gradient past the last
+/// valid token: 0; token_row's entropy gradient: gh * 0, the general engine's signed zero). nt:
+/// the row streams its float output (fast_simd_row::nt: p starts on a packet boundary; a double
+/// output never streams): plain stores to the next packet boundary, whole steps streamed, the
+/// rest plain, then `sfence`, which orders the streaming stores (of the whole row, its earlier
+/// steps' too) before anything later, such as another thread's read of the output. One sfence
+/// per row: the caller with nt streams nothing after this call.
+template <class G>
+GRPO_FORCEINLINE void zero_row_tail(G* p, index_t t, index_t Tn, bool nt, G v = G(0)) noexcept {
+  if constexpr (std::is_same_v<G, float>) {
+    if (nt) {
+      constexpr auto L = static_cast<index_t>(A::lanes);
+      for (; t < Tn && t % L != 0; ++t) p[t] = v;
+      for (; t + L <= Tn; t += L) A::stream(p + t, A::set1(v));
+    }
+  }
+  for (; t < Tn; ++t) p[t] = v;
+  if (nt) A::sfence();
+}

@@ -18,7 +18,7 @@
 ///            row_g m_t / max(n_i, 1) to the gradient, as the general engine's second sweep.
 /// Non-finite inputs on valid tokens make a masked sum non-finite (as in token_row.ipp); the row
 /// is then rerun by the scalar twin, which throws the named error.
-/// Rollout IS weight (gspo_params::wkind != 4: GSPO + TIS / is_weights, loss_token.hpp
+/// Rollout IS weight (gspo_params::tis set: GSPO + TIS / is_weights, loss_token.hpp
 /// token_terms): each token's policy term carries its detached weight rho_t (bounded
 /// exp(clamp(lo - ls)); the row's bounded exp(sum m (lo - ls)) from sweep 1 through finish_row;
 /// seq-mask keep x exp(lo - ls); or the caller's is_weights): value rho l, gradient
@@ -29,21 +29,26 @@
 /// KLM: 0 no KL, 1 plain k3 (exp_fast; no per-token loss output), 2 any estimator (kl()).
 /// Prefix: a binary mask whose ones are exactly [0, end) (the mask is never read).
 
-/// ops::tis_weight over lanes from gspo_params (lanes.ipp tis_bound).
-GRPO_FORCEINLINE V tis_bound_lanes(const V& rho, const gspo_params& q) noexcept {
-  return tis_bound(rho, q.c_min, q.c_max, q.tis->tis_c_min > 0.0, q.tis->tis_c_max > 0.0,
-                   q.tis_mask);
-}
+/// gspo_params::tis's type under a dependent name: tis_params is complete, and the TIS rows'
+/// tis_weight_lanes (kernels/tis_row.ipp) declared, only after this file
+/// (kernels/general_rows.hpp), where gspo_row is instantiated (loss/sequence_rows.hpp): the
+/// names used through it are looked up there.
+template <class X>
+struct gspo_tis_params {
+  using type = tis_params;
+};
 
 template <int KLM, bool RowA, bool Prefix, class M, class G>
 struct gspo_row {
   static constexpr bool KL = KLM != 0;
   using vdl = double __attribute__((vector_size(sizeof(double) * L)));
+  using TP = typename gspo_tis_params<M>::type;
   const gspo_params& q;
+  const TP* const tp = q.tis;           // the IS weight's parameters (null: none)
   const fast_simd_row<float, M, G> rw;  // (a copy: the stores may alias)
   const float* const ls;                // sampler row (wkind 0-2; null: lo)
   double* const iw;                     // the is_weight metric block (wkind != 4)
-  const int wk = q.wkind;
+  const int wk = tp != nullptr ? tp->wkind : 4;
   const bool tis = wk != 4, row_w = wk == 1 || wk == 2;
   const V zero = V(0.0f), one = V(1.0f), pinf = V(std::numeric_limits<float>::infinity());
   const bool trunc = rw.trunc, on_policy = rw.lo == rw.lp;
@@ -184,7 +189,7 @@ void gspo_row<KLM, RowA, Prefix, M, G>::constants() noexcept {
     row_sums rs;
     rs.n = n;
     rs.sq = sq;
-    rho_row = finish_row(*q.tis, rs).rho_seq;
+    rho_row = finish_row(tp->lpar, rs).rho_seq;
   }
   // GSPO with per-sequence A, no bias correction and no IS weight: the whole spread is known now.
   const bool spread_now = q.seq && RowA && !q.kl_bias && !tis;
@@ -203,9 +208,9 @@ GRPO_FORCEINLINE V gspo_row<KLM, RowA, Prefix, M, G>::weight(index_t t, index_t 
   if (wk == 3) return ld(rw.w + t, k);
   const V lo = on_policy ? lp : ld(rw.lo + t, k);
   V d = lo - (ls != nullptr ? ld(ls + t, k) : lo);
-  if (wk == 0 && q.tis->tis_log_clamp > 0.0) d = clamp(d, -V(q.log_clamp), V(q.log_clamp));
+  if (wk == 0 && tp->lpar.tis_log_clamp > 0.0) d = clamp(d, -V(tp->log_clamp), V(tp->log_clamp));
   const V e = vexp(d);
-  return wk == 0 ? tis_bound_lanes(e, q) : v_rho * e;
+  return wk == 0 ? tis_weight_lanes(e, *tp) : v_rho * e;
 }
 
 /// Sweep 2: KL, per-token surrogate, gradient, per-token loss; zero fill past the end.
@@ -329,17 +334,9 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   d_pol.add(s_pol), d_dr.add(s_dr), d_a.add(s_a), d_a2.add(s_a2), d_neg.add(s_neg);
   d_pos.add(s_pos), d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
   d_w.add(s_w), d_w2.add(s_w2);
-  index_t t = stop;  // past the last valid token: zeros
-  if constexpr (std::is_same_v<G, float>) {
-    if (nt) {  // (aligned row: the next packet boundary, then full streaming steps)
-      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;
-      for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
-    }
-  }
-  for (; t < Tn; ++t) rw.g[t] = G(0);
-  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
+  zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
   if (want_ge)
-    for (t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+    for (index_t t = stop; t < Tn; ++t) rw.ge[t] = G(0);
 }
 
 /// Checks, sweep 3 (GSPO's spread when it sums the row), row totals into rp.
