@@ -14,8 +14,11 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -1120,4 +1123,75 @@ TEST_CASE("row kernels: results do not depend on where the output buffers lie (s
       CHECK(r.ge == r0.ge);
     }
   }
+}
+
+namespace {
+/// The sort-based reference of quantile_select (torch.quantile, linear): the formula as written
+/// before the selection replaced the sort.
+template <class V>
+double quantile_sorted(std::vector<V> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const auto hi = std::min(lo + 1, v.size() - 1);
+  return static_cast<double>(v[lo]) +
+         (pos - static_cast<double>(lo)) * (static_cast<double>(v[hi]) - static_cast<double>(v[lo]));
+}
+std::uint64_t bits_of(double x) {
+  std::uint64_t u = 0;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+/// quantile_select (on a copy) and the sorted reference agree bitwise for each q.
+template <class V>
+int check_quantiles(const std::vector<V>& v, const std::vector<double>& qs) {
+  int n = 0;
+  for (double q : qs) {
+    std::vector<V> w = v;
+    const double a = grpo::detail::quantile_select(w, q), b = quantile_sorted(v, q);
+    CAPTURE(v.size());
+    CAPTURE(q);
+    CHECK(bits_of(a) == bits_of(b));
+    ++n;
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("top-entropy threshold: selection equals the sorted quantile bitwise (ties, duplicates, "
+          "all equal, n = 1 / 2, q = 0 / 1, signed zeros, subnormals, float and double)") {
+  std::vector<double> qs = {0.0, 1.0, 0.5, 0.95, 0.8, 0.5, 0.001, 0.999, 1.0 - 1e-12, 1e-12};
+  std::mt19937 g(2026);
+  std::uniform_real_distribution<double> uq(0.0, 1.0);
+  for (int k = 0; k < 20; ++k) qs.push_back(uq(g));
+  const float dn = std::numeric_limits<float>::denorm_min();
+  int cases = 0;
+  // Hand-picked samples.
+  cases += check_quantiles<float>({1.5f}, qs);
+  cases += check_quantiles<float>({2.f, -1.f}, qs);
+  cases += check_quantiles<float>({-0.f, 0.f}, qs);
+  cases += check_quantiles<float>({0.f, -0.f, -0.f, 0.f, 1.f}, qs);
+  cases += check_quantiles<float>({dn, 0.f, -dn, 3 * dn, -0.f}, qs);
+  cases += check_quantiles<double>({std::numeric_limits<double>::denorm_min(), -0.0, 0.0}, qs);
+  cases += check_quantiles<float>(std::vector<float>(17, 0.75f), qs);
+  cases += check_quantiles<double>({1e300, -1e300, 1e-300, 0.0}, qs);
+  // Random samples: continuous, few distinct values (ties at every order statistic), signed
+  // zeros and subnormals mixed in; n from 1 to 300 and a few large ones.
+  std::uniform_real_distribution<float> u(0.f, 4.f);
+  std::uniform_int_distribution<int> pick(0, 5);
+  for (int rep = 0; rep < 400; ++rep) {
+    const std::size_t n = rep < 300 ? static_cast<std::size_t>(rep + 1)
+                                    : static_cast<std::size_t>(1000 + 997 * (rep - 300));
+    const int kind = rep % 4;
+    std::vector<float> v(n);
+    for (auto& x : v) {
+      if (kind == 0) x = u(g);
+      if (kind == 1) x = static_cast<float>(pick(g)) * 0.25f;
+      if (kind == 2) x = pick(g) == 0 ? -0.f : (pick(g) == 1 ? dn * static_cast<float>(pick(g)) : 0.f);
+      if (kind == 3) x = pick(g) < 2 ? (pick(g) == 0 ? -0.f : 0.f) : u(g) - 2.f;
+    }
+    cases += check_quantiles(v, qs);
+    cases += check_quantiles(std::vector<double>(v.begin(), v.end()), qs);
+  }
+  MESSAGE("quantile cases compared bitwise: " << cases);
 }

@@ -31,14 +31,30 @@
 
 namespace grpo::detail {
 
-/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear').
-inline double quantile_linear(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
+/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear'),
+/// by selection in O(n) instead of a sort: with pos = q (n - 1), lo = floor(pos),
+/// hi = min(lo + 1, n - 1) and v_(k) the k-th order statistic,
+///   Q = v_(lo) + (pos - lo) (v_(hi) - v_(lo)),
+/// v_(lo) by std::nth_element (everything after it is >= it) and v_(hi) the minimum of that upper
+/// part: the same two order statistics and the same double formula as sorting, so the same bits
+/// (the order statistics are values of the sample, unique but for the sign of a zero, which Q
+/// never carries: a zero Q is +0 whichever of -0 / +0 is selected). V: float or double (a float
+/// sample converts exactly); the sample is reordered. No NaN allowed (the callers check).
+/// @pre !v.empty(), 0 <= q <= 1, no NaN in v.
+template <class V>
+double quantile_select(std::vector<V>& v, double q) {
   const double pos = q * static_cast<double>(v.size() - 1);
   const auto lo = static_cast<std::size_t>(std::floor(pos));
   const auto hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+  const auto nth = v.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(v.begin(), nth, v.end());
+  const double a = static_cast<double>(*nth);
+  const double b = hi == lo ? a : static_cast<double>(*std::min_element(nth + 1, v.end()));
+  return a + (pos - static_cast<double>(lo)) * (b - a);
 }
+
+/// quantile_select on a copy (the historical entry point).
+inline double quantile_linear(std::vector<double> v, double q) { return quantile_select(v, q); }
 
 inline namespace GRPO_ISA_ABI {
 
@@ -60,48 +76,69 @@ struct general_stats {
 /// then the top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear
 /// interpolation; TRL gathers the valid entropies of all ranks first, callers that shard pass the
 /// global value in entropy_threshold so every shard masks the same tokens).
+/// The valid entropies are gathered per thread over contiguous row ranges and joined in row
+/// order, kept in the input's precision where it is float (exact: double(float) is monotone).
 template <class T, class M, class G>
 general_stats general_pass1(const loss_call<T, M, G>& c, const loss_plan& pl, loss_rows& r) {
+  using V = std::conditional_t<std::is_same_v<T, float>, float, double>;
   const index_t B = c.B, Tn = c.Tn;
   const auto& o = c.o;
   general_stats gs;
   gs.rows.resize(static_cast<std::size_t>(B));
   gs.xbar.assign(static_cast<std::size_t>(B), 0.0);
   gs.vespo_lw.assign(static_cast<std::size_t>(B), 0.0);
-  std::vector<double> entropies;
-  for (index_t i = 0; i < B; ++i) {
-    const bool trunc = c.trunc(i);
-    if (trunc) r.met.truncated_seqs += 1;
-    row_sums rs;
-    for (index_t t = 0; t < Tn; ++t) {
-      const double mraw = static_cast<double>(c.in.mask(i, t));
-      expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
-      const double m = trunc ? 0.0 : mraw;
-      if (m == 0.0) continue;
-      if (pl.use_emask) {
-        const double h = static_cast<double>(c.in.entropy(i, t));
-        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
-        entropies.push_back(h);
+  // The quantile needs the sample; a given threshold does not.
+  const bool gather = pl.use_emask && !o.entropy_threshold;
+  std::vector<std::vector<V>> ent_parts(static_cast<std::size_t>(B));  // by range start
+  auto rows = [&](index_t b, index_t e) {
+    std::vector<V>& ents = ent_parts[static_cast<std::size_t>(b)];
+    for (index_t i = b; i < e; ++i) {
+      const bool trunc = c.trunc(i);
+      row_sums rs;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mraw = static_cast<double>(c.in.mask(i, t));
+        expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
+        const double m = trunc ? 0.0 : mraw;
+        if (m == 0.0) continue;
+        if (pl.use_emask) {
+          const double h = static_cast<double>(c.in.entropy(i, t));
+          GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+          if (gather) ents.push_back(static_cast<V>(h));
+        }
+        if (!pl.row_stats) {  // plain token-level losses need only the counts here
+          rs.n += m;
+          continue;
+        }
+        // (finiteness of lp / old / A / ref is checked in pass 2; NaN here cannot escape)
+        rs += token_row_sums(c.lpar, c.tok(i, t, m));
       }
-      if (!pl.row_stats) {  // plain token-level losses need only the counts here
-        rs.n += m;
-        continue;
-      }
-      // (finiteness of lp / old / A / ref is checked in pass 2; NaN here cannot escape)
-      rs += token_row_sums(c.lpar, c.tok(i, t, m));
+      const auto k = static_cast<std::size_t>(i);
+      gs.rows[k] = finish_row(c.lpar, rs);
+      r.n_base[k] = gs.rows[k].n_base;
+      gs.xbar[k] = gs.rows[k].xbar;
+      gs.vespo_lw[k] = gs.rows[k].vespo_lw;
     }
-    const auto k = static_cast<std::size_t>(i);
-    gs.rows[k] = finish_row(c.lpar, rs);
-    r.n_base[k] = gs.rows[k].n_base;
-    gs.xbar[k] = gs.rows[k].xbar;
-    gs.vespo_lw[k] = gs.rows[k].vespo_lw;
-  }
+  };
+  par::for_each_range(B, rows, loss_loop(Tn));  // (the lowest failing range's error)
+  for (index_t i = 0; i < B; ++i)
+    if (c.trunc(i)) r.met.truncated_seqs += 1;
   double h_thr = -std::numeric_limits<double>::infinity();
   if (pl.use_emask) {
-    if (o.entropy_threshold)
+    if (o.entropy_threshold) {
       h_thr = *o.entropy_threshold;
-    else if (!entropies.empty())
-      h_thr = quantile_linear(std::move(entropies), 1.0 - o.top_entropy_quantile);
+    } else {
+      std::size_t n = 0;
+      for (const auto& p : ent_parts) n += p.size();
+      if (n > 0) {
+        std::vector<V>& all = ent_parts[0];  // ranges joined in row order
+        all.reserve(n);
+        for (std::size_t k = 1; k < ent_parts.size(); ++k) {
+          all.insert(all.end(), ent_parts[k].begin(), ent_parts[k].end());
+          std::vector<V>().swap(ent_parts[k]);
+        }
+        h_thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
+      }
+    }
   }
   for (auto& rc : gs.rows) rc.h_thr = h_thr;
   return gs;
