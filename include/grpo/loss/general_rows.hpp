@@ -31,31 +31,6 @@
 
 namespace grpo::detail {
 
-/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear'),
-/// by selection in O(n) instead of a sort: with pos = q (n - 1), lo = floor(pos),
-/// hi = min(lo + 1, n - 1) and v_(k) the k-th order statistic,
-///   Q = v_(lo) + (pos - lo) (v_(hi) - v_(lo)),
-/// v_(lo) by std::nth_element (everything after it is >= it) and v_(hi) the minimum of that upper
-/// part: the same two order statistics and the same double formula as sorting, so the same bits
-/// (the order statistics are values of the sample, unique but for the sign of a zero, which Q
-/// never carries: a zero Q is +0 whichever of -0 / +0 is selected). V: float or double (a float
-/// sample converts exactly); the sample is reordered. No NaN allowed (the callers check).
-/// @pre !v.empty(), 0 <= q <= 1, no NaN in v.
-template <class V>
-double quantile_select(std::vector<V>& v, double q) {
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(pos));
-  const auto hi = std::min(lo + 1, v.size() - 1);
-  const auto nth = v.begin() + static_cast<std::ptrdiff_t>(lo);
-  std::nth_element(v.begin(), nth, v.end());
-  const double a = static_cast<double>(*nth);
-  const double b = hi == lo ? a : static_cast<double>(*std::min_element(nth + 1, v.end()));
-  return a + (pos - static_cast<double>(lo)) * (b - a);
-}
-
-/// quantile_select on a copy (the historical entry point).
-inline double quantile_linear(std::vector<double> v, double q) { return quantile_select(v, q); }
-
 inline namespace GRPO_ISA_ABI {
 
 /// Pass-1 row state of the general engine: the row contexts of the shared composition and the
@@ -217,6 +192,10 @@ void final_counts(const loss_call<T, M, G>& c, const general_stats& gs, loss_row
   r.n_fin.assign(static_cast<std::size_t>(B), 0.0);
   r.n_ent.assign(static_cast<std::size_t>(B), 0.0);
   const bool extra_masks = c.o.opsm_threshold.has_value() || c.o.top_entropy_quantile < 1.0;
+  if (c.o.top_entropy_quantile < 1.0 && gs.rows.size() != static_cast<std::size_t>(B)) {
+    emask_packet_counts(c, r);  // (the vectorised pass 1: the token rows, plan())
+    return;
+  }
   if (extra_masks && gs.rows.size() != static_cast<std::size_t>(B)) {
     opsm_packet_counts(c, r);  // (the vectorised pass 1: OPSM on the TIS rows, plan())
     return;
@@ -467,7 +446,7 @@ void general_row_alone(const loss_call<T, M, G>& c, const loss_rows& r, index_t 
     rs += token_row_sums(c.lpar, c.tok(i, t, mb));
   }
   row_ctx rc = finish_row(c.lpar, rs);
-  rc.h_thr = -std::numeric_limits<double>::infinity();
+  rc.h_thr = r.h_thr;  // (the top-entropy threshold of the call, or -inf)
   general_row(c, rc, r, i, part);
 }
 
@@ -650,6 +629,41 @@ bool tis_row_packet([[maybe_unused]] const tis_params& q,
   return false;
 }
 
+/// A TIS row under the top-entropy mask (keep = H >= thr; tis_rows, where plan() sends it: no
+/// OPSM): the packet row with the keep of each token (fast_simd_row::hk: in the denominators
+/// the dropped tokens leave the row's valid lanes, n = n_fin; else their policy multiplier is
+/// 0), then the entropy sweep over the mask m [keep] (km: a row buffer of the mask type; n_ent,
+/// the entropy metric's weight, fast_row_part::ewsum). False: rerun the row in double.
+template <class H, class M, class G>
+bool tis_row_emask(const tis_params& q, fast_simd_row<float, M, G> rw, const H* h, double thr,
+                   double nf, double ne, const float* ls, const float* nls, index_t Tn,
+                   std::vector<M>& km, fast_row_part& rp, tis_row_out& out) {
+  const fast_simd_row<float, M, G> rw0 = rw;
+  rw.hk = h;
+  rw.h_thr = threshold_as<float>(thr);
+  rw.nf = nf;
+  rw.h = nullptr;  // (the entropy sweep below)
+  rw.ge = nullptr;
+  if (!tis_row_packet(q, rw, ls, nls, Tn, rp, out)) return false;
+  km.assign(static_cast<std::size_t>(Tn), M(0));
+  index_t end = 0;  // one past the last kept token
+  const index_t rend = rw0.trunc ? 0 : rw0.end;
+  for (index_t t = 0; t < rend; ++t) {
+    if (rw0.m[t] != M(0) && static_cast<double>(h[t]) >= thr) {
+      km[static_cast<std::size_t>(t)] = rw0.m[t];
+      end = t + 1;
+    }
+  }
+  fast_simd_row<float, M, G> re = rw0;
+  re.m = km.data();
+  re.n = ne;
+  re.end = end;
+  re.prefix = re.bin && static_cast<double>(end) == ne;
+  if (!entropy_row_run(re, Tn, rp)) return false;
+  rp.ewsum = ne;
+  return true;
+}
+
 /// The token-level kinds with a rollout IS weight and no other row-wide term (plan(): float
 /// inputs where weighted_rows_isa() has packet rows; token TIS, sequence TIS, seq-mask-tis, or
 /// the caller's is_weights, unit stride along t),
@@ -666,6 +680,7 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   std::vector<tis_row_out> outs(B);
   const tis_params q = tis_rows_params(o, c.has_isw);
   const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
+  const bool emask = o.top_entropy_quantile < 1.0;
   const auto fell = packet_rows_or_double(
       c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
         // (const auto*: this lambda is only called for float rows; typed `const float*` its
@@ -680,7 +695,13 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
           rw.gap_ok = r.opsm_gap_ok[static_cast<std::size_t>(i)] != 0;
           rw.nf = r.n_fin[static_cast<std::size_t>(i)];
         }
-        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
+        const auto k = static_cast<std::size_t>(i);
+        if (emask) {  // (emask_packet_counts: the threshold, n_fin, n_ent)
+          thread_local std::vector<M> km;  // O(T) per thread, kept for the next call
+          return tis_row_emask(q, rw, &c.in.entropy(i, 0), r.h_thr, r.n_fin[k], r.n_ent[k], ls,
+                               nls, c.Tn, km, rp, outs[k]);
+        }
+        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[k]);
       });
   const stat_accumulator iw0 = r.met.is_weight;
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,
