@@ -14,8 +14,11 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -1120,4 +1123,297 @@ TEST_CASE("row kernels: results do not depend on where the output buffers lie (s
       CHECK(r.ge == r0.ge);
     }
   }
+}
+
+namespace {
+/// The sort-based reference of quantile_select (torch.quantile, linear): the formula as written
+/// before the selection replaced the sort.
+template <class V>
+double quantile_sorted(std::vector<V> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const auto hi = std::min(lo + 1, v.size() - 1);
+  return static_cast<double>(v[lo]) +
+         (pos - static_cast<double>(lo)) * (static_cast<double>(v[hi]) - static_cast<double>(v[lo]));
+}
+std::uint64_t bits_of(double x) {
+  std::uint64_t u = 0;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+/// quantile_select (on a copy) and the sorted reference agree bitwise for each q.
+template <class V>
+int check_quantiles(const std::vector<V>& v, const std::vector<double>& qs) {
+  int n = 0;
+  for (double q : qs) {
+    std::vector<V> w = v;
+    const double a = grpo::detail::quantile_select(w, q), b = quantile_sorted(v, q);
+    CAPTURE(v.size());
+    CAPTURE(q);
+    CHECK(bits_of(a) == bits_of(b));
+    ++n;
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("top-entropy threshold: selection equals the sorted quantile bitwise (ties, duplicates, "
+          "all equal, n = 1 / 2, q = 0 / 1, signed zeros, subnormals, float and double)") {
+  std::vector<double> qs = {0.0, 1.0, 0.5, 0.95, 0.8, 0.5, 0.001, 0.999, 1.0 - 1e-12, 1e-12};
+  std::mt19937 g(2026);
+  std::uniform_real_distribution<double> uq(0.0, 1.0);
+  for (int k = 0; k < 20; ++k) qs.push_back(uq(g));
+  const float dn = std::numeric_limits<float>::denorm_min();
+  int cases = 0;
+  // Hand-picked samples.
+  cases += check_quantiles<float>({1.5f}, qs);
+  cases += check_quantiles<float>({2.f, -1.f}, qs);
+  cases += check_quantiles<float>({-0.f, 0.f}, qs);
+  cases += check_quantiles<float>({0.f, -0.f, -0.f, 0.f, 1.f}, qs);
+  cases += check_quantiles<float>({dn, 0.f, -dn, 3 * dn, -0.f}, qs);
+  cases += check_quantiles<double>({std::numeric_limits<double>::denorm_min(), -0.0, 0.0}, qs);
+  cases += check_quantiles<float>(std::vector<float>(17, 0.75f), qs);
+  cases += check_quantiles<double>({1e300, -1e300, 1e-300, 0.0}, qs);
+  // Random samples: continuous, few distinct values (ties at every order statistic), signed
+  // zeros and subnormals mixed in; n from 1 to 300 and a few large ones.
+  std::uniform_real_distribution<float> u(0.f, 4.f);
+  std::uniform_int_distribution<int> pick(0, 5);
+  for (int rep = 0; rep < 400; ++rep) {
+    const std::size_t n = rep < 300 ? static_cast<std::size_t>(rep + 1)
+                                    : static_cast<std::size_t>(1000 + 997 * (rep - 300));
+    const int kind = rep % 4;
+    std::vector<float> v(n);
+    for (auto& x : v) {
+      if (kind == 0) x = u(g);
+      if (kind == 1) x = static_cast<float>(pick(g)) * 0.25f;
+      if (kind == 2) x = pick(g) == 0 ? -0.f : (pick(g) == 1 ? dn * static_cast<float>(pick(g)) : 0.f);
+      if (kind == 3) x = pick(g) < 2 ? (pick(g) == 0 ? -0.f : 0.f) : u(g) - 2.f;
+    }
+    cases += check_quantiles(v, qs);
+    cases += check_quantiles(std::vector<double>(v.begin(), v.end()), qs);
+  }
+  MESSAGE("quantile cases compared bitwise: " << cases);
+}
+
+namespace {
+/// The top-entropy mask on the token rows (float inputs: the packet rows; double: the
+/// lane-generic rows) against the general engine in double (forced there by an OPSM threshold
+/// that keeps every token, 1e30): loss, the three terms, every gradient, per-token loss and
+/// metric within tol (the counts, tokens and entropy_masked_tokens exactly); the double call
+/// to 1e-12.
+void compare_emask(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
+                   double tol) {
+  const run_out f = run<float>(o, d, want_ptl, true, want_ge);
+  // (rollout IS or is_weights: the TIS rows, and the double call is the general engine)
+  const bool tis = o.tis.enabled || !d.isw.empty();
+  grpo::loss_options og = o;
+  if (!tis) og.opsm_threshold = 1e30;
+  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
+  CHECK(e.s.engine_used == grpo::loss_engine::general);
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (d.B * d.T > 0 && !tis) CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
+  if (d.B * d.T > 0 && tis)
+    CHECK(f.s.engine_used ==
+          (packet ? grpo::loss_engine::general_rows : grpo::loss_engine::general));
+  CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
+  CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
+  CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
+  CHECK(close(f.s.entropy_loss, e.s.entropy_loss, tol, "entropy_loss") == 0);
+  int bad = 0;
+  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
+    bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
+    if (want_ptl)
+      bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
+    bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
+  }
+  CHECK(bad == 0);
+  close_metrics(f.s.metrics, e.s.metrics, tol);
+  if (tis) return;
+  const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
+  if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
+  CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
+  CHECK(close(dd.s.policy_loss, e.s.policy_loss, 1e-12, "policy_loss (double)") == 0);
+  CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
+  bad = 0;
+  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
+    bad += close(dd.g[k], e.g[k], 1e-12, "grad_logp (double)[" + std::to_string(k) + "]");
+    if (want_ptl)
+      bad += close(dd.ptl[k], e.ptl[k], 1e-12, "per_token_loss (double)[" + std::to_string(k) + "]");
+    bad += close(dd.ge[k], e.ge[k], 1e-12, "grad_entropy (double)[" + std::to_string(k) + "]");
+  }
+  CHECK(bad == 0);
+  close_metrics(dd.s.metrics, e.s.metrics, 1e-12);
+}
+
+/// make() with the valid entropies on a grid of 1/4 (ties at every order statistic, and at the
+/// threshold itself for most rho).
+data make_ties(long B, long T, unsigned seed) {
+  data d = make(B, T, seed);
+  for (auto& h : d.ent)
+    if (std::isfinite(h)) h = std::round(h * 4.f) / 4.f;
+  return d;
+}
+
+grpo::loss_options emask_opts(grpo::policy_loss_kind kind, double rho, bool den, int kl,
+                              double coef, grpo::agg_mode ag) {
+  grpo::loss_options o = ent_opts(kind, kl == 1 ? 0.04 : (kl == 2 ? 0.1 : 0.0), coef, ag);
+  if (kl == 2) {
+    o.kl.estimator = grpo::kl_estimator::k1;
+    o.kl.outer_clamp = 10.0;
+  }
+  o.top_entropy_quantile = rho;
+  o.entropy_mask_in_denominator = den;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("token rows: the top-entropy mask (rho, in / out of the denominators, every token kind, "
+          "KL, entropy bonus, aggregation) equals the double general engine") {
+  const grpo::policy_loss_kind kinds[] = {
+      grpo::policy_loss_kind::ppo_clip, grpo::policy_loss_kind::cispo,
+      grpo::policy_loss_kind::sapo, grpo::policy_loss_kind::reinforce};
+  const double coefs[] = {0.0, 1e-2, -3e-3};
+  int n = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    const data d = make(9, T, static_cast<unsigned>(T) + 5);
+    const data dt = make_ties(9, T, static_cast<unsigned>(T) + 6);
+    for (grpo::policy_loss_kind kind : kinds)
+      for (double rho : {0.05, 0.2, 0.5, 0.999})
+        for (bool den : {true, false}) {
+          const int kl = n % 3;
+          const double coef = coefs[(n / 3) % 3];
+          const grpo::agg_mode ag = kEntAggs[(n / 2) % 4];
+          const bool ptl = (n / 5) % 2 == 0, ge = (n / 7) % 3 != 0;
+          CAPTURE(T);
+          CAPTURE(static_cast<int>(kind));
+          CAPTURE(rho);
+          CAPTURE(den);
+          CAPTURE(kl);
+          CAPTURE(coef);
+          CAPTURE(static_cast<int>(ag));
+          const grpo::loss_options o = emask_opts(kind, rho, den, kl, coef, ag);
+          compare_emask(o, (n % 2) ? dt : d, ptl, ge, kTol);
+          ++n;
+        }
+  }
+  MESSAGE("top-entropy configurations compared: " << n);
+}
+
+TEST_CASE("token rows: the top-entropy mask with a given threshold (+-inf, a tie), no valid token, "
+          "verl clamps and dual clip, per-token advantages, integer masks") {
+  const data d = make_ties(8, 40, 77);
+  for (bool den : {true, false}) {
+    CAPTURE(den);
+    for (double thr : {-HUGE_VAL, HUGE_VAL, 1.0, 1.25, 0.0}) {
+      CAPTURE(thr);
+      grpo::loss_options o = emask_opts(grpo::policy_loss_kind::ppo_clip, 0.2, den, 1, 1e-2,
+                                        grpo::agg_mode::token_mean);
+      o.entropy_threshold = thr;
+      compare_emask(o, d, true, true, kTol);
+    }
+    // verl-style clamps and dual clip, a clamped KL, per-token advantages
+    grpo::loss_options o = emask_opts(grpo::policy_loss_kind::ppo_clip, 0.2, den, 2, -3e-3,
+                                      grpo::agg_mode::seq_mean_token_mean);
+    o.policy.dual_clip_c = 3.0;
+    o.policy.log_ratio_min = -0.3;
+    o.policy.log_ratio_max = 0.3;
+    compare_emask(o, make_tok(8, 40, 78), true, true, kTol);
+    // no valid token at all: threshold -inf, every count 0
+    data empty = d;
+    std::fill(empty.mask.begin(), empty.mask.end(), 0.f);
+    compare_emask(o, empty, true, true, kTol);
+    // integer masks (the rows' mask buffer is of the mask type)
+    const grpo::loss_options oi = emask_opts(grpo::policy_loss_kind::cispo, 0.5, den, 1, 1e-2,
+                                             grpo::agg_mode::token_mean);
+    data bin = d;
+    for (auto& m : bin.mask) m = m != 0.f ? 1.f : 0.f;
+    const run_out fi = run<float, double, int>(oi, bin, true, true);
+    const run_out ff = run<float, double, float>(oi, bin, true, true);
+    CHECK(fi.s.engine_used == grpo::loss_engine::token_rows_simd);
+    CHECK(fi.s.loss == ff.s.loss);
+    CHECK(fi.g == ff.g);
+    CHECK(fi.ge == ff.ge);
+  }
+}
+
+TEST_CASE("token rows: the top-entropy mask keeps ties at the threshold, names a non-finite entropy "
+          "or input on a valid token (ignores it on padding)") {
+  data d = make(6, 40, 3);
+  // ties: every valid entropy 1 but one row's at 2; rho 0.5: threshold 1 (ties kept)
+  for (auto& h : d.ent)
+    if (std::isfinite(h)) h = 1.f;
+  for (long t = 0; t < d.T; ++t) d.ent[static_cast<std::size_t>(3 * d.T + t)] = 2.f;
+  for (bool den : {true, false}) {
+    grpo::loss_options o = emask_opts(grpo::policy_loss_kind::ppo_clip, 0.5, den, 1, 1e-2,
+                                      grpo::agg_mode::token_mean);
+    const run_out f = run<float>(o, d, true, true);
+    CHECK(f.s.metrics.entropy_masked_tokens == 0.0);
+    compare_emask(o, d, true, true, kTol);
+    for (float v : {std::nanf(""), INFINITY, -INFINITY}) {
+      data bad = d;
+      bad.ent[static_cast<std::size_t>(5 * bad.T + 7)] = v;  // row 5: valid
+      CHECK_THROWS_WITH_AS(run<float>(o, bad, false, true), doctest::Contains("entropy"),
+                           grpo::error);
+      CHECK_THROWS_WITH_AS(run<double>(o, bad, false, true), doctest::Contains("entropy"),
+                           grpo::error);
+      bad.ent[static_cast<std::size_t>(5 * bad.T + 7)] = 1.f;
+      bad.ent[static_cast<std::size_t>(5 * bad.T + 39)] = v;  // row 5's padding
+      bad.ent[static_cast<std::size_t>(1 * bad.T + 4)] = v;   // a hole of row 1
+      const run_out a = run<float>(o, bad, true, true);
+      CHECK(a.s.loss == f.s.loss);
+      CHECK(a.g == f.g);
+      // a non-finite logp / advantage on a valid token the mask drops: the named error
+      data lbad = d;
+      for (long t = 0; t < 3; ++t) lbad.ent[static_cast<std::size_t>(5 * lbad.T + t)] = 0.5f;
+      lbad.lp[static_cast<std::size_t>(5 * lbad.T + 1)] = v;
+      CHECK_THROWS_WITH_AS(run<float>(o, lbad, false, true), doctest::Contains("logp"),
+                           grpo::error);
+      CHECK_THROWS_WITH_AS(run<double>(o, lbad, false, true), doctest::Contains("logp"),
+                           grpo::error);
+    }
+  }
+}
+
+TEST_CASE("TIS rows: the top-entropy mask (token TIS, sequence TIS, seq-mask-tis, is_weights; in / "
+          "out of the denominators) equals the double general engine") {
+  const grpo::policy_loss_kind kinds[] = {
+      grpo::policy_loss_kind::ppo_clip, grpo::policy_loss_kind::cispo,
+      grpo::policy_loss_kind::sapo, grpo::policy_loss_kind::reinforce};
+  int n = 0;
+  for (long T : {13L, 64L, 300L}) {
+    data d = make(9, T, static_cast<unsigned>(T) + 11);
+    data dt = make_ties(9, T, static_cast<unsigned>(T) + 12);
+    for (grpo::policy_loss_kind kind : kinds)
+      for (tis_w w : {tis_w::token, tis_w::sequence, tis_w::seq_mask})
+        for (bool den : {true, false}) {
+          const double rho = (n % 2) ? 0.2 : 0.5;
+          CAPTURE(T);
+          CAPTURE(static_cast<int>(kind));
+          CAPTURE(static_cast<int>(w));
+          CAPTURE(den);
+          grpo::loss_options o = tis_opts(kind, w, (n / 2) % 2 == 1, (n % 3) ? 0.04 : 0.0);
+          o.entropy_coef = (n % 3 == 2) ? 1e-2 : (n % 3 == 1 ? -3e-3 : 0.0);
+          o.agg.mode = kEntAggs[(n / 3) % 4];
+          o.entropy_agg.mode = o.agg.mode;
+          if (o.agg.mode == grpo::agg_mode::seq_mean_token_sum_norm)
+            o.agg.norm_length = o.entropy_agg.norm_length = 1024.0;
+          o.top_entropy_quantile = rho;
+          o.entropy_mask_in_denominator = den;
+          compare_emask(o, (n % 2) ? dt : d, (n / 5) % 2 == 0, true, kTol);
+          ++n;
+        }
+    // the caller's is_weights (in [0.5, 1.5]) in place of the rollout weight
+    data dw = d;
+    dw.isw.resize(dw.lp.size());
+    for (std::size_t k = 0; k < dw.isw.size(); ++k) dw.isw[k] = 0.5f + 0.5f * (dw.ent[k] > 1.f);
+    for (bool den : {true, false}) {
+      grpo::loss_options o = emask_opts(grpo::policy_loss_kind::ppo_clip, 0.2, den, 1, 1e-2,
+                                        grpo::agg_mode::token_mean);
+      compare_emask(o, dw, true, true, kTol);
+      ++n;
+    }
+  }
+  MESSAGE("TIS + top-entropy configurations compared: " << n);
 }

@@ -19,6 +19,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -146,6 +147,8 @@ struct loss_rows {
   /// OPSM on the TIS rows: 1 where the row's gap sum m (ls - lp) / max(n, 1) is <= delta
   /// (opsm_packet_counts; the row kernels read it instead of summing the gap again)
   std::vector<unsigned char> opsm_gap_ok;
+  /// Top-entropy threshold of the call on the token rows (emask_packet_counts; -inf: none)
+  double h_thr = -std::numeric_limits<double>::infinity();
   loss_metrics met;
   explicit loss_rows(index_t B) : n_base(static_cast<std::size_t>(B), 0.0) {}
 };

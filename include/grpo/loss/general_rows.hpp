@@ -31,15 +31,6 @@
 
 namespace grpo::detail {
 
-/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear').
-inline double quantile_linear(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(pos));
-  const auto hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
-}
-
 inline namespace GRPO_ISA_ABI {
 
 /// Pass-1 row state of the general engine: the row contexts of the shared composition and the
@@ -60,48 +51,69 @@ struct general_stats {
 /// then the top-entropy threshold (TRL get_high_entropy_mask: quantile at 1 - rho, linear
 /// interpolation; TRL gathers the valid entropies of all ranks first, callers that shard pass the
 /// global value in entropy_threshold so every shard masks the same tokens).
+/// The valid entropies are gathered per thread over contiguous row ranges and joined in row
+/// order, kept in the input's precision where it is float (exact: double(float) is monotone).
 template <class T, class M, class G>
 general_stats general_pass1(const loss_call<T, M, G>& c, const loss_plan& pl, loss_rows& r) {
+  using V = std::conditional_t<std::is_same_v<T, float>, float, double>;
   const index_t B = c.B, Tn = c.Tn;
   const auto& o = c.o;
   general_stats gs;
   gs.rows.resize(static_cast<std::size_t>(B));
   gs.xbar.assign(static_cast<std::size_t>(B), 0.0);
   gs.vespo_lw.assign(static_cast<std::size_t>(B), 0.0);
-  std::vector<double> entropies;
-  for (index_t i = 0; i < B; ++i) {
-    const bool trunc = c.trunc(i);
-    if (trunc) r.met.truncated_seqs += 1;
-    row_sums rs;
-    for (index_t t = 0; t < Tn; ++t) {
-      const double mraw = static_cast<double>(c.in.mask(i, t));
-      expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
-      const double m = trunc ? 0.0 : mraw;
-      if (m == 0.0) continue;
-      if (pl.use_emask) {
-        const double h = static_cast<double>(c.in.entropy(i, t));
-        GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
-        entropies.push_back(h);
+  // The quantile needs the sample; a given threshold does not.
+  const bool gather = pl.use_emask && !o.entropy_threshold;
+  std::vector<std::vector<V>> ent_parts(static_cast<std::size_t>(B));  // by range start
+  auto rows = [&](index_t b, index_t e) {
+    std::vector<V>& ents = ent_parts[static_cast<std::size_t>(b)];
+    for (index_t i = b; i < e; ++i) {
+      const bool trunc = c.trunc(i);
+      row_sums rs;
+      for (index_t t = 0; t < Tn; ++t) {
+        const double mraw = static_cast<double>(c.in.mask(i, t));
+        expect_mask_entry(mraw, "mask", i, t);  // the shared mask rule (core/validate.hpp)
+        const double m = trunc ? 0.0 : mraw;
+        if (m == 0.0) continue;
+        if (pl.use_emask) {
+          const double h = static_cast<double>(c.in.entropy(i, t));
+          GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
+          if (gather) ents.push_back(static_cast<V>(h));
+        }
+        if (!pl.row_stats) {  // plain token-level losses need only the counts here
+          rs.n += m;
+          continue;
+        }
+        // (finiteness of lp / old / A / ref is checked in pass 2; NaN here cannot escape)
+        rs += token_row_sums(c.lpar, c.tok(i, t, m));
       }
-      if (!pl.row_stats) {  // plain token-level losses need only the counts here
-        rs.n += m;
-        continue;
-      }
-      // (finiteness of lp / old / A / ref is checked in pass 2; NaN here cannot escape)
-      rs += token_row_sums(c.lpar, c.tok(i, t, m));
+      const auto k = static_cast<std::size_t>(i);
+      gs.rows[k] = finish_row(c.lpar, rs);
+      r.n_base[k] = gs.rows[k].n_base;
+      gs.xbar[k] = gs.rows[k].xbar;
+      gs.vespo_lw[k] = gs.rows[k].vespo_lw;
     }
-    const auto k = static_cast<std::size_t>(i);
-    gs.rows[k] = finish_row(c.lpar, rs);
-    r.n_base[k] = gs.rows[k].n_base;
-    gs.xbar[k] = gs.rows[k].xbar;
-    gs.vespo_lw[k] = gs.rows[k].vespo_lw;
-  }
+  };
+  par::for_each_range(B, rows, loss_loop(Tn));  // (the lowest failing range's error)
+  for (index_t i = 0; i < B; ++i)
+    if (c.trunc(i)) r.met.truncated_seqs += 1;
   double h_thr = -std::numeric_limits<double>::infinity();
   if (pl.use_emask) {
-    if (o.entropy_threshold)
+    if (o.entropy_threshold) {
       h_thr = *o.entropy_threshold;
-    else if (!entropies.empty())
-      h_thr = quantile_linear(std::move(entropies), 1.0 - o.top_entropy_quantile);
+    } else {
+      std::size_t n = 0;
+      for (const auto& p : ent_parts) n += p.size();
+      if (n > 0) {
+        std::vector<V>& all = ent_parts[0];  // ranges joined in row order
+        all.reserve(n);
+        for (std::size_t k = 1; k < ent_parts.size(); ++k) {
+          all.insert(all.end(), ent_parts[k].begin(), ent_parts[k].end());
+          std::vector<V>().swap(ent_parts[k]);
+        }
+        h_thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
+      }
+    }
   }
   for (auto& rc : gs.rows) rc.h_thr = h_thr;
   return gs;
@@ -180,6 +192,10 @@ void final_counts(const loss_call<T, M, G>& c, const general_stats& gs, loss_row
   r.n_fin.assign(static_cast<std::size_t>(B), 0.0);
   r.n_ent.assign(static_cast<std::size_t>(B), 0.0);
   const bool extra_masks = c.o.opsm_threshold.has_value() || c.o.top_entropy_quantile < 1.0;
+  if (c.o.top_entropy_quantile < 1.0 && gs.rows.size() != static_cast<std::size_t>(B)) {
+    emask_packet_counts(c, r);  // (the vectorised pass 1: the token rows, plan())
+    return;
+  }
   if (extra_masks && gs.rows.size() != static_cast<std::size_t>(B)) {
     opsm_packet_counts(c, r);  // (the vectorised pass 1: OPSM on the TIS rows, plan())
     return;
@@ -433,7 +449,7 @@ void general_row_alone(const loss_call<T, M, G>& c, const loss_rows& r, index_t 
     rs += token_row_sums(c.lpar, c.tok(i, t, mb));
   }
   row_ctx rc = finish_row(c.lpar, rs);
-  rc.h_thr = -std::numeric_limits<double>::infinity();
+  rc.h_thr = r.h_thr;  // (the top-entropy threshold of the call, or -inf)
   general_row(c, rc, r, i, part);
 }
 
@@ -616,6 +632,41 @@ bool tis_row_packet([[maybe_unused]] const tis_params& q,
   return false;
 }
 
+/// A TIS row under the top-entropy mask (keep = H >= thr; tis_rows, where plan() sends it: no
+/// OPSM): the packet row with the keep of each token (fast_simd_row::hk: in the denominators
+/// the dropped tokens leave the row's valid lanes, n = n_fin; else their policy multiplier is
+/// 0), then the entropy sweep over the mask m [keep] (km: a row buffer of the mask type; n_ent,
+/// the entropy metric's weight, fast_row_part::ewsum). False: rerun the row in double.
+template <class H, class M, class G>
+bool tis_row_emask(const tis_params& q, fast_simd_row<float, M, G> rw, const H* h, double thr,
+                   double nf, double ne, const float* ls, const float* nls, index_t Tn,
+                   std::vector<M>& km, fast_row_part& rp, tis_row_out& out) {
+  const fast_simd_row<float, M, G> rw0 = rw;
+  rw.hk = h;
+  rw.h_thr = threshold_as<float>(thr);
+  rw.nf = nf;
+  rw.h = nullptr;  // (the entropy sweep below)
+  rw.ge = nullptr;
+  if (!tis_row_packet(q, rw, ls, nls, Tn, rp, out)) return false;
+  km.assign(static_cast<std::size_t>(Tn), M(0));
+  index_t end = 0;  // one past the last kept token
+  const index_t rend = rw0.trunc ? 0 : rw0.end;
+  for (index_t t = 0; t < rend; ++t) {
+    if (rw0.m[t] != M(0) && static_cast<double>(h[t]) >= thr) {
+      km[static_cast<std::size_t>(t)] = rw0.m[t];
+      end = t + 1;
+    }
+  }
+  fast_simd_row<float, M, G> re = rw0;
+  re.m = km.data();
+  re.n = ne;
+  re.end = end;
+  re.prefix = re.bin && static_cast<double>(end) == ne;
+  if (!entropy_row_run(re, Tn, rp)) return false;
+  rp.ewsum = ne;
+  return true;
+}
+
 /// The token-level kinds with a rollout IS weight and no other row-wide term (plan(): float
 /// inputs where weighted_rows_isa() has packet rows; token TIS, sequence TIS, seq-mask-tis, or
 /// the caller's is_weights, unit stride along t),
@@ -632,6 +683,7 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
   std::vector<tis_row_out> outs(B);
   const tis_params q = tis_rows_params(o, c.has_isw);
   const bool smp = c.has_smp && !c.has_isw;  // (the sampler is not read beside is_weights)
+  const bool emask = o.top_entropy_quantile < 1.0;
   const auto fell = packet_rows_or_double(
       c, r, parts, [&](index_t i, auto rw, fast_row_part& rp) {
         // (const auto*: this lambda is only called for float rows; typed `const float*` its
@@ -646,7 +698,13 @@ loss_scalars tis_rows(const loss_call<T, M, G>& c, loss_rows& r) {
           rw.gap_ok = r.opsm_gap_ok[static_cast<std::size_t>(i)] != 0;
           rw.nf = r.n_fin[static_cast<std::size_t>(i)];
         }
-        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[static_cast<std::size_t>(i)]);
+        const auto k = static_cast<std::size_t>(i);
+        if (emask) {  // (emask_packet_counts: the threshold, n_fin, n_ent)
+          thread_local std::vector<M> km;  // O(T) per thread, kept for the next call
+          return tis_row_emask(q, rw, &c.in.entropy(i, 0), r.h_thr, r.n_fin[k], r.n_ent[k], ls,
+                               nls, c.Tn, km, rp, outs[k]);
+        }
+        return tis_row_packet(q, rw, ls, nls, c.Tn, rp, outs[k]);
       });
   const stat_accumulator iw0 = r.met.is_weight;
   loss_scalars res = merge_row_parts(parts, o.kl_coef, kl_on, false,

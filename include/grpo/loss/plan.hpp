@@ -18,6 +18,10 @@
 /// The entropy term (the bonus, of any coefficient, or the entropy metric alone) without the
 /// top-entropy mask is token-local: the token rows and the TIS rows add it in one more sweep per
 /// row (entropy_row; not beside OPSM in the denominator); the other row engines take none.
+/// The top-entropy mask (in or out of the denominators) is token-local once pass 1 has the
+/// threshold (general_rows.hpp emask_packet_counts): the vectorised token rows and the TIS rows
+/// (not beside OPSM) carry it; the scalar rows and the other engines leave it to the general
+/// engine.
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -213,6 +217,10 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
                          (!has(out.per_token_loss) || unit_t(out.per_token_loss)) &&
                          (!has(out.grad_entropy) || unit_t(out.grad_entropy)) &&
                          (!has(in.entropy) || unit_t(in.entropy));
+  // The general engine's packet rows exist: float inputs, rows contiguous along t, and the
+  // avx2 / avx512 path (the conditions the general_rows branches below share).
+  const bool packet_rows = std::is_same_v<T, float> && simd_types && unit_rows &&
+                           detail::weighted_rows_isa() != isa::baseline;
   // The sequence rows (GSPO / GSPO-token) take the entropy term too (one more sweep per row, the
   // token rows' entropy_row_run; float and double inputs, every path).
   if (simd_types && P.level != is_level::token && K.sequence_rows && no_extra && unit_rows) {
@@ -236,9 +244,7 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
   // advantages and no other row-wide term (one weight per row: two sweeps like GSPO's,
   // kernels/general_row.ipp); the token-level kinds with a rollout IS weight (sampler_logp or
   // is_weights) and / or OPSM, and no other row-wide term (kernels/tis_row.ipp).
-  const bool packet_ok = std::is_same_v<T, float> && simd_types && P.level == is_level::token &&
-                         unit_rows && !o.kl_bias_correction &&
-                         detail::weighted_rows_isa() != isa::baseline;
+  const bool packet_ok = packet_rows && P.level == is_level::token && !o.kl_bias_correction;
   if (packet_ok && K.sequence_weight && local && in.advantages.stride(1) == 0) {
     pl.route = loss_route::general_rows;
     return pl;
@@ -247,16 +253,22 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
   // (exclusive with tis, check_batch) take the TIS rows' place of exp(lo - ls). OPSM, with or
   // without an IS weight: its row gap in a first sweep (final_counts counts the kept tokens with
   // the same code); an entropy term only where OPSM stays out of the denominators (its mask is
-  // then the base mask).
+  // then the base mask). The top-entropy mask without OPSM (tis_row_emask).
   const bool isw = has(in.is_weights), opsm = o.opsm_threshold.has_value();
-  const bool tis_rows_opts = (o.tis.enabled || isw || opsm) && !pl.use_emask &&
+  const bool tis_rows_opts = (o.tis.enabled || isw || opsm) && !(opsm && pl.use_emask) &&
                              !(opsm && o.opsm_in_denominator && entropy_term);
   const bool smp_unit = !has(in.sampler_logp) || unit_t(in.sampler_logp);
   if (packet_ok && K.token_rows && tis_rows_opts && smp_unit && (!isw || unit_t(in.is_weights))) {
     pl.route = loss_route::general_rows;
     return pl;
   }
-  if (P.level == is_level::token && K.token_rows && no_extra) {
+  // The top-entropy mask (in or out of the denominators) with no other row-wide term: once the
+  // threshold is known (pass 1, emask_packet_counts) the keep is token-local, so the vectorised
+  // token rows carry it (token_rows.hpp token_row_emask); the scalar rows do not: other layouts
+  // and types run the general engine.
+  const bool emask_only = pl.use_emask && !o.opsm_threshold.has_value() && !o.tis.enabled &&
+                          !has(in.is_weights);
+  if (P.level == is_level::token && K.token_rows && (no_extra || emask_only)) {
     pl.route = loss_route::token_rows;
     // the row kernels report the clamped log ratio: an unclamped approx_kl runs the scalar rows.
     // The entropy term runs vectorised for float and double inputs on every path (the packet
@@ -267,7 +279,8 @@ loss_plan plan(const loss_options& o, const loss_batch<T, M>& in, const loss_out
     pl.simd = simd_types && unit_rows && entropy_packet &&
               !(o.approx_kl_unclamped &&
                 (std::isfinite(P.log_ratio_min) || std::isfinite(P.log_ratio_max)));
-    return pl;
+    if (pl.simd || !pl.use_emask) return pl;
+    pl.simd = false;  // (the top-entropy mask on the scalar rows: the general engine below)
   }
   pl.route = loss_route::general;
   return pl;

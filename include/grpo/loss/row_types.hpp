@@ -43,6 +43,9 @@ struct fast_row_part {
   /// GSPO (sequence level, per-sequence advantages): the row's one clip decision, TRL's (B, 1)
   /// metrics (bit 0 low, bit 1 high, bit 2 dual); recorded for every row, empty ones included.
   unsigned char seq_clip = 0;
+  /// Weight of the entropy metric's block when it is not wsum (the top-entropy mask out of the
+  /// denominators: the row's entropy-kept count n_ent); < 0: wsum.
+  double ewsum = -1;
 };
 
 /// Uniform parameters of the sequence-level (GSPO / GSPO-token) row kernels: the policy options
@@ -108,6 +111,12 @@ struct fast_simd_row {
   /// (final_counts; the base count n without OPSM in the denominator).
   bool gap_ok = true;
   double nf = 0;
+  /// Top-entropy mask out of the denominators (the policy multiplier only, TRL): hk = the row's
+  /// entropies; a token with !(hk[t] >= h_thr) gets policy value and gradient 0 (its KL, metrics
+  /// and counts stay). h_thr: the smallest C >= the double threshold, so the test in C is the
+  /// general engine's test in double. null: no such mask.
+  const C* hk = nullptr;
+  C h_thr = 0;
   /// One past the last nonzero mask entry (pass 1): without per-token loss output the kernels
   /// stop reading at the first step boundary >= end and zero-fill the gradient after it.
   index_t end = 0;

@@ -200,6 +200,12 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_step(const fast_simd_params<simd::sc
     value = ops::weighted_pg_loss(one, A, lp);
     d_logp = ops::weighted_pg_loss_grad(one, A, lp);
   }
+  if (rw.hk != nullptr) {  // top-entropy mask out of the denominators: the policy term only
+    const auto pk = simd::load<V>(rw.hk + t) >= V(rw.h_thr);  // (NaN H: dropped, as ent_keep)
+    value = sel<V>(pk, value, zero);
+    d_ratio = sel<V>(pk, d_ratio, zero);
+    d_logp = sel<V>(pk, d_logp, zero);
+  }
   V ptl = value;
   const V Wp = V(rw.sp) * m;
   a.add(a.pol, sel<V>(valid, Wp * value, zero));
@@ -265,7 +271,7 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_tail_step(
     fast_simd_acc<V>& a) noexcept {
   using C = simd::scalar_of<V>;
   constexpr index_t L = static_cast<index_t>(simd::lane_traits<V>::size);
-  alignas(64) C lp[L] = {}, lo[L] = {}, lr[L] = {}, A[L] = {};
+  alignas(64) C lp[L] = {}, lo[L] = {}, lr[L] = {}, A[L] = {}, hk[L] = {};
   alignas(64) M m[L] = {};
   alignas(64) G g[L] = {}, ptl[L] = {}, ge[L] = {};
   for (index_t l = 0; l < n; ++l) {
@@ -273,6 +279,7 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_tail_step(
     if (rw.lo != rw.lp) lo[l] = rw.lo[t + l];
     if constexpr (KL) lr[l] = rw.lr[t + l];
     if (rw.A != nullptr) A[l] = rw.A[t + l];
+    if (rw.hk != nullptr) hk[l] = rw.hk[t + l];
     if (!rw.trunc) m[l] = rw.m[t + l];
   }
   fast_simd_row<C, M, G> tr = rw;  // (row constants, factors and flags as the row's)
@@ -280,6 +287,7 @@ GRPO_FORCEINLINE simd::mask_of<V> fast_simd_tail_step(
   tr.lo = rw.lo == rw.lp ? lp : lo;
   tr.lr = KL ? lr : nullptr;
   tr.A = rw.A != nullptr ? A : nullptr;
+  tr.hk = rw.hk != nullptr ? hk : nullptr;
   tr.m = m;
   tr.g = g;
   tr.ptl = rw.ptl != nullptr ? ptl : nullptr;

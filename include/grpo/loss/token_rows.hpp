@@ -7,6 +7,9 @@
 ///        metric statistics reduced per row, merged in row order. The vectorised rows
 ///        (loss/simd_token_rows.hpp, the AVX-512 kernel for float) when the layouts allow; the
 ///        scalar row below otherwise, and for a row the kernels flag (it throws the named error).
+///        Also the top-entropy mask of the vectorised rows: its threshold in O(n) by selection
+///        (quantile_select, the general engine's too), the final-mask counts after it
+///        (emask_packet_counts) and the row under it (token_row_emask).
 #pragma once
 
 #include <grpo/core/config.hpp>
@@ -19,11 +22,42 @@
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
 namespace grpo::detail {
+
+/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear'),
+/// by selection in O(n) instead of a sort: with pos = q (n - 1), lo = floor(pos),
+/// hi = min(lo + 1, n - 1) and v_(k) the k-th order statistic,
+///   Q = v_(lo) + (pos - lo) (v_(hi) - v_(lo)),
+/// v_(lo) by std::nth_element (everything after it is >= it) and v_(hi) the minimum of that upper
+/// part: the same two order statistics and the same double formula as sorting, so the same bits
+/// (the order statistics are values of the sample, unique but for the sign of a zero, which Q
+/// never carries: a zero Q is +0 whichever of -0 / +0 is selected). V: float or double (a float
+/// sample converts exactly); the sample is reordered. No NaN allowed (the callers check).
+/// @pre !v.empty(), 0 <= q <= 1, no NaN in v.
+template <class V>
+double quantile_select(std::vector<V>& v, double q) {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const auto hi = std::min(lo + 1, v.size() - 1);
+  const auto nth = v.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(v.begin(), nth, v.end());
+  const double a = static_cast<double>(*nth);
+  const double b = hi == lo ? a : static_cast<double>(*std::min_element(nth + 1, v.end()));
+  return a + (pos - static_cast<double>(lo)) * (b - a);
+}
+
+/// quantile_select on a copy (the historical entry point).
+inline double quantile_linear(std::vector<double> v, double q) {
+  return quantile_select(v, q);
+}
+
 inline namespace GRPO_ISA_ABI {
 
 /// One row of the token-level engine in double, the general engine's ops calls and token order
@@ -47,10 +81,16 @@ void token_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
   // Entropy term (the general engine's step 6 with no top-entropy mask: m_e = m): loss -= coef
   // s_ent sum m H, d loss / d H = (-coef s_ent) m at every position (its signed zero off the
   // mask), the entropy metric over the valid tokens; in double, token order.
+  // Top-entropy mask out of the denominators (pol_keep): a token with !(H >= thr) has policy
+  // multiplier 0 and leaves the entropy term (m_e = m [keep]); in the denominators the caller
+  // passes the mask m [keep] itself (token_rows) and nothing changes here.
+  const bool pol_keep = o.top_entropy_quantile < 1.0 && !o.entropy_mask_in_denominator;
   const double se = c.has_ent ? r.s_ent[i] : 0.0, gh = -o.entropy_coef * se;
   for (index_t t = 0; t < c.Tn; ++t) {
     const double mf = trunc ? 0.0 : static_cast<double>(in.mask(i, t));
-    if (want_ge) out.grad_entropy(i, t) = c.has_ent ? static_cast<G>(gh * mf) : G(0);
+    const bool keep = !pol_keep || static_cast<double>(in.entropy(i, t)) >= r.h_thr;
+    const double me = keep ? mf : 0.0;
+    if (want_ge) out.grad_entropy(i, t) = c.has_ent ? static_cast<G>(gh * me) : G(0);
     if (mf == 0.0 && !want_ptl) {  // padding: nothing to evaluate, gradient exactly 0
       out.grad_logp(i, t) = G(0);
       continue;
@@ -63,16 +103,18 @@ void token_row_scalar(const loss_call<T, M, G>& c, const loss_rows& r, index_t i
       if (c.has_ent) {
         const double h = static_cast<double>(in.entropy(i, t));
         GRPO_EXPECTS(std::isfinite(h), bad_value, "entropy: non-finite value on a valid token");
-        rp.ent += se * mf * h;
-        add_block(rp.eb, h, mf);
+        if (me != 0.0) {
+          rp.ent += se * me * h;
+          add_block(rp.eb, h, me);
+        }
       }
     }
     const double x = lp - lo;
     const double rr = ops::ratio_from_log(x, P.log_ratio_min, P.log_ratio_max);
     const double drd = ops::clamp_scalar_grad(x, P.log_ratio_min, P.log_ratio_max) * rr;
     const auto term = policy_token(P, rr, A, lp);
-    double ptl = term.value, g = 0.0;
-    if (mf != 0.0) {
+    double ptl = keep ? term.value : 0.0 * term.value, g = 0.0;
+    if (mf != 0.0 && keep) {
       const double W = sp * mf;
       rp.pol += W * term.value;
       g = W * (term.d_ratio * drd + term.d_logp);
@@ -150,10 +192,192 @@ inline void merge_entropy(const std::vector<fast_row_part>& parts, double kl_coe
   double ent = 0.0;
   for (const fast_row_part& rp : parts) {
     ent += rp.ent;
-    res.metrics.entropy.add_block(rp.eb[0], rp.eb[1], rp.wsum, rp.eb[2], rp.eb[3]);
+    const double w = rp.ewsum < 0 ? rp.wsum : rp.ewsum;  // (top-entropy mask: n_ent)
+    res.metrics.entropy.add_block(rp.eb[0], rp.eb[1], w, rp.eb[2], rp.eb[3]);
   }
   res.entropy_loss = ent;
   res.loss = res.policy_loss + kl_coef * res.kl_loss - entropy_coef * ent;
+}
+
+/// The top-entropy threshold in the compute type CT of the rows: the smallest CT >= thr, so that
+/// H >= result in CT is double(H) >= thr (the general engine's ent_keep) for every CT value H.
+template <class CT>
+CT threshold_as(double thr) noexcept {
+  if constexpr (std::is_same_v<CT, double>) {
+    return thr;
+  } else {
+    CT f = static_cast<CT>(thr);
+    if (static_cast<double>(f) < thr) f = std::nextafter(f, std::numeric_limits<CT>::infinity());
+    return f;
+  }
+}
+
+/// One row of the token rows under the top-entropy mask (keep_t = H_t >= thr, thr = r.h_thr
+/// from emask_packet_counts; vectorised rows only, plan()). km: a row buffer of the call's mask
+/// type, filled with the mask m [keep] of the row.
+///  - In the denominators: the row is the token row of the mask m [keep] (policy, KL, metrics,
+///    entropy term all over it; n = n_fin), run on a call whose mask view is km (stride 0 along
+///    the rows), so that the packet rows, the entropy sweep and the scalar rerun all see it. The
+///    inputs of every valid token (base mask) are checked first: a non-finite one reruns the
+///    row on the base mask in double, which throws the general engine's error for it.
+///  - Out of the denominators (TRL): the policy row over the base mask with the policy term of
+///    the dropped tokens 0 (fast_simd_row::hk), the entropy sweep over m [keep] (n_ent, whose
+///    count is the entropy metric's weight, fast_row_part::ewsum).
+/// A row the kernels flag is rerun by token_row_scalar (the named error, or the exact row).
+template <class CT, class T, class M, class G>
+void token_row_emask(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
+                     const fast_simd_params<CT>& sprm, bool stream_grad, std::vector<M>& km,
+                     fast_row_part& rp) {
+  const auto& o = c.o;
+  const auto k = static_cast<std::size_t>(i);
+  const index_t Tn = c.Tn, rend = r.row_end[k];
+  const double thr = r.h_thr;
+  const bool kl_on = o.kl_coef != 0.0;
+  km.assign(static_cast<std::size_t>(Tn), M(0));
+  index_t end = 0;  // one past the last kept token
+  const M* m = &c.in.mask(i, 0);
+  const T* h = &c.in.entropy(i, 0);
+  for (index_t t = 0; t < rend; ++t) {  // (rend = 0 for a truncated row)
+    if (m[t] != M(0) && static_cast<double>(h[t]) >= thr) {
+      km[static_cast<std::size_t>(t)] = m[t];
+      end = t + 1;
+    }
+  }
+  loss_batch<T, M> in_k = c.in;
+  in_k.mask = strided_view<const M, 2>(km.data(), {c.B, Tn}, {0, 1});
+  const loss_call<T, M, G> ck(o, in_k, c.out);
+  if (o.entropy_mask_in_denominator) {
+    // The finiteness of every valid token's inputs (x - x is 0 exactly for finite x).
+    CT chk = 0;
+    const T* lp = &c.in.logp(i, 0);
+    const T* lo = c.has_old ? &c.in.old_logp(i, 0) : lp;
+    const T* lr = kl_on ? &c.in.ref_logp(i, 0) : lp;
+    const bool row_a = c.in.advantages.stride(1) == 0;
+    const T* A = &c.in.advantages(i, 0);
+    for (index_t t = 0; t < rend; ++t) {
+      const CT a = row_a ? CT(A[0]) : CT(A[t]);
+      const CT v =
+          (CT(lp[t]) - CT(lp[t])) + (CT(lo[t]) - CT(lo[t])) + (a - a) + (CT(lr[t]) - CT(lr[t]));
+      chk += m[t] != M(0) ? v : CT(0);
+    }
+    if (!(chk == CT(0))) {
+      token_row_scalar(c, r, i, rp);  // throws [grpo.bad_value] naming the input
+      return;
+    }
+    auto rw = row_desc<CT>(ck, r, i, stream_grad);
+    rw.n = r.n_fin[k];
+    rw.end = end;
+    rw.prefix = rw.bin && static_cast<double>(end) == r.n_fin[k];
+    if (!fast_simd_row_dispatch(o.policy.kind, kl_on, sprm, rw, Tn, rp)) {
+      rp = fast_row_part{};
+      token_row_scalar(ck, r, i, rp);
+    }
+    return;
+  }
+  auto rw = row_desc<CT>(c, r, i, stream_grad);
+  fast_simd_row<CT, M, G> rw_pol = rw, rw_ent = rw;
+  rw_pol.ge = nullptr;
+  rw_pol.hk = rw.h;
+  rw_pol.h_thr = threshold_as<CT>(thr);
+  rw_ent.m = km.data();
+  rw_ent.n = r.n_ent[k];
+  rw_ent.end = end;
+  rw_ent.prefix = rw.bin && static_cast<double>(end) == r.n_ent[k];
+  if (!fast_simd_policy_row(o.policy.kind, kl_on, sprm, rw_pol, Tn, rp) ||
+      !entropy_row_run(rw_ent, Tn, rp)) {
+    rp = fast_row_part{};
+    token_row_scalar(c, r, i, rp);
+  }
+  rp.ewsum = r.n_ent[k];
+}
+
+/// The top-entropy mask on the token rows (plan(): token-level kinds without another row-wide
+/// term), after the vectorised mask pass. The threshold of TRL's get_high_entropy_mask:
+/// entropy_threshold when given, else quantile_select (torch.quantile, linear) at 1 - rho of the
+/// entropies of the valid tokens (base mask != 0, truncated rows excluded; gathered per thread
+/// over contiguous row ranges and joined in row order, as general_pass1), -inf when no token is
+/// valid. keep_t = H_t >= thr (a tie is kept). Then per row, in token order in double (the sums
+/// of final_counts):
+///   n_fin = sum_t m_t [keep_t or the mask stays out of the denominators]
+///   n_ent = sum_t m_t [keep_t]                 (the entropy term's denominators)
+///   entropy_masked_tokens += sum_t m_t [!keep_t]
+/// A non-finite H on a valid token is the general engine's named error (the lowest row's).
+/// @pre unit stride along t of the mask and entropy rows (plan()).
+template <class T, class M, class G>
+void emask_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
+  using V = std::conditional_t<std::is_same_v<T, float>, float, double>;
+  const auto B = static_cast<std::size_t>(c.B);
+  const index_t Tn = c.Tn;
+  const auto& o = c.o;
+  const bool den = o.entropy_mask_in_denominator, gather = !o.entropy_threshold;
+  std::vector<std::vector<V>> ent_parts(B);  // by range start
+  auto valid_rows = [&](index_t b, index_t e) {
+    std::vector<V>& ents = ent_parts[static_cast<std::size_t>(b)];
+    for (index_t i = b; i < e; ++i) {
+      const index_t end = r.row_end[static_cast<std::size_t>(i)];  // (0: truncated or empty)
+      if (end == 0) continue;
+      const M* m = &c.in.mask(i, 0);
+      const T* h = &c.in.entropy(i, 0);
+      for (index_t t = 0; t < end; ++t) {
+        if (m[t] == M(0)) continue;
+        const double hv = static_cast<double>(h[t]);
+        GRPO_EXPECTS(std::isfinite(hv), bad_value, "entropy: non-finite value on a valid token");
+        if (gather) ents.push_back(static_cast<V>(hv));
+      }
+    }
+  };
+  par::for_each_range(c.B, valid_rows, loss_loop(Tn));
+  double thr = -std::numeric_limits<double>::infinity();
+  if (!gather) {
+    thr = *o.entropy_threshold;
+  } else {
+    std::size_t n = 0;
+    for (const auto& p : ent_parts) n += p.size();
+    if (n > 0) {
+      std::vector<V>& all = ent_parts[0];  // ranges joined in row order
+      all.reserve(n);
+      for (std::size_t k = 1; k < B; ++k) {
+        all.insert(all.end(), ent_parts[k].begin(), ent_parts[k].end());
+        std::vector<V>().swap(ent_parts[k]);
+      }
+      thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
+    }
+  }
+  std::vector<V>().swap(ent_parts[0]);
+  r.h_thr = thr;
+  r.n_fin.assign(B, 0.0);
+  r.n_ent.assign(B, 0.0);
+  std::vector<double> dropped(B, 0.0);
+  par::for_each_row(
+      c.B,
+      [&](index_t i) {
+        const auto k = static_cast<std::size_t>(i);
+        const index_t end = r.row_end[k];
+        if (end == 0) return;
+        const M* m = &c.in.mask(i, 0);
+        const T* h = &c.in.entropy(i, 0);
+        double nf = 0.0, ne = 0.0, nd = 0.0;
+        for (index_t t = 0; t < end; ++t) {
+          const double mb = static_cast<double>(m[t]);
+          if (mb == 0.0) continue;
+          if (static_cast<double>(h[t]) >= thr) {
+            nf += mb;
+            ne += mb;
+          } else {
+            nd += mb;
+            if (!den) nf += mb;
+          }
+        }
+        r.n_fin[k] = nf;
+        r.n_ent[k] = ne;
+        dropped[k] = nd;
+      },
+      loss_loop(Tn));
+  for (std::size_t k = 0; k < B; ++k) {  // row order
+    r.met.entropy_masked_tokens += dropped[k];
+    r.met.tokens += r.n_fin[k];
+    r.met.sequences += r.n_fin[k] > 0 ? 1 : 0;
+  }
 }
 
 /// The token-level engine over every row (threaded), merged in row order.
@@ -170,6 +394,12 @@ loss_scalars token_rows(const loss_call<T, M, G>& c, const loss_plan& pl, loss_r
   auto run_one = [&](const loss_call<T, M, G>& cc, index_t i) {
     fast_row_part& rp = parts[static_cast<std::size_t>(i)];
     if constexpr (plan_simd_types<T, M, G>) {
+      if (simd && pl.use_emask) {        // (the top-entropy mask: vectorised rows only, plan())
+        thread_local std::vector<M> km;  // O(T) per thread, kept for the next call
+        token_row_emask(cc, r, i, sprm, stream_grad, km, rp);
+        if (!cc.out.per_seq_loss.empty()) cc.out.per_seq_loss[static_cast<std::size_t>(i)] = G(0);
+        return;
+      }
       if (simd) {
         // Vectorised rows: the same maths on xsimd batches (or AVX-512), inputs in their own
         // precision. A row with a non-finite input on a valid token is rerun by the scalar row,

@@ -87,6 +87,10 @@ struct tis_row {
   const bool dual = clip && !cap_only && p.cp.dual_c > 0.0f;
   const int wk = q.wkind;
   const bool opsm = q.opsm, opsm_nd = q.opsm && !q.opsm_den;
+  /// The top-entropy mask (rw.hk; keep = H >= thr): in the denominators a dropped token leaves
+  /// the valid lanes (as OPSM's), else only its policy multiplier c is 0 (keep_c).
+  const bool emask = rw.hk != nullptr, emask_nd = emask && !q.lpar.entropy_mask_in_denominator;
+  const V hthr = V(rw.h_thr);
   bool gap_ok = true;                 ///< OPSM: the row's gap <= delta (every token kept)
   double n = 0, nb = 0, rho_row = 1;  ///< final-mask and base-mask counts, the row's weight
   V s_pol = zero, s_x = zero, s_x2 = zero, s_r = zero, s_r2 = zero, s_w = zero, s_w2 = zero;
@@ -156,6 +160,7 @@ struct tis_row {
       if (!trunc) n = rw.nf;
     }
     if (wk == 1 || wk == 2) sweep1();
+    if (emask && !trunc) n = rw.nf;  // (after sweep 1: its row mean is over the base mask)
     sweep2(Tn);
     return totals(rp, out);
   }
@@ -247,7 +252,14 @@ GRPO_FORCEINLINE void tis_row<Ppo, KL, RowA, M, G>::step(index_t t, index_t k, b
     const V e = vexp(d);
     rho = wk == 0 ? tis_weight_lanes(e, q) : rho * e;
   }
-  const V c = opsm_nd ? keep(keep_c, rho) : rho;  // (the is_weight metric stays rho)
+  if (emask) {  // (a NaN H fails the compare: dropped, as ent_keep)
+    const Mk ek = ld(rw.hk + t, k) >= hthr;
+    if (emask_nd)
+      keep_c = keep_c & ek;
+    else
+      valid = valid & ek;
+  }
+  const V c = opsm_nd || emask_nd ? keep(keep_c, rho) : rho;  // (the is_weight metric stays rho)
   const V cv = c * value;
   V ptl = cv, g = ((m * v_sp) * c) * gpol;
   s_pol = s_pol + keep(valid, m * cv);

@@ -99,6 +99,10 @@ struct token_row {
   const bool nt = std::is_same_v<G, float> && rw.nt;
   const Mk all = Mk{A::first(L)};
   const Mk a0_neg = rw.a0 < 0.0f ? all : !all, a0_pos = rw.a0 > 0.0f ? all : !all;
+  /// Top-entropy mask out of the denominators (rw.hk): the policy term of a token with
+  /// !(H >= thr) is 0 (value and gradient; KL and metrics keep it), a select per step.
+  const bool pol_keep = rw.hk != nullptr;
+  const V hthr = V(rw.h_thr);
   /// The float lane accumulators of the row loop: a local of run() (passed to step / flush by
   /// reference), so that after inlining they live in registers. (As members of *this they were
   /// reloaded and stored around every output store: a packet store may alias any object.)
@@ -266,6 +270,11 @@ GRPO_FORCEINLINE void token_row<K, KLM, RowA, Lean, M, G>::step(lanes_acc& a, in
     static_assert(K == policy_loss_kind::reinforce, "fast path kinds: ppo, cispo, sapo, pg");
     gpol = -Av;
     value = gpol * lp;
+  }
+  if (pol_keep) {  // (a NaN H fails the compare: dropped, as ent_keep)
+    const Mk pk = load_as<Tail>(rw.hk + t, n) >= hthr;
+    value = sel<V>(pk, value, zero);
+    gpol = sel<V>(pk, gpol, zero);
   }
   V ptl = value, g = wm(m, sp) * gpol;
   a.s_pol = a.s_pol + kv<Full>(valid, wm(m, value));
