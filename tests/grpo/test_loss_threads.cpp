@@ -420,3 +420,59 @@ TEST_CASE(
     gspo_tis_threads<double>();
   }
 }
+
+TEST_CASE("compute_loss_into: the top-entropy mask on the float token rows does not depend on the "
+          "number of threads" * doctest::test_suite("loss")) {
+  const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
+  auto cast = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
+             adv = cast(p.adv), ent = cast(p.ent);
+  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
+  grpo::loss_batch<float, float> b;
+  b.logp = v(lp);
+  b.old_logp = v(old);
+  b.ref_logp = v(ref);
+  b.mask = v(mask);
+  b.advantages = grpo::broadcast_rows(adv.data(), p.B, p.T);
+  b.entropy = v(ent);
+  grpo::trl_args a;
+  a.loss_type = "dapo";
+  a.beta = 0.04;
+  a.top_entropy_quantile = 0.2;
+  for (bool den : {false, true}) {
+    for (double coef : {0.0, 1e-2}) {
+      grpo::loss_options o = grpo::from_trl(a);  // (TRL: out of the denominators)
+      o.entropy_mask_in_denominator = den;
+      o.entropy_coef = coef;
+      INFO("den " << den << " coef " << coef);
+      const auto n = static_cast<std::size_t>(p.B * p.T);
+      auto once = [&](int threads) {
+#if defined(_OPENMP)
+        omp_set_num_threads(threads);
+#else
+        (void)threads;
+#endif
+        grpo::loss_result r;
+        std::vector<float> g(n), ptl(n), ge(n);
+        grpo::loss_outputs<float> out;
+        out.grad_logp = v(g);
+        out.per_token_loss = v(ptl);
+        out.grad_entropy = v(ge);
+        const grpo::loss_scalars s = grpo::compute_loss_into(o, b, out);
+        CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
+        r.loss = s.loss;
+        r.policy_loss = s.policy_loss;
+        r.kl_loss = s.kl_loss;
+        r.entropy_loss = s.entropy_loss;
+        r.metrics = s.metrics;
+        r.grad_logp.assign(g.begin(), g.end());
+        r.per_token_loss.assign(ptl.begin(), ptl.end());
+        r.grad_entropy.assign(ge.begin(), ge.end());
+        return r;
+      };
+      const auto r1 = once(1);
+      CHECK(r1.metrics.entropy_masked_tokens > 0);
+      check_same(r1, once(2));
+    }
+  }
+}
