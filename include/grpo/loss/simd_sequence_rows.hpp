@@ -342,6 +342,10 @@ struct gspo_simd_state {
       a.add(a.sw2, valid, mw * rho);
       a.ext(3, valid, rho);
       nf = nf + (rho - rho);
+      if ((wk == 0 || wk == 2) && ls != nullptr) {  // a non-finite sampler_logp (bounded, or 0
+        const V sv = simd::load<V>(ls + t);         // through exp): the row reruns in double
+        nf = nf + (sv - sv);
+      }
     }
     if (row_a) {
       value = V(c_val0);
