@@ -98,23 +98,7 @@ general_stats general_pass1(const loss_call<T, M, G>& c, const loss_plan& pl, lo
   for (index_t i = 0; i < B; ++i)
     if (c.trunc(i)) r.met.truncated_seqs += 1;
   double h_thr = -std::numeric_limits<double>::infinity();
-  if (pl.use_emask) {
-    if (o.entropy_threshold) {
-      h_thr = *o.entropy_threshold;
-    } else {
-      std::size_t n = 0;
-      for (const auto& p : ent_parts) n += p.size();
-      if (n > 0) {
-        std::vector<V>& all = ent_parts[0];  // ranges joined in row order
-        all.reserve(n);
-        for (std::size_t k = 1; k < ent_parts.size(); ++k) {
-          all.insert(all.end(), ent_parts[k].begin(), ent_parts[k].end());
-          std::vector<V>().swap(ent_parts[k]);
-        }
-        h_thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
-      }
-    }
-  }
+  if (pl.use_emask) h_thr = entropy_threshold_of(ent_parts, o);
   for (auto& rc : gs.rows) rc.h_thr = h_thr;
   return gs;
 }

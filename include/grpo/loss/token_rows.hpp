@@ -58,6 +58,26 @@ inline double quantile_linear(std::vector<double> v, double q) {
   return quantile_select(v, q);
 }
 
+/// The top-entropy threshold of a call from its valid entropies gathered per row range (parts, by
+/// range start): o.entropy_threshold when given, else quantile_select at 1 - rho of the ranges
+/// joined in row order (the parts are consumed); -inf when no token is valid (every token kept).
+template <class V>
+double entropy_threshold_of(std::vector<std::vector<V>>& parts, const loss_options& o) {
+  if (o.entropy_threshold) return *o.entropy_threshold;
+  std::size_t n = 0;
+  for (const auto& p : parts) n += p.size();
+  if (n == 0) return -std::numeric_limits<double>::infinity();
+  std::vector<V>& all = parts[0];
+  all.reserve(n);
+  for (std::size_t k = 1; k < parts.size(); ++k) {
+    all.insert(all.end(), parts[k].begin(), parts[k].end());
+    std::vector<V>().swap(parts[k]);
+  }
+  const double thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
+  std::vector<V>().swap(all);
+  return thr;
+}
+
 inline namespace GRPO_ISA_ABI {
 
 /// One row of the token-level engine in double, the general engine's ops calls and token order
@@ -327,23 +347,7 @@ void emask_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
     }
   };
   par::for_each_range(c.B, valid_rows, loss_loop(Tn));
-  double thr = -std::numeric_limits<double>::infinity();
-  if (!gather) {
-    thr = *o.entropy_threshold;
-  } else {
-    std::size_t n = 0;
-    for (const auto& p : ent_parts) n += p.size();
-    if (n > 0) {
-      std::vector<V>& all = ent_parts[0];  // ranges joined in row order
-      all.reserve(n);
-      for (std::size_t k = 1; k < B; ++k) {
-        all.insert(all.end(), ent_parts[k].begin(), ent_parts[k].end());
-        std::vector<V>().swap(ent_parts[k]);
-      }
-      thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
-    }
-  }
-  std::vector<V>().swap(ent_parts[0]);
+  const double thr = entropy_threshold_of(ent_parts, o);
   r.h_thr = thr;
   r.n_fin.assign(B, 0.0);
   r.n_ent.assign(B, 0.0);
