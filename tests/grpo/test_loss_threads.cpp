@@ -455,9 +455,10 @@ TEST_CASE("compute_loss_into: the top-entropy mask on the float token rows does 
         grpo::loss_result r;
         std::vector<float> g(n), ptl(n), ge(n);
         grpo::loss_outputs<float> out;
-        out.grad_logp = v(g);
-        out.per_token_loss = v(ptl);
-        out.grad_entropy = v(ge);
+        auto w = [&](std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
+        out.grad_logp = w(g);
+        out.per_token_loss = w(ptl);
+        out.grad_entropy = w(ge);
         const grpo::loss_scalars s = grpo::compute_loss_into(o, b, out);
         CHECK(s.engine_used == grpo::loss_engine::token_rows_simd);
         r.loss = s.loss;
