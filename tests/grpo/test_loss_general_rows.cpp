@@ -1142,16 +1142,18 @@ std::uint64_t bits_of(double x) {
   std::memcpy(&u, &x, sizeof u);
   return u;
 }
-/// quantile_select (on a copy) and the sorted reference agree bitwise for each q.
+/// quantile_select (on a copy), quantile_radix and the sorted reference agree bitwise for each q.
 template <class V>
 int check_quantiles(const std::vector<V>& v, const std::vector<double>& qs) {
   int n = 0;
   for (double q : qs) {
     std::vector<V> w = v;
     const double a = grpo::detail::quantile_select(w, q), b = quantile_sorted(v, q);
+    const double c = grpo::detail::quantile_radix_of(v, q);  // (the token rows' radix select)
     CAPTURE(v.size());
     CAPTURE(q);
     CHECK(bits_of(a) == bits_of(b));
+    CHECK(bits_of(c) == bits_of(b));
     ++n;
   }
   return n;
@@ -1193,7 +1195,32 @@ TEST_CASE("top-entropy threshold: selection equals the sorted quantile bitwise (
     cases += check_quantiles(v, qs);
     cases += check_quantiles(std::vector<double>(v.begin(), v.end()), qs);
   }
+  // Values over many octaves and both signs (every radix bin range), n up to 20,000.
+  std::normal_distribution<double> ln(0.0, 12.0);
+  for (int rep = 0; rep < 12; ++rep) {
+    std::vector<double> v(static_cast<std::size_t>(17 + 1999 * rep));
+    for (auto& x : v) x = (pick(g) == 0 ? -1.0 : 1.0) * std::exp(ln(g));
+    cases += check_quantiles(v, qs);
+    cases += check_quantiles(std::vector<float>(v.begin(), v.end()), qs);
+  }
   MESSAGE("quantile cases compared bitwise: " << cases);
+  // quantile_radix flags a non-finite valid value (the caller names it) and counts only the valid.
+  for (double bad : {double(INFINITY), -double(INFINITY), std::nan(""), -std::nan("")}) {
+    const std::vector<double> v = {1.0, bad, 2.0};
+    for (bool valid : {true, false}) {
+      const float m[3] = {1.f, valid ? 0.5f : 0.f, 1.f};
+      auto each = [&](grpo::index_t, grpo::index_t, auto&& f) { f(v.data(), m, 3); };
+      const auto r = grpo::detail::quantile_radix<double>(1, each, 0.5, 3, {});
+      CHECK(r.nonfinite == valid);
+      CHECK(r.n == (valid ? 3u : 2u));
+      if (!valid) CHECK(r.value == 1.5);
+      const std::vector<float> vf(v.begin(), v.end());
+      const auto rf = grpo::detail::quantile_radix<float>(
+          1, [&](grpo::index_t, grpo::index_t, auto&& f) { f(vf.data(), m, 3); }, 0.0, 3, {});
+      CHECK(rf.nonfinite == valid);
+      if (!valid) CHECK(rf.value == 1.0);
+    }
+  }
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include <grpo/core/parallel.hpp>
 #include <grpo/loss/call.hpp>
 #include <grpo/loss/plan.hpp>
+#include <grpo/loss/quantile.hpp>
 #include <grpo/loss/simd_token_rows.hpp>
 #include <grpo/ops/kl.hpp>
 #include <grpo/ops/policy_loss.hpp>
@@ -25,58 +26,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 namespace grpo::detail {
-
-/// Linear-interpolation quantile of a non-empty sample (torch.quantile, interpolation='linear'),
-/// by selection in O(n) instead of a sort: with pos = q (n - 1), lo = floor(pos),
-/// hi = min(lo + 1, n - 1) and v_(k) the k-th order statistic,
-///   Q = v_(lo) + (pos - lo) (v_(hi) - v_(lo)),
-/// v_(lo) by std::nth_element (everything after it is >= it) and v_(hi) the minimum of that upper
-/// part: the same two order statistics and the same double formula as sorting, so the same bits
-/// (the order statistics are values of the sample, unique but for the sign of a zero, which Q
-/// never carries: a zero Q is +0 whichever of -0 / +0 is selected). V: float or double (a float
-/// sample converts exactly); the sample is reordered. No NaN allowed (the callers check).
-/// @pre !v.empty(), 0 <= q <= 1, no NaN in v.
-template <class V>
-double quantile_select(std::vector<V>& v, double q) {
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(pos));
-  const auto hi = std::min(lo + 1, v.size() - 1);
-  const auto nth = v.begin() + static_cast<std::ptrdiff_t>(lo);
-  std::nth_element(v.begin(), nth, v.end());
-  const double a = static_cast<double>(*nth);
-  const double b = hi == lo ? a : static_cast<double>(*std::min_element(nth + 1, v.end()));
-  return a + (pos - static_cast<double>(lo)) * (b - a);
-}
-
-/// quantile_select on a copy (the historical entry point).
-inline double quantile_linear(std::vector<double> v, double q) {
-  return quantile_select(v, q);
-}
-
-/// The top-entropy threshold of a call from its valid entropies gathered per row range (parts, by
-/// range start): o.entropy_threshold when given, else quantile_select at 1 - rho of the ranges
-/// joined in row order (the parts are consumed); -inf when no token is valid (every token kept).
-template <class V>
-double entropy_threshold_of(std::vector<std::vector<V>>& parts, const loss_options& o) {
-  if (o.entropy_threshold) return *o.entropy_threshold;
-  std::size_t n = 0;
-  for (const auto& p : parts) n += p.size();
-  if (n == 0) return -std::numeric_limits<double>::infinity();
-  std::vector<V>& all = parts[0];
-  all.reserve(n);
-  for (std::size_t k = 1; k < parts.size(); ++k) {
-    all.insert(all.end(), parts[k].begin(), parts[k].end());
-    std::vector<V>().swap(parts[k]);
-  }
-  const double thr = quantile_select(all, 1.0 - o.top_entropy_quantile);
-  std::vector<V>().swap(all);
-  return thr;
-}
 
 inline namespace GRPO_ISA_ABI {
 
@@ -253,22 +208,22 @@ void token_row_emask(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
   const index_t Tn = c.Tn, rend = r.row_end[k];
   const double thr = r.h_thr;
   const bool kl_on = o.kl_coef != 0.0;
-  km.assign(static_cast<std::size_t>(Tn), M(0));
-  index_t end = 0;  // one past the last kept token
+  km.resize(static_cast<std::size_t>(Tn));
   const M* m = &c.in.mask(i, 0);
   const T* h = &c.in.entropy(i, 0);
-  for (index_t t = 0; t < rend; ++t) {  // (rend = 0 for a truncated row)
-    if (m[t] != M(0) && static_cast<double>(h[t]) >= thr) {
-      km[static_cast<std::size_t>(t)] = m[t];
-      end = t + 1;
-    }
-  }
+  const T thr_t = threshold_as<T>(thr);  // (h >= thr_t iff double(h) >= thr)
+  M* kmp = km.data();
+  for (index_t t = 0; t < rend; ++t)  // (rend = 0 for a truncated row; vectorised)
+    kmp[t] = (m[t] != M(0)) & (h[t] >= thr_t) ? m[t] : M(0);
+  std::fill(kmp + rend, kmp + Tn, M(0));
+  index_t end = rend;  // one past the last kept token
+  while (end > 0 && kmp[end - 1] == M(0)) --end;
   loss_batch<T, M> in_k = c.in;
   in_k.mask = strided_view<const M, 2>(km.data(), {c.B, Tn}, {0, 1});
   const loss_call<T, M, G> ck(o, in_k, c.out);
   if (o.entropy_mask_in_denominator) {
     // The finiteness of every valid token's inputs (x - x is 0 exactly for finite x).
-    CT chk = 0;
+    std::uint32_t bad = 0;  // (vectorised: no floating-point sum)
     const T* lp = &c.in.logp(i, 0);
     const T* lo = c.has_old ? &c.in.old_logp(i, 0) : lp;
     const T* lr = kl_on ? &c.in.ref_logp(i, 0) : lp;
@@ -278,9 +233,9 @@ void token_row_emask(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
       const CT a = row_a ? CT(A[0]) : CT(A[t]);
       const CT v =
           (CT(lp[t]) - CT(lp[t])) + (CT(lo[t]) - CT(lo[t])) + (a - a) + (CT(lr[t]) - CT(lr[t]));
-      chk += m[t] != M(0) ? v : CT(0);
+      bad |= static_cast<std::uint32_t>(m[t] != M(0)) & static_cast<std::uint32_t>(v != v);
     }
-    if (!(chk == CT(0))) {
+    if (bad != 0) {
       token_row_scalar(c, r, i, rp);  // throws [grpo.bad_value] naming the input
       return;
     }
@@ -313,11 +268,11 @@ void token_row_emask(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
 
 /// The top-entropy mask on the token rows (plan(): token-level kinds without another row-wide
 /// term), after the vectorised mask pass. The threshold of TRL's get_high_entropy_mask:
-/// entropy_threshold when given, else quantile_select (torch.quantile, linear) at 1 - rho of the
-/// entropies of the valid tokens (base mask != 0, truncated rows excluded; gathered per thread
-/// over contiguous row ranges and joined in row order, as general_pass1), -inf when no token is
-/// valid. keep_t = H_t >= thr (a tie is kept). Then per row, in token order in double (the sums
-/// of final_counts):
+/// entropy_threshold when given, else the quantile (torch.quantile, linear) at 1 - rho of the
+/// entropies of the valid tokens (base mask != 0, truncated rows excluded): quantile_radix over the
+/// rows in place (no gather; the bits of quantile_select, the general engine's), -inf when no token
+/// is valid. keep_t = H_t >= thr (a tie is kept). Then per row (the sums of final_counts, in token
+/// order in double; a row whose mask is 0 / 1 counts in integers, the same values):
 ///   n_fin = sum_t m_t [keep_t or the mask stays out of the denominators]
 ///   n_ent = sum_t m_t [keep_t]                 (the entropy term's denominators)
 ///   entropy_masked_tokens += sum_t m_t [!keep_t]
@@ -325,30 +280,41 @@ void token_row_emask(const loss_call<T, M, G>& c, const loss_rows& r, index_t i,
 /// @pre unit stride along t of the mask and entropy rows (plan()).
 template <class T, class M, class G>
 void emask_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
-  using V = std::conditional_t<std::is_same_v<T, float>, float, double>;
+  using V = std::conditional_t<std::is_same_v<T, float>, float, double>;  // (exact)
   const auto B = static_cast<std::size_t>(c.B);
   const index_t Tn = c.Tn;
   const auto& o = c.o;
-  const bool den = o.entropy_mask_in_denominator, gather = !o.entropy_threshold;
-  std::vector<std::vector<V>> ent_parts(B);  // by range start
-  auto valid_rows = [&](index_t b, index_t e) {
-    std::vector<V>& ents = ent_parts[static_cast<std::size_t>(b)];
+  const bool den = o.entropy_mask_in_denominator;
+  auto check_rows = [&](index_t b, index_t e) {  // (throws the named error)
     for (index_t i = b; i < e; ++i) {
       const index_t end = r.row_end[static_cast<std::size_t>(i)];  // (0: truncated or empty)
-      if (end == 0) continue;
-      const M* m = &c.in.mask(i, 0);
-      const T* h = &c.in.entropy(i, 0);
+      const M* m = end == 0 ? nullptr : &c.in.mask(i, 0);
+      const T* h = end == 0 ? nullptr : &c.in.entropy(i, 0);
       for (index_t t = 0; t < end; ++t) {
-        if (m[t] == M(0)) continue;
-        const double hv = static_cast<double>(h[t]);
-        GRPO_EXPECTS(std::isfinite(hv), bad_value, "entropy: non-finite value on a valid token");
-        if (gather) ents.push_back(static_cast<V>(hv));
+        GRPO_EXPECTS(m[t] == M(0) || std::isfinite(static_cast<double>(h[t])), bad_value,
+                     "entropy: non-finite value on a valid token");
       }
     }
   };
-  par::for_each_range(c.B, valid_rows, loss_loop(Tn));
-  const double thr = entropy_threshold_of(ent_parts, o);
+  double thr = 0.0;
+  if (o.entropy_threshold) {
+    thr = *o.entropy_threshold;
+    par::for_each_range(c.B, check_rows, loss_loop(Tn));
+  } else {
+    auto each = [&](index_t b, index_t e, auto&& f) {
+      for (index_t i = b; i < e; ++i) {
+        const index_t end = r.row_end[static_cast<std::size_t>(i)];
+        if (end == 0) continue;
+        f(&c.in.entropy(i, 0), &c.in.mask(i, 0), end);
+      }
+    };
+    const radix_quantile rq =
+        quantile_radix<V>(c.B, each, 1.0 - o.top_entropy_quantile, Tn, loss_loop(Tn));
+    if (rq.nonfinite) par::for_each_range(c.B, check_rows, loss_loop(Tn));  // (throws)
+    thr = rq.n == 0 ? -std::numeric_limits<double>::infinity() : rq.value;
+  }
   r.h_thr = thr;
+  const V thr_t = threshold_as<V>(thr);  // (V(h) >= thr_t iff double(h) >= thr)
   r.n_fin.assign(B, 0.0);
   r.n_ent.assign(B, 0.0);
   std::vector<double> dropped(B, 0.0);
@@ -360,11 +326,26 @@ void emask_packet_counts(const loss_call<T, M, G>& c, loss_rows& r) {
         if (end == 0) return;
         const M* m = &c.in.mask(i, 0);
         const T* h = &c.in.entropy(i, 0);
+        if (end <= index_t{1} << 31) {  // counts (vectorised), exact when the mask is 0 / 1
+          std::uint32_t ck = 0, cd = 0, nb = 0;
+          for (index_t t = 0; t < end; ++t) {
+            const std::uint32_t v = m[t] != M(0), kp = static_cast<V>(h[t]) >= thr_t;
+            ck += v & kp;
+            cd += v & (kp ^ 1u);
+            nb |= v & static_cast<std::uint32_t>(m[t] != M(1));
+          }
+          if (nb == 0) {
+            r.n_fin[k] = static_cast<double>(ck) + (den ? 0.0 : static_cast<double>(cd));
+            r.n_ent[k] = static_cast<double>(ck);
+            dropped[k] = static_cast<double>(cd);
+            return;
+          }
+        }
         double nf = 0.0, ne = 0.0, nd = 0.0;
         for (index_t t = 0; t < end; ++t) {
           const double mb = static_cast<double>(m[t]);
           if (mb == 0.0) continue;
-          if (static_cast<double>(h[t]) >= thr) {
+          if (static_cast<V>(h[t]) >= thr_t) {
             nf += mb;
             ne += mb;
           } else {
