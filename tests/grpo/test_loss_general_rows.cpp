@@ -1073,6 +1073,108 @@ TEST_CASE("TIS rows: OPSM with verl clamps, the entropy term (not in the denomin
   }
 }
 
+namespace {
+/// make() / make_tok() with sampler log-probs for OPSM beside a rollout IS weight: per row a
+/// drift q_i of lo - ls (seq-mask-tis's log geometric mean: near its bounds log 0.97 / log 1.03,
+/// so that a row mean over the wrong count decides otherwise) and lo - lp of about +0.1 (row gap
+/// sum m (ls - lp) / n of about 0.1 - q_i > delta 0.02: OPSM drops the A < 0 tokens), except every
+/// fourth row (lo - lp about -0.1: a gap below delta, every token kept).
+data opsm_tis_data(long B, long T, unsigned seed, bool tok_adv) {
+  data d = tok_adv ? make_tok(B, T, seed) : make(B, T, seed);
+  d.smp = true;
+  const float q[] = {0.02f, -0.02f, 0.012f, 0.025f, -0.025f, 0.005f, -0.012f, 0.018f};
+  std::mt19937 g(seed + 5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      d.lo[k] = d.lp[k] + (i % 4 == 3 ? -0.1f : 0.1f) + 0.15f * u(g);
+      d.ls[k] = d.lo[k] - q[i % 8] + 0.01f * u(g);
+    }
+  return d;
+}
+
+/// Rows of d whose seq-mask-tis keep (exp(sum m (lo - ls) / n) in [c_min, c_max]) differs when n
+/// is the base-mask count or OPSM's final count (OPSM in the denominator, threshold delta):
+/// computed here in double from the definitions (the rows where a wrong count shows).
+int seq_mask_count_sensitive_rows(const data& d, double delta, double c_min, double c_max) {
+  int rows = 0;
+  for (long i = 0; i < d.B; ++i) {
+    if (d.trunc[static_cast<std::size_t>(i)]) continue;
+    double nb = 0, nf = 0, sq = 0, sg = 0;
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.mask[k];
+      nb += m;
+      sq += m * (static_cast<double>(d.lo[k]) - d.ls[k]);
+      sg += m * (static_cast<double>(d.ls[k]) - d.lp[k]);
+    }
+    const double gap = sg / std::max(nb, 1.0);
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double A = d.adv_tok.empty() ? d.adv[static_cast<std::size_t>(i)] : d.adv_tok[k];
+      if (A >= 0.0 || gap <= delta) nf += d.mask[k];
+    }
+    auto keep = [&](double n) {
+      const double r = std::exp(sq / n);
+      return r >= c_min && r <= c_max;
+    };
+    if (nf != nb && keep(nb) != keep(nf)) ++rows;
+  }
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("TIS rows: OPSM beside token TIS, sequence TIS and seq-mask-tis, with rows that OPSM "
+          "drops tokens of, equals the double general engine (the row weight over the base "
+          "mask)") {
+  // The general engine (finish_row, pass 1) forms the sequence weights from the base mask (loss
+  // mask x truncation), before OPSM's final mask: OpenRLHF's seq-mask-tis is a masked mean over
+  // the action mask and TRL's vLLM IS ratio is computed once per generation batch over the
+  // completion mask, OPSM applied later per token. OPSM in the denominator changes the row
+  // count n_fin only.
+  using K = grpo::policy_loss_kind;
+  const double delta = 0.02;
+  int sensitive = 0, v = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const data d = opsm_tis_data(12, T, static_cast<unsigned>(T) + 41, tok_adv);
+      sensitive += seq_mask_count_sensitive_rows(d, delta, 0.97, 1.03);
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (tis_w w : {tis_w::token, tis_w::sequence, tis_w::seq_mask}) {
+          for (bool den : {true, false}) {
+            ++v;
+            const double beta = v % 3 == 0 ? 0.0 : 0.04;
+            const bool mask_mode = w != tis_w::seq_mask && v % 2 == 0;
+            // (per-row A: a dropped row's only trace of its weight is the per-token loss)
+            const bool ptl = !tok_adv || v % 3 != 1;
+            CAPTURE(T);
+            CAPTURE(tok_adv);
+            CAPTURE(static_cast<int>(kind));
+            CAPTURE(static_cast<int>(w));
+            CAPTURE(den);
+            CAPTURE(beta);
+            grpo::loss_options o = tis_opts(kind, w, mask_mode, beta);
+            o.agg.mode = kEntAggs[static_cast<std::size_t>(v % 4)];
+            o.agg.norm_length = 1024.0;
+            o.opsm_threshold = delta;
+            o.opsm_in_denominator = den;
+            compare(o, d, ptl, kTol);
+            const auto want = opsm_oracle(d, delta, den);
+            const run_out f = run<float>(o, d, false);
+            CHECK(f.s.metrics.opsm_dropped_seqs == want.first);
+            CHECK(close(f.s.metrics.tokens, want.second, 1e-12, "tokens") == 0);
+          }
+        }
+      }
+    }
+  }
+  // (the data has rows where the count decides the seq-mask keep: the test can see it)
+  CHECK(sensitive >= 4);
+  MESSAGE("OPSM + rollout IS configurations: " << v << ", count-sensitive seq-mask rows: "
+                                               << sensitive);
+}
+
 TEST_CASE("row kernels: results do not depend on where the output buffers lie (streaming stores)") {
   // 1024 x 4099 float outputs (>= GRPO_LOSS_STREAM_STORE_BYTES): the stores stream in rows that
   // start on a packet boundary. The same inputs with the gradient / dL/dH views moved by 0-15

@@ -155,12 +155,12 @@ struct tis_row {
   bool run(index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
     nb = trunc ? 0.0 : rw.n;
     n = nb;
-    if (opsm) {  // the row's gap decision and n_fin (final_counts: opsm_packet_counts)
-      gap_ok = rw.gap_ok;
-      if (!trunc) n = rw.nf;
-    }
+    if (opsm) gap_ok = rw.gap_ok;  // the row's gap decision (final_counts: opsm_packet_counts)
     if (wk == 1 || wk == 2) sweep1();
-    if (emask && !trunc) n = rw.nf;  // (after sweep 1: its row mean is over the base mask)
+    // The final-mask count n_fin (OPSM / the top-entropy mask in the denominators) only after
+    // sweep 1: the row weight's mean (seq-mask-tis) is over the base mask, as the general
+    // engine's pass 1 (finish_row over the base row sums).
+    if ((opsm || emask) && !trunc) n = rw.nf;
     sweep2(Tn);
     return totals(rp, out);
   }
@@ -184,7 +184,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep1() noexcept {
     acc += __builtin_convertvector(keep(valid, m * (lo - ld(ls + t, k))).v, vdl);
   }
   row_sums rs;
-  rs.n = n;
+  rs.n = nb;  // (the base mask: finish_row as in the general engine's pass 1)
   for (index_t l = 0; l < L; ++l) rs.sq += acc[l];
   rho_row = finish_row(q.lpar, rs).rho_seq;
 }
