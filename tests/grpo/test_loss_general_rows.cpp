@@ -267,32 +267,28 @@ void same_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b,
   CHECK(a.max == b.max);
 }
 
-/// A call with the entropy input (bonus entropy_coef, any sign, or 0: the metric only) on the
-/// float rows against the general engine in double: loss, policy / KL / entropy losses, every
-/// gradient and metric within tol; the rows are the expected engine (the token rows, or the TIS
-/// rows where the options carry a rollout IS weight); and the entropy term is separable: the same
-/// float call without it gives the same policy results bit for bit (grad_logp, per-token loss,
-/// policy and KL losses, every other metric) and loss = policy + kl_coef KL - entropy_coef H.
-/// The double oracle is the general engine: TIS options go there for double inputs; the others
-/// are forced there by an OPSM threshold that keeps every token (1e30).
+/// A float call with the entropy input (o: its entropy term, top-entropy mask, rollout IS) on the
+/// rows against the general engine in double: loss, policy / KL / entropy losses, every gradient,
+/// per-token loss and dL/dH (not requested: both untouched, -7) and every metric within tol.
+/// The double oracle is the general engine: the TIS rows' options (rollout IS, is_weights, OPSM)
+/// go there for double inputs; the others are forced there by an OPSM threshold that keeps every
+/// token (1e30). The caller checks the float call's engine (tis_rows: the options take the TIS
+/// rows where the packet rows exist, else the token rows).
+struct ent_pair {
+  run_out f, e;
+  bool tis_rows = false;
+};
 template <class G = double, class MK = float>
-void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
-                     double tol, bool separable = true) {
-  const run_out f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
-  // (the TIS rows: rollout IS, is_weights or OPSM; else the token rows)
-  const bool tis_rows = o.tis.enabled || o.opsm_threshold.has_value() || !d.isw.empty();
+ent_pair entropy_vs_general(const grpo::loss_options& o, const data& d, bool want_ptl,
+                            bool want_ge, double tol) {
+  ent_pair r;
+  r.f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
+  r.tis_rows = o.tis.enabled || o.opsm_threshold.has_value() || !d.isw.empty();
   grpo::loss_options og = o;
-  if (!tis_rows) og.opsm_threshold = 1e30;
-  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
+  if (!r.tis_rows) og.opsm_threshold = 1e30;
+  r.e = run<double>(og, d, want_ptl, true, want_ge);
+  const run_out &f = r.f, &e = r.e;
   CHECK(e.s.engine_used == grpo::loss_engine::general);
-  const bool packet =
-      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-  if (d.B * d.T > 0) {
-    if (!tis_rows)  // (the packet rows, or the lane-generic rows on baseline)
-      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
-    else if (packet)
-      CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
-  }
   CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
   CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
   CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
@@ -302,11 +298,31 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
     bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
     if (want_ptl)
       bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
-    // (not requested: both untouched, -7)
     bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
   }
   CHECK(bad == 0);
   close_metrics(f.s.metrics, e.s.metrics, tol);
+  return r;
+}
+
+/// entropy_vs_general, the float call on the expected rows (the token rows, or the TIS rows where
+/// the options carry a rollout IS weight or OPSM), and the entropy term is separable: the same
+/// float call without it gives the same policy results bit for bit (grad_logp, per-token loss,
+/// policy and KL losses, every other metric) and loss = policy + kl_coef KL - entropy_coef H.
+template <class G = double, class MK = float>
+void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
+                     double tol, bool separable = true) {
+  const ent_pair r = entropy_vs_general<G, MK>(o, d, want_ptl, want_ge, tol);
+  const run_out &f = r.f, &e = r.e;
+  const bool tis_rows = r.tis_rows;
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (d.B * d.T > 0) {
+    if (!tis_rows)  // (the packet rows, or the lane-generic rows on baseline)
+      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
+    else if (packet)
+      CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
+  }
   if (!tis_rows) {  // double inputs: the lane-generic token rows, to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
     if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
@@ -1300,45 +1316,30 @@ TEST_CASE("top-entropy threshold: selection equals the sorted quantile bitwise (
 
 namespace {
 /// The top-entropy mask on the token rows (float inputs: the packet rows; double: the
-/// lane-generic rows) against the general engine in double (forced there by an OPSM threshold
-/// that keeps every token, 1e30): loss, the three terms, every gradient, per-token loss and
-/// metric within tol (the counts, tokens and entropy_masked_tokens exactly); the double call
-/// to 1e-12.
+/// lane-generic rows) or the TIS rows against the general engine in double (entropy_vs_general:
+/// loss, the three terms, every gradient, per-token loss and metric within tol, the counts,
+/// tokens and entropy_masked_tokens exactly); the float call's engine (the TIS rows on the
+/// packet paths, else the general engine); the double call on the token rows to 1e-12.
 void compare_emask(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
                    double tol) {
-  const run_out f = run<float>(o, d, want_ptl, true, want_ge);
-  // (rollout IS or is_weights: the TIS rows, and the double call is the general engine)
-  const bool tis = o.tis.enabled || !d.isw.empty();
-  grpo::loss_options og = o;
-  if (!tis) og.opsm_threshold = 1e30;
-  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
-  CHECK(e.s.engine_used == grpo::loss_engine::general);
+  // (rollout IS or is_weights: the TIS rows, and the double call is the general engine; OPSM,
+  // which the TIS rows do not take beside the mask, is set by no caller)
+  const ent_pair r = entropy_vs_general(o, d, want_ptl, want_ge, tol);
+  const run_out &f = r.f, &e = r.e;
+  const bool tis = r.tis_rows;
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
   if (d.B * d.T > 0 && !tis) CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
   if (d.B * d.T > 0 && tis)
     CHECK(f.s.engine_used ==
           (packet ? grpo::loss_engine::general_rows : grpo::loss_engine::general));
-  CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
-  CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
-  CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
-  CHECK(close(f.s.entropy_loss, e.s.entropy_loss, tol, "entropy_loss") == 0);
-  int bad = 0;
-  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
-    bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
-    if (want_ptl)
-      bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
-    bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
-  }
-  CHECK(bad == 0);
-  close_metrics(f.s.metrics, e.s.metrics, tol);
   if (tis) return;
   const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
   if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
   CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
   CHECK(close(dd.s.policy_loss, e.s.policy_loss, 1e-12, "policy_loss (double)") == 0);
   CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
-  bad = 0;
+  int bad = 0;
   for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
     bad += close(dd.g[k], e.g[k], 1e-12, "grad_logp (double)[" + std::to_string(k) + "]");
     if (want_ptl)
