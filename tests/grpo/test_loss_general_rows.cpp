@@ -267,32 +267,28 @@ void same_stat(const grpo::stat_accumulator& a, const grpo::stat_accumulator& b,
   CHECK(a.max == b.max);
 }
 
-/// A call with the entropy input (bonus entropy_coef, any sign, or 0: the metric only) on the
-/// float rows against the general engine in double: loss, policy / KL / entropy losses, every
-/// gradient and metric within tol; the rows are the expected engine (the token rows, or the TIS
-/// rows where the options carry a rollout IS weight); and the entropy term is separable: the same
-/// float call without it gives the same policy results bit for bit (grad_logp, per-token loss,
-/// policy and KL losses, every other metric) and loss = policy + kl_coef KL - entropy_coef H.
-/// The double oracle is the general engine: TIS options go there for double inputs; the others
-/// are forced there by an OPSM threshold that keeps every token (1e30).
+/// A float call with the entropy input (o: its entropy term, top-entropy mask, rollout IS) on the
+/// rows against the general engine in double: loss, policy / KL / entropy losses, every gradient,
+/// per-token loss and dL/dH (not requested: both untouched, -7) and every metric within tol.
+/// The double oracle is the general engine: the TIS rows' options (rollout IS, is_weights, OPSM)
+/// go there for double inputs; the others are forced there by an OPSM threshold that keeps every
+/// token (1e30). The caller checks the float call's engine (tis_rows: the options take the TIS
+/// rows where the packet rows exist, else the token rows).
+struct ent_pair {
+  run_out f, e;
+  bool tis_rows = false;
+};
 template <class G = double, class MK = float>
-void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
-                     double tol, bool separable = true) {
-  const run_out f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
-  // (the TIS rows: rollout IS, is_weights or OPSM; else the token rows)
-  const bool tis_rows = o.tis.enabled || o.opsm_threshold.has_value() || !d.isw.empty();
+ent_pair entropy_vs_general(const grpo::loss_options& o, const data& d, bool want_ptl,
+                            bool want_ge, double tol) {
+  ent_pair r;
+  r.f = run<float, G, MK>(o, d, want_ptl, true, want_ge);
+  r.tis_rows = o.tis.enabled || o.opsm_threshold.has_value() || !d.isw.empty();
   grpo::loss_options og = o;
-  if (!tis_rows) og.opsm_threshold = 1e30;
-  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
+  if (!r.tis_rows) og.opsm_threshold = 1e30;
+  r.e = run<double>(og, d, want_ptl, true, want_ge);
+  const run_out &f = r.f, &e = r.e;
   CHECK(e.s.engine_used == grpo::loss_engine::general);
-  const bool packet =
-      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
-  if (d.B * d.T > 0) {
-    if (!tis_rows)  // (the packet rows, or the lane-generic rows on baseline)
-      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
-    else if (packet)
-      CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
-  }
   CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
   CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
   CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
@@ -302,11 +298,31 @@ void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, 
     bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
     if (want_ptl)
       bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
-    // (not requested: both untouched, -7)
     bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
   }
   CHECK(bad == 0);
   close_metrics(f.s.metrics, e.s.metrics, tol);
+  return r;
+}
+
+/// entropy_vs_general, the float call on the expected rows (the token rows, or the TIS rows where
+/// the options carry a rollout IS weight or OPSM), and the entropy term is separable: the same
+/// float call without it gives the same policy results bit for bit (grad_logp, per-token loss,
+/// policy and KL losses, every other metric) and loss = policy + kl_coef KL - entropy_coef H.
+template <class G = double, class MK = float>
+void compare_entropy(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
+                     double tol, bool separable = true) {
+  const ent_pair r = entropy_vs_general<G, MK>(o, d, want_ptl, want_ge, tol);
+  const run_out &f = r.f, &e = r.e;
+  const bool tis_rows = r.tis_rows;
+  const bool packet =
+      grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
+  if (d.B * d.T > 0) {
+    if (!tis_rows)  // (the packet rows, or the lane-generic rows on baseline)
+      CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
+    else if (packet)
+      CHECK(f.s.engine_used == grpo::loss_engine::general_rows);
+  }
   if (!tis_rows) {  // double inputs: the lane-generic token rows, to 1e-12
     const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
     if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
@@ -1073,6 +1089,108 @@ TEST_CASE("TIS rows: OPSM with verl clamps, the entropy term (not in the denomin
   }
 }
 
+namespace {
+/// make() / make_tok() with sampler log-probs for OPSM beside a rollout IS weight: per row a
+/// drift q_i of lo - ls (seq-mask-tis's log geometric mean: near its bounds log 0.97 / log 1.03,
+/// so that a row mean over the wrong count decides otherwise) and lo - lp of about +0.1 (row gap
+/// sum m (ls - lp) / n of about 0.1 - q_i > delta 0.02: OPSM drops the A < 0 tokens), except every
+/// fourth row (lo - lp about -0.1: a gap below delta, every token kept).
+data opsm_tis_data(long B, long T, unsigned seed, bool tok_adv) {
+  data d = tok_adv ? make_tok(B, T, seed) : make(B, T, seed);
+  d.smp = true;
+  const float q[] = {0.02f, -0.02f, 0.012f, 0.025f, -0.025f, 0.005f, -0.012f, 0.018f};
+  std::mt19937 g(seed + 5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (long i = 0; i < B; ++i)
+    for (long t = 0; t < T; ++t) {
+      const auto k = static_cast<std::size_t>(i * T + t);
+      d.lo[k] = d.lp[k] + (i % 4 == 3 ? -0.1f : 0.1f) + 0.15f * u(g);
+      d.ls[k] = d.lo[k] - q[i % 8] + 0.01f * u(g);
+    }
+  return d;
+}
+
+/// Rows of d whose seq-mask-tis keep (exp(sum m (lo - ls) / n) in [c_min, c_max]) differs when n
+/// is the base-mask count or OPSM's final count (OPSM in the denominator, threshold delta):
+/// computed here in double from the definitions (the rows where a wrong count shows).
+int seq_mask_count_sensitive_rows(const data& d, double delta, double c_min, double c_max) {
+  int rows = 0;
+  for (long i = 0; i < d.B; ++i) {
+    if (d.trunc[static_cast<std::size_t>(i)]) continue;
+    double nb = 0, nf = 0, sq = 0, sg = 0;
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double m = d.mask[k];
+      nb += m;
+      sq += m * (static_cast<double>(d.lo[k]) - d.ls[k]);
+      sg += m * (static_cast<double>(d.ls[k]) - d.lp[k]);
+    }
+    const double gap = sg / std::max(nb, 1.0);
+    for (long t = 0; t < d.T; ++t) {
+      const auto k = static_cast<std::size_t>(i * d.T + t);
+      const double A = d.adv_tok.empty() ? d.adv[static_cast<std::size_t>(i)] : d.adv_tok[k];
+      if (A >= 0.0 || gap <= delta) nf += d.mask[k];
+    }
+    auto keep = [&](double n) {
+      const double r = std::exp(sq / n);
+      return r >= c_min && r <= c_max;
+    };
+    if (nf != nb && keep(nb) != keep(nf)) ++rows;
+  }
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("TIS rows: OPSM beside token TIS, sequence TIS and seq-mask-tis, with rows that OPSM "
+          "drops tokens of, equals the double general engine (the row weight over the base "
+          "mask)") {
+  // The general engine (finish_row, pass 1) forms the sequence weights from the base mask (loss
+  // mask x truncation), before OPSM's final mask: OpenRLHF's seq-mask-tis is a masked mean over
+  // the action mask and TRL's vLLM IS ratio is computed once per generation batch over the
+  // completion mask, OPSM applied later per token. OPSM in the denominator changes the row
+  // count n_fin only.
+  using K = grpo::policy_loss_kind;
+  const double delta = 0.02;
+  int sensitive = 0, v = 0;
+  for (long T : {1L, 13L, 64L, 300L}) {
+    for (bool tok_adv : {false, true}) {
+      const data d = opsm_tis_data(12, T, static_cast<unsigned>(T) + 41, tok_adv);
+      sensitive += seq_mask_count_sensitive_rows(d, delta, 0.97, 1.03);
+      for (K kind : {K::ppo_clip, K::cispo, K::sapo, K::reinforce}) {
+        for (tis_w w : {tis_w::token, tis_w::sequence, tis_w::seq_mask}) {
+          for (bool den : {true, false}) {
+            ++v;
+            const double beta = v % 3 == 0 ? 0.0 : 0.04;
+            const bool mask_mode = w != tis_w::seq_mask && v % 2 == 0;
+            // (per-row A: a dropped row's only trace of its weight is the per-token loss)
+            const bool ptl = !tok_adv || v % 3 != 1;
+            CAPTURE(T);
+            CAPTURE(tok_adv);
+            CAPTURE(static_cast<int>(kind));
+            CAPTURE(static_cast<int>(w));
+            CAPTURE(den);
+            CAPTURE(beta);
+            grpo::loss_options o = tis_opts(kind, w, mask_mode, beta);
+            o.agg.mode = kEntAggs[static_cast<std::size_t>(v % 4)];
+            o.agg.norm_length = 1024.0;
+            o.opsm_threshold = delta;
+            o.opsm_in_denominator = den;
+            compare(o, d, ptl, kTol);
+            const auto want = opsm_oracle(d, delta, den);
+            const run_out f = run<float>(o, d, false);
+            CHECK(f.s.metrics.opsm_dropped_seqs == want.first);
+            CHECK(close(f.s.metrics.tokens, want.second, 1e-12, "tokens") == 0);
+          }
+        }
+      }
+    }
+  }
+  // (the data has rows where the count decides the seq-mask keep: the test can see it)
+  CHECK(sensitive >= 4);
+  MESSAGE("OPSM + rollout IS configurations: " << v << ", count-sensitive seq-mask rows: "
+                                               << sensitive);
+}
+
 TEST_CASE("row kernels: results do not depend on where the output buffers lie (streaming stores)") {
   // 1024 x 4099 float outputs (>= GRPO_LOSS_STREAM_STORE_BYTES): the stores stream in rows that
   // start on a packet boundary. The same inputs with the gradient / dL/dH views moved by 0-15
@@ -1225,45 +1343,30 @@ TEST_CASE("top-entropy threshold: selection equals the sorted quantile bitwise (
 
 namespace {
 /// The top-entropy mask on the token rows (float inputs: the packet rows; double: the
-/// lane-generic rows) against the general engine in double (forced there by an OPSM threshold
-/// that keeps every token, 1e30): loss, the three terms, every gradient, per-token loss and
-/// metric within tol (the counts, tokens and entropy_masked_tokens exactly); the double call
-/// to 1e-12.
+/// lane-generic rows) or the TIS rows against the general engine in double (entropy_vs_general:
+/// loss, the three terms, every gradient, per-token loss and metric within tol, the counts,
+/// tokens and entropy_masked_tokens exactly); the float call's engine (the TIS rows on the
+/// packet paths, else the general engine); the double call on the token rows to 1e-12.
 void compare_emask(const grpo::loss_options& o, const data& d, bool want_ptl, bool want_ge,
                    double tol) {
-  const run_out f = run<float>(o, d, want_ptl, true, want_ge);
-  // (rollout IS or is_weights: the TIS rows, and the double call is the general engine)
-  const bool tis = o.tis.enabled || !d.isw.empty();
-  grpo::loss_options og = o;
-  if (!tis) og.opsm_threshold = 1e30;
-  const run_out e = run<double>(og, d, want_ptl, true, want_ge);
-  CHECK(e.s.engine_used == grpo::loss_engine::general);
+  // (rollout IS or is_weights: the TIS rows, and the double call is the general engine; OPSM,
+  // which the TIS rows do not take beside the mask, is set by no caller)
+  const ent_pair r = entropy_vs_general(o, d, want_ptl, want_ge, tol);
+  const run_out &f = r.f, &e = r.e;
+  const bool tis = r.tis_rows;
   const bool packet =
       grpo::active_isa() == grpo::isa::avx2 || grpo::active_isa() == grpo::isa::avx512;
   if (d.B * d.T > 0 && !tis) CHECK(f.s.engine_used == grpo::loss_engine::token_rows_simd);
   if (d.B * d.T > 0 && tis)
     CHECK(f.s.engine_used ==
           (packet ? grpo::loss_engine::general_rows : grpo::loss_engine::general));
-  CHECK(close(f.s.loss, e.s.loss, tol, "loss") == 0);
-  CHECK(close(f.s.policy_loss, e.s.policy_loss, tol, "policy_loss") == 0);
-  CHECK(close(f.s.kl_loss, e.s.kl_loss, tol, "kl_loss") == 0);
-  CHECK(close(f.s.entropy_loss, e.s.entropy_loss, tol, "entropy_loss") == 0);
-  int bad = 0;
-  for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
-    bad += close(f.g[k], e.g[k], tol, "grad_logp[" + std::to_string(k) + "]");
-    if (want_ptl)
-      bad += close(f.ptl[k], e.ptl[k], tol, "per_token_loss[" + std::to_string(k) + "]");
-    bad += close(f.ge[k], e.ge[k], tol, "grad_entropy[" + std::to_string(k) + "]");
-  }
-  CHECK(bad == 0);
-  close_metrics(f.s.metrics, e.s.metrics, tol);
   if (tis) return;
   const run_out dd = run<double>(o, d, want_ptl, true, want_ge);
   if (d.B * d.T > 0) CHECK(dd.s.engine_used == grpo::loss_engine::token_rows_simd);
   CHECK(close(dd.s.loss, e.s.loss, 1e-12, "loss (double)") == 0);
   CHECK(close(dd.s.policy_loss, e.s.policy_loss, 1e-12, "policy_loss (double)") == 0);
   CHECK(close(dd.s.entropy_loss, e.s.entropy_loss, 1e-12, "entropy_loss (double)") == 0);
-  bad = 0;
+  int bad = 0;
   for (std::size_t k = 0; k < f.g.size() && bad < 5; ++k) {
     bad += close(dd.g[k], e.g[k], 1e-12, "grad_logp (double)[" + std::to_string(k) + "]");
     if (want_ptl)

@@ -595,6 +595,20 @@ tis_problem make_tis_problem(long B, long T, unsigned seed, int mk) {
   return q;
 }
 
+/// Flat indices of a valid token and a masked token of row i of p: the row's first valid token
+/// and the first masked token after it (a hole, or the padding); both must exist.
+std::pair<std::size_t, std::size_t> valid_and_masked(const problem& p, long i) {
+  long valid = -1, masked = -1;
+  for (long t = 0; t < p.T; ++t) {
+    const double m = p.mask[static_cast<std::size_t>(i * p.T + t)];
+    if (m != 0.0 && valid < 0) valid = t;
+    if (m == 0.0 && valid >= 0 && masked < 0) masked = t;
+  }
+  REQUIRE(valid >= 0);
+  REQUIRE(masked >= 0);
+  return {static_cast<std::size_t>(i * p.T + valid), static_cast<std::size_t>(i * p.T + masked)};
+}
+
 /// The rollout-IS configurations: 0-2 token TIS (truncate; mask; truncate with log clamp), 3-4
 /// sequence TIS (truncate with log clamp; mask), 5 seq-mask TIS, 6 the caller's is_weights.
 grpo::loss_options tis_config(grpo::is_level level, int w, int kl, int agg) {
@@ -763,18 +777,8 @@ TEST_CASE("GSPO + rollout IS weight: non-finite weights, rows rerun in double, e
   // (the lane-generic rows): the same rules.
   const auto expect_engine = grpo::loss_engine::sequence_rows;
   tis_problem q = make_tis_problem(6, 70, 5, 1);
-  auto& mask = q.p.mask;
-  const long T = q.p.T;
-  long valid = -1, masked = -1;  // a valid and a masked token of row 3
-  for (long t = 0; t < T; ++t) {
-    const auto k = static_cast<std::size_t>(3 * T + t);
-    if (mask[k] != 0.0 && valid < 0) valid = t;
-    if (mask[k] == 0.0 && t > valid && valid >= 0 && masked < 0) masked = t;
-  }
-  REQUIRE(valid >= 0);
-  REQUIRE(masked >= 0);
-  const auto kv = static_cast<std::size_t>(3 * T + valid),
-             km = static_cast<std::size_t>(3 * T + masked);
+  const auto vm = valid_and_masked(q.p, 3);
+  const std::size_t kv = vm.first, km = vm.second;
   auto body = [&](auto tag, grpo::is_level level) {
     using E = decltype(tag);
     const auto oi = tis_config(level, 6, 1, 0), ot = tis_config(level, 0, 1, 0);
@@ -889,17 +893,8 @@ TEST_CASE("GSPO + entropy term: sequence rows equal the general engine" *
 TEST_CASE("GSPO + entropy term: non-finite entropy on a valid token is the named error" *
           doctest::test_suite("loss")) {
   tis_problem q = make_tis_problem(5, 40, 11, 1);
-  const long T = q.p.T;
-  long valid = -1, masked = -1;  // a valid and a masked token of row 3 (row 2 is truncated)
-  for (long t = 0; t < T; ++t) {
-    const auto k = static_cast<std::size_t>(3 * T + t);
-    if (q.p.mask[k] != 0.0 && valid < 0) valid = t;
-    if (q.p.mask[k] == 0.0 && masked < 0) masked = t;
-  }
-  REQUIRE(valid >= 0);
-  REQUIRE(masked >= 0);
-  const auto kv = static_cast<std::size_t>(3 * T + valid),
-             km = static_cast<std::size_t>(3 * T + masked);
+  const auto vm = valid_and_masked(q.p, 3);  // (row 3: row 2 is truncated)
+  const std::size_t kv = vm.first, km = vm.second;
   auto body = [&](auto tag, grpo::is_level level) {
     using E = decltype(tag);
     auto o = tis_config(level, 6, 1, 0);

@@ -51,6 +51,40 @@ problem make_problem(long B, long T) {
   return p;
 }
 
+/// The problem's inputs stored as E, and the batch of logp, old / ref log-probs, mask and the
+/// per-row advantages over them (the callers add their optional inputs: sampler_logp, entropy,
+/// is_weights, per-token advantages).
+template <class E>
+struct held_problem {
+  long B = 0, T = 0;
+  std::vector<E> lp, old, ref, mask, adv, smp, ent;
+  explicit held_problem(const problem& p)
+      : B(p.B), T(p.T), lp(cast(p.lp)), old(cast(p.old)), ref(cast(p.ref)), mask(cast(p.mask)),
+        adv(cast(p.adv)), smp(cast(p.smp)), ent(cast(p.ent)) {}
+  static std::vector<E> cast(const std::vector<double>& v) {
+    return std::vector<E>(v.begin(), v.end());
+  }
+  /// x as a [B, T] view (x: one of these rows, or another vector of B T entries).
+  auto view(const std::vector<E>& x) const { return grpo::make_view(x.data(), {B, T}); }
+  grpo::loss_batch<E, E> batch() const {
+    grpo::loss_batch<E, E> b;
+    b.logp = view(lp);
+    b.old_logp = view(old);
+    b.ref_logp = view(ref);
+    b.mask = view(mask);
+    b.advantages = grpo::broadcast_rows(adv.data(), B, T);
+    return b;
+  }
+  /// batch() with the sampler log-probs where o reads them (TIS, OPSM) and the entropies where
+  /// o has an entropy term or the top-entropy mask.
+  grpo::loss_batch<E, E> batch_for(const grpo::loss_options& o) const {
+    grpo::loss_batch<E, E> b = batch();
+    if (o.tis.enabled || o.opsm_threshold) b.sampler_logp = view(smp);
+    if (o.entropy_coef != 0.0 || o.top_entropy_quantile < 1.0) b.entropy = view(ent);
+    return b;
+  }
+};
+
 grpo::loss_result run(const grpo::loss_options& o, const problem& p, int threads) {
 #if defined(_OPENMP)
   omp_set_num_threads(threads);
@@ -58,16 +92,8 @@ grpo::loss_result run(const grpo::loss_options& o, const problem& p, int threads
 #else
   (void)threads;
 #endif
-  auto v = [&](const std::vector<double>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
-  grpo::loss_batch<double, double> b;
-  b.logp = v(p.lp);
-  b.old_logp = v(p.old);
-  b.ref_logp = v(p.ref);
-  b.mask = v(p.mask);
-  b.advantages = grpo::broadcast_rows(p.adv.data(), p.B, p.T);
-  if (o.tis.enabled || o.opsm_threshold) b.sampler_logp = v(p.smp);
-  if (o.entropy_coef != 0.0 || o.top_entropy_quantile < 1.0) b.entropy = v(p.ent);
-  return grpo::compute_loss(o, b);
+  const held_problem<double> h(p);
+  return grpo::compute_loss(o, h.batch_for(o));
 }
 
 bool same(double a, double b) {
@@ -172,19 +198,9 @@ TEST_CASE("compute_loss: results do not depend on the number of threads" *
 // for every thread count.
 template <class E>
 void check_metrics_threads(const grpo::loss_options& o, const problem& p) {
-  auto cast = [](const std::vector<double>& v) { return std::vector<E>(v.begin(), v.end()); };
-  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
-             adv = cast(p.adv), smp = cast(p.smp), ent = cast(p.ent);
-  auto v = [&](const std::vector<E>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
-  grpo::loss_batch<E, E> b;
-  b.logp = v(lp);
-  b.old_logp = v(old);
-  b.ref_logp = v(ref);
-  b.mask = v(mask);
-  b.advantages = grpo::broadcast_rows(adv.data(), p.B, p.T);
-  if (o.tis.enabled || o.opsm_threshold) b.sampler_logp = v(smp);
-  if (o.entropy_coef != 0.0 || o.top_entropy_quantile < 1.0) b.entropy = v(ent);
-  std::vector<E> g(lp.size());
+  const held_problem<E> h(p);
+  const grpo::loss_batch<E, E> b = h.batch_for(o);
+  std::vector<E> g(h.lp.size());
   grpo::loss_outputs<E> out;
   out.grad_logp = grpo::make_view(g.data(), {p.B, p.T});
 #if defined(_OPENMP)
@@ -275,15 +291,12 @@ TEST_CASE("compute_loss_metrics: threaded token rows, bitwise compute_loss_into'
 TEST_CASE("compute_loss_into: the TIS rows with is_weights / OPSM do not depend on the number "
           "of threads" * doctest::test_suite("loss")) {
   const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
-  auto cast = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
-  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
-             adv = cast(p.adv), smp = cast(p.smp);
-  std::vector<float> isw(lp.size()), adv_tok(lp.size());
-  for (std::size_t k = 0; k < lp.size(); ++k) {
+  const held_problem<float> h(p);
+  std::vector<float> isw(h.lp.size()), adv_tok(h.lp.size());
+  for (std::size_t k = 0; k < h.lp.size(); ++k) {
     isw[k] = static_cast<float>(0.5 + 0.5 * p.ent[k]);  // in [0.5, 1.5]
     adv_tok[k] = static_cast<float>(p.ent[k] - 1.0);    // in [-1, 1]
   }
-  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
   grpo::trl_args a;
   a.loss_type = "dapo";
   a.beta = 0.04;
@@ -308,17 +321,13 @@ TEST_CASE("compute_loss_into: the TIS rows with is_weights / OPSM do not depend 
   cs.push_back({"OPSM + token TIS, per-token A", o, false, true});
   for (const auto& c : cs) {
     INFO(std::string(c.name));
-    grpo::loss_batch<float, float> b;
-    b.logp = v(lp);
-    b.old_logp = v(old);
-    b.ref_logp = v(ref);
-    b.mask = v(mask);
-    b.advantages = c.tok ? v(adv_tok) : grpo::broadcast_rows(adv.data(), p.B, p.T);
+    grpo::loss_batch<float, float> b = h.batch();
+    if (c.tok) b.advantages = h.view(adv_tok);
     if (c.w)
-      b.is_weights = v(isw);
+      b.is_weights = h.view(isw);
     else
-      b.sampler_logp = v(smp);
-    const auto n = lp.size();
+      b.sampler_logp = h.view(h.smp);
+    const auto n = h.lp.size();
     grpo::loss_result r[3];
     for (int th : {1, 2, 3}) {
 #if defined(_OPENMP)
@@ -356,13 +365,11 @@ namespace {
 template <class E>
 void gspo_tis_threads() {
   const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
-  auto cast = [](const std::vector<double>& v) { return std::vector<E>(v.begin(), v.end()); };
-  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
-             smp = cast(p.smp), ar = cast(p.adv), at = cast(p.ent);  // (ent: per-token A)
-  std::vector<E> isw(lp.size());
+  const held_problem<E> h(p);
+  const std::vector<E>& at = h.ent;  // (ent: per-token A)
+  std::vector<E> isw(h.lp.size());
   for (std::size_t k = 0; k < isw.size(); ++k) isw[k] = E(0.5) + E(0.25) * at[k];
   isw[5 * 777 + 3] = E(1e30);  // (row 5: its float sums overflow, rerun in double)
-  auto v = [&](const std::vector<E>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
   for (auto level : {grpo::is_level::sequence, grpo::is_level::sequence_token}) {
     for (int w = 0; w < 4; ++w) {
       for (bool per_tok : {false, true}) {
@@ -375,16 +382,12 @@ void gspo_tis_threads() {
         o.tis.seq_mask = w == 2;
         if (w == 2) o.tis.c_min = 0.9;
         INFO("level " << int(level) << " weight " << w << " per_tok " << per_tok);
-        grpo::loss_batch<E, E> b;
-        b.logp = v(lp);
-        b.old_logp = v(old);
-        b.ref_logp = v(ref);
-        b.mask = v(mask);
-        b.advantages = per_tok ? v(at) : grpo::broadcast_rows(ar.data(), p.B, p.T);
+        grpo::loss_batch<E, E> b = h.batch();
+        if (per_tok) b.advantages = h.view(at);
         if (w < 3)
-          b.sampler_logp = v(smp);
+          b.sampler_logp = h.view(h.smp);
         else
-          b.is_weights = v(isw);
+          b.is_weights = h.view(isw);
         auto run_f = [&](int th) {
 #if defined(_OPENMP)
           omp_set_num_threads(th);
@@ -424,17 +427,9 @@ TEST_CASE(
 TEST_CASE("compute_loss_into: the top-entropy mask on the float token rows does not depend on the "
           "number of threads" * doctest::test_suite("loss")) {
   const problem p = make_problem(48, 777);  // 37296 tokens: the threaded loops
-  auto cast = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
-  const auto lp = cast(p.lp), old = cast(p.old), ref = cast(p.ref), mask = cast(p.mask),
-             adv = cast(p.adv), ent = cast(p.ent);
-  auto v = [&](const std::vector<float>& x) { return grpo::make_view(x.data(), {p.B, p.T}); };
-  grpo::loss_batch<float, float> b;
-  b.logp = v(lp);
-  b.old_logp = v(old);
-  b.ref_logp = v(ref);
-  b.mask = v(mask);
-  b.advantages = grpo::broadcast_rows(adv.data(), p.B, p.T);
-  b.entropy = v(ent);
+  const held_problem<float> h(p);
+  grpo::loss_batch<float, float> b = h.batch();
+  b.entropy = h.view(h.ent);
   grpo::trl_args a;
   a.loss_type = "dapo";
   a.beta = 0.04;

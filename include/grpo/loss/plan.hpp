@@ -6,22 +6,28 @@
 ///        token-level row path and its vectorised form, the sequence-level row path, the general
 ///        engine, the host-side substitutions), plus the fused step's single-pass predicate.
 ///
-/// Engines (see loss.hpp): a token-level ratio with no row-wide term runs the token rows
-/// (loss/token_rows.hpp), vectorised when the layouts allow; a sequence-level ratio with PPO clip
-/// and no row-wide term besides the sequence ratio runs the sequence rows
-/// (loss/sequence_rows.hpp), also with a rollout IS weight (TIS or is_weights) where the packet
-/// rows exist (float inputs, avx2 / avx512); GMPO / VESPO at token level with per-sequence advantages and no other
-/// row-wide term, and the token-level kinds with a rollout IS weight (tis_options or the caller's
-/// is_weights) and / or OPSM and no other row-wide term, run the general engine's packet rows
-/// where those exist (float inputs on the avx2 / avx512 paths: loss/general_rows.hpp
-/// weighted_rows / tis_rows); everything else runs the general engine (loss/general_rows.hpp).
-/// The entropy term (the bonus, of any coefficient, or the entropy metric alone) without the
-/// top-entropy mask is token-local: the token rows and the TIS rows add it in one more sweep per
-/// row (entropy_row; not beside OPSM in the denominator); the other row engines take none.
-/// The top-entropy mask (in or out of the denominators) is token-local once pass 1 has the
-/// threshold (general_rows.hpp emask_packet_counts): the vectorised token rows and the TIS rows
-/// (not beside OPSM) carry it; the scalar rows and the other engines leave it to the general
-/// engine.
+/// Engines (see loss.hpp), as plan() decides them today, first match wins:
+/// - the host-side substitutions: ratio_base_sampler (rerun with sampler_logp as old_logp) and
+///   kl_openrlhf_float32 with a KL term;
+/// - a sequence-level ratio (GSPO / GSPO-token: PPO clip) runs the sequence rows
+///   (loss/sequence_rows.hpp) for float or double inputs with rows contiguous along t, on every
+///   path (float on avx2 / avx512: the packet rows of kernels/sequence_row.ipp; double inputs and
+///   the baseline path: the lane-generic rows of loss/simd_sequence_rows.hpp), either with the
+///   entropy term (the bonus of any coefficient or the entropy metric alone; no other row-wide
+///   term), or with a rollout IS weight (token / sequence / seq-mask TIS, or the caller's
+///   is_weights, their rows unit stride too) and no OPSM, top-entropy mask or entropy term;
+/// - the general engine's packet rows (loss/general_rows.hpp; float inputs, unit strides, the
+///   avx2 / avx512 paths, token level, no bias-corrected KL): GMPO / VESPO with per-sequence
+///   advantages and no other row-wide or entropy term (weighted_rows), and the token-level kinds
+///   (PPO clip, CISPO, SAPO, REINFORCE) with a rollout IS weight (tis_options or is_weights) and /
+///   or OPSM (tis_rows), with the entropy term (not beside OPSM in the denominator) and the
+///   top-entropy mask (not beside OPSM);
+/// - the token rows (loss/token_rows.hpp) for the token-level kinds with no row-wide term but the
+///   entropy term or the top-entropy mask: vectorised (token_rows_simd) for float and double
+///   inputs with unit strides on every path (the packet rows on avx2 / avx512, the lane-generic
+///   rows elsewhere) unless approx_kl is unclamped beside a finite log-ratio clamp; else the
+///   scalar rows, whose top-entropy mask is left to the general engine;
+/// - everything else: the general engine (loss/general_rows.hpp).
 #pragma once
 
 #include <grpo/core/config.hpp>

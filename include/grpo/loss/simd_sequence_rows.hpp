@@ -22,6 +22,15 @@
 #include <limits>
 #include <type_traits>
 
+// ops::tis_weight's bounds over the xsimd batches and scalars (simd::tis_bound): the text the
+// packet rows compile in their target regions (loss/kernels/lanes.ipp), here beside the other
+// lane helpers of grpo::detail::simd.
+namespace grpo::detail::simd {
+inline namespace GRPO_ISA_ABI {
+#include <grpo/loss/kernels/tis_bound.ipp>
+}  // namespace GRPO_ISA_ABI
+}  // namespace grpo::detail::simd
+
 namespace grpo::detail {
 inline namespace GRPO_ISA_ABI {
 
@@ -267,23 +276,6 @@ struct gspo_simd_state {
     c_kc = C(q.kl_coef), c_sk = rw.sk;
   }
 
-  /// ops::tis_weight over lanes with the call's bounds (as lanes.ipp tis_bound on the packets).
-  template <class V>
-  GRPO_FORCEINLINE V tis_bound(const V& rho) const noexcept {
-    const V cmin(C(tp->lpar.tis_c_min)), cmax(C(tp->lpar.tis_c_max));
-    const bool lo = tp->lpar.tis_c_min > 0.0, hi = tp->lpar.tis_c_max > 0.0;
-    if (!tp->mask_mode) {
-      V r = rho;
-      if (hi) r = simd::sel<V>(rho > cmax, cmax, r);
-      if (lo) r = simd::sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: never both)
-      return r;
-    }
-    auto out = simd::none_set<V>();
-    if (lo) out = simd::bor(out, rho < cmin);
-    if (hi) out = simd::bor(out, rho > cmax);
-    return simd::sel<V>(out, V(C(0)), rho);
-  }
-
   /// The rollout IS weight of the step at t (wkind 0-3), as gspo_row::weight: the row weight, the
   /// caller's is_weights, bounded exp(clamp(lo - ls)), or the row keep x exp(lo - ls).
   template <class V>
@@ -295,7 +287,10 @@ struct gspo_simd_state {
     const C lc = C(tp->lpar.tis_log_clamp);
     if (wk == 0 && tp->lpar.tis_log_clamp > 0.0) d = simd::clamp(d, V(-lc), V(lc));
     const V e = simd::vexp(d);
-    return wk == 0 ? tis_bound(e) : V(c_rho) * e;
+    if (wk != 0) return V(c_rho) * e;
+    const auto& b = tp->lpar;  // (as the packet rows' tis_weight_lanes, over these lanes)
+    return simd::tis_bound(e, C(b.tis_c_min), C(b.tis_c_max), b.tis_c_min > 0.0,
+                           b.tis_c_max > 0.0, tp->mask_mode);
   }
 
   /// The policy part of a step with per-token advantages: value, gradient (before KL), sums; rho:

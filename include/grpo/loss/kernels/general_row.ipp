@@ -243,8 +243,7 @@ void weighted_row<KL, Gmpo, M, G>::sweep2(index_t Tn) noexcept {
   d_pol.add(s_pol), d_r.add(s_r), d_r2.add(s_r2), d_ob.add(s_ob);
   d_k.add(s_k), d_k2.add(s_k2), d_chk.add(chk);
   zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
-  if (want_ge)
-    for (index_t u = stop; u < Tn; ++u) rw.ge[u] = G(0);
+  if (want_ge) zero_row_tail(rw.ge, stop, Tn, false);
 }
 
 /// Checks and the row totals into rp (the general engine's metric schema, as merge_row_parts

@@ -119,23 +119,8 @@ GRPO_FORCEINLINE V vexp_unguarded(const V& x) noexcept { return V(A::exp_fast(x.
 GRPO_FORCEINLINE bool vexp_in_range(const V& mn, const V& mx) noexcept {
   return !any(V(-87.0f) > mn) && !any(mx > V(88.0f));
 }
-/// ops::tis_weight over lanes (truncate: the bound that binds; mask: 0 outside [c_min, c_max]);
-/// lo / hi: the bound is set (the op's test: a bound <= 0 is open); NaN stays NaN, as the op's
-/// compares. The TIS rows (tis_weight_lanes) and the sequence rows (tis_bound_lanes) bind it.
-GRPO_FORCEINLINE V tis_bound(const V& rho, float c_min, float c_max, bool lo, bool hi,
-                             bool mask_mode) noexcept {
-  const V cmin(c_min), cmax(c_max);
-  if (!mask_mode) {
-    V r = rho;
-    if (hi) r = sel<V>(rho > cmax, cmax, r);
-    if (lo) r = sel<V>(rho < cmin, cmin, r);  // (c_min <= c_max: the two never both bind)
-    return r;
-  }
-  Mk out = none_set<V>();
-  if (lo) out = out | (rho < cmin);
-  if (hi) out = out | (rho > cmax);
-  return sel<V>(out, V(0.0f), rho);
-}
+// ops::tis_weight's bounds (tis_bound), the text the lane-generic rows compile too.
+#include <grpo/loss/kernels/tis_bound.ipp>
 /// The fill of a row's output past its last step: p[t, Tn) = v (the rows' gradient past the last
 /// valid token: 0; token_row's entropy gradient: gh * 0, the general engine's signed zero). nt:
 /// the row streams its float output (fast_simd_row::nt: p starts on a packet boundary; a double

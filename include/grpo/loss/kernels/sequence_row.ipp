@@ -335,8 +335,7 @@ void gspo_row<KLM, RowA, Prefix, M, G>::sweep2(index_t Tn) noexcept {
   d_pos.add(s_pos), d_k.add(s_k), d_k2.add(s_k2), d_kr.add(s_kr), d_chk.add(chk);
   d_w.add(s_w), d_w2.add(s_w2);
   zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
-  if (want_ge)
-    for (index_t t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+  if (want_ge) zero_row_tail(rw.ge, stop, Tn, false);
 }
 
 /// Checks, sweep 3 (GSPO's spread when it sums the row), row totals into rp.

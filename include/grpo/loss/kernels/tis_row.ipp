@@ -19,7 +19,7 @@
 /// a flagged row (or a float overflow of a sum or of the ratio) returns false and is rerun by the
 /// general engine's row in double (general_row_alone): the named error, or the exact row.
 
-/// ops::tis_weight over lanes from tis_params (lanes.ipp tis_bound).
+/// ops::tis_weight over lanes from tis_params (kernels/tis_bound.ipp).
 GRPO_FORCEINLINE V tis_weight_lanes(const V& rho, const tis_params& q) noexcept {
   return tis_bound(rho, q.c_min, q.c_max, q.lpar.tis_c_min > 0.0, q.lpar.tis_c_max > 0.0,
                    q.mask_mode);
@@ -155,12 +155,12 @@ struct tis_row {
   bool run(index_t Tn, fast_row_part& rp, tis_row_out& out) noexcept {
     nb = trunc ? 0.0 : rw.n;
     n = nb;
-    if (opsm) {  // the row's gap decision and n_fin (final_counts: opsm_packet_counts)
-      gap_ok = rw.gap_ok;
-      if (!trunc) n = rw.nf;
-    }
+    if (opsm) gap_ok = rw.gap_ok;  // the row's gap decision (final_counts: opsm_packet_counts)
     if (wk == 1 || wk == 2) sweep1();
-    if (emask && !trunc) n = rw.nf;  // (after sweep 1: its row mean is over the base mask)
+    // The final-mask count n_fin (OPSM / the top-entropy mask in the denominators) only after
+    // sweep 1: the row weight's mean (seq-mask-tis) is over the base mask, as the general
+    // engine's pass 1 (finish_row over the base row sums).
+    if ((opsm || emask) && !trunc) n = rw.nf;
     sweep2(Tn);
     return totals(rp, out);
   }
@@ -184,7 +184,7 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep1() noexcept {
     acc += __builtin_convertvector(keep(valid, m * (lo - ld(ls + t, k))).v, vdl);
   }
   row_sums rs;
-  rs.n = n;
+  rs.n = nb;  // (the base mask: finish_row as in the general engine's pass 1)
   for (index_t l = 0; l < L; ++l) rs.sq += acc[l];
   rho_row = finish_row(q.lpar, rs).rho_seq;
 }
@@ -331,17 +331,8 @@ void tis_row<Ppo, KL, RowA, M, G>::sweep2(index_t Tn) noexcept {
     }
   }
   flush();
-  index_t t = stop;  // past the last valid token: zeros
-  if constexpr (std::is_same_v<G, float>) {
-    if (nt) {
-      for (; t < Tn && t % L != 0; ++t) rw.g[t] = 0.0f;  // (to the next aligned step)
-      for (; t + L <= Tn; t += L) A::stream(rw.g + t, zero.v);
-    }
-  }
-  for (; t < Tn; ++t) rw.g[t] = G(0);
-  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
-  if (want_ge)
-    for (index_t u = stop; u < Tn; ++u) rw.ge[u] = G(0);
+  zero_row_tail(rw.g, stop, Tn, nt);  // past the last valid token (sfence when nt)
+  if (want_ge) zero_row_tail(rw.ge, stop, Tn, false);
 }
 
 /// Checks and the row totals into rp and out (the general engine's metric schema).

@@ -380,20 +380,11 @@ bool token_row<K, KLM, RowA, Lean, M, G>::run(index_t Tn, fast_row_part& rp) noe
     }
   }
   for (; t + L <= stop; t += L) full_step<false>(a, t, stop, since);
-  if (t < stop) {
-    step<true>(a, t, stop - t);
-    t = stop;
-  }
+  if (t < stop) step<true>(a, t, stop - t);
   flush(a);
-  if (t < Tn) {  // past the last valid token: zeros (t = stop: a whole step's boundary or Tn)
-    if constexpr (std::is_same_v<G, float>) {
-      for (; t + L <= Tn && nt; t += L) A::stream(rw.g + t, zero.v);
-    }
-    for (; t < Tn; ++t) rw.g[t] = G(0);
-  }
-  if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
-  if (want_ge)
-    for (t = stop; t < Tn; ++t) rw.ge[t] = G(0);
+  // Past the last valid token: zeros (stop: a whole step's boundary or Tn; sfence when nt).
+  zero_row_tail(rw.g, stop, Tn, nt);
+  if (want_ge) zero_row_tail(rw.ge, stop, Tn, false);
   if constexpr (Lean) {
     if (!vexp_in_range(a.x_mn, a.x_mx) || !vexp_in_range(a.e_mn, a.e_mx)) {
       out_of_range = true;
@@ -570,16 +561,9 @@ bool entropy_row(const fast_simd_row<float, M, G>& rw_in, index_t Tn, fast_row_p
     }
   }
   d_s.add(s), d_s2.add(s2);
-  t = stop;  // (a last step narrower than L ends at stop = Tn)
-  if (want_ge) {  // past the last valid token's step: gh * 0 (the general engine's signed zero)
-    const float z = rw.gh * 0.0f;
-    if constexpr (std::is_same_v<G, float>) {
-      if (nt)  // (stop < Tn: a whole step's boundary, aligned)
-        for (; t + L <= Tn; t += L) A::stream(rw.ge + t, V(z).v);
-    }
-    for (; t < Tn; ++t) rw.ge[t] = static_cast<G>(z);
-    if (nt) A::sfence();  // order the streaming stores before anything later (other threads)
-  }
+  // Past the last valid token's step (stop: a whole step's boundary, or Tn): gh * 0 (the
+  // general engine's signed zero); sfence when nt.
+  if (want_ge) zero_row_tail(rw.ge, stop, Tn, nt, static_cast<G>(rw.gh * 0.0f));
   const double sh = d_s.total(), sh2 = d_s2.total();
   if (!std::isfinite(sh) || !std::isfinite(sh2)) return false;
   rp.ent += rw.se * sh;
